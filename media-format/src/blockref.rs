@@ -1,0 +1,634 @@
+//! Block references: the 128-byte pointer that names a block's content (type, key range,
+//! check value, transaction ids) and the N locations of its copies.
+//!
+//! Layout (128 bytes, little-endian):
+//!
+//! | off | size | field |
+//! |----:|-----:|-------|
+//! |   0 |  1 | type ([`BlockType`]) |
+//! |   1 |  1 | check method (0 when there is no block) |
+//! |   2 |  1 | keybits: the reference covers `key .. key + 2^keybits` (leaves) |
+//! |   3 |  1 | level: height of the node an INDIRECT reference points to (>= 1), else 0 |
+//! |   4 |  1 | flags (`FLAG_DEGRADED`) |
+//! |   5 |  3 | reserved, zero |
+//! |   8 |  8 | key |
+//! |  16 |  8 | modify_tid: transaction that last changed the content |
+//! |  24 |  8 | mirror_tid: transaction that last changed this reference or anything below |
+//! |  32 |  4 | size of the block in bytes (multiple of 4096), 0 when there is no block |
+//! |  36 |  4 | reserved, zero |
+//! |  40 | 32 | four copy locations ([`Location`], 8 bytes each) |
+//! |  72 | 32 | check value of the block's content |
+//! | 104 | 24 | type-specific payload ([`Payload`]) |
+//!
+//! An inline directory entry has no block: its name lives in bytes 40..104 instead.
+
+use crate::bytes::{Reader, Writer};
+use crate::check::{Check, CheckMethod};
+use crate::layout::*;
+use crate::{DecodeError, DecodeResult};
+
+/// Some copy of this block, or of a block below it, is MISSING: the branch is out of sync
+/// and a resync must descend into it. A reference without this flag heads a fully
+/// synchronized branch, which is what lets resync stop early.
+pub const FLAG_DEGRADED: u8 = 1;
+const KNOWN_FLAGS: u8 = FLAG_DEGRADED;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BlockType {
+    /// An unused slot: all 128 bytes are zero.
+    Empty,
+    /// A 4 KiB inode block (leaf of the inode tree, keyed by inode number).
+    Inode,
+    /// A node of a tree: an array of block references sorted by key.
+    Indirect,
+    /// File data (or a symlink target), keyed by byte offset.
+    Data,
+    /// A directory entry, keyed by name hash; the name is inline or in a 4 KiB block.
+    Dirent,
+    /// An extended attribute: name and value in one block.
+    Xattr,
+    /// A free-map bitmap leaf.
+    FreemapLeaf,
+    /// An inode that is unlinked but was still open; removed at the next mount.
+    Orphan,
+}
+
+impl BlockType {
+    pub const fn code(self) -> u8 {
+        match self {
+            BlockType::Empty => 0,
+            BlockType::Inode => 1,
+            BlockType::Indirect => 2,
+            BlockType::Data => 3,
+            BlockType::Dirent => 4,
+            BlockType::Xattr => 5,
+            BlockType::FreemapLeaf => 6,
+            BlockType::Orphan => 7,
+        }
+    }
+    pub fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            0 => BlockType::Empty,
+            1 => BlockType::Inode,
+            2 => BlockType::Indirect,
+            3 => BlockType::Data,
+            4 => BlockType::Dirent,
+            5 => BlockType::Xattr,
+            6 => BlockType::FreemapLeaf,
+            7 => BlockType::Orphan,
+            _ => return None,
+        })
+    }
+    pub const fn name(self) -> &'static str {
+        match self {
+            BlockType::Empty => "empty",
+            BlockType::Inode => "inode",
+            BlockType::Indirect => "indirect",
+            BlockType::Data => "data",
+            BlockType::Dirent => "dirent",
+            BlockType::Xattr => "xattr",
+            BlockType::FreemapLeaf => "freemap",
+            BlockType::Orphan => "orphan",
+        }
+    }
+}
+
+/// The state of one copy of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CopyState {
+    /// The copy was written with this content when the reference was written.
+    Valid,
+    /// The copy could not be written (its device was failed or absent). It has no location
+    /// yet (offset 0); a resync allocates one and writes the content there.
+    Missing,
+}
+
+/// Where one copy of a block lives. Encoded in 8 bytes: bits 0..48 the byte offset divided
+/// by 4096, bits 48..56 the device index, bits 56..64 the state (1 valid, 2 missing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Location {
+    pub device: u8,
+    /// Byte offset on the device; a multiple of `UNIT`. Zero for a missing copy.
+    pub offset: u64,
+    pub state: CopyState,
+}
+
+impl Location {
+    pub fn valid(device: u8, offset: u64) -> Self {
+        Location {
+            device,
+            offset,
+            state: CopyState::Valid,
+        }
+    }
+    pub fn missing(device: u8) -> Self {
+        Location {
+            device,
+            offset: 0,
+            state: CopyState::Missing,
+        }
+    }
+    pub fn is_valid(&self) -> bool {
+        self.state == CopyState::Valid
+    }
+    fn encode(&self) -> u64 {
+        let state = match self.state {
+            CopyState::Valid => 1u64,
+            CopyState::Missing => 2u64,
+        };
+        (self.offset >> UNIT_SHIFT) | (u64::from(self.device) << 48) | (state << 56)
+    }
+    /// `None` for an empty slot (all zero).
+    fn decode(raw: u64, r: &Reader<'_>) -> DecodeResult<Option<Location>> {
+        if raw == 0 {
+            return Ok(None);
+        }
+        let offset = (raw & ((1 << 48) - 1)) << UNIT_SHIFT;
+        let device = ((raw >> 48) & 0xff) as u8;
+        if usize::from(device) >= MAX_DEVICES {
+            return Err(r.bad("copy device", u64::from(device)));
+        }
+        match raw >> 56 {
+            1 if offset >= RESERVED_BYTES => Ok(Some(Location::valid(device, offset))),
+            1 => Err(r.bad("copy offset", offset)),
+            2 if offset == 0 => Ok(Some(Location::missing(device))),
+            2 => Err(r.bad("missing copy offset", offset)),
+            s => Err(r.bad("copy state", s)),
+        }
+    }
+}
+
+/// The N copies of one block, packed from slot 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Copies {
+    slots: [Location; MAX_COPIES],
+    len: u8,
+}
+
+impl Copies {
+    pub fn new() -> Self {
+        Copies {
+            slots: [Location::missing(0); MAX_COPIES],
+            len: 0,
+        }
+    }
+    /// Panics if more than `MAX_COPIES` are pushed: callers size copies from the volume
+    /// header, whose decoder bounds copies to `1..=MAX_COPIES`.
+    pub fn push(&mut self, loc: Location) {
+        assert!(
+            (self.len as usize) < MAX_COPIES,
+            "more than MAX_COPIES copies"
+        );
+        self.slots[self.len as usize] = loc;
+        self.len += 1;
+    }
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn as_slice(&self) -> &[Location] {
+        &self.slots[..self.len as usize]
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [Location] {
+        &mut self.slots[..self.len as usize]
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Location> {
+        self.as_slice().iter()
+    }
+    /// True when some copy is MISSING (the block is degraded).
+    pub fn any_missing(&self) -> bool {
+        self.iter().any(|l| l.state == CopyState::Missing)
+    }
+}
+
+impl Default for Copies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FromIterator<Location> for Copies {
+    fn from_iter<I: IntoIterator<Item = Location>>(iter: I) -> Self {
+        let mut c = Copies::new();
+        for l in iter.into_iter().take(MAX_COPIES) {
+            c.push(l);
+        }
+        c
+    }
+}
+
+/// A pointer to a block: its size, check value and copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockPtr {
+    pub size: u32,
+    pub check: Check,
+    pub copies: Copies,
+}
+
+/// Where the referenced content lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockData {
+    /// No content (empty slot, orphan marker).
+    None,
+    /// A directory entry name of at most 64 bytes, zero padded, stored in bytes 40..104.
+    Inline([u8; INLINE_NAME_MAX]),
+    /// A block on the devices.
+    Block(BlockPtr),
+}
+
+/// Type-specific payload, bytes 104..128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Payload {
+    None,
+    /// DIRENT: target inode (u64 at 104), name length (u16 at 112), `DT_*` type (u8 at 114).
+    Dirent {
+        inum: u64,
+        name_len: u16,
+        dtype: u8,
+    },
+    /// XATTR: name length (u16 at 104), value length (u32 at 108).
+    Xattr {
+        name_len: u16,
+        value_len: u32,
+    },
+    /// FREEMAP_LEAF: number of free units in the leaf (u64 at 104).
+    FreemapLeaf {
+        free_units: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Blockref {
+    pub btype: BlockType,
+    pub keybits: u8,
+    pub level: u8,
+    pub flags: u8,
+    pub key: u64,
+    pub modify_tid: u64,
+    pub mirror_tid: u64,
+    pub data: BlockData,
+    pub payload: Payload,
+}
+
+impl Blockref {
+    pub const EMPTY: Blockref = Blockref {
+        btype: BlockType::Empty,
+        keybits: 0,
+        level: 0,
+        flags: 0,
+        key: 0,
+        modify_tid: 0,
+        mirror_tid: 0,
+        data: BlockData::None,
+        payload: Payload::None,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        self.btype == BlockType::Empty
+    }
+
+    /// The block pointer, when this reference has a block.
+    pub fn ptr(&self) -> Option<&BlockPtr> {
+        match &self.data {
+            BlockData::Block(p) => Some(p),
+            _ => None,
+        }
+    }
+    pub fn ptr_mut(&mut self) -> Option<&mut BlockPtr> {
+        match &mut self.data {
+            BlockData::Block(p) => Some(p),
+            _ => None,
+        }
+    }
+    pub fn size(&self) -> u32 {
+        self.ptr().map_or(0, |p| p.size)
+    }
+    pub fn is_degraded(&self) -> bool {
+        self.flags & FLAG_DEGRADED != 0
+    }
+
+    pub fn encode(&self) -> [u8; BLOCKREF_SIZE] {
+        let mut out = [0u8; BLOCKREF_SIZE];
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Encodes into the first 128 bytes of `out`.
+    pub fn encode_into(&self, out: &mut [u8]) {
+        out[..BLOCKREF_SIZE].fill(0);
+        if self.is_empty() {
+            return;
+        }
+        let mut w = Writer::new(&mut out[..BLOCKREF_SIZE]);
+        w.u8(0, self.btype.code());
+        w.u8(2, self.keybits);
+        w.u8(3, self.level);
+        w.u8(4, self.flags);
+        w.u64(8, self.key);
+        w.u64(16, self.modify_tid);
+        w.u64(24, self.mirror_tid);
+        match &self.data {
+            BlockData::None => {}
+            BlockData::Inline(name) => w.bytes(40, name),
+            BlockData::Block(p) => {
+                w.u8(1, p.check.method().code());
+                w.u32(32, p.size);
+                for (i, loc) in p.copies.iter().enumerate() {
+                    w.u64(40 + 8 * i, loc.encode());
+                }
+                w.bytes(72, &p.check.encode());
+            }
+        }
+        match self.payload {
+            Payload::None => {}
+            Payload::Dirent {
+                inum,
+                name_len,
+                dtype,
+            } => {
+                w.u64(104, inum);
+                w.u16(112, name_len);
+                w.u8(114, dtype);
+            }
+            Payload::Xattr {
+                name_len,
+                value_len,
+            } => {
+                w.u16(104, name_len);
+                w.u32(108, value_len);
+            }
+            Payload::FreemapLeaf { free_units } => w.u64(104, free_units),
+        }
+    }
+
+    /// Decodes and validates one block reference from the first 128 bytes of `buf`.
+    pub fn decode(buf: &[u8]) -> DecodeResult<Blockref> {
+        let r = Reader::new(buf, BLOCKREF_SIZE, "blockref")?;
+        let btype =
+            BlockType::from_code(r.u8(0)?).ok_or_else(|| r.bad("type", u64::from(buf[0])))?;
+        if btype == BlockType::Empty {
+            r.zero(0, BLOCKREF_SIZE)?;
+            return Ok(Blockref::EMPTY);
+        }
+        r.zero(5, 3)?;
+        r.zero(36, 4)?;
+        let method_code = r.u8(1)?;
+        let keybits = r.u8(2)?;
+        let level = r.u8(3)?;
+        let flags = r.u8(4)?;
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(r.bad("flags", u64::from(flags)));
+        }
+        if keybits > 64 {
+            return Err(r.bad("keybits", u64::from(keybits)));
+        }
+        let key = r.u64(8)?;
+        let modify_tid = r.u64(16)?;
+        let mirror_tid = r.u64(24)?;
+        let size = r.u32(32)?;
+
+        let data = if method_code == 0 {
+            if size != 0 {
+                return Err(r.bad("size without check method", u64::from(size)));
+            }
+            let inline: [u8; INLINE_NAME_MAX] = r.array(40)?;
+            if inline.iter().all(|&b| b == 0) {
+                BlockData::None
+            } else {
+                BlockData::Inline(inline)
+            }
+        } else {
+            let method = CheckMethod::from_code(method_code)
+                .ok_or_else(|| r.bad("check method", u64::from(method_code)))?;
+            if size == 0 || u64::from(size) % UNIT != 0 || size > MAX_BLOCK_SIZE {
+                return Err(r.bad("size", u64::from(size)));
+            }
+            let mut copies = Copies::new();
+            let mut ended = false;
+            for i in 0..MAX_COPIES {
+                match Location::decode(r.u64(40 + 8 * i)?, &r)? {
+                    Some(loc) if !ended => copies.push(loc),
+                    Some(_) => return Err(r.bad("copy slots not packed", i as u64)),
+                    None => ended = true,
+                }
+            }
+            if !copies.iter().any(Location::is_valid) {
+                return Err(r.bad("no valid copy", copies.len() as u64));
+            }
+            let check = Check::decode(method, &r.array(72)?)?;
+            BlockData::Block(BlockPtr {
+                size,
+                check,
+                copies,
+            })
+        };
+
+        let payload = match btype {
+            BlockType::Dirent => Payload::Dirent {
+                inum: r.u64(104)?,
+                name_len: r.u16(112)?,
+                dtype: r.u8(114)?,
+            },
+            BlockType::Xattr => Payload::Xattr {
+                name_len: r.u16(104)?,
+                value_len: r.u32(108)?,
+            },
+            BlockType::FreemapLeaf => Payload::FreemapLeaf {
+                free_units: r.u64(104)?,
+            },
+            _ => Payload::None,
+        };
+        let payload_len = match payload {
+            Payload::None => 0,
+            Payload::Dirent { .. } => 11,
+            Payload::Xattr { .. } => 8,
+            Payload::FreemapLeaf { .. } => 8,
+        };
+        if let Payload::Xattr { .. } = payload {
+            r.zero(106, 2)?;
+        }
+        r.zero(104 + payload_len, 24 - payload_len)?;
+
+        let br = Blockref {
+            btype,
+            keybits,
+            level,
+            flags,
+            key,
+            modify_tid,
+            mirror_tid,
+            data,
+            payload,
+        };
+        br.validate_shape(&r)?;
+        Ok(br)
+    }
+
+    /// The per-type rules: which types have blocks, of what size, at what level.
+    fn validate_shape(&self, r: &Reader<'_>) -> DecodeResult<()> {
+        let size = self.size();
+        let has_block = self.ptr().is_some();
+        if self.modify_tid > self.mirror_tid {
+            return Err(r.bad("modify_tid above mirror_tid", self.modify_tid));
+        }
+        if let Some(p) = self.ptr() {
+            if p.copies.any_missing() && !self.is_degraded() {
+                return Err(r.bad("missing copy without DEGRADED flag", 0));
+            }
+        }
+        match self.btype {
+            BlockType::Empty => {}
+            BlockType::Inode => {
+                if !has_block || size as usize != INODE_SIZE || self.level != 0 || self.keybits != 0
+                {
+                    return Err(r.bad("inode reference", u64::from(size)));
+                }
+            }
+            BlockType::Indirect => {
+                if !has_block
+                    || self.level == 0
+                    || self.level > MAX_TREE_LEVEL
+                    || !size.is_power_of_two()
+                    || size > 1 << MAX_INDIRECT_BLOCK_SHIFT
+                    || self.keybits != 0
+                {
+                    return Err(r.bad("indirect reference", u64::from(self.level)));
+                }
+            }
+            BlockType::Data => {
+                if !has_block
+                    || self.level != 0
+                    || self.keybits > 63
+                    || u64::from(size) > 1u64 << self.keybits
+                {
+                    return Err(r.bad("data reference", u64::from(size)));
+                }
+            }
+            BlockType::Dirent => {
+                let Payload::Dirent {
+                    inum,
+                    name_len,
+                    dtype: t,
+                } = self.payload
+                else {
+                    return Err(r.bad("dirent payload", 0));
+                };
+                if inum == 0
+                    || !dtype::valid(t)
+                    || name_len == 0
+                    || usize::from(name_len) > MAX_NAME_LEN
+                {
+                    return Err(r.bad("dirent", u64::from(name_len)));
+                }
+                if self.level != 0 || self.keybits != 0 {
+                    return Err(r.bad("dirent level", u64::from(self.level)));
+                }
+                match &self.data {
+                    BlockData::Inline(name) => {
+                        let n = usize::from(name_len);
+                        if n > INLINE_NAME_MAX || name[n..].iter().any(|&b| b != 0) {
+                            return Err(r.bad("inline name length", n as u64));
+                        }
+                    }
+                    BlockData::Block(p)
+                        if usize::from(name_len) > INLINE_NAME_MAX && p.size as u64 == UNIT => {}
+                    _ => return Err(r.bad("dirent name storage", u64::from(name_len))),
+                }
+            }
+            BlockType::Xattr => {
+                let Payload::Xattr {
+                    name_len,
+                    value_len,
+                } = self.payload
+                else {
+                    return Err(r.bad("xattr payload", 0));
+                };
+                let need = crate::xattr::block_size(usize::from(name_len), value_len as usize);
+                if !has_block
+                    || name_len == 0
+                    || usize::from(name_len) > MAX_NAME_LEN
+                    || value_len as usize > MAX_XATTR_VALUE
+                    || need != Some(size)
+                    || self.level != 0
+                {
+                    return Err(r.bad("xattr reference", u64::from(size)));
+                }
+            }
+            BlockType::FreemapLeaf => {
+                let Payload::FreemapLeaf { free_units } = self.payload else {
+                    return Err(r.bad("freemap payload", 0));
+                };
+                if !has_block
+                    || size as usize != FREEMAP_LEAF_SIZE
+                    || free_units > FREEMAP_LEAF_UNITS
+                    || self.level != 0
+                {
+                    return Err(r.bad("freemap reference", u64::from(size)));
+                }
+            }
+            BlockType::Orphan => {
+                if !matches!(self.data, BlockData::None) || self.level != 0 {
+                    return Err(r.bad("orphan reference", u64::from(size)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a packed, sorted array of block references (an inode's root blockset or an
+/// indirect block): the non-empty prefix is returned; after the first EMPTY slot every slot
+/// must be EMPTY; keys must strictly increase; `level` is the level every entry must have
+/// (0: leaves, any type but INDIRECT; L >= 1: INDIRECT references of level L).
+pub fn decode_blockset(buf: &[u8], slots: usize, level: u8) -> DecodeResult<Vec<Blockref>> {
+    let r = Reader::new(buf, slots * BLOCKREF_SIZE, "blockset")?;
+    let mut out = Vec::new();
+    let mut ended = false;
+    for i in 0..slots {
+        let br = Blockref::decode(r.bytes(i * BLOCKREF_SIZE, BLOCKREF_SIZE)?)?;
+        if br.is_empty() {
+            ended = true;
+            continue;
+        }
+        if ended {
+            return Err(DecodeError::BadField {
+                what: "blockset",
+                field: "entry after empty slot",
+                value: i as u64,
+            });
+        }
+        let want_indirect = level > 0;
+        if (br.btype == BlockType::Indirect) != want_indirect
+            || (want_indirect && br.level != level)
+        {
+            return Err(DecodeError::BadField {
+                what: "blockset",
+                field: "entry level",
+                value: u64::from(br.level),
+            });
+        }
+        if let Some(prev) = out.last() {
+            let prev: &Blockref = prev;
+            if br.key <= prev.key {
+                return Err(DecodeError::BadField {
+                    what: "blockset",
+                    field: "key order",
+                    value: br.key,
+                });
+            }
+        }
+        out.push(br);
+    }
+    Ok(out)
+}
+
+/// Encodes `entries` (sorted, at most `slots`) into `slots` slots of `out`.
+pub fn encode_blockset(entries: &[Blockref], slots: usize, out: &mut [u8]) {
+    debug_assert!(entries.len() <= slots);
+    out[..slots * BLOCKREF_SIZE].fill(0);
+    for (i, e) in entries.iter().enumerate() {
+        e.encode_into(&mut out[i * BLOCKREF_SIZE..]);
+    }
+}

@@ -1,0 +1,225 @@
+//! Inode blocks (4096 bytes): the attributes of one file and the root of its tree, or its
+//! content when small enough to embed.
+//!
+//! | off | size | field |
+//! |----:|-----:|-------|
+//! |   0 | 4 | magic `INOD` (0x444f4e49 little-endian) |
+//! |   4 | 2 | layout version (1) |
+//! |   6 | 1 | content: 0 = tree (blockset of 30 references), 1 = embedded data |
+//! |   7 | 1 | root level: 0 = blockset entries are leaves, L >= 1 = INDIRECT references of level L |
+//! |   8 | 8 | inode number |
+//! |  16 | 8 | parent directory inode number (directories; 0 otherwise) |
+//! |  24 | 4 | mode (`st_mode`, with file-type bits) |
+//! |  28 | 4 | uid |
+//! |  32 | 4 | gid |
+//! |  36 | 4 | nlink |
+//! |  40 | 8 | size in bytes |
+//! |  48 | 8 | rdev |
+//! |  56 | 12 | atime (i64 seconds, u32 nanoseconds) |
+//! |  68 | 12 | mtime |
+//! |  80 | 12 | ctime |
+//! |  92 | 12 | btime (creation) |
+//! | 104 | 8 | version: bumped on every change of the inode |
+//! | 112 | 8 | flags (none defined in version 1; must be zero) |
+//! | 120 | 8 | create_tid: transaction that created the inode |
+//! | 128 | 128 | reserved, zero |
+//! | 256 | 3840 | union: 30 block references, or up to 3840 bytes of data then zeros |
+
+use crate::blockref::{Blockref, decode_blockset, encode_blockset};
+use crate::bytes::{Reader, Writer};
+use crate::layout::*;
+use crate::{DecodeError, DecodeResult};
+
+const MAGIC: u32 = 0x444f_4e49;
+const LAYOUT_VERSION: u16 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Timespec {
+    pub sec: i64,
+    pub nsec: u32,
+}
+
+impl Timespec {
+    pub const ZERO: Timespec = Timespec { sec: 0, nsec: 0 };
+    pub fn now() -> Timespec {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timespec {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        }
+    }
+    pub fn as_nanos(&self) -> i128 {
+        i128::from(self.sec) * 1_000_000_000 + i128::from(self.nsec)
+    }
+}
+
+/// What the 3840-byte union holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InodeContent {
+    /// Root of the inode's tree: up to 30 sorted references. `root_level` 0 means they are
+    /// leaves (data blocks, directory entries, xattrs); L >= 1 means INDIRECT of level L.
+    Tree {
+        root_level: u8,
+        entries: Vec<Blockref>,
+    },
+    /// The file's bytes (`size` of them), for files, symlinks up to 3840 bytes.
+    Embedded(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InodeBlock {
+    pub inum: u64,
+    pub parent: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub size: u64,
+    pub rdev: u64,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+    pub btime: Timespec,
+    pub version: u64,
+    pub create_tid: u64,
+    pub content: InodeContent,
+}
+
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFLNK: u32 = 0o120000;
+
+impl InodeBlock {
+    pub fn is_dir(&self) -> bool {
+        self.mode & S_IFMT == S_IFDIR
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![0u8; INODE_SIZE];
+        let mut w = Writer::new(&mut out);
+        w.u32(0, MAGIC);
+        w.u16(4, LAYOUT_VERSION);
+        w.u64(8, self.inum);
+        w.u64(16, self.parent);
+        w.u32(24, self.mode);
+        w.u32(28, self.uid);
+        w.u32(32, self.gid);
+        w.u32(36, self.nlink);
+        w.u64(40, self.size);
+        w.u64(48, self.rdev);
+        for (i, t) in [self.atime, self.mtime, self.ctime, self.btime]
+            .iter()
+            .enumerate()
+        {
+            w.i64(56 + 12 * i, t.sec);
+            w.u32(64 + 12 * i, t.nsec);
+        }
+        w.u64(104, self.version);
+        w.u64(120, self.create_tid);
+        match &self.content {
+            InodeContent::Tree {
+                root_level,
+                entries,
+            } => {
+                w.u8(6, 0);
+                w.u8(7, *root_level);
+                encode_blockset(entries, INODE_ROOT_ENTRIES, &mut out[INODE_HEADER_SIZE..]);
+            }
+            InodeContent::Embedded(data) => {
+                w.u8(6, 1);
+                out[INODE_HEADER_SIZE..INODE_HEADER_SIZE + data.len()].copy_from_slice(data);
+            }
+        }
+        out
+    }
+
+    pub fn decode(buf: &[u8]) -> DecodeResult<InodeBlock> {
+        let r = Reader::new(buf, INODE_SIZE, "inode")?;
+        if r.u32(0)? != MAGIC {
+            return Err(DecodeError::BadMagic { what: "inode" });
+        }
+        let v = r.u16(4)?;
+        if v != LAYOUT_VERSION {
+            return Err(DecodeError::BadVersion {
+                what: "inode",
+                version: u32::from(v),
+            });
+        }
+        r.zero(112, 8)?;
+        r.zero(128, 128)?;
+        let mut times = [Timespec::ZERO; 4];
+        for (i, t) in times.iter_mut().enumerate() {
+            *t = Timespec {
+                sec: r.i64(56 + 12 * i)?,
+                nsec: r.u32(64 + 12 * i)?,
+            };
+            if t.nsec >= 1_000_000_000 {
+                return Err(r.bad("nanoseconds", u64::from(t.nsec)));
+            }
+        }
+        let inum = r.u64(8)?;
+        let mode = r.u32(24)?;
+        let size = r.u64(40)?;
+        if inum < ROOT_INUM {
+            return Err(r.bad("inode number", inum));
+        }
+        if dtype::from_mode(mode).is_none() || mode & !0o177777 != 0 {
+            return Err(r.bad("mode", u64::from(mode)));
+        }
+        if size > MAX_FILE_SIZE {
+            return Err(r.bad("size", size));
+        }
+        let content = match r.u8(6)? {
+            0 => {
+                let root_level = r.u8(7)?;
+                if root_level > MAX_TREE_LEVEL {
+                    return Err(r.bad("root level", u64::from(root_level)));
+                }
+                let entries = decode_blockset(
+                    r.bytes(INODE_HEADER_SIZE, INODE_EMBED_MAX)?,
+                    INODE_ROOT_ENTRIES,
+                    root_level,
+                )?;
+                if root_level > 0 && entries.is_empty() {
+                    return Err(r.bad("empty root above level 0", u64::from(root_level)));
+                }
+                InodeContent::Tree {
+                    root_level,
+                    entries,
+                }
+            }
+            1 => {
+                if r.u8(7)? != 0 {
+                    return Err(r.bad("root level of embedded inode", u64::from(r.u8(7)?)));
+                }
+                if size > INODE_EMBED_MAX as u64 || mode & S_IFMT == S_IFDIR {
+                    return Err(r.bad("embedded size", size));
+                }
+                let n = size as usize;
+                r.zero(INODE_HEADER_SIZE + n, INODE_EMBED_MAX - n)?;
+                InodeContent::Embedded(r.bytes(INODE_HEADER_SIZE, n)?.to_vec())
+            }
+            c => return Err(r.bad("content kind", u64::from(c))),
+        };
+        Ok(InodeBlock {
+            inum,
+            parent: r.u64(16)?,
+            mode,
+            uid: r.u32(28)?,
+            gid: r.u32(32)?,
+            nlink: r.u32(36)?,
+            size,
+            rdev: r.u64(48)?,
+            atime: times[0],
+            mtime: times[1],
+            ctime: times[2],
+            btime: times[3],
+            version: r.u64(104)?,
+            create_tid: r.u64(120)?,
+            content,
+        })
+    }
+}
