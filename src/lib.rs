@@ -1,1 +1,132 @@
+//! hammer2: a HAMMER2-like copy-on-write filesystem with block redundancy inside the
+//! filesystem ("copies"), served through FUSE by the `hammer2` binary.
+//!
+//! Where things live:
+//! - `storage/`: the one storage trait and its backends (file, fault-injecting, recording).
+//! - `devices`, `volume`, `cache`: member devices, verified block reads, the block cache.
+//! - `copies/`: where the N copies of a block go, and reads that pick a good copy and heal.
+//! - `alloc/`: the allocator, the persistent free map, space reservations.
+//! - `tree/`: the copy-on-write B+tree of block references (lookup, scan, apply).
+//! - `inode`, `fs`: in-memory inodes with their dirty/flushing/committed generations.
+//! - `commit/`: the commit path (build, finalize, write, headers, install).
+//! - `vnops/`: the POSIX operations.
+//! - `mount`, `format`: opening (master selection) and making a filesystem.
+//! - `syncer`: background commits.
 
+pub mod alloc;
+pub mod cache;
+pub mod commit;
+pub mod copies;
+pub mod devices;
+pub mod error;
+pub mod format;
+pub mod fs;
+pub mod inode;
+pub mod mount;
+pub mod signatures;
+pub mod storage;
+pub mod syncer;
+pub mod tree;
+pub mod vnops;
+pub mod volume;
+
+pub use error::{Error, Result};
+pub use fs::Options;
+pub use vnops::{Attr, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use storage::DynStorage;
+
+impl Fs {
+    /// Mounts the filesystem on `storages` (all its devices, in any order).
+    pub fn mount(storages: Vec<DynStorage>, opts: Options) -> Result<Fs> {
+        let inner = Arc::new(mount::open(storages, opts)?);
+        let fs = Fs {
+            inner,
+            syncer: parking_lot::Mutex::new(None),
+        };
+        if !fs.inner.vol.read_only {
+            fs.remove_orphans()?;
+            if fs.inner.opts.background_sync {
+                *fs.syncer.lock() = Some(syncer::spawn(fs.inner.clone()));
+            }
+        }
+        Ok(fs)
+    }
+
+    /// Inodes unlinked while open when the filesystem last stopped are removed now.
+    fn remove_orphans(&self) -> Result<()> {
+        let fs = &self.inner;
+        let mut orphans = Vec::new();
+        {
+            let roots = fs.roots.read();
+            tree::scan(&fs.vol, &roots.orphans, 0, &mut |br| {
+                orphans.push(br.key);
+                Ok(std::ops::ControlFlow::Continue(()))
+            })?;
+        }
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        {
+            let _g = fs.gate.read();
+            for inum in &orphans {
+                let inode = fs.inode(*inum)?;
+                let mut st = inode.state.write();
+                st.deleted = true;
+                fs.touch(&inode, &mut st);
+            }
+        }
+        tracing::info!("removing {} orphaned inode(s)", orphans.len());
+        self.sync()
+    }
+
+    /// Commits everything, marks the headers clean, and stops.
+    pub fn unmount(self) -> Result<()> {
+        self.stop_syncer();
+        let fs = &self.inner;
+        if fs.vol.read_only {
+            return Ok(());
+        }
+        {
+            let _g = fs.gate.read();
+            for inode in fs.inodes.all() {
+                let mut st = inode.state.write();
+                if st.atime_dirty {
+                    fs.touch(&inode, &mut st);
+                }
+            }
+        }
+        commit::commit(fs, true, true).map(|_| ())
+    }
+
+    /// Stops without committing: what was not committed is lost, as in a power cut.
+    pub fn crash(self) {
+        self.stop_syncer();
+    }
+
+    fn stop_syncer(&self) {
+        let fs = &self.inner;
+        fs.stopping.store(true, Ordering::SeqCst);
+        fs.commit_cv.notify_all();
+        if let Some(h) = self.syncer.lock().take() {
+            let _ = h.join();
+        }
+    }
+
+    /// The shared state (for the FUSE layer, scrub, resync and tests).
+    pub fn inner(&self) -> &Arc<fs::FsInner> {
+        &self.inner
+    }
+
+    pub fn root(&self) -> u64 {
+        hammer2_format::layout::ROOT_INUM
+    }
+}
+
+impl Drop for Fs {
+    fn drop(&mut self) {
+        self.stop_syncer();
+    }
+}

@@ -22,7 +22,8 @@
 //! | 104 | 8 | version: bumped on every change of the inode |
 //! | 112 | 8 | flags (none defined in version 1; must be zero) |
 //! | 120 | 8 | create_tid: transaction that created the inode |
-//! | 128 | 128 | reserved, zero |
+//! | 128 | 8 | blocks: bytes of the DATA blocks in the inode's tree (`st_blocks * 512`) |
+//! | 136 | 120 | reserved, zero |
 //! | 256 | 3840 | union: 30 block references, or up to 3840 bytes of data then zeros |
 
 use crate::blockref::{Blockref, decode_blockset, encode_blockset};
@@ -84,6 +85,7 @@ pub struct InodeBlock {
     pub btime: Timespec,
     pub version: u64,
     pub create_tid: u64,
+    pub blocks: u64,
     pub content: InodeContent,
 }
 
@@ -119,6 +121,7 @@ impl InodeBlock {
         }
         w.u64(104, self.version);
         w.u64(120, self.create_tid);
+        w.u64(128, self.blocks);
         match &self.content {
             InodeContent::Tree {
                 root_level,
@@ -149,7 +152,7 @@ impl InodeBlock {
             });
         }
         r.zero(112, 8)?;
-        r.zero(128, 128)?;
+        r.zero(136, 120)?;
         let mut times = [Timespec::ZERO; 4];
         for (i, t) in times.iter_mut().enumerate() {
             *t = Timespec {
@@ -219,6 +222,7 @@ impl InodeBlock {
             btime: times[3],
             version: r.u64(104)?,
             create_tid: r.u64(120)?,
+            blocks: r.u64(128)?,
             content,
         })
     }

@@ -30,8 +30,8 @@
 //! |  128 | 64 | label, UTF-8, zero padded |
 //! |  192 | 64 | reserved, zero |
 //! |  256 | 512 | root block references: inode tree, free map, orphans, reserved |
-//! |  768 | 1024 | device table: 16 entries of 64 bytes ([`DeviceEntry`]) |
-//! | 1792 | 2300 | reserved, zero |
+//! |  768 | 1280 | device table: 16 entries of 80 bytes ([`DeviceEntry`]) |
+//! | 2048 | 2044 | reserved, zero |
 //! | 4092 |  4 | crc32c of bytes 0..4092 |
 
 use crate::blockref::{BlockType, Blockref};
@@ -43,17 +43,22 @@ use crate::{DecodeError, DecodeResult};
 pub const MAGIC: [u8; 8] = *b"HMR2LIKE";
 pub const FLAG_CLEAN: u8 = 1;
 const DEVTAB: usize = 768;
-const DEVENT: usize = 64;
+const DEVENT: usize = 80;
+const DEVTAB_END: usize = DEVTAB + MAX_DEVICES * DEVENT;
 
 /// A device's state as recorded by the writer of a header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeviceState {
-    /// Written by every commit.
+    /// Written by every commit and holding every block it should.
     Online,
-    /// Failed or absent: commits skip it and mark its copies MISSING.
+    /// Failed or absent: commits skip it and record its copies as MISSING.
     Failed,
-    /// Being caught up by a resync.
-    Resyncing,
+    /// Written by commits again, but still missing blocks from the commits it missed
+    /// (since `missed_since`); a resync brings it back to Online.
+    Stale,
+    /// Was modified apart from the master (split brain) and lost the operator's choice:
+    /// any of its copies may have been overwritten, so a resync verifies all of them.
+    Diverged,
 }
 
 impl DeviceState {
@@ -61,14 +66,16 @@ impl DeviceState {
         match self {
             DeviceState::Online => 1,
             DeviceState::Failed => 2,
-            DeviceState::Resyncing => 3,
+            DeviceState::Stale => 3,
+            DeviceState::Diverged => 4,
         }
     }
     fn from_code(c: u8) -> Option<Self> {
         match c {
             1 => Some(DeviceState::Online),
             2 => Some(DeviceState::Failed),
-            3 => Some(DeviceState::Resyncing),
+            3 => Some(DeviceState::Stale),
+            4 => Some(DeviceState::Diverged),
             _ => None,
         }
     }
@@ -76,12 +83,13 @@ impl DeviceState {
         match self {
             DeviceState::Online => "online",
             DeviceState::Failed => "failed",
-            DeviceState::Resyncing => "resyncing",
+            DeviceState::Stale => "stale",
+            DeviceState::Diverged => "diverged",
         }
     }
 }
 
-/// One entry of the device table (64 bytes), as the header's writer knows that device.
+/// One entry of the device table (80 bytes), as the header's writer knows that device.
 ///
 /// | off | size | field |
 /// |----:|-----:|-------|
@@ -89,19 +97,21 @@ impl DeviceState {
 /// | 16 |  8 | device size in bytes |
 /// | 24 |  8 | synced tid: the last commit whose header this device is known to hold |
 /// | 32 |  8 | free allocation units on the device after the commit |
-/// | 40 |  4 | read errors (cumulative) |
-/// | 44 |  4 | write errors |
-/// | 48 |  4 | check (checksum) errors |
-/// | 52 |  4 | copies repaired |
-/// | 56 |  1 | regions on the device (1..=4) |
-/// | 57 |  1 | state (1 online, 2 failed, 3 resyncing) |
-/// | 58 |  6 | reserved, zero |
+/// | 40 |  8 | missed since: first commit the device missed (0 when it is in sync) |
+/// | 48 |  4 | read errors (cumulative) |
+/// | 52 |  4 | write errors |
+/// | 56 |  4 | check (checksum) errors |
+/// | 60 |  4 | copies repaired |
+/// | 64 |  1 | regions on the device (1..=4) |
+/// | 65 |  1 | state (1 online, 2 failed, 3 stale, 4 diverged) |
+/// | 66 | 14 | reserved, zero |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DeviceEntry {
     pub uuid: [u8; 16],
     pub size: u64,
     pub synced_tid: u64,
     pub free_units: u64,
+    pub missed_since: u64,
     pub read_errors: u32,
     pub write_errors: u32,
     pub check_errors: u32,
@@ -173,12 +183,13 @@ impl VolumeHeader {
             w.u64(o + 16, d.size);
             w.u64(o + 24, d.synced_tid);
             w.u64(o + 32, d.free_units);
-            w.u32(o + 40, d.read_errors);
-            w.u32(o + 44, d.write_errors);
-            w.u32(o + 48, d.check_errors);
-            w.u32(o + 52, d.repaired);
-            w.u8(o + 56, d.regions);
-            w.u8(o + 57, d.state.code());
+            w.u64(o + 40, d.missed_since);
+            w.u32(o + 48, d.read_errors);
+            w.u32(o + 52, d.write_errors);
+            w.u32(o + 56, d.check_errors);
+            w.u32(o + 60, d.repaired);
+            w.u8(o + 64, d.regions);
+            w.u8(o + 65, d.state.code());
         }
         let crc = crc32c::crc32c(&out[..HEADER_SIZE - 4]);
         out[HEADER_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
@@ -211,7 +222,7 @@ impl VolumeHeader {
         r.zero(98, 6)?;
         r.zero(120, 8)?;
         r.zero(192, 64)?;
-        r.zero(1792, HEADER_SIZE - 4 - 1792)?;
+        r.zero(DEVTAB_END, HEADER_SIZE - 4 - DEVTAB_END)?;
         let incompat = r.u64(104)?;
         if incompat != 0 {
             return Err(r.bad("incompatible features", incompat));
@@ -278,10 +289,10 @@ impl VolumeHeader {
                 r.zero(o, DEVENT)?;
                 continue;
             }
-            r.zero(o + 58, 6)?;
+            r.zero(o + 66, DEVENT - 66)?;
             let uuid: [u8; 16] = r.array(o)?;
-            let regions = r.u8(o + 56)?;
-            let state_code = r.u8(o + 57)?;
+            let regions = r.u8(o + 64)?;
+            let state_code = r.u8(o + 65)?;
             let state = DeviceState::from_code(state_code)
                 .ok_or_else(|| r.bad("device state", u64::from(state_code)))?;
             let size = r.u64(o + 16)?;
@@ -297,10 +308,11 @@ impl VolumeHeader {
                 size,
                 synced_tid: r.u64(o + 24)?,
                 free_units: r.u64(o + 32)?,
-                read_errors: r.u32(o + 40)?,
-                write_errors: r.u32(o + 44)?,
-                check_errors: r.u32(o + 48)?,
-                repaired: r.u32(o + 52)?,
+                missed_since: r.u64(o + 40)?,
+                read_errors: r.u32(o + 48)?,
+                write_errors: r.u32(o + 52)?,
+                check_errors: r.u32(o + 56)?,
+                repaired: r.u32(o + 60)?,
                 regions,
                 state,
             });

@@ -47,6 +47,7 @@ pub fn sample_inode(content: InodeContent) -> InodeBlock {
         btime: Timespec { sec: -7, nsec: 999_999_999 },
         version: 9,
         create_tid: 3,
+        blocks: 65536,
         content,
     }
 }
@@ -58,6 +59,7 @@ pub fn sample_header() -> VolumeHeader {
         size: 1 << 30,
         synced_tid: 10,
         free_units: 1000,
+        missed_since: 0,
         read_errors: 1,
         write_errors: 2,
         check_errors: 3,

@@ -1,0 +1,120 @@
+//! A plain bitmap of allocation units with run search.
+
+#[derive(Clone)]
+pub struct Bitmap {
+    words: Vec<u64>,
+}
+
+impl Bitmap {
+    /// A bitmap of `units` bits, all set (allocated).
+    pub fn full(units: u64) -> Bitmap {
+        Bitmap {
+            words: vec![u64::MAX; units.div_ceil(64) as usize],
+        }
+    }
+    /// A bitmap of `units` bits, all clear.
+    pub fn empty(units: u64) -> Bitmap {
+        Bitmap {
+            words: vec![0; units.div_ceil(64) as usize],
+        }
+    }
+
+    pub fn units(&self) -> u64 {
+        self.words.len() as u64 * 64
+    }
+
+    pub fn get(&self, u: u64) -> bool {
+        self.words[(u / 64) as usize] & (1 << (u % 64)) != 0
+    }
+
+    pub fn set_range(&mut self, start: u64, n: u64, v: bool) {
+        for u in start..start + n {
+            let w = &mut self.words[(u / 64) as usize];
+            if v {
+                *w |= 1 << (u % 64);
+            } else {
+                *w &= !(1 << (u % 64));
+            }
+        }
+    }
+
+    /// True when every unit of `start..start + n` is clear.
+    pub fn range_clear(&self, start: u64, n: u64) -> bool {
+        (start..start + n).all(|u| !self.get(u))
+    }
+    /// True when every unit of `start..start + n` is set.
+    pub fn range_set(&self, start: u64, n: u64) -> bool {
+        (start..start + n).all(|u| self.get(u))
+    }
+
+    pub fn count_clear(&self, start: u64, end: u64) -> u64 {
+        let mut n = 0;
+        let mut u = start;
+        while u < end {
+            if u % 64 == 0 && u + 64 <= end {
+                n += u64::from(self.words[(u / 64) as usize].count_zeros());
+                u += 64;
+            } else {
+                n += u64::from(!self.get(u));
+                u += 1;
+            }
+        }
+        n
+    }
+
+    /// First run of `n` clear units inside `[start, end)`, searching from `hint` to `end`
+    /// and then from `start` to `hint` (next fit keeps a commit's blocks contiguous).
+    pub fn find_run(&self, start: u64, end: u64, n: u64, hint: u64) -> Option<u64> {
+        let hint = hint.clamp(start, end);
+        self.find_run_in(hint, end, n)
+            .or_else(|| self.find_run_in(start, (hint + n).min(end), n))
+    }
+
+    fn find_run_in(&self, start: u64, end: u64, n: u64) -> Option<u64> {
+        let mut u = start;
+        while u + n <= end {
+            let w = self.words[(u / 64) as usize];
+            if w == u64::MAX {
+                u = (u / 64 + 1) * 64;
+                continue;
+            }
+            if self.get(u) {
+                u += 1;
+                continue;
+            }
+            // u is clear: measure the run.
+            let mut len = 1;
+            while len < n && !self.get(u + len) {
+                len += 1;
+            }
+            if len == n {
+                return Some(u);
+            }
+            u += len + 1;
+        }
+        None
+    }
+
+    /// The bytes of `units` bits starting at `start` (a multiple of 64), little-endian.
+    pub fn bytes(&self, start: u64, units: u64) -> Vec<u8> {
+        let w0 = (start / 64) as usize;
+        let nw = units.div_ceil(64) as usize;
+        let mut out = Vec::with_capacity(nw * 8);
+        for w in &self.words[w0..w0 + nw] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Overwrites bits from `start` (a multiple of 64) with `bytes`.
+    pub fn load_bytes(&mut self, start: u64, bytes: &[u8]) {
+        let w0 = (start / 64) as usize;
+        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(chunk);
+            if let Some(w) = self.words.get_mut(w0 + i) {
+                *w = u64::from_le_bytes(a);
+            }
+        }
+    }
+}

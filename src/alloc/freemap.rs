@@ -1,0 +1,111 @@
+//! The free map on disk: a tree keyed by (device, leaf) whose leaves are 16 KiB bitmaps.
+//!
+//! Persisting it is a fixpoint: the free map's own new blocks are allocated from the space
+//! it describes, so giving a dirty leaf a new block, or rebuilding a node above it, can
+//! dirty another leaf. `persist` loops until every dirty leaf has a pending block in the
+//! tree. Contents are generated only at finalize, after the last allocation, so every leaf
+//! records the commit's final allocation state, including its own blocks.
+
+use super::{Allocator, DeviceSpace, bitmap::Bitmap};
+use crate::commit::builder::Builder;
+use crate::copies::read::ReadCtx;
+use crate::error::{Error, Result};
+use crate::tree::modify::{Change, PEntry, PRoot, apply};
+use crate::tree::{self, Root};
+use crate::volume::Volume;
+use hammer2_format::layout::{
+    FREEMAP_LEAF_SIZE, FREEMAP_LEAF_UNITS, freemap_key, freemap_key_split,
+};
+use hammer2_format::{BlockType, freemap::leaves_for};
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+pub fn persist(b: &mut Builder, committed: &Root) -> Result<PRoot> {
+    let mut leaves: BTreeMap<u64, PEntry> = BTreeMap::new();
+    let mut root = PRoot::from(committed);
+    loop {
+        let mut fresh = Vec::new();
+        for (d, l) in b.alloc.take_dirty_leaves() {
+            let k = freemap_key(d, l);
+            if let std::collections::btree_map::Entry::Vacant(v) = leaves.entry(k) {
+                v.insert(b.new_freemap_leaf(d, l)?);
+                fresh.push(k);
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(root);
+        }
+        fresh.sort_unstable();
+        let changes: Vec<(u64, Change)> =
+            fresh.iter().map(|k| (*k, Change::Put(leaves[k]))).collect();
+        root = apply(b, root, 1, true, &changes)?;
+    }
+}
+
+/// Loads every device's bitmap from the free-map tree.
+pub fn load(vol: &Volume, root: &Root) -> Result<Vec<DeviceSpace>> {
+    let mut maps: Vec<(Bitmap, u32, bool)> = vol
+        .devices
+        .members
+        .iter()
+        .map(|m| {
+            let n = leaves_for(m.size);
+            (Bitmap::full(u64::from(n) * FREEMAP_LEAF_UNITS), n, false)
+        })
+        .collect();
+    let mut seen: Vec<Vec<bool>> = maps
+        .iter()
+        .map(|(_, n, _)| vec![false; *n as usize])
+        .collect();
+    tree::scan(vol, root, 0, &mut |br| {
+        let (d, l) = freemap_key_split(br.key);
+        if br.btype != BlockType::FreemapLeaf
+            || d as usize >= maps.len()
+            || l >= u64::from(maps[d as usize].1)
+        {
+            return Err(Error::Corrupt(format!(
+                "free map has an unexpected entry (key {:#x})",
+                br.key
+            )));
+        }
+        let bytes = vol.read_block_uncached(br, &ReadCtx::meta())?;
+        if bytes.len() != FREEMAP_LEAF_SIZE {
+            return Err(Error::Corrupt("free-map leaf of the wrong size".into()));
+        }
+        maps[d as usize]
+            .0
+            .load_bytes(l * FREEMAP_LEAF_UNITS, &bytes);
+        seen[d as usize][l as usize] = true;
+        maps[d as usize].2 = true;
+        Ok(ControlFlow::Continue(()))
+    })?;
+    for (d, s) in seen.iter().enumerate() {
+        if let Some(l) = s.iter().position(|x| !x) {
+            return Err(Error::Corrupt(format!(
+                "free map lacks leaf {l} of device {d}"
+            )));
+        }
+    }
+    Ok(vol
+        .devices
+        .members
+        .iter()
+        .zip(maps)
+        .map(|(m, (bits, _, _))| DeviceSpace::new(m.size, m.regions, Some(bits)))
+        .collect())
+}
+
+/// A fresh allocator for a new filesystem, with every leaf marked for writing.
+pub fn fresh(sizes: &[(u64, u8)]) -> Allocator {
+    let devs = sizes
+        .iter()
+        .map(|&(size, regions)| {
+            let mut d = DeviceSpace::new(size, regions, None);
+            for l in 0..leaves_for(size) {
+                d.dirty_leaves.insert(l);
+            }
+            d
+        })
+        .collect();
+    Allocator::new(devs)
+}

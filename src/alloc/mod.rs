@@ -1,0 +1,323 @@
+//! The block allocator.
+//!
+//! Free space is a bitmap per device of 4 KiB units (`bits`: set = not available), loaded
+//! at mount from the free-map tree and written back, leaf by leaf, by every commit that
+//! changed it (see `freemap.rs`).
+//!
+//! The rule that keeps the previous root intact until the new one is durable:
+//! **a unit freed by commit T is handed out again only after T's volume headers are
+//! durable** (and after every pinned older tree that might still use it is unpinned).
+//! Until then it stays set in `bits` and is also set in `pending`; the free map written by T
+//! already shows it free (`bits & !pending`), because T's tree no longer references it.
+//! Units allocated and freed within the same commit attempt were never referenced by a
+//! durable tree, so they are released at once.
+//!
+//! Only the commit path allocates and frees (user operations only reserve space, see
+//! `space.rs`), so one mutex around the allocator is never contended by I/O.
+
+pub mod bitmap;
+pub mod freemap;
+pub mod space;
+
+use bitmap::Bitmap;
+use hammer2_format::layout::{FREEMAP_LEAF_UNITS, UNIT, region_bounds};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Extent {
+    pub device: u8,
+    pub unit: u64,
+    pub count: u64,
+}
+
+impl Extent {
+    pub fn from_bytes(device: u8, offset: u64, size: u64) -> Extent {
+        Extent {
+            device,
+            unit: offset / UNIT,
+            count: size.div_ceil(UNIT),
+        }
+    }
+    pub fn offset(&self) -> u64 {
+        self.unit * UNIT
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+    pub cursor: u64,
+    pub free: u64,
+}
+
+pub struct DeviceSpace {
+    pub size: u64,
+    pub bits: Bitmap,
+    pub pending: Bitmap,
+    pub regions: Vec<Region>,
+    pub dirty_leaves: BTreeSet<u32>,
+}
+
+impl DeviceSpace {
+    /// A device's space with everything outside its regions allocated and the inside
+    /// taken from `bits` (or all free, for a new filesystem).
+    pub fn new(size: u64, nregions: u8, bits: Option<Bitmap>) -> DeviceSpace {
+        let units = hammer2_format::freemap::leaves_for(size) as u64 * FREEMAP_LEAF_UNITS;
+        let mut bits = bits.unwrap_or_else(|| {
+            let mut b = Bitmap::full(units);
+            for k in 0..nregions {
+                let (s, e) = region_bounds(size, nregions, k);
+                b.set_range(s / UNIT, (e - s) / UNIT, false);
+            }
+            b
+        });
+        let regions: Vec<Region> = (0..nregions)
+            .map(|k| {
+                let (s, e) = region_bounds(size, nregions, k);
+                let (s, e) = (s / UNIT, e / UNIT);
+                Region {
+                    start: s,
+                    end: e,
+                    cursor: s,
+                    free: bits.count_clear(s, e),
+                }
+            })
+            .collect();
+        // Units outside every region are never free, whatever a damaged free map says.
+        let mut inside = Bitmap::empty(units);
+        for r in &regions {
+            inside.set_range(r.start, r.end - r.start, true);
+        }
+        for u in 0..units {
+            if !inside.get(u) && !bits.get(u) {
+                bits.set_range(u, 1, true);
+            }
+        }
+        DeviceSpace {
+            size,
+            pending: Bitmap::empty(units),
+            bits,
+            regions,
+            dirty_leaves: BTreeSet::new(),
+        }
+    }
+
+    fn region_of(&self, unit: u64) -> Option<usize> {
+        self.regions
+            .iter()
+            .position(|r| unit >= r.start && unit < r.end)
+    }
+
+    fn mark(&mut self, unit: u64, count: u64) {
+        let first = unit / FREEMAP_LEAF_UNITS;
+        let last = (unit + count - 1) / FREEMAP_LEAF_UNITS;
+        for l in first..=last {
+            self.dirty_leaves.insert(l as u32);
+        }
+    }
+
+    pub fn free_units(&self) -> u64 {
+        self.regions.iter().map(|r| r.free).sum()
+    }
+}
+
+#[derive(Default)]
+pub struct Allocator {
+    pub devs: Vec<DeviceSpace>,
+    /// Allocated by the open commit attempt: released at once if freed again, rolled back
+    /// if the attempt fails.
+    fresh: HashSet<(u8, u64)>,
+    fresh_list: Vec<Extent>,
+    /// Freed by the open commit attempt (still referenced by the durable tree).
+    freed: Vec<Extent>,
+    /// Freed by durable commits, waiting for pins older than their tid to go away.
+    deferred: Vec<(u64, Extent)>,
+    /// Trees pinned by long readers (online scrub/resync): tid -> count.
+    pins: BTreeMap<u64, usize>,
+}
+
+impl Allocator {
+    pub fn new(devs: Vec<DeviceSpace>) -> Allocator {
+        Allocator {
+            devs,
+            ..Default::default()
+        }
+    }
+
+    /// Allocates `count` contiguous units in region `region` of `device`.
+    pub fn alloc(&mut self, device: u8, region: u8, count: u64) -> Option<Extent> {
+        let d = self.devs.get_mut(usize::from(device))?;
+        let r = d.regions.get_mut(usize::from(region))?;
+        if r.free < count {
+            return None;
+        }
+        let unit = d.bits.find_run(r.start, r.end, count, r.cursor)?;
+        d.bits.set_range(unit, count, true);
+        r.free -= count;
+        r.cursor = unit + count;
+        d.mark(unit, count);
+        let e = Extent {
+            device,
+            unit,
+            count,
+        };
+        self.fresh.insert((device, unit));
+        self.fresh_list.push(e);
+        Some(e)
+    }
+
+    /// Frees an extent that the tree being committed no longer references.
+    pub fn free(&mut self, e: Extent) {
+        let Some(d) = self.devs.get_mut(usize::from(e.device)) else {
+            return;
+        };
+        if e.unit + e.count > d.bits.units() {
+            return;
+        }
+        d.mark(e.unit, e.count);
+        if self.fresh.remove(&(e.device, e.unit)) {
+            d.bits.set_range(e.unit, e.count, false);
+            if let Some(r) = d.region_of(e.unit) {
+                d.regions[r].free += e.count;
+            }
+            self.fresh_list
+                .retain(|x| !(x.device == e.device && x.unit == e.unit));
+        } else {
+            d.pending.set_range(e.unit, e.count, true);
+            self.freed.push(e);
+        }
+    }
+
+    /// The commit attempt failed: undo its allocations and frees.
+    pub fn rollback(&mut self) {
+        for e in std::mem::take(&mut self.fresh_list) {
+            let d = &mut self.devs[usize::from(e.device)];
+            d.bits.set_range(e.unit, e.count, false);
+            if let Some(r) = d.region_of(e.unit) {
+                d.regions[r].free += e.count;
+            }
+            d.mark(e.unit, e.count);
+        }
+        self.fresh.clear();
+        for e in std::mem::take(&mut self.freed) {
+            let d = &mut self.devs[usize::from(e.device)];
+            d.pending.set_range(e.unit, e.count, false);
+            d.mark(e.unit, e.count);
+        }
+    }
+
+    /// Commit `tid` is durable: its allocations are now part of the durable tree, and its
+    /// frees become reusable as soon as no older pinned tree can reference them.
+    pub fn committed(&mut self, tid: u64) {
+        self.fresh.clear();
+        self.fresh_list.clear();
+        for e in std::mem::take(&mut self.freed) {
+            self.deferred.push((tid, e));
+        }
+        self.release_unpinned();
+    }
+
+    fn release_unpinned(&mut self) {
+        let min_pin = self.pins.keys().next().copied();
+        let mut keep = Vec::new();
+        for (tid, e) in std::mem::take(&mut self.deferred) {
+            // A block freed by commit `tid` is absent from every tree at or after `tid`; only
+            // a pinned tree older than `tid` can still use it.
+            if min_pin.is_some_and(|p| p < tid) {
+                keep.push((tid, e));
+                continue;
+            }
+            let d = &mut self.devs[usize::from(e.device)];
+            d.bits.set_range(e.unit, e.count, false);
+            d.pending.set_range(e.unit, e.count, false);
+            if let Some(r) = d.region_of(e.unit) {
+                d.regions[r].free += e.count;
+            }
+        }
+        self.deferred = keep;
+    }
+
+    pub fn pin(&mut self, tid: u64) {
+        *self.pins.entry(tid).or_default() += 1;
+    }
+
+    pub fn unpin(&mut self, tid: u64) {
+        if let Some(c) = self.pins.get_mut(&tid) {
+            *c -= 1;
+            if *c == 0 {
+                self.pins.remove(&tid);
+            }
+        }
+        self.release_unpinned();
+    }
+
+    /// Free units of each (device, region), for placement and space accounting.
+    pub fn domain_free(&self, device: u8, region: u8) -> u64 {
+        self.devs
+            .get(usize::from(device))
+            .and_then(|d| d.regions.get(usize::from(region)))
+            .map_or(0, |r| r.free)
+    }
+
+    /// Free units of a device as the free map of the commit being written will say:
+    /// clear units plus pending frees (which that free map already shows free).
+    pub fn device_free_on_disk(&self, device: u8) -> u64 {
+        let Some(d) = self.devs.get(usize::from(device)) else {
+            return 0;
+        };
+        d.regions
+            .iter()
+            .map(|r| r.free + (r.end - r.start - d.pending.count_clear(r.start, r.end)))
+            .sum()
+    }
+
+    /// Units freed but not yet reusable (waiting for a commit to become durable or a pin).
+    pub fn pending_units(&self) -> u64 {
+        self.freed.iter().map(|e| e.count).sum::<u64>()
+            + self.deferred.iter().map(|(_, e)| e.count).sum::<u64>()
+    }
+
+    /// True when the unit range is allocated in the working map (for checks in tests/fsck).
+    pub fn is_allocated(&self, e: &Extent) -> bool {
+        self.devs
+            .get(usize::from(e.device))
+            .is_some_and(|d| d.bits.range_set(e.unit, e.count))
+    }
+
+    /// The on-disk content of free-map leaf `leaf` of `device`: allocated units, with the
+    /// units freed by this commit (and earlier, still pending) shown free.
+    pub fn leaf_bytes(&self, device: u8, leaf: u32) -> Vec<u8> {
+        let d = &self.devs[usize::from(device)];
+        let start = u64::from(leaf) * FREEMAP_LEAF_UNITS;
+        let mut bits = d.bits.bytes(start, FREEMAP_LEAF_UNITS);
+        let pend = d.pending.bytes(start, FREEMAP_LEAF_UNITS);
+        for (b, p) in bits.iter_mut().zip(pend) {
+            *b &= !p;
+        }
+        bits
+    }
+
+    pub fn take_dirty_leaves(&mut self) -> Vec<(u8, u32)> {
+        let mut out = Vec::new();
+        for (i, d) in self.devs.iter_mut().enumerate() {
+            for l in std::mem::take(&mut d.dirty_leaves) {
+                out.push((i as u8, l));
+            }
+        }
+        out
+    }
+
+    pub fn has_dirty_leaves(&self) -> bool {
+        self.devs.iter().any(|d| !d.dirty_leaves.is_empty())
+    }
+
+    /// Marks leaves dirty again (a failed commit attempt must rewrite them next time).
+    pub fn mark_leaves_dirty(&mut self, leaves: &[(u8, u32)]) {
+        for &(d, l) in leaves {
+            if let Some(d) = self.devs.get_mut(usize::from(d)) {
+                d.dirty_leaves.insert(l);
+            }
+        }
+    }
+}

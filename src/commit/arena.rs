@@ -1,0 +1,197 @@
+//! Blocks created by a commit before they are written.
+//!
+//! A commit first builds every new block as a pending block: its copies are allocated at
+//! once (so the free map can be completed), but its content and check value are produced
+//! only at `finalize`, after the last allocation, because a free-map leaf's content depends
+//! on every allocation of the commit and a parent's content depends on its children's check
+//! values. Blocks are created children-first, so finalizing in creation order always finds
+//! a block's children already final.
+
+use crate::alloc::Allocator;
+use crate::tree::modify::{PEntry, PRoot};
+use hammer2_format::blockref::FLAG_DEGRADED;
+use hammer2_format::{
+    BlockData, BlockPtr, BlockType, Blockref, Check, CheckMethod, InodeBlock, InodeContent,
+    Payload, indirect,
+};
+use std::sync::Arc;
+
+pub enum Content {
+    /// Content known up front (file data, long names, xattrs): the first `len` bytes of `buf`.
+    Bytes { buf: Arc<Vec<u8>>, len: usize },
+    /// An indirect node.
+    Node(Vec<PEntry>),
+    /// An inode block; `root` is its tree when it has one (otherwise the block embeds data).
+    Inode {
+        block: Box<InodeBlock>,
+        root: Option<PRoot>,
+    },
+    /// A free-map leaf, generated from the allocator at finalize.
+    FreemapLeaf { device: u8, leaf: u32 },
+}
+
+pub struct PBlock {
+    pub btype: BlockType,
+    pub key: u64,
+    pub keybits: u8,
+    pub level: u8,
+    pub payload: Payload,
+    pub size: u32,
+    pub copies: hammer2_format::blockref::Copies,
+    pub content: Content,
+    /// Dropped by a later step of the same commit (its allocation was released).
+    pub dead: bool,
+    /// The final reference, set by `finalize`.
+    pub done: Option<Blockref>,
+    /// Encoded bytes for generated content, set by `finalize`.
+    pub encoded: Option<Arc<[u8]>>,
+}
+
+impl PBlock {
+    /// The bytes to write (after `finalize`).
+    pub fn bytes(&self) -> &[u8] {
+        match &self.content {
+            Content::Bytes { buf, len } => &buf[..*len],
+            _ => self.encoded.as_deref().unwrap_or(&[]),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Arena {
+    pub blocks: Vec<PBlock>,
+}
+
+impl Arena {
+    pub fn push(&mut self, b: PBlock) -> u32 {
+        self.blocks.push(b);
+        (self.blocks.len() - 1) as u32
+    }
+
+    pub fn get(&self, id: u32) -> &PBlock {
+        &self.blocks[id as usize]
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> &mut PBlock {
+        &mut self.blocks[id as usize]
+    }
+
+    /// The final reference of an entry (after `finalize`). Panics on an unfinalized entry:
+    /// finalize processes blocks children-first, so every entry a parent names is final.
+    pub fn resolve(&self, e: &PEntry) -> Blockref {
+        match e {
+            PEntry::Ref(b) => *b,
+            PEntry::New(id) => self.get(*id).done.expect("child finalized before parent"),
+        }
+    }
+
+    fn make_ref(b: &PBlock, tid: u64, check: Check, degraded_below: bool) -> Blockref {
+        let degraded = degraded_below || b.copies.any_missing();
+        Blockref {
+            btype: b.btype,
+            keybits: b.keybits,
+            level: b.level,
+            flags: if degraded { FLAG_DEGRADED } else { 0 },
+            key: b.key,
+            modify_tid: tid,
+            mirror_tid: tid,
+            data: BlockData::Block(BlockPtr {
+                size: b.size,
+                check,
+                copies: b.copies,
+            }),
+            payload: b.payload,
+        }
+    }
+
+    /// Produces content, check value and final reference of every live block.
+    pub fn finalize(&mut self, tid: u64, method: CheckMethod, alloc: &Allocator) {
+        // Known content first, its check values computed in parallel (it is most of a
+        // large commit's CPU time).
+        let idx: Vec<usize> = (0..self.blocks.len())
+            .filter(|&i| {
+                !self.blocks[i].dead && matches!(self.blocks[i].content, Content::Bytes { .. })
+            })
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(8);
+        let checks: Vec<Check> = if idx.len() < 16 {
+            idx.iter()
+                .map(|&i| method.compute(self.blocks[i].bytes()))
+                .collect()
+        } else {
+            let chunk = idx.len().div_ceil(threads);
+            let blocks = &self.blocks;
+            std::thread::scope(|s| {
+                let hs: Vec<_> = idx
+                    .chunks(chunk)
+                    .map(|c| {
+                        s.spawn(move || {
+                            c.iter()
+                                .map(|&i| method.compute(blocks[i].bytes()))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .flat_map(|h| h.join().expect("check worker panicked"))
+                    .collect()
+            })
+        };
+        for (&i, c) in idx.iter().zip(checks) {
+            let r = Self::make_ref(&self.blocks[i], tid, c, false);
+            self.blocks[i].done = Some(r);
+        }
+
+        for i in 0..self.blocks.len() {
+            if self.blocks[i].dead || self.blocks[i].done.is_some() {
+                continue;
+            }
+            let (bytes, degraded_below, payload) = match &self.blocks[i].content {
+                Content::Bytes { .. } => unreachable!("bytes blocks finalized above"),
+                Content::Node(entries) => {
+                    let refs: Vec<Blockref> = entries.iter().map(|e| self.resolve(e)).collect();
+                    let deg = refs.iter().any(|r| r.is_degraded());
+                    (
+                        indirect::encode(&refs, self.blocks[i].size as usize),
+                        deg,
+                        self.blocks[i].payload,
+                    )
+                }
+                Content::Inode { block, root } => {
+                    let mut block = (**block).clone();
+                    let mut deg = false;
+                    if let Some(root) = root {
+                        let refs: Vec<Blockref> =
+                            root.entries.iter().map(|e| self.resolve(e)).collect();
+                        deg = refs.iter().any(|r| r.is_degraded());
+                        block.content = InodeContent::Tree {
+                            root_level: root.level,
+                            entries: refs,
+                        };
+                    }
+                    (block.encode(), deg, self.blocks[i].payload)
+                }
+                Content::FreemapLeaf { device, leaf } => {
+                    let bytes = alloc.leaf_bytes(*device, *leaf);
+                    let free = hammer2_format::freemap::count_free(&bytes);
+                    (bytes, false, Payload::FreemapLeaf { free_units: free })
+                }
+            };
+            let check = method.compute(&bytes);
+            let b = &mut self.blocks[i];
+            b.payload = payload;
+            b.encoded = Some(Arc::from(bytes));
+            b.done = Some(Self::make_ref(b, tid, check, degraded_below));
+        }
+    }
+
+    /// Number of live blocks and their bytes (per copy).
+    pub fn totals(&self) -> (usize, u64) {
+        self.blocks
+            .iter()
+            .filter(|b| !b.dead)
+            .fold((0, 0), |(n, s), b| (n + 1, s + u64::from(b.size)))
+    }
+}

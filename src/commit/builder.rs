@@ -1,0 +1,204 @@
+//! The state of one commit attempt while it builds the new trees: the arena of pending
+//! blocks and the allocator. It implements the tree's `NodeWriter`.
+
+use super::arena::{Arena, Content, PBlock};
+use crate::alloc::{Allocator, Extent};
+use crate::error::Result;
+use crate::tree::modify::{NodeWriter, PEntry, PRoot};
+use crate::tree::{self, Root};
+use crate::volume::Volume;
+use hammer2_format::layout::{FREEMAP_LEAF_SIZE, INODE_SIZE, UNIT};
+use hammer2_format::{BlockType, Blockref, InodeBlock, Payload};
+use std::sync::Arc;
+
+pub struct Builder<'a> {
+    pub vol: &'a Volume,
+    pub alloc: &'a mut Allocator,
+    pub arena: Arena,
+    pub tid: u64,
+    /// Bytes of DATA blocks released since the counter was last reset (st_blocks upkeep).
+    pub released_data: u64,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(vol: &'a Volume, alloc: &'a mut Allocator, tid: u64) -> Builder<'a> {
+        Builder {
+            vol,
+            alloc,
+            arena: Arena::default(),
+            tid,
+            released_data: 0,
+        }
+    }
+
+    fn place(&mut self, size: u32) -> Result<hammer2_format::blockref::Copies> {
+        self.vol
+            .placement
+            .place(self.alloc, &self.vol.devices, size)
+    }
+
+    /// Frees every valid copy of a committed block.
+    pub fn free_ref(&mut self, br: &Blockref) {
+        if let Some(p) = br.ptr() {
+            if br.btype == BlockType::Data {
+                self.released_data += u64::from(p.size);
+            }
+            for loc in p.copies.iter().filter(|l| l.is_valid()) {
+                self.alloc.free(Extent::from_bytes(
+                    loc.device,
+                    loc.offset,
+                    u64::from(p.size),
+                ));
+            }
+        }
+    }
+
+    /// Frees every block of a committed tree (a deleted inode's content).
+    pub fn free_tree(&mut self, root: &Root) -> Result<()> {
+        let mut refs = Vec::new();
+        tree::walk(self.vol, root, &mut |br| {
+            refs.push(*br);
+            Ok(true)
+        })?;
+        for r in refs {
+            self.free_ref(&r);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_bytes(
+        &mut self,
+        btype: BlockType,
+        key: u64,
+        keybits: u8,
+        payload: Payload,
+        buf: Arc<Vec<u8>>,
+        len: usize,
+    ) -> Result<PEntry> {
+        debug_assert!(len as u64 % UNIT == 0 && len <= buf.len());
+        let copies = self.place(len as u32)?;
+        let id = self.arena.push(PBlock {
+            btype,
+            key,
+            keybits,
+            level: 0,
+            payload,
+            size: len as u32,
+            copies,
+            content: Content::Bytes { buf, len },
+            dead: false,
+            done: None,
+            encoded: None,
+        });
+        Ok(PEntry::New(id))
+    }
+
+    pub fn new_inode(&mut self, block: InodeBlock, root: Option<PRoot>) -> Result<PEntry> {
+        let copies = self.place(INODE_SIZE as u32)?;
+        let id = self.arena.push(PBlock {
+            btype: BlockType::Inode,
+            key: block.inum,
+            keybits: 0,
+            level: 0,
+            payload: Payload::None,
+            size: INODE_SIZE as u32,
+            copies,
+            content: Content::Inode {
+                block: Box::new(block),
+                root,
+            },
+            dead: false,
+            done: None,
+            encoded: None,
+        });
+        Ok(PEntry::New(id))
+    }
+
+    pub fn new_freemap_leaf(&mut self, device: u8, leaf: u32) -> Result<PEntry> {
+        let copies = self.place(FREEMAP_LEAF_SIZE as u32)?;
+        let id = self.arena.push(PBlock {
+            btype: BlockType::FreemapLeaf,
+            key: hammer2_format::freemap_key(device, leaf),
+            keybits: 0,
+            level: 0,
+            payload: Payload::FreemapLeaf { free_units: 0 },
+            size: FREEMAP_LEAF_SIZE as u32,
+            copies,
+            content: Content::FreemapLeaf { device, leaf },
+            dead: false,
+            done: None,
+            encoded: None,
+        });
+        Ok(PEntry::New(id))
+    }
+
+    fn node_size(&self, entries: usize) -> u32 {
+        let max = 1u32 << self.vol.params.indirect_block_shift;
+        ((entries * hammer2_format::BLOCKREF_SIZE) as u32)
+            .next_power_of_two()
+            .clamp(UNIT as u32, max)
+    }
+}
+
+impl NodeWriter for Builder<'_> {
+    fn read_node(&self, br: &Blockref) -> Result<Vec<Blockref>> {
+        Ok(self.vol.read_node(br)?.to_vec())
+    }
+
+    fn pending_entries(&self, id: u32) -> Vec<PEntry> {
+        match &self.arena.get(id).content {
+            Content::Node(e) => e.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn new_node(&mut self, level: u8, entries: Vec<PEntry>) -> Result<PEntry> {
+        let size = self.node_size(entries.len());
+        let key = entries.first().map_or(0, |e| self.key(e));
+        let copies = self.place(size)?;
+        let id = self.arena.push(PBlock {
+            btype: BlockType::Indirect,
+            key,
+            keybits: 0,
+            level,
+            payload: Payload::None,
+            size,
+            copies,
+            content: Content::Node(entries),
+            dead: false,
+            done: None,
+            encoded: None,
+        });
+        Ok(PEntry::New(id))
+    }
+
+    fn key(&self, e: &PEntry) -> u64 {
+        match e {
+            PEntry::Ref(b) => b.key,
+            PEntry::New(id) => self.arena.get(*id).key,
+        }
+    }
+
+    fn release(&mut self, e: &PEntry) {
+        match e {
+            PEntry::Ref(b) => self.free_ref(b),
+            PEntry::New(id) => {
+                let b = self.arena.get_mut(*id);
+                if b.dead {
+                    return;
+                }
+                b.dead = true;
+                let (size, copies) = (b.size, b.copies);
+                for loc in copies.iter().filter(|l| l.is_valid()) {
+                    self.alloc
+                        .free(Extent::from_bytes(loc.device, loc.offset, u64::from(size)));
+                }
+            }
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.vol.params.node_capacity()
+    }
+}

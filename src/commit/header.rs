@@ -1,0 +1,95 @@
+//! Writing the volume headers of a commit: the last step, and the one that makes it count.
+//!
+//! Ordering (the crash-safety argument, see docs/DESIGN.md): every block the new roots
+//! reach has been written and flushed on every device before any header is written; the
+//! header goes to slot `tid % 4`, so the previous commit's slot is untouched; each device is
+//! flushed after its header write. A crash before a device's header is durable leaves it
+//! at the previous commit, whose blocks are all still allocated.
+
+use crate::fs::{FsInner, Roots};
+use hammer2_format::layout::{HEADER_SLOTS, header_offset};
+use hammer2_format::volume::FLAG_CLEAN;
+use hammer2_format::{Blockref, VolumeHeader};
+use std::sync::atomic::Ordering;
+
+/// Writes the headers of commit `roots.tid`. Returns how many devices now hold it.
+pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -> usize {
+    let vol = &fs.vol;
+    let tid = roots.tid;
+    for m in &vol.devices.members {
+        if m.writable() {
+            m.set_synced_tid(tid);
+        } else if m.missed_since() == 0 {
+            m.set_missed_since(tid);
+        }
+    }
+    let devices: Vec<_> = {
+        let alloc = fs.alloc.lock();
+        vol.devices
+            .members
+            .iter()
+            .map(|m| m.entry(alloc.device_free_on_disk(m.index)))
+            .collect()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let slot = (tid % HEADER_SLOTS as u64) as usize;
+    let written: usize = std::thread::scope(|s| {
+        let hs: Vec<_> = vol
+            .devices
+            .members
+            .iter()
+            .filter(|m| m.writable())
+            .map(|m| {
+                let h = VolumeHeader {
+                    tid,
+                    fs_uuid: vol.params.fs_uuid,
+                    device_uuid: m.uuid,
+                    device_index: u16::from(m.index),
+                    copies: vol.params.copies,
+                    check: vol.params.check,
+                    slot: slot as u8,
+                    flags: if clean { FLAG_CLEAN } else { 0 },
+                    device_size: m.size,
+                    next_inum,
+                    commit_time_ns: now,
+                    mkfs_time_ns: vol.params.mkfs_time_ns,
+                    data_block_shift: vol.params.data_block_shift,
+                    indirect_block_shift: vol.params.indirect_block_shift,
+                    compat_features: 0,
+                    label: vol.params.label.clone(),
+                    sroot: [
+                        roots.inodes.to_ref(),
+                        roots.freemap.to_ref(),
+                        roots.orphans.to_ref(),
+                        Blockref::EMPTY,
+                    ],
+                    devices: devices.clone(),
+                };
+                s.spawn(move || {
+                    let Some(st) = m.storage.as_ref() else {
+                        return false;
+                    };
+                    let bytes = h.encode();
+                    match st
+                        .write_at(&bytes, header_offset(slot))
+                        .and_then(|_| st.flush())
+                    {
+                        Ok(()) => true,
+                        Err(e) => {
+                            m.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                            m.fail(&format!("volume header write failed: {e}"));
+                            false
+                        }
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .filter(|ok| *ok)
+            .count()
+    });
+    written
+}

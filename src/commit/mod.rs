@@ -1,0 +1,310 @@
+//! The commit path: turns the in-memory changes of every inode into a new, durable tree.
+//!
+//! 1. Snapshot (under the exclusive gate, no I/O): every dirty overlay becomes `flushing`.
+//! 2. Build (no user-visible lock): each inode's overlay is applied to its committed tree,
+//!    then the inode and orphan trees are updated, then the free map; every new block is a
+//!    pending block with its copies allocated (`builder.rs`, `arena.rs`).
+//! 3. Finalize: contents and check values, children before parents.
+//! 4. Write every copy of every new block, in parallel per device, and flush every device.
+//! 5. Write the volume header slot `tid % 4` on every writable device, and flush.
+//! 6. Install: swap the committed roots in memory, then release the blocks this commit
+//!    freed (only now, after the new headers are durable, may they be reused).
+//!
+//! A write or flush error in step 4 or 5 marks the device failed and the attempt is redone
+//! from the same snapshot: the failed device's copies are then recorded as MISSING. If no
+//! device is left, the commit fails, the changes stay in memory, and the filesystem stops
+//! accepting new ones; the previous committed state on the devices is untouched.
+
+pub mod arena;
+pub mod builder;
+pub mod header;
+pub mod inode;
+pub mod writeout;
+
+use crate::error::{Error, Result};
+use crate::fs::{FsInner, Roots};
+use crate::inode::{CommittedInode, Content, Flushing, InodeRef};
+use crate::tree::Root;
+use crate::tree::modify::{Change, PEntry, PRoot, apply};
+use arena::Arena;
+use builder::Builder;
+use hammer2_format::{BlockData, BlockType, Blockref, Payload};
+use inode::{InodeCommit, PendingContent};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+struct Snapshot {
+    inodes: Vec<(InodeRef, Arc<Flushing>, Arc<CommittedInode>)>,
+    next_inum: u64,
+    reserved: u64,
+    dirty_bytes: u64,
+}
+
+struct Built {
+    arena: Arena,
+    roots: PRootSet,
+    inodes: Vec<InodeCommit>,
+}
+
+struct PRootSet {
+    inodes: PRoot,
+    freemap: PRoot,
+    orphans: PRoot,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommitReport {
+    pub tid: u64,
+    pub inodes: usize,
+    pub blocks: usize,
+    pub bytes: u64,
+}
+
+/// Commits everything changed so far. `force` writes new headers even when nothing
+/// changed (unmount, device state changes); `clean` marks them as written by a clean
+/// unmount.
+pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
+    let _one_at_a_time = fs.commit_lock.lock();
+    let current = fs.roots.read().tid;
+    if fs.vol.read_only {
+        return Ok(CommitReport {
+            tid: current,
+            ..Default::default()
+        });
+    }
+    let snap = snapshot(fs);
+    if snap.inodes.is_empty() && !force {
+        return Ok(CommitReport {
+            tid: current,
+            ..Default::default()
+        });
+    }
+    let old = fs.roots.read().clone();
+    let tid = old.tid + 1;
+    let max_attempts = fs.vol.devices.len() + 1;
+    let mut attempt = 0;
+    let result: Result<(Built, Roots)> = loop {
+        attempt += 1;
+        let built = {
+            let mut alloc = fs.alloc.lock();
+            match build(fs, &mut alloc, tid, &old, &snap) {
+                Ok(b) => b,
+                Err(e) => {
+                    alloc.rollback();
+                    break Err(e);
+                }
+            }
+        };
+        let failed = writeout::write_and_flush(&fs.vol, &built.arena);
+        if !failed.is_empty() {
+            fs.alloc.lock().rollback();
+            if fs.vol.devices.writable_count() == 0 || attempt >= max_attempts {
+                break Err(Error::Io(std::io::Error::other(
+                    "commit failed: no device accepted the new blocks",
+                )));
+            }
+            tracing::warn!(tid, ?failed, "retrying commit without the failed devices");
+            continue;
+        }
+        let roots = resolve_roots(&built, tid);
+        if header::write_headers(fs, &roots, snap.next_inum, clean) == 0 {
+            fs.alloc.lock().rollback();
+            break Err(Error::Io(std::io::Error::other(
+                "commit failed: no device accepted the new volume header",
+            )));
+        }
+        break Ok((built, roots));
+    };
+    match result {
+        Ok((built, roots)) => Ok(install(fs, snap, built, roots)),
+        Err(e) => {
+            tracing::error!("commit {tid} failed: {e}; changes kept in memory");
+            if fs.vol.devices.writable_count() == 0 {
+                fs.broken.store(true, Ordering::SeqCst);
+            }
+            restore(fs, snap);
+            Err(e)
+        }
+    }
+}
+
+fn snapshot(fs: &FsInner) -> Snapshot {
+    let bs = fs.block_size();
+    let _gate = fs.gate.write();
+    let mut dirty: Vec<InodeRef> = fs.dirty.lock().drain().map(|(_, v)| v).collect();
+    dirty.sort_by_key(|i| i.inum);
+    let mut snap = Snapshot {
+        inodes: Vec::with_capacity(dirty.len()),
+        next_inum: 0,
+        reserved: 0,
+        dirty_bytes: 0,
+    };
+    for inode in dirty {
+        let mut st = inode.state.write();
+        st.queued = false;
+        let mut overlay = std::mem::take(&mut st.dirty);
+        if let Some(prev) = st.flushing.take() {
+            overlay = prev.overlay.clone().absorb(overlay, bs);
+        }
+        snap.reserved += overlay.reserved;
+        snap.dirty_bytes += overlay.dirty_bytes;
+        let fl = Arc::new(Flushing {
+            overlay,
+            meta: st.meta.clone(),
+            deleted: st.deleted,
+            orphan: st.meta.nlink == 0 && !st.deleted,
+        });
+        st.flushing = Some(fl.clone());
+        st.atime_dirty = false;
+        let committed = st.committed.clone();
+        drop(st);
+        snap.inodes.push((inode, fl, committed));
+    }
+    snap.next_inum = fs.next_inum.load(Ordering::SeqCst);
+    snap
+}
+
+fn orphan_ref(inum: u64, tid: u64) -> Blockref {
+    Blockref {
+        btype: BlockType::Orphan,
+        keybits: 0,
+        level: 0,
+        flags: 0,
+        key: inum,
+        modify_tid: tid,
+        mirror_tid: tid,
+        data: BlockData::None,
+        payload: Payload::None,
+    }
+}
+
+fn build(
+    fs: &FsInner,
+    alloc: &mut crate::alloc::Allocator,
+    tid: u64,
+    old: &Roots,
+    snap: &Snapshot,
+) -> Result<Built> {
+    let mut b = Builder::new(&fs.vol, alloc, tid);
+    let mut inode_changes = Vec::with_capacity(snap.inodes.len());
+    let mut orphan_changes = Vec::new();
+    let mut results = Vec::with_capacity(snap.inodes.len());
+    for (inode, fl, committed) in &snap.inodes {
+        let r = inode::commit_inode(&mut b, inode.inum, committed, fl)?;
+        inode_changes.push((inode.inum, r.change.clone()));
+        let want_orphan = fl.orphan && !fl.deleted;
+        if want_orphan != committed.orphan {
+            let c = if want_orphan {
+                Change::Put(PEntry::Ref(orphan_ref(inode.inum, tid)))
+            } else {
+                Change::Delete
+            };
+            orphan_changes.push((inode.inum, c));
+        }
+        results.push(r);
+    }
+    let inodes = apply(&mut b, PRoot::from(&old.inodes), 1, true, &inode_changes)?;
+    let orphans = apply(&mut b, PRoot::from(&old.orphans), 1, true, &orphan_changes)?;
+    let freemap = crate::alloc::freemap::persist(&mut b, &old.freemap)?;
+    let method = fs.vol.params.check;
+    let mut arena = std::mem::take(&mut b.arena);
+    arena.finalize(tid, method, b.alloc);
+    Ok(Built {
+        arena,
+        roots: PRootSet {
+            inodes,
+            freemap,
+            orphans,
+        },
+        inodes: results,
+    })
+}
+
+fn resolve_root(arena: &Arena, r: &PRoot) -> Root {
+    Root {
+        level: r.level,
+        entries: r.entries.iter().map(|e| arena.resolve(e)).collect(),
+    }
+}
+
+fn resolve_roots(built: &Built, tid: u64) -> Roots {
+    Roots {
+        tid,
+        inodes: resolve_root(&built.arena, &built.roots.inodes),
+        freemap: resolve_root(&built.arena, &built.roots.freemap),
+        orphans: resolve_root(&built.arena, &built.roots.orphans),
+    }
+}
+
+fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitReport {
+    let tid = roots.tid;
+    *fs.roots.write() = roots;
+    for ((inode, fl, _), r) in snap.inodes.iter().zip(&built.inodes) {
+        let mut st = inode.state.write();
+        st.flushing = None;
+        if fl.deleted {
+            if st.lookups == 0 {
+                fs.inodes.remove(inode.inum);
+            }
+            continue;
+        }
+        let inode_ref = match &r.change {
+            Change::Put(e) => Some(built.arena.resolve(e)),
+            Change::Delete => None,
+        };
+        let content = match &r.content {
+            Some(PendingContent::Embedded(b)) => Content::Embedded(b.clone()),
+            Some(PendingContent::Tree(p)) => Content::Tree(resolve_root(&built.arena, p)),
+            None => Content::Tree(Root::empty()),
+        };
+        st.committed = Arc::new(CommittedInode {
+            inode_ref,
+            content,
+            orphan: fl.orphan && !fl.deleted,
+            blocks: r.blocks,
+        });
+        if st.dirty.data.is_empty() && st.dirty.trunc.is_none() {
+            st.meta.blocks = r.blocks;
+        }
+    }
+    let (blocks, bytes) = built.arena.totals();
+    {
+        let mut a = fs.alloc.lock();
+        a.committed(tid);
+        fs.space
+            .publish_capacity(fs.vol.placement.capacity_units(&a, &fs.vol.devices));
+    }
+    fs.space.release(snap.reserved);
+    fs.dirty_bytes.fetch_sub(
+        snap.dirty_bytes.min(fs.dirty_bytes.load(Ordering::SeqCst)),
+        Ordering::SeqCst,
+    );
+    fs.stats.commits.fetch_add(1, Ordering::Relaxed);
+    fs.stats
+        .commit_blocks
+        .fetch_add(blocks as u64, Ordering::Relaxed);
+    fs.stats.commit_bytes.fetch_add(bytes, Ordering::Relaxed);
+    *fs.committed_tid.lock() = tid;
+    fs.commit_cv.notify_all();
+    fs.inodes.evict_clean();
+    CommitReport {
+        tid,
+        inodes: snap.inodes.len(),
+        blocks,
+        bytes,
+    }
+}
+
+/// A failed commit: put the flushing overlays back under the newer changes.
+fn restore(fs: &FsInner, snap: Snapshot) {
+    let bs = fs.block_size();
+    for (inode, _, _) in snap.inodes {
+        let mut st = inode.state.write();
+        if let Some(fl) = st.flushing.take() {
+            let upper = std::mem::take(&mut st.dirty);
+            st.dirty = fl.overlay.clone().absorb(upper, bs);
+        }
+        fs.touch(&inode, &mut st);
+    }
+}

@@ -1,0 +1,229 @@
+//! The member devices of a mounted filesystem: their storage, runtime state and error
+//! counters.
+//!
+//! State rules (enforced here, relied on by placement and commit):
+//! - Writes go only to `Online` and `Stale` devices. A copy that would go to a `Failed` or
+//!   `Absent` device is recorded as MISSING in its block reference instead; nothing is
+//!   queued in memory for it (the seed's "queueless" rule).
+//! - A device becomes `Failed` on its first write or flush error, or when it vanishes; it
+//!   stays failed until the filesystem is mounted again.
+//! - `missed_since` is the first commit a device missed; while it is non-zero the tree holds
+//!   MISSING copies for that device and a resync must run before it is `Online` again.
+
+use crate::storage::DynStorage;
+use hammer2_format::{DeviceEntry, DeviceState};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    /// Present and fully in sync.
+    Online,
+    /// Present and written to, but still missing blocks of commits it missed.
+    Stale,
+    /// Present and written to, but it was modified apart from the master (split brain):
+    /// none of its older copies can be trusted until a resync has verified them.
+    Diverged,
+    /// Present, but failed during this mount: not written to any more.
+    Failed,
+    /// Not present in this mount (degraded mount or unrecognizable device).
+    Absent,
+}
+
+impl MemberState {
+    fn code(self) -> u8 {
+        match self {
+            MemberState::Online => 0,
+            MemberState::Stale => 1,
+            MemberState::Failed => 2,
+            MemberState::Absent => 3,
+            MemberState::Diverged => 4,
+        }
+    }
+    fn from_code(c: u8) -> MemberState {
+        match c {
+            0 => MemberState::Online,
+            1 => MemberState::Stale,
+            2 => MemberState::Failed,
+            4 => MemberState::Diverged,
+            _ => MemberState::Absent,
+        }
+    }
+    pub fn writable(self) -> bool {
+        matches!(
+            self,
+            MemberState::Online | MemberState::Stale | MemberState::Diverged
+        )
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberState::Online => "online",
+            MemberState::Stale => "stale",
+            MemberState::Diverged => "diverged",
+            MemberState::Failed => "failed",
+            MemberState::Absent => "missing",
+        }
+    }
+}
+
+/// Cumulative error counters of one device (persisted in every header's device table).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub read_errors: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub check_errors: AtomicU64,
+    pub repaired: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct CounterSnapshot {
+    pub read_errors: u64,
+    pub write_errors: u64,
+    pub check_errors: u64,
+    pub repaired: u64,
+}
+
+pub struct Member {
+    pub index: u8,
+    pub storage: Option<DynStorage>,
+    pub uuid: [u8; 16],
+    pub size: u64,
+    pub regions: u8,
+    /// Display name: the path it was opened from, or "(missing)".
+    pub name: String,
+    state: AtomicU8,
+    /// First tid this device missed (0: in sync).
+    missed_since: AtomicU64,
+    /// Last tid whose header this device holds.
+    synced_tid: AtomicU64,
+    pub counters: Counters,
+    /// Serializes the "mark failed" transition so it is logged once.
+    fail_lock: Mutex<()>,
+}
+
+impl Member {
+    pub fn new(
+        index: u8,
+        storage: Option<DynStorage>,
+        entry: &DeviceEntry,
+        state: MemberState,
+        name: String,
+    ) -> Member {
+        let m = Member {
+            index,
+            storage,
+            uuid: entry.uuid,
+            size: entry.size,
+            regions: entry.regions,
+            name,
+            state: AtomicU8::new(state.code()),
+            missed_since: AtomicU64::new(entry.missed_since),
+            synced_tid: AtomicU64::new(entry.synced_tid),
+            counters: Counters::default(),
+            fail_lock: Mutex::new(()),
+        };
+        m.counters
+            .read_errors
+            .store(u64::from(entry.read_errors), Ordering::Relaxed);
+        m.counters
+            .write_errors
+            .store(u64::from(entry.write_errors), Ordering::Relaxed);
+        m.counters
+            .check_errors
+            .store(u64::from(entry.check_errors), Ordering::Relaxed);
+        m.counters
+            .repaired
+            .store(u64::from(entry.repaired), Ordering::Relaxed);
+        m
+    }
+
+    pub fn state(&self) -> MemberState {
+        MemberState::from_code(self.state.load(Ordering::SeqCst))
+    }
+    pub fn set_state(&self, s: MemberState) {
+        self.state.store(s.code(), Ordering::SeqCst);
+    }
+    pub fn writable(&self) -> bool {
+        self.storage.is_some() && self.state().writable()
+    }
+    pub fn readable(&self) -> bool {
+        self.storage.is_some() && self.state() != MemberState::Absent
+    }
+    pub fn missed_since(&self) -> u64 {
+        self.missed_since.load(Ordering::SeqCst)
+    }
+    pub fn set_missed_since(&self, tid: u64) {
+        self.missed_since.store(tid, Ordering::SeqCst);
+    }
+    pub fn synced_tid(&self) -> u64 {
+        self.synced_tid.load(Ordering::SeqCst)
+    }
+    pub fn set_synced_tid(&self, tid: u64) {
+        self.synced_tid.store(tid, Ordering::SeqCst);
+    }
+
+    /// Takes a device out of service after a write or flush error. Returns true the first
+    /// time (the caller logs it).
+    pub fn fail(&self, why: &str) -> bool {
+        let _g = self.fail_lock.lock();
+        if matches!(self.state(), MemberState::Failed | MemberState::Absent) {
+            return false;
+        }
+        self.set_state(MemberState::Failed);
+        tracing::error!(device = %self.name, index = self.index, "device failed: {why}; continuing on the remaining copies");
+        true
+    }
+
+    pub fn counters(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            read_errors: self.counters.read_errors.load(Ordering::Relaxed),
+            write_errors: self.counters.write_errors.load(Ordering::Relaxed),
+            check_errors: self.counters.check_errors.load(Ordering::Relaxed),
+            repaired: self.counters.repaired.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The persisted view of this device for a header written at commit `tid`.
+    pub fn entry(&self, free_units: u64) -> DeviceEntry {
+        let c = self.counters();
+        let sat = |v: u64| v.min(u64::from(u32::MAX)) as u32;
+        let state = match self.state() {
+            MemberState::Online => DeviceState::Online,
+            MemberState::Stale => DeviceState::Stale,
+            MemberState::Diverged => DeviceState::Diverged,
+            MemberState::Failed | MemberState::Absent => DeviceState::Failed,
+        };
+        DeviceEntry {
+            uuid: self.uuid,
+            size: self.size,
+            synced_tid: self.synced_tid(),
+            free_units,
+            missed_since: self.missed_since(),
+            read_errors: sat(c.read_errors),
+            write_errors: sat(c.write_errors),
+            check_errors: sat(c.check_errors),
+            repaired: sat(c.repaired),
+            regions: self.regions,
+            state,
+        }
+    }
+}
+
+pub struct DeviceSet {
+    pub members: Vec<Member>,
+}
+
+impl DeviceSet {
+    pub fn get(&self, index: u8) -> Option<&Member> {
+        self.members.get(usize::from(index))
+    }
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+    pub fn writable_count(&self) -> usize {
+        self.members.iter().filter(|m| m.writable()).count()
+    }
+}

@@ -1,0 +1,213 @@
+//! Making a new filesystem (the library half of mkfs.hammer2).
+//!
+//! A new filesystem is made by the ordinary commit path: an empty volume with every
+//! free-map leaf dirty and a root directory in memory is committed as transaction 1. So
+//! mkfs writes exactly what a mount would, and the format has one writer.
+
+use crate::copies::placement::Placement;
+use crate::devices::{DeviceSet, Member, MemberState};
+use crate::error::{Error, Result};
+use crate::fs::{FsInner, Options, Roots};
+use crate::inode::{CommittedInode, Inode, InodeState, Meta};
+use crate::storage::DynStorage;
+use crate::volume::{Params, Volume};
+use hammer2_format::inode::S_IFDIR;
+use hammer2_format::layout::*;
+use hammer2_format::{CheckMethod, DeviceEntry, DeviceState, Timespec};
+use parking_lot::RwLock;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct FormatOptions {
+    pub label: String,
+    /// Default: 1 for one device, 2 for several.
+    pub copies: Option<u8>,
+    pub check: CheckMethod,
+    pub data_block_shift: u8,
+    pub indirect_block_shift: u8,
+}
+
+impl Default for FormatOptions {
+    fn default() -> Self {
+        FormatOptions {
+            label: String::new(),
+            copies: None,
+            check: CheckMethod::Crc32c,
+            data_block_shift: DEFAULT_DATA_BLOCK_SHIFT,
+            indirect_block_shift: DEFAULT_INDIRECT_BLOCK_SHIFT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FormatReport {
+    pub uuid: String,
+    pub label: String,
+    pub copies: u8,
+    pub check: String,
+    pub devices: Vec<FormattedDevice>,
+    /// Bytes of data the filesystem can hold (one copy's worth).
+    pub capacity: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FormattedDevice {
+    pub name: String,
+    pub size: u64,
+    pub regions: u8,
+}
+
+/// Checks everything that can be checked without writing: copies, sizes, label.
+pub fn validate(sizes: &[u64], opts: &FormatOptions) -> Result<u8> {
+    let ndev = sizes.len();
+    if ndev == 0 {
+        return Err(Error::invalid("no device given"));
+    }
+    if ndev > MAX_DEVICES {
+        return Err(Error::invalid(format!("at most {MAX_DEVICES} devices")));
+    }
+    let copies = opts.copies.unwrap_or(if ndev == 1 { 1 } else { 2 });
+    if copies == 0 || usize::from(copies) > MAX_COPIES {
+        return Err(Error::invalid(format!(
+            "--copies must be 1 to {MAX_COPIES}"
+        )));
+    }
+    if opts.label.len() > 64 || opts.label.contains('\0') {
+        return Err(Error::invalid(
+            "the label must be at most 64 bytes of UTF-8 without NUL",
+        ));
+    }
+    if !(MIN_BLOCK_SHIFT..=MAX_DATA_BLOCK_SHIFT).contains(&opts.data_block_shift)
+        || !(MIN_BLOCK_SHIFT..=MAX_INDIRECT_BLOCK_SHIFT).contains(&opts.indirect_block_shift)
+    {
+        return Err(Error::invalid("unsupported block size"));
+    }
+    for (d, &size) in sizes.iter().enumerate() {
+        let regions = Placement::regions_for(ndev, copies, d);
+        let need = RESERVED_BYTES + u64::from(regions) * MIN_REGION_BYTES;
+        if size < need {
+            return Err(Error::invalid(format!(
+                "device {d} is too small: {} MiB needed for {} cop{} on it, it has {} MiB",
+                need >> 20,
+                regions,
+                if regions == 1 { "y" } else { "ies" },
+                size >> 20
+            )));
+        }
+    }
+    Ok(copies)
+}
+
+pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatReport> {
+    let sizes: Vec<u64> = storages.iter().map(|s| s.size() / UNIT * UNIT).collect();
+    let copies = validate(&sizes, opts)?;
+    let ndev = storages.len();
+    let fs_uuid = *uuid::Uuid::new_v4().as_bytes();
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+
+    // Old header slots must not outlive the new filesystem: a stale slot with a higher tid
+    // would otherwise win at mount.
+    for s in &storages {
+        for slot in 0..HEADER_SLOTS {
+            s.write_at(&[0u8; HEADER_SIZE], header_offset(slot))?;
+        }
+        s.flush()?;
+    }
+
+    let mut members = Vec::with_capacity(ndev);
+    let mut report_devs = Vec::with_capacity(ndev);
+    for (d, s) in storages.iter().enumerate() {
+        let regions = Placement::regions_for(ndev, copies, d);
+        let entry = DeviceEntry {
+            uuid: *uuid::Uuid::new_v4().as_bytes(),
+            size: sizes[d],
+            synced_tid: 0,
+            free_units: 0,
+            missed_since: 0,
+            read_errors: 0,
+            write_errors: 0,
+            check_errors: 0,
+            repaired: 0,
+            regions,
+            state: DeviceState::Online,
+        };
+        members.push(Member::new(
+            d as u8,
+            Some(s.clone()),
+            &entry,
+            MemberState::Online,
+            s.name(),
+        ));
+        report_devs.push(FormattedDevice {
+            name: s.name(),
+            size: sizes[d],
+            regions,
+        });
+    }
+    let vol = Volume {
+        params: Params {
+            fs_uuid,
+            label: opts.label.clone(),
+            copies,
+            check: opts.check,
+            data_block_shift: opts.data_block_shift,
+            indirect_block_shift: opts.indirect_block_shift,
+            mkfs_time_ns: now_ns,
+        },
+        devices: DeviceSet { members },
+        cache: crate::cache::BlockCache::new(16 << 20),
+        placement: Placement::new(ndev, copies),
+        read_only: false,
+    };
+    let size_regions: Vec<(u64, u8)> = vol
+        .devices
+        .members
+        .iter()
+        .map(|m| (m.size, m.regions))
+        .collect();
+    let alloc = crate::alloc::freemap::fresh(&size_regions);
+    let capacity = vol.placement_total_units() * UNIT;
+    let opts_fs = Options {
+        background_sync: false,
+        ..Options::default()
+    };
+    let fs = FsInner::new(vol, alloc, Roots::default(), ROOT_INUM + 1, opts_fs);
+
+    let now = Timespec::now();
+    let meta = Meta {
+        mode: S_IFDIR | 0o755,
+        uid: 0,
+        gid: 0,
+        nlink: 2,
+        size: 0,
+        rdev: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        btime: now,
+        parent: ROOT_INUM,
+        version: 1,
+        create_tid: 1,
+        blocks: 0,
+    };
+    let root = Arc::new(Inode {
+        inum: ROOT_INUM,
+        state: RwLock::new(InodeState::new(meta, CommittedInode::new_empty())),
+    });
+    fs.inodes.insert(root.clone());
+    {
+        let mut st = root.state.write();
+        fs.touch(&root, &mut st);
+    }
+    crate::commit::commit(&fs, true, true)?;
+    Ok(FormatReport {
+        uuid: uuid::Uuid::from_bytes(fs_uuid).to_string(),
+        label: opts.label.clone(),
+        copies,
+        check: opts.check.name().to_string(),
+        devices: report_devs,
+        capacity,
+    })
+}

@@ -1,0 +1,241 @@
+//! The mounted filesystem's shared state and the inode table.
+
+use crate::alloc::Allocator;
+use crate::alloc::space::Space;
+use crate::copies::read::ReadCtx;
+use crate::error::{Error, Result};
+use crate::inode::{CommittedInode, Content, Inode, InodeRef, InodeState, Meta};
+use crate::tree::{self, Root};
+use crate::volume::Volume;
+use hammer2_format::{BlockType, InodeBlock, InodeContent};
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The committed roots: what the last durable volume headers point to.
+#[derive(Debug, Clone, Default)]
+pub struct Roots {
+    pub tid: u64,
+    pub inodes: Root,
+    pub freemap: Root,
+    pub orphans: Root,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub read_only: bool,
+    /// Budget of the block cache, in bytes.
+    pub cache_bytes: u64,
+    /// Dirty data beyond this many bytes makes writers wait for a commit.
+    pub dirty_limit: u64,
+    /// Background commit interval.
+    pub sync_interval: Duration,
+    /// Mount even if member devices are missing.
+    pub degraded: bool,
+    /// Take this device's root as master when devices diverged (index into the device
+    /// list given to `open`).
+    pub master: Option<usize>,
+    /// Run the background committer thread.
+    pub background_sync: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            read_only: false,
+            cache_bytes: 256 << 20,
+            dirty_limit: 256 << 20,
+            sync_interval: Duration::from_secs(5),
+            degraded: false,
+            master: None,
+            background_sync: true,
+        }
+    }
+}
+
+const INODE_SHARDS: usize = 64;
+/// Clean, unreferenced inodes are dropped from memory above this many.
+const INODE_CACHE_TARGET: usize = 50_000;
+
+pub struct InodeTable {
+    shards: Vec<Mutex<HashMap<u64, InodeRef>>>,
+}
+
+impl Default for InodeTable {
+    fn default() -> Self {
+        InodeTable {
+            shards: (0..INODE_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+        }
+    }
+}
+
+impl InodeTable {
+    fn shard(&self, inum: u64) -> &Mutex<HashMap<u64, InodeRef>> {
+        &self.shards[(inum as usize) % INODE_SHARDS]
+    }
+    pub fn get(&self, inum: u64) -> Option<InodeRef> {
+        self.shard(inum).lock().get(&inum).cloned()
+    }
+    /// Inserts unless present; returns the inode now in the table.
+    pub fn insert(&self, inode: InodeRef) -> InodeRef {
+        self.shard(inode.inum)
+            .lock()
+            .entry(inode.inum)
+            .or_insert(inode)
+            .clone()
+    }
+    pub fn remove(&self, inum: u64) {
+        self.shard(inum).lock().remove(&inum);
+    }
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Drops clean inodes nobody holds. Only entries whose Arc is held by the table alone
+    /// are dropped, under the shard lock, so no other holder can be modifying them.
+    pub fn evict_clean(&self) {
+        if self.len() <= INODE_CACHE_TARGET {
+            return;
+        }
+        for s in &self.shards {
+            s.lock().retain(|_, ino| {
+                if Arc::strong_count(ino) > 1 {
+                    return true;
+                }
+                let st = ino.state.read();
+                !(st.is_clean() && st.opens == 0 && st.lookups == 0)
+            });
+        }
+    }
+    pub fn all(&self) -> Vec<InodeRef> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.lock().values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+}
+
+pub struct FsInner {
+    pub vol: Volume,
+    pub alloc: Mutex<Allocator>,
+    pub space: Space,
+    pub roots: RwLock<Roots>,
+    pub inodes: InodeTable,
+    /// Held shared by every operation that changes in-memory state, exclusively by the
+    /// commit while it moves dirty overlays to flushing: a commit therefore captures the
+    /// state between two whole operations, never half of one.
+    pub gate: RwLock<()>,
+    /// Inodes with changes in the open generation.
+    pub dirty: Mutex<HashMap<u64, InodeRef>>,
+    pub next_inum: AtomicU64,
+    /// One commit at a time.
+    pub commit_lock: Mutex<()>,
+    /// Tid of the last completed commit, for waiters.
+    pub committed_tid: Mutex<u64>,
+    pub commit_cv: Condvar,
+    /// Set when a commit is wanted soon (dirty pressure, space pressure).
+    pub commit_wanted: AtomicBool,
+    pub dirty_bytes: AtomicU64,
+    pub opts: Options,
+    /// Serializes renames that move a directory to another parent (loop check).
+    pub rename_lock: Mutex<()>,
+    /// A commit failed for a reason a retry cannot fix: refuse further changes.
+    pub broken: AtomicBool,
+    pub stopping: AtomicBool,
+    pub stats: Stats,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub commits: AtomicU64,
+    pub commit_blocks: AtomicU64,
+    pub commit_bytes: AtomicU64,
+}
+
+impl FsInner {
+    pub fn block_size(&self) -> u64 {
+        self.vol.params.block_size()
+    }
+
+    pub fn check_writable(&self) -> Result<()> {
+        if self.vol.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(Error::Io(std::io::Error::from_raw_os_error(libc::EIO)));
+        }
+        Ok(())
+    }
+
+    /// The in-memory inode `inum`, loaded from the inode tree if needed.
+    pub fn inode(&self, inum: u64) -> Result<InodeRef> {
+        if let Some(i) = self.inodes.get(inum) {
+            return Ok(i);
+        }
+        let (br, roots_tid) = {
+            let roots = self.roots.read();
+            (tree::lookup(&self.vol, &roots.inodes, inum)?, roots.tid)
+        };
+        let br = br.ok_or(Error::NotFound)?;
+        if br.btype != BlockType::Inode {
+            return Err(Error::Corrupt(format!(
+                "inode tree entry {inum} is a {}",
+                br.btype.name()
+            )));
+        }
+        let bytes = self.vol.read_block(&br, &ReadCtx::inode(inum))?;
+        let block = InodeBlock::decode(&bytes)?;
+        if block.inum != inum {
+            return Err(Error::Corrupt(format!(
+                "inode tree entry {inum} holds inode {}",
+                block.inum
+            )));
+        }
+        let _ = roots_tid;
+        let inode = Arc::new(Inode {
+            inum,
+            state: RwLock::new(Self::state_from_block(&block, br)),
+        });
+        // If the inode was committed by a commit that installed between our lookup and
+        // now, the table already holds the newer in-memory copy: `insert` returns it.
+        Ok(self.inodes.insert(inode))
+    }
+
+    pub fn state_from_block(block: &InodeBlock, br: hammer2_format::Blockref) -> InodeState {
+        let content = match &block.content {
+            InodeContent::Embedded(d) => Content::Embedded(Arc::new(d.clone())),
+            InodeContent::Tree {
+                root_level,
+                entries,
+            } => Content::Tree(Root {
+                level: *root_level,
+                entries: entries.clone(),
+            }),
+        };
+        let committed = CommittedInode {
+            inode_ref: Some(br),
+            content,
+            orphan: block.nlink == 0,
+            blocks: block.blocks,
+        };
+        InodeState::new(Meta::from_block(block), committed)
+    }
+
+    /// Registers an inode as changed in the open generation.
+    pub fn touch(&self, inode: &InodeRef, st: &mut InodeState) {
+        if !st.queued {
+            st.queued = true;
+            self.dirty.lock().insert(inode.inum, inode.clone());
+        }
+    }
+
+    pub fn alloc_inum(&self) -> u64 {
+        self.next_inum.fetch_add(1, Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,426 @@
+//! Opening a filesystem: read every header slot of every device, choose the master root,
+//! recognize stale, missing and diverged devices, and load the free map.
+//!
+//! Master selection (the seed's root-block rule): every device's newest valid header holds
+//! that device's view of the root. The master is the newest view whose tree validates. A
+//! device whose header is older is *behind*; it is only *diverged* when it holds commits
+//! the master does not know about (its tid is newer than what the master's device table
+//! says it last had) while the master also holds commits it does not know about: both
+//! were written apart. Mount then refuses unless the operator names the master.
+
+use crate::alloc::Allocator;
+use crate::alloc::space::Space;
+use crate::cache::BlockCache;
+use crate::copies::placement::Placement;
+use crate::devices::{DeviceSet, Member, MemberState};
+use crate::error::{Error, Result};
+use crate::fs::{FsInner, Options, Roots};
+use crate::storage::DynStorage;
+use crate::tree::Root;
+use crate::volume::{Params, Volume};
+use hammer2_format::layout::{
+    HEADER_SIZE, HEADER_SLOTS, SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS, header_offset,
+};
+use hammer2_format::{DeviceState, VolumeHeader};
+
+/// What one device's header slots say.
+pub struct Probe {
+    pub storage: DynStorage,
+    pub name: String,
+    /// The newest valid slot.
+    pub header: Option<VolumeHeader>,
+    /// Every slot: its header or why it is not valid.
+    pub slots: Vec<std::result::Result<VolumeHeader, String>>,
+}
+
+impl Probe {
+    pub fn tid(&self) -> u64 {
+        self.header.as_ref().map_or(0, |h| h.tid)
+    }
+}
+
+pub fn probe(storage: DynStorage) -> Probe {
+    let name = storage.name();
+    let mut slots = Vec::with_capacity(HEADER_SLOTS);
+    for slot in 0..HEADER_SLOTS {
+        let off = header_offset(slot);
+        let mut buf = vec![0u8; HEADER_SIZE];
+        let r = if off + HEADER_SIZE as u64 > storage.size() {
+            Err("beyond the end of the device".to_string())
+        } else {
+            match storage.read_at(&mut buf, off) {
+                Err(e) => Err(format!("read error: {e}")),
+                Ok(()) => VolumeHeader::decode(&buf)
+                    .map_err(|e| e.to_string())
+                    .and_then(|h| {
+                        if usize::from(h.slot) != slot {
+                            Err(format!(
+                                "header claims slot {} but sits in slot {slot}",
+                                h.slot
+                            ))
+                        } else if h.device_size > storage.size() {
+                            Err(format!(
+                                "header says the device has {} bytes but it has {}",
+                                h.device_size,
+                                storage.size()
+                            ))
+                        } else {
+                            Ok(h)
+                        }
+                    }),
+            }
+        };
+        slots.push(r);
+    }
+    let header = slots
+        .iter()
+        .filter_map(|s| s.as_ref().ok())
+        .max_by_key(|h| h.tid)
+        .cloned();
+    Probe {
+        storage,
+        name,
+        header,
+        slots,
+    }
+}
+
+/// How the devices relate, before anything is loaded.
+pub struct Assembly {
+    pub master: VolumeHeader,
+    pub master_name: String,
+    /// Per device index: (storage, name, state).
+    pub members: Vec<(Option<DynStorage>, String, MemberState, u64)>,
+    pub notes: Vec<String>,
+}
+
+fn diverged(a: &VolumeHeader, b: &VolumeHeader) -> bool {
+    let a_knows_b = a
+        .devices
+        .get(usize::from(b.device_index))
+        .map_or(0, |e| e.synced_tid);
+    let b_knows_a = b
+        .devices
+        .get(usize::from(a.device_index))
+        .map_or(0, |e| e.synced_tid);
+    a_knows_b < b.tid && b_knows_a < a.tid
+}
+
+pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
+    if probes.is_empty() {
+        return Err(Error::Mount("no device given".into()));
+    }
+    let mut notes = Vec::new();
+    let newest = probes
+        .iter()
+        .filter(|p| p.header.is_some())
+        .max_by_key(|p| p.tid())
+        .ok_or_else(|| {
+            let names: Vec<_> = probes.iter().map(|p| p.name.clone()).collect();
+            Error::Mount(format!(
+                "no valid hammer2 volume header on {}",
+                names.join(", ")
+            ))
+        })?;
+    let fs_uuid = newest
+        .header
+        .as_ref()
+        .map(|h| h.fs_uuid)
+        .unwrap_or_default();
+    let mut valid: Vec<&Probe> = Vec::new();
+    let mut unknown: Vec<&Probe> = Vec::new();
+    for p in &probes {
+        match &p.header {
+            Some(h) if h.fs_uuid == fs_uuid => valid.push(p),
+            Some(_) => {
+                return Err(Error::Mount(format!(
+                    "{} belongs to a different hammer2 filesystem than {}",
+                    p.name, newest.name
+                )));
+            }
+            None => unknown.push(p),
+        }
+    }
+    for (i, a) in valid.iter().enumerate() {
+        for b in &valid[i + 1..] {
+            let (ha, hb) = (
+                a.header.as_ref().expect("valid"),
+                b.header.as_ref().expect("valid"),
+            );
+            if ha.device_index == hb.device_index {
+                return Err(Error::Mount(format!(
+                    "{} and {} are the same member (device {}) of the filesystem",
+                    a.name, b.name, ha.device_index
+                )));
+            }
+        }
+    }
+    for u in &unknown {
+        if !opts.degraded {
+            return Err(Error::Mount(format!(
+                "{} holds no valid hammer2 volume header; mount with -o degraded to run without it",
+                u.name
+            )));
+        }
+        notes.push(format!("{} holds no valid volume header: ignored", u.name));
+    }
+
+    // The master: named by the operator, or the newest that is not in conflict.
+    let master: &Probe = match opts.master {
+        Some(i) => {
+            let p = probes.get(i).ok_or_else(|| {
+                Error::Mount(format!(
+                    "master= names device #{i}, but only {} were given",
+                    probes.len()
+                ))
+            })?;
+            if p.header.is_none() {
+                return Err(Error::Mount(format!(
+                    "the chosen master {} holds no valid volume header",
+                    p.name
+                )));
+            }
+            p
+        }
+        None => {
+            let m = valid
+                .iter()
+                .max_by_key(|p| p.tid())
+                .expect("at least one valid probe");
+            let mh = m.header.as_ref().expect("valid");
+            for o in &valid {
+                let oh = o.header.as_ref().expect("valid");
+                if oh.device_index != mh.device_index && diverged(mh, oh) {
+                    return Err(Error::Mount(format!(
+                        "devices diverged: {} (last commit {}) and {} (last commit {}) were each modified without the other; \
+                         mount with -o master=<device> to keep one of them (the other's changes since commit {} are discarded)",
+                        m.name,
+                        mh.tid,
+                        o.name,
+                        oh.tid,
+                        mh.devices
+                            .get(usize::from(oh.device_index))
+                            .map_or(0, |e| e.synced_tid)
+                    )));
+                }
+            }
+            m
+        }
+    };
+    let mh = master.header.clone().expect("master has a header");
+
+    let mut members = Vec::with_capacity(mh.devices.len());
+    for (i, entry) in mh.devices.iter().enumerate() {
+        let found = valid.iter().find(|p| {
+            p.header
+                .as_ref()
+                .is_some_and(|h| usize::from(h.device_index) == i)
+        });
+        let Some(p) = found else {
+            if !opts.degraded {
+                return Err(Error::Mount(format!(
+                    "device {i} of filesystem {} (uuid {}) is missing; mount with -o degraded to run without it",
+                    uuid::Uuid::from_bytes(mh.fs_uuid),
+                    uuid::Uuid::from_bytes(entry.uuid)
+                )));
+            }
+            notes.push(format!("device {i} is missing: running degraded"));
+            members.push((
+                None,
+                "(missing)".to_string(),
+                MemberState::Absent,
+                entry.missed_since,
+            ));
+            continue;
+        };
+        let ph = p.header.as_ref().expect("valid");
+        if ph.device_uuid != entry.uuid {
+            return Err(Error::Mount(format!(
+                "{} claims to be device {i} but is not the device the filesystem knows there",
+                p.name
+            )));
+        }
+        let mut missed = entry.missed_since;
+        let state = if ph.device_index == mh.device_index {
+            match entry.state {
+                DeviceState::Diverged => MemberState::Diverged,
+                DeviceState::Stale => MemberState::Stale,
+                _ => MemberState::Online,
+            }
+        } else if diverged(&mh, ph) {
+            notes.push(format!(
+                "{} diverged from the master {}: its own changes are discarded; resync it",
+                p.name, master.name
+            ));
+            MemberState::Diverged
+        } else {
+            match entry.state {
+                DeviceState::Online if ph.tid >= entry.synced_tid => MemberState::Online,
+                DeviceState::Online => {
+                    // It missed commits the master believed it had: a crash while the
+                    // headers were written. Its blocks were flushed before the headers.
+                    MemberState::Online
+                }
+                DeviceState::Diverged => MemberState::Diverged,
+                DeviceState::Stale | DeviceState::Failed => {
+                    if missed == 0 {
+                        missed = ph.tid + 1;
+                    }
+                    notes.push(format!(
+                        "{} is stale (missed commits since {missed}): run hammer2 resync",
+                        p.name
+                    ));
+                    MemberState::Stale
+                }
+            }
+        };
+        if state == MemberState::Diverged && missed == 0 {
+            missed = entry.synced_tid.max(1);
+        }
+        members.push((Some(p.storage.clone()), p.name.clone(), state, missed));
+    }
+    Ok(Assembly {
+        master: mh,
+        master_name: master.name.clone(),
+        members,
+        notes,
+    })
+}
+
+/// Builds the volume an assembly describes.
+pub fn volume(asm: &Assembly, opts: &Options) -> Volume {
+    let mh = &asm.master;
+    let members = asm
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, (storage, name, state, missed))| {
+            let m = Member::new(
+                i as u8,
+                storage.clone(),
+                &mh.devices[i],
+                *state,
+                name.clone(),
+            );
+            m.set_missed_since(*missed);
+            m
+        })
+        .collect();
+    Volume {
+        params: Params {
+            fs_uuid: mh.fs_uuid,
+            label: mh.label.clone(),
+            copies: mh.copies,
+            check: mh.check,
+            data_block_shift: mh.data_block_shift,
+            indirect_block_shift: mh.indirect_block_shift,
+            mkfs_time_ns: mh.mkfs_time_ns,
+        },
+        devices: DeviceSet { members },
+        cache: BlockCache::new(opts.cache_bytes),
+        placement: Placement::new(mh.devices.len(), mh.copies),
+        read_only: opts.read_only,
+    }
+}
+
+/// Opens a filesystem on `storages` (in any order).
+pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
+    let probes: Vec<Probe> = storages.into_iter().map(probe).collect();
+    let asm = assemble(probes, &opts)?;
+    for n in &asm.notes {
+        tracing::warn!("{n}");
+    }
+    let vol = volume(&asm, &opts);
+    let mh = &asm.master;
+    let roots = Roots {
+        tid: mh.tid,
+        inodes: Root::from_ref(&mh.sroot[SROOT_INODES]),
+        freemap: Root::from_ref(&mh.sroot[SROOT_FREEMAP]),
+        orphans: Root::from_ref(&mh.sroot[SROOT_ORPHANS]),
+    };
+    for (what, r) in [
+        ("inode", &roots.inodes),
+        ("free-map", &roots.freemap),
+        ("orphan", &roots.orphans),
+    ] {
+        if let Some(br) = r.entries.first() {
+            vol.read_node(br).map_err(|e| {
+                Error::Mount(format!(
+                    "the {what} tree of the master ({}, commit {}) does not validate: {e}",
+                    asm.master_name, mh.tid
+                ))
+            })?;
+        }
+    }
+    if roots.inodes.is_empty() || roots.freemap.is_empty() {
+        return Err(Error::Mount(format!(
+            "{}: the volume header has no inode tree or free map",
+            asm.master_name
+        )));
+    }
+    let spaces = crate::alloc::freemap::load(&vol, &roots.freemap)?;
+    let alloc = Allocator::new(spaces);
+    Ok(FsInner::new(vol, alloc, roots, mh.next_inum, opts))
+}
+
+/// Space kept back for metadata copy-on-write: 1/64 of the capacity, within [1, 64] MiB.
+pub fn meta_reserve_units(total_units: u64) -> u64 {
+    (total_units / 64).clamp(256, 16384).min(total_units / 4)
+}
+
+impl FsInner {
+    pub fn new(
+        vol: Volume,
+        alloc: Allocator,
+        roots: Roots,
+        next_inum: u64,
+        opts: Options,
+    ) -> FsInner {
+        let capacity = vol.placement.capacity_units(&alloc, &vol.devices);
+        let total = vol.placement_total_units();
+        FsInner {
+            space: Space::new(capacity, meta_reserve_units(total)),
+            alloc: parking_lot::Mutex::new(alloc),
+            roots: parking_lot::RwLock::new(roots.clone()),
+            inodes: Default::default(),
+            gate: parking_lot::RwLock::new(()),
+            dirty: parking_lot::Mutex::new(Default::default()),
+            next_inum: std::sync::atomic::AtomicU64::new(next_inum),
+            commit_lock: parking_lot::Mutex::new(()),
+            committed_tid: parking_lot::Mutex::new(roots.tid),
+            commit_cv: parking_lot::Condvar::new(),
+            commit_wanted: Default::default(),
+            dirty_bytes: Default::default(),
+            opts,
+            rename_lock: parking_lot::Mutex::new(()),
+            broken: Default::default(),
+            stopping: Default::default(),
+            stats: Default::default(),
+            vol,
+        }
+    }
+}
+
+impl Volume {
+    /// Total units a full filesystem could hold (one copy's worth).
+    pub fn placement_total_units(&self) -> u64 {
+        let n = usize::from(self.params.copies);
+        let ndev = self.devices.len();
+        let units = |d: usize, regions: u8, k: u8| {
+            let (s, e) =
+                hammer2_format::layout::region_bounds(self.devices.members[d].size, regions, k);
+            (e - s) / hammer2_format::UNIT
+        };
+        if ndev <= n {
+            (0..n)
+                .map(|i| {
+                    let d = i % ndev;
+                    units(d, self.devices.members[d].regions, (i / ndev) as u8)
+                })
+                .min()
+                .unwrap_or(0)
+        } else {
+            (0..ndev).map(|d| units(d, 1, 0)).sum::<u64>() / n as u64
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Fault injection around a real storage: I/O errors on reads or writes (at chosen ranges
+//! or at random), silent bit flips on reads, and a device that vanishes. Every injected
+//! fault is counted so tests can report how many they caused.
+
+use super::{DynStorage, Storage};
+use parking_lot::Mutex;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// What to inject. Ranges are byte ranges `[start, end)` on the device.
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    pub read_error_ranges: Vec<(u64, u64)>,
+    pub write_error_ranges: Vec<(u64, u64)>,
+    /// Reads overlapping these ranges return data with one bit flipped, and no error.
+    pub bitflip_ranges: Vec<(u64, u64)>,
+    /// Probability (0..=1) that any read fails / any write fails / any read is corrupted.
+    pub read_error_rate: f64,
+    pub write_error_rate: f64,
+    pub bitflip_rate: f64,
+    /// Offsets below this are never faulted at random (e.g. the header area).
+    pub random_floor: u64,
+    /// Fail every flush.
+    pub flush_errors: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct FaultCounts {
+    pub read_errors: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub bitflips: AtomicU64,
+    pub flush_errors: AtomicU64,
+}
+
+impl FaultCounts {
+    pub fn total(&self) -> u64 {
+        self.read_errors.load(Ordering::Relaxed)
+            + self.write_errors.load(Ordering::Relaxed)
+            + self.bitflips.load(Ordering::Relaxed)
+            + self.flush_errors.load(Ordering::Relaxed)
+    }
+}
+
+pub struct FaultyStorage {
+    inner: DynStorage,
+    plan: Mutex<FaultPlan>,
+    vanished: AtomicBool,
+    rng: Mutex<u64>,
+    pub counts: FaultCounts,
+}
+
+fn overlaps(ranges: &[(u64, u64)], off: u64, len: usize) -> bool {
+    let end = off + len as u64;
+    ranges.iter().any(|&(s, e)| off < e && s < end)
+}
+
+impl FaultyStorage {
+    pub fn new(inner: DynStorage, seed: u64) -> FaultyStorage {
+        FaultyStorage {
+            inner,
+            plan: Mutex::new(FaultPlan::default()),
+            vanished: AtomicBool::new(false),
+            rng: Mutex::new(seed | 1),
+            counts: FaultCounts::default(),
+        }
+    }
+
+    pub fn set_plan(&self, plan: FaultPlan) {
+        *self.plan.lock() = plan;
+    }
+    pub fn plan(&self) -> FaultPlan {
+        self.plan.lock().clone()
+    }
+    /// Every I/O fails until `reappear`.
+    pub fn vanish(&self) {
+        self.vanished.store(true, Ordering::SeqCst);
+    }
+    pub fn reappear(&self) {
+        self.vanished.store(false, Ordering::SeqCst);
+    }
+    pub fn inner(&self) -> &DynStorage {
+        &self.inner
+    }
+
+    fn chance(&self, p: f64) -> bool {
+        if p <= 0.0 {
+            return false;
+        }
+        let mut s = self.rng.lock();
+        // xorshift64*: deterministic per seed, good enough to scatter faults.
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        ((*s >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    fn vanished_error() -> io::Error {
+        io::Error::from_raw_os_error(libc::ENXIO)
+    }
+}
+
+impl Storage for FaultyStorage {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if self.vanished.load(Ordering::SeqCst) {
+            self.counts.read_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(Self::vanished_error());
+        }
+        let plan = self.plan.lock().clone();
+        let random_ok = offset >= plan.random_floor;
+        if overlaps(&plan.read_error_ranges, offset, buf.len())
+            || (random_ok && self.chance(plan.read_error_rate))
+        {
+            self.counts.read_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.read_at(buf, offset)?;
+        if !buf.is_empty()
+            && (overlaps(&plan.bitflip_ranges, offset, buf.len())
+                || (random_ok && self.chance(plan.bitflip_rate)))
+        {
+            self.counts.bitflips.fetch_add(1, Ordering::Relaxed);
+            let i = (offset as usize).wrapping_mul(31) % buf.len();
+            buf[i] ^= 0x10;
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.write_vectored_at(&[buf], offset)
+    }
+
+    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.vanished.load(Ordering::SeqCst) {
+            self.counts.write_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(Self::vanished_error());
+        }
+        let plan = self.plan.lock().clone();
+        if overlaps(&plan.write_error_ranges, offset, len)
+            || (offset >= plan.random_floor && self.chance(plan.write_error_rate))
+        {
+            self.counts.write_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.write_vectored_at(bufs, offset)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        if self.vanished.load(Ordering::SeqCst) || self.plan.lock().flush_errors {
+            self.counts.flush_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.flush()
+    }
+
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+}

@@ -1,0 +1,65 @@
+//! The one storage trait every device goes through, and its backends:
+//!
+//! - [`file::FileStorage`]: a regular file, loop device or raw disk (pread/pwritev/fdatasync).
+//! - [`faulty::FaultyStorage`]: wraps another storage and injects I/O errors, silent bit
+//!   flips and device disappearance; the tests and the reliability harness drive it.
+//! - [`recording::RecordingStorage`]: wraps another storage and records every write and
+//!   flush, so a crash at any instant can be rebuilt as a device image.
+//! - [`mem::MemStorage`]: a device in memory, the canvas crash images are built on.
+//!
+//! Durability contract (what the commit path relies on): a write is durable only after a
+//! later `flush` on the same storage returns Ok. Writes not yet flushed may reach the medium
+//! in any order, or not at all, if power is lost.
+
+pub mod faulty;
+pub mod file;
+pub mod mem;
+pub mod recording;
+
+use std::io;
+use std::sync::Arc;
+
+pub trait Storage: Send + Sync + 'static {
+    /// Fills `buf` from `offset`; a short device is an error (`UnexpectedEof`).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Writes the buffers back to back starting at `offset` (one system call where possible).
+    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        let mut off = offset;
+        for b in bufs {
+            self.write_at(b, off)?;
+            off += b.len() as u64;
+        }
+        Ok(())
+    }
+    /// Makes every completed write durable.
+    fn flush(&self) -> io::Result<()>;
+    /// Size in bytes.
+    fn size(&self) -> u64;
+    /// A name for messages (the path, for files and block devices).
+    fn name(&self) -> String;
+}
+
+pub type DynStorage = Arc<dyn Storage>;
+
+impl<T: Storage + ?Sized> Storage for Arc<T> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        (**self).read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        (**self).write_at(buf, offset)
+    }
+    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        (**self).write_vectored_at(bufs, offset)
+    }
+    fn flush(&self) -> io::Result<()> {
+        (**self).flush()
+    }
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn name(&self) -> String {
+        (**self).name()
+    }
+}

@@ -1,0 +1,172 @@
+//! Attributes, truncation, statfs, and the open/lookup reference counts.
+
+use super::data::{load_block, present};
+use super::{Attr, Fs, SetAttr, StatFs};
+use crate::error::{Error, Result};
+use crate::fs::FsInner;
+use crate::inode::{InodeRef, InodeState};
+use hammer2_format::inode::S_IFMT;
+use hammer2_format::{Timespec, UNIT};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+impl Fs {
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        let inode = self.inner.inode(ino)?;
+        let st = inode.state.read();
+        Ok(Attr::from_meta(ino, &st.meta))
+    }
+
+    pub fn setattr(&self, ino: u64, set: &SetAttr) -> Result<Attr> {
+        let fs = &self.inner;
+        fs.check_writable()?;
+        if set.size.is_some() {
+            self.throttle();
+        }
+        let mut retried = false;
+        loop {
+            match self.setattr_once(ino, set) {
+                Err(Error::NoSpace) if !retried => {
+                    retried = true;
+                    self.sync()?;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn setattr_once(&self, ino: u64, set: &SetAttr) -> Result<Attr> {
+        let fs = &self.inner;
+        let _g = fs.gate.read();
+        let inode = fs.inode(ino)?;
+        let mut st = inode.state.write();
+        let now = Timespec::now();
+        if let Some(size) = set.size {
+            if st.meta.is_dir() {
+                return Err(Error::IsDir);
+            }
+            if !st.meta.is_reg() {
+                return Err(Error::invalid("truncate of a special file"));
+            }
+            if size > hammer2_format::layout::MAX_FILE_SIZE {
+                return Err(Error::FileTooBig);
+            }
+            truncate(fs, &inode, &mut st, size)?;
+            st.meta.mtime = now;
+        }
+        if let Some(mode) = set.mode {
+            st.meta.mode = (st.meta.mode & S_IFMT) | (mode & 0o7777);
+        }
+        if let Some(uid) = set.uid {
+            st.meta.uid = uid;
+        }
+        if let Some(gid) = set.gid {
+            st.meta.gid = gid;
+        }
+        if let Some(t) = set.atime {
+            st.meta.atime = t.resolve();
+        }
+        if let Some(t) = set.mtime {
+            st.meta.mtime = t.resolve();
+        }
+        st.meta.ctime = set.ctime.unwrap_or(now);
+        st.meta.version += 1;
+        fs.touch(&inode, &mut st);
+        Ok(Attr::from_meta(ino, &st.meta))
+    }
+
+    pub fn statfs(&self) -> StatFs {
+        let fs = &self.inner;
+        let total = fs.vol.placement_total_units();
+        let free = fs.space.capacity().saturating_sub(fs.space.reserved());
+        StatFs {
+            block_size: UNIT as u32,
+            blocks: total,
+            blocks_free: free.min(total),
+            blocks_avail: fs.space.available().min(total),
+            files: u64::from(u32::MAX),
+            files_free: u64::from(u32::MAX).saturating_sub(fs.next_inum.load(Ordering::SeqCst)),
+            name_max: hammer2_format::layout::MAX_NAME_LEN as u32,
+        }
+    }
+
+    /// An open file handle was created.
+    pub fn open(&self, ino: u64) -> Result<()> {
+        let inode = self.inner.inode(ino)?;
+        inode.state.write().opens += 1;
+        Ok(())
+    }
+
+    /// An open file handle was closed: an unlinked inode goes away with its last one.
+    pub fn release(&self, ino: u64) -> Result<()> {
+        let fs = &self.inner;
+        let _g = fs.gate.read();
+        let inode = fs.inode(ino)?;
+        let mut st = inode.state.write();
+        st.opens = st.opens.saturating_sub(1);
+        if st.opens == 0 && st.meta.nlink == 0 && !st.deleted {
+            st.deleted = true;
+            fs.touch(&inode, &mut st);
+        }
+        Ok(())
+    }
+
+    /// The kernel took a reference to `ino` (FUSE lookup count).
+    pub fn lookup_ref(&self, ino: u64) {
+        if let Ok(inode) = self.inner.inode(ino) {
+            inode.state.write().lookups += 1;
+        }
+    }
+
+    /// The kernel dropped `n` references.
+    pub fn forget(&self, ino: u64, n: u64) {
+        let fs = &self.inner;
+        let Some(inode) = fs.inodes.get(ino) else {
+            return;
+        };
+        let mut st = inode.state.write();
+        st.lookups = st.lookups.saturating_sub(n);
+        if st.lookups == 0 && st.deleted && !st.queued && st.flushing.is_none() {
+            drop(st);
+            fs.inodes.remove(ino);
+        }
+    }
+}
+
+/// Sets the size of a regular file, under its write lock.
+fn truncate(fs: &FsInner, inode: &InodeRef, st: &mut InodeState, new: u64) -> Result<()> {
+    let bs = fs.block_size();
+    let old = st.meta.size;
+    if new < old {
+        let k = new / bs;
+        let within = (new % bs) as usize;
+        if within != 0 && present(fs, st, k)? {
+            // The block that keeps the new end: bytes past it must read as zero.
+            if !st.dirty.data.contains_key(&k) {
+                let units = bs / UNIT;
+                if !fs.space.try_reserve(units) {
+                    return Err(Error::NoSpace);
+                }
+                st.dirty.reserved += units;
+                let buf = load_block(fs, inode.inum, st, k)?;
+                st.dirty.data.insert(k, Arc::new(buf));
+                st.dirty.dirty_bytes += bs;
+                fs.dirty_bytes.fetch_add(bs, Ordering::SeqCst);
+            }
+            if let Some(buf) = st.dirty.data.get_mut(&k) {
+                Arc::make_mut(buf)[within..].fill(0);
+            }
+        }
+        let first_gone = new.div_ceil(bs);
+        let gone: Vec<u64> = st.dirty.data.range(first_gone..).map(|(k, _)| *k).collect();
+        for g in gone {
+            st.dirty.data.remove(&g);
+            st.dirty.dirty_bytes = st.dirty.dirty_bytes.saturating_sub(bs);
+            fs.dirty_bytes.fetch_sub(bs, Ordering::SeqCst);
+        }
+        st.dirty.trunc = Some(st.dirty.trunc.map_or(new, |t| t.min(new)));
+        st.meta.blocks = st.meta.blocks.min(new.div_ceil(UNIT) * UNIT);
+    }
+    st.meta.size = new;
+    Ok(())
+}

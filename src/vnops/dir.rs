@@ -1,0 +1,408 @@
+//! Names: lookup, create, mknod, mkdir, symlink, link, unlink, rmdir, readdir.
+
+use super::dirent::{is_empty_dir, lookup_dirent, scan};
+use super::{Attr, Creds, DirEntry, Fs, guard, lock_all};
+use crate::error::{Error, Result};
+use crate::inode::{CommittedInode, Inode, InodeState, Leaf, Meta};
+use hammer2_format::inode::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use hammer2_format::layout::{MAX_NAME_LEN, MAX_SYMLINK_LEN, XATTR_KEY_BIT};
+use hammer2_format::{Timespec, dirent, dtype};
+use parking_lot::RwLock;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+/// Most hard links one inode may have.
+pub const LINK_MAX: u32 = 65000;
+/// Units reserved for the metadata a new name and inode need at commit.
+const CREATE_UNITS: u64 = 2;
+
+pub(crate) fn check_name(name: &[u8]) -> Result<()> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::NameTooLong);
+    }
+    if !dirent::valid_name(name) {
+        return Err(Error::invalid(
+            "names may not be empty, '.', '..', or contain '/' or NUL",
+        ));
+    }
+    Ok(())
+}
+
+impl Fs {
+    /// Attributes of `name` in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        let fs = &self.inner;
+        if name.len() > MAX_NAME_LEN {
+            return Err(Error::NameTooLong);
+        }
+        let dir = fs.inode(parent)?;
+        let inum = {
+            let st = dir.state.read();
+            if !st.meta.is_dir() {
+                return Err(Error::NotDir);
+            }
+            match name {
+                b"." => parent,
+                b".." => st.meta.parent,
+                _ => {
+                    lookup_dirent(fs, parent, &st, name)?
+                        .ok_or(Error::NotFound)?
+                        .1
+                }
+            }
+        };
+        self.getattr(inum)
+    }
+
+    pub fn create(&self, parent: u64, name: &[u8], mode: u32, creds: Creds) -> Result<Attr> {
+        self.make_node(parent, name, S_IFREG | (mode & 0o7777), 0, creds, None)
+    }
+
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+        creds: Creds,
+    ) -> Result<Attr> {
+        if dtype::from_mode(mode).is_none() || mode & S_IFMT == S_IFDIR || mode & S_IFMT == S_IFLNK
+        {
+            return Err(Error::invalid("mknod of an unsupported file type"));
+        }
+        let mode = if mode & S_IFMT == 0 {
+            S_IFREG | mode
+        } else {
+            mode
+        };
+        self.make_node(parent, name, mode, rdev, creds, None)
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, creds: Creds) -> Result<Attr> {
+        self.make_node(parent, name, S_IFDIR | (mode & 0o7777), 0, creds, None)
+    }
+
+    pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8], creds: Creds) -> Result<Attr> {
+        if target.is_empty() || target.contains(&0) {
+            return Err(Error::invalid("symlink target"));
+        }
+        if target.len() > MAX_SYMLINK_LEN {
+            return Err(Error::NameTooLong);
+        }
+        self.make_node(parent, name, S_IFLNK | 0o777, 0, creds, Some(target))
+    }
+
+    fn make_node(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+        creds: Creds,
+        symlink: Option<&[u8]>,
+    ) -> Result<Attr> {
+        let fs = &self.inner;
+        fs.check_writable()?;
+        check_name(name)?;
+        let bs = fs.block_size();
+        let data_units = if symlink.is_some() {
+            bs / hammer2_format::UNIT
+        } else {
+            0
+        };
+        let units = CREATE_UNITS + data_units;
+        self.reserve_or_sync(units)?;
+        let _g = fs.gate.read();
+        let result = (|| {
+            let dir = fs.inode(parent)?;
+            let mut dst = dir.state.write();
+            if !dst.meta.is_dir() {
+                return Err(Error::NotDir);
+            }
+            if dst.meta.nlink == 0 {
+                return Err(Error::NotFound);
+            }
+            let is_dir = mode & S_IFMT == S_IFDIR;
+            if is_dir && dst.meta.nlink >= LINK_MAX {
+                return Err(Error::TooManyLinks);
+            }
+            if lookup_dirent(fs, parent, &dst, name)?.is_some() {
+                return Err(Error::Exists);
+            }
+            let key = super::dirent::free_key(fs, parent, &dst, dirent::dirent_key_base(name))?;
+            let inum = fs.alloc_inum();
+            let now = Timespec::now();
+            let gid = if dst.meta.mode & 0o2000 != 0 {
+                dst.meta.gid
+            } else {
+                creds.gid
+            };
+            let mut mode = mode;
+            if is_dir && dst.meta.mode & 0o2000 != 0 {
+                mode |= 0o2000;
+            }
+            let meta = Meta {
+                mode,
+                uid: creds.uid,
+                gid,
+                nlink: if is_dir { 2 } else { 1 },
+                size: 0,
+                rdev,
+                atime: now,
+                mtime: now,
+                ctime: now,
+                btime: now,
+                parent: if is_dir { parent } else { 0 },
+                version: 1,
+                create_tid: fs.roots.read().tid + 1,
+                blocks: 0,
+            };
+            let mut st = InodeState::new(meta, CommittedInode::new_empty());
+            st.dirty.reserved = units;
+            if let Some(target) = symlink {
+                let mut buf = vec![0u8; bs as usize];
+                buf[..target.len()].copy_from_slice(target);
+                st.dirty.data.insert(0, Arc::new(buf));
+                st.meta.size = target.len() as u64;
+            }
+            let inode = Arc::new(Inode {
+                inum,
+                state: RwLock::new(st),
+            });
+            fs.inodes.insert(inode.clone());
+            let attr = {
+                let mut st = inode.state.write();
+                fs.touch(&inode, &mut st);
+                Attr::from_meta(inum, &st.meta)
+            };
+            let dt = dtype::from_mode(mode).unwrap_or(dtype::REG);
+            dst.dirty.leaves.insert(
+                key,
+                Some(Leaf::Dirent {
+                    name: name.to_vec(),
+                    inum,
+                    dtype: dt,
+                }),
+            );
+            dst.meta.size += 1;
+            if is_dir {
+                dst.meta.nlink += 1;
+            }
+            dst.meta.mtime = now;
+            dst.meta.ctime = now;
+            dst.meta.version += 1;
+            fs.touch(&dir, &mut dst);
+            Ok(attr)
+        })();
+        if result.is_err() {
+            fs.space.release(units);
+        }
+        result
+    }
+
+    /// Adds the name `newname` in `newparent` for the inode `ino`.
+    pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> Result<Attr> {
+        let fs = &self.inner;
+        fs.check_writable()?;
+        check_name(newname)?;
+        self.reserve_or_sync(CREATE_UNITS)?;
+        let _g = fs.gate.read();
+        let r = (|| {
+            let target = fs.inode(ino)?;
+            let dir = fs.inode(newparent)?;
+            let set = [dir.clone(), target.clone()];
+            let mut locks = lock_all(&set);
+            let t = guard(&mut locks, ino);
+            if t.meta.is_dir() {
+                return Err(Error::NotPermitted);
+            }
+            if t.meta.nlink == 0 {
+                return Err(Error::NotFound);
+            }
+            if t.meta.nlink >= LINK_MAX {
+                return Err(Error::TooManyLinks);
+            }
+            let dt = dtype::from_mode(t.meta.mode).unwrap_or(dtype::REG);
+            let d = guard(&mut locks, newparent);
+            if !d.meta.is_dir() {
+                return Err(Error::NotDir);
+            }
+            if d.meta.nlink == 0 {
+                return Err(Error::NotFound);
+            }
+            if lookup_dirent(fs, newparent, d, newname)?.is_some() {
+                return Err(Error::Exists);
+            }
+            let key = super::dirent::free_key(fs, newparent, d, dirent::dirent_key_base(newname))?;
+            let now = Timespec::now();
+            d.dirty.leaves.insert(
+                key,
+                Some(Leaf::Dirent {
+                    name: newname.to_vec(),
+                    inum: ino,
+                    dtype: dt,
+                }),
+            );
+            d.dirty.reserved += CREATE_UNITS;
+            d.meta.size += 1;
+            d.meta.mtime = now;
+            d.meta.ctime = now;
+            d.meta.version += 1;
+            fs.touch(&dir, d);
+            let t = guard(&mut locks, ino);
+            t.meta.nlink += 1;
+            t.meta.ctime = now;
+            t.meta.version += 1;
+            fs.touch(&target, t);
+            Ok(Attr::from_meta(ino, &t.meta))
+        })();
+        if r.is_err() {
+            fs.space.release(CREATE_UNITS);
+        }
+        r
+    }
+
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        self.remove(parent, name, false)
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        self.remove(parent, name, true)
+    }
+
+    fn remove(&self, parent: u64, name: &[u8], want_dir: bool) -> Result<()> {
+        let fs = &self.inner;
+        fs.check_writable()?;
+        if name.len() > MAX_NAME_LEN {
+            return Err(Error::NameTooLong);
+        }
+        if want_dir && name == b"." {
+            return Err(Error::invalid("cannot remove '.'"));
+        }
+        if want_dir && name == b".." {
+            return Err(Error::NotEmpty);
+        }
+        check_name(name)?;
+        // Removing never fails for lack of space: the commit that frees the space must run.
+        fs.space.force_reserve(CREATE_UNITS);
+        let _g = fs.gate.read();
+        let r = (|| {
+            let dir = fs.inode(parent)?;
+            loop {
+                let (key, child_inum) = {
+                    let st = dir.state.read();
+                    if !st.meta.is_dir() {
+                        return Err(Error::NotDir);
+                    }
+                    let (k, i, _) = lookup_dirent(fs, parent, &st, name)?.ok_or(Error::NotFound)?;
+                    (k, i)
+                };
+                let child = fs.inode(child_inum)?;
+                let set = [dir.clone(), child.clone()];
+                let mut locks = lock_all(&set);
+                // Another operation may have changed the name while nothing was locked.
+                if lookup_dirent(fs, parent, guard(&mut locks, parent), name)?
+                    .map(|(k, i, _)| (k, i))
+                    != Some((key, child_inum))
+                {
+                    continue;
+                }
+                let now = Timespec::now();
+                {
+                    let c = guard(&mut locks, child_inum);
+                    match (want_dir, c.meta.is_dir()) {
+                        (false, true) => return Err(Error::IsDir),
+                        (true, false) => return Err(Error::NotDir),
+                        _ => {}
+                    }
+                    if want_dir && !is_empty_dir(fs, child_inum, c)? {
+                        return Err(Error::NotEmpty);
+                    }
+                    if want_dir {
+                        c.meta.nlink = 0;
+                    } else {
+                        c.meta.nlink = c.meta.nlink.saturating_sub(1);
+                    }
+                    c.meta.ctime = now;
+                    c.meta.version += 1;
+                    if c.meta.nlink == 0 && c.opens == 0 {
+                        c.deleted = true;
+                    }
+                    fs.touch(&child, c);
+                }
+                let d = guard(&mut locks, parent);
+                d.dirty.leaves.insert(key, None);
+                d.dirty.reserved += CREATE_UNITS;
+                d.meta.size = d.meta.size.saturating_sub(1);
+                if want_dir {
+                    d.meta.nlink = d.meta.nlink.saturating_sub(1);
+                }
+                d.meta.mtime = now;
+                d.meta.ctime = now;
+                d.meta.version += 1;
+                fs.touch(&dir, d);
+                return Ok(());
+            }
+        })();
+        if r.is_err() {
+            fs.space.release(CREATE_UNITS);
+        }
+        r
+    }
+
+    /// Lists directory `ino` from `cookie` (0 to start). `f` returns true to stop (its
+    /// buffer is full); the entry it stopped on is not consumed.
+    pub fn readdir(
+        &self,
+        ino: u64,
+        cookie: u64,
+        mut f: impl FnMut(&DirEntry) -> bool,
+    ) -> Result<()> {
+        let fs = &self.inner;
+        let inode = fs.inode(ino)?;
+        let st = inode.state.read();
+        if !st.meta.is_dir() {
+            return Err(Error::NotDir);
+        }
+        if cookie == 0
+            && f(&DirEntry {
+                ino,
+                name: b".".to_vec(),
+                dtype: dtype::DIR,
+                next: 1,
+            })
+        {
+            return Ok(());
+        }
+        if cookie <= 1
+            && f(&DirEntry {
+                ino: st.meta.parent,
+                name: b"..".to_vec(),
+                dtype: dtype::DIR,
+                next: 2,
+            })
+        {
+            return Ok(());
+        }
+        scan(
+            fs,
+            ino,
+            &st,
+            cookie.max(2),
+            XATTR_KEY_BIT,
+            &mut |k, leaf| {
+                if let Leaf::Dirent { name, inum, dtype } = leaf
+                    && f(&DirEntry {
+                        ino: *inum,
+                        name: name.clone(),
+                        dtype: *dtype,
+                        next: k + 1,
+                    })
+                {
+                    return Ok(ControlFlow::Break(()));
+                }
+                Ok(ControlFlow::Continue(()))
+            },
+        )
+    }
+}

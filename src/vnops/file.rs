@@ -1,0 +1,284 @@
+//! File content: read, write, fallocate, lseek(SEEK_DATA/SEEK_HOLE), readlink, fsync.
+
+use super::Fs;
+use super::data::{load_block, present, read_into};
+use crate::error::{Error, Result};
+use hammer2_format::layout::MAX_FILE_SIZE;
+use hammer2_format::{Timespec, UNIT};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whence {
+    Data,
+    Hole,
+}
+
+/// fallocate modes handled: only the default (allocate, extend the size).
+pub const FALLOC_DEFAULT: i32 = 0;
+
+impl Fs {
+    pub fn read(&self, ino: u64, off: u64, len: usize) -> Result<Vec<u8>> {
+        let fs = &self.inner;
+        let inode = fs.inode(ino)?;
+        let bs = fs.block_size();
+        let out = {
+            let st = inode.state.read();
+            if st.meta.is_dir() {
+                return Err(Error::IsDir);
+            }
+            if !st.meta.has_data() {
+                return Err(Error::invalid("read of a special file"));
+            }
+            let size = st.meta.size;
+            if off >= size || len == 0 {
+                return Ok(Vec::new());
+            }
+            let end = size.min(off.saturating_add(len as u64));
+            let mut out = vec![0u8; (end - off) as usize];
+            let mut pos = off;
+            while pos < end {
+                let k = pos / bs;
+                let within = (pos % bs) as usize;
+                let n = ((bs - within as u64).min(end - pos)) as usize;
+                let o = (pos - off) as usize;
+                read_into(fs, ino, &st, k, within, &mut out[o..o + n])?;
+                pos += n as u64;
+            }
+            let m = &st.meta;
+            let stale = m.atime <= m.mtime
+                || m.atime <= m.ctime
+                || Timespec::now().sec - m.atime.sec > 86_400;
+            (out, stale)
+        };
+        // relatime: atime moves only when it is older than the last change, or a day old.
+        // It is kept in memory and written with the inode's next commit (never alone).
+        let (out, stale) = out;
+        if stale && !fs.vol.read_only {
+            let mut st = inode.state.write();
+            st.meta.atime = Timespec::now();
+            st.atime_dirty = true;
+        }
+        Ok(out)
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let inode = self.inner.inode(ino)?;
+        let size = {
+            let st = inode.state.read();
+            if !st.meta.is_symlink() {
+                return Err(Error::invalid("not a symlink"));
+            }
+            st.meta.size
+        };
+        self.read(ino, 0, size as usize)
+    }
+
+    pub fn write(&self, ino: u64, off: u64, data: &[u8]) -> Result<usize> {
+        let fs = &self.inner;
+        fs.check_writable()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= MAX_FILE_SIZE)
+            .ok_or(Error::FileTooBig)?;
+        self.throttle();
+        let mut retried = false;
+        loop {
+            match self.write_once(ino, off, end, data) {
+                Err(Error::NoSpace) if !retried => {
+                    retried = true;
+                    self.sync()?;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn write_once(&self, ino: u64, off: u64, end: u64, data: &[u8]) -> Result<usize> {
+        let fs = &self.inner;
+        let bs = fs.block_size();
+        let _g = fs.gate.read();
+        let inode = fs.inode(ino)?;
+        let mut st = inode.state.write();
+        if st.meta.is_dir() {
+            return Err(Error::IsDir);
+        }
+        if !st.meta.is_reg() {
+            return Err(Error::invalid("write to a special file"));
+        }
+        let (first, last) = (off / bs, (end - 1) / bs);
+        let new_blocks = (first..=last)
+            .filter(|k| !st.dirty.data.contains_key(k))
+            .count() as u64;
+        let units = new_blocks * (bs / UNIT);
+        if !fs.space.try_reserve(units) {
+            return Err(Error::NoSpace);
+        }
+        st.dirty.reserved += units;
+        for k in first..=last {
+            let bstart = k * bs;
+            let from = (off.max(bstart) - bstart) as usize;
+            let to = (end.min(bstart + bs) - bstart) as usize;
+            let src =
+                &data[(bstart + from as u64 - off) as usize..(bstart + to as u64 - off) as usize];
+            if let Some(buf) = st.dirty.data.get_mut(&k) {
+                Arc::make_mut(buf)[from..to].copy_from_slice(src);
+                continue;
+            }
+            let was_hole = !present(fs, &st, k)?;
+            let mut buf = if from == 0 && to == bs as usize || was_hole {
+                vec![0u8; bs as usize]
+            } else {
+                load_block(fs, ino, &st, k)?
+            };
+            buf[from..to].copy_from_slice(src);
+            st.dirty.data.insert(k, Arc::new(buf));
+            st.dirty.dirty_bytes += bs;
+            fs.dirty_bytes.fetch_add(bs, Ordering::SeqCst);
+            if was_hole {
+                st.meta.blocks += bs;
+            }
+        }
+        let now = Timespec::now();
+        st.meta.size = st.meta.size.max(end);
+        st.meta.mtime = now;
+        st.meta.ctime = now;
+        st.meta.version += 1;
+        fs.touch(&inode, &mut st);
+        Ok(data.len())
+    }
+
+    /// Makes sure `[off, off + len)` has blocks and extends the size to cover it.
+    pub fn fallocate(&self, ino: u64, off: u64, len: u64, mode: i32) -> Result<()> {
+        let fs = &self.inner;
+        fs.check_writable()?;
+        if mode != FALLOC_DEFAULT {
+            return Err(Error::NotSupported);
+        }
+        if len == 0 {
+            return Err(Error::invalid("fallocate of zero length"));
+        }
+        let end = off
+            .checked_add(len)
+            .filter(|e| *e <= MAX_FILE_SIZE)
+            .ok_or(Error::FileTooBig)?;
+        let bs = fs.block_size();
+        let mut k = off / bs;
+        let last = (end - 1) / bs;
+        // In slices, so a large request waits for commits instead of filling memory.
+        while k <= last {
+            self.throttle();
+            let stop = (k + 256).min(last + 1);
+            self.fallocate_slice(ino, k, stop, end)?;
+            k = stop;
+        }
+        Ok(())
+    }
+
+    fn fallocate_slice(&self, ino: u64, first: u64, stop: u64, end: u64) -> Result<()> {
+        let fs = &self.inner;
+        let bs = fs.block_size();
+        let _g = fs.gate.read();
+        let inode = fs.inode(ino)?;
+        let mut st = inode.state.write();
+        if st.meta.is_dir() {
+            return Err(Error::IsDir);
+        }
+        if !st.meta.is_reg() {
+            return Err(Error::NotSupported);
+        }
+        for k in first..stop {
+            if present(fs, &st, k)? {
+                continue;
+            }
+            let units = bs / UNIT;
+            if !fs.space.try_reserve(units) {
+                return Err(Error::NoSpace);
+            }
+            st.dirty.reserved += units;
+            st.dirty.data.insert(k, Arc::new(vec![0u8; bs as usize]));
+            st.dirty.dirty_bytes += bs;
+            fs.dirty_bytes.fetch_add(bs, Ordering::SeqCst);
+            st.meta.blocks += bs;
+        }
+        let now = Timespec::now();
+        if end > st.meta.size {
+            st.meta.size = end;
+            st.meta.mtime = now;
+        }
+        st.meta.ctime = now;
+        st.meta.version += 1;
+        fs.touch(&inode, &mut st);
+        Ok(())
+    }
+
+    /// lseek(SEEK_DATA / SEEK_HOLE).
+    pub fn seek(&self, ino: u64, off: u64, whence: Whence) -> Result<u64> {
+        let fs = &self.inner;
+        let bs = fs.block_size();
+        let inode = fs.inode(ino)?;
+        let st = inode.state.read();
+        let size = st.meta.size;
+        if off >= size {
+            return Err(Error::NoSeekTarget);
+        }
+        let last = (size - 1) / bs;
+        let mut k = off / bs;
+        while k <= last {
+            let data = present(fs, &st, k)?;
+            match (whence, data) {
+                (Whence::Data, true) | (Whence::Hole, false) => return Ok(off.max(k * bs)),
+                _ => {}
+            }
+            k += 1;
+        }
+        match whence {
+            Whence::Data => Err(Error::NoSeekTarget),
+            Whence::Hole => Ok(size),
+        }
+    }
+
+    /// Makes everything written so far durable (every file: commits are filesystem-wide).
+    pub fn fsync(&self, _ino: u64) -> Result<()> {
+        self.sync()
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        crate::commit::commit(&self.inner, false, false).map(|_| ())
+    }
+
+    /// Waits while dirty data is over the limit (bounded memory under endless writes).
+    pub(crate) fn throttle(&self) {
+        let fs = &self.inner;
+        while fs.dirty_bytes.load(Ordering::SeqCst) > fs.opts.dirty_limit {
+            if !fs.opts.background_sync || self.syncer.lock().is_none() {
+                let _ = crate::commit::commit(fs, false, false);
+                return;
+            }
+            crate::syncer::kick(fs);
+            let mut t = fs.committed_tid.lock();
+            fs.commit_cv.wait_for(&mut t, Duration::from_millis(100));
+        }
+        if fs.dirty_bytes.load(Ordering::SeqCst) > fs.opts.dirty_limit / 2 {
+            crate::syncer::kick(fs);
+        }
+    }
+
+    /// Reserves `units`, committing once to recover pending frees if the first try fails.
+    pub(crate) fn reserve_or_sync(&self, units: u64) -> Result<()> {
+        let fs = &self.inner;
+        if fs.space.try_reserve(units) {
+            return Ok(());
+        }
+        self.sync()?;
+        if fs.space.try_reserve(units) {
+            Ok(())
+        } else {
+            Err(Error::NoSpace)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! A mounted volume: the member devices, the filesystem's fixed parameters, the block
+//! cache, and verified block reads.
+
+use crate::cache::{BlockCache, CacheKey, Cached};
+use crate::copies::placement::Placement;
+use crate::copies::read::{ReadCtx, read_verified};
+use crate::devices::DeviceSet;
+use crate::error::{Error, Result};
+use crate::tree::NodeSource;
+use hammer2_format::{BlockType, Blockref, CheckMethod, indirect};
+use std::sync::Arc;
+
+/// What every header of the filesystem agrees on.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub fs_uuid: [u8; 16],
+    pub label: String,
+    pub copies: u8,
+    pub check: CheckMethod,
+    pub data_block_shift: u8,
+    pub indirect_block_shift: u8,
+    pub mkfs_time_ns: u64,
+}
+
+impl Params {
+    pub fn block_size(&self) -> u64 {
+        1 << self.data_block_shift
+    }
+    pub fn node_capacity(&self) -> usize {
+        indirect::slots(1 << self.indirect_block_shift)
+    }
+}
+
+pub struct Volume {
+    pub params: Params,
+    pub devices: DeviceSet,
+    pub cache: BlockCache,
+    pub placement: Placement,
+    /// No write of any kind reaches a device (not even self-heal).
+    pub read_only: bool,
+}
+
+impl Volume {
+    fn key(br: &Blockref) -> Option<CacheKey> {
+        let p = br.ptr()?;
+        let first = p.copies.iter().find(|l| l.is_valid())?;
+        Some(CacheKey {
+            device: first.device,
+            offset: first.offset,
+            fingerprint: p.check.fingerprint(),
+        })
+    }
+
+    /// The verified content of the block `br` points to (served from the cache when
+    /// possible).
+    pub fn read_block(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Arc<[u8]>> {
+        let ptr = br.ptr().ok_or_else(|| {
+            Error::Corrupt(format!("{} reference without a block", br.btype.name()))
+        })?;
+        let key = Self::key(br);
+        if let Some(k) = &key
+            && let Some(Cached::Bytes(b)) = self.cache.get(k)
+        {
+            return Ok(b);
+        }
+        let data: Arc<[u8]> = Arc::from(read_verified(self, br.btype, ptr, ctx)?);
+        if let Some(k) = key {
+            self.cache.insert(k, Cached::Bytes(data.clone()));
+        }
+        Ok(data)
+    }
+
+    /// Reads a block without caching it (bulk walks: scrub, resync, fsck-like checks).
+    pub fn read_block_uncached(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Vec<u8>> {
+        let ptr = br.ptr().ok_or_else(|| {
+            Error::Corrupt(format!("{} reference without a block", br.btype.name()))
+        })?;
+        read_verified(self, br.btype, ptr, ctx)
+    }
+
+    /// The decoded entries of the INDIRECT node `br` points to.
+    pub fn read_node(&self, br: &Blockref) -> Result<Arc<[Blockref]>> {
+        if br.btype != BlockType::Indirect {
+            return Err(Error::Corrupt(format!(
+                "expected an indirect block, found {}",
+                br.btype.name()
+            )));
+        }
+        let key = Self::key(br);
+        if let Some(k) = &key
+            && let Some(Cached::Node(n)) = self.cache.get(k)
+        {
+            return Ok(n);
+        }
+        let ptr = br
+            .ptr()
+            .ok_or_else(|| Error::Corrupt("indirect reference without a block".into()))?;
+        let bytes = read_verified(self, br.btype, ptr, &ReadCtx::meta())?;
+        let entries: Arc<[Blockref]> = Arc::from(indirect::decode(&bytes, br.level)?);
+        if let Some(k) = key {
+            self.cache.insert(k, Cached::Node(entries.clone()));
+        }
+        Ok(entries)
+    }
+}
+
+impl NodeSource for Volume {
+    fn node(&self, br: &Blockref) -> Result<Arc<[Blockref]>> {
+        self.read_node(br)
+    }
+}
