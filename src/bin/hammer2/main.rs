@@ -1,0 +1,66 @@
+//! The `hammer2` command: mount (FUSE), info, scrub, resync.
+
+mod devices;
+mod info;
+mod mount;
+mod resync;
+mod scrub;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hammer2",
+    version,
+    about = "A copy-on-write filesystem with block redundancy (copies)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Mount a hammer2 filesystem through FUSE.
+    Mount(mount::Args),
+    /// Show what the volume headers say about a filesystem.
+    Info(info::Args),
+    /// Read and verify every copy of every block, repairing bad copies.
+    Scrub(scrub::Args),
+    /// Bring stale or replaced devices up to date.
+    Resync(resync::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let name = match &cli.cmd {
+        Cmd::Mount(_) => "mount",
+        Cmd::Info(_) => "info",
+        Cmd::Scrub(_) => "scrub",
+        Cmd::Resync(_) => "resync",
+    };
+    let result = match cli.cmd {
+        Cmd::Mount(a) => mount::run(a),
+        Cmd::Info(a) => info::run(a),
+        Cmd::Scrub(a) => scrub::run(a),
+        Cmd::Resync(a) => resync::run(a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("hammer2 {name}: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Logging to stderr, filtered by HAMMER2_LOG (default: warnings).
+pub fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HAMMER2_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,11 @@
+//! `hammer2 mount` (being written).
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Devices (or a mount point).
+    pub paths: Vec<std::path::PathBuf>,
+}
+
+pub fn run(_a: Args) -> anyhow::Result<i32> {
+    anyhow::bail!("not implemented yet")
+}
