@@ -50,10 +50,7 @@ impl MemberState {
         }
     }
     pub fn writable(self) -> bool {
-        matches!(
-            self,
-            MemberState::Online | MemberState::Stale | MemberState::Diverged
-        )
+        matches!(self, MemberState::Online | MemberState::Stale | MemberState::Diverged)
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -122,18 +119,10 @@ impl Member {
             counters: Counters::default(),
             fail_lock: Mutex::new(()),
         };
-        m.counters
-            .read_errors
-            .store(u64::from(entry.read_errors), Ordering::Relaxed);
-        m.counters
-            .write_errors
-            .store(u64::from(entry.write_errors), Ordering::Relaxed);
-        m.counters
-            .check_errors
-            .store(u64::from(entry.check_errors), Ordering::Relaxed);
-        m.counters
-            .repaired
-            .store(u64::from(entry.repaired), Ordering::Relaxed);
+        m.counters.read_errors.store(u64::from(entry.read_errors), Ordering::Relaxed);
+        m.counters.write_errors.store(u64::from(entry.write_errors), Ordering::Relaxed);
+        m.counters.check_errors.store(u64::from(entry.check_errors), Ordering::Relaxed);
+        m.counters.repaired.store(u64::from(entry.repaired), Ordering::Relaxed);
         m
     }
 

@@ -18,9 +18,7 @@ use crate::fs::{FsInner, Options, Roots};
 use crate::storage::DynStorage;
 use crate::tree::Root;
 use crate::volume::{Params, Volume};
-use hammer2_format::layout::{
-    HEADER_SIZE, HEADER_SLOTS, SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS, header_offset,
-};
+use hammer2_format::layout::{HEADER_SIZE, HEADER_SLOTS, SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS, header_offset};
 use hammer2_format::{DeviceState, VolumeHeader};
 
 /// What one device's header slots say.
@@ -50,39 +48,21 @@ pub fn probe(storage: DynStorage) -> Probe {
         } else {
             match storage.read_at(&mut buf, off) {
                 Err(e) => Err(format!("read error: {e}")),
-                Ok(()) => VolumeHeader::decode(&buf)
-                    .map_err(|e| e.to_string())
-                    .and_then(|h| {
-                        if usize::from(h.slot) != slot {
-                            Err(format!(
-                                "header claims slot {} but sits in slot {slot}",
-                                h.slot
-                            ))
-                        } else if h.device_size > storage.size() {
-                            Err(format!(
-                                "header says the device has {} bytes but it has {}",
-                                h.device_size,
-                                storage.size()
-                            ))
-                        } else {
-                            Ok(h)
-                        }
-                    }),
+                Ok(()) => VolumeHeader::decode(&buf).map_err(|e| e.to_string()).and_then(|h| {
+                    if usize::from(h.slot) != slot {
+                        Err(format!("header claims slot {} but sits in slot {slot}", h.slot))
+                    } else if h.device_size > storage.size() {
+                        Err(format!("header says the device has {} bytes but it has {}", h.device_size, storage.size()))
+                    } else {
+                        Ok(h)
+                    }
+                }),
             }
         };
         slots.push(r);
     }
-    let header = slots
-        .iter()
-        .filter_map(|s| s.as_ref().ok())
-        .max_by_key(|h| h.tid)
-        .cloned();
-    Probe {
-        storage,
-        name,
-        header,
-        slots,
-    }
+    let header = slots.iter().filter_map(|s| s.as_ref().ok()).max_by_key(|h| h.tid).cloned();
+    Probe { storage, name, header, slots }
 }
 
 /// How the devices relate, before anything is loaded.
@@ -95,14 +75,8 @@ pub struct Assembly {
 }
 
 fn diverged(a: &VolumeHeader, b: &VolumeHeader) -> bool {
-    let a_knows_b = a
-        .devices
-        .get(usize::from(b.device_index))
-        .map_or(0, |e| e.synced_tid);
-    let b_knows_a = b
-        .devices
-        .get(usize::from(a.device_index))
-        .map_or(0, |e| e.synced_tid);
+    let a_knows_b = a.devices.get(usize::from(b.device_index)).map_or(0, |e| e.synced_tid);
+    let b_knows_a = b.devices.get(usize::from(a.device_index)).map_or(0, |e| e.synced_tid);
     a_knows_b < b.tid && b_knows_a < a.tid
 }
 
@@ -111,22 +85,11 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
         return Err(Error::Mount("no device given".into()));
     }
     let mut notes = Vec::new();
-    let newest = probes
-        .iter()
-        .filter(|p| p.header.is_some())
-        .max_by_key(|p| p.tid())
-        .ok_or_else(|| {
-            let names: Vec<_> = probes.iter().map(|p| p.name.clone()).collect();
-            Error::Mount(format!(
-                "no valid hammer2 volume header on {}",
-                names.join(", ")
-            ))
-        })?;
-    let fs_uuid = newest
-        .header
-        .as_ref()
-        .map(|h| h.fs_uuid)
-        .unwrap_or_default();
+    let newest = probes.iter().filter(|p| p.header.is_some()).max_by_key(|p| p.tid()).ok_or_else(|| {
+        let names: Vec<_> = probes.iter().map(|p| p.name.clone()).collect();
+        Error::Mount(format!("no valid hammer2 volume header on {}", names.join(", ")))
+    })?;
+    let fs_uuid = newest.header.as_ref().map(|h| h.fs_uuid).unwrap_or_default();
     let mut valid: Vec<&Probe> = Vec::new();
     let mut unknown: Vec<&Probe> = Vec::new();
     for p in &probes {
@@ -143,10 +106,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
     }
     for (i, a) in valid.iter().enumerate() {
         for b in &valid[i + 1..] {
-            let (ha, hb) = (
-                a.header.as_ref().expect("valid"),
-                b.header.as_ref().expect("valid"),
-            );
+            let (ha, hb) = (a.header.as_ref().expect("valid"), b.header.as_ref().expect("valid"));
             if ha.device_index == hb.device_index {
                 return Err(Error::Mount(format!(
                     "{} and {} are the same member (device {}) of the filesystem",
@@ -169,24 +129,15 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
     let master: &Probe = match opts.master {
         Some(i) => {
             let p = probes.get(i).ok_or_else(|| {
-                Error::Mount(format!(
-                    "master= names device #{i}, but only {} were given",
-                    probes.len()
-                ))
+                Error::Mount(format!("master= names device #{i}, but only {} were given", probes.len()))
             })?;
             if p.header.is_none() {
-                return Err(Error::Mount(format!(
-                    "the chosen master {} holds no valid volume header",
-                    p.name
-                )));
+                return Err(Error::Mount(format!("the chosen master {} holds no valid volume header", p.name)));
             }
             p
         }
         None => {
-            let m = valid
-                .iter()
-                .max_by_key(|p| p.tid())
-                .expect("at least one valid probe");
+            let m = valid.iter().max_by_key(|p| p.tid()).expect("at least one valid probe");
             let mh = m.header.as_ref().expect("valid");
             for o in &valid {
                 let oh = o.header.as_ref().expect("valid");
@@ -198,9 +149,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
                         mh.tid,
                         o.name,
                         oh.tid,
-                        mh.devices
-                            .get(usize::from(oh.device_index))
-                            .map_or(0, |e| e.synced_tid)
+                        mh.devices.get(usize::from(oh.device_index)).map_or(0, |e| e.synced_tid)
                     )));
                 }
             }
@@ -211,11 +160,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
 
     let mut members = Vec::with_capacity(mh.devices.len());
     for (i, entry) in mh.devices.iter().enumerate() {
-        let found = valid.iter().find(|p| {
-            p.header
-                .as_ref()
-                .is_some_and(|h| usize::from(h.device_index) == i)
-        });
+        let found = valid.iter().find(|p| p.header.as_ref().is_some_and(|h| usize::from(h.device_index) == i));
         let Some(p) = found else {
             if !opts.degraded {
                 return Err(Error::Mount(format!(
@@ -225,12 +170,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
                 )));
             }
             notes.push(format!("device {i} is missing: running degraded"));
-            members.push((
-                None,
-                "(missing)".to_string(),
-                MemberState::Absent,
-                entry.missed_since,
-            ));
+            members.push((None, "(missing)".to_string(), MemberState::Absent, entry.missed_since));
             continue;
         };
         let ph = p.header.as_ref().expect("valid");
@@ -266,10 +206,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
                     if missed == 0 {
                         missed = ph.tid + 1;
                     }
-                    notes.push(format!(
-                        "{} is stale (missed commits since {missed}): run hammer2 resync",
-                        p.name
-                    ));
+                    notes.push(format!("{} is stale (missed commits since {missed}): run hammer2 resync", p.name));
                     MemberState::Stale
                 }
             }
@@ -279,12 +216,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
         }
         members.push((Some(p.storage.clone()), p.name.clone(), state, missed));
     }
-    Ok(Assembly {
-        master: mh,
-        master_name: master.name.clone(),
-        members,
-        notes,
-    })
+    Ok(Assembly { master: mh, master_name: master.name.clone(), members, notes })
 }
 
 /// Builds the volume an assembly describes.
@@ -295,13 +227,7 @@ pub fn volume(asm: &Assembly, opts: &Options) -> Volume {
         .iter()
         .enumerate()
         .map(|(i, (storage, name, state, missed))| {
-            let m = Member::new(
-                i as u8,
-                storage.clone(),
-                &mh.devices[i],
-                *state,
-                name.clone(),
-            );
+            let m = Member::new(i as u8, storage.clone(), &mh.devices[i], *state, name.clone());
             m.set_missed_since(*missed);
             m
         })
@@ -338,11 +264,7 @@ pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
         freemap: Root::from_ref(&mh.sroot[SROOT_FREEMAP]),
         orphans: Root::from_ref(&mh.sroot[SROOT_ORPHANS]),
     };
-    for (what, r) in [
-        ("inode", &roots.inodes),
-        ("free-map", &roots.freemap),
-        ("orphan", &roots.orphans),
-    ] {
+    for (what, r) in [("inode", &roots.inodes), ("free-map", &roots.freemap), ("orphan", &roots.orphans)] {
         if let Some(br) = r.entries.first() {
             vol.read_node(br).map_err(|e| {
                 Error::Mount(format!(
@@ -353,10 +275,7 @@ pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
         }
     }
     if roots.inodes.is_empty() || roots.freemap.is_empty() {
-        return Err(Error::Mount(format!(
-            "{}: the volume header has no inode tree or free map",
-            asm.master_name
-        )));
+        return Err(Error::Mount(format!("{}: the volume header has no inode tree or free map", asm.master_name)));
     }
     let spaces = crate::alloc::freemap::load(&vol, &roots.freemap)?;
     let alloc = Allocator::new(spaces);
@@ -369,13 +288,7 @@ pub fn meta_reserve_units(total_units: u64) -> u64 {
 }
 
 impl FsInner {
-    pub fn new(
-        vol: Volume,
-        alloc: Allocator,
-        roots: Roots,
-        next_inum: u64,
-        opts: Options,
-    ) -> FsInner {
+    pub fn new(vol: Volume, alloc: Allocator, roots: Roots, next_inum: u64, opts: Options) -> FsInner {
         let capacity = vol.placement.capacity_units(&alloc, &vol.devices);
         let total = vol.placement_total_units();
         FsInner {
@@ -407,8 +320,7 @@ impl Volume {
         let n = usize::from(self.params.copies);
         let ndev = self.devices.len();
         let units = |d: usize, regions: u8, k: u8| {
-            let (s, e) =
-                hammer2_format::layout::region_bounds(self.devices.members[d].size, regions, k);
+            let (s, e) = hammer2_format::layout::region_bounds(self.devices.members[d].size, regions, k);
             (e - s) / hammer2_format::UNIT
         };
         if ndev <= n {

@@ -115,18 +115,10 @@ pub struct Location {
 
 impl Location {
     pub fn valid(device: u8, offset: u64) -> Self {
-        Location {
-            device,
-            offset,
-            state: CopyState::Valid,
-        }
+        Location { device, offset, state: CopyState::Valid }
     }
     pub fn missing(device: u8) -> Self {
-        Location {
-            device,
-            offset: 0,
-            state: CopyState::Missing,
-        }
+        Location { device, offset: 0, state: CopyState::Missing }
     }
     pub fn is_valid(&self) -> bool {
         self.state == CopyState::Valid
@@ -167,18 +159,12 @@ pub struct Copies {
 
 impl Copies {
     pub fn new() -> Self {
-        Copies {
-            slots: [Location::missing(0); MAX_COPIES],
-            len: 0,
-        }
+        Copies { slots: [Location::missing(0); MAX_COPIES], len: 0 }
     }
     /// Panics if more than `MAX_COPIES` are pushed: callers size copies from the volume
     /// header, whose decoder bounds copies to `1..=MAX_COPIES`.
     pub fn push(&mut self, loc: Location) {
-        assert!(
-            (self.len as usize) < MAX_COPIES,
-            "more than MAX_COPIES copies"
-        );
+        assert!((self.len as usize) < MAX_COPIES, "more than MAX_COPIES copies");
         self.slots[self.len as usize] = loc;
         self.len += 1;
     }
@@ -343,19 +329,12 @@ impl Blockref {
         }
         match self.payload {
             Payload::None => {}
-            Payload::Dirent {
-                inum,
-                name_len,
-                dtype,
-            } => {
+            Payload::Dirent { inum, name_len, dtype } => {
                 w.u64(104, inum);
                 w.u16(112, name_len);
                 w.u8(114, dtype);
             }
-            Payload::Xattr {
-                name_len,
-                value_len,
-            } => {
+            Payload::Xattr { name_len, value_len } => {
                 w.u16(104, name_len);
                 w.u32(108, value_len);
             }
@@ -366,8 +345,7 @@ impl Blockref {
     /// Decodes and validates one block reference from the first 128 bytes of `buf`.
     pub fn decode(buf: &[u8]) -> DecodeResult<Blockref> {
         let r = Reader::new(buf, BLOCKREF_SIZE, "blockref")?;
-        let btype =
-            BlockType::from_code(r.u8(0)?).ok_or_else(|| r.bad("type", u64::from(buf[0])))?;
+        let btype = BlockType::from_code(r.u8(0)?).ok_or_else(|| r.bad("type", u64::from(buf[0])))?;
         if btype == BlockType::Empty {
             r.zero(0, BLOCKREF_SIZE)?;
             return Ok(Blockref::EMPTY);
@@ -394,14 +372,10 @@ impl Blockref {
                 return Err(r.bad("size without check method", u64::from(size)));
             }
             let inline: [u8; INLINE_NAME_MAX] = r.array(40)?;
-            if inline.iter().all(|&b| b == 0) {
-                BlockData::None
-            } else {
-                BlockData::Inline(inline)
-            }
+            if inline.iter().all(|&b| b == 0) { BlockData::None } else { BlockData::Inline(inline) }
         } else {
-            let method = CheckMethod::from_code(method_code)
-                .ok_or_else(|| r.bad("check method", u64::from(method_code)))?;
+            let method =
+                CheckMethod::from_code(method_code).ok_or_else(|| r.bad("check method", u64::from(method_code)))?;
             if size == 0 || u64::from(size) % UNIT != 0 || size > MAX_BLOCK_SIZE {
                 return Err(r.bad("size", u64::from(size)));
             }
@@ -418,26 +392,13 @@ impl Blockref {
                 return Err(r.bad("no valid copy", copies.len() as u64));
             }
             let check = Check::decode(method, &r.array(72)?)?;
-            BlockData::Block(BlockPtr {
-                size,
-                check,
-                copies,
-            })
+            BlockData::Block(BlockPtr { size, check, copies })
         };
 
         let payload = match btype {
-            BlockType::Dirent => Payload::Dirent {
-                inum: r.u64(104)?,
-                name_len: r.u16(112)?,
-                dtype: r.u8(114)?,
-            },
-            BlockType::Xattr => Payload::Xattr {
-                name_len: r.u16(104)?,
-                value_len: r.u32(108)?,
-            },
-            BlockType::FreemapLeaf => Payload::FreemapLeaf {
-                free_units: r.u64(104)?,
-            },
+            BlockType::Dirent => Payload::Dirent { inum: r.u64(104)?, name_len: r.u16(112)?, dtype: r.u8(114)? },
+            BlockType::Xattr => Payload::Xattr { name_len: r.u16(104)?, value_len: r.u32(108)? },
+            BlockType::FreemapLeaf => Payload::FreemapLeaf { free_units: r.u64(104)? },
             _ => Payload::None,
         };
         let payload_len = match payload {
@@ -451,17 +412,7 @@ impl Blockref {
         }
         r.zero(104 + payload_len, 24 - payload_len)?;
 
-        let br = Blockref {
-            btype,
-            keybits,
-            level,
-            flags,
-            key,
-            modify_tid,
-            mirror_tid,
-            data,
-            payload,
-        };
+        let br = Blockref { btype, keybits, level, flags, key, modify_tid, mirror_tid, data, payload };
         br.validate_shape(&r)?;
         Ok(br)
     }
@@ -481,8 +432,7 @@ impl Blockref {
         match self.btype {
             BlockType::Empty => {}
             BlockType::Inode => {
-                if !has_block || size as usize != INODE_SIZE || self.level != 0 || self.keybits != 0
-                {
+                if !has_block || size as usize != INODE_SIZE || self.level != 0 || self.keybits != 0 {
                     return Err(r.bad("inode reference", u64::from(size)));
                 }
             }
@@ -498,28 +448,15 @@ impl Blockref {
                 }
             }
             BlockType::Data => {
-                if !has_block
-                    || self.level != 0
-                    || self.keybits > 63
-                    || u64::from(size) > 1u64 << self.keybits
-                {
+                if !has_block || self.level != 0 || self.keybits > 63 || u64::from(size) > 1u64 << self.keybits {
                     return Err(r.bad("data reference", u64::from(size)));
                 }
             }
             BlockType::Dirent => {
-                let Payload::Dirent {
-                    inum,
-                    name_len,
-                    dtype: t,
-                } = self.payload
-                else {
+                let Payload::Dirent { inum, name_len, dtype: t } = self.payload else {
                     return Err(r.bad("dirent payload", 0));
                 };
-                if inum == 0
-                    || !dtype::valid(t)
-                    || name_len == 0
-                    || usize::from(name_len) > MAX_NAME_LEN
-                {
+                if inum == 0 || !dtype::valid(t) || name_len == 0 || usize::from(name_len) > MAX_NAME_LEN {
                     return Err(r.bad("dirent", u64::from(name_len)));
                 }
                 if self.level != 0 || self.keybits != 0 {
@@ -532,17 +469,12 @@ impl Blockref {
                             return Err(r.bad("inline name length", n as u64));
                         }
                     }
-                    BlockData::Block(p)
-                        if usize::from(name_len) > INLINE_NAME_MAX && p.size as u64 == UNIT => {}
+                    BlockData::Block(p) if usize::from(name_len) > INLINE_NAME_MAX && p.size as u64 == UNIT => {}
                     _ => return Err(r.bad("dirent name storage", u64::from(name_len))),
                 }
             }
             BlockType::Xattr => {
-                let Payload::Xattr {
-                    name_len,
-                    value_len,
-                } = self.payload
-                else {
+                let Payload::Xattr { name_len, value_len } = self.payload else {
                     return Err(r.bad("xattr payload", 0));
                 };
                 let need = crate::xattr::block_size(usize::from(name_len), value_len as usize);
@@ -593,30 +525,16 @@ pub fn decode_blockset(buf: &[u8], slots: usize, level: u8) -> DecodeResult<Vec<
             continue;
         }
         if ended {
-            return Err(DecodeError::BadField {
-                what: "blockset",
-                field: "entry after empty slot",
-                value: i as u64,
-            });
+            return Err(DecodeError::BadField { what: "blockset", field: "entry after empty slot", value: i as u64 });
         }
         let want_indirect = level > 0;
-        if (br.btype == BlockType::Indirect) != want_indirect
-            || (want_indirect && br.level != level)
-        {
-            return Err(DecodeError::BadField {
-                what: "blockset",
-                field: "entry level",
-                value: u64::from(br.level),
-            });
+        if (br.btype == BlockType::Indirect) != want_indirect || (want_indirect && br.level != level) {
+            return Err(DecodeError::BadField { what: "blockset", field: "entry level", value: u64::from(br.level) });
         }
         if let Some(prev) = out.last() {
             let prev: &Blockref = prev;
             if br.key <= prev.key {
-                return Err(DecodeError::BadField {
-                    what: "blockset",
-                    field: "key order",
-                    value: br.key,
-                });
+                return Err(DecodeError::BadField { what: "blockset", field: "key order", value: br.key });
             }
         }
         out.push(br);

@@ -43,13 +43,8 @@ pub struct Timespec {
 impl Timespec {
     pub const ZERO: Timespec = Timespec { sec: 0, nsec: 0 };
     pub fn now() -> Timespec {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timespec {
-            sec: d.as_secs() as i64,
-            nsec: d.subsec_nanos(),
-        }
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timespec { sec: d.as_secs() as i64, nsec: d.subsec_nanos() }
     }
     pub fn as_nanos(&self) -> i128 {
         i128::from(self.sec) * 1_000_000_000 + i128::from(self.nsec)
@@ -61,10 +56,7 @@ impl Timespec {
 pub enum InodeContent {
     /// Root of the inode's tree: up to 30 sorted references. `root_level` 0 means they are
     /// leaves (data blocks, directory entries, xattrs); L >= 1 means INDIRECT of level L.
-    Tree {
-        root_level: u8,
-        entries: Vec<Blockref>,
-    },
+    Tree { root_level: u8, entries: Vec<Blockref> },
     /// The file's bytes (`size` of them), for files, symlinks up to 3840 bytes.
     Embedded(Vec<u8>),
 }
@@ -112,10 +104,7 @@ impl InodeBlock {
         w.u32(36, self.nlink);
         w.u64(40, self.size);
         w.u64(48, self.rdev);
-        for (i, t) in [self.atime, self.mtime, self.ctime, self.btime]
-            .iter()
-            .enumerate()
-        {
+        for (i, t) in [self.atime, self.mtime, self.ctime, self.btime].iter().enumerate() {
             w.i64(56 + 12 * i, t.sec);
             w.u32(64 + 12 * i, t.nsec);
         }
@@ -123,10 +112,7 @@ impl InodeBlock {
         w.u64(120, self.create_tid);
         w.u64(128, self.blocks);
         match &self.content {
-            InodeContent::Tree {
-                root_level,
-                entries,
-            } => {
+            InodeContent::Tree { root_level, entries } => {
                 w.u8(6, 0);
                 w.u8(7, *root_level);
                 encode_blockset(entries, INODE_ROOT_ENTRIES, &mut out[INODE_HEADER_SIZE..]);
@@ -146,19 +132,13 @@ impl InodeBlock {
         }
         let v = r.u16(4)?;
         if v != LAYOUT_VERSION {
-            return Err(DecodeError::BadVersion {
-                what: "inode",
-                version: u32::from(v),
-            });
+            return Err(DecodeError::BadVersion { what: "inode", version: u32::from(v) });
         }
         r.zero(112, 8)?;
         r.zero(136, 120)?;
         let mut times = [Timespec::ZERO; 4];
         for (i, t) in times.iter_mut().enumerate() {
-            *t = Timespec {
-                sec: r.i64(56 + 12 * i)?,
-                nsec: r.u32(64 + 12 * i)?,
-            };
+            *t = Timespec { sec: r.i64(56 + 12 * i)?, nsec: r.u32(64 + 12 * i)? };
             if t.nsec >= 1_000_000_000 {
                 return Err(r.bad("nanoseconds", u64::from(t.nsec)));
             }
@@ -181,18 +161,12 @@ impl InodeBlock {
                 if root_level > MAX_TREE_LEVEL {
                     return Err(r.bad("root level", u64::from(root_level)));
                 }
-                let entries = decode_blockset(
-                    r.bytes(INODE_HEADER_SIZE, INODE_EMBED_MAX)?,
-                    INODE_ROOT_ENTRIES,
-                    root_level,
-                )?;
+                let entries =
+                    decode_blockset(r.bytes(INODE_HEADER_SIZE, INODE_EMBED_MAX)?, INODE_ROOT_ENTRIES, root_level)?;
                 if root_level > 0 && entries.is_empty() {
                     return Err(r.bad("empty root above level 0", u64::from(root_level)));
                 }
-                InodeContent::Tree {
-                    root_level,
-                    entries,
-                }
+                InodeContent::Tree { root_level, entries }
             }
             1 => {
                 if r.u8(7)? != 0 {

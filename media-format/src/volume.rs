@@ -239,8 +239,7 @@ impl VolumeHeader {
         if copies == 0 || usize::from(copies) > MAX_COPIES {
             return Err(r.bad("copies", u64::from(copies)));
         }
-        let check = CheckMethod::from_code(r.u8(61)?)
-            .ok_or_else(|| r.bad("check method", u64::from(buf[61])))?;
+        let check = CheckMethod::from_code(r.u8(61)?).ok_or_else(|| r.bad("check method", u64::from(buf[61])))?;
         let slot = r.u8(62)?;
         if usize::from(slot) >= HEADER_SLOTS {
             return Err(r.bad("slot", u64::from(slot)));
@@ -260,14 +259,9 @@ impl VolumeHeader {
         let label_raw = r.bytes(128, 64)?;
         let label_len = label_raw.iter().position(|&b| b == 0).unwrap_or(64);
         if label_raw[label_len..].iter().any(|&b| b != 0) {
-            return Err(DecodeError::Reserved {
-                what,
-                offset: 128 + label_len,
-            });
+            return Err(DecodeError::Reserved { what, offset: 128 + label_len });
         }
-        let label = std::str::from_utf8(&label_raw[..label_len])
-            .map_err(|_| r.bad("label encoding", 0))?
-            .to_string();
+        let label = std::str::from_utf8(&label_raw[..label_len]).map_err(|_| r.bad("label encoding", 0))?.to_string();
 
         let mut sroot = [Blockref::EMPTY; SROOT_COUNT];
         for (i, s) in sroot.iter_mut().enumerate() {
@@ -293,14 +287,10 @@ impl VolumeHeader {
             let uuid: [u8; 16] = r.array(o)?;
             let regions = r.u8(o + 64)?;
             let state_code = r.u8(o + 65)?;
-            let state = DeviceState::from_code(state_code)
-                .ok_or_else(|| r.bad("device state", u64::from(state_code)))?;
+            let state =
+                DeviceState::from_code(state_code).ok_or_else(|| r.bad("device state", u64::from(state_code)))?;
             let size = r.u64(o + 16)?;
-            if uuid == [0; 16]
-                || regions == 0
-                || usize::from(regions) > MAX_REGIONS
-                || size < MIN_DEVICE_BYTES
-            {
+            if uuid == [0; 16] || regions == 0 || usize::from(regions) > MAX_REGIONS || size < MIN_DEVICE_BYTES {
                 return Err(r.bad("device entry", i as u64));
             }
             devices.push(DeviceEntry {

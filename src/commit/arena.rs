@@ -11,8 +11,7 @@ use crate::alloc::Allocator;
 use crate::tree::modify::{PEntry, PRoot};
 use hammer2_format::blockref::FLAG_DEGRADED;
 use hammer2_format::{
-    BlockData, BlockPtr, BlockType, Blockref, Check, CheckMethod, InodeBlock, InodeContent,
-    Payload, indirect,
+    BlockData, BlockPtr, BlockType, Blockref, Check, CheckMethod, InodeBlock, InodeContent, Payload, indirect,
 };
 use std::sync::Arc;
 
@@ -22,10 +21,7 @@ pub enum Content {
     /// An indirect node.
     Node(Vec<PEntry>),
     /// An inode block; `root` is its tree when it has one (otherwise the block embeds data).
-    Inode {
-        block: Box<InodeBlock>,
-        root: Option<PRoot>,
-    },
+    Inode { block: Box<InodeBlock>, root: Option<PRoot> },
     /// A free-map leaf, generated from the allocator at finalize.
     FreemapLeaf { device: u8, leaf: u32 },
 }
@@ -95,11 +91,7 @@ impl Arena {
             key: b.key,
             modify_tid: tid,
             mirror_tid: tid,
-            data: BlockData::Block(BlockPtr {
-                size: b.size,
-                check,
-                copies: b.copies,
-            }),
+            data: BlockData::Block(BlockPtr { size: b.size, check, copies: b.copies }),
             payload: b.payload,
         }
     }
@@ -109,34 +101,20 @@ impl Arena {
         // Known content first, its check values computed in parallel (it is most of a
         // large commit's CPU time).
         let idx: Vec<usize> = (0..self.blocks.len())
-            .filter(|&i| {
-                !self.blocks[i].dead && matches!(self.blocks[i].content, Content::Bytes { .. })
-            })
+            .filter(|&i| !self.blocks[i].dead && matches!(self.blocks[i].content, Content::Bytes { .. }))
             .collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .min(8);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
         let checks: Vec<Check> = if idx.len() < 16 {
-            idx.iter()
-                .map(|&i| method.compute(self.blocks[i].bytes()))
-                .collect()
+            idx.iter().map(|&i| method.compute(self.blocks[i].bytes())).collect()
         } else {
             let chunk = idx.len().div_ceil(threads);
             let blocks = &self.blocks;
             std::thread::scope(|s| {
                 let hs: Vec<_> = idx
                     .chunks(chunk)
-                    .map(|c| {
-                        s.spawn(move || {
-                            c.iter()
-                                .map(|&i| method.compute(blocks[i].bytes()))
-                                .collect::<Vec<_>>()
-                        })
-                    })
+                    .map(|c| s.spawn(move || c.iter().map(|&i| method.compute(blocks[i].bytes())).collect::<Vec<_>>()))
                     .collect();
-                hs.into_iter()
-                    .flat_map(|h| h.join().expect("check worker panicked"))
-                    .collect()
+                hs.into_iter().flat_map(|h| h.join().expect("check worker panicked")).collect()
             })
         };
         for (&i, c) in idx.iter().zip(checks) {
@@ -153,23 +131,15 @@ impl Arena {
                 Content::Node(entries) => {
                     let refs: Vec<Blockref> = entries.iter().map(|e| self.resolve(e)).collect();
                     let deg = refs.iter().any(|r| r.is_degraded());
-                    (
-                        indirect::encode(&refs, self.blocks[i].size as usize),
-                        deg,
-                        self.blocks[i].payload,
-                    )
+                    (indirect::encode(&refs, self.blocks[i].size as usize), deg, self.blocks[i].payload)
                 }
                 Content::Inode { block, root } => {
                     let mut block = (**block).clone();
                     let mut deg = false;
                     if let Some(root) = root {
-                        let refs: Vec<Blockref> =
-                            root.entries.iter().map(|e| self.resolve(e)).collect();
+                        let refs: Vec<Blockref> = root.entries.iter().map(|e| self.resolve(e)).collect();
                         deg = refs.iter().any(|r| r.is_degraded());
-                        block.content = InodeContent::Tree {
-                            root_level: root.level,
-                            entries: refs,
-                        };
+                        block.content = InodeContent::Tree { root_level: root.level, entries: refs };
                     }
                     (block.encode(), deg, self.blocks[i].payload)
                 }
@@ -189,9 +159,6 @@ impl Arena {
 
     /// Number of live blocks and their bytes (per copy).
     pub fn totals(&self) -> (usize, u64) {
-        self.blocks
-            .iter()
-            .filter(|b| !b.dead)
-            .fold((0, 0), |(n, s), b| (n + 1, s + u64::from(b.size)))
+        self.blocks.iter().filter(|b| !b.dead).fold((0, 0), |(n, s), b| (n + 1, s + u64::from(b.size)))
     }
 }

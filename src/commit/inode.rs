@@ -26,21 +26,12 @@ pub struct InodeCommit {
     pub blocks: u64,
 }
 
-pub fn commit_inode(
-    b: &mut Builder,
-    inum: u64,
-    committed: &CommittedInode,
-    fl: &Flushing,
-) -> Result<InodeCommit> {
+pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: &Flushing) -> Result<InodeCommit> {
     if fl.deleted {
         if let Content::Tree(root) = &committed.content {
             b.free_tree(root)?;
         }
-        return Ok(InodeCommit {
-            change: Change::Delete,
-            content: None,
-            blocks: 0,
-        });
+        return Ok(InodeCommit { change: Change::Delete, content: None, blocks: 0 });
     }
     let bs = b.vol.params.block_size();
     let mut changes: Vec<(u64, Change)> = Vec::new();
@@ -103,65 +94,33 @@ pub fn commit_inode(
                 }
                 let len = data_len(bs, size, key);
                 written += len as u64;
-                let e = b.new_bytes(
-                    BlockType::Data,
-                    key,
-                    b.vol.params.data_block_shift,
-                    Payload::None,
-                    buf.clone(),
-                    len,
-                )?;
+                let e =
+                    b.new_bytes(BlockType::Data, key, b.vol.params.data_block_shift, Payload::None, buf.clone(), len)?;
                 data.insert(key, Change::Put(e));
             }
             changes.extend(data);
             changes.sort_by_key(|c| c.0);
-            PendingContent::Tree(apply(
-                b,
-                PRoot::from(&root),
-                INODE_ROOT_ENTRIES,
-                false,
-                &changes,
-            )?)
+            PendingContent::Tree(apply(b, PRoot::from(&root), INODE_ROOT_ENTRIES, false, &changes)?)
         }
     } else {
         let root = match &committed.content {
             Content::Tree(r) => r.clone(),
             Content::Embedded(_) => Root::empty(),
         };
-        PendingContent::Tree(apply(
-            b,
-            PRoot::from(&root),
-            INODE_ROOT_ENTRIES,
-            false,
-            &changes,
-        )?)
+        PendingContent::Tree(apply(b, PRoot::from(&root), INODE_ROOT_ENTRIES, false, &changes)?)
     };
     let blocks = (committed_blocks + written).saturating_sub(b.released_data);
 
     let mut meta = fl.meta.clone();
     meta.blocks = blocks;
     let (block, root) = match &content {
-        PendingContent::Embedded(bytes) => (
-            meta.to_block(inum, InodeContent::Embedded(bytes.to_vec())),
-            None,
-        ),
-        PendingContent::Tree(r) => (
-            meta.to_block(
-                inum,
-                InodeContent::Tree {
-                    root_level: 0,
-                    entries: Vec::new(),
-                },
-            ),
-            Some(r.clone()),
-        ),
+        PendingContent::Embedded(bytes) => (meta.to_block(inum, InodeContent::Embedded(bytes.to_vec())), None),
+        PendingContent::Tree(r) => {
+            (meta.to_block(inum, InodeContent::Tree { root_level: 0, entries: Vec::new() }), Some(r.clone()))
+        }
     };
     let entry = b.new_inode(block, root)?;
-    Ok(InodeCommit {
-        change: Change::Put(entry),
-        content: Some(content),
-        blocks,
-    })
+    Ok(InodeCommit { change: Change::Put(entry), content: Some(content), blocks })
 }
 
 /// Stored length of the data block at `key` of a file of `size` bytes: whole units up to
@@ -175,11 +134,7 @@ fn leaf_change(b: &mut Builder, key: u64, leaf: Option<&Leaf>) -> Result<Change>
     Ok(match leaf {
         None => Change::Delete,
         Some(Leaf::Dirent { name, inum, dtype }) => {
-            let payload = Payload::Dirent {
-                inum: *inum,
-                name_len: name.len() as u16,
-                dtype: *dtype,
-            };
+            let payload = Payload::Dirent { inum: *inum, name_len: name.len() as u16, dtype: *dtype };
             match dirent::inline_name(name) {
                 Some(inline) => Change::Put(PEntry::Ref(Blockref {
                     btype: BlockType::Dirent,
@@ -194,24 +149,14 @@ fn leaf_change(b: &mut Builder, key: u64, leaf: Option<&Leaf>) -> Result<Change>
                 })),
                 None => {
                     let buf = Arc::new(dirent::encode_name_block(name));
-                    Change::Put(b.new_bytes(
-                        BlockType::Dirent,
-                        key,
-                        0,
-                        payload,
-                        buf,
-                        UNIT as usize,
-                    )?)
+                    Change::Put(b.new_bytes(BlockType::Dirent, key, 0, payload, buf, UNIT as usize)?)
                 }
             }
         }
         Some(Leaf::Xattr { name, value }) => {
             let buf = xattr::encode(name, value);
             let len = buf.len();
-            let payload = Payload::Xattr {
-                name_len: name.len() as u16,
-                value_len: value.len() as u32,
-            };
+            let payload = Payload::Xattr { name_len: name.len() as u16, value_len: value.len() as u32 };
             Change::Put(b.new_bytes(BlockType::Xattr, key, 0, payload, Arc::new(buf), len)?)
         }
     })
@@ -220,12 +165,7 @@ fn leaf_change(b: &mut Builder, key: u64, leaf: Option<&Leaf>) -> Result<Change>
 /// Whether the inode will have extended attributes after this commit (such an inode keeps
 /// a tree: the embedded form has no room for references).
 fn has_xattrs(b: &Builder, root: &Root, fl: &Flushing) -> Result<bool> {
-    if fl
-        .overlay
-        .leaves
-        .values()
-        .any(|l| matches!(l, Some(Leaf::Xattr { .. })))
-    {
+    if fl.overlay.leaves.values().any(|l| matches!(l, Some(Leaf::Xattr { .. }))) {
         return Ok(true);
     }
     let mut found = false;
@@ -240,13 +180,7 @@ fn has_xattrs(b: &Builder, root: &Root, fl: &Flushing) -> Result<bool> {
 }
 
 /// The first `len` bytes of the file as of the flushing state (len <= INODE_EMBED_MAX).
-fn block0(
-    b: &Builder,
-    inum: u64,
-    committed: &CommittedInode,
-    fl: &Flushing,
-    len: usize,
-) -> Result<Vec<u8>> {
+fn block0(b: &Builder, inum: u64, committed: &CommittedInode, fl: &Flushing, len: usize) -> Result<Vec<u8>> {
     if let Some(buf) = fl.overlay.data.get(&0) {
         return Ok(buf[..len].to_vec());
     }

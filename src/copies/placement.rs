@@ -29,11 +29,7 @@ impl Placement {
     /// Regions each device needs for `copies` copies on `ndev` devices (mkfs layout).
     pub fn regions_for(ndev: usize, copies: u8, device: usize) -> u8 {
         let n = usize::from(copies);
-        if ndev >= n {
-            1
-        } else {
-            (n / ndev + usize::from(device < n % ndev)) as u8
-        }
+        if ndev >= n { 1 } else { (n / ndev + usize::from(device < n % ndev)) as u8 }
     }
 
     fn fixed(&self) -> bool {
@@ -42,20 +38,14 @@ impl Placement {
 
     /// The region a copy in slot `slot` on `device` uses.
     pub fn region_of_slot(&self, slot: usize) -> u8 {
-        if self.fixed() {
-            (slot / self.ndev) as u8
-        } else {
-            0
-        }
+        if self.fixed() { (slot / self.ndev) as u8 } else { 0 }
     }
 
     /// (device, region) targets for the copies of a new block, in slot order.
     fn targets(&self, alloc: &Allocator, devices: &DeviceSet) -> Vec<(u8, u8)> {
         let n = usize::from(self.copies);
         if self.fixed() {
-            return (0..n)
-                .map(|i| ((i % self.ndev) as u8, (i / self.ndev) as u8))
-                .collect();
+            return (0..n).map(|i| ((i % self.ndev) as u8, (i / self.ndev) as u8)).collect();
         }
         let mut devs: Vec<u8> = (0..self.ndev as u8).collect();
         // Writable devices first, most free space first; index breaks ties.
@@ -79,25 +69,15 @@ impl Placement {
             }
         }
         if !copies.iter().any(|l| l.state == CopyState::Valid) {
-            return Err(Error::Mount(
-                "no writable device left: every copy would be missing".into(),
-            ));
+            return Err(Error::Mount("no writable device left: every copy would be missing".into()));
         }
         Ok(copies)
     }
 
     /// Allocates a location for the MISSING copy in `slot` of a block (resync).
-    pub fn place_missing(
-        &self,
-        alloc: &mut Allocator,
-        device: u8,
-        slot: usize,
-        size: u32,
-    ) -> Result<Location> {
+    pub fn place_missing(&self, alloc: &mut Allocator, device: u8, slot: usize, size: u32) -> Result<Location> {
         let units = u64::from(size).div_ceil(UNIT);
-        let e = alloc
-            .alloc(device, self.region_of_slot(slot), units)
-            .ok_or(Error::NoSpace)?;
+        let e = alloc.alloc(device, self.region_of_slot(slot), units).ok_or(Error::NoSpace)?;
         Ok(Location::valid(device, e.offset()))
     }
 
@@ -107,11 +87,7 @@ impl Placement {
         if self.fixed() {
             let n = usize::from(self.copies);
             return (0..n)
-                .filter(|&i| {
-                    devices
-                        .get((i % self.ndev) as u8)
-                        .is_some_and(|m| m.writable())
-                })
+                .filter(|&i| devices.get((i % self.ndev) as u8).is_some_and(|m| m.writable()))
                 .map(|i| alloc.domain_free((i % self.ndev) as u8, (i / self.ndev) as u8))
                 .min()
                 .unwrap_or(0);
@@ -128,11 +104,7 @@ impl Placement {
         let (mut lo, mut hi) = (0u64, free.iter().sum::<u64>() / n + 1);
         while lo + 1 < hi {
             let mid = (lo + hi) / 2;
-            if free.iter().map(|&f| f.min(mid)).sum::<u64>() >= n * mid {
-                lo = mid
-            } else {
-                hi = mid
-            }
+            if free.iter().map(|&f| f.min(mid)).sum::<u64>() >= n * mid { lo = mid } else { hi = mid }
         }
         lo
     }

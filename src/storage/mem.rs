@@ -11,16 +11,10 @@ pub struct MemStorage {
 
 impl MemStorage {
     pub fn new(size: u64, name: &str) -> MemStorage {
-        MemStorage {
-            data: RwLock::new(vec![0; size as usize]),
-            name: name.to_string(),
-        }
+        MemStorage { data: RwLock::new(vec![0; size as usize]), name: name.to_string() }
     }
     pub fn from_bytes(bytes: Vec<u8>, name: &str) -> MemStorage {
-        MemStorage {
-            data: RwLock::new(bytes),
-            name: name.to_string(),
-        }
+        MemStorage { data: RwLock::new(bytes), name: name.to_string() }
     }
     pub fn snapshot(&self) -> Vec<u8> {
         self.data.read().clone()
@@ -28,8 +22,7 @@ impl MemStorage {
 }
 
 fn range(len: usize, offset: u64, n: usize) -> io::Result<std::ops::Range<usize>> {
-    let start =
-        usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+    let start = usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
     match start.checked_add(n) {
         Some(end) if end <= len => Ok(start..end),
         _ => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),

@@ -38,10 +38,7 @@ pub struct PRoot {
 
 impl From<&Root> for PRoot {
     fn from(r: &Root) -> PRoot {
-        PRoot {
-            level: r.level,
-            entries: r.entries.iter().map(|b| PEntry::Ref(*b)).collect(),
-        }
+        PRoot { level: r.level, entries: r.entries.iter().map(|b| PEntry::Ref(*b)).collect() }
     }
 }
 
@@ -85,11 +82,7 @@ pub fn apply(
     while level > 0 && list.len() == 1 {
         let child = list[0];
         let entries = entries_of(w, &child)?;
-        let fits = if indirect_root {
-            level > 1
-        } else {
-            entries.len() <= root_cap
-        };
+        let fits = if indirect_root { level > 1 } else { entries.len() <= root_cap };
         if !fits {
             break;
         }
@@ -105,10 +98,7 @@ pub fn apply(
     if list.is_empty() {
         level = 0;
     }
-    Ok(PRoot {
-        level,
-        entries: list,
-    })
+    Ok(PRoot { level, entries: list })
 }
 
 fn entries_of(w: &mut dyn NodeWriter, e: &PEntry) -> Result<Vec<PEntry>> {
@@ -136,11 +126,7 @@ fn apply_level(
     let mut out = Vec::with_capacity(entries.len() + 2);
     let mut c = 0;
     for (i, child) in entries.iter().enumerate() {
-        let end = if i + 1 < entries.len() {
-            keys[i + 1]
-        } else {
-            u64::MAX
-        };
+        let end = if i + 1 < entries.len() { keys[i + 1] } else { u64::MAX };
         let start_c = c;
         // Changes below the first key go to the first child.
         while c < changes.len() && (changes[c].0 < end || i + 1 == entries.len()) {
@@ -161,11 +147,7 @@ fn apply_level(
     merge_small(w, level, out)
 }
 
-fn merge_leaves(
-    w: &mut dyn NodeWriter,
-    entries: Vec<PEntry>,
-    changes: &[(u64, Change)],
-) -> Vec<PEntry> {
+fn merge_leaves(w: &mut dyn NodeWriter, entries: Vec<PEntry>, changes: &[(u64, Change)]) -> Vec<PEntry> {
     let mut out = Vec::with_capacity(entries.len() + changes.len());
     let mut it = entries.into_iter().peekable();
     for (key, change) in changes {

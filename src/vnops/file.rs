@@ -47,9 +47,7 @@ impl Fs {
                 pos += n as u64;
             }
             let m = &st.meta;
-            let stale = m.atime <= m.mtime
-                || m.atime <= m.ctime
-                || Timespec::now().sec - m.atime.sec > 86_400;
+            let stale = m.atime <= m.mtime || m.atime <= m.ctime || Timespec::now().sec - m.atime.sec > 86_400;
             (out, stale)
         };
         // relatime: atime moves only when it is older than the last change, or a day old.
@@ -81,10 +79,7 @@ impl Fs {
         if data.is_empty() {
             return Ok(0);
         }
-        let end = off
-            .checked_add(data.len() as u64)
-            .filter(|e| *e <= MAX_FILE_SIZE)
-            .ok_or(Error::FileTooBig)?;
+        let end = off.checked_add(data.len() as u64).filter(|e| *e <= MAX_FILE_SIZE).ok_or(Error::FileTooBig)?;
         self.throttle();
         let mut retried = false;
         loop {
@@ -111,9 +106,7 @@ impl Fs {
             return Err(Error::invalid("write to a special file"));
         }
         let (first, last) = (off / bs, (end - 1) / bs);
-        let new_blocks = (first..=last)
-            .filter(|k| !st.dirty.data.contains_key(k))
-            .count() as u64;
+        let new_blocks = (first..=last).filter(|k| !st.dirty.data.contains_key(k)).count() as u64;
         let units = new_blocks * (bs / UNIT);
         if !fs.space.try_reserve(units) {
             return Err(Error::NoSpace);
@@ -123,8 +116,7 @@ impl Fs {
             let bstart = k * bs;
             let from = (off.max(bstart) - bstart) as usize;
             let to = (end.min(bstart + bs) - bstart) as usize;
-            let src =
-                &data[(bstart + from as u64 - off) as usize..(bstart + to as u64 - off) as usize];
+            let src = &data[(bstart + from as u64 - off) as usize..(bstart + to as u64 - off) as usize];
             if let Some(buf) = st.dirty.data.get_mut(&k) {
                 Arc::make_mut(buf)[from..to].copy_from_slice(src);
                 continue;
@@ -162,10 +154,7 @@ impl Fs {
         if len == 0 {
             return Err(Error::invalid("fallocate of zero length"));
         }
-        let end = off
-            .checked_add(len)
-            .filter(|e| *e <= MAX_FILE_SIZE)
-            .ok_or(Error::FileTooBig)?;
+        let end = off.checked_add(len).filter(|e| *e <= MAX_FILE_SIZE).ok_or(Error::FileTooBig)?;
         let bs = fs.block_size();
         let mut k = off / bs;
         let last = (end - 1) / bs;
@@ -275,10 +264,6 @@ impl Fs {
             return Ok(());
         }
         self.sync()?;
-        if fs.space.try_reserve(units) {
-            Ok(())
-        } else {
-            Err(Error::NoSpace)
-        }
+        if fs.space.try_reserve(units) { Ok(()) } else { Err(Error::NoSpace) }
     }
 }

@@ -14,14 +14,7 @@ use parking_lot::RwLockWriteGuard;
 const RENAME_UNITS: u64 = 2;
 
 impl Fs {
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &[u8],
-        newparent: u64,
-        newname: &[u8],
-        flags: RenameFlags,
-    ) -> Result<()> {
+    pub fn rename(&self, parent: u64, name: &[u8], newparent: u64, newname: &[u8], flags: RenameFlags) -> Result<()> {
         let fs = &self.inner;
         fs.check_writable()?;
         check_name(name)?;
@@ -98,38 +91,23 @@ fn rename_locked(
         let d_dir = dst.is_some_and(|d| guard(&mut locks, d.1).meta.is_dir());
         if parent != newparent {
             if s_dir && is_ancestor(fs, &mut locks, sinum, newparent)? {
-                return Err(Error::invalid(
-                    "cannot move a directory into its own subtree",
-                ));
+                return Err(Error::invalid("cannot move a directory into its own subtree"));
             }
-            if flags.exchange
-                && d_dir
-                && is_ancestor(fs, &mut locks, dst.map_or(0, |d| d.1), parent)?
-            {
-                return Err(Error::invalid(
-                    "cannot move a directory into its own subtree",
-                ));
+            if flags.exchange && d_dir && is_ancestor(fs, &mut locks, dst.map_or(0, |d| d.1), parent)? {
+                return Err(Error::invalid("cannot move a directory into its own subtree"));
             }
         }
         let now = Timespec::now();
         if flags.exchange {
             let (dkey, dinum, ddt) = dst.expect("exchange checked above");
-            guard(&mut locks, parent).dirty.leaves.insert(
-                skey,
-                Some(Leaf::Dirent {
-                    name: name.to_vec(),
-                    inum: dinum,
-                    dtype: ddt,
-                }),
-            );
-            guard(&mut locks, newparent).dirty.leaves.insert(
-                dkey,
-                Some(Leaf::Dirent {
-                    name: newname.to_vec(),
-                    inum: sinum,
-                    dtype: sdt,
-                }),
-            );
+            guard(&mut locks, parent)
+                .dirty
+                .leaves
+                .insert(skey, Some(Leaf::Dirent { name: name.to_vec(), inum: dinum, dtype: ddt }));
+            guard(&mut locks, newparent)
+                .dirty
+                .leaves
+                .insert(dkey, Some(Leaf::Dirent { name: newname.to_vec(), inum: sinum, dtype: sdt }));
             if parent != newparent {
                 if s_dir {
                     move_dir(&mut locks, sinum, parent, newparent);
@@ -158,33 +136,17 @@ fn rename_locked(
             }
             let dkey = match dst {
                 Some((k, _, _)) => k,
-                None => free_key(
-                    fs,
-                    newparent,
-                    guard(&mut locks, newparent),
-                    dirent::dirent_key_base(newname),
-                )?,
+                None => free_key(fs, newparent, guard(&mut locks, newparent), dirent::dirent_key_base(newname))?,
             };
             {
                 let d = guard(&mut locks, newparent);
-                d.dirty.leaves.insert(
-                    dkey,
-                    Some(Leaf::Dirent {
-                        name: newname.to_vec(),
-                        inum: sinum,
-                        dtype: sdt,
-                    }),
-                );
+                d.dirty.leaves.insert(dkey, Some(Leaf::Dirent { name: newname.to_vec(), inum: sinum, dtype: sdt }));
                 d.meta.size += 1;
             }
             if let Some((_, dinum, _)) = dst {
                 guard(&mut locks, newparent).meta.size -= 1;
                 let victim = guard(&mut locks, dinum);
-                victim.meta.nlink = if d_dir {
-                    0
-                } else {
-                    victim.meta.nlink.saturating_sub(1)
-                };
+                victim.meta.nlink = if d_dir { 0 } else { victim.meta.nlink.saturating_sub(1) };
                 victim.meta.ctime = now;
                 victim.meta.version += 1;
                 if victim.meta.nlink == 0 && victim.opens == 0 {
