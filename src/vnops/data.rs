@@ -47,9 +47,13 @@ pub fn source(fs: &FsInner, st: &InodeState, k: u64) -> Result<Source> {
 
 /// Copies bytes `[from, from + out.len())` of block `k` into `out`.
 pub fn read_into(fs: &FsInner, inum: u64, st: &InodeState, k: u64, from: usize, out: &mut [u8]) -> Result<()> {
+    // Stored blocks may be shorter than the block size (a file's last block is stored up
+    // to the unit holding its end); what lies past the stored bytes reads as zero.
     let copy = |src: &[u8], out: &mut [u8]| {
         let avail = src.len().saturating_sub(from).min(out.len());
-        out[..avail].copy_from_slice(&src[from..from + avail]);
+        if avail > 0 {
+            out[..avail].copy_from_slice(&src[from..from + avail]);
+        }
         out[avail..].fill(0);
     };
     match source(fs, st, k)? {

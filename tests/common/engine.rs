@@ -1,0 +1,96 @@
+//! Engine-level helpers: in-memory or file devices, formatting, mounting, and a
+//! consistency check of the allocator against the blocks the trees reach.
+
+use hammer2::alloc::Extent;
+use hammer2::format::{FormatOptions, format};
+use hammer2::storage::DynStorage;
+use hammer2::storage::mem::MemStorage;
+use hammer2::tree::{self, Root};
+use hammer2::{Fs, Options};
+use hammer2_format::{BlockType, InodeBlock, InodeContent};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub fn mem_devices(n: usize, size: u64) -> Vec<DynStorage> {
+    (0..n).map(|i| Arc::new(MemStorage::new(size, &format!("mem{i}"))) as DynStorage).collect()
+}
+
+pub fn format_copies(devs: &[DynStorage], copies: u8) {
+    format(devs.to_vec(), &FormatOptions { copies: Some(copies), ..Default::default() }).expect("format");
+}
+
+/// Options for deterministic tests: no background commits, commits only when asked.
+pub fn quiet_options() -> Options {
+    Options { background_sync: false, dirty_limit: 1 << 40, ..Options::default() }
+}
+
+pub fn mount(devs: &[DynStorage]) -> Fs {
+    Fs::mount(devs.to_vec(), quiet_options()).expect("mount")
+}
+
+/// Every block the committed trees reach, with the tree it was found in. Panics (with a
+/// description) if a block is reachable twice.
+pub fn reachable(fs: &Fs) -> HashMap<(u8, u64), (u64, &'static str)> {
+    let inner = fs.inner();
+    let roots = inner.roots.read().clone();
+    let vol = &inner.vol;
+    let mut seen: HashMap<(u8, u64), (u64, &'static str)> = HashMap::new();
+    let mut add = |br: &hammer2_format::Blockref| {
+        if let Some(p) = br.ptr() {
+            for l in p.copies.iter().filter(|l| l.is_valid()) {
+                if let Some(prev) = seen.insert((l.device, l.offset), (u64::from(p.size), br.btype.name())) {
+                    panic!("block at device {} offset {} reachable twice ({} and {})", l.device, l.offset, prev.1, br.btype.name());
+                }
+            }
+        }
+    };
+    let mut inode_refs = Vec::new();
+    for r in [&roots.inodes, &roots.freemap, &roots.orphans] {
+        tree::walk(vol, r, &mut |br| {
+            add(br);
+            if br.btype == BlockType::Inode {
+                inode_refs.push(*br);
+            }
+            Ok(true)
+        })
+        .expect("walk");
+    }
+    for br in inode_refs {
+        let bytes = vol.read_block_uncached(&br, &Default::default()).expect("inode block");
+        let ino = InodeBlock::decode(&bytes).expect("inode decode");
+        if let InodeContent::Tree { root_level, entries } = ino.content {
+            tree::walk(vol, &Root { level: root_level, entries }, &mut |br| {
+                add(br);
+                Ok(true)
+            })
+            .expect("walk inode tree");
+        }
+    }
+    seen
+}
+
+/// The allocator's view must equal the reachable set: every reachable block allocated,
+/// and nothing else allocated except pending frees (none after a clean mount).
+pub fn assert_consistent(fs: &Fs) {
+    let seen = reachable(fs);
+    let inner = fs.inner();
+    let alloc = inner.alloc.lock();
+    let mut reachable_units: HashMap<u8, std::collections::HashSet<u64>> = HashMap::new();
+    for ((dev, off), (size, what)) in &seen {
+        let e = Extent::from_bytes(*dev, *off, *size);
+        assert!(alloc.is_allocated(&e), "reachable {what} block at device {dev} offset {off} is not allocated");
+        let set = reachable_units.entry(*dev).or_default();
+        for u in e.unit..e.unit + e.count {
+            assert!(set.insert(u), "unit {u} of device {dev} used by two blocks");
+        }
+    }
+    for (d, space) in alloc.devs.iter().enumerate() {
+        for r in &space.regions {
+            for u in r.start..r.end {
+                let allocated = space.bits.get(u) && !space.pending.get(u);
+                let used = reachable_units.get(&(d as u8)).is_some_and(|s| s.contains(&u));
+                assert_eq!(allocated, used, "device {d} unit {u}: allocated={allocated} but reachable={used}");
+            }
+        }
+    }
+}
