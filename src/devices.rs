@@ -50,10 +50,7 @@ impl MemberState {
         }
     }
     pub fn writable(self) -> bool {
-        matches!(
-            self,
-            MemberState::Online | MemberState::Stale | MemberState::Diverged
-        )
+        matches!(self, MemberState::Online | MemberState::Stale | MemberState::Diverged)
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -131,9 +128,7 @@ impl Member {
         m.counters
             .check_errors
             .store(u64::from(entry.check_errors), Ordering::Relaxed);
-        m.counters
-            .repaired
-            .store(u64::from(entry.repaired), Ordering::Relaxed);
+        m.counters.repaired.store(u64::from(entry.repaired), Ordering::Relaxed);
         m
     }
 

@@ -68,9 +68,7 @@ pub fn validate(sizes: &[u64], opts: &FormatOptions) -> Result<u8> {
     }
     let copies = opts.copies.unwrap_or(if ndev == 1 { 1 } else { 2 });
     if copies == 0 || usize::from(copies) > MAX_COPIES {
-        return Err(Error::invalid(format!(
-            "--copies must be 1 to {MAX_COPIES}"
-        )));
+        return Err(Error::invalid(format!("--copies must be 1 to {MAX_COPIES}")));
     }
     if opts.label.len() > 64 || opts.label.contains('\0') {
         return Err(Error::invalid(
@@ -161,12 +159,7 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
         placement: Placement::new(ndev, copies),
         read_only: false,
     };
-    let size_regions: Vec<(u64, u8)> = vol
-        .devices
-        .members
-        .iter()
-        .map(|m| (m.size, m.regions))
-        .collect();
+    let size_regions: Vec<(u64, u8)> = vol.devices.members.iter().map(|m| (m.size, m.regions)).collect();
     let alloc = crate::alloc::freemap::fresh(&size_regions);
     let capacity = vol.placement_total_units() * UNIT;
     let opts_fs = Options {

@@ -66,9 +66,7 @@ pub struct InodeTable {
 impl Default for InodeTable {
     fn default() -> Self {
         InodeTable {
-            shards: (0..INODE_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
+            shards: (0..INODE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
         }
     }
 }
@@ -82,11 +80,7 @@ impl InodeTable {
     }
     /// Inserts unless present; returns the inode now in the table.
     pub fn insert(&self, inode: InodeRef) -> InodeRef {
-        self.shard(inode.inum)
-            .lock()
-            .entry(inode.inum)
-            .or_insert(inode)
-            .clone()
+        self.shard(inode.inum).lock().entry(inode.inum).or_insert(inode).clone()
     }
     pub fn remove(&self, inum: u64) {
         self.shard(inum).lock().remove(&inum);
@@ -210,10 +204,7 @@ impl FsInner {
     pub fn state_from_block(block: &InodeBlock, br: hammer2_format::Blockref) -> InodeState {
         let content = match &block.content {
             InodeContent::Embedded(d) => Content::Embedded(Arc::new(d.clone())),
-            InodeContent::Tree {
-                root_level,
-                entries,
-            } => Content::Tree(Root {
+            InodeContent::Tree { root_level, entries } => Content::Tree(Root {
                 level: *root_level,
                 entries: entries.clone(),
             }),

@@ -18,9 +18,7 @@ use crate::fs::{FsInner, Options, Roots};
 use crate::storage::DynStorage;
 use crate::tree::Root;
 use crate::volume::{Params, Volume};
-use hammer2_format::layout::{
-    HEADER_SIZE, HEADER_SLOTS, SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS, header_offset,
-};
+use hammer2_format::layout::{HEADER_SIZE, HEADER_SLOTS, SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS, header_offset};
 use hammer2_format::{DeviceState, VolumeHeader};
 
 /// What one device's header slots say.
@@ -50,24 +48,19 @@ pub fn probe(storage: DynStorage) -> Probe {
         } else {
             match storage.read_at(&mut buf, off) {
                 Err(e) => Err(format!("read error: {e}")),
-                Ok(()) => VolumeHeader::decode(&buf)
-                    .map_err(|e| e.to_string())
-                    .and_then(|h| {
-                        if usize::from(h.slot) != slot {
-                            Err(format!(
-                                "header claims slot {} but sits in slot {slot}",
-                                h.slot
-                            ))
-                        } else if h.device_size > storage.size() {
-                            Err(format!(
-                                "header says the device has {} bytes but it has {}",
-                                h.device_size,
-                                storage.size()
-                            ))
-                        } else {
-                            Ok(h)
-                        }
-                    }),
+                Ok(()) => VolumeHeader::decode(&buf).map_err(|e| e.to_string()).and_then(|h| {
+                    if usize::from(h.slot) != slot {
+                        Err(format!("header claims slot {} but sits in slot {slot}", h.slot))
+                    } else if h.device_size > storage.size() {
+                        Err(format!(
+                            "header says the device has {} bytes but it has {}",
+                            h.device_size,
+                            storage.size()
+                        ))
+                    } else {
+                        Ok(h)
+                    }
+                }),
             }
         };
         slots.push(r);
@@ -95,14 +88,8 @@ pub struct Assembly {
 }
 
 fn diverged(a: &VolumeHeader, b: &VolumeHeader) -> bool {
-    let a_knows_b = a
-        .devices
-        .get(usize::from(b.device_index))
-        .map_or(0, |e| e.synced_tid);
-    let b_knows_a = b
-        .devices
-        .get(usize::from(a.device_index))
-        .map_or(0, |e| e.synced_tid);
+    let a_knows_b = a.devices.get(usize::from(b.device_index)).map_or(0, |e| e.synced_tid);
+    let b_knows_a = b.devices.get(usize::from(a.device_index)).map_or(0, |e| e.synced_tid);
     a_knows_b < b.tid && b_knows_a < a.tid
 }
 
@@ -117,16 +104,9 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
         .max_by_key(|p| p.tid())
         .ok_or_else(|| {
             let names: Vec<_> = probes.iter().map(|p| p.name.clone()).collect();
-            Error::Mount(format!(
-                "no valid hammer2 volume header on {}",
-                names.join(", ")
-            ))
+            Error::Mount(format!("no valid hammer2 volume header on {}", names.join(", ")))
         })?;
-    let fs_uuid = newest
-        .header
-        .as_ref()
-        .map(|h| h.fs_uuid)
-        .unwrap_or_default();
+    let fs_uuid = newest.header.as_ref().map(|h| h.fs_uuid).unwrap_or_default();
     let mut valid: Vec<&Probe> = Vec::new();
     let mut unknown: Vec<&Probe> = Vec::new();
     for p in &probes {
@@ -143,10 +123,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
     }
     for (i, a) in valid.iter().enumerate() {
         for b in &valid[i + 1..] {
-            let (ha, hb) = (
-                a.header.as_ref().expect("valid"),
-                b.header.as_ref().expect("valid"),
-            );
+            let (ha, hb) = (a.header.as_ref().expect("valid"), b.header.as_ref().expect("valid"));
             if ha.device_index == hb.device_index {
                 return Err(Error::Mount(format!(
                     "{} and {} are the same member (device {}) of the filesystem",
@@ -183,10 +160,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
             p
         }
         None => {
-            let m = valid
-                .iter()
-                .max_by_key(|p| p.tid())
-                .expect("at least one valid probe");
+            let m = valid.iter().max_by_key(|p| p.tid()).expect("at least one valid probe");
             let mh = m.header.as_ref().expect("valid");
             for o in &valid {
                 let oh = o.header.as_ref().expect("valid");
@@ -198,9 +172,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
                         mh.tid,
                         o.name,
                         oh.tid,
-                        mh.devices
-                            .get(usize::from(oh.device_index))
-                            .map_or(0, |e| e.synced_tid)
+                        mh.devices.get(usize::from(oh.device_index)).map_or(0, |e| e.synced_tid)
                     )));
                 }
             }
@@ -211,11 +183,9 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
 
     let mut members = Vec::with_capacity(mh.devices.len());
     for (i, entry) in mh.devices.iter().enumerate() {
-        let found = valid.iter().find(|p| {
-            p.header
-                .as_ref()
-                .is_some_and(|h| usize::from(h.device_index) == i)
-        });
+        let found = valid
+            .iter()
+            .find(|p| p.header.as_ref().is_some_and(|h| usize::from(h.device_index) == i));
         let Some(p) = found else {
             if !opts.degraded {
                 return Err(Error::Mount(format!(
@@ -225,12 +195,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
                 )));
             }
             notes.push(format!("device {i} is missing: running degraded"));
-            members.push((
-                None,
-                "(missing)".to_string(),
-                MemberState::Absent,
-                entry.missed_since,
-            ));
+            members.push((None, "(missing)".to_string(), MemberState::Absent, entry.missed_since));
             continue;
         };
         let ph = p.header.as_ref().expect("valid");
@@ -295,13 +260,7 @@ pub fn volume(asm: &Assembly, opts: &Options) -> Volume {
         .iter()
         .enumerate()
         .map(|(i, (storage, name, state, missed))| {
-            let m = Member::new(
-                i as u8,
-                storage.clone(),
-                &mh.devices[i],
-                *state,
-                name.clone(),
-            );
+            let m = Member::new(i as u8, storage.clone(), &mh.devices[i], *state, name.clone());
             m.set_missed_since(*missed);
             m
         })
@@ -369,13 +328,7 @@ pub fn meta_reserve_units(total_units: u64) -> u64 {
 }
 
 impl FsInner {
-    pub fn new(
-        vol: Volume,
-        alloc: Allocator,
-        roots: Roots,
-        next_inum: u64,
-        opts: Options,
-    ) -> FsInner {
+    pub fn new(vol: Volume, alloc: Allocator, roots: Roots, next_inum: u64, opts: Options) -> FsInner {
         let capacity = vol.placement.capacity_units(&alloc, &vol.devices);
         let total = vol.placement_total_units();
         FsInner {
@@ -407,8 +360,7 @@ impl Volume {
         let n = usize::from(self.params.copies);
         let ndev = self.devices.len();
         let units = |d: usize, regions: u8, k: u8| {
-            let (s, e) =
-                hammer2_format::layout::region_bounds(self.devices.members[d].size, regions, k);
+            let (s, e) = hammer2_format::layout::region_bounds(self.devices.members[d].size, regions, k);
             (e - s) / hammer2_format::UNIT
         };
         if ndev <= n {

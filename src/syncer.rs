@@ -26,8 +26,7 @@ fn run(fs: &FsInner) {
             }
             let due = fs.opts.sync_interval.saturating_sub(last.elapsed());
             if !fs.commit_wanted.load(Ordering::SeqCst) && !due.is_zero() {
-                fs.commit_cv
-                    .wait_for(&mut tid, due.min(Duration::from_millis(200)));
+                fs.commit_cv.wait_for(&mut tid, due.min(Duration::from_millis(200)));
             }
         }
         if fs.stopping.load(Ordering::SeqCst) {

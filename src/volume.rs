@@ -54,9 +54,9 @@ impl Volume {
     /// The verified content of the block `br` points to (served from the cache when
     /// possible).
     pub fn read_block(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Arc<[u8]>> {
-        let ptr = br.ptr().ok_or_else(|| {
-            Error::Corrupt(format!("{} reference without a block", br.btype.name()))
-        })?;
+        let ptr = br
+            .ptr()
+            .ok_or_else(|| Error::Corrupt(format!("{} reference without a block", br.btype.name())))?;
         let key = Self::key(br);
         if let Some(k) = &key
             && let Some(Cached::Bytes(b)) = self.cache.get(k)
@@ -72,9 +72,9 @@ impl Volume {
 
     /// Reads a block without caching it (bulk walks: scrub, resync, fsck-like checks).
     pub fn read_block_uncached(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Vec<u8>> {
-        let ptr = br.ptr().ok_or_else(|| {
-            Error::Corrupt(format!("{} reference without a block", br.btype.name()))
-        })?;
+        let ptr = br
+            .ptr()
+            .ok_or_else(|| Error::Corrupt(format!("{} reference without a block", br.btype.name())))?;
         read_verified(self, br.btype, ptr, ctx)
     }
 

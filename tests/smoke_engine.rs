@@ -33,13 +33,8 @@ fn smoke() {
     fs.write(big.ino, 0, &data).unwrap();
     let d = fs.mkdir(root, b"dir", 0o755, Creds::default()).unwrap();
     for i in 0..100 {
-        fs.create(
-            d.ino,
-            format!("file{i}").as_bytes(),
-            0o644,
-            Creds::default(),
-        )
-        .unwrap();
+        fs.create(d.ino, format!("file{i}").as_bytes(), 0o644, Creds::default())
+            .unwrap();
     }
     fs.sync().unwrap();
     assert_eq!(fs.read(f.ino, 0, 100).unwrap(), b"hello world");

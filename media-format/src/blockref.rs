@@ -175,10 +175,7 @@ impl Copies {
     /// Panics if more than `MAX_COPIES` are pushed: callers size copies from the volume
     /// header, whose decoder bounds copies to `1..=MAX_COPIES`.
     pub fn push(&mut self, loc: Location) {
-        assert!(
-            (self.len as usize) < MAX_COPIES,
-            "more than MAX_COPIES copies"
-        );
+        assert!((self.len as usize) < MAX_COPIES, "more than MAX_COPIES copies");
         self.slots[self.len as usize] = loc;
         self.len += 1;
     }
@@ -343,19 +340,12 @@ impl Blockref {
         }
         match self.payload {
             Payload::None => {}
-            Payload::Dirent {
-                inum,
-                name_len,
-                dtype,
-            } => {
+            Payload::Dirent { inum, name_len, dtype } => {
                 w.u64(104, inum);
                 w.u16(112, name_len);
                 w.u8(114, dtype);
             }
-            Payload::Xattr {
-                name_len,
-                value_len,
-            } => {
+            Payload::Xattr { name_len, value_len } => {
                 w.u16(104, name_len);
                 w.u32(108, value_len);
             }
@@ -366,8 +356,7 @@ impl Blockref {
     /// Decodes and validates one block reference from the first 128 bytes of `buf`.
     pub fn decode(buf: &[u8]) -> DecodeResult<Blockref> {
         let r = Reader::new(buf, BLOCKREF_SIZE, "blockref")?;
-        let btype =
-            BlockType::from_code(r.u8(0)?).ok_or_else(|| r.bad("type", u64::from(buf[0])))?;
+        let btype = BlockType::from_code(r.u8(0)?).ok_or_else(|| r.bad("type", u64::from(buf[0])))?;
         if btype == BlockType::Empty {
             r.zero(0, BLOCKREF_SIZE)?;
             return Ok(Blockref::EMPTY);
@@ -400,8 +389,8 @@ impl Blockref {
                 BlockData::Inline(inline)
             }
         } else {
-            let method = CheckMethod::from_code(method_code)
-                .ok_or_else(|| r.bad("check method", u64::from(method_code)))?;
+            let method =
+                CheckMethod::from_code(method_code).ok_or_else(|| r.bad("check method", u64::from(method_code)))?;
             if size == 0 || u64::from(size) % UNIT != 0 || size > MAX_BLOCK_SIZE {
                 return Err(r.bad("size", u64::from(size)));
             }
@@ -418,11 +407,7 @@ impl Blockref {
                 return Err(r.bad("no valid copy", copies.len() as u64));
             }
             let check = Check::decode(method, &r.array(72)?)?;
-            BlockData::Block(BlockPtr {
-                size,
-                check,
-                copies,
-            })
+            BlockData::Block(BlockPtr { size, check, copies })
         };
 
         let payload = match btype {
@@ -481,8 +466,7 @@ impl Blockref {
         match self.btype {
             BlockType::Empty => {}
             BlockType::Inode => {
-                if !has_block || size as usize != INODE_SIZE || self.level != 0 || self.keybits != 0
-                {
+                if !has_block || size as usize != INODE_SIZE || self.level != 0 || self.keybits != 0 {
                     return Err(r.bad("inode reference", u64::from(size)));
                 }
             }
@@ -498,11 +482,7 @@ impl Blockref {
                 }
             }
             BlockType::Data => {
-                if !has_block
-                    || self.level != 0
-                    || self.keybits > 63
-                    || u64::from(size) > 1u64 << self.keybits
-                {
+                if !has_block || self.level != 0 || self.keybits > 63 || u64::from(size) > 1u64 << self.keybits {
                     return Err(r.bad("data reference", u64::from(size)));
                 }
             }
@@ -515,11 +495,7 @@ impl Blockref {
                 else {
                     return Err(r.bad("dirent payload", 0));
                 };
-                if inum == 0
-                    || !dtype::valid(t)
-                    || name_len == 0
-                    || usize::from(name_len) > MAX_NAME_LEN
-                {
+                if inum == 0 || !dtype::valid(t) || name_len == 0 || usize::from(name_len) > MAX_NAME_LEN {
                     return Err(r.bad("dirent", u64::from(name_len)));
                 }
                 if self.level != 0 || self.keybits != 0 {
@@ -532,17 +508,12 @@ impl Blockref {
                             return Err(r.bad("inline name length", n as u64));
                         }
                     }
-                    BlockData::Block(p)
-                        if usize::from(name_len) > INLINE_NAME_MAX && p.size as u64 == UNIT => {}
+                    BlockData::Block(p) if usize::from(name_len) > INLINE_NAME_MAX && p.size as u64 == UNIT => {}
                     _ => return Err(r.bad("dirent name storage", u64::from(name_len))),
                 }
             }
             BlockType::Xattr => {
-                let Payload::Xattr {
-                    name_len,
-                    value_len,
-                } = self.payload
-                else {
+                let Payload::Xattr { name_len, value_len } = self.payload else {
                     return Err(r.bad("xattr payload", 0));
                 };
                 let need = crate::xattr::block_size(usize::from(name_len), value_len as usize);
@@ -600,9 +571,7 @@ pub fn decode_blockset(buf: &[u8], slots: usize, level: u8) -> DecodeResult<Vec<
             });
         }
         let want_indirect = level > 0;
-        if (br.btype == BlockType::Indirect) != want_indirect
-            || (want_indirect && br.level != level)
-        {
+        if (br.btype == BlockType::Indirect) != want_indirect || (want_indirect && br.level != level) {
             return Err(DecodeError::BadField {
                 what: "blockset",
                 field: "entry level",

@@ -21,10 +21,7 @@ impl<'a> Reader<'a> {
                 got: buf.len(),
             });
         }
-        Ok(Reader {
-            buf: &buf[..len],
-            what,
-        })
+        Ok(Reader { buf: &buf[..len], what })
     }
 
     fn slice(&self, off: usize, n: usize) -> DecodeResult<&'a [u8]> {

@@ -101,9 +101,7 @@ impl Check {
                         offset: 4,
                     });
                 }
-                Ok(Check::Crc32c(u32::from_le_bytes([
-                    raw[0], raw[1], raw[2], raw[3],
-                ])))
+                Ok(Check::Crc32c(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]])))
             }
             CheckMethod::Blake3 => Ok(Check::Blake3(*raw)),
         }

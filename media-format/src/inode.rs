@@ -61,10 +61,7 @@ impl Timespec {
 pub enum InodeContent {
     /// Root of the inode's tree: up to 30 sorted references. `root_level` 0 means they are
     /// leaves (data blocks, directory entries, xattrs); L >= 1 means INDIRECT of level L.
-    Tree {
-        root_level: u8,
-        entries: Vec<Blockref>,
-    },
+    Tree { root_level: u8, entries: Vec<Blockref> },
     /// The file's bytes (`size` of them), for files, symlinks up to 3840 bytes.
     Embedded(Vec<u8>),
 }
@@ -112,10 +109,7 @@ impl InodeBlock {
         w.u32(36, self.nlink);
         w.u64(40, self.size);
         w.u64(48, self.rdev);
-        for (i, t) in [self.atime, self.mtime, self.ctime, self.btime]
-            .iter()
-            .enumerate()
-        {
+        for (i, t) in [self.atime, self.mtime, self.ctime, self.btime].iter().enumerate() {
             w.i64(56 + 12 * i, t.sec);
             w.u32(64 + 12 * i, t.nsec);
         }
@@ -123,10 +117,7 @@ impl InodeBlock {
         w.u64(120, self.create_tid);
         w.u64(128, self.blocks);
         match &self.content {
-            InodeContent::Tree {
-                root_level,
-                entries,
-            } => {
+            InodeContent::Tree { root_level, entries } => {
                 w.u8(6, 0);
                 w.u8(7, *root_level);
                 encode_blockset(entries, INODE_ROOT_ENTRIES, &mut out[INODE_HEADER_SIZE..]);
@@ -189,10 +180,7 @@ impl InodeBlock {
                 if root_level > 0 && entries.is_empty() {
                     return Err(r.bad("empty root above level 0", u64::from(root_level)));
                 }
-                InodeContent::Tree {
-                    root_level,
-                    entries,
-                }
+                InodeContent::Tree { root_level, entries }
             }
             1 => {
                 if r.u8(7)? != 0 {

@@ -239,8 +239,7 @@ impl VolumeHeader {
         if copies == 0 || usize::from(copies) > MAX_COPIES {
             return Err(r.bad("copies", u64::from(copies)));
         }
-        let check = CheckMethod::from_code(r.u8(61)?)
-            .ok_or_else(|| r.bad("check method", u64::from(buf[61])))?;
+        let check = CheckMethod::from_code(r.u8(61)?).ok_or_else(|| r.bad("check method", u64::from(buf[61])))?;
         let slot = r.u8(62)?;
         if usize::from(slot) >= HEADER_SLOTS {
             return Err(r.bad("slot", u64::from(slot)));
@@ -293,14 +292,10 @@ impl VolumeHeader {
             let uuid: [u8; 16] = r.array(o)?;
             let regions = r.u8(o + 64)?;
             let state_code = r.u8(o + 65)?;
-            let state = DeviceState::from_code(state_code)
-                .ok_or_else(|| r.bad("device state", u64::from(state_code)))?;
+            let state =
+                DeviceState::from_code(state_code).ok_or_else(|| r.bad("device state", u64::from(state_code)))?;
             let size = r.u64(o + 16)?;
-            if uuid == [0; 16]
-                || regions == 0
-                || usize::from(regions) > MAX_REGIONS
-                || size < MIN_DEVICE_BYTES
-            {
+            if uuid == [0; 16] || regions == 0 || usize::from(regions) > MAX_REGIONS || size < MIN_DEVICE_BYTES {
                 return Err(r.bad("device entry", i as u64));
             }
             devices.push(DeviceEntry {

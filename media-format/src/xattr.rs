@@ -27,8 +27,7 @@ pub fn block_size(name_len: usize, value_len: usize) -> Option<u32> {
 
 /// Panics only if the lengths are out of range; callers validate names and values first.
 pub fn encode(name: &[u8], value: &[u8]) -> Vec<u8> {
-    let size =
-        block_size(name.len(), value.len()).expect("xattr name/value length validated by caller");
+    let size = block_size(name.len(), value.len()).expect("xattr name/value length validated by caller");
     let mut out = vec![0u8; size as usize];
     let mut w = Writer::new(&mut out);
     w.u16(0, name.len() as u16);
@@ -54,8 +53,5 @@ pub fn decode(buf: &[u8]) -> DecodeResult<(Vec<u8>, Vec<u8>)> {
     }
     let r = Reader::new(buf, size as usize, "xattr")?;
     r.zero(HEADER + n + v, size as usize - HEADER - n - v)?;
-    Ok((
-        r.bytes(HEADER, n)?.to_vec(),
-        r.bytes(HEADER + n, v)?.to_vec(),
-    ))
+    Ok((r.bytes(HEADER, n)?.to_vec(), r.bytes(HEADER + n, v)?.to_vec()))
 }

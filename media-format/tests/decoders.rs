@@ -105,10 +105,7 @@ fn volume_header_round_trips_and_detects_any_flipped_bit() {
 #[test]
 fn xattr_and_name_blocks_round_trip() {
     let b = xattr::encode(b"user.k", b"value");
-    assert_eq!(
-        xattr::decode(&b).unwrap(),
-        (b"user.k".to_vec(), b"value".to_vec())
-    );
+    assert_eq!(xattr::decode(&b).unwrap(), (b"user.k".to_vec(), b"value".to_vec()));
     let long = vec![b'n'; 200];
     assert_eq!(
         dirent::decode_name_block(&dirent::encode_name_block(&long), 200).unwrap(),

@@ -13,9 +13,7 @@ use crate::error::{Error, Result};
 use crate::tree::modify::{Change, PEntry, PRoot, apply};
 use crate::tree::{self, Root};
 use crate::volume::Volume;
-use hammer2_format::layout::{
-    FREEMAP_LEAF_SIZE, FREEMAP_LEAF_UNITS, freemap_key, freemap_key_split,
-};
+use hammer2_format::layout::{FREEMAP_LEAF_SIZE, FREEMAP_LEAF_UNITS, freemap_key, freemap_key_split};
 use hammer2_format::{BlockType, freemap::leaves_for};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -36,8 +34,7 @@ pub fn persist(b: &mut Builder, committed: &Root) -> Result<PRoot> {
             return Ok(root);
         }
         fresh.sort_unstable();
-        let changes: Vec<(u64, Change)> =
-            fresh.iter().map(|k| (*k, Change::Put(leaves[k]))).collect();
+        let changes: Vec<(u64, Change)> = fresh.iter().map(|k| (*k, Change::Put(leaves[k]))).collect();
         root = apply(b, root, 1, true, &changes)?;
     }
 }
@@ -53,16 +50,10 @@ pub fn load(vol: &Volume, root: &Root) -> Result<Vec<DeviceSpace>> {
             (Bitmap::full(u64::from(n) * FREEMAP_LEAF_UNITS), n, false)
         })
         .collect();
-    let mut seen: Vec<Vec<bool>> = maps
-        .iter()
-        .map(|(_, n, _)| vec![false; *n as usize])
-        .collect();
+    let mut seen: Vec<Vec<bool>> = maps.iter().map(|(_, n, _)| vec![false; *n as usize]).collect();
     tree::scan(vol, root, 0, &mut |br| {
         let (d, l) = freemap_key_split(br.key);
-        if br.btype != BlockType::FreemapLeaf
-            || d as usize >= maps.len()
-            || l >= u64::from(maps[d as usize].1)
-        {
+        if br.btype != BlockType::FreemapLeaf || d as usize >= maps.len() || l >= u64::from(maps[d as usize].1) {
             return Err(Error::Corrupt(format!(
                 "free map has an unexpected entry (key {:#x})",
                 br.key
@@ -72,18 +63,14 @@ pub fn load(vol: &Volume, root: &Root) -> Result<Vec<DeviceSpace>> {
         if bytes.len() != FREEMAP_LEAF_SIZE {
             return Err(Error::Corrupt("free-map leaf of the wrong size".into()));
         }
-        maps[d as usize]
-            .0
-            .load_bytes(l * FREEMAP_LEAF_UNITS, &bytes);
+        maps[d as usize].0.load_bytes(l * FREEMAP_LEAF_UNITS, &bytes);
         seen[d as usize][l as usize] = true;
         maps[d as usize].2 = true;
         Ok(ControlFlow::Continue(()))
     })?;
     for (d, s) in seen.iter().enumerate() {
         if let Some(l) = s.iter().position(|x| !x) {
-            return Err(Error::Corrupt(format!(
-                "free map lacks leaf {l} of device {d}"
-            )));
+            return Err(Error::Corrupt(format!("free map lacks leaf {l} of device {d}")));
         }
     }
     Ok(vol

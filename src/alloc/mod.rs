@@ -104,9 +104,7 @@ impl DeviceSpace {
     }
 
     fn region_of(&self, unit: u64) -> Option<usize> {
-        self.regions
-            .iter()
-            .position(|r| unit >= r.start && unit < r.end)
+        self.regions.iter().position(|r| unit >= r.start && unit < r.end)
     }
 
     fn mark(&mut self, unit: u64, count: u64) {
@@ -157,11 +155,7 @@ impl Allocator {
         r.free -= count;
         r.cursor = unit + count;
         d.mark(unit, count);
-        let e = Extent {
-            device,
-            unit,
-            count,
-        };
+        let e = Extent { device, unit, count };
         self.fresh.insert((device, unit));
         self.fresh_list.push(e);
         Some(e)
@@ -181,8 +175,7 @@ impl Allocator {
             if let Some(r) = d.region_of(e.unit) {
                 d.regions[r].free += e.count;
             }
-            self.fresh_list
-                .retain(|x| !(x.device == e.device && x.unit == e.unit));
+            self.fresh_list.retain(|x| !(x.device == e.device && x.unit == e.unit));
         } else {
             d.pending.set_range(e.unit, e.count, true);
             self.freed.push(e);
@@ -274,8 +267,7 @@ impl Allocator {
 
     /// Units freed but not yet reusable (waiting for a commit to become durable or a pin).
     pub fn pending_units(&self) -> u64 {
-        self.freed.iter().map(|e| e.count).sum::<u64>()
-            + self.deferred.iter().map(|(_, e)| e.count).sum::<u64>()
+        self.freed.iter().map(|e| e.count).sum::<u64>() + self.deferred.iter().map(|(_, e)| e.count).sum::<u64>()
     }
 
     /// True when the unit range is allocated in the working map (for checks in tests/fsck).

@@ -53,12 +53,10 @@ impl Space {
             if cur + units + self.meta_reserve() > self.capacity() {
                 return false;
             }
-            match self.reserved.compare_exchange(
-                cur,
-                cur + units,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
+            match self
+                .reserved
+                .compare_exchange(cur, cur + units, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => return true,
                 Err(now) => cur = now,
             }

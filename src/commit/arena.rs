@@ -11,8 +11,7 @@ use crate::alloc::Allocator;
 use crate::tree::modify::{PEntry, PRoot};
 use hammer2_format::blockref::FLAG_DEGRADED;
 use hammer2_format::{
-    BlockData, BlockPtr, BlockType, Blockref, Check, CheckMethod, InodeBlock, InodeContent,
-    Payload, indirect,
+    BlockData, BlockPtr, BlockType, Blockref, Check, CheckMethod, InodeBlock, InodeContent, Payload, indirect,
 };
 use std::sync::Arc;
 
@@ -109,30 +108,18 @@ impl Arena {
         // Known content first, its check values computed in parallel (it is most of a
         // large commit's CPU time).
         let idx: Vec<usize> = (0..self.blocks.len())
-            .filter(|&i| {
-                !self.blocks[i].dead && matches!(self.blocks[i].content, Content::Bytes { .. })
-            })
+            .filter(|&i| !self.blocks[i].dead && matches!(self.blocks[i].content, Content::Bytes { .. }))
             .collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .min(8);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
         let checks: Vec<Check> = if idx.len() < 16 {
-            idx.iter()
-                .map(|&i| method.compute(self.blocks[i].bytes()))
-                .collect()
+            idx.iter().map(|&i| method.compute(self.blocks[i].bytes())).collect()
         } else {
             let chunk = idx.len().div_ceil(threads);
             let blocks = &self.blocks;
             std::thread::scope(|s| {
                 let hs: Vec<_> = idx
                     .chunks(chunk)
-                    .map(|c| {
-                        s.spawn(move || {
-                            c.iter()
-                                .map(|&i| method.compute(blocks[i].bytes()))
-                                .collect::<Vec<_>>()
-                        })
-                    })
+                    .map(|c| s.spawn(move || c.iter().map(|&i| method.compute(blocks[i].bytes())).collect::<Vec<_>>()))
                     .collect();
                 hs.into_iter()
                     .flat_map(|h| h.join().expect("check worker panicked"))
@@ -163,8 +150,7 @@ impl Arena {
                     let mut block = (**block).clone();
                     let mut deg = false;
                     if let Some(root) = root {
-                        let refs: Vec<Blockref> =
-                            root.entries.iter().map(|e| self.resolve(e)).collect();
+                        let refs: Vec<Blockref> = root.entries.iter().map(|e| self.resolve(e)).collect();
                         deg = refs.iter().any(|r| r.is_degraded());
                         block.content = InodeContent::Tree {
                             root_level: root.level,

@@ -32,9 +32,7 @@ impl<'a> Builder<'a> {
     }
 
     fn place(&mut self, size: u32) -> Result<hammer2_format::blockref::Copies> {
-        self.vol
-            .placement
-            .place(self.alloc, &self.vol.devices, size)
+        self.vol.placement.place(self.alloc, &self.vol.devices, size)
     }
 
     /// Frees every valid copy of a committed block.
@@ -44,11 +42,8 @@ impl<'a> Builder<'a> {
                 self.released_data += u64::from(p.size);
             }
             for loc in p.copies.iter().filter(|l| l.is_valid()) {
-                self.alloc.free(Extent::from_bytes(
-                    loc.device,
-                    loc.offset,
-                    u64::from(p.size),
-                ));
+                self.alloc
+                    .free(Extent::from_bytes(loc.device, loc.offset, u64::from(p.size)));
             }
         }
     }

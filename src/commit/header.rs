@@ -72,10 +72,7 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
                         return false;
                     };
                     let bytes = h.encode();
-                    match st
-                        .write_at(&bytes, header_offset(slot))
-                        .and_then(|_| st.flush())
-                    {
+                    match st.write_at(&bytes, header_offset(slot)).and_then(|_| st.flush()) {
                         Ok(()) => true,
                         Err(e) => {
                             m.counters.write_errors.fetch_add(1, Ordering::Relaxed);

@@ -26,12 +26,7 @@ pub struct InodeCommit {
     pub blocks: u64,
 }
 
-pub fn commit_inode(
-    b: &mut Builder,
-    inum: u64,
-    committed: &CommittedInode,
-    fl: &Flushing,
-) -> Result<InodeCommit> {
+pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: &Flushing) -> Result<InodeCommit> {
     if fl.deleted {
         if let Content::Tree(root) = &committed.content {
             b.free_tree(root)?;
@@ -115,36 +110,21 @@ pub fn commit_inode(
             }
             changes.extend(data);
             changes.sort_by_key(|c| c.0);
-            PendingContent::Tree(apply(
-                b,
-                PRoot::from(&root),
-                INODE_ROOT_ENTRIES,
-                false,
-                &changes,
-            )?)
+            PendingContent::Tree(apply(b, PRoot::from(&root), INODE_ROOT_ENTRIES, false, &changes)?)
         }
     } else {
         let root = match &committed.content {
             Content::Tree(r) => r.clone(),
             Content::Embedded(_) => Root::empty(),
         };
-        PendingContent::Tree(apply(
-            b,
-            PRoot::from(&root),
-            INODE_ROOT_ENTRIES,
-            false,
-            &changes,
-        )?)
+        PendingContent::Tree(apply(b, PRoot::from(&root), INODE_ROOT_ENTRIES, false, &changes)?)
     };
     let blocks = (committed_blocks + written).saturating_sub(b.released_data);
 
     let mut meta = fl.meta.clone();
     meta.blocks = blocks;
     let (block, root) = match &content {
-        PendingContent::Embedded(bytes) => (
-            meta.to_block(inum, InodeContent::Embedded(bytes.to_vec())),
-            None,
-        ),
+        PendingContent::Embedded(bytes) => (meta.to_block(inum, InodeContent::Embedded(bytes.to_vec())), None),
         PendingContent::Tree(r) => (
             meta.to_block(
                 inum,
@@ -194,14 +174,7 @@ fn leaf_change(b: &mut Builder, key: u64, leaf: Option<&Leaf>) -> Result<Change>
                 })),
                 None => {
                     let buf = Arc::new(dirent::encode_name_block(name));
-                    Change::Put(b.new_bytes(
-                        BlockType::Dirent,
-                        key,
-                        0,
-                        payload,
-                        buf,
-                        UNIT as usize,
-                    )?)
+                    Change::Put(b.new_bytes(BlockType::Dirent, key, 0, payload, buf, UNIT as usize)?)
                 }
             }
         }
@@ -240,13 +213,7 @@ fn has_xattrs(b: &Builder, root: &Root, fl: &Flushing) -> Result<bool> {
 }
 
 /// The first `len` bytes of the file as of the flushing state (len <= INODE_EMBED_MAX).
-fn block0(
-    b: &Builder,
-    inum: u64,
-    committed: &CommittedInode,
-    fl: &Flushing,
-    len: usize,
-) -> Result<Vec<u8>> {
+fn block0(b: &Builder, inum: u64, committed: &CommittedInode, fl: &Flushing, len: usize) -> Result<Vec<u8>> {
     if let Some(buf) = fl.overlay.data.get(&0) {
         return Ok(buf[..len].to_vec());
     }

@@ -179,13 +179,7 @@ fn orphan_ref(inum: u64, tid: u64) -> Blockref {
     }
 }
 
-fn build(
-    fs: &FsInner,
-    alloc: &mut crate::alloc::Allocator,
-    tid: u64,
-    old: &Roots,
-    snap: &Snapshot,
-) -> Result<Built> {
+fn build(fs: &FsInner, alloc: &mut crate::alloc::Allocator, tid: u64, old: &Roots, snap: &Snapshot) -> Result<Built> {
     let mut b = Builder::new(&fs.vol, alloc, tid);
     let mut inode_changes = Vec::with_capacity(snap.inodes.len());
     let mut orphan_changes = Vec::new();
@@ -281,9 +275,7 @@ fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitRe
         Ordering::SeqCst,
     );
     fs.stats.commits.fetch_add(1, Ordering::Relaxed);
-    fs.stats
-        .commit_blocks
-        .fetch_add(blocks as u64, Ordering::Relaxed);
+    fs.stats.commit_blocks.fetch_add(blocks as u64, Ordering::Relaxed);
     fs.stats.commit_bytes.fetch_add(bytes, Ordering::Relaxed);
     *fs.committed_tid.lock() = tid;
     fs.commit_cv.notify_all();

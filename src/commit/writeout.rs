@@ -39,11 +39,7 @@ pub fn write_and_flush(vol: &Volume, arena: &Arena) -> Vec<u8> {
             .map(|h| h.join().unwrap_or((u8::MAX, false)))
             .collect()
     });
-    results
-        .into_iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(d, _)| d)
-        .collect()
+    results.into_iter().filter(|(_, ok)| !ok).map(|(d, _)| d).collect()
 }
 
 fn write_device(m: &Member, writes: &[(u64, &[u8])]) -> bool {

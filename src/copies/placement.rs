@@ -42,20 +42,14 @@ impl Placement {
 
     /// The region a copy in slot `slot` on `device` uses.
     pub fn region_of_slot(&self, slot: usize) -> u8 {
-        if self.fixed() {
-            (slot / self.ndev) as u8
-        } else {
-            0
-        }
+        if self.fixed() { (slot / self.ndev) as u8 } else { 0 }
     }
 
     /// (device, region) targets for the copies of a new block, in slot order.
     fn targets(&self, alloc: &Allocator, devices: &DeviceSet) -> Vec<(u8, u8)> {
         let n = usize::from(self.copies);
         if self.fixed() {
-            return (0..n)
-                .map(|i| ((i % self.ndev) as u8, (i / self.ndev) as u8))
-                .collect();
+            return (0..n).map(|i| ((i % self.ndev) as u8, (i / self.ndev) as u8)).collect();
         }
         let mut devs: Vec<u8> = (0..self.ndev as u8).collect();
         // Writable devices first, most free space first; index breaks ties.
@@ -87,13 +81,7 @@ impl Placement {
     }
 
     /// Allocates a location for the MISSING copy in `slot` of a block (resync).
-    pub fn place_missing(
-        &self,
-        alloc: &mut Allocator,
-        device: u8,
-        slot: usize,
-        size: u32,
-    ) -> Result<Location> {
+    pub fn place_missing(&self, alloc: &mut Allocator, device: u8, slot: usize, size: u32) -> Result<Location> {
         let units = u64::from(size).div_ceil(UNIT);
         let e = alloc
             .alloc(device, self.region_of_slot(slot), units)
@@ -107,11 +95,7 @@ impl Placement {
         if self.fixed() {
             let n = usize::from(self.copies);
             return (0..n)
-                .filter(|&i| {
-                    devices
-                        .get((i % self.ndev) as u8)
-                        .is_some_and(|m| m.writable())
-                })
+                .filter(|&i| devices.get((i % self.ndev) as u8).is_some_and(|m| m.writable()))
                 .map(|i| alloc.domain_free((i % self.ndev) as u8, (i / self.ndev) as u8))
                 .min()
                 .unwrap_or(0);

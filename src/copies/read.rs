@@ -54,12 +54,7 @@ impl std::fmt::Display for Bad {
     }
 }
 
-pub fn read_verified(
-    vol: &Volume,
-    btype: BlockType,
-    ptr: &BlockPtr,
-    ctx: &ReadCtx,
-) -> Result<Vec<u8>> {
+pub fn read_verified(vol: &Volume, btype: BlockType, ptr: &BlockPtr, ctx: &ReadCtx) -> Result<Vec<u8>> {
     let size = ptr.size as usize;
     let mut bad = Vec::new();
     let mut good: Option<Vec<u8>> = None;
@@ -128,10 +123,7 @@ pub fn heal(vol: &Volume, ptr: &BlockPtr, slot: usize, data: &[u8]) -> bool {
     let Some(storage) = m.storage.as_ref().filter(|_| m.writable()) else {
         return false;
     };
-    match storage
-        .write_at(data, loc.offset)
-        .and_then(|_| storage.flush())
-    {
+    match storage.write_at(data, loc.offset).and_then(|_| storage.flush()) {
         Ok(()) => {
             m.counters.repaired.fetch_add(1, Ordering::Relaxed);
             tracing::info!(device = %m.name, offset = loc.offset, "repaired copy from a good copy");

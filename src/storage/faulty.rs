@@ -107,16 +107,13 @@ impl Storage for FaultyStorage {
         }
         let plan = self.plan.lock().clone();
         let random_ok = offset >= plan.random_floor;
-        if overlaps(&plan.read_error_ranges, offset, buf.len())
-            || (random_ok && self.chance(plan.read_error_rate))
-        {
+        if overlaps(&plan.read_error_ranges, offset, buf.len()) || (random_ok && self.chance(plan.read_error_rate)) {
             self.counts.read_errors.fetch_add(1, Ordering::Relaxed);
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         self.inner.read_at(buf, offset)?;
         if !buf.is_empty()
-            && (overlaps(&plan.bitflip_ranges, offset, buf.len())
-                || (random_ok && self.chance(plan.bitflip_rate)))
+            && (overlaps(&plan.bitflip_ranges, offset, buf.len()) || (random_ok && self.chance(plan.bitflip_rate)))
         {
             self.counts.bitflips.fetch_add(1, Ordering::Relaxed);
             let i = (offset as usize).wrapping_mul(31) % buf.len();

@@ -56,11 +56,7 @@ impl FileStorage {
                 });
             }
         }
-        let size = if is_blk {
-            block_device_size(&file)?
-        } else {
-            meta.len()
-        };
+        let size = if is_blk { block_device_size(&file)? } else { meta.len() };
         Ok(FileStorage {
             file,
             path: path.to_path_buf(),
@@ -123,10 +119,7 @@ impl Storage for FileStorage {
                 return Err(e);
             }
             if rc == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "pwritev wrote nothing",
-                ));
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev wrote nothing"));
             }
             let mut written = rc as usize;
             off += written as u64;
@@ -144,11 +137,7 @@ impl Storage for FileStorage {
     }
 
     fn flush(&self) -> io::Result<()> {
-        if self.writable {
-            self.file.sync_data()
-        } else {
-            Ok(())
-        }
+        if self.writable { self.file.sync_data() } else { Ok(()) }
     }
 
     fn size(&self) -> u64 {

@@ -28,8 +28,7 @@ impl MemStorage {
 }
 
 fn range(len: usize, offset: u64, n: usize) -> io::Result<std::ops::Range<usize>> {
-    let start =
-        usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+    let start = usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
     match start.checked_add(n) {
         Some(end) if end <= len => Ok(start..end),
         _ => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),

@@ -71,11 +71,7 @@ pub fn child_index(keys: impl Fn(usize) -> u64, len: usize, key: u64) -> usize {
     let (mut lo, mut hi) = (0usize, len);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        if keys(mid) <= key {
-            lo = mid + 1
-        } else {
-            hi = mid
-        }
+        if keys(mid) <= key { lo = mid + 1 } else { hi = mid }
     }
     lo.saturating_sub(1)
 }
@@ -92,10 +88,7 @@ pub fn lookup(src: &dyn NodeSource, root: &Root, key: u64) -> Result<Option<Bloc
         node = src.node(&node[i])?;
         level -= 1;
     }
-    Ok(node
-        .binary_search_by_key(&key, |b| b.key)
-        .ok()
-        .map(|i| node[i]))
+    Ok(node.binary_search_by_key(&key, |b| b.key).ok().map(|i| node[i]))
 }
 
 /// Calls `f` on every leaf with key >= `from`, in key order, until it breaks.
@@ -139,22 +132,14 @@ fn scan_level(
 
 /// Calls `f` on every block reference of the tree (nodes before their children), for
 /// walks that free or check whole trees. `f` returns false to skip a node's children.
-pub fn walk(
-    src: &dyn NodeSource,
-    root: &Root,
-    f: &mut dyn FnMut(&Blockref) -> Result<bool>,
-) -> Result<()> {
+pub fn walk(src: &dyn NodeSource, root: &Root, f: &mut dyn FnMut(&Blockref) -> Result<bool>) -> Result<()> {
     for e in &root.entries {
         walk_ref(src, e, f)?;
     }
     Ok(())
 }
 
-fn walk_ref(
-    src: &dyn NodeSource,
-    br: &Blockref,
-    f: &mut dyn FnMut(&Blockref) -> Result<bool>,
-) -> Result<()> {
+fn walk_ref(src: &dyn NodeSource, br: &Blockref, f: &mut dyn FnMut(&Blockref) -> Result<bool>) -> Result<()> {
     if !f(br)? {
         return Ok(());
     }

@@ -105,10 +105,7 @@ pub fn apply(
     if list.is_empty() {
         level = 0;
     }
-    Ok(PRoot {
-        level,
-        entries: list,
-    })
+    Ok(PRoot { level, entries: list })
 }
 
 fn entries_of(w: &mut dyn NodeWriter, e: &PEntry) -> Result<Vec<PEntry>> {
@@ -136,11 +133,7 @@ fn apply_level(
     let mut out = Vec::with_capacity(entries.len() + 2);
     let mut c = 0;
     for (i, child) in entries.iter().enumerate() {
-        let end = if i + 1 < entries.len() {
-            keys[i + 1]
-        } else {
-            u64::MAX
-        };
+        let end = if i + 1 < entries.len() { keys[i + 1] } else { u64::MAX };
         let start_c = c;
         // Changes below the first key go to the first child.
         while c < changes.len() && (changes[c].0 < end || i + 1 == entries.len()) {
@@ -161,11 +154,7 @@ fn apply_level(
     merge_small(w, level, out)
 }
 
-fn merge_leaves(
-    w: &mut dyn NodeWriter,
-    entries: Vec<PEntry>,
-    changes: &[(u64, Change)],
-) -> Vec<PEntry> {
+fn merge_leaves(w: &mut dyn NodeWriter, entries: Vec<PEntry>, changes: &[(u64, Change)]) -> Vec<PEntry> {
     let mut out = Vec::with_capacity(entries.len() + changes.len());
     let mut it = entries.into_iter().peekable();
     for (key, change) in changes {

@@ -46,14 +46,7 @@ pub fn source(fs: &FsInner, st: &InodeState, k: u64) -> Result<Source> {
 }
 
 /// Copies bytes `[from, from + out.len())` of block `k` into `out`.
-pub fn read_into(
-    fs: &FsInner,
-    inum: u64,
-    st: &InodeState,
-    k: u64,
-    from: usize,
-    out: &mut [u8],
-) -> Result<()> {
+pub fn read_into(fs: &FsInner, inum: u64, st: &InodeState, k: u64, from: usize, out: &mut [u8]) -> Result<()> {
     let copy = |src: &[u8], out: &mut [u8]| {
         let avail = src.len().saturating_sub(from).min(out.len());
         out[..avail].copy_from_slice(&src[from..from + avail]);

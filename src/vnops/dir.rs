@@ -44,11 +44,7 @@ impl Fs {
             match name {
                 b"." => parent,
                 b".." => st.meta.parent,
-                _ => {
-                    lookup_dirent(fs, parent, &st, name)?
-                        .ok_or(Error::NotFound)?
-                        .1
-                }
+                _ => lookup_dirent(fs, parent, &st, name)?.ok_or(Error::NotFound)?.1,
             }
         };
         self.getattr(inum)
@@ -58,23 +54,11 @@ impl Fs {
         self.make_node(parent, name, S_IFREG | (mode & 0o7777), 0, creds, None)
     }
 
-    pub fn mknod(
-        &self,
-        parent: u64,
-        name: &[u8],
-        mode: u32,
-        rdev: u64,
-        creds: Creds,
-    ) -> Result<Attr> {
-        if dtype::from_mode(mode).is_none() || mode & S_IFMT == S_IFDIR || mode & S_IFMT == S_IFLNK
-        {
+    pub fn mknod(&self, parent: u64, name: &[u8], mode: u32, rdev: u64, creds: Creds) -> Result<Attr> {
+        if dtype::from_mode(mode).is_none() || mode & S_IFMT == S_IFDIR || mode & S_IFMT == S_IFLNK {
             return Err(Error::invalid("mknod of an unsupported file type"));
         }
-        let mode = if mode & S_IFMT == 0 {
-            S_IFREG | mode
-        } else {
-            mode
-        };
+        let mode = if mode & S_IFMT == 0 { S_IFREG | mode } else { mode };
         self.make_node(parent, name, mode, rdev, creds, None)
     }
 
@@ -301,8 +285,7 @@ impl Fs {
                 let set = [dir.clone(), child.clone()];
                 let mut locks = lock_all(&set);
                 // Another operation may have changed the name while nothing was locked.
-                if lookup_dirent(fs, parent, guard(&mut locks, parent), name)?
-                    .map(|(k, i, _)| (k, i))
+                if lookup_dirent(fs, parent, guard(&mut locks, parent), name)?.map(|(k, i, _)| (k, i))
                     != Some((key, child_inum))
                 {
                     continue;
@@ -352,12 +335,7 @@ impl Fs {
 
     /// Lists directory `ino` from `cookie` (0 to start). `f` returns true to stop (its
     /// buffer is full); the entry it stopped on is not consumed.
-    pub fn readdir(
-        &self,
-        ino: u64,
-        cookie: u64,
-        mut f: impl FnMut(&DirEntry) -> bool,
-    ) -> Result<()> {
+    pub fn readdir(&self, ino: u64, cookie: u64, mut f: impl FnMut(&DirEntry) -> bool) -> Result<()> {
         let fs = &self.inner;
         let inode = fs.inode(ino)?;
         let st = inode.state.read();
@@ -384,25 +362,18 @@ impl Fs {
         {
             return Ok(());
         }
-        scan(
-            fs,
-            ino,
-            &st,
-            cookie.max(2),
-            XATTR_KEY_BIT,
-            &mut |k, leaf| {
-                if let Leaf::Dirent { name, inum, dtype } = leaf
-                    && f(&DirEntry {
-                        ino: *inum,
-                        name: name.clone(),
-                        dtype: *dtype,
-                        next: k + 1,
-                    })
-                {
-                    return Ok(ControlFlow::Break(()));
-                }
-                Ok(ControlFlow::Continue(()))
-            },
-        )
+        scan(fs, ino, &st, cookie.max(2), XATTR_KEY_BIT, &mut |k, leaf| {
+            if let Leaf::Dirent { name, inum, dtype } = leaf
+                && f(&DirEntry {
+                    ino: *inum,
+                    name: name.clone(),
+                    dtype: *dtype,
+                    next: k + 1,
+                })
+            {
+                return Ok(ControlFlow::Break(()));
+            }
+            Ok(ControlFlow::Continue(()))
+        })
     }
 }

@@ -14,28 +14,12 @@ use std::ops::ControlFlow;
 /// Decodes a committed DIRENT or XATTR leaf.
 pub fn leaf_of(fs: &FsInner, dir: u64, br: &Blockref) -> Result<Leaf> {
     match (br.btype, &br.data, br.payload) {
-        (
-            BlockType::Dirent,
-            BlockData::Inline(raw),
-            Payload::Dirent {
-                inum,
-                name_len,
-                dtype,
-            },
-        ) => Ok(Leaf::Dirent {
+        (BlockType::Dirent, BlockData::Inline(raw), Payload::Dirent { inum, name_len, dtype }) => Ok(Leaf::Dirent {
             name: raw[..usize::from(name_len)].to_vec(),
             inum,
             dtype,
         }),
-        (
-            BlockType::Dirent,
-            BlockData::Block(_),
-            Payload::Dirent {
-                inum,
-                name_len,
-                dtype,
-            },
-        ) => {
+        (BlockType::Dirent, BlockData::Block(_), Payload::Dirent { inum, name_len, dtype }) => {
             let bytes = fs.vol.read_block(br, &ReadCtx::inode(dir))?;
             let name = dirent::decode_name_block(&bytes, usize::from(name_len))?;
             Ok(Leaf::Dirent { name, inum, dtype })
@@ -59,13 +43,7 @@ fn leaf_name(l: &Leaf) -> &[u8] {
 }
 
 /// The effective leaves with keys in `[from, to]`, merged over the layers.
-pub fn range(
-    fs: &FsInner,
-    inum: u64,
-    st: &InodeState,
-    from: u64,
-    to: u64,
-) -> Result<BTreeMap<u64, Leaf>> {
+pub fn range(fs: &FsInner, inum: u64, st: &InodeState, from: u64, to: u64) -> Result<BTreeMap<u64, Leaf>> {
     let mut upper: BTreeMap<u64, Option<Leaf>> = BTreeMap::new();
     if let Some(fl) = &st.flushing {
         for (k, v) in fl.overlay.leaves.range(from..=to) {
@@ -96,13 +74,7 @@ pub fn range(
 }
 
 /// Finds `name` in the collision range starting at `base`: (key, leaf).
-pub fn find(
-    fs: &FsInner,
-    inum: u64,
-    st: &InodeState,
-    base: u64,
-    name: &[u8],
-) -> Result<Option<(u64, Leaf)>> {
+pub fn find(fs: &FsInner, inum: u64, st: &InodeState, base: u64, name: &[u8]) -> Result<Option<(u64, Leaf)>> {
     Ok(range(fs, inum, st, base, base | HASH_ITER_MASK)?
         .into_iter()
         .find(|(_, l)| leaf_name(l) == name))
@@ -116,12 +88,7 @@ pub fn free_key(fs: &FsInner, inum: u64, st: &InodeState, base: u64) -> Result<u
         .ok_or(Error::NoSpace)
 }
 
-pub fn lookup_dirent(
-    fs: &FsInner,
-    dir: u64,
-    st: &InodeState,
-    name: &[u8],
-) -> Result<Option<(u64, u64, u8)>> {
+pub fn lookup_dirent(fs: &FsInner, dir: u64, st: &InodeState, name: &[u8]) -> Result<Option<(u64, u64, u8)>> {
     Ok(
         find(fs, dir, st, dirent::dirent_key_base(name), name)?.and_then(|(k, l)| match l {
             Leaf::Dirent { inum, dtype, .. } => Some((k, inum, dtype)),

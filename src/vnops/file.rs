@@ -47,9 +47,7 @@ impl Fs {
                 pos += n as u64;
             }
             let m = &st.meta;
-            let stale = m.atime <= m.mtime
-                || m.atime <= m.ctime
-                || Timespec::now().sec - m.atime.sec > 86_400;
+            let stale = m.atime <= m.mtime || m.atime <= m.ctime || Timespec::now().sec - m.atime.sec > 86_400;
             (out, stale)
         };
         // relatime: atime moves only when it is older than the last change, or a day old.
@@ -111,9 +109,7 @@ impl Fs {
             return Err(Error::invalid("write to a special file"));
         }
         let (first, last) = (off / bs, (end - 1) / bs);
-        let new_blocks = (first..=last)
-            .filter(|k| !st.dirty.data.contains_key(k))
-            .count() as u64;
+        let new_blocks = (first..=last).filter(|k| !st.dirty.data.contains_key(k)).count() as u64;
         let units = new_blocks * (bs / UNIT);
         if !fs.space.try_reserve(units) {
             return Err(Error::NoSpace);
@@ -123,8 +119,7 @@ impl Fs {
             let bstart = k * bs;
             let from = (off.max(bstart) - bstart) as usize;
             let to = (end.min(bstart + bs) - bstart) as usize;
-            let src =
-                &data[(bstart + from as u64 - off) as usize..(bstart + to as u64 - off) as usize];
+            let src = &data[(bstart + from as u64 - off) as usize..(bstart + to as u64 - off) as usize];
             if let Some(buf) = st.dirty.data.get_mut(&k) {
                 Arc::make_mut(buf)[from..to].copy_from_slice(src);
                 continue;

@@ -134,10 +134,7 @@ pub(crate) fn lock_all(inodes: &[InodeRef]) -> Vec<(u64, RwLockWriteGuard<'_, In
     v.into_iter().map(|i| (i.inum, i.state.write())).collect()
 }
 
-pub(crate) fn guard<'a, 'g>(
-    locks: &'a mut [(u64, RwLockWriteGuard<'g, InodeState>)],
-    inum: u64,
-) -> &'a mut InodeState {
+pub(crate) fn guard<'a, 'g>(locks: &'a mut [(u64, RwLockWriteGuard<'g, InodeState>)], inum: u64) -> &'a mut InodeState {
     // Callers only ask for inodes they passed to lock_all.
     let i = locks
         .iter()

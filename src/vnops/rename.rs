@@ -14,14 +14,7 @@ use parking_lot::RwLockWriteGuard;
 const RENAME_UNITS: u64 = 2;
 
 impl Fs {
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &[u8],
-        newparent: u64,
-        newname: &[u8],
-        flags: RenameFlags,
-    ) -> Result<()> {
+    pub fn rename(&self, parent: u64, name: &[u8], newparent: u64, newname: &[u8], flags: RenameFlags) -> Result<()> {
         let fs = &self.inner;
         fs.check_writable()?;
         check_name(name)?;
@@ -98,17 +91,10 @@ fn rename_locked(
         let d_dir = dst.is_some_and(|d| guard(&mut locks, d.1).meta.is_dir());
         if parent != newparent {
             if s_dir && is_ancestor(fs, &mut locks, sinum, newparent)? {
-                return Err(Error::invalid(
-                    "cannot move a directory into its own subtree",
-                ));
+                return Err(Error::invalid("cannot move a directory into its own subtree"));
             }
-            if flags.exchange
-                && d_dir
-                && is_ancestor(fs, &mut locks, dst.map_or(0, |d| d.1), parent)?
-            {
-                return Err(Error::invalid(
-                    "cannot move a directory into its own subtree",
-                ));
+            if flags.exchange && d_dir && is_ancestor(fs, &mut locks, dst.map_or(0, |d| d.1), parent)? {
+                return Err(Error::invalid("cannot move a directory into its own subtree"));
             }
         }
         let now = Timespec::now();
@@ -180,11 +166,7 @@ fn rename_locked(
             if let Some((_, dinum, _)) = dst {
                 guard(&mut locks, newparent).meta.size -= 1;
                 let victim = guard(&mut locks, dinum);
-                victim.meta.nlink = if d_dir {
-                    0
-                } else {
-                    victim.meta.nlink.saturating_sub(1)
-                };
+                victim.meta.nlink = if d_dir { 0 } else { victim.meta.nlink.saturating_sub(1) };
                 victim.meta.ctime = now;
                 victim.meta.version += 1;
                 if victim.meta.nlink == 0 && victim.opens == 0 {

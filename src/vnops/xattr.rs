@@ -25,10 +25,7 @@ fn check_xattr_name(name: &[u8]) -> Result<()> {
     if name.contains(&0) {
         return Err(Error::invalid("attribute name contains NUL"));
     }
-    if !NAMESPACES
-        .iter()
-        .any(|p| name.starts_with(p) && name.len() > p.len())
-    {
+    if !NAMESPACES.iter().any(|p| name.starts_with(p) && name.len() > p.len()) {
         return Err(Error::NotSupported);
     }
     Ok(())
@@ -67,9 +64,7 @@ impl Fs {
         if value.len() > MAX_XATTR_VALUE {
             return Err(Error::TooBig);
         }
-        let units = hammer2_format::xattr::block_size(name.len(), value.len())
-            .map_or(1, |s| u64::from(s) / UNIT)
-            + 1;
+        let units = hammer2_format::xattr::block_size(name.len(), value.len()).map_or(1, |s| u64::from(s) / UNIT) + 1;
         self.reserve_or_sync(units)?;
         let _g = fs.gate.read();
         let r = (|| {
