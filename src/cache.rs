@@ -95,13 +95,7 @@ impl BlockCache {
             return;
         }
         let mut s = self.shard(&k).lock();
-        if let Some(old) = s.map.insert(
-            k,
-            Entry {
-                value,
-                referenced: false,
-            },
-        ) {
+        if let Some(old) = s.map.insert(k, Entry { value, referenced: false }) {
             s.bytes -= old.value.cost();
         } else {
             s.ring.push_back(k);

@@ -119,15 +119,9 @@ impl Member {
             counters: Counters::default(),
             fail_lock: Mutex::new(()),
         };
-        m.counters
-            .read_errors
-            .store(u64::from(entry.read_errors), Ordering::Relaxed);
-        m.counters
-            .write_errors
-            .store(u64::from(entry.write_errors), Ordering::Relaxed);
-        m.counters
-            .check_errors
-            .store(u64::from(entry.check_errors), Ordering::Relaxed);
+        m.counters.read_errors.store(u64::from(entry.read_errors), Ordering::Relaxed);
+        m.counters.write_errors.store(u64::from(entry.write_errors), Ordering::Relaxed);
+        m.counters.check_errors.store(u64::from(entry.check_errors), Ordering::Relaxed);
         m.counters.repaired.store(u64::from(entry.repaired), Ordering::Relaxed);
         m
     }

@@ -43,12 +43,7 @@ pub enum Error {
     #[error("device or resource busy: {0}")]
     Busy(String),
     #[error("no good copy of {what} block (inode {inum:?}, offset {offset:?}): {detail}")]
-    Unrecoverable {
-        what: &'static str,
-        inum: Option<u64>,
-        offset: Option<u64>,
-        detail: String,
-    },
+    Unrecoverable { what: &'static str, inum: Option<u64>, offset: Option<u64>, detail: String },
     #[error("filesystem is corrupt: {0}")]
     Corrupt(String),
     #[error("{0}")]

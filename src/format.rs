@@ -71,9 +71,7 @@ pub fn validate(sizes: &[u64], opts: &FormatOptions) -> Result<u8> {
         return Err(Error::invalid(format!("--copies must be 1 to {MAX_COPIES}")));
     }
     if opts.label.len() > 64 || opts.label.contains('\0') {
-        return Err(Error::invalid(
-            "the label must be at most 64 bytes of UTF-8 without NUL",
-        ));
+        return Err(Error::invalid("the label must be at most 64 bytes of UTF-8 without NUL"));
     }
     if !(MIN_BLOCK_SHIFT..=MAX_DATA_BLOCK_SHIFT).contains(&opts.data_block_shift)
         || !(MIN_BLOCK_SHIFT..=MAX_INDIRECT_BLOCK_SHIFT).contains(&opts.indirect_block_shift)
@@ -101,9 +99,7 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
     let copies = validate(&sizes, opts)?;
     let ndev = storages.len();
     let fs_uuid = *uuid::Uuid::new_v4().as_bytes();
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let now_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
 
     // Old header slots must not outlive the new filesystem: a stale slot with a higher tid
     // would otherwise win at mount.
@@ -131,18 +127,8 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
             regions,
             state: DeviceState::Online,
         };
-        members.push(Member::new(
-            d as u8,
-            Some(s.clone()),
-            &entry,
-            MemberState::Online,
-            s.name(),
-        ));
-        report_devs.push(FormattedDevice {
-            name: s.name(),
-            size: sizes[d],
-            regions,
-        });
+        members.push(Member::new(d as u8, Some(s.clone()), &entry, MemberState::Online, s.name()));
+        report_devs.push(FormattedDevice { name: s.name(), size: sizes[d], regions });
     }
     let vol = Volume {
         params: Params {
@@ -162,10 +148,7 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
     let size_regions: Vec<(u64, u8)> = vol.devices.members.iter().map(|m| (m.size, m.regions)).collect();
     let alloc = crate::alloc::freemap::fresh(&size_regions);
     let capacity = vol.placement_total_units() * UNIT;
-    let opts_fs = Options {
-        background_sync: false,
-        ..Options::default()
-    };
+    let opts_fs = Options { background_sync: false, ..Options::default() };
     let fs = FsInner::new(vol, alloc, Roots::default(), ROOT_INUM + 1, opts_fs);
 
     let now = Timespec::now();
@@ -185,10 +168,8 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
         create_tid: 1,
         blocks: 0,
     };
-    let root = Arc::new(Inode {
-        inum: ROOT_INUM,
-        state: RwLock::new(InodeState::new(meta, CommittedInode::new_empty())),
-    });
+    let root =
+        Arc::new(Inode { inum: ROOT_INUM, state: RwLock::new(InodeState::new(meta, CommittedInode::new_empty())) });
     fs.inodes.insert(root.clone());
     {
         let mut st = root.state.write();

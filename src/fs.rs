@@ -65,9 +65,7 @@ pub struct InodeTable {
 
 impl Default for InodeTable {
     fn default() -> Self {
-        InodeTable {
-            shards: (0..INODE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-        }
+        InodeTable { shards: (0..INODE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
     }
 }
 
@@ -108,10 +106,7 @@ impl InodeTable {
         }
     }
     pub fn all(&self) -> Vec<InodeRef> {
-        self.shards
-            .iter()
-            .flat_map(|s| s.lock().values().cloned().collect::<Vec<_>>())
-            .collect()
+        self.shards.iter().flat_map(|s| s.lock().values().cloned().collect::<Vec<_>>()).collect()
     }
 }
 
@@ -178,24 +173,15 @@ impl FsInner {
         };
         let br = br.ok_or(Error::NotFound)?;
         if br.btype != BlockType::Inode {
-            return Err(Error::Corrupt(format!(
-                "inode tree entry {inum} is a {}",
-                br.btype.name()
-            )));
+            return Err(Error::Corrupt(format!("inode tree entry {inum} is a {}", br.btype.name())));
         }
         let bytes = self.vol.read_block(&br, &ReadCtx::inode(inum))?;
         let block = InodeBlock::decode(&bytes)?;
         if block.inum != inum {
-            return Err(Error::Corrupt(format!(
-                "inode tree entry {inum} holds inode {}",
-                block.inum
-            )));
+            return Err(Error::Corrupt(format!("inode tree entry {inum} holds inode {}", block.inum)));
         }
         let _ = roots_tid;
-        let inode = Arc::new(Inode {
-            inum,
-            state: RwLock::new(Self::state_from_block(&block, br)),
-        });
+        let inode = Arc::new(Inode { inum, state: RwLock::new(Self::state_from_block(&block, br)) });
         // If the inode was committed by a commit that installed between our lookup and
         // now, the table already holds the newer in-memory copy: `insert` returns it.
         Ok(self.inodes.insert(inode))
@@ -204,17 +190,11 @@ impl FsInner {
     pub fn state_from_block(block: &InodeBlock, br: hammer2_format::Blockref) -> InodeState {
         let content = match &block.content {
             InodeContent::Embedded(d) => Content::Embedded(Arc::new(d.clone())),
-            InodeContent::Tree { root_level, entries } => Content::Tree(Root {
-                level: *root_level,
-                entries: entries.clone(),
-            }),
+            InodeContent::Tree { root_level, entries } => {
+                Content::Tree(Root { level: *root_level, entries: entries.clone() })
+            }
         };
-        let committed = CommittedInode {
-            inode_ref: Some(br),
-            content,
-            orphan: block.nlink == 0,
-            blocks: block.blocks,
-        };
+        let committed = CommittedInode { inode_ref: Some(br), content, orphan: block.nlink == 0, blocks: block.blocks };
         InodeState::new(Meta::from_block(block), committed)
     }
 

@@ -116,12 +116,7 @@ pub struct CommittedInode {
 
 impl CommittedInode {
     pub fn new_empty() -> CommittedInode {
-        CommittedInode {
-            inode_ref: None,
-            content: Content::Tree(Root::empty()),
-            orphan: false,
-            blocks: 0,
-        }
+        CommittedInode { inode_ref: None, content: Content::Tree(Root::empty()), orphan: false, blocks: 0 }
     }
 }
 

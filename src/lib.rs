@@ -42,10 +42,7 @@ impl Fs {
     /// Mounts the filesystem on `storages` (all its devices, in any order).
     pub fn mount(storages: Vec<DynStorage>, opts: Options) -> Result<Fs> {
         let inner = Arc::new(mount::open(storages, opts)?);
-        let fs = Fs {
-            inner,
-            syncer: parking_lot::Mutex::new(None),
-        };
+        let fs = Fs { inner, syncer: parking_lot::Mutex::new(None) };
         if !fs.inner.vol.read_only {
             fs.remove_orphans()?;
             if fs.inner.opts.background_sync {

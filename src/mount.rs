@@ -52,11 +52,7 @@ pub fn probe(storage: DynStorage) -> Probe {
                     if usize::from(h.slot) != slot {
                         Err(format!("header claims slot {} but sits in slot {slot}", h.slot))
                     } else if h.device_size > storage.size() {
-                        Err(format!(
-                            "header says the device has {} bytes but it has {}",
-                            h.device_size,
-                            storage.size()
-                        ))
+                        Err(format!("header says the device has {} bytes but it has {}", h.device_size, storage.size()))
                     } else {
                         Ok(h)
                     }
@@ -65,17 +61,8 @@ pub fn probe(storage: DynStorage) -> Probe {
         };
         slots.push(r);
     }
-    let header = slots
-        .iter()
-        .filter_map(|s| s.as_ref().ok())
-        .max_by_key(|h| h.tid)
-        .cloned();
-    Probe {
-        storage,
-        name,
-        header,
-        slots,
-    }
+    let header = slots.iter().filter_map(|s| s.as_ref().ok()).max_by_key(|h| h.tid).cloned();
+    Probe { storage, name, header, slots }
 }
 
 /// How the devices relate, before anything is loaded.
@@ -98,14 +85,10 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
         return Err(Error::Mount("no device given".into()));
     }
     let mut notes = Vec::new();
-    let newest = probes
-        .iter()
-        .filter(|p| p.header.is_some())
-        .max_by_key(|p| p.tid())
-        .ok_or_else(|| {
-            let names: Vec<_> = probes.iter().map(|p| p.name.clone()).collect();
-            Error::Mount(format!("no valid hammer2 volume header on {}", names.join(", ")))
-        })?;
+    let newest = probes.iter().filter(|p| p.header.is_some()).max_by_key(|p| p.tid()).ok_or_else(|| {
+        let names: Vec<_> = probes.iter().map(|p| p.name.clone()).collect();
+        Error::Mount(format!("no valid hammer2 volume header on {}", names.join(", ")))
+    })?;
     let fs_uuid = newest.header.as_ref().map(|h| h.fs_uuid).unwrap_or_default();
     let mut valid: Vec<&Probe> = Vec::new();
     let mut unknown: Vec<&Probe> = Vec::new();
@@ -146,16 +129,10 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
     let master: &Probe = match opts.master {
         Some(i) => {
             let p = probes.get(i).ok_or_else(|| {
-                Error::Mount(format!(
-                    "master= names device #{i}, but only {} were given",
-                    probes.len()
-                ))
+                Error::Mount(format!("master= names device #{i}, but only {} were given", probes.len()))
             })?;
             if p.header.is_none() {
-                return Err(Error::Mount(format!(
-                    "the chosen master {} holds no valid volume header",
-                    p.name
-                )));
+                return Err(Error::Mount(format!("the chosen master {} holds no valid volume header", p.name)));
             }
             p
         }
@@ -183,9 +160,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
 
     let mut members = Vec::with_capacity(mh.devices.len());
     for (i, entry) in mh.devices.iter().enumerate() {
-        let found = valid
-            .iter()
-            .find(|p| p.header.as_ref().is_some_and(|h| usize::from(h.device_index) == i));
+        let found = valid.iter().find(|p| p.header.as_ref().is_some_and(|h| usize::from(h.device_index) == i));
         let Some(p) = found else {
             if !opts.degraded {
                 return Err(Error::Mount(format!(
@@ -231,10 +206,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
                     if missed == 0 {
                         missed = ph.tid + 1;
                     }
-                    notes.push(format!(
-                        "{} is stale (missed commits since {missed}): run hammer2 resync",
-                        p.name
-                    ));
+                    notes.push(format!("{} is stale (missed commits since {missed}): run hammer2 resync", p.name));
                     MemberState::Stale
                 }
             }
@@ -244,12 +216,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
         }
         members.push((Some(p.storage.clone()), p.name.clone(), state, missed));
     }
-    Ok(Assembly {
-        master: mh,
-        master_name: master.name.clone(),
-        members,
-        notes,
-    })
+    Ok(Assembly { master: mh, master_name: master.name.clone(), members, notes })
 }
 
 /// Builds the volume an assembly describes.
@@ -297,11 +264,7 @@ pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
         freemap: Root::from_ref(&mh.sroot[SROOT_FREEMAP]),
         orphans: Root::from_ref(&mh.sroot[SROOT_ORPHANS]),
     };
-    for (what, r) in [
-        ("inode", &roots.inodes),
-        ("free-map", &roots.freemap),
-        ("orphan", &roots.orphans),
-    ] {
+    for (what, r) in [("inode", &roots.inodes), ("free-map", &roots.freemap), ("orphan", &roots.orphans)] {
         if let Some(br) = r.entries.first() {
             vol.read_node(br).map_err(|e| {
                 Error::Mount(format!(
@@ -312,10 +275,7 @@ pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
         }
     }
     if roots.inodes.is_empty() || roots.freemap.is_empty() {
-        return Err(Error::Mount(format!(
-            "{}: the volume header has no inode tree or free map",
-            asm.master_name
-        )));
+        return Err(Error::Mount(format!("{}: the volume header has no inode tree or free map", asm.master_name)));
     }
     let spaces = crate::alloc::freemap::load(&vol, &roots.freemap)?;
     let alloc = Allocator::new(spaces);

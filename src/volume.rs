@@ -44,19 +44,13 @@ impl Volume {
     fn key(br: &Blockref) -> Option<CacheKey> {
         let p = br.ptr()?;
         let first = p.copies.iter().find(|l| l.is_valid())?;
-        Some(CacheKey {
-            device: first.device,
-            offset: first.offset,
-            fingerprint: p.check.fingerprint(),
-        })
+        Some(CacheKey { device: first.device, offset: first.offset, fingerprint: p.check.fingerprint() })
     }
 
     /// The verified content of the block `br` points to (served from the cache when
     /// possible).
     pub fn read_block(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Arc<[u8]>> {
-        let ptr = br
-            .ptr()
-            .ok_or_else(|| Error::Corrupt(format!("{} reference without a block", br.btype.name())))?;
+        let ptr = br.ptr().ok_or_else(|| Error::Corrupt(format!("{} reference without a block", br.btype.name())))?;
         let key = Self::key(br);
         if let Some(k) = &key
             && let Some(Cached::Bytes(b)) = self.cache.get(k)
@@ -72,19 +66,14 @@ impl Volume {
 
     /// Reads a block without caching it (bulk walks: scrub, resync, fsck-like checks).
     pub fn read_block_uncached(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Vec<u8>> {
-        let ptr = br
-            .ptr()
-            .ok_or_else(|| Error::Corrupt(format!("{} reference without a block", br.btype.name())))?;
+        let ptr = br.ptr().ok_or_else(|| Error::Corrupt(format!("{} reference without a block", br.btype.name())))?;
         read_verified(self, br.btype, ptr, ctx)
     }
 
     /// The decoded entries of the INDIRECT node `br` points to.
     pub fn read_node(&self, br: &Blockref) -> Result<Arc<[Blockref]>> {
         if br.btype != BlockType::Indirect {
-            return Err(Error::Corrupt(format!(
-                "expected an indirect block, found {}",
-                br.btype.name()
-            )));
+            return Err(Error::Corrupt(format!("expected an indirect block, found {}", br.btype.name())));
         }
         let key = Self::key(br);
         if let Some(k) = &key
@@ -92,9 +81,7 @@ impl Volume {
         {
             return Ok(n);
         }
-        let ptr = br
-            .ptr()
-            .ok_or_else(|| Error::Corrupt("indirect reference without a block".into()))?;
+        let ptr = br.ptr().ok_or_else(|| Error::Corrupt("indirect reference without a block".into()))?;
         let bytes = read_verified(self, br.btype, ptr, &ReadCtx::meta())?;
         let entries: Arc<[Blockref]> = Arc::from(indirect::decode(&bytes, br.level)?);
         if let Some(k) = key {

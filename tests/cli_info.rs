@@ -33,15 +33,9 @@ fn write_without_the_others(present: &[&Path], name: &str) {
         .iter()
         .map(|p| Arc::new(FileStorage::open(p, OpenMode::Exclusive).expect("open image")) as DynStorage)
         .collect();
-    let opts = Options {
-        degraded: true,
-        background_sync: false,
-        ..Options::default()
-    };
+    let opts = Options { degraded: true, background_sync: false, ..Options::default() };
     let fs = Fs::mount(storages, opts).expect("degraded mount");
-    let f = fs
-        .create(fs.root(), name.as_bytes(), 0o644, Creds::default())
-        .expect("create");
+    let f = fs.create(fs.root(), name.as_bytes(), 0o644, Creds::default()).expect("create");
     fs.write(f.ino, 0, b"written while a device was away").expect("write");
     fs.sync().expect("sync");
     fs.unmount().expect("unmount");
@@ -118,10 +112,7 @@ fn info_free_space_counts_each_block_once_per_copy() {
             j["total_bytes"].as_u64().unwrap(),
             j["raw_free_bytes"].as_u64().unwrap(),
         );
-        assert!(
-            free <= total && free > total * 9 / 10,
-            "a new filesystem is nearly empty: {j}"
-        );
+        assert!(free <= total && free > total * 9 / 10, "a new filesystem is nearly empty: {j}");
         assert!(raw >= free * j["copies"].as_u64().unwrap(), "{j}");
     }
 }
@@ -150,10 +141,7 @@ fn info_shows_a_device_that_missed_commits_as_stale_with_how_far_behind() {
     assert_eq!(stale["state"], "stale", "{j}");
     assert_eq!(stale["header_tid"], 1);
     assert_eq!(stale["recorded_state"], "failed");
-    assert_eq!(
-        stale["behind"].as_u64(),
-        Some(tid + 1 - stale["missed_since"].as_u64().unwrap())
-    );
+    assert_eq!(stale["behind"].as_u64(), Some(tid + 1 - stale["missed_since"].as_u64().unwrap()));
     let out = ok(&hammer2([OsArg::from("info"), a.into(), b.into()]));
     assert!(out.contains("stale (behind by"), "{out}");
     assert!(out.contains("resync"), "{out}");
@@ -166,12 +154,7 @@ fn info_shows_devices_written_apart_as_diverged_instead_of_failing() {
     write_without_the_others(&[&a], "on-a");
     write_without_the_others(&[&b], "on-b");
     let j = info_json([&a, &b]);
-    let states: Vec<&str> = j["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["state"].as_str().unwrap())
-        .collect();
+    let states: Vec<&str> = j["devices"].as_array().unwrap().iter().map(|d| d["state"].as_str().unwrap()).collect();
     assert!(states.contains(&"diverged"), "{j}");
     let notes = j["notes"].as_array().unwrap();
     assert!(notes.iter().any(|n| n.as_str().unwrap().contains("master=")), "{j}");
@@ -182,11 +165,7 @@ fn info_on_garbage_fails_with_one_line() {
     let d = tmp();
     let g = sparse_file(d.path(), "garbage.img", 64 * MIB);
     poke(&g, 0, &[0xa5; 8192]);
-    one_line_error(
-        &hammer2([OsArg::from("info"), g.into()]),
-        "hammer2 info: ",
-        "no hammer2 filesystem",
-    );
+    one_line_error(&hammer2([OsArg::from("info"), g.into()]), "hammer2 info: ", "no hammer2 filesystem");
 }
 
 #[test]
@@ -206,31 +185,19 @@ fn info_on_damaged_headers_says_why_each_slot_was_rejected() {
     for slot in 0..4u64 {
         poke(&img, slot * 2 * MIB + 100, &[0xff; 4]);
     }
-    one_line_error(
-        &hammer2([OsArg::from("info"), img.into()]),
-        "hammer2 info: ",
-        "none is valid",
-    );
+    one_line_error(&hammer2([OsArg::from("info"), img.into()]), "hammer2 info: ", "none is valid");
 }
 
 #[test]
 fn info_on_a_missing_path_fails_with_one_line() {
     let d = tmp();
-    one_line_error(
-        &hammer2([OsArg::from("info"), d.path().join("nope.img").into()]),
-        "hammer2 info: ",
-        "No such file",
-    );
+    one_line_error(&hammer2([OsArg::from("info"), d.path().join("nope.img").into()]), "hammer2 info: ", "No such file");
 }
 
 #[test]
 fn info_on_a_directory_asks_for_the_devices() {
     let d = tmp();
-    one_line_error(
-        &hammer2([OsArg::from("info"), d.path().into()]),
-        "hammer2 info: ",
-        "give the devices",
-    );
+    one_line_error(&hammer2([OsArg::from("info"), d.path().into()]), "hammer2 info: ", "give the devices");
 }
 
 #[test]
@@ -240,9 +207,5 @@ fn info_on_devices_of_two_filesystems_fails_with_one_line() {
     let y = sparse_file(d.path(), "y.img", 64 * MIB);
     ok(&mkfs([&x]));
     ok(&mkfs([&y]));
-    one_line_error(
-        &hammer2([OsArg::from("info"), x.into(), y.into()]),
-        "hammer2 info: ",
-        "different",
-    );
+    one_line_error(&hammer2([OsArg::from("info"), x.into(), y.into()]), "hammer2 info: ", "different");
 }

@@ -39,15 +39,7 @@ fn tmp() -> tempfile::TempDir {
 fn mkfs_creates_a_1g_image_with_two_copies_and_a_label_that_info_shows() {
     let d = tmp();
     let img = d.path().join("img");
-    let out = ok(&mkfs(argv(&[
-        &"--size",
-        &"1G",
-        &"--copies",
-        &"2",
-        &"-L",
-        &"demo",
-        &img,
-    ])));
+    let out = ok(&mkfs(argv(&[&"--size", &"1G", &"--copies", &"2", &"-L", &"demo", &img])));
     for want in ["uuid", "label    demo", "copies   2", "check    crc32c", "1 GiB"] {
         assert!(out.contains(want), "summary lacks {want:?}:\n{out}");
     }
@@ -110,9 +102,7 @@ fn mkfs_defaults_to_one_copy_on_one_device_and_two_on_several() {
 fn mkfs_json_summary_parses_and_names_copies_check_and_devices() {
     let d = tmp();
     let img = d.path().join("j.img");
-    let out = ok(&mkfs(argv(&[
-        &"--json", &"--size", &"64M", &"--check", &"blake3", &"-L", &"j", &img,
-    ])));
+    let out = ok(&mkfs(argv(&[&"--json", &"--size", &"64M", &"--check", &"blake3", &"-L", &"j", &img])));
     let j: serde_json::Value = serde_json::from_str(&out).expect("mkfs --json is JSON");
     assert_eq!(j["copies"], 1);
     assert_eq!(j["check"], "blake3");
@@ -234,10 +224,7 @@ fn mkfs_refuses_a_device_that_is_too_small_and_leaves_it_unchanged() {
     let d = tmp();
     let img = sparse_file(d.path(), "tiny.img", 10 * MIB);
     let line = assert_refused(&argv(&[&img]), &[&img], "too small");
-    assert!(
-        line.contains(&img.display().to_string()),
-        "the message should name the device: {line}"
-    );
+    assert!(line.contains(&img.display().to_string()), "the message should name the device: {line}");
 }
 
 #[test]
@@ -345,10 +332,7 @@ fn mkfs_refuses_a_file_that_backs_a_loop_device_and_leaves_it_unchanged() {
     let img = sparse_file(d.path(), "backing.img", 64 * MIB);
     let dev = LoopDev::attach(&img);
     let line = assert_refused(&argv(&[&"-f", &img]), &[&img], "in use");
-    assert!(
-        line.contains(&dev.path.display().to_string()),
-        "the message should name the loop device: {line}"
-    );
+    assert!(line.contains(&dev.path.display().to_string()), "the message should name the loop device: {line}");
 }
 
 // ---- helpers ----------------------------------------------------------------------------

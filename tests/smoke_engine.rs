@@ -5,24 +5,14 @@ use hammer2::{Creds, Fs, Options};
 use std::sync::Arc;
 
 fn opts() -> Options {
-    Options {
-        background_sync: false,
-        ..Options::default()
-    }
+    Options { background_sync: false, ..Options::default() }
 }
 
 #[test]
 fn smoke() {
     let a: DynStorage = Arc::new(MemStorage::new(64 << 20, "a"));
     let b: DynStorage = Arc::new(MemStorage::new(64 << 20, "b"));
-    let rep = format(
-        vec![a.clone(), b.clone()],
-        &FormatOptions {
-            copies: Some(2),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let rep = format(vec![a.clone(), b.clone()], &FormatOptions { copies: Some(2), ..Default::default() }).unwrap();
     eprintln!("{rep:?}");
     let fs = Fs::mount(vec![a.clone(), b.clone()], opts()).unwrap();
     let root = fs.root();
@@ -33,8 +23,7 @@ fn smoke() {
     fs.write(big.ino, 0, &data).unwrap();
     let d = fs.mkdir(root, b"dir", 0o755, Creds::default()).unwrap();
     for i in 0..100 {
-        fs.create(d.ino, format!("file{i}").as_bytes(), 0o644, Creds::default())
-            .unwrap();
+        fs.create(d.ino, format!("file{i}").as_bytes(), 0o644, Creds::default()).unwrap();
     }
     fs.sync().unwrap();
     assert_eq!(fs.read(f.ino, 0, 100).unwrap(), b"hello world");

@@ -115,18 +115,10 @@ pub struct Location {
 
 impl Location {
     pub fn valid(device: u8, offset: u64) -> Self {
-        Location {
-            device,
-            offset,
-            state: CopyState::Valid,
-        }
+        Location { device, offset, state: CopyState::Valid }
     }
     pub fn missing(device: u8) -> Self {
-        Location {
-            device,
-            offset: 0,
-            state: CopyState::Missing,
-        }
+        Location { device, offset: 0, state: CopyState::Missing }
     }
     pub fn is_valid(&self) -> bool {
         self.state == CopyState::Valid
@@ -167,10 +159,7 @@ pub struct Copies {
 
 impl Copies {
     pub fn new() -> Self {
-        Copies {
-            slots: [Location::missing(0); MAX_COPIES],
-            len: 0,
-        }
+        Copies { slots: [Location::missing(0); MAX_COPIES], len: 0 }
     }
     /// Panics if more than `MAX_COPIES` are pushed: callers size copies from the volume
     /// header, whose decoder bounds copies to `1..=MAX_COPIES`.
@@ -383,11 +372,7 @@ impl Blockref {
                 return Err(r.bad("size without check method", u64::from(size)));
             }
             let inline: [u8; INLINE_NAME_MAX] = r.array(40)?;
-            if inline.iter().all(|&b| b == 0) {
-                BlockData::None
-            } else {
-                BlockData::Inline(inline)
-            }
+            if inline.iter().all(|&b| b == 0) { BlockData::None } else { BlockData::Inline(inline) }
         } else {
             let method =
                 CheckMethod::from_code(method_code).ok_or_else(|| r.bad("check method", u64::from(method_code)))?;
@@ -411,18 +396,9 @@ impl Blockref {
         };
 
         let payload = match btype {
-            BlockType::Dirent => Payload::Dirent {
-                inum: r.u64(104)?,
-                name_len: r.u16(112)?,
-                dtype: r.u8(114)?,
-            },
-            BlockType::Xattr => Payload::Xattr {
-                name_len: r.u16(104)?,
-                value_len: r.u32(108)?,
-            },
-            BlockType::FreemapLeaf => Payload::FreemapLeaf {
-                free_units: r.u64(104)?,
-            },
+            BlockType::Dirent => Payload::Dirent { inum: r.u64(104)?, name_len: r.u16(112)?, dtype: r.u8(114)? },
+            BlockType::Xattr => Payload::Xattr { name_len: r.u16(104)?, value_len: r.u32(108)? },
+            BlockType::FreemapLeaf => Payload::FreemapLeaf { free_units: r.u64(104)? },
             _ => Payload::None,
         };
         let payload_len = match payload {
@@ -436,17 +412,7 @@ impl Blockref {
         }
         r.zero(104 + payload_len, 24 - payload_len)?;
 
-        let br = Blockref {
-            btype,
-            keybits,
-            level,
-            flags,
-            key,
-            modify_tid,
-            mirror_tid,
-            data,
-            payload,
-        };
+        let br = Blockref { btype, keybits, level, flags, key, modify_tid, mirror_tid, data, payload };
         br.validate_shape(&r)?;
         Ok(br)
     }
@@ -487,12 +453,7 @@ impl Blockref {
                 }
             }
             BlockType::Dirent => {
-                let Payload::Dirent {
-                    inum,
-                    name_len,
-                    dtype: t,
-                } = self.payload
-                else {
+                let Payload::Dirent { inum, name_len, dtype: t } = self.payload else {
                     return Err(r.bad("dirent payload", 0));
                 };
                 if inum == 0 || !dtype::valid(t) || name_len == 0 || usize::from(name_len) > MAX_NAME_LEN {
@@ -564,28 +525,16 @@ pub fn decode_blockset(buf: &[u8], slots: usize, level: u8) -> DecodeResult<Vec<
             continue;
         }
         if ended {
-            return Err(DecodeError::BadField {
-                what: "blockset",
-                field: "entry after empty slot",
-                value: i as u64,
-            });
+            return Err(DecodeError::BadField { what: "blockset", field: "entry after empty slot", value: i as u64 });
         }
         let want_indirect = level > 0;
         if (br.btype == BlockType::Indirect) != want_indirect || (want_indirect && br.level != level) {
-            return Err(DecodeError::BadField {
-                what: "blockset",
-                field: "entry level",
-                value: u64::from(br.level),
-            });
+            return Err(DecodeError::BadField { what: "blockset", field: "entry level", value: u64::from(br.level) });
         }
         if let Some(prev) = out.last() {
             let prev: &Blockref = prev;
             if br.key <= prev.key {
-                return Err(DecodeError::BadField {
-                    what: "blockset",
-                    field: "key order",
-                    value: br.key,
-                });
+                return Err(DecodeError::BadField { what: "blockset", field: "key order", value: br.key });
             }
         }
         out.push(br);

@@ -15,21 +15,13 @@ impl<'a> Reader<'a> {
     /// A reader over exactly `len` bytes of `buf`; shorter input is an error.
     pub(crate) fn new(buf: &'a [u8], len: usize, what: &'static str) -> DecodeResult<Self> {
         if buf.len() < len {
-            return Err(DecodeError::Short {
-                what,
-                need: len,
-                got: buf.len(),
-            });
+            return Err(DecodeError::Short { what, need: len, got: buf.len() });
         }
         Ok(Reader { buf: &buf[..len], what })
     }
 
     fn slice(&self, off: usize, n: usize) -> DecodeResult<&'a [u8]> {
-        self.buf.get(off..off + n).ok_or(DecodeError::Short {
-            what: self.what,
-            need: off + n,
-            got: self.buf.len(),
-        })
+        self.buf.get(off..off + n).ok_or(DecodeError::Short { what: self.what, need: off + n, got: self.buf.len() })
     }
 
     pub(crate) fn u8(&self, off: usize) -> DecodeResult<u8> {
@@ -61,19 +53,12 @@ impl<'a> Reader<'a> {
         let s = self.slice(off, n)?;
         match s.iter().position(|&b| b != 0) {
             None => Ok(()),
-            Some(i) => Err(DecodeError::Reserved {
-                what: self.what,
-                offset: off + i,
-            }),
+            Some(i) => Err(DecodeError::Reserved { what: self.what, offset: off + i }),
         }
     }
 
     pub(crate) fn bad(&self, field: &'static str, value: u64) -> DecodeError {
-        DecodeError::BadField {
-            what: self.what,
-            field,
-            value,
-        }
+        DecodeError::BadField { what: self.what, field, value }
     }
 }
 

@@ -96,10 +96,7 @@ impl Check {
         match method {
             CheckMethod::Crc32c => {
                 if raw[4..].iter().any(|&b| b != 0) {
-                    return Err(DecodeError::Reserved {
-                        what: "blockref check",
-                        offset: 4,
-                    });
+                    return Err(DecodeError::Reserved { what: "blockref check", offset: 4 });
                 }
                 Ok(Check::Crc32c(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]])))
             }

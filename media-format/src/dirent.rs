@@ -50,25 +50,14 @@ pub fn encode_name_block(name: &[u8]) -> Vec<u8> {
 
 pub fn decode_name_block(buf: &[u8], name_len: usize) -> DecodeResult<Vec<u8>> {
     if buf.len() != UNIT as usize || name_len > MAX_NAME_LEN || name_len <= INLINE_NAME_MAX {
-        return Err(DecodeError::BadField {
-            what: "name block",
-            field: "length",
-            value: name_len as u64,
-        });
+        return Err(DecodeError::BadField { what: "name block", field: "length", value: name_len as u64 });
     }
     if buf[name_len..].iter().any(|&b| b != 0) {
-        return Err(DecodeError::Reserved {
-            what: "name block",
-            offset: name_len,
-        });
+        return Err(DecodeError::Reserved { what: "name block", offset: name_len });
     }
     let name = &buf[..name_len];
     if name.contains(&0) || name.contains(&b'/') {
-        return Err(DecodeError::BadField {
-            what: "name block",
-            field: "name bytes",
-            value: 0,
-        });
+        return Err(DecodeError::BadField { what: "name block", field: "name bytes", value: 0 });
     }
     Ok(name.to_vec())
 }

@@ -16,19 +16,11 @@ pub const fn slots(size: usize) -> usize {
 /// tree removes nodes that lose their last entry.
 pub fn decode(buf: &[u8], level: u8) -> DecodeResult<Vec<Blockref>> {
     if level == 0 {
-        return Err(DecodeError::BadField {
-            what: "indirect block",
-            field: "level",
-            value: 0,
-        });
+        return Err(DecodeError::BadField { what: "indirect block", field: "level", value: 0 });
     }
     let entries = decode_blockset(buf, slots(buf.len()), level - 1)?;
     if entries.is_empty() {
-        return Err(DecodeError::BadField {
-            what: "indirect block",
-            field: "entries",
-            value: 0,
-        });
+        return Err(DecodeError::BadField { what: "indirect block", field: "entries", value: 0 });
     }
     Ok(entries)
 }

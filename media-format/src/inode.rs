@@ -43,13 +43,8 @@ pub struct Timespec {
 impl Timespec {
     pub const ZERO: Timespec = Timespec { sec: 0, nsec: 0 };
     pub fn now() -> Timespec {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timespec {
-            sec: d.as_secs() as i64,
-            nsec: d.subsec_nanos(),
-        }
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timespec { sec: d.as_secs() as i64, nsec: d.subsec_nanos() }
     }
     pub fn as_nanos(&self) -> i128 {
         i128::from(self.sec) * 1_000_000_000 + i128::from(self.nsec)
@@ -137,19 +132,13 @@ impl InodeBlock {
         }
         let v = r.u16(4)?;
         if v != LAYOUT_VERSION {
-            return Err(DecodeError::BadVersion {
-                what: "inode",
-                version: u32::from(v),
-            });
+            return Err(DecodeError::BadVersion { what: "inode", version: u32::from(v) });
         }
         r.zero(112, 8)?;
         r.zero(136, 120)?;
         let mut times = [Timespec::ZERO; 4];
         for (i, t) in times.iter_mut().enumerate() {
-            *t = Timespec {
-                sec: r.i64(56 + 12 * i)?,
-                nsec: r.u32(64 + 12 * i)?,
-            };
+            *t = Timespec { sec: r.i64(56 + 12 * i)?, nsec: r.u32(64 + 12 * i)? };
             if t.nsec >= 1_000_000_000 {
                 return Err(r.bad("nanoseconds", u64::from(t.nsec)));
             }
@@ -172,11 +161,8 @@ impl InodeBlock {
                 if root_level > MAX_TREE_LEVEL {
                     return Err(r.bad("root level", u64::from(root_level)));
                 }
-                let entries = decode_blockset(
-                    r.bytes(INODE_HEADER_SIZE, INODE_EMBED_MAX)?,
-                    INODE_ROOT_ENTRIES,
-                    root_level,
-                )?;
+                let entries =
+                    decode_blockset(r.bytes(INODE_HEADER_SIZE, INODE_EMBED_MAX)?, INODE_ROOT_ENTRIES, root_level)?;
                 if root_level > 0 && entries.is_empty() {
                     return Err(r.bad("empty root above level 0", u64::from(root_level)));
                 }

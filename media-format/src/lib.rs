@@ -28,11 +28,7 @@ pub use volume::{DeviceEntry, DeviceState, VolumeHeader};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("{what}: need {need} bytes, got {got}")]
-    Short {
-        what: &'static str,
-        need: usize,
-        got: usize,
-    },
+    Short { what: &'static str, need: usize, got: usize },
     #[error("{what}: bad magic")]
     BadMagic { what: &'static str },
     #[error("{what}: unsupported format version {version}")]
@@ -40,11 +36,7 @@ pub enum DecodeError {
     #[error("{what}: check code mismatch")]
     BadCheck { what: &'static str },
     #[error("{what}: field {field} has invalid value {value:#x}")]
-    BadField {
-        what: &'static str,
-        field: &'static str,
-        value: u64,
-    },
+    BadField { what: &'static str, field: &'static str, value: u64 },
     #[error("{what}: reserved bytes at offset {offset} are not zero")]
     Reserved { what: &'static str, offset: usize },
 }

@@ -259,14 +259,9 @@ impl VolumeHeader {
         let label_raw = r.bytes(128, 64)?;
         let label_len = label_raw.iter().position(|&b| b == 0).unwrap_or(64);
         if label_raw[label_len..].iter().any(|&b| b != 0) {
-            return Err(DecodeError::Reserved {
-                what,
-                offset: 128 + label_len,
-            });
+            return Err(DecodeError::Reserved { what, offset: 128 + label_len });
         }
-        let label = std::str::from_utf8(&label_raw[..label_len])
-            .map_err(|_| r.bad("label encoding", 0))?
-            .to_string();
+        let label = std::str::from_utf8(&label_raw[..label_len]).map_err(|_| r.bad("label encoding", 0))?.to_string();
 
         let mut sroot = [Blockref::EMPTY; SROOT_COUNT];
         for (i, s) in sroot.iter_mut().enumerate() {

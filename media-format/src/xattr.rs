@@ -45,11 +45,7 @@ pub fn decode(buf: &[u8]) -> DecodeResult<(Vec<u8>, Vec<u8>)> {
     let v = r.u32(4)? as usize;
     let size = block_size(n, v).ok_or_else(|| r.bad("lengths", n as u64))?;
     if buf.len() != size as usize {
-        return Err(DecodeError::BadField {
-            what: "xattr",
-            field: "block size",
-            value: buf.len() as u64,
-        });
+        return Err(DecodeError::BadField { what: "xattr", field: "block size", value: buf.len() as u64 });
     }
     let r = Reader::new(buf, size as usize, "xattr")?;
     r.zero(HEADER + n + v, size as usize - HEADER - n - v)?;

@@ -21,24 +21,13 @@ fn blockref_round_trips_for_every_shape() {
         modify_tid: 1,
         mirror_tid: 1,
         data: BlockData::Inline(dirent::inline_name(b"hello").unwrap()),
-        payload: Payload::Dirent {
-            inum: 5,
-            name_len: 5,
-            dtype: dtype::REG,
-        },
+        payload: Payload::Dirent { inum: 5, name_len: 5, dtype: dtype::REG },
     };
     for br in [sample_data_ref(65536), dirent] {
         assert_eq!(Blockref::decode(&br.encode()).unwrap(), br);
     }
-    dirent.data = BlockData::Block(BlockPtr {
-        size: 4096,
-        ..sample_ptr(4096)
-    });
-    dirent.payload = Payload::Dirent {
-        inum: 5,
-        name_len: 100,
-        dtype: dtype::DIR,
-    };
+    dirent.data = BlockData::Block(BlockPtr { size: 4096, ..sample_ptr(4096) });
+    dirent.payload = Payload::Dirent { inum: 5, name_len: 100, dtype: dtype::DIR };
     assert_eq!(Blockref::decode(&dirent.encode()).unwrap(), dirent);
     assert_eq!(Blockref::decode(&[0u8; 128]).unwrap(), Blockref::EMPTY);
 }
@@ -49,10 +38,7 @@ fn a_missing_copy_requires_the_degraded_flag() {
     let mut copies = Copies::new();
     copies.push(Location::valid(0, RESERVED_BYTES));
     copies.push(Location::missing(1));
-    br.data = BlockData::Block(BlockPtr {
-        copies,
-        ..sample_ptr(65536)
-    });
+    br.data = BlockData::Block(BlockPtr { copies, ..sample_ptr(65536) });
     assert!(Blockref::decode(&br.encode()).is_err());
     br.flags = FLAG_DEGRADED;
     assert_eq!(Blockref::decode(&br.encode()).unwrap(), br);
@@ -63,10 +49,7 @@ fn a_copy_pointing_into_the_header_area_is_rejected() {
     let mut br = sample_data_ref(0);
     let mut copies = Copies::new();
     copies.push(Location::valid(0, 4096));
-    br.data = BlockData::Block(BlockPtr {
-        copies,
-        ..sample_ptr(65536)
-    });
+    br.data = BlockData::Block(BlockPtr { copies, ..sample_ptr(65536) });
     assert!(Blockref::decode(&br.encode()).is_err());
 }
 
@@ -74,19 +57,15 @@ fn a_copy_pointing_into_the_header_area_is_rejected() {
 fn inode_round_trips_embedded_and_tree() {
     let a = sample_inode(InodeContent::Embedded(b"small file".to_vec()));
     assert_eq!(InodeBlock::decode(&a.encode()).unwrap(), a);
-    let b = sample_inode(InodeContent::Tree {
-        root_level: 0,
-        entries: vec![sample_data_ref(0), sample_data_ref(65536)],
-    });
+    let b =
+        sample_inode(InodeContent::Tree { root_level: 0, entries: vec![sample_data_ref(0), sample_data_ref(65536)] });
     assert_eq!(InodeBlock::decode(&b.encode()).unwrap(), b);
 }
 
 #[test]
 fn inode_tree_with_unsorted_keys_is_rejected() {
-    let b = sample_inode(InodeContent::Tree {
-        root_level: 0,
-        entries: vec![sample_data_ref(65536), sample_data_ref(0)],
-    });
+    let b =
+        sample_inode(InodeContent::Tree { root_level: 0, entries: vec![sample_data_ref(65536), sample_data_ref(0)] });
     assert!(InodeBlock::decode(&b.encode()).is_err());
 }
 
@@ -107,10 +86,7 @@ fn xattr_and_name_blocks_round_trip() {
     let b = xattr::encode(b"user.k", b"value");
     assert_eq!(xattr::decode(&b).unwrap(), (b"user.k".to_vec(), b"value".to_vec()));
     let long = vec![b'n'; 200];
-    assert_eq!(
-        dirent::decode_name_block(&dirent::encode_name_block(&long), 200).unwrap(),
-        long
-    );
+    assert_eq!(dirent::decode_name_block(&dirent::encode_name_block(&long), 200).unwrap(), long);
 }
 
 #[test]

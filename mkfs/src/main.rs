@@ -107,11 +107,7 @@ fn run(cli: &Cli) -> Result<String> {
     if !cli.force {
         for t in &targets {
             if let Some(sig) = t.signature() {
-                bail!(
-                    "{} already holds {} (use -f to format it anyway)",
-                    t.path.display(),
-                    describe(sig)
-                );
+                bail!("{} already holds {} (use -f to format it anyway)", t.path.display(), describe(sig));
             }
         }
     }
@@ -140,11 +136,7 @@ fn run(cli: &Cli) -> Result<String> {
         }
     }
     let report = format(storages, &opts).map_err(|e| anyhow::anyhow!("formatting failed: {e}"))?;
-    Ok(if cli.json {
-        summary::json(&report) + "\n"
-    } else {
-        summary::text(&report)
-    })
+    Ok(if cli.json { summary::json(&report) + "\n" } else { summary::text(&report) })
 }
 
 /// The library counts devices from 0; the user named them by path.

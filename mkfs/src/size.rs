@@ -5,10 +5,7 @@
 pub fn parse(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
-    let body = lower
-        .strip_suffix("ib")
-        .or_else(|| lower.strip_suffix('b'))
-        .unwrap_or(&lower);
+    let body = lower.strip_suffix("ib").or_else(|| lower.strip_suffix('b')).unwrap_or(&lower);
     let (digits, shift) = match body.chars().last() {
         Some('k') => (&body[..body.len() - 1], 10),
         Some('m') => (&body[..body.len() - 1], 20),
@@ -16,20 +13,15 @@ pub fn parse(s: &str) -> Result<u64, String> {
         Some('t') => (&body[..body.len() - 1], 40),
         // "5iB" is not a size: a suffix without a unit letter only makes sense as "B".
         _ if body.len() != lower.len() && lower.ends_with("ib") => {
-            return Err(format!(
-                "invalid size {t:?}: expected bytes or a number with K, M, G or T"
-            ));
+            return Err(format!("invalid size {t:?}: expected bytes or a number with K, M, G or T"));
         }
         _ => (body, 0),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "invalid size {t:?}: expected bytes or a number with K, M, G or T"
-        ));
+        return Err(format!("invalid size {t:?}: expected bytes or a number with K, M, G or T"));
     }
     let n: u64 = digits.parse().map_err(|_| format!("size {t:?} is too large"))?;
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("size {t:?} is too large"))
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("size {t:?} is too large"))
 }
 
 /// `1 GiB`, `1016 MiB`, `1.5 GiB`, `4096 B`: short, binary units, at most one decimal.
@@ -45,11 +37,7 @@ pub fn human(bytes: u64) -> String {
         u += 1;
     }
     let tenths = (v * 10.0).round() / 10.0;
-    if tenths.fract() == 0.0 {
-        format!("{tenths:.0} {}", UNITS[u])
-    } else {
-        format!("{tenths:.1} {}", UNITS[u])
-    }
+    if tenths.fract() == 0.0 { format!("{tenths:.0} {}", UNITS[u]) } else { format!("{tenths:.1} {}", UNITS[u]) }
 }
 
 #[cfg(test)]

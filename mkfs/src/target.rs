@@ -76,25 +76,13 @@ impl Target {
                 Some(size) if size > meta.len() => Plan::Extend(size),
                 _ => Plan::Use,
             };
-            (
-                Identity::File {
-                    dev: meta.dev(),
-                    ino: meta.ino(),
-                },
-                plan,
-            )
+            (Identity::File { dev: meta.dev(), ino: meta.ino() }, plan)
         } else if ft.is_dir() {
             bail!("{shown} is a directory");
         } else {
             bail!("{shown} is not a regular file or block device");
         };
-        Ok(Target {
-            path: path.to_path_buf(),
-            identity,
-            plan,
-            meta: Some(meta),
-            storage: None,
-        })
+        Ok(Target { path: path.to_path_buf(), identity, plan, meta: Some(meta), storage: None })
     }
 
     /// Opens an existing device exclusively (the in-use check) and returns its size in
@@ -148,10 +136,7 @@ impl Target {
         let shown = self.path.display().to_string();
         match self.plan {
             Plan::Use => {
-                let s = self
-                    .storage
-                    .take()
-                    .ok_or_else(|| anyhow!("internal error: {shown} was not opened"))?;
+                let s = self.storage.take().ok_or_else(|| anyhow!("internal error: {shown} was not opened"))?;
                 Ok((s, false))
             }
             Plan::Create(size) => {
@@ -160,9 +145,7 @@ impl Target {
                     .create_new(true)
                     .open(&self.path)
                     .with_context(|| format!("cannot create {shown}"))?;
-                let grown = f
-                    .set_len(size)
-                    .with_context(|| format!("cannot size {shown} to {size} bytes"));
+                let grown = f.set_len(size).with_context(|| format!("cannot size {shown} to {size} bytes"));
                 drop(f);
                 if let Err(e) = grown {
                     let _ = std::fs::remove_file(&self.path);
@@ -200,16 +183,13 @@ fn reopen(path: &Path) -> Result<FileStorage> {
 /// `./x.img` count as the same device.
 fn new_file_identity(path: &Path) -> Result<PathBuf> {
     let shown = path.display();
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{shown} does not name a file"))?;
+    let name = path.file_name().ok_or_else(|| anyhow!("{shown} does not name a file"))?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let dir = parent
-        .canonicalize()
-        .map_err(|e| anyhow!("cannot create {shown}: directory {}: {e}", parent.display()))?;
+    let dir =
+        parent.canonicalize().map_err(|e| anyhow!("cannot create {shown}: directory {}: {e}", parent.display()))?;
     if !dir.is_dir() {
         bail!("cannot create {shown}: {} is not a directory", parent.display());
     }

@@ -5,10 +5,7 @@ use std::process::Command;
 
 #[test]
 fn help_lists_every_option_under_the_installed_name() {
-    let o = Command::new(env!("CARGO_BIN_EXE_mkfs-hammer2"))
-        .arg("--help")
-        .output()
-        .expect("run mkfs-hammer2");
+    let o = Command::new(env!("CARGO_BIN_EXE_mkfs-hammer2")).arg("--help").output().expect("run mkfs-hammer2");
     assert!(o.status.success());
     let help = String::from_utf8_lossy(&o.stdout);
     assert!(help.contains("mkfs.hammer2"), "{help}");
@@ -19,8 +16,6 @@ fn help_lists_every_option_under_the_installed_name() {
 
 #[test]
 fn no_device_is_a_usage_error() {
-    let o = Command::new(env!("CARGO_BIN_EXE_mkfs-hammer2"))
-        .output()
-        .expect("run mkfs-hammer2");
+    let o = Command::new(env!("CARGO_BIN_EXE_mkfs-hammer2")).output().expect("run mkfs-hammer2");
     assert_eq!(o.status.code(), Some(2), "clap's usage errors exit 2");
 }

@@ -8,15 +8,11 @@ pub struct Bitmap {
 impl Bitmap {
     /// A bitmap of `units` bits, all set (allocated).
     pub fn full(units: u64) -> Bitmap {
-        Bitmap {
-            words: vec![u64::MAX; units.div_ceil(64) as usize],
-        }
+        Bitmap { words: vec![u64::MAX; units.div_ceil(64) as usize] }
     }
     /// A bitmap of `units` bits, all clear.
     pub fn empty(units: u64) -> Bitmap {
-        Bitmap {
-            words: vec![0; units.div_ceil(64) as usize],
-        }
+        Bitmap { words: vec![0; units.div_ceil(64) as usize] }
     }
 
     pub fn units(&self) -> u64 {
@@ -66,8 +62,7 @@ impl Bitmap {
     /// and then from `start` to `hint` (next fit keeps a commit's blocks contiguous).
     pub fn find_run(&self, start: u64, end: u64, n: u64, hint: u64) -> Option<u64> {
         let hint = hint.clamp(start, end);
-        self.find_run_in(hint, end, n)
-            .or_else(|| self.find_run_in(start, (hint + n).min(end), n))
+        self.find_run_in(hint, end, n).or_else(|| self.find_run_in(start, (hint + n).min(end), n))
     }
 
     fn find_run_in(&self, start: u64, end: u64, n: u64) -> Option<u64> {

@@ -54,10 +54,7 @@ pub fn load(vol: &Volume, root: &Root) -> Result<Vec<DeviceSpace>> {
     tree::scan(vol, root, 0, &mut |br| {
         let (d, l) = freemap_key_split(br.key);
         if br.btype != BlockType::FreemapLeaf || d as usize >= maps.len() || l >= u64::from(maps[d as usize].1) {
-            return Err(Error::Corrupt(format!(
-                "free map has an unexpected entry (key {:#x})",
-                br.key
-            )));
+            return Err(Error::Corrupt(format!("free map has an unexpected entry (key {:#x})", br.key)));
         }
         let bytes = vol.read_block_uncached(br, &ReadCtx::meta())?;
         if bytes.len() != FREEMAP_LEAF_SIZE {

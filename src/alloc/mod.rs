@@ -32,11 +32,7 @@ pub struct Extent {
 
 impl Extent {
     pub fn from_bytes(device: u8, offset: u64, size: u64) -> Extent {
-        Extent {
-            device,
-            unit: offset / UNIT,
-            count: size.div_ceil(UNIT),
-        }
+        Extent { device, unit: offset / UNIT, count: size.div_ceil(UNIT) }
     }
     pub fn offset(&self) -> u64 {
         self.unit * UNIT
@@ -76,12 +72,7 @@ impl DeviceSpace {
             .map(|k| {
                 let (s, e) = region_bounds(size, nregions, k);
                 let (s, e) = (s / UNIT, e / UNIT);
-                Region {
-                    start: s,
-                    end: e,
-                    cursor: s,
-                    free: bits.count_clear(s, e),
-                }
+                Region { start: s, end: e, cursor: s, free: bits.count_clear(s, e) }
             })
             .collect();
         // Units outside every region are never free, whatever a damaged free map says.
@@ -94,13 +85,7 @@ impl DeviceSpace {
                 bits.set_range(u, 1, true);
             }
         }
-        DeviceSpace {
-            size,
-            pending: Bitmap::empty(units),
-            bits,
-            regions,
-            dirty_leaves: BTreeSet::new(),
-        }
+        DeviceSpace { size, pending: Bitmap::empty(units), bits, regions, dirty_leaves: BTreeSet::new() }
     }
 
     fn region_of(&self, unit: u64) -> Option<usize> {
@@ -137,10 +122,7 @@ pub struct Allocator {
 
 impl Allocator {
     pub fn new(devs: Vec<DeviceSpace>) -> Allocator {
-        Allocator {
-            devs,
-            ..Default::default()
-        }
+        Allocator { devs, ..Default::default() }
     }
 
     /// Allocates `count` contiguous units in region `region` of `device`.
@@ -247,10 +229,7 @@ impl Allocator {
 
     /// Free units of each (device, region), for placement and space accounting.
     pub fn domain_free(&self, device: u8, region: u8) -> u64 {
-        self.devs
-            .get(usize::from(device))
-            .and_then(|d| d.regions.get(usize::from(region)))
-            .map_or(0, |r| r.free)
+        self.devs.get(usize::from(device)).and_then(|d| d.regions.get(usize::from(region))).map_or(0, |r| r.free)
     }
 
     /// Free units of a device as the free map of the commit being written will say:
@@ -259,10 +238,7 @@ impl Allocator {
         let Some(d) = self.devs.get(usize::from(device)) else {
             return 0;
         };
-        d.regions
-            .iter()
-            .map(|r| r.free + (r.end - r.start - d.pending.count_clear(r.start, r.end)))
-            .sum()
+        d.regions.iter().map(|r| r.free + (r.end - r.start - d.pending.count_clear(r.start, r.end))).sum()
     }
 
     /// Units freed but not yet reusable (waiting for a commit to become durable or a pin).
@@ -272,9 +248,7 @@ impl Allocator {
 
     /// True when the unit range is allocated in the working map (for checks in tests/fsck).
     pub fn is_allocated(&self, e: &Extent) -> bool {
-        self.devs
-            .get(usize::from(e.device))
-            .is_some_and(|d| d.bits.range_set(e.unit, e.count))
+        self.devs.get(usize::from(e.device)).is_some_and(|d| d.bits.range_set(e.unit, e.count))
     }
 
     /// The on-disk content of free-map leaf `leaf` of `device`: allocated units, with the

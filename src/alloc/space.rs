@@ -42,9 +42,7 @@ impl Space {
 
     /// Units available to new reservations.
     pub fn available(&self) -> u64 {
-        self.capacity()
-            .saturating_sub(self.reserved())
-            .saturating_sub(self.meta_reserve())
+        self.capacity().saturating_sub(self.reserved()).saturating_sub(self.meta_reserve())
     }
 
     pub fn try_reserve(&self, units: u64) -> bool {
@@ -53,10 +51,7 @@ impl Space {
             if cur + units + self.meta_reserve() > self.capacity() {
                 return false;
             }
-            match self
-                .reserved
-                .compare_exchange(cur, cur + units, Ordering::SeqCst, Ordering::SeqCst)
-            {
+            match self.reserved.compare_exchange(cur, cur + units, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => return true,
                 Err(now) => cur = now,
             }
@@ -72,10 +67,7 @@ impl Space {
         let mut cur = self.reserved.load(Ordering::SeqCst);
         loop {
             let new = cur.saturating_sub(units);
-            match self
-                .reserved
-                .compare_exchange(cur, new, Ordering::SeqCst, Ordering::SeqCst)
-            {
+            match self.reserved.compare_exchange(cur, new, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => return,
                 Err(now) => cur = now,
             }

@@ -21,10 +21,7 @@ pub enum Content {
     /// An indirect node.
     Node(Vec<PEntry>),
     /// An inode block; `root` is its tree when it has one (otherwise the block embeds data).
-    Inode {
-        block: Box<InodeBlock>,
-        root: Option<PRoot>,
-    },
+    Inode { block: Box<InodeBlock>, root: Option<PRoot> },
     /// A free-map leaf, generated from the allocator at finalize.
     FreemapLeaf { device: u8, leaf: u32 },
 }
@@ -94,11 +91,7 @@ impl Arena {
             key: b.key,
             modify_tid: tid,
             mirror_tid: tid,
-            data: BlockData::Block(BlockPtr {
-                size: b.size,
-                check,
-                copies: b.copies,
-            }),
+            data: BlockData::Block(BlockPtr { size: b.size, check, copies: b.copies }),
             payload: b.payload,
         }
     }
@@ -121,9 +114,7 @@ impl Arena {
                     .chunks(chunk)
                     .map(|c| s.spawn(move || c.iter().map(|&i| method.compute(blocks[i].bytes())).collect::<Vec<_>>()))
                     .collect();
-                hs.into_iter()
-                    .flat_map(|h| h.join().expect("check worker panicked"))
-                    .collect()
+                hs.into_iter().flat_map(|h| h.join().expect("check worker panicked")).collect()
             })
         };
         for (&i, c) in idx.iter().zip(checks) {
@@ -140,11 +131,7 @@ impl Arena {
                 Content::Node(entries) => {
                     let refs: Vec<Blockref> = entries.iter().map(|e| self.resolve(e)).collect();
                     let deg = refs.iter().any(|r| r.is_degraded());
-                    (
-                        indirect::encode(&refs, self.blocks[i].size as usize),
-                        deg,
-                        self.blocks[i].payload,
-                    )
+                    (indirect::encode(&refs, self.blocks[i].size as usize), deg, self.blocks[i].payload)
                 }
                 Content::Inode { block, root } => {
                     let mut block = (**block).clone();
@@ -152,10 +139,7 @@ impl Arena {
                     if let Some(root) = root {
                         let refs: Vec<Blockref> = root.entries.iter().map(|e| self.resolve(e)).collect();
                         deg = refs.iter().any(|r| r.is_degraded());
-                        block.content = InodeContent::Tree {
-                            root_level: root.level,
-                            entries: refs,
-                        };
+                        block.content = InodeContent::Tree { root_level: root.level, entries: refs };
                     }
                     (block.encode(), deg, self.blocks[i].payload)
                 }
@@ -175,9 +159,6 @@ impl Arena {
 
     /// Number of live blocks and their bytes (per copy).
     pub fn totals(&self) -> (usize, u64) {
-        self.blocks
-            .iter()
-            .filter(|b| !b.dead)
-            .fold((0, 0), |(n, s), b| (n + 1, s + u64::from(b.size)))
+        self.blocks.iter().filter(|b| !b.dead).fold((0, 0), |(n, s), b| (n + 1, s + u64::from(b.size)))
     }
 }

@@ -22,13 +22,7 @@ pub struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     pub fn new(vol: &'a Volume, alloc: &'a mut Allocator, tid: u64) -> Builder<'a> {
-        Builder {
-            vol,
-            alloc,
-            arena: Arena::default(),
-            tid,
-            released_data: 0,
-        }
+        Builder { vol, alloc, arena: Arena::default(), tid, released_data: 0 }
     }
 
     fn place(&mut self, size: u32) -> Result<hammer2_format::blockref::Copies> {
@@ -42,8 +36,7 @@ impl<'a> Builder<'a> {
                 self.released_data += u64::from(p.size);
             }
             for loc in p.copies.iter().filter(|l| l.is_valid()) {
-                self.alloc
-                    .free(Extent::from_bytes(loc.device, loc.offset, u64::from(p.size)));
+                self.alloc.free(Extent::from_bytes(loc.device, loc.offset, u64::from(p.size)));
             }
         }
     }
@@ -99,10 +92,7 @@ impl<'a> Builder<'a> {
             payload: Payload::None,
             size: INODE_SIZE as u32,
             copies,
-            content: Content::Inode {
-                block: Box::new(block),
-                root,
-            },
+            content: Content::Inode { block: Box::new(block), root },
             dead: false,
             done: None,
             encoded: None,
@@ -130,9 +120,7 @@ impl<'a> Builder<'a> {
 
     fn node_size(&self, entries: usize) -> u32 {
         let max = 1u32 << self.vol.params.indirect_block_shift;
-        ((entries * hammer2_format::BLOCKREF_SIZE) as u32)
-            .next_power_of_two()
-            .clamp(UNIT as u32, max)
+        ((entries * hammer2_format::BLOCKREF_SIZE) as u32).next_power_of_two().clamp(UNIT as u32, max)
     }
 }
 
@@ -186,8 +174,7 @@ impl NodeWriter for Builder<'_> {
                 b.dead = true;
                 let (size, copies) = (b.size, b.copies);
                 for loc in copies.iter().filter(|l| l.is_valid()) {
-                    self.alloc
-                        .free(Extent::from_bytes(loc.device, loc.offset, u64::from(size)));
+                    self.alloc.free(Extent::from_bytes(loc.device, loc.offset, u64::from(size)));
                 }
             }
         }

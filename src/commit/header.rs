@@ -25,15 +25,9 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
     }
     let devices: Vec<_> = {
         let alloc = fs.alloc.lock();
-        vol.devices
-            .members
-            .iter()
-            .map(|m| m.entry(alloc.device_free_on_disk(m.index)))
-            .collect()
+        vol.devices.members.iter().map(|m| m.entry(alloc.device_free_on_disk(m.index))).collect()
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let slot = (tid % HEADER_SLOTS as u64) as usize;
     let written: usize = std::thread::scope(|s| {
         let hs: Vec<_> = vol
@@ -59,12 +53,7 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
                     indirect_block_shift: vol.params.indirect_block_shift,
                     compat_features: 0,
                     label: vol.params.label.clone(),
-                    sroot: [
-                        roots.inodes.to_ref(),
-                        roots.freemap.to_ref(),
-                        roots.orphans.to_ref(),
-                        Blockref::EMPTY,
-                    ],
+                    sroot: [roots.inodes.to_ref(), roots.freemap.to_ref(), roots.orphans.to_ref(), Blockref::EMPTY],
                     devices: devices.clone(),
                 };
                 s.spawn(move || {
@@ -83,10 +72,7 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
                 })
             })
             .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap_or(false))
-            .filter(|ok| *ok)
-            .count()
+        hs.into_iter().map(|h| h.join().unwrap_or(false)).filter(|ok| *ok).count()
     });
     written
 }

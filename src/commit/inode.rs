@@ -31,11 +31,7 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
         if let Content::Tree(root) = &committed.content {
             b.free_tree(root)?;
         }
-        return Ok(InodeCommit {
-            change: Change::Delete,
-            content: None,
-            blocks: 0,
-        });
+        return Ok(InodeCommit { change: Change::Delete, content: None, blocks: 0 });
     }
     let bs = b.vol.params.block_size();
     let mut changes: Vec<(u64, Change)> = Vec::new();
@@ -98,14 +94,8 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
                 }
                 let len = data_len(bs, size, key);
                 written += len as u64;
-                let e = b.new_bytes(
-                    BlockType::Data,
-                    key,
-                    b.vol.params.data_block_shift,
-                    Payload::None,
-                    buf.clone(),
-                    len,
-                )?;
+                let e =
+                    b.new_bytes(BlockType::Data, key, b.vol.params.data_block_shift, Payload::None, buf.clone(), len)?;
                 data.insert(key, Change::Put(e));
             }
             changes.extend(data);
@@ -125,23 +115,12 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
     meta.blocks = blocks;
     let (block, root) = match &content {
         PendingContent::Embedded(bytes) => (meta.to_block(inum, InodeContent::Embedded(bytes.to_vec())), None),
-        PendingContent::Tree(r) => (
-            meta.to_block(
-                inum,
-                InodeContent::Tree {
-                    root_level: 0,
-                    entries: Vec::new(),
-                },
-            ),
-            Some(r.clone()),
-        ),
+        PendingContent::Tree(r) => {
+            (meta.to_block(inum, InodeContent::Tree { root_level: 0, entries: Vec::new() }), Some(r.clone()))
+        }
     };
     let entry = b.new_inode(block, root)?;
-    Ok(InodeCommit {
-        change: Change::Put(entry),
-        content: Some(content),
-        blocks,
-    })
+    Ok(InodeCommit { change: Change::Put(entry), content: Some(content), blocks })
 }
 
 /// Stored length of the data block at `key` of a file of `size` bytes: whole units up to
@@ -155,11 +134,7 @@ fn leaf_change(b: &mut Builder, key: u64, leaf: Option<&Leaf>) -> Result<Change>
     Ok(match leaf {
         None => Change::Delete,
         Some(Leaf::Dirent { name, inum, dtype }) => {
-            let payload = Payload::Dirent {
-                inum: *inum,
-                name_len: name.len() as u16,
-                dtype: *dtype,
-            };
+            let payload = Payload::Dirent { inum: *inum, name_len: name.len() as u16, dtype: *dtype };
             match dirent::inline_name(name) {
                 Some(inline) => Change::Put(PEntry::Ref(Blockref {
                     btype: BlockType::Dirent,
@@ -181,10 +156,7 @@ fn leaf_change(b: &mut Builder, key: u64, leaf: Option<&Leaf>) -> Result<Change>
         Some(Leaf::Xattr { name, value }) => {
             let buf = xattr::encode(name, value);
             let len = buf.len();
-            let payload = Payload::Xattr {
-                name_len: name.len() as u16,
-                value_len: value.len() as u32,
-            };
+            let payload = Payload::Xattr { name_len: name.len() as u16, value_len: value.len() as u32 };
             Change::Put(b.new_bytes(BlockType::Xattr, key, 0, payload, Arc::new(buf), len)?)
         }
     })
@@ -193,12 +165,7 @@ fn leaf_change(b: &mut Builder, key: u64, leaf: Option<&Leaf>) -> Result<Change>
 /// Whether the inode will have extended attributes after this commit (such an inode keeps
 /// a tree: the embedded form has no room for references).
 fn has_xattrs(b: &Builder, root: &Root, fl: &Flushing) -> Result<bool> {
-    if fl
-        .overlay
-        .leaves
-        .values()
-        .any(|l| matches!(l, Some(Leaf::Xattr { .. })))
-    {
+    if fl.overlay.leaves.values().any(|l| matches!(l, Some(Leaf::Xattr { .. }))) {
         return Ok(true);
     }
     let mut found = false;

@@ -68,17 +68,11 @@ pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
     let _one_at_a_time = fs.commit_lock.lock();
     let current = fs.roots.read().tid;
     if fs.vol.read_only {
-        return Ok(CommitReport {
-            tid: current,
-            ..Default::default()
-        });
+        return Ok(CommitReport { tid: current, ..Default::default() });
     }
     let snap = snapshot(fs);
     if snap.inodes.is_empty() && !force {
-        return Ok(CommitReport {
-            tid: current,
-            ..Default::default()
-        });
+        return Ok(CommitReport { tid: current, ..Default::default() });
     }
     let old = fs.roots.read().clone();
     let tid = old.tid + 1;
@@ -100,9 +94,7 @@ pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
         if !failed.is_empty() {
             fs.alloc.lock().rollback();
             if fs.vol.devices.writable_count() == 0 || attempt >= max_attempts {
-                break Err(Error::Io(std::io::Error::other(
-                    "commit failed: no device accepted the new blocks",
-                )));
+                break Err(Error::Io(std::io::Error::other("commit failed: no device accepted the new blocks")));
             }
             tracing::warn!(tid, ?failed, "retrying commit without the failed devices");
             continue;
@@ -110,9 +102,7 @@ pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
         let roots = resolve_roots(&built, tid);
         if header::write_headers(fs, &roots, snap.next_inum, clean) == 0 {
             fs.alloc.lock().rollback();
-            break Err(Error::Io(std::io::Error::other(
-                "commit failed: no device accepted the new volume header",
-            )));
+            break Err(Error::Io(std::io::Error::other("commit failed: no device accepted the new volume header")));
         }
         break Ok((built, roots));
     };
@@ -134,12 +124,7 @@ fn snapshot(fs: &FsInner) -> Snapshot {
     let _gate = fs.gate.write();
     let mut dirty: Vec<InodeRef> = fs.dirty.lock().drain().map(|(_, v)| v).collect();
     dirty.sort_by_key(|i| i.inum);
-    let mut snap = Snapshot {
-        inodes: Vec::with_capacity(dirty.len()),
-        next_inum: 0,
-        reserved: 0,
-        dirty_bytes: 0,
-    };
+    let mut snap = Snapshot { inodes: Vec::with_capacity(dirty.len()), next_inum: 0, reserved: 0, dirty_bytes: 0 };
     for inode in dirty {
         let mut st = inode.state.write();
         st.queued = false;
@@ -189,11 +174,7 @@ fn build(fs: &FsInner, alloc: &mut crate::alloc::Allocator, tid: u64, old: &Root
         inode_changes.push((inode.inum, r.change.clone()));
         let want_orphan = fl.orphan && !fl.deleted;
         if want_orphan != committed.orphan {
-            let c = if want_orphan {
-                Change::Put(PEntry::Ref(orphan_ref(inode.inum, tid)))
-            } else {
-                Change::Delete
-            };
+            let c = if want_orphan { Change::Put(PEntry::Ref(orphan_ref(inode.inum, tid))) } else { Change::Delete };
             orphan_changes.push((inode.inum, c));
         }
         results.push(r);
@@ -204,22 +185,11 @@ fn build(fs: &FsInner, alloc: &mut crate::alloc::Allocator, tid: u64, old: &Root
     let method = fs.vol.params.check;
     let mut arena = std::mem::take(&mut b.arena);
     arena.finalize(tid, method, b.alloc);
-    Ok(Built {
-        arena,
-        roots: PRootSet {
-            inodes,
-            freemap,
-            orphans,
-        },
-        inodes: results,
-    })
+    Ok(Built { arena, roots: PRootSet { inodes, freemap, orphans }, inodes: results })
 }
 
 fn resolve_root(arena: &Arena, r: &PRoot) -> Root {
-    Root {
-        level: r.level,
-        entries: r.entries.iter().map(|e| arena.resolve(e)).collect(),
-    }
+    Root { level: r.level, entries: r.entries.iter().map(|e| arena.resolve(e)).collect() }
 }
 
 fn resolve_roots(built: &Built, tid: u64) -> Roots {
@@ -252,12 +222,8 @@ fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitRe
             Some(PendingContent::Tree(p)) => Content::Tree(resolve_root(&built.arena, p)),
             None => Content::Tree(Root::empty()),
         };
-        st.committed = Arc::new(CommittedInode {
-            inode_ref,
-            content,
-            orphan: fl.orphan && !fl.deleted,
-            blocks: r.blocks,
-        });
+        st.committed =
+            Arc::new(CommittedInode { inode_ref, content, orphan: fl.orphan && !fl.deleted, blocks: r.blocks });
         if st.dirty.data.is_empty() && st.dirty.trunc.is_none() {
             st.meta.blocks = r.blocks;
         }
@@ -266,26 +232,17 @@ fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitRe
     {
         let mut a = fs.alloc.lock();
         a.committed(tid);
-        fs.space
-            .publish_capacity(fs.vol.placement.capacity_units(&a, &fs.vol.devices));
+        fs.space.publish_capacity(fs.vol.placement.capacity_units(&a, &fs.vol.devices));
     }
     fs.space.release(snap.reserved);
-    fs.dirty_bytes.fetch_sub(
-        snap.dirty_bytes.min(fs.dirty_bytes.load(Ordering::SeqCst)),
-        Ordering::SeqCst,
-    );
+    fs.dirty_bytes.fetch_sub(snap.dirty_bytes.min(fs.dirty_bytes.load(Ordering::SeqCst)), Ordering::SeqCst);
     fs.stats.commits.fetch_add(1, Ordering::Relaxed);
     fs.stats.commit_blocks.fetch_add(blocks as u64, Ordering::Relaxed);
     fs.stats.commit_bytes.fetch_add(bytes, Ordering::Relaxed);
     *fs.committed_tid.lock() = tid;
     fs.commit_cv.notify_all();
     fs.inodes.evict_clean();
-    CommitReport {
-        tid,
-        inodes: snap.inodes.len(),
-        blocks,
-        bytes,
-    }
+    CommitReport { tid, inodes: snap.inodes.len(), blocks, bytes }
 }
 
 /// A failed commit: put the flushing overlays back under the newer changes.

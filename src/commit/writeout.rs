@@ -34,10 +34,7 @@ pub fn write_and_flush(vol: &Volume, arena: &Arena) -> Vec<u8> {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or((u8::MAX, false)))
-            .collect()
+        handles.into_iter().map(|h| h.join().unwrap_or((u8::MAX, false))).collect()
     });
     results.into_iter().filter(|(_, ok)| !ok).map(|(d, _)| d).collect()
 }

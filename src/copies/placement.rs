@@ -29,11 +29,7 @@ impl Placement {
     /// Regions each device needs for `copies` copies on `ndev` devices (mkfs layout).
     pub fn regions_for(ndev: usize, copies: u8, device: usize) -> u8 {
         let n = usize::from(copies);
-        if ndev >= n {
-            1
-        } else {
-            (n / ndev + usize::from(device < n % ndev)) as u8
-        }
+        if ndev >= n { 1 } else { (n / ndev + usize::from(device < n % ndev)) as u8 }
     }
 
     fn fixed(&self) -> bool {
@@ -73,9 +69,7 @@ impl Placement {
             }
         }
         if !copies.iter().any(|l| l.state == CopyState::Valid) {
-            return Err(Error::Mount(
-                "no writable device left: every copy would be missing".into(),
-            ));
+            return Err(Error::Mount("no writable device left: every copy would be missing".into()));
         }
         Ok(copies)
     }
@@ -83,9 +77,7 @@ impl Placement {
     /// Allocates a location for the MISSING copy in `slot` of a block (resync).
     pub fn place_missing(&self, alloc: &mut Allocator, device: u8, slot: usize, size: u32) -> Result<Location> {
         let units = u64::from(size).div_ceil(UNIT);
-        let e = alloc
-            .alloc(device, self.region_of_slot(slot), units)
-            .ok_or(Error::NoSpace)?;
+        let e = alloc.alloc(device, self.region_of_slot(slot), units).ok_or(Error::NoSpace)?;
         Ok(Location::valid(device, e.offset()))
     }
 
@@ -112,11 +104,7 @@ impl Placement {
         let (mut lo, mut hi) = (0u64, free.iter().sum::<u64>() / n + 1);
         while lo + 1 < hi {
             let mid = (lo + hi) / 2;
-            if free.iter().map(|&f| f.min(mid)).sum::<u64>() >= n * mid {
-                lo = mid
-            } else {
-                hi = mid
-            }
+            if free.iter().map(|&f| f.min(mid)).sum::<u64>() >= n * mid { lo = mid } else { hi = mid }
         }
         lo
     }

@@ -26,17 +26,10 @@ impl ReadCtx {
         ReadCtx::default()
     }
     pub fn inode(inum: u64) -> ReadCtx {
-        ReadCtx {
-            inum: Some(inum),
-            ..Default::default()
-        }
+        ReadCtx { inum: Some(inum), ..Default::default() }
     }
     pub fn file(inum: u64, offset: u64) -> ReadCtx {
-        ReadCtx {
-            inum: Some(inum),
-            offset: Some(offset),
-            no_heal: false,
-        }
+        ReadCtx { inum: Some(inum), offset: Some(offset), no_heal: false }
     }
 }
 

@@ -30,10 +30,7 @@ impl FileStorage {
         let meta = std::fs::metadata(path)?;
         let is_blk = meta.file_type().is_block_device();
         if !is_blk && !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file or block device",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file or block device"));
         }
         let mut opts = OpenOptions::new();
         opts.read(true);
@@ -57,12 +54,7 @@ impl FileStorage {
             }
         }
         let size = if is_blk { block_device_size(&file)? } else { meta.len() };
-        Ok(FileStorage {
-            file,
-            path: path.to_path_buf(),
-            size,
-            writable: mode == OpenMode::Exclusive,
-        })
+        Ok(FileStorage { file, path: path.to_path_buf(), size, writable: mode == OpenMode::Exclusive })
     }
 
     pub fn path(&self) -> &Path {
@@ -97,20 +89,11 @@ impl Storage for FileStorage {
             let n = rest.len().min(512);
             let iov: Vec<libc::iovec> = rest[..n]
                 .iter()
-                .map(|b| libc::iovec {
-                    iov_base: b.as_ptr() as *mut libc::c_void,
-                    iov_len: b.len(),
-                })
+                .map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() })
                 .collect();
             // SAFETY: every iovec points into a live borrowed slice of the stated length.
-            let rc = unsafe {
-                libc::pwritev(
-                    self.file.as_raw_fd(),
-                    iov.as_ptr(),
-                    n as libc::c_int,
-                    off as libc::off_t,
-                )
-            };
+            let rc =
+                unsafe { libc::pwritev(self.file.as_raw_fd(), iov.as_ptr(), n as libc::c_int, off as libc::off_t) };
             if rc < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {

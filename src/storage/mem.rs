@@ -11,16 +11,10 @@ pub struct MemStorage {
 
 impl MemStorage {
     pub fn new(size: u64, name: &str) -> MemStorage {
-        MemStorage {
-            data: RwLock::new(vec![0; size as usize]),
-            name: name.to_string(),
-        }
+        MemStorage { data: RwLock::new(vec![0; size as usize]), name: name.to_string() }
     }
     pub fn from_bytes(bytes: Vec<u8>, name: &str) -> MemStorage {
-        MemStorage {
-            data: RwLock::new(bytes),
-            name: name.to_string(),
-        }
+        MemStorage { data: RwLock::new(bytes), name: name.to_string() }
     }
     pub fn snapshot(&self) -> Vec<u8> {
         self.data.read().clone()

@@ -20,10 +20,7 @@ pub struct RecordingStorage {
 
 impl RecordingStorage {
     pub fn new(inner: DynStorage) -> RecordingStorage {
-        RecordingStorage {
-            inner,
-            log: Mutex::new(Vec::new()),
-        }
+        RecordingStorage { inner, log: Mutex::new(Vec::new()) }
     }
 
     /// The operations recorded so far, in the order they completed.
@@ -76,10 +73,7 @@ impl Storage for RecordingStorage {
         self.inner.write_vectored_at(bufs, offset)?;
         let mut off = offset;
         for b in bufs {
-            log.push(Op::Write {
-                offset: off,
-                data: Arc::from(*b),
-            });
+            log.push(Op::Write { offset: off, data: Arc::from(*b) });
             off += b.len() as u64;
         }
         Ok(())

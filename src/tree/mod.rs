@@ -31,22 +31,12 @@ pub struct Root {
 
 impl Root {
     pub fn empty() -> Root {
-        Root {
-            level: 0,
-            entries: Vec::new(),
-        }
+        Root { level: 0, entries: Vec::new() }
     }
 
     /// The root held by one volume-header reference (EMPTY or INDIRECT).
     pub fn from_ref(br: &Blockref) -> Root {
-        if br.is_empty() {
-            Root::empty()
-        } else {
-            Root {
-                level: br.level,
-                entries: vec![*br],
-            }
-        }
+        if br.is_empty() { Root::empty() } else { Root { level: br.level, entries: vec![*br] } }
     }
 
     pub fn is_empty(&self) -> bool {

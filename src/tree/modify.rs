@@ -38,10 +38,7 @@ pub struct PRoot {
 
 impl From<&Root> for PRoot {
     fn from(r: &Root) -> PRoot {
-        PRoot {
-            level: r.level,
-            entries: r.entries.iter().map(|b| PEntry::Ref(*b)).collect(),
-        }
+        PRoot { level: r.level, entries: r.entries.iter().map(|b| PEntry::Ref(*b)).collect() }
     }
 }
 
@@ -85,11 +82,7 @@ pub fn apply(
     while level > 0 && list.len() == 1 {
         let child = list[0];
         let entries = entries_of(w, &child)?;
-        let fits = if indirect_root {
-            level > 1
-        } else {
-            entries.len() <= root_cap
-        };
+        let fits = if indirect_root { level > 1 } else { entries.len() <= root_cap };
         if !fits {
             break;
         }

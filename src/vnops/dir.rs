@@ -21,9 +21,7 @@ pub(crate) fn check_name(name: &[u8]) -> Result<()> {
         return Err(Error::NameTooLong);
     }
     if !dirent::valid_name(name) {
-        return Err(Error::invalid(
-            "names may not be empty, '.', '..', or contain '/' or NUL",
-        ));
+        return Err(Error::invalid("names may not be empty, '.', '..', or contain '/' or NUL"));
     }
     Ok(())
 }
@@ -89,11 +87,7 @@ impl Fs {
         fs.check_writable()?;
         check_name(name)?;
         let bs = fs.block_size();
-        let data_units = if symlink.is_some() {
-            bs / hammer2_format::UNIT
-        } else {
-            0
-        };
+        let data_units = if symlink.is_some() { bs / hammer2_format::UNIT } else { 0 };
         let units = CREATE_UNITS + data_units;
         self.reserve_or_sync(units)?;
         let _g = fs.gate.read();
@@ -116,11 +110,7 @@ impl Fs {
             let key = super::dirent::free_key(fs, parent, &dst, dirent::dirent_key_base(name))?;
             let inum = fs.alloc_inum();
             let now = Timespec::now();
-            let gid = if dst.meta.mode & 0o2000 != 0 {
-                dst.meta.gid
-            } else {
-                creds.gid
-            };
+            let gid = if dst.meta.mode & 0o2000 != 0 { dst.meta.gid } else { creds.gid };
             let mut mode = mode;
             if is_dir && dst.meta.mode & 0o2000 != 0 {
                 mode |= 0o2000;
@@ -149,10 +139,7 @@ impl Fs {
                 st.dirty.data.insert(0, Arc::new(buf));
                 st.meta.size = target.len() as u64;
             }
-            let inode = Arc::new(Inode {
-                inum,
-                state: RwLock::new(st),
-            });
+            let inode = Arc::new(Inode { inum, state: RwLock::new(st) });
             fs.inodes.insert(inode.clone());
             let attr = {
                 let mut st = inode.state.write();
@@ -160,14 +147,7 @@ impl Fs {
                 Attr::from_meta(inum, &st.meta)
             };
             let dt = dtype::from_mode(mode).unwrap_or(dtype::REG);
-            dst.dirty.leaves.insert(
-                key,
-                Some(Leaf::Dirent {
-                    name: name.to_vec(),
-                    inum,
-                    dtype: dt,
-                }),
-            );
+            dst.dirty.leaves.insert(key, Some(Leaf::Dirent { name: name.to_vec(), inum, dtype: dt }));
             dst.meta.size += 1;
             if is_dir {
                 dst.meta.nlink += 1;
@@ -219,14 +199,7 @@ impl Fs {
             }
             let key = super::dirent::free_key(fs, newparent, d, dirent::dirent_key_base(newname))?;
             let now = Timespec::now();
-            d.dirty.leaves.insert(
-                key,
-                Some(Leaf::Dirent {
-                    name: newname.to_vec(),
-                    inum: ino,
-                    dtype: dt,
-                }),
-            );
+            d.dirty.leaves.insert(key, Some(Leaf::Dirent { name: newname.to_vec(), inum: ino, dtype: dt }));
             d.dirty.reserved += CREATE_UNITS;
             d.meta.size += 1;
             d.meta.mtime = now;
@@ -342,34 +315,15 @@ impl Fs {
         if !st.meta.is_dir() {
             return Err(Error::NotDir);
         }
-        if cookie == 0
-            && f(&DirEntry {
-                ino,
-                name: b".".to_vec(),
-                dtype: dtype::DIR,
-                next: 1,
-            })
-        {
+        if cookie == 0 && f(&DirEntry { ino, name: b".".to_vec(), dtype: dtype::DIR, next: 1 }) {
             return Ok(());
         }
-        if cookie <= 1
-            && f(&DirEntry {
-                ino: st.meta.parent,
-                name: b"..".to_vec(),
-                dtype: dtype::DIR,
-                next: 2,
-            })
-        {
+        if cookie <= 1 && f(&DirEntry { ino: st.meta.parent, name: b"..".to_vec(), dtype: dtype::DIR, next: 2 }) {
             return Ok(());
         }
         scan(fs, ino, &st, cookie.max(2), XATTR_KEY_BIT, &mut |k, leaf| {
             if let Leaf::Dirent { name, inum, dtype } = leaf
-                && f(&DirEntry {
-                    ino: *inum,
-                    name: name.clone(),
-                    dtype: *dtype,
-                    next: k + 1,
-                })
+                && f(&DirEntry { ino: *inum, name: name.clone(), dtype: *dtype, next: k + 1 })
             {
                 return Ok(ControlFlow::Break(()));
             }

@@ -14,11 +14,9 @@ use std::ops::ControlFlow;
 /// Decodes a committed DIRENT or XATTR leaf.
 pub fn leaf_of(fs: &FsInner, dir: u64, br: &Blockref) -> Result<Leaf> {
     match (br.btype, &br.data, br.payload) {
-        (BlockType::Dirent, BlockData::Inline(raw), Payload::Dirent { inum, name_len, dtype }) => Ok(Leaf::Dirent {
-            name: raw[..usize::from(name_len)].to_vec(),
-            inum,
-            dtype,
-        }),
+        (BlockType::Dirent, BlockData::Inline(raw), Payload::Dirent { inum, name_len, dtype }) => {
+            Ok(Leaf::Dirent { name: raw[..usize::from(name_len)].to_vec(), inum, dtype })
+        }
         (BlockType::Dirent, BlockData::Block(_), Payload::Dirent { inum, name_len, dtype }) => {
             let bytes = fs.vol.read_block(br, &ReadCtx::inode(dir))?;
             let name = dirent::decode_name_block(&bytes, usize::from(name_len))?;
@@ -29,10 +27,7 @@ pub fn leaf_of(fs: &FsInner, dir: u64, br: &Blockref) -> Result<Leaf> {
             let (name, value) = xattr::decode(&bytes)?;
             Ok(Leaf::Xattr { name, value })
         }
-        _ => Err(Error::Corrupt(format!(
-            "unexpected {} entry in inode {dir}",
-            br.btype.name()
-        ))),
+        _ => Err(Error::Corrupt(format!("unexpected {} entry in inode {dir}", br.btype.name()))),
     }
 }
 
@@ -75,26 +70,20 @@ pub fn range(fs: &FsInner, inum: u64, st: &InodeState, from: u64, to: u64) -> Re
 
 /// Finds `name` in the collision range starting at `base`: (key, leaf).
 pub fn find(fs: &FsInner, inum: u64, st: &InodeState, base: u64, name: &[u8]) -> Result<Option<(u64, Leaf)>> {
-    Ok(range(fs, inum, st, base, base | HASH_ITER_MASK)?
-        .into_iter()
-        .find(|(_, l)| leaf_name(l) == name))
+    Ok(range(fs, inum, st, base, base | HASH_ITER_MASK)?.into_iter().find(|(_, l)| leaf_name(l) == name))
 }
 
 /// A key in the collision range of `base` that no entry uses.
 pub fn free_key(fs: &FsInner, inum: u64, st: &InodeState, base: u64) -> Result<u64> {
     let used = range(fs, inum, st, base, base | HASH_ITER_MASK)?;
-    (base..=base | HASH_ITER_MASK)
-        .find(|k| !used.contains_key(k))
-        .ok_or(Error::NoSpace)
+    (base..=base | HASH_ITER_MASK).find(|k| !used.contains_key(k)).ok_or(Error::NoSpace)
 }
 
 pub fn lookup_dirent(fs: &FsInner, dir: u64, st: &InodeState, name: &[u8]) -> Result<Option<(u64, u64, u8)>> {
-    Ok(
-        find(fs, dir, st, dirent::dirent_key_base(name), name)?.and_then(|(k, l)| match l {
-            Leaf::Dirent { inum, dtype, .. } => Some((k, inum, dtype)),
-            Leaf::Xattr { .. } => None,
-        }),
-    )
+    Ok(find(fs, dir, st, dirent::dirent_key_base(name), name)?.and_then(|(k, l)| match l {
+        Leaf::Dirent { inum, dtype, .. } => Some((k, inum, dtype)),
+        Leaf::Xattr { .. } => None,
+    }))
 }
 
 /// Calls `f` with the effective leaves of keys in `[from, to)` in key order, until it

@@ -79,10 +79,7 @@ impl Fs {
         if data.is_empty() {
             return Ok(0);
         }
-        let end = off
-            .checked_add(data.len() as u64)
-            .filter(|e| *e <= MAX_FILE_SIZE)
-            .ok_or(Error::FileTooBig)?;
+        let end = off.checked_add(data.len() as u64).filter(|e| *e <= MAX_FILE_SIZE).ok_or(Error::FileTooBig)?;
         self.throttle();
         let mut retried = false;
         loop {
@@ -157,10 +154,7 @@ impl Fs {
         if len == 0 {
             return Err(Error::invalid("fallocate of zero length"));
         }
-        let end = off
-            .checked_add(len)
-            .filter(|e| *e <= MAX_FILE_SIZE)
-            .ok_or(Error::FileTooBig)?;
+        let end = off.checked_add(len).filter(|e| *e <= MAX_FILE_SIZE).ok_or(Error::FileTooBig)?;
         let bs = fs.block_size();
         let mut k = off / bs;
         let last = (end - 1) / bs;
@@ -270,10 +264,6 @@ impl Fs {
             return Ok(());
         }
         self.sync()?;
-        if fs.space.try_reserve(units) {
-            Ok(())
-        } else {
-            Err(Error::NoSpace)
-        }
+        if fs.space.try_reserve(units) { Ok(()) } else { Err(Error::NoSpace) }
     }
 }

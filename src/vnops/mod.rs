@@ -136,9 +136,6 @@ pub(crate) fn lock_all(inodes: &[InodeRef]) -> Vec<(u64, RwLockWriteGuard<'_, In
 
 pub(crate) fn guard<'a, 'g>(locks: &'a mut [(u64, RwLockWriteGuard<'g, InodeState>)], inum: u64) -> &'a mut InodeState {
     // Callers only ask for inodes they passed to lock_all.
-    let i = locks
-        .iter()
-        .position(|(n, _)| *n == inum)
-        .expect("inode locked by lock_all");
+    let i = locks.iter().position(|(n, _)| *n == inum).expect("inode locked by lock_all");
     &mut locks[i].1
 }

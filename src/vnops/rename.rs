@@ -100,22 +100,14 @@ fn rename_locked(
         let now = Timespec::now();
         if flags.exchange {
             let (dkey, dinum, ddt) = dst.expect("exchange checked above");
-            guard(&mut locks, parent).dirty.leaves.insert(
-                skey,
-                Some(Leaf::Dirent {
-                    name: name.to_vec(),
-                    inum: dinum,
-                    dtype: ddt,
-                }),
-            );
-            guard(&mut locks, newparent).dirty.leaves.insert(
-                dkey,
-                Some(Leaf::Dirent {
-                    name: newname.to_vec(),
-                    inum: sinum,
-                    dtype: sdt,
-                }),
-            );
+            guard(&mut locks, parent)
+                .dirty
+                .leaves
+                .insert(skey, Some(Leaf::Dirent { name: name.to_vec(), inum: dinum, dtype: ddt }));
+            guard(&mut locks, newparent)
+                .dirty
+                .leaves
+                .insert(dkey, Some(Leaf::Dirent { name: newname.to_vec(), inum: sinum, dtype: sdt }));
             if parent != newparent {
                 if s_dir {
                     move_dir(&mut locks, sinum, parent, newparent);
@@ -144,23 +136,11 @@ fn rename_locked(
             }
             let dkey = match dst {
                 Some((k, _, _)) => k,
-                None => free_key(
-                    fs,
-                    newparent,
-                    guard(&mut locks, newparent),
-                    dirent::dirent_key_base(newname),
-                )?,
+                None => free_key(fs, newparent, guard(&mut locks, newparent), dirent::dirent_key_base(newname))?,
             };
             {
                 let d = guard(&mut locks, newparent);
-                d.dirty.leaves.insert(
-                    dkey,
-                    Some(Leaf::Dirent {
-                        name: newname.to_vec(),
-                        inum: sinum,
-                        dtype: sdt,
-                    }),
-                );
+                d.dirty.leaves.insert(dkey, Some(Leaf::Dirent { name: newname.to_vec(), inum: sinum, dtype: sdt }));
                 d.meta.size += 1;
             }
             if let Some((_, dinum, _)) = dst {

@@ -77,13 +77,7 @@ impl Fs {
                 None if flags.replace => return Err(Error::NoAttr),
                 None => free_key(fs, ino, &st, base)?,
             };
-            st.dirty.leaves.insert(
-                key,
-                Some(Leaf::Xattr {
-                    name: name.to_vec(),
-                    value: value.to_vec(),
-                }),
-            );
+            st.dirty.leaves.insert(key, Some(Leaf::Xattr { name: name.to_vec(), value: value.to_vec() }));
             st.dirty.reserved += units;
             st.meta.ctime = Timespec::now();
             st.meta.version += 1;

@@ -46,10 +46,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    Command::new(bin)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+    Command::new(bin).args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -63,13 +60,7 @@ pub fn stderr(o: &Output) -> String {
 /// Asserts success and returns stdout.
 #[track_caller]
 pub fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "command failed ({}): {}{}",
-        o.status,
-        stderr(o),
-        stdout(o)
-    );
+    assert!(o.status.success(), "command failed ({}): {}{}", o.status, stderr(o), stdout(o));
     stdout(o)
 }
 
@@ -78,18 +69,10 @@ pub fn ok(o: &Output) -> String {
 #[track_caller]
 pub fn one_line_error(o: &Output, prefix: &str, needle: &str) -> String {
     let err = stderr(o);
-    assert!(
-        !o.status.success(),
-        "expected a failure, got success: {}{err}",
-        stdout(o)
-    );
+    assert!(!o.status.success(), "expected a failure, got success: {}{err}", stdout(o));
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err:?}");
-    assert!(
-        lines[0].starts_with(prefix),
-        "{:?} does not start with {prefix:?}",
-        lines[0]
-    );
+    assert!(lines[0].starts_with(prefix), "{:?} does not start with {prefix:?}", lines[0]);
     assert!(lines[0].contains(needle), "{:?} does not mention {needle:?}", lines[0]);
     lines[0].to_string()
 }
@@ -105,10 +88,7 @@ pub fn sparse_file(dir: &Path, name: &str, size: u64) -> PathBuf {
 /// Writes `bytes` at `offset` of an existing file or device.
 pub fn poke(path: &Path, offset: u64, bytes: &[u8]) {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .expect("open for poke");
+    let f = std::fs::OpenOptions::new().write(true).open(path).expect("open for poke");
     f.write_all_at(bytes, offset).expect("poke");
     f.sync_all().expect("sync");
 }

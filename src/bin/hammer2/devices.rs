@@ -13,20 +13,15 @@ pub fn open_all(paths: &[PathBuf], mode: OpenMode) -> Result<Vec<DynStorage>> {
     let mut out = Vec::with_capacity(paths.len());
     for p in paths {
         let meta = std::fs::metadata(p).with_context(|| format!("cannot open {}", p.display()))?;
-        let id = if meta.file_type().is_block_device() {
-            (meta.rdev(), 0)
-        } else {
-            (meta.dev(), meta.ino())
-        };
+        let id = if meta.file_type().is_block_device() { (meta.rdev(), 0) } else { (meta.dev(), meta.ino()) };
         if seen.contains(&id) {
             bail!("{} is named twice", p.display());
         }
         seen.push(id);
         let s = FileStorage::open(p, mode).map_err(|e| match e.raw_os_error() {
-            Some(libc::EBUSY) => anyhow::anyhow!(
-                "{} is in use (mounted, or opened by another hammer2 process)",
-                p.display()
-            ),
+            Some(libc::EBUSY) => {
+                anyhow::anyhow!("{} is in use (mounted, or opened by another hammer2 process)", p.display())
+            }
             _ => anyhow::anyhow!("cannot open {}: {e}", p.display()),
         })?;
         out.push(Arc::new(s) as DynStorage);

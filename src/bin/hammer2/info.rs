@@ -37,27 +37,17 @@ pub fn run(a: Args) -> Result<i32> {
     let newest = probes.iter().enumerate().max_by_key(|(_, p)| p.tid()).map(|(i, _)| i);
     let tids: Vec<([u8; 16], usize, u64)> = probes
         .iter()
-        .filter_map(|p| {
-            p.header
-                .as_ref()
-                .map(|h| (h.fs_uuid, usize::from(h.device_index), h.tid))
-        })
+        .filter_map(|p| p.header.as_ref().map(|h| (h.fs_uuid, usize::from(h.device_index), h.tid)))
         .collect();
-    let opts = Options {
-        degraded: true,
-        read_only: true,
-        ..Options::default()
-    };
+    let opts = Options { degraded: true, read_only: true, ..Options::default() };
     let (asm, warning) = match mount::assemble(probes, &opts) {
         Ok(asm) => (asm, None),
         Err(e) => {
             // Devices that were written apart make assemble refuse until a master is named.
             // Info still shows them, taking the newest as master, and says why a mount refuses.
             // The first probes were consumed by assemble, so the devices are read again.
-            let probes: Vec<Probe> = devices::open_all(&a.paths, OpenMode::ReadOnly)?
-                .into_iter()
-                .map(mount::probe)
-                .collect();
+            let probes: Vec<Probe> =
+                devices::open_all(&a.paths, OpenMode::ReadOnly)?.into_iter().map(mount::probe).collect();
             let opts = Options { master: newest, ..opts };
             match mount::assemble(probes, &opts) {
                 Ok(asm) => (asm, Some(format!("a mount refuses these devices as they are: {e}"))),
@@ -65,11 +55,7 @@ pub fn run(a: Args) -> Result<i32> {
             }
         }
     };
-    let tids = tids
-        .into_iter()
-        .filter(|(fs, _, _)| *fs == asm.master.fs_uuid)
-        .map(|(_, d, t)| (d, t))
-        .collect();
+    let tids = tids.into_iter().filter(|(fs, _, _)| *fs == asm.master.fs_uuid).map(|(_, d, t)| (d, t)).collect();
     let mut r = report::build(&asm, &tids);
     if let Some(w) = warning {
         r.notes.insert(0, w);
@@ -93,11 +79,7 @@ fn not_hammer2(p: &Probe) -> String {
                 .enumerate()
                 .filter_map(|(i, s)| s.as_ref().err().map(|e| format!("slot {i}: {e}")))
                 .collect();
-            format!(
-                "{} has hammer2 volume headers but none is valid ({})",
-                p.name,
-                why.join("; ")
-            )
+            format!("{} has hammer2 volume headers but none is valid ({})", p.name, why.join("; "))
         }
         Some(other) => format!("{} holds no hammer2 filesystem (it holds {other})", p.name),
         None => format!("{} holds no hammer2 filesystem", p.name),

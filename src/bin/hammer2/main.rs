@@ -9,11 +9,7 @@ mod scrub;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "hammer2",
-    version,
-    about = "A copy-on-write filesystem with block redundancy (copies)"
-)]
+#[command(name = "hammer2", version, about = "A copy-on-write filesystem with block redundancy (copies)")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -59,8 +55,5 @@ pub fn init_logging(debug: bool) {
     let default = if debug { "debug" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HAMMER2_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

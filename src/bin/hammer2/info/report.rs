@@ -95,27 +95,17 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
         .zip(&asm.members)
         .enumerate()
         .map(|(i, (e, (storage, name, state, missed)))| {
-            let behind = if *missed == 0 {
-                0
-            } else {
-                (mh.tid + 1).saturating_sub(*missed)
-            };
+            let behind = if *missed == 0 { 0 } else { (mh.tid + 1).saturating_sub(*missed) };
             let role = if ndev <= copies {
                 Role {
                     slots: (0..copies)
                         .filter(|s| s % ndev == i)
-                        .map(|s| SlotPlace {
-                            slot: s,
-                            region: s / ndev,
-                        })
+                        .map(|s| SlotPlace { slot: s, region: s / ndev })
                         .collect(),
                     any_slot: false,
                 }
             } else {
-                Role {
-                    slots: Vec::new(),
-                    any_slot: true,
-                }
+                Role { slots: Vec::new(), any_slot: true }
             };
             DeviceReport {
                 index: i,
@@ -191,12 +181,7 @@ pub fn utc(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).

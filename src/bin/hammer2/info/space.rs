@@ -28,11 +28,7 @@ pub fn view(devices: &[DeviceEntry], copies: u8) -> SpaceView {
     let d = devices.len();
     let raw_free = devices.iter().map(|e| e.free_units).sum::<u64>() * UNIT;
     if d == 0 {
-        return SpaceView {
-            total: 0,
-            free: 0,
-            raw_free,
-        };
+        return SpaceView { total: 0, free: 0, raw_free };
     }
     let region_units = |e: &DeviceEntry, k: u8| {
         let (s, end) = region_bounds(e.size, e.regions, k);
@@ -41,21 +37,14 @@ pub fn view(devices: &[DeviceEntry], copies: u8) -> SpaceView {
     let (total, free) = if d <= n {
         let slots = (0..n).map(|i| (&devices[i % d], (i / d) as u8));
         let total = slots.clone().map(|(e, k)| region_units(e, k)).min().unwrap_or(0);
-        let free = slots
-            .map(|(e, _)| e.free_units / u64::from(e.regions.max(1)))
-            .min()
-            .unwrap_or(0);
+        let free = slots.map(|(e, _)| e.free_units / u64::from(e.regions.max(1))).min().unwrap_or(0);
         (total, free)
     } else {
         let total = devices.iter().map(|e| region_units(e, 0)).sum::<u64>() / n as u64;
         let free: Vec<u64> = devices.iter().map(|e| e.free_units).collect();
         (total, spread_capacity(&free, n as u64))
     };
-    SpaceView {
-        total: total * UNIT,
-        free: free * UNIT,
-        raw_free,
-    }
+    SpaceView { total: total * UNIT, free: free * UNIT, raw_free }
 }
 
 /// Largest k with sum(min(free_d, k)) >= n * k.

@@ -6,28 +6,15 @@ use std::fmt::Write;
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
     let label = if r.label.is_empty() { "(none)" } else { r.label.as_str() };
-    let times = if r.copies == 1 {
-        "once".to_string()
-    } else {
-        format!("{} times", r.copies)
-    };
-    let clean = if r.clean {
-        "yes"
-    } else {
-        "no (not unmounted since this commit)"
-    };
+    let times = if r.copies == 1 { "once".to_string() } else { format!("{} times", r.copies) };
+    let clean = if r.clean { "yes" } else { "no (not unmounted since this commit)" };
     // Writing to a String cannot fail: the results below are ignored for that reason.
     let _ = writeln!(s, "filesystem   {}", r.uuid);
     let _ = writeln!(s, "label        {label}");
     let _ = writeln!(s, "format       version {}", r.format_version);
     let _ = writeln!(s, "copies       {} (every block is stored {times})", r.copies);
     let _ = writeln!(s, "check        {}", r.check);
-    let _ = writeln!(
-        s,
-        "block sizes  data {}, indirect {}",
-        human(r.data_block_size),
-        human(r.indirect_block_size)
-    );
+    let _ = writeln!(s, "block sizes  data {}, indirect {}", human(r.data_block_size), human(r.indirect_block_size));
     let _ = writeln!(s, "last commit  tid {}, {}", r.tid, r.commit_time);
     let _ = writeln!(s, "clean        {clean}");
     let _ = writeln!(s, "created      {}", r.created);
@@ -51,9 +38,7 @@ pub fn render(r: &Report) -> String {
 }
 
 fn table(s: &mut String, devices: &[DeviceReport]) {
-    let head = [
-        "DEV", "PATH", "UUID", "SIZE", "ROLE", "STATE", "TID", "READ", "WRITE", "CHECK", "REPAIRED",
-    ];
+    let head = ["DEV", "PATH", "UUID", "SIZE", "ROLE", "STATE", "TID", "READ", "WRITE", "CHECK", "REPAIRED"];
     let rows: Vec<[String; 11]> = devices
         .iter()
         .map(|d| {
@@ -129,9 +114,5 @@ pub fn human(bytes: u64) -> String {
         u += 1;
     }
     let tenths = (v * 10.0).round() / 10.0;
-    if tenths.fract() == 0.0 {
-        format!("{tenths:.0} {}", UNITS[u])
-    } else {
-        format!("{tenths:.1} {}", UNITS[u])
-    }
+    if tenths.fract() == 0.0 { format!("{tenths:.0} {}", UNITS[u]) } else { format!("{tenths:.1} {}", UNITS[u]) }
 }
