@@ -18,6 +18,7 @@ use target::Target;
 #[derive(Parser)]
 #[command(
     name = "mkfs.hammer2",
+    bin_name = "mkfs.hammer2",
     version,
     about = "Format one or more devices (image files or block devices) as one hammer2 filesystem",
     after_help = "Every check runs before anything is written: a device that holds a filesystem or a \
