@@ -5,12 +5,14 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Loop devices, kernel mounts and FUSE mounts all need root: re-run the calling script
-# under sudo, keeping PATH so a per-user Rust toolchain is still found.
+# under sudo, keeping PATH so a per-user Rust toolchain is still found. The scripts cd to the
+# repository root before calling this, so the script is named from there ($0 may have been
+# relative to another directory).
 as_root() {
     if [ "$(id -u)" -ne 0 ]; then
         command -v sudo >/dev/null || die "run this as root (loop devices and mounts need it)"
         log "re-running as root with sudo"
-        exec sudo -E env "PATH=$PATH" bash "$0" "$@"
+        exec sudo -E env "PATH=$PATH" bash "$PWD/scripts/${0##*/}" "$@"
     fi
 }
 
