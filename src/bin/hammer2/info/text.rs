@@ -88,8 +88,8 @@ fn role(d: &DeviceReport) -> String {
     let list = |v: Vec<usize>| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
     let slots: Vec<usize> = d.role.slots.iter().map(|p| p.slot).collect();
     let regions: Vec<usize> = d.role.slots.iter().map(|p| p.region).collect();
-    match slots.len() {
-        1 => format!("slot {}", slots[0]),
+    match slots.as_slice() {
+        [one] => format!("slot {one}"),
         _ => format!("slots {} (regions {})", list(slots), list(regions)),
     }
 }
