@@ -17,7 +17,15 @@ use hammer2::{Creds, Fs, RenameFlags, SetAttr};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
-const NAMES: &[&str] = &["a", "b", "c", "dir", "file.txt", "zz", "a-name-that-is-longer-than-sixty-four-bytes-so-it-lives-in-its-own-block-x"];
+const NAMES: &[&str] = &[
+    "a",
+    "b",
+    "c",
+    "dir",
+    "file.txt",
+    "zz",
+    "a-name-that-is-longer-than-sixty-four-bytes-so-it-lives-in-its-own-block-x",
+];
 const XNAMES: &[&str] = &["user.a", "user.b", "user.a-much-longer-attribute-name-for-variety"];
 
 #[derive(Debug, Clone)]
@@ -62,7 +70,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 }
 
 fn pattern(seed: u8, len: usize, off: u64) -> Vec<u8> {
-    (0..len).map(|i| (seed as u64).wrapping_mul(31).wrapping_add(off + i as u64).wrapping_mul(2654435761) as u8).collect()
+    (0..len)
+        .map(|i| (seed as u64).wrapping_mul(31).wrapping_add(off + i as u64).wrapping_mul(2654435761) as u8)
+        .collect()
 }
 
 struct Harness {
@@ -120,8 +130,16 @@ impl Harness {
                 let Some((_, d)) = self.pick(dir, |_, _| true) else { return };
                 let name = NAMES[name as usize].as_bytes();
                 let is_dir = matches!(op, Op::Mkdir { .. });
-                let want = self.model.create(d, name, if is_dir { Kind::Dir(Default::default()) } else { Kind::File(Vec::new()) });
-                let got = if is_dir { errno(self.fs().mkdir(self.e(d), name, 0o755, creds)) } else { errno(self.fs().create(self.e(d), name, 0o644, creds)) };
+                let want = self.model.create(
+                    d,
+                    name,
+                    if is_dir { Kind::Dir(Default::default()) } else { Kind::File(Vec::new()) },
+                );
+                let got = if is_dir {
+                    errno(self.fs().mkdir(self.e(d), name, 0o755, creds))
+                } else {
+                    errno(self.fs().create(self.e(d), name, 0o644, creds))
+                };
                 match (&want, &got) {
                     (Ok(m), Ok(a)) => {
                         self.map.insert(*m, a.ino);
@@ -155,7 +173,9 @@ impl Harness {
             }
             Op::Truncate { file, size } => {
                 let Some((_, f)) = self.pick(file, |m, i| matches!(m.get(i).kind, Kind::File(_))) else { return };
-                self.fs().setattr(self.e(f), &SetAttr { size: Some(u64::from(size)), ..Default::default() }).expect("truncate");
+                self.fs()
+                    .setattr(self.e(f), &SetAttr { size: Some(u64::from(size)), ..Default::default() })
+                    .expect("truncate");
                 self.model.truncate(f, u64::from(size));
             }
             Op::Read { file, off, len } => {
@@ -172,7 +192,11 @@ impl Harness {
                 let name = p.last().expect("non-root");
                 let rm = matches!(op, Op::Rmdir { .. });
                 let want = if rm { self.model.rmdir(parent, name) } else { self.model.unlink(parent, name) };
-                let got = if rm { errno(self.fs().rmdir(self.e(parent), name)) } else { errno(self.fs().unlink(self.e(parent), name)) };
+                let got = if rm {
+                    errno(self.fs().rmdir(self.e(parent), name))
+                } else {
+                    errno(self.fs().unlink(self.e(parent), name))
+                };
                 assert_eq!(want, got, "{op:?} {p:?}");
             }
             Op::Rename { src, dir, name, flags } => {
@@ -183,7 +207,13 @@ impl Harness {
                 let dname = NAMES[name as usize].as_bytes();
                 let (noreplace, exchange) = (flags == 1, flags == 2);
                 let want = self.model.rename(sparent, &sname, d, dname, noreplace, exchange);
-                let got = errno(self.fs().rename(self.e(sparent), &sname, self.e(d), dname, RenameFlags { noreplace, exchange }));
+                let got = errno(self.fs().rename(
+                    self.e(sparent),
+                    &sname,
+                    self.e(d),
+                    dname,
+                    RenameFlags { noreplace, exchange },
+                ));
                 assert_eq!(want, got, "{op:?} {p:?}");
             }
             Op::Link { src, dir, name } => {

@@ -1,1 +1,168 @@
-fn main() {}
+//! `mkfs.hammer2`: checks every device first, and only when all of them may be formatted
+//! creates or grows image files and writes the new filesystem.
+
+mod loopdev;
+mod size;
+mod summary;
+mod target;
+
+use anyhow::{Result, bail};
+use clap::{Parser, ValueEnum};
+use hammer2::format::{FormatOptions, format, validate};
+use hammer2::storage::DynStorage;
+use hammer2_format::{CheckMethod, UNIT};
+use std::path::PathBuf;
+use std::sync::Arc;
+use target::Target;
+
+#[derive(Parser)]
+#[command(
+    name = "mkfs.hammer2",
+    bin_name = "mkfs.hammer2",
+    version,
+    about = "Format one or more devices (image files or block devices) as one hammer2 filesystem",
+    after_help = "Every check runs before anything is written: a device that holds a filesystem or a \
+                  partition table (unless -f), is too small, is in use, is named twice, or a missing \
+                  file without --size makes mkfs.hammer2 stop without touching any device."
+)]
+struct Cli {
+    /// Filesystem label (at most 64 bytes).
+    #[arg(short = 'L', long)]
+    label: Option<String>,
+    /// Copies of every block, 1 to 4 (default: 1 with one device, 2 with several).
+    #[arg(long)]
+    copies: Option<u8>,
+    /// Check value stored for every block.
+    #[arg(long, value_enum, default_value_t = Check::Crc32c)]
+    check: Check,
+    /// Size of image files: a missing file is created with it (sparse), a smaller one is
+    /// grown to it; files are never shrunk and block devices are always used whole.
+    /// Bytes, or a number with K, M, G or T (powers of 1024).
+    #[arg(long, value_parser = size::parse, value_name = "SIZE")]
+    size: Option<u64>,
+    /// Format even if a device already holds a filesystem or partition table.
+    #[arg(short, long)]
+    force: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Image files or block devices, all of them part of the new filesystem.
+    #[arg(required = true, value_name = "DEVICE")]
+    devices: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Check {
+    Crc32c,
+    Blake3,
+}
+
+impl From<Check> for CheckMethod {
+    fn from(c: Check) -> CheckMethod {
+        match c {
+            Check::Crc32c => CheckMethod::Crc32c,
+            Check::Blake3 => CheckMethod::Blake3,
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(out) => print!("{out}"),
+        Err(e) => {
+            // One line, whatever the cause chain holds.
+            let msg = format!("{e:#}").replace('\n', "; ");
+            eprintln!("mkfs.hammer2: {msg}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<String> {
+    let opts = FormatOptions {
+        label: cli.label.clone().unwrap_or_default(),
+        copies: cli.copies,
+        check: cli.check.into(),
+        ..FormatOptions::default()
+    };
+
+    let mut targets: Vec<Target> = Vec::with_capacity(cli.devices.len());
+    for path in &cli.devices {
+        let t = Target::identify(path, cli.size)?;
+        if let Some(other) = targets.iter().find(|o| o.identity == t.identity) {
+            if other.path.as_os_str() == t.path.as_os_str() {
+                bail!("{} is named twice", path.display());
+            }
+            bail!("{} and {} are the same device", other.path.display(), path.display());
+        }
+        targets.push(t);
+    }
+
+    let mut sizes = Vec::with_capacity(targets.len());
+    for t in &mut targets {
+        sizes.push(t.claim()? / UNIT * UNIT);
+    }
+    validate(&sizes, &opts).map_err(|e| anyhow::anyhow!(name_devices(e, &targets)))?;
+
+    if !cli.force {
+        for t in &targets {
+            if let Some(sig) = t.signature() {
+                bail!("{} already holds {} (use -f to format it anyway)", t.path.display(), describe(sig));
+            }
+        }
+    }
+
+    // Every check passed: from here on devices are changed.
+    let mut storages: Vec<DynStorage> = Vec::with_capacity(targets.len());
+    let mut created: Vec<PathBuf> = Vec::new();
+    let cleanup = |created: &[PathBuf]| {
+        for p in created {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    for t in targets {
+        let path = t.path.clone();
+        match t.prepare() {
+            Ok((s, new)) => {
+                if new {
+                    created.push(path);
+                }
+                storages.push(Arc::new(s));
+            }
+            Err(e) => {
+                cleanup(&created);
+                bail!("{e:#} (no device was formatted)");
+            }
+        }
+    }
+    let report = format(storages, &opts).map_err(|e| anyhow::anyhow!("formatting failed: {e}"))?;
+    Ok(if cli.json { summary::json(&report) + "\n" } else { summary::text(&report) })
+}
+
+/// The library counts devices from 0; the user named them by path.
+fn name_devices(e: hammer2::Error, targets: &[Target]) -> String {
+    let msg = match e {
+        hammer2::Error::Invalid(m) => m,
+        other => other.to_string(),
+    };
+    for (i, t) in targets.iter().enumerate() {
+        if let Some(rest) = msg.strip_prefix(&format!("device {i} ")) {
+            return format!("{} {rest}", t.path.display());
+        }
+    }
+    msg
+}
+
+/// "an ext2/3/4 filesystem", "a GPT partition table", ...
+fn describe(sig: &str) -> String {
+    if sig.contains("partition table") || sig.contains("boot sector") {
+        format!("a {sig}")
+    } else if sig == "swap" {
+        "a swap area".to_string()
+    } else if sig.starts_with(['a', 'e', 'i', 'o', 'u', 'x']) {
+        format!("an {sig} filesystem")
+    } else {
+        format!("a {sig} filesystem")
+    }
+}

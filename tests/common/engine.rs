@@ -39,7 +39,13 @@ pub fn reachable(fs: &Fs) -> HashMap<(u8, u64), (u64, &'static str)> {
         if let Some(p) = br.ptr() {
             for l in p.copies.iter().filter(|l| l.is_valid()) {
                 if let Some(prev) = seen.insert((l.device, l.offset), (u64::from(p.size), br.btype.name())) {
-                    panic!("block at device {} offset {} reachable twice ({} and {})", l.device, l.offset, prev.1, br.btype.name());
+                    panic!(
+                        "block at device {} offset {} reachable twice ({} and {})",
+                        l.device,
+                        l.offset,
+                        prev.1,
+                        br.btype.name()
+                    );
                 }
             }
         }

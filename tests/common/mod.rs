@@ -1,3 +1,4 @@
 #![allow(dead_code)]
 pub mod engine;
+pub mod image;
 pub mod model;

@@ -44,7 +44,8 @@ impl Default for Model {
 impl Model {
     pub fn new() -> Model {
         let mut inodes = BTreeMap::new();
-        inodes.insert(ROOT, MInode { kind: Kind::Dir(BTreeMap::new()), nlink: 2, xattrs: BTreeMap::new(), parent: ROOT });
+        inodes
+            .insert(ROOT, MInode { kind: Kind::Dir(BTreeMap::new()), nlink: 2, xattrs: BTreeMap::new(), parent: ROOT });
         Model { inodes, next: 2 }
     }
 
@@ -165,7 +166,15 @@ impl Model {
         }
     }
 
-    pub fn rename(&mut self, sdir: u64, sname: &[u8], ddir: u64, dname: &[u8], noreplace: bool, exchange: bool) -> Result<(), i32> {
+    pub fn rename(
+        &mut self,
+        sdir: u64,
+        sname: &[u8],
+        ddir: u64,
+        dname: &[u8],
+        noreplace: bool,
+        exchange: bool,
+    ) -> Result<(), i32> {
         let src = *self.dir(sdir)?.get(sname).ok_or(ENOENT)?;
         let dst = self.dir(ddir)?.get(dname).copied();
         if exchange && dst.is_none() {

@@ -1,11 +1,87 @@
-//! `hammer2 info` (being written).
+//! `hammer2 info DEVICE...`: what the volume headers say, read-only, without mounting.
+
+mod report;
+mod space;
+mod text;
+
+use crate::devices;
+use anyhow::{Result, bail};
+use hammer2::Options;
+use hammer2::mount::{self, Probe};
+use hammer2::storage::file::OpenMode;
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Devices (or a mount point).
-    pub paths: Vec<std::path::PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The filesystem's devices (image files or block devices); missing ones are shown as such.
+    #[arg(required = true, value_name = "DEVICE")]
+    pub paths: Vec<PathBuf>,
 }
 
-pub fn run(_a: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("not implemented yet")
+pub fn run(a: Args) -> Result<i32> {
+    for p in &a.paths {
+        if p.is_dir() {
+            bail!("{} is a directory: give the devices", p.display());
+        }
+    }
+    let storages = devices::open_all(&a.paths, OpenMode::ReadOnly)?;
+    let probes: Vec<Probe> = storages.into_iter().map(mount::probe).collect();
+    for p in &probes {
+        if p.header.is_none() {
+            bail!("{}", not_hammer2(p));
+        }
+    }
+    let newest = probes.iter().enumerate().max_by_key(|(_, p)| p.tid()).map(|(i, _)| i);
+    let tids: Vec<([u8; 16], usize, u64)> = probes
+        .iter()
+        .filter_map(|p| p.header.as_ref().map(|h| (h.fs_uuid, usize::from(h.device_index), h.tid)))
+        .collect();
+    let opts = Options { degraded: true, read_only: true, ..Options::default() };
+    let (asm, warning) = match mount::assemble(probes, &opts) {
+        Ok(asm) => (asm, None),
+        Err(e) => {
+            // Devices that were written apart make assemble refuse until a master is named.
+            // Info still shows them, taking the newest as master, and says why a mount refuses.
+            // The first probes were consumed by assemble, so the devices are read again.
+            let probes: Vec<Probe> =
+                devices::open_all(&a.paths, OpenMode::ReadOnly)?.into_iter().map(mount::probe).collect();
+            let opts = Options { master: newest, ..opts };
+            match mount::assemble(probes, &opts) {
+                Ok(asm) => (asm, Some(format!("a mount refuses these devices as they are: {e}"))),
+                Err(_) => bail!("{e}"),
+            }
+        }
+    };
+    let tids = tids.into_iter().filter(|(fs, _, _)| *fs == asm.master.fs_uuid).map(|(_, d, t)| (d, t)).collect();
+    let mut r = report::build(&asm, &tids);
+    if let Some(w) = warning {
+        r.notes.insert(0, w);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", text::render(&r));
+    }
+    Ok(0)
+}
+
+/// Why a device is not usable, in one line: what it holds instead, or why every header
+/// slot was rejected.
+fn not_hammer2(p: &Probe) -> String {
+    match hammer2::signatures::detect(&*p.storage) {
+        Some("hammer2") => {
+            let why: Vec<String> = p
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().err().map(|e| format!("slot {i}: {e}")))
+                .collect();
+            format!("{} has hammer2 volume headers but none is valid ({})", p.name, why.join("; "))
+        }
+        Some(other) => format!("{} holds no hammer2 filesystem (it holds {other})", p.name),
+        None => format!("{} holds no hammer2 filesystem", p.name),
+    }
 }

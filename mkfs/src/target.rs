@@ -1,0 +1,197 @@
+//! One device named on the command line: what it is, whether it may be formatted, and
+//! (only once every device passed every check) making it ready for the format.
+
+use crate::loopdev;
+use anyhow::{Context, Result, anyhow, bail};
+use hammer2::storage::file::{FileStorage, OpenMode};
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// What one path names, decided from `stat` alone (nothing is opened yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Block {
+        rdev: u64,
+    },
+    File {
+        dev: u64,
+        ino: u64,
+    },
+    /// A file to be created, by its canonical parent directory and name.
+    New(PathBuf),
+}
+
+/// What mkfs will do to a path before formatting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Use the device or file as it is.
+    Use,
+    /// Create a sparse file of this many bytes.
+    Create(u64),
+    /// Grow an existing file to this many bytes (`--size` larger than the file).
+    Extend(u64),
+}
+
+pub struct Target {
+    pub path: PathBuf,
+    pub identity: Identity,
+    pub plan: Plan,
+    meta: Option<std::fs::Metadata>,
+    /// Held from the in-use check until the format ends, so nobody can claim the device in
+    /// between (O_EXCL for block devices, an exclusive flock for files).
+    storage: Option<FileStorage>,
+}
+
+impl Target {
+    /// Stats `path`. `want` is `--size`: it allows creating a missing file and growing a
+    /// smaller one; it never shrinks a file and does not apply to block devices.
+    pub fn identify(path: &Path, want: Option<u64>) -> Result<Target> {
+        let shown = path.display();
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if std::fs::symlink_metadata(path).is_ok() {
+                    bail!("{shown} is a symbolic link to a file that does not exist");
+                }
+                let Some(size) = want else {
+                    bail!("{shown} does not exist (give --size to create it as an image file)");
+                };
+                return Ok(Target {
+                    path: path.to_path_buf(),
+                    identity: Identity::New(new_file_identity(path)?),
+                    plan: Plan::Create(size),
+                    meta: None,
+                    storage: None,
+                });
+            }
+            Err(e) => bail!("cannot access {shown}: {e}"),
+        };
+        let ft = meta.file_type();
+        let (identity, plan) = if ft.is_block_device() {
+            (Identity::Block { rdev: meta.rdev() }, Plan::Use)
+        } else if ft.is_file() {
+            let plan = match want {
+                Some(size) if size > meta.len() => Plan::Extend(size),
+                _ => Plan::Use,
+            };
+            (Identity::File { dev: meta.dev(), ino: meta.ino() }, plan)
+        } else if ft.is_dir() {
+            bail!("{shown} is a directory");
+        } else {
+            bail!("{shown} is not a regular file or block device");
+        };
+        Ok(Target { path: path.to_path_buf(), identity, plan, meta: Some(meta), storage: None })
+    }
+
+    /// Opens an existing device exclusively (the in-use check) and returns its size in
+    /// bytes as the format will see it. A file to be created just reports its planned size.
+    pub fn claim(&mut self) -> Result<u64> {
+        let shown = self.path.display();
+        let Some(meta) = &self.meta else {
+            return Ok(self.planned_size());
+        };
+        let is_blk = meta.file_type().is_block_device();
+        if !is_blk {
+            let loops = loopdev::backed_by(meta);
+            if !loops.is_empty() {
+                bail!(
+                    "{shown} is in use: it backs loop device {} (format that device, or detach it with losetup -d)",
+                    loops.join(", ")
+                );
+            }
+        }
+        let storage = FileStorage::open(&self.path, OpenMode::Exclusive).map_err(|e| match e.raw_os_error() {
+            Some(libc::EBUSY) if is_blk => {
+                anyhow!("{shown} is in use (mounted, or held open exclusively by another program)")
+            }
+            Some(libc::EBUSY) => anyhow!("{shown} is in use (locked by a running hammer2 or another program)"),
+            _ => anyhow!("cannot open {shown}: {e}"),
+        })?;
+        let size = hammer2::storage::Storage::size(&storage);
+        self.storage = Some(storage);
+        Ok(match self.plan {
+            Plan::Extend(want) => want,
+            _ => size,
+        })
+    }
+
+    fn planned_size(&self) -> u64 {
+        match self.plan {
+            Plan::Create(s) | Plan::Extend(s) => s,
+            Plan::Use => 0,
+        }
+    }
+
+    /// The signature already on the device (an existing filesystem, partition table...).
+    pub fn signature(&self) -> Option<&'static str> {
+        self.storage.as_ref().and_then(|s| hammer2::signatures::detect(s))
+    }
+
+    /// Creates or grows the file as planned and returns the storage to format. Called only
+    /// after every device passed every check. Returns whether a new file was created, so a
+    /// failure later on can remove it again.
+    pub fn prepare(mut self) -> Result<(FileStorage, bool)> {
+        let shown = self.path.display().to_string();
+        match self.plan {
+            Plan::Use => {
+                let s = self.storage.take().ok_or_else(|| anyhow!("internal error: {shown} was not opened"))?;
+                Ok((s, false))
+            }
+            Plan::Create(size) => {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&self.path)
+                    .with_context(|| format!("cannot create {shown}"))?;
+                let grown = f.set_len(size).with_context(|| format!("cannot size {shown} to {size} bytes"));
+                drop(f);
+                if let Err(e) = grown {
+                    let _ = std::fs::remove_file(&self.path);
+                    return Err(e);
+                }
+                let s = reopen(&self.path).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&self.path);
+                })?;
+                Ok((s, true))
+            }
+            Plan::Extend(size) => {
+                // Grown through a second handle while the lock is still held (flock is
+                // advisory, set_len does not take it); the storage is then reopened so it
+                // sees the new size. Only the reopen leaves a window without the lock.
+                OpenOptions::new()
+                    .write(true)
+                    .open(&self.path)
+                    .and_then(|f| f.set_len(size))
+                    .with_context(|| format!("cannot grow {shown} to {size} bytes"))?;
+                drop(self.storage.take());
+                Ok((reopen(&self.path)?, false))
+            }
+        }
+    }
+}
+
+fn reopen(path: &Path) -> Result<FileStorage> {
+    FileStorage::open(path, OpenMode::Exclusive).map_err(|e| match e.raw_os_error() {
+        Some(libc::EBUSY) => anyhow!("{} was taken by another program while mkfs prepared it", path.display()),
+        _ => anyhow!("cannot open {}: {e}", path.display()),
+    })
+}
+
+/// A path that does not exist yet, named by its canonical directory so that `x.img` and
+/// `./x.img` count as the same device.
+fn new_file_identity(path: &Path) -> Result<PathBuf> {
+    let shown = path.display();
+    let name = path.file_name().ok_or_else(|| anyhow!("{shown} does not name a file"))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir =
+        parent.canonicalize().map_err(|e| anyhow!("cannot create {shown}: directory {}: {e}", parent.display()))?;
+    if !dir.is_dir() {
+        bail!("cannot create {shown}: {} is not a directory", parent.display());
+    }
+    Ok(dir.join(name))
+}

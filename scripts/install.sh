@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds release binaries and installs them as `hammer2` and `mkfs.hammer2` (the name
+# `mkfs -t hammer2` looks for) into $PREFIX/sbin, /usr/local/sbin by default.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/setup.sh
+PREFIX=${PREFIX:-/usr/local}
+as_root "$@"
+
+ensure_build_deps
+ensure_fuse
+ensure_rust
+cargo build --release --workspace
+install -d "$PREFIX/sbin"
+install -m 0755 target/release/hammer2 "$PREFIX/sbin/hammer2"
+install -m 0755 target/release/mkfs-hammer2 "$PREFIX/sbin/mkfs.hammer2"
+log "installed $PREFIX/sbin/hammer2 and $PREFIX/sbin/mkfs.hammer2"

@@ -1,0 +1,211 @@
+//! Everything `hammer2 info` shows, gathered from the probed headers and the assembly, in
+//! one serializable value (printed as text or as `--json`).
+
+use super::space;
+use hammer2::mount::Assembly;
+use hammer2_format::layout::FORMAT_VERSION;
+use hammer2_format::volume::FLAG_CLEAN;
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub struct Report {
+    pub uuid: String,
+    pub label: String,
+    pub format_version: u32,
+    pub copies: u8,
+    pub check: &'static str,
+    pub data_block_size: u64,
+    pub indirect_block_size: u64,
+    /// Transaction id of the last commit (the master's header).
+    pub tid: u64,
+    pub commit_time: String,
+    pub commit_time_ns: u64,
+    pub created: String,
+    /// The last commit was written by a clean unmount.
+    pub clean: bool,
+    /// The device whose header was taken as the truth.
+    pub master: String,
+    /// Bytes of file data (one copy's worth), see `space`.
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    /// Free bytes on all devices together, before copies.
+    pub raw_free_bytes: u64,
+    pub devices: Vec<DeviceReport>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct DeviceReport {
+    pub index: usize,
+    /// None when the device was not given or not found.
+    pub path: Option<String>,
+    pub uuid: String,
+    pub size: u64,
+    pub regions: u8,
+    pub role: Role,
+    /// online, stale, diverged, failed or missing.
+    pub state: &'static str,
+    /// What the master's device table says about the device.
+    pub recorded_state: &'static str,
+    /// First commit the device missed (0: none).
+    pub missed_since: u64,
+    /// Commits the device is behind the master (0 when in sync).
+    pub behind: u64,
+    /// Transaction id of the device's own newest header (None when missing).
+    pub header_tid: Option<u64>,
+    pub free_bytes: u64,
+    pub errors: Errors,
+}
+
+#[derive(Serialize)]
+pub struct Role {
+    /// Copy slots this device holds for every block, with the region each lives in; empty
+    /// when placement is by free space (more devices than copies).
+    pub slots: Vec<SlotPlace>,
+    /// True when any copy of a block may land on this device.
+    pub any_slot: bool,
+}
+
+#[derive(Serialize)]
+pub struct SlotPlace {
+    pub slot: usize,
+    pub region: usize,
+}
+
+#[derive(Serialize)]
+pub struct Errors {
+    pub read: u32,
+    pub write: u32,
+    pub check: u32,
+    pub repaired: u32,
+}
+
+/// Per probed device: (index in the filesystem, tid of its newest header), for devices that
+/// belong to the assembled filesystem.
+pub type HeaderTids = Vec<(usize, u64)>;
+
+pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
+    let mh = &asm.master;
+    let ndev = mh.devices.len();
+    let copies = usize::from(mh.copies);
+    let sp = space::view(&mh.devices, mh.copies);
+    let devices: Vec<DeviceReport> = mh
+        .devices
+        .iter()
+        .zip(&asm.members)
+        .enumerate()
+        .map(|(i, (e, (storage, name, state, missed)))| {
+            let behind = if *missed == 0 { 0 } else { (mh.tid + 1).saturating_sub(*missed) };
+            let role = if ndev <= copies {
+                Role {
+                    slots: (0..copies)
+                        .filter(|s| s % ndev == i)
+                        .map(|s| SlotPlace { slot: s, region: s / ndev })
+                        .collect(),
+                    any_slot: false,
+                }
+            } else {
+                Role { slots: Vec::new(), any_slot: true }
+            };
+            DeviceReport {
+                index: i,
+                path: storage.as_ref().map(|_| name.clone()),
+                uuid: uuid::Uuid::from_bytes(e.uuid).to_string(),
+                size: e.size,
+                regions: e.regions,
+                role,
+                state: state.name(),
+                recorded_state: e.state.name(),
+                missed_since: *missed,
+                behind,
+                header_tid: tids.iter().find(|(d, _)| *d == i).map(|(_, t)| *t),
+                free_bytes: e.free_units * hammer2_format::UNIT,
+                errors: Errors {
+                    read: e.read_errors,
+                    write: e.write_errors,
+                    check: e.check_errors,
+                    repaired: e.repaired,
+                },
+            }
+        })
+        .collect();
+    Report {
+        uuid: uuid::Uuid::from_bytes(mh.fs_uuid).to_string(),
+        label: mh.label.clone(),
+        format_version: FORMAT_VERSION,
+        copies: mh.copies,
+        check: mh.check.name(),
+        data_block_size: 1 << mh.data_block_shift,
+        indirect_block_size: 1 << mh.indirect_block_shift,
+        tid: mh.tid,
+        commit_time: utc(mh.commit_time_ns),
+        commit_time_ns: mh.commit_time_ns,
+        created: utc(mh.mkfs_time_ns),
+        clean: mh.flags & FLAG_CLEAN != 0,
+        master: asm.master_name.clone(),
+        total_bytes: sp.total,
+        free_bytes: sp.free,
+        raw_free_bytes: sp.raw_free,
+        notes: notes(&devices),
+        devices,
+    }
+}
+
+/// What the operator should know about the devices, phrased for `info` (the assembly's own
+/// notes speak of what a mount would do).
+fn notes(devices: &[DeviceReport]) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in devices {
+        let name = d.path.as_deref().unwrap_or("(not given)");
+        match d.state {
+            "missing" => out.push(format!(
+                "device {} (uuid {}) was not given: without it a mount needs -o degraded",
+                d.index, d.uuid
+            )),
+            "stale" => out.push(format!(
+                "device {} ({name}) missed {} commit(s) since commit {}: run hammer2 resync",
+                d.index, d.behind, d.missed_since
+            )),
+            "diverged" => out.push(format!(
+                "device {} ({name}) was changed apart from the master: its own changes will be discarded by a resync",
+                d.index
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `2025-11-21 13:40:02 UTC` from nanoseconds since the epoch.
+pub fn utc(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates_are_right_across_leap_years() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400 * 1_000_000_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_763_732_402 * 1_000_000_000), "2025-11-21 13:40:02 UTC");
+    }
+}

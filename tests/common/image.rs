@@ -1,0 +1,154 @@
+//! Image files, loop devices and the real binaries, for the command-line tests.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `hammer2` binary cargo built for this test run.
+pub fn hammer2_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hammer2"))
+}
+
+/// `mkfs-hammer2` (installed as `mkfs.hammer2`): a binary of the `mkfs` workspace member,
+/// built beside `hammer2` by `cargo test --workspace`.
+pub fn mkfs_bin() -> PathBuf {
+    let dir = hammer2_bin().parent().map(Path::to_path_buf).unwrap_or_default();
+    let p = dir.join("mkfs-hammer2");
+    assert!(
+        p.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p hammer2-mkfs` first)",
+        p.display()
+    );
+    p
+}
+
+pub fn mkfs<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(&mkfs_bin(), args)
+}
+
+pub fn hammer2<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(&hammer2_bin(), args)
+}
+
+fn run<I, S>(bin: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(bin).args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "command failed ({}): {}{}", o.status, stderr(o), stdout(o));
+    stdout(o)
+}
+
+/// Asserts the command failed with exactly one line on stderr, starting with `prefix` and
+/// containing `needle`, and returns that line.
+#[track_caller]
+pub fn one_line_error(o: &Output, prefix: &str, needle: &str) -> String {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected a failure, got success: {}{err}", stdout(o));
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err:?}");
+    assert!(lines[0].starts_with(prefix), "{:?} does not start with {prefix:?}", lines[0]);
+    assert!(lines[0].contains(needle), "{:?} does not mention {needle:?}", lines[0]);
+    lines[0].to_string()
+}
+
+/// A sparse file of `size` bytes.
+pub fn sparse_file(dir: &Path, name: &str, size: u64) -> PathBuf {
+    let p = dir.join(name);
+    let f = std::fs::File::create(&p).unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()));
+    f.set_len(size).expect("set_len");
+    p
+}
+
+/// Writes `bytes` at `offset` of an existing file or device.
+pub fn poke(path: &Path, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).expect("open for poke");
+    f.write_all_at(bytes, offset).expect("poke");
+    f.sync_all().expect("sync");
+}
+
+/// A hash of every byte of a file or block device.
+pub fn content_hash(path: &Path) -> blake3::Hash {
+    let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    h.finalize()
+}
+
+/// A loop device over an image file, detached when dropped. Loop devices are part of what
+/// the tests promise, so a machine without them fails the test with the reason.
+pub struct LoopDev {
+    pub path: PathBuf,
+}
+
+impl LoopDev {
+    #[track_caller]
+    pub fn attach(file: &Path) -> LoopDev {
+        let o = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| panic!("loop devices are needed and `losetup` cannot run: {e}"));
+        assert!(
+            o.status.success(),
+            "loop devices are needed and `losetup --find --show {}` failed: {}",
+            file.display(),
+            stderr(&o)
+        );
+        let path = PathBuf::from(stdout(&o).trim());
+        assert!(path.starts_with("/dev/"), "losetup printed {path:?}");
+        LoopDev { path }
+    }
+}
+
+impl Drop for LoopDev {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
+    }
+}
+
+/// Parses `hammer2 info --json` output.
+#[track_caller]
+pub fn info_json<I, S>(args: I) -> serde_json::Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut all: Vec<std::ffi::OsString> = vec!["info".into(), "--json".into()];
+    all.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+    let out = ok(&hammer2(&all));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("info --json is not JSON ({e}): {out}"))
+}
