@@ -1,0 +1,332 @@
+//! Engine scenarios from the specification: huge sparse files, large directories, hard
+//! links and directory moves across the tree, space reuse, a full device, bad names, and a
+//! device that fails during a commit.
+
+mod common;
+
+use common::engine::{assert_consistent, format_copies, mem_devices, mount, quiet_options};
+use hammer2::storage::DynStorage;
+use hammer2::storage::faulty::{FaultPlan, FaultyStorage};
+use hammer2::storage::file::{FileStorage, OpenMode};
+use hammer2::vnops::file::Whence;
+use hammer2::{Creds, Error, Fs, RenameFlags, SetAttr};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+const C: Creds = Creds { uid: 0, gid: 0 };
+
+fn file_devices(dir: &tempfile::TempDir, n: usize, size: u64) -> Vec<DynStorage> {
+    (0..n)
+        .map(|i| {
+            let p = dir.path().join(format!("dev{i}.img"));
+            std::fs::File::create(&p).unwrap().set_len(size).unwrap();
+            Arc::new(FileStorage::open(&p, OpenMode::Exclusive).unwrap()) as DynStorage
+        })
+        .collect()
+}
+
+#[test]
+fn a_one_tebibyte_sparse_file_keeps_its_far_blocks_and_holes_across_remount() {
+    let tmp = tempfile::tempdir().unwrap();
+    let devs = file_devices(&tmp, 1, 256 << 20);
+    format_copies(&devs, 1);
+    let fs = mount(&devs);
+    let f = fs.create(fs.root(), b"sparse", 0o644, C).unwrap();
+    let tib = 1u64 << 40;
+    let marks = [(0u64, b"first".as_slice()), (tib / 2 + 12345, b"middle"), (tib - 4, b"end!")];
+    for (off, data) in marks {
+        fs.write(f.ino, off, data).unwrap();
+    }
+    fs.sync().unwrap();
+    drop(devs);
+    fs.unmount().unwrap();
+
+    let devs: Vec<DynStorage> =
+        vec![Arc::new(FileStorage::open(&tmp.path().join("dev0.img"), OpenMode::Exclusive).unwrap())];
+    let fs = mount(&devs);
+    let f = fs.lookup(fs.root(), b"sparse").unwrap();
+    assert_eq!(f.size, tib);
+    assert!(f.blocks * 512 <= 3 * 65536, "only three blocks are allocated, st_blocks={}", f.blocks);
+    for (off, data) in marks {
+        assert_eq!(fs.read(f.ino, off, data.len()).unwrap(), data);
+    }
+    assert_eq!(fs.read(f.ino, tib / 4, 4096).unwrap(), vec![0u8; 4096], "a hole reads as zeros");
+    assert_eq!(fs.seek(f.ino, 70_000, Whence::Hole).unwrap(), 70_000);
+    assert_eq!(fs.seek(f.ino, 0, Whence::Data).unwrap(), 0);
+    assert_eq!(fs.seek(f.ino, 5, Whence::Hole).unwrap(), 65536);
+    assert_consistent(&fs);
+    fs.unmount().unwrap();
+}
+
+fn entries(n: usize) -> usize {
+    std::env::var("HAMMER2_BIG_DIR").ok().and_then(|v| v.parse().ok()).unwrap_or(n)
+}
+
+#[test]
+fn a_large_directory_survives_remount_and_every_name_is_found() {
+    let n = entries(100_000);
+    // Every inode is a 4 KiB block: size the (sparse) image for the entry count.
+    let tmp = tempfile::tempdir().unwrap();
+    let devs = file_devices(&tmp, 1, (n as u64 * 6144).max(512 << 20));
+    format_copies(&devs, 1);
+    let fs = mount(&devs);
+    let d = fs.mkdir(fs.root(), b"big", 0o755, C).unwrap();
+    for i in 0..n {
+        fs.create(d.ino, format!("entry-{i:07}").as_bytes(), 0o644, C).unwrap();
+        if i % 20_000 == 19_999 {
+            fs.sync().unwrap();
+        }
+    }
+    fs.unmount().unwrap();
+    let fs = mount(&devs);
+    let d = fs.lookup(fs.root(), b"big").unwrap();
+    assert_eq!(d.size, n as u64);
+    let mut seen = HashSet::new();
+    fs.readdir(d.ino, 0, |e| {
+        assert!(seen.insert(e.name.clone()), "{:?} listed twice", String::from_utf8_lossy(&e.name));
+        false
+    })
+    .unwrap();
+    assert_eq!(seen.len(), n + 2);
+    for i in (0..n).step_by(997) {
+        fs.lookup(d.ino, format!("entry-{i:07}").as_bytes()).unwrap();
+    }
+    assert!(matches!(fs.lookup(d.ino, b"entry-missing"), Err(Error::NotFound)));
+    assert_consistent(&fs);
+    fs.unmount().unwrap();
+}
+
+#[test]
+fn readdir_cookies_stay_valid_while_the_directory_changes() {
+    let devs = mem_devices(1, 128 << 20);
+    format_copies(&devs, 1);
+    let fs = mount(&devs);
+    let d = fs.mkdir(fs.root(), b"d", 0o755, C).unwrap();
+    for i in 0..2000 {
+        fs.create(d.ino, format!("keep-{i}").as_bytes(), 0o644, C).unwrap();
+    }
+    fs.sync().unwrap();
+    // Read the first part of the listing.
+    let mut seen = Vec::new();
+    let mut cookie = 0;
+    fs.readdir(d.ino, 0, |e| {
+        if seen.len() == 700 {
+            return true;
+        }
+        seen.push(e.name.clone());
+        cookie = e.next;
+        false
+    })
+    .unwrap();
+    // Change the directory: add and remove other names, commit some of it.
+    for i in 0..500 {
+        fs.create(d.ino, format!("new-{i}").as_bytes(), 0o644, C).unwrap();
+    }
+    fs.sync().unwrap();
+    for i in 0..300 {
+        fs.create(d.ino, format!("newer-{i}").as_bytes(), 0o644, C).unwrap();
+        fs.unlink(d.ino, format!("new-{i}").as_bytes()).unwrap();
+    }
+    // Continue from the cookie: every name that existed throughout appears exactly once.
+    fs.readdir(d.ino, cookie, |e| {
+        seen.push(e.name.clone());
+        false
+    })
+    .unwrap();
+    let mut count = std::collections::HashMap::new();
+    for n in &seen {
+        *count.entry(n.clone()).or_insert(0) += 1;
+    }
+    for i in 0..2000 {
+        assert_eq!(count.get(format!("keep-{i}").as_bytes()), Some(&1), "keep-{i}");
+    }
+    fs.unmount().unwrap();
+}
+
+#[test]
+fn hard_links_across_directories_share_content_and_count_links() {
+    let devs = mem_devices(2, 64 << 20);
+    format_copies(&devs, 2);
+    let fs = mount(&devs);
+    let a = fs.mkdir(fs.root(), b"a", 0o755, C).unwrap();
+    let b = fs.mkdir(fs.root(), b"b", 0o755, C).unwrap();
+    let f = fs.create(a.ino, b"orig", 0o644, C).unwrap();
+    fs.write(f.ino, 0, b"shared content").unwrap();
+    fs.link(f.ino, b.ino, b"alias").unwrap();
+    fs.link(f.ino, fs.root(), b"third").unwrap();
+    assert_eq!(fs.getattr(f.ino).unwrap().nlink, 3);
+    fs.unlink(a.ino, b"orig").unwrap();
+    fs.sync().unwrap();
+    fs.unmount().unwrap();
+    let fs = mount(&devs);
+    let b = fs.lookup(fs.root(), b"b").unwrap();
+    let alias = fs.lookup(b.ino, b"alias").unwrap();
+    assert_eq!(alias.ino, f.ino, "one inode behind both names");
+    assert_eq!(alias.nlink, 2);
+    assert_eq!(fs.read(alias.ino, 0, 100).unwrap(), b"shared content");
+    fs.write(alias.ino, 0, b"SHARED").unwrap();
+    assert_eq!(fs.read(fs.lookup(fs.root(), b"third").unwrap().ino, 0, 6).unwrap(), b"SHARED");
+    assert!(matches!(fs.link(b.ino, fs.root(), b"dirlink"), Err(Error::NotPermitted)));
+    assert_consistent(&fs);
+}
+
+#[test]
+fn a_directory_moves_across_the_tree_but_never_into_its_own_subtree() {
+    let devs = mem_devices(1, 64 << 20);
+    format_copies(&devs, 1);
+    let fs = mount(&devs);
+    let r = fs.root();
+    let x = fs.mkdir(r, b"x", 0o755, C).unwrap();
+    let y = fs.mkdir(r, b"y", 0o755, C).unwrap();
+    let sub = fs.mkdir(x.ino, b"sub", 0o755, C).unwrap();
+    let deep = fs.mkdir(sub.ino, b"deep", 0o755, C).unwrap();
+    fs.create(deep.ino, b"f", 0o644, C).unwrap();
+    let err = fs.rename(x.ino, b"sub", deep.ino, b"loop", RenameFlags::default()).unwrap_err();
+    assert_eq!(err.errno(), libc::EINVAL);
+    fs.rename(x.ino, b"sub", y.ino, b"moved", RenameFlags::default()).unwrap();
+    assert_eq!(fs.getattr(x.ino).unwrap().nlink, 2);
+    assert_eq!(fs.getattr(y.ino).unwrap().nlink, 3);
+    fs.unmount().unwrap();
+    let fs = mount(&devs);
+    let y = fs.lookup(r, b"y").unwrap();
+    let moved = fs.lookup(y.ino, b"moved").unwrap();
+    assert_eq!(fs.lookup(moved.ino, b"..").unwrap().ino, y.ino, "'..' follows the move");
+    let deep = fs.lookup(moved.ino, b"deep").unwrap();
+    fs.lookup(deep.ino, b"f").unwrap();
+    // RENAME_EXCHANGE of a file and a directory in different parents.
+    let x = fs.lookup(r, b"x").unwrap();
+    fs.create(x.ino, b"file", 0o644, C).unwrap();
+    fs.rename(x.ino, b"file", y.ino, b"moved", RenameFlags { exchange: true, noreplace: false }).unwrap();
+    assert!(fs.lookup(x.ino, b"file").unwrap().is_dir());
+    assert_eq!(fs.getattr(x.ino).unwrap().nlink, 3);
+    assert_eq!(fs.getattr(y.ino).unwrap().nlink, 2);
+    assert_consistent(&fs);
+}
+
+#[test]
+fn writing_ten_times_the_device_size_in_create_delete_cycles_never_runs_out_of_space() {
+    let size = 64u64 << 20;
+    let devs = mem_devices(1, size);
+    format_copies(&devs, 1);
+    let fs = mount(&devs);
+    let free0 = fs.statfs().blocks_free;
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut written = 0u64;
+    let mut round = 0;
+    while written < 10 * size {
+        let name = format!("f{round}");
+        let f = fs.create(fs.root(), name.as_bytes(), 0o644, C).unwrap();
+        for i in 0..24 {
+            fs.write(f.ino, i << 20, &chunk).unwrap();
+            written += chunk.len() as u64;
+        }
+        fs.sync().unwrap();
+        fs.unlink(fs.root(), name.as_bytes()).unwrap();
+        fs.sync().unwrap();
+        round += 1;
+    }
+    fs.sync().unwrap();
+    let free1 = fs.statfs().blocks_free;
+    assert!(free1 + 64 >= free0, "space came back: {free0} units free at first, {free1} at the end");
+    assert_consistent(&fs);
+    fs.unmount().unwrap();
+}
+
+#[test]
+fn a_full_device_answers_enospc_and_stays_consistent_and_deleting_gives_space_back() {
+    let devs = mem_devices(1, 48 << 20);
+    format_copies(&devs, 1);
+    let fs = mount(&devs);
+    let f = fs.create(fs.root(), b"fill", 0o644, C).unwrap();
+    let chunk = vec![1u8; 1 << 20];
+    let mut off = 0;
+    let err = loop {
+        match fs.write(f.ino, off, &chunk) {
+            Ok(_) => off += chunk.len() as u64,
+            Err(e) => break e,
+        }
+        assert!(off < 1 << 30, "never reported ENOSPC");
+    };
+    assert_eq!(err.errno(), libc::ENOSPC);
+    fs.sync().unwrap();
+    let g = fs.create(fs.root(), b"other", 0o644, C);
+    assert!(g.is_ok() || g.as_ref().is_err_and(|e| e.errno() == libc::ENOSPC));
+    fs.unlink(fs.root(), b"fill").unwrap();
+    fs.sync().unwrap();
+    let h = fs.create(fs.root(), b"after", 0o644, C).unwrap();
+    fs.write(h.ino, 0, &chunk).unwrap();
+    fs.unmount().unwrap();
+    let fs = mount(&devs);
+    assert_consistent(&fs);
+}
+
+#[test]
+fn bad_names_get_the_proper_errno() {
+    let devs = mem_devices(1, 64 << 20);
+    format_copies(&devs, 1);
+    let fs = mount(&devs);
+    let r = fs.root();
+    assert_eq!(fs.create(r, &[b'n'; 256], 0o644, C).unwrap_err().errno(), libc::ENAMETOOLONG);
+    assert_eq!(fs.create(r, b"a/b", 0o644, C).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(fs.create(r, b"a\0b", 0o644, C).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(fs.mkdir(r, b"..", 0o755, C).unwrap_err().errno(), libc::EINVAL);
+    fs.create(r, &[b'n'; 255], 0o644, C).unwrap();
+    fs.lookup(r, &[b'n'; 255]).unwrap();
+    assert_eq!(fs.lookup(r, &[b'n'; 256]).unwrap_err().errno(), libc::ENAMETOOLONG);
+    assert_eq!(fs.rmdir(r, b"nope").unwrap_err().errno(), libc::ENOENT);
+}
+
+#[test]
+fn a_file_cannot_have_more_than_link_max_links() {
+    let devs = mem_devices(1, 256 << 20);
+    format_copies(&devs, 1);
+    let fs = mount(&devs);
+    let f = fs.create(fs.root(), b"f", 0o644, C).unwrap();
+    let d = fs.mkdir(fs.root(), b"links", 0o755, C).unwrap();
+    let max = hammer2::vnops::dir::LINK_MAX;
+    for i in 1..max {
+        fs.link(f.ino, d.ino, format!("{i}").as_bytes()).unwrap();
+    }
+    assert_eq!(fs.getattr(f.ino).unwrap().nlink, max);
+    assert_eq!(fs.link(f.ino, d.ino, b"one-too-many").unwrap_err().errno(), libc::EMLINK);
+}
+
+#[test]
+fn a_device_write_error_fails_the_commit_and_leaves_the_last_commit_mountable() {
+    let base = mem_devices(1, 64 << 20);
+    format_copies(&base, 1);
+    let faulty = Arc::new(FaultyStorage::new(base[0].clone(), 7));
+    let devs: Vec<DynStorage> = vec![faulty.clone()];
+    let fs = Fs::mount(devs.clone(), quiet_options()).unwrap();
+    let f = fs.create(fs.root(), b"kept", 0o644, C).unwrap();
+    fs.write(f.ino, 0, b"committed").unwrap();
+    fs.sync().unwrap();
+    fs.write(f.ino, 0, b"NOT committed").unwrap();
+    faulty.set_plan(FaultPlan { write_error_rate: 1.0, ..Default::default() });
+    assert!(fs.sync().is_err(), "the commit reports the failure");
+    fs.crash();
+    faulty.set_plan(FaultPlan::default());
+    let fs = mount(&base);
+    let f = fs.lookup(fs.root(), b"kept").unwrap();
+    assert_eq!(fs.read(f.ino, 0, 100).unwrap(), b"committed");
+    assert_consistent(&fs);
+}
+
+#[test]
+fn with_two_copies_a_device_failing_mid_stream_is_dropped_and_the_commit_succeeds() {
+    let base = mem_devices(2, 64 << 20);
+    format_copies(&base, 2);
+    let faulty = Arc::new(FaultyStorage::new(base[1].clone(), 9));
+    let devs: Vec<DynStorage> = vec![base[0].clone(), faulty.clone()];
+    let fs = Fs::mount(devs, quiet_options()).unwrap();
+    let f = fs.create(fs.root(), b"f", 0o644, C).unwrap();
+    faulty.vanish();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+    fs.write(f.ino, 0, &data).unwrap();
+    fs.sync().expect("commit continues on the remaining copy");
+    let m = fs.inner().vol.devices.get(1).unwrap();
+    assert_eq!(m.state(), hammer2::devices::MemberState::Failed);
+    assert_eq!(fs.read(f.ino, 0, data.len()).unwrap(), data);
+    fs.setattr(f.ino, &SetAttr { size: Some(10), ..Default::default() }).unwrap();
+    fs.unmount().unwrap();
+}
