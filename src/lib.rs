@@ -29,6 +29,7 @@ pub mod syncer;
 pub mod tree;
 pub mod vnops;
 pub mod volume;
+pub mod walk;
 
 pub use error::{Error, Result};
 pub use fs::Options;

@@ -5,9 +5,9 @@ use hammer2::alloc::Extent;
 use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
 use hammer2::storage::mem::MemStorage;
-use hammer2::tree::{self, Root};
+use hammer2::walk::{self, Ctx, Visitor};
 use hammer2::{Fs, Options};
-use hammer2_format::{BlockType, InodeBlock, InodeContent};
+use hammer2_format::Blockref;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,17 +28,18 @@ pub fn mount(devs: &[DynStorage]) -> Fs {
     Fs::mount(devs.to_vec(), quiet_options()).expect("mount")
 }
 
-/// Every block the committed trees reach, with the tree it was found in. Panics (with a
+/// Every block the committed trees reach, with its size and type. Panics (with a
 /// description) if a block is reachable twice.
 pub fn reachable(fs: &Fs) -> HashMap<(u8, u64), (u64, &'static str)> {
-    let inner = fs.inner();
-    let roots = inner.roots.read().clone();
-    let vol = &inner.vol;
-    let mut seen: HashMap<(u8, u64), (u64, &'static str)> = HashMap::new();
-    let mut add = |br: &hammer2_format::Blockref| {
-        if let Some(p) = br.ptr() {
+    struct Collect<'a> {
+        fs: &'a Fs,
+        seen: HashMap<(u8, u64), (u64, &'static str)>,
+    }
+    impl Visitor for Collect<'_> {
+        fn visit(&mut self, br: &Blockref, _ctx: &Ctx) -> hammer2::Result<Option<Arc<[u8]>>> {
+            let Some(p) = br.ptr() else { return Ok(None) };
             for l in p.copies.iter().filter(|l| l.is_valid()) {
-                if let Some(prev) = seen.insert((l.device, l.offset), (u64::from(p.size), br.btype.name())) {
+                if let Some(prev) = self.seen.insert((l.device, l.offset), (u64::from(p.size), br.btype.name())) {
                     panic!(
                         "block at device {} offset {} reachable twice ({} and {})",
                         l.device,
@@ -48,31 +49,16 @@ pub fn reachable(fs: &Fs) -> HashMap<(u8, u64), (u64, &'static str)> {
                     );
                 }
             }
+            Ok(Some(self.fs.inner().vol.read_block(br, &Default::default())?))
         }
-    };
-    let mut inode_refs = Vec::new();
-    for r in [&roots.inodes, &roots.freemap, &roots.orphans] {
-        tree::walk(vol, r, &mut |br| {
-            add(br);
-            if br.btype == BlockType::Inode {
-                inode_refs.push(*br);
-            }
-            Ok(true)
-        })
-        .expect("walk");
-    }
-    for br in inode_refs {
-        let bytes = vol.read_block_uncached(&br, &Default::default()).expect("inode block");
-        let ino = InodeBlock::decode(&bytes).expect("inode decode");
-        if let InodeContent::Tree { root_level, entries } = ino.content {
-            tree::walk(vol, &Root { level: root_level, entries }, &mut |br| {
-                add(br);
-                Ok(true)
-            })
-            .expect("walk inode tree");
+        fn malformed(&mut self, br: &Blockref, ctx: &Ctx, why: &str) -> hammer2::Result<()> {
+            panic!("malformed {} block in {:?}: {why}", br.btype.name(), ctx.tree);
         }
     }
-    seen
+    let roots = fs.inner().roots.read().clone();
+    let mut c = Collect { fs, seen: HashMap::new() };
+    walk::walk(&roots, &mut c).expect("walk");
+    c.seen
 }
 
 /// The allocator's view must equal the reachable set: every reachable block allocated,

@@ -1,0 +1,131 @@
+//! One walk over every block reachable from a commit's roots, shared by scrub, resync, fsck
+//! and the tests. The visitor decides how to read a block (one copy, every copy, only
+//! degraded branches) and whether to descend; the walker knows the shape of the trees.
+//!
+//! The walk always terminates, whatever the media holds: levels strictly decrease inside
+//! a tree (the decoders enforce it), and inode trees are entered only from the inode index,
+//! so no chain of references can lead back to where it started.
+
+use crate::error::Result;
+use crate::fs::Roots;
+use hammer2_format::{BlockType, Blockref, DecodeError, InodeBlock, InodeContent, indirect};
+
+/// Which tree a block belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TreeKind {
+    /// The inode index (INODE leaves).
+    Inodes,
+    /// The free map.
+    Freemap,
+    /// The orphan list.
+    Orphans,
+    /// The tree of inode `inum` (data, directory entries, xattrs).
+    Inode(u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub tree: TreeKind,
+    /// For INDIRECT references: their level; 0 for leaves.
+    pub level: u8,
+}
+
+impl Ctx {
+    pub fn inum(&self) -> Option<u64> {
+        match self.tree {
+            TreeKind::Inode(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+pub trait Visitor {
+    /// Called for every reference. Return its verified content to descend below it
+    /// (INDIRECT nodes and INODE blocks; content of other types is ignored), or None to
+    /// skip what lies below.
+    fn visit(&mut self, br: &Blockref, ctx: &Ctx) -> Result<Option<std::sync::Arc<[u8]>>>;
+
+    /// A block that was read fine but does not decode, or a reference of a type that does
+    /// not belong where it was found. The walk goes on with the rest.
+    fn malformed(&mut self, br: &Blockref, ctx: &Ctx, why: &str) -> Result<()> {
+        let _ = (br, ctx, why);
+        Ok(())
+    }
+
+    /// An inode block was decoded (called before its tree is walked).
+    fn inode(&mut self, ino: &InodeBlock, br: &Blockref) -> Result<()> {
+        let _ = (ino, br);
+        Ok(())
+    }
+}
+
+/// Walks the inode index (and every inode's tree), the free map and the orphan list.
+pub fn walk(roots: &Roots, v: &mut dyn Visitor) -> Result<()> {
+    for (tree, root) in
+        [(TreeKind::Inodes, &roots.inodes), (TreeKind::Freemap, &roots.freemap), (TreeKind::Orphans, &roots.orphans)]
+    {
+        for br in &root.entries {
+            walk_ref(br, tree, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Walks one tree given by its root entries.
+pub fn walk_tree(entries: &[Blockref], tree: TreeKind, v: &mut dyn Visitor) -> Result<()> {
+    for br in entries {
+        walk_ref(br, tree, v)?;
+    }
+    Ok(())
+}
+
+fn leaf_allowed(tree: TreeKind, t: BlockType) -> bool {
+    match tree {
+        TreeKind::Inodes => t == BlockType::Inode,
+        TreeKind::Freemap => t == BlockType::FreemapLeaf,
+        TreeKind::Orphans => t == BlockType::Orphan,
+        TreeKind::Inode(_) => matches!(t, BlockType::Data | BlockType::Dirent | BlockType::Xattr),
+    }
+}
+
+fn walk_ref(br: &Blockref, tree: TreeKind, v: &mut dyn Visitor) -> Result<()> {
+    let ctx = Ctx { tree, level: br.level };
+    if br.btype != BlockType::Indirect && !leaf_allowed(tree, br.btype) {
+        return v.malformed(br, &ctx, &format!("a {} reference does not belong in this tree", br.btype.name()));
+    }
+    let Some(bytes) = v.visit(br, &ctx)? else { return Ok(()) };
+    match br.btype {
+        BlockType::Indirect => match indirect::decode(&bytes, br.level) {
+            Ok(children) => {
+                for c in &children {
+                    walk_ref(c, tree, v)?;
+                }
+                Ok(())
+            }
+            Err(e) => v.malformed(br, &ctx, &e.to_string()),
+        },
+        BlockType::Inode => match decode_inode(&bytes, br) {
+            Ok(ino) => {
+                v.inode(&ino, br)?;
+                if let InodeContent::Tree { entries, .. } = &ino.content {
+                    walk_tree(entries, TreeKind::Inode(ino.inum), v)?;
+                }
+                Ok(())
+            }
+            Err(e) => v.malformed(br, &ctx, &e.to_string()),
+        },
+        _ => Ok(()),
+    }
+}
+
+fn decode_inode(bytes: &[u8], br: &Blockref) -> std::result::Result<InodeBlock, DecodeError> {
+    let ino = InodeBlock::decode(bytes)?;
+    if ino.inum != br.key {
+        return Err(DecodeError::BadField {
+            what: "inode",
+            field: "inode number (differs from its key)",
+            value: ino.inum,
+        });
+    }
+    Ok(ino)
+}
