@@ -39,6 +39,9 @@ pub struct Options {
     pub master: Option<usize>,
     /// Run the background committer thread.
     pub background_sync: bool,
+    /// Adopt a device without a valid header (a blank or wiped replacement) as the one
+    /// missing member. Only scrub and resync ask for this: they rebuild it completely.
+    pub replace: bool,
 }
 
 impl Default for Options {
@@ -51,6 +54,7 @@ impl Default for Options {
             degraded: false,
             master: None,
             background_sync: true,
+            replace: false,
         }
     }
 }
@@ -138,6 +142,7 @@ pub struct FsInner {
     pub broken: AtomicBool,
     pub stopping: AtomicBool,
     pub stats: Stats,
+    pub resync: crate::resync::ResyncControl,
 }
 
 #[derive(Default)]

@@ -23,6 +23,8 @@ pub mod format;
 pub mod fs;
 pub mod inode;
 pub mod mount;
+pub mod resync;
+pub mod scrub;
 pub mod signatures;
 pub mod storage;
 pub mod syncer;

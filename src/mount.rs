@@ -116,6 +116,9 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
         }
     }
     for u in &unknown {
+        if opts.replace {
+            continue;
+        }
         if !opts.degraded {
             return Err(Error::Mount(format!(
                 "{} holds no valid hammer2 volume header; mount with -o degraded to run without it",
@@ -159,7 +162,46 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
     let mh = master.header.clone().expect("master has a header");
 
     let mut members = Vec::with_capacity(mh.devices.len());
+    let missing: Vec<usize> = (0..mh.devices.len())
+        .filter(|&i| !valid.iter().any(|p| p.header.as_ref().is_some_and(|h| usize::from(h.device_index) == i)))
+        .collect();
+    let mut adopt = None;
+    if opts.replace && !unknown.is_empty() {
+        match (missing.as_slice(), unknown.as_slice()) {
+            ([i], [u]) => {
+                if let Some(sig) = crate::signatures::detect(u.storage.as_ref()).filter(|s| *s != "hammer2") {
+                    return Err(Error::Mount(format!(
+                        "{} holds a {sig} signature: refusing to use it as a replacement",
+                        u.name
+                    )));
+                }
+                if u.storage.size() < mh.devices[*i].size {
+                    return Err(Error::Mount(format!(
+                        "{} is smaller than the device it would replace ({} < {} bytes)",
+                        u.name,
+                        u.storage.size(),
+                        mh.devices[*i].size
+                    )));
+                }
+                notes.push(format!("{} replaces missing device {i}: every copy on it will be rewritten", u.name));
+                adopt = Some((*i, *u));
+            }
+            _ => {
+                return Err(Error::Mount(format!(
+                    "{} device(s) without a valid header for {} missing member(s): give exactly one replacement for one missing device",
+                    unknown.len(),
+                    missing.len()
+                )));
+            }
+        }
+    }
     for (i, entry) in mh.devices.iter().enumerate() {
+        if let Some((ai, u)) = adopt
+            && ai == i
+        {
+            members.push((Some(u.storage.clone()), u.name.clone(), MemberState::Diverged, entry.synced_tid.max(1)));
+            continue;
+        }
         let found = valid.iter().find(|p| p.header.as_ref().is_some_and(|h| usize::from(h.device_index) == i));
         let Some(p) = found else {
             if !opts.degraded {
@@ -309,6 +351,7 @@ impl FsInner {
             broken: Default::default(),
             stopping: Default::default(),
             stats: Default::default(),
+            resync: Default::default(),
             vol,
         }
     }

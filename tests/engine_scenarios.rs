@@ -330,3 +330,22 @@ fn with_two_copies_a_device_failing_mid_stream_is_dropped_and_the_commit_succeed
     fs.setattr(f.ino, &SetAttr { size: Some(10), ..Default::default() }).unwrap();
     fs.unmount().unwrap();
 }
+
+#[test]
+fn a_commit_with_nothing_changed_rewrites_no_tree_block() {
+    // Regression: an empty change set used to collapse and regrow a two-level volume root,
+    // rebuilding it on every commit.
+    let devs = mem_devices(1, 256 << 20);
+    format_copies(&devs, 1);
+    let fs = mount(&devs);
+    for i in 0..3000 {
+        fs.create(fs.root(), format!("f{i}").as_bytes(), 0o644, C).unwrap();
+    }
+    fs.sync().unwrap();
+    let before = fs.inner().roots.read().clone();
+    assert!(before.inodes.entries[0].level >= 2, "the inode tree has two levels");
+    hammer2::commit::commit(fs.inner(), true, false).unwrap();
+    let after = fs.inner().roots.read().clone();
+    assert_eq!(before.inodes.entries, after.inodes.entries);
+    assert_eq!(before.orphans.entries, after.orphans.entries);
+}

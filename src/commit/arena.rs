@@ -56,6 +56,9 @@ impl PBlock {
 #[derive(Default)]
 pub struct Arena {
     pub blocks: Vec<PBlock>,
+    /// Single copies of unchanged blocks, written where a resync filled a MISSING copy:
+    /// (device, offset, content). Durable before the headers, like every other write.
+    pub extra: Vec<(u8, u64, Arc<[u8]>)>,
 }
 
 impl Arena {

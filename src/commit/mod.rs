@@ -44,6 +44,7 @@ struct Built {
     arena: Arena,
     roots: PRootSet,
     inodes: Vec<InodeCommit>,
+    resync: Option<crate::resync::SliceOutcome>,
 }
 
 struct PRootSet {
@@ -179,13 +180,21 @@ fn build(fs: &FsInner, alloc: &mut crate::alloc::Allocator, tid: u64, old: &Root
         }
         results.push(r);
     }
-    let inodes = apply(&mut b, PRoot::from(&old.inodes), 1, true, &inode_changes)?;
-    let orphans = apply(&mut b, PRoot::from(&old.orphans), 1, true, &orphan_changes)?;
+    let mut inodes = apply(&mut b, PRoot::from(&old.inodes), 1, true, &inode_changes)?;
+    let mut orphans = apply(&mut b, PRoot::from(&old.orphans), 1, true, &orphan_changes)?;
+    let resync = if fs.resync.active.load(Ordering::SeqCst) {
+        let skip: std::collections::HashSet<u64> = snap.inodes.iter().map(|(i, _, _)| i.inum).collect();
+        let freemap_degraded = old.freemap.entries.iter().any(|b| b.is_degraded());
+        let budget = fs.resync.slice_bytes.load(Ordering::SeqCst);
+        Some(crate::resync::slice(&mut b, &mut inodes, &mut orphans, freemap_degraded, &skip, budget)?)
+    } else {
+        None
+    };
     let freemap = crate::alloc::freemap::persist(&mut b, &old.freemap)?;
     let method = fs.vol.params.check;
     let mut arena = std::mem::take(&mut b.arena);
     arena.finalize(tid, method, b.alloc);
-    Ok(Built { arena, roots: PRootSet { inodes, freemap, orphans }, inodes: results })
+    Ok(Built { arena, roots: PRootSet { inodes, freemap, orphans }, inodes: results, resync })
 }
 
 fn resolve_root(arena: &Arena, r: &PRoot) -> Root {
@@ -228,6 +237,11 @@ fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitRe
             st.meta.blocks = r.blocks;
         }
     }
+    if let Some(out) = &built.resync {
+        install_resynced(fs, &built.arena, out);
+        fs.resync.totals.lock().merge(&out.counts);
+        fs.resync.complete.store(out.complete, Ordering::SeqCst);
+    }
     let (blocks, bytes) = built.arena.totals();
     {
         let mut a = fs.alloc.lock();
@@ -243,6 +257,22 @@ fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitRe
     fs.commit_cv.notify_all();
     fs.inodes.evict_clean();
     CommitReport { tid, inodes: snap.inodes.len(), blocks, bytes }
+}
+
+/// Inodes a resync slice rewrote: their in-memory committed state (if loaded) moves to the
+/// new block and tree, which hold the same content with the missing copies filled in.
+fn install_resynced(fs: &FsInner, arena: &Arena, out: &crate::resync::SliceOutcome) {
+    for (inum, entry, root) in &out.inodes {
+        let Some(inode) = fs.inodes.get(*inum) else { continue };
+        let mut st = inode.state.write();
+        let prev = st.committed.clone();
+        st.committed = Arc::new(CommittedInode {
+            inode_ref: Some(arena.resolve(entry)),
+            content: Content::Tree(resolve_root(arena, root)),
+            orphan: prev.orphan,
+            blocks: prev.blocks,
+        });
+    }
 }
 
 /// A failed commit: put the flushing overlays back under the newer changes.

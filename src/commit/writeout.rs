@@ -21,6 +21,9 @@ pub fn write_and_flush(vol: &Volume, arena: &Arena) -> Vec<u8> {
             per_dev[usize::from(loc.device)].push((loc.offset, bytes));
         }
     }
+    for (dev, off, bytes) in &arena.extra {
+        per_dev[usize::from(*dev)].push((*off, bytes));
+    }
     let results: Vec<(u8, bool)> = std::thread::scope(|s| {
         let handles: Vec<_> = per_dev
             .into_iter()

@@ -70,6 +70,9 @@ pub fn apply(
     indirect_root: bool,
     changes: &[(u64, Change)],
 ) -> Result<PRoot> {
+    if changes.is_empty() {
+        return Ok(root);
+    }
     let mut level = root.level;
     let mut list = root.entries;
     let old_last = list.last().map(|e| w.key(e));
@@ -82,7 +85,9 @@ pub fn apply(
     while level > 0 && list.len() == 1 {
         let child = list[0];
         let entries = entries_of(w, &child)?;
-        let fits = if indirect_root { level > 1 } else { entries.len() <= root_cap };
+        // A volume root is one reference: it can only drop a level when its node has a
+        // single child of its own.
+        let fits = if indirect_root { level > 1 && entries.len() == 1 } else { entries.len() <= root_cap };
         if !fits {
             break;
         }

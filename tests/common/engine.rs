@@ -86,3 +86,83 @@ pub fn assert_consistent(fs: &Fs) {
         }
     }
 }
+
+/// Every block reference reachable from the committed roots, with the tree it is in.
+pub fn all_blocks(fs: &Fs) -> Vec<(Blockref, walk::TreeKind)> {
+    struct All<'a> {
+        fs: &'a Fs,
+        out: Vec<(Blockref, walk::TreeKind)>,
+    }
+    impl Visitor for All<'_> {
+        fn visit(&mut self, br: &Blockref, ctx: &Ctx) -> hammer2::Result<Option<Arc<[u8]>>> {
+            if br.ptr().is_none() {
+                return Ok(None);
+            }
+            self.out.push((*br, ctx.tree));
+            Ok(Some(self.fs.inner().vol.read_block(br, &Default::default())?))
+        }
+    }
+    let roots = fs.inner().roots.read().clone();
+    let mut a = All { fs, out: Vec::new() };
+    walk::walk(&roots, &mut a).expect("walk");
+    a.out
+}
+
+/// The data blocks of inode `inum` (committed), by file offset.
+pub fn data_blocks(fs: &Fs, inum: u64) -> Vec<Blockref> {
+    all_blocks(fs)
+        .into_iter()
+        .filter(|(b, t)| *t == walk::TreeKind::Inode(inum) && b.btype == hammer2_format::BlockType::Data)
+        .map(|(b, _)| b)
+        .collect()
+}
+
+/// Overwrites copy `slot` of a block on its device with garbage.
+pub fn corrupt_copy(devs: &[DynStorage], br: &Blockref, slot: usize) {
+    let p = br.ptr().expect("block");
+    let loc = p.copies.as_slice()[slot];
+    let garbage: Vec<u8> = (0..p.size).map(|i| (i as u8) ^ 0xa5).collect();
+    devs[usize::from(loc.device)].write_at(&garbage, loc.offset).expect("corrupt");
+}
+
+/// Every byte of every file under the root, by path (depth first).
+pub fn snapshot_files(fs: &Fs) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![(fs.root(), String::new())];
+    while let Some((dir, path)) = stack.pop() {
+        let mut ents = Vec::new();
+        fs.readdir(dir, 2, |e| {
+            ents.push(e.clone());
+            false
+        })
+        .expect("readdir");
+        for e in ents {
+            let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+            let a = fs.getattr(e.ino).expect("getattr");
+            if a.is_dir() {
+                stack.push((e.ino, p));
+            } else if a.mode & 0o170000 == 0o100000 {
+                out.insert(p, fs.read(e.ino, 0, a.size as usize).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+/// A tree of files with varied sizes (embedded, one block, many blocks, a deep tree).
+pub fn populate(fs: &Fs, seed: u64, files: usize) {
+    let c = hammer2::Creds::default();
+    let d = fs.mkdir(fs.root(), format!("d{seed}").as_bytes(), 0o755, c).expect("mkdir");
+    for i in 0..files {
+        let size = match i % 5 {
+            0 => 100,
+            1 => 5000,
+            2 => 70_000,
+            3 => 300_000,
+            _ => 2_500_000,
+        };
+        let data: Vec<u8> = (0..size).map(|j| ((j as u64 * 131 + i as u64 * 7 + seed) % 251) as u8).collect();
+        let f = fs.create(d.ino, format!("f{i}").as_bytes(), 0o644, c).expect("create");
+        fs.write(f.ino, 0, &data).expect("write");
+    }
+}

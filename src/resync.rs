@@ -1,0 +1,343 @@
+//! Resync: catching a device up by walking the tree from the master root and descending
+//! only into branches whose references carry the DEGRADED flag (some copy at or below them
+//! is MISSING). A branch without the flag is fully synchronized and is not entered, so a
+//! resync costs in proportion to what the device missed, not to the filesystem's size.
+//!
+//! The work is done by commits: while a resync is requested, every commit ends its build
+//! phase with a bounded *slice*: it fills MISSING copies on writable devices (a new location
+//! on that device, the verified content copied there) and rebuilds the nodes above them,
+//! whose new versions are written to every device and so carry no flag. Progress therefore
+//! lives in the tree itself: an interrupted resync restarts from the root and finds the
+//! finished branches already clean. Writes during a resync are ordinary commits.
+//!
+//! A *diverged* device (split brain) cannot trust any of its older copies; before the
+//! slices run, `verify_device` reads every copy on it and rewrites those that fail their
+//! check, after which it is treated as stale.
+
+use crate::commit::builder::Builder;
+use crate::copies::read::ReadCtx;
+use crate::devices::MemberState;
+use crate::error::{Error, Result};
+use crate::fs::FsInner;
+use crate::tree::modify::{NodeWriter, PEntry, PRoot};
+use crate::walk::TreeKind;
+use hammer2_format::blockref::FLAG_DEGRADED;
+use hammer2_format::{BlockType, Blockref, CopyState, InodeBlock, InodeContent};
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Bytes of copies one commit's slice writes at most.
+pub const DEFAULT_SLICE_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ResyncCounts {
+    /// Out-of-sync references examined (each one read and descended into, or filled).
+    pub visited: u64,
+    /// Copies written.
+    pub copied_blocks: u64,
+    pub copied_bytes: u64,
+}
+
+impl ResyncCounts {
+    fn add(&mut self, o: &ResyncCounts) {
+        self.visited += o.visited;
+        self.copied_blocks += o.copied_blocks;
+        self.copied_bytes += o.copied_bytes;
+    }
+}
+
+/// Shared resync state of a mounted filesystem.
+#[derive(Default)]
+pub struct ResyncControl {
+    /// Commits run a slice while this is set.
+    pub active: AtomicBool,
+    pub slice_bytes: AtomicU64,
+    /// Totals of the current resync.
+    pub totals: Mutex<ResyncCounts>,
+    /// The last slice walked the whole tree without running out of budget or skipping.
+    pub complete: AtomicBool,
+}
+
+/// What a slice changed, for the commit to install.
+#[derive(Default)]
+pub struct SliceOutcome {
+    pub counts: ResyncCounts,
+    pub complete: bool,
+    /// Inodes whose block was rewritten: (inum, new INODE entry, new root).
+    pub inodes: Vec<(u64, PEntry, PRoot)>,
+}
+
+struct Slice<'s, 'a> {
+    b: &'s mut Builder<'a>,
+    skip: &'s HashSet<u64>,
+    budget: u64,
+    out: SliceOutcome,
+}
+
+/// Runs one slice over the trees a commit is building. `skip` holds the inodes this commit
+/// writes anyway (their new blocks are fresh; what they still reference is caught next time).
+pub fn slice(
+    b: &mut Builder,
+    inodes: &mut PRoot,
+    orphans: &mut PRoot,
+    freemap_degraded: bool,
+    skip: &HashSet<u64>,
+    budget: u64,
+) -> Result<SliceOutcome> {
+    let mut s = Slice { b, skip, budget, out: SliceOutcome { complete: true, ..Default::default() } };
+    s.entries(&mut inodes.entries, TreeKind::Inodes)?;
+    s.entries(&mut orphans.entries, TreeKind::Orphans)?;
+    if freemap_degraded {
+        // The free map is small: rewrite all of it (the commit's free-map step writes every
+        // dirty leaf and the nodes above them to every writable device).
+        let all: Vec<(u8, u32)> =
+            s.b.alloc
+                .devs
+                .iter()
+                .enumerate()
+                .flat_map(|(d, sp)| (0..hammer2_format::freemap::leaves_for(sp.size)).map(move |l| (d as u8, l)))
+                .collect();
+        s.b.alloc.mark_leaves_dirty(&all);
+    }
+    if !s.out.inodes.is_empty() || s.out.counts.copied_blocks > 0 {
+        tracing::debug!(visited = s.out.counts.visited, copied = s.out.counts.copied_blocks, "resync slice");
+    }
+    Ok(s.out)
+}
+
+impl Slice<'_, '_> {
+    fn exhausted(&mut self) -> bool {
+        if self.out.counts.copied_bytes >= self.budget {
+            self.out.complete = false;
+            return true;
+        }
+        false
+    }
+
+    /// A MISSING copy of `br` lives on a device we can write now.
+    fn fixable(&self, br: &Blockref) -> bool {
+        br.ptr().is_some_and(|p| {
+            p.copies.iter().any(|l| {
+                l.state == CopyState::Missing && self.b.vol.devices.get(l.device).is_some_and(|m| m.writable())
+            })
+        })
+    }
+
+    /// Resyncs a list of entries in place; true when any of them changed.
+    fn entries(&mut self, entries: &mut [PEntry], tree: TreeKind) -> Result<bool> {
+        let mut changed = false;
+        for e in entries.iter_mut() {
+            if let PEntry::New(id) = *e {
+                // A node this commit rebuilt can still hold committed children that are out
+                // of sync: resync them in place (the node is not written yet).
+                self.pending_node(id, tree)?;
+                continue;
+            }
+            let PEntry::Ref(br) = *e else { continue };
+            if !br.is_degraded() {
+                continue;
+            }
+            if self.exhausted() {
+                break;
+            }
+            self.out.counts.visited += 1;
+            if let Some(new) = self.one(&br, tree)? {
+                *e = new;
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
+    fn pending_node(&mut self, id: u32, tree: TreeKind) -> Result<()> {
+        let mut children = match &mut self.b.arena.get_mut(id).content {
+            crate::commit::arena::Content::Node(entries) => std::mem::take(entries),
+            // A new inode block belongs to an inode this commit writes: caught next time.
+            _ => {
+                if tree == TreeKind::Inodes {
+                    self.out.complete = false;
+                }
+                return Ok(());
+            }
+        };
+        let r = self.entries(&mut children, tree);
+        if let crate::commit::arena::Content::Node(entries) = &mut self.b.arena.get_mut(id).content {
+            *entries = children;
+        }
+        r.map(|_| ())
+    }
+
+    fn one(&mut self, br: &Blockref, tree: TreeKind) -> Result<Option<PEntry>> {
+        match br.btype {
+            BlockType::Indirect => {
+                let mut children: Vec<PEntry> = self.b.read_node(br)?.into_iter().map(PEntry::Ref).collect();
+                if self.entries(&mut children, tree)? {
+                    self.b.release(&PEntry::Ref(*br));
+                    return Ok(Some(self.b.new_node(br.level, children)?));
+                }
+                self.fill(br)
+            }
+            BlockType::Inode if tree == TreeKind::Inodes => {
+                if self.skip.contains(&br.key) {
+                    self.out.complete = false;
+                    return Ok(None);
+                }
+                let bytes = self.b.vol.read_block_uncached(br, &ReadCtx::inode(br.key))?;
+                let ino = InodeBlock::decode(&bytes)?;
+                let InodeContent::Tree { root_level, entries } = &ino.content else { return self.fill(br) };
+                let mut root = PRoot { level: *root_level, entries: entries.iter().map(|b| PEntry::Ref(*b)).collect() };
+                if !self.entries(&mut root.entries, TreeKind::Inode(ino.inum))? {
+                    return self.fill(br);
+                }
+                self.b.release(&PEntry::Ref(*br));
+                let mut block = ino.clone();
+                block.content = InodeContent::Tree { root_level: 0, entries: Vec::new() };
+                let entry = self.b.new_inode(block, Some(root.clone()))?;
+                self.out.inodes.push((ino.inum, entry, root));
+                Ok(Some(entry))
+            }
+            _ => self.fill(br),
+        }
+    }
+
+    /// Fills the fixable MISSING copies of an unchanged block.
+    fn fill(&mut self, br: &Blockref) -> Result<Option<PEntry>> {
+        if !self.fixable(br) {
+            return Ok(None);
+        }
+        let Some(p) = br.ptr() else { return Ok(None) };
+        let data: Arc<[u8]> = Arc::from(self.b.vol.read_block_uncached(br, &ReadCtx::meta())?);
+        let mut new = *br;
+        let np = new.ptr_mut().ok_or_else(|| Error::Corrupt("block reference lost its block".into()))?;
+        for (slot, loc) in np.copies.as_mut_slice().iter_mut().enumerate() {
+            let writable = self.b.vol.devices.get(loc.device).is_some_and(|m| m.writable());
+            if loc.state == CopyState::Missing && writable {
+                *loc = self.b.vol.placement.place_missing(self.b.alloc, loc.device, slot, p.size)?;
+                self.b.arena.extra.push((loc.device, loc.offset, data.clone()));
+                self.out.counts.copied_blocks += 1;
+                self.out.counts.copied_bytes += u64::from(p.size);
+            }
+        }
+        let still_missing = np.copies.any_missing();
+        // A leaf's flag is its own state; a node that was not rebuilt keeps the flag if a
+        // child below it is still out of sync (only its own copies were filled here).
+        let below = br.btype == BlockType::Indirect || br.btype == BlockType::Inode;
+        new.flags = if still_missing || (below && self.still_degraded_below(br)?) { FLAG_DEGRADED } else { 0 };
+        new.mirror_tid = self.b.tid;
+        Ok(Some(PEntry::Ref(new)))
+    }
+
+    fn still_degraded_below(&self, br: &Blockref) -> Result<bool> {
+        Ok(match br.btype {
+            BlockType::Indirect => self.b.vol.read_node(br)?.iter().any(|c| c.is_degraded()),
+            BlockType::Inode => {
+                let bytes = self.b.vol.read_block_uncached(br, &ReadCtx::inode(br.key))?;
+                match InodeBlock::decode(&bytes)?.content {
+                    InodeContent::Tree { entries, .. } => entries.iter().any(|c| c.is_degraded()),
+                    InodeContent::Embedded(_) => false,
+                }
+            }
+            _ => false,
+        })
+    }
+}
+
+/// Reads every copy on device `dev` of every reachable block and rewrites the ones whose
+/// content fails its check (a diverged or replaced device). Returns (checked, repaired).
+pub fn verify_device(fs: &FsInner, dev: u8) -> Result<(u64, u64)> {
+    let roots = fs.roots.read().clone();
+    fs.alloc.lock().pin(roots.tid);
+    let r = crate::scrub::scrub_roots(fs, &roots, Some(dev), &mut |_| {});
+    fs.alloc.lock().unpin(roots.tid);
+    let rep = r?;
+    Ok((rep.blocks, rep.devices.get(usize::from(dev)).map_or(0, |d| d.repaired)))
+}
+
+/// A resync's result.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ResyncReport {
+    pub counts: ResyncCounts,
+    pub commits: u64,
+    pub seconds: f64,
+    /// Devices brought back to online.
+    pub synced: Vec<String>,
+    /// Devices still missing copies (absent or failed).
+    pub still_missing: Vec<String>,
+    pub verified_blocks: u64,
+    pub verify_repaired: u64,
+}
+
+/// Brings every stale, diverged or returning device up to date. Calls `progress` after
+/// every commit.
+pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result<ResyncReport> {
+    if fs.vol.read_only {
+        return Err(Error::ReadOnly);
+    }
+    let start = std::time::Instant::now();
+    let mut report = ResyncReport::default();
+    // Failed devices that work again rejoin as stale.
+    for m in &fs.vol.devices.members {
+        if m.state() == MemberState::Failed
+            && let Some(st) = &m.storage
+        {
+            let mut b = [0u8; 4096];
+            if st.read_at(&mut b, 0).is_ok() && st.flush().is_ok() {
+                tracing::info!(device = %m.name, "device answers again: rejoining as stale");
+                if m.missed_since() == 0 {
+                    m.set_missed_since(fs.roots.read().tid);
+                }
+                m.set_state(MemberState::Stale);
+            }
+        }
+    }
+    for m in &fs.vol.devices.members {
+        if m.state() == MemberState::Diverged {
+            let (checked, repaired) = verify_device(fs, m.index)?;
+            report.verified_blocks += checked;
+            report.verify_repaired += repaired;
+            m.set_state(MemberState::Stale);
+        }
+    }
+    *fs.resync.totals.lock() = ResyncCounts::default();
+    let slice =
+        std::env::var("HAMMER2_RESYNC_SLICE_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SLICE_BYTES);
+    fs.resync.slice_bytes.store(slice, Ordering::SeqCst);
+    fs.resync.active.store(true, Ordering::SeqCst);
+    let r = (|| -> Result<()> {
+        loop {
+            fs.resync.complete.store(false, Ordering::SeqCst);
+            crate::commit::commit(fs, true, false)?;
+            report.commits += 1;
+            let totals = *fs.resync.totals.lock();
+            progress(&totals, report.commits);
+            if fs.resync.complete.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+        }
+    })();
+    fs.resync.active.store(false, Ordering::SeqCst);
+    r?;
+    for m in &fs.vol.devices.members {
+        if m.state() == MemberState::Stale {
+            m.set_state(MemberState::Online);
+            m.set_missed_since(0);
+            report.synced.push(m.name.clone());
+        } else if !m.writable() {
+            report.still_missing.push(m.name.clone());
+        }
+    }
+    // Persist the new device states.
+    crate::commit::commit(fs, true, false)?;
+    report.commits += 1;
+    report.counts = *fs.resync.totals.lock();
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+impl ResyncCounts {
+    pub fn merge(&mut self, o: &ResyncCounts) {
+        self.add(o)
+    }
+}

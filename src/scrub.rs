@@ -1,0 +1,251 @@
+//! Scrub: read every copy of every reachable block, verify it against the check value in
+//! its parent's reference, and rewrite bad copies from a good one. Runs on a mounted
+//! filesystem (online) or on one opened only for it (offline); the tree it walks is pinned,
+//! so blocks freed by concurrent commits are not reused while the walk may still reach
+//! them.
+
+use crate::copies::read::heal;
+use crate::error::Result;
+use crate::fs::{FsInner, Roots};
+use crate::walk::{self, Ctx, TreeKind, Visitor};
+use hammer2_format::{BlockData, BlockType, Blockref, CopyState, Payload, dirent};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DeviceScrub {
+    pub device: String,
+    /// Copies read on this device.
+    pub copies: u64,
+    pub bytes: u64,
+    pub read_errors: u64,
+    pub check_errors: u64,
+    pub repaired: u64,
+    /// Copies recorded as MISSING on this device (a resync fills them).
+    pub missing: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Unrepairable {
+    pub block: &'static str,
+    pub inum: Option<u64>,
+    pub offset: Option<u64>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ScrubReport {
+    pub blocks: u64,
+    pub bytes: u64,
+    pub devices: Vec<DeviceScrub>,
+    pub unrepairable: Vec<Unrepairable>,
+    pub malformed: Vec<String>,
+    pub seconds: f64,
+}
+
+impl ScrubReport {
+    pub fn errors(&self) -> u64 {
+        self.devices.iter().map(|d| d.read_errors + d.check_errors).sum()
+    }
+    pub fn repaired(&self) -> u64 {
+        self.devices.iter().map(|d| d.repaired).sum()
+    }
+    /// fsck(8)-style status: 0 clean, 1 every error repaired, 4 errors left.
+    pub fn exit_code(&self) -> i32 {
+        if !self.unrepairable.is_empty() || !self.malformed.is_empty() || self.errors() > self.repaired() {
+            4
+        } else if self.errors() > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScrubProgress {
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+struct Scrubber<'a> {
+    fs: &'a FsInner,
+    only: Option<u8>,
+    rep: ScrubReport,
+    progress: &'a mut dyn FnMut(ScrubProgress),
+    last_progress: Instant,
+}
+
+impl Scrubber<'_> {
+    fn read_copies(&mut self, br: &Blockref, ctx: &Ctx) -> Option<Arc<[u8]>> {
+        let vol = &self.fs.vol;
+        let p = br.ptr()?;
+        let size = p.size as usize;
+        let mut good: Option<Arc<[u8]>> = None;
+        let mut bad = Vec::new();
+        for (slot, loc) in p.copies.iter().enumerate() {
+            let Some(m) = vol.devices.get(loc.device) else { continue };
+            let d = &mut self.rep.devices[usize::from(loc.device)];
+            if loc.state == CopyState::Missing {
+                d.missing += 1;
+                continue;
+            }
+            if self.only.is_some_and(|o| o != loc.device) && good.is_some() {
+                continue;
+            }
+            let Some(st) = m.storage.as_ref().filter(|_| m.readable()) else { continue };
+            let mut buf = vec![0u8; size];
+            let ok = match st.read_at(&mut buf, loc.offset) {
+                Ok(()) => p.check.verify(&buf),
+                Err(_) => {
+                    d.read_errors += 1;
+                    m.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+                    bad.push(slot);
+                    continue;
+                }
+            };
+            if self.only.is_none_or(|o| o == loc.device) {
+                d.copies += 1;
+                d.bytes += size as u64;
+            }
+            if ok {
+                if good.is_none() {
+                    good = Some(Arc::from(buf));
+                }
+            } else {
+                d.check_errors += 1;
+                m.counters.check_errors.fetch_add(1, Ordering::Relaxed);
+                bad.push(slot);
+            }
+        }
+        self.rep.blocks += 1;
+        self.rep.bytes += size as u64;
+        match &good {
+            Some(data) => {
+                for slot in bad {
+                    let dev = p.copies.as_slice()[slot].device;
+                    if !vol.read_only && heal(vol, p, slot, data) {
+                        self.rep.devices[usize::from(dev)].repaired += 1;
+                    }
+                }
+            }
+            None => self.rep.unrepairable.push(Unrepairable {
+                block: br.btype.name(),
+                inum: ctx.inum().or((br.btype == BlockType::Inode).then_some(br.key)),
+                offset: (br.btype == BlockType::Data).then_some(br.key),
+                path: None,
+            }),
+        }
+        if self.last_progress.elapsed().as_millis() >= 100 {
+            (self.progress)(ScrubProgress { blocks: self.rep.blocks, bytes: self.rep.bytes });
+            self.last_progress = Instant::now();
+        }
+        good
+    }
+}
+
+impl Visitor for Scrubber<'_> {
+    fn visit(&mut self, br: &Blockref, ctx: &Ctx) -> Result<Option<Arc<[u8]>>> {
+        Ok(self.read_copies(br, ctx))
+    }
+
+    fn malformed(&mut self, br: &Blockref, ctx: &Ctx, why: &str) -> Result<()> {
+        self.rep.malformed.push(format!("{} block in {:?}: {why}", br.btype.name(), ctx.tree));
+        Ok(())
+    }
+}
+
+/// Scrubs the tree at `roots` (pinned by the caller). With `only`, verifies the copies on
+/// that device (reading another copy only to repair one).
+pub fn scrub_roots(
+    fs: &FsInner,
+    roots: &Roots,
+    only: Option<u8>,
+    progress: &mut dyn FnMut(ScrubProgress),
+) -> Result<ScrubReport> {
+    let start = Instant::now();
+    let devices =
+        fs.vol.devices.members.iter().map(|m| DeviceScrub { device: m.name.clone(), ..Default::default() }).collect();
+    let mut s = Scrubber {
+        fs,
+        only,
+        rep: ScrubReport { devices, ..Default::default() },
+        progress,
+        last_progress: Instant::now(),
+    };
+    walk::walk(roots, &mut s)?;
+    let mut rep = s.rep;
+    if !rep.unrepairable.is_empty() {
+        let want: HashSet<u64> = rep.unrepairable.iter().filter_map(|u| u.inum).collect();
+        let paths = paths_of(fs, roots, &want)?;
+        for u in &mut rep.unrepairable {
+            u.path = u.inum.and_then(|i| paths.get(&i).cloned());
+        }
+    }
+    rep.seconds = start.elapsed().as_secs_f64();
+    Ok(rep)
+}
+
+/// Scrubs the committed tree of a mounted filesystem.
+pub fn scrub(fs: &FsInner, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
+    let roots = fs.roots.read().clone();
+    fs.alloc.lock().pin(roots.tid);
+    let r = scrub_roots(fs, &roots, None, progress);
+    fs.alloc.lock().unpin(roots.tid);
+    r
+}
+
+/// Paths of the given inodes (one name each), found by walking the directories.
+pub fn paths_of(fs: &FsInner, roots: &Roots, want: &HashSet<u64>) -> Result<HashMap<u64, String>> {
+    struct Names<'a> {
+        fs: &'a FsInner,
+        /// child -> (parent directory, name)
+        up: HashMap<u64, (u64, Vec<u8>)>,
+    }
+    impl Visitor for Names<'_> {
+        fn visit(&mut self, br: &Blockref, ctx: &Ctx) -> Result<Option<Arc<[u8]>>> {
+            if let (TreeKind::Inode(dir), BlockType::Dirent, Payload::Dirent { inum, name_len, .. }) =
+                (ctx.tree, br.btype, br.payload)
+            {
+                let name = match &br.data {
+                    BlockData::Inline(raw) => raw[..usize::from(name_len)].to_vec(),
+                    _ => self
+                        .fs
+                        .vol
+                        .read_block(br, &Default::default())
+                        .ok()
+                        .and_then(|b| dirent::decode_name_block(&b, usize::from(name_len)).ok())
+                        .unwrap_or_else(|| b"?".to_vec()),
+                };
+                self.up.entry(inum).or_insert((dir, name));
+                return Ok(None);
+            }
+            if matches!(br.btype, BlockType::Indirect | BlockType::Inode)
+                && matches!(ctx.tree, TreeKind::Inodes | TreeKind::Inode(_))
+            {
+                return Ok(self.fs.vol.read_block(br, &Default::default()).ok());
+            }
+            Ok(None)
+        }
+    }
+    let mut n = Names { fs, up: HashMap::new() };
+    walk::walk_tree(&roots.inodes.entries, TreeKind::Inodes, &mut n)?;
+    let root = hammer2_format::layout::ROOT_INUM;
+    let mut out = HashMap::new();
+    for &i in want {
+        let mut parts = Vec::new();
+        let mut cur = i;
+        while cur != root && parts.len() < 4096 {
+            let Some((p, name)) = n.up.get(&cur) else { break };
+            parts.push(String::from_utf8_lossy(name).into_owned());
+            cur = *p;
+        }
+        if cur == root {
+            parts.reverse();
+            out.insert(i, format!("/{}", parts.join("/")));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,195 @@
+//! Degraded operation, master selection and resync at the engine level.
+
+mod common;
+
+use common::engine::*;
+use hammer2::devices::MemberState;
+use hammer2::storage::DynStorage;
+use hammer2::{Creds, Fs, Options, resync};
+
+const C: Creds = Creds { uid: 0, gid: 0 };
+
+fn degraded() -> Options {
+    Options { degraded: true, ..quiet_options() }
+}
+
+fn resync_now(fs: &Fs) -> resync::ResyncReport {
+    resync::run(fs.inner(), &mut |_, _| {}).expect("resync")
+}
+
+fn write_file(fs: &Fs, dir: u64, name: &str, len: usize, seed: u8) {
+    let f = fs.create(dir, name.as_bytes(), 0o644, C).unwrap();
+    let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect();
+    fs.write(f.ino, 0, &data).unwrap();
+}
+
+#[test]
+fn a_device_that_missed_commits_is_stale_and_resync_makes_it_hold_everything() {
+    let devs = mem_devices(2, 128 << 20);
+    format_copies(&devs, 2);
+    let fs = mount(&devs);
+    populate(&fs, 1, 30); // set A
+    fs.unmount().unwrap();
+
+    // Device 1 is away: write set B and delete part of A on device 0 alone.
+    let fs = Fs::mount(vec![devs[0].clone()], degraded()).unwrap();
+    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Absent);
+    populate(&fs, 2, 30);
+    let d1 = fs.lookup(fs.root(), b"d1").unwrap();
+    for i in (0..30).step_by(3) {
+        fs.unlink(d1.ino, format!("f{i}").as_bytes()).unwrap();
+    }
+    let expected = snapshot_files(&fs);
+    fs.unmount().unwrap();
+
+    let fs = mount(&devs);
+    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Stale, "device 1 is recognized as stale");
+    let rep = resync_now(&fs);
+    assert!(rep.counts.copied_blocks > 0);
+    assert_eq!(rep.synced, vec!["mem1".to_string()]);
+    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Online);
+    assert_consistent(&fs);
+    fs.unmount().unwrap();
+
+    // Device 1 alone now holds exactly A + B - deletions.
+    let fs = Fs::mount(vec![devs[1].clone()], degraded()).unwrap();
+    assert_eq!(snapshot_files(&fs), expected);
+}
+
+#[test]
+fn resync_cost_is_proportional_to_the_change_not_to_the_filesystem() {
+    let devs = mem_devices(2, 1 << 30);
+    format_copies(&devs, 2);
+    let fs = mount(&devs);
+    let dirs: Vec<u64> =
+        (0..20).map(|i| fs.mkdir(fs.root(), format!("dir{i}").as_bytes(), 0o755, C).unwrap().ino).collect();
+    for i in 0..20_000 {
+        write_file(&fs, dirs[i % 20], &format!("file{i:05}"), 200 + i % 3000, i as u8);
+    }
+    fs.unmount().unwrap();
+    let fs = mount(&devs);
+    let total_blocks = all_blocks(&fs).len() as u64;
+    fs.unmount().unwrap();
+
+    let fs = Fs::mount(vec![devs[0].clone()], degraded()).unwrap();
+    for i in (0..20_000).step_by(2000) {
+        let f = fs.lookup(dirs[i % 20], format!("file{i:05}").as_bytes()).unwrap();
+        fs.write(f.ino, 0, b"changed while device 1 was away").unwrap();
+    }
+    fs.unmount().unwrap();
+
+    let fs = mount(&devs);
+    // Out-of-sync leaves: the 10 inode blocks (small files embed their data) and their
+    // directories' entries did not change; each changed leaf drags its path to the root.
+    let depth = 4; // inode tree root node + 1-2 levels + the inode itself
+    let changed = 10;
+    let rep = resync_now(&fs);
+    eprintln!(
+        "20,000 files, 10 changed: resync visited {} and copied {} blocks ({} bytes) in {} commits; the tree has {} blocks",
+        rep.counts.visited, rep.counts.copied_blocks, rep.counts.copied_bytes, rep.commits, total_blocks
+    );
+    assert!(rep.counts.visited <= depth * changed + 8, "visited {} out-of-sync references", rep.counts.visited);
+    assert!(rep.counts.copied_blocks <= depth * changed, "copied {}", rep.counts.copied_blocks);
+    assert!(rep.counts.visited * 100 < total_blocks, "far fewer than a full copy ({total_blocks} blocks)");
+    fs.unmount().unwrap();
+    let fs = Fs::mount(vec![devs[1].clone()], degraded()).unwrap();
+    let f = fs.lookup(dirs[0], b"file00000").unwrap();
+    assert_eq!(&fs.read(f.ino, 0, 31).unwrap(), b"changed while device 1 was away");
+}
+
+#[test]
+fn devices_written_apart_refuse_to_mount_until_a_master_is_chosen_and_resync_converges_them() {
+    let devs = mem_devices(2, 128 << 20);
+    format_copies(&devs, 2);
+    let fs = mount(&devs);
+    populate(&fs, 1, 10);
+    fs.unmount().unwrap();
+    for (d, seed) in [(0usize, 20u64), (1, 30)] {
+        let fs = Fs::mount(vec![devs[d].clone()], degraded()).unwrap();
+        populate(&fs, seed, 5);
+        fs.unmount().unwrap();
+    }
+    let err = Fs::mount(devs.clone(), quiet_options()).err().expect("split brain must refuse");
+    let msg = err.to_string();
+    assert!(msg.contains("diverged") && msg.contains("master="), "{msg}");
+
+    let fs = Fs::mount(devs.clone(), Options { master: Some(0), ..quiet_options() }).unwrap();
+    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Diverged);
+    let master_view = snapshot_files(&fs);
+    assert!(master_view.keys().any(|k| k.starts_with("/d20/")) && !master_view.keys().any(|k| k.starts_with("/d30/")));
+    resync_now(&fs);
+    fs.unmount().unwrap();
+    let fs = Fs::mount(vec![devs[1].clone()], degraded()).unwrap();
+    assert_eq!(snapshot_files(&fs), master_view, "the other device is now identical to the chosen master");
+    assert_consistent(&fs);
+}
+
+#[test]
+fn an_interrupted_resync_keeps_its_progress_and_finishes_when_restarted() {
+    let devs = mem_devices(2, 256 << 20);
+    format_copies(&devs, 2);
+    let fs = mount(&devs);
+    fs.unmount().unwrap();
+    let fs = Fs::mount(vec![devs[0].clone()], degraded()).unwrap();
+    populate(&fs, 1, 60);
+    let expected = snapshot_files(&fs);
+    fs.unmount().unwrap();
+
+    // A few small slices, then a crash in the middle of the resync.
+    let fs = mount(&devs);
+    fs.inner().resync.slice_bytes.store(256 << 10, std::sync::atomic::Ordering::SeqCst);
+    fs.inner().resync.active.store(true, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..5 {
+        hammer2::commit::commit(fs.inner(), true, false).unwrap();
+    }
+    let first = *fs.inner().resync.totals.lock();
+    assert!(first.copied_blocks > 0 && !fs.inner().resync.complete.load(std::sync::atomic::Ordering::SeqCst));
+    fs.crash();
+
+    let fs = mount(&devs);
+    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Stale);
+    let rest = resync_now(&fs);
+    assert!(rest.counts.copied_blocks > 0);
+    fs.unmount().unwrap();
+    let fs = Fs::mount(vec![devs[1].clone()], degraded()).unwrap();
+    assert_eq!(snapshot_files(&fs), expected);
+}
+
+#[test]
+fn a_device_failing_in_a_write_stream_is_dropped_and_caught_up_when_it_returns() {
+    use hammer2::storage::faulty::FaultyStorage;
+    use std::sync::Arc;
+    let base = mem_devices(2, 256 << 20);
+    format_copies(&base, 2);
+    let faulty = Arc::new(FaultyStorage::new(base[1].clone(), 3));
+    let devs: Vec<DynStorage> = vec![base[0].clone(), faulty.clone()];
+    let fs = Fs::mount(devs.clone(), Options { dirty_limit: 8 << 20, ..quiet_options() }).unwrap();
+    let f = fs.create(fs.root(), b"stream", 0o644, C).unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i * 13) as u8).collect();
+    for i in 0..96u64 {
+        if i == 20 {
+            faulty.vanish();
+        }
+        fs.write(f.ino, i << 20, &chunk).unwrap();
+    }
+    fs.sync().unwrap();
+    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Failed);
+    faulty.reappear();
+    let rep = resync_now(&fs);
+    assert!(rep.counts.copied_bytes >= 70 << 20, "{rep:?}");
+    fs.unmount().unwrap();
+    let fs = Fs::mount(vec![base[1].clone()], degraded()).unwrap();
+    let f = fs.lookup(fs.root(), b"stream").unwrap();
+    for i in (0..96u64).step_by(7) {
+        assert_eq!(fs.read(f.ino, i << 20, 1 << 20).unwrap(), chunk);
+    }
+}
+
+#[test]
+fn without_degraded_a_missing_device_is_named_in_the_error() {
+    let devs = mem_devices(2, 64 << 20);
+    format_copies(&devs, 2);
+    let err = Fs::mount(vec![devs[0].clone()], quiet_options()).err().expect("refuses");
+    let msg = err.to_string();
+    assert!(msg.contains("device 1") && msg.contains("-o degraded"), "{msg}");
+}
