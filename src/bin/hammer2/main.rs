@@ -3,6 +3,7 @@
 mod devices;
 mod info;
 mod mount;
+mod offline;
 mod resync;
 mod scrub;
 
