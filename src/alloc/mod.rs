@@ -287,3 +287,81 @@ impl Allocator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_device() -> Allocator {
+        Allocator::new(vec![DeviceSpace::new(64 << 20, 1, None)])
+    }
+
+    fn drain(a: &mut Allocator) -> Vec<Extent> {
+        std::iter::from_fn(|| a.alloc(0, 0, 16)).collect()
+    }
+
+    #[test]
+    fn a_block_freed_by_a_commit_is_not_handed_out_before_that_commit_is_durable() {
+        let mut a = one_device();
+        let live = a.alloc(0, 0, 16).unwrap();
+        a.committed(1);
+        a.free(live); // commit 2 no longer references it; commit 1 (durable) still does
+        let rest = drain(&mut a);
+        assert!(!rest.is_empty());
+        assert!(rest.iter().all(|e| e.unit + e.count <= live.unit || e.unit >= live.unit + live.count));
+        a.committed(2);
+        assert_eq!(a.alloc(0, 0, 16), Some(live), "reusable once commit 2 is durable");
+    }
+
+    #[test]
+    fn a_block_allocated_and_freed_in_one_commit_is_reusable_at_once() {
+        let mut a = one_device();
+        let e = a.alloc(0, 0, 16).unwrap();
+        a.free(e);
+        let rest = drain(&mut a);
+        assert!(rest.contains(&e));
+    }
+
+    #[test]
+    fn a_pinned_tree_keeps_blocks_freed_after_it() {
+        let mut a = one_device();
+        let live = a.alloc(0, 0, 16).unwrap();
+        a.committed(1);
+        a.pin(1);
+        a.free(live);
+        a.committed(2);
+        assert!(!drain(&mut a).contains(&live), "an online scrub of tree 1 may still read it");
+        a.unpin(1);
+        assert_eq!(a.alloc(0, 0, 16), Some(live));
+    }
+
+    #[test]
+    fn a_failed_commit_rolls_back_its_allocations_and_frees() {
+        let mut a = one_device();
+        let live = a.alloc(0, 0, 16).unwrap();
+        a.committed(1);
+        let free_before = a.domain_free(0, 0);
+        a.free(live);
+        let new = a.alloc(0, 0, 32).unwrap();
+        a.rollback();
+        assert_eq!(a.domain_free(0, 0), free_before);
+        assert!(a.is_allocated(&live), "still referenced by the durable commit");
+        assert!(!a.is_allocated(&new));
+        assert_eq!(a.leaf_bytes(0, 0), {
+            let mut b = one_device();
+            b.alloc(0, 0, 16);
+            b.leaf_bytes(0, 0)
+        });
+    }
+
+    #[test]
+    fn the_free_map_of_a_commit_shows_its_frees_as_free() {
+        let mut a = one_device();
+        let live = a.alloc(0, 0, 16).unwrap();
+        a.committed(1);
+        a.free(live);
+        let leaf = a.leaf_bytes(0, 0);
+        assert!(!hammer2_format::freemap::get(&leaf, live.unit), "commit 2's tree no longer uses it");
+        assert!(a.is_allocated(&live), "but it is not handed out yet");
+    }
+}

@@ -1,6 +1,7 @@
-//! Records every write and flush issued to a device, so that the device's state after a
-//! power cut at any point can be rebuilt: everything written before the last completed
-//! flush, plus any subset of the writes issued after it.
+//! Records every write and flush issued to a set of devices, in one global order, so that
+//! the devices' state after a power cut at any instant can be rebuilt: on each device,
+//! every write followed by a completed flush of that device is there, and any subset of the
+//! writes issued after its last flush may be there (in any order, or not at all).
 
 use super::{DynStorage, Storage};
 use parking_lot::Mutex;
@@ -13,48 +14,77 @@ pub enum Op {
     Flush,
 }
 
-pub struct RecordingStorage {
-    inner: DynStorage,
-    log: Mutex<Vec<Op>>,
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub device: usize,
+    pub op: Op,
 }
 
-impl RecordingStorage {
-    pub fn new(inner: DynStorage) -> RecordingStorage {
-        RecordingStorage { inner, log: Mutex::new(Vec::new()) }
-    }
+/// The shared, ordered log of a set of recorded devices.
+#[derive(Default)]
+pub struct RecordLog {
+    events: Mutex<Vec<Event>>,
+}
 
-    /// The operations recorded so far, in the order they completed.
-    pub fn log(&self) -> Vec<Op> {
-        self.log.lock().clone()
+impl RecordLog {
+    pub fn new() -> Arc<RecordLog> {
+        Arc::new(RecordLog::default())
     }
-
-    pub fn clear_log(&self) {
-        self.log.lock().clear();
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().clone()
     }
-
-    /// Number of recorded operations.
     pub fn len(&self) -> usize {
-        self.log.lock().len()
+        self.events.lock().len()
     }
-
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    pub fn clear(&self) {
+        self.events.lock().clear();
+    }
 }
 
-/// Applies the writes of `ops` selected by `keep` (by index) to `image`.
-pub fn replay(image: &mut [u8], ops: &[Op], keep: impl Fn(usize) -> bool) {
-    for (i, op) in ops.iter().enumerate() {
-        if let Op::Write { offset, data } = op
-            && keep(i)
-        {
-            let start = *offset as usize;
-            let end = (start + data.len()).min(image.len());
-            if start < end {
-                image[start..end].copy_from_slice(&data[..end - start]);
+pub struct RecordingStorage {
+    inner: DynStorage,
+    device: usize,
+    log: Arc<RecordLog>,
+}
+
+impl RecordingStorage {
+    pub fn new(inner: DynStorage, device: usize, log: Arc<RecordLog>) -> RecordingStorage {
+        RecordingStorage { inner, device, log }
+    }
+}
+
+/// The image of `device` after a power cut once the first `upto` events of `events` were
+/// issued: `base` plus every write of that device made durable by a later flush of it
+/// before `upto`, plus the writes after its last flush for which `keep(event index)` says so.
+pub fn crash_image(
+    base: &[u8],
+    events: &[Event],
+    upto: usize,
+    device: usize,
+    keep: &mut dyn FnMut(usize) -> bool,
+) -> Vec<u8> {
+    let events = &events[..upto];
+    let last_flush = events.iter().rposition(|e| e.device == device && matches!(e.op, Op::Flush));
+    let mut img = base.to_vec();
+    for (i, e) in events.iter().enumerate() {
+        if e.device != device {
+            continue;
+        }
+        if let Op::Write { offset, data } = &e.op {
+            let durable = last_flush.is_some_and(|f| i < f);
+            if durable || keep(i) {
+                let start = *offset as usize;
+                let end = (start + data.len()).min(img.len());
+                if start < end {
+                    img[start..end].copy_from_slice(&data[..end - start]);
+                }
             }
         }
     }
+    img
 }
 
 impl Storage for RecordingStorage {
@@ -68,21 +98,21 @@ impl Storage for RecordingStorage {
 
     fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
         // The log lock is held across the write so that the log order is the order in which
-        // writes reached the device.
-        let mut log = self.log.lock();
+        // writes reached the devices.
+        let mut log = self.log.events.lock();
         self.inner.write_vectored_at(bufs, offset)?;
         let mut off = offset;
         for b in bufs {
-            log.push(Op::Write { offset: off, data: Arc::from(*b) });
+            log.push(Event { device: self.device, op: Op::Write { offset: off, data: Arc::from(*b) } });
             off += b.len() as u64;
         }
         Ok(())
     }
 
     fn flush(&self) -> io::Result<()> {
-        let mut log = self.log.lock();
+        let mut log = self.log.events.lock();
         self.inner.flush()?;
-        log.push(Op::Flush);
+        log.push(Event { device: self.device, op: Op::Flush });
         Ok(())
     }
 

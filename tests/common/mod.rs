@@ -1,4 +1,5 @@
 #![allow(dead_code)]
+pub mod crash;
 pub mod engine;
 pub mod image;
 pub mod model;
