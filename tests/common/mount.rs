@@ -214,15 +214,17 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
-/// The pid of the `hammer2 mount` daemon whose command line names `mountpoint`.
+/// The pid of the `hammer2 mount` (or `mount.fuse.hammer2`) daemon whose command line names
+/// `mountpoint`.
 pub fn daemon_pid(mountpoint: &Path) -> Option<i32> {
     let want = mountpoint.as_os_str().as_bytes();
     std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()).find_map(|e| {
         let pid: i32 = e.file_name().to_str()?.parse().ok()?;
         let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let ours = args.first().is_some_and(|a0| a0.ends_with(b"hammer2"))
-            && args.get(1) == Some(&&b"mount"[..])
+        let a0 = args.first()?;
+        let ours = (a0.ends_with(b"mount.fuse.hammer2")
+            || a0.ends_with(b"hammer2") && args.get(1) == Some(&&b"mount"[..]))
             && args.contains(&want);
         (ours && pid_alive(pid)).then_some(pid)
     })
@@ -230,9 +232,14 @@ pub fn daemon_pid(mountpoint: &Path) -> Option<i32> {
 
 /// True when something is mounted exactly on `path`.
 pub fn is_mounted(path: &Path) -> bool {
+    mount_count(path) > 0
+}
+
+/// How many mounts are stacked exactly on `path`.
+pub fn mount_count(path: &Path) -> usize {
     let canon = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    info.lines().filter_map(|l| l.split(' ').nth(4)).any(|mp| Path::new(&mp.replace("\\040", " ")) == canon)
+    info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|mp| Path::new(&mp.replace("\\040", " ")) == canon).count()
 }
 
 /// The filesystem type of the mount on `path` as /proc/self/mounts shows it.
@@ -370,4 +377,28 @@ pub fn sh(script: &str) -> Output {
 
 pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)
+}
+
+/// True when the newest volume header of `device` carries the clean flag (written by a
+/// final commit at unmount).
+pub fn is_clean(device: &Path) -> bool {
+    let s = FileStorage::open(device, OpenMode::ReadOnly).expect("open image read-only");
+    let p = hammer2::mount::probe(Arc::new(s));
+    let h = p.header.unwrap_or_else(|| panic!("{} holds no valid header", device.display()));
+    h.flags & hammer2_format::volume::FLAG_CLEAN != 0
+}
+
+/// Waits until no process holds `device` open for writing (hammer2 takes an exclusive
+/// flock on image files): the daemon that served it has finished.
+pub fn wait_released(device: &Path) {
+    let deadline = Instant::now() + EXIT_WAIT;
+    loop {
+        match FileStorage::open(device, OpenMode::Exclusive) {
+            Ok(_) => return,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("{} is still held after {EXIT_WAIT:?}: {e}", device.display()),
+        }
+    }
 }
