@@ -100,7 +100,7 @@ fn serve(
     }
     let fs = Fs::mount(storages, engine).map_err(|e| anyhow!("{e}"))?;
     let outcome = Outcome::default();
-    let adapter = Hammer2Fuse::new(fs, opts.read_only, outcome.clone());
+    let adapter = Hammer2Fuse::new(fs, outcome.clone());
     let mut session = fuser::Session::new(adapter, &mountpoint, &fuse_config(opts, devices))
         .map_err(|e| anyhow!("cannot mount on {}: {e}", mountpoint.display()))?;
     signals::spawn_waiter(session.unmount_callable(), mountpoint.clone()).context("cannot start the signal thread")?;

@@ -24,7 +24,7 @@ const MAX_READAHEAD: u32 = 1 << 20;
 const ENTRY_TTL: Duration = Duration::from_secs(3600);
 /// How long the kernel may trust attributes. Short, because one field changes behind its
 /// back: st_blocks counts whole blocks for data not yet committed and becomes exact at the
-/// commit (and the kernel does not track st_blocks itself under the writeback cache).
+/// commit.
 const ATTR_TTL: Duration = Duration::from_secs(1);
 
 /// How the final commit went (set by `destroy`, read by the daemon before it exits).
@@ -33,16 +33,15 @@ pub type Outcome = Arc<OnceLock<Result<(), String>>>;
 pub struct Hammer2Fuse {
     /// Taken by `destroy`, after the last request was answered.
     fs: Option<Fs>,
-    read_only: bool,
     /// st_blksize: the data block size, the best unit for I/O.
     blksize: u32,
     outcome: Outcome,
 }
 
 impl Hammer2Fuse {
-    pub fn new(fs: Fs, read_only: bool, outcome: Outcome) -> Hammer2Fuse {
+    pub fn new(fs: Fs, outcome: Outcome) -> Hammer2Fuse {
         let blksize = fs.inner().block_size().clamp(4096, u64::from(MAX_WRITE)) as u32;
-        Hammer2Fuse { fs: Some(fs), read_only, blksize, outcome }
+        Hammer2Fuse { fs: Some(fs), blksize, outcome }
     }
 
     /// Runs the engine side of one request. Engine errors become their errno (logged when
@@ -69,8 +68,14 @@ impl Hammer2Fuse {
         }
     }
 
-    /// Negotiates what the kernel may do: big writes, readahead, parallel directory
-    /// operations, readdirplus, symlink caching and (when writable) the writeback cache.
+    /// Negotiates what the kernel may do: 1 MiB writes, readahead, parallel directory
+    /// operations, readdirplus and symlink caching.
+    ///
+    /// Not the writeback cache: with it the kernel keeps written pages to itself until it
+    /// flushes them, but it does not flush before asking us for SEEK_DATA/SEEK_HOLE, so we
+    /// would report holes where a program has just written (and `cp`, `tar --sparse` would
+    /// skip that data). Writes go through to the engine instead, 1 MiB at a time; reads are
+    /// still cached (FOPEN_KEEP_CACHE) and read ahead.
     fn configure(&self, config: &mut KernelConfig) {
         if let Err(max) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(max);
@@ -79,18 +84,13 @@ impl Hammer2Fuse {
             let _ = config.set_max_readahead(max);
         }
         let _ = config.set_max_background(64);
-        let mut wanted = InitFlags::FUSE_ASYNC_READ
+        let wanted = InitFlags::FUSE_ASYNC_READ
             | InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_MAX_PAGES
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_CACHE_SYMLINKS;
-        // Safe because every write reaches the engine through this one kernel cache; the
-        // kernel keeps size and mtime while pages are dirty, and O_APPEND is its business.
-        if !self.read_only {
-            wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
-        }
         for flag in wanted.iter() {
             if config.add_capabilities(flag).is_err() {
                 tracing::info!("the kernel does not offer {flag:?}");
@@ -128,7 +128,7 @@ mod tests {
         format(vec![dev.clone()], &FormatOptions::default()).unwrap();
         let opts = hammer2::Options { background_sync: false, ..Default::default() };
         let fs = Fs::mount(vec![dev], opts).unwrap();
-        Hammer2Fuse::new(fs, false, Outcome::default())
+        Hammer2Fuse::new(fs, Outcome::default())
     }
 
     #[test]
