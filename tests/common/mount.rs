@@ -56,8 +56,9 @@ impl Image {
         let storages: Vec<DynStorage> = devices
             .iter()
             .map(|p| {
-                std::fs::File::create(p).and_then(|f| f.set_len(size)).expect("create image");
-                Arc::new(FileStorage::open(p, OpenMode::Exclusive).expect("open image")) as DynStorage
+                let f = std::fs::File::options().read(true).write(true).create_new(true).open(p).expect("create image");
+                f.set_len(size).expect("size image");
+                Arc::new(Unlocked(f, p.display().to_string())) as DynStorage
             })
             .collect();
         format(storages, &FormatOptions { copies, ..Default::default() }).expect("format");
@@ -114,6 +115,29 @@ impl Image {
     /// Every byte of every device (to prove nothing was written).
     pub fn contents(&self) -> Vec<Vec<u8>> {
         self.devices.iter().map(|d| std::fs::read(d).expect("read image")).collect()
+    }
+}
+
+/// An image file as a storage, without the exclusive flock `FileStorage` takes: tests run in
+/// threads that spawn processes, and a child inherits (until its exec) every descriptor open
+/// at the time, flock included, which would make the next mount of that image find it busy.
+struct Unlocked(std::fs::File, String);
+
+impl hammer2::storage::Storage for Unlocked {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.0, buf, offset)
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+    fn size(&self) -> u64 {
+        self.0.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+    fn name(&self) -> String {
+        self.1.clone()
     }
 }
 
@@ -388,17 +412,22 @@ pub fn is_clean(device: &Path) -> bool {
     h.flags & hammer2_format::volume::FLAG_CLEAN != 0
 }
 
-/// Waits until no process holds `device` open for writing (hammer2 takes an exclusive
-/// flock on image files): the daemon that served it has finished.
+/// Waits until no process has `device` open: the daemon that served it has finished.
 pub fn wait_released(device: &Path) {
+    let device = std::fs::canonicalize(device).expect("device path");
     let deadline = Instant::now() + EXIT_WAIT;
-    loop {
-        match FileStorage::open(device, OpenMode::Exclusive) {
-            Ok(_) => return,
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("{} is still held after {EXIT_WAIT:?}: {e}", device.display()),
-        }
+    while holders(&device) > 0 {
+        assert!(Instant::now() < deadline, "{} is still open after {EXIT_WAIT:?}", device.display());
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// How many open descriptors, in all processes, refer to `path`.
+fn holders(path: &Path) -> usize {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return 0 };
+    procs
+        .filter_map(|p| std::fs::read_dir(p.ok()?.path().join("fd")).ok())
+        .flat_map(|fds| fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok()))
+        .filter(|target| target == path)
+        .count()
 }
