@@ -60,8 +60,11 @@ pub fn run(a: Args) -> Result<i32> {
         }
     };
     signals::block();
-    logging::init(opts.debug);
-    match serve(&opts, &devices, mountpoint, master, &mut ready) {
+    let served = ready.log_to(opts.logfile.as_deref()).and_then(|()| {
+        logging::init(opts.debug);
+        serve(&opts, &devices, mountpoint, master, &mut ready)
+    });
+    match served {
         Ok(code) => Ok(code),
         Err(e) if ready.fail(&e) => Ok(1),
         Err(e) if ready.is_background() => {

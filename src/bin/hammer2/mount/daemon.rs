@@ -50,6 +50,14 @@ pub fn fork() -> Result<Role> {
     }
 }
 
+fn dup_onto(from: &File, to: i32) -> Result<()> {
+    // SAFETY: dup2 onto a standard descriptor, from a descriptor we own.
+    if unsafe { libc::dup2(from.as_raw_fd(), to) } < 0 {
+        bail!("cannot redirect stdio: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn wait_for_child(mut pipe: File, pid: libc::pid_t) -> Result<()> {
     let mut msg = String::new();
     let _ = pipe.read_to_string(&mut msg);
@@ -85,8 +93,22 @@ impl Readiness {
         matches!(self, Readiness::Pipe(_))
     }
 
-    /// The mount is usable: detach from the terminal's stdio (stderr goes to `logfile` if
-    /// given) and release the waiting parent.
+    /// A background daemon with a `logfile=` logs there from the start (the parent still
+    /// gets errors through the pipe).
+    pub fn log_to(&self, logfile: Option<&Path>) -> Result<()> {
+        if let (Readiness::Pipe(_), Some(p)) = (self, logfile) {
+            let f = File::options()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| anyhow!("cannot open log file {}: {e}", p.display()))?;
+            dup_onto(&f, 2)?;
+        }
+        Ok(())
+    }
+
+    /// The mount is usable: detach from the terminal's stdio (stderr too, unless it already
+    /// goes to a log file) and release the waiting parent.
     pub fn ready(&mut self, logfile: Option<&Path>) -> Result<()> {
         let Readiness::Pipe(pipe) = self else {
             return Ok(());
@@ -95,19 +117,10 @@ impl Readiness {
             return Ok(());
         };
         let null = File::options().read(true).write(true).open("/dev/null")?;
-        let err = match logfile {
-            Some(p) => File::options()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| anyhow!("cannot open log file {}: {e}", p.display()))?,
-            None => null.try_clone()?,
-        };
-        for (from, to) in [(&null, 0), (&null, 1), (&err, 2)] {
-            // SAFETY: dup2 onto the standard descriptors, from descriptors we own.
-            if unsafe { libc::dup2(from.as_raw_fd(), to) } < 0 {
-                bail!("cannot redirect stdio: {}", std::io::Error::last_os_error());
-            }
+        dup_onto(&null, 0)?;
+        dup_onto(&null, 1)?;
+        if logfile.is_none() {
+            dup_onto(&null, 2)?;
         }
         // The daemon must not keep a directory busy (the cwd the user ran us from).
         let _ = std::env::set_current_dir("/");
