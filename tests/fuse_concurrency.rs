@@ -104,7 +104,7 @@ fn processes_racing_in_shared_directories_leave_exactly_the_tree_their_operation
     }
     fs::write(m.join("common"), "owner w0 iteration 0\n").unwrap();
     let root = m.path.display().to_string();
-    let readers: Vec<Child> = (0..2).map(|_| spawn(READER, &[root.clone()])).collect();
+    let readers: Vec<Child> = (0..2).map(|_| spawn(READER, std::slice::from_ref(&root))).collect();
     let workers: Vec<Child> = (0..WORKERS)
         .map(|id| spawn(WORKER, &[id.to_string(), root.clone(), ITERATIONS.to_string(), BIG.to_string()]))
         .collect();

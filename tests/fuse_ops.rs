@@ -705,3 +705,74 @@ fn the_whole_tree_and_its_inode_numbers_survive_remount() {
     assert_eq!(before.len(), after.len());
     m.unmount();
 }
+
+/// The kernel forgets inodes it no longer caches (drop_caches forces it): they come back
+/// from the engine by lookup, and an unlinked file still open keeps working.
+#[test]
+fn inodes_the_kernel_forgets_are_looked_up_again() {
+    let img = Image::new();
+    let m = img.mount();
+    fs::create_dir(m.join("many")).unwrap();
+    for i in 0..300 {
+        fs::write(m.join(format!("many/{i}")), format!("content {i}")).unwrap();
+    }
+    let mut open =
+        OpenOptions::new().create(true).truncate(true).read(true).write(true).open(m.join("doomed")).unwrap();
+    open.write_all(b"unlinked but open").unwrap();
+    fs::remove_file(m.join("doomed")).unwrap();
+    let inos: Vec<u64> = (0..300).map(|i| fs::metadata(m.join(format!("many/{i}"))).unwrap().ino()).collect();
+    fs::write("/proc/sys/vm/drop_caches", "3").expect("drop_caches (the tests run as root)");
+    for (i, ino) in inos.iter().enumerate() {
+        let p = m.join(format!("many/{i}"));
+        assert_eq!(fs::metadata(&p).unwrap().ino(), *ino);
+        assert_eq!(fs::read_to_string(&p).unwrap(), format!("content {i}"));
+    }
+    assert_eq!(fs::read_dir(m.join("many")).unwrap().count(), 300);
+    open.seek(SeekFrom::Start(0)).unwrap();
+    let mut s = String::new();
+    open.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "unlinked but open");
+    drop(open);
+    m.unmount();
+    let m = img.mount();
+    assert!(!m.join("doomed").exists());
+    assert_eq!(fs::read_dir(m.join("many")).unwrap().count(), 300);
+    m.unmount();
+}
+
+fn as_user(uid: u32, script: &str) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into()])
+        .args(["sh", "-c", script])
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+/// Other users get in only with allow_other, and then the kernel checks the modes we report
+/// (default_permissions is always on); files they create are theirs.
+#[test]
+fn other_users_need_allow_other_and_then_meet_the_file_modes() {
+    let img = Image::new();
+    fs::set_permissions(img.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let m = img.mount();
+    fs::write(m.join("public"), b"for all").unwrap();
+    let out = as_user(1000, &format!("cat {}", m.join("public").display()));
+    assert!(!out.status.success(), "another user got in without allow_other");
+    m.unmount();
+
+    let m = img.mount_with("allow_other");
+    fs::set_permissions(m.join("public"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(m.join("secret"), b"root only").unwrap();
+    fs::set_permissions(m.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::create_dir(m.join("shared")).unwrap();
+    fs::set_permissions(m.join("shared"), fs::Permissions::from_mode(0o777)).unwrap();
+    let run = |script: &str| as_user(1000, &format!("cd {} && {script}", m.path.display())).status.success();
+    assert!(run("cat public"), "a world-readable file");
+    assert!(!run("cat secret"), "a 0600 file of root");
+    assert!(!run("echo x >> public"), "writing a 0644 file of root");
+    assert!(!run("touch newfile"), "creating in root's 0755 directory");
+    assert!(run("echo mine > shared/mine"), "creating in a 0777 directory");
+    let md = fs::metadata(m.join("shared/mine")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1000, 1000));
+    m.unmount();
+}

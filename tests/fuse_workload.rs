@@ -21,12 +21,11 @@ fn registry_src() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .expect("CARGO_HOME or HOME");
     let src = home.join("registry/src");
-    let index = fs::read_dir(&src)
+    fs::read_dir(&src)
         .unwrap_or_else(|e| panic!("the workload needs the cargo registry sources in {}: {e}", src.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .max_by_key(|p| fs::read_dir(p).map(|d| d.count()).unwrap_or(0))
-        .unwrap_or_else(|| panic!("{} is empty", src.display()));
-    index
+        .unwrap_or_else(|| panic!("{} is empty", src.display()))
 }
 
 fn count_files(dir: &Path) -> usize {
