@@ -253,7 +253,7 @@ fn mount_t_fuse_hammer2_and_fstab_lines_work_through_mount8() {
     install_helper(&sbin);
     let (dev, mnt, log) = (img.devices[0].display(), img.mountpoint(), img.log_path());
     let fstab = img.dir.path().join("fstab");
-    fs::write(&fstab, format!("{dev} {} fuse.hammer2 noauto,cache=64M,logfile={} 0 0\n", mnt.display(), log.display()))
+    fs::write(&fstab, format!("{dev} {} fuse.hammer2 defaults,_netdev,noauto,cache=64M,logfile={} 0 0\n", mnt.display(), log.display()))
         .unwrap();
     let script = format!(
         "set -e
