@@ -253,8 +253,15 @@ fn mount_t_fuse_hammer2_and_fstab_lines_work_through_mount8() {
     install_helper(&sbin);
     let (dev, mnt, log) = (img.devices[0].display(), img.mountpoint(), img.log_path());
     let fstab = img.dir.path().join("fstab");
-    fs::write(&fstab, format!("{dev} {} fuse.hammer2 defaults,_netdev,noauto,cache=64M,logfile={} 0 0\n", mnt.display(), log.display()))
-        .unwrap();
+    fs::write(
+        &fstab,
+        format!(
+            "{dev} {} fuse.hammer2 defaults,_netdev,noauto,cache=64M,logfile={} 0 0\n",
+            mnt.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
     let script = format!(
         "set -e
          mount -t overlay overlay -o lowerdir={sbin}:/usr/sbin /usr/sbin
@@ -285,4 +292,61 @@ fn mount_t_fuse_hammer2_and_fstab_lines_work_through_mount8() {
     assert_eq!(fs::read(m.join("by-type")).unwrap(), b"typed\n");
     assert_eq!(fs::read(m.join("by-fstab")).unwrap(), b"tabbed\n");
     m.unmount();
+}
+
+/// `-f` serves in the foreground (the command is the daemon) with several FUSE threads, and
+/// ^C ends it with a clean filesystem and exit status 0.
+#[test]
+fn foreground_mode_serves_from_several_threads_until_interrupted() {
+    let img = Image::new();
+    let mut child = Command::new(HAMMER2)
+        .args(["mount", "-f"])
+        .arg(&img.devices[0])
+        .arg(img.mountpoint())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !is_mounted(&img.mountpoint()) {
+        assert!(std::time::Instant::now() < deadline, "hammer2 mount -f never mounted");
+        assert!(child.try_wait().unwrap().is_none(), "hammer2 mount -f exited");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pid = child.id() as i32;
+    // If anything below fails, end the mount so the test does not hang on the child.
+    let _cleanup = Cleanup(img.mountpoint());
+    assert_eq!(daemon_pid(&img.mountpoint()), Some(pid), "-f must not fork");
+    // The workers start right after the mount appears.
+    let workers = || {
+        fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter(|t| {
+                fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap_or_default().starts_with("fuser-")
+            })
+            .count()
+    };
+    while workers() < 4 {
+        assert!(std::time::Instant::now() < deadline, "{} FUSE worker threads", workers());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    fs::write(img.mountpoint().join("fg"), b"foreground").unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(!is_mounted(&img.mountpoint()));
+    assert!(is_clean(&img.devices[0]));
+    let m = img.mount();
+    assert_eq!(fs::read(m.join("fg")).unwrap(), b"foreground");
+    m.unmount();
+}
+
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
 }

@@ -776,3 +776,37 @@ fn other_users_need_allow_other_and_then_meet_the_file_modes() {
     assert_eq!((md.uid(), md.gid()), (1000, 1000));
     m.unmount();
 }
+
+/// Filling the filesystem is ENOSPC for the writer, not a broken mount: after deleting, the
+/// space comes back and everything written before is intact.
+#[test]
+fn a_full_filesystem_answers_enospc_and_recovers_after_deleting() {
+    let img = Image::with(1, 64 << 20, None);
+    let m = img.mount();
+    fs::write(m.join("keep"), b"written before the disk filled").unwrap();
+    let chunk = pattern(1 << 20, 9);
+    let mut f = File::create(m.join("filler")).unwrap();
+    let mut written = 0u64;
+    let err = loop {
+        match f.write_all(&chunk) {
+            Ok(()) => written += chunk.len() as u64,
+            Err(e) => break e,
+        }
+        assert!(written < 64 << 20, "wrote {written} bytes into a 64 MiB device");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert!(written > 8 << 20, "only {written} bytes fit");
+    let e = f.sync_all();
+    assert!(e.is_ok() || e.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::ENOSPC), "{e:?}");
+    drop(f);
+    assert_eq!(fs::read(m.join("keep")).unwrap(), b"written before the disk filled");
+    fs::remove_file(m.join("filler")).unwrap();
+    File::open(&m.path).unwrap().sync_all().unwrap();
+    fs::write(m.join("after"), pattern(4 << 20, 3)).unwrap();
+    File::open(&m.path).unwrap().sync_all().unwrap();
+    m.unmount();
+    let m = img.mount();
+    assert_eq!(fs::read(m.join("keep")).unwrap(), b"written before the disk filled");
+    assert_eq!(fs::read(m.join("after")).unwrap(), pattern(4 << 20, 3));
+    m.unmount();
+}

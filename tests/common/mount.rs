@@ -153,7 +153,10 @@ impl Mount {
     /// Takes charge of the mount on `path` that a daemon just reported ready.
     pub fn attach(path: &Path, log: PathBuf) -> Mount {
         assert!(is_mounted(path), "{} is not mounted after hammer2 mount returned 0", path.display());
-        let pid = daemon_pid(path).unwrap_or_else(|| panic!("no hammer2 daemon serves {}", path.display()));
+        let Some(pid) = daemon_pid(path) else {
+            force_unmount(path);
+            panic!("no hammer2 daemon serves {}", path.display());
+        };
         Mount { path: path.to_path_buf(), pid, log, done: false }
     }
 
