@@ -170,14 +170,20 @@ impl Mount {
     }
 
     /// Unmounts with the given command (e.g. `fusermount3 -u`) and waits for the daemon.
+    /// A busy mount is retried for a while: the tests run in threads that spawn processes,
+    /// and a child holds copies of every open descriptor (another test's open files on this
+    /// mount included) until its exec.
     pub fn unmount_with(mut self, cmd: &[&str]) {
-        let out = Command::new(cmd[0]).args(&cmd[1..]).arg(&self.path).output().expect("run unmount command");
-        assert!(
-            out.status.success(),
-            "{cmd:?} {} failed: {}",
-            self.path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new(cmd[0]).args(&cmd[1..]).arg(&self.path).output().expect("run unmount command");
+            if out.status.success() {
+                break;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("busy") && Instant::now() < deadline, "{cmd:?} {} failed: {err}", self.path.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.wait_exit();
     }
 
