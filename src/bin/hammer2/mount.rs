@@ -7,6 +7,7 @@
 //! and exits after the final commit.
 
 mod daemon;
+mod kernel;
 mod logging;
 mod mountpoint;
 mod options;
@@ -20,6 +21,7 @@ use fuser::{Config, MountOption, SessionACL};
 use hammer2::Fs;
 use hammer2::storage::file::OpenMode;
 use options::MountOptions;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -104,9 +106,10 @@ fn serve(
     let fs = Fs::mount(storages, engine).map_err(|e| anyhow!("{e}"))?;
     let outcome = Outcome::default();
     let adapter = Hammer2Fuse::new(fs, outcome.clone());
-    let mut session = fuser::Session::new(adapter, &mountpoint, &fuse_config(opts, devices))
+    let session = start_session(adapter, &mountpoint, opts, devices)
         .map_err(|e| anyhow!("cannot mount on {}: {e}", mountpoint.display()))?;
-    signals::spawn_waiter(session.unmount_callable(), mountpoint.clone()).context("cannot start the signal thread")?;
+    let conn = session.as_fd().try_clone_to_owned().context("cannot copy the FUSE connection")?;
+    signals::spawn_waiter(conn, mountpoint.clone()).context("cannot start the signal thread")?;
     raise_readahead(&mountpoint);
     if ready.is_background() && opts.logfile.is_none() {
         logging::switch_to_syslog();
@@ -121,6 +124,23 @@ fn serve(
     }
 }
 
+/// Mounts and starts the FUSE session: with mount(2) as root (see `kernel`), else through
+/// fuser and fusermount3.
+fn start_session(
+    adapter: Hammer2Fuse,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    devices: &[PathBuf],
+) -> std::io::Result<fuser::Session<Hammer2Fuse>> {
+    let config = fuse_config(opts, devices);
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return fuser::Session::new(adapter, mountpoint, &config);
+    }
+    let conn = kernel::mount(mountpoint, &source_name(devices), opts)?;
+    fuser::Session::from_fd(adapter, conn, config.acl, config).inspect_err(|_| kernel::unmount(mountpoint))
+}
+
 /// What /proc/mounts shows as the source: the devices, `:`-separated (as the mount helper
 /// takes them).
 fn source_name(devices: &[PathBuf]) -> String {
@@ -130,7 +150,7 @@ fn source_name(devices: &[PathBuf]) -> String {
 fn fuse_config(opts: &MountOptions, devices: &[PathBuf]) -> Config {
     let mut mount_options = vec![
         MountOption::FSName(source_name(devices)),
-        // Passed to the kernel, so the type reads fuse.hammer2 (and mount -t finds it).
+        // (fusermount3 path) the type then reads fuse.hammer2, as with our own mount(2).
         MountOption::CUSTOM("subtype=hammer2".into()),
         MountOption::DefaultPermissions,
     ];
