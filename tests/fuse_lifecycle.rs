@@ -350,3 +350,32 @@ impl Drop for Cleanup {
         }
     }
 }
+
+/// `umount` returns before the daemon's final commit is done. A filesystem mounted on the
+/// same directory meanwhile must stay mounted when that daemon finishes (it must not
+/// unmount the mount point by name on its way out).
+#[test]
+fn a_mount_made_while_the_previous_daemon_still_commits_stays_mounted() {
+    let first = Image::new();
+    let m = first.mount_with("sync_interval=3600");
+    let f = File::create(m.join("big")).unwrap();
+    let chunk = pattern(1 << 20, 3);
+    for i in 0..120u64 {
+        f.write_all_at(&chunk, i << 20).unwrap();
+    }
+    drop(f);
+    let mountpoint = m.path.clone();
+    let first_pid = m.unmount_no_wait();
+    let second = Image::new();
+    let out = second.try_mount(&mountpoint, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m2 = Mount::attach(&mountpoint, second.log_path());
+    assert!(pid_alive(first_pid), "the first daemon finished too soon for this test to mean anything");
+    wait_pid_gone(first_pid, &first.log_path());
+    assert!(is_mounted(&mountpoint), "the first daemon unmounted the second filesystem");
+    fs::write(m2.join("second"), b"still here").unwrap();
+    m2.unmount();
+    let m = first.mount();
+    assert_eq!(fs::read(m.join("big")).unwrap().len(), 120 << 20);
+    m.unmount();
+}

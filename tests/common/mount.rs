@@ -187,6 +187,14 @@ impl Mount {
         self.wait_exit();
     }
 
+    /// `umount MOUNTPOINT` without waiting for the daemon's final commit; returns its pid.
+    pub fn unmount_no_wait(mut self) -> i32 {
+        let out = Command::new("umount").arg(&self.path).output().expect("run umount");
+        assert!(out.status.success(), "umount {}: {}", self.path.display(), String::from_utf8_lossy(&out.stderr));
+        self.done = true;
+        self.pid
+    }
+
     /// Sends `sig` to the daemon and waits for it to exit.
     pub fn signal(mut self, sig: i32) {
         // SAFETY: kill has no memory-safety preconditions.
@@ -226,7 +234,7 @@ fn force_unmount(path: &Path) {
     let _ = Command::new("umount").arg("-l").arg(path).output();
 }
 
-fn wait_pid_gone(pid: i32, log: &Path) {
+pub fn wait_pid_gone(pid: i32, log: &Path) {
     let deadline = Instant::now() + EXIT_WAIT;
     while pid_alive(pid) {
         if Instant::now() > deadline {
