@@ -647,6 +647,12 @@ fn bad_names_and_wrong_types_come_back_as_errno() {
     fs::create_dir(m.join("dir")).unwrap();
     assert_eq!(err_of(OpenOptions::new().write(true).open(m.join("dir"))), libc::EISDIR);
     assert_eq!(setxattr(&m.join("file"), "bogus.ns", b"v", 0), libc::EOPNOTSUPP);
+    // No ioctls: a file is not a terminal.
+    let f = File::open(m.join("file")).unwrap();
+    // SAFETY: isatty on an open descriptor.
+    assert_eq!(unsafe { libc::isatty(f.as_raw_fd()) }, 0);
+    assert_eq!(errno(), libc::ENOTTY);
+    drop(f);
     m.unmount();
 }
 

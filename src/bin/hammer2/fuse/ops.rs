@@ -5,9 +5,9 @@
 use super::convert::{access_allowed, file_attr, negative_attr, request_time, time_set};
 use super::{ATTR_TTL, ENTRY_TTL, Hammer2Fuse, xattr};
 use fuser::{
-    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use hammer2::vnops::file::Whence;
 use hammer2::{Attr, Creds, Error, Fs, SetAttr};
@@ -381,5 +381,21 @@ impl Filesystem for Hammer2Fuse {
             Ok(o) => reply.offset(o as i64),
             Err(e) => reply.error(e),
         }
+    }
+
+    /// No ioctls: "not a terminal" for every one (isatty() asks on each open in some
+    /// programs; fuser's default would log each of them as unimplemented).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTTY));
     }
 }
