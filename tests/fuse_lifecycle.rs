@@ -9,10 +9,6 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::process::Command;
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(2654435761).rotate_left(seed as u32) as u8 ^ seed).collect()
-}
-
 /// Files written and never fsync'd: only a commit at unmount can save them.
 fn write_unsynced(m: &Mount) {
     fs::create_dir(m.join("d")).unwrap();

@@ -27,10 +27,6 @@ fn err_of<T>(r: std::io::Result<T>) -> i32 {
     }
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(2654435761).rotate_left(seed as u32) as u8 ^ seed).collect()
-}
-
 fn renameat2(from: &Path, to: &Path, flags: u32) -> i32 {
     let (a, b) = (c(from), c(to));
     // SAFETY: NUL-terminated paths.
@@ -142,6 +138,41 @@ fn file_data_reads_back_exactly_and_survives_remount() {
     assert_eq!(fs::read(m.join("huge")).unwrap(), huge);
     assert_eq!(fs::read(m.join("small")).unwrap(), b"tiny");
     assert_eq!(fs::metadata(m.join("empty")).unwrap().len(), 0);
+    m.unmount();
+}
+
+#[test]
+fn shared_mmap_writes_reach_the_file_and_survive_remount() {
+    let img = Image::new();
+    let m = img.mount();
+    let f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(m.join("mapped")).unwrap();
+    f.set_len(200_000).unwrap();
+    // SAFETY: a fresh shared mapping of an open file, unmapped below before the file closes.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            200_000,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        let s = std::slice::from_raw_parts_mut(p.cast::<u8>(), 200_000);
+        s[100..110].copy_from_slice(b"0123456789");
+        s[150_000..150_005].copy_from_slice(b"hello");
+        assert_eq!(libc::msync(p, 200_000, libc::MS_SYNC), 0);
+        libc::munmap(p, 200_000);
+    }
+    drop(f);
+    let check = |p: &Path| {
+        let d = fs::read(p).unwrap();
+        assert_eq!((d.len(), &d[100..110], &d[150_000..150_005]), (200_000, &b"0123456789"[..], &b"hello"[..]));
+    };
+    check(&m.join("mapped"));
+    m.unmount();
+    let m = img.mount();
+    check(&m.join("mapped"));
     m.unmount();
 }
 

@@ -403,6 +403,11 @@ pub fn install_helper(dir: &Path) -> PathBuf {
     p
 }
 
+/// Deterministic test data: `len` bytes that differ with `seed` and with the position.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2654435761).rotate_left(seed as u32) as u8 ^ seed).collect()
+}
+
 /// Runs a shell command line, panicking with its output if it fails.
 pub fn sh(script: &str) -> Output {
     let out = Command::new("sh").arg("-c").arg(script).output().expect("run sh");
