@@ -3,3 +3,4 @@ pub mod crash;
 pub mod engine;
 pub mod image;
 pub mod model;
+pub mod mount;

@@ -1,6 +1,8 @@
 //! The `hammer2` command: mount (FUSE), info, scrub, resync.
 
 mod devices;
+mod fuse;
+mod helper;
 mod info;
 mod mount;
 mod offline;
@@ -29,6 +31,9 @@ enum Cmd {
 }
 
 fn main() {
+    if helper::invoked_as_helper() {
+        helper::main();
+    }
     let cli = Cli::parse();
     let name = match &cli.cmd {
         Cmd::Mount(_) => "mount",

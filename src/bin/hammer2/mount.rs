@@ -1,11 +1,185 @@
-//! `hammer2 mount` (being written).
+//! `hammer2 mount [-f] [-o OPTIONS] DEVICE... MOUNTPOINT`: serve a filesystem through FUSE.
+//!
+//! By default the command forks; the child checks the mount point, opens and validates the
+//! devices, mounts, and only then tells the waiting parent to exit 0. Bad input therefore
+//! ends as one line on stderr and exit 1, before anything is mounted or written. The daemon
+//! runs until the filesystem is unmounted (umount, fusermount3 -u, or SIGTERM/SIGINT/SIGHUP)
+//! and exits after the final commit.
+
+mod daemon;
+mod kernel;
+mod logging;
+mod mountpoint;
+mod options;
+mod signals;
+
+use crate::devices;
+use crate::fuse::{Hammer2Fuse, Outcome};
+use anyhow::{Context, Result, anyhow, bail};
+use daemon::{Readiness, Role};
+use fuser::{Config, MountOption, SessionACL};
+use hammer2::Fs;
+use hammer2::storage::file::OpenMode;
+use options::MountOptions;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
+#[command(override_usage = "hammer2 mount [-f] [-o OPTIONS] DEVICE... MOUNTPOINT")]
 pub struct Args {
-    /// Devices (or a mount point).
-    pub paths: Vec<std::path::PathBuf>,
+    /// Stay in the foreground (log to stderr) instead of detaching once mounted.
+    #[arg(short = 'f', long)]
+    pub foreground: bool,
+    /// Comma-separated options (may be repeated): ro, rw, allow_other, default_permissions
+    /// (always on), cache=SIZE, sync_interval=SECONDS, degraded, master=DEVICE, debug,
+    /// nonempty, logfile=PATH, and the generic noexec, nosuid, nodev, noatime, sync, dirsync.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    pub options: Vec<String>,
+    /// The filesystem's devices (image files or block devices), then the mount point.
+    #[arg(value_name = "PATH", num_args = 2.., required = true)]
+    pub paths: Vec<PathBuf>,
 }
 
-pub fn run(_a: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("not implemented yet")
+/// FUSE worker threads: requests are served in parallel (a commit or a slow read in one
+/// does not stall the others).
+fn worker_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cpus * 2).clamp(4, 16)
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let opts = options::parse(&a.options)?;
+    // num_args = 2.. guarantees a device and a mount point.
+    let (mountpoint, devices) = a.paths.split_last().context("no mount point given")?;
+    let devices: Vec<PathBuf> = devices.iter().map(|d| std::path::absolute(d).unwrap_or(d.clone())).collect();
+    let master = opts.master.as_deref().map(|m| master_index(m, &devices)).transpose()?;
+    let mut ready = if a.foreground {
+        Readiness::Foreground
+    } else {
+        match daemon::fork()? {
+            Role::Parent(verdict) => return verdict.map(|()| 0),
+            Role::Child(ready) => ready,
+        }
+    };
+    signals::block();
+    let served = ready.log_to(opts.logfile.as_deref()).and_then(|()| {
+        logging::init(opts.debug);
+        serve(&opts, &devices, mountpoint, master, &mut ready)
+    });
+    match served {
+        Ok(code) => Ok(code),
+        Err(e) if ready.fail(&e) => Ok(1),
+        Err(e) if ready.is_background() => {
+            tracing::error!("{e:#}");
+            Ok(1)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `master=DEVICE` names one of the given devices (by path, or another name for it).
+fn master_index(master: &Path, devices: &[PathBuf]) -> Result<usize> {
+    let same = |d: &PathBuf| {
+        d == master || std::fs::canonicalize(d).ok().is_some_and(|c| std::fs::canonicalize(master).ok() == Some(c))
+    };
+    devices.iter().position(same).ok_or_else(|| anyhow!("master={} is not one of the devices given", master.display()))
+}
+
+fn serve(
+    opts: &MountOptions,
+    devices: &[PathBuf],
+    mountpoint: &Path,
+    master: Option<usize>,
+    ready: &mut Readiness,
+) -> Result<i32> {
+    let mountpoint = mountpoint::check(mountpoint, opts.nonempty)?;
+    let mode = if opts.read_only { OpenMode::ReadOnly } else { OpenMode::Exclusive };
+    let storages = devices::open_all(devices, mode)?;
+    let mut engine =
+        hammer2::Options { read_only: opts.read_only, degraded: opts.degraded, master, ..Default::default() };
+    if let Some(c) = opts.cache_bytes {
+        engine.cache_bytes = c;
+    }
+    if let Some(s) = opts.sync_interval {
+        engine.sync_interval = s;
+    }
+    let fs = Fs::mount(storages, engine).map_err(|e| anyhow!("{e}"))?;
+    let outcome = Outcome::default();
+    let adapter = Hammer2Fuse::new(fs, outcome.clone());
+    let session = start_session(adapter, &mountpoint, opts, devices)
+        .map_err(|e| anyhow!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let conn = session.as_fd().try_clone_to_owned().context("cannot copy the FUSE connection")?;
+    signals::spawn_waiter(conn, mountpoint.clone()).context("cannot start the signal thread")?;
+    raise_readahead(&mountpoint);
+    if ready.is_background() && opts.logfile.is_none() {
+        logging::switch_to_syslog();
+    }
+    ready.ready(opts.logfile.as_deref())?;
+    tracing::info!("serving {} on {}", source_name(devices), mountpoint.display());
+    session.run().context("the FUSE session failed")?;
+    match outcome.get() {
+        Some(Ok(())) => Ok(0),
+        Some(Err(e)) => bail!("{e}"),
+        None => bail!("the FUSE session ended without the final commit"),
+    }
+}
+
+/// Mounts and starts the FUSE session: with mount(2) as root (see `kernel`), else through
+/// fuser and fusermount3.
+fn start_session(
+    adapter: Hammer2Fuse,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    devices: &[PathBuf],
+) -> std::io::Result<fuser::Session<Hammer2Fuse>> {
+    let config = fuse_config(opts, devices);
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return fuser::Session::new(adapter, mountpoint, &config);
+    }
+    let conn = kernel::mount(mountpoint, &source_name(devices), opts)?;
+    fuser::Session::from_fd(adapter, conn, config.acl, config).inspect_err(|_| kernel::unmount(mountpoint))
+}
+
+/// What /proc/mounts shows as the source: the devices, `:`-separated (as the mount helper
+/// takes them).
+fn source_name(devices: &[PathBuf]) -> String {
+    devices.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
+}
+
+fn fuse_config(opts: &MountOptions, devices: &[PathBuf]) -> Config {
+    let mut mount_options = vec![
+        MountOption::FSName(source_name(devices)),
+        // (fusermount3 path) the type then reads fuse.hammer2, as with our own mount(2).
+        MountOption::CUSTOM("subtype=hammer2".into()),
+        MountOption::DefaultPermissions,
+    ];
+    if opts.read_only {
+        mount_options.push(MountOption::RO);
+    }
+    mount_options.extend(opts.vfs_flags.iter().cloned());
+    let mut config = Config::default();
+    config.mount_options = mount_options;
+    config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
+    config.n_threads = Some(worker_threads());
+    config.clone_fd = true;
+    config
+}
+
+/// The kernel starts FUSE mounts with 128 KiB of readahead; sequential reads go much faster
+/// with 1 MiB (our max read). Best effort: the mount works without it.
+fn raise_readahead(mountpoint: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut dev = info.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 4 && Path::new(f[4]) == mountpoint).then(|| f[2].to_string())
+    });
+    if let Some(dev) = dev.next_back() {
+        let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+        if let Err(e) = std::fs::write(&path, "1024") {
+            tracing::debug!("cannot raise readahead ({path}): {e}");
+        }
+    }
 }

@@ -1,0 +1,401 @@
+//! `fuser::Filesystem` for hammer2: each request is one engine call (see `vnops`), run under
+//! [`Hammer2Fuse::run`]. Entry replies (lookup, create, mkdir, mknod, symlink, link) take a
+//! kernel lookup reference before they are sent; `forget` drops them.
+
+use super::convert::{access_allowed, file_attr, negative_attr, request_time, time_set};
+use super::{ATTR_TTL, ENTRY_TTL, Hammer2Fuse, xattr};
+use fuser::{
+    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use hammer2::vnops::file::Whence;
+use hammer2::{Attr, Creds, Error, Fs, SetAttr};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+fn creds(req: &Request) -> Creds {
+    Creds { uid: req.uid(), gid: req.gid() }
+}
+
+/// A new or found entry the kernel will hold on to: one more lookup reference.
+fn referenced(fs: &Fs, a: hammer2::Result<Attr>) -> hammer2::Result<Attr> {
+    let a = a?;
+    fs.lookup_ref(a.ino);
+    Ok(a)
+}
+
+/// Every open file shares the kernel's page cache: nobody else changes our files.
+const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
+
+impl Hammer2Fuse {
+    fn reply_entry(&self, reply: ReplyEntry, r: Result<Attr, Errno>) {
+        match r {
+            Ok(a) => reply.entry_with_ttls(&ATTR_TTL, &ENTRY_TTL, &file_attr(&a, self.blksize), Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn reply_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+}
+
+impl Filesystem for Hammer2Fuse {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        self.configure(config);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.finish();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let r = self.run("lookup", parent.0, |fs| referenced(fs, fs.lookup(parent.0, name.as_bytes())));
+        match r {
+            // A negative entry the kernel may cache: names only appear through the kernel.
+            Err(e) if e == Errno::ENOENT => reply.entry(&ENTRY_TTL, &negative_attr(), Generation(0)),
+            r => self.reply_entry(reply, r),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _ = self.run("forget", ino.0, |fs| {
+            fs.forget(ino.0, nlookup);
+            Ok(())
+        });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.run("getattr", ino.0, |fs| fs.getattr(ino.0)) {
+            Ok(a) => reply.attr(&ATTR_TTL, &file_attr(&a, self.blksize)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            ctime: ctime.map(request_time),
+        };
+        match self.run("setattr", ino.0, |fs| fs.setattr(ino.0, &set)) {
+            Ok(a) => reply.attr(&ATTR_TTL, &file_attr(&a, self.blksize)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.run("readlink", ino.0, |fs| fs.readlink(ino.0)) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = self.run("mknod", parent.0, |fs| {
+            referenced(fs, fs.mknod(parent.0, name.as_bytes(), mode, u64::from(rdev), creds(req)))
+        });
+        self.reply_entry(reply, r);
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        let r = self.run("mkdir", parent.0, |fs| referenced(fs, fs.mkdir(parent.0, name.as_bytes(), mode, creds(req))));
+        self.reply_entry(reply, r);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        Self::reply_empty(reply, self.run("unlink", parent.0, |fs| fs.unlink(parent.0, name.as_bytes())));
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        Self::reply_empty(reply, self.run("rmdir", parent.0, |fs| fs.rmdir(parent.0, name.as_bytes())));
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let r = self.run("symlink", parent.0, |fs| {
+            let t = target.as_os_str().as_bytes();
+            referenced(fs, fs.symlink(parent.0, link_name.as_bytes(), t, creds(req)))
+        });
+        self.reply_entry(reply, r);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.run("rename", parent.0, |fs| {
+            let known = RenameFlags::RENAME_NOREPLACE | RenameFlags::RENAME_EXCHANGE;
+            if !known.contains(flags) {
+                return Err(Error::invalid("unsupported rename flags"));
+            }
+            let f = hammer2::RenameFlags {
+                noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
+                exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
+            };
+            fs.rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), f)
+        });
+        Self::reply_empty(reply, r);
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let r = self.run("link", ino.0, |fs| referenced(fs, fs.link(ino.0, newparent.0, newname.as_bytes())));
+        self.reply_entry(reply, r);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.run("open", ino.0, |fs| fs.open(ino.0)) {
+            Ok(()) => reply.opened(FileHandle(0), OPEN_FLAGS),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.run("read", ino.0, |fs| fs.read(ino.0, offset, size as usize)) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        // At most max_write (1 MiB) per request, so the count fits in u32.
+        match self.run("write", ino.0, |fs| fs.write(ino.0, offset, data)) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// close(2): nothing to do; data is committed periodically, on fsync and at unmount.
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        Self::reply_empty(reply, self.run("release", ino.0, |fs| fs.release(ino.0)));
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        Self::reply_empty(reply, self.run("fsync", ino.0, |fs| fs.fsync(ino.0)));
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.opened(FileHandle(0), FopenFlags::empty());
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.run("readdir", ino.0, |fs| self.fill_dir(fs, ino.0, offset, &mut reply)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        match self.run("readdirplus", ino.0, |fs| self.fill_dir_plus(fs, ino.0, offset, &mut reply)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        Self::reply_empty(reply, self.run("fsyncdir", ino.0, |fs| fs.fsync(ino.0)));
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.run("statfs", 0, |fs| Ok(fs.statfs())) {
+            Ok(s) => reply.statfs(
+                s.blocks,
+                s.blocks_free,
+                s.blocks_avail,
+                s.files,
+                s.files_free,
+                s.block_size,
+                s.name_max,
+                s.block_size,
+            ),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.run("setxattr", ino.0, |fs| {
+            if position != 0 {
+                return Err(Error::invalid("xattr position"));
+            }
+            fs.setxattr(ino.0, name.as_bytes(), value, xattr::set_flags(flags))
+        });
+        Self::reply_empty(reply, r);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let r = self.run("getxattr", ino.0, |fs| fs.getxattr(ino.0, name.as_bytes()));
+        xattr::reply(reply, size, r);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let r = self.run("listxattr", ino.0, |fs| fs.listxattr(ino.0).map(xattr::name_list));
+        xattr::reply(reply, size, r);
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        Self::reply_empty(reply, self.run("removexattr", ino.0, |fs| fs.removexattr(ino.0, name.as_bytes())));
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let r = self.run("access", ino.0, |fs| {
+            let a = fs.getattr(ino.0)?;
+            match access_allowed(&a, req.uid(), req.gid(), mask.bits()) {
+                true => Ok(()),
+                false => Err(Error::Io(std::io::Error::from_raw_os_error(libc::EACCES))),
+            }
+        });
+        Self::reply_empty(reply, r);
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = self.run("create", parent.0, |fs| {
+            let a = fs.create(parent.0, name.as_bytes(), mode, creds(req))?;
+            fs.open(a.ino)?;
+            referenced(fs, Ok(a))
+        });
+        match r {
+            Ok(a) => reply.created(&ATTR_TTL, &file_attr(&a, self.blksize), Generation(0), FileHandle(0), OPEN_FLAGS),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        Self::reply_empty(reply, self.run("fallocate", ino.0, |fs| fs.fallocate(ino.0, offset, length, mode)));
+    }
+
+    fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        let r = self.run("lseek", ino.0, |fs| {
+            let whence = match whence {
+                libc::SEEK_DATA => Whence::Data,
+                libc::SEEK_HOLE => Whence::Hole,
+                _ => return Err(Error::invalid("lseek whence")),
+            };
+            let off = u64::try_from(offset).map_err(|_| Error::NoSeekTarget)?;
+            fs.seek(ino.0, off, whence)
+        });
+        match r {
+            // File offsets stay below MAX_FILE_SIZE (2^62), so they fit in i64.
+            Ok(o) => reply.offset(o as i64),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// No ioctls: "not a terminal" for every one (isatty() asks on each open in some
+    /// programs; fuser's default would log each of them as unimplemented).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+}

@@ -1,0 +1,137 @@
+//! `mount.fuse.hammer2`: what mount(8) runs for `mount -t fuse.hammer2` and for /etc/fstab
+//! lines of that type. It is this same binary under another name (install a copy or a
+//! symlink as /sbin/mount.fuse.hammer2), called as
+//!
+//!     mount.fuse.hammer2 DEVICE[:DEVICE...] MOUNTPOINT [-sfnv] [-o OPTIONS] [-t TYPE] [-N NS]
+//!
+//! and doing what `hammer2 mount -o OPTIONS DEVICE... MOUNTPOINT` does. Several devices are
+//! joined by `:`, as bcachefs does. Options that belong to mount(8) or fstab rather than to
+//! the filesystem (`defaults`, `noauto`, `_netdev`, `x-systemd.*`, ...) are dropped, not
+//! refused.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+pub const NAME: &str = "mount.fuse.hammer2";
+const USAGE: &str = "usage: mount.fuse.hammer2 DEVICE[:DEVICE...] MOUNTPOINT [-o OPTIONS]";
+
+/// True when this binary was started under the helper's name.
+pub fn invoked_as_helper() -> bool {
+    std::env::args_os().next().is_some_and(|a0| Path::new(&a0).file_name() == Some(OsStr::new(NAME)))
+}
+
+/// Runs the helper and exits.
+pub fn main() -> ! {
+    let code = match parse(std::env::args_os().skip(1)).and_then(run) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{NAME}: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+#[derive(Debug)]
+struct Call {
+    source: OsString,
+    mountpoint: OsString,
+    options: Vec<String>,
+    /// `-f`: do everything but the mount.
+    fake: bool,
+}
+
+fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Call> {
+    let mut positional = Vec::new();
+    let mut options = Vec::new();
+    let mut fake = false;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy().into_owned();
+        match s.as_str() {
+            "-o" => options
+                .push(it.next().ok_or_else(|| anyhow::anyhow!("-o needs a value"))?.to_string_lossy().into_owned()),
+            // The type (fuse.hammer2) and a namespace to mount in are mount(8)'s business.
+            "-t" | "-N" => {
+                it.next();
+            }
+            _ if s.starts_with("-o") => options.push(s[2..].to_string()),
+            // -s (sloppy), -n (no mtab), -v (verbose), -f (fake), alone or combined.
+            _ if s.starts_with('-') && s.len() > 1 && s[1..].chars().all(|c| "sfnv".contains(c)) => {
+                fake |= s.contains('f');
+            }
+            _ if s.starts_with('-') && s.len() > 1 => anyhow::bail!("unknown flag {s}; {USAGE}"),
+            _ => positional.push(a),
+        }
+    }
+    let [source, mountpoint]: [OsString; 2] = positional.try_into().map_err(|_| anyhow::anyhow!(USAGE))?;
+    Ok(Call { source, mountpoint, options: filesystem_options(&options), fake })
+}
+
+/// Drops what mount(8) and fstab add for themselves; keeps everything else for `hammer2
+/// mount` to accept or refuse.
+fn filesystem_options(lists: &[String]) -> Vec<String> {
+    const MOUNT8: [&str; 10] =
+        ["defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "_netdev", "nofail"];
+    const MOUNT8_PREFIXES: [&str; 9] =
+        ["x-", "comment=", "fsname=", "subtype=", "helper=", "context=", "fscontext=", "defcontext=", "rootcontext="];
+    lists
+        .iter()
+        .flat_map(|l| l.split(','))
+        .filter(|o| !o.is_empty() && !MOUNT8.contains(o) && !MOUNT8_PREFIXES.iter().any(|p| o.starts_with(p)))
+        .map(str::to_string)
+        .collect()
+}
+
+fn devices(source: &OsStr) -> anyhow::Result<Vec<PathBuf>> {
+    let parts: Vec<PathBuf> =
+        source.as_bytes().split(|b| *b == b':').map(|p| PathBuf::from(OsStr::from_bytes(p))).collect();
+    if parts.iter().any(|p| p.as_os_str().is_empty()) {
+        anyhow::bail!("bad device list '{}' (devices are separated by ':')", source.to_string_lossy());
+    }
+    Ok(parts)
+}
+
+fn run(call: Call) -> anyhow::Result<i32> {
+    let mut paths = devices(&call.source)?;
+    if call.fake {
+        return Ok(0);
+    }
+    paths.push(PathBuf::from(call.mountpoint));
+    let options = if call.options.is_empty() { Vec::new() } else { vec![call.options.join(",")] };
+    crate::mount::run(crate::mount::Args { foreground: false, options, paths })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(args: &[&str]) -> anyhow::Result<Call> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn mount8_style_arguments_are_understood() {
+        let c = call(&["/a.img:/b.img", "/mnt", "-n", "-o", "rw,noauto,x-systemd.automount,cache=1G,_netdev"]).unwrap();
+        assert_eq!(c.source, "/a.img:/b.img");
+        assert_eq!(c.mountpoint, "/mnt");
+        assert_eq!(c.options, ["rw", "cache=1G"]);
+        assert!(!c.fake);
+        assert_eq!(devices(&c.source).unwrap(), [PathBuf::from("/a.img"), PathBuf::from("/b.img")]);
+    }
+
+    #[test]
+    fn fake_type_and_combined_flags_are_accepted() {
+        let c = call(&["-sv", "-t", "fuse.hammer2", "/a.img", "/mnt", "-fn", "-odefaults"]).unwrap();
+        assert!(c.fake);
+        assert!(c.options.is_empty());
+    }
+
+    #[test]
+    fn bad_calls_say_how_to_call() {
+        assert!(call(&["/a.img"]).unwrap_err().to_string().contains("usage"));
+        assert!(call(&["/a.img", "/mnt", "-q"]).unwrap_err().to_string().contains("unknown flag -q"));
+        assert!(devices(OsStr::new("/a.img::/b.img")).is_err());
+    }
+}

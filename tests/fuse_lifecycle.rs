@@ -1,0 +1,377 @@
+//! How a mount ends and begins again: umount, signals, SIGKILL (a crash), internal errors,
+//! and mounting through mount(8) with the mount.fuse.hammer2 helper.
+
+mod common;
+
+use common::mount::*;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::process::Command;
+
+/// Files written and never fsync'd: only a commit at unmount can save them.
+fn write_unsynced(m: &Mount) {
+    fs::create_dir(m.join("d")).unwrap();
+    for i in 0..50 {
+        fs::write(m.join(format!("d/f{i}")), pattern(1000 * i, i as u8)).unwrap();
+    }
+    fs::write(m.join("big"), pattern(3 << 20, 1)).unwrap();
+}
+
+fn check_unsynced(m: &Mount) {
+    for i in 0..50 {
+        assert_eq!(fs::read(m.join(format!("d/f{i}"))).unwrap(), pattern(1000 * i, i as u8), "d/f{i}");
+    }
+    assert_eq!(fs::read(m.join("big")).unwrap(), pattern(3 << 20, 1));
+}
+
+#[test]
+fn umount_commits_everything_and_leaves_a_clean_filesystem() {
+    let img = Image::new();
+    let m = img.mount_with("sync_interval=3600");
+    write_unsynced(&m);
+    m.unmount();
+    assert!(is_clean(&img.devices[0]), "the last header is not marked clean");
+    let m = img.mount();
+    check_unsynced(&m);
+    m.unmount_with(&["fusermount3", "-u"]);
+    assert!(is_clean(&img.devices[0]));
+}
+
+#[test]
+fn sigterm_unmounts_and_commits_everything() {
+    let img = Image::new();
+    let m = img.mount_with("sync_interval=3600");
+    write_unsynced(&m);
+    let path = m.path.clone();
+    m.signal(libc::SIGTERM);
+    assert!(!is_mounted(&path));
+    assert!(is_clean(&img.devices[0]));
+    let m = img.mount();
+    check_unsynced(&m);
+    m.unmount();
+}
+
+#[test]
+fn sigint_unmounts_and_commits_everything() {
+    let img = Image::new();
+    let m = img.mount_with("sync_interval=3600");
+    write_unsynced(&m);
+    m.signal(libc::SIGINT);
+    assert!(is_clean(&img.devices[0]));
+    let m = img.mount();
+    check_unsynced(&m);
+    m.unmount();
+}
+
+#[test]
+fn sigterm_on_a_busy_mount_detaches_and_commits_when_the_last_file_closes() {
+    let img = Image::new();
+    let mut m = img.mount_with("sync_interval=3600");
+    let mut f = File::create(m.join("open")).unwrap();
+    f.write_all(b"before the signal; ").unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(m.pid, libc::SIGTERM) }, 0);
+    // Detached from the namespace, still serving the open file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while is_mounted(&m.path) {
+        assert!(std::time::Instant::now() < deadline, "the busy mount was not detached");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(pid_alive(m.pid), "the daemon quit while a file was open");
+    f.write_all(b"after the signal").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    m.wait_exit();
+    assert!(is_clean(&img.devices[0]));
+    let m = img.mount();
+    assert_eq!(fs::read(m.join("open")).unwrap(), b"before the signal; after the signal");
+    m.unmount();
+}
+
+/// SIGKILL loses at most what was not committed, never what was fsync'd, and the filesystem
+/// mounts again.
+#[test]
+fn sigkill_keeps_everything_fsynced_and_the_filesystem_mounts_again() {
+    let img = Image::new();
+    let m = img.mount_with("sync_interval=3600");
+    fs::create_dir(m.join("tree")).unwrap();
+    for i in 0..100 {
+        fs::write(m.join(format!("tree/{i}")), format!("file {i}")).unwrap();
+    }
+    let mut f = File::create(m.join("synced")).unwrap();
+    f.write_all(&pattern(2 << 20, 4)).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    // Written after the last fsync: may be lost, must not corrupt anything.
+    fs::write(m.join("unsynced"), pattern(1 << 20, 5)).unwrap();
+    fs::remove_file(m.join("tree/7")).unwrap();
+    let path = m.path.clone();
+    m.kill9();
+    assert!(!is_mounted(&path));
+    assert!(!is_clean(&img.devices[0]), "a killed daemon cannot have written a clean header");
+
+    let m = img.mount();
+    assert_eq!(fs::read(m.join("synced")).unwrap(), pattern(2 << 20, 4));
+    for i in 0..100 {
+        assert_eq!(fs::read_to_string(m.join(format!("tree/{i}"))).unwrap(), format!("file {i}"));
+    }
+    if let Ok(d) = fs::read(m.join("unsynced")) {
+        assert!(d.is_empty() || d == pattern(1 << 20, 5), "the unsynced file is torn");
+    }
+    // The filesystem works normally after the crash.
+    fs::write(m.join("after"), b"life goes on").unwrap();
+    m.unmount();
+    let m = img.mount();
+    assert_eq!(fs::read(m.join("after")).unwrap(), b"life goes on");
+    m.unmount();
+}
+
+/// A writer that fsyncs every few files is killed at an arbitrary point: every file it
+/// fsync'd before the kill is intact afterwards.
+#[test]
+fn sigkill_during_a_write_stream_loses_nothing_that_was_fsynced() {
+    let img = Image::new();
+    let m = img.mount_with("sync_interval=1");
+    let dir = m.join("stream");
+    fs::create_dir(&dir).unwrap();
+    let synced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let (dir, synced) = (dir.clone(), synced.clone());
+        std::thread::spawn(move || {
+            for i in 0.. {
+                let r = (|| -> std::io::Result<()> {
+                    let mut f = File::create(dir.join(format!("{i}")))?;
+                    f.write_all(&pattern(40_000 + i * 13, i as u8))?;
+                    if i % 5 == 4 {
+                        f.sync_all()?;
+                        synced.store(i + 1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(())
+                })();
+                if r.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    while synced.load(std::sync::atomic::Ordering::SeqCst) < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    m.kill9();
+    writer.join().unwrap();
+    let n = synced.load(std::sync::atomic::Ordering::SeqCst);
+    let m = img.mount();
+    for i in 0..n {
+        let got = fs::read(m.join(format!("stream/{i}"))).unwrap_or_else(|e| panic!("stream/{i} lost: {e}"));
+        assert!(got == pattern(40_000 + i * 13, i as u8), "stream/{i} differs");
+    }
+    m.unmount();
+}
+
+/// A block whose only copy is corrupt: reading it is EIO, the error is logged, and the mount
+/// keeps serving everything else.
+#[test]
+fn an_internal_error_is_eio_for_that_request_and_the_mount_keeps_serving() {
+    let img = Image::with(1, 256 << 20, Some(1));
+    let m = img.mount();
+    let victim = pattern(256 << 10, 77);
+    fs::write(m.join("victim"), &victim).unwrap();
+    fs::write(m.join("fine"), b"unharmed").unwrap();
+    m.unmount();
+    let mut image = fs::read(&img.devices[0]).unwrap();
+    let needle = &victim[65536..65536 + 64];
+    let at = (0..image.len() - 64).step_by(4096).find(|&o| &image[o..o + 64] == needle).expect("data block on disk");
+    image[at + 100] ^= 0x01;
+    fs::write(&img.devices[0], &image).unwrap();
+
+    let m = img.mount();
+    let f = File::open(m.join("victim")).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let e = f.read_exact_at(&mut buf, 65536).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    // The other blocks of the same file and every other file still read.
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(buf, victim[..65536]);
+    drop(f);
+    assert_eq!(fs::read(m.join("fine")).unwrap(), b"unharmed");
+    fs::write(m.join("new"), b"still writable").unwrap();
+    assert_eq!(fs::read_dir(&m.path).unwrap().count(), 3);
+    m.unmount();
+    assert!(img.log().contains("read (inode"), "the error was not logged:\n{}", img.log());
+}
+
+#[test]
+fn the_mount_shows_as_fuse_hammer2_with_the_devices_as_source() {
+    let img = Image::with(2, 128 << 20, Some(2));
+    let m = img.mount();
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let canon = fs::canonicalize(&m.path).unwrap();
+    let line = mounts.lines().find(|l| l.split(' ').nth(1) == canon.to_str()).expect("in /proc/self/mounts");
+    let source = format!("{}:{}", img.devices[0].display(), img.devices[1].display());
+    assert_eq!(line.split(' ').next(), Some(source.as_str()), "{line}");
+    assert_eq!(mount_type(&m.path).as_deref(), Some("fuse.hammer2"), "{line}");
+    assert!(line.contains("default_permissions"), "{line}");
+    m.unmount();
+}
+
+/// mount(8) runs the helper as `mount.fuse.hammer2 SRC DIR -o OPTS`; devices are `:`-joined
+/// and the options mount(8) and fstab add for themselves are ignored.
+#[test]
+fn the_helper_mounts_what_mount8_hands_it() {
+    let img = Image::with(2, 128 << 20, Some(2));
+    let helper = install_helper(img.dir.path());
+    let source = format!("{}:{}", img.devices[0].display(), img.devices[1].display());
+    let opts = format!("rw,noauto,_netdev,x-systemd.automount,nofail,logfile={}", img.log_path().display());
+    let out = Command::new(&helper).arg(&source).arg(img.mountpoint()).args(["-n", "-o", &opts]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m = Mount::attach(&img.mountpoint(), img.log_path());
+    assert_eq!(mount_type(&m.path).as_deref(), Some("fuse.hammer2"));
+    fs::write(m.join("via-helper"), b"mounted by the helper").unwrap();
+    m.unmount();
+    let m = img.mount();
+    assert_eq!(fs::read(m.join("via-helper")).unwrap(), b"mounted by the helper");
+    m.unmount();
+    // Its own errors are one line too.
+    let out = Command::new(&helper).arg(&source).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("mount.fuse.hammer2: usage"));
+}
+
+/// The real thing: `mount -t fuse.hammer2` and an fstab line, through util-linux mount. The
+/// helper must sit in /sbin, so this runs in a private mount namespace where an overlay adds
+/// it to /usr/sbin (nothing on the host changes).
+#[test]
+fn mount_t_fuse_hammer2_and_fstab_lines_work_through_mount8() {
+    let img = Image::new();
+    let sbin = img.dir.path().join("sbin");
+    fs::create_dir(&sbin).unwrap();
+    install_helper(&sbin);
+    let (dev, mnt, log) = (img.devices[0].display(), img.mountpoint(), img.log_path());
+    let fstab = img.dir.path().join("fstab");
+    fs::write(
+        &fstab,
+        format!(
+            "{dev} {} fuse.hammer2 defaults,_netdev,noauto,cache=64M,logfile={} 0 0\n",
+            mnt.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        "set -e
+         mount -t overlay overlay -o lowerdir={sbin}:/usr/sbin /usr/sbin
+         mount -t fuse.hammer2 -o logfile={log} {dev} {mnt}
+         grep -q ' {mnt} fuse.hammer2 ' /proc/self/mounts
+         echo typed > {mnt}/by-type
+         umount {mnt}
+         until flock -n {dev} true; do sleep 0.05; done
+         mount -T {fstab} {mnt}
+         echo tabbed > {mnt}/by-fstab
+         umount {mnt}",
+        sbin = sbin.display(),
+        log = log.display(),
+        mnt = mnt.display(),
+        fstab = fstab.display(),
+    );
+    let out =
+        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "mount(8) script failed: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        img.log()
+    );
+    wait_released(&img.devices[0]);
+    let m = img.mount();
+    assert_eq!(fs::read(m.join("by-type")).unwrap(), b"typed\n");
+    assert_eq!(fs::read(m.join("by-fstab")).unwrap(), b"tabbed\n");
+    m.unmount();
+}
+
+/// `-f` serves in the foreground (the command is the daemon) with several FUSE threads, and
+/// ^C ends it with a clean filesystem and exit status 0.
+#[test]
+fn foreground_mode_serves_from_several_threads_until_interrupted() {
+    let img = Image::new();
+    let mut child = Command::new(HAMMER2)
+        .args(["mount", "-f"])
+        .arg(&img.devices[0])
+        .arg(img.mountpoint())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !is_mounted(&img.mountpoint()) {
+        assert!(std::time::Instant::now() < deadline, "hammer2 mount -f never mounted");
+        assert!(child.try_wait().unwrap().is_none(), "hammer2 mount -f exited");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pid = child.id() as i32;
+    // If anything below fails, end the mount so the test does not hang on the child.
+    let _cleanup = Cleanup(img.mountpoint());
+    assert_eq!(daemon_pid(&img.mountpoint()), Some(pid), "-f must not fork");
+    // The workers start right after the mount appears.
+    let workers = || {
+        fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter(|t| {
+                fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap_or_default().starts_with("fuser-")
+            })
+            .count()
+    };
+    while workers() < 4 {
+        assert!(std::time::Instant::now() < deadline, "{} FUSE worker threads", workers());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    fs::write(img.mountpoint().join("fg"), b"foreground").unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(!is_mounted(&img.mountpoint()));
+    assert!(is_clean(&img.devices[0]));
+    let m = img.mount();
+    assert_eq!(fs::read(m.join("fg")).unwrap(), b"foreground");
+    m.unmount();
+}
+
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// `umount` returns before the daemon's final commit is done. A filesystem mounted on the
+/// same directory meanwhile must stay mounted when that daemon finishes (it must not
+/// unmount the mount point by name on its way out).
+#[test]
+fn a_mount_made_while_the_previous_daemon_still_commits_stays_mounted() {
+    let first = Image::new();
+    let m = first.mount_with("sync_interval=3600");
+    let f = File::create(m.join("big")).unwrap();
+    let chunk = pattern(1 << 20, 3);
+    for i in 0..120u64 {
+        f.write_all_at(&chunk, i << 20).unwrap();
+    }
+    drop(f);
+    let mountpoint = m.path.clone();
+    let first_pid = m.unmount_no_wait();
+    let second = Image::new();
+    let out = second.try_mount(&mountpoint, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m2 = Mount::attach(&mountpoint, second.log_path());
+    assert!(pid_alive(first_pid), "the first daemon finished too soon for this test to mean anything");
+    wait_pid_gone(first_pid, &first.log_path());
+    assert!(is_mounted(&mountpoint), "the first daemon unmounted the second filesystem");
+    fs::write(m2.join("second"), b"still here").unwrap();
+    m2.unmount();
+    let m = first.mount();
+    assert_eq!(fs::read(m.join("big")).unwrap().len(), 120 << 20);
+    m.unmount();
+}
