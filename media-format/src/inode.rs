@@ -8,12 +8,12 @@
 //! |   6 | 1 | content: 0 = tree (blockset of 30 references), 1 = embedded data |
 //! |   7 | 1 | root level: 0 = blockset entries are leaves, L >= 1 = INDIRECT references of level L |
 //! |   8 | 8 | inode number |
-//! |  16 | 8 | parent directory inode number (directories; 0 otherwise) |
+//! |  16 | 8 | parent directory inode number (directories, the root: 1 itself; 0 otherwise) |
 //! |  24 | 4 | mode (`st_mode`, with file-type bits) |
 //! |  28 | 4 | uid |
 //! |  32 | 4 | gid |
 //! |  36 | 4 | nlink |
-//! |  40 | 8 | size in bytes |
+//! |  40 | 8 | size: bytes (files, symlinks); number of entries (directories); 0 otherwise |
 //! |  48 | 8 | rdev |
 //! |  56 | 12 | atime (i64 seconds, u32 nanoseconds) |
 //! |  68 | 12 | mtime |

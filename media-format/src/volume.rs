@@ -1,7 +1,8 @@
 //! Volume headers: `HEADER_SLOTS` slots of 4096 bytes at fixed offsets of every device
 //! (`layout::header_offset`). A commit with transaction id T writes slot `T % 4` of every
-//! device it can reach; a mount reads all slots and, per device, takes the slot with the
-//! highest tid whose crc32c is right. A torn slot write therefore costs one commit at most.
+//! device it can reach; a mount reads all slots and, per device, takes the valid slot (crc32c
+//! right, fields valid, slot field equal to its position) with the highest tid. A torn slot
+//! write therefore costs one commit at most.
 //!
 //! | off | size | field |
 //! |----:|-----:|-------|
@@ -95,7 +96,7 @@ impl DeviceState {
 /// |----:|-----:|-------|
 /// |  0 | 16 | device uuid |
 /// | 16 |  8 | device size in bytes |
-/// | 24 |  8 | synced tid: the last commit whose header this device is known to hold |
+/// | 24 |  8 | synced tid: the last commit whose header was written (or being written) to this device |
 /// | 32 |  8 | free allocation units on the device after the commit |
 /// | 40 |  8 | missed since: first commit the device missed (0 when it is in sync) |
 /// | 48 |  4 | read errors (cumulative) |
