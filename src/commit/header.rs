@@ -12,6 +12,53 @@ use hammer2_format::volume::FLAG_CLEAN;
 use hammer2_format::{Blockref, VolumeHeader};
 use std::sync::atomic::Ordering;
 
+/// The header a commit of `roots` writes, as seen from device `index`.
+fn header(
+    fs: &FsInner,
+    roots: &Roots,
+    next_inum: u64,
+    clean: bool,
+    devices: &[hammer2_format::DeviceEntry],
+    index: u8,
+) -> VolumeHeader {
+    let vol = &fs.vol;
+    let m = &vol.devices.members[usize::from(index)];
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    VolumeHeader {
+        tid: roots.tid,
+        fs_uuid: vol.params.fs_uuid,
+        device_uuid: m.uuid,
+        device_index: u16::from(m.index),
+        copies: vol.params.copies,
+        check: vol.params.check,
+        slot: (roots.tid % HEADER_SLOTS as u64) as u8,
+        flags: if clean { FLAG_CLEAN } else { 0 },
+        device_size: m.size,
+        next_inum,
+        commit_time_ns: now,
+        mkfs_time_ns: vol.params.mkfs_time_ns,
+        data_block_shift: vol.params.data_block_shift,
+        indirect_block_shift: vol.params.indirect_block_shift,
+        compat_features: 0,
+        label: vol.params.label.clone(),
+        sroot: [roots.inodes.to_ref(), roots.freemap.to_ref(), roots.orphans.to_ref(), Blockref::EMPTY],
+        devices: devices.to_vec(),
+    }
+}
+
+fn device_table(fs: &FsInner) -> Vec<hammer2_format::DeviceEntry> {
+    let alloc = fs.alloc.lock();
+    fs.vol.devices.members.iter().map(|m| m.entry(alloc.device_free_on_disk(m.index))).collect()
+}
+
+/// What the mounted filesystem would write in its next header (for `hammer2 info` on a
+/// mount point): the committed roots and the live device table.
+pub fn live_view(fs: &FsInner) -> VolumeHeader {
+    let roots = fs.roots.read().clone();
+    let table = device_table(fs);
+    header(fs, &roots, fs.next_inum.load(Ordering::SeqCst), false, &table, 0)
+}
+
 /// Writes the headers of commit `roots.tid`. Returns how many devices now hold it.
 pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -> usize {
     let vol = &fs.vol;
@@ -23,43 +70,18 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
             m.set_missed_since(tid);
         }
     }
-    let devices: Vec<_> = {
-        let alloc = fs.alloc.lock();
-        vol.devices.members.iter().map(|m| m.entry(alloc.device_free_on_disk(m.index))).collect()
-    };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let devices = device_table(fs);
     let slot = (tid % HEADER_SLOTS as u64) as usize;
-    let written: usize = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let hs: Vec<_> = vol
             .devices
             .members
             .iter()
             .filter(|m| m.writable())
             .map(|m| {
-                let h = VolumeHeader {
-                    tid,
-                    fs_uuid: vol.params.fs_uuid,
-                    device_uuid: m.uuid,
-                    device_index: u16::from(m.index),
-                    copies: vol.params.copies,
-                    check: vol.params.check,
-                    slot: slot as u8,
-                    flags: if clean { FLAG_CLEAN } else { 0 },
-                    device_size: m.size,
-                    next_inum,
-                    commit_time_ns: now,
-                    mkfs_time_ns: vol.params.mkfs_time_ns,
-                    data_block_shift: vol.params.data_block_shift,
-                    indirect_block_shift: vol.params.indirect_block_shift,
-                    compat_features: 0,
-                    label: vol.params.label.clone(),
-                    sroot: [roots.inodes.to_ref(), roots.freemap.to_ref(), roots.orphans.to_ref(), Blockref::EMPTY],
-                    devices: devices.clone(),
-                };
+                let h = header(fs, roots, next_inum, clean, &devices, m.index);
                 s.spawn(move || {
-                    let Some(st) = m.storage.as_ref() else {
-                        return false;
-                    };
+                    let Some(st) = m.storage.as_ref() else { return false };
                     let bytes = h.encode();
                     match st.write_at(&bytes, header_offset(slot)).and_then(|_| st.flush()) {
                         Ok(()) => true,
@@ -73,6 +95,5 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap_or(false)).filter(|ok| *ok).count()
-    });
-    written
+    })
 }

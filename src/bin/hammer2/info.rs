@@ -22,9 +22,14 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32> {
+    if let [p] = a.paths.as_slice()
+        && p.is_dir()
+    {
+        return crate::control::client::request(p, crate::control::Op::Info, a.json);
+    }
     for p in &a.paths {
         if p.is_dir() {
-            bail!("{} is a directory: give the devices", p.display());
+            bail!("{} is a directory: give the devices, or only the mount point", p.display());
         }
     }
     let storages = devices::open_all(&a.paths, OpenMode::ReadOnly)?;
@@ -66,6 +71,41 @@ pub fn run(a: Args) -> Result<i32> {
         print!("{}", text::render(&r));
     }
     Ok(0)
+}
+
+/// The report of a mounted filesystem: its committed state and live device states.
+pub fn live_report(fs: &hammer2::fs::FsInner, devices: &str) -> report::Report {
+    use hammer2::devices::MemberState;
+    let master = hammer2::commit::header::live_view(fs);
+    let resyncing = fs.resync.active.load(std::sync::atomic::Ordering::SeqCst);
+    let members = fs
+        .vol
+        .devices
+        .members
+        .iter()
+        .map(|m| (m.storage.clone(), m.name.clone(), m.state(), m.missed_since()))
+        .collect();
+    let tids = fs
+        .vol
+        .devices
+        .members
+        .iter()
+        .filter(|m| m.storage.is_some())
+        .map(|m| (usize::from(m.index), m.synced_tid()))
+        .collect();
+    let asm = mount::Assembly { master, master_name: format!("mounted ({devices})"), members, notes: Vec::new() };
+    let mut r = report::build(&asm, &tids);
+    r.clean = false;
+    for (d, m) in r.devices.iter_mut().zip(&fs.vol.devices.members) {
+        if resyncing && matches!(m.state(), MemberState::Stale | MemberState::Diverged) {
+            d.state = "resyncing";
+        }
+    }
+    r
+}
+
+pub fn render(r: &report::Report) -> String {
+    text::render(r)
 }
 
 /// Why a device is not usable, in one line: what it holds instead, or why every header

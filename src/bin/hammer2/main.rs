@@ -1,5 +1,6 @@
 //! The `hammer2` command: mount (FUSE), info, scrub, resync.
 
+mod control;
 mod devices;
 mod fuse;
 mod helper;

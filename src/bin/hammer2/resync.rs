@@ -18,6 +18,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::init_logging(false);
+    if let [p] = a.paths.as_slice()
+        && p.is_dir()
+    {
+        return crate::control::client::request(p, crate::control::Op::Resync, a.json);
+    }
     let fs = offline::open(&a.paths)?;
     let pb = offline::bar("resync");
     let rep = hammer2::resync::run(fs.inner(), &mut |c, commits| {
@@ -30,23 +35,32 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
-        println!(
-            "resync: visited {} out-of-sync blocks, copied {} blocks ({}) in {} commits, {:.1} s",
-            rep.counts.visited,
-            rep.counts.copied_blocks,
-            human(rep.counts.copied_bytes),
-            rep.commits,
-            rep.seconds
-        );
-        if rep.verified_blocks > 0 {
-            println!("verified {} blocks on diverged devices, rewrote {}", rep.verified_blocks, rep.verify_repaired);
-        }
-        for d in &rep.synced {
-            println!("{d}: in sync");
-        }
-        for d in &rep.still_missing {
-            println!("{d}: still missing or failed; its copies stay MISSING until it is back");
-        }
+        print!("{}", render(&rep));
     }
     Ok(0)
+}
+
+pub fn render(rep: &hammer2::resync::ResyncReport) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "resync: visited {} out-of-sync blocks, copied {} blocks ({}) in {} commits, {:.1} s",
+        rep.counts.visited,
+        rep.counts.copied_blocks,
+        human(rep.counts.copied_bytes),
+        rep.commits,
+        rep.seconds
+    );
+    if rep.verified_blocks > 0 {
+        let _ =
+            writeln!(o, "verified {} blocks on diverged devices, rewrote {}", rep.verified_blocks, rep.verify_repaired);
+    }
+    for d in &rep.synced {
+        let _ = writeln!(o, "{d}: in sync");
+    }
+    for d in &rep.still_missing {
+        let _ = writeln!(o, "{d}: still missing or failed; its copies stay MISSING until it is back");
+    }
+    o
 }

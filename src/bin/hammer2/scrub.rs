@@ -19,6 +19,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::init_logging(false);
+    if let [p] = a.paths.as_slice()
+        && p.is_dir()
+    {
+        return crate::control::client::request(p, crate::control::Op::Scrub, a.json);
+    }
     let fs = match offline::open(&a.paths) {
         Ok(fs) => fs,
         Err(e) => {
@@ -53,25 +58,31 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
-        print_report(&rep);
+        print!("{}", render(&rep));
     }
     Ok(rep.exit_code())
 }
 
-fn print_report(r: &ScrubReport) {
-    println!(
-        "scrubbed {} blocks, {} in {:.1} s ({:.0} MB/s)",
+pub fn render(r: &ScrubReport) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let read_bytes: u64 = r.devices.iter().map(|d| d.bytes).sum();
+    let _ = writeln!(
+        o,
+        "scrubbed {} blocks, {} in {:.1} s ({:.0} MB/s of copies read)",
         r.blocks,
         human(r.bytes),
         r.seconds,
-        r.devices.iter().map(|d| d.bytes).sum::<u64>() as f64 / r.seconds.max(1e-6) / 1e6
+        read_bytes as f64 / r.seconds.max(1e-6) / 1e6
     );
-    println!(
+    let _ = writeln!(
+        o,
         "{:<4} {:<40} {:>10} {:>10} {:>6} {:>6} {:>9} {:>8}",
         "DEV", "DEVICE", "COPIES", "BYTES", "READ", "CHECK", "REPAIRED", "MISSING"
     );
     for (i, d) in r.devices.iter().enumerate() {
-        println!(
+        let _ = writeln!(
+            o,
             "{:<4} {:<40} {:>10} {:>10} {:>6} {:>6} {:>9} {:>8}",
             i,
             d.device,
@@ -84,24 +95,21 @@ fn print_report(r: &ScrubReport) {
         );
     }
     for u in &r.unrepairable {
-        println!(
-            "unrepairable {} block: {}{}",
-            u.block,
-            u.path.clone().or(u.inum.map(|i| format!("inode {i}"))).unwrap_or_else(|| "filesystem metadata".into()),
-            u.offset.map(|o| format!(" at offset {o}")).unwrap_or_default()
-        );
+        let at = u.offset.map(|o| format!(" at offset {o}")).unwrap_or_default();
+        let what =
+            u.path.clone().or(u.inum.map(|i| format!("inode {i}"))).unwrap_or_else(|| "filesystem metadata".into());
+        let _ = writeln!(o, "unrepairable {} block: {what}{at}", u.block);
     }
     for m in &r.malformed {
-        println!("malformed: {m}");
+        let _ = writeln!(o, "malformed: {m}");
     }
-    println!(
-        "{}",
-        match r.exit_code() {
-            0 => "clean",
-            1 => "all errors repaired",
-            _ => "errors left: some blocks have no good copy",
-        }
-    );
+    let verdict = match r.exit_code() {
+        0 => "clean",
+        1 => "all errors repaired",
+        _ => "errors left: some blocks have no good copy",
+    };
+    let _ = writeln!(o, "{verdict}");
+    o
 }
 
 pub fn human(b: u64) -> String {

@@ -1,0 +1,56 @@
+//! The control channel of a mounted filesystem: a Unix socket per mount, through which
+//! `hammer2 info|scrub|resync MOUNTPOINT` reach the daemon that owns the devices.
+//!
+//! Protocol: the client sends one JSON line, `{"op":"info"|"scrub"|"resync"}`; the daemon
+//! answers with progress lines `{"progress":{...}}` and one final line, `{"done":{...}}`
+//! or `{"error":"..."}`. The socket is root-only (scrub and resync write to the devices).
+
+pub mod client;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+const RUN_DIR: &str = "/run/hammer2";
+
+/// The socket of the mount at `mountpoint` (an absolute, canonical path).
+pub fn socket_path(mountpoint: &Path) -> PathBuf {
+    let h = hammer2_format::dirent::name_hash(mountpoint.as_os_str().as_encoded_bytes());
+    PathBuf::from(RUN_DIR).join(format!("{h:016x}.sock"))
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Info,
+    Scrub,
+    Resync,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Request {
+    pub op: Op,
+}
+
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub struct Progress {
+    pub bytes: u64,
+    pub message: String,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Done {
+    /// The command's exit status.
+    pub exit: i32,
+    /// The report as text and as JSON.
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Reply {
+    Progress(Progress),
+    Done(Done),
+    Error(String),
+}

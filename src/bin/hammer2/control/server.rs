@@ -1,0 +1,112 @@
+//! The daemon side of the control channel.
+
+use super::{Done, Op, Progress, Reply, Request, socket_path};
+use hammer2::devices::MemberState;
+use hammer2::fs::FsInner;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Removes the socket when the daemon stops serving.
+pub struct Control {
+    path: PathBuf,
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Listens for control requests for the mount at `mountpoint` (best effort: a mount works
+/// without it, only online info/scrub/resync are then unavailable).
+pub fn start(fs: Arc<FsInner>, mountpoint: &Path, devices: String) -> Option<Control> {
+    let path = socket_path(mountpoint);
+    let dir = path.parent()?;
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        tracing::warn!("no control socket ({}): {e}", dir.display());
+        return None;
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    let _ = std::fs::remove_file(&path);
+    let listener = match UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("no control socket ({}): {e}", path.display());
+            return None;
+        }
+    };
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    let spawned = std::thread::Builder::new().name("hammer2-control".into()).spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let fs = fs.clone();
+            let devices = devices.clone();
+            let _ = std::thread::Builder::new()
+                .name("hammer2-control-conn".into())
+                .spawn(move || serve(&fs, &devices, conn));
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("no control socket thread: {e}");
+        return None;
+    }
+    Some(Control { path })
+}
+
+fn send(out: &mut UnixStream, r: &Reply) -> bool {
+    serde_json::to_string(r).is_ok_and(|line| writeln!(out, "{line}").is_ok())
+}
+
+fn serve(fs: &FsInner, devices: &str, conn: UnixStream) {
+    let Ok(mut out) = conn.try_clone() else { return };
+    let mut line = String::new();
+    if BufReader::new(conn).read_line(&mut line).is_err() {
+        return;
+    }
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Err(e) => Reply::Error(format!("bad request: {e}")),
+        Ok(req) => match run(fs, devices, req.op, &mut out) {
+            Ok(done) => Reply::Done(done),
+            Err(e) => Reply::Error(format!("{e:#}")),
+        },
+    };
+    send(&mut out, &reply);
+}
+
+fn run(fs: &FsInner, devices: &str, op: Op, out: &mut UnixStream) -> anyhow::Result<Done> {
+    match op {
+        Op::Info => {
+            let r = crate::info::live_report(fs, devices);
+            Ok(Done { exit: 0, text: crate::info::render(&r), json: serde_json::to_value(&r)? })
+        }
+        Op::Scrub => {
+            // Everything written so far is covered: sync(1) does not reach FUSE daemons.
+            hammer2::commit::commit(fs, false, false)?;
+            let rep = hammer2::scrub::scrub(fs, &mut |p| {
+                send(out, &Reply::Progress(Progress { bytes: p.bytes, message: format!("{} blocks", p.blocks) }));
+            })?;
+            // Persist the error and repair counters in the headers.
+            hammer2::commit::commit(fs, true, false)?;
+            Ok(Done { exit: rep.exit_code(), text: crate::scrub::render(&rep), json: serde_json::to_value(&rep)? })
+        }
+        Op::Resync => {
+            for m in &fs.vol.devices.members {
+                if m.state() == MemberState::Stale {
+                    tracing::info!(device = %m.name, "resync started");
+                }
+            }
+            let rep = hammer2::resync::run(fs, &mut |c, commits| {
+                send(
+                    out,
+                    &Reply::Progress(Progress {
+                        bytes: c.copied_bytes,
+                        message: format!("{} visited, {} copied, {commits} commits", c.visited, c.copied_blocks),
+                    }),
+                );
+            })?;
+            Ok(Done { exit: 0, text: crate::resync::render(&rep), json: serde_json::to_value(&rep)? })
+        }
+    }
+}
