@@ -195,9 +195,9 @@ fn info_on_a_missing_path_fails_with_one_line() {
 }
 
 #[test]
-fn info_on_a_directory_asks_for_the_devices() {
+fn info_on_a_directory_that_is_no_hammer2_mount_fails_with_one_line() {
     let d = tmp();
-    one_line_error(&hammer2([OsArg::from("info"), d.path().into()]), "hammer2 info: ", "give the devices");
+    one_line_error(&hammer2([OsArg::from("info"), d.path().into()]), "hammer2 info: ", "is not a mounted hammer2 filesystem");
 }
 
 #[test]
