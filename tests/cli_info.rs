@@ -197,7 +197,11 @@ fn info_on_a_missing_path_fails_with_one_line() {
 #[test]
 fn info_on_a_directory_that_is_no_hammer2_mount_fails_with_one_line() {
     let d = tmp();
-    one_line_error(&hammer2([OsArg::from("info"), d.path().into()]), "hammer2 info: ", "is not a mounted hammer2 filesystem");
+    one_line_error(
+        &hammer2([OsArg::from("info"), d.path().into()]),
+        "hammer2 info: ",
+        "is not a mounted hammer2 filesystem",
+    );
 }
 
 #[test]

@@ -248,9 +248,14 @@ pub fn wait_pid_gone(pid: i32, log: &Path) {
 }
 
 /// Alive: exists and is not a zombie (the daemon's parent exited; nobody may reap it).
+/// True while any thread of `pid` is running: a process whose main thread already is a
+/// zombie can still have threads tearing down, with its files still open.
 pub fn pid_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+    let running = |stat: &Path| {
+        std::fs::read_to_string(stat).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    };
+    match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(tasks) => tasks.filter_map(|t| t.ok()).any(|t| running(&t.path().join("stat"))),
         Err(_) => false,
     }
 }

@@ -105,7 +105,7 @@ fn serve(
     }
     let fs = Fs::mount(storages, engine).map_err(|e| anyhow!("{e}"))?;
     // Online info/scrub/resync reach the engine through this socket while the session runs.
-    let _control = crate::control::server::start(fs.inner().clone(), &mountpoint, source_name(devices));
+    let _control = crate::control::server::start(fs.inner(), &mountpoint, source_name(devices));
     let outcome = Outcome::default();
     let adapter = Hammer2Fuse::new(fs, outcome.clone());
     let session = start_session(adapter, &mountpoint, opts, devices)

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// Removes the socket when the daemon stops serving.
 pub struct Control {
@@ -21,8 +21,11 @@ impl Drop for Control {
 }
 
 /// Listens for control requests for the mount at `mountpoint` (best effort: a mount works
-/// without it, only online info/scrub/resync are then unavailable).
-pub fn start(fs: Arc<FsInner>, mountpoint: &Path, devices: String) -> Option<Control> {
+/// without it, only online info/scrub/resync are then unavailable). It holds the engine
+/// weakly: the final commit closes the devices when the session ends, whatever the control
+/// thread is doing.
+pub fn start(fs: &Arc<FsInner>, mountpoint: &Path, devices: String) -> Option<Control> {
+    let fs = Arc::downgrade(fs);
     let path = socket_path(mountpoint);
     let dir = path.parent()?;
     if let Err(e) = std::fs::create_dir_all(dir) {
@@ -41,11 +44,15 @@ pub fn start(fs: Arc<FsInner>, mountpoint: &Path, devices: String) -> Option<Con
     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     let spawned = std::thread::Builder::new().name("hammer2-control".into()).spawn(move || {
         for conn in listener.incoming().flatten() {
-            let fs = fs.clone();
+            let fs: Weak<FsInner> = fs.clone();
             let devices = devices.clone();
-            let _ = std::thread::Builder::new()
-                .name("hammer2-control-conn".into())
-                .spawn(move || serve(&fs, &devices, conn));
+            let _ = std::thread::Builder::new().name("hammer2-control-conn".into()).spawn(move || match fs.upgrade() {
+                Some(fs) => serve(&fs, &devices, conn),
+                None => {
+                    let mut out = conn;
+                    send(&mut out, &Reply::Error("the filesystem is being unmounted".into()));
+                }
+            });
         }
     });
     if let Err(e) = spawned {
