@@ -130,8 +130,9 @@ pub enum Leaf {
 /// Changes made since a point in time.
 #[derive(Debug, Clone, Default)]
 pub struct Overlay {
-    /// File data blocks by block index; each buffer is one data block long. Bytes past the
-    /// file size are zero.
+    /// File data blocks by block index; a buffer holds bytes `[0, len)` of its block (len a
+    /// multiple of 4 KiB, at most the block size); the rest of the block is zero, and so are
+    /// the bytes past the file size.
     pub data: BTreeMap<u64, Arc<Vec<u8>>>,
     /// Lowest size a truncate set while this overlay was open: data of lower layers at or
     /// beyond it is gone (the block holding it was copied into `data` first).
@@ -160,7 +161,7 @@ impl Overlay {
         self.data.extend(upper.data);
         self.leaves.extend(upper.leaves);
         self.reserved += upper.reserved;
-        self.dirty_bytes = self.data.len() as u64 * block_size;
+        self.dirty_bytes = self.data.values().map(|b| b.len() as u64).sum();
         self
     }
 }

@@ -47,6 +47,11 @@ impl Volume {
         Some(CacheKey { device: first.device, offset: first.offset, fingerprint: p.check.fingerprint() })
     }
 
+    /// True when the block's content is in the cache.
+    pub fn is_cached(&self, br: &Blockref) -> bool {
+        Self::key(br).is_some_and(|k| self.cache.get(&k).is_some())
+    }
+
     /// The verified content of the block `br` points to (served from the cache when
     /// possible).
     pub fn read_block(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Arc<[u8]>> {

@@ -61,9 +61,9 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
                 && fl.overlay.trunc.is_none()
                 && !fl.overlay.data.contains_key(&0)
             {
-                let mut buf = vec![0u8; bs as usize];
-                buf[..bytes.len()].copy_from_slice(bytes);
-                let len = data_len(bs, size, 0);
+                let mut buf = bytes.to_vec();
+                buf.resize(bytes.len().div_ceil(UNIT as usize) * UNIT as usize, 0);
+                let len = data_len(bs, size, 0).min(buf.len());
                 written += len as u64;
                 data.insert(
                     0,
@@ -92,7 +92,12 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
                 if key >= size {
                     continue;
                 }
-                let len = data_len(bs, size, key);
+                // A buffer holds the block up to its last written unit; past it, zeros.
+                let len = data_len(bs, size, key).min(buf.len());
+                if len == 0 {
+                    data.insert(key, Change::Delete);
+                    continue;
+                }
                 written += len as u64;
                 let e =
                     b.new_bytes(BlockType::Data, key, b.vol.params.data_block_shift, Payload::None, buf.clone(), len)?;
@@ -182,7 +187,9 @@ fn has_xattrs(b: &Builder, root: &Root, fl: &Flushing) -> Result<bool> {
 /// The first `len` bytes of the file as of the flushing state (len <= INODE_EMBED_MAX).
 fn block0(b: &Builder, inum: u64, committed: &CommittedInode, fl: &Flushing, len: usize) -> Result<Vec<u8>> {
     if let Some(buf) = fl.overlay.data.get(&0) {
-        return Ok(buf[..len].to_vec());
+        let mut out = buf[..len.min(buf.len())].to_vec();
+        out.resize(len, 0);
+        return Ok(out);
     }
     let mut out = vec![0u8; len];
     if fl.overlay.trunc == Some(0) {

@@ -54,6 +54,10 @@ impl FileStorage {
             }
         }
         let size = if is_blk { block_device_size(&file)? } else { meta.len() };
+        // The engine reads whole blocks and batches sequential runs itself; the host's
+        // readahead on an image file would mostly fetch blocks nobody asked for.
+        // SAFETY: posix_fadvise on a valid descriptor; advice only, errors are harmless.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
         Ok(FileStorage { file, path: path.to_path_buf(), size, writable: mode == OpenMode::Exclusive })
     }
 

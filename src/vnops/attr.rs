@@ -1,13 +1,13 @@
 //! Attributes, truncation, statfs, and the open/lookup reference counts.
 
-use super::data::{load_block, present};
+use super::data::{dirty_block, present, round_unit};
 use super::{Attr, Fs, SetAttr, StatFs};
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
 use crate::inode::{InodeRef, InodeState};
 use hammer2_format::inode::S_IFMT;
 use hammer2_format::{Timespec, UNIT};
-use std::sync::Arc;
+
 use std::sync::atomic::Ordering;
 
 impl Fs {
@@ -142,27 +142,20 @@ fn truncate(fs: &FsInner, inode: &InodeRef, st: &mut InodeState, new: u64) -> Re
         let within = (new % bs) as usize;
         if within != 0 && present(fs, st, k)? {
             // The block that keeps the new end: bytes past it must read as zero.
-            if !st.dirty.data.contains_key(&k) {
-                let units = bs / UNIT;
-                if !fs.space.try_reserve(units) {
-                    return Err(Error::NoSpace);
-                }
-                st.dirty.reserved += units;
-                let buf = load_block(fs, inode.inum, st, k)?;
-                st.dirty.data.insert(k, Arc::new(buf));
-                st.dirty.dirty_bytes += bs;
-                fs.dirty_bytes.fetch_add(bs, Ordering::SeqCst);
-            }
-            if let Some(buf) = st.dirty.data.get_mut(&k) {
-                Arc::make_mut(buf)[within..].fill(0);
-            }
+            let buf = dirty_block(fs, inode.inum, st, k, within, false)?;
+            buf[within..].fill(0);
+            let keep = round_unit(within);
+            let shrink = (buf.len() - keep) as u64;
+            buf.truncate(keep);
+            st.dirty.dirty_bytes = st.dirty.dirty_bytes.saturating_sub(shrink);
+            fs.dirty_bytes.fetch_sub(shrink, Ordering::SeqCst);
         }
         let first_gone = new.div_ceil(bs);
         let gone: Vec<u64> = st.dirty.data.range(first_gone..).map(|(k, _)| *k).collect();
         for g in gone {
-            st.dirty.data.remove(&g);
-            st.dirty.dirty_bytes = st.dirty.dirty_bytes.saturating_sub(bs);
-            fs.dirty_bytes.fetch_sub(bs, Ordering::SeqCst);
+            let len = st.dirty.data.remove(&g).map_or(0, |b| b.len() as u64);
+            st.dirty.dirty_bytes = st.dirty.dirty_bytes.saturating_sub(len);
+            fs.dirty_bytes.fetch_sub(len, Ordering::SeqCst);
         }
         st.dirty.trunc = Some(st.dirty.trunc.map_or(new, |t| t.min(new)));
         st.meta.blocks = st.meta.blocks.min(new.div_ceil(UNIT) * UNIT);

@@ -86,8 +86,7 @@ impl Fs {
         let fs = &self.inner;
         fs.check_writable()?;
         check_name(name)?;
-        let bs = fs.block_size();
-        let data_units = if symlink.is_some() { bs / hammer2_format::UNIT } else { 0 };
+        let data_units = symlink.map_or(0, |t| t.len().div_ceil(hammer2_format::UNIT as usize) as u64);
         let units = CREATE_UNITS + data_units;
         self.reserve_or_sync(units)?;
         let _g = fs.gate.read();
@@ -134,8 +133,10 @@ impl Fs {
             let mut st = InodeState::new(meta, CommittedInode::new_empty());
             st.dirty.reserved = units;
             if let Some(target) = symlink {
-                let mut buf = vec![0u8; bs as usize];
-                buf[..target.len()].copy_from_slice(target);
+                let mut buf = target.to_vec();
+                buf.resize(super::data::round_unit(target.len()), 0);
+                st.dirty.dirty_bytes = buf.len() as u64;
+                fs.dirty_bytes.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::SeqCst);
                 st.dirty.data.insert(0, Arc::new(buf));
                 st.meta.size = target.len() as u64;
             }

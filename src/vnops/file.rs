@@ -1,11 +1,11 @@
 //! File content: read, write, fallocate, lseek(SEEK_DATA/SEEK_HOLE), readlink, fsync.
 
 use super::Fs;
-use super::data::{load_block, present, read_into};
+use super::data::{dirty_block, present, read_range};
 use crate::error::{Error, Result};
+use hammer2_format::Timespec;
 use hammer2_format::layout::MAX_FILE_SIZE;
-use hammer2_format::{Timespec, UNIT};
-use std::sync::Arc;
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -22,7 +22,6 @@ impl Fs {
     pub fn read(&self, ino: u64, off: u64, len: usize) -> Result<Vec<u8>> {
         let fs = &self.inner;
         let inode = fs.inode(ino)?;
-        let bs = fs.block_size();
         let out = {
             let st = inode.state.read();
             if st.meta.is_dir() {
@@ -37,15 +36,7 @@ impl Fs {
             }
             let end = size.min(off.saturating_add(len as u64));
             let mut out = vec![0u8; (end - off) as usize];
-            let mut pos = off;
-            while pos < end {
-                let k = pos / bs;
-                let within = (pos % bs) as usize;
-                let n = ((bs - within as u64).min(end - pos)) as usize;
-                let o = (pos - off) as usize;
-                read_into(fs, ino, &st, k, within, &mut out[o..o + n])?;
-                pos += n as u64;
-            }
+            read_range(fs, ino, &st, off, end, &mut out)?;
             let m = &st.meta;
             let stale = m.atime <= m.mtime || m.atime <= m.ctime || Timespec::now().sec - m.atime.sec > 86_400;
             (out, stale)
@@ -106,34 +97,14 @@ impl Fs {
             return Err(Error::invalid("write to a special file"));
         }
         let (first, last) = (off / bs, (end - 1) / bs);
-        let new_blocks = (first..=last).filter(|k| !st.dirty.data.contains_key(k)).count() as u64;
-        let units = new_blocks * (bs / UNIT);
-        if !fs.space.try_reserve(units) {
-            return Err(Error::NoSpace);
-        }
-        st.dirty.reserved += units;
         for k in first..=last {
             let bstart = k * bs;
             let from = (off.max(bstart) - bstart) as usize;
             let to = (end.min(bstart + bs) - bstart) as usize;
             let src = &data[(bstart + from as u64 - off) as usize..(bstart + to as u64 - off) as usize];
-            if let Some(buf) = st.dirty.data.get_mut(&k) {
-                Arc::make_mut(buf)[from..to].copy_from_slice(src);
-                continue;
-            }
-            let was_hole = !present(fs, &st, k)?;
-            let mut buf = if from == 0 && to == bs as usize || was_hole {
-                vec![0u8; bs as usize]
-            } else {
-                load_block(fs, ino, &st, k)?
-            };
+            let whole = from == 0 && to == bs as usize;
+            let buf = dirty_block(fs, ino, &mut st, k, to, whole)?;
             buf[from..to].copy_from_slice(src);
-            st.dirty.data.insert(k, Arc::new(buf));
-            st.dirty.dirty_bytes += bs;
-            fs.dirty_bytes.fetch_add(bs, Ordering::SeqCst);
-            if was_hole {
-                st.meta.blocks += bs;
-            }
         }
         let now = Timespec::now();
         st.meta.size = st.meta.size.max(end);
@@ -181,18 +152,9 @@ impl Fs {
             return Err(Error::NotSupported);
         }
         for k in first..stop {
-            if present(fs, &st, k)? {
-                continue;
+            if !present(fs, &st, k)? {
+                dirty_block(fs, ino, &mut st, k, bs as usize, true)?;
             }
-            let units = bs / UNIT;
-            if !fs.space.try_reserve(units) {
-                return Err(Error::NoSpace);
-            }
-            st.dirty.reserved += units;
-            st.dirty.data.insert(k, Arc::new(vec![0u8; bs as usize]));
-            st.dirty.dirty_bytes += bs;
-            fs.dirty_bytes.fetch_add(bs, Ordering::SeqCst);
-            st.meta.blocks += bs;
         }
         let now = Timespec::now();
         if end > st.meta.size {

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the peer benchmark (../shared/bench/peers.sh, or $PEERS) with hammer2 added as two
+# targets beside the peers, in one run:
+#   hammer2-c1   copies=1 on one image file
+#   hammer2-c2   copies=2 on two image files (each copy on its own image)
+# Usage (as root):  ./scripts/bench-peers.sh
+#                   TARGETS="bindfs hammer2-c1 hammer2-c2" ./scripts/bench-peers.sh
+# Every knob of peers.sh (WORK, WORKLOADS, SEQ_SIZE, ...) passes through. The table and a
+# CSV land in $WORK (default /tmp/fsbench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/setup.sh
+as_root "$@"
+ensure_build_deps
+ensure_fuse
+ensure_rust
+
+PEERS=${PEERS:-$(cd .. && pwd)/shared/bench/peers.sh}
+[ -f "$PEERS" ] || die "peers.sh not found at $PEERS (set PEERS=/path/to/peers.sh)"
+cargo build --release --workspace
+BIN=$PWD/target/release
+export WORK=${WORK:-/tmp/fsbench}
+mkdir -p "$WORK"
+export TARGETS=${TARGETS:-"raw bindfs fuse2fs zfs-fuse-c1 zfs-fuse-c2 btrfs-dup ext4-loop hammer2-c1 hammer2-c2"}
+
+# peers.sh ends by calling main; our targets are defined before that line in a copy made
+# for this run (nothing of peers.sh is kept in the repository).
+RUN=$WORK/peers-with-hammer2.sh
+sed '/^main "\$@"$/d' "$PEERS" >"$RUN"
+cat >>"$RUN" <<HAMMER2
+# ---- hammer2 (added by scripts/bench-peers.sh) ----
+H2=$BIN
+h2_mount() { fuse_start "\$MNT" "\$H2/hammer2" mount -f "\$@" "\$MNT"; local rc=\$?; H2_PID=\$FUSE_PID; return \$rc; }
+h2_umount() { fuse_stop "\$MNT" "\${H2_PID:-}"; H2_PID=""; }
+setup_hammer2_c1() {
+    MNT=\$MNTDIR/hammer2-c1; mkdir -p "\$MNT"
+    H2_IMGS=(\$(make_img hammer2-c1)) || { SKIP_REASON="cannot create image"; return 1; }
+    "\$H2/mkfs-hammer2" -f --copies 1 "\${H2_IMGS[@]}" || { SKIP_REASON="mkfs failed"; return 1; }
+    h2_mount "\${H2_IMGS[@]}" || { SKIP_REASON="mount failed (see \$TLOG)"; return 1; }
+}
+remount_hammer2_c1() { h2_umount; h2_mount "\${H2_IMGS[@]}"; }
+teardown_hammer2_c1() { MNT=\$MNTDIR/hammer2-c1; h2_umount; rm -f "\$IMGDIR"/hammer2-c1*.img; }
+setup_hammer2_c2() {
+    MNT=\$MNTDIR/hammer2-c2; mkdir -p "\$MNT"
+    H2_IMGS=(\$(make_img hammer2-c2a) \$(make_img hammer2-c2b)) || { SKIP_REASON="cannot create images"; return 1; }
+    "\$H2/mkfs-hammer2" -f --copies 2 "\${H2_IMGS[@]}" || { SKIP_REASON="mkfs failed"; return 1; }
+    h2_mount "\${H2_IMGS[@]}" || { SKIP_REASON="mount failed (see \$TLOG)"; return 1; }
+}
+remount_hammer2_c2() { h2_umount; h2_mount "\${H2_IMGS[@]}"; }
+teardown_hammer2_c2() { MNT=\$MNTDIR/hammer2-c2; h2_umount; rm -f "\$IMGDIR"/hammer2-c2*.img; }
+main "\$@"
+HAMMER2
+log "running $RUN with TARGETS=\"$TARGETS\""
+exec bash "$RUN"
