@@ -29,6 +29,7 @@ pub mod signatures;
 pub mod storage;
 pub mod syncer;
 pub mod tree;
+pub mod units;
 pub mod vnops;
 pub mod volume;
 pub mod walk;

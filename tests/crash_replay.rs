@@ -15,7 +15,6 @@ use common::engine::{
     assert_consistent, assert_every_copy_verifies, format_copies, mem_devices, quiet_options, snapshot_files,
 };
 use hammer2::storage::DynStorage;
-use hammer2::storage::mem::MemStorage;
 use hammer2::storage::recording::{Op, RecordLog, RecordingStorage};
 use hammer2::{Creds, Fs, Options, RenameFlags, SetAttr};
 use std::collections::BTreeMap;
@@ -50,7 +49,7 @@ fn workload() -> Run {
     let c = Creds::default();
     let r = fs.root();
     let mut commits = vec![(0, 0, State::new())];
-    let mut sync = |fs: &Fs, commits: &mut Vec<(usize, usize, State)>| {
+    let sync = |fs: &Fs, commits: &mut Vec<(usize, usize, State)>| {
         let begin = log.len();
         fs.sync().unwrap();
         commits.push((begin, log.len(), snapshot_files(fs)));
@@ -221,5 +220,4 @@ fn every_crash_state_mounts_consistent_with_all_synced_data_and_an_atomic_state(
         run.events.len(),
         run.commits.len()
     );
-    let _ = MemStorage::new(0, "unused");
 }

@@ -2,7 +2,6 @@
 //! creates or grows image files and writes the new filesystem.
 
 mod loopdev;
-mod size;
 mod summary;
 mod target;
 
@@ -38,11 +37,11 @@ struct Cli {
     /// Size of image files: a missing file is created with it (sparse), a smaller one is
     /// grown to it; files are never shrunk and block devices are always used whole.
     /// Bytes, or a number with K, M, G or T (powers of 1024).
-    #[arg(long, value_parser = size::parse, value_name = "SIZE")]
+    #[arg(long, value_parser = hammer2::units::parse_size, value_name = "SIZE")]
     size: Option<u64>,
     /// Size of file data blocks: 4K to 1M, a power of two (default 64K). Smaller blocks
     /// cost less for small random writes; larger ones cost less metadata per byte.
-    #[arg(long, value_parser = size::parse, value_name = "SIZE")]
+    #[arg(long, value_parser = hammer2::units::parse_size, value_name = "SIZE")]
     block_size: Option<u64>,
     /// Format even if a device already holds a filesystem or partition table.
     #[arg(short, long)]

@@ -1,7 +1,7 @@
 //! What mkfs prints after a successful format.
 
-use crate::size::human;
 use hammer2::format::FormatReport;
+use hammer2::units::human;
 use std::fmt::Write;
 
 pub fn text(r: &FormatReport) -> String {

@@ -97,15 +97,20 @@ impl Placement {
             .map(|d| alloc.domain_free(d, 0))
             .collect();
         let n = (usize::from(self.copies)).min(free.len()) as u64;
-        if n == 0 {
-            return 0;
-        }
-        // Largest k with sum(min(free_d, k)) >= n * k: k blocks fit with n distinct devices each.
-        let (mut lo, mut hi) = (0u64, free.iter().sum::<u64>() / n + 1);
-        while lo + 1 < hi {
-            let mid = (lo + hi) / 2;
-            if free.iter().map(|&f| f.min(mid)).sum::<u64>() >= n * mid { lo = mid } else { hi = mid }
-        }
-        lo
+        spread_capacity(&free, n)
     }
+}
+
+/// Units of data that fit when every unit needs a unit on `n` distinct devices whose free
+/// units are `free`: the largest k with sum(min(free_d, k)) >= n * k.
+pub fn spread_capacity(free: &[u64], n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let (mut lo, mut hi) = (0u64, free.iter().sum::<u64>() / n + 1);
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if free.iter().map(|&f| f.min(mid)).sum::<u64>() >= n * mid { lo = mid } else { hi = mid }
+    }
+    lo
 }

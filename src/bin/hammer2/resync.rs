@@ -3,7 +3,7 @@
 //! is a commit: killing it loses no progress, running it again finishes the job.
 
 use crate::offline;
-use crate::scrub::human;
+use hammer2::units::human;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]

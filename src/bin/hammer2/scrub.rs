@@ -5,6 +5,7 @@
 use crate::offline;
 use hammer2::devices::MemberState;
 use hammer2::scrub::{self, ScrubReport};
+use hammer2::units::human;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -110,15 +111,4 @@ pub fn render(r: &ScrubReport) -> String {
     };
     let _ = writeln!(o, "{verdict}");
     o
-}
-
-pub fn human(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
 }

@@ -42,28 +42,14 @@ pub fn view(devices: &[DeviceEntry], copies: u8) -> SpaceView {
     } else {
         let total = devices.iter().map(|e| region_units(e, 0)).sum::<u64>() / n as u64;
         let free: Vec<u64> = devices.iter().map(|e| e.free_units).collect();
-        (total, spread_capacity(&free, n as u64))
+        (total, hammer2::copies::placement::spread_capacity(&free, n as u64))
     };
     SpaceView { total: total * UNIT, free: free * UNIT, raw_free }
 }
 
-/// Largest k with sum(min(free_d, k)) >= n * k.
-fn spread_capacity(free: &[u64], n: u64) -> u64 {
-    let (mut lo, mut hi) = (0u64, free.iter().sum::<u64>() / n + 1);
-    while lo + 1 < hi {
-        let mid = lo + (hi - lo) / 2;
-        if free.iter().map(|&f| f.min(mid)).sum::<u64>() >= n * mid {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use hammer2::copies::placement::spread_capacity;
 
     #[test]
     fn spread_capacity_is_limited_by_the_devices_that_must_differ() {

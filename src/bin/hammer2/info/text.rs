@@ -1,6 +1,7 @@
 //! `hammer2 info` as text: a summary, then one line per device like `zpool status`.
 
 use super::report::{DeviceReport, Report};
+use hammer2::units::human;
 use std::fmt::Write;
 
 pub fn render(r: &Report) -> String {
@@ -99,20 +100,4 @@ fn state(d: &DeviceReport) -> String {
         "stale" | "missing" if d.behind > 0 => format!("{} (behind by {})", d.state, d.behind),
         s => s.to_string(),
     }
-}
-
-/// `1 GiB`, `508 MiB`, `1.5 GiB`: binary units, at most one decimal.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    let tenths = (v * 10.0).round() / 10.0;
-    if tenths.fract() == 0.0 { format!("{tenths:.0} {}", UNITS[u]) } else { format!("{tenths:.1} {}", UNITS[u]) }
 }

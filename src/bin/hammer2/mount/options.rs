@@ -122,19 +122,8 @@ fn need_value<'a>(key: &str, value: Option<&'a str>) -> Result<&'a str> {
 
 /// `SIZE` with an optional binary suffix: 1048576, 512K, 256M, 2G, 1T (also KiB, MiB, ...).
 pub fn parse_size(key: &str, v: &str) -> Result<u64> {
-    let bad = || anyhow!("bad value for {key}: '{v}' (expected a size such as 512M or 2G)");
-    let lower = v.to_ascii_lowercase();
-    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let shift = match &lower[digits.len()..] {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(bad()),
-    };
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    n.checked_mul(1u64 << shift).ok_or_else(bad)
+    hammer2::units::parse_size(v)
+        .map_err(|_| anyhow!("bad value for {key}: '{v}' (expected a size such as 512M or 2G)"))
 }
 
 /// Seconds, possibly fractional: 5, 0.5, 30.

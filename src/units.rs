@@ -1,8 +1,9 @@
-//! Sizes on the command line (`--size 512M`) and in the summary.
+//! Sizes as people write and read them: `512M` on a command line or in `-o cache=`, and
+//! `1.5 GiB` in reports. Shared by every command.
 
 /// Parses plain bytes or a number with a binary suffix: K, M, G, T (1024-based; case does not
 /// matter, an optional trailing `iB` or `B` is accepted, so `1G`, `1g` and `1GiB` agree).
-pub fn parse(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
     let body = lower.strip_suffix("ib").or_else(|| lower.strip_suffix('b')).unwrap_or(&lower);
@@ -46,19 +47,19 @@ mod tests {
 
     #[test]
     fn plain_bytes_and_binary_suffixes_parse() {
-        assert_eq!(parse("4096"), Ok(4096));
-        assert_eq!(parse("1K"), Ok(1024));
-        assert_eq!(parse("512M"), Ok(512 << 20));
-        assert_eq!(parse("1g"), Ok(1 << 30));
-        assert_eq!(parse("1GiB"), Ok(1 << 30));
-        assert_eq!(parse("2T"), Ok(2 << 40));
-        assert_eq!(parse("100B"), Ok(100));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1K"), Ok(1024));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+        assert_eq!(parse_size("100B"), Ok(100));
     }
 
     #[test]
     fn garbage_and_overflow_are_rejected() {
         for bad in ["", "G", "1.5G", "-1", "12X", "1iB", "99999999999T", "1 G"] {
-            assert!(parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(parse_size(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 
