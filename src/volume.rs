@@ -69,6 +69,52 @@ impl Volume {
         Ok(data)
     }
 
+    /// Reads the blocks of `refs` that lie back to back (first valid copy, one device) with
+    /// as few requests as possible, and caches the ones whose content verifies. Best effort:
+    /// a block that fails is simply not cached (a later read tries every copy and heals).
+    pub fn prefetch(&self, refs: &[Blockref]) {
+        let first = |b: &Blockref| {
+            let p = b.ptr()?;
+            let l = p.copies.iter().find(|l| l.is_valid())?;
+            Some((l.device, l.offset, p.size as usize))
+        };
+        let mut i = 0;
+        while i < refs.len() {
+            let Some((dev, start, size)) = first(&refs[i]) else {
+                i += 1;
+                continue;
+            };
+            let mut len = size;
+            let mut j = i + 1;
+            while j < refs.len() && len < 1 << 20 {
+                match first(&refs[j]) {
+                    Some((d, o, s)) if d == dev && o == start + len as u64 => {
+                        len += s;
+                        j += 1;
+                    }
+                    _ => break,
+                }
+            }
+            let storage = self.devices.get(dev).filter(|m| m.readable()).and_then(|m| m.storage.as_ref());
+            let mut buf = vec![0u8; len];
+            if j - i > 1 && storage.is_some_and(|s| s.read_at(&mut buf, start).is_ok()) {
+                let mut at = 0;
+                for b in &refs[i..j] {
+                    // Every ref in the run has a pointer: `first` returned Some for it.
+                    let p = b.ptr().expect("run refs have pointers");
+                    let block = &buf[at..at + p.size as usize];
+                    if p.check.verify(block)
+                        && let Some(k) = Self::key(b)
+                    {
+                        self.cache.insert(k, Cached::Bytes(Arc::from(block)));
+                    }
+                    at += p.size as usize;
+                }
+            }
+            i = j;
+        }
+    }
+
     /// Reads a block without caching it (bulk walks: scrub, resync, fsck-like checks).
     pub fn read_block_uncached(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Vec<u8>> {
         let ptr = br.ptr().ok_or_else(|| Error::Corrupt(format!("{} reference without a block", br.btype.name())))?;

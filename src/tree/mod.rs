@@ -81,6 +81,22 @@ pub fn lookup(src: &dyn NodeSource, root: &Root, key: u64) -> Result<Option<Bloc
     Ok(node.binary_search_by_key(&key, |b| b.key).ok().map(|i| node[i]))
 }
 
+/// The leaf node holding `key` (its entries) and the key's index in it, if present. The
+/// node is the root blockset itself for a root of level 0.
+pub fn lookup_in_node(src: &dyn NodeSource, root: &Root, key: u64) -> Result<Option<(Arc<[Blockref]>, usize)>> {
+    if root.entries.is_empty() {
+        return Ok(None);
+    }
+    let mut level = root.level;
+    let mut node: Arc<[Blockref]> = Arc::from(root.entries.as_slice());
+    while level > 0 {
+        let i = child_index(|i| node[i].key, node.len(), key);
+        node = src.node(&node[i])?;
+        level -= 1;
+    }
+    Ok(node.binary_search_by_key(&key, |b| b.key).ok().map(|i| (node, i)))
+}
+
 /// Calls `f` on every leaf with key >= `from`, in key order, until it breaks.
 pub fn scan(
     src: &dyn NodeSource,
