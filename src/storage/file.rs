@@ -9,10 +9,50 @@ use std::path::{Path, PathBuf};
 
 pub struct FileStorage {
     file: File,
+    /// The same file opened with O_DIRECT, for writes: the engine caches what it needs, so
+    /// copying every written block into the host's page cache as well (and writing it back
+    /// from there at the next flush) would only cost memory bandwidth. None where the
+    /// filesystem holding the image refuses O_DIRECT (tmpfs).
+    direct: Option<File>,
     path: PathBuf,
     size: u64,
     /// Whether `flush` must do anything (false for read-only opens).
     writable: bool,
+}
+
+/// O_DIRECT wants the buffer, offset and length aligned to the logical block size.
+const DIRECT_ALIGN: usize = 4096;
+/// Largest O_DIRECT request (the bounce buffer's size).
+const DIRECT_CHUNK: usize = 8 << 20;
+
+/// A page-aligned buffer to copy writes into for O_DIRECT.
+struct Bounce {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl Bounce {
+    fn new() -> Option<Bounce> {
+        let layout = std::alloc::Layout::from_size_align(DIRECT_CHUNK, DIRECT_ALIGN).ok()?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = std::ptr::NonNull::new(unsafe { std::alloc::alloc(layout) })?;
+        Some(Bounce { ptr, layout })
+    }
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: ptr points to `layout.size()` bytes owned by this value.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for Bounce {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+thread_local! {
+    static BOUNCE: std::cell::RefCell<Option<Bounce>> = const { std::cell::RefCell::new(None) };
 }
 
 /// How to open a device.
@@ -58,35 +98,19 @@ impl FileStorage {
         // readahead on an image file would mostly fetch blocks nobody asked for.
         // SAFETY: posix_fadvise on a valid descriptor; advice only, errors are harmless.
         unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
-        Ok(FileStorage { file, path: path.to_path_buf(), size, writable: mode == OpenMode::Exclusive })
+        let direct = if mode == OpenMode::Exclusive {
+            OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path).ok()
+        } else {
+            None
+        };
+        Ok(FileStorage { file, direct, path: path.to_path_buf(), size, writable: mode == OpenMode::Exclusive })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
 
-fn block_device_size(file: &File) -> io::Result<u64> {
-    const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-    let mut size: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer we pass.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(size)
-}
-
-impl Storage for FileStorage {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
-    }
-
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.file.write_all_at(buf, offset)
-    }
-
-    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+    fn write_buffered(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
         let mut off = offset;
         let mut rest: Vec<&[u8]> = bufs.iter().copied().filter(|b| !b.is_empty()).collect();
         while !rest.is_empty() {
@@ -121,6 +145,70 @@ impl Storage for FileStorage {
             }
         }
         Ok(())
+    }
+}
+
+fn block_device_size(file: &File) -> io::Result<u64> {
+    const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+    let mut size: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer we pass.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(size)
+}
+
+/// Writes through the O_DIRECT descriptor, copying into an aligned per-thread buffer.
+fn write_direct(direct: &File, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+    BOUNCE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Bounce::new().ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?);
+        }
+        // Just filled above.
+        let bounce = slot.as_mut().expect("bounce buffer allocated").as_mut_slice();
+        let mut off = offset;
+        let mut fill = 0usize;
+        for b in bufs {
+            let mut b: &[u8] = b;
+            while !b.is_empty() {
+                let n = b.len().min(DIRECT_CHUNK - fill);
+                bounce[fill..fill + n].copy_from_slice(&b[..n]);
+                fill += n;
+                b = &b[n..];
+                if fill == DIRECT_CHUNK {
+                    direct.write_all_at(&bounce[..fill], off)?;
+                    off += fill as u64;
+                    fill = 0;
+                }
+            }
+        }
+        if fill > 0 {
+            direct.write_all_at(&bounce[..fill], off)?;
+        }
+        Ok(())
+    })
+}
+
+impl Storage for FileStorage {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if let Some(direct) = &self.direct
+            && offset as usize % DIRECT_ALIGN == 0
+            && total % DIRECT_ALIGN == 0
+        {
+            return write_direct(direct, bufs, offset);
+        }
+        self.write_buffered(bufs, offset)
     }
 
     fn flush(&self) -> io::Result<()> {
