@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 pub mod crash;
+pub mod damage;
 pub mod engine;
 pub mod image;
 pub mod model;
