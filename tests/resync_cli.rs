@@ -4,13 +4,14 @@
 //! (offline on the images, online on the mount point while it is written to). Every result
 //! is checked by mounting the caught-up device alone: it must show the very same tree.
 //!
-//! A device failing in the middle of a write stream is not arranged here: the daemon has no
-//! fault injection and this kernel has no device mapper; `tests/resync_engine.rs` covers it
-//! with a fault-injecting storage.
+//! A device that fails in the middle of a write stream is an image file served through a
+//! small FUSE filesystem of the test's own that answers EIO on command
+//! (`common::faulty_fuse`): the daemon has no fault hook.
 
 mod common;
 
 use common::damage::{Blocks, wipe};
+use common::faulty_fuse::FaultyDevice;
 use common::image::{hammer2, hammer2_bin, hammer2_json, info_json, ok, one_line_error};
 use common::mount::*;
 use serde_json::Value;
@@ -425,4 +426,84 @@ fn an_online_resync_on_the_mount_point_catches_the_stale_device_up() {
             Reproduced at the engine level by resync_engine::a_resync_slice_sharing_a_commit_with_writes_to_a_neighbouring_inode_completes"]
 fn writes_during_an_online_resync_are_safe_and_both_devices_end_with_the_same_tree() {
     online_resync(true);
+}
+
+/// Peak resident memory of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb / 1024
+}
+
+#[test]
+fn a_device_failing_in_the_middle_of_a_write_stream_is_dropped_and_made_whole_by_resync_when_it_returns() {
+    const STREAM_MIB: u64 = 768;
+    const FAIL_AT_MIB: u64 = 64;
+    const CACHE_MIB: u64 = 32;
+    // What the daemon may hold: the engine's dirty limit (256 MiB), the block cache, and as
+    // much again for one commit's buffers and the program. Far less than what is written
+    // after the failure: the lost device's copies are recorded as MISSING, not kept.
+    const MEMORY_BOUND_MIB: u64 = 256 + CACHE_MIB + 256;
+    let img = Image::by_mkfs(2, 1024 * MIB, 2);
+    let served = img.dir.path().join("served");
+    fs::create_dir(&served).unwrap();
+    let faulty = FaultyDevice::serve(&img.devices[1], &served);
+    let a = img.devices[0].as_path();
+    let m = img.mount_devices(&[a, &faulty.path], &format!("cache={CACHE_MIB}M"), &[]);
+
+    let mut f = fs::File::create(m.join("stream")).unwrap();
+    let mut written = blake3::Hasher::new();
+    for i in 0..STREAM_MIB {
+        if i == FAIL_AT_MIB {
+            // What came before is on both devices; from here on device 1 fails.
+            f.sync_data().expect("fsync before the failure");
+            faulty.fail();
+        }
+        let chunk = pattern(MIB as usize, i as u8 ^ 0x5a);
+        f.write_all(&chunk).unwrap_or_else(|e| panic!("the stream must go on; write of MiB {i} failed: {e}"));
+        written.update(&chunk);
+    }
+    f.sync_all().expect("fsync succeeds on the remaining copies");
+    drop(f);
+    let peak = peak_rss_mib(m.pid);
+    let live = info_json([&m.path]);
+    eprintln!(
+        "device 1 failed after {FAIL_AT_MIB} MiB of a {STREAM_MIB} MiB stream: {} requests refused, daemon peak RSS \
+         {peak} MiB (bound {MEMORY_BOUND_MIB} MiB), device 1 {} with {} write errors",
+        faulty.refused(),
+        live["devices"][1]["state"],
+        live["devices"][1]["errors"]["write"]
+    );
+    assert!(faulty.refused() > 0, "the daemon kept using the failed device");
+    assert_eq!(state(&live, 1), "failed", "{live}");
+    assert!(live["devices"][1]["errors"]["write"].as_u64().unwrap() > 0, "{live}");
+    assert!(peak <= MEMORY_BOUND_MIB, "daemon peak RSS {peak} MiB > {MEMORY_BOUND_MIB} MiB");
+
+    // The device comes back; an online resync catches it up.
+    faulty.recover();
+    let (code, rep) = hammer2_json("resync", [&m.path]);
+    eprintln!(
+        "resync after the failure: visited {}, copied {} blocks ({} bytes) in {} commits",
+        rep["counts"]["visited"], rep["counts"]["copied_blocks"], rep["counts"]["copied_bytes"], rep["commits"]
+    );
+    assert_eq!(code, 0, "{rep}");
+    let copied = rep["counts"]["copied_bytes"].as_u64().unwrap();
+    assert!(
+        ((STREAM_MIB - FAIL_AT_MIB) * MIB..STREAM_MIB * MIB).contains(&copied),
+        "resync copies what the device missed, not what it already had: {rep}"
+    );
+    let live = info_json([&m.path]);
+    assert_eq!((state(&live, 0), state(&live, 1)), ("online", "online"), "{live}");
+    m.unmount();
+    faulty.stop();
+
+    // The device alone holds the whole stream.
+    let mb = img.mount_devices(&[&img.devices[1]], "ro,degraded", &[]);
+    assert_eq!(hash_file(&mb.join("stream")), *written.finalize().as_bytes(), "the stream read from device 1 alone");
+    mb.unmount();
+    Blocks::open(&img.devices).assert_every_copy_good();
 }
