@@ -212,6 +212,11 @@ fn one_bad_copy_of_every_third_data_block(img: Image) {
     assert_eq!(counters(&info_json(&img.devices)), live, "counters persisted at unmount");
     let (code, rep) = scrub(&img.devices);
     assert_eq!((code, scrub_errors(&rep)), (0, 0), "an offline scrub is clean too: {rep}");
+    let mut args = vec![os("scrub")];
+    args.extend(img.devices.iter().map(os));
+    let text = hammer2(&args);
+    assert_eq!(exit_code(&text), 0);
+    assert_eq!(stdout(&text).lines().last(), Some("clean"), "{}", stdout(&text));
     assert_eq!(
         clean_view(&img, &img.devices).into_iter().filter(|(p, _)| !p.starts_with("busy")).collect::<Tree>(),
         before
@@ -424,4 +429,14 @@ fn a_wiped_device_is_read_around_rebuilt_by_scrub_and_then_carries_the_filesyste
     // Now the other device goes: the rebuilt one holds everything alone.
     wipe(&good);
     assert_eq!(clean_view(&img, std::slice::from_ref(&lost)), before, "the rebuilt device alone holds the whole tree");
+}
+
+#[test]
+fn scrub_of_an_image_without_a_hammer2_filesystem_is_an_operational_error_exit_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = common::image::sparse_file(dir.path(), "garbage.img", 64 * MIB);
+    overwrite(&g, 0, &garbage(16 * MIB as usize, 1));
+    let out = hammer2([os("scrub"), os(&g)]);
+    assert_eq!(exit_code(&out), 8, "{}", common::image::stderr(&out));
+    common::image::one_line_error(&out, "hammer2 scrub: ", "no valid hammer2 volume header");
 }
