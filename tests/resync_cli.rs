@@ -114,7 +114,10 @@ fn a_device_left_out_of_a_degraded_mount_is_stale_and_resync_makes_it_hold_exact
 
     // Offline resync: it says what it visited and copied; a second one has nothing to do.
     let (visited, copied, text) = resync_text(&[a, b]);
-    eprintln!("A/B resync: visited {visited} out-of-sync blocks, copied {copied}:\n{text}");
+    eprintln!(
+        "A/B resync: visited {visited} out-of-sync blocks, copied {copied}, of {} blocks in the tree:\n{text}",
+        Blocks::open(&img.devices).all().len()
+    );
     assert!(copied > 0 && visited >= copied, "{text}");
     assert!(text.contains(&format!("{}: in sync", b.display())), "{text}");
     let again = resync_json(&[a, b]);
@@ -205,12 +208,17 @@ fn devices_written_apart_refuse_to_mount_until_master_is_named_and_resync_makes_
     let m = img.mount();
     write_set(&m, "common", 10);
     m.unmount();
-    for (dev, name) in [(a, "on-a"), (b, "on-b")] {
-        let m = img.mount_devices(&[dev], "degraded", &[]);
-        write_set(&m, name, 5);
-        fs::remove_file(m.join("common/f1")).unwrap();
-        m.unmount();
-    }
+    // Each alone: a adds files and deletes one; b deletes a file a keeps, commits, and writes
+    // new files into the space that frees, overwriting b's copies of blocks a still uses.
+    let m = img.mount_devices(&[a], "degraded", &[]);
+    write_set(&m, "on-a", 5);
+    fs::remove_file(m.join("common/f1")).unwrap();
+    m.unmount();
+    let m = img.mount_devices(&[b], "degraded", &[]);
+    fs::remove_file(m.join("common/f4")).unwrap();
+    fs::File::open(m.join("common")).unwrap().sync_all().unwrap();
+    write_set(&m, "on-b", 10);
+    m.unmount();
 
     let out = img.try_mount(&img.mountpoint(), "");
     let line = one_line_error(&out, "hammer2 mount: ", "-o master=");
@@ -225,8 +233,19 @@ fn devices_written_apart_refuse_to_mount_until_master_is_named_and_resync_makes_
     let master_view = view(&img, &[a]);
 
     let (visited, copied, text) = resync_text(&[a, b]);
-    eprintln!("split brain resync: visited {visited}, copied {copied}:\n{text}");
-    assert!(text.contains("verified ") && text.contains("diverged"), "b's old copies were verified first: {text}");
+    eprintln!(
+        "split brain resync: visited {visited}, copied {copied}, of {} blocks in the tree:\n{text}",
+        Blocks::open(&img.devices).all().len()
+    );
+    let rewrote: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("verified ").and_then(|r| r.rsplit_once("rewrote ")))
+        .unwrap_or_else(|| panic!("b's old copies were not verified first: {text}"))
+        .1
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(rewrote > 0, "b's copies that its own writes overwrote were rewritten from a: {text}");
     let info = info_json([a, b]);
     assert_eq!((state(&info, 0), state(&info, 1)), ("online", "online"), "{info}");
     assert_eq!(view(&img, &[b]), master_view, "b alone is now identical to the chosen master");
