@@ -222,6 +222,7 @@ fn one_bad_copy_of_every_third_data_block(img: Image) {
         before
     );
     Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
 }
 
 #[test]
@@ -256,6 +257,7 @@ fn garbage_over_half_of_one_device_outside_its_headers_reads_back_and_scrub_repa
     let (code, rep) = scrub(&img.devices);
     assert_eq!((code, scrub_errors(&rep)), (0, 0), "an offline scrub is clean too: {rep}");
     Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
 }
 
 #[test]
@@ -284,6 +286,7 @@ fn three_copies_on_one_device_survive_two_bad_copies_of_every_block() {
     let (code, rep) = scrub(&img.devices);
     assert_eq!((code, scrub_errors(&rep)), (0, 0), "{rep}");
     Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
 }
 
 #[test]
@@ -335,6 +338,7 @@ fn metadata_corruption_indirect_inode_directory_and_free_map_heals_like_data() {
     let (code, rep) = scrub(&img.devices);
     assert_eq!((code, scrub_errors(&rep)), (0, 0), "{rep}");
     Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
 }
 
 #[test]
@@ -388,6 +392,7 @@ fn with_every_copy_of_one_data_block_bad_only_that_range_fails_with_eio_and_scru
     let u = rep["unrepairable"].as_array().unwrap();
     assert_eq!(u.len(), 1, "{rep}");
     assert_eq!((u[0]["path"].as_str(), u[0]["offset"].as_u64()), (Some("/d/victim"), Some(start)), "{rep}");
+    img.assert_no_panics();
 }
 
 #[test]
@@ -429,6 +434,7 @@ fn a_wiped_device_is_read_around_rebuilt_by_scrub_and_then_carries_the_filesyste
     // Now the other device goes: the rebuilt one holds everything alone.
     wipe(&good);
     assert_eq!(clean_view(&img, std::slice::from_ref(&lost)), before, "the rebuilt device alone holds the whole tree");
+    img.assert_no_panics();
 }
 
 #[test]

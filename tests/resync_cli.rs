@@ -128,6 +128,7 @@ fn a_device_left_out_of_a_degraded_mount_is_stale_and_resync_makes_it_hold_exact
     // b alone holds exactly A + B - deletions, byte for byte.
     assert_eq!(view(&img, &[b]), expected);
     Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
 }
 
 #[test]
@@ -178,6 +179,7 @@ fn resync_after_changing_10_of_20000_files_visits_and_copies_a_few_blocks_not_th
     assert!(visited * 100 < total_blocks, "far fewer than a full copy of {total_blocks} blocks");
     assert!(copied >= changed.len() as u64, "each changed inode was copied: {rep}");
     assert_eq!(view(&img, &[b]), expected, "b alone holds the changes");
+    img.assert_no_panics();
 }
 
 #[test]
@@ -199,6 +201,7 @@ fn without_degraded_a_missing_device_is_a_one_line_error_that_names_it_and_says_
     assert!(!is_mounted(&img.mountpoint()));
     let m = img.mount_devices(&[a], "degraded", &[]);
     m.unmount();
+    img.assert_no_panics();
 }
 
 #[test]
@@ -251,6 +254,7 @@ fn devices_written_apart_refuse_to_mount_until_master_is_named_and_resync_makes_
     assert_eq!(view(&img, &[b]), master_view, "b alone is now identical to the chosen master");
     assert_eq!(view(&img, &[a, b]), master_view);
     Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
 }
 
 /// Bytes of file data whose copy on some device is recorded MISSING (read from the
@@ -330,6 +334,7 @@ fn an_offline_resync_killed_half_way_keeps_its_progress_and_finishes_when_run_ag
     assert_eq!((state(&info, 0), state(&info, 1)), ("online", "online"), "{info}");
     assert_eq!(view(&img, &[b]), expected, "b alone holds everything");
     Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
 }
 
 /// Sets the flag when dropped: helper threads stop even when the test fails half-way.
@@ -432,6 +437,7 @@ fn online_resync(with_writer: bool) {
     assert_eq!(view(&img, &[a]), both, "a alone holds the final tree");
     assert_eq!(view(&img, &[b]), both, "b alone holds the final tree");
     Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
 }
 
 #[test]
@@ -525,4 +531,5 @@ fn a_device_failing_in_the_middle_of_a_write_stream_is_dropped_and_made_whole_by
     assert_eq!(hash_file(&mb.join("stream")), *written.finalize().as_bytes(), "the stream read from device 1 alone");
     mb.unmount();
     Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
 }

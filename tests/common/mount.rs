@@ -151,6 +151,13 @@ impl Image {
             .expect("run hammer2")
     }
 
+    /// No daemon that served this image panicked (the log of every mount so far).
+    #[track_caller]
+    pub fn assert_no_panics(&self) {
+        let log = self.log();
+        assert!(!log.contains("panicked"), "a hammer2 daemon panicked:\n{log}");
+    }
+
     /// Every byte of every device (to prove nothing was written).
     pub fn contents(&self) -> Vec<Vec<u8>> {
         self.devices.iter().map(|d| std::fs::read(d).expect("read image")).collect()
