@@ -152,3 +152,28 @@ where
     let out = ok(&hammer2(&all));
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("info --json is not JSON ({e}): {out}"))
 }
+
+/// Runs `hammer2 SUBCOMMAND --json ARGS...` (scrub, resync, info) and returns its exit status
+/// and the report it printed; panics with the output if it printed no JSON (an operational
+/// error, a crash).
+#[track_caller]
+pub fn hammer2_json<I, S>(sub: &str, args: I) -> (i32, serde_json::Value)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut all: Vec<std::ffi::OsString> = vec![sub.into(), "--json".into()];
+    all.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+    let o = hammer2(&all);
+    let code = o.status.code().unwrap_or_else(|| panic!("hammer2 {all:?} was killed: {}", o.status));
+    let out = stdout(&o);
+    let j = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("hammer2 {all:?} (exit {code}) printed no JSON ({e}): {out}{}", stderr(&o)));
+    (code, j)
+}
+
+/// The exit status of a command that was not killed by a signal.
+#[track_caller]
+pub fn exit_code(o: &Output) -> i32 {
+    o.status.code().unwrap_or_else(|| panic!("killed by a signal: {}{}", stdout(o), stderr(o)))
+}

@@ -1,6 +1,8 @@
 #![allow(dead_code)]
 pub mod crash;
+pub mod damage;
 pub mod engine;
+pub mod faulty_fuse;
 pub mod image;
 pub mod model;
 pub mod mount;

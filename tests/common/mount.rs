@@ -66,6 +66,23 @@ impl Image {
         Image { dir, devices }
     }
 
+    /// `n` image files of `size` bytes formatted by the real `mkfs.hammer2` (as
+    /// `mkfs.hammer2 --size SIZE --copies N dev0.img dev1.img ...`).
+    pub fn by_mkfs(n: usize, size: u64, copies: u8) -> Image {
+        require_fuse();
+        let dir = tempfile::Builder::new().prefix("h2fuse").tempdir().expect("temp dir");
+        let devices: Vec<PathBuf> = (0..n).map(|i| dir.path().join(format!("dev{i}.img"))).collect();
+        let out = super::image::mkfs(
+            ["--size".to_string(), size.to_string(), "--copies".to_string(), copies.to_string()]
+                .iter()
+                .map(OsStr::new)
+                .chain(devices.iter().map(|d| d.as_os_str())),
+        );
+        super::image::ok(&out);
+        std::fs::create_dir(dir.path().join("mnt")).expect("mount point");
+        Image { dir, devices }
+    }
+
     pub fn mountpoint(&self) -> PathBuf {
         self.dir.path().join("mnt")
     }
@@ -98,6 +115,27 @@ impl Image {
 
     /// Runs `hammer2 mount -o logfile=...,OPTS DEVICES... MOUNTPOINT` and returns its result.
     pub fn try_mount(&self, mountpoint: &Path, opts: &str) -> Output {
+        let all: Vec<&Path> = self.devices.iter().map(PathBuf::as_path).collect();
+        self.try_mount_devices(&all, mountpoint, opts, &[])
+    }
+
+    /// `hammer2 mount` of only some devices (e.g. `-o degraded` with one of two) on the
+    /// image's mount point, with extra environment for the daemon; panics if it fails.
+    pub fn mount_devices(&self, devices: &[&Path], opts: &str, env: &[(&str, &str)]) -> Mount {
+        let out = self.try_mount_devices(devices, &self.mountpoint(), opts, env);
+        assert!(
+            out.status.success(),
+            "hammer2 mount {devices:?} -o {opts} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        Mount::attach(&self.mountpoint(), self.log_path())
+    }
+
+    /// Runs `hammer2 mount -o logfile=...,OPTS DEVICES... MOUNTPOINT` with `env` added to the
+    /// command's (and so the daemon's) environment, and returns its result.
+    pub fn try_mount_devices(&self, devices: &[&Path], mountpoint: &Path, opts: &str, env: &[(&str, &str)]) -> Output {
         let mut o = format!("logfile={}", self.log_path().display());
         if !opts.is_empty() {
             o = format!("{o},{opts}");
@@ -106,10 +144,18 @@ impl Image {
             .arg("mount")
             .arg("-o")
             .arg(o)
-            .args(&self.devices)
+            .args(devices)
             .arg(mountpoint)
+            .envs(env.iter().copied())
             .output()
             .expect("run hammer2")
+    }
+
+    /// No daemon that served this image panicked (the log of every mount so far).
+    #[track_caller]
+    pub fn assert_no_panics(&self) {
+        let log = self.log();
+        assert!(!log.contains("panicked"), "a hammer2 daemon panicked:\n{log}");
     }
 
     /// Every byte of every device (to prove nothing was written).

@@ -1,0 +1,535 @@
+//! Degraded operation and resync as users meet them: two image files formatted by
+//! `mkfs.hammer2`, mounted with `hammer2 mount` (one of them alone with `-o degraded`, both,
+//! or with `-o master=`), inspected with `hammer2 info` and caught up with `hammer2 resync`
+//! (offline on the images, online on the mount point while it is written to). Every result
+//! is checked by mounting the caught-up device alone: it must show the very same tree.
+//!
+//! A device that fails in the middle of a write stream is an image file served through a
+//! small FUSE filesystem of the test's own that answers EIO on command
+//! (`common::faulty_fuse`): the daemon has no fault hook.
+
+mod common;
+
+use common::damage::{Blocks, wipe};
+use common::faulty_fuse::FaultyDevice;
+use common::image::{hammer2, hammer2_bin, hammer2_json, info_json, ok, one_line_error};
+use common::mount::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+
+type Tree = BTreeMap<PathBuf, Snap>;
+
+fn os<S: AsRef<std::ffi::OsStr>>(s: S) -> OsString {
+    s.as_ref().to_os_string()
+}
+
+/// Files of varied sizes (embedded, one block, several, under an indirect block), a
+/// subdirectory and a symlink, in `m/name`.
+fn write_set(m: &Mount, name: &str, files: usize) {
+    let d = m.join(name);
+    fs::create_dir_all(d.join("sub")).unwrap();
+    for i in 0..files {
+        let size = [100, 5000, 70_000, 300_000, 2_500_000][i % 5];
+        fs::write(d.join(format!("f{i}")), pattern(size, (i + name.len()) as u8)).unwrap();
+    }
+    fs::write(d.join("sub/note"), format!("set {name}\n")).unwrap();
+    std::os::unix::fs::symlink("../f1", d.join("sub/link")).unwrap();
+}
+
+/// The tree as a read-only mount of `devices` shows it (`-o ro`, plus `degraded` when only
+/// some are given): nothing is written to the images, so looking changes nothing.
+fn view(img: &Image, devices: &[&Path]) -> Tree {
+    let opts = if devices.len() == img.devices.len() { "ro" } else { "ro,degraded" };
+    let m = img.mount_devices(devices, opts, &[]);
+    let t = snapshot(&m.path);
+    m.unmount();
+    t
+}
+
+fn state(info: &Value, dev: usize) -> &str {
+    info["devices"][dev]["state"].as_str().unwrap_or_else(|| panic!("no state for device {dev}: {info}"))
+}
+
+/// `hammer2 resync` with text output: returns (visited, copied) from its summary line
+/// `resync: visited N out-of-sync blocks, copied M blocks (...) ...` and the whole text.
+fn resync_text(targets: &[&Path]) -> (u64, u64, String) {
+    let mut args = vec![os("resync")];
+    args.extend(targets.iter().map(os));
+    let out = ok(&hammer2(&args));
+    let line = out.lines().find(|l| l.starts_with("resync: visited ")).unwrap_or_else(|| panic!("no summary:\n{out}"));
+    let num = |after: &str| -> u64 {
+        let rest = &line[line.find(after).unwrap_or_else(|| panic!("{line:?} lacks {after:?}")) + after.len()..];
+        rest.split(' ').next().unwrap().parse().unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    };
+    (num("visited "), num("copied "), out)
+}
+
+fn resync_json(targets: &[&Path]) -> Value {
+    let (code, rep) = hammer2_json("resync", targets);
+    assert_eq!(code, 0, "resync failed: {rep}");
+    rep
+}
+
+#[test]
+fn a_device_left_out_of_a_degraded_mount_is_stale_and_resync_makes_it_hold_exactly_the_same_tree() {
+    let img = Image::by_mkfs(2, 256 * MIB, 2);
+    let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
+    let m = img.mount();
+    write_set(&m, "A", 30);
+    m.unmount();
+
+    // Device b is away: set B is written and part of set A deleted on a alone.
+    let m = img.mount_devices(&[a], "degraded", &[]);
+    let live = info_json([&m.path]);
+    assert_eq!((state(&live, 0), state(&live, 1)), ("online", "missing"), "{live}");
+    write_set(&m, "B", 30);
+    for i in (0..30).step_by(3) {
+        fs::remove_file(m.join(format!("A/f{i}"))).unwrap();
+    }
+    fs::remove_dir_all(m.join("A/sub")).unwrap();
+    m.unmount();
+    let expected = view(&img, &[a]);
+
+    // Both devices again: b is stale, and info says how far behind.
+    let info = info_json([a, b]);
+    assert_eq!(state(&info, 1), "stale", "{info}");
+    assert!(info["devices"][1]["behind"].as_u64().unwrap() > 0, "{info}");
+    let text = ok(&hammer2([os("info"), os(a), os(b)]));
+    assert!(text.contains("stale (behind by "), "{text}");
+    let m = img.mount();
+    let live = info_json([&m.path]);
+    assert_eq!(state(&live, 1), "stale", "the mount of both reports b stale: {live}");
+    let text = ok(&hammer2([os("info"), os(&m.path)]));
+    assert!(text.contains("stale (behind by "), "{text}");
+    m.unmount();
+
+    // Offline resync: it says what it visited and copied; a second one has nothing to do.
+    let (visited, copied, text) = resync_text(&[a, b]);
+    eprintln!(
+        "A/B resync: visited {visited} out-of-sync blocks, copied {copied}, of {} blocks in the tree:\n{text}",
+        Blocks::open(&img.devices).all().len()
+    );
+    assert!(copied > 0 && visited >= copied, "{text}");
+    assert!(text.contains(&format!("{}: in sync", b.display())), "{text}");
+    let again = resync_json(&[a, b]);
+    assert_eq!((again["counts"]["visited"].as_u64(), again["counts"]["copied_blocks"].as_u64()), (Some(0), Some(0)));
+    let info = info_json([a, b]);
+    assert_eq!((state(&info, 0), state(&info, 1)), ("online", "online"), "{info}");
+
+    // b alone holds exactly A + B - deletions, byte for byte.
+    assert_eq!(view(&img, &[b]), expected);
+    Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
+}
+
+#[test]
+fn resync_after_changing_10_of_20000_files_visits_and_copies_a_few_blocks_not_the_filesystem() {
+    let img = Image::by_mkfs(2, 1024 * MIB, 2);
+    let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
+    const FILES: usize = 20_000;
+    const DIRS: usize = 20;
+    let m = img.mount();
+    for d in 0..DIRS {
+        fs::create_dir(m.join(format!("dir{d}"))).unwrap();
+    }
+    for i in 0..FILES {
+        fs::write(m.join(format!("dir{}/file{i:05}", i % DIRS)), pattern(200 + i % 3000, i as u8)).unwrap();
+    }
+    m.unmount();
+    let (total_blocks, inode_tree_levels) = {
+        let blocks = Blocks::open(&img.devices);
+        let levels = u64::from(blocks.fs.inner().roots.read().inodes.level);
+        (blocks.all().len() as u64, levels)
+    };
+
+    // Ten files change while b is away.
+    let changed: Vec<usize> = (0..FILES).step_by(FILES / 10).collect();
+    let m = img.mount_devices(&[a], "degraded", &[]);
+    for i in &changed {
+        let p = m.join(format!("dir{}/file{i:05}", i % DIRS));
+        fs::OpenOptions::new().write(true).open(&p).unwrap().write_all(b"changed while b was away").unwrap();
+    }
+    m.unmount();
+    let expected = view(&img, &[a]);
+
+    let rep = resync_json(&[a, b]);
+    let (visited, copied) =
+        (rep["counts"]["visited"].as_u64().unwrap(), rep["counts"]["copied_blocks"].as_u64().unwrap());
+    // Each changed file's inode block is out of sync (small files keep their data in it);
+    // above it, one reference per level of the inode tree leads to it.
+    let per_change = inode_tree_levels + 1;
+    let bound = changed.len() as u64 * per_change;
+    eprintln!(
+        "{FILES} files, {} changed: resync visited {visited} and copied {copied} blocks; a full copy is {total_blocks} \
+         blocks; inode tree of {inode_tree_levels} levels, so at most {bound} = {} changes x {per_change} references",
+        changed.len(),
+        changed.len()
+    );
+    assert!(visited <= bound, "visited {visited} > {bound}");
+    assert!(copied <= bound, "copied {copied} > {bound}");
+    assert!(visited * 100 < total_blocks, "far fewer than a full copy of {total_blocks} blocks");
+    assert!(copied >= changed.len() as u64, "each changed inode was copied: {rep}");
+    assert_eq!(view(&img, &[b]), expected, "b alone holds the changes");
+    img.assert_no_panics();
+}
+
+#[test]
+fn without_degraded_a_missing_device_is_a_one_line_error_that_names_it_and_says_how_to_mount_degraded() {
+    let img = Image::by_mkfs(2, 64 * MIB, 2);
+    let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
+    let uuid_b = info_json([a, b])["devices"][1]["uuid"].as_str().unwrap().to_string();
+
+    let out = img.try_mount_devices(&[a], &img.mountpoint(), "", &[]);
+    let line = one_line_error(&out, "hammer2 mount: ", "-o degraded");
+    assert!(line.contains("device 1") && line.contains(&uuid_b), "names the missing device: {line}");
+    assert!(!is_mounted(&img.mountpoint()));
+
+    // A device that is there but no longer holds a header (wiped) is named by its path.
+    wipe(b);
+    let out = img.try_mount_devices(&[a, b], &img.mountpoint(), "", &[]);
+    let line = one_line_error(&out, "hammer2 mount: ", "-o degraded");
+    assert!(line.contains(&b.display().to_string()), "names the wiped device: {line}");
+    assert!(!is_mounted(&img.mountpoint()));
+    let m = img.mount_devices(&[a], "degraded", &[]);
+    m.unmount();
+    img.assert_no_panics();
+}
+
+#[test]
+fn devices_written_apart_refuse_to_mount_until_master_is_named_and_resync_makes_the_other_identical() {
+    let img = Image::by_mkfs(2, 256 * MIB, 2);
+    let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
+    let m = img.mount();
+    write_set(&m, "common", 10);
+    m.unmount();
+    // Each alone: a adds files and deletes one; b deletes a file a keeps, commits, and writes
+    // new files into the space that frees, overwriting b's copies of blocks a still uses.
+    let m = img.mount_devices(&[a], "degraded", &[]);
+    write_set(&m, "on-a", 5);
+    fs::remove_file(m.join("common/f1")).unwrap();
+    m.unmount();
+    let m = img.mount_devices(&[b], "degraded", &[]);
+    fs::remove_file(m.join("common/f4")).unwrap();
+    fs::File::open(m.join("common")).unwrap().sync_all().unwrap();
+    write_set(&m, "on-b", 10);
+    m.unmount();
+
+    let out = img.try_mount(&img.mountpoint(), "");
+    let line = one_line_error(&out, "hammer2 mount: ", "-o master=");
+    assert!(line.contains("diverged"), "{line}");
+    assert!(!is_mounted(&img.mountpoint()));
+
+    let m = img.mount_with(&format!("master={}", a.display()));
+    let live = info_json([&m.path]);
+    assert_eq!(state(&live, 1), "diverged", "{live}");
+    assert!(m.join("on-a").exists() && !m.join("on-b").exists(), "a's state is the truth");
+    m.unmount();
+    let master_view = view(&img, &[a]);
+
+    let (visited, copied, text) = resync_text(&[a, b]);
+    eprintln!(
+        "split brain resync: visited {visited}, copied {copied}, of {} blocks in the tree:\n{text}",
+        Blocks::open(&img.devices).all().len()
+    );
+    let rewrote: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("verified ").and_then(|r| r.rsplit_once("rewrote ")))
+        .unwrap_or_else(|| panic!("b's old copies were not verified first: {text}"))
+        .1
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(rewrote > 0, "b's copies that its own writes overwrote were rewritten from a: {text}");
+    let info = info_json([a, b]);
+    assert_eq!((state(&info, 0), state(&info, 1)), ("online", "online"), "{info}");
+    assert_eq!(view(&img, &[b]), master_view, "b alone is now identical to the chosen master");
+    assert_eq!(view(&img, &[a, b]), master_view);
+    Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
+}
+
+/// Bytes of file data whose copy on some device is recorded MISSING (read from the
+/// unmounted images): what a resync still has to copy.
+fn missing_data_bytes(img: &Image) -> u64 {
+    let blocks = Blocks::open(&img.devices);
+    blocks.all_data().iter().filter_map(|b| b.ptr()).filter(|p| p.copies.any_missing()).map(|p| u64::from(p.size)).sum()
+}
+
+/// Writes `count` files of 32 MiB into `m/big`.
+fn write_big(m: &Mount, count: usize) {
+    fs::create_dir(m.join("big")).unwrap();
+    for i in 0..count {
+        fs::write(m.join(format!("big/b{i}")), pattern(32 << 20, 40 + i as u8)).unwrap();
+    }
+}
+
+#[test]
+fn an_offline_resync_killed_half_way_keeps_its_progress_and_finishes_when_run_again() {
+    let img = Image::by_mkfs(2, 1024 * MIB, 2);
+    let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
+    let m = img.mount();
+    write_set(&m, "A", 10);
+    m.unmount();
+    // 256 MiB change while b is away.
+    let m = img.mount_devices(&[a], "degraded", &[]);
+    write_big(&m, 8);
+    m.unmount();
+    let expected = view(&img, &[a]);
+    let tid0 = info_json([a, b])["tid"].as_u64().unwrap();
+    let missing_before = missing_data_bytes(&img);
+    assert!(missing_before >= 256 * MIB, "{missing_before} bytes of file data lack their copy on b");
+
+    // A resync that commits every MiB, killed once a few of its commits are on disk.
+    let mut child = Command::new(hammer2_bin())
+        .args([os("resync"), os("--json"), os(a), os(b)])
+        .env("HAMMER2_RESYNC_SLICE_BYTES", "1048576")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hammer2 resync");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let progressed = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("the resync ended ({st}) before it could be interrupted; it must take more commits");
+        }
+        let tid = info_json([a, b])["tid"].as_u64().unwrap();
+        if tid >= tid0 + 10 {
+            break tid;
+        }
+        assert!(Instant::now() < deadline, "the resync made no 10 commits within 2 minutes (tid still {tid})");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().expect("SIGKILL the resync");
+    let st = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "the resync was killed, not finished: {st}");
+    let info = info_json([a, b]);
+    assert_eq!(state(&info, 1), "stale", "b is not caught up yet: {info}");
+    assert!(info["tid"].as_u64().unwrap() >= progressed, "{info}");
+
+    // What the killed run copied is on disk: less is missing than before, but not nothing.
+    let missing_after_kill = missing_data_bytes(&img);
+    assert!(0 < missing_after_kill && missing_after_kill < missing_before, "{missing_after_kill} of {missing_before}");
+
+    // Run again: it finishes, copying what was left.
+    let rep = resync_json(&[a, b]);
+    let copied = rep["counts"]["copied_bytes"].as_u64().unwrap();
+    eprintln!(
+        "interrupted resync: {missing_before} bytes of file data to copy; killed at tid {progressed} (started at \
+         {tid0}) with {missing_after_kill} left; the second run copied {copied} bytes ({} blocks, {} visited)",
+        rep["counts"]["copied_blocks"], rep["counts"]["visited"]
+    );
+    assert!(copied >= missing_after_kill && copied < missing_before, "{rep}");
+    assert_eq!(missing_data_bytes(&img), 0, "nothing is missing any more");
+    let info = info_json([a, b]);
+    assert_eq!((state(&info, 0), state(&info, 1)), ("online", "online"), "{info}");
+    assert_eq!(view(&img, &[b]), expected, "b alone holds everything");
+    Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
+}
+
+/// Sets the flag when dropped: helper threads stop even when the test fails half-way.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Set A on both devices, then 128 MiB and set B on a alone; then both are mounted (b is
+/// stale) and `hammer2 resync MOUNTPOINT` runs, with a resync that commits every MiB, while
+/// `hammer2 info MOUNTPOINT` is watched and, `with_writer`, another thread keeps writing
+/// through the mount. Afterwards a alone and b alone show the same final tree.
+fn online_resync(with_writer: bool) {
+    let img = Image::by_mkfs(2, 1024 * MIB, 2);
+    let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
+    let m = img.mount();
+    write_set(&m, "A", 10);
+    m.unmount();
+    let m = img.mount_devices(&[a], "degraded", &[]);
+    write_big(&m, 4);
+    write_set(&m, "B", 10);
+    m.unmount();
+
+    let m = img.mount_devices(&[a, b], "", &[("HAMMER2_RESYNC_SLICE_BYTES", "1048576")]);
+    let live = info_json([&m.path]);
+    assert_eq!(state(&live, 1), "stale", "{live}");
+    // (Without the writer nothing at all is changed through the mount: even one mkdir just
+    // before the resync puts a user change into the commit of its first slice.)
+    let busy = m.join("busy");
+    if with_writer {
+        fs::create_dir(&busy).unwrap();
+    }
+    let content = |round: usize| pattern(100_000 + round % 7 * 30_000, round as u8);
+    let done = AtomicBool::new(false);
+    let (rep, rounds, seen) = std::thread::scope(|s| {
+        // The writer rewrites 16 files in turn and adds a new one every round (at most 400
+        // rounds, about 150 MB, to stay within the images).
+        let writer = s.spawn(|| {
+            let mut round = 0usize;
+            while with_writer && (round < 32 || !done.load(Ordering::SeqCst)) {
+                if round == 400 {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                fs::write(busy.join(format!("w{}", round % 16)), content(round)).unwrap();
+                fs::write(busy.join(format!("new{round}")), content(round + 1)).unwrap();
+                round += 1;
+            }
+            round
+        });
+        // Someone watching `hammer2 info` meanwhile.
+        let watcher = s.spawn(|| {
+            let mut seen = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                let st = info_json([&m.path])["devices"][1]["state"].as_str().unwrap().to_string();
+                if seen.last() != Some(&st) {
+                    seen.push(st);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            seen
+        });
+        let _stop = SetOnDrop(&done);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while with_writer && !busy.join("new2").exists() {
+            assert!(Instant::now() < deadline, "the writer wrote nothing within a minute");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (code, rep) = hammer2_json("resync", [&m.path]);
+        assert_eq!(code, 0, "{rep}");
+        done.store(true, Ordering::SeqCst);
+        (rep, writer.join().unwrap(), watcher.join().unwrap())
+    });
+    eprintln!(
+        "online resync: visited {}, copied {} blocks ({} bytes) in {} commits while {rounds} rounds were written; \
+         info showed b as {seen:?}",
+        rep["counts"]["visited"], rep["counts"]["copied_blocks"], rep["counts"]["copied_bytes"], rep["commits"]
+    );
+    assert!(rep["counts"]["copied_bytes"].as_u64().unwrap() >= 128 * MIB, "{rep}");
+    for s in &seen {
+        assert!(["stale", "resyncing", "online"].contains(&s.as_str()), "info showed b as {s}");
+    }
+    let live = info_json([&m.path]);
+    assert_eq!((state(&live, 0), state(&live, 1)), ("online", "online"), "{live}");
+    for round in rounds.saturating_sub(16)..rounds {
+        let name = format!("w{}", round % 16);
+        assert!(fs::read(busy.join(&name)).unwrap() == content(round), "busy/{name} reads as last written");
+    }
+    for round in 0..rounds {
+        assert!(fs::read(busy.join(format!("new{round}"))).unwrap() == content(round + 1), "busy/new{round}");
+    }
+    m.unmount();
+
+    let info = info_json([a, b]);
+    assert_eq!((state(&info, 0), state(&info, 1)), ("online", "online"), "{info}");
+    let both = view(&img, &[a, b]);
+    assert_eq!(view(&img, &[a]), both, "a alone holds the final tree");
+    assert_eq!(view(&img, &[b]), both, "b alone holds the final tree");
+    Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
+}
+
+#[test]
+fn an_online_resync_on_the_mount_point_catches_the_stale_device_up() {
+    online_resync(false);
+}
+
+#[test]
+#[ignore = "engine bug: a resync slice sharing a commit with user writes panics in finalize ('child finalized \
+            before parent'); the resync is aborted, every later commit panics, and the final commit is lost. \
+            Reproduced at the engine level by resync_engine::a_resync_slice_sharing_a_commit_with_writes_to_a_neighbouring_inode_completes"]
+fn writes_during_an_online_resync_are_safe_and_both_devices_end_with_the_same_tree() {
+    online_resync(true);
+}
+
+/// Peak resident memory of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb / 1024
+}
+
+#[test]
+fn a_device_failing_in_the_middle_of_a_write_stream_is_dropped_and_made_whole_by_resync_when_it_returns() {
+    const STREAM_MIB: u64 = 768;
+    const FAIL_AT_MIB: u64 = 64;
+    const CACHE_MIB: u64 = 32;
+    // What the daemon may hold: the engine's dirty limit (256 MiB), the block cache, and as
+    // much again for one commit's buffers and the program. Far less than what is written
+    // after the failure: the lost device's copies are recorded as MISSING, not kept.
+    const MEMORY_BOUND_MIB: u64 = 256 + CACHE_MIB + 256;
+    let img = Image::by_mkfs(2, 1024 * MIB, 2);
+    let served = img.dir.path().join("served");
+    fs::create_dir(&served).unwrap();
+    let faulty = FaultyDevice::serve(&img.devices[1], &served);
+    let a = img.devices[0].as_path();
+    let m = img.mount_devices(&[a, &faulty.path], &format!("cache={CACHE_MIB}M"), &[]);
+
+    let mut f = fs::File::create(m.join("stream")).unwrap();
+    let mut written = blake3::Hasher::new();
+    for i in 0..STREAM_MIB {
+        if i == FAIL_AT_MIB {
+            // What came before is on both devices; from here on device 1 fails.
+            f.sync_data().expect("fsync before the failure");
+            faulty.fail();
+        }
+        let chunk = pattern(MIB as usize, i as u8 ^ 0x5a);
+        f.write_all(&chunk).unwrap_or_else(|e| panic!("the stream must go on; write of MiB {i} failed: {e}"));
+        written.update(&chunk);
+    }
+    f.sync_all().expect("fsync succeeds on the remaining copies");
+    drop(f);
+    let peak = peak_rss_mib(m.pid);
+    let live = info_json([&m.path]);
+    eprintln!(
+        "device 1 failed after {FAIL_AT_MIB} MiB of a {STREAM_MIB} MiB stream: {} requests refused, daemon peak RSS \
+         {peak} MiB (bound {MEMORY_BOUND_MIB} MiB), device 1 {} with {} write errors",
+        faulty.refused(),
+        live["devices"][1]["state"],
+        live["devices"][1]["errors"]["write"]
+    );
+    assert!(faulty.refused() > 0, "the daemon kept using the failed device");
+    assert_eq!(state(&live, 1), "failed", "{live}");
+    assert!(live["devices"][1]["errors"]["write"].as_u64().unwrap() > 0, "{live}");
+    assert!(peak <= MEMORY_BOUND_MIB, "daemon peak RSS {peak} MiB > {MEMORY_BOUND_MIB} MiB");
+
+    // The device comes back; an online resync catches it up.
+    faulty.recover();
+    let (code, rep) = hammer2_json("resync", [&m.path]);
+    eprintln!(
+        "resync after the failure: visited {}, copied {} blocks ({} bytes) in {} commits",
+        rep["counts"]["visited"], rep["counts"]["copied_blocks"], rep["counts"]["copied_bytes"], rep["commits"]
+    );
+    assert_eq!(code, 0, "{rep}");
+    let copied = rep["counts"]["copied_bytes"].as_u64().unwrap();
+    assert!(
+        ((STREAM_MIB - FAIL_AT_MIB) * MIB..STREAM_MIB * MIB).contains(&copied),
+        "resync copies what the device missed, not what it already had: {rep}"
+    );
+    let live = info_json([&m.path]);
+    assert_eq!((state(&live, 0), state(&live, 1)), ("online", "online"), "{live}");
+    m.unmount();
+    faulty.stop();
+
+    // The device alone holds the whole stream.
+    let mb = img.mount_devices(&[&img.devices[1]], "ro,degraded", &[]);
+    assert_eq!(hash_file(&mb.join("stream")), *written.finalize().as_bytes(), "the stream read from device 1 alone");
+    mb.unmount();
+    Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
+}
