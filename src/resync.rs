@@ -304,21 +304,27 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
     let slice =
         std::env::var("HAMMER2_RESYNC_SLICE_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SLICE_BYTES);
     fs.resync.slice_bytes.store(slice, Ordering::SeqCst);
-    fs.resync.active.store(true, Ordering::SeqCst);
-    let r = (|| -> Result<()> {
-        loop {
-            fs.resync.complete.store(false, Ordering::SeqCst);
-            crate::commit::commit(fs, true, false)?;
-            report.commits += 1;
-            let totals = *fs.resync.totals.lock();
-            progress(&totals, report.commits);
-            if fs.resync.complete.load(Ordering::SeqCst) {
-                return Ok(());
-            }
+    // Cleared however the loop ends (an error, or a panic in a commit), so later commits
+    // do not keep running slices nobody asked for.
+    struct Active<'a>(&'a AtomicBool);
+    impl Drop for Active<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
         }
-    })();
-    fs.resync.active.store(false, Ordering::SeqCst);
-    r?;
+    }
+    fs.resync.active.store(true, Ordering::SeqCst);
+    let active = Active(&fs.resync.active);
+    loop {
+        fs.resync.complete.store(false, Ordering::SeqCst);
+        crate::commit::commit(fs, true, false)?;
+        report.commits += 1;
+        let totals = *fs.resync.totals.lock();
+        progress(&totals, report.commits);
+        if fs.resync.complete.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    drop(active);
     for m in &fs.vol.devices.members {
         if m.state() == MemberState::Stale {
             m.set_state(MemberState::Online);

@@ -77,36 +77,15 @@ pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
     }
     let old = fs.roots.read().clone();
     let tid = old.tid + 1;
-    let max_attempts = fs.vol.devices.len() + 1;
-    let mut attempt = 0;
-    let result: Result<(Built, Roots)> = loop {
-        attempt += 1;
-        let built = {
-            let mut alloc = fs.alloc.lock();
-            match build(fs, &mut alloc, tid, &old, &snap) {
-                Ok(b) => b,
-                Err(e) => {
-                    alloc.rollback();
-                    break Err(e);
-                }
-            }
-        };
-        let failed = writeout::write_and_flush(&fs.vol, &built.arena);
-        if !failed.is_empty() {
+    // A bug that panics while the commit is built must not leave the allocator or the
+    // inodes half-changed: it becomes an error like a failed device, and the filesystem
+    // stops taking changes (what is committed stays safe on the devices).
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt_commit(fs, tid, &old, &snap, clean)))
+        .unwrap_or_else(|_| {
             fs.alloc.lock().rollback();
-            if fs.vol.devices.writable_count() == 0 || attempt >= max_attempts {
-                break Err(Error::Io(std::io::Error::other("commit failed: no device accepted the new blocks")));
-            }
-            tracing::warn!(tid, ?failed, "retrying commit without the failed devices");
-            continue;
-        }
-        let roots = resolve_roots(&built, tid);
-        if header::write_headers(fs, &roots, snap.next_inum, clean) == 0 {
-            fs.alloc.lock().rollback();
-            break Err(Error::Io(std::io::Error::other("commit failed: no device accepted the new volume header")));
-        }
-        break Ok((built, roots));
-    };
+            fs.broken.store(true, Ordering::SeqCst);
+            Err(Error::Corrupt(format!("internal error while building commit {tid}; no further changes are accepted")))
+        });
     match result {
         Ok((built, roots)) => Ok(install(fs, snap, built, roots)),
         Err(e) => {
@@ -117,6 +96,40 @@ pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
             restore(fs, snap);
             Err(e)
         }
+    }
+}
+
+/// Builds, writes and seals one commit, retrying without devices that fail on the way.
+fn attempt_commit(fs: &FsInner, tid: u64, old: &Roots, snap: &Snapshot, clean: bool) -> Result<(Built, Roots)> {
+    let max_attempts = fs.vol.devices.len() + 1;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let built = {
+            let mut alloc = fs.alloc.lock();
+            match build(fs, &mut alloc, tid, old, snap) {
+                Ok(b) => b,
+                Err(e) => {
+                    alloc.rollback();
+                    return Err(e);
+                }
+            }
+        };
+        let failed = writeout::write_and_flush(&fs.vol, &built.arena);
+        if !failed.is_empty() {
+            fs.alloc.lock().rollback();
+            if fs.vol.devices.writable_count() == 0 || attempt >= max_attempts {
+                return Err(Error::Io(std::io::Error::other("commit failed: no device accepted the new blocks")));
+            }
+            tracing::warn!(tid, ?failed, "retrying commit without the failed devices");
+            continue;
+        }
+        let roots = resolve_roots(&built, tid);
+        if header::write_headers(fs, &roots, snap.next_inum, clean) == 0 {
+            fs.alloc.lock().rollback();
+            return Err(Error::Io(std::io::Error::other("commit failed: no device accepted the new volume header")));
+        }
+        return Ok((built, roots));
     }
 }
 
