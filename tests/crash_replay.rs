@@ -50,7 +50,7 @@ fn workload() -> Run {
     let c = Creds::default();
     let r = fs.root();
     let mut commits = vec![(0, 0, State::new())];
-    let mut sync = |fs: &Fs, commits: &mut Vec<(usize, usize, State)>| {
+    let sync = |fs: &Fs, commits: &mut Vec<(usize, usize, State)>| {
         let begin = log.len();
         fs.sync().unwrap();
         commits.push((begin, log.len(), snapshot_files(fs)));
