@@ -4,3 +4,4 @@ pub mod engine;
 pub mod image;
 pub mod model;
 pub mod mount;
+pub mod rng;
