@@ -23,6 +23,7 @@ use common::mount::*;
 use common::rng::env_u64;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -46,12 +47,45 @@ struct Node {
     size: u64,
 }
 
-/// The entries of one directory as readdir returns them (name, d_ino), "." and ".." included.
-fn read_dir_raw(dir: &Path) -> Vec<(String, u64)> {
-    let c = CString::new(dir.as_os_str().as_bytes()).expect("path without NUL");
-    // SAFETY: a valid C string; the stream is closed below.
-    let d = unsafe { libc::opendir(c.as_ptr()) };
-    assert!(!d.is_null(), "opendir {}: {}", dir.display(), std::io::Error::last_os_error());
+fn cname(name: &str) -> CString {
+    CString::new(name).expect("name without NUL")
+}
+
+/// Opens directory `name` in the directory `parent` (not following symlinks).
+fn open_dir_at(parent: &OwnedFd, name: &str, shown: &Path) -> OwnedFd {
+    let c = cname(name);
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: a valid descriptor and C string; the new descriptor is owned below.
+    let fd = unsafe { libc::openat(parent.as_raw_fd(), c.as_ptr(), flags) };
+    assert!(fd >= 0, "open directory {}: {}", shown.display(), std::io::Error::last_os_error());
+    // SAFETY: fd was just opened and nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// lstat of `name` in the directory `dir`.
+fn stat_at(dir: &OwnedFd, name: &str) -> std::io::Result<libc::stat> {
+    let c = cname(name);
+    // SAFETY: fstatat fills the struct we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor, C string and struct.
+    if unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } == 0 {
+        Ok(st)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The entries of an open directory as readdir returns them (name, d_ino), "." and ".."
+/// included.
+fn read_dir_at(dir: &OwnedFd, shown: &Path) -> Vec<(String, u64)> {
+    // SAFETY: duplicating a valid descriptor; the stream below owns the copy.
+    let fd = unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    assert!(fd >= 0, "dup: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is an open directory; the stream owns it and closedir closes it.
+    let d = unsafe { libc::fdopendir(fd) };
+    assert!(!d.is_null(), "fdopendir {}: {}", shown.display(), std::io::Error::last_os_error());
+    // SAFETY: rewinding the fresh stream (the duplicate shares the offset of earlier reads).
+    unsafe { libc::rewinddir(d) };
     let mut out = Vec::new();
     loop {
         // SAFETY: d is an open directory stream; the entry is copied before the next call.
@@ -69,50 +103,82 @@ fn read_dir_raw(dir: &Path) -> Vec<(String, u64)> {
 }
 
 /// Walks the tree under `root`, checking every directory on the way (see the module
-/// comment), and returns every entry by relative path.
+/// comment), and returns every entry by relative path. Directory renames can nest
+/// subtrees deeper than a path may be long, so the walk goes from open directory to open
+/// directory (on a thread with a stack for that depth).
 fn walk_and_check(root: &Path) -> BTreeMap<PathBuf, Node> {
-    let mut out = BTreeMap::new();
-    let root_ino = std::fs::symlink_metadata(root).expect("stat root").ino();
-    let mut stack = vec![(PathBuf::new(), root_ino, None::<u64>)];
-    while let Some((rel, ino, parent)) = stack.pop() {
-        let dir = root.join(&rel);
-        let entries = read_dir_raw(&dir);
-        let mut names = BTreeSet::new();
-        let mut subdirs = 0;
-        for (name, d_ino) in &entries {
-            assert!(names.insert(name.clone()), "{} lists {name:?} twice: {entries:?}", dir.display());
-            match name.as_str() {
-                "." => assert_eq!(*d_ino, ino, "\".\" of {} is not itself", dir.display()),
-                ".." => {
-                    if let Some(p) = parent {
-                        assert_eq!(*d_ino, p, "\"..\" of {} is not its parent", dir.display());
-                    }
-                }
-                _ => {
-                    let p = dir.join(name);
-                    let m = std::fs::symlink_metadata(&p)
-                        .unwrap_or_else(|e| panic!("readdir lists {} but lookup fails: {e}", p.display()));
-                    assert_eq!(m.ino(), *d_ino, "readdir and lookup disagree on the inode of {}", p.display());
-                    let node = Node { dir: m.is_dir(), ino: m.ino(), nlink: m.nlink(), size: m.size() };
-                    if node.dir {
-                        subdirs += 1;
-                        stack.push((rel.join(name), node.ino, Some(ino)));
-                    }
-                    out.insert(rel.join(name), node);
+    let root = root.to_path_buf();
+    std::thread::Builder::new()
+        .stack_size(1 << 30)
+        .spawn(move || {
+            let c = CString::new(root.as_os_str().as_bytes()).expect("path without NUL");
+            // SAFETY: a valid C string; the descriptor is owned below.
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+            assert!(fd >= 0, "open {}: {}", root.display(), std::io::Error::last_os_error());
+            // SAFETY: fd was just opened and nothing else owns it.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let ino = std::fs::symlink_metadata(&root).expect("stat root").ino();
+            let mut out = BTreeMap::new();
+            check_dir(&fd, &PathBuf::new(), ino, None, &mut out);
+            check_link_counts(&out);
+            out
+        })
+        .expect("walker thread")
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+fn check_dir(fd: &OwnedFd, rel: &Path, ino: u64, parent: Option<u64>, out: &mut BTreeMap<PathBuf, Node>) {
+    let entries = read_dir_at(fd, rel);
+    let mut names = BTreeSet::new();
+    let mut subdirs = Vec::new();
+    for (name, d_ino) in &entries {
+        assert!(names.insert(name.clone()), "{} lists {name:?} twice: {entries:?}", rel.display());
+        match name.as_str() {
+            "." => assert_eq!(*d_ino, ino, "\".\" of /{} is not itself", rel.display()),
+            ".." => {
+                if let Some(p) = parent {
+                    assert_eq!(*d_ino, p, "\"..\" of /{} is not its parent", rel.display());
                 }
             }
-        }
-        assert!(names.contains(".") && names.contains(".."), "{} lacks . or ..: {entries:?}", dir.display());
-        let m = std::fs::symlink_metadata(&dir).expect("stat dir");
-        assert_eq!(m.nlink(), 2 + subdirs, "st_nlink of {} with {subdirs} subdirectories", dir.display());
-        // Lookup of every pool name agrees with readdir: present iff listed.
-        for n in pool() {
-            let listed = names.contains(&n);
-            let found = std::fs::symlink_metadata(dir.join(&n)).is_ok();
-            assert_eq!(found, listed, "{}/{n}: lookup finds it = {found}, readdir lists it = {listed}", dir.display());
+            _ => {
+                let p = rel.join(name);
+                let m = stat_at(fd, name)
+                    .unwrap_or_else(|e| panic!("readdir lists /{} but lookup fails: {e}", p.display()));
+                assert_eq!(m.st_ino, *d_ino, "readdir and lookup disagree on the inode of /{}", p.display());
+                let dir = m.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                let node = Node { dir, ino: m.st_ino, nlink: m.st_nlink, size: m.st_size as u64 };
+                if dir {
+                    subdirs.push((name.clone(), m.st_ino));
+                }
+                out.insert(p, node);
+            }
         }
     }
-    // A file's link count is the number of names it has.
+    assert!(names.contains(".") && names.contains(".."), "/{} lacks . or ..: {entries:?}", rel.display());
+    let me = stat_at(fd, ".").expect("stat dir");
+    assert_eq!(
+        me.st_nlink,
+        2 + subdirs.len() as u64,
+        "st_nlink of /{} with {} subdirectories",
+        rel.display(),
+        subdirs.len()
+    );
+    // Lookup of every pool name agrees with readdir: present iff listed.
+    for n in pool() {
+        let listed = names.contains(&n);
+        let found = stat_at(fd, &n).is_ok();
+        assert_eq!(found, listed, "/{}/{n}: lookup finds it = {found}, readdir lists it = {listed}", rel.display());
+    }
+    for (name, child) in subdirs {
+        let p = rel.join(&name);
+        let cfd = open_dir_at(fd, &name, &p);
+        check_dir(&cfd, &p, child, Some(ino), out);
+    }
+}
+
+/// A file's link count is the number of names it has, and all its names show the same file.
+fn check_link_counts(out: &BTreeMap<PathBuf, Node>) {
     let mut names_of: HashMap<u64, Vec<&PathBuf>> = HashMap::new();
     for (p, n) in out.iter().filter(|(_, n)| !n.dir) {
         names_of.entry(n.ino).or_default().push(p);
@@ -128,7 +194,6 @@ fn walk_and_check(root: &Path) -> BTreeMap<PathBuf, Node> {
         );
         assert!(paths.iter().all(|p| out[*p] == *n), "the names of inode {ino} disagree: {paths:?}");
     }
-    out
 }
 
 fn drop_caches() {

@@ -2,7 +2,8 @@
 //! shared directories (`DIR/d0`, `DIR/d1`, ...), drawing names from one small pool so they
 //! collide constantly: creates race with unlinks, renames move files and whole directories
 //! between the shared directories and into each other, links add names to files other
-//! workers are renaming. Each operation may fail only with an errno that its system call can
+//! workers are renaming, and now and then a whole subtree is removed while others work in
+//! it. Each operation may fail only with an errno that its system call can
 //! legitimately return for a name that another worker just changed; anything else (EIO
 //! above all) stops the worker with exit status 1. The tree left behind is checked by the
 //! caller (link counts, names, readdir against lookup, a remount).
@@ -10,7 +11,7 @@
 use crate::rng::Rng;
 use crate::{Budget, OpLog};
 use std::collections::BTreeMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -160,10 +161,84 @@ impl Worker {
         *self.outcomes.entry(format!("{what} {res}")).or_default() += 1;
     }
 
+    /// Removes the tree at `p`, depth first, relative to open directories (directory
+    /// renames nest subtrees deeper than any path may be long). Others change it meanwhile:
+    /// a name that is gone (ENOENT), turned into a file (ENOTDIR) or a directory (EISDIR),
+    /// or a directory that gained an entry (ENOTEMPTY) is left as it is; any other error
+    /// stops the worker.
+    fn remove_tree(&mut self, p: &Path) -> Result<(), i32> {
+        let (parent, name) = match (p.parent(), p.file_name()) {
+            (Some(parent), Some(name)) => (parent, name),
+            _ => return Err(libc::EINVAL),
+        };
+        let c = cpath(parent);
+        // SAFETY: a valid C string; the descriptor is closed below.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return sys(-1);
+        }
+        let name = CString::new(name.as_bytes()).expect("name without NUL");
+        let r = self.remove_at(fd, &name, 0);
+        // SAFETY: closing the descriptor opened above.
+        unsafe { libc::close(fd) };
+        r
+    }
+
+    fn remove_at(&mut self, parent: i32, name: &CStr, depth: usize) -> Result<(), i32> {
+        use libc::{EISDIR, ENOENT, ENOTDIR, ENOTEMPTY};
+        let raced = |e: i32| [ENOENT, ENOTDIR, ENOTEMPTY, EISDIR].contains(&e);
+        // SAFETY: a valid descriptor and C string; the descriptor goes to fdopendir below.
+        let fd = unsafe {
+            libc::openat(parent, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        };
+        if fd < 0 {
+            return sys(-1);
+        }
+        // SAFETY: fd is an open directory; the stream owns it from here and closedir closes it.
+        let dir = unsafe { libc::fdopendir(fd) };
+        if dir.is_null() {
+            // SAFETY: fdopendir failed, so fd is still ours to close.
+            unsafe { libc::close(fd) };
+            return sys(-1);
+        }
+        let mut children = Vec::new();
+        loop {
+            // SAFETY: dir is an open stream; the name is copied before the next call.
+            let e = unsafe { libc::readdir64(dir) };
+            if e.is_null() {
+                break;
+            }
+            // SAFETY: readdir returned a valid entry whose d_name is NUL-terminated.
+            let n = unsafe { CStr::from_ptr((*e).d_name.as_ptr()) }.to_owned();
+            if n.as_bytes() != b"." && n.as_bytes() != b".." {
+                children.push(n);
+            }
+        }
+        // SAFETY: dirfd of an open stream.
+        let dfd = unsafe { libc::dirfd(dir) };
+        for child in &children {
+            // SAFETY: valid descriptor and C string.
+            let mut r = sys(unsafe { libc::unlinkat(dfd, child.as_ptr(), 0) });
+            if r == Err(EISDIR) && depth < 10_000 {
+                r = self.remove_at(dfd, child, depth + 1);
+            }
+            if let Err(code) = r
+                && !raced(code)
+            {
+                let e = io::Error::from_raw_os_error(code);
+                self.log.fail(&format!("removing {child:?} in a tree: unexpected error {e}"), self.seed, self.op);
+            }
+        }
+        // SAFETY: closing the stream (and its descriptor).
+        unsafe { libc::closedir(dir) };
+        // SAFETY: valid descriptor and C string.
+        sys(unsafe { libc::unlinkat(parent, name.as_ptr(), libc::AT_REMOVEDIR) })
+    }
+
     fn step(&mut self) {
         self.op += 1;
         use libc::{EEXIST, EINVAL, EISDIR, EMLINK, ENOENT, ENOTDIR, ENOTEMPTY, EPERM};
-        match self.rng.weighted(&[16, 8, 14, 8, 10, 14, 7, 8, 6]) {
+        match self.rng.weighted(&[16, 8, 14, 8, 10, 14, 7, 8, 6, 1]) {
             0 => {
                 let p = self.file_path();
                 let c = cpath(&p);
@@ -228,12 +303,21 @@ impl Worker {
                 let d = format!("stat {}", self.rel(&p));
                 self.outcome("stat", d, r, &[ENOENT, ENOTDIR]);
             }
-            _ => {
+            8 => {
                 let p = self.dir();
                 let r =
                     std::fs::read_dir(&p).and_then(|mut it| it.try_for_each(|e| e.map(|_| ()))).map_err(|e| code(&e));
                 let d = format!("readdir {}", self.rel(&p));
                 self.outcome("readdir", d, r, &[ENOENT, ENOTDIR]);
+            }
+            _ => {
+                // rm -rf of a subdirectory, racing with everyone else. Directory renames
+                // bury subtrees deeper than the other operations reach; this keeps the
+                // tree from growing without bound.
+                let p = self.dir_path();
+                let r = self.remove_tree(&p);
+                let d = format!("remove tree {}", self.rel(&p));
+                self.outcome("prune", d, r, &[ENOENT, ENOTDIR, ENOTEMPTY]);
             }
         }
     }
