@@ -4,6 +4,10 @@
 //! each result checked against the exerciser's in-memory copy of every file. The copy is
 //! saved outside the mount and the files are checked against it after a remount.
 //!
+//! A third run puts two exercisers and three metadata workers on one mount at once, with the
+//! daemon committing every 50 ms, so commits keep cutting through writes, truncates and
+//! renames in flight.
+//!
 //! The amount of work: `HAMMER2_FSX_OPS` operations (default 12,000; the run across a remount
 //! splits them in two), or
 //! `HAMMER2_FSX_SECONDS` seconds per run for a long run. `--nocapture` shows the counts.
@@ -45,17 +49,24 @@ fn fsx(img: &Image, dir: &Path, seed: u64, ops: u64, model: &Path) -> serde_json
         .args(&len)
         .arg("--model-dir")
         .arg(model);
-    let out = output_within(&mut cmd, limit);
+    summary(img, &mut cmd, limit)
+}
+
+/// Runs one hammer2-fsx process to its end and returns the summary it printed; fails the
+/// test with its report (the mismatch and the tail of its operation log) and the daemon's
+/// log if it found anything.
+fn summary(img: &Image, cmd: &mut Command, limit: Duration) -> serde_json::Value {
+    let out = output_within(cmd, limit);
     assert!(
         out.status.success(),
-        "hammer2-fsx (seed {seed}) failed ({}):\n{}\ndaemon log:\n{}",
+        "{cmd:?} failed ({}):\n{}\ndaemon log:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr),
         img.log()
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("hammer2-fsx printed no summary ({e}): {stdout}"))
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{cmd:?} printed no summary ({e}): {stdout}"))
 }
 
 /// Every file in `dir` has exactly the bytes of its saved model.
@@ -116,4 +127,54 @@ fn the_exerciser_continues_across_a_remount_from_the_state_it_left() {
     report("fsx before the remount", &first);
     report("fsx after the remount", &second);
     img.assert_consistent();
+}
+
+#[test]
+fn exercisers_and_metadata_workers_at_once_with_a_commit_every_50ms_all_see_their_models() {
+    let img = Image::with(2, 512 << 20, Some(2));
+    let m = img.mount_with("sync_interval=0.05");
+    let meta = m.join("meta");
+    std::fs::create_dir(&meta).expect("mkdir");
+    // Metadata operations are much cheaper: ten times as many keep the workers busy for
+    // about as long as the exercisers.
+    let (len, limit) = budget(ops() * 5);
+    let (data, workers) = std::thread::scope(|s| {
+        let data: Vec<_> = (0..2u64)
+            .map(|i| {
+                let (img, m) = (&img, &m);
+                s.spawn(move || {
+                    let dir = m.join(format!("fsx{i}"));
+                    std::fs::create_dir(&dir).expect("mkdir");
+                    let model = img.dir.path().join(format!("model{i}"));
+                    (fsx(img, &dir, 20 + i, ops() / 2, &model), dir, model)
+                })
+            })
+            .collect();
+        let workers: Vec<_> = (0..3u64)
+            .map(|w| {
+                let (img, meta, len) = (&img, &meta, len.clone());
+                s.spawn(move || {
+                    let mut cmd = Command::new(FSX);
+                    cmd.arg("meta").arg(meta).args(["--seed", &(30 + w).to_string()]).args(&len);
+                    summary(img, &mut cmd, limit)
+                })
+            })
+            .collect();
+        let data: Vec<_> = data.into_iter().map(|h| h.join().expect("exerciser thread")).collect();
+        let workers: Vec<_> = workers.into_iter().map(|h| h.join().expect("worker thread")).collect();
+        (data, workers)
+    });
+    m.unmount();
+
+    let m = img.mount();
+    for (_, dir, model) in &data {
+        assert_files_match_model(&m.join(dir.file_name().expect("name")), model);
+    }
+    m.unmount();
+    img.assert_consistent();
+    for (s, _, _) in &data {
+        report("fsx alongside others", s);
+    }
+    let meta_ops: u64 = workers.iter().map(|w| w["ops"].as_u64().unwrap_or(0)).sum();
+    eprintln!("alongside: 3 metadata workers, {meta_ops} operations, 0 unexpected errors");
 }
