@@ -177,6 +177,7 @@ impl Worker {
         if fd < 0 {
             return sys(-1);
         }
+        // A file name never contains a NUL byte.
         let name = CString::new(name.as_bytes()).expect("name without NUL");
         let r = self.remove_at(fd, &name, 0);
         // SAFETY: closing the descriptor opened above.
