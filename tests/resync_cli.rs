@@ -446,9 +446,6 @@ fn an_online_resync_on_the_mount_point_catches_the_stale_device_up() {
 }
 
 #[test]
-#[ignore = "engine bug: a resync slice sharing a commit with user writes panics in finalize ('child finalized \
-            before parent'); the resync is aborted, every later commit panics, and the final commit is lost. \
-            Reproduced at the engine level by resync_engine::a_resync_slice_sharing_a_commit_with_writes_to_a_neighbouring_inode_completes"]
 fn writes_during_an_online_resync_are_safe_and_both_devices_end_with_the_same_tree() {
     online_resync(true);
 }

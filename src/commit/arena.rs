@@ -4,8 +4,9 @@
 //! once (so the free map can be completed), but its content and check value are produced
 //! only at `finalize`, after the last allocation, because a free-map leaf's content depends
 //! on every allocation of the commit and a parent's content depends on its children's check
-//! values. Blocks are created children-first, so finalizing in creation order always finds
-//! a block's children already final.
+//! values. Finalize therefore goes children-first. That is usually creation order, but not
+//! always: a resync slice can give a node this commit built earlier new children, created
+//! after it. So the order is derived from the blocks' contents (`children_first`).
 
 use crate::alloc::Allocator;
 use crate::tree::modify::{PEntry, PRoot};
@@ -99,6 +100,48 @@ impl Arena {
         }
     }
 
+    /// The pending blocks a block's content names.
+    fn pending_children(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let entries: &[PEntry] = match &self.blocks[i].content {
+            Content::Node(entries) => entries,
+            Content::Inode { root: Some(root), .. } => &root.entries,
+            _ => &[],
+        };
+        entries.iter().filter_map(|e| match e {
+            PEntry::New(id) => Some(*id as usize),
+            PEntry::Ref(_) => None,
+        })
+    }
+
+    /// Every block index, each one after all the pending blocks below it (depth-first
+    /// post-order; a pending block has one parent, and the trees have no cycles).
+    fn children_first(&self) -> Vec<usize> {
+        let n = self.blocks.len();
+        let mut seen = vec![false; n];
+        let mut order = Vec::with_capacity(n);
+        for top in 0..n {
+            if seen[top] {
+                continue;
+            }
+            seen[top] = true;
+            let mut stack = vec![(top, false)];
+            while let Some((i, expanded)) = stack.pop() {
+                if expanded {
+                    order.push(i);
+                    continue;
+                }
+                stack.push((i, true));
+                for c in self.pending_children(i) {
+                    if !seen[c] {
+                        seen[c] = true;
+                        stack.push((c, false));
+                    }
+                }
+            }
+        }
+        order
+    }
+
     /// Produces content, check value and final reference of every live block.
     pub fn finalize(&mut self, tid: u64, method: CheckMethod, alloc: &Allocator) {
         // Known content first, its check values computed in parallel (it is most of a
@@ -125,7 +168,7 @@ impl Arena {
             self.blocks[i].done = Some(r);
         }
 
-        for i in 0..self.blocks.len() {
+        for i in self.children_first() {
             if self.blocks[i].dead || self.blocks[i].done.is_some() {
                 continue;
             }

@@ -56,13 +56,18 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
             PendingContent::Embedded(Arc::new(bytes))
         } else {
             let mut data: std::collections::BTreeMap<u64, Change> = Default::default();
+            // The embedded bytes become block 0, unless the overlay rewrote block 0; a
+            // truncate since the last commit cut them at its size (bytes past it read zero).
+            let keep = |bytes: &[u8]| {
+                fl.overlay.trunc.map_or(bytes.len(), |t| bytes.len().min(usize::try_from(t).unwrap_or(usize::MAX)))
+            };
             if let Content::Embedded(bytes) = &committed.content
-                && !bytes.is_empty()
-                && fl.overlay.trunc.is_none()
+                && keep(bytes) > 0
                 && !fl.overlay.data.contains_key(&0)
             {
-                let mut buf = bytes.to_vec();
-                buf.resize(bytes.len().div_ceil(UNIT as usize) * UNIT as usize, 0);
+                let n = keep(bytes);
+                let mut buf = bytes[..n].to_vec();
+                buf.resize(n.div_ceil(UNIT as usize) * UNIT as usize, 0);
                 let len = data_len(bs, size, 0).min(buf.len());
                 written += len as u64;
                 data.insert(

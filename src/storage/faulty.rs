@@ -20,6 +20,9 @@ pub struct FaultPlan {
     pub bitflip_rate: f64,
     /// Offsets below this are never faulted at random (e.g. the header area).
     pub random_floor: u64,
+    /// When not empty, random faults hit only I/O lying entirely inside one of these ranges
+    /// (e.g. one copy region of a device, so the other copies sharing it stay good).
+    pub random_ranges: Vec<(u64, u64)>,
     /// Fail every flush.
     pub flush_errors: bool,
 }
@@ -52,6 +55,15 @@ pub struct FaultyStorage {
 fn overlaps(ranges: &[(u64, u64)], off: u64, len: usize) -> bool {
     let end = off + len as u64;
     ranges.iter().any(|&(s, e)| off < e && s < end)
+}
+
+impl FaultPlan {
+    /// May an I/O of `len` bytes at `off` be faulted at random?
+    fn random_allowed(&self, off: u64, len: usize) -> bool {
+        let end = off + len as u64;
+        off >= self.random_floor
+            && (self.random_ranges.is_empty() || self.random_ranges.iter().any(|&(s, e)| s <= off && end <= e))
+    }
 }
 
 impl FaultyStorage {
@@ -106,7 +118,7 @@ impl Storage for FaultyStorage {
             return Err(Self::vanished_error());
         }
         let plan = self.plan.lock().clone();
-        let random_ok = offset >= plan.random_floor;
+        let random_ok = plan.random_allowed(offset, buf.len());
         if overlaps(&plan.read_error_ranges, offset, buf.len()) || (random_ok && self.chance(plan.read_error_rate)) {
             self.counts.read_errors.fetch_add(1, Ordering::Relaxed);
             return Err(io::Error::from_raw_os_error(libc::EIO));
@@ -134,7 +146,7 @@ impl Storage for FaultyStorage {
         }
         let plan = self.plan.lock().clone();
         if overlaps(&plan.write_error_ranges, offset, len)
-            || (offset >= plan.random_floor && self.chance(plan.write_error_rate))
+            || (plan.random_allowed(offset, len) && self.chance(plan.write_error_rate))
         {
             self.counts.write_errors.fetch_add(1, Ordering::Relaxed);
             return Err(io::Error::from_raw_os_error(libc::EIO));
@@ -156,5 +168,31 @@ impl Storage for FaultyStorage {
 
     fn name(&self) -> String {
         self.inner.name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::mem::MemStorage;
+    use std::sync::Arc;
+
+    #[test]
+    fn random_faults_confined_to_ranges_hit_only_io_wholly_inside_them() {
+        let f = FaultyStorage::new(Arc::new(MemStorage::new(4 << 20, "mem")), 1);
+        f.set_plan(FaultPlan {
+            read_error_rate: 1.0,
+            write_error_rate: 1.0,
+            random_ranges: vec![(1 << 20, 2 << 20)],
+            ..Default::default()
+        });
+        let mut b = [0u8; 4096];
+        assert!(f.read_at(&mut b, 0).is_ok(), "before the range");
+        assert!(f.read_at(&mut b, (2 << 20) - 2048).is_ok(), "straddling its end");
+        assert!(f.read_at(&mut b, 3 << 20).is_ok(), "after the range");
+        assert!(f.write_at(&b, 3 << 20).is_ok());
+        assert!(f.read_at(&mut b, 1 << 20).is_err(), "inside the range");
+        assert!(f.write_at(&b, (1 << 20) + 4096).is_err());
+        assert_eq!(f.counts.total(), 2);
     }
 }

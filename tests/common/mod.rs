@@ -6,3 +6,4 @@ pub mod faulty_fuse;
 pub mod image;
 pub mod model;
 pub mod mount;
+pub mod rng;

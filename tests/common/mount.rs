@@ -504,3 +504,70 @@ fn holders(path: &Path) -> usize {
         .filter(|target| target == path)
         .count()
 }
+
+impl Image {
+    /// Opens the (unmounted) image with the library and checks it: the allocator agrees with
+    /// the blocks the trees reach, and every copy of every block matches its check value.
+    pub fn assert_consistent(&self) {
+        for d in &self.devices {
+            wait_released(d);
+        }
+        let storages: Vec<DynStorage> = self
+            .devices
+            .iter()
+            .map(|p| {
+                Arc::new(
+                    FileStorage::open(p, OpenMode::Exclusive).unwrap_or_else(|e| panic!("open {}: {e}", p.display())),
+                ) as DynStorage
+            })
+            .collect();
+        let fs =
+            hammer2::Fs::mount(storages, super::engine::quiet_options()).expect("mount the image with the library");
+        super::engine::assert_consistent(&fs);
+        super::engine::assert_every_copy_verifies(&fs);
+        fs.crash();
+    }
+}
+
+/// Runs `cmd` to completion, collecting its output, but for at most `limit`: past it the
+/// process is killed and the test fails saying what hung.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for child") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let e = err.join().unwrap_or_default();
+            panic!(
+                "{what} did not finish within {limit:?}; it was killed. Its stderr:\n{}",
+                String::from_utf8_lossy(&e)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
+}
