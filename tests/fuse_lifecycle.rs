@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::faulty_fuse::FaultyDevice;
 use common::mount::*;
 use std::fs::{self, File};
 use std::io::Write;
@@ -352,26 +353,29 @@ impl Drop for Cleanup {
 /// unmount the mount point by name on its way out).
 #[test]
 fn a_mount_made_while_the_previous_daemon_still_commits_stays_mounted() {
+    // The first filesystem's device stalls its writes, so its daemon is certainly still in
+    // its final commit when the second filesystem is mounted on the same directory.
     let first = Image::new();
-    let m = first.mount_with("sync_interval=3600");
-    let f = File::create(m.join("big")).unwrap();
-    let chunk = pattern(1 << 20, 3);
-    for i in 0..120u64 {
-        f.write_all_at(&chunk, i << 20).unwrap();
-    }
-    drop(f);
+    let served = first.dir.path().join("served");
+    fs::create_dir(&served).unwrap();
+    let device = FaultyDevice::serve(&first.devices[0], &served);
+    let m = first.mount_devices(&[&device.path], "sync_interval=3600", &[]);
+    fs::write(m.join("big"), pattern(8 << 20, 3)).unwrap();
     let mountpoint = m.path.clone();
+    device.hold();
     let first_pid = m.unmount_no_wait();
     let second = Image::new();
     let out = second.try_mount(&mountpoint, "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let m2 = Mount::attach(&mountpoint, second.log_path());
-    assert!(pid_alive(first_pid), "the first daemon finished too soon for this test to mean anything");
+    assert!(pid_alive(first_pid), "the first daemon waits for its stalled device");
+    device.release();
     wait_pid_gone(first_pid, &first.log_path());
     assert!(is_mounted(&mountpoint), "the first daemon unmounted the second filesystem");
     fs::write(m2.join("second"), b"still here").unwrap();
     m2.unmount();
-    let m = first.mount();
-    assert_eq!(fs::read(m.join("big")).unwrap().len(), 120 << 20);
+    let m = first.mount_devices(&[&device.path], "", &[]);
+    assert_eq!(fs::read(m.join("big")).unwrap(), pattern(8 << 20, 3));
     m.unmount();
+    device.stop();
 }

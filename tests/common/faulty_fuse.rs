@@ -27,6 +27,8 @@ const TTL: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Faults {
     failing: AtomicBool,
+    /// Writes and fsyncs wait while this is set (a device that stalls).
+    held: AtomicBool,
     /// Requests answered with EIO so far.
     pub refused: AtomicU64,
 }
@@ -58,6 +60,13 @@ impl PassThrough {
             rdev: 0,
             blksize: 4096,
             flags: 0,
+        }
+    }
+
+    /// Blocks the calling request while the device is held.
+    fn wait_while_held(&self) {
+        while self.faults.held.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -125,6 +134,7 @@ impl Filesystem for PassThrough {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.wait_while_held();
         if self.refuse() {
             return reply.error(Errno::EIO);
         }
@@ -138,6 +148,7 @@ impl Filesystem for PassThrough {
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.wait_while_held();
         if self.refuse() {
             return reply.error(Errno::EIO);
         }
@@ -193,6 +204,15 @@ impl FaultyDevice {
     /// From now on every read, write and fsync fails with EIO.
     pub fn fail(&self) {
         self.faults.failing.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on writes and fsyncs wait (the requests stay pending) until `release`.
+    pub fn hold(&self) {
+        self.faults.held.store(true, Ordering::SeqCst);
+    }
+
+    pub fn release(&self) {
+        self.faults.held.store(false, Ordering::SeqCst);
     }
 
     /// The device answers again.
