@@ -1,0 +1,496 @@
+//! fsck.hammer2 as a library: check (and with `-y`/`-p` repair) an unmounted hammer2
+//! filesystem. The binary (`main.rs`) is argument parsing and output around [`run_paths`];
+//! tests and the fuzz target call [`run_devices`] on devices they opened themselves.
+//!
+//! The run, in order:
+//! 1. `headers`: every slot of every device; the master and member states (through the
+//!    engine's own probe/assemble, so fsck judges what a mount would see).
+//! 2. `scan`: one walk (`hammer2::walk`) over every reachable block, reading every copy
+//!    of every metadata block as it goes (`blocks`), checking the tree's shape
+//!    (`structure`), marking space (`space`), recording inodes and entries (`namespace`)
+//!    and copy placement (`copies`); data blocks are queued and verified in device order.
+//! 3. The checks over everything: free map against reachable blocks (`space`), the
+//!    namespace (`namespace::analyze`, which also plans the repairs), device states.
+//! 4. `repair` (`-y`, `-p`): rewrite bad copies, then one commit through the engine for
+//!    the tree and free-map repairs (`session`), then clear damaged header slots; a
+//!    second, read-only check confirms the result.
+//!
+//! Nothing here panics on any input, and work and memory are bounded by the devices'
+//! size (see `scan` for why the walk terminates and `blocks` for the data batches).
+
+pub mod blocks;
+pub mod copies;
+pub mod headers;
+pub mod namespace;
+pub mod open;
+pub mod plan;
+pub mod progress;
+pub mod repair;
+pub mod report;
+pub mod scan;
+pub mod session;
+pub mod space;
+pub mod structure;
+
+use blocks::{DataQueue, IoStats};
+use copies::CopiesCheck;
+use hammer2::devices::MemberState;
+use hammer2::fs::Roots;
+use hammer2::mount::Assembly;
+use hammer2::storage::DynStorage;
+use hammer2::tree::Root;
+use hammer2::volume::Volume;
+use hammer2_format::blockref::BlockPtr;
+use hammer2_format::layout::{SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS};
+use hammer2_format::{BlockType, VolumeHeader};
+use namespace::Namespace;
+use progress::Progress;
+use report::{Counts, DeviceLine, FindingId, Findings, Problem, Repair, Report};
+use space::{Geometry, Space};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use structure::Shape;
+
+/// Exit status bits, as fsck(8): the status is the sum of the conditions that apply.
+pub const EXIT_CLEAN: i32 = 0;
+pub const EXIT_CORRECTED: i32 = 1;
+pub const EXIT_UNCORRECTED: i32 = 4;
+pub const EXIT_OPERATIONAL: i32 = 8;
+pub const EXIT_USAGE: i32 = 16;
+pub const EXIT_CANCELLED: i32 = 32;
+
+/// What fsck may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `-n`: report only; nothing is written (devices are opened read-only).
+    Check,
+    /// `-p`: repair only what is safe without asking (bad copies, the free map, link
+    /// counts and sizes the entries agree on, entry types, header slots, the orphan list,
+    /// the next inode number).
+    Preen,
+    /// `-y`: repair everything fsck can.
+    Yes,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Check => "check",
+            Mode::Preen => "preen",
+            Mode::Yes => "repair",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    /// `-f`: with `-n`, check devices that are in use.
+    pub force: bool,
+    /// Show a progress bar when stderr is a terminal.
+    pub progress: bool,
+    /// Read and verify data blocks (the second, confirming check skips them).
+    pub verify_data: bool,
+    /// Set (e.g. by SIGINT) to stop at the next block.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: Mode::Check,
+            force: false,
+            progress: false,
+            verify_data: true,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Why a run could not be made at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FsckError {
+    #[error("cannot open {}: {why}", path.display())]
+    Open { path: PathBuf, why: String },
+    #[error("{} is in use ({why}): fsck.hammer2 checks only unmounted filesystems (-n -f checks it anyway)", path.display())]
+    InUse { path: PathBuf, why: String },
+    #[error("{0}")]
+    NotHammer2(String),
+    #[error("{0}")]
+    Assemble(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl FsckError {
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            FsckError::Usage(_) => EXIT_USAGE,
+            FsckError::Cancelled => EXIT_CANCELLED,
+            _ => EXIT_OPERATIONAL,
+        }
+    }
+}
+
+/// A run's report and exit status.
+pub struct Outcome {
+    pub report: Report,
+    pub status: i32,
+}
+
+/// A bad copy to rewrite from a good one.
+#[derive(Debug, Clone)]
+pub struct HealJob {
+    pub btype: BlockType,
+    pub ptr: BlockPtr,
+    pub slot: usize,
+    pub finding: FindingId,
+}
+
+/// Bad copies remembered for one run; beyond this they are reported but left for the next
+/// run (a whole bad device of a huge filesystem must not exhaust memory).
+const MAX_HEAL_JOBS: usize = 1 << 20;
+
+/// Opens the paths (refusing devices in use) and runs.
+pub fn run_paths(paths: &[PathBuf], opts: &Options) -> Outcome {
+    let start = Instant::now();
+    match open::open_all(paths, opts.mode, opts.force) {
+        Err(e) => failed(e, opts.mode, start, paths.iter().map(|p| p.display().to_string()).collect()),
+        Ok(opened) => {
+            let mut out = run_devices(opened.storages, opts);
+            out.report.notes.extend(opened.notes);
+            drop(opened.guards);
+            out
+        }
+    }
+}
+
+/// Runs on devices already opened (read-only ones for `-n`).
+pub fn run_devices(storages: Vec<DynStorage>, opts: &Options) -> Outcome {
+    let start = Instant::now();
+    let names: Vec<String> = storages.iter().map(|s| s.name()).collect();
+    match run(&storages, opts, start) {
+        Ok(report) => {
+            let status = report.exit_status;
+            Outcome { report, status }
+        }
+        Err(e) => failed(e, opts.mode, start, names),
+    }
+}
+
+fn failed(e: FsckError, mode: Mode, start: Instant, names: Vec<String>) -> Outcome {
+    let status = e.exit_status();
+    let report = Report {
+        mode: mode.name(),
+        devices: names.into_iter().map(|path| DeviceLine { index: None, path, state: "not checked".into() }).collect(),
+        uuid: None,
+        label: None,
+        tid: None,
+        copies: None,
+        findings: Vec::new(),
+        per_kind: Default::default(),
+        errors_found: 0,
+        errors_fixed: 0,
+        errors_left: 0,
+        counts: Counts::default(),
+        notes: Vec::new(),
+        operational_error: Some(e.to_string()),
+        seconds: start.elapsed().as_secs_f64(),
+        read_mb_per_s: 0.0,
+        exit_status: status,
+    };
+    Outcome { report, status }
+}
+
+/// Everything the check accumulates.
+pub struct Checker<'v> {
+    pub vol: &'v Volume,
+    pub master: VolumeHeader,
+    pub geo: Vec<Geometry>,
+    pub opts: Options,
+    pub findings: Findings,
+    pub ns: Namespace,
+    pub space: Space,
+    pub shape: Shape,
+    pub copies: CopiesCheck,
+    pub data: DataQueue,
+    pub io: IoStats,
+    pub heals: Vec<HealJob>,
+    pub counts: Counts,
+    pub cancel: Arc<AtomicBool>,
+    pub progress: Progress,
+    /// Shared-block findings: (device, offset, size, finding), for the owner pass.
+    pub shared_findings: Vec<(u8, u64, u32, FindingId)>,
+    /// Findings about free-map blocks that cannot be used (a rebuild resolves them).
+    pub freemap_damage: Vec<FindingId>,
+    pub notes: Vec<String>,
+}
+
+impl<'v> Checker<'v> {
+    fn new(vol: &'v Volume, asm: &Assembly, opts: &Options) -> Checker<'v> {
+        let mh = &asm.master;
+        let geo: Vec<Geometry> = mh
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Geometry {
+                index: i as u8,
+                name: asm.members.get(i).map_or_else(|| format!("device {i}"), |m| display_name(&m.1, i)),
+                size: e.size,
+                regions: e.regions,
+                recorded_free: e.free_units,
+            })
+            .collect();
+        let leaves: Vec<u64> = geo.iter().map(Geometry::leaves).collect();
+        let allocated: u64 = mh
+            .devices
+            .iter()
+            .zip(&geo)
+            .map(|(e, g)| {
+                let inside: u64 = (0..g.regions)
+                    .map(|k| {
+                        let (s, e) = hammer2_format::layout::region_bounds(g.size, g.regions, k);
+                        (e - s) / hammer2_format::UNIT
+                    })
+                    .sum();
+                inside.saturating_sub(e.free_units).saturating_mul(hammer2_format::UNIT)
+            })
+            .sum();
+        Checker {
+            vol,
+            master: mh.clone(),
+            shape: Shape::new(mh.data_block_shift, mh.indirect_block_shift, mh.tid, leaves),
+            copies: CopiesCheck::new(mh.copies, geo.len()),
+            geo,
+            opts: opts.clone(),
+            findings: Findings::default(),
+            ns: Namespace::default(),
+            space: Space::default(),
+            data: DataQueue::default(),
+            io: IoStats::default(),
+            heals: Vec::new(),
+            counts: Counts::default(),
+            cancel: opts.cancel.clone(),
+            progress: Progress::new(opts.progress, allocated),
+            shared_findings: Vec::new(),
+            freemap_damage: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn heal_job(&mut self, job: HealJob) {
+        if self.heals.len() < MAX_HEAL_JOBS {
+            self.heals.push(job);
+        } else {
+            self.findings
+                .set(job.finding, Repair::Failed { why: "too many bad copies for one run: run fsck again".into() });
+        }
+    }
+
+    pub fn queue_data(&mut self, ptr: BlockPtr, inum: u64, key: u64) {
+        if !self.opts.verify_data {
+            return;
+        }
+        self.data.push(ptr, inum, key);
+        if self.data.is_full() {
+            self.verify_data();
+        }
+    }
+
+    fn verify_data(&mut self) {
+        let vol = self.vol;
+        let io = &self.io;
+        let progress = &mut self.progress;
+        let problems = self.data.verify(vol, io, &self.cancel, &mut || progress.tick(io));
+        scan::data_findings(self, problems);
+    }
+
+    /// The walk over every tree, then the last data batch.
+    fn walk(&mut self) -> Result<(), FsckError> {
+        let mh = &self.master;
+        let roots = Roots {
+            tid: mh.tid,
+            inodes: Root::from_ref(&mh.sroot[SROOT_INODES]),
+            freemap: Root::from_ref(&mh.sroot[SROOT_FREEMAP]),
+            orphans: Root::from_ref(&mh.sroot[SROOT_ORPHANS]),
+        };
+        if roots.inodes.is_empty() {
+            let id = self.findings.add(Problem::NoRoot { why: "the volume header has no inode index".into() });
+            self.findings.set(id, Repair::Unrepairable { why: "fsck does not rebuild the inode index".into() });
+        }
+        for r in [&roots.inodes, &roots.freemap, &roots.orphans] {
+            // A header root is the top of its tree: nothing above it needs a DEGRADED flag.
+            let issues = self.shape.root_entries(&r.entries, mh.tid, true);
+            for i in issues {
+                if let structure::Issue::Shape(why) = i {
+                    let at = report::BlockAt { block: "indirect", tree: "header", key: 0, inum: None, path: None };
+                    let id = self.findings.add(Problem::Structure { at, why });
+                    self.findings.set(id, Repair::Unrepairable { why: "fsck does not rewrite tree nodes".into() });
+                }
+            }
+        }
+        self.progress.phase("metadata");
+        let r = {
+            let mut v = scan::Scan::new(self);
+            hammer2::walk::walk(&roots, &mut v)
+        };
+        if r.is_err() || self.cancel.load(Ordering::Relaxed) {
+            return Err(FsckError::Cancelled);
+        }
+        self.progress.phase("data");
+        self.verify_data();
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(FsckError::Cancelled);
+        }
+        if !self.shared_findings.is_empty() {
+            repair::find_first_owners(self, &roots);
+        }
+        Ok(())
+    }
+}
+
+fn display_name(name: &str, i: usize) -> String {
+    if name == "(missing)" { format!("device {i} (missing)") } else { name.to_string() }
+}
+
+/// The whole run on opened devices.
+fn run(storages: &[DynStorage], opts: &Options, start: Instant) -> Result<Report, FsckError> {
+    let (asm, slots) = headers::assemble_devices(storages)?;
+    let vol_opts = hammer2::Options {
+        read_only: opts.mode == Mode::Check,
+        cache_bytes: 16 << 20,
+        degraded: true,
+        background_sync: false,
+        ..Default::default()
+    };
+    let vol = hammer2::mount::volume(&asm, &vol_opts);
+    let mut ck = Checker::new(&vol, &asm, opts);
+    let clear = headers::check_slots(&asm, &slots, &mut ck.findings);
+    let behind = headers::behind(&asm, &slots, &mut ck.findings);
+    for (i, (st, name, _, _)) in asm.members.iter().enumerate() {
+        if let (Some(s), Some(e)) = (st, asm.master.devices.get(i))
+            && s.size() < e.size
+        {
+            let id = ck.findings.add(Problem::DeviceSize { device: name.clone(), recorded: e.size, actual: s.size() });
+            ck.findings.set(id, Repair::Unrepairable { why: "the device is smaller than the filesystem on it".into() });
+        }
+    }
+    if asm.master.flags & hammer2_format::volume::FLAG_CLEAN == 0 {
+        ck.notes.push(format!("the filesystem was not cleanly unmounted (last commit {})", asm.master.tid));
+    }
+    ck.notes.extend(asm.notes.iter().cloned());
+
+    ck.walk()?;
+
+    let diff = ck.space.compare(&ck.geo, &mut ck.findings);
+    let members: Vec<(String, MemberState, u64, [u8; 16])> = asm
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let uuid = asm.master.devices.get(i).map_or([0; 16], |e| e.uuid);
+            (display_name(&m.1, i), m.2, m.3, uuid)
+        })
+        .collect();
+    ck.copies.finish(&members, &mut ck.findings);
+    let input = namespace::analyze::Input {
+        ns: &ck.ns,
+        allow_unsafe: opts.mode != Mode::Preen,
+        next_inum: asm.master.next_inum,
+    };
+    let (plan, paths) = namespace::analyze::analyze(&input, &mut ck.findings);
+    let pending = ck.ns.orphans.iter().filter(|o| ck.ns.inodes.get(o).is_some_and(|i| i.nlink == 0)).count();
+    if pending > 0 {
+        ck.notes.push(format!("{pending} inode(s) unlinked while open will be removed at the next mount"));
+    }
+    let (inodes, dirs, files) = ck.ns.counts();
+    ck.counts.inodes = inodes;
+    ck.counts.directories = dirs;
+    ck.counts.files = files;
+
+    let mut repaired_any = false;
+    if opts.mode != Mode::Check {
+        if ck.cancel.load(Ordering::Relaxed) {
+            return Err(FsckError::Cancelled);
+        }
+        ck.progress.phase("repair");
+        let work = repair::Work { storages, asm: &asm, plan, diff, clear, behind };
+        repaired_any = repair::run(&mut ck, work);
+    }
+    ck.progress.finish();
+    ck.findings.finish(&|i| paths.path(i));
+
+    let mut notes = std::mem::take(&mut ck.notes);
+    let mut findings = ck.findings.list.clone();
+    let mut errors_left = ck.findings.found() - ck.findings.repaired();
+    if repaired_any {
+        let confirm = Options { mode: Mode::Check, progress: false, verify_data: false, ..opts.clone() };
+        match run(storages, &confirm, Instant::now()) {
+            Ok(second) => {
+                let known: std::collections::HashSet<&str> = findings
+                    .iter()
+                    .filter(|f| !matches!(f.repair, Repair::Repaired { .. }))
+                    .map(|f| f.message.as_str())
+                    .collect();
+                let new: Vec<_> = second.findings.into_iter().filter(|f| !known.contains(f.message.as_str())).collect();
+                if !new.is_empty() {
+                    notes.push(format!(
+                        "a check after the repairs still finds {} problem(s): run fsck again",
+                        new.len()
+                    ));
+                    errors_left += new.len() as u64;
+                    findings.extend(new);
+                }
+            }
+            Err(e) => {
+                notes.push(format!("the check after the repairs could not run: {e}"));
+                errors_left += 1;
+            }
+        }
+    }
+    let fixed = ck.findings.repaired();
+    let mut status = EXIT_CLEAN;
+    if fixed > 0 {
+        status |= EXIT_CORRECTED;
+    }
+    if errors_left > 0 {
+        status |= EXIT_UNCORRECTED;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    ck.counts.bytes_read = ck.io.bytes.load(Ordering::Relaxed);
+    ck.counts.copies_read = ck.io.copies.load(Ordering::Relaxed);
+    let devices = asm
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| DeviceLine { index: Some(i), path: display_name(&m.1, i), state: m.2.name().to_string() })
+        .chain(slots.iter().filter(|d| !asm.members.iter().any(|m| m.1 == d.name)).map(|d| DeviceLine {
+            index: None,
+            path: d.name.clone(),
+            state: "not a member".into(),
+        }))
+        .collect();
+    Ok(Report {
+        mode: opts.mode.name(),
+        devices,
+        uuid: Some(uuid::Uuid::from_bytes(asm.master.fs_uuid).to_string()),
+        label: Some(asm.master.label.clone()),
+        tid: Some(asm.master.tid),
+        copies: Some(asm.master.copies),
+        findings,
+        per_kind: ck.findings.per_kind().clone(),
+        errors_found: ck.findings.found(),
+        errors_fixed: fixed,
+        errors_left,
+        read_mb_per_s: if seconds > 0.0 { ck.counts.bytes_read as f64 / seconds / 1e6 } else { 0.0 },
+        counts: ck.counts,
+        notes,
+        operational_error: None,
+        seconds,
+        exit_status: status,
+    })
+}
