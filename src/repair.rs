@@ -72,9 +72,10 @@ pub fn open_with_used(storages: Vec<DynStorage>, opts: Options, used: Vec<Bitmap
     }
     let mut alloc = Allocator::new(devs);
     for e in old_tree_extents(&vol, &old_freemap) {
-        let inside = alloc.devs.get(usize::from(e.device)).is_some_and(|d| {
-            d.regions.iter().any(|r| e.unit >= r.start && e.unit + e.count <= r.end)
-        });
+        let inside = alloc
+            .devs
+            .get(usize::from(e.device))
+            .is_some_and(|d| d.regions.iter().any(|r| e.unit >= r.start && e.unit + e.count <= r.end));
         if inside && alloc.is_allocated(&e) {
             alloc.free(e);
         }
