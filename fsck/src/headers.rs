@@ -70,8 +70,16 @@ pub fn assemble_devices(storages: &[DynStorage]) -> Result<(Assembly, Vec<Device
             .map(|(s, ds)| {
                 let holds = match hammer2::signatures::detect(s.as_ref()) {
                     Some("hammer2") => {
-                        let bad = ds.slots.iter().filter(|x| matches!(x, Slot::Damaged(_))).count();
-                        format!("only damaged hammer2 volume headers ({bad} of {HEADER_SLOTS} slots)")
+                        let bad: Vec<String> = ds
+                            .slots
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, x)| match x {
+                                Slot::Damaged(why) => Some(format!("slot {i}: {why}")),
+                                _ => None,
+                            })
+                            .collect();
+                        format!("only damaged hammer2 volume headers ({})", bad.join("; "))
                     }
                     Some(sig) => format!("{sig}, not hammer2"),
                     None if s.size() < hammer2_format::layout::MIN_DEVICE_BYTES => {
