@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds release binaries and installs them as `hammer2` and `mkfs.hammer2` (the name
-# `mkfs -t hammer2` looks for) into $PREFIX/sbin, /usr/local/sbin by default.
+# Builds release binaries and installs them as `hammer2`, `mkfs.hammer2` and
+# `fsck.hammer2` (the names `mkfs -t hammer2` and `fsck -t hammer2` look for) into
+# $PREFIX/sbin, /usr/local/sbin by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/setup.sh
@@ -14,4 +15,5 @@ cargo build --release --workspace
 install -d "$PREFIX/sbin"
 install -m 0755 target/release/hammer2 "$PREFIX/sbin/hammer2"
 install -m 0755 target/release/mkfs-hammer2 "$PREFIX/sbin/mkfs.hammer2"
-log "installed $PREFIX/sbin/hammer2 and $PREFIX/sbin/mkfs.hammer2"
+install -m 0755 target/release/fsck-hammer2 "$PREFIX/sbin/fsck.hammer2"
+log "installed $PREFIX/sbin/hammer2, $PREFIX/sbin/mkfs.hammer2 and $PREFIX/sbin/fsck.hammer2"

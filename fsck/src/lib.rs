@@ -24,6 +24,7 @@ pub mod headers;
 pub mod namespace;
 pub mod open;
 pub mod plan;
+pub mod problem;
 pub mod progress;
 pub mod repair;
 pub mod report;
@@ -227,6 +228,8 @@ pub struct Checker<'v> {
     pub shared_findings: Vec<(u8, u64, u32, FindingId)>,
     /// Findings about free-map blocks that cannot be used (a rebuild resolves them).
     pub freemap_damage: Vec<FindingId>,
+    /// Locations of the tree nodes descended into (each is descended into once).
+    pub descended: std::collections::HashSet<(u8, u64)>,
     pub notes: Vec<String>,
 }
 
@@ -278,6 +281,7 @@ impl<'v> Checker<'v> {
             progress: Progress::new(opts.progress, allocated),
             shared_findings: Vec::new(),
             freemap_damage: Vec::new(),
+            descended: Default::default(),
             notes: Vec::new(),
         }
     }

@@ -22,7 +22,7 @@ use hammer2::storage::DynStorage;
 use hammer2::walk::{Ctx, Visitor};
 use hammer2_format::layout::{HEADER_SIZE, UNIT, header_offset};
 use hammer2_format::{BlockType, Blockref};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What the checks found to repair beyond bad copies.
@@ -41,13 +41,26 @@ pub struct Work<'a> {
 pub fn run(ck: &mut Checker<'_>, w: Work<'_>) -> bool {
     let mut wrote = heal_copies(ck);
     let absent = w.asm.members.iter().any(|m| m.2 == MemberState::Absent);
+    // The engine sizes its allocator from the device table: a device smaller than its
+    // entry (or an entry claiming an absurd size) must not reach it.
+    let sizes_ok =
+        w.asm.members.iter().zip(&w.asm.master.devices).all(|(m, e)| m.0.as_ref().is_some_and(|s| s.size() >= e.size));
     let tree_ok = !ck.ns.index_incomplete && !ck.ns.orphans_incomplete;
     let mut plan = w.plan;
     let mut free_ids = w.diff.ids.clone();
     free_ids.extend(ck.freemap_damage.iter().map(|id| (*id, false)));
 
-    if absent {
-        let why = "a device of the filesystem is missing: give every device to repair the tree";
+    // A commit frees the blocks it replaces; one that another reference still uses would
+    // be handed out again. So no tree repair while any block is shared.
+    let shared = !ck.space.shared.is_empty();
+    if absent || !sizes_ok || shared {
+        let why = if absent {
+            "a device of the filesystem is missing: give every device to repair the tree"
+        } else if !sizes_ok {
+            "a device is smaller than the filesystem records: fsck does not change the tree"
+        } else {
+            "some blocks are used by two references: fsck does not change the tree while they are"
+        };
         let ids: Vec<FindingId> = plan
             .resolves
             .iter()
@@ -118,17 +131,26 @@ pub fn run(ck: &mut Checker<'_>, w: Work<'_>) -> bool {
     clear_slots(ck, w.storages, &w.clear, committed) || wrote
 }
 
+/// Units used by more than one block (their copies must not be rewritten).
+fn shared_units(ck: &Checker<'_>) -> HashSet<(u8, u64)> {
+    let mut out = HashSet::new();
+    for &(d, unit, count) in &ck.space.shared {
+        for u in unit..unit.saturating_add(count).min(unit + 256) {
+            out.insert((d, u));
+        }
+    }
+    out
+}
+
 fn heal_copies(ck: &mut Checker<'_>) -> bool {
     let jobs = std::mem::take(&mut ck.heals);
+    let shared_units = shared_units(ck);
     let mut wrote = false;
     for job in jobs {
         let loc = job.ptr.copies.as_slice()[job.slot];
         let unit = loc.offset / UNIT;
         let count = u64::from(job.ptr.size).div_ceil(UNIT);
-        let shared = ck.shared_findings.iter().any(|(d, off, size, _)| {
-            let (u, c) = (off / UNIT, u64::from(*size).div_ceil(UNIT));
-            *d == loc.device && u < unit + count && unit < u + c
-        });
+        let shared = (unit..unit + count).any(|u| shared_units.contains(&(loc.device, u)));
         if shared {
             ck.findings
                 .set(job.finding, Repair::Unrepairable { why: "its location is shared with another block".into() });
@@ -197,18 +219,19 @@ pub fn find_first_owners(ck: &mut Checker<'_>, roots: &Roots) {
         ck: &'a mut Checker<'v>,
         seen: HashSet<(u8, u64)>,
         found: Vec<Option<BlockAt>>,
+        /// (device, unit) -> the shared-block findings (by index) that cover it.
+        units: HashMap<(u8, u64), Vec<usize>>,
     }
     impl Visitor for Owners<'_, '_> {
         fn visit(&mut self, br: &Blockref, ctx: &Ctx) -> hammer2::Result<Option<Arc<[u8]>>> {
             let Some(p) = br.ptr() else { return Ok(None) };
             for l in p.copies.iter().filter(|l| l.is_valid()) {
-                for (k, (d, off, size, _)) in self.ck.shared_findings.iter().enumerate() {
-                    if self.found[k].is_some() {
-                        continue;
-                    }
-                    let r = (*d, off / UNIT, u64::from(*size).div_ceil(UNIT));
-                    if crate::space::intersects(&r, l.device, l.offset, p.size) {
-                        self.found[k] = Some(crate::scan::at(br, ctx));
+                let unit = l.offset / UNIT;
+                for u in unit..unit + u64::from(p.size).div_ceil(UNIT) {
+                    for &k in self.units.get(&(l.device, u)).map(Vec::as_slice).unwrap_or(&[]) {
+                        if self.found[k].is_none() {
+                            self.found[k] = Some(crate::scan::at(br, ctx));
+                        }
                     }
                 }
             }
@@ -222,8 +245,15 @@ pub fn find_first_owners(ck: &mut Checker<'_>, roots: &Roots) {
         }
     }
     let n = ck.shared_findings.len();
+    let mut units: HashMap<(u8, u64), Vec<usize>> = HashMap::new();
+    for (k, (d, off, size, _)) in ck.shared_findings.iter().enumerate() {
+        let unit = off / UNIT;
+        for u in unit..unit + u64::from(*size).div_ceil(UNIT) {
+            units.entry((*d, u)).or_default().push(k);
+        }
+    }
     let found = {
-        let mut o = Owners { ck, seen: HashSet::new(), found: vec![None; n] };
+        let mut o = Owners { ck, seen: HashSet::new(), found: vec![None; n], units };
         let _ = hammer2::walk::walk(roots, &mut o);
         o.found
     };

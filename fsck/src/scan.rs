@@ -56,20 +56,30 @@ impl<'c, 'v> Scan<'c, 'v> {
         })
     }
 
-    /// Marks every valid copy reachable. Returns false when every copy was already marked
-    /// (the block was reached before: do not read or descend again).
+    /// Marks every valid copy reachable (a unit marked twice is a shared block). Returns
+    /// false for a tree node (indirect or inode block) at a location already descended
+    /// into: reading it again would be harmless, descending again could repeat without end.
     fn mark(&mut self, br: &Blockref, ctx: &Ctx) -> bool {
         let Some(p) = br.ptr() else { return true };
         let ndev = self.ck.geo.len();
-        let mut fresh = false;
-        let mut any = false;
+        let mut locs: Vec<(u8, u64)> = Vec::with_capacity(p.copies.len());
         for l in p.copies.iter().filter(|l| l.is_valid() && usize::from(l.device) < ndev) {
-            any = true;
-            let already = self.ck.space.mark(l.device, l.offset, p.size);
-            if already == 0 {
-                fresh = true;
-            } else {
-                let device = self.ck.geo[usize::from(l.device)].name.clone();
+            let g = &self.ck.geo[usize::from(l.device)];
+            if l.offset.saturating_add(u64::from(p.size)) > g.size {
+                // Not marked: a location past the device cannot hold the block (the read
+                // fails and says so), and marking it would cost memory for nothing.
+                let why = format!("a copy lies at offset {}, past the end of {}", l.offset, g.name);
+                placement(&mut self.ck.findings, at(br, ctx), why);
+                continue;
+            }
+            if locs.contains(&(l.device, l.offset)) {
+                let why = format!("two copies at offset {} of {}", l.offset, g.name);
+                placement(&mut self.ck.findings, at(br, ctx), why);
+                continue;
+            }
+            locs.push((l.device, l.offset));
+            if self.ck.space.mark(l.device, l.offset, p.size) > 0 {
+                let device = g.name.clone();
                 let id = self.ck.findings.add(Problem::SharedBlock {
                     device,
                     offset: l.offset,
@@ -78,10 +88,17 @@ impl<'c, 'v> Scan<'c, 'v> {
                     first: None,
                 });
                 self.ck.findings.set(id, Repair::Unrepairable { why: "fsck does not copy shared blocks apart".into() });
-                self.ck.shared_findings.push((l.device, l.offset, p.size, id));
+                if self.ck.shared_findings.len() < crate::report::MAX_LISTED_PER_KIND as usize {
+                    self.ck.shared_findings.push((l.device, l.offset, p.size, id));
+                }
             }
         }
-        fresh || !any
+        if !matches!(br.btype, BlockType::Indirect | BlockType::Inode) {
+            return true;
+        }
+        let new = locs.iter().all(|l| !self.ck.descended.contains(l));
+        self.ck.descended.extend(locs);
+        new
     }
 
     /// Findings for the copies of a metadata block; returns the finding of a block with no
@@ -283,9 +300,7 @@ impl Visitor for Scan<'_, '_> {
                 return Ok(None);
             }
         };
-        if !self.mark(br, ctx) {
-            return Ok(None);
-        }
+        let descend = self.mark(br, ctx);
         self.ck.counts.blocks += 1;
         self.ck.counts.bytes_allocated += u64::from(ptr.size);
         if br.btype == BlockType::Data {
@@ -305,6 +320,9 @@ impl Visitor for Scan<'_, '_> {
         let good = all.data.is_some();
         if let Some(id) = self.copy_findings(br, ctx, &all.copies, good) {
             self.lost(br, ctx, id);
+            return Ok(None);
+        }
+        if !descend {
             return Ok(None);
         }
         Ok(all.data.and_then(|d| self.content(br, ctx, d)))

@@ -316,18 +316,3 @@ impl Runs {
 pub fn leaf_from(bytes: &[u8], recorded_free: u64) -> Option<Leaf> {
     (bytes.len() == FREEMAP_LEAF_SIZE).then(|| Leaf { bits: bytes.to_vec(), recorded_free })
 }
-
-/// The first owner of each shared range, found by a second walk (only run when some
-/// units are shared).
-pub fn shared_ranges(space: &Space) -> Vec<(u8, u64, u64)> {
-    let mut v = space.shared.clone();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
-/// True when a block's copy intersects a range.
-pub fn intersects(r: &(u8, u64, u64), device: u8, offset: u64, size: u32) -> bool {
-    let (unit, count) = (offset / UNIT, u64::from(size).div_ceil(UNIT));
-    r.0 == device && unit < r.1 + r.2 && r.1 < unit + count
-}

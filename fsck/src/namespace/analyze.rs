@@ -304,7 +304,7 @@ impl Analysis<'_> {
                 continue;
             }
             // Climb the parent entries to the top of this detached part, or around a loop.
-            let mut chain = vec![d];
+            let mut chain: HashSet<u64> = HashSet::from([d]);
             let mut cur = d;
             let (top, cut) = loop {
                 match self.parent_entry.get(&cur) {
@@ -314,7 +314,7 @@ impl Analysis<'_> {
                         if chain.contains(&p) || seen.contains(&p) {
                             break (cur, Some(idx));
                         }
-                        chain.push(p);
+                        chain.insert(p);
                         cur = p;
                     }
                 }
@@ -331,12 +331,13 @@ impl Analysis<'_> {
             self.link_lf(top, dtype::DIR, id);
             self.bfs(top, &children, &mut seen);
         }
+        let named: HashSet<u64> =
+            self.order.iter().filter(|&&x| self.st[x] == St::Keep).map(|&x| self.entry(x).target).collect();
         for &i in &unreached {
             if seen.contains(&i) || self.is_live_dir(i) {
                 continue;
             }
-            let named = self.order.iter().any(|&x| self.st[x] == St::Keep && self.entry(x).target == i);
-            if !named && self.orphans.contains(&i) {
+            if !named.contains(&i) && self.orphans.contains(&i) {
                 continue; // Unlinked while open: the next mount removes it.
             }
             let Some(info) = self.live(i) else { continue };
