@@ -125,6 +125,8 @@ pub enum FsckError {
     Usage(String),
     #[error("cancelled")]
     Cancelled,
+    #[error("internal error (a bug, please report it): {0}")]
+    Internal(String),
 }
 
 impl FsckError {
@@ -174,13 +176,25 @@ pub fn run_paths(paths: &[PathBuf], opts: &Options) -> Outcome {
 pub fn run_devices(storages: Vec<DynStorage>, opts: &Options) -> Outcome {
     let start = Instant::now();
     let names: Vec<String> = storages.iter().map(|s| s.name()).collect();
-    match run(&storages, opts, start) {
-        Ok(report) => {
+    // Nothing in fsck is meant to panic on any input; should the engine (or fsck) have a
+    // bug that does, the run still ends with a report and an operational error.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&storages, opts, start)));
+    match r {
+        Ok(Ok(report)) => {
             let status = report.exit_status;
             Outcome { report, status }
         }
-        Err(e) => failed(e, opts.mode, start, names),
+        Ok(Err(e)) => failed(e, opts.mode, start, names),
+        Err(panic) => failed(FsckError::Internal(panic_message(&panic)), opts.mode, start, names),
     }
+}
+
+/// The message of a caught panic.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 fn failed(e: FsckError, mode: Mode, start: Instant, names: Vec<String>) -> Outcome {

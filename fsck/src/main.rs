@@ -71,6 +71,11 @@ fn main() {
     } else {
         Mode::Check
     };
+    // A panic is caught and reported as an internal error (exit 8); one line, not a trace.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("fsck.hammer2: internal error{at}: {}", hammer2_fsck::panic_message(info.payload()));
+    }));
     let cancel = Arc::new(AtomicBool::new(false));
     let _ = CANCEL.set(cancel.clone());
     // SAFETY: the handler only loads an initialized OnceLock and stores to an atomic,

@@ -92,7 +92,13 @@ pub fn run(ck: &mut Checker<'_>, w: Work<'_>) -> bool {
     let mut committed = false;
     if need {
         let used = ck.space.used_bitmaps(&ck.geo, unknown_below);
-        match crate::session::commit_plan(w.storages, used, &plan) {
+        // The commit runs engine code on a damaged filesystem: a panic there fails the repair
+        // (and is reported), it does not take the run down.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::session::commit_plan(w.storages, used, &plan).map_err(|e| e.to_string())
+        }))
+        .unwrap_or_else(|p| Err(format!("internal error in the engine: {}", crate::panic_message(&*p))));
+        match r {
             Ok(()) => {
                 wrote = true;
                 committed = true;

@@ -385,3 +385,13 @@ fn copies_on_two_devices_survive_a_whole_device_of_garbage_metadata() {
     assert_eq!(r["errors_found"], n, "{}", messages(&r));
     assert_intact(&img.paths, &exp, &[]);
 }
+
+#[test]
+fn a_device_whose_newest_header_slot_was_torn_gets_the_current_header_again() {
+    let (img, exp) = standard_img(2, 2);
+    let raw = common::raw::Raw::open(&img.paths);
+    let (slot, _) = raw.newest(1).expect("a header");
+    raw.write_at(1, hammer2_format::layout::header_offset(slot) + 300, b"torn");
+    cycle(&img, &Expect { kinds: &["header_behind", "header_slot_damaged"], yes: 1, after: 0, preen: Some(1) });
+    assert_intact(&img.paths, &exp, &[]);
+}
