@@ -43,21 +43,31 @@ fn fsck_reads_a_gibibyte_filesystem_at_device_speed() {
             fs.sync().expect("sync");
         }
         fs.unmount().expect("unmount");
+        // The machine may be busy with other work: three runs each, the best counts.
         for cache in ["cold", "warm"] {
-            if cache == "cold" {
-                drop_cache(&img.paths);
+            let mut best = 0.0f64;
+            let mut line = String::new();
+            for _ in 0..3 {
+                if cache == "cold" {
+                    drop_cache(&img.paths);
+                }
+                let (st, r) = fsck_json(&["-n"], &img.args());
+                assert_eq!(st, 0, "{}", messages(&r));
+                let c = &r["counts"];
+                let speed = r["read_mb_per_s"].as_f64().unwrap_or(0.0);
+                if speed > best {
+                    best = speed;
+                    line = format!(
+                        "fsck -n, {ndev} device(s) of {} MiB, copies {copies}, {} MiB of data: {} MiB read in {:.2} s = {:.0} MB/s ({cache}, best of 3)",
+                        size >> 20,
+                        c["bytes_allocated"].as_u64().unwrap_or(0) >> 20,
+                        c["bytes_read"].as_u64().unwrap_or(0) >> 20,
+                        r["seconds"].as_f64().unwrap_or(0.0),
+                        speed,
+                    );
+                }
             }
-            let (st, r) = fsck_json(&["-n"], &img.args());
-            assert_eq!(st, 0, "{}", messages(&r));
-            let c = &r["counts"];
-            println!(
-                "fsck -n, {ndev} device(s) of {} MiB, copies {copies}, {} MiB of data: {} MiB read in {:.2} s = {:.0} MB/s ({cache})",
-                size >> 20,
-                c["bytes_allocated"].as_u64().unwrap_or(0) >> 20,
-                c["bytes_read"].as_u64().unwrap_or(0) >> 20,
-                r["seconds"].as_f64().unwrap_or(0.0),
-                r["read_mb_per_s"].as_f64().unwrap_or(0.0),
-            );
+            println!("{line}");
         }
     }
 }
