@@ -444,7 +444,7 @@ fn run(storages: &[DynStorage], opts: &Options, start: Instant) -> Result<Report
 
     let mut notes = std::mem::take(&mut ck.notes);
     let mut findings = ck.findings.list.clone();
-    let mut errors_left = ck.findings.found() - ck.findings.repaired();
+    let mut errors_left = ck.findings.found().saturating_sub(ck.findings.repaired());
     if repaired_any {
         let confirm = Options { mode: Mode::Check, progress: false, verify_data: false, ..opts.clone() };
         match run(storages, &confirm, Instant::now()) {

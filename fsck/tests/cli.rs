@@ -180,3 +180,20 @@ fn the_json_report_has_findings_counts_and_timing() {
         "{t}"
     );
 }
+
+#[test]
+fn p_stops_at_what_needs_asking_and_says_to_run_y() {
+    let (img, _) = standard(1, 64 * MIB, 1);
+    common::damage::with_engine(&img, |fs| {
+        common::damage::add_entry(fs, "/dir", b"ghost", 9999, hammer2_format::dtype::REG);
+        common::damage::set_nlink(fs, "/dir/f3", 4);
+    });
+    let o = fsck(&["-p"], &img.args());
+    let t = text(&o);
+    assert_eq!(status(&o), 5, "the link count is fixed (1), the entry is left (4): {t}");
+    assert!(t.contains("UNEXPECTED INCONSISTENCY: run fsck.hammer2 -y"), "{t}");
+    assert!(t.contains("/dir/ghost") && t.contains("REPAIRED: set to 1"), "{t}");
+    let o = fsck(&["-y"], &img.args());
+    assert_eq!(status(&o), 1, "{}", text(&o));
+    assert_eq!(status(&fsck(&["-n"], &img.args())), 0);
+}

@@ -189,34 +189,40 @@ fn a_bad_directory_block_sends_the_entries_below_it_to_lost_found() {
 
 #[test]
 fn a_leaked_block_is_freed() {
-    let (img, exp) = standard_img(1, 1);
-    let mut off = 0;
-    with_engine(&img, |fs| off = leak(fs, 3));
-    let (n, _) = cycle(&img, &Expect { kinds: &["leaked"], yes: 1, after: 0, preen: Some(1) });
-    assert_eq!(n["findings"][0]["offset"], off);
-    assert_eq!(n["findings"][0]["bytes"], 3 * 4096);
-    assert_intact(&img.paths, &exp, &[]);
+    for (ndev, copies) in [(1, 1), (2, 2)] {
+        let (img, exp) = standard_img(ndev, copies);
+        let mut off = 0;
+        with_engine(&img, |fs| off = leak(fs, 3));
+        let (n, _) = cycle(&img, &Expect { kinds: &["leaked"], yes: 1, after: 0, preen: Some(1) });
+        assert_eq!(n["findings"][0]["offset"], off);
+        assert_eq!(n["findings"][0]["bytes"], 3 * 4096);
+        assert_intact(&img.paths, &exp, &[]);
+    }
 }
 
 #[test]
 fn a_wrong_link_count_is_set_from_the_entries() {
-    let (img, exp) = standard_img(1, 1);
-    with_engine(&img, |fs| set_nlink(fs, "/dir/f3", 5));
-    let (n, _) = cycle(&img, &Expect { kinds: &["link_count"], yes: 1, after: 0, preen: Some(1) });
-    assert_eq!(n["findings"][0]["recorded"], 5);
-    assert_eq!(n["findings"][0]["actual"], 1);
-    assert_intact(&img.paths, &exp, &[]);
+    for (ndev, copies) in [(1, 1), (2, 2)] {
+        let (img, exp) = standard_img(ndev, copies);
+        with_engine(&img, |fs| set_nlink(fs, "/dir/f3", 5));
+        let (n, _) = cycle(&img, &Expect { kinds: &["link_count"], yes: 1, after: 0, preen: Some(1) });
+        assert_eq!(n["findings"][0]["recorded"], 5);
+        assert_eq!(n["findings"][0]["actual"], 1);
+        assert_intact(&img.paths, &exp, &[]);
+    }
 }
 
 #[test]
 fn a_hole_in_the_free_map_under_a_used_block_is_filled() {
-    let (img, exp) = standard_img(1, 1);
-    with_engine(&img, |fs| {
-        let br = data_ref(fs, "/medium.bin", 0);
-        free_map_hole(fs, &br);
-    });
-    cycle(&img, &Expect { kinds: &["marked_free"], yes: 1, after: 0, preen: Some(1) });
-    assert_intact(&img.paths, &exp, &[]);
+    for (ndev, copies) in [(1, 1), (2, 2)] {
+        let (img, exp) = standard_img(ndev, copies);
+        with_engine(&img, |fs| {
+            let br = data_ref(fs, "/medium.bin", 0);
+            free_map_hole(fs, &br);
+        });
+        cycle(&img, &Expect { kinds: &["marked_free"], yes: 1, after: 0, preen: Some(1) });
+        assert_intact(&img.paths, &exp, &[]);
+    }
 }
 
 #[test]
