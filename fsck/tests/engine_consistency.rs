@@ -34,6 +34,9 @@ enum Op {
     RemoveXattr(u8, u8),
     /// Open, unlink, keep open until the next crash or remount.
     OpenUnlink(u8),
+    /// Many entries at once (node splits), or removing every n-th of them (merges).
+    Many(u8, u16),
+    Thin(u8, u8),
     Sync,
     Crash,
     Remount,
@@ -54,6 +57,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<u8>(), 0..3u8, 0..9000u16).prop_map(|(f, x, l)| Op::Xattr(f, x, l)),
         1 => (any::<u8>(), 0..3u8).prop_map(|(f, x)| Op::RemoveXattr(f, x)),
         1 => any::<u8>().prop_map(Op::OpenUnlink),
+        1 => (any::<u8>(), 1..1500u16).prop_map(|(d, n)| Op::Many(d, n)),
+        1 => (any::<u8>(), 1..5u8).prop_map(|(d, k)| Op::Thin(d, k)),
         3 => Just(Op::Sync),
         1 => Just(Op::Crash),
         1 => Just(Op::Remount),
@@ -161,6 +166,18 @@ fn run_ops(ops: &[Op], copies: u8) -> Result<(), TestCaseError> {
                     if fs.open(f.2).is_ok() {
                         let _ = fs.unlink(f.0, &f.1);
                     }
+                }
+            }
+            Op::Many(d, n) => {
+                let d = dir(*d);
+                for i in 0..*n {
+                    let _ = fs.create(d, format!("m{i}").as_bytes(), 0o644, c);
+                }
+            }
+            Op::Thin(d, k) => {
+                let d = dir(*d);
+                for i in (0..1500).step_by(usize::from(*k) + 1) {
+                    let _ = fs.unlink(d, format!("m{i}").as_bytes());
                 }
             }
             Op::Sync => fs.sync().expect("sync"),
