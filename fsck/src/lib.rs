@@ -41,9 +41,9 @@ use hammer2::mount::Assembly;
 use hammer2::storage::DynStorage;
 use hammer2::tree::Root;
 use hammer2::volume::Volume;
+use hammer2_format::VolumeHeader;
 use hammer2_format::blockref::BlockPtr;
 use hammer2_format::layout::{SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS};
-use hammer2_format::{BlockType, VolumeHeader};
 use namespace::Namespace;
 use progress::Progress;
 use report::{Counts, DeviceLine, FindingId, Findings, Problem, Repair, Report};
@@ -148,7 +148,6 @@ pub struct Outcome {
 /// A bad copy to rewrite from a good one.
 #[derive(Debug, Clone)]
 pub struct HealJob {
-    pub btype: BlockType,
     pub ptr: BlockPtr,
     pub slot: usize,
     pub finding: FindingId,

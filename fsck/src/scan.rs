@@ -132,7 +132,7 @@ impl<'c, 'v> Scan<'c, 'v> {
                     offset: loc.offset,
                     why: r.why(),
                 });
-                self.ck.heal_job(HealJob { btype: br.btype, ptr, slot: *slot, finding: id });
+                self.ck.heal_job(HealJob { ptr, slot: *slot, finding: id });
             }
         }
         None
@@ -383,7 +383,7 @@ pub fn data_findings(ck: &mut Checker<'_>, problems: Vec<DataProblem>) {
                     offset: loc.offset,
                     why: r.why(),
                 });
-                ck.heal_job(HealJob { btype: BlockType::Data, ptr: b.ptr, slot: *slot, finding: id });
+                ck.heal_job(HealJob { ptr: b.ptr, slot: *slot, finding: id });
             }
         }
     }

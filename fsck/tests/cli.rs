@@ -20,6 +20,7 @@ fn one_line_error(o: &std::process::Output, needle: &str) {
 
 #[test]
 fn an_image_held_by_a_running_hammer2_is_refused_with_exit_8_unless_n_f() {
+    let _serial = common::serial();
     let (img, _) = standard(1, 64 * MIB, 1);
     let held = FileStorage::open(&img.paths[0], OpenMode::Exclusive).expect("hold the image like the daemon");
     for mode in ["-n", "-y", "-p"] {
@@ -38,6 +39,7 @@ fn an_image_held_by_a_running_hammer2_is_refused_with_exit_8_unless_n_f() {
 
 #[test]
 fn a_mounted_filesystem_is_refused() {
+    let _serial = common::serial();
     let (img, _) = standard(1, 64 * MIB, 1);
     let fs = img.mount();
     let o = fsck(&["-y"], &img.args());
@@ -65,6 +67,7 @@ impl Drop for Loop {
 
 #[test]
 fn a_block_device_in_use_and_an_image_behind_a_loop_device_are_refused() {
+    let _serial = common::serial();
     let (img, _) = standard(1, 64 * MIB, 1);
     let lo = Loop::attach(&img.paths[0]);
     // The loop device itself checks clean.
@@ -84,6 +87,7 @@ fn a_block_device_in_use_and_an_image_behind_a_loop_device_are_refused() {
 
 #[test]
 fn things_that_are_not_hammer2_are_operational_errors_with_a_clear_message() {
+    let _serial = common::serial();
     let d = tempfile::tempdir().expect("tempdir");
     let garbage = d.path().join("garbage.img");
     std::fs::write(&garbage, pattern(7, 40 << 20)).expect("write");
@@ -116,6 +120,7 @@ fn things_that_are_not_hammer2_are_operational_errors_with_a_clear_message() {
 
 #[test]
 fn a_truncated_device_is_an_operational_error_that_says_so() {
+    let _serial = common::serial();
     let (img, _) = standard(1, 64 * MIB, 1);
     std::fs::OpenOptions::new().write(true).open(&img.paths[0]).and_then(|f| f.set_len(40 * MIB)).expect("truncate");
     let o = fsck(&["-n"], &img.args());
@@ -125,6 +130,7 @@ fn a_truncated_device_is_an_operational_error_that_says_so() {
 
 #[test]
 fn usage_errors_exit_16_and_help_exits_0() {
+    let _serial = common::serial();
     let (img, _) = standard(1, 64 * MIB, 1);
     let a = img.args();
     for args in [vec![], vec!["-n", "-y"], vec!["-y", "-p"], vec!["--bogus"]] {
@@ -147,6 +153,7 @@ fn usage_errors_exit_16_and_help_exits_0() {
 
 #[test]
 fn the_json_report_has_findings_counts_and_timing() {
+    let _serial = common::serial();
     let (img, _) = standard(2, 64 * MIB, 2);
     let (st, r) = fsck_json(&["-n"], &img.args());
     assert_eq!(st, 0);
@@ -183,6 +190,7 @@ fn the_json_report_has_findings_counts_and_timing() {
 
 #[test]
 fn p_stops_at_what_needs_asking_and_says_to_run_y() {
+    let _serial = common::serial();
     let (img, _) = standard(1, 64 * MIB, 1);
     common::damage::with_engine(&img, |fs| {
         common::damage::add_entry(fs, "/dir", b"ghost", 9999, hammer2_format::dtype::REG);

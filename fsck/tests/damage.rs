@@ -63,6 +63,7 @@ fn standard_img(ndev: usize, copies: u8) -> (Img, Expected) {
 
 #[test]
 fn a_clean_filesystem_after_real_use_has_no_findings_and_no_mode_writes_anything() {
+    let _serial = common::serial();
     for (ndev, copies) in [(1, 1), (1, 2), (2, 2)] {
         let (img, exp) = standard_img(ndev, copies);
         let before = img.hash();
@@ -82,6 +83,7 @@ fn a_clean_filesystem_after_real_use_has_no_findings_and_no_mode_writes_anything
 
 #[test]
 fn a_bad_copy_of_a_data_block_is_reported_and_rewritten_from_the_good_one() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(2, 2);
     let mut br = None;
     with_engine(&img, |fs| br = Some(data_ref(fs, "/big.bin", 1 << 20)));
@@ -96,6 +98,7 @@ fn a_bad_copy_of_a_data_block_is_reported_and_rewritten_from_the_good_one() {
 
 #[test]
 fn a_bad_copy_of_metadata_is_rewritten_on_one_device_with_two_copies() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(1, 2);
     let ino = {
         let fs = img.mount();
@@ -113,6 +116,7 @@ fn a_bad_copy_of_metadata_is_rewritten_on_one_device_with_two_copies() {
 
 #[test]
 fn every_copy_of_a_data_block_bad_is_reported_with_file_and_offset_and_left_alone() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(1, 2);
     let mut br = None;
     with_engine(&img, |fs| br = Some(data_ref(fs, "/big.bin", 2 << 20)));
@@ -132,6 +136,7 @@ fn every_copy_of_a_data_block_bad_is_reported_with_file_and_offset_and_left_alon
 
 #[test]
 fn a_bad_inode_block_loses_that_file_only() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(1, 1);
     let ino = {
         let fs = img.mount();
@@ -150,6 +155,7 @@ fn a_bad_inode_block_loses_that_file_only() {
 
 #[test]
 fn a_bad_directory_block_sends_the_entries_below_it_to_lost_found() {
+    let _serial = common::serial();
     // A directory big enough for several nodes (512 entries each); the middle one is lost.
     let img = Img::new(1, 128 * MIB, 1);
     let mut exp = Expected::new();
@@ -189,6 +195,7 @@ fn a_bad_directory_block_sends_the_entries_below_it_to_lost_found() {
 
 #[test]
 fn a_leaked_block_is_freed() {
+    let _serial = common::serial();
     for (ndev, copies) in [(1, 1), (2, 2)] {
         let (img, exp) = standard_img(ndev, copies);
         let mut off = 0;
@@ -202,6 +209,7 @@ fn a_leaked_block_is_freed() {
 
 #[test]
 fn a_wrong_link_count_is_set_from_the_entries() {
+    let _serial = common::serial();
     for (ndev, copies) in [(1, 1), (2, 2)] {
         let (img, exp) = standard_img(ndev, copies);
         with_engine(&img, |fs| set_nlink(fs, "/dir/f3", 5));
@@ -214,6 +222,7 @@ fn a_wrong_link_count_is_set_from_the_entries() {
 
 #[test]
 fn a_hole_in_the_free_map_under_a_used_block_is_filled() {
+    let _serial = common::serial();
     for (ndev, copies) in [(1, 1), (2, 2)] {
         let (img, exp) = standard_img(ndev, copies);
         with_engine(&img, |fs| {
@@ -227,6 +236,7 @@ fn a_hole_in_the_free_map_under_a_used_block_is_filled() {
 
 #[test]
 fn a_stale_device_is_reported_with_what_it_misses_and_left_to_resync() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(2, 2);
     {
         let fs = mount(&img.paths[..1], true);
@@ -242,6 +252,7 @@ fn a_stale_device_is_reported_with_what_it_misses_and_left_to_resync() {
 
 #[test]
 fn an_entry_naming_no_inode_is_dropped_by_y_but_not_by_p() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(1, 1);
     with_engine(&img, |fs| add_entry(fs, "/dir", b"ghost", 9999, dtype::REG));
     let (n, _) = cycle(&img, &Expect { kinds: &["dangling_entry"], yes: 1, after: 0, preen: Some(4) });
@@ -252,6 +263,7 @@ fn an_entry_naming_no_inode_is_dropped_by_y_but_not_by_p() {
 
 #[test]
 fn an_inode_no_directory_names_goes_to_lost_found() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(1, 1);
     let mut ino = 0;
     with_engine(&img, |fs| {
@@ -266,6 +278,7 @@ fn an_inode_no_directory_names_goes_to_lost_found() {
 
 #[test]
 fn a_directory_named_twice_keeps_the_entry_its_parent_link_agrees_with() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(1, 1);
     with_engine(&img, |fs| {
         let moved = lookup(fs, "/moved");
@@ -279,6 +292,7 @@ fn a_directory_named_twice_keeps_the_entry_its_parent_link_agrees_with() {
 
 #[test]
 fn a_directory_loop_cut_off_from_the_root_is_reconnected_in_lost_found() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(1, 1);
     with_engine(&img, |fs| {
         let c = hammer2::Creds::default();
@@ -326,6 +340,7 @@ fn find_below(fs: &hammer2::Fs, dir: u64, name: &[u8], depth: usize) -> Option<u
 
 #[test]
 fn a_damaged_header_slot_is_cleared() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(1, 1);
     // Damage the oldest valid slot: keep the magic, break the check code.
     let raw = common::raw::Raw::open(&img.paths);
@@ -347,6 +362,7 @@ fn a_damaged_header_slot_is_cleared() {
 
 #[test]
 fn a_directory_entry_of_the_wrong_type_is_retyped_also_by_p() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(1, 1);
     with_engine(&img, |fs| {
         let ino = lookup(fs, "/small.txt");
@@ -359,6 +375,7 @@ fn a_directory_entry_of_the_wrong_type_is_retyped_also_by_p() {
 
 #[test]
 fn a_wrong_blocks_count_is_corrected() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(1, 1);
     with_engine(&img, |fs| {
         let inner = fs.inner();
@@ -376,6 +393,7 @@ fn a_wrong_blocks_count_is_corrected() {
 
 #[test]
 fn copies_on_two_devices_survive_a_whole_device_of_garbage_metadata() {
+    let _serial = common::serial();
     // A wider variant of the bad copy: every metadata block's copy on device 1 is bad.
     let (img, exp) = standard_img(2, 2);
     let raw = common::raw::Raw::open(&img.paths);
@@ -394,6 +412,7 @@ fn copies_on_two_devices_survive_a_whole_device_of_garbage_metadata() {
 
 #[test]
 fn a_device_whose_newest_header_slot_was_torn_gets_the_current_header_again() {
+    let _serial = common::serial();
     let (img, exp) = standard_img(2, 2);
     let raw = common::raw::Raw::open(&img.paths);
     let (slot, _) = raw.newest(1).expect("a header");

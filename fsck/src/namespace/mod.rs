@@ -4,6 +4,7 @@
 //! `blocks` count; `paths.rs` names inodes for messages.
 
 pub mod analyze;
+mod attributes;
 pub mod paths;
 
 use crate::report::FindingId;
