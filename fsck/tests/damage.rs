@@ -420,3 +420,16 @@ fn a_device_whose_newest_header_slot_was_torn_gets_the_current_header_again() {
     cycle(&img, &Expect { kinds: &["header_behind", "header_slot_damaged"], yes: 1, after: 0, preen: Some(1) });
     assert_intact(&img.paths, &exp, &[]);
 }
+
+#[test]
+fn an_unreadable_free_map_leaf_is_rebuilt_although_it_keeps_the_filesystem_from_mounting() {
+    let _serial = common::serial();
+    let (img, exp) = standard_img(1, 1);
+    let leaf = raw_ref(&img, |n| n.br.btype == BlockType::FreemapLeaf);
+    spoil_all(&img, &leaf);
+    assert!(hammer2::Fs::mount(img.storages(), quiet(false)).is_err(), "the engine cannot load the free map");
+    let (n, _) = cycle(&img, &Expect { kinds: &["unreadable"], yes: 1, after: 0, preen: Some(1) });
+    let msg = n["findings"][0]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("free-map leaf 0 of device 0"), "{msg}");
+    assert_intact(&img.paths, &exp, &[]);
+}
