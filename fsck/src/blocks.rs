@@ -109,6 +109,9 @@ pub struct QueuedBlock {
     pub ptr: BlockPtr,
     pub inum: u64,
     pub key: u64,
+    /// For a file's last block: where the file ends in it (the bytes after must be zero:
+    /// a later extension of the file would show them).
+    pub tail: Option<u32>,
 }
 
 /// A data block some of whose copies are not good.
@@ -130,8 +133,8 @@ pub struct DataQueue {
 }
 
 impl DataQueue {
-    pub fn push(&mut self, ptr: BlockPtr, inum: u64, key: u64) {
-        self.blocks.push(QueuedBlock { ptr, inum, key });
+    pub fn push(&mut self, ptr: BlockPtr, inum: u64, key: u64, tail: Option<u32>) {
+        self.blocks.push(QueuedBlock { ptr, inum, key, tail });
     }
 
     pub fn is_full(&self) -> bool {
@@ -139,14 +142,15 @@ impl DataQueue {
     }
 
     /// Verifies every copy of the queued blocks and empties the queue. Returns the
-    /// blocks with a copy that is not good (bad, unreadable, skipped or missing).
+    /// blocks with a copy that is not good (bad, unreadable, skipped or missing), and the
+    /// (inode, key) of file tails whose bytes past the end of the file are not zero.
     pub fn verify(
         &mut self,
         vol: &Volume,
         io: &IoStats,
         cancel: &AtomicBool,
         tick: &mut dyn FnMut(),
-    ) -> Vec<DataProblem> {
+    ) -> (Vec<DataProblem>, Vec<(u64, u64)>) {
         let blocks = std::mem::take(&mut self.blocks);
         let ndev = vol.devices.len();
         let mut per_dev: Vec<Vec<Item>> = (0..ndev).map(|_| Vec::new()).collect();
@@ -170,7 +174,7 @@ impl DataQueue {
             }
             results.push(r);
         }
-        let outcomes: Vec<Vec<(u32, u8, CopyResult)>> = std::thread::scope(|s| {
+        let outcomes: Vec<(Vec<(u32, u8, CopyResult)>, Vec<u32>)> = std::thread::scope(|s| {
             let hs: Vec<_> = per_dev
                 .into_iter()
                 .enumerate()
@@ -188,12 +192,19 @@ impl DataQueue {
             // copies are reported as unreadable rather than taking the run down.
             hs.into_iter().map(|h| h.join().unwrap_or_default()).collect()
         });
-        for (block, slot, r) in outcomes.into_iter().flatten() {
-            let b = &blocks[block as usize];
-            let loc = b.ptr.copies.as_slice()[usize::from(slot)];
-            results[block as usize].push((usize::from(slot), loc, r));
+        let mut tails: Vec<u32> = Vec::new();
+        for (outcome, t) in outcomes {
+            tails.extend(t);
+            for (block, slot, r) in outcome {
+                let b = &blocks[block as usize];
+                let loc = b.ptr.copies.as_slice()[usize::from(slot)];
+                results[block as usize].push((usize::from(slot), loc, r));
+            }
         }
-        blocks
+        tails.sort_unstable();
+        tails.dedup();
+        let tails = tails.into_iter().map(|i| (blocks[i as usize].inum, blocks[i as usize].key)).collect();
+        let problems = blocks
             .into_iter()
             .zip(results)
             .filter(|(_, r)| r.iter().any(|(_, _, c)| *c != CopyResult::Good))
@@ -201,7 +212,8 @@ impl DataQueue {
                 copies.sort_by_key(|c| c.0);
                 DataProblem { block, copies }
             })
-            .collect()
+            .collect();
+        (problems, tails)
     }
 }
 
@@ -213,11 +225,12 @@ fn verify_device(
     blocks: &[QueuedBlock],
     io: &IoStats,
     cancel: &AtomicBool,
-) -> Vec<(u32, u8, CopyResult)> {
+) -> (Vec<(u32, u8, CopyResult)>, Vec<u32>) {
     items.sort_unstable_by_key(|i| (i.offset, i.block));
     let mut out = Vec::with_capacity(items.len());
+    let mut tails = Vec::new();
     let Some(storage) = vol.devices.get(device).and_then(|m| m.storage.clone()) else {
-        return items.iter().map(|i| (i.block, i.slot, CopyResult::Skipped("device missing"))).collect();
+        return (items.iter().map(|i| (i.block, i.slot, CopyResult::Skipped("device missing"))).collect(), tails);
     };
     let mut buf: Vec<u8> = Vec::new();
     let mut i = 0;
@@ -249,8 +262,12 @@ fn verify_device(
                 for it in &items[i..j] {
                     let off = (it.offset - start) as usize;
                     let data = &buf[off..off + it.size as usize];
-                    let ok = blocks[it.block as usize].ptr.check.verify(data);
+                    let b = &blocks[it.block as usize];
+                    let ok = b.ptr.check.verify(data);
                     io.copies.fetch_add(1, Ordering::Relaxed);
+                    if ok && b.tail.is_some_and(|t| data.get(t as usize..).is_some_and(|z| z.iter().any(|&x| x != 0))) {
+                        tails.push(it.block);
+                    }
                     out.push((it.block, it.slot, if ok { CopyResult::Good } else { CopyResult::Mismatch }));
                 }
             }
@@ -277,7 +294,7 @@ fn verify_device(
         }
         i = j;
     }
-    out
+    (out, tails)
 }
 
 /// Reads the first good copy of a block (for repairs that need its content again).

@@ -308,11 +308,11 @@ impl<'v> Checker<'v> {
         }
     }
 
-    pub fn queue_data(&mut self, ptr: BlockPtr, inum: u64, key: u64) {
+    pub fn queue_data(&mut self, ptr: BlockPtr, inum: u64, key: u64, tail: Option<u32>) {
         if !self.opts.verify_data {
             return;
         }
-        self.data.push(ptr, inum, key);
+        self.data.push(ptr, inum, key, tail);
         if self.data.is_full() {
             self.verify_data();
         }
@@ -322,8 +322,11 @@ impl<'v> Checker<'v> {
         let vol = self.vol;
         let io = &self.io;
         let progress = &mut self.progress;
-        let problems = self.data.verify(vol, io, &self.cancel, &mut || progress.tick(io));
+        let (problems, tails) = self.data.verify(vol, io, &self.cancel, &mut || progress.tick(io));
         scan::data_findings(self, problems);
+        for (inum, key) in tails {
+            self.ns.dirty_tail(inum, key);
+        }
     }
 
     /// The walk over every tree, then the last data batch.

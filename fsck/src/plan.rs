@@ -48,6 +48,8 @@ pub struct InodeFix {
     pub blocks: Option<u64>,
     /// Drop the data at and past this size.
     pub truncate: Option<u64>,
+    /// Rewrite the file's last block (at this key) with zeros past the end of the file.
+    pub zero_tail: Option<u64>,
     /// Take the inode off the orphan list (it is still linked).
     pub unorphan: bool,
     /// Extended attributes whose blocks cannot be read: dropped.

@@ -212,6 +212,13 @@ pub enum Problem {
         recorded: u64,
         actual: u64,
     },
+    /// The bytes of a file's last block past its end are not zero (extending the file
+    /// would show them).
+    TailNotZero {
+        inum: u64,
+        path: Option<String>,
+        size: u64,
+    },
     /// Data blocks at or past the end of the file.
     DataPastEof {
         inum: u64,
@@ -310,6 +317,7 @@ impl Problem {
             Problem::DirSize { .. } => "dir_size",
             Problem::BlocksCount { .. } => "blocks_count",
             Problem::DataPastEof { .. } => "data_past_eof",
+            Problem::TailNotZero { .. } => "tail_not_zero",
             Problem::DanglingEntry { .. } => "dangling_entry",
             Problem::BadName { .. } => "bad_name",
             Problem::EntryKey { .. } => "entry_key",
@@ -349,6 +357,7 @@ impl Problem {
             | Problem::DirSize { inum, path: p, .. }
             | Problem::BlocksCount { inum, path: p, .. }
             | Problem::DataPastEof { inum, path: p, .. }
+            | Problem::TailNotZero { inum, path: p, .. }
             | Problem::DotDot { inum, path: p, .. } => *p = p.take().or_else(|| path(*inum)),
             Problem::DirLinkedTwice { inum, path: p, extra } => {
                 if p.is_none() {
@@ -453,6 +462,9 @@ impl fmt::Display for Problem {
             }
             Problem::BlocksCount { inum, path, recorded, actual } => {
                 write!(f, "{}: records {recorded} bytes of data blocks, its tree has {actual}", named(*inum, path))
+            }
+            Problem::TailNotZero { inum, path, size } => {
+                write!(f, "{}: the bytes after its end ({size}) in its last block are not zero", named(*inum, path))
             }
             Problem::DataPastEof { inum, path, size, offset } => {
                 write!(

@@ -307,7 +307,9 @@ impl Visitor for Scan<'_, '_> {
             self.ck.counts.data_blocks += 1;
             if let TreeKind::Inode(n) = ctx.tree {
                 self.ck.ns.data(n, br.key, ptr.size);
-                self.ck.queue_data(ptr, n, br.key);
+                let size = self.ck.ns.inodes.get(&n).map_or(0, |i| i.size);
+                let tail = (br.key < size && size - br.key < u64::from(ptr.size)).then(|| (size - br.key) as u32);
+                self.ck.queue_data(ptr, n, br.key, tail);
             }
             return Ok(None);
         }

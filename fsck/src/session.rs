@@ -121,6 +121,9 @@ fn apply(fs: &Fs, plan: &Plan) -> hammer2::Result<()> {
         if let Some(t) = fix.truncate {
             st.dirty.trunc = Some(st.dirty.trunc.map_or(t, |x| x.min(t)));
         }
+        if let Some(key) = fix.zero_tail {
+            zero_tail(inner, inum, &mut st, key)?;
+        }
         if fix.unorphan {
             // The commit takes an inode off the orphan list when its committed state says
             // it is listed and its link count is no longer zero.
@@ -135,6 +138,26 @@ fn apply(fs: &Fs, plan: &Plan) -> hammer2::Result<()> {
         st.meta.version += 1;
         inner.touch(&inode, &mut st);
     }
+    Ok(())
+}
+
+/// Puts the file's last block (at `key`) into the overlay with zeros past the end of the
+/// file, so the commit rewrites it (stored up to the unit holding the end, as the engine
+/// writes tails).
+fn zero_tail(inner: &FsInner, inum: u64, st: &mut InodeState, key: u64) -> hammer2::Result<()> {
+    let bs = inner.block_size();
+    let size = st.meta.size;
+    let Content::Tree(root) = &st.committed.content else { return Ok(()) };
+    if key >= size || size - key >= bs {
+        return Ok(());
+    }
+    let Some(br) = hammer2::tree::lookup(&inner.vol, root, key)? else { return Ok(()) };
+    let data = inner.vol.read_block(&br, &ReadCtx::file(inum, key))?;
+    let mut buf = vec![0u8; bs as usize];
+    let n = data.len().min(buf.len());
+    buf[..n].copy_from_slice(&data[..n]);
+    buf[(size - key) as usize..].fill(0);
+    st.dirty.data.insert(key / bs, Arc::new(buf));
     Ok(())
 }
 

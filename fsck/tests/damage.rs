@@ -433,3 +433,63 @@ fn an_unreadable_free_map_leaf_is_rebuilt_although_it_keeps_the_filesystem_from_
     assert!(msg.contains("free-map leaf 0 of device 0"), "{msg}");
     assert_intact(&img.paths, &exp, &[]);
 }
+
+#[test]
+fn an_entry_under_a_key_its_name_does_not_hash_to_is_moved_where_lookups_find_it() {
+    let _serial = common::serial();
+    let (img, exp) = standard_img(1, 1);
+    with_engine(&img, |fs| {
+        let ino = lookup(fs, "/dir/f4");
+        remove_entry(fs, "/dir", b"f4");
+        let wrong = hammer2_format::dirent::dirent_key_base(b"somewhere-else") | 7;
+        add_entry_at(fs, "/dir", wrong, b"f4", ino, dtype::REG);
+    });
+    cycle(&img, &Expect { kinds: &["entry_key"], yes: 1, after: 0, preen: Some(4) });
+    assert_intact(&img.paths, &exp, &[]);
+}
+
+#[test]
+fn a_repeated_name_in_a_directory_is_dropped() {
+    let _serial = common::serial();
+    let (img, exp) = standard_img(1, 1);
+    with_engine(&img, |fs| {
+        let other = lookup(fs, "/dir/f6");
+        let key = hammer2_format::dirent::dirent_key_base(b"f5") | 9;
+        add_entry_at(fs, "/dir", key, b"f5", other, dtype::REG);
+    });
+    cycle(&img, &Expect { kinds: &["duplicate_name"], yes: 1, after: 0, preen: Some(4) });
+    assert_intact(&img.paths, &exp, &[]);
+}
+
+#[test]
+fn a_wrong_dot_dot_is_set_to_the_directory_that_names_it() {
+    let _serial = common::serial();
+    let (img, exp) = standard_img(1, 1);
+    with_engine(&img, |fs| {
+        let dir = lookup(fs, "/dir");
+        set_parent(fs, "/moved", dir);
+    });
+    let (n, _) = cycle(&img, &Expect { kinds: &["dot_dot"], yes: 1, after: 0, preen: Some(4) });
+    assert_eq!(n["findings"][0]["actual"], 1);
+    assert_intact(&img.paths, &exp, &[]);
+}
+
+#[test]
+fn data_past_the_end_of_a_file_is_dropped() {
+    let _serial = common::serial();
+    let (img, mut exp) = standard_img(1, 1);
+    with_engine(&img, |fs| set_size(fs, "/medium.bin", 100_000));
+    // The block holding the new end keeps old bytes after it, too.
+    let (n, _) = cycle(&img, &Expect { kinds: &["data_past_eof", "tail_not_zero"], yes: 1, after: 0, preen: Some(5) });
+    let past = n["findings"].as_array().and_then(|a| a.iter().find(|f| f["kind"] == "data_past_eof").cloned());
+    assert_eq!(past.map(|f| f["offset"].clone()), Some(131072.into()));
+    exp.get_mut("/medium.bin").expect("medium").truncate(100_000);
+    assert_intact(&img.paths, &exp, &[]);
+    // Extending the file shows zeros, not the old bytes.
+    with_engine(&img, |fs| {
+        let ino = lookup(fs, "/medium.bin");
+        fs.setattr(ino, &hammer2::SetAttr { size: Some(150_000), ..Default::default() }).expect("extend");
+        let got = read_all(fs, ino);
+        assert!(got[100_000..].iter().all(|&b| b == 0), "old bytes came back past the old end");
+    });
+}

@@ -97,6 +97,15 @@ impl Analysis<'_> {
                     self.plan.resolves(id, "dropped the data past the end of the file");
                 }
             }
+            if let Some(key) = info.dirty_tail {
+                let id = self.f.add(Problem::TailNotZero { inum, path: None, size: info.size });
+                if info.tree_damaged {
+                    self.f.set(id, Repair::Unrepairable { why: UNSAFE_TREE.into() });
+                } else {
+                    self.plan.fix(inum).zero_tail = Some(key);
+                    self.plan.resolves(id, "rewrote the last block with zeros past the end");
+                }
+            }
             if dtype::from_mode(info.mode).is_none() {
                 let id = self.f.add(Problem::BadInode {
                     inum,

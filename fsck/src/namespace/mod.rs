@@ -30,6 +30,8 @@ pub struct InodeInfo {
     pub bad_xattrs: Vec<(u64, FindingId)>,
     /// Findings about blocks of its tree that cannot be used.
     pub damage: Vec<FindingId>,
+    /// Key of its last data block when bytes past the end of the file are not zero.
+    pub dirty_tail: Option<u64>,
 }
 
 impl InodeInfo {
@@ -86,6 +88,7 @@ impl Namespace {
                 past_eof: None,
                 bad_xattrs: Vec::new(),
                 damage: Vec::new(),
+                dirty_tail: None,
             },
         );
     }
@@ -100,6 +103,12 @@ impl Namespace {
             if key >= i.size && i.past_eof.is_none_or(|o| key < o) {
                 i.past_eof = Some(key);
             }
+        }
+    }
+
+    pub fn dirty_tail(&mut self, inum: u64, key: u64) {
+        if let Some(i) = self.inodes.get_mut(&inum) {
+            i.dirty_tail = Some(key);
         }
     }
 

@@ -137,3 +137,22 @@ pub fn indirect_of(img: &Img, inum: u64, nth: usize) -> Blockref {
         nodes.iter().filter(|n| n.tree == Tree::Inode(inum) && n.br.btype == BlockType::Indirect).collect();
     v.get(nth).unwrap_or_else(|| panic!("inode {inum} has {} indirect blocks", v.len())).br
 }
+
+/// Adds an entry under an explicit key (bypassing the name hash).
+pub fn add_entry_at(fs: &Fs, dir: &str, key: u64, name: &[u8], target: u64, dt: u8) {
+    let inner = fs.inner();
+    let inode = inner.inode(lookup(fs, dir)).expect("inode");
+    let mut st = inode.state.write();
+    st.dirty.leaves.insert(key, Some(Leaf::Dirent { name: name.to_vec(), inum: target, dtype: dt }));
+    st.meta.size += 1;
+    inner.touch(&inode, &mut st);
+}
+
+/// Sets the size of a file without dropping its data (what a lost truncate would leave).
+pub fn set_size(fs: &Fs, path: &str, size: u64) {
+    let inner = fs.inner();
+    let inode = inner.inode(lookup(fs, path)).expect("inode");
+    let mut st = inode.state.write();
+    st.meta.size = size;
+    inner.touch(&inode, &mut st);
+}
