@@ -120,6 +120,10 @@ pub struct DataProblem {
     pub copies: Vec<(usize, Location, CopyResult)>,
 }
 
+/// What one device's pass found: (block, copy slot, result) per copy read, and the blocks
+/// whose tail past the end of the file is not zero.
+type DeviceOutcome = (Vec<(u32, u8, CopyResult)>, Vec<u32>);
+
 struct Item {
     offset: u64,
     size: u32,
@@ -174,7 +178,7 @@ impl DataQueue {
             }
             results.push(r);
         }
-        let outcomes: Vec<(Vec<(u32, u8, CopyResult)>, Vec<u32>)> = std::thread::scope(|s| {
+        let outcomes: Vec<DeviceOutcome> = std::thread::scope(|s| {
             let hs: Vec<_> = per_dev
                 .into_iter()
                 .enumerate()
@@ -225,7 +229,7 @@ fn verify_device(
     blocks: &[QueuedBlock],
     io: &IoStats,
     cancel: &AtomicBool,
-) -> (Vec<(u32, u8, CopyResult)>, Vec<u32>) {
+) -> DeviceOutcome {
     items.sort_unstable_by_key(|i| (i.offset, i.block));
     let mut out = Vec::with_capacity(items.len());
     let mut tails = Vec::new();
