@@ -102,11 +102,17 @@ pub fn assemble_devices(storages: &[DynStorage]) -> Result<(Assembly, Vec<Device
 pub fn check_slots(
     asm: &Assembly,
     slots: &[DeviceSlots],
+    headerless: &[Headerless],
     findings: &mut Findings,
 ) -> Vec<(String, usize, crate::report::FindingId)> {
     let mut clear = Vec::new();
     for ds in slots {
         let member = asm.members.iter().any(|(_, name, _, _)| *name == ds.name);
+        if let Some(h) = headerless.iter().find(|h| h.name == ds.name) {
+            let why = format!("every volume header slot is damaged; by its uuid it is device {}", h.index);
+            findings.add(Problem::DeviceUnrecognized { device: ds.name.clone(), why });
+            continue;
+        }
         if !member {
             let why = ds
                 .slots
@@ -160,4 +166,57 @@ pub fn behind(asm: &Assembly, slots: &[DeviceSlots], findings: &mut Findings) ->
         }
     }
     out
+}
+
+/// A device given on the command line whose every header slot is damaged, but whose
+/// damaged headers still name it: this filesystem's uuid and the uuid of a member the
+/// master's device table has (and that is otherwise missing).
+pub struct Headerless {
+    pub storage: DynStorage,
+    pub name: String,
+    pub index: usize,
+}
+
+pub fn headerless(asm: &Assembly, storages: &[DynStorage], slots: &[DeviceSlots]) -> Vec<Headerless> {
+    let mut out: Vec<Headerless> = Vec::new();
+    for (s, ds) in storages.iter().zip(slots) {
+        if ds.slots.iter().any(|x| matches!(x, Slot::Valid(..))) {
+            continue;
+        }
+        for slot in 0..HEADER_SLOTS {
+            let mut buf = vec![0u8; HEADER_SIZE];
+            if header_offset(slot) + HEADER_SIZE as u64 > s.size() || s.read_at(&mut buf, header_offset(slot)).is_err()
+            {
+                continue;
+            }
+            if !VolumeHeader::has_magic(&buf) || buf[24..40] != asm.master.fs_uuid {
+                continue;
+            }
+            let found = asm.master.devices.iter().enumerate().find(|(i, e)| {
+                e.uuid[..] == buf[40..56]
+                    && asm.members.get(*i).is_some_and(|m| m.2 == hammer2::devices::MemberState::Absent)
+                    && s.size() >= e.size
+            });
+            if let Some((index, _)) = found
+                && !out.iter().any(|h| h.index == index)
+            {
+                out.push(Headerless { storage: s.clone(), name: ds.name.clone(), index });
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Writes the master's header, as this member's own, into the slot of the master's commit.
+pub fn write_member_header(h: &Headerless, master: &VolumeHeader) -> std::io::Result<()> {
+    let e = master.devices.get(h.index).ok_or_else(|| std::io::Error::other("no such member"))?;
+    let mut hd = master.clone();
+    hd.device_uuid = e.uuid;
+    hd.device_index = h.index as u16;
+    hd.device_size = e.size;
+    let slot = (master.tid % HEADER_SLOTS as u64) as usize;
+    hd.slot = slot as u8;
+    h.storage.write_at(&hd.encode(), header_offset(slot))?;
+    h.storage.flush()
 }

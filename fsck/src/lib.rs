@@ -379,7 +379,22 @@ fn display_name(name: &str, i: usize) -> String {
 
 /// The whole run on opened devices.
 fn run(storages: &[DynStorage], opts: &Options, start: Instant) -> Result<Report, FsckError> {
+    run_once(storages, opts, start, true)
+}
+
+/// One run; `rewrite_headers` allows restoring the header of members that lost every
+/// slot (and starting over, once).
+fn run_once(
+    storages: &[DynStorage],
+    opts: &Options,
+    start: Instant,
+    rewrite_headers: bool,
+) -> Result<Report, FsckError> {
     let (asm, slots) = headers::assemble_devices(storages)?;
+    let headerless = headers::headerless(&asm, storages, &slots);
+    if rewrite_headers && opts.mode != Mode::Check && !headerless.is_empty() {
+        return rewrite_headers_and_run(storages, opts, start, &asm, &headerless);
+    }
     let vol_opts = hammer2::Options {
         read_only: opts.mode == Mode::Check,
         cache_bytes: 16 << 20,
@@ -389,7 +404,7 @@ fn run(storages: &[DynStorage], opts: &Options, start: Instant) -> Result<Report
     };
     let vol = hammer2::mount::volume(&asm, &vol_opts);
     let mut ck = Checker::new(&vol, &asm, opts);
-    let clear = headers::check_slots(&asm, &slots, &mut ck.findings);
+    let clear = headers::check_slots(&asm, &slots, &headerless, &mut ck.findings);
     let behind = headers::behind(&asm, &slots, &mut ck.findings);
     for (i, (st, name, _, _)) in asm.members.iter().enumerate() {
         if let (Some(s), Some(e)) = (st, asm.master.devices.get(i))
@@ -411,6 +426,8 @@ fn run(storages: &[DynStorage], opts: &Options, start: Instant) -> Result<Report
         .members
         .iter()
         .enumerate()
+        // A member identified among the headerless devices is reported there, once.
+        .filter(|(i, _)| !headerless.iter().any(|h| h.index == *i))
         .map(|(i, m)| {
             let uuid = asm.master.devices.get(i).map_or([0; 16], |e| e.uuid);
             (display_name(&m.1, i), m.2, m.3, uuid)
@@ -513,4 +530,42 @@ fn run(storages: &[DynStorage], opts: &Options, start: Instant) -> Result<Report
         seconds,
         exit_status: status,
     })
+}
+
+/// Members whose every header slot is damaged get the master's header (their identity is
+/// still readable in the damaged slots); then the run starts over with them in.
+fn rewrite_headers_and_run(
+    storages: &[DynStorage],
+    opts: &Options,
+    start: Instant,
+    asm: &Assembly,
+    headerless: &[headers::Headerless],
+) -> Result<Report, FsckError> {
+    let mut done = Vec::new();
+    for h in headerless {
+        let problem = Problem::DeviceUnrecognized {
+            device: h.name.clone(),
+            why: format!("every volume header slot is damaged; by its uuid it is device {}", h.index),
+        };
+        let repair = match headers::write_member_header(h, &asm.master) {
+            Ok(()) => Repair::Repaired { how: format!("wrote the current volume header (commit {})", asm.master.tid) },
+            Err(e) => Repair::Failed { why: format!("write error: {e}") },
+        };
+        done.push(report::Finding { message: problem.to_string(), problem, repair });
+    }
+    if done.iter().any(|f| !matches!(f.repair, Repair::Repaired { .. })) {
+        // Without its header the device stays out; report that rather than loop.
+        let failed = done.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; ");
+        return Err(FsckError::Assemble(format!("could not restore a member's header: {failed}")));
+    }
+    let mut report = run_once(storages, opts, start, false)?;
+    let n = done.len() as u64;
+    report.findings.splice(0..0, done);
+    let k = report.per_kind.entry("device_unrecognized").or_default();
+    k.found += n;
+    k.repaired += n;
+    report.errors_found += n;
+    report.errors_fixed += n;
+    report.exit_status |= EXIT_CORRECTED;
+    Ok(report)
 }

@@ -493,3 +493,21 @@ fn data_past_the_end_of_a_file_is_dropped() {
         assert!(got[100_000..].iter().all(|&b| b == 0), "old bytes came back past the old end");
     });
 }
+
+#[test]
+fn a_member_whose_every_header_slot_is_damaged_is_known_by_its_uuid_and_gets_its_header_back() {
+    let _serial = common::serial();
+    let (img, exp) = standard_img(2, 2);
+    let raw = common::raw::Raw::open(&img.paths);
+    for slot in 0..4 {
+        let off = hammer2_format::layout::header_offset(slot);
+        if raw.read_at(1, off, 8) == b"HMR2LIKE" {
+            raw.write_at(1, off + 300, b"torn");
+        }
+    }
+    assert!(raw.newest(1).is_none());
+    let (n, _) = cycle(&img, &Expect { kinds: &["device_unrecognized"], yes: 1, after: 0, preen: Some(1) });
+    let msg = n["findings"][0]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("dev1.img") && msg.contains("device 1"), "{msg}");
+    assert_intact(&img.paths, &exp, &[]);
+}
