@@ -1,9 +1,10 @@
-//! Damaged images of every sort, checked in-process: random bytes anywhere, damaged and
-//! crafted headers (with a valid check code), metadata damaged behind its check values
-//! (resealed up to the headers, as a buggy writer would leave it), references pointing to
-//! themselves or their parent, a truncated device, another filesystem's superblock.
-//! Whatever the image, fsck returns a report and an exit status in {0, 1, 4, 5, 8} within
-//! a time bound, and never panics; `-y` then `-n` likewise.
+//! Damaged images of every sort (one device or two, two copies), checked in-process:
+//! random bytes anywhere, damaged and crafted headers (with a valid check code), metadata
+//! damaged behind its check values (resealed up to the headers, as a buggy writer would
+//! leave it), references pointing to themselves or their parent, a truncated device,
+//! another filesystem's superblock. Whatever the image, fsck returns a report and an exit
+//! status in {0, 1, 4, 5, 8} within a time bound, and never panics; `-y` then `-n`
+//! likewise, and `-y` never leaves a block in use marked free.
 //!
 //! `HAMMER2_FSCK_FUZZ_CASES` sets the number of cases (default 64).
 
@@ -26,16 +27,20 @@ use std::time::Duration;
 const TIME_BOUND: Duration = Duration::from_secs(60);
 const SIZE: u64 = 40 * MIB;
 
-/// The base image: one device, two copies (two regions), a little of everything.
-fn base() -> &'static (Vec<u8>, Vec<Node>) {
-    static BASE: OnceLock<(Vec<u8>, Vec<Node>)> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let img = common::image::Img::new(1, SIZE, 2);
+/// A base filesystem: its device images and its blocks.
+type Base = (Vec<Vec<u8>>, Vec<Node>);
+
+/// The base images, a little of everything, with two copies: on one device (two regions)
+/// or on two devices.
+fn base(ndev: usize) -> &'static Base {
+    static BASES: [OnceLock<Base>; 2] = [OnceLock::new(), OnceLock::new()];
+    BASES[ndev - 1].get_or_init(|| {
+        let img = common::image::Img::new(ndev, SIZE, 2);
         let fs = img.mount();
         fill(&fs);
         fs.unmount().expect("unmount");
         let nodes = Raw::open(&img.paths).walk();
-        (std::fs::read(&img.paths[0]).expect("read image"), nodes)
+        (img.paths.iter().map(|p| std::fs::read(p).expect("read image")).collect(), nodes)
     })
 }
 
@@ -131,33 +136,32 @@ fn metadata(nodes: &[Node]) -> Vec<usize> {
         .collect()
 }
 
-/// Applies the damage to an image file.
-fn apply(path: &PathBuf, d: &Damage) {
-    let paths = vec![path.clone()];
-    let mut raw = Raw::open(&paths);
+/// Applies the damage to the image files (`dev`: the device byte-level damage goes to).
+fn apply(paths: &[PathBuf], dev: u8, d: &Damage) {
+    let mut raw = Raw::open(paths);
     let mut nodes = raw.walk();
     let meta = metadata(&nodes);
     let pick = |i: usize| meta[i % meta.len()];
     match d {
         Damage::Flip(v) => {
             for (at, x) in v {
-                let b = raw.read_at(0, u64::from(*at), 1);
-                raw.write_at(0, u64::from(*at), &[b[0] ^ x]);
+                let b = raw.read_at(dev, u64::from(*at), 1);
+                raw.write_at(dev, u64::from(*at), &[b[0] ^ x]);
             }
         }
         Damage::HeaderFlip { slot, at, x } => {
             let off = header_offset(*slot) + u64::from(*at);
-            let b = raw.read_at(0, off, 1);
-            raw.write_at(0, off, &[b[0] ^ x]);
+            let b = raw.read_at(dev, off, 1);
+            raw.write_at(dev, off, &[b[0] ^ x]);
         }
         Damage::HeaderCraft { at, v } => {
-            let (slot, h) = raw.newest(0).expect("header");
+            let Some((slot, h)) = raw.newest(usize::from(dev)) else { return };
             let mut bytes = h.encode().to_vec();
             bytes[usize::from(*at)] = *v;
             // Re-encoding would undo the craft: the check code is recomputed by hand.
             let crc = crc32c::crc32c(&bytes[..HEADER_SIZE - 4]);
             bytes[HEADER_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
-            raw.write_at(0, header_offset(slot), &bytes);
+            raw.write_at(dev, header_offset(slot), &bytes);
         }
         Damage::MetaFlip { node, at, x } => {
             let n = &nodes[pick(*node)];
@@ -214,32 +218,39 @@ fn apply(path: &PathBuf, d: &Damage) {
         Damage::Truncate(len) => {
             std::fs::OpenOptions::new()
                 .write(true)
-                .open(path)
+                .open(&paths[usize::from(dev)])
                 .and_then(|f| f.set_len(u64::from(*len)))
                 .expect("truncate");
         }
         Damage::Foreign { keep_headers } => {
             if !keep_headers {
                 for s in 0..HEADER_SLOTS {
-                    raw.write_at(0, header_offset(s), &[0u8; HEADER_SIZE]);
+                    raw.write_at(dev, header_offset(s), &[0u8; HEADER_SIZE]);
                 }
             }
-            raw.write_at(0, 1080, &[0x53, 0xef]);
+            raw.write_at(dev, 1080, &[0x53, 0xef]);
         }
         Damage::Zero { start, len } => {
-            raw.write_at(0, u64::from(*start), &vec![0u8; *len as usize]);
+            raw.write_at(dev, u64::from(*start), &vec![0u8; *len as usize]);
         }
     }
 }
 
-/// Runs fsck in a thread with a time bound; returns its status, the finding kinds and the
-/// image afterwards (or why it failed).
-fn run_bounded(bytes: Vec<u8>, mode: Mode) -> Result<(i32, Vec<String>, Vec<u8>), String> {
+/// A run's exit status, finding kinds and device images afterwards.
+type Ran = (i32, Vec<String>, Vec<Vec<u8>>);
+
+/// Runs fsck in a thread with a time bound (or says why it failed).
+fn run_bounded(images: Vec<Vec<u8>>, mode: Mode) -> Result<Ran, String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let dev = Arc::new(MemStorage::from_bytes(bytes, "fuzz.img"));
-        let out = run_devices(vec![dev.clone() as DynStorage], &Options { mode, ..Options::default() });
-        let _ = tx.send((out.status, out.report.json(), dev.snapshot()));
+        let devs: Vec<Arc<MemStorage>> = images
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| Arc::new(MemStorage::from_bytes(b, &format!("fuzz{i}.img"))))
+            .collect();
+        let storages: Vec<DynStorage> = devs.iter().map(|d| d.clone() as DynStorage).collect();
+        let out = run_devices(storages, &Options { mode, ..Options::default() });
+        let _ = tx.send((out.status, out.report.json(), devs.iter().map(|d| d.snapshot()).collect()));
     });
     match rx.recv_timeout(TIME_BOUND) {
         Ok((status, json, after)) => {
@@ -259,13 +270,25 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn any_damaged_image_gives_a_report_and_a_status_never_a_panic_or_a_hang(d in damage(), repair in any::<bool>()) {
-        let (image, _) = base();
+    fn any_damaged_image_gives_a_report_and_a_status_never_a_panic_or_a_hang(
+        d in damage(),
+        repair in any::<bool>(),
+        ndev in 1..=2usize,
+        dev in 0..2u8,
+    ) {
+        let (images, _) = base(ndev);
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("fuzz.img");
-        std::fs::write(&path, image).expect("write");
-        apply(&path, &d);
-        let bytes = std::fs::read(&path).expect("read");
+        let paths: Vec<PathBuf> = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| {
+                let p = dir.path().join(format!("fuzz{i}.img"));
+                std::fs::write(&p, image).expect("write");
+                p
+            })
+            .collect();
+        apply(&paths, dev % ndev as u8, &d);
+        let bytes: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).expect("read")).collect();
         let (st, before, after) = run_bounded(bytes.clone(), Mode::Check).map_err(TestCaseError::fail)?;
         prop_assert!([0, 4, 8].contains(&st), "-n status {st} for {d:?}");
         prop_assert!(after == bytes, "-n wrote to the image for {d:?}");
@@ -286,9 +309,11 @@ proptest! {
 }
 
 #[test]
-fn the_base_image_is_clean() {
-    let (image, nodes) = base();
-    assert!(metadata(nodes).len() > 20);
-    let (st, _, _) = run_bounded(image.clone(), Mode::Check).expect("run");
-    assert_eq!(st, 0);
+fn the_base_images_are_clean() {
+    for ndev in 1..=2 {
+        let (images, nodes) = base(ndev);
+        assert!(metadata(nodes).len() > 20);
+        let (st, _, _) = run_bounded(images.clone(), Mode::Check).expect("run");
+        assert_eq!(st, 0);
+    }
 }
