@@ -511,3 +511,63 @@ fn a_member_whose_every_header_slot_is_damaged_is_known_by_its_uuid_and_gets_its
     assert!(msg.contains("dev1.img") && msg.contains("device 1"), "{msg}");
     assert_intact(&img.paths, &exp, &[]);
 }
+
+#[test]
+fn an_orphan_list_entry_naming_no_inode_is_dropped_so_the_filesystem_mounts_again() {
+    let _serial = common::serial();
+    let (img, exp) = standard_img(1, 1);
+    with_engine(&img, |fs| {
+        // Unlinked while open, committed: listed in the orphan list.
+        let f = fs.create(fs.root(), b"open-file", 0o644, hammer2::Creds::default()).expect("create");
+        fs.open(f.ino).expect("open");
+        fs.unlink(fs.root(), b"open-file").expect("unlink");
+        fs.sync().expect("sync");
+        // Then the inode goes away but its orphan-list entry stays (a lost update).
+        let inner = fs.inner();
+        let inode = inner.inode(f.ino).expect("inode");
+        let mut st = inode.state.write();
+        let mut c = (*st.committed).clone();
+        c.orphan = false;
+        st.committed = std::sync::Arc::new(c);
+        st.deleted = true;
+        inner.touch(&inode, &mut st);
+    });
+    let err = hammer2::Fs::mount(img.storages(), quiet(false)).err().map(|e| e.to_string());
+    assert!(err.is_some(), "the engine cannot remove an orphan that does not exist");
+    let (n, _) = cycle(&img, &Expect { kinds: &["orphan_entry"], yes: 1, after: 0, preen: Some(1) });
+    assert!(messages(&n).contains("next mount would fail"), "{}", messages(&n));
+    assert_intact(&img.paths, &exp, &[]);
+}
+
+#[test]
+fn a_linked_inode_left_in_the_orphan_list_is_taken_off_before_a_mount_deletes_it() {
+    let _serial = common::serial();
+    let (img, mut exp) = standard_img(1, 1);
+    let data = pattern(77, 5000);
+    let mut ino = 0;
+    with_engine(&img, |fs| {
+        let f = fs.create(fs.root(), b"kept", 0o644, hammer2::Creds::default()).expect("create");
+        fs.write(f.ino, 0, &data).expect("write");
+        fs.open(f.ino).expect("open");
+        fs.unlink(fs.root(), b"kept").expect("unlink");
+        fs.sync().expect("sync");
+        ino = f.ino;
+        // Linked again behind the engine's back: the orphan-list entry stays.
+        add_entry(fs, "/", b"kept", f.ino, dtype::REG);
+        let inner = fs.inner();
+        let inode = inner.inode(f.ino).expect("inode");
+        let mut st = inode.state.write();
+        st.meta.nlink = 1;
+        let mut c = (*st.committed).clone();
+        c.orphan = false;
+        st.committed = std::sync::Arc::new(c);
+        inner.touch(&inode, &mut st);
+    });
+    let (n, _) = cycle(&img, &Expect { kinds: &["orphan_entry"], yes: 1, after: 0, preen: Some(1) });
+    assert!(messages(&n).contains("would delete it"), "{}", messages(&n));
+    exp.insert("/kept".into(), data);
+    assert_intact(&img.paths, &exp, &[]);
+    let fs = img.mount();
+    assert_eq!(lookup(&fs, "/kept"), ino, "a mount kept it");
+    fs.unmount().expect("unmount");
+}
