@@ -12,6 +12,7 @@
 //! - `vnops/`: the POSIX operations.
 //! - `mount`, `format`: opening (master selection) and making a filesystem.
 //! - `syncer`: background commits.
+//! - `repair`: opening with a free map rebuilt from the reachable blocks (fsck repairs).
 
 pub mod alloc;
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod format;
 pub mod fs;
 pub mod inode;
 pub mod mount;
+pub mod repair;
 pub mod resync;
 pub mod scrub;
 pub mod signatures;

@@ -1,0 +1,185 @@
+//! What the check accumulates while it walks, and the walk itself (`scan.rs` is the
+//! visitor; this drives it over every tree, then verifies the last data batch).
+
+use crate::blocks::{DataQueue, IoStats};
+use crate::copies::CopiesCheck;
+use crate::namespace::Namespace;
+use crate::progress::Progress;
+use crate::report::{Counts, FindingId, Findings, Problem, Repair};
+use crate::space::{Geometry, Space};
+use crate::structure::Shape;
+use crate::{FsckError, Options, display_name, repair, report, scan, structure};
+use hammer2::fs::Roots;
+use hammer2::mount::Assembly;
+use hammer2::tree::Root;
+use hammer2::volume::Volume;
+use hammer2_format::VolumeHeader;
+use hammer2_format::blockref::BlockPtr;
+use hammer2_format::layout::{SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A bad copy to rewrite from a good one.
+#[derive(Debug, Clone)]
+pub struct HealJob {
+    pub ptr: BlockPtr,
+    pub slot: usize,
+    pub finding: FindingId,
+}
+
+/// Bad copies remembered for one run; beyond this they are reported but left for the next
+/// run (a whole bad device of a huge filesystem must not exhaust memory).
+const MAX_HEAL_JOBS: usize = 1 << 20;
+
+/// Everything the check accumulates.
+pub struct Checker<'v> {
+    pub vol: &'v Volume,
+    pub master: VolumeHeader,
+    pub geo: Vec<Geometry>,
+    pub opts: Options,
+    pub findings: Findings,
+    pub ns: Namespace,
+    pub space: Space,
+    pub shape: Shape,
+    pub copies: CopiesCheck,
+    pub data: DataQueue,
+    pub io: IoStats,
+    pub heals: Vec<HealJob>,
+    pub counts: Counts,
+    pub cancel: Arc<AtomicBool>,
+    pub progress: Progress,
+    /// Shared-block findings: (device, offset, size, finding), for the owner pass.
+    pub shared_findings: Vec<(u8, u64, u32, FindingId)>,
+    /// Findings about free-map blocks that cannot be used (a rebuild resolves them).
+    pub freemap_damage: Vec<FindingId>,
+    /// Locations of the tree nodes descended into (each is descended into once).
+    pub descended: std::collections::HashSet<(u8, u64)>,
+    pub notes: Vec<String>,
+}
+
+impl<'v> Checker<'v> {
+    pub(crate) fn new(vol: &'v Volume, asm: &Assembly, opts: &Options) -> Checker<'v> {
+        let mh = &asm.master;
+        let geo: Vec<Geometry> = mh
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Geometry {
+                index: i as u8,
+                name: asm.members.get(i).map_or_else(|| format!("device {i}"), |m| display_name(&m.1, i)),
+                size: e.size,
+                regions: e.regions,
+                recorded_free: e.free_units,
+            })
+            .collect();
+        let leaves: Vec<u64> = geo.iter().map(Geometry::leaves).collect();
+        let allocated: u64 = mh
+            .devices
+            .iter()
+            .zip(&geo)
+            .map(|(e, g)| {
+                let inside: u64 = (0..g.regions)
+                    .map(|k| {
+                        let (s, e) = hammer2_format::layout::region_bounds(g.size, g.regions, k);
+                        (e - s) / hammer2_format::UNIT
+                    })
+                    .sum();
+                inside.saturating_sub(e.free_units).saturating_mul(hammer2_format::UNIT)
+            })
+            .sum();
+        Checker {
+            vol,
+            master: mh.clone(),
+            shape: Shape::new(mh.data_block_shift, mh.indirect_block_shift, mh.tid, leaves),
+            copies: CopiesCheck::new(mh.copies, geo.len()),
+            geo,
+            opts: opts.clone(),
+            findings: Findings::default(),
+            ns: Namespace::default(),
+            space: Space::default(),
+            data: DataQueue::default(),
+            io: IoStats::default(),
+            heals: Vec::new(),
+            counts: Counts::default(),
+            cancel: opts.cancel.clone(),
+            progress: Progress::new(opts.progress, allocated),
+            shared_findings: Vec::new(),
+            freemap_damage: Vec::new(),
+            descended: Default::default(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn heal_job(&mut self, job: HealJob) {
+        if self.heals.len() < MAX_HEAL_JOBS {
+            self.heals.push(job);
+        } else {
+            self.findings
+                .set(job.finding, Repair::Failed { why: "too many bad copies for one run: run fsck again".into() });
+        }
+    }
+
+    pub fn queue_data(&mut self, ptr: BlockPtr, inum: u64, key: u64, tail: Option<u32>) {
+        if !self.opts.verify_data {
+            return;
+        }
+        self.data.push(ptr, inum, key, tail);
+        if self.data.is_full() {
+            self.verify_data();
+        }
+    }
+
+    fn verify_data(&mut self) {
+        let vol = self.vol;
+        let io = &self.io;
+        let progress = &mut self.progress;
+        let (problems, tails) = self.data.verify(vol, io, &self.cancel, &mut || progress.tick(io));
+        scan::data_findings(self, problems);
+        for (inum, key) in tails {
+            self.ns.dirty_tail(inum, key);
+        }
+    }
+
+    /// The walk over every tree, then the last data batch.
+    pub(crate) fn walk(&mut self) -> Result<(), FsckError> {
+        let mh = &self.master;
+        let roots = Roots {
+            tid: mh.tid,
+            inodes: Root::from_ref(&mh.sroot[SROOT_INODES]),
+            freemap: Root::from_ref(&mh.sroot[SROOT_FREEMAP]),
+            orphans: Root::from_ref(&mh.sroot[SROOT_ORPHANS]),
+        };
+        if roots.inodes.is_empty() {
+            let id = self.findings.add(Problem::NoRoot { why: "the volume header has no inode index".into() });
+            self.findings.set(id, Repair::Unrepairable { why: "fsck does not rebuild the inode index".into() });
+        }
+        for r in [&roots.inodes, &roots.freemap, &roots.orphans] {
+            // A header root is the top of its tree: nothing above it needs a DEGRADED flag.
+            let issues = self.shape.root_entries(&r.entries, mh.tid, true);
+            for i in issues {
+                if let structure::Issue::Shape(why) = i {
+                    let at = report::BlockAt { block: "indirect", tree: "header", key: 0, inum: None, path: None };
+                    let id = self.findings.add(Problem::Structure { at, why });
+                    self.findings.set(id, Repair::Unrepairable { why: "fsck does not rewrite tree nodes".into() });
+                }
+            }
+        }
+        self.progress.phase("metadata");
+        let r = {
+            let mut v = scan::Scan::new(self);
+            hammer2::walk::walk(&roots, &mut v)
+        };
+        if r.is_err() || self.cancel.load(Ordering::Relaxed) {
+            return Err(FsckError::Cancelled);
+        }
+        self.progress.phase("data");
+        self.verify_data();
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(FsckError::Cancelled);
+        }
+        if !self.shared_findings.is_empty() {
+            repair::find_first_owners(self, &roots);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! The copies' state: which copies are MISSING on which device (a device that was away
+//! and has not been resynced), where copies sit against the layout, and the member
+//! devices' states. fsck does not fill in missing copies: that is `hammer2 resync`'s job
+//! (it walks only the DEGRADED branches); fsck says what is missing and where.
+
+use crate::report::{BlockAt, Findings, Problem, Repair};
+use crate::space::Geometry;
+use hammer2::devices::MemberState;
+use hammer2_format::layout::MAX_DEVICES;
+use hammer2_format::{Blockref, CopyState};
+
+pub struct CopiesCheck {
+    copies: u8,
+    ndev: usize,
+    /// Per device index: (blocks, bytes) with a MISSING copy there.
+    missing: [(u64, u64); MAX_DEVICES],
+}
+
+impl CopiesCheck {
+    pub fn new(copies: u8, ndev: usize) -> CopiesCheck {
+        CopiesCheck { copies, ndev, missing: [(0, 0); MAX_DEVICES] }
+    }
+
+    fn fixed(&self) -> bool {
+        self.ndev <= usize::from(self.copies)
+    }
+
+    /// Notes the copies of one reference; returns what is wrong with their placement.
+    pub fn note(&mut self, br: &Blockref, geo: &[Geometry]) -> Option<String> {
+        let p = br.ptr()?;
+        for l in p.copies.iter().filter(|l| l.state == CopyState::Missing) {
+            let m = &mut self.missing[usize::from(l.device)];
+            m.0 += 1;
+            m.1 += u64::from(p.size);
+        }
+        if p.copies.len() != usize::from(self.copies) {
+            return Some(format!("{} copies, the filesystem keeps {}", p.copies.len(), self.copies));
+        }
+        for (slot, l) in p.copies.iter().enumerate() {
+            if usize::from(l.device) >= self.ndev {
+                return Some(format!("copy {slot} is on device {}, which the filesystem does not have", l.device));
+            }
+            if self.fixed() {
+                let want_dev = slot % self.ndev;
+                let want_region = (slot / self.ndev) as u8;
+                if usize::from(l.device) != want_dev {
+                    return Some(format!("copy {slot} is on device {}, the layout puts it on {want_dev}", l.device));
+                }
+                if l.state == CopyState::Valid
+                    && let Some(g) = geo.get(want_dev)
+                {
+                    let (s, e) = hammer2_format::layout::region_bounds(g.size, g.regions, want_region);
+                    if l.offset < s || l.offset.saturating_add(u64::from(p.size)) > e {
+                        return Some(format!("copy {slot} lies outside region {want_region} of its device"));
+                    }
+                }
+            } else if p.copies.iter().skip(slot + 1).any(|o| o.device == l.device) {
+                return Some(format!("two copies on device {}", l.device));
+            }
+        }
+        None
+    }
+
+    /// Device-level findings, after the walk.
+    pub fn finish(&self, members: &[(String, MemberState, u64, [u8; 16])], findings: &mut Findings) {
+        for (i, (name, state, missed, uuid)) in members.iter().enumerate() {
+            let (blocks, bytes) = self.missing.get(i).copied().unwrap_or_default();
+            let resync = "run hammer2 resync to fill in the missing copies".to_string();
+            match state {
+                MemberState::Absent => {
+                    let id = findings
+                        .add(Problem::DeviceMissing { index: i, uuid: uuid::Uuid::from_bytes(*uuid).to_string() });
+                    findings.set(id, Repair::Unrepairable { why: "give every device of the filesystem".into() });
+                }
+                MemberState::Stale => {
+                    let id =
+                        findings.add(Problem::DeviceStale { device: name.clone(), index: i, missed_since: *missed });
+                    findings.set(id, Repair::Unrepairable { why: resync.clone() });
+                    if blocks > 0 {
+                        let id = findings.add(Problem::MissingCopies { device: name.clone(), index: i, blocks, bytes });
+                        findings.set(id, Repair::Unrepairable { why: resync });
+                    }
+                }
+                MemberState::Diverged => {
+                    let id = findings.add(Problem::DeviceDiverged { device: name.clone(), index: i });
+                    findings.set(id, Repair::Unrepairable { why: resync });
+                }
+                MemberState::Online | MemberState::Failed if blocks > 0 => {
+                    let id = findings.add(Problem::MissingCopies { device: name.clone(), index: i, blocks, bytes });
+                    findings.set(id, Repair::Unrepairable { why: resync });
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Marks a placement finding as unrepairable (only a resync rewrites copies elsewhere).
+pub fn placement(findings: &mut Findings, at: BlockAt, why: String) {
+    let id = findings.add(Problem::Placement { at, why });
+    findings.set(id, Repair::Unrepairable { why: "fsck does not move copies".into() });
+}
