@@ -145,6 +145,8 @@ pub struct FsInner {
     pub stopping: AtomicBool,
     pub stats: Stats,
     pub resync: crate::resync::ResyncControl,
+    /// Orphan-list entries that name no inode (left by damage): the next commit drops them.
+    pub stale_orphans: Mutex<Vec<u64>>,
 }
 
 #[derive(Default)]

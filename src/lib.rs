@@ -75,14 +75,23 @@ impl Fs {
         {
             let _g = fs.gate.read();
             for inum in &orphans {
-                let inode = fs.inode(*inum)?;
-                let mut st = inode.state.write();
-                st.deleted = true;
-                fs.touch(&inode, &mut st);
+                match fs.inode(*inum) {
+                    Ok(inode) => {
+                        let mut st = inode.state.write();
+                        st.deleted = true;
+                        fs.touch(&inode, &mut st);
+                    }
+                    // Only damage leaves an entry for an inode that is gone: drop the entry.
+                    Err(Error::NotFound) => {
+                        tracing::warn!("the orphan list names inode {inum}, which does not exist: dropping the entry");
+                        fs.stale_orphans.lock().push(*inum);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         tracing::info!("removing {} orphaned inode(s)", orphans.len());
-        self.sync()
+        commit::commit(fs, true, false).map(|_| ())
     }
 
     /// Commits everything, marks the headers clean, and stops.

@@ -319,9 +319,46 @@ pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
     if roots.inodes.is_empty() || roots.freemap.is_empty() {
         return Err(Error::Mount(format!("{}: the volume header has no inode tree or free map", asm.master_name)));
     }
-    let spaces = crate::alloc::freemap::load(&vol, &roots.freemap)?;
+    check_freemap_memory(&vol)?;
+    let spaces = match crate::alloc::freemap::load(&vol, &roots.freemap) {
+        Ok(spaces) => spaces,
+        // A read-only mount never allocates: it can do without the free map.
+        Err(e) if opts.read_only => {
+            tracing::warn!("the free map cannot be read ({e}); mounting read-only without it");
+            vol.devices.members.iter().map(|m| crate::alloc::DeviceSpace::unusable(m.size, m.regions)).collect()
+        }
+        Err(e) => {
+            return Err(Error::Mount(format!(
+                "the free map cannot be read ({e}): run fsck.hammer2 -y to rebuild it, or mount with -o ro"
+            )));
+        }
+    };
     let alloc = Allocator::new(spaces);
     Ok(FsInner::new(vol, alloc, roots, mh.next_inum, opts))
+}
+
+/// The in-memory free map costs 2 bits per 4 KiB of every device (allocated, pending). A
+/// header whose device table claims devices far larger than this machine could track (only
+/// damage does that: the sizes of present devices are checked against the devices) is
+/// refused instead of exhausting memory.
+fn check_freemap_memory(vol: &Volume) -> Result<()> {
+    let need: u64 = vol.devices.members.iter().map(|m| m.size / hammer2_format::UNIT / 4).sum();
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(u64::MAX, |kib| kib * 1024);
+    if need > total / 2 {
+        return Err(Error::Mount(format!(
+            "the device table claims {} TiB of devices, whose free map would need {} MiB of memory: the header is damaged or this machine is too small",
+            vol.devices.members.iter().map(|m| m.size).sum::<u64>() >> 40,
+            need >> 20
+        )));
+    }
+    Ok(())
 }
 
 /// Space kept back for metadata copy-on-write: 1/64 of the capacity, within [1, 64] MiB.
@@ -352,6 +389,7 @@ impl FsInner {
             stopping: Default::default(),
             stats: Default::default(),
             resync: Default::default(),
+            stale_orphans: Default::default(),
             vol,
         }
     }

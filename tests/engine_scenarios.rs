@@ -376,3 +376,25 @@ fn a_small_file_grown_past_the_embedded_size_keeps_its_first_bytes_through_a_tru
     assert!(fs.read(f.ino, 0, 1 << 20).unwrap() == want, "after a remount");
     assert_consistent(&fs);
 }
+
+#[test]
+fn an_unreadable_free_map_refuses_a_read_write_mount_with_advice_but_allows_read_only() {
+    let devs = mem_devices(1, 64 << 20);
+    format_copies(&devs, 1);
+    let fs = mount(&devs);
+    let f = fs.create(fs.root(), b"kept", 0o644, C).unwrap();
+    fs.write(f.ino, 0, b"still readable").unwrap();
+    fs.unmount().unwrap();
+    let fs = mount(&devs);
+    for (br, tree) in common::engine::all_blocks(&fs) {
+        if tree == hammer2::walk::TreeKind::Freemap && br.btype == hammer2_format::BlockType::FreemapLeaf {
+            common::engine::corrupt_copy(&devs, &br, 0);
+        }
+    }
+    fs.crash();
+    let err = Fs::mount(devs.clone(), quiet_options()).err().expect("read-write needs the free map").to_string();
+    assert!(err.contains("fsck.hammer2 -y") && err.contains("-o ro"), "{err}");
+    let ro = Fs::mount(devs, hammer2::Options { read_only: true, ..quiet_options() }).unwrap();
+    let f = ro.lookup(ro.root(), b"kept").unwrap();
+    assert_eq!(ro.read(f.ino, 0, 100).unwrap(), b"still readable");
+}

@@ -532,10 +532,33 @@ fn an_orphan_list_entry_naming_no_inode_is_dropped_so_the_filesystem_mounts_agai
         st.deleted = true;
         inner.touch(&inode, &mut st);
     });
-    let err = hammer2::Fs::mount(img.storages(), quiet(false)).err().map(|e| e.to_string());
-    assert!(err.is_some(), "the engine cannot remove an orphan that does not exist");
     let (n, _) = cycle(&img, &Expect { kinds: &["orphan_entry"], yes: 1, after: 0, preen: Some(1) });
-    assert!(messages(&n).contains("next mount would fail"), "{}", messages(&n));
+    assert!(messages(&n).contains("next mount drops the entry"), "{}", messages(&n));
+    assert_intact(&img.paths, &exp, &[]);
+}
+
+#[test]
+fn a_mount_drops_an_orphan_list_entry_naming_no_inode() {
+    let _serial = common::serial();
+    let (img, exp) = standard_img(1, 1);
+    with_engine(&img, |fs| {
+        let f = fs.create(fs.root(), b"open-file", 0o644, hammer2::Creds::default()).expect("create");
+        fs.open(f.ino).expect("open");
+        fs.unlink(fs.root(), b"open-file").expect("unlink");
+        fs.sync().expect("sync");
+        let inner = fs.inner();
+        let inode = inner.inode(f.ino).expect("inode");
+        let mut st = inode.state.write();
+        let mut c = (*st.committed).clone();
+        c.orphan = false;
+        st.committed = std::sync::Arc::new(c);
+        st.deleted = true;
+        inner.touch(&inode, &mut st);
+    });
+    let fs = hammer2::Fs::mount(img.storages(), quiet(false)).expect("the mount drops the dangling entry");
+    fs.unmount().expect("unmount");
+    let (code, report) = fsck_json(&["-n"], &img.args());
+    assert_eq!(code, 0, "{report}");
     assert_intact(&img.paths, &exp, &[]);
 }
 

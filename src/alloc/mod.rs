@@ -88,6 +88,12 @@ impl DeviceSpace {
         DeviceSpace { size, pending: Bitmap::empty(units), bits, regions, dirty_leaves: BTreeSet::new() }
     }
 
+    /// A device whose free map could not be read: nothing can be allocated on it.
+    pub fn unusable(size: u64, nregions: u8) -> DeviceSpace {
+        let units = hammer2_format::freemap::leaves_for(size) as u64 * FREEMAP_LEAF_UNITS;
+        DeviceSpace::new(size, nregions, Some(Bitmap::full(units)))
+    }
+
     fn region_of(&self, unit: u64) -> Option<usize> {
         self.regions.iter().position(|r| unit >= r.start && unit < r.end)
     }
@@ -149,6 +155,12 @@ impl Allocator {
             return;
         };
         if e.unit + e.count > d.bits.units() {
+            return;
+        }
+        // Freeing what is not allocated (or already freed) would count space twice: only a
+        // damaged tree asks for it, and the free map is then rebuilt by fsck.
+        if !d.bits.range_set(e.unit, e.count) || !d.pending.range_clear(e.unit, e.count) {
+            tracing::error!(device = e.device, unit = e.unit, count = e.count, "freeing a block that is not allocated");
             return;
         }
         d.mark(e.unit, e.count);
@@ -363,5 +375,24 @@ mod tests {
         let leaf = a.leaf_bytes(0, 0);
         assert!(!hammer2_format::freemap::get(&leaf, live.unit), "commit 2's tree no longer uses it");
         assert!(a.is_allocated(&live), "but it is not handed out yet");
+    }
+}
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    #[test]
+    fn freeing_twice_or_freeing_free_space_counts_nothing() {
+        let mut a = Allocator::new(vec![DeviceSpace::new(64 << 20, 1, None)]);
+        let free0 = a.domain_free(0, 0);
+        let e = a.alloc(0, 0, 16).unwrap();
+        a.committed(1);
+        a.free(e);
+        a.free(e);
+        a.committed(2);
+        assert_eq!(a.domain_free(0, 0), free0);
+        a.free(e);
+        assert_eq!(a.domain_free(0, 0), free0, "freeing free space changes nothing");
     }
 }

@@ -193,6 +193,11 @@ fn build(fs: &FsInner, alloc: &mut crate::alloc::Allocator, tid: u64, old: &Root
         }
         results.push(r);
     }
+    for inum in fs.stale_orphans.lock().iter() {
+        orphan_changes.push((*inum, Change::Delete));
+    }
+    orphan_changes.sort_by_key(|c| c.0);
+    orphan_changes.dedup_by_key(|c| c.0);
     let mut inodes = apply(&mut b, PRoot::from(&old.inodes), 1, true, &inode_changes)?;
     let mut orphans = apply(&mut b, PRoot::from(&old.orphans), 1, true, &orphan_changes)?;
     let resync = if fs.resync.active.load(Ordering::SeqCst) {
@@ -250,6 +255,7 @@ fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitRe
             st.meta.blocks = r.blocks;
         }
     }
+    fs.stale_orphans.lock().clear();
     if let Some(out) = &built.resync {
         install_resynced(fs, &built.arena, out);
         fs.resync.totals.lock().merge(&out.counts);

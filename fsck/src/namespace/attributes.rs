@@ -229,10 +229,9 @@ impl Analysis<'_> {
                     }
                 }
             } else if !self.ns.lost.contains_key(&o) && !self.ns.index_incomplete {
-                let id = self.f.add(Problem::OrphanEntry {
-                    inum: o,
-                    why: "no such inode: the next mount would fail on it".into(),
-                });
+                let id = self
+                    .f
+                    .add(Problem::OrphanEntry { inum: o, why: "no such inode: the next mount drops the entry".into() });
                 self.plan.drop_orphans.push(o);
                 self.plan.resolves(id, "dropped the orphan-list entry");
             }
