@@ -103,10 +103,7 @@ impl Fs {
             if is_dir && dst.meta.nlink >= LINK_MAX {
                 return Err(Error::TooManyLinks);
             }
-            if lookup_dirent(fs, parent, &dst, name)?.is_some() {
-                return Err(Error::Exists);
-            }
-            let key = super::dirent::free_key(fs, parent, &dst, dirent::dirent_key_base(name))?;
+            let key = super::dirent::free_key_for(fs, parent, &dst, dirent::dirent_key_base(name), name)?;
             let inum = fs.alloc_inum();
             let now = Timespec::now();
             let gid = if dst.meta.mode & 0o2000 != 0 { dst.meta.gid } else { creds.gid };
@@ -195,10 +192,7 @@ impl Fs {
             if d.meta.nlink == 0 {
                 return Err(Error::NotFound);
             }
-            if lookup_dirent(fs, newparent, d, newname)?.is_some() {
-                return Err(Error::Exists);
-            }
-            let key = super::dirent::free_key(fs, newparent, d, dirent::dirent_key_base(newname))?;
+            let key = super::dirent::free_key_for(fs, newparent, d, dirent::dirent_key_base(newname), newname)?;
             let now = Timespec::now();
             d.dirty.leaves.insert(key, Some(Leaf::Dirent { name: newname.to_vec(), inum: ino, dtype: dt }));
             d.dirty.reserved += CREATE_UNITS;

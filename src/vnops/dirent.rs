@@ -79,6 +79,15 @@ pub fn free_key(fs: &FsInner, inum: u64, st: &InodeState, base: u64) -> Result<u
     (base..=base | HASH_ITER_MASK).find(|k| !used.contains_key(k)).ok_or(Error::NoSpace)
 }
 
+/// For a new name: the key it would take, or `Exists`, from one scan of its collision range.
+pub fn free_key_for(fs: &FsInner, inum: u64, st: &InodeState, base: u64, name: &[u8]) -> Result<u64> {
+    let used = range(fs, inum, st, base, base | HASH_ITER_MASK)?;
+    if used.values().any(|l| leaf_name(l) == name) {
+        return Err(Error::Exists);
+    }
+    (base..=base | HASH_ITER_MASK).find(|k| !used.contains_key(k)).ok_or(Error::NoSpace)
+}
+
 pub fn lookup_dirent(fs: &FsInner, dir: u64, st: &InodeState, name: &[u8]) -> Result<Option<(u64, u64, u8)>> {
     Ok(find(fs, dir, st, dirent::dirent_key_base(name), name)?.and_then(|(k, l)| match l {
         Leaf::Dirent { inum, dtype, .. } => Some((k, inum, dtype)),
