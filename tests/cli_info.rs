@@ -51,7 +51,7 @@ fn info_shows_label_copies_check_block_sizes_and_every_device() {
         "format       version 1",
         "copies       2",
         "check        blake3",
-        "block sizes  data 64 KiB, indirect 64 KiB",
+        "block sizes  data 16 KiB, indirect 64 KiB",
         "last commit  tid 1,",
         "clean        yes",
         "free of",

@@ -34,6 +34,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 const MIB: u64 = 1 << 20;
+/// Offsets are drawn around multiples of this, which are block boundaries for every data
+/// block size up to 64 KiB (the default is 16 KiB).
 const BLOCK: u64 = 64 << 10;
 /// Directories the files live in (index 0 is the root).
 const DIRS: [&str; 4] = ["", "alpha", "beta", "a-directory-with-a-rather-long-name"];

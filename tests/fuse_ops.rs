@@ -435,8 +435,9 @@ fn xattrs_are_set_read_listed_replaced_and_removed() {
 fn fallocate_allocates_and_lseek_finds_data_and_holes() {
     let img = Image::new();
     let m = img.mount();
-    let bs = 65536i64;
     let f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(m.join("sparse")).unwrap();
+    // Holes and data are found at the granularity of the data block (st_blksize).
+    let bs = f.metadata().unwrap().blksize() as i64;
     f.write_all_at(b"data", 0).unwrap();
     f.write_all_at(b"more", (10 * bs) as u64).unwrap();
     f.sync_all().unwrap();

@@ -39,8 +39,9 @@ struct Cli {
     /// Bytes, or a number with K, M, G or T (powers of 1024).
     #[arg(long, value_parser = hammer2::units::parse_size, value_name = "SIZE")]
     size: Option<u64>,
-    /// Size of file data blocks: 4K to 1M, a power of two (default 64K). Smaller blocks
-    /// cost less for small random writes; larger ones cost less metadata per byte.
+    /// Size of file data blocks: 4K to 1M, a power of two (default 16K). Smaller blocks
+    /// cost less for small random writes (a write rewrites every block it touches, in
+    /// every copy); larger ones cost less metadata per byte and read ahead more.
     #[arg(long, value_parser = hammer2::units::parse_size, value_name = "SIZE")]
     block_size: Option<u64>,
     /// Format even if a device already holds a filesystem or partition table.

@@ -3,7 +3,8 @@
 use super::dirent::{is_empty_dir, lookup_dirent, scan};
 use super::{Attr, Creds, DirEntry, Fs, guard, lock_all};
 use crate::error::{Error, Result};
-use crate::inode::{CommittedInode, Inode, InodeState, Leaf, Meta};
+use crate::fs::FsInner;
+use crate::inode::{CommittedInode, Inode, InodeRef, InodeState, Leaf, Meta};
 use hammer2_format::inode::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use hammer2_format::layout::{MAX_NAME_LEN, MAX_SYMLINK_LEN, XATTR_KEY_BIT};
 use hammer2_format::{Timespec, dirent, dtype};
@@ -241,58 +242,38 @@ impl Fs {
         let r = (|| {
             let dir = fs.inode(parent)?;
             loop {
-                let (key, child_inum) = {
-                    let st = dir.state.read();
-                    if !st.meta.is_dir() {
+                // Lock the directory and find the name. A child numbered above its directory
+                // (the usual case: created after it) can be locked next without breaking the
+                // inode-number order, and the name cannot change meanwhile.
+                {
+                    let mut d = dir.state.write();
+                    if !d.meta.is_dir() {
                         return Err(Error::NotDir);
                     }
+                    let (key, child_inum, _) = lookup_dirent(fs, parent, &d, name)?.ok_or(Error::NotFound)?;
+                    if child_inum > parent {
+                        let child = fs.inode(child_inum)?;
+                        let mut c = child.state.write();
+                        return remove_locked(fs, want_dir, key, (&dir, &mut d), (&child, &mut c));
+                    }
+                }
+                // Otherwise lock both in order, and check the name still leads there.
+                let (key, child_inum) = {
+                    let st = dir.state.read();
                     let (k, i, _) = lookup_dirent(fs, parent, &st, name)?.ok_or(Error::NotFound)?;
                     (k, i)
                 };
                 let child = fs.inode(child_inum)?;
                 let set = [dir.clone(), child.clone()];
                 let mut locks = lock_all(&set);
-                // Another operation may have changed the name while nothing was locked.
                 if lookup_dirent(fs, parent, guard(&mut locks, parent), name)?.map(|(k, i, _)| (k, i))
                     != Some((key, child_inum))
                 {
                     continue;
                 }
-                let now = Timespec::now();
-                {
-                    let c = guard(&mut locks, child_inum);
-                    match (want_dir, c.meta.is_dir()) {
-                        (false, true) => return Err(Error::IsDir),
-                        (true, false) => return Err(Error::NotDir),
-                        _ => {}
-                    }
-                    if want_dir && !is_empty_dir(fs, child_inum, c)? {
-                        return Err(Error::NotEmpty);
-                    }
-                    if want_dir {
-                        c.meta.nlink = 0;
-                    } else {
-                        c.meta.nlink = c.meta.nlink.saturating_sub(1);
-                    }
-                    c.meta.ctime = now;
-                    c.meta.version += 1;
-                    if c.meta.nlink == 0 && c.opens == 0 {
-                        c.deleted = true;
-                    }
-                    fs.touch(&child, c);
-                }
-                let d = guard(&mut locks, parent);
-                d.dirty.leaves.insert(key, None);
-                d.dirty.reserved += CREATE_UNITS;
-                d.meta.size = d.meta.size.saturating_sub(1);
-                if want_dir {
-                    d.meta.nlink = d.meta.nlink.saturating_sub(1);
-                }
-                d.meta.mtime = now;
-                d.meta.ctime = now;
-                d.meta.version += 1;
-                fs.touch(&dir, d);
-                return Ok(());
+                let (a, b) = locks.split_at_mut(1);
+                let (d, c) = if a[0].0 == parent { (&mut a[0].1, &mut b[0].1) } else { (&mut b[0].1, &mut a[0].1) };
+                return remove_locked(fs, want_dir, key, (&dir, d), (&child, c));
             }
         })();
         if r.is_err() {
@@ -325,4 +306,41 @@ impl Fs {
             Ok(ControlFlow::Continue(()))
         })
     }
+}
+
+/// Removes the entry `key` of directory `d` naming `c`, both locked.
+fn remove_locked(
+    fs: &FsInner,
+    want_dir: bool,
+    key: u64,
+    (dir, d): (&InodeRef, &mut InodeState),
+    (child, c): (&InodeRef, &mut InodeState),
+) -> Result<()> {
+    match (want_dir, c.meta.is_dir()) {
+        (false, true) => return Err(Error::IsDir),
+        (true, false) => return Err(Error::NotDir),
+        _ => {}
+    }
+    if want_dir && !is_empty_dir(fs, child.inum, c)? {
+        return Err(Error::NotEmpty);
+    }
+    let now = Timespec::now();
+    c.meta.nlink = if want_dir { 0 } else { c.meta.nlink.saturating_sub(1) };
+    c.meta.ctime = now;
+    c.meta.version += 1;
+    if c.meta.nlink == 0 && c.opens == 0 {
+        c.deleted = true;
+    }
+    fs.touch(child, c);
+    d.dirty.leaves.insert(key, None);
+    d.dirty.reserved += CREATE_UNITS;
+    d.meta.size = d.meta.size.saturating_sub(1);
+    if want_dir {
+        d.meta.nlink = d.meta.nlink.saturating_sub(1);
+    }
+    d.meta.mtime = now;
+    d.meta.ctime = now;
+    d.meta.version += 1;
+    fs.touch(dir, d);
+    Ok(())
 }

@@ -1,8 +1,11 @@
 //! File content: read, write, fallocate, lseek(SEEK_DATA/SEEK_HOLE), readlink, fsync.
 
 use super::Fs;
-use super::data::{dirty_block, present, read_range};
+use super::data::{Source, dirty_block, present, read_range, source};
+use crate::copies::read::ReadCtx;
 use crate::error::{Error, Result};
+use crate::fs::FsInner;
+use crate::inode::InodeRef;
 use hammer2_format::Timespec;
 use hammer2_format::layout::MAX_FILE_SIZE;
 
@@ -89,6 +92,8 @@ impl Fs {
         let bs = fs.block_size();
         let _g = fs.gate.read();
         let inode = fs.inode(ino)?;
+        let (first, last) = (off / bs, (end - 1) / bs);
+        load_partial_blocks(fs, ino, &inode, [(first, off % bs != 0), (last, end % bs != 0)]);
         let mut st = inode.state.write();
         if st.meta.is_dir() {
             return Err(Error::IsDir);
@@ -96,7 +101,6 @@ impl Fs {
         if !st.meta.is_reg() {
             return Err(Error::invalid("write to a special file"));
         }
-        let (first, last) = (off / bs, (end - 1) / bs);
         for k in first..=last {
             let bstart = k * bs;
             let from = (off.max(bstart) - bstart) as usize;
@@ -227,5 +231,32 @@ impl Fs {
         }
         self.sync()?;
         if fs.space.try_reserve(units) { Ok(()) } else { Err(Error::NoSpace) }
+    }
+}
+
+/// Brings the committed content of the blocks a write covers only in part into the block
+/// cache, before the inode is locked for writing: the read-modify-write of a small write then
+/// finds its block in memory, and the inode lock (which serializes every write to the file)
+/// is never held across a device read. Best effort: whatever changed meanwhile or failed is
+/// simply read again, and its error reported, under the lock.
+fn load_partial_blocks(fs: &FsInner, ino: u64, inode: &InodeRef, blocks: [(u64, bool); 2]) {
+    let mut refs = Vec::new();
+    {
+        let st = inode.state.read();
+        if !st.meta.is_reg() {
+            return;
+        }
+        for (k, partial) in blocks {
+            if partial
+                && refs.iter().all(|(seen, _)| *seen != k)
+                && !st.dirty.data.contains_key(&k)
+                && let Ok(Source::Committed(br)) = source(fs, &st, k)
+            {
+                refs.push((k, br));
+            }
+        }
+    }
+    for (k, br) in refs {
+        let _ = fs.vol.read_block(&br, &ReadCtx::file(ino, k * fs.block_size()));
     }
 }

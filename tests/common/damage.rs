@@ -81,6 +81,16 @@ impl Blocks {
         assert!(loc.is_valid(), "copy {slot} of the block is not stored anywhere");
         overwrite(&self.image_of(loc.device), loc.offset, &garbage(p.size as usize, loc.offset));
     }
+
+    /// True while copy `slot` of `br` still holds what `smash` wrote there (nothing healed it).
+    pub fn still_smashed(&self, br: &Blockref, slot: usize) -> bool {
+        let p = br.ptr().expect("a block");
+        let loc = p.copies.as_slice()[slot];
+        let f = std::fs::File::open(self.image_of(loc.device)).expect("open the image");
+        let mut buf = vec![0u8; p.size as usize];
+        f.read_exact_at(&mut buf, loc.offset).expect("read the image");
+        buf == garbage(p.size as usize, loc.offset)
+    }
 }
 
 /// `len` bytes that no check value vouches for (they differ from any block the tests write).

@@ -27,8 +27,19 @@ fn referenced(fs: &Fs, a: hammer2::Result<Attr>) -> hammer2::Result<Attr> {
     Ok(a)
 }
 
-/// Every open file shares the kernel's page cache: nobody else changes our files.
-const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
+/// How the kernel treats an open file. Every open shares the page cache (nobody else changes
+/// our files). An O_DIRECT open bypasses it and may have its writes served in parallel: the
+/// kernel otherwise holds the inode lock across each direct write, so a database's or fio's
+/// queue of 16 writes to one file would reach us one at a time. The engine orders writes to
+/// one file itself (its inode lock), so parallel requests are safe; the kernel still
+/// serializes writes that extend the file.
+fn open_flags(flags: i32) -> FopenFlags {
+    if flags & libc::O_DIRECT != 0 {
+        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
+    } else {
+        FopenFlags::FOPEN_KEEP_CACHE
+    }
+}
 
 impl Hammer2Fuse {
     fn reply_entry(&self, reply: ReplyEntry, r: Result<Attr, Errno>) {
@@ -185,9 +196,9 @@ impl Filesystem for Hammer2Fuse {
         self.reply_entry(reply, r);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.run("open", ino.0, |fs| fs.open(ino.0)) {
-            Ok(()) => reply.opened(FileHandle(0), OPEN_FLAGS),
+            Ok(()) => reply.opened(FileHandle(0), open_flags(flags.0)),
             Err(e) => reply.error(e),
         }
     }
@@ -341,7 +352,7 @@ impl Filesystem for Hammer2Fuse {
         name: &OsStr,
         mode: u32,
         _umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
         let r = self.run("create", parent.0, |fs| {
@@ -350,7 +361,9 @@ impl Filesystem for Hammer2Fuse {
             referenced(fs, Ok(a))
         });
         match r {
-            Ok(a) => reply.created(&ATTR_TTL, &file_attr(&a, self.blksize), Generation(0), FileHandle(0), OPEN_FLAGS),
+            Ok(a) => {
+                reply.created(&ATTR_TTL, &file_attr(&a, self.blksize), Generation(0), FileHandle(0), open_flags(flags))
+            }
             Err(e) => reply.error(e),
         }
     }

@@ -17,6 +17,8 @@ pub struct MountOptions {
     /// The device (as named on the command line) whose root wins when devices diverged.
     pub master: Option<PathBuf>,
     pub debug: bool,
+    /// FUSE worker threads (default: 4 per CPU, 8 to 64).
+    pub threads: Option<usize>,
     /// Mount over a directory that is not empty.
     pub nonempty: bool,
     /// Where a background daemon writes its log (default: syslog).
@@ -66,6 +68,13 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             "debug" => {
                 no_value(key, value)?;
                 o.debug = true;
+            }
+            "threads" => {
+                let v = need_value(key, value)?;
+                match v.parse::<usize>() {
+                    Ok(n @ 1..=256) => o.threads = Some(n),
+                    _ => bail!("bad value for threads: '{v}' (expected 1 to 256)"),
+                }
             }
             "nonempty" => {
                 no_value(key, value)?;
@@ -147,9 +156,10 @@ mod tests {
     #[test]
     fn every_documented_option_parses() {
         let o = p("ro,allow_other,default_permissions,cache=512M,sync_interval=2.5,degraded,\
-                   master=/dev/sdb,debug,nonempty,logfile=/tmp/h2.log,noatime,noexec")
+                   master=/dev/sdb,debug,threads=8,nonempty,logfile=/tmp/h2.log,noatime,noexec")
         .unwrap();
         assert!(o.read_only && o.allow_other && o.degraded && o.debug && o.nonempty);
+        assert_eq!(o.threads, Some(8));
         assert_eq!(o.cache_bytes, Some(512 << 20));
         assert_eq!(o.sync_interval, Some(Duration::from_millis(2500)));
         assert_eq!(o.master, Some(PathBuf::from("/dev/sdb")));
