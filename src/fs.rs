@@ -44,12 +44,25 @@ pub struct Options {
     pub replace: bool,
 }
 
+/// Memory for blocks by default (see [`Options::with_memory`]).
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+
+impl Options {
+    /// Options that keep the blocks held in memory within `bytes`: half for data not
+    /// yet durable (writers wait for a commit beyond it; the commit in flight counts until
+    /// it is installed), the rest for the block cache.
+    pub fn with_memory(bytes: u64) -> Options {
+        let dirty_limit = (bytes / 2).max(1 << 20);
+        Options { cache_bytes: bytes.saturating_sub(dirty_limit), dirty_limit, ..Options::default() }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
             read_only: false,
-            cache_bytes: 256 << 20,
-            dirty_limit: 256 << 20,
+            cache_bytes: DEFAULT_MEMORY - DEFAULT_MEMORY / 2,
+            dirty_limit: DEFAULT_MEMORY / 2,
             sync_interval: Duration::from_secs(5),
             degraded: false,
             master: None,

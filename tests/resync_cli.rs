@@ -466,10 +466,10 @@ fn a_device_failing_in_the_middle_of_a_write_stream_is_dropped_and_made_whole_by
     const STREAM_MIB: u64 = 768;
     const FAIL_AT_MIB: u64 = 64;
     const CACHE_MIB: u64 = 32;
-    // What the daemon may hold: the engine's dirty limit (256 MiB), the block cache, and as
-    // much again for one commit's buffers and the program. Far less than what is written
+    // What the daemon may hold: the memory given with cache= (blocks, written or cached)
+    // and 100 MiB for the program and a commit's I/O buffers. Far less than what is written
     // after the failure: the lost device's copies are recorded as MISSING, not kept.
-    const MEMORY_BOUND_MIB: u64 = 256 + CACHE_MIB + 256;
+    const MEMORY_BOUND_MIB: u64 = CACHE_MIB + 100;
     let img = Image::by_mkfs(2, 1024 * MIB, 2);
     let served = img.dir.path().join("served");
     fs::create_dir(&served).unwrap();

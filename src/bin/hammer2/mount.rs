@@ -40,6 +40,18 @@ pub struct Args {
     pub paths: Vec<PathBuf>,
 }
 
+/// glibc gives each thread that allocates its own arena, up to 8 per CPU; blocks allocated
+/// by one worker and freed by the committer then leave every arena fragmented, and the
+/// daemon's memory grows well past `cache=` (measured: 378 MiB for 256M under 4 KiB random
+/// writes, 327 MiB with two arenas). Must run before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes an allocator setting; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// FUSE worker threads: requests are served in parallel (a commit or a slow read in one
 /// does not stall the others). A worker mostly waits for a device, so there are more of them
 /// than CPUs, but not many more: every extra one costs a wakeup per request (on 2 CPUs, 8
@@ -50,6 +62,7 @@ fn worker_threads() -> usize {
 }
 
 pub fn run(a: Args) -> Result<i32> {
+    limit_malloc_arenas();
     let opts = options::parse(&a.options)?;
     // num_args = 2.. guarantees a device and a mount point.
     let (mountpoint, devices) = a.paths.split_last().context("no mount point given")?;
@@ -97,11 +110,13 @@ fn serve(
     let mountpoint = mountpoint::check(mountpoint, opts.nonempty)?;
     let mode = if opts.read_only { OpenMode::ReadOnly } else { OpenMode::Exclusive };
     let storages = devices::open_all(devices, mode)?;
-    let mut engine =
-        hammer2::Options { read_only: opts.read_only, degraded: opts.degraded, master, ..Default::default() };
-    if let Some(c) = opts.cache_bytes {
-        engine.cache_bytes = c;
-    }
+    let memory = opts.cache_bytes.unwrap_or(hammer2::fs::DEFAULT_MEMORY);
+    let mut engine = hammer2::Options {
+        read_only: opts.read_only,
+        degraded: opts.degraded,
+        master,
+        ..hammer2::Options::with_memory(memory)
+    };
     if let Some(s) = opts.sync_interval {
         engine.sync_interval = s;
     }

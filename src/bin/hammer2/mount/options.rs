@@ -56,7 +56,14 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             }
             // Always on: the kernel checks permissions against the modes we report.
             "default_permissions" => no_value(key, value)?,
-            "cache" => o.cache_bytes = Some(parse_size(key, need_value(key, value)?)?),
+            "cache" => {
+                let v = need_value(key, value)?;
+                let bytes = parse_size(key, v)?;
+                if bytes < 16 << 20 {
+                    bail!("bad value for cache: '{v}' (at least 16M)");
+                }
+                o.cache_bytes = Some(bytes);
+            }
             "sync_interval" => {
                 o.sync_interval = Some(parse_seconds(key, need_value(key, value)?)?);
             }

@@ -4,6 +4,8 @@
 //! so blocks freed by concurrent commits are not reused while the walk may still reach
 //! them.
 
+mod batch;
+
 use crate::copies::read::heal;
 use crate::error::Result;
 use crate::fs::{FsInner, Roots};
@@ -76,9 +78,39 @@ struct Scrubber<'a> {
     rep: ScrubReport,
     progress: &'a mut dyn FnMut(ScrubProgress),
     last_progress: Instant,
+    /// Leaf blocks waiting to be verified in a batch (see `batch`).
+    queue: Vec<(Blockref, Ctx)>,
 }
 
 impl Scrubber<'_> {
+    /// Verifies the queued blocks; those not entirely good are read again copy by copy.
+    fn flush(&mut self) {
+        let queue = std::mem::take(&mut self.queue);
+        let refs: Vec<Blockref> = queue.iter().map(|(br, _)| *br).collect();
+        let good = batch::verify(&self.fs.vol, &refs);
+        for ((br, ctx), ok) in queue.iter().zip(good) {
+            if !ok {
+                self.read_copies(br, ctx);
+                continue;
+            }
+            // verify() only says good for blocks with a pointer.
+            let Some(p) = br.ptr() else { continue };
+            for loc in p.copies.iter() {
+                let d = &mut self.rep.devices[usize::from(loc.device)];
+                if loc.state == CopyState::Missing {
+                    d.missing += 1;
+                } else {
+                    d.copies += 1;
+                    d.bytes += u64::from(p.size);
+                }
+            }
+            self.rep.blocks += 1;
+            self.rep.bytes += u64::from(p.size);
+        }
+        (self.progress)(ScrubProgress { blocks: self.rep.blocks, bytes: self.rep.bytes });
+        self.last_progress = Instant::now();
+    }
+
     fn read_copies(&mut self, br: &Blockref, ctx: &Ctx) -> Option<Arc<[u8]>> {
         let vol = &self.fs.vol;
         let p = br.ptr()?;
@@ -148,6 +180,16 @@ impl Scrubber<'_> {
 
 impl Visitor for Scrubber<'_> {
     fn visit(&mut self, br: &Blockref, ctx: &Ctx) -> Result<Option<Arc<[u8]>>> {
+        // Only nodes and inodes lead to other blocks; the rest waits for a batch. (The tree
+        // is pinned: queued blocks are not reused before they are read.)
+        let leaf = !matches!(br.btype, BlockType::Indirect | BlockType::Inode);
+        if leaf && self.only.is_none() && br.ptr().is_some() {
+            self.queue.push((*br, *ctx));
+            if self.queue.len() >= batch::BATCH_BLOCKS {
+                self.flush();
+            }
+            return Ok(None);
+        }
         Ok(self.read_copies(br, ctx))
     }
 
@@ -174,8 +216,10 @@ pub fn scrub_roots(
         rep: ScrubReport { devices, ..Default::default() },
         progress,
         last_progress: Instant::now(),
+        queue: Vec::new(),
     };
     walk::walk(roots, &mut s)?;
+    s.flush();
     let mut rep = s.rep;
     if !rep.unrepairable.is_empty() {
         let want: HashSet<u64> = rep.unrepairable.iter().filter_map(|u| u.inum).collect();
