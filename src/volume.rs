@@ -69,14 +69,20 @@ impl Volume {
         Ok(data)
     }
 
-    /// Reads the blocks of `refs` that lie back to back (first valid copy, one device) with
-    /// as few requests as possible, and caches the ones whose content verifies. Best effort:
-    /// a block that fails is simply not cached (a later read tries every copy and heals).
+    /// Reads the blocks of `refs` that lie close together in this order (first valid copy,
+    /// one device, each after the previous with a gap of at most 64 KiB, which is read
+    /// through) with as few requests as possible, and caches the ones whose content
+    /// verifies. Inode blocks of one commit are interleaved with the data of their files, so
+    /// reading through the gaps is what turns a directory's worth of inodes into one
+    /// request. Best effort: a block that fails is simply not cached (a later read tries
+    /// every copy and heals).
     pub fn prefetch(&self, refs: &[Blockref]) {
+        const MAX_GAP: u64 = 64 << 10;
+        const MAX_RUN: u64 = 1 << 20;
         let first = |b: &Blockref| {
             let p = b.ptr()?;
             let l = p.copies.iter().find(|l| l.is_valid())?;
-            Some((l.device, l.offset, p.size as usize))
+            Some((l.device, l.offset, u64::from(p.size)))
         };
         let mut i = 0;
         while i < refs.len() {
@@ -84,31 +90,30 @@ impl Volume {
                 i += 1;
                 continue;
             };
-            let mut len = size;
+            let mut end = start + size;
             let mut j = i + 1;
-            while j < refs.len() && len < 1 << 20 {
+            while j < refs.len() {
                 match first(&refs[j]) {
-                    Some((d, o, s)) if d == dev && o == start + len as u64 => {
-                        len += s;
+                    Some((d, o, s)) if d == dev && o >= end && o - end <= MAX_GAP && o + s - start <= MAX_RUN => {
+                        end = o + s;
                         j += 1;
                     }
                     _ => break,
                 }
             }
             let storage = self.devices.get(dev).filter(|m| m.readable()).and_then(|m| m.storage.as_ref());
-            let mut buf = vec![0u8; len];
+            let mut buf = vec![0u8; (end - start) as usize];
             if j - i > 1 && storage.is_some_and(|s| s.read_at(&mut buf, start).is_ok()) {
-                let mut at = 0;
                 for b in &refs[i..j] {
-                    // Every ref in the run has a pointer: `first` returned Some for it.
+                    // Every ref in the run has a pointer and a copy on `dev`: `first` said so.
+                    let (_, o, s) = first(b).expect("run refs have a first copy");
+                    let block = &buf[(o - start) as usize..(o - start + s) as usize];
                     let p = b.ptr().expect("run refs have pointers");
-                    let block = &buf[at..at + p.size as usize];
                     if p.check.verify(block)
                         && let Some(k) = Self::key(b)
                     {
                         self.cache.insert(k, Cached::Bytes(Arc::from(block)));
                     }
-                    at += p.size as usize;
                 }
             }
             i = j;
