@@ -9,6 +9,7 @@
 //! no faster, since the kernel's readahead already overlaps the two for sequential reads.) A batch holds at most `BATCH_BLOCKS` blocks, which bounds memory whatever
 //! the filesystem's size.
 
+use hammer2::storage::runs::run_at;
 use hammer2::volume::Volume;
 use hammer2_format::blockref::BlockPtr;
 use hammer2_format::{CopyState, Location};
@@ -16,10 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Data blocks per verification batch.
 pub const BATCH_BLOCKS: usize = 1 << 16;
-/// Longest single read of the data pass.
-const MAX_RUN: u64 = 8 << 20;
-/// A gap between two blocks up to this size is read through rather than skipped.
-const MAX_GAP: u64 = 256 << 10;
 
 /// What reading one copy gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,19 +242,7 @@ fn verify_device(
             }
             break;
         }
-        // One run: blocks that follow each other with small gaps, up to MAX_RUN bytes.
-        let start = items[i].offset;
-        let mut end = start + u64::from(items[i].size);
-        let mut j = i + 1;
-        while j < items.len() {
-            let o = items[j].offset;
-            let e = o + u64::from(items[j].size);
-            if o > end.saturating_add(MAX_GAP) || e.max(end) - start > MAX_RUN {
-                break;
-            }
-            end = end.max(e);
-            j += 1;
-        }
+        let (j, start, end) = run_at(items.len(), i, |k| (items[k].offset, items[k].size));
         let len = (end - start) as usize;
         buf.resize(len, 0);
         match storage.read_at(&mut buf[..len], start) {

@@ -5,15 +5,12 @@
 //! of one seek per copy. A block whose copies are not all good is handed back; the caller
 //! reads it again copy by copy, which counts, reports and heals exactly as for any block.
 
+use crate::storage::runs::run_at;
 use crate::volume::Volume;
 use hammer2_format::{Blockref, CopyState};
 
 /// Blocks per batch: bounds the queue (128 bytes a reference), not the reads.
 pub const BATCH_BLOCKS: usize = 16 << 10;
-/// Longest single read.
-const MAX_RUN: u64 = 8 << 20;
-/// A gap between two copies up to this size is read through rather than skipped.
-const MAX_GAP: u64 = 256 << 10;
 
 /// One copy to read: where, how much, and which queued block it belongs to.
 struct Item {
@@ -71,17 +68,7 @@ fn verify_device(vol: &Volume, device: u8, mut items: Vec<Item>, blocks: &[Block
     let mut buf: Vec<u8> = Vec::new();
     let mut i = 0;
     while i < items.len() {
-        let start = items[i].offset;
-        let mut end = start + u64::from(items[i].size);
-        let mut j = i + 1;
-        while j < items.len() {
-            let (o, e) = (items[j].offset, items[j].offset + u64::from(items[j].size));
-            if o > end.saturating_add(MAX_GAP) || e.max(end) - start > MAX_RUN {
-                break;
-            }
-            end = end.max(e);
-            j += 1;
-        }
+        let (j, start, end) = run_at(items.len(), i, |k| (items[k].offset, items[k].size));
         let len = (end - start) as usize;
         buf.resize(len, 0);
         if storage.read_at(&mut buf[..len], start).is_err() {
