@@ -78,6 +78,22 @@ fn rename_locked(
             Some(d) => Some(fs.inode(d.1)?),
             None => None,
         };
+        // The subtree check walks up parent links, reading one directory at a time, before
+        // any inode is locked: walking while holding the lock set could wait on an ancestor
+        // that an operation holding it (and waiting on our set) will not release. The rename
+        // lock keeps every parent link fixed from here until the move is done.
+        if parent != newparent {
+            if sino.state.read().meta.is_dir() && is_ancestor(fs, src.1, newparent)? {
+                return Err(Error::invalid("cannot move a directory into its own subtree"));
+            }
+            if flags.exchange
+                && let (Some(d), Some(dn)) = (dst, &dino)
+                && dn.state.read().meta.is_dir()
+                && is_ancestor(fs, d.1, parent)?
+            {
+                return Err(Error::invalid("cannot move a directory into its own subtree"));
+            }
+        }
         let mut set = vec![sdir.clone(), ddir.clone(), sino.clone()];
         set.extend(dino.clone());
         let mut locks = lock_all(&set);
@@ -89,14 +105,6 @@ fn rename_locked(
         let (skey, sinum, sdt) = src;
         let s_dir = guard(&mut locks, sinum).meta.is_dir();
         let d_dir = dst.is_some_and(|d| guard(&mut locks, d.1).meta.is_dir());
-        if parent != newparent {
-            if s_dir && is_ancestor(fs, &mut locks, sinum, newparent)? {
-                return Err(Error::invalid("cannot move a directory into its own subtree"));
-            }
-            if flags.exchange && d_dir && is_ancestor(fs, &mut locks, dst.map_or(0, |d| d.1), parent)? {
-                return Err(Error::invalid("cannot move a directory into its own subtree"));
-            }
-        }
         let now = Timespec::now();
         if flags.exchange {
             let (dkey, dinum, ddt) = dst.expect("exchange checked above");
@@ -186,13 +194,9 @@ fn move_dir(locks: &mut [(u64, RwLockWriteGuard<'_, InodeState>)], inum: u64, fr
 }
 
 /// True when `dir` is `candidate` or lies below it. Parent links only change under the
-/// rename lock, which the caller holds.
-fn is_ancestor(
-    fs: &FsInner,
-    locks: &mut [(u64, RwLockWriteGuard<'_, InodeState>)],
-    candidate: u64,
-    dir: u64,
-) -> Result<bool> {
+/// rename lock, which the caller holds; no inode lock may be held (each directory on the way
+/// up is locked for reading in turn).
+fn is_ancestor(fs: &FsInner, candidate: u64, dir: u64) -> Result<bool> {
     let mut cur = dir;
     for _ in 0..100_000 {
         if cur == candidate {
@@ -201,10 +205,7 @@ fn is_ancestor(
         if cur == ROOT_INUM {
             return Ok(false);
         }
-        cur = match locks.iter().position(|(n, _)| *n == cur) {
-            Some(i) => locks[i].1.meta.parent,
-            None => fs.inode(cur)?.state.read().meta.parent,
-        };
+        cur = fs.inode(cur)?.state.read().meta.parent;
     }
     Err(Error::Corrupt(format!("directory {dir} has a parent loop")))
 }
