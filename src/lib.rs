@@ -23,6 +23,7 @@ pub mod error;
 pub mod format;
 pub mod fs;
 pub mod inode;
+pub mod loopdev;
 pub mod mount;
 pub mod repair;
 pub mod resync;

@@ -45,7 +45,7 @@ pub fn open_all(paths: &[PathBuf], mode: Mode, force: bool) -> Result<Opened, Fs
         }
         seen.push(id);
         if !is_blk {
-            let loops = backing_loops(&meta);
+            let loops = hammer2::loopdev::backed_by(&meta);
             if !loops.is_empty() {
                 let why = format!("it backs {}", loops.join(", "));
                 if mode != Mode::Check || !force {
@@ -121,28 +121,4 @@ fn hold(p: &Path, is_blk: bool) -> Result<File, Held> {
         }
     }
     Ok(f)
-}
-
-/// `/dev/loopN` for every attached loop device backed by the file `meta` describes.
-fn backing_loops(meta: &std::fs::Metadata) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/sys/block") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("loop") {
-            continue;
-        }
-        let Ok(backing) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
-            continue;
-        };
-        let backing = backing.trim_end_matches('\n');
-        let same = std::fs::metadata(Path::new(backing)).is_ok_and(|b| b.dev() == meta.dev() && b.ino() == meta.ino());
-        if same {
-            out.push(format!("/dev/{name}"));
-        }
-    }
-    out.sort();
-    out
 }

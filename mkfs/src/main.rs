@@ -1,7 +1,6 @@
 //! `mkfs.hammer2`: checks every device first, and only when all of them may be formatted
 //! creates or grows image files and writes the new filesystem.
 
-mod loopdev;
 mod summary;
 mod target;
 

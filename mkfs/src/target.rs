@@ -1,8 +1,8 @@
 //! One device named on the command line: what it is, whether it may be formatted, and
 //! (only once every device passed every check) making it ready for the format.
 
-use crate::loopdev;
 use anyhow::{Context, Result, anyhow, bail};
+use hammer2::loopdev;
 use hammer2::storage::file::{FileStorage, OpenMode};
 use std::fs::OpenOptions;
 use std::io;

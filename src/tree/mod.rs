@@ -68,17 +68,7 @@ pub fn child_index(keys: impl Fn(usize) -> u64, len: usize, key: u64) -> usize {
 
 /// The leaf with exactly `key`, if any.
 pub fn lookup(src: &dyn NodeSource, root: &Root, key: u64) -> Result<Option<Blockref>> {
-    if root.entries.is_empty() {
-        return Ok(None);
-    }
-    let mut level = root.level;
-    let mut node: Arc<[Blockref]> = Arc::from(root.entries.as_slice());
-    while level > 0 {
-        let i = child_index(|i| node[i].key, node.len(), key);
-        node = src.node(&node[i])?;
-        level -= 1;
-    }
-    Ok(node.binary_search_by_key(&key, |b| b.key).ok().map(|i| node[i]))
+    Ok(lookup_in_node(src, root, key)?.map(|(node, i)| node[i]))
 }
 
 /// The leaf node holding `key` (its entries) and the key's index in it, if present. The

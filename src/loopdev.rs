@@ -1,4 +1,4 @@
-//! Which loop devices a regular file backs.
+//! Which loop devices a regular file backs (mkfs and fsck refuse to write under them).
 //!
 //! Formatting an image underneath an attached loop device would change a block device the
 //! kernel (and maybe a mounted filesystem) believes it owns, and the file's own lock does
