@@ -77,6 +77,10 @@ const INODE_SHARDS: usize = 64;
 const INODE_PREFETCH: usize = 64;
 /// Clean, unreferenced inodes are dropped from memory above this many.
 const INODE_CACHE_TARGET: usize = 50_000;
+/// Memory a changed inode costs until its commit is installed, beyond its data: the
+/// inode block the commit builds (4 KiB) and its encoding (4 KiB). Counting it keeps a
+/// burst of small creates, whose data is little, within the dirty limit too.
+pub const DIRTY_INODE_COST: u64 = 8 << 10;
 
 pub struct InodeTable {
     shards: Vec<Mutex<HashMap<u64, InodeRef>>>,
@@ -150,6 +154,9 @@ pub struct FsInner {
     /// Set when a commit is wanted soon (dirty pressure, space pressure).
     pub commit_wanted: AtomicBool,
     pub dirty_bytes: AtomicU64,
+    /// Inodes changed and not yet committed: queued in the open generation or in the
+    /// commit in flight (counted until it is installed).
+    pub dirty_inodes: AtomicU64,
     pub opts: Options,
     /// Serializes renames that move a directory to another parent (loop check).
     pub rename_lock: Mutex<()>,
@@ -172,6 +179,12 @@ pub struct Stats {
 impl FsInner {
     pub fn block_size(&self) -> u64 {
         self.vol.params.block_size()
+    }
+
+    /// Memory held for changes not yet committed (data plus changed inodes); writers wait
+    /// above `dirty_limit`.
+    pub fn dirty_load(&self) -> u64 {
+        self.dirty_bytes.load(Ordering::SeqCst) + self.dirty_inodes.load(Ordering::SeqCst) * DIRTY_INODE_COST
     }
 
     pub fn check_writable(&self) -> Result<()> {
@@ -231,6 +244,7 @@ impl FsInner {
         if !st.queued {
             st.queued = true;
             self.dirty.lock().insert(inode.inum, inode.clone());
+            self.dirty_inodes.fetch_add(1, Ordering::SeqCst);
         }
     }
 

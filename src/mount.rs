@@ -383,6 +383,7 @@ impl FsInner {
             commit_cv: parking_lot::Condvar::new(),
             commit_wanted: Default::default(),
             dirty_bytes: Default::default(),
+            dirty_inodes: Default::default(),
             opts,
             rename_lock: parking_lot::Mutex::new(()),
             broken: Default::default(),

@@ -32,8 +32,7 @@ fn run(fs: &FsInner) {
         if fs.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let pressure = fs.commit_wanted.swap(false, Ordering::SeqCst)
-            || fs.dirty_bytes.load(Ordering::SeqCst) > fs.opts.dirty_limit / 2;
+        let pressure = fs.commit_wanted.swap(false, Ordering::SeqCst) || fs.dirty_load() > fs.opts.dirty_limit / 2;
         if pressure || last.elapsed() >= fs.opts.sync_interval {
             if let Err(e) = crate::commit::commit(fs, false, false) {
                 tracing::error!("background commit failed: {e}");

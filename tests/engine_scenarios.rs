@@ -5,13 +5,15 @@
 mod common;
 
 use common::engine::{assert_consistent, format_copies, mem_devices, mount, quiet_options};
+use hammer2::fs::DIRTY_INODE_COST;
 use hammer2::storage::DynStorage;
 use hammer2::storage::faulty::{FaultPlan, FaultyStorage};
 use hammer2::storage::file::{FileStorage, OpenMode};
 use hammer2::vnops::file::Whence;
-use hammer2::{Creds, Error, Fs, RenameFlags, SetAttr};
+use hammer2::{Creds, Error, Fs, Options, RenameFlags, SetAttr};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 const C: Creds = Creds { uid: 0, gid: 0 };
 
@@ -449,4 +451,41 @@ fn moves_between_directories_and_renames_inside_their_ancestors_never_deadlock()
     assert!(fs.lookup(x, b"d").is_ok(), "the directory is back in a/x");
     assert_consistent(&fs);
     fs.unmount().unwrap();
+}
+
+#[test]
+fn a_burst_of_empty_creates_commits_on_its_own_before_the_changed_inodes_outgrow_the_dirty_limit() {
+    let devs = mem_devices(1, 64 << 20);
+    format_copies(&devs, 1);
+    let limit = 1u64 << 20;
+    let fs = Fs::mount(devs, Options { dirty_limit: limit, ..quiet_options() }).unwrap();
+    let inner = fs.inner();
+    let mut peak = 0;
+    for i in 0..2_000 {
+        fs.create(fs.root(), format!("empty{i}").as_bytes(), 0o644, C).unwrap();
+        peak = peak.max(inner.dirty_load());
+    }
+    let commits = inner.stats.commits.load(Ordering::Relaxed);
+    assert!(commits >= 10, "2,000 changed inodes cost 16 MiB: expected >= 10 commits, got {commits}");
+    assert!(peak <= limit + 2 * DIRTY_INODE_COST, "dirty load peaked at {peak} bytes (limit {limit})");
+    fs.sync().unwrap();
+    assert_eq!(inner.dirty_load(), 0, "nothing is left counted after the last commit");
+}
+
+#[test]
+fn a_failed_commit_leaves_its_changed_inodes_counted_once_against_the_dirty_limit() {
+    let base = mem_devices(1, 64 << 20);
+    format_copies(&base, 1);
+    let faulty = Arc::new(FaultyStorage::new(base[0].clone(), 11));
+    let fs = Fs::mount(vec![faulty.clone() as DynStorage], quiet_options()).unwrap();
+    let inner = fs.inner();
+    for i in 0..10 {
+        fs.create(fs.root(), format!("f{i}").as_bytes(), 0o644, C).unwrap();
+    }
+    let before = inner.dirty_load();
+    assert_eq!(before, 11 * DIRTY_INODE_COST, "ten new files and their directory");
+    faulty.set_plan(FaultPlan { write_error_rate: 1.0, ..Default::default() });
+    assert!(fs.sync().is_err());
+    assert_eq!(inner.dirty_load(), before, "the failed commit's inodes are queued again, counted once");
+    fs.crash();
 }

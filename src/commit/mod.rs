@@ -269,13 +269,28 @@ fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitRe
     }
     fs.space.release(snap.reserved);
     fs.dirty_bytes.fetch_sub(snap.dirty_bytes.min(fs.dirty_bytes.load(Ordering::SeqCst)), Ordering::SeqCst);
+    fs.dirty_inodes.fetch_sub(snap.inodes.len() as u64, Ordering::SeqCst);
     fs.stats.commits.fetch_add(1, Ordering::Relaxed);
     fs.stats.commit_blocks.fetch_add(blocks as u64, Ordering::Relaxed);
     fs.stats.commit_bytes.fetch_add(bytes, Ordering::Relaxed);
     *fs.committed_tid.lock() = tid;
     fs.commit_cv.notify_all();
     fs.inodes.evict_clean();
+    return_freed_memory();
     CommitReport { tid, inodes: snap.inodes.len(), blocks, bytes }
+}
+
+/// Hands the memory this commit freed (the flushed overlays, the arena) back to the system.
+/// The blocks are small allocations that glibc keeps in its heaps after they are freed,
+/// so without this the daemon's resident size stays at its high-water mark after every
+/// burst of writes instead of following the `cache=` budget.
+fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap pages; it is thread-safe and touches no
+    // memory that is in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Inodes a resync slice rewrote: their in-memory committed state (if loaded) moves to the
@@ -297,6 +312,9 @@ fn install_resynced(fs: &FsInner, arena: &Arena, out: &crate::resync::SliceOutco
 /// A failed commit: put the flushing overlays back under the newer changes.
 fn restore(fs: &FsInner, snap: Snapshot) {
     let bs = fs.block_size();
+    // The snapshot's inodes are still counted; `touch` below counts again those not queued
+    // since, so drop the snapshot's count first.
+    fs.dirty_inodes.fetch_sub(snap.inodes.len() as u64, Ordering::SeqCst);
     for (inode, _, _) in snap.inodes {
         let mut st = inode.state.write();
         if let Some(fl) = st.flushing.take() {

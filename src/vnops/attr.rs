@@ -20,9 +20,7 @@ impl Fs {
     pub fn setattr(&self, ino: u64, set: &SetAttr) -> Result<Attr> {
         let fs = &self.inner;
         fs.check_writable()?;
-        if set.size.is_some() {
-            self.throttle();
-        }
+        self.throttle();
         let mut retried = false;
         loop {
             match self.setattr_once(ino, set) {

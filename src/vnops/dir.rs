@@ -87,6 +87,7 @@ impl Fs {
         let fs = &self.inner;
         fs.check_writable()?;
         check_name(name)?;
+        self.throttle();
         let data_units = symlink.map_or(0, |t| t.len().div_ceil(hammer2_format::UNIT as usize) as u64);
         let units = CREATE_UNITS + data_units;
         self.reserve_or_sync(units)?;
@@ -168,6 +169,7 @@ impl Fs {
         let fs = &self.inner;
         fs.check_writable()?;
         check_name(newname)?;
+        self.throttle();
         self.reserve_or_sync(CREATE_UNITS)?;
         let _g = fs.gate.read();
         let r = (|| {
@@ -236,6 +238,7 @@ impl Fs {
             return Err(Error::NotEmpty);
         }
         check_name(name)?;
+        self.throttle();
         // Removing never fails for lack of space: the commit that frees the space must run.
         fs.space.force_reserve(CREATE_UNITS);
         let _g = fs.gate.read();

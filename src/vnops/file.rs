@@ -9,7 +9,6 @@ use crate::inode::InodeRef;
 use hammer2_format::Timespec;
 use hammer2_format::layout::MAX_FILE_SIZE;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,10 +205,11 @@ impl Fs {
         crate::commit::commit(&self.inner, false, false).map(|_| ())
     }
 
-    /// Waits while dirty data is over the limit (bounded memory under endless writes).
+    /// Waits while changes not yet committed hold more memory than the dirty limit
+    /// (bounded memory under endless writes, creates or removals). Call it holding no lock.
     pub(crate) fn throttle(&self) {
         let fs = &self.inner;
-        while fs.dirty_bytes.load(Ordering::SeqCst) > fs.opts.dirty_limit {
+        while fs.dirty_load() > fs.opts.dirty_limit {
             if !fs.opts.background_sync || self.syncer.lock().is_none() {
                 let _ = crate::commit::commit(fs, false, false);
                 return;
@@ -218,7 +218,7 @@ impl Fs {
             let mut t = fs.committed_tid.lock();
             fs.commit_cv.wait_for(&mut t, Duration::from_millis(100));
         }
-        if fs.dirty_bytes.load(Ordering::SeqCst) > fs.opts.dirty_limit / 2 {
+        if fs.dirty_load() > fs.opts.dirty_limit / 2 {
             crate::syncer::kick(fs);
         }
     }

@@ -17,6 +17,7 @@ impl Fs {
     pub fn rename(&self, parent: u64, name: &[u8], newparent: u64, newname: &[u8], flags: RenameFlags) -> Result<()> {
         let fs = &self.inner;
         fs.check_writable()?;
+        self.throttle();
         check_name(name)?;
         check_name(newname)?;
         if flags.noreplace && flags.exchange {
