@@ -815,6 +815,47 @@ fn other_users_need_allow_other_and_then_meet_the_file_modes() {
     m.unmount();
 }
 
+/// Linux drops set-user-ID (and set-group-ID where the group may execute) when a caller
+/// without CAP_FSETID writes or truncates a file, and on every chown of a non-directory;
+/// the daemon does it itself (FUSE_HANDLE_KILLPRIV_V2), so it must match exactly.
+#[test]
+fn writes_truncates_and_chowns_drop_setuid_and_setgid_as_linux_does() {
+    let img = Image::new();
+    fs::set_permissions(img.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let m = img.mount_with("allow_other");
+    let mode = |name: &str| fs::metadata(m.join(name)).unwrap().mode() & 0o7777;
+    let make = |name: &str, mode: u32| {
+        fs::write(m.join(name), b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(m.join(name), fs::Permissions::from_mode(mode)).unwrap();
+    };
+    make("written", 0o6777);
+    make("no-group-exec", 0o6766);
+    make("truncated", 0o6777);
+    make("root-writes", 0o6777);
+    make("chowned", 0o6755);
+    fs::create_dir(m.join("sgid-dir")).unwrap();
+    fs::set_permissions(m.join("sgid-dir"), fs::Permissions::from_mode(0o2777)).unwrap();
+    let run = |script: &str| as_user(1000, &format!("cd {} && {script}", m.path.display()));
+
+    assert!(run("echo x >> written").status.success());
+    assert!(run("echo x >> no-group-exec").status.success());
+    assert!(run("truncate -s 1 truncated").status.success());
+    fs::OpenOptions::new().append(true).open(m.join("root-writes")).unwrap().write_all(b"x").unwrap();
+    std::os::unix::fs::chown(m.join("chowned"), Some(1234), Some(1234)).unwrap();
+    std::os::unix::fs::chown(m.join("sgid-dir"), Some(1234), None).unwrap();
+
+    assert_eq!(mode("written"), 0o0777, "a user's write drops both bits (group may execute)");
+    assert_eq!(mode("no-group-exec"), 0o2766, "set-group-ID without group execute is kept");
+    assert_eq!(mode("truncated"), 0o0777, "a user's truncate drops both bits");
+    assert_eq!(mode("root-writes"), 0o6777, "root (CAP_FSETID) keeps them");
+    assert_eq!(mode("chowned"), 0o0755, "chown drops them even for root");
+    assert_eq!(mode("sgid-dir"), 0o2777, "a directory keeps set-group-ID through chown");
+    m.unmount();
+    let m = img.mount();
+    assert_eq!(fs::metadata(m.join("written")).unwrap().mode() & 0o7777, 0o0777, "and it was committed");
+    m.unmount();
+}
+
 /// Filling the filesystem is ENOSPC for the writer, not a broken mount: after deleting, the
 /// space comes back and everything written before is intact.
 #[test]

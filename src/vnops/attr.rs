@@ -33,6 +33,16 @@ impl Fs {
         }
     }
 
+    /// Applies [`SetAttr::kill_suidgid`] alone; changes nothing (not even ctime) for a mode
+    /// without those bits, which is nearly always, so a writer can call it on every write.
+    pub fn kill_suidgid(&self, ino: u64) -> Result<()> {
+        let inode = self.inner.inode(ino)?;
+        if super::killed_mode(inode.state.read().meta.mode).is_none() {
+            return Ok(());
+        }
+        self.setattr(ino, &SetAttr { kill_suidgid: true, ..Default::default() }).map(|_| ())
+    }
+
     fn setattr_once(&self, ino: u64, set: &SetAttr) -> Result<Attr> {
         let fs = &self.inner;
         let _g = fs.gate.read();
@@ -60,6 +70,11 @@ impl Fs {
         }
         if let Some(gid) = set.gid {
             st.meta.gid = gid;
+        }
+        if set.kill_suidgid && !st.meta.is_dir() {
+            if let Some(m) = super::killed_mode(st.meta.mode) {
+                st.meta.mode = m;
+            }
         }
         if let Some(t) = set.atime {
             st.meta.atime = t.resolve();

@@ -16,6 +16,7 @@ pub mod xattr;
 use crate::fs::FsInner;
 use crate::inode::{InodeRef, InodeState, Meta};
 use hammer2_format::Timespec;
+use libc::{S_ISGID, S_ISUID, S_IXGRP};
 use parking_lot::RwLockWriteGuard;
 use std::sync::Arc;
 
@@ -75,6 +76,21 @@ pub struct SetAttr {
     pub atime: Option<TimeSet>,
     pub mtime: Option<TimeSet>,
     pub ctime: Option<Timespec>,
+    /// Drop set-user-ID, and set-group-ID where the group may execute, from a
+    /// non-directory: what Linux does on a write or truncate by a caller without
+    /// CAP_FSETID and on every chown.
+    pub kill_suidgid: bool,
+}
+
+/// The mode without the privileges a change of content or owner takes away (see
+/// [`SetAttr::kill_suidgid`]); None when there is nothing to drop. Set-group-ID without
+/// group execute marks mandatory locking, not a privilege, and stays.
+pub fn killed_mode(mode: u32) -> Option<u32> {
+    let mut m = mode & !S_ISUID;
+    if mode & S_IXGRP != 0 {
+        m &= !S_ISGID;
+    }
+    (m != mode).then_some(m)
 }
 
 #[derive(Debug, Clone, Copy)]

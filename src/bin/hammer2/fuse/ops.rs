@@ -92,7 +92,7 @@ impl Filesystem for Hammer2Fuse {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -116,6 +116,11 @@ impl Filesystem for Hammer2Fuse {
             atime: atime.map(time_set),
             mtime: mtime.map(time_set),
             ctime: ctime.map(request_time),
+            // Under FUSE_HANDLE_KILLPRIV_V2 dropping set-user/group-ID is ours: a chown always
+            // drops them, a truncate unless the caller has CAP_FSETID. The kernel says so
+            // with FATTR_KILL_SUIDGID, which fuser does not pass on; root stands for the
+            // capability. A request that sets the mode itself gets exactly that mode.
+            kill_suidgid: mode.is_none() && (uid.is_some() || gid.is_some() || (size.is_some() && req.uid() != 0)),
         };
         match self.run("setattr", ino.0, |fs| fs.setattr(ino.0, &set)) {
             Ok(a) => reply.attr(&ATTR_TTL, &file_attr(&a, self.blksize)),
@@ -227,13 +232,22 @@ impl Filesystem for Hammer2Fuse {
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        // The kernel flags writes by callers without CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2);
+        // like Linux, the privileges go before the data changes.
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         // At most max_write (1 MiB) per request, so the count fits in u32.
-        match self.run("write", ino.0, |fs| fs.write(ino.0, offset, data)) {
+        let r = self.run("write", ino.0, |fs| {
+            if kill {
+                fs.kill_suidgid(ino.0)?;
+            }
+            fs.write(ino.0, offset, data)
+        });
+        match r {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(e),
         }
