@@ -1,7 +1,8 @@
 //! Reading every copy of every block, each exactly once.
 //!
 //! Metadata (nodes, inode blocks, name and xattr blocks, free-map leaves) is read during
-//! the walk, because the walk needs its content. Data blocks are only queued during the
+//! the walk, because the walk needs its content (in runs, ahead of it: `readahead`); each
+//! copy is verified when the walk reaches it. Data blocks are only queued during the
 //! walk; a batch is verified when it fills up and at the end: each device's copies are
 //! sorted by offset and read in large sequential runs (neighbouring blocks merged, small
 //! gaps read through), one thread per device, so the bulk of a filesystem is read at
@@ -9,6 +10,7 @@
 //! no faster, since the kernel's readahead already overlaps the two for sequential reads.) A batch holds at most `BATCH_BLOCKS` blocks, which bounds memory whatever
 //! the filesystem's size.
 
+use crate::readahead::ReadAhead;
 use hammer2::storage::runs::run_at;
 use hammer2::volume::Volume;
 use hammer2_format::blockref::BlockPtr;
@@ -61,7 +63,7 @@ pub struct AllCopies {
     pub copies: Vec<(usize, Location, CopyResult)>,
 }
 
-fn readable_storage(vol: &Volume, loc: &Location) -> Result<hammer2::storage::DynStorage, &'static str> {
+pub(crate) fn readable_storage(vol: &Volume, loc: &Location) -> Result<hammer2::storage::DynStorage, &'static str> {
     let m = vol.devices.get(loc.device).ok_or("no such device")?;
     match &m.storage {
         Some(s) if m.readable() => Ok(s.clone()),
@@ -69,8 +71,8 @@ fn readable_storage(vol: &Volume, loc: &Location) -> Result<hammer2::storage::Dy
     }
 }
 
-/// Reads and verifies every copy of a block.
-pub fn read_all(vol: &Volume, ptr: &BlockPtr, io: &IoStats) -> AllCopies {
+/// Reads and verifies every copy of a block (taking the copies read ahead from `ahead`).
+pub fn read_all(vol: &Volume, ptr: &BlockPtr, io: &IoStats, ahead: &mut ReadAhead) -> AllCopies {
     let mut out = AllCopies { data: None, copies: Vec::with_capacity(ptr.copies.len()) };
     for (slot, loc) in ptr.copies.iter().enumerate() {
         if loc.state == CopyState::Missing {
@@ -84,8 +86,15 @@ pub fn read_all(vol: &Volume, ptr: &BlockPtr, io: &IoStats) -> AllCopies {
                 continue;
             }
         };
-        let mut buf = vec![0u8; ptr.size as usize];
-        let r = match storage.read_at(&mut buf, loc.offset) {
+        let (buf, read) = match ahead.take(loc, ptr.size) {
+            Some(b) => (b, Ok(())),
+            None => {
+                let mut b = vec![0u8; ptr.size as usize];
+                let r = storage.read_at(&mut b, loc.offset);
+                (b, r)
+            }
+        };
+        let r = match read {
             Ok(()) => {
                 io.bytes.fetch_add(u64::from(ptr.size), Ordering::Relaxed);
                 io.copies.fetch_add(1, Ordering::Relaxed);

@@ -13,6 +13,7 @@ use hammer2::fs::Roots;
 use hammer2::mount::Assembly;
 use hammer2::tree::Root;
 use hammer2::volume::Volume;
+use hammer2::walk::TreeKind;
 use hammer2_format::VolumeHeader;
 use hammer2_format::blockref::BlockPtr;
 use hammer2_format::layout::{SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS};
@@ -167,6 +168,9 @@ impl<'v> Checker<'v> {
         self.progress.phase("metadata");
         let r = {
             let mut v = scan::Scan::new(self);
+            v.read_ahead(TreeKind::Inodes, &roots.inodes.entries);
+            v.read_ahead(TreeKind::Freemap, &roots.freemap.entries);
+            v.read_ahead(TreeKind::Orphans, &roots.orphans.entries);
             hammer2::walk::walk(&roots, &mut v)
         };
         if r.is_err() || self.cancel.load(Ordering::Relaxed) {

@@ -6,9 +6,10 @@
 //! 1. `headers`: every slot of every device; the master and member states (through the
 //!    engine's own probe/assemble, so fsck judges what a mount would see).
 //! 2. `scan`: one walk (`hammer2::walk`) over every reachable block, reading every copy
-//!    of every metadata block as it goes (`blocks`), checking the tree's shape
-//!    (`structure`), marking space (`space`), recording inodes and entries (`namespace`)
-//!    and copy placement (`copies`); data blocks are queued and verified in device order.
+//!    of every metadata block as it goes (`blocks`; read ahead in runs by `readahead`),
+//!    checking the tree's shape (`structure`), marking space (`space`), recording inodes
+//!    and entries (`namespace`) and copy placement (`copies`); data blocks are queued and
+//!    verified in device order.
 //! 3. The checks over everything: free map against reachable blocks (`space`), the
 //!    namespace (`namespace::analyze`, which also plans the repairs), device states.
 //! 4. `repair` (`-y`, `-p`): rewrite bad copies, then one commit through the engine for
@@ -27,6 +28,7 @@ pub mod open;
 pub mod plan;
 pub mod problem;
 pub mod progress;
+pub mod readahead;
 pub mod repair;
 pub mod report;
 pub mod scan;

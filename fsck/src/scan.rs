@@ -9,6 +9,7 @@
 use crate::blocks::{CopyResult, DataProblem, read_all};
 use crate::copies::placement;
 use crate::namespace::Entry;
+use crate::readahead::ReadAhead;
 use crate::report::{BlockAt, FindingId, Problem, Repair};
 use crate::structure::{Issue, Owner};
 use crate::{Checker, HealJob};
@@ -39,11 +40,17 @@ pub struct Scan<'c, 'v> {
     /// The reference `visit` saw last (so `malformed` can tell a decode failure of a block
     /// it read from a reference it never saw).
     last: Option<Blockref>,
+    ahead: ReadAhead,
 }
 
 impl<'c, 'v> Scan<'c, 'v> {
     pub fn new(ck: &'c mut Checker<'v>) -> Self {
-        Scan { ck, last: None }
+        Scan { ck, last: None, ahead: ReadAhead::default() }
+    }
+
+    /// Reads ahead the metadata among the entries of a node of `tree` the walk descends into.
+    pub fn read_ahead(&mut self, tree: TreeKind, entries: &[Blockref]) {
+        self.ahead.children(self.ck.vol, tree, entries);
     }
 
     fn owner(&self, ctx: &Ctx) -> Option<Owner> {
@@ -194,6 +201,8 @@ impl<'c, 'v> Scan<'c, 'v> {
                 if let Ok(entries) = indirect::decode(&data, br.level) {
                     let issues = self.ck.shape.node(br, &entries);
                     self.shape_issues(issues, br, ctx);
+                    // The walk decodes these same bytes the same way: it visits them next.
+                    self.read_ahead(ctx.tree, &entries);
                 }
                 Some(Arc::from(data))
             }
@@ -317,7 +326,7 @@ impl Visitor for Scan<'_, '_> {
         if br.btype == BlockType::Dirent {
             self.ck.counts.entries += 1;
         }
-        let all = read_all(self.ck.vol, &ptr, &self.ck.io);
+        let all = read_all(self.ck.vol, &ptr, &self.ck.io, &mut self.ahead);
         self.ck.progress.tick(&self.ck.io);
         let good = all.data.is_some();
         if let Some(id) = self.copy_findings(br, ctx, &all.copies, good) {
@@ -353,6 +362,7 @@ impl Visitor for Scan<'_, '_> {
             let issues = self.ck.shape.root_entries(entries, br.mirror_tid, br.is_degraded());
             let ctx = Ctx { tree: TreeKind::Inodes, level: 0 };
             self.shape_issues(issues, br, &ctx);
+            self.read_ahead(TreeKind::Inode(ino.inum), entries);
         }
         Ok(())
     }
