@@ -9,6 +9,7 @@ as_root "$@"
 ensure_build_deps
 ensure_fuse
 ensure_cmd mkfs.ext4 e2fsprogs
+ensure_cmd fio fio
 ensure_rust
 
 log "cargo fmt --check"

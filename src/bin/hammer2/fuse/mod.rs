@@ -78,6 +78,11 @@ impl Hammer2Fuse {
     /// tar unpacks. Capabilities are still removed by the kernel, which asks for them where
     /// it matters.
     ///
+    /// And FUSE_ASYNC_DIO: without it the kernel turns every asynchronous direct request
+    /// (libaio, io_uring) into a synchronous one, so a program keeping 16 requests in flight
+    /// had one at a time reach us, and the workers sat idle: 4 KiB random writes at queue
+    /// depth 16 went from 5.9k to 11.8k IOPS, random reads to 59k.
+    ///
     /// Not the writeback cache: with it the kernel keeps written pages to itself until it
     /// flushes them, but it does not flush before asking us for SEEK_DATA/SEEK_HOLE, so we
     /// would report holes where a program has just written (and `cp`, `tar --sparse` would
@@ -98,7 +103,8 @@ impl Hammer2Fuse {
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_CACHE_SYMLINKS
-            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
+            | InitFlags::FUSE_ASYNC_DIO;
         for flag in wanted.iter() {
             if config.add_capabilities(flag).is_err() {
                 tracing::info!("the kernel does not offer {flag:?}");
