@@ -91,11 +91,13 @@ impl Volume {
                 continue;
             };
             let mut end = start + size;
+            let mut run = vec![(&refs[i], start, size)];
             let mut j = i + 1;
             while j < refs.len() {
                 match first(&refs[j]) {
                     Some((d, o, s)) if d == dev && o >= end && o - end <= MAX_GAP && o + s - start <= MAX_RUN => {
                         end = o + s;
+                        run.push((&refs[j], o, s));
                         j += 1;
                     }
                     _ => break,
@@ -103,13 +105,11 @@ impl Volume {
             }
             let storage = self.devices.get(dev).filter(|m| m.readable()).and_then(|m| m.storage.as_ref());
             let mut buf = vec![0u8; (end - start) as usize];
-            if j - i > 1 && storage.is_some_and(|s| s.read_at(&mut buf, start).is_ok()) {
-                for b in &refs[i..j] {
-                    // Every ref in the run has a pointer and a copy on `dev`: `first` said so.
-                    let (_, o, s) = first(b).expect("run refs have a first copy");
+            if run.len() > 1 && storage.is_some_and(|s| s.read_at(&mut buf, start).is_ok()) {
+                for (b, o, s) in run {
                     let block = &buf[(o - start) as usize..(o - start + s) as usize];
-                    let p = b.ptr().expect("run refs have pointers");
-                    if p.check.verify(block)
+                    if let Some(p) = b.ptr()
+                        && p.check.verify(block)
                         && let Some(k) = Self::key(b)
                     {
                         self.cache.insert(k, Cached::Bytes(Arc::from(block)));
