@@ -71,6 +71,7 @@ pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
     if fs.vol.read_only {
         return Ok(CommitReport { tid: current, ..Default::default() });
     }
+    let started = std::time::Instant::now();
     let snap = snapshot(fs);
     if snap.inodes.is_empty() && !force {
         return Ok(CommitReport { tid: current, ..Default::default() });
@@ -87,7 +88,18 @@ pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
             Err(Error::Corrupt(format!("internal error while building commit {tid}; no further changes are accepted")))
         });
     match result {
-        Ok((built, roots)) => Ok(install(fs, snap, built, roots)),
+        Ok((built, roots)) => {
+            let r = install(fs, snap, built, roots);
+            tracing::debug!(
+                "commit {}: {} inodes, {} blocks, {} KiB in {} ms",
+                r.tid,
+                r.inodes,
+                r.blocks,
+                r.bytes >> 10,
+                started.elapsed().as_millis()
+            );
+            Ok(r)
+        }
         Err(e) => {
             tracing::error!("commit {tid} failed: {e}; changes kept in memory");
             if fs.vol.devices.writable_count() == 0 {
