@@ -12,9 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/setup.sh
 as_root "$@"
-ensure_build_deps
-ensure_fuse
-ensure_rust
+ensure_build_and_fuse
 ensure_cmd fio fio
 
 cargo build --release --workspace

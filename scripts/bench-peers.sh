@@ -11,9 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/setup.sh
 as_root "$@"
-ensure_build_deps
-ensure_fuse
-ensure_rust
+ensure_build_and_fuse
 
 PEERS=${PEERS:-$(cd .. && pwd)/shared/bench/peers.sh}
 [ -f "$PEERS" ] || die "peers.sh not found at $PEERS (set PEERS=/path/to/peers.sh)"

@@ -7,10 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/setup.sh
 PREFIX=${PREFIX:-/usr/local}
 as_root "$@"
-
-ensure_build_deps
-ensure_fuse
-ensure_rust
+ensure_build_and_fuse
 cargo build --release --workspace
 install -d "$PREFIX/sbin"
 install -m 0755 target/release/hammer2 "$PREFIX/sbin/hammer2"

@@ -5,12 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/setup.sh
 as_root "$@"
-
-ensure_build_deps
-ensure_fuse
+ensure_build_and_fuse
 ensure_cmd mkfs.ext4 e2fsprogs
 ensure_cmd fio fio
-ensure_rust
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

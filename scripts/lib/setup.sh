@@ -33,6 +33,13 @@ ensure_cmd() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
 }
 
+# Everything every script here needs: build dependencies, FUSE and a Rust toolchain.
+ensure_build_and_fuse() {
+    ensure_build_deps
+    ensure_fuse
+    ensure_rust
+}
+
 # What building hammer2 needs: a C linker and curl for rustup.
 ensure_build_deps() {
     ensure_cmd cc build-essential
