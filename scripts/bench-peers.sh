@@ -3,6 +3,9 @@
 # targets beside the peers, in one run:
 #   hammer2-c1   copies=1 on one image file
 #   hammer2-c2   copies=2 on two image files (each copy on its own image)
+#   fuse-floor   examples/fuse_floor.rs: a FUSE filesystem that does no work (keeps names,
+#                drops data) and negotiates what hammer2 does, so it gets the same requests.
+#                Its figures are the most any FUSE filesystem reaches on this machine.
 # Usage (as root):  ./scripts/bench-peers.sh
 #                   TARGETS="bindfs hammer2-c1 hammer2-c2" ./scripts/bench-peers.sh
 # Every knob of peers.sh (WORK, WORKLOADS, SEQ_SIZE, ...) passes through. The table and a
@@ -16,10 +19,11 @@ ensure_build_and_fuse
 PEERS=${PEERS:-$(cd .. && pwd)/shared/bench/peers.sh}
 [ -f "$PEERS" ] || die "peers.sh not found at $PEERS (set PEERS=/path/to/peers.sh)"
 cargo build --release --workspace
+cargo build --release --example fuse_floor
 BIN=$PWD/target/release
 export WORK=${WORK:-/tmp/fsbench}
 mkdir -p "$WORK"
-export TARGETS=${TARGETS:-"raw bindfs fuse2fs zfs-fuse-c1 zfs-fuse-c2 btrfs-dup ext4-loop hammer2-c1 hammer2-c2"}
+export TARGETS=${TARGETS:-"raw bindfs fuse2fs zfs-fuse-c1 zfs-fuse-c2 btrfs-dup ext4-loop fuse-floor hammer2-c1 hammer2-c2"}
 
 # peers.sh ends by calling main; our targets are defined before that line in a copy made
 # for this run (nothing of peers.sh is kept in the repository).
@@ -46,6 +50,13 @@ setup_hammer2_c2() {
 }
 remount_hammer2_c2() { h2_umount; h2_mount "\${H2_IMGS[@]}"; }
 teardown_hammer2_c2() { MNT=\$MNTDIR/hammer2-c2; h2_umount; rm -f "\$IMGDIR"/hammer2-c2*.img; }
+setup_fuse_floor() {
+    MNT=\$MNTDIR/fuse-floor; mkdir -p "\$MNT"
+    fuse_start "\$MNT" "\$H2/examples/fuse_floor" "\$MNT" || { SKIP_REASON="mount failed (see \$TLOG)"; return 1; }
+    FLOOR_PID=\$FUSE_PID
+}
+# No remount hook: the tree lives only in the daemon, so cold phases just drop the kernel caches.
+teardown_fuse_floor() { MNT=\$MNTDIR/fuse-floor; fuse_stop "\$MNT" "\${FLOOR_PID:-}"; FLOOR_PID=""; }
 main "\$@"
 HAMMER2
 log "running $RUN with TARGETS=\"$TARGETS\""
