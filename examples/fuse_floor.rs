@@ -3,29 +3,30 @@
 //!
 //! It keeps names and attributes in memory, drops written data and reads back zeros, and
 //! answers every request at once. It negotiates what `hammer2 mount` negotiates (the same
-//! mount options, worker threads, init flags and open flags), so the kernel sends it the
-//! same requests for the same workload. Whatever it reaches on a workload is the most any
+//! mount options and worker threads, and hammer2's own `negotiate.rs` for the init flags,
+//! open flags and TTLs), so the kernel sends it the same requests for the same workload. Whatever it reaches on a workload is the most any
 //! FUSE filesystem can reach on that machine; `scripts/bench-peers.sh` runs it as the
 //! `fuse-floor` target beside ours and the peers.
 //!
 //! Usage: `cargo run --release --example fuse_floor -- MOUNTPOINT` (runs in the foreground
 //! until unmounted).
 
+#[path = "../src/bin/hammer2/fuse/negotiate.rs"]
+mod negotiate;
+
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, KernelConfig, LockOwner,
+    MountOption, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
     ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, Session, TimeOrNow, WriteFlags,
 };
+use negotiate::{ATTR_TTL, ENTRY_TTL, open_flags};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-/// The TTLs `hammer2 mount` replies with.
-const ATTR_TTL: Duration = Duration::from_secs(1);
-const ENTRY_TTL: Duration = Duration::from_secs(3600);
 const ROOT: u64 = 1;
 
 struct Node {
@@ -140,34 +141,9 @@ fn empty(reply: ReplyEmpty, r: Result<(), Errno>) {
     }
 }
 
-/// The open flags `hammer2 mount` gives.
-fn open_flags(flags: i32) -> FopenFlags {
-    if flags & libc::O_DIRECT != 0 {
-        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
-    } else {
-        FopenFlags::FOPEN_KEEP_CACHE
-    }
-}
-
 impl Filesystem for Floor {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        if let Err(max) = config.set_max_write(1 << 20) {
-            let _ = config.set_max_write(max);
-        }
-        if let Err(max) = config.set_max_readahead(1 << 20) {
-            let _ = config.set_max_readahead(max);
-        }
-        let _ = config.set_max_background(64);
-        let wanted = InitFlags::FUSE_ASYNC_READ
-            | InitFlags::FUSE_BIG_WRITES
-            | InitFlags::FUSE_MAX_PAGES
-            | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS
-            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
-            | InitFlags::FUSE_ASYNC_DIO;
-        for flag in wanted.iter() {
-            let _ = config.add_capabilities(flag);
-        }
+        negotiate::configure(config);
         Ok(())
     }
 
@@ -323,6 +299,17 @@ impl Filesystem for Floor {
         let s = self.0.lock();
         for (i, (name, child)) in s.children(ino.0).enumerate().skip(offset as usize) {
             if reply.add(INodeNo(child), i as u64 + 1, s.nodes[&child].kind, name) {
+                break;
+            }
+        }
+        reply.ok()
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let s = self.0.lock();
+        for (i, (name, child)) in s.children(ino.0).enumerate().skip(offset as usize) {
+            let attr = s.nodes[&child].attr(child);
+            if reply.add(INodeNo(child), i as u64 + 1, name, &ATTR_TTL, &attr, Generation(0)) {
                 break;
             }
         }

@@ -3,6 +3,7 @@
 //! kernel lookup reference before they are sent; `forget` drops them.
 
 use super::convert::{access_allowed, file_attr, negative_attr, request_time, time_set};
+use super::negotiate::open_flags;
 use super::{ATTR_TTL, ENTRY_TTL, Hammer2Fuse, xattr};
 use fuser::{
     AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner,
@@ -27,20 +28,6 @@ fn referenced(fs: &Fs, a: hammer2::Result<Attr>) -> hammer2::Result<Attr> {
     Ok(a)
 }
 
-/// How the kernel treats an open file. Every open shares the page cache (nobody else changes
-/// our files). An O_DIRECT open bypasses it and may have its writes served in parallel: the
-/// kernel otherwise holds the inode lock across each direct write, so a database's or fio's
-/// queue of 16 writes to one file would reach us one at a time. The engine orders writes to
-/// one file itself (its inode lock), so parallel requests are safe; the kernel still
-/// serializes writes that extend the file.
-fn open_flags(flags: i32) -> FopenFlags {
-    if flags & libc::O_DIRECT != 0 {
-        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
-    } else {
-        FopenFlags::FOPEN_KEEP_CACHE
-    }
-}
-
 impl Hammer2Fuse {
     fn reply_entry(&self, reply: ReplyEntry, r: Result<Attr, Errno>) {
         match r {
@@ -59,7 +46,7 @@ impl Hammer2Fuse {
 
 impl Filesystem for Hammer2Fuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        self.configure(config);
+        super::negotiate::configure(config);
         Ok(())
     }
 
