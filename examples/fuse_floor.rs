@@ -4,9 +4,12 @@
 //! It keeps names and attributes in memory, drops written data and reads back zeros, and
 //! answers every request at once. It negotiates what `hammer2 mount` negotiates (the same
 //! mount options and worker threads, and hammer2's own `negotiate.rs` for the init flags,
-//! open flags and TTLs), so the kernel sends it the same requests for the same workload. Whatever it reaches on a workload is the most any
-//! FUSE filesystem can reach on that machine; `scripts/bench-peers.sh` runs it as the
-//! `fuse-floor` target beside ours and the peers.
+//! open flags and TTLs), so the kernel sends it the same requests for the same workload.
+//! Whatever it reaches on a workload is the most any FUSE filesystem can reach on that
+//! machine; `scripts/bench-peers.sh` runs it as the `fuse-floor` target beside ours and
+//! the peers. It checks only what the benchmark workloads rely on (a rename, for one,
+//! replaces its target without looking at types or RENAME_* flags): it is an instrument,
+//! not a filesystem.
 //!
 //! Usage: `cargo run --release --example fuse_floor -- MOUNTPOINT` (runs in the foreground
 //! until unmounted).
