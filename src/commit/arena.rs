@@ -41,7 +41,7 @@ pub struct PBlock {
     /// The final reference, set by `finalize`.
     pub done: Option<Blockref>,
     /// Encoded bytes for generated content, set by `finalize`.
-    pub encoded: Option<Arc<[u8]>>,
+    pub encoded: Option<Vec<u8>>,
 }
 
 impl PBlock {
@@ -198,7 +198,7 @@ impl Arena {
             let check = method.compute(&bytes);
             let b = &mut self.blocks[i];
             b.payload = payload;
-            b.encoded = Some(Arc::from(bytes));
+            b.encoded = Some(bytes);
             b.done = Some(Self::make_ref(b, tid, check, degraded_below));
         }
     }
