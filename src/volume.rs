@@ -126,6 +126,17 @@ impl Volume {
         read_verified(self, br.btype, ptr, ctx)
     }
 
+    /// Caches the entries of a node this process wrote, under the reference that names it.
+    /// The caller guarantees `entries` is exactly what the node encodes (its check value
+    /// was computed over that encoding), so a later read would decode the same entries.
+    pub fn cache_node(&self, br: &Blockref, entries: Arc<[Blockref]>) {
+        if br.btype == BlockType::Indirect
+            && let Some(k) = Self::key(br)
+        {
+            self.cache.insert(k, Cached::Node(entries));
+        }
+    }
+
     /// The decoded entries of the INDIRECT node `br` points to.
     pub fn read_node(&self, br: &Blockref) -> Result<Arc<[Blockref]>> {
         if br.btype != BlockType::Indirect {

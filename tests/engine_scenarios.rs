@@ -489,3 +489,40 @@ fn a_failed_commit_leaves_its_changed_inodes_counted_once_against_the_dirty_limi
     assert_eq!(inner.dirty_load(), before, "the failed commit's inodes are queued again, counted once");
     fs.crash();
 }
+
+#[test]
+fn after_a_commit_the_changed_directory_is_searched_and_changed_again_without_reading_a_device() {
+    // Each commit gives a changed directory new tree nodes. The next create or unlink in it
+    // must find them in the block cache, not read them back one synchronous read at a time.
+    let base = mem_devices(2, 128 << 20);
+    format_copies(&base, 2);
+    let faulty: Vec<Arc<FaultyStorage>> =
+        base.iter().enumerate().map(|(i, d)| Arc::new(FaultyStorage::new(d.clone(), i as u64))).collect();
+    let devs: Vec<DynStorage> = faulty.iter().map(|f| f.clone() as DynStorage).collect();
+    let fs = Fs::mount(devs, quiet_options()).unwrap();
+    let d = fs.mkdir(fs.root(), b"d", 0o755, C).unwrap();
+    for i in 0..2000 {
+        fs.create(d.ino, format!("f{i}").as_bytes(), 0o644, C).unwrap();
+    }
+    fs.sync().unwrap();
+
+    for f in &faulty {
+        f.set_plan(FaultPlan { read_error_rate: 1.0, ..Default::default() });
+    }
+    for i in (0..2000).step_by(3) {
+        fs.unlink(d.ino, format!("f{i}").as_bytes()).unwrap();
+    }
+    fs.sync().unwrap();
+    for i in 0..500 {
+        fs.create(d.ino, format!("g{i}").as_bytes(), 0o644, C).unwrap();
+        assert!(fs.lookup(d.ino, format!("f{}", 3 * i + 1).as_bytes()).is_ok());
+    }
+    fs.sync().unwrap();
+
+    let reads: u64 = faulty.iter().map(|f| f.counts.read_errors.load(Ordering::Relaxed)).sum();
+    assert_eq!(reads, 0, "no device read was needed after the first commit");
+    for f in &faulty {
+        f.set_plan(FaultPlan::default());
+    }
+    assert_consistent(&fs);
+}

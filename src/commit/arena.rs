@@ -42,6 +42,9 @@ pub struct PBlock {
     pub done: Option<Blockref>,
     /// Encoded bytes for generated content, set by `finalize`.
     pub encoded: Option<Vec<u8>>,
+    /// A node's final entries, set by `finalize`: what a read of the node would decode,
+    /// handed to the block cache once the commit is durable.
+    pub entries: Option<Arc<[Blockref]>>,
 }
 
 impl PBlock {
@@ -172,12 +175,15 @@ impl Arena {
             if self.blocks[i].dead || self.blocks[i].done.is_some() {
                 continue;
             }
+            let mut node_entries = None;
             let (bytes, degraded_below, payload) = match &self.blocks[i].content {
                 Content::Bytes { .. } => unreachable!("bytes blocks finalized above"),
                 Content::Node(entries) => {
-                    let refs: Vec<Blockref> = entries.iter().map(|e| self.resolve(e)).collect();
+                    let refs: Arc<[Blockref]> = entries.iter().map(|e| self.resolve(e)).collect();
                     let deg = refs.iter().any(|r| r.is_degraded());
-                    (indirect::encode(&refs, self.blocks[i].size as usize), deg, self.blocks[i].payload)
+                    let bytes = indirect::encode(&refs, self.blocks[i].size as usize);
+                    node_entries = Some(refs);
+                    (bytes, deg, self.blocks[i].payload)
                 }
                 Content::Inode { block, root } => {
                     let mut block = (**block).clone();
@@ -199,6 +205,7 @@ impl Arena {
             let b = &mut self.blocks[i];
             b.payload = payload;
             b.encoded = Some(bytes);
+            b.entries = node_entries;
             b.done = Some(Self::make_ref(b, tid, check, degraded_below));
         }
     }

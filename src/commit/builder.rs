@@ -78,6 +78,7 @@ impl<'a> Builder<'a> {
             dead: false,
             done: None,
             encoded: None,
+            entries: None,
         });
         Ok(PEntry::New(id))
     }
@@ -96,6 +97,7 @@ impl<'a> Builder<'a> {
             dead: false,
             done: None,
             encoded: None,
+            entries: None,
         });
         Ok(PEntry::New(id))
     }
@@ -114,6 +116,7 @@ impl<'a> Builder<'a> {
             dead: false,
             done: None,
             encoded: None,
+            entries: None,
         });
         Ok(PEntry::New(id))
     }
@@ -152,6 +155,7 @@ impl NodeWriter for Builder<'_> {
             dead: false,
             done: None,
             encoded: None,
+            entries: None,
         });
         Ok(PEntry::New(id))
     }

@@ -242,6 +242,7 @@ fn resolve_roots(built: &Built, tid: u64) -> Roots {
 
 fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitReport {
     let tid = roots.tid;
+    warm_cache(fs, &built.arena);
     *fs.roots.write() = roots;
     for ((inode, fl, _), r) in snap.inodes.iter().zip(&built.inodes) {
         let mut st = inode.state.write();
@@ -290,6 +291,19 @@ fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitRe
     fs.inodes.evict_clean();
     return_freed_memory();
     CommitReport { tid, inodes: snap.inodes.len(), blocks, bytes }
+}
+
+/// Puts the nodes this commit wrote into the block cache. Each changed directory, file
+/// map and the inode tree gets new nodes in every commit, and the next lookup in them
+/// would otherwise read each one back from a device (a synchronous read on the path of
+/// the next FUSE request). Only nodes: they are small and are read again at once, while
+/// written file data is often never read back and would push them out.
+fn warm_cache(fs: &FsInner, arena: &Arena) {
+    for b in arena.blocks.iter().filter(|b| !b.dead) {
+        if let (Some(done), Some(entries)) = (&b.done, &b.entries) {
+            fs.vol.cache_node(done, entries.clone());
+        }
+    }
 }
 
 /// Hands the memory this commit freed (the flushed overlays, the arena) back to the system.
