@@ -107,6 +107,10 @@ fn workload() -> Run {
         }
         sync(&fs, &mut commits);
     }
+    // A large rewrite into reused space: a commit with several MiB of data streams it to
+    // the devices while it is still being built, so power cuts also fall among those writes.
+    fs.write(fill.ino, 4 << 20, &data(6 << 20, 77)).unwrap();
+    sync(&fs, &mut commits);
 
     let begin = log.len();
     fs.unmount().unwrap();

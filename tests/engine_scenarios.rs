@@ -526,3 +526,28 @@ fn after_a_commit_the_changed_directory_is_searched_and_changed_again_without_re
     }
     assert_consistent(&fs);
 }
+
+#[test]
+fn with_two_copies_a_device_failing_while_a_large_commit_streams_its_data_is_dropped_and_the_commit_succeeds() {
+    let base = mem_devices(2, 128 << 20);
+    format_copies(&base, 2);
+    let faulty = Arc::new(FaultyStorage::new(base[1].clone(), 11));
+    let devs: Vec<DynStorage> = vec![base[0].clone(), faulty.clone()];
+    let fs = Fs::mount(devs, quiet_options()).unwrap();
+    let f = fs.create(fs.root(), b"f", 0o644, C).unwrap();
+    let data: Vec<u8> = (0..24_000_000u32).map(|i| (i / 7) as u8).collect();
+    fs.write(f.ino, 0, &data).unwrap();
+    // The first streamed writes land, later ones fail: the device dies mid-stream.
+    faulty.set_plan(FaultPlan { write_error_ranges: vec![(16 << 20, 128 << 20)], ..Default::default() });
+
+    fs.sync().expect("the commit is retried on the remaining copy");
+
+    let m = fs.inner().vol.devices.get(1).unwrap();
+    assert_eq!(m.state(), hammer2::devices::MemberState::Failed);
+    assert!(faulty.counts.write_errors.load(Ordering::Relaxed) > 0, "the fault was hit");
+    assert_eq!(fs.read(f.ino, 0, data.len()).unwrap(), data);
+    fs.unmount().unwrap();
+    let fs = Fs::mount(vec![base[0].clone()], Options { degraded: true, ..quiet_options() }).unwrap();
+    let f = fs.lookup(fs.root(), b"f").unwrap();
+    assert_eq!(fs.read(f.ino, 0, data.len()).unwrap(), data, "the surviving copy holds the commit");
+}

@@ -38,6 +38,8 @@ pub struct PBlock {
     pub content: Content,
     /// Dropped by a later step of the same commit (its allocation was released).
     pub dead: bool,
+    /// Its copies went to the devices' streaming writers while the commit was built.
+    pub streamed: bool,
     /// The final reference, set by `finalize`.
     pub done: Option<Blockref>,
     /// Encoded bytes for generated content, set by `finalize`.

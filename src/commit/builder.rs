@@ -2,6 +2,7 @@
 //! blocks and the allocator. It implements the tree's `NodeWriter`.
 
 use super::arena::{Arena, Content, PBlock};
+use super::writeout::Streams;
 use crate::alloc::{Allocator, Extent};
 use crate::error::Result;
 use crate::tree::modify::{NodeWriter, PEntry, PRoot};
@@ -18,11 +19,13 @@ pub struct Builder<'a> {
     pub tid: u64,
     /// Bytes of DATA blocks released since the counter was last reset (st_blocks upkeep).
     pub released_data: u64,
+    /// Where content known up front goes as soon as it has a place (large commits).
+    pub streams: Option<&'a Streams>,
 }
 
 impl<'a> Builder<'a> {
-    pub fn new(vol: &'a Volume, alloc: &'a mut Allocator, tid: u64) -> Builder<'a> {
-        Builder { vol, alloc, arena: Arena::default(), tid, released_data: 0 }
+    pub fn new(vol: &'a Volume, alloc: &'a mut Allocator, tid: u64, streams: Option<&'a Streams>) -> Builder<'a> {
+        Builder { vol, alloc, arena: Arena::default(), tid, released_data: 0, streams }
     }
 
     fn place(&mut self, size: u32) -> Result<hammer2_format::blockref::Copies> {
@@ -66,6 +69,10 @@ impl<'a> Builder<'a> {
     ) -> Result<PEntry> {
         debug_assert!(len as u64 % UNIT == 0 && len <= buf.len());
         let copies = self.place(len as u32)?;
+        // Every copy must reach a stream, or none may count as written.
+        let streamed = self.streams.is_some_and(|st| {
+            copies.iter().filter(|l| l.is_valid()).fold(true, |all, l| st.send(l.device, l.offset, &buf, len) && all)
+        });
         let id = self.arena.push(PBlock {
             btype,
             key,
@@ -76,6 +83,7 @@ impl<'a> Builder<'a> {
             copies,
             content: Content::Bytes { buf, len },
             dead: false,
+            streamed,
             done: None,
             encoded: None,
             entries: None,
@@ -95,6 +103,7 @@ impl<'a> Builder<'a> {
             copies,
             content: Content::Inode { block: Box::new(block), root },
             dead: false,
+            streamed: false,
             done: None,
             encoded: None,
             entries: None,
@@ -114,6 +123,7 @@ impl<'a> Builder<'a> {
             copies,
             content: Content::FreemapLeaf { device, leaf },
             dead: false,
+            streamed: false,
             done: None,
             encoded: None,
             entries: None,
@@ -153,6 +163,7 @@ impl NodeWriter for Builder<'_> {
             copies,
             content: Content::Node(entries),
             dead: false,
+            streamed: false,
             done: None,
             encoded: None,
             entries: None,

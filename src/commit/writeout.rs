@@ -1,24 +1,129 @@
 //! Writing a commit's blocks: every copy of every block, grouped per device, sorted by
 //! offset and coalesced into large vectored writes, one thread per device so the copies of
 //! a block are written in parallel. Then one flush per device.
+//!
+//! A large commit starts writing before it is built: [`Streams`] takes the copies of
+//! each block whose content is known up front (file data, names, xattrs) as soon as they
+//! are allocated, and writes them while the trees, the free map and the check values are
+//! still being built. That is crash-safe because nothing names those blocks until the
+//! headers are written after the final flush, and a freshly allocated location is never
+//! part of the durable trees (the allocator reuses freed space only after the freeing
+//! commit is durable). An attempt that fails leaves only writes to free space behind.
 
 use super::arena::Arena;
 use crate::devices::Member;
 use crate::volume::Volume;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 
 /// Largest single write (bytes).
 const MAX_WRITE: usize = 8 << 20;
+/// A streaming writer waits for this much adjacent content before it writes, unless the
+/// stream ends: the builder allocates faster than a device writes, so waiting costs little
+/// and keeps the writes large.
+const MIN_STREAM_WRITE: usize = 1 << 20;
+/// Commits with less changed data than this are not worth writer threads of their own.
+pub const STREAM_MIN_DIRTY: u64 = 4 << 20;
+
+/// One copy of a block to write: (offset, content, length).
+type Piece = (u64, Arc<Vec<u8>>, usize);
+
+/// Per-device writers fed while the commit is built. Dropping it ends the streams; the
+/// scope the writers run in waits for them.
+pub struct Streams {
+    senders: Vec<Option<Sender<Piece>>>,
+}
+
+impl Streams {
+    /// Starts one writer per writable device in `scope`.
+    pub fn start<'scope, 'env>(scope: &'scope std::thread::Scope<'scope, 'env>, vol: &'env Volume) -> Streams {
+        let senders = vol
+            .devices
+            .members
+            .iter()
+            .map(|m| {
+                if !m.writable() {
+                    return None;
+                }
+                let (tx, rx) = channel();
+                scope.spawn(move || stream_device(m, rx));
+                Some(tx)
+            })
+            .collect();
+        Streams { senders }
+    }
+
+    /// Queues the first `len` bytes of `buf` for `offset` on `device`. False when that
+    /// device has no writer (it was not writable when the commit started): the block must
+    /// then be written by [`write_and_flush`].
+    pub fn send(&self, device: u8, offset: u64, buf: &Arc<Vec<u8>>, len: usize) -> bool {
+        match self.senders.get(usize::from(device)) {
+            Some(Some(tx)) => tx.send((offset, buf.clone(), len)).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+/// Writes what arrives, in arrival order (allocation order, so mostly ascending offsets),
+/// coalescing adjacent pieces. A write error fails the device; the commit attempt then
+/// sees it as not writable and retries without it.
+fn stream_device(m: &Member, rx: Receiver<Piece>) {
+    let mut batch: Vec<Piece> = Vec::new();
+    let mut bytes = 0usize;
+    let mut ok = m.storage.is_some();
+    let mut write = |batch: &mut Vec<Piece>, bytes: &mut usize| {
+        if ok && let Some(storage) = &m.storage {
+            let bufs: Vec<&[u8]> = batch.iter().map(|(_, b, len)| &b[..*len]).collect();
+            if let Err(e) = storage.write_vectored_at(&bufs, batch[0].0) {
+                m.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                m.fail(&format!("write error at offset {}: {e}", batch[0].0));
+                ok = false;
+            }
+        }
+        batch.clear();
+        *bytes = 0;
+    };
+    loop {
+        // Block for more while the batch is small; once it is large, write it as soon as
+        // the stream goes quiet.
+        let next =
+            if bytes < MIN_STREAM_WRITE { rx.recv().map_err(|_| TryRecvError::Disconnected) } else { rx.try_recv() };
+        match next {
+            Ok(p) => {
+                let adjacent = batch.last().is_none_or(|(off, _, len)| off + *len as u64 == p.0);
+                if !adjacent || bytes + p.2 > MAX_WRITE {
+                    write(&mut batch, &mut bytes);
+                }
+                bytes += p.2;
+                batch.push(p);
+            }
+            Err(TryRecvError::Empty) => write(&mut batch, &mut bytes),
+            Err(TryRecvError::Disconnected) => {
+                if !batch.is_empty() {
+                    write(&mut batch, &mut bytes);
+                }
+                return;
+            }
+        }
+    }
+}
 
 /// Writes and flushes every live block of the arena. Returns the devices that failed (they
 /// are already marked failed); an empty list means every write is durable.
 pub fn write_and_flush(vol: &Volume, arena: &Arena) -> Vec<u8> {
     let ndev = vol.devices.len();
     let mut per_dev: Vec<Vec<(u64, &[u8])>> = vec![Vec::new(); ndev];
+    // A device that took only streamed writes still needs its flush (and its verdict).
+    let mut streamed_to = vec![false; ndev];
     for b in arena.blocks.iter().filter(|b| !b.dead) {
         let bytes = b.bytes();
         for loc in b.copies.iter().filter(|l| l.is_valid()) {
-            per_dev[usize::from(loc.device)].push((loc.offset, bytes));
+            if b.streamed {
+                streamed_to[usize::from(loc.device)] = true;
+            } else {
+                per_dev[usize::from(loc.device)].push((loc.offset, bytes));
+            }
         }
     }
     for (dev, off, bytes) in &arena.extra {
@@ -28,7 +133,7 @@ pub fn write_and_flush(vol: &Volume, arena: &Arena) -> Vec<u8> {
         let handles: Vec<_> = per_dev
             .into_iter()
             .enumerate()
-            .filter(|(_, w)| !w.is_empty())
+            .filter(|(d, w)| !w.is_empty() || streamed_to[*d])
             .map(|(d, mut writes)| {
                 let m = &vol.devices.members[d];
                 s.spawn(move || {
