@@ -69,10 +69,11 @@ impl<'a> Builder<'a> {
     ) -> Result<PEntry> {
         debug_assert!(len as u64 % UNIT == 0 && len <= buf.len());
         let copies = self.place(len as u32)?;
-        // Every copy must reach a stream, or none may count as written.
-        let streamed = self.streams.is_some_and(|st| {
-            copies.iter().filter(|l| l.is_valid()).fold(true, |all, l| st.send(l.device, l.offset, &buf, len) && all)
-        });
+        // A block counts as streamed only when every copy reached a stream; otherwise step 4
+        // writes all its copies (rewriting a streamed one with the same bytes is harmless).
+        let streamed = self
+            .streams
+            .is_some_and(|st| copies.iter().filter(|l| l.is_valid()).all(|l| st.send(l.device, l.offset, &buf, len)));
         let id = self.arena.push(PBlock {
             btype,
             key,
