@@ -44,11 +44,22 @@ struct Bounce {
 // move to, and be dropped on, another thread.
 unsafe impl Send for Bounce {}
 
+/// Bounce buffers are aligned to, and asked to be backed by, 2 MiB huge pages: the kernel
+/// then pins 4 pages instead of 2,048 for each 8 MiB write, and the block layer builds
+/// requests from 2 MiB segments instead of 4 KiB ones (a virtio disk takes at most 254
+/// segments per request, so 4 KiB pages cap a request at about 1 MiB: eight device
+/// requests, and eight VM exits to notify the device, per 8 MiB write). Where huge pages
+/// are not available the buffer is simply made of small pages.
+const BOUNCE_ALIGN: usize = 2 << 20;
+
 impl Bounce {
     fn new() -> Option<Bounce> {
-        let layout = std::alloc::Layout::from_size_align(DIRECT_CHUNK, DIRECT_ALIGN).ok()?;
+        let layout = std::alloc::Layout::from_size_align(DIRECT_CHUNK, BOUNCE_ALIGN).ok()?;
         // SAFETY: the layout has a non-zero size.
         let ptr = std::ptr::NonNull::new(unsafe { std::alloc::alloc(layout) })?;
+        // SAFETY: the range is this allocation, not yet touched; MADV_HUGEPAGE only changes
+        // how its pages will be backed. Failure (no THP support) is harmless.
+        unsafe { libc::madvise(ptr.as_ptr().cast(), DIRECT_CHUNK, libc::MADV_HUGEPAGE) };
         Some(Bounce { ptr, layout })
     }
     fn as_mut_slice(&mut self) -> &mut [u8] {
@@ -274,6 +285,10 @@ mod tests {
             });
             assert!(s.bounces.lock().len() <= BOUNCES_KEPT, "at most {BOUNCES_KEPT} buffers are kept");
             assert!(!s.bounces.lock().is_empty(), "the buffers of ended threads are kept for the next write");
+            assert!(
+                s.bounces.lock().iter().all(|b| b.ptr.as_ptr() as usize % BOUNCE_ALIGN == 0),
+                "buffers start on a huge-page boundary"
+            );
         }
 
         for dev_off in [0u64, 16 << 20, 32 << 20] {
