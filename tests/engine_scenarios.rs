@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::engine::{assert_consistent, format_copies, mem_devices, mount, quiet_options};
+use common::engine::{CountingStorage, assert_consistent, format_copies, mem_devices, mount, quiet_options};
 use hammer2::fs::DIRTY_INODE_COST;
 use hammer2::storage::DynStorage;
 use hammer2::storage::faulty::{FaultPlan, FaultyStorage};
@@ -550,4 +550,41 @@ fn with_two_copies_a_device_failing_while_a_large_commit_streams_its_data_is_dro
     let fs = Fs::mount(vec![base[0].clone()], Options { degraded: true, ..quiet_options() }).unwrap();
     let f = fs.lookup(fs.root(), b"f").unwrap();
     assert_eq!(fs.read(f.ino, 0, data.len()).unwrap(), data, "the surviving copy holds the commit");
+}
+
+#[test]
+fn a_commit_of_a_large_file_and_many_small_ones_reaches_each_device_in_large_writes() {
+    // Regression: streamed data was written piece by piece where the pieces were not
+    // adjacent (the two copies of each block on one device, or small files' blocks between
+    // inode blocks): one device request per 16 KiB block.
+    for ndev in [1usize, 2] {
+        let base = mem_devices(ndev, 256 << 20);
+        format_copies(&base, 2);
+        let counted: Vec<Arc<CountingStorage>> =
+            base.iter().map(|d| Arc::new(CountingStorage::new(d.clone()))).collect();
+        let devs: Vec<DynStorage> = counted.iter().map(|c| c.clone() as DynStorage).collect();
+        let fs = Fs::mount(devs, quiet_options()).unwrap();
+        let big = fs.create(fs.root(), b"big", 0o644, C).unwrap();
+        let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+        for i in 0..32u64 {
+            fs.write(big.ino, i << 20, &chunk).unwrap();
+        }
+        for i in 0..2000 {
+            let f = fs.create(fs.root(), format!("small-{i}").as_bytes(), 0o644, C).unwrap();
+            fs.write(f.ino, 0, &chunk[..4096]).unwrap();
+        }
+        let before: u64 = counted.iter().map(|c| c.writes.load(Ordering::Relaxed)).sum();
+        let before_bytes: u64 = counted.iter().map(|c| c.bytes.load(Ordering::Relaxed)).sum();
+
+        fs.sync().unwrap();
+
+        let writes = counted.iter().map(|c| c.writes.load(Ordering::Relaxed)).sum::<u64>() - before;
+        let bytes = counted.iter().map(|c| c.bytes.load(Ordering::Relaxed)).sum::<u64>() - before_bytes;
+        assert!(bytes >= 2 * (48 << 20), "{ndev} device(s): both copies of 48 MiB were written ({bytes} bytes)");
+        assert!(
+            bytes / writes >= 256 << 10,
+            "{ndev} device(s): {writes} write requests for {bytes} bytes; expected at least 256 KiB per request"
+        );
+        assert_eq!(fs.read(big.ino, 5 << 20, 4096).unwrap(), chunk[..4096]);
+    }
 }

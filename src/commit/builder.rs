@@ -66,14 +66,16 @@ impl<'a> Builder<'a> {
         payload: Payload,
         buf: Arc<Vec<u8>>,
         len: usize,
+        stream: bool,
     ) -> Result<PEntry> {
         debug_assert!(len as u64 % UNIT == 0 && len <= buf.len());
         let copies = self.place(len as u32)?;
         // A block counts as streamed only when every copy reached a stream; otherwise step 4
         // writes all its copies (rewriting a streamed one with the same bytes is harmless).
-        let streamed = self
-            .streams
-            .is_some_and(|st| copies.iter().filter(|l| l.is_valid()).all(|l| st.send(l.device, l.offset, &buf, len)));
+        let streamed = stream
+            && self.streams.is_some_and(|st| {
+                copies.iter().filter(|l| l.is_valid()).all(|l| st.send(l.device, l.offset, &buf, len))
+            });
         let id = self.arena.push(PBlock {
             btype,
             key,

@@ -2,6 +2,7 @@
 //! content), producing a new inode block.
 
 use super::builder::Builder;
+use super::writeout::STREAM_MIN_FILE;
 use crate::copies::read::ReadCtx;
 use crate::error::Result;
 use crate::inode::{CommittedInode, Content, Flushing, Leaf};
@@ -79,6 +80,7 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
                         Payload::None,
                         Arc::new(buf),
                         len,
+                        false,
                     )?),
                 );
             }
@@ -92,6 +94,7 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
                     Ok(ControlFlow::Continue(()))
                 })?;
             }
+            let stream = fl.overlay.dirty_bytes >= STREAM_MIN_FILE;
             for (&k, buf) in &fl.overlay.data {
                 let key = k * bs;
                 if key >= size {
@@ -104,8 +107,15 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
                     continue;
                 }
                 written += len as u64;
-                let e =
-                    b.new_bytes(BlockType::Data, key, b.vol.params.data_block_shift, Payload::None, buf.clone(), len)?;
+                let e = b.new_bytes(
+                    BlockType::Data,
+                    key,
+                    b.vol.params.data_block_shift,
+                    Payload::None,
+                    buf.clone(),
+                    len,
+                    stream,
+                )?;
                 data.insert(key, Change::Put(e));
             }
             changes.extend(data);
@@ -159,7 +169,7 @@ fn leaf_change(b: &mut Builder, key: u64, leaf: Option<&Leaf>) -> Result<Change>
                 })),
                 None => {
                     let buf = Arc::new(dirent::encode_name_block(name));
-                    Change::Put(b.new_bytes(BlockType::Dirent, key, 0, payload, buf, UNIT as usize)?)
+                    Change::Put(b.new_bytes(BlockType::Dirent, key, 0, payload, buf, UNIT as usize, false)?)
                 }
             }
         }
@@ -167,7 +177,7 @@ fn leaf_change(b: &mut Builder, key: u64, leaf: Option<&Leaf>) -> Result<Change>
             let buf = xattr::encode(name, value);
             let len = buf.len();
             let payload = Payload::Xattr { name_len: name.len() as u16, value_len: value.len() as u32 };
-            Change::Put(b.new_bytes(BlockType::Xattr, key, 0, payload, Arc::new(buf), len)?)
+            Change::Put(b.new_bytes(BlockType::Xattr, key, 0, payload, Arc::new(buf), len, false)?)
         }
     })
 }

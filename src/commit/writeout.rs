@@ -25,6 +25,11 @@ const MAX_WRITE: usize = 8 << 20;
 const MIN_STREAM_WRITE: usize = 1 << 20;
 /// Commits with less changed data than this are not worth writer threads of their own.
 pub const STREAM_MIN_DIRTY: u64 = 4 << 20;
+/// Only files with at least this much changed data stream it: their blocks are allocated
+/// one after the other and coalesce into large writes. A small file's block sits between
+/// inode blocks and other small files' blocks, which are written after the build; streamed
+/// alone it would be a write of its own.
+pub const STREAM_MIN_FILE: u64 = 1 << 20;
 
 /// One copy of a block to write: (offset, content, length).
 type Piece = (u64, Arc<Vec<u8>>, usize);
@@ -65,45 +70,71 @@ impl Streams {
     }
 }
 
-/// Writes what arrives, in arrival order (allocation order, so mostly ascending offsets),
-/// coalescing adjacent pieces. A write error fails the device; the commit attempt then
-/// sees it as not writable and retries without it.
+/// Adjacent pieces collected for one write.
+struct Run {
+    end: u64,
+    bytes: usize,
+    pieces: Vec<Piece>,
+}
+
+/// Runs a writer keeps open at once: one per copy region the commit allocates in (copies
+/// on one device go to separate regions, so a block's copies arrive one after the other
+/// for two or more places), with room for a few breaks in the free space.
+const MAX_RUNS: usize = 8;
+
+/// Writes what arrives, in arrival order (allocation order: ascending offsets within each
+/// region), coalescing each piece with the open run it extends. A write error fails the
+/// device; the commit attempt then sees it as not writable and retries without it.
 fn stream_device(m: &Member, rx: Receiver<Piece>) {
-    let mut batch: Vec<Piece> = Vec::new();
-    let mut bytes = 0usize;
+    let mut runs: Vec<Run> = Vec::new();
+    let mut buffered = 0usize;
     let mut ok = m.storage.is_some();
-    let mut write = |batch: &mut Vec<Piece>, bytes: &mut usize| {
+    let mut write = |run: Run| {
         if ok && let Some(storage) = &m.storage {
-            let bufs: Vec<&[u8]> = batch.iter().map(|(_, b, len)| &b[..*len]).collect();
-            if let Err(e) = storage.write_vectored_at(&bufs, batch[0].0) {
+            let start = run.pieces[0].0;
+            let bufs: Vec<&[u8]> = run.pieces.iter().map(|(_, b, len)| &b[..*len]).collect();
+            if let Err(e) = storage.write_vectored_at(&bufs, start) {
                 m.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                m.fail(&format!("write error at offset {}: {e}", batch[0].0));
+                m.fail(&format!("write error at offset {start}: {e}"));
                 ok = false;
             }
         }
-        batch.clear();
-        *bytes = 0;
     };
     loop {
-        // Block for more while the batch is small; once it is large, write it as soon as
+        // Block for more while little is buffered; once enough is, write it all as soon as
         // the stream goes quiet.
         let next =
-            if bytes < MIN_STREAM_WRITE { rx.recv().map_err(|_| TryRecvError::Disconnected) } else { rx.try_recv() };
+            if buffered < MIN_STREAM_WRITE { rx.recv().map_err(|_| TryRecvError::Disconnected) } else { rx.try_recv() };
         match next {
             Ok(p) => {
-                let adjacent = batch.last().is_none_or(|(off, _, len)| off + *len as u64 == p.0);
-                if !adjacent || bytes + p.2 > MAX_WRITE {
-                    write(&mut batch, &mut bytes);
+                let len = p.2;
+                let (off, end) = (p.0, p.0 + len as u64);
+                if let Some(i) = runs.iter().position(|r| r.end == off && r.bytes + len <= MAX_WRITE) {
+                    let r = &mut runs[i];
+                    r.end = end;
+                    r.bytes += len;
+                    r.pieces.push(p);
+                } else {
+                    // A full run that this piece would extend, or the oldest run when too
+                    // many are open, goes out first.
+                    let out = runs.iter().position(|r| r.end == off).or((runs.len() >= MAX_RUNS).then_some(0));
+                    if let Some(i) = out {
+                        let r = runs.remove(i);
+                        buffered -= r.bytes;
+                        write(r);
+                    }
+                    runs.push(Run { end, bytes: len, pieces: vec![p] });
                 }
-                bytes += p.2;
-                batch.push(p);
+                buffered += len;
             }
-            Err(TryRecvError::Empty) => write(&mut batch, &mut bytes),
-            Err(TryRecvError::Disconnected) => {
-                if !batch.is_empty() {
-                    write(&mut batch, &mut bytes);
+            Err(quiet_or_end) => {
+                for r in runs.drain(..) {
+                    write(r);
                 }
-                return;
+                buffered = 0;
+                if quiet_or_end == TryRecvError::Disconnected {
+                    return;
+                }
             }
         }
     }

@@ -203,3 +203,41 @@ pub fn assert_every_copy_verifies(fs: &Fs) {
     walk::walk(&roots, &mut v).expect("walk");
     assert!(v.bad.is_empty(), "copies that fail their check: {:?}", v.bad);
 }
+
+/// Wraps a device and counts the write requests it receives and their bytes (a vectored
+/// write is one request, as it is one system call on a file).
+pub struct CountingStorage {
+    pub inner: DynStorage,
+    pub writes: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
+impl CountingStorage {
+    pub fn new(inner: DynStorage) -> CountingStorage {
+        CountingStorage { inner, writes: Default::default(), bytes: Default::default() }
+    }
+}
+
+impl hammer2::storage::Storage for CountingStorage {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.write_vectored_at(&[buf], offset)
+    }
+    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.writes.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(bufs.iter().map(|b| b.len() as u64).sum(), Relaxed);
+        self.inner.write_vectored_at(bufs, offset)
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+}
