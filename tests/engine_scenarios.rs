@@ -11,6 +11,7 @@ use hammer2::storage::faulty::{FaultPlan, FaultyStorage};
 use hammer2::storage::file::{FileStorage, OpenMode};
 use hammer2::vnops::file::Whence;
 use hammer2::{Creds, Error, Fs, Options, RenameFlags, SetAttr};
+use hammer2_format::BlockType;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -521,8 +522,27 @@ fn after_a_commit_the_changed_directory_is_searched_and_changed_again_without_re
 
     let reads: u64 = faulty.iter().map(|f| f.counts.read_errors.load(Ordering::Relaxed)).sum();
     assert_eq!(reads, 0, "no device read was needed after the first commit");
+    let vol = &fs.inner().vol;
+    let mut nodes = Vec::new();
+    {
+        let dir = fs.inner().inodes.get(d.ino).expect("directory in memory");
+        let st = dir.state.read();
+        let hammer2::inode::Content::Tree(root) = &st.committed.content else { panic!("a directory has a tree") };
+        let mut todo: Vec<_> = root.entries.iter().filter(|b| b.btype == BlockType::Indirect).copied().collect();
+        while let Some(br) = todo.pop() {
+            let cached = vol.read_node(&br).expect("served from the cache while reads fail");
+            todo.extend(cached.iter().filter(|b| b.btype == BlockType::Indirect).copied());
+            nodes.push((br, cached));
+        }
+    }
+    assert!(!nodes.is_empty(), "the directory has nodes");
     for f in &faulty {
         f.set_plan(FaultPlan::default());
+    }
+    for (br, cached) in nodes {
+        let bytes = vol.read_block_uncached(&br, &Default::default()).unwrap();
+        let decoded = hammer2_format::indirect::decode(&bytes, br.level).unwrap();
+        assert_eq!(&cached[..], &decoded[..], "a cached node holds what its block decodes to");
     }
     assert_consistent(&fs);
 }
