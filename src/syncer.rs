@@ -32,7 +32,12 @@ fn run(fs: &FsInner) {
         if fs.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let pressure = fs.commit_wanted.swap(false, Ordering::SeqCst) || fs.dirty_load() > fs.opts.dirty_limit / 2;
+        // A kick only wakes us; the load decides. Writers kick while a commit runs, when the
+        // load still counts the inodes being committed, and acting on those kicks made a
+        // second, small commit follow every large one at once (rewriting the same
+        // directories for a fraction of the changes).
+        fs.commit_wanted.store(false, Ordering::SeqCst);
+        let pressure = fs.dirty_load() > fs.opts.dirty_limit / 2;
         if pressure || last.elapsed() >= fs.opts.sync_interval {
             if let Err(e) = crate::commit::commit(fs, false, false) {
                 tracing::error!("background commit failed: {e}");
