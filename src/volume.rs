@@ -151,9 +151,7 @@ impl Volume {
         let ptr = br.ptr().ok_or_else(|| Error::Corrupt("indirect reference without a block".into()))?;
         let bytes = read_verified(self, br.btype, ptr, &ReadCtx::meta())?;
         let entries: Arc<[Blockref]> = Arc::from(indirect::decode(&bytes, br.level)?);
-        if let Some(k) = key {
-            self.cache.insert(k, Cached::Node(entries.clone()));
-        }
+        self.cache_node(br, entries.clone());
         Ok(entries)
     }
 }

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::engine::{CountingStorage, assert_consistent, format_copies, mem_devices, mount, quiet_options};
+use common::engine::{
+    CountingStorage, assert_consistent, format_copies, mem_devices, mount, quiet_options, two_copies_second_faulty,
+};
 use hammer2::fs::DIRTY_INODE_COST;
 use hammer2::storage::DynStorage;
 use hammer2::storage::faulty::{FaultPlan, FaultyStorage};
@@ -317,10 +319,7 @@ fn a_device_write_error_fails_the_commit_and_leaves_the_last_commit_mountable() 
 
 #[test]
 fn with_two_copies_a_device_failing_mid_stream_is_dropped_and_the_commit_succeeds() {
-    let base = mem_devices(2, 64 << 20);
-    format_copies(&base, 2);
-    let faulty = Arc::new(FaultyStorage::new(base[1].clone(), 9));
-    let devs: Vec<DynStorage> = vec![base[0].clone(), faulty.clone()];
+    let (_, faulty, devs) = two_copies_second_faulty(64 << 20, 9);
     let fs = Fs::mount(devs, quiet_options()).unwrap();
     let f = fs.create(fs.root(), b"f", 0o644, C).unwrap();
     faulty.vanish();
@@ -549,10 +548,7 @@ fn after_a_commit_the_changed_directory_is_searched_and_changed_again_without_re
 
 #[test]
 fn with_two_copies_a_device_failing_while_a_large_commit_streams_its_data_is_dropped_and_the_commit_succeeds() {
-    let base = mem_devices(2, 128 << 20);
-    format_copies(&base, 2);
-    let faulty = Arc::new(FaultyStorage::new(base[1].clone(), 11));
-    let devs: Vec<DynStorage> = vec![base[0].clone(), faulty.clone()];
+    let (base, faulty, devs) = two_copies_second_faulty(128 << 20, 11);
     let fs = Fs::mount(devs, quiet_options()).unwrap();
     let f = fs.create(fs.root(), b"f", 0o644, C).unwrap();
     let data: Vec<u8> = (0..24_000_000u32).map(|i| (i / 7) as u8).collect();

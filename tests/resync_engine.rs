@@ -4,7 +4,6 @@ mod common;
 
 use common::engine::*;
 use hammer2::devices::MemberState;
-use hammer2::storage::DynStorage;
 use hammer2::{Creds, Fs, Options, resync};
 
 const C: Creds = Creds { uid: 0, gid: 0 };
@@ -157,12 +156,7 @@ fn an_interrupted_resync_keeps_its_progress_and_finishes_when_restarted() {
 
 #[test]
 fn a_device_failing_in_a_write_stream_is_dropped_and_caught_up_when_it_returns() {
-    use hammer2::storage::faulty::FaultyStorage;
-    use std::sync::Arc;
-    let base = mem_devices(2, 256 << 20);
-    format_copies(&base, 2);
-    let faulty = Arc::new(FaultyStorage::new(base[1].clone(), 3));
-    let devs: Vec<DynStorage> = vec![base[0].clone(), faulty.clone()];
+    let (base, faulty, devs) = common::engine::two_copies_second_faulty(256 << 20, 3);
     let fs = Fs::mount(devs.clone(), Options { dirty_limit: 8 << 20, ..quiet_options() }).unwrap();
     let f = fs.create(fs.root(), b"stream", 0o644, C).unwrap();
     let chunk: Vec<u8> = (0..1 << 20).map(|i| (i * 13) as u8).collect();

@@ -24,6 +24,19 @@ pub fn quiet_options() -> Options {
     Options { background_sync: false, dirty_limit: 1 << 40, ..Options::default() }
 }
 
+/// Two devices formatted with 2 copies, the second behind a fault injector: (the plain
+/// devices, the injector, the devices to mount).
+pub fn two_copies_second_faulty(
+    size: u64,
+    seed: u64,
+) -> (Vec<DynStorage>, Arc<hammer2::storage::faulty::FaultyStorage>, Vec<DynStorage>) {
+    let base = mem_devices(2, size);
+    format_copies(&base, 2);
+    let faulty = Arc::new(hammer2::storage::faulty::FaultyStorage::new(base[1].clone(), seed));
+    let devs: Vec<DynStorage> = vec![base[0].clone(), faulty.clone()];
+    (base, faulty, devs)
+}
+
 pub fn mount(devs: &[DynStorage]) -> Fs {
     Fs::mount(devs.to_vec(), quiet_options()).expect("mount")
 }
