@@ -5,7 +5,7 @@
 //! `cargo bench --bench hot_paths` (criterion; reports in target/criterion).
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use hammer2::alloc::{Allocator, DeviceSpace};
+use hammer2::alloc::{Allocator, Class, DeviceSpace};
 use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
 use hammer2::storage::mem::MemStorage;
@@ -104,7 +104,7 @@ fn allocator(c: &mut Criterion) {
             || Allocator::new(vec![DeviceSpace::new(1 << 30, 1, None)]),
             |mut a| {
                 for _ in 0..1000 {
-                    let e = a.alloc(0, 0, 16).unwrap();
+                    let e = a.alloc(0, 0, Class::Data, 16).unwrap();
                     a.free(e);
                 }
                 a

@@ -14,6 +14,7 @@
 //! slices run, `verify_device` reads every copy on it and rewrites those that fail their
 //! check, after which it is treated as stale.
 
+use crate::alloc::Class;
 use crate::commit::builder::Builder;
 use crate::copies::read::ReadCtx;
 use crate::devices::MemberState;
@@ -214,7 +215,8 @@ impl Slice<'_, '_> {
         for (slot, loc) in np.copies.as_mut_slice().iter_mut().enumerate() {
             let writable = self.b.vol.devices.get(loc.device).is_some_and(|m| m.writable());
             if loc.state == CopyState::Missing && writable {
-                *loc = self.b.vol.placement.place_missing(self.b.alloc, loc.device, slot, p.size)?;
+                *loc =
+                    self.b.vol.placement.place_missing(self.b.alloc, loc.device, slot, Class::of(br.btype), p.size)?;
                 self.b.arena.extra.push((loc.device, loc.offset, data.clone()));
                 self.out.counts.copied_blocks += 1;
                 self.out.counts.copied_bytes += u64::from(p.size);

@@ -72,9 +72,9 @@ impl Volume {
     /// Reads the blocks of `refs` that lie close together in this order (first valid copy,
     /// one device, each after the previous with a gap of at most 64 KiB, which is read
     /// through) with as few requests as possible, and caches the ones whose content
-    /// verifies. Inode blocks of one commit are interleaved with the data of their files, so
-    /// reading through the gaps is what turns a directory's worth of inodes into one
-    /// request. Best effort: a block that fails is simply not cached (a later read tries
+    /// verifies. Inode blocks of one commit lie back to back in metadata zones
+    /// (`alloc/zones.rs`); reading through the gaps that later frees leave between them is
+    /// what keeps a directory's worth of inodes one request. Best effort: a block that fails is simply not cached (a later read tries
     /// every copy and heals).
     pub fn prefetch(&self, refs: &[Blockref]) {
         const MAX_GAP: u64 = 64 << 10;

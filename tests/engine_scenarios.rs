@@ -604,3 +604,32 @@ fn a_commit_of_a_large_file_and_many_small_ones_reaches_each_device_in_large_wri
         assert_eq!(fs.read(big.ino, 5 << 20, 4096).unwrap(), chunk[..4096]);
     }
 }
+
+#[test]
+fn a_cold_look_at_many_small_files_reads_their_inodes_not_their_data() {
+    // Inode blocks go to metadata zones, file data to data zones (alloc/zones.rs): the
+    // prefetch of neighbouring inodes no longer reads through the files' data between them.
+    const FILES: u64 = 2000;
+    let base = mem_devices(2, 256 << 20);
+    format_copies(&base, 2);
+    let fs = Fs::mount(base.clone(), quiet_options()).unwrap();
+    let data = vec![7u8; 4096];
+    for i in 0..FILES {
+        let f = fs.create(fs.root(), format!("f{i:05}").as_bytes(), 0o644, C).unwrap();
+        fs.write(f.ino, 0, &data).unwrap();
+    }
+    fs.unmount().unwrap();
+    let counted: Vec<Arc<CountingStorage>> = base.iter().map(|d| Arc::new(CountingStorage::new(d.clone()))).collect();
+    let fs = Fs::mount(counted.iter().map(|c| c.clone() as DynStorage).collect(), quiet_options()).unwrap();
+    let mounted: u64 = counted.iter().map(|c| c.read_bytes.load(Ordering::Relaxed)).sum();
+
+    for i in 0..FILES {
+        let a = fs.lookup(fs.root(), format!("f{i:05}").as_bytes()).unwrap();
+        assert_eq!(a.size, 4096);
+    }
+
+    let read = counted.iter().map(|c| c.read_bytes.load(Ordering::Relaxed)).sum::<u64>() - mounted;
+    let inodes = FILES * hammer2_format::layout::INODE_SIZE as u64;
+    assert!(read >= inodes, "every inode block was read ({read} bytes)");
+    assert!(read <= inodes + inodes / 4, "{read} bytes read for {inodes} bytes of inode blocks");
+}

@@ -211,15 +211,16 @@ fn devices_written_apart_refuse_to_mount_until_master_is_named_and_resync_makes_
     let m = img.mount();
     write_set(&m, "common", 10);
     m.unmount();
-    // Each alone: a adds files and deletes one; b deletes a file a keeps, commits, and writes
-    // new files into the space that frees, overwriting b's copies of blocks a still uses.
+    // Each alone: a adds files and deletes one; b deletes the files a keeps, commits, and
+    // writes new files into the space that frees (their zones are empty again, see
+    // alloc/zones.rs), overwriting b's copies of blocks a still uses.
     let m = img.mount_devices(&[a], "degraded", &[]);
     write_set(&m, "on-a", 5);
     fs::remove_file(m.join("common/f1")).unwrap();
     m.unmount();
     let m = img.mount_devices(&[b], "degraded", &[]);
-    fs::remove_file(m.join("common/f4")).unwrap();
-    fs::File::open(m.join("common")).unwrap().sync_all().unwrap();
+    fs::remove_dir_all(m.join("common")).unwrap();
+    fs::File::open(&m.path).unwrap().sync_all().unwrap();
     write_set(&m, "on-b", 10);
     m.unmount();
 

@@ -65,7 +65,8 @@ impl Bitmap {
         self.find_run_in(hint, end, n).or_else(|| self.find_run_in(start, (hint + n).min(end), n))
     }
 
-    fn find_run_in(&self, start: u64, end: u64, n: u64) -> Option<u64> {
+    /// First run of `n` clear units inside `[start, end)`, lowest first.
+    pub fn find_run_in(&self, start: u64, end: u64, n: u64) -> Option<u64> {
         let mut u = start;
         while u + n <= end {
             let w = self.words[(u / 64) as usize];

@@ -18,10 +18,13 @@
 pub mod bitmap;
 pub mod freemap;
 pub mod space;
+pub mod zones;
 
 use bitmap::Bitmap;
 use hammer2_format::layout::{FREEMAP_LEAF_UNITS, UNIT, region_bounds};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+pub use zones::Class;
+use zones::Zones;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Extent {
@@ -43,7 +46,11 @@ impl Extent {
 pub struct Region {
     pub start: u64,
     pub end: u64,
-    pub cursor: u64,
+    /// Where the next search of each class starts (indexed by `Class`).
+    cursors: [u64; 2],
+    /// The class found no room in its own or empty zones, and nothing was freed since:
+    /// go straight to the fallback instead of scanning the region again.
+    crowded: [bool; 2],
     pub free: u64,
 }
 
@@ -53,6 +60,7 @@ pub struct DeviceSpace {
     pub pending: Bitmap,
     pub regions: Vec<Region>,
     pub dirty_leaves: BTreeSet<u32>,
+    zones: Zones,
 }
 
 impl DeviceSpace {
@@ -72,7 +80,7 @@ impl DeviceSpace {
             .map(|k| {
                 let (s, e) = region_bounds(size, nregions, k);
                 let (s, e) = (s / UNIT, e / UNIT);
-                Region { start: s, end: e, cursor: s, free: bits.count_clear(s, e) }
+                Region { start: s, end: e, cursors: [s; 2], crowded: [false; 2], free: bits.count_clear(s, e) }
             })
             .collect();
         // Units outside every region are never free, whatever a damaged free map says.
@@ -85,7 +93,8 @@ impl DeviceSpace {
                 bits.set_range(u, 1, true);
             }
         }
-        DeviceSpace { size, pending: Bitmap::empty(units), bits, regions, dirty_leaves: BTreeSet::new() }
+        let zones = Zones::load(&bits);
+        DeviceSpace { size, pending: Bitmap::empty(units), bits, regions, dirty_leaves: BTreeSet::new(), zones }
     }
 
     /// A device whose free map could not be read: nothing can be allocated on it.
@@ -96,6 +105,26 @@ impl DeviceSpace {
 
     fn region_of(&self, unit: u64) -> Option<usize> {
         self.regions.iter().position(|r| unit >= r.start && unit < r.end)
+    }
+
+    /// Units leave the working map's free space: allocated (or pending reuse).
+    fn take(&mut self, unit: u64, count: u64, class: Class) {
+        self.bits.set_range(unit, count, true);
+        self.zones.taken(unit, count, class);
+        if let Some(r) = self.region_of(unit) {
+            self.regions[r].free -= count;
+        }
+    }
+
+    /// Units become allocatable again.
+    fn give(&mut self, unit: u64, count: u64) {
+        self.bits.set_range(unit, count, false);
+        self.zones.given(unit, count);
+        if let Some(r) = self.region_of(unit) {
+            let r = &mut self.regions[r];
+            r.free += count;
+            r.crowded = [false; 2];
+        }
     }
 
     fn mark(&mut self, unit: u64, count: u64) {
@@ -131,17 +160,24 @@ impl Allocator {
         Allocator { devs, ..Default::default() }
     }
 
-    /// Allocates `count` contiguous units in region `region` of `device`.
-    pub fn alloc(&mut self, device: u8, region: u8, count: u64) -> Option<Extent> {
+    /// Allocates `count` contiguous units for a block of `class` in region `region` of
+    /// `device`: in the class's own zones or empty ones if they have room (see `zones.rs`),
+    /// else wherever a run is free.
+    pub fn alloc(&mut self, device: u8, region: u8, class: Class, count: u64) -> Option<Extent> {
         let d = self.devs.get_mut(usize::from(device))?;
         let r = d.regions.get_mut(usize::from(region))?;
         if r.free < count {
             return None;
         }
-        let unit = d.bits.find_run(r.start, r.end, count, r.cursor)?;
-        d.bits.set_range(unit, count, true);
-        r.free -= count;
-        r.cursor = unit + count;
+        let c = class as usize;
+        let zoned =
+            if r.crowded[c] { None } else { d.zones.find_run(&d.bits, r.start, r.end, count, r.cursors[c], class) };
+        if zoned.is_none() {
+            r.crowded[c] = true;
+        }
+        let unit = zoned.or_else(|| d.bits.find_run(r.start, r.end, count, r.cursors[c]))?;
+        r.cursors[c] = unit + count;
+        d.take(unit, count, class);
         d.mark(unit, count);
         let e = Extent { device, unit, count };
         self.fresh.insert((device, unit));
@@ -165,10 +201,7 @@ impl Allocator {
         }
         d.mark(e.unit, e.count);
         if self.fresh.remove(&(e.device, e.unit)) {
-            d.bits.set_range(e.unit, e.count, false);
-            if let Some(r) = d.region_of(e.unit) {
-                d.regions[r].free += e.count;
-            }
+            d.give(e.unit, e.count);
             self.fresh_list.retain(|x| !(x.device == e.device && x.unit == e.unit));
         } else {
             d.pending.set_range(e.unit, e.count, true);
@@ -180,10 +213,7 @@ impl Allocator {
     pub fn rollback(&mut self) {
         for e in std::mem::take(&mut self.fresh_list) {
             let d = &mut self.devs[usize::from(e.device)];
-            d.bits.set_range(e.unit, e.count, false);
-            if let Some(r) = d.region_of(e.unit) {
-                d.regions[r].free += e.count;
-            }
+            d.give(e.unit, e.count);
             d.mark(e.unit, e.count);
         }
         self.fresh.clear();
@@ -216,11 +246,8 @@ impl Allocator {
                 continue;
             }
             let d = &mut self.devs[usize::from(e.device)];
-            d.bits.set_range(e.unit, e.count, false);
+            d.give(e.unit, e.count);
             d.pending.set_range(e.unit, e.count, false);
-            if let Some(r) = d.region_of(e.unit) {
-                d.regions[r].free += e.count;
-            }
         }
         self.deferred = keep;
     }
@@ -309,26 +336,26 @@ mod tests {
     }
 
     fn drain(a: &mut Allocator) -> Vec<Extent> {
-        std::iter::from_fn(|| a.alloc(0, 0, 16)).collect()
+        std::iter::from_fn(|| a.alloc(0, 0, Class::Data, 16)).collect()
     }
 
     #[test]
     fn a_block_freed_by_a_commit_is_not_handed_out_before_that_commit_is_durable() {
         let mut a = one_device();
-        let live = a.alloc(0, 0, 16).unwrap();
+        let live = a.alloc(0, 0, Class::Data, 16).unwrap();
         a.committed(1);
         a.free(live); // commit 2 no longer references it; commit 1 (durable) still does
         let rest = drain(&mut a);
         assert!(!rest.is_empty());
         assert!(rest.iter().all(|e| e.unit + e.count <= live.unit || e.unit >= live.unit + live.count));
         a.committed(2);
-        assert_eq!(a.alloc(0, 0, 16), Some(live), "reusable once commit 2 is durable");
+        assert_eq!(a.alloc(0, 0, Class::Data, 16), Some(live), "reusable once commit 2 is durable");
     }
 
     #[test]
     fn a_block_allocated_and_freed_in_one_commit_is_reusable_at_once() {
         let mut a = one_device();
-        let e = a.alloc(0, 0, 16).unwrap();
+        let e = a.alloc(0, 0, Class::Data, 16).unwrap();
         a.free(e);
         let rest = drain(&mut a);
         assert!(rest.contains(&e));
@@ -337,31 +364,31 @@ mod tests {
     #[test]
     fn a_pinned_tree_keeps_blocks_freed_after_it() {
         let mut a = one_device();
-        let live = a.alloc(0, 0, 16).unwrap();
+        let live = a.alloc(0, 0, Class::Data, 16).unwrap();
         a.committed(1);
         a.pin(1);
         a.free(live);
         a.committed(2);
         assert!(!drain(&mut a).contains(&live), "an online scrub of tree 1 may still read it");
         a.unpin(1);
-        assert_eq!(a.alloc(0, 0, 16), Some(live));
+        assert_eq!(a.alloc(0, 0, Class::Data, 16), Some(live));
     }
 
     #[test]
     fn a_failed_commit_rolls_back_its_allocations_and_frees() {
         let mut a = one_device();
-        let live = a.alloc(0, 0, 16).unwrap();
+        let live = a.alloc(0, 0, Class::Data, 16).unwrap();
         a.committed(1);
         let free_before = a.domain_free(0, 0);
         a.free(live);
-        let new = a.alloc(0, 0, 32).unwrap();
+        let new = a.alloc(0, 0, Class::Data, 32).unwrap();
         a.rollback();
         assert_eq!(a.domain_free(0, 0), free_before);
         assert!(a.is_allocated(&live), "still referenced by the durable commit");
         assert!(!a.is_allocated(&new));
         assert_eq!(a.leaf_bytes(0, 0), {
             let mut b = one_device();
-            b.alloc(0, 0, 16);
+            b.alloc(0, 0, Class::Data, 16);
             b.leaf_bytes(0, 0)
         });
     }
@@ -369,12 +396,36 @@ mod tests {
     #[test]
     fn the_free_map_of_a_commit_shows_its_frees_as_free() {
         let mut a = one_device();
-        let live = a.alloc(0, 0, 16).unwrap();
+        let live = a.alloc(0, 0, Class::Data, 16).unwrap();
         a.committed(1);
         a.free(live);
         let leaf = a.leaf_bytes(0, 0);
         assert!(!hammer2_format::freemap::get(&leaf, live.unit), "commit 2's tree no longer uses it");
         assert!(a.is_allocated(&live), "but it is not handed out yet");
+    }
+    #[test]
+    fn a_class_with_no_room_in_its_zones_takes_free_units_anywhere() {
+        let mut a = one_device();
+        let all = drain(&mut a);
+        a.committed(1);
+        let hole = all[all.len() / 2];
+        a.free(hole);
+        a.committed(2);
+        // Every zone is data's and none is empty: metadata goes where the free units are.
+        assert_eq!(a.alloc(0, 0, Class::Meta, 16), Some(hole), "placement never causes ENOSPC");
+    }
+
+    #[test]
+    fn metadata_and_data_of_one_commit_go_to_separate_zones() {
+        let mut a = one_device();
+        let (mut meta, mut data) = (Vec::new(), Vec::new());
+        for _ in 0..100 {
+            meta.push(a.alloc(0, 0, Class::Meta, 1).unwrap());
+            data.push(a.alloc(0, 0, Class::Data, 1).unwrap());
+        }
+        let zone = |e: &Extent| e.unit / zones::ZONE_UNITS;
+        assert!(meta.windows(2).all(|w| w[1].unit == w[0].unit + 1), "inode blocks back to back");
+        assert!(meta.iter().all(|m| data.iter().all(|d| zone(m) != zone(d))));
     }
 }
 
@@ -386,7 +437,7 @@ mod robustness {
     fn freeing_twice_or_freeing_free_space_counts_nothing() {
         let mut a = Allocator::new(vec![DeviceSpace::new(64 << 20, 1, None)]);
         let free0 = a.domain_free(0, 0);
-        let e = a.alloc(0, 0, 16).unwrap();
+        let e = a.alloc(0, 0, Class::Data, 16).unwrap();
         a.committed(1);
         a.free(e);
         a.free(e);

@@ -3,7 +3,7 @@
 
 use super::arena::{Arena, Content, PBlock};
 use super::writeout::Streams;
-use crate::alloc::{Allocator, Extent};
+use crate::alloc::{Allocator, Class, Extent};
 use crate::error::Result;
 use crate::tree::modify::{NodeWriter, PEntry, PRoot};
 use crate::tree::{self, Root};
@@ -28,8 +28,8 @@ impl<'a> Builder<'a> {
         Builder { vol, alloc, arena: Arena::default(), tid, released_data: 0, streams }
     }
 
-    fn place(&mut self, size: u32) -> Result<hammer2_format::blockref::Copies> {
-        self.vol.placement.place(self.alloc, &self.vol.devices, size)
+    fn place(&mut self, class: Class, size: u32) -> Result<hammer2_format::blockref::Copies> {
+        self.vol.placement.place(self.alloc, &self.vol.devices, class, size)
     }
 
     /// Frees every valid copy of a committed block.
@@ -69,7 +69,7 @@ impl<'a> Builder<'a> {
         stream: bool,
     ) -> Result<PEntry> {
         debug_assert!(len as u64 % UNIT == 0 && len <= buf.len());
-        let copies = self.place(len as u32)?;
+        let copies = self.place(Class::of(btype), len as u32)?;
         // A block counts as streamed only when every copy reached a stream; otherwise step 4
         // writes all its copies (rewriting a streamed one with the same bytes is harmless).
         let streamed = stream
@@ -95,7 +95,7 @@ impl<'a> Builder<'a> {
     }
 
     pub fn new_inode(&mut self, block: InodeBlock, root: Option<PRoot>) -> Result<PEntry> {
-        let copies = self.place(INODE_SIZE as u32)?;
+        let copies = self.place(Class::Meta, INODE_SIZE as u32)?;
         let id = self.arena.push(PBlock {
             btype: BlockType::Inode,
             key: block.inum,
@@ -115,7 +115,7 @@ impl<'a> Builder<'a> {
     }
 
     pub fn new_freemap_leaf(&mut self, device: u8, leaf: u32) -> Result<PEntry> {
-        let copies = self.place(FREEMAP_LEAF_SIZE as u32)?;
+        let copies = self.place(Class::Meta, FREEMAP_LEAF_SIZE as u32)?;
         let id = self.arena.push(PBlock {
             btype: BlockType::FreemapLeaf,
             key: hammer2_format::freemap_key(device, leaf),
@@ -155,7 +155,7 @@ impl NodeWriter for Builder<'_> {
     fn new_node(&mut self, level: u8, entries: Vec<PEntry>) -> Result<PEntry> {
         let size = self.node_size(entries.len());
         let key = entries.first().map_or(0, |e| self.key(e));
-        let copies = self.place(size)?;
+        let copies = self.place(Class::Meta, size)?;
         let id = self.arena.push(PBlock {
             btype: BlockType::Indirect,
             key,

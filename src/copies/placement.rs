@@ -8,7 +8,7 @@
 //! A slot whose device is failed or absent gets a MISSING location: no space is taken and
 //! nothing is queued; resync fills it in later.
 
-use crate::alloc::Allocator;
+use crate::alloc::{Allocator, Class};
 use crate::devices::DeviceSet;
 use crate::error::{Error, Result};
 use hammer2_format::blockref::Copies;
@@ -57,12 +57,12 @@ impl Placement {
     }
 
     /// Allocates the copies of a new block of `size` bytes.
-    pub fn place(&self, alloc: &mut Allocator, devices: &DeviceSet, size: u32) -> Result<Copies> {
+    pub fn place(&self, alloc: &mut Allocator, devices: &DeviceSet, class: Class, size: u32) -> Result<Copies> {
         let units = u64::from(size).div_ceil(UNIT);
         let mut copies = Copies::new();
         for (d, r) in self.targets(alloc, devices) {
             if devices.get(d).is_some_and(|m| m.writable()) {
-                let e = alloc.alloc(d, r, units).ok_or(Error::NoSpace)?;
+                let e = alloc.alloc(d, r, class, units).ok_or(Error::NoSpace)?;
                 copies.push(Location::valid(d, e.offset()));
             } else {
                 copies.push(Location::missing(d));
@@ -75,9 +75,16 @@ impl Placement {
     }
 
     /// Allocates a location for the MISSING copy in `slot` of a block (resync).
-    pub fn place_missing(&self, alloc: &mut Allocator, device: u8, slot: usize, size: u32) -> Result<Location> {
+    pub fn place_missing(
+        &self,
+        alloc: &mut Allocator,
+        device: u8,
+        slot: usize,
+        class: Class,
+        size: u32,
+    ) -> Result<Location> {
         let units = u64::from(size).div_ceil(UNIT);
-        let e = alloc.alloc(device, self.region_of_slot(slot), units).ok_or(Error::NoSpace)?;
+        let e = alloc.alloc(device, self.region_of_slot(slot), class, units).ok_or(Error::NoSpace)?;
         Ok(Location::valid(device, e.offset()))
     }
 

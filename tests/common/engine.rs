@@ -217,22 +217,24 @@ pub fn assert_every_copy_verifies(fs: &Fs) {
     assert!(v.bad.is_empty(), "copies that fail their check: {:?}", v.bad);
 }
 
-/// Wraps a device and counts the write requests it receives and their bytes (a vectored
-/// write is one request, as it is one system call on a file).
+/// Wraps a device and counts the requests it receives and their bytes (a vectored write
+/// is one request, as it is one system call on a file).
 pub struct CountingStorage {
     pub inner: DynStorage,
     pub writes: std::sync::atomic::AtomicU64,
     pub bytes: std::sync::atomic::AtomicU64,
+    pub read_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl CountingStorage {
     pub fn new(inner: DynStorage) -> CountingStorage {
-        CountingStorage { inner, writes: Default::default(), bytes: Default::default() }
+        CountingStorage { inner, writes: Default::default(), bytes: Default::default(), read_bytes: Default::default() }
     }
 }
 
 impl hammer2::storage::Storage for CountingStorage {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.read_bytes.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.inner.read_at(buf, offset)
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {

@@ -79,7 +79,7 @@ pub fn set_parent(fs: &Fs, path: &str, parent: u64) {
 pub fn leak(fs: &Fs, units: u64) -> u64 {
     let inner = fs.inner();
     let mut a = inner.alloc.lock();
-    let e = a.alloc(0, 0, units).expect("alloc");
+    let e = a.alloc(0, 0, hammer2::alloc::Class::Data, units).expect("alloc");
     e.offset()
 }
 
