@@ -22,7 +22,7 @@ pub mod zones;
 
 use bitmap::Bitmap;
 use hammer2_format::layout::{FREEMAP_LEAF_UNITS, UNIT, region_bounds};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub use zones::Class;
 use zones::Zones;
 
@@ -145,8 +145,8 @@ pub struct Allocator {
     pub devs: Vec<DeviceSpace>,
     /// Allocated by the open commit attempt: released at once if freed again, rolled back
     /// if the attempt fails.
-    fresh: HashSet<(u8, u64)>,
-    fresh_list: Vec<Extent>,
+    /// (device, first unit) -> units.
+    fresh: HashMap<(u8, u64), u64>,
     /// Freed by the open commit attempt (still referenced by the durable tree).
     freed: Vec<Extent>,
     /// Freed by durable commits, waiting for pins older than their tid to go away.
@@ -180,8 +180,7 @@ impl Allocator {
         d.take(unit, count, class);
         d.mark(unit, count);
         let e = Extent { device, unit, count };
-        self.fresh.insert((device, unit));
-        self.fresh_list.push(e);
+        self.fresh.insert((device, unit), count);
         Some(e)
     }
 
@@ -200,9 +199,8 @@ impl Allocator {
             return;
         }
         d.mark(e.unit, e.count);
-        if self.fresh.remove(&(e.device, e.unit)) {
+        if self.fresh.remove(&(e.device, e.unit)).is_some() {
             d.give(e.unit, e.count);
-            self.fresh_list.retain(|x| !(x.device == e.device && x.unit == e.unit));
         } else {
             d.pending.set_range(e.unit, e.count, true);
             self.freed.push(e);
@@ -211,12 +209,11 @@ impl Allocator {
 
     /// The commit attempt failed: undo its allocations and frees.
     pub fn rollback(&mut self) {
-        for e in std::mem::take(&mut self.fresh_list) {
-            let d = &mut self.devs[usize::from(e.device)];
-            d.give(e.unit, e.count);
-            d.mark(e.unit, e.count);
+        for ((device, unit), count) in std::mem::take(&mut self.fresh) {
+            let d = &mut self.devs[usize::from(device)];
+            d.give(unit, count);
+            d.mark(unit, count);
         }
-        self.fresh.clear();
         for e in std::mem::take(&mut self.freed) {
             let d = &mut self.devs[usize::from(e.device)];
             d.pending.set_range(e.unit, e.count, false);
@@ -228,7 +225,6 @@ impl Allocator {
     /// frees become reusable as soon as no older pinned tree can reference them.
     pub fn committed(&mut self, tid: u64) {
         self.fresh.clear();
-        self.fresh_list.clear();
         for e in std::mem::take(&mut self.freed) {
             self.deferred.push((tid, e));
         }
