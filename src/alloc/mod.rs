@@ -119,11 +119,15 @@ impl DeviceSpace {
     /// Units become allocatable again.
     fn give(&mut self, unit: u64, count: u64) {
         self.bits.set_range(unit, count, false);
-        self.zones.given(unit, count);
+        let roomier = self.zones.given(unit, count);
         if let Some(r) = self.region_of(unit) {
             let r = &mut self.regions[r];
             r.free += count;
-            r.crowded = [false; 2];
+            // Only room in a class's own or empty zones ends its fallback; resetting on
+            // every free would rescan a crowded device's zones after each one.
+            for (crowded, roomier) in r.crowded.iter_mut().zip(roomier) {
+                *crowded &= !roomier;
+            }
         }
     }
 

@@ -117,14 +117,23 @@ impl Zones {
 
     /// Units cleared in the bitmap: a zone left empty belongs to nobody again. Saturating,
     /// because only a damaged free map (or a test damaging one) clears bits it never set.
-    pub fn given(&mut self, unit: u64, count: u64) {
+    /// Returns, per class, whether the class's usable zones gained room (units freed in a
+    /// mixed zone or in the other class's zone give it none).
+    pub fn given(&mut self, unit: u64, count: u64) -> [bool; 2] {
+        let mut roomier = [false; 2];
         for (z, n) in Self::zones_of(unit, count) {
             let Some(u) = self.used.get_mut(z) else { continue };
             *u = u.saturating_sub(n);
             if *u == 0 {
                 self.owner[z] = Owner::Nobody;
             }
+            match self.owner[z] {
+                Owner::Nobody => roomier = [true; 2],
+                Owner::Class(c) => roomier[c as usize] = true,
+                Owner::Mixed => {}
+            }
         }
+        roomier
     }
 }
 
@@ -148,6 +157,17 @@ mod tests {
         z.taken(10, 4, Class::Data);
         z.given(10, 4);
         assert_eq!(z.find_run(&bits, 0, 2 * ZONE_UNITS, 1, 0, Class::Meta), Some(0));
+    }
+
+    #[test]
+    fn only_frees_in_its_own_or_emptied_zones_give_a_class_room() {
+        let mut bits = Bitmap::empty(3 * ZONE_UNITS);
+        bits.set_range(0, 8, true);
+        let mut z = Zones::load(&bits);
+        z.taken(ZONE_UNITS, 8, Class::Data);
+        assert_eq!(z.given(0, 4), [false, false], "a mixed zone is nobody's room");
+        assert_eq!(z.given(ZONE_UNITS, 4), [false, true], "data's zone, still in use");
+        assert_eq!(z.given(ZONE_UNITS + 4, 4), [true, true], "emptied: anybody's");
     }
 
     #[test]
