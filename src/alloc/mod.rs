@@ -48,8 +48,8 @@ pub struct Region {
     pub end: u64,
     /// Where the next search of each class starts (indexed by `Class`).
     cursors: [u64; 2],
-    /// The class found no room in its own or empty zones, and nothing was freed since:
-    /// go straight to the fallback instead of scanning the region again.
+    /// The class found no room in its own or empty zones, and no free has given it room
+    /// there since: go straight to the fallback instead of scanning the region again.
     crowded: [bool; 2],
     pub free: u64,
 }
@@ -403,6 +403,7 @@ mod tests {
         assert!(!hammer2_format::freemap::get(&leaf, live.unit), "commit 2's tree no longer uses it");
         assert!(a.is_allocated(&live), "but it is not handed out yet");
     }
+
     #[test]
     fn a_class_with_no_room_in_its_zones_takes_free_units_anywhere() {
         let mut a = one_device();
