@@ -74,8 +74,8 @@ impl Volume {
     /// through) with as few requests as possible, and caches the ones whose content
     /// verifies. Inode blocks of one commit lie back to back in metadata zones
     /// (`alloc/zones.rs`); reading through the gaps that later frees leave between them is
-    /// what keeps a directory's worth of inodes one request. Best effort: a block that fails is simply not cached (a later read tries
-    /// every copy and heals).
+    /// what keeps a directory's worth of inodes one request. Best effort: a block that
+    /// fails is simply not cached (a later read tries every copy and heals).
     pub fn prefetch(&self, refs: &[Blockref]) {
         const MAX_GAP: u64 = 64 << 10;
         const MAX_RUN: u64 = 1 << 20;

@@ -50,6 +50,31 @@ pub struct PBlock {
 }
 
 impl PBlock {
+    /// A new block of this commit at level 0 with no payload; `finalize` fills in the rest.
+    pub fn new(
+        btype: BlockType,
+        key: u64,
+        size: u32,
+        copies: hammer2_format::blockref::Copies,
+        content: Content,
+    ) -> PBlock {
+        PBlock {
+            btype,
+            key,
+            keybits: 0,
+            level: 0,
+            payload: Payload::None,
+            size,
+            copies,
+            content,
+            dead: false,
+            streamed: false,
+            done: None,
+            encoded: None,
+            entries: None,
+        }
+    }
+
     /// The bytes to write (after `finalize`).
     pub fn bytes(&self) -> &[u8] {
         match &self.content {

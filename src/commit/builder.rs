@@ -77,59 +77,37 @@ impl<'a> Builder<'a> {
                 copies.iter().filter(|l| l.is_valid()).all(|l| st.send(l.device, l.offset, &buf, len))
             });
         let id = self.arena.push(PBlock {
-            btype,
-            key,
             keybits,
-            level: 0,
             payload,
-            size: len as u32,
-            copies,
-            content: Content::Bytes { buf, len },
-            dead: false,
             streamed,
-            done: None,
-            encoded: None,
-            entries: None,
+            ..PBlock::new(btype, key, len as u32, copies, Content::Bytes { buf, len })
         });
         Ok(PEntry::New(id))
     }
 
     pub fn new_inode(&mut self, block: InodeBlock, root: Option<PRoot>) -> Result<PEntry> {
         let copies = self.place(Class::Meta, INODE_SIZE as u32)?;
-        let id = self.arena.push(PBlock {
-            btype: BlockType::Inode,
-            key: block.inum,
-            keybits: 0,
-            level: 0,
-            payload: Payload::None,
-            size: INODE_SIZE as u32,
+        let id = self.arena.push(PBlock::new(
+            BlockType::Inode,
+            block.inum,
+            INODE_SIZE as u32,
             copies,
-            content: Content::Inode { block: Box::new(block), root },
-            dead: false,
-            streamed: false,
-            done: None,
-            encoded: None,
-            entries: None,
-        });
+            Content::Inode { block: Box::new(block), root },
+        ));
         Ok(PEntry::New(id))
     }
 
     pub fn new_freemap_leaf(&mut self, device: u8, leaf: u32) -> Result<PEntry> {
         let copies = self.place(Class::Meta, FREEMAP_LEAF_SIZE as u32)?;
         let id = self.arena.push(PBlock {
-            btype: BlockType::FreemapLeaf,
-            key: hammer2_format::freemap_key(device, leaf),
-            keybits: 0,
-            level: 0,
             payload: Payload::FreemapLeaf { free_units: 0 },
-            size: FREEMAP_LEAF_SIZE as u32,
-            copies,
-            content: Content::FreemapLeaf { device, leaf },
-            dead: false,
-            streamed: false,
-            done: None,
-            encoded: None,
-            entries: None,
+            ..PBlock::new(
+                BlockType::FreemapLeaf,
+                hammer2_format::freemap_key(device, leaf),
+                FREEMAP_LEAF_SIZE as u32,
+                copies,
+                Content::FreemapLeaf { device, leaf },
+            )
         });
         Ok(PEntry::New(id))
     }
@@ -156,21 +134,9 @@ impl NodeWriter for Builder<'_> {
         let size = self.node_size(entries.len());
         let key = entries.first().map_or(0, |e| self.key(e));
         let copies = self.place(Class::Meta, size)?;
-        let id = self.arena.push(PBlock {
-            btype: BlockType::Indirect,
-            key,
-            keybits: 0,
-            level,
-            payload: Payload::None,
-            size,
-            copies,
-            content: Content::Node(entries),
-            dead: false,
-            streamed: false,
-            done: None,
-            encoded: None,
-            entries: None,
-        });
+        let id = self
+            .arena
+            .push(PBlock { level, ..PBlock::new(BlockType::Indirect, key, size, copies, Content::Node(entries)) });
         Ok(PEntry::New(id))
     }
 

@@ -2,8 +2,8 @@
 //! offset and coalesced into large vectored writes, one thread per device so the copies of
 //! a block are written in parallel. Then one flush per device.
 //!
-//! A large commit starts writing before it is built: [`Streams`] takes the copies of
-//! each block whose content is known up front (file data, names, xattrs) as soon as they
+//! A large commit starts writing before it is built: [`Streams`] takes the copies of the
+//! data blocks of each file with at least [`STREAM_MIN_FILE`] of changes as soon as they
 //! are allocated, and writes them while the trees, the free map and the check values are
 //! still being built. That is crash-safe because nothing names those blocks until the
 //! headers are written after the final flush, and a freshly allocated location is never
