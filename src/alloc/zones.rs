@@ -61,8 +61,11 @@ impl Zones {
     }
 
     fn accepts(&self, zone: u64, class: Class) -> bool {
-        matches!(self.owner.get(zone as usize), Some(Owner::Nobody))
-            || self.owner.get(zone as usize) == Some(&Owner::Class(class))
+        match self.owner.get(zone as usize) {
+            Some(Owner::Nobody) => true,
+            Some(Owner::Class(c)) => *c == class,
+            Some(Owner::Mixed) | None => false,
+        }
     }
 
     /// First run of `n` clear units in `[start, end)` lying in zones `class` may use (its
