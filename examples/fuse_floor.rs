@@ -16,6 +16,10 @@
 
 #[path = "../src/bin/hammer2/fuse/negotiate.rs"]
 mod negotiate;
+// (The floor has no fsync, so it leaves on_all_cpus unused.)
+#[allow(dead_code)]
+#[path = "../src/bin/hammer2/fuse/uring.rs"]
+mod uring;
 
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, KernelConfig, LockOwner,
@@ -26,8 +30,10 @@ use negotiate::{ATTR_TTL, ENTRY_TTL, open_flags};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 const ROOT: u64 = 1;
@@ -128,7 +134,10 @@ impl State {
     }
 }
 
-struct Floor(Mutex<State>);
+/// The state, shared by the /dev/fuse session and the ring's sessions; the offer the kernel
+/// made, kept by the first session's INIT.
+#[derive(Clone)]
+struct Floor(Arc<Mutex<State>>, Arc<OnceLock<negotiate::Offer>>);
 
 fn entry(reply: ReplyEntry, r: Result<FileAttr, Errno>) {
     match r {
@@ -146,7 +155,7 @@ fn empty(reply: ReplyEmpty, r: Result<(), Errno>) {
 
 impl Filesystem for Floor {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        negotiate::configure(config);
+        let _ = self.1.set(negotiate::configure(config, std::env::var_os("FLOOR_NO_URING").is_none()));
         Ok(())
     }
 
@@ -341,6 +350,7 @@ impl Filesystem for Floor {
 }
 
 fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let Some(mountpoint) = std::env::args_os().nth(1) else {
         eprintln!("usage: fuse_floor MOUNTPOINT");
         std::process::exit(2);
@@ -356,5 +366,19 @@ fn main() -> std::io::Result<()> {
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     config.n_threads = Some((cpus * 4).clamp(8, 64));
     config.clone_fd = true;
-    Session::new(Floor(Mutex::new(state)), &mountpoint, &config)?.run()
+    let floor = Floor(Arc::new(Mutex::new(state)), Arc::default());
+    let session = Session::new(floor.clone(), &mountpoint, &config)?;
+    let offer = *floor.1.get().expect("the INIT handshake ran");
+    let payload = negotiate::MAX_WRITE as usize + (64 << 10);
+    let rings = if std::env::var_os("FLOOR_NO_URING").is_some() {
+        None
+    } else {
+        uring::start(session.as_fd().as_raw_fd(), offer, payload, &config, || floor.clone())?
+    };
+    eprintln!("fuse_floor: FUSE over io_uring {}", if rings.is_some() { "on" } else { "off" });
+    session.run()?;
+    if let Some(r) = rings {
+        r.join();
+    }
+    Ok(())
 }

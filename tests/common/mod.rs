@@ -7,3 +7,4 @@ pub mod image;
 pub mod model;
 pub mod mount;
 pub mod rng;
+pub mod uring;

@@ -14,14 +14,14 @@ mod options;
 mod signals;
 
 use crate::devices;
-use crate::fuse::{Hammer2Fuse, Outcome};
+use crate::fuse::{self, Hammer2Fuse, Outcome};
 use anyhow::{Context, Result, anyhow, bail};
 use daemon::{Readiness, Role};
 use fuser::{Config, MountOption, SessionACL};
 use hammer2::Fs;
 use hammer2::storage::file::OpenMode;
 use options::MountOptions;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -125,23 +125,58 @@ fn serve(
     // Online info/scrub/resync reach the engine through this socket while the session runs.
     let _control = crate::control::server::start(fs.inner(), &mountpoint, source_name(devices));
     let outcome = Outcome::default();
-    let adapter = Hammer2Fuse::new(fs, outcome.clone());
+    let adapter = Hammer2Fuse::new(fs, outcome.clone(), !opts.no_uring);
+    // A handle on the engine for the ring's sessions: dropped once they are started, as the
+    // final commit needs the last one.
+    let members = adapter.ring_member();
+    let rings = adapter.rings();
     let session = start_session(adapter, &mountpoint, opts, devices)
         .map_err(|e| anyhow!("cannot mount on {}: {e}", mountpoint.display()))?;
     let conn = session.as_fd().try_clone_to_owned().context("cannot copy the FUSE connection")?;
+    let started = if opts.no_uring { Ok(()) } else { start_rings(&session, &members, rings.clone(), opts, devices) };
+    drop(members);
+    if let Err(e) = started {
+        // The kernel holds every request for the ring: without it the mount cannot serve.
+        drop(session);
+        kernel::unmount(&mountpoint);
+        return Err(e);
+    }
     signals::spawn_waiter(conn, mountpoint.clone()).context("cannot start the signal thread")?;
     raise_readahead(&mountpoint);
     if ready.is_background() && opts.logfile.is_none() {
         logging::switch_to_syslog();
     }
     ready.ready(opts.logfile.as_deref())?;
-    tracing::info!("serving {} on {}", source_name(devices), mountpoint.display());
+    let transport = if rings.as_ref().is_some_and(|r| r.lock().is_some()) { "FUSE over io_uring" } else { "/dev/fuse" };
+    tracing::info!("serving {} on {} through {transport}", source_name(devices), mountpoint.display());
     session.run().context("the FUSE session failed")?;
     match outcome.get() {
         Some(Ok(())) => Ok(0),
         Some(Err(e)) => bail!("{e}"),
         None => bail!("the FUSE session ended without the final commit"),
     }
+}
+
+/// Starts FUSE over io_uring where the kernel offered it (see `fuse/uring.rs`). The handshake
+/// negotiated it, so the kernel now holds every request until the queues are registered:
+/// failing to start them fails the mount.
+fn start_rings(
+    session: &fuser::Session<Hammer2Fuse>,
+    members: &Hammer2Fuse,
+    rings: Option<std::sync::Arc<parking_lot::Mutex<Option<crate::fuse::uring::Rings>>>>,
+    opts: &MountOptions,
+    devices: &[PathBuf],
+) -> Result<()> {
+    let (Some(offer), Some(rings)) = (members.offer(), rings) else {
+        return Ok(());
+    };
+    let payload = fuse::MAX_PAYLOAD;
+    let config = fuse_config(opts, devices);
+    let conn = session.as_fd().as_raw_fd();
+    let started = crate::fuse::uring::start(conn, offer, payload, &config, || members.ring_member())
+        .context("cannot start FUSE over io_uring")?;
+    *rings.lock() = started;
+    Ok(())
 }
 
 /// Mounts and starts the FUSE session: with mount(2) as root (see `kernel`), else through

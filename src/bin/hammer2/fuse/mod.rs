@@ -8,29 +8,73 @@ mod convert;
 mod dir;
 mod negotiate;
 mod ops;
+pub mod uring;
 mod xattr;
 
 use fuser::Errno;
 use hammer2::Fs;
-use negotiate::{ATTR_TTL, ENTRY_TTL, MAX_WRITE};
+use negotiate::{ATTR_TTL, ENTRY_TTL, MAX_WRITE, Offer};
+use parking_lot::Mutex;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
+
+/// The payload buffer of one ring entry: the largest write or read (MAX_WRITE), with room
+/// to spare for the kernel's page rounding.
+pub const MAX_PAYLOAD: usize = MAX_WRITE as usize + (64 << 10);
 
 /// How the final commit went (set by `destroy`, read by the daemon before it exits).
 pub type Outcome = Arc<OnceLock<Result<(), String>>>;
 
+/// The adapter of one FUSE session. The /dev/fuse session's is the primary; each queue of
+/// FUSE over io_uring has a session of its own with a ring member (see `uring.rs`), all on
+/// one engine.
 pub struct Hammer2Fuse {
     /// Taken by `destroy`, after the last request was answered.
-    fs: Option<Fs>,
+    fs: Option<Arc<Fs>>,
     /// st_blksize: the data block size, the best unit for I/O.
     blksize: u32,
     outcome: Outcome,
+    /// Whether the INIT handshake negotiates FUSE over io_uring.
+    want_uring: bool,
+    /// What the kernel offered at INIT (set by the primary's handshake).
+    offer: Arc<OnceLock<Offer>>,
+    /// The ring's queues, which the primary stops before its final commit; None in members.
+    rings: Option<Arc<Mutex<Option<uring::Rings>>>>,
 }
 
 impl Hammer2Fuse {
-    pub fn new(fs: Fs, outcome: Outcome) -> Hammer2Fuse {
+    pub fn new(fs: Fs, outcome: Outcome, want_uring: bool) -> Hammer2Fuse {
         let blksize = fs.inner().block_size().clamp(4096, u64::from(MAX_WRITE)) as u32;
-        Hammer2Fuse { fs: Some(fs), blksize, outcome }
+        Hammer2Fuse {
+            fs: Some(Arc::new(fs)),
+            blksize,
+            outcome,
+            want_uring,
+            offer: Arc::default(),
+            rings: Some(Arc::default()),
+        }
+    }
+
+    /// An adapter on the same engine for one of the ring's sessions.
+    pub fn ring_member(&self) -> Hammer2Fuse {
+        Hammer2Fuse {
+            fs: self.fs.clone(),
+            blksize: self.blksize,
+            outcome: self.outcome.clone(),
+            want_uring: self.want_uring,
+            offer: self.offer.clone(),
+            rings: None,
+        }
+    }
+
+    /// What the kernel offered, once the handshake has run.
+    pub fn offer(&self) -> Option<Offer> {
+        self.offer.get().copied()
+    }
+
+    /// Where the primary finds the rings to stop at unmount.
+    pub fn rings(&self) -> Option<Arc<Mutex<Option<uring::Rings>>>> {
+        self.rings.clone()
     }
 
     /// Runs the engine side of one request. Engine errors become their errno (logged when
@@ -57,10 +101,26 @@ impl Hammer2Fuse {
         }
     }
 
-    /// The final commit: everything, with the clean flag.
+    /// The final commit: everything, with the clean flag. Only the primary commits, after
+    /// every ring session has stopped and dropped its handle: nothing can then change the
+    /// engine behind the final commit.
     fn finish(&mut self) {
         let Some(fs) = self.fs.take() else {
             return;
+        };
+        let Some(rings) = &self.rings else {
+            return;
+        };
+        if let Some(r) = rings.lock().take() {
+            r.join();
+        }
+        let fs = match Arc::try_unwrap(fs) {
+            Ok(fs) => fs,
+            Err(_) => {
+                tracing::error!("a FUSE session still runs at unmount; final commit skipped");
+                let _ = self.outcome.set(Err("a FUSE session still ran at unmount".into()));
+                return;
+            }
         };
         let r = match catch_unwind(AssertUnwindSafe(|| fs.unmount())) {
             Ok(Ok(())) => Ok(()),
@@ -87,7 +147,7 @@ mod tests {
         format(vec![dev.clone()], &FormatOptions::default()).unwrap();
         let opts = hammer2::Options { background_sync: false, ..Default::default() };
         let fs = Fs::mount(vec![dev], opts).unwrap();
-        Hammer2Fuse::new(fs, Outcome::default())
+        Hammer2Fuse::new(fs, Outcome::default(), false)
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and the TTLs of its replies. One file, because `examples/fuse_floor.rs` includes it too:
 //! the floor must get exactly the requests hammer2 gets.
 
-use fuser::{FopenFlags, InitFlags, KernelConfig};
+use fuser::{FopenFlags, InitFlags, KernelConfig, Version};
 use std::time::Duration;
 
 /// Largest write the kernel sends in one request (the kernel's own ceiling is 256 pages).
@@ -51,12 +51,21 @@ pub fn open_flags(flags: i32) -> FopenFlags {
 /// would report holes where a program has just written (and `cp`, `tar --sparse` would
 /// skip that data). Writes go through to the engine instead, 1 MiB at a time; reads are
 /// still cached (FOPEN_KEEP_CACHE) and read ahead.
-pub fn configure(config: &mut KernelConfig) {
+///
+/// And FUSE over io_uring when the kernel offers it (see `uring.rs`), quietly: kernels
+/// before 6.14, and later ones with fuse's `enable_uring` off, do not.
+///
+/// Returns what the kernel offered, which the ring's sessions are handed in turn.
+pub fn configure(config: &mut KernelConfig, want_uring: bool) -> Offer {
     if let Err(max) = config.set_max_write(MAX_WRITE) {
         let _ = config.set_max_write(max);
     }
-    if let Err(max) = config.set_max_readahead(MAX_READAHEAD) {
-        let _ = config.set_max_readahead(max);
+    let kernel_readahead = config.set_max_readahead(u32::MAX).err().unwrap_or(u32::MAX);
+    let _ = config.set_max_readahead(MAX_READAHEAD.min(kernel_readahead));
+    let offer = Offer { abi: config.kernel_abi(), offered: config.capabilities(), max_readahead: kernel_readahead };
+    // Once negotiated, the kernel holds every request until the ring's queues are registered.
+    if want_uring && offer.offered.contains(InitFlags::FUSE_OVER_IO_URING) {
+        let _ = config.add_capabilities(InitFlags::FUSE_OVER_IO_URING);
     }
     let _ = config.set_max_background(64);
     let wanted = InitFlags::FUSE_ASYNC_READ
@@ -73,4 +82,13 @@ pub fn configure(config: &mut KernelConfig) {
             tracing::info!("the kernel does not offer {flag:?}");
         }
     }
+    offer
+}
+
+/// What the kernel offered in its INIT.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer {
+    pub abi: Version,
+    pub offered: InitFlags,
+    pub max_readahead: u32,
 }

@@ -46,7 +46,7 @@ impl Hammer2Fuse {
 
 impl Filesystem for Hammer2Fuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        super::negotiate::configure(config);
+        let _ = self.offer.set(super::negotiate::configure(config, self.want_uring));
         Ok(())
     }
 
@@ -261,7 +261,8 @@ impl Filesystem for Hammer2Fuse {
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        Self::reply_empty(reply, self.run("fsync", ino.0, |fs| fs.fsync(ino.0)));
+        // A commit spreads its work over threads: on every CPU, not only the queue's.
+        Self::reply_empty(reply, super::uring::on_all_cpus(|| self.run("fsync", ino.0, |fs| fs.fsync(ino.0))));
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -283,7 +284,7 @@ impl Filesystem for Hammer2Fuse {
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        Self::reply_empty(reply, self.run("fsyncdir", ino.0, |fs| fs.fsync(ino.0)));
+        Self::reply_empty(reply, super::uring::on_all_cpus(|| self.run("fsyncdir", ino.0, |fs| fs.fsync(ino.0))));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

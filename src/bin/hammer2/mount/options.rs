@@ -19,6 +19,9 @@ pub struct MountOptions {
     pub debug: bool,
     /// FUSE worker threads (default: 4 per CPU, 8 to 64).
     pub threads: Option<usize>,
+    /// `nouring`: serve everything through /dev/fuse even where the kernel offers FUSE over
+    /// io_uring.
+    pub no_uring: bool,
     /// Mount over a directory that is not empty.
     pub nonempty: bool,
     /// Where a background daemon writes its log (default: syslog).
@@ -86,6 +89,10 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             "nonempty" => {
                 no_value(key, value)?;
                 o.nonempty = true;
+            }
+            "uring" | "nouring" => {
+                no_value(key, value)?;
+                o.no_uring = key == "nouring";
             }
             "logfile" => o.logfile = Some(PathBuf::from(need_value(key, value)?)),
             "exec" => flag(&mut o, MountOption::Exec)?,
@@ -163,9 +170,9 @@ mod tests {
     #[test]
     fn every_documented_option_parses() {
         let o = p("ro,allow_other,default_permissions,cache=512M,sync_interval=2.5,degraded,\
-                   master=/dev/sdb,debug,threads=8,nonempty,logfile=/tmp/h2.log,noatime,noexec")
+                   master=/dev/sdb,debug,threads=8,nonempty,logfile=/tmp/h2.log,noatime,noexec,nouring")
         .unwrap();
-        assert!(o.read_only && o.allow_other && o.degraded && o.debug && o.nonempty);
+        assert!(o.read_only && o.allow_other && o.degraded && o.debug && o.nonempty && o.no_uring);
         assert_eq!(o.threads, Some(8));
         assert_eq!(o.cache_bytes, Some(512 << 20));
         assert_eq!(o.sync_interval, Some(Duration::from_millis(2500)));
