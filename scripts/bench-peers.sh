@@ -6,6 +6,11 @@
 #   fuse-floor   examples/fuse_floor.rs: a FUSE filesystem that does no work (keeps names,
 #                drops data) and negotiates what hammer2 does, so it gets the same requests.
 #                Its figures are the most any FUSE filesystem reaches on this machine.
+#   hammer2-c2-devfuse  the same with `-o nouring`: every request through /dev/fuse.
+# FUSE over io_uring: hammer2 and the floor serve requests on the caller's CPU when the
+# kernel (6.14+) has fuse's `enable_uring` on. It is off by default; this script turns it on
+# for its run and back after (URING=0 leaves it alone). Only daemons that ask for the ring
+# use it: none of the peers here do (bindfs and fuse2fs link libfuse 3.14, zfs-fuse libfuse 2).
 # Usage (as root):  ./scripts/bench-peers.sh
 #                   TARGETS="bindfs hammer2-c1 hammer2-c2" ./scripts/bench-peers.sh
 # Every knob of peers.sh (WORK, WORKLOADS, SEQ_SIZE, ...) passes through. The table and a
@@ -23,7 +28,16 @@ cargo build --release --example fuse_floor
 BIN=$PWD/target/release
 export WORK=${WORK:-/tmp/fsbench}
 mkdir -p "$WORK"
-export TARGETS=${TARGETS:-"raw bindfs fuse2fs zfs-fuse-c1 zfs-fuse-c2 btrfs-dup ext4-loop fuse-floor hammer2-c1 hammer2-c2"}
+export TARGETS=${TARGETS:-"raw bindfs fuse2fs zfs-fuse-c1 zfs-fuse-c2 btrfs-dup ext4-loop fuse-floor hammer2-c1 hammer2-c2 hammer2-c2-devfuse"}
+
+RING=/sys/module/fuse/parameters/enable_uring
+if [ "${URING:-1}" = 1 ]; then
+    [ -w "$RING" ] || die "this kernel has no FUSE over io_uring ($RING); run with URING=0"
+    RING_BEFORE=$(cat "$RING")
+    trap 'echo "$RING_BEFORE" >"$RING"' EXIT
+    echo Y >"$RING"
+fi
+log "fuse enable_uring: $(cat "$RING" 2>/dev/null || echo absent)"
 
 # peers.sh ends by calling main; our targets are defined before that line in a copy made
 # for this run (nothing of peers.sh is kept in the repository).
@@ -32,7 +46,7 @@ sed '/^main "\$@"$/d' "$PEERS" >"$RUN"
 cat >>"$RUN" <<HAMMER2
 # ---- hammer2 (added by scripts/bench-peers.sh) ----
 H2=$BIN
-h2_mount() { fuse_start "\$MNT" "\$H2/hammer2" mount -f "\$@" "\$MNT"; local rc=\$?; H2_PID=\$FUSE_PID; return \$rc; }
+h2_mount() { fuse_start "\$MNT" "\$H2/hammer2" mount -f \${H2_OPTS:+-o \$H2_OPTS} "\$@" "\$MNT"; local rc=\$?; H2_PID=\$FUSE_PID; return \$rc; }
 h2_umount() { fuse_stop "\$MNT" "\${H2_PID:-}"; H2_PID=""; }
 setup_hammer2_c1() {
     MNT=\$MNTDIR/hammer2-c1; mkdir -p "\$MNT"
@@ -50,6 +64,14 @@ setup_hammer2_c2() {
 }
 remount_hammer2_c2() { h2_umount; h2_mount "\${H2_IMGS[@]}"; }
 teardown_hammer2_c2() { MNT=\$MNTDIR/hammer2-c2; h2_umount; rm -f "\$IMGDIR"/hammer2-c2*.img; }
+setup_hammer2_c2_devfuse() {
+    MNT=\$MNTDIR/hammer2-c2-devfuse; mkdir -p "\$MNT"; H2_OPTS=nouring
+    H2_IMGS=(\$(make_img hammer2-c2-devfuse-a) \$(make_img hammer2-c2-devfuse-b)) || { SKIP_REASON="cannot create images"; return 1; }
+    "\$H2/mkfs-hammer2" -f --copies 2 "\${H2_IMGS[@]}" || { SKIP_REASON="mkfs failed"; return 1; }
+    h2_mount "\${H2_IMGS[@]}" || { SKIP_REASON="mount failed (see \$TLOG)"; return 1; }
+}
+remount_hammer2_c2_devfuse() { h2_umount; h2_mount "\${H2_IMGS[@]}"; }
+teardown_hammer2_c2_devfuse() { MNT=\$MNTDIR/hammer2-c2-devfuse; h2_umount; H2_OPTS=""; rm -f "\$IMGDIR"/hammer2-c2-devfuse*.img; }
 setup_fuse_floor() {
     MNT=\$MNTDIR/fuse-floor; mkdir -p "\$MNT"
     fuse_start "\$MNT" "\$H2/examples/fuse_floor" "\$MNT" || { SKIP_REASON="mount failed (see \$TLOG)"; return 1; }
@@ -60,4 +82,4 @@ teardown_fuse_floor() { MNT=\$MNTDIR/fuse-floor; fuse_stop "\$MNT" "\${FLOOR_PID
 main "\$@"
 HAMMER2
 log "running $RUN with TARGETS=\"$TARGETS\""
-exec bash "$RUN"
+bash "$RUN"
