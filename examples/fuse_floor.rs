@@ -30,7 +30,7 @@ use negotiate::{ATTR_TTL, ENTRY_TTL, open_flags};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -373,7 +373,7 @@ fn main() -> std::io::Result<()> {
     let rings = if std::env::var_os("FLOOR_NO_URING").is_some() {
         None
     } else {
-        uring::start(session.as_fd().as_raw_fd(), offer, payload, &config, || floor.clone())?
+        uring::start(session.as_fd(), offer, payload, &config, || floor.clone())?
     };
     eprintln!("fuse_floor: FUSE over io_uring {}", if rings.is_some() { "on" } else { "off" });
     session.run()?;

@@ -48,6 +48,16 @@ fn make_tree(root: &Path) {
     fs::hard_link(root.join("d00/f1"), root.join("d00/hard")).unwrap();
 }
 
+/// Requests the ring's queues served, by the lines each queue logs when it stops (every
+/// mount of the image so far).
+fn served_by_ring(img: &Image) -> u64 {
+    img.log()
+        .lines()
+        .filter_map(|l| l.split("FUSE over io_uring, queue ").nth(1))
+        .filter_map(|l| l.split(": ").nth(1)?.strip_suffix(" requests served")?.parse::<u64>().ok())
+        .sum()
+}
+
 /// The mount is served through the ring: one queue thread per CPU, and the log says so.
 #[track_caller]
 fn assert_served_by_ring(img: &Image, m: &Mount) {
@@ -59,6 +69,7 @@ fn assert_served_by_ring(img: &Image, m: &Mount) {
     }
     assert_eq!(ring_threads(m.pid), possible_cpus(), "ring queue threads of the daemon\n{}", img.log());
     assert!(img.log().contains("through FUSE over io_uring"), "{}", img.log());
+    assert!(!img.log().contains("refused"), "{}", img.log());
 }
 
 #[test]
@@ -74,6 +85,8 @@ fn a_tree_unpacked_by_tar_through_the_ring_reads_back_identical_by_diff_and_cp_a
     sh(&format!("tar -cf - -C {} . | tar -xf - -C {mnt}", src.display()));
     sh(&format!("diff -r {} {mnt}", src.display()));
     m.unmount();
+    // At least a CREATE per file came through the ring, not through /dev/fuse.
+    assert!(served_by_ring(&img) >= 1200, "{} requests through the ring\n{}", served_by_ring(&img), img.log());
 
     let m = img.mount();
     assert_served_by_ring(&img, &m);
@@ -148,5 +161,37 @@ fn nouring_serves_through_dev_fuse_where_the_kernel_offers_the_ring() {
     let m = img.mount_with("nouring");
     assert_eq!(fs::read(m.join("f")).unwrap(), pattern(3 << 20, 1));
     m.unmount();
+    img.assert_consistent();
+}
+
+/// Without CAP_NET_ADMIN (a mount by a user, or a root daemon without it) the lanes cannot
+/// have socket buffers for a largest request, past net.core.wmem_max: the daemon says so,
+/// does not ask the kernel for the ring, and serves through /dev/fuse.
+#[test]
+fn a_daemon_without_cap_net_admin_stays_on_dev_fuse_and_says_why() {
+    let _ring = RingSwitch::on();
+    let img = Image::new();
+    let out = Command::new("setpriv")
+        .args(["--bounding-set=-net_admin", "--inh-caps=-net_admin"])
+        .arg(HAMMER2)
+        .args(["mount", "-o", &format!("logfile={}", img.log_path().display())])
+        .arg(&img.devices[0])
+        .arg(img.mountpoint())
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stderr), img.log());
+    let m = Mount::attach(&img.mountpoint(), img.log_path());
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !img.log().contains("through /dev/fuse") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(img.log().contains("FUSE over io_uring is not used: socket buffers"), "{}", img.log());
+    assert!(img.log().contains("through /dev/fuse"), "{}", img.log());
+    assert_eq!(ring_threads(m.pid), 0);
+    fs::write(m.join("f"), pattern(3 << 20, 2)).unwrap();
+    assert_eq!(fs::read(m.join("f")).unwrap(), pattern(3 << 20, 2));
+    m.unmount();
+    img.assert_no_panics();
     img.assert_consistent();
 }

@@ -21,7 +21,7 @@ use fuser::{Config, MountOption, SessionACL};
 use hammer2::Fs;
 use hammer2::storage::file::OpenMode;
 use options::MountOptions;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -125,7 +125,11 @@ fn serve(
     // Online info/scrub/resync reach the engine through this socket while the session runs.
     let _control = crate::control::server::start(fs.inner(), &mountpoint, source_name(devices));
     let outcome = Outcome::default();
-    let adapter = Hammer2Fuse::new(fs, outcome.clone(), !opts.no_uring);
+    let want_uring = !opts.no_uring
+        && fuse::uring::can_bridge(fuse::MAX_PAYLOAD)
+            .inspect_err(|e| tracing::info!("FUSE over io_uring is not used: {e}"))
+            .is_ok();
+    let adapter = Hammer2Fuse::new(fs, outcome.clone(), want_uring);
     // A handle on the engine for the ring's sessions: dropped once they are started, as the
     // final commit needs the last one.
     let members = adapter.ring_member();
@@ -133,7 +137,7 @@ fn serve(
     let session = start_session(adapter, &mountpoint, opts, devices)
         .map_err(|e| anyhow!("cannot mount on {}: {e}", mountpoint.display()))?;
     let conn = session.as_fd().try_clone_to_owned().context("cannot copy the FUSE connection")?;
-    let started = if opts.no_uring { Ok(()) } else { start_rings(&session, &members, rings.clone(), opts, devices) };
+    let started = if want_uring { start_rings(&session, &members, rings.clone(), opts, devices) } else { Ok(()) };
     drop(members);
     if let Err(e) = started {
         // The kernel holds every request for the ring: without it the mount cannot serve.
@@ -172,8 +176,7 @@ fn start_rings(
     };
     let payload = fuse::MAX_PAYLOAD;
     let config = fuse_config(opts, devices);
-    let conn = session.as_fd().as_raw_fd();
-    let started = crate::fuse::uring::start(conn, offer, payload, &config, || members.ring_member())
+    let started = crate::fuse::uring::start(session.as_fd(), offer, payload, &config, || members.ring_member())
         .context("cannot start FUSE over io_uring")?;
     *rings.lock() = started;
     Ok(())

@@ -24,7 +24,7 @@ use fuser::{Config, Filesystem, InitFlags, SessionACL};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 pub const WORKERS_PER_LANE: usize = 4;
 
 /// How many requests one CPU's queue may hold at once. Each entry has a payload buffer of
-/// the largest request (about 1 MiB, resident once a large request has used it), so the
-/// machine's queues together hold at most 64 entries, and each at least 2.
+/// the largest request (about 1 MiB, resident once a large request has used it): 8 each up
+/// to 8 CPUs, 64 in all up to 32, and 2 each beyond.
 fn entries_per_cpu(cpus: usize) -> usize {
     (64 / cpus.max(1)).clamp(2, 8)
 }
@@ -51,6 +51,8 @@ const OUT_HEADER: usize = 16;
 /// user_data of the receives of a reply from each lane's session.
 const RECV_LOCAL: u64 = u64::MAX;
 const RECV_SHARED: u64 = u64::MAX - 1;
+/// user_data of the cancellations of those receives.
+const CANCEL: u64 = u64::MAX - 2;
 const FUSE_READ: u32 = 15;
 const FUSE_WRITE: u32 = 16;
 /// How long a queue polls for its next request before it sleeps (see `Queue::poll`). On
@@ -77,7 +79,7 @@ impl Rings {
 /// io_uring. An error leaves the kernel holding every request (the handshake negotiated
 /// the ring): the caller must unmount.
 pub fn start<F: Filesystem>(
-    conn: RawFd,
+    conn: BorrowedFd,
     kernel: Offer,
     payload_len: usize,
     config: &Config,
@@ -92,10 +94,10 @@ pub fn start<F: Filesystem>(
     for cpu in 0..cpus {
         let (local, local_session) = Lane::start(kernel, entries, payload_len, config, make(), RECV_LOCAL)?;
         let (shared, shared_session) = Lane::start(kernel, entries, payload_len, config, make(), RECV_SHARED)?;
-        let queue = Queue::new(conn, cpu as u16, entries, payload_len, local, shared)?;
-        // Named so the workers, which take their starter's name, show which lane they
-        // serve. The local lane's workers inherit its pin: they run on the CPU whose
-        // requests they serve. The shared lane's run anywhere.
+        // A descriptor of its own: the session closes its copy before the queues stop.
+        let queue = Queue::new(conn.try_clone_to_owned()?, cpu as u16, entries, payload_len, local, shared)?;
+        // The local lane's workers inherit its pin: they run on the CPU whose requests
+        // they serve. The shared lane's run anywhere.
         threads.push(lane_thread(format!("hammer2-local{cpu}"), move || {
             pin_to(cpu);
             local_session.run()
@@ -133,7 +135,7 @@ impl Lane {
         fs: F,
         tag: u64,
     ) -> io::Result<(Lane, fuser::Session<F>)> {
-        let (ours, theirs) = socket_pair(entries * (payload_len + 4096) * 2)?;
+        let (ours, theirs) = socket_pair(entries, payload_len)?;
         let mut cfg = config.clone();
         cfg.n_threads = Some(WORKERS_PER_LANE);
         cfg.clone_fd = false;
@@ -183,11 +185,13 @@ fn bytes(h: &mut [u64; HEADER_LEN / 8]) -> &mut [u8] {
 /// /dev/fuse; with the data on the shared lane, 34.2k, and creates kept their 9.2-9.7k/s.
 struct Queue {
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
-    conn: RawFd,
+    conn: OwnedFd,
     qid: u16,
     entries: Vec<Entry>,
     /// Request (unique) -> entry it came in, while a session serves it.
     serving: HashMap<u64, usize>,
+    /// Requests served so far (logged when the queue stops).
+    served: u64,
     local: Lane,
     shared: Lane,
 }
@@ -197,7 +201,14 @@ struct Queue {
 unsafe impl Send for Queue {}
 
 impl Queue {
-    fn new(conn: RawFd, qid: u16, entries: usize, payload_len: usize, local: Lane, shared: Lane) -> io::Result<Queue> {
+    fn new(
+        conn: OwnedFd,
+        qid: u16,
+        entries: usize,
+        payload_len: usize,
+        local: Lane,
+        shared: Lane,
+    ) -> io::Result<Queue> {
         let size = (entries + 2).next_power_of_two() as u32;
         let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder().setup_coop_taskrun().build(size)?;
         let mut entries: Vec<Entry> = (0..entries)
@@ -211,7 +222,7 @@ impl Queue {
             e.iov[0] = libc::iovec { iov_base: e.header.as_mut_ptr().cast(), iov_len: HEADER_LEN };
             e.iov[1] = libc::iovec { iov_base: e.payload.as_mut_ptr().cast(), iov_len: payload_len };
         }
-        Ok(Queue { ring, conn, qid, entries, serving: HashMap::new(), local, shared })
+        Ok(Queue { ring, conn, qid, entries, serving: HashMap::new(), served: 0, local, shared })
     }
 
     fn command(&self, op: u32, index: usize, commit_id: u64) -> squeue::Entry128 {
@@ -219,7 +230,7 @@ impl Queue {
         let mut cmd = [0u8; 80];
         cmd[8..16].copy_from_slice(&commit_id.to_ne_bytes());
         cmd[16..18].copy_from_slice(&self.qid.to_ne_bytes());
-        let sqe = opcode::UringCmd80::new(types::Fd(self.conn), op)
+        let sqe = opcode::UringCmd80::new(types::Fd(self.conn.as_raw_fd()), op)
             .cmd(cmd)
             .addr(Some(self.entries[index].iov.as_ptr() as u64))
             .build()
@@ -262,32 +273,54 @@ impl Queue {
         let (l, s) = (self.local.arm(), self.shared.arm());
         self.push(l)?;
         self.push(s)?;
+        // Entries that have carried a request: their registration is behind them.
+        let mut fetched = vec![false; self.entries.len()];
         let mut live = self.entries.len();
         while live > 0 {
             self.poll()?;
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => return Err(e),
-            }
-            let done: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
-            for (tag, res) in done {
+            for (tag, res) in self.wait()? {
                 if tag == RECV_LOCAL || tag == RECV_SHARED {
                     if res <= 0 {
                         return Err(io::Error::other(format!("a session closed its socket ({res})")));
                     }
                     self.forward_reply(tag, res as usize)?;
-                } else if res < 0 {
+                } else if res >= 0 {
+                    fetched[tag as usize] = true;
+                    self.served += 1;
+                    self.forward_request(tag as usize)?;
+                } else if fetched[tag as usize] && !unmounted(res) {
+                    // A commit refused: the kernel keeps the ring but this entry is gone.
+                    let e = io::Error::from_raw_os_error(-res);
+                    return Err(io::Error::other(format!("the kernel refused a reply ({e})")));
+                } else {
                     refused(res);
                     live -= 1;
-                } else {
-                    self.forward_request(tag as usize)?;
                 }
             }
         }
+        // The receives still name the lanes' reply buffers, which are freed with the queue:
+        // cancel them and wait until the kernel has let go of both.
+        for tag in [RECV_LOCAL, RECV_SHARED] {
+            self.push(opcode::AsyncCancel::new(tag).build().user_data(CANCEL).into())?;
+        }
+        let mut armed = 2;
+        while armed > 0 {
+            armed -= self.wait()?.iter().filter(|(tag, _)| *tag == RECV_LOCAL || *tag == RECV_SHARED).count();
+        }
         self.local.stop();
         self.shared.stop();
+        tracing::info!("FUSE over io_uring, queue {}: {} requests served", self.qid, self.served);
         Ok(())
+    }
+
+    /// Sleeps until at least one completion is there, and takes them all.
+    fn wait(&mut self) -> io::Result<Vec<(u64, i32)>> {
+        match self.ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(self.ring.completion().map(|c| (c.user_data(), c.result())).collect())
     }
 
     /// A request arrived in entry `i`: hand it to the session as /dev/fuse would.
@@ -333,7 +366,7 @@ impl Queue {
         let served = self.serving.remove(&unique);
         if unique == 0 {
             // A notification: the ring does not carry them.
-            write_all(self.conn, r)?;
+            write_all(self.conn.as_raw_fd(), r)?;
         } else if let Some(i) = served {
             let room = &mut self.entries[i].payload;
             if body <= room.len() {
@@ -365,16 +398,23 @@ impl Queue {
     }
 }
 
-/// An entry ended with `-res`. ENOTCONN and ECONNABORTED: the filesystem is unmounted.
+/// The kernel ends the ring's entries this way when the filesystem is unmounted.
+fn unmounted(res: i32) -> bool {
+    -res == libc::ENOTCONN || -res == libc::ECONNABORTED
+}
+
+/// A registration ended with `-res`. ENOTCONN and ECONNABORTED: the filesystem is unmounted.
 /// EOPNOTSUPP: fuse's `enable_uring` was switched off after the handshake negotiated the
 /// ring; the kernel (6.14 to 6.18 at least) then holds every request for good, so the
 /// mount ends the way SIGTERM ends it (unmount, final commit) rather than hang its callers.
-/// Anything else: the kernel refused the entry, gave up the ring, and sends every request
-/// through /dev/fuse, which the main session serves.
+/// Anything else: the kernel refused the registration, gave up the ring, and sends every
+/// request through /dev/fuse, which the main session serves.
 fn refused(res: i32) {
     let e = io::Error::from_raw_os_error(-res);
+    if unmounted(res) {
+        return;
+    }
     match -res {
-        libc::ENOTCONN | libc::ECONNABORTED => {}
         libc::EOPNOTSUPP => {
             // Every entry of every queue is refused: one unmount is enough.
             static ONCE: std::sync::Once = std::sync::Once::new();
@@ -467,7 +507,12 @@ fn pin_to(cpu: usize) {
     }
 }
 
-fn socket_pair(buffer: usize) -> io::Result<(OwnedFd, OwnedFd)> {
+/// A lane's socket pair. Both directions must hold every message in flight at once (a
+/// request or reply of up to `payload_len` and its headers per entry), or each side could
+/// block sending to the other. Past net.core.wmem_max that takes SO_SNDBUFFORCE, which
+/// needs CAP_NET_ADMIN: without it the pair is refused, and the ring with it.
+fn socket_pair(entries: usize, payload_len: usize) -> io::Result<(OwnedFd, OwnedFd)> {
+    let want = entries * (payload_len + 4096) * 2;
     let mut fds = [0; 2];
     // SAFETY: fds has room for the two descriptors socketpair writes.
     if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0 {
@@ -475,18 +520,32 @@ fn socket_pair(buffer: usize) -> io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: socketpair returned two new descriptors that nothing else owns.
     let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // Both directions must hold every message in flight at once, or each side could block
-    // sending to the other. FORCE: as root, past net.core.wmem_max.
     for fd in [fds[0], fds[1]] {
-        let size = buffer as libc::c_int;
-        for opt in [libc::SO_SNDBUFFORCE, libc::SO_RCVBUFFORCE] {
-            // SAFETY: fd is open; the option value is a c_int of the size given.
+        for (force, plain) in [(libc::SO_SNDBUFFORCE, libc::SO_SNDBUF), (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)] {
+            let size = want as libc::c_int;
+            let mut got: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: fd is open; the option values are c_ints of the sizes given.
             unsafe {
-                libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&size as *const libc::c_int).cast(), 4);
+                libc::setsockopt(fd, libc::SOL_SOCKET, force, (&size as *const libc::c_int).cast(), 4);
+                libc::getsockopt(fd, libc::SOL_SOCKET, plain, (&mut got as *mut libc::c_int).cast(), &mut len);
+            }
+            if (got as usize) < want {
+                return Err(io::Error::other(format!(
+                    "socket buffers of {} KiB for the ring's lanes need CAP_NET_ADMIN (got {} KiB)",
+                    want >> 10,
+                    got >> 10
+                )));
             }
         }
     }
     Ok(pair)
+}
+
+/// Whether this process can bridge the ring's queues to fuser (see `socket_pair`): asked
+/// before the handshake, which must not negotiate a ring the daemon cannot serve.
+pub fn can_bridge(payload_len: usize) -> io::Result<()> {
+    socket_pair(entries_per_cpu(possible_cpus()?), payload_len).map(drop)
 }
 
 fn send_request(sock: &OwnedFd, opcode: u32, body: &[u8]) -> io::Result<()> {
