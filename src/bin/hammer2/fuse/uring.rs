@@ -121,8 +121,11 @@ pub fn start<F: Filesystem>(
 /// A fuser session fed through a socket pair: `sock` is our end.
 struct Lane {
     sock: OwnedFd,
-    /// Where a reply is received (one at a time: the receive is re-armed after each).
-    reply: Vec<u8>,
+    /// A reply's header, peeked at to learn which entry the reply is for (one at a time:
+    /// the peek is re-armed after each reply is taken).
+    head: Box<[u8; OUT_HEADER]>,
+    /// Where a reply no entry waits for is taken (a notification, the answer to a DESTROY).
+    scratch: Vec<u8>,
     tag: u64,
 }
 
@@ -143,14 +146,41 @@ impl Lane {
         let acl: SessionACL = cfg.acl;
         let session = fuser::Session::from_fd(fs, theirs, acl, cfg)?;
         drain_init_reply(&ours)?;
-        Ok((Lane { sock: ours, reply: vec![0; payload_len + 4096], tag }, session))
+        Ok((Lane { sock: ours, head: Box::new([0; OUT_HEADER]), scratch: vec![0; 64 << 10], tag }, session))
     }
 
+    /// Waits for the next reply without taking it: its header says which entry's payload
+    /// buffer its body goes to, so a 1 MiB read is copied once, socket to entry.
     fn arm(&mut self) -> squeue::Entry128 {
-        opcode::Recv::new(types::Fd(self.sock.as_raw_fd()), self.reply.as_mut_ptr(), self.reply.len() as u32)
+        opcode::Recv::new(types::Fd(self.sock.as_raw_fd()), self.head.as_mut_ptr(), OUT_HEADER as u32)
+            .flags(libc::MSG_PEEK)
             .build()
             .user_data(self.tag)
             .into()
+    }
+
+    /// Takes the reply whose header was peeked at: the header into `head`, the body into
+    /// `body`. Returns the body's length, or None if it did not fit (the rest is dropped).
+    fn take(sock: &OwnedFd, head: &mut [u8; OUT_HEADER], body: &mut [u8]) -> io::Result<Option<usize>> {
+        let iov = [
+            libc::iovec { iov_base: head.as_mut_ptr().cast(), iov_len: OUT_HEADER },
+            libc::iovec { iov_base: body.as_mut_ptr().cast(), iov_len: body.len() },
+        ];
+        // SAFETY: a zeroed msghdr is valid; it points at iov, whose buffers are writable
+        // for their lengths across the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_ptr() as *mut _;
+        msg.msg_iovlen = iov.len();
+        // SAFETY: as above; the peek proved a message is waiting, so this does not block.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+        if n < OUT_HEADER as isize {
+            return Err(if n < 0 {
+                io::Error::last_os_error()
+            } else {
+                io::Error::other(format!("a reply of {n} bytes"))
+            });
+        }
+        Ok((msg.msg_flags & libc::MSG_TRUNC == 0).then_some(n as usize - OUT_HEADER))
     }
 
     /// Ends the session: each worker returns when it reads a DESTROY.
@@ -356,33 +386,32 @@ impl Queue {
     fn forward_reply(&mut self, tag: u64, n: usize) -> io::Result<()> {
         let lane = if tag == RECV_LOCAL { &mut self.local } else { &mut self.shared };
         if n < OUT_HEADER {
-            return Err(io::Error::other(format!("a reply of {n} bytes")));
+            return Err(io::Error::other(format!("a reply header of {n} bytes")));
         }
-        let r = &lane.reply[..n];
-        let unique = u64_at(r, 8);
-        let error = u32_at(r, 4) as i32;
-        let mut body = n - OUT_HEADER;
-        let mut error = error;
-        let served = self.serving.remove(&unique);
+        let unique = u64_at(&lane.head[..], 8);
+        let served = self.serving.remove(&unique).filter(|_| unique != 0);
+        let room = match served {
+            Some(i) => &mut self.entries[i].payload[..],
+            None => &mut lane.scratch[..],
+        };
+        let body = Lane::take(&lane.sock, &mut lane.head, room)?;
+        let error = u32_at(&lane.head[..], 4) as i32;
         if unique == 0 {
             // A notification: the ring does not carry them.
-            write_all(self.conn.as_raw_fd(), r)?;
-        } else if let Some(i) = served {
-            let room = &mut self.entries[i].payload;
-            if body <= room.len() {
-                room[..body].copy_from_slice(&r[OUT_HEADER..]);
-            } else {
-                // (The kernel never asks for more than the entry holds.)
-                tracing::error!("a reply of {body} bytes does not fit the ring's entry; answered EIO");
-                (body, error) = (0, -libc::EIO);
-            }
+            let r = [&lane.head[..], &lane.scratch[..body.unwrap_or(0)]].concat();
+            write_all(self.conn.as_raw_fd(), &r)?;
         }
         let rearm = lane.arm();
         self.push(rearm)?;
-        match served {
-            Some(i) if unique != 0 => self.commit(i, unique, error, body),
+        match (served, body) {
+            (Some(i), Some(body)) => self.commit(i, unique, error, body),
+            (Some(i), None) => {
+                // (The kernel never asks for more than the entry holds.)
+                tracing::error!("a reply does not fit the ring's entry; answered EIO");
+                self.commit(i, unique, -libc::EIO, 0)
+            }
             // The answer to one of our DESTROYs.
-            _ => Ok(()),
+            (None, _) => Ok(()),
         }
     }
 
