@@ -7,7 +7,8 @@
 #   - resync of a device that missed 1% of the data against one that missed all of it.
 # Usage (as root):  ./scripts/bench-extras.sh
 # Knobs: WORK (default /tmp/h2extras), SIZE of each image (4G), FILL of data (3G),
-#        CACHE (the mount's cache=, 256M).
+#        CACHE (the mount's cache=, 256M), URING (1: FUSE over io_uring on for the run, as
+#        in bench-peers.sh; 0: the kernel's setting as it is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/setup.sh
@@ -25,8 +26,9 @@ A=$WORK/a.img
 B=$WORK/b.img
 MNT=$WORK/mnt
 mkdir -p "$WORK" "$MNT"
-cleanup() { mountpoint -q "$MNT" && umount "$MNT"; rm -f "$A" "$B"; }
+cleanup() { mountpoint -q "$MNT" && umount "$MNT"; rm -f "$A" "$B"; uring_restore; }
 trap cleanup EXIT
+uring_on
 
 h2mount() { "$BIN/hammer2" mount -o "cache=$CACHE${1:+,$1}" "${@:2}" "$MNT"; }
 daemon() { pgrep -n -f "hammer2 mount .*$MNT" || die "no daemon for $MNT"; }

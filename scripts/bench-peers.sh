@@ -30,14 +30,8 @@ export WORK=${WORK:-/tmp/fsbench}
 mkdir -p "$WORK"
 export TARGETS=${TARGETS:-"raw bindfs fuse2fs zfs-fuse-c1 zfs-fuse-c2 btrfs-dup ext4-loop fuse-floor hammer2-c1 hammer2-c2 hammer2-c2-devfuse"}
 
-RING=/sys/module/fuse/parameters/enable_uring
-if [ "${URING:-1}" = 1 ]; then
-    [ -w "$RING" ] || die "this kernel has no FUSE over io_uring ($RING); run with URING=0"
-    RING_BEFORE=$(cat "$RING")
-    trap 'echo "$RING_BEFORE" >"$RING"' EXIT
-    echo Y >"$RING"
-fi
-log "fuse enable_uring: $(cat "$RING" 2>/dev/null || echo absent)"
+trap uring_restore EXIT
+uring_on
 
 # peers.sh ends by calling main; our targets are defined before that line in a copy made
 # for this run (nothing of peers.sh is kept in the repository).

@@ -85,3 +85,19 @@ link_mkfs_name() {
     local dir=$1
     ln -sf mkfs-hammer2 "$dir/mkfs.hammer2"
 }
+
+# FUSE over io_uring (Linux 6.14+) serves hammer2's requests on the caller's CPU, but only
+# while the fuse module's `enable_uring` is on, and it is off by default. The benchmarks
+# switch it on for their run (URING=0 leaves it alone) and call uring_restore at exit.
+RING_PARAMETER=/sys/module/fuse/parameters/enable_uring
+uring_on() {
+    [ "${URING:-1}" = 1 ] || return 0
+    [ -w "$RING_PARAMETER" ] || die "this kernel has no FUSE over io_uring ($RING_PARAMETER); run with URING=0"
+    RING_BEFORE=$(cat "$RING_PARAMETER")
+    echo Y >"$RING_PARAMETER"
+    log "fuse enable_uring: Y for this run (was $RING_BEFORE)"
+}
+uring_restore() {
+    [ -n "${RING_BEFORE:-}" ] && echo "$RING_BEFORE" >"$RING_PARAMETER"
+    return 0
+}
