@@ -11,13 +11,16 @@
 //! How. Since Linux 6.14 (with fuse's `enable_uring` parameter on) the kernel keeps one
 //! request queue per CPU and puts each request on the queue of the CPU its caller runs on,
 //! into a buffer the daemon registered through io_uring. Here one thread pinned to each CPU
-//! holds that queue's buffers. Protocol handling stays fuser's: each queue has its own
-//! fuser session, with its workers pinned to the same CPU, fed through a SOCK_SEQPACKET
-//! socket pair in /dev/fuse's own format (one message per request or reply). Every wakeup
-//! on the path stays on the caller's CPU.
+//! holds that queue's buffers. Protocol handling stays fuser's: each queue has two fuser
+//! sessions ("lanes", see `Queue`), fed through SOCK_SEQPACKET socket pairs in /dev/fuse's
+//! own format (one message per request or reply). The local lane's workers are pinned to
+//! the queue's CPU, so every wakeup of a metadata request stays on the caller's CPU; reads
+//! and writes go to the shared lane, whose workers run anywhere.
 //!
 //! The kernel still sends FORGET and INTERRUPT through /dev/fuse, which the main session
-//! keeps serving; if the ring cannot be set up, everything goes through /dev/fuse as before.
+//! keeps serving. When the ring cannot be had the daemon does not negotiate it, and
+//! everything goes through /dev/fuse as before; DESIGN §12 says why no request can be held
+//! for good once it is negotiated.
 
 use super::negotiate::Offer;
 use fuser::{Config, Filesystem, InitFlags, SessionACL};
@@ -44,7 +47,9 @@ const FUSE_INIT: u32 = 26;
 const FUSE_DESTROY: u32 = 38;
 /// `struct fuse_uring_req_header`: in/out header (128), op header (128), `fuse_uring_ent_in_out` (32).
 const HEADER_LEN: usize = 288;
+/// Where the op header starts in it.
 const OP_IN: usize = 128;
+/// Where `fuse_uring_ent_in_out.payload_sz` is (after its flags and commit_id).
 const PAYLOAD_SZ: usize = 256 + 16;
 const IN_HEADER: usize = 40;
 const OUT_HEADER: usize = 16;
