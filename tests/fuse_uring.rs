@@ -16,18 +16,6 @@ use std::time::Duration;
 
 const FSX: &str = env!("CARGO_BIN_EXE_hammer2-fsx");
 
-/// Runs `sh -c script` and fails the test with its output if it fails.
-fn sh(script: &str) {
-    let out = output_within(Command::new("sh").arg("-c").arg(script), Duration::from_secs(600));
-    assert!(
-        out.status.success(),
-        "`{script}` failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A tree of 40 directories and 1,200 files from empty to 3 MiB (so both one-page requests
 /// and the largest reads and writes the ring carries), with symlinks and a hard link.
 fn make_tree(root: &Path) {
@@ -61,14 +49,10 @@ fn served_by_ring(img: &Image) -> u64 {
 /// The mount is served through the ring: one queue thread per CPU, and the log says so.
 #[track_caller]
 fn assert_served_by_ring(img: &Image, m: &Mount) {
-    // (A thread takes its name once it runs, and the daemon logs after it reported ready.)
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let served = || ring_threads(m.pid) == possible_cpus() && img.log().contains("through FUSE over io_uring");
-    while !served() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // (The daemon logs after it reported ready, and a thread takes its name once it runs.)
+    assert!(img.log_shows("through FUSE over io_uring"), "{}", img.log());
+    eventually(|| ring_threads(m.pid) == possible_cpus());
     assert_eq!(ring_threads(m.pid), possible_cpus(), "ring queue threads of the daemon\n{}", img.log());
-    assert!(img.log().contains("through FUSE over io_uring"), "{}", img.log());
     assert!(!img.log().contains("refused"), "{}", img.log());
 }
 
@@ -149,11 +133,7 @@ fn nouring_serves_through_dev_fuse_where_the_kernel_offers_the_ring() {
     let _ring = RingSwitch::on();
     let img = Image::new();
     let m = img.mount_with("nouring");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !img.log().contains("through /dev/fuse") && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(img.log().contains("through /dev/fuse"), "{}", img.log());
+    assert!(img.log_shows("through /dev/fuse"), "{}", img.log());
     assert_eq!(ring_threads(m.pid), 0, "{}", img.log());
     fs::write(m.join("f"), pattern(3 << 20, 1)).unwrap();
     m.unmount();
@@ -182,12 +162,8 @@ fn a_daemon_without_cap_net_admin_stays_on_dev_fuse_and_says_why() {
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stderr), img.log());
     let m = Mount::attach(&img.mountpoint(), img.log_path());
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !img.log().contains("through /dev/fuse") && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(img.log_shows("through /dev/fuse"), "{}", img.log());
     assert!(img.log().contains("FUSE over io_uring is not used: socket buffers"), "{}", img.log());
-    assert!(img.log().contains("through /dev/fuse"), "{}", img.log());
     assert_eq!(ring_threads(m.pid), 0);
     fs::write(m.join("f"), pattern(3 << 20, 2)).unwrap();
     assert_eq!(fs::read(m.join("f")).unwrap(), pattern(3 << 20, 2));

@@ -96,6 +96,12 @@ impl Image {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Waits up to 5 s for `needle` in the log (a daemon logs some lines only after it has
+    /// reported ready); returns whether it came.
+    pub fn log_shows(&self, needle: &str) -> bool {
+        eventually(|| self.log().contains(needle))
+    }
+
     pub fn mount(&self) -> Mount {
         self.mount_with("")
     }
@@ -459,9 +465,22 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u32).wrapping_mul(2654435761).rotate_left(seed as u32) as u8 ^ seed).collect()
 }
 
-/// Runs a shell command line, panicking with its output if it fails.
+/// Waits up to 5 s for `cond` to hold (something a daemon does just after it reported
+/// ready); returns whether it did.
+pub fn eventually(cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Runs a shell command line, panicking with its output if it fails or hangs for 10 minutes.
 pub fn sh(script: &str) -> Output {
-    let out = Command::new("sh").arg("-c").arg(script).output().expect("run sh");
+    let out = output_within(Command::new("sh").arg("-c").arg(script), Duration::from_secs(600));
     assert!(
         out.status.success(),
         "sh -c {script:?} failed ({}):\n{}{}",
