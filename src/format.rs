@@ -70,7 +70,7 @@ pub fn validate(sizes: &[u64], opts: &FormatOptions) -> Result<u8> {
     if copies == 0 || usize::from(copies) > MAX_COPIES {
         return Err(Error::invalid(format!("--copies must be 1 to {MAX_COPIES}")));
     }
-    if opts.label.len() > 64 || opts.label.contains('\0') {
+    if opts.label.len() > hammer2_format::LABEL_MAX || opts.label.contains('\0') {
         return Err(Error::invalid("the label must be at most 64 bytes of UTF-8 without NUL"));
     }
     if !(MIN_BLOCK_SHIFT..=MAX_DATA_BLOCK_SHIFT).contains(&opts.data_block_shift)

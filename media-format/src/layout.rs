@@ -56,6 +56,9 @@ pub const MAX_TREE_LEVEL: u8 = 16;
 pub const FREEMAP_LEAF_SIZE: usize = 16384;
 pub const FREEMAP_LEAF_UNITS: u64 = FREEMAP_LEAF_SIZE as u64 * 8;
 
+/// The filesystem label: at most this many bytes of UTF-8, without NUL (volume header §3).
+pub const LABEL_MAX: usize = 64;
+
 /// Names: at most 255 bytes; up to 64 are stored inside the directory-entry block reference.
 pub const MAX_NAME_LEN: usize = 255;
 pub const INLINE_NAME_MAX: usize = 64;

@@ -7,6 +7,8 @@
 //! Every decoder accepts any byte sequence and either returns a fully validated value or a
 //! [`DecodeError`]; none of them panics. Every encoder produces bytes its decoder accepts.
 
+#![forbid(unsafe_code)]
+
 pub mod blockref;
 mod bytes;
 pub mod check;

@@ -172,8 +172,7 @@ impl VolumeHeader {
         w.u8(96, self.data_block_shift);
         w.u8(97, self.indirect_block_shift);
         w.u64(112, self.compat_features);
-        let label = self.label.as_bytes();
-        w.bytes(128, &label[..label.len().min(64)]);
+        w.bytes(128, label_bytes(&self.label));
         for (i, br) in self.sroot.iter().enumerate() {
             br.encode_into(&mut out[256 + i * BLOCKREF_SIZE..]);
         }
@@ -257,8 +256,8 @@ impl VolumeHeader {
         if !(MIN_BLOCK_SHIFT..=MAX_INDIRECT_BLOCK_SHIFT).contains(&indirect_block_shift) {
             return Err(r.bad("indirect block shift", u64::from(indirect_block_shift)));
         }
-        let label_raw = r.bytes(128, 64)?;
-        let label_len = label_raw.iter().position(|&b| b == 0).unwrap_or(64);
+        let label_raw = r.bytes(128, LABEL_MAX)?;
+        let label_len = label_raw.iter().position(|&b| b == 0).unwrap_or(LABEL_MAX);
         if label_raw[label_len..].iter().any(|&b| b != 0) {
             return Err(DecodeError::Reserved { what, offset: 128 + label_len });
         }
@@ -291,7 +290,12 @@ impl VolumeHeader {
             let state =
                 DeviceState::from_code(state_code).ok_or_else(|| r.bad("device state", u64::from(state_code)))?;
             let size = r.u64(o + 16)?;
-            if uuid == [0; 16] || regions == 0 || usize::from(regions) > MAX_REGIONS || size < MIN_DEVICE_BYTES {
+            if uuid == [0; 16]
+                || regions == 0
+                || usize::from(regions) > MAX_REGIONS
+                || size < MIN_DEVICE_BYTES
+                || size % UNIT != 0
+            {
                 return Err(r.bad("device entry", i as u64));
             }
             devices.push(DeviceEntry {
@@ -342,3 +346,13 @@ impl VolumeHeader {
 }
 
 const SROOT_COUNT_RESERVED: usize = 3;
+
+/// The label field holds 64 bytes of UTF-8: a longer label is cut at the last character
+/// boundary that fits, so the header still decodes (a cut inside a character would not).
+fn label_bytes(label: &str) -> &[u8] {
+    let mut end = label.len().min(LABEL_MAX);
+    while !label.is_char_boundary(end) {
+        end -= 1;
+    }
+    &label.as_bytes()[..end]
+}
