@@ -93,7 +93,11 @@ fn data_reference_with_two_copies() {
         key: 3 << 14,
         modify_tid: 5,
         mirror_tid: 6,
-        data: BlockData::Block(BlockPtr { size: 16384, check: CheckMethod::Crc32c.compute(VECTOR), copies: two_copies() }),
+        data: BlockData::Block(BlockPtr {
+            size: 16384,
+            check: CheckMethod::Crc32c.compute(VECTOR),
+            copies: two_copies(),
+        }),
         payload: Payload::None,
     };
     let mut s = Spec::new(128);
@@ -182,13 +186,7 @@ fn xattr_freemap_leaf_and_orphan_payloads() {
     assert_known("FREEMAP_LEAF reference", &leaf.encode(), &s);
     assert_eq!(Blockref::decode(&s.0).unwrap(), leaf);
 
-    let orphan = Blockref {
-        btype: BlockType::Orphan,
-        key: 42,
-        data: BlockData::None,
-        payload: Payload::None,
-        ..xattr
-    };
+    let orphan = Blockref { btype: BlockType::Orphan, key: 42, data: BlockData::None, payload: Payload::None, ..xattr };
     let mut s = Spec::new(128);
     s.u8(0, 7).u64(8, 42).u64(16, 2).u64(24, 2);
     assert_known("ORPHAN reference", &orphan.encode(), &s);
@@ -249,7 +247,11 @@ fn inode_with_a_tree_root_blockset() {
         key: k << 14,
         modify_tid: 3,
         mirror_tid: 3,
-        data: BlockData::Block(BlockPtr { size: 16384, check: CheckMethod::Crc32c.compute(VECTOR), copies: two_copies() }),
+        data: BlockData::Block(BlockPtr {
+            size: 16384,
+            check: CheckMethod::Crc32c.compute(VECTOR),
+            copies: two_copies(),
+        }),
         payload: Payload::None,
     };
     let mut ino = sample_inode(InodeContent::Tree { root_level: 0, entries: vec![leaf(0), leaf(1)] });
@@ -333,7 +335,11 @@ fn sample_header() -> VolumeHeader {
         key: 1,
         modify_tid: 10,
         mirror_tid: 10,
-        data: BlockData::Block(BlockPtr { size: 4096, check: CheckMethod::Crc32c.compute(VECTOR), copies: two_copies() }),
+        data: BlockData::Block(BlockPtr {
+            size: 4096,
+            check: CheckMethod::Crc32c.compute(VECTOR),
+            copies: two_copies(),
+        }),
         payload: Payload::None,
     };
     VolumeHeader {
@@ -371,7 +377,13 @@ fn volume_header_and_device_table() {
         let o = 768 + 80 * i;
         let n = i as u64;
         s.put(o, &[0x10 + i as u8; 16]).u64(o + 16, 1 << 30).u64(o + 24, 10 - n).u64(o + 32, 1000 + n);
-        s.u64(o + 40, n * 8).u32(o + 48, 1).u32(o + 52, 2).u32(o + 56, 3).u32(o + 60, 4).u8(o + 64, 1).u8(o + 65, state);
+        s.u64(o + 40, n * 8)
+            .u32(o + 48, 1)
+            .u32(o + 52, 2)
+            .u32(o + 56, 3)
+            .u32(o + 60, 4)
+            .u8(o + 64, 1)
+            .u8(o + 65, state);
     }
     let crc = crc32c::crc32c(&s.0[..4092]);
     s.u32(4092, crc);
