@@ -2,11 +2,28 @@
 # Builds release binaries and installs them as `hammer2`, `mkfs.hammer2` and
 # `fsck.hammer2` (the names `mkfs -t hammer2` and `fsck -t hammer2` look for) into
 # $PREFIX/sbin, /usr/local/sbin by default, and the mount(8) helper /sbin/mount.fuse.hammer2.
+# `--uninstall` removes exactly those files (with the same PREFIX) and nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/setup.sh
 PREFIX=${PREFIX:-/usr/local}
 as_root "$@"
+
+installed=("$PREFIX/sbin/hammer2" "$PREFIX/sbin/mkfs.hammer2" "$PREFIX/sbin/fsck.hammer2" /sbin/mount.fuse.hammer2)
+case "${1:-}" in
+"") ;;
+--uninstall)
+    for f in "${installed[@]}"; do
+        if [ -e "$f" ] || [ -L "$f" ]; then
+            rm -f "$f"
+            log "removed $f"
+        fi
+    done
+    exit 0
+    ;;
+*) die "usage: $0 [--uninstall]" ;;
+esac
+
 ensure_build_and_fuse
 cargo build --release --workspace
 install -d "$PREFIX/sbin"
