@@ -342,7 +342,8 @@ fn a_returning_device_whose_header_this_mount_did_not_make_durable_is_refused_an
         f.reappear();
     }
 
-    let err = resync::run(fs.inner(), &mut |_, _| {}).expect_err("resync cannot resume on a device it cannot vouch for");
+    let err =
+        resync::run(fs.inner(), &mut |_, _| {}).expect_err("resync cannot resume on a device it cannot vouch for");
     let msg = err.to_string();
     assert!(msg.contains("mem0") && msg.contains(&format!("commit {}", h.tid)) && msg.contains("mount"), "{msg}");
     assert_eq!(errno(fs.create(fs.root(), b"refused", 0o644, C)), libc::EIO, "changes are still refused");
