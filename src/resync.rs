@@ -313,7 +313,7 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
     let active = Active(&fs.resync.active);
     loop {
         fs.resync.complete.store(false, Ordering::SeqCst);
-        crate::commit::commit(fs, true, false)?;
+        commit(fs)?;
         report.commits += 1;
         let totals = *fs.resync.totals.lock();
         progress(&totals, report.commits);
@@ -332,11 +332,26 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
         }
     }
     // Persist the new device states.
-    crate::commit::commit(fs, true, false)?;
+    commit(fs)?;
     report.commits += 1;
     report.counts = *fs.resync.totals.lock();
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// One commit of the resync. When it fails for want of a device the filesystem still refuses
+/// changes, and the error says so and what to do (not just "I/O error").
+fn commit(fs: &FsInner) -> Result<()> {
+    crate::commit::commit(fs, true, false).map(|_| ()).map_err(|e| {
+        if fs.stalled.load(Ordering::SeqCst) {
+            Error::Mount(format!(
+                "the devices answer but fail again ({e}); changes stay refused: run resync again once they work, \
+                 or unmount and mount again"
+            ))
+        } else {
+            e
+        }
+    })
 }
 
 /// Failed devices that answer again rejoin as stale, each only once its header slots show
