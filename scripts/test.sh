@@ -8,6 +8,12 @@ as_root "$@"
 ensure_build_and_fuse
 ensure_cmd mkfs.ext4 e2fsprogs
 ensure_cmd fio fio
+ensure_cmd setfattr attr
+ensure_cmd wipefs util-linux
+ensure_cmd mkfs.xfs xfsprogs
+ensure_cmd mkfs.btrfs btrfs-progs
+ensure_cmd pvcreate lvm2
+ensure_cmd sfdisk fdisk
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -6,7 +6,8 @@
 //!   `Absent` device is recorded as MISSING in its block reference instead; nothing is
 //!   queued in memory for it (the seed's "queueless" rule).
 //! - A device becomes `Failed` on its first write or flush error, or when it vanishes; it
-//!   stays failed until the filesystem is mounted again.
+//!   stays failed until a resync finds it answering and holding what this mount last wrote
+//!   to it (R1, `resync::rejoin`), or until the filesystem is mounted again.
 //! - `missed_since` is the first commit a device missed; while it is non-zero the tree holds
 //!   MISSING copies for that device and a resync must run before it is `Online` again.
 

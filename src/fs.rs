@@ -162,6 +162,10 @@ pub struct FsInner {
     pub rename_lock: Mutex<()>,
     /// A commit failed for a reason a retry cannot fix: refuse further changes.
     pub broken: AtomicBool,
+    /// The last commit failed because no device was writable (R1 in docs/DESIGN.md §5):
+    /// changes are refused until a commit succeeds again, which needs a device that a
+    /// resync has brought back (`resync::rejoin`).
+    pub stalled: AtomicBool,
     pub stopping: AtomicBool,
     pub stats: Stats,
     pub resync: crate::resync::ResyncControl,
@@ -191,7 +195,7 @@ impl FsInner {
         if self.vol.read_only {
             return Err(Error::ReadOnly);
         }
-        if self.broken.load(Ordering::SeqCst) {
+        if self.broken.load(Ordering::SeqCst) || self.stalled.load(Ordering::SeqCst) {
             return Err(Error::Io(std::io::Error::from_raw_os_error(libc::EIO)));
         }
         Ok(())

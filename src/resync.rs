@@ -267,6 +267,9 @@ pub struct ResyncReport {
     pub synced: Vec<String>,
     /// Devices still missing copies (absent or failed).
     pub still_missing: Vec<String>,
+    /// Failed devices that answer again but were not taken back, each with the reason
+    /// (`DEVICE: why`): their header slots are not what this mount last wrote (R1).
+    pub refused: Vec<String>,
     pub verified_blocks: u64,
     pub verify_repaired: u64,
 }
@@ -277,23 +280,15 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
     if fs.vol.read_only {
         return Err(Error::ReadOnly);
     }
+    if fs.broken.load(Ordering::SeqCst) {
+        // Its commits would succeed while every change is refused: not a success to report.
+        return Err(Error::Mount(
+            "the filesystem stopped taking changes after an internal error; unmount and mount it again".into(),
+        ));
+    }
     let start = std::time::Instant::now();
     let mut report = ResyncReport::default();
-    // Failed devices that work again rejoin as stale.
-    for m in &fs.vol.devices.members {
-        if m.state() == MemberState::Failed
-            && let Some(st) = &m.storage
-        {
-            let mut b = [0u8; 4096];
-            if st.read_at(&mut b, 0).is_ok() && st.flush().is_ok() {
-                tracing::info!(device = %m.name, "device answers again: rejoining as stale");
-                if m.missed_since() == 0 {
-                    m.set_missed_since(fs.roots.read().tid);
-                }
-                m.set_state(MemberState::Stale);
-            }
-        }
-    }
+    rejoin(fs, &mut report)?;
     for m in &fs.vol.devices.members {
         if m.state() == MemberState::Diverged {
             let (checked, repaired) = verify_device(fs, m.index)?;
@@ -318,7 +313,7 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
     let active = Active(&fs.resync.active);
     loop {
         fs.resync.complete.store(false, Ordering::SeqCst);
-        crate::commit::commit(fs, true, false)?;
+        commit(fs)?;
         report.commits += 1;
         let totals = *fs.resync.totals.lock();
         progress(&totals, report.commits);
@@ -337,11 +332,110 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
         }
     }
     // Persist the new device states.
-    crate::commit::commit(fs, true, false)?;
+    commit(fs)?;
     report.commits += 1;
     report.counts = *fs.resync.totals.lock();
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// One commit of the resync. When it fails for want of a device the filesystem still refuses
+/// changes, and the error says so and what to do (not just "I/O error").
+fn commit(fs: &FsInner) -> Result<()> {
+    crate::commit::commit(fs, true, false).map(|_| ()).map_err(|e| {
+        if fs.stalled.load(Ordering::SeqCst) {
+            Error::Mount(format!(
+                "the devices answer but fail again ({e}); changes stay refused: run resync again once they work, \
+                 or unmount and mount again"
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+/// Failed devices that answer again rejoin as stale, each only once its header slots show
+/// it holds what this mount last wrote to it (R1 in docs/DESIGN.md §5); the others stay
+/// failed and are listed in `report.refused`. When no device was writable (the filesystem
+/// is refusing changes), a refusal leaves every device failed and is an error: resuming
+/// on the others could make the commit this mount retries and the one a refused device
+/// holds two different trees with the same tid.
+fn rejoin(fs: &FsInner, report: &mut ResyncReport) -> Result<()> {
+    let stalled = fs.stalled.load(Ordering::SeqCst);
+    let roots = fs.roots.read().clone();
+    let mut back = Vec::new();
+    for m in &fs.vol.devices.members {
+        let Some(st) = &m.storage else { continue };
+        if m.state() != MemberState::Failed {
+            continue;
+        }
+        let mut b = [0u8; 4096];
+        if st.read_at(&mut b, 0).is_err() || st.flush().is_err() {
+            continue;
+        }
+        match holds_what_we_wrote(fs, m, &crate::mount::probe(st.clone()), &roots) {
+            Ok(()) => back.push(m),
+            Err(why) => {
+                tracing::warn!(device = %m.name, "device answers again but is not taken back: {why}");
+                report.refused.push(format!("{}: {why}", m.name));
+            }
+        }
+    }
+    if stalled && !report.refused.is_empty() {
+        return Err(Error::Mount(format!(
+            "{}; the filesystem takes no changes until it is unmounted and mounted again",
+            report.refused.join("; ")
+        )));
+    }
+    for m in back {
+        tracing::info!(device = %m.name, "device answers again and holds what was last written to it: rejoining as stale");
+        if m.missed_since() == 0 {
+            m.set_missed_since(roots.tid);
+        }
+        m.set_state(MemberState::Stale);
+    }
+    Ok(())
+}
+
+/// R1: a failed device may be written again only if its newest valid header is one this
+/// mount wrote and made durable. Newer than the last completed commit means a failed
+/// commit's header landed: its blocks went back to the allocator and the retry would
+/// reuse them under a header that names them. Older than the last header written to it
+/// (or the one before, if that write failed) means its contents were replaced.
+fn holds_what_we_wrote(
+    fs: &FsInner,
+    m: &crate::devices::Member,
+    probe: &crate::mount::Probe,
+    roots: &crate::fs::Roots,
+) -> std::result::Result<(), String> {
+    let Some(h) = &probe.header else { return Err("it holds no valid volume header".into()) };
+    if h.fs_uuid != fs.vol.params.fs_uuid || h.device_uuid != m.uuid {
+        return Err("its volume header belongs to another device or filesystem".into());
+    }
+    if h.tid > roots.tid {
+        return Err(format!(
+            "it holds the header of commit {}, which failed here (the last commit completed is {})",
+            h.tid, roots.tid
+        ));
+    }
+    use hammer2_format::layout::{SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS};
+    let same_roots = h.sroot[SROOT_INODES] == roots.inodes.to_ref()
+        && h.sroot[SROOT_FREEMAP] == roots.freemap.to_ref()
+        && h.sroot[SROOT_ORPHANS] == roots.orphans.to_ref();
+    if h.tid == roots.tid && !same_roots {
+        return Err(format!("its header of commit {} names other roots than this mount committed", h.tid));
+    }
+    if h.tid + 1 < m.synced_tid() {
+        return Err(format!("it holds commit {}, older than commit {} last written to it", h.tid, m.synced_tid()));
+    }
+    Ok(())
+}
+
+impl ResyncReport {
+    /// 0 when every device that answers is back in service, 1 when one was refused.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(!self.refused.is_empty())
+    }
 }
 
 impl ResyncCounts {

@@ -169,11 +169,12 @@ fn mkfs_refuses_a_device_with_an_ext4_signature_and_leaves_it_unchanged() {
 }
 
 #[test]
-fn mkfs_refuses_a_device_with_an_xfs_signature_and_leaves_it_unchanged() {
+fn mkfs_refuses_a_device_with_an_xfs_filesystem_and_leaves_it_unchanged() {
     let d = tmp();
-    let img = sparse_file(d.path(), "xfs.img", 64 * MIB);
-    poke(&img, 0, b"XFSB");
-    assert_refused(&argv(&[&img]), &[&img], "xfs");
+    // mkfs.xfs wants at least 300 MiB.
+    let img = sparse_file(d.path(), "xfs.img", 320 * MIB);
+    run_tool("mkfs.xfs", "xfsprogs", &[os("-q"), img.as_os_str()]);
+    assert_refused(&argv(&[&img]), &[&img], "an xfs filesystem");
 }
 
 #[test]
@@ -201,19 +202,85 @@ fn mkfs_refuses_a_device_with_a_dos_partition_table_and_leaves_it_unchanged() {
 #[test]
 fn mkfs_refuses_a_device_with_a_gpt_partition_table_and_leaves_it_unchanged() {
     let d = tmp();
-    let img = sparse_file(d.path(), "gpt.img", 64 * MIB);
-    poke(&img, 512, b"EFI PART");
+    let img = gpt_image(d.path(), "gpt.img");
     assert_refused(&argv(&[&img]), &[&img], "GPT partition table");
+}
+
+// ---- -f removes what was there ----------------------------------------------------------
+
+/// What libblkid finds on `dev` (`wipefs` lists every signature, `blkid -p` the one it
+/// would mount): after `mkfs.hammer2 -f` both must find nothing (blkid does not know
+/// hammer2, so "nothing" is the right answer).
+#[track_caller]
+fn assert_no_foreign_signature(dev: &Path) {
+    let listed = run_tool("wipefs", "util-linux", &[os("--noheadings"), dev.as_os_str()]);
+    assert!(stdout(&listed).trim().is_empty(), "wipefs still finds on {}:\n{}", dev.display(), stdout(&listed));
+    let o = Command::new("blkid").arg("-p").arg(dev).output().expect("run blkid (util-linux)");
+    assert_eq!(o.status.code(), Some(2), "blkid -p still finds something on {}: {}", dev.display(), stdout(&o));
+}
+
+#[test]
+fn mkfs_refuses_an_lvm2_physical_volume_and_with_f_leaves_no_trace_of_it() {
+    let d = tmp();
+    let img = sparse_file(d.path(), "pv.img", 64 * MIB);
+    let dev = LoopDev::attach(&img);
+    // No devices file and no hints: the test leaves nothing in LVM's state behind.
+    run_tool(
+        "pvcreate",
+        "lvm2",
+        &[
+            os("--devicesfile"),
+            os(""),
+            os("--config"),
+            os("devices { hints = \"none\" }"),
+            os("-y"),
+            dev.path.as_os_str(),
+        ],
+    );
+    let line = assert_refused(&argv(&[&dev.path]), &[&dev.path], "an LVM2 physical volume");
+    assert!(line.contains("-f"), "{line}");
+    ok(&mkfs(argv(&[&"-f", &dev.path])));
+    assert_no_foreign_signature(&dev.path);
+    assert_eq!(info_json([&dev.path])["devices"][0]["size"], 64 * MIB, "a hammer2 filesystem is there");
+}
+
+#[test]
+fn mkfs_f_over_btrfs_wipes_its_superblock_so_a_plain_mount_does_not_take_it_for_btrfs() {
+    let d = tmp();
+    let img = sparse_file(d.path(), "btrfs.img", 256 * MIB);
+    run_tool("mkfs.btrfs", "btrfs-progs", &[os("-q"), img.as_os_str()]);
+    assert_refused(&argv(&[&img]), &[&img], "a btrfs filesystem at offset 65600");
+    ok(&mkfs(argv(&[&"-f", &img])));
+    assert_no_foreign_signature(&img);
+    let dev = LoopDev::attach(&img);
+    let mnt = d.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let o = Command::new("mount").args(["-o", "ro"]).arg(&dev.path).arg(&mnt).output().expect("run mount");
+    if o.status.success() {
+        let _ = Command::new("umount").arg(&mnt).status();
+        panic!("mount without -t mounted the reformatted device as something else");
+    }
+    info_json([&img]);
+}
+
+#[test]
+fn mkfs_f_over_a_gpt_disk_wipes_both_the_primary_and_the_backup_table() {
+    let d = tmp();
+    let img = gpt_image(d.path(), "gpt.img");
+    let line = assert_refused(&argv(&[&img]), &[&img], "GPT partition table (backup)");
+    assert!(line.contains("protective MBR"), "{line}");
+    ok(&mkfs(argv(&[&"-f", &img])));
+    assert_no_foreign_signature(&img);
+    info_json([&img]);
 }
 
 #[test]
 fn mkfs_refuses_all_devices_when_one_has_a_signature_and_creates_no_file() {
     let d = tmp();
     let good = sparse_file(d.path(), "good.img", 64 * MIB);
-    let bad = sparse_file(d.path(), "bad.img", 64 * MIB);
-    poke(&bad, 0, b"XFSB");
+    let bad = ext4_image(d.path(), "bad.img");
     let new = d.path().join("new.img");
-    assert_refused(&argv(&[&"--size", &"64M", &good, &new, &bad]), &[&good, &bad], "xfs");
+    assert_refused(&argv(&[&"--size", &"64M", &good, &new, &bad]), &[&good, &bad], "ext2/3/4");
     assert!(!new.exists(), "a refused mkfs created {}", new.display());
 }
 
@@ -345,6 +412,41 @@ fn mkfs_ext4(target: &Path) {
         .output()
         .unwrap_or_else(|e| panic!("mkfs.ext4 (package e2fsprogs) is needed: {e}"));
     assert!(o.status.success(), "mkfs.ext4 failed: {}", stderr(&o));
+}
+
+/// Runs one of the system's tools (from `package`), panicking with its output if it fails.
+#[track_caller]
+fn run_tool(cmd: &str, package: &str, args: &[&OsStr]) -> std::process::Output {
+    let o = Command::new(cmd)
+        .args(args)
+        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} (package {package}) is needed: {e}"));
+    assert!(o.status.success(), "{cmd} {args:?} failed: {}{}", stdout(&o), stderr(&o));
+    o
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// A 64 MiB image with a GPT partition table of one partition, made by sfdisk: the
+/// protective MBR, the primary table at 512 and the backup in the last sector.
+fn gpt_image(dir: &Path, name: &str) -> PathBuf {
+    use std::io::Write as _;
+    let img = sparse_file(dir, name, 64 * MIB);
+    let mut c = Command::new("sfdisk")
+        .args(["--quiet"])
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("sfdisk (package fdisk) is needed: {e}"));
+    c.stdin.take().unwrap().write_all(b"label: gpt\n,\n").unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "sfdisk failed: {}", stderr(&o));
+    img
 }
 
 fn ext4_image(dir: &Path, name: &str) -> PathBuf {

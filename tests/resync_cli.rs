@@ -531,3 +531,73 @@ fn a_device_failing_in_the_middle_of_a_write_stream_is_dropped_and_made_whole_by
     Blocks::open(&img.devices).assert_every_copy_good();
     img.assert_no_panics();
 }
+
+#[test]
+fn when_every_device_failed_and_came_back_resync_resumes_writing_and_the_changes_kept_in_memory_reach_the_disks() {
+    const TMPFS: u64 = 24 * MIB;
+    let mut img = Image::by_mkfs(2, 256 * MIB, 2);
+    // Both images on one small tmpfs: when it is full, both devices fail.
+    let tmpfs = Tmpfs::mount(&img.dir.path().join("small"), TMPFS);
+    for d in &mut img.devices {
+        let moved = tmpfs.path.join(d.file_name().unwrap());
+        sh(&format!("cp --sparse=always '{}' '{}'", d.display(), moved.display()));
+        *d = moved;
+    }
+    let m = img.mount();
+    let refused = |p: &Path| {
+        let e = fs::write(p, b"x").expect_err("the filesystem must refuse changes");
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{}: {e}", p.display());
+    };
+
+    // Write and fsync 1 MiB files until a commit finds no device to write to.
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    loop {
+        assert!(files.len() < 64, "{} MiB written and fsync'd on a {TMPFS}-byte tmpfs", files.len());
+        let p = m.join(format!("f{}", files.len()));
+        let data = pattern(MIB as usize, files.len() as u8);
+        let mut f = fs::File::create(&p).unwrap();
+        f.write_all(&data).unwrap();
+        let synced = f.sync_all();
+        files.push((p, data));
+        if let Err(e) = synced {
+            assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+            break;
+        }
+    }
+    let live = info_json([&m.path]);
+    assert_eq!((state(&live, 0), state(&live, 1)), ("failed", "failed"), "{live}");
+    refused(&m.join("refused"));
+
+    // Still full: resync must not report success.
+    let line = one_line_error(&hammer2([os("resync"), os(&m.path)]), "hammer2 resync: ", "changes stay refused");
+    eprintln!("resync on the full tmpfs: {line}");
+    refused(&m.join("refused"));
+
+    tmpfs.resize(256 * MIB);
+    let out = ok(&hammer2([os("resync"), os(&m.path)]));
+    for d in &img.devices {
+        assert!(out.contains(&format!("{}: in sync", d.display())), "{out}");
+    }
+    let live = info_json([&m.path]);
+    assert_eq!((state(&live, 0), state(&live, 1)), ("online", "online"), "{live}");
+
+    // Every kind of change works again.
+    let after = m.join("after");
+    fs::write(&after, pattern(300_000, 9)).expect("create and write after the resync");
+    sh(&format!("setfattr -n user.back -v yes '{}'", after.display()));
+    fs::remove_file(&files[0].0).expect("unlink after the resync");
+    let kept = files.remove(0);
+    fs::File::open(&after).unwrap().sync_all().expect("fsync after the resync");
+    m.unmount();
+
+    let m = img.mount();
+    assert!(!m.join(kept.0.file_name().unwrap()).exists(), "the unlink was lost");
+    for (p, data) in &files {
+        assert_eq!(fs::read(m.join(p.file_name().unwrap())).unwrap(), *data, "{}", p.display());
+    }
+    assert_eq!(fs::read(m.join("after")).unwrap(), pattern(300_000, 9));
+    assert_eq!(xattrs(&m.join("after")), vec![(b"user.back".to_vec(), b"yes".to_vec())]);
+    m.unmount();
+    img.assert_consistent();
+    img.assert_no_panics();
+}

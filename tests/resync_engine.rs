@@ -4,7 +4,11 @@ mod common;
 
 use common::engine::*;
 use hammer2::devices::MemberState;
+use hammer2::storage::DynStorage;
+use hammer2::storage::faulty::FaultyStorage;
 use hammer2::{Creds, Fs, Options, resync};
+use hammer2_format::layout::{HEADER_SLOTS, header_offset};
+use std::sync::Arc;
 
 const C: Creds = Creds { uid: 0, gid: 0 };
 
@@ -253,4 +257,106 @@ fn a_resync_slice_in_a_commit_that_also_writes_changed_inodes_commits_and_syncs_
     fs.unmount().unwrap();
     let fs = Fs::mount(vec![devs[1].clone()], degraded()).unwrap();
     assert_eq!(snapshot_files(&fs), expected, "device 1 alone holds everything");
+}
+
+/// Two devices with two copies, each behind a fault injector: (the plain devices, the
+/// injectors, the devices to mount).
+fn two_faulty_devices(size: u64) -> (Vec<DynStorage>, Vec<Arc<FaultyStorage>>, Vec<DynStorage>) {
+    let base = mem_devices(2, size);
+    format_copies(&base, 2);
+    let faulty: Vec<Arc<FaultyStorage>> =
+        base.iter().enumerate().map(|(i, d)| Arc::new(FaultyStorage::new(d.clone(), i as u64 + 1))).collect();
+    let devs = faulty.iter().map(|f| f.clone() as DynStorage).collect();
+    (base, faulty, devs)
+}
+
+fn errno<T: std::fmt::Debug>(r: hammer2::Result<T>) -> i32 {
+    r.expect_err("the filesystem refuses changes").errno()
+}
+
+#[test]
+fn after_every_device_failed_and_came_back_resync_commits_the_kept_changes_and_changes_are_accepted_again() {
+    let (base, faulty, devs) = two_faulty_devices(64 << 20);
+    let fs = Fs::mount(devs, quiet_options()).unwrap();
+    write_file(&fs, fs.root(), "durable", 100_000, 3);
+    fs.sync().unwrap();
+    write_file(&fs, fs.root(), "kept", 300_000, 5);
+    for f in &faulty {
+        f.vanish();
+    }
+    assert!(fs.sync().is_err(), "no device takes the commit");
+    for d in 0..2 {
+        assert_eq!(fs.inner().vol.devices.get(d).unwrap().state(), MemberState::Failed);
+    }
+    assert_eq!(errno(fs.create(fs.root(), b"refused", 0o644, C)), libc::EIO, "no device: changes are refused");
+
+    for f in &faulty {
+        f.reappear();
+    }
+    let rep = resync_now(&fs);
+    assert_eq!(rep.synced.len(), 2, "both devices are back: {rep:?}");
+    assert!(rep.refused.is_empty(), "{rep:?}");
+    for d in 0..2 {
+        assert_eq!(fs.inner().vol.devices.get(d).unwrap().state(), MemberState::Online);
+    }
+
+    // Every kind of change works again: create, write, setxattr, unlink.
+    write_file(&fs, fs.root(), "after", 50_000, 7);
+    let after = fs.lookup(fs.root(), b"after").unwrap();
+    fs.setxattr(after.ino, b"user.k", b"v", Default::default()).unwrap();
+    fs.unlink(fs.root(), b"durable").unwrap();
+    fs.sync().unwrap();
+    fs.unmount().unwrap();
+
+    let fs = mount(&base);
+    let kept = fs.lookup(fs.root(), b"kept").expect("the changes kept in memory were committed by the resync");
+    let want: Vec<u8> = (0..300_000).map(|i| (i as u8).wrapping_mul(5)).collect();
+    assert_eq!(fs.read(kept.ino, 0, want.len()).unwrap(), want);
+    let after = fs.lookup(fs.root(), b"after").unwrap();
+    assert_eq!(fs.getxattr(after.ino, b"user.k").unwrap(), b"v");
+    assert_eq!(fs.lookup(fs.root(), b"durable").unwrap_err().errno(), libc::ENOENT);
+    assert_consistent(&fs);
+    assert_every_copy_verifies(&fs);
+}
+
+#[test]
+fn a_returning_device_whose_header_this_mount_did_not_make_durable_is_refused_and_resync_says_to_remount() {
+    let (base, faulty, devs) = two_faulty_devices(64 << 20);
+    let fs = Fs::mount(devs, quiet_options()).unwrap();
+    write_file(&fs, fs.root(), "durable", 100_000, 3);
+    fs.sync().unwrap();
+    write_file(&fs, fs.root(), "kept", 300_000, 5);
+    for f in &faulty {
+        f.vanish();
+    }
+    assert!(fs.sync().is_err());
+    // What a commit whose header write reached device 0 but whose flush failed leaves: a
+    // header newer than the last commit this mount completed. Its blocks were given back
+    // to the allocator, so resuming would reuse them under a header that names them.
+    let mut h = hammer2::mount::probe(base[0].clone()).header.expect("device 0's header");
+    h.tid += 1;
+    h.slot = (h.tid % HEADER_SLOTS as u64) as u8;
+    base[0].write_at(&h.encode(), header_offset(usize::from(h.slot))).unwrap();
+    let before: Vec<Vec<u8>> = (0..2).map(|d| contents(&base[d])).collect();
+    for f in &faulty {
+        f.reappear();
+    }
+
+    let err =
+        resync::run(fs.inner(), &mut |_, _| {}).expect_err("resync cannot resume on a device it cannot vouch for");
+    let msg = err.to_string();
+    assert!(msg.contains("mem0") && msg.contains(&format!("commit {}", h.tid)) && msg.contains("mount"), "{msg}");
+    assert_eq!(errno(fs.create(fs.root(), b"refused", 0o644, C)), libc::EIO, "changes are still refused");
+    for d in 0..2u8 {
+        assert_eq!(fs.inner().vol.devices.get(d).unwrap().state(), MemberState::Failed, "device {d}");
+        let i = usize::from(d);
+        assert!(contents(&base[i]) == before[i], "device {d} was written to");
+    }
+    fs.crash();
+}
+
+fn contents(d: &DynStorage) -> Vec<u8> {
+    let mut v = vec![0u8; d.size() as usize];
+    d.read_at(&mut v, 0).unwrap();
+    v
 }

@@ -68,7 +68,7 @@ pub fn assemble_devices(storages: &[DynStorage]) -> Result<(Assembly, Vec<Device
             .iter()
             .zip(&slots)
             .map(|(s, ds)| {
-                let holds = match hammer2::signatures::detect(s.as_ref()) {
+                let holds = match hammer2::signatures::detect(s.as_ref()).as_deref() {
                     Some("hammer2") => {
                         let bad: Vec<String> = ds
                             .slots

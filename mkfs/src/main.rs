@@ -4,9 +4,10 @@
 mod summary;
 mod target;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use hammer2::format::{FormatOptions, format, validate};
+use hammer2::signatures::Signature;
 use hammer2::storage::DynStorage;
 use hammer2_format::{CheckMethod, UNIT};
 use std::path::PathBuf;
@@ -43,7 +44,8 @@ struct Cli {
     /// every copy); larger ones cost less metadata per byte and read ahead more.
     #[arg(long, value_parser = hammer2::units::parse_size, value_name = "SIZE")]
     block_size: Option<u64>,
-    /// Format even if a device already holds a filesystem or partition table.
+    /// Format even if a device already holds a filesystem or partition table; every
+    /// signature found is wiped first (as `wipefs -a` does).
     #[arg(short, long)]
     force: bool,
     /// Print the summary as JSON.
@@ -114,12 +116,15 @@ fn run(cli: &Cli) -> Result<String> {
     }
     validate(&sizes, &opts).map_err(|e| anyhow::anyhow!(name_devices(e, &targets)))?;
 
-    if !cli.force {
-        for t in &targets {
-            if let Some(sig) = t.signature() {
-                bail!("{} already holds {} (use -f to format it anyway)", t.path.display(), describe(sig));
-            }
+    let mut existing = Vec::with_capacity(targets.len());
+    for t in &targets {
+        let e = t.existing()?;
+        if !cli.force
+            && let Some(what) = e.describe()
+        {
+            bail!("{} already holds {what} (use -f to format it anyway)", t.path.display());
         }
+        existing.push(e);
     }
 
     // Every check passed: from here on devices are changed.
@@ -130,20 +135,26 @@ fn run(cli: &Cli) -> Result<String> {
             let _ = std::fs::remove_file(p);
         }
     };
+    let mut prepared = Vec::with_capacity(targets.len());
     for t in targets {
         let path = t.path.clone();
         match t.prepare() {
             Ok((s, new)) => {
                 if new {
-                    created.push(path);
+                    created.push(path.clone());
                 }
-                storages.push(Arc::new(s));
+                prepared.push((s, path));
             }
             Err(e) => {
                 cleanup(&created);
                 bail!("{e:#} (no device was formatted)");
             }
         }
+    }
+    // Only -f gets here with signatures found; they go once every device is ready.
+    for ((s, path), found) in prepared.into_iter().zip(&existing) {
+        wipe(&s, &path, &found.foreign)?;
+        storages.push(Arc::new(s));
     }
     let report = format(storages, &opts).map_err(|e| anyhow::anyhow!("formatting failed: {e}"))?;
     Ok(if cli.json { summary::json(&report) + "\n" } else { summary::text(&report) })
@@ -163,15 +174,20 @@ fn name_devices(e: hammer2::Error, targets: &[Target]) -> String {
     msg
 }
 
-/// "an ext2/3/4 filesystem", "a GPT partition table", ...
-fn describe(sig: &str) -> String {
-    if sig.contains("partition table") || sig.contains("boot sector") {
-        format!("a {sig}")
-    } else if sig == "swap" {
-        "a swap area".to_string()
-    } else if sig.starts_with(['a', 'e', 'i', 'o', 'u', 'x']) {
-        format!("an {sig} filesystem")
-    } else {
-        format!("a {sig} filesystem")
+/// With -f: removes every other signature from the device, as `wipefs -a` does, so that
+/// neither libblkid nor `mount` without `-t` takes it for what it was. Wiping one can
+/// uncover another (libblkid reports one filesystem at a time when they overlap), so the
+/// device is probed again until nothing is left.
+fn wipe(s: &hammer2::storage::file::FileStorage, path: &std::path::Path, found: &[Signature]) -> Result<()> {
+    let shown = path.display();
+    let mut found = found.to_vec();
+    for _ in 0..8 {
+        if found.is_empty() {
+            return Ok(());
+        }
+        hammer2::signatures::wipe(s, &found).with_context(|| format!("cannot wipe the old signatures of {shown}"))?;
+        found = hammer2::signatures::find(path).with_context(|| format!("cannot examine {shown}"))?;
     }
+    let left: Vec<String> = found.iter().map(Signature::describe).collect();
+    bail!("{shown} still holds {} after wiping", left.join(", "))
 }

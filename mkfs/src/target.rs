@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use hammer2::loopdev;
+use hammer2::signatures::Signature;
 use hammer2::storage::file::{FileStorage, OpenMode};
 use std::fs::OpenOptions;
 use std::io;
@@ -32,6 +33,24 @@ pub enum Plan {
     Create(u64),
     /// Grow an existing file to this many bytes (`--size` larger than the file).
     Extend(u64),
+}
+
+/// Signatures found on a device before it is formatted.
+#[derive(Debug, Default)]
+pub struct Existing {
+    pub hammer2: bool,
+    pub foreign: Vec<Signature>,
+}
+
+impl Existing {
+    /// "a btrfs filesystem at offset 65600, ..." or None when the device holds nothing.
+    pub fn describe(&self) -> Option<String> {
+        let mut what: Vec<String> = self.foreign.iter().map(Signature::describe).collect();
+        if self.hammer2 {
+            what.insert(0, "a hammer2 filesystem".into());
+        }
+        (!what.is_empty()).then(|| what.join(", "))
+    }
 }
 
 pub struct Target {
@@ -124,9 +143,14 @@ impl Target {
         }
     }
 
-    /// The signature already on the device (an existing filesystem, partition table...).
-    pub fn signature(&self) -> Option<&'static str> {
-        self.storage.as_ref().and_then(|s| hammer2::signatures::detect(s))
+    /// What the device already holds: a hammer2 filesystem (our own check) and every
+    /// signature libblkid finds (filesystems, RAID members, LVM2 physical volumes, swap,
+    /// partition tables with their backups). Nothing for a file mkfs is to create.
+    pub fn existing(&self) -> Result<Existing> {
+        let Some(s) = &self.storage else { return Ok(Existing::default()) };
+        let foreign =
+            hammer2::signatures::find(&self.path).with_context(|| format!("cannot examine {}", self.path.display()))?;
+        Ok(Existing { hammer2: hammer2::signatures::is_hammer2(s), foreign })
     }
 
     /// Creates or grows the file as planned and returns the storage to format. Called only

@@ -13,7 +13,8 @@
 //! A write or flush error in step 4 or 5 marks the device failed and the attempt is redone
 //! from the same snapshot: the failed device's copies are then recorded as MISSING. If no
 //! device is left, the commit fails, the changes stay in memory, and the filesystem stops
-//! accepting new ones; the previous committed state on the devices is untouched.
+//! accepting new ones until a resync brings a device back (R1 in docs/DESIGN.md §5); the
+//! previous committed state on the devices is untouched.
 
 pub mod arena;
 pub mod builder;
@@ -91,6 +92,9 @@ pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
     match result {
         Ok((built, roots)) => {
             let r = install(fs, snap, built, roots);
+            // A device took this commit whole: the changes refused while none could are
+            // accepted again (R1).
+            fs.stalled.store(false, Ordering::SeqCst);
             tracing::debug!(
                 "commit {}: {} inodes, {} blocks, {} KiB in {} ms",
                 r.tid,
@@ -104,7 +108,7 @@ pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
         Err(e) => {
             tracing::error!("commit {tid} failed: {e}; changes kept in memory");
             if fs.vol.devices.writable_count() == 0 {
-                fs.broken.store(true, Ordering::SeqCst);
+                fs.stalled.store(true, Ordering::SeqCst);
             }
             restore(fs, snap);
             Err(e)

@@ -590,3 +590,29 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     };
     Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
 }
+
+/// A tmpfs of the test's own (a device that runs out of space on cue), unmounted when
+/// dropped: declare it after what lives on it, so it is dropped first.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` bytes on `path` (created if missing).
+    pub fn mount(path: &Path, size: u64) -> Tmpfs {
+        std::fs::create_dir_all(path).expect("tmpfs mount point");
+        sh(&format!("mount -t tmpfs -o size={size} tmpfs '{}'", path.display()));
+        Tmpfs { path: path.to_path_buf() }
+    }
+
+    /// Grows (or shrinks) it to `size` bytes, keeping its files.
+    pub fn resize(&self, size: u64) {
+        sh(&format!("mount -o remount,size={size} '{}'", self.path.display()));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}

@@ -111,7 +111,7 @@ pub fn render(r: &report::Report) -> String {
 /// Why a device is not usable, in one line: what it holds instead, or why every header
 /// slot was rejected.
 fn not_hammer2(p: &Probe) -> String {
-    match hammer2::signatures::detect(&*p.storage) {
+    match hammer2::signatures::detect(&*p.storage).as_deref() {
         Some("hammer2") => {
             let why: Vec<String> = p
                 .slots

@@ -37,7 +37,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     } else {
         print!("{}", render(&rep));
     }
-    Ok(0)
+    Ok(rep.exit_code())
 }
 
 pub fn render(rep: &hammer2::resync::ResyncReport) -> String {
@@ -61,6 +61,9 @@ pub fn render(rep: &hammer2::resync::ResyncReport) -> String {
     }
     for d in &rep.still_missing {
         let _ = writeln!(o, "{d}: still missing or failed; its copies stay MISSING until it is back");
+    }
+    for d in &rep.refused {
+        let _ = writeln!(o, "{d}; not taken back: unmount and mount again to bring it back");
     }
     o
 }

@@ -113,7 +113,7 @@ fn run(fs: &FsInner, devices: &str, op: Op, out: &mut UnixStream) -> anyhow::Res
                     }),
                 );
             })?;
-            Ok(Done { exit: 0, text: crate::resync::render(&rep), json: serde_json::to_value(&rep)? })
+            Ok(Done { exit: rep.exit_code(), text: crate::resync::render(&rep), json: serde_json::to_value(&rep)? })
         }
     }
 }
