@@ -33,8 +33,9 @@ pub struct Work<'a> {
     pub diff: Differences,
     /// Damaged header slots: (device name, slot, finding).
     pub clear: Vec<(String, usize, FindingId)>,
-    /// Devices whose newest header slot was lost.
-    pub behind: Vec<FindingId>,
+    /// Devices that lack the newest header (a note, not a finding): the repair commit, if
+    /// one runs, writes it to them.
+    pub behind: Vec<String>,
 }
 
 /// Makes the repairs; returns true when anything was written.
@@ -66,7 +67,6 @@ pub fn run(ck: &mut Checker<'_>, w: Work<'_>) -> bool {
             .iter()
             .map(|r| r.0)
             .chain(free_ids.iter().map(|r| r.0))
-            .chain(w.behind.iter().copied())
             .collect();
         for id in ids {
             ck.findings.set(id, Repair::Unrepairable { why: why.into() });
@@ -116,8 +116,8 @@ pub fn run(ck: &mut Checker<'_>, w: Work<'_>) -> bool {
                     };
                     ck.findings.set(*id, r);
                 }
-                for id in &w.behind {
-                    ck.findings.set(*id, Repair::Repaired { how: "wrote the current volume header".into() });
+                for name in &w.behind {
+                    ck.notes.push(format!("{name}: wrote the current volume header"));
                 }
             }
             Err(e) => {
@@ -127,7 +127,6 @@ pub fn run(ck: &mut Checker<'_>, w: Work<'_>) -> bool {
                     .iter()
                     .map(|r| r.0)
                     .chain(free_ids.iter().map(|r| r.0))
-                    .chain(w.behind.iter().copied())
                 {
                     ck.findings.set(id, Repair::Failed { why: why.clone() });
                 }
