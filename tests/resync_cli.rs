@@ -317,6 +317,35 @@ fn after_a_split_brain_is_settled_the_losing_device_keeps_no_header_of_its_disca
 }
 
 #[test]
+fn naming_the_older_device_as_master_makes_the_one_written_alone_diverged_and_resync_makes_it_identical() {
+    let img = Image::by_mkfs(2, 256 * MIB, 2);
+    let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
+    let m = img.mount();
+    write_set(&m, "common", 10);
+    m.unmount();
+    // Only b moves on: it deletes what both had and writes new files into the space that
+    // frees, over its copies of blocks a's tree still uses.
+    let m = img.mount_devices(&[b], "degraded", &[]);
+    fs::remove_dir_all(m.join("common")).unwrap();
+    fs::File::open(&m.path).unwrap().sync_all().unwrap();
+    write_set(&m, "on-b", 10);
+    m.unmount();
+    let a_view = view(&img, &[a]);
+
+    // The operator keeps a's older state: b is not in sync with it, whatever its table says.
+    let m = img.mount_with(&format!("master={}", a.display()));
+    let live = info_json([&m.path]);
+    assert_eq!(state(&live, 1), "diverged", "{live}");
+    assert_eq!(snapshot(&m.path), a_view);
+    m.unmount();
+    let (_, _, text) = resync_text(&[a, b]);
+    assert!(text.contains("verified ") && text.contains(&format!("{}: in sync", b.display())), "{text}");
+    assert_eq!(view(&img, &[b]), a_view, "b alone is now identical to the chosen master");
+    Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
+}
+
+#[test]
 fn a_device_rolled_back_to_an_older_copy_of_itself_is_reported_verified_by_resync_and_then_holds_everything() {
     let img = Image::by_mkfs(2, 256 * MIB, 2);
     let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
