@@ -62,12 +62,7 @@ pub fn run(ck: &mut Checker<'_>, w: Work<'_>) -> bool {
         } else {
             "some blocks are used by two references: fsck does not change the tree while they are"
         };
-        let ids: Vec<FindingId> = plan
-            .resolves
-            .iter()
-            .map(|r| r.0)
-            .chain(free_ids.iter().map(|r| r.0))
-            .collect();
+        let ids: Vec<FindingId> = plan.resolves.iter().map(|r| r.0).chain(free_ids.iter().map(|r| r.0)).collect();
         for id in ids {
             ck.findings.set(id, Repair::Unrepairable { why: why.into() });
         }
@@ -122,12 +117,7 @@ pub fn run(ck: &mut Checker<'_>, w: Work<'_>) -> bool {
             }
             Err(e) => {
                 let why = format!("the repair commit failed: {e}");
-                for id in plan
-                    .resolves
-                    .iter()
-                    .map(|r| r.0)
-                    .chain(free_ids.iter().map(|r| r.0))
-                {
+                for id in plan.resolves.iter().map(|r| r.0).chain(free_ids.iter().map(|r| r.0)) {
                     ck.findings.set(id, Repair::Failed { why: why.clone() });
                 }
             }
