@@ -14,7 +14,7 @@
 use crate::storage::DynStorage;
 use hammer2_format::{DeviceEntry, DeviceState};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberState {
@@ -94,6 +94,13 @@ pub struct Member {
     missed_since: AtomicU64,
     /// Last tid whose header this device holds.
     synced_tid: AtomicU64,
+    /// The tid of its newest header when the mount found it rolled back to an older copy of
+    /// itself (DESIGN §8), 0 otherwise: shown by `info` until resync has verified it.
+    rolled_back: AtomicU64,
+    /// Its header slots hold headers of a history the master discarded (a diverged or
+    /// replaced device): the first header of this mount written to it is followed by
+    /// clearing its other slots (DESIGN §8, H1).
+    foreign_slots: AtomicBool,
     pub counters: Counters,
     /// Serializes the "mark failed" transition so it is logged once.
     fail_lock: Mutex<()>,
@@ -117,6 +124,8 @@ impl Member {
             state: AtomicU8::new(state.code()),
             missed_since: AtomicU64::new(entry.missed_since),
             synced_tid: AtomicU64::new(entry.synced_tid),
+            rolled_back: AtomicU64::new(0),
+            foreign_slots: AtomicBool::new(false),
             counters: Counters::default(),
             fail_lock: Mutex::new(()),
         };
@@ -150,6 +159,21 @@ impl Member {
     }
     pub fn set_synced_tid(&self, tid: u64) {
         self.synced_tid.store(tid, Ordering::SeqCst);
+    }
+    /// The tid of its newest header when it was found rolled back (0: it was not).
+    pub fn rolled_back(&self) -> u64 {
+        self.rolled_back.load(Ordering::SeqCst)
+    }
+    pub fn set_rolled_back(&self, header_tid: u64) {
+        self.rolled_back.store(header_tid, Ordering::SeqCst);
+    }
+    /// Whether its other header slots still have to be cleared once a header of this mount
+    /// is durable on it.
+    pub fn foreign_slots(&self) -> bool {
+        self.foreign_slots.load(Ordering::SeqCst)
+    }
+    pub fn set_foreign_slots(&self, v: bool) {
+        self.foreign_slots.store(v, Ordering::SeqCst);
     }
 
     /// Takes a device out of service after a write or flush error. Returns true the first

@@ -171,6 +171,9 @@ pub struct FsInner {
     pub resync: crate::resync::ResyncControl,
     /// Orphan-list entries that name no inode (left by damage): the next commit drops them.
     pub stale_orphans: Mutex<Vec<u64>>,
+    /// What the mount found about the headers that `info` on the mount point repeats
+    /// (`mount::Assembly::warnings`).
+    pub mount_warnings: Vec<String>,
 }
 
 #[derive(Default)]

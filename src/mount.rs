@@ -6,7 +6,10 @@
 //! device whose header is older is *behind*; it is only *diverged* when it holds commits
 //! the master does not know about (its tid is newer than what the master's device table
 //! says it last had) while the master also holds commits it does not know about: both
-//! were written apart. Mount then refuses unless the operator names the master.
+//! were written apart. Mount then refuses unless the operator names the master. A device
+//! whose newest header is older than the commit before the one the master says it received
+//! was *rolled back* to an older copy of itself (DESIGN §8): it is verified like a diverged
+//! one.
 
 use crate::alloc::Allocator;
 use crate::alloc::space::Space;
@@ -29,6 +32,9 @@ pub struct Probe {
     pub header: Option<VolumeHeader>,
     /// Every slot: its header or why it is not valid.
     pub slots: Vec<std::result::Result<VolumeHeader, String>>,
+    /// Per slot: it is not valid and not unwritten (all zero) either, i.e. damaged or torn.
+    /// With the magic intact, the tid its damaged header claims.
+    pub damaged: Vec<Option<Option<u64>>>,
 }
 
 impl Probe {
@@ -40,6 +46,7 @@ impl Probe {
 pub fn probe(storage: DynStorage) -> Probe {
     let name = storage.name();
     let mut slots = Vec::with_capacity(HEADER_SLOTS);
+    let mut damaged = Vec::with_capacity(HEADER_SLOTS);
     for slot in 0..HEADER_SLOTS {
         let off = header_offset(slot);
         let mut buf = vec![0u8; HEADER_SIZE];
@@ -59,10 +66,18 @@ pub fn probe(storage: DynStorage) -> Probe {
                 }),
             }
         };
+        damaged.push(match &r {
+            Ok(_) => None,
+            Err(_) if buf.iter().all(|&b| b == 0) => None,
+            Err(_) if VolumeHeader::has_magic(&buf) => {
+                Some(Some(u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes"))))
+            }
+            Err(_) => Some(None),
+        });
         slots.push(r);
     }
     let header = slots.iter().filter_map(|s| s.as_ref().ok()).max_by_key(|h| h.tid).cloned();
-    Probe { storage, name, header, slots }
+    Probe { storage, name, header, slots, damaged }
 }
 
 /// How the devices relate, before anything is loaded.
@@ -71,7 +86,23 @@ pub struct Assembly {
     pub master_name: String,
     /// Per device index: (storage, name, state).
     pub members: Vec<(Option<DynStorage>, String, MemberState, u64)>,
+    /// What a mount logs about the members' states.
     pub notes: Vec<String>,
+    /// Members found rolled back to an older copy of themselves (DESIGN §8): (index, tid of
+    /// their newest header). Their state is `Diverged`.
+    pub rolled_back: Vec<(usize, u64)>,
+    /// What every front end shows besides the members' states (a mount logs it, `info` and
+    /// fsck print it): that the newest commit's header was found damaged everywhere.
+    pub warnings: Vec<String>,
+}
+
+/// DESIGN §8, "rolled back": a device whose newest header is older than the commit before
+/// `synced_tid` (the last commit the master wrote, or was writing, to it) lost headers it
+/// had durably acknowledged, and with them possibly blocks of those commits. Lacking only
+/// the newest one is a crash between two devices' header writes (commits are serialized
+/// and each flushes every header before the next starts), or a damaged newest slot.
+pub fn rolled_back(synced_tid: u64, header_tid: u64) -> bool {
+    header_tid.saturating_add(1) < synced_tid
 }
 
 fn diverged(a: &VolumeHeader, b: &VolumeHeader) -> bool {
@@ -162,6 +193,8 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
     let mh = master.header.clone().expect("master has a header");
 
     let mut members = Vec::with_capacity(mh.devices.len());
+    let mut rolled = Vec::new();
+    let warnings = fell_back(&mh, &valid).into_iter().collect();
     let missing: Vec<usize> = (0..mh.devices.len())
         .filter(|&i| !valid.iter().any(|p| p.header.as_ref().is_some_and(|h| usize::from(h.device_index) == i)))
         .collect();
@@ -229,11 +262,25 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
                 DeviceState::Stale => MemberState::Stale,
                 _ => MemberState::Online,
             }
-        } else if diverged(&mh, ph) {
+        } else if diverged(&mh, ph) || ph.tid > entry.synced_tid {
+            // It holds a commit the master never wrote to it: it was written apart (with
+            // `master=` naming the other side, that may be one-sided).
             notes.push(format!(
                 "{} diverged from the master {}: its own changes are discarded; resync it",
                 p.name, master.name
             ));
+            MemberState::Diverged
+        } else if rolled_back(entry.synced_tid, ph.tid) {
+            // DESIGN §8: not stale, whose VALID copies are trusted: copies of the commits
+            // it lost are recorded VALID and may be old bytes. Verified copy by copy.
+            notes.push(format!(
+                "{} was rolled back to an older copy of itself: its newest header is commit {}, but it received \
+                 commit {} (a reverted snapshot, an old disk put back, a lost write cache); its copies are not \
+                 trusted until hammer2 resync has verified every one of them",
+                p.name, ph.tid, entry.synced_tid
+            ));
+            rolled.push((i, ph.tid));
+            missed = if missed == 0 { ph.tid + 1 } else { missed.min(ph.tid + 1) };
             MemberState::Diverged
         } else {
             match entry.state {
@@ -258,7 +305,26 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
         }
         members.push((Some(p.storage.clone()), p.name.clone(), state, missed));
     }
-    Ok(Assembly { master: mh, master_name: master.name.clone(), members, notes })
+    Ok(Assembly { master: mh, master_name: master.name.clone(), members, notes, rolled_back: rolled, warnings })
+}
+
+/// A mount that opens commit T while the slot where commit T+1 goes is damaged on every
+/// device (and no device holds T+1) fell back a commit: T+1's header was torn on every
+/// device by a crash, or damaged since. Either way the operator is told: if T+1 had
+/// completed, its changes are gone. A damaged slot whose intact magic names an older commit
+/// is old damage, not a fallback.
+fn fell_back(mh: &VolumeHeader, valid: &[&Probe]) -> Option<String> {
+    let next = mh.tid + 1;
+    let slot = (next % HEADER_SLOTS as u64) as usize;
+    let all = !valid.is_empty()
+        && valid.iter().all(|p| matches!(p.damaged.get(slot), Some(Some(claim)) if claim.is_none_or(|t| t >= next)));
+    all.then(|| {
+        format!(
+            "header slot {slot}, where commit {next} would be, is damaged on every device: opened at commit {}, \
+             the one before (if commit {next} had completed, its changes are lost)",
+            mh.tid
+        )
+    })
 }
 
 /// Builds the volume an assembly describes.
@@ -271,6 +337,13 @@ pub fn volume(asm: &Assembly, opts: &Options) -> Volume {
         .map(|(i, (storage, name, state, missed))| {
             let m = Member::new(i as u8, storage.clone(), &mh.devices[i], *state, name.clone());
             m.set_missed_since(*missed);
+            if let Some((_, t)) = asm.rolled_back.iter().find(|(d, _)| *d == i) {
+                m.set_rolled_back(*t);
+            }
+            // H1 (DESIGN §8): the slots of a member that diverged, was rolled back or is a
+            // replacement hold no header of the master's history; they are cleared once the
+            // first header of this mount is durable on it.
+            m.set_foreign_slots(*state == MemberState::Diverged && i != usize::from(mh.device_index));
             m
         })
         .collect();
@@ -295,7 +368,7 @@ pub fn volume(asm: &Assembly, opts: &Options) -> Volume {
 pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
     let probes: Vec<Probe> = storages.into_iter().map(probe).collect();
     let asm = assemble(probes, &opts)?;
-    for n in &asm.notes {
+    for n in asm.notes.iter().chain(&asm.warnings) {
         tracing::warn!("{n}");
     }
     let vol = volume(&asm, &opts);
@@ -334,7 +407,9 @@ pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
         }
     };
     let alloc = Allocator::new(spaces);
-    Ok(FsInner::new(vol, alloc, roots, mh.next_inum, opts))
+    let mut fs = FsInner::new(vol, alloc, roots, mh.next_inum, opts);
+    fs.mount_warnings = asm.warnings;
+    Ok(fs)
 }
 
 /// The in-memory free map costs 2 bits per 4 KiB of every device (allocated, pending). A
@@ -392,6 +467,7 @@ impl FsInner {
             stats: Default::default(),
             resync: Default::default(),
             stale_orphans: Default::default(),
+            mount_warnings: Vec::new(),
             vol,
         }
     }

@@ -10,9 +10,9 @@
 //! lives in the tree itself: an interrupted resync restarts from the root and finds the
 //! finished branches already clean. Writes during a resync are ordinary commits.
 //!
-//! A *diverged* device (split brain) cannot trust any of its older copies; before the
-//! slices run, `verify_device` reads every copy on it and rewrites those that fail their
-//! check, after which it is treated as stale.
+//! A *diverged* device (split brain, rolled back, or a replacement: DESIGN §8) cannot trust
+//! any of its older copies; before the slices run, `verify_device` reads every copy on it
+//! and rewrites those that fail their check, after which it is treated as stale.
 
 use crate::alloc::Class;
 use crate::commit::builder::Builder;
@@ -295,6 +295,7 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
             report.verified_blocks += checked;
             report.verify_repaired += repaired;
             m.set_state(MemberState::Stale);
+            m.set_rolled_back(0);
         }
     }
     *fs.resync.totals.lock() = ResyncCounts::default();

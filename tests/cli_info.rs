@@ -213,3 +213,39 @@ fn info_on_devices_of_two_filesystems_fails_with_one_line() {
     ok(&mkfs([&y]));
     one_line_error(&hammer2([OsArg::from("info"), x.into(), y.into()]), "hammer2 info: ", "different");
 }
+
+#[test]
+fn when_the_newest_header_slot_is_damaged_on_every_device_info_and_the_mount_say_it_fell_back_a_commit() {
+    use hammer2_format::layout::{HEADER_SLOTS, header_offset};
+    let img = common::mount::Image::by_mkfs(2, 128 * MIB, 2);
+    let m = img.mount();
+    std::fs::write(m.join("kept"), b"committed\n").unwrap();
+    std::fs::File::open(&m.path).unwrap().sync_all().unwrap();
+    std::fs::write(m.join("lost"), b"only in the last commit\n").unwrap();
+    m.unmount();
+    let tid = info_json(&img.devices)["tid"].as_u64().unwrap();
+    // The header of the last commit is torn on both devices (its magic stays).
+    let slot = (tid % HEADER_SLOTS as u64) as usize;
+    for d in &img.devices {
+        poke(d, header_offset(slot) + 300, b"torn");
+    }
+    let expected = format!("header slot {slot}, where commit {tid} would be, is damaged on every device");
+
+    let info = info_json(&img.devices);
+    assert_eq!(info["tid"].as_u64(), Some(tid - 1), "{info}");
+    assert!(info["notes"].to_string().contains(&expected), "{info}");
+    let text = ok(&hammer2(std::iter::once(OsArg::from("info")).chain(img.devices.iter().map(OsArg::from))));
+    assert!(text.contains(&format!("note: {expected}")), "{text}");
+
+    let m = img.mount();
+    assert!(img.log_shows(&expected), "{}", img.log());
+    let live = info_json([&m.path]);
+    assert!(live["notes"].to_string().contains(&expected), "{live}");
+    assert_eq!(std::fs::read(m.join("kept")).unwrap(), b"committed\n");
+    assert!(!m.join("lost").exists(), "the last commit is the one the mount fell back from");
+    m.unmount();
+    // The mount's own commits wrote that slot again: nothing is left to report.
+    let info = info_json(&img.devices);
+    assert!(!info["notes"].to_string().contains("is damaged on every device"), "{info}");
+    img.assert_no_panics();
+}

@@ -10,7 +10,7 @@
 mod common;
 
 use common::damage::{Blocks, garbage, overwrite, wipe};
-use common::image::{exit_code, hammer2, hammer2_json, info_json, stdout};
+use common::image::{Slot, exit_code, hammer2, hammer2_json, header_slots, info_json, stdout};
 use common::mount::*;
 use hammer2::walk::TreeKind;
 use hammer2_format::BlockType;
@@ -445,6 +445,32 @@ fn a_wiped_device_is_read_around_rebuilt_by_scrub_and_then_carries_the_filesyste
     // Now the other device goes: the rebuilt one holds everything alone.
     wipe(&good);
     assert_eq!(clean_view(&img, std::slice::from_ref(&lost)), before, "the rebuilt device alone holds the whole tree");
+    img.assert_no_panics();
+}
+
+#[test]
+fn a_replacement_full_of_random_bytes_adopted_by_scrub_keeps_no_garbage_in_its_header_slots() {
+    let img = Image::with(2, 128 * MIB, Some(2));
+    let before = prepare(&img);
+    let (good, lost) = (img.devices[0].clone(), img.devices[1].clone());
+    // A new disk that held something else: random bytes over its first 24 MiB (the header
+    // area and the start of its region).
+    overwrite(&lost, 0, &garbage(24 * MIB as usize, 7));
+    assert!(header_slots(&lost).iter().all(|s| *s == Slot::Damaged));
+
+    let (code, rep) = scrub(&[&good, &lost]);
+    assert!(code <= 1 && rep["unrepairable"].as_array().unwrap().is_empty(), "{rep}");
+    // Its slots hold headers of the filesystem, or nothing: no leftover of what it held.
+    let slots = header_slots(&lost);
+    assert!(!slots.contains(&Slot::Damaged), "slots of the adopted device: {slots:?}");
+    let newest = |slots: &[Slot]| slots.iter().filter_map(|s| if let Slot::Tid(t) = s { Some(*t) } else { None }).max();
+    assert_eq!(newest(&slots), newest(&header_slots(&good)), "it holds the current header");
+    let info = info_json([&good, &lost]);
+    for d in 0..2 {
+        assert_eq!(info["devices"][d]["state"], "online", "{info}");
+    }
+    wipe(&good);
+    assert_eq!(clean_view(&img, std::slice::from_ref(&lost)), before, "the adopted device alone holds the whole tree");
     img.assert_no_panics();
 }
 

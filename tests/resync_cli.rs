@@ -12,7 +12,7 @@ mod common;
 
 use common::damage::{Blocks, wipe};
 use common::faulty_fuse::FaultyDevice;
-use common::image::{hammer2, hammer2_bin, hammer2_json, info_json, ok, one_line_error};
+use common::image::{Slot, hammer2, hammer2_bin, hammer2_json, header_slots, info_json, ok, one_line_error};
 use common::mount::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -254,6 +254,154 @@ fn devices_written_apart_refuse_to_mount_until_master_is_named_and_resync_makes_
     assert_eq!((state(&info, 0), state(&info, 1)), ("online", "online"), "{info}");
     assert_eq!(view(&img, &[b]), master_view, "b alone is now identical to the chosen master");
     assert_eq!(view(&img, &[a, b]), master_view);
+    Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
+}
+
+/// The tids of the valid headers in an image's four slots, and whether any slot is damaged.
+fn slot_tids(dev: &Path) -> (Vec<u64>, bool) {
+    let slots = header_slots(dev);
+    let tids = slots.iter().filter_map(|s| if let Slot::Tid(t) = s { Some(*t) } else { None }).collect();
+    (tids, slots.contains(&Slot::Damaged))
+}
+
+#[test]
+fn after_a_split_brain_is_settled_the_losing_device_keeps_no_header_of_its_discarded_history() {
+    let img = Image::by_mkfs(2, 256 * MIB, 2);
+    let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
+    let m = img.mount();
+    write_set(&m, "common", 5);
+    m.unmount();
+    // a alone makes one change; b alone makes many more commits than a.
+    let m = img.mount_devices(&[a], "degraded", &[]);
+    fs::write(m.join("on-a"), "a's\n").unwrap();
+    m.unmount();
+    let m = img.mount_devices(&[b], "degraded", &[]);
+    for i in 0..12u8 {
+        fs::write(m.join(format!("on-b-{i}")), pattern(5000, i)).unwrap();
+        fs::File::open(&m.path).unwrap().sync_all().unwrap();
+    }
+    m.unmount();
+    let (b_alone, _) = slot_tids(b);
+    let b_newest = *b_alone.iter().max().unwrap();
+    assert!(b_newest > info_json([a])["tid"].as_u64().unwrap() + 5, "b is far ahead of a: {b_alone:?}");
+
+    // The operator keeps a; resync makes b its copy.
+    let m = img.mount_with(&format!("master={}", a.display()));
+    m.unmount();
+    let (_, _, text) = resync_text(&[a, b]);
+    assert!(text.contains(&format!("{}: in sync", b.display())), "{text}");
+    let master_view = view(&img, &[a]);
+    assert!(master_view.contains_key(Path::new("on-a")) && !master_view.contains_key(Path::new("on-b-0")));
+
+    // Every header b holds is one of a's history: none newer than a's newest, none damaged.
+    let info = info_json([a, b]);
+    let tid = info["tid"].as_u64().unwrap();
+    let (b_slots, b_damaged) = slot_tids(b);
+    assert!(!b_damaged && b_slots.iter().all(|t| *t <= tid), "b's slots {b_slots:?}, master commit {tid}");
+    assert_eq!(b_slots.iter().max(), Some(&tid), "{info}");
+    assert_eq!((state(&info, 0), state(&info, 1)), ("online", "online"), "{info}");
+    assert_eq!(info["master"].as_str().map(|m| m.contains("diverged")), Some(false), "{info}");
+
+    // Both mount without naming a master, and b alone holds a's state, also after more
+    // writes to both.
+    assert_eq!(view(&img, &[a, b]), master_view);
+    assert_eq!(view(&img, &[b]), master_view, "b alone shows the kept history");
+    let m = img.mount();
+    write_set(&m, "later", 5);
+    m.unmount();
+    let both = view(&img, &[a, b]);
+    assert_eq!(view(&img, &[b]), both);
+    assert_eq!(view(&img, &[a]), both);
+    img.assert_no_panics();
+}
+
+#[test]
+fn naming_the_older_device_as_master_makes_the_one_written_alone_diverged_and_resync_makes_it_identical() {
+    let img = Image::by_mkfs(2, 256 * MIB, 2);
+    let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
+    let m = img.mount();
+    write_set(&m, "common", 10);
+    m.unmount();
+    // Only b moves on: it deletes what both had and writes new files into the space that
+    // frees, over its copies of blocks a's tree still uses.
+    let m = img.mount_devices(&[b], "degraded", &[]);
+    fs::remove_dir_all(m.join("common")).unwrap();
+    fs::File::open(&m.path).unwrap().sync_all().unwrap();
+    write_set(&m, "on-b", 10);
+    m.unmount();
+    let a_view = view(&img, &[a]);
+
+    // The operator keeps a's older state: b is not in sync with it, whatever its table says.
+    let m = img.mount_with(&format!("master={}", a.display()));
+    let live = info_json([&m.path]);
+    assert_eq!(state(&live, 1), "diverged", "{live}");
+    assert_eq!(snapshot(&m.path), a_view);
+    m.unmount();
+    let (_, _, text) = resync_text(&[a, b]);
+    assert!(text.contains("verified ") && text.contains(&format!("{}: in sync", b.display())), "{text}");
+    assert_eq!(view(&img, &[b]), a_view, "b alone is now identical to the chosen master");
+    Blocks::open(&img.devices).assert_every_copy_good();
+    img.assert_no_panics();
+}
+
+#[test]
+fn a_device_rolled_back_to_an_older_copy_of_itself_is_reported_verified_by_resync_and_then_holds_everything() {
+    let img = Image::by_mkfs(2, 256 * MIB, 2);
+    let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
+    let m = img.mount();
+    write_set(&m, "first", 20);
+    m.unmount();
+    // A byte copy of b (a VM snapshot, a disk kept aside), then three more commits.
+    let old_b = img.dir.path().join("old-b.img");
+    fs::copy(b, &old_b).unwrap();
+    let m = img.mount();
+    for i in 0..3 {
+        write_set(&m, &format!("later{i}"), 10);
+        fs::write(m.join(format!("first/f{i}")), pattern(70_000, 100 + i as u8)).unwrap();
+        fs::File::open(&m.path).unwrap().sync_all().unwrap();
+    }
+    m.unmount();
+    let expected = view(&img, &[a, b]);
+    // The old b is put back.
+    fs::copy(&old_b, b).unwrap();
+
+    // info names it, says how far behind it is and why that matters.
+    let info = info_json([a, b]);
+    assert_eq!((state(&info, 0), state(&info, 1)), ("online", "rolled back"), "{info}");
+    let (header, received) = (info["devices"][1]["header_tid"].as_u64(), info["devices"][1]["received_tid"].as_u64());
+    assert!(header.unwrap() + 3 <= received.unwrap(), "{info}");
+    let text = ok(&hammer2([os("info"), os(a), os(b)]));
+    eprintln!("hammer2 info on a and the rolled-back b:\n{text}");
+    assert!(text.contains("rolled back (behind by "), "{text}");
+    assert!(text.contains("was rolled back to an older copy of itself"), "{text}");
+
+    // A mount logs it, its info shows it, and every file reads back right.
+    let m = img.mount();
+    assert!(img.log_shows("was rolled back to an older copy of itself"), "{}", img.log());
+    let live = info_json([&m.path]);
+    assert_eq!(state(&live, 1), "rolled back", "{live}");
+    let text = ok(&hammer2([os("info"), os(&m.path)]));
+    eprintln!("hammer2 info on the mount:\n{text}");
+    eprintln!("mount log:\n{}", img.log().lines().filter(|l| l.contains("rolled back")).collect::<Vec<_>>().join("\n"));
+    assert_eq!(snapshot(&m.path), expected);
+    m.unmount();
+
+    // resync verifies every copy on b and rewrites those the rollback lost.
+    let (_, _, text) = resync_text(&[a, b]);
+    eprintln!("resync of the rolled-back b:\n{text}");
+    let rewrote: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("verified ").and_then(|r| r.rsplit_once("rewrote ")))
+        .unwrap_or_else(|| panic!("b's copies were not verified: {text}"))
+        .1
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(rewrote > 0, "{text}");
+    let info = info_json([a, b]);
+    assert_eq!((state(&info, 0), state(&info, 1)), ("online", "online"), "{info}");
+    assert_eq!(view(&img, &[b]), expected, "b alone holds everything");
     Blocks::open(&img.devices).assert_every_copy_good();
     img.assert_no_panics();
 }

@@ -138,9 +138,13 @@ pub fn check_slots(
     clear
 }
 
-/// A member whose newest header is older than the master although the master's table
-/// says it received the master's commit.
-pub fn behind(asm: &Assembly, slots: &[DeviceSlots], findings: &mut Findings) -> Vec<crate::report::FindingId> {
+/// Members whose newest header is the commit before the master's although the master's
+/// table says they received the master's commit: the headers of that commit were being
+/// written when the system stopped (or their newest slot was damaged since). DESIGN §8: the
+/// commit's blocks reached every device before any header, so this is a normal state,
+/// reported as a note; `-y` writes the current header to them. A member further behind was
+/// rolled back and is assembled as diverged (`mount::rolled_back`), not listed here.
+pub fn behind(asm: &Assembly, slots: &[DeviceSlots], notes: &mut Vec<String>) -> Vec<String> {
     let mut out = Vec::new();
     for (i, (_, name, state, _)) in asm.members.iter().enumerate() {
         if *state != hammer2::devices::MemberState::Online {
@@ -158,11 +162,13 @@ pub fn behind(asm: &Assembly, slots: &[DeviceSlots], findings: &mut Findings) ->
             .unwrap_or(0);
         let synced = asm.master.devices.get(i).map_or(0, |e| e.synced_tid);
         if newest < asm.master.tid && synced >= asm.master.tid {
-            out.push(findings.add(Problem::HeaderBehind {
-                device: name.clone(),
-                tid: newest,
-                master_tid: asm.master.tid,
-            }));
+            notes.push(format!(
+                "{name}: its newest volume header is commit {newest}, the master's is {}: the system stopped \
+                 between two devices' header writes (or that slot was damaged); the commit's blocks are on it, \
+                 and the next commit writes its header",
+                asm.master.tid
+            ));
+            out.push(name.clone());
         }
     }
     out

@@ -232,7 +232,7 @@ fn run_once(
     let vol = hammer2::mount::volume(&asm, &vol_opts);
     let mut ck = Checker::new(&vol, &asm, opts);
     let clear = headers::check_slots(&asm, &slots, &headerless, &mut ck.findings);
-    let behind = headers::behind(&asm, &slots, &mut ck.findings);
+    let behind = headers::behind(&asm, &slots, &mut ck.notes);
     for (i, (st, name, _, _)) in asm.members.iter().enumerate() {
         if let (Some(s), Some(e)) = (st, asm.master.devices.get(i))
             && s.size() < e.size
@@ -244,7 +244,7 @@ fn run_once(
     if asm.master.flags & hammer2_format::volume::FLAG_CLEAN == 0 {
         ck.notes.push(format!("the filesystem was not cleanly unmounted (last commit {})", asm.master.tid));
     }
-    ck.notes.extend(asm.notes.iter().cloned());
+    ck.notes.extend(asm.notes.iter().chain(&asm.warnings).cloned());
 
     ck.walk()?;
 

@@ -33,8 +33,9 @@ pub struct Work<'a> {
     pub diff: Differences,
     /// Damaged header slots: (device name, slot, finding).
     pub clear: Vec<(String, usize, FindingId)>,
-    /// Devices whose newest header slot was lost.
-    pub behind: Vec<FindingId>,
+    /// Devices that lack the newest header (a note, not a finding): the repair commit, if
+    /// one runs, writes it to them.
+    pub behind: Vec<String>,
 }
 
 /// Makes the repairs; returns true when anything was written.
@@ -61,13 +62,7 @@ pub fn run(ck: &mut Checker<'_>, w: Work<'_>) -> bool {
         } else {
             "some blocks are used by two references: fsck does not change the tree while they are"
         };
-        let ids: Vec<FindingId> = plan
-            .resolves
-            .iter()
-            .map(|r| r.0)
-            .chain(free_ids.iter().map(|r| r.0))
-            .chain(w.behind.iter().copied())
-            .collect();
+        let ids: Vec<FindingId> = plan.resolves.iter().map(|r| r.0).chain(free_ids.iter().map(|r| r.0)).collect();
         for id in ids {
             ck.findings.set(id, Repair::Unrepairable { why: why.into() });
         }
@@ -116,19 +111,13 @@ pub fn run(ck: &mut Checker<'_>, w: Work<'_>) -> bool {
                     };
                     ck.findings.set(*id, r);
                 }
-                for id in &w.behind {
-                    ck.findings.set(*id, Repair::Repaired { how: "wrote the current volume header".into() });
+                for name in &w.behind {
+                    ck.notes.push(format!("{name}: wrote the current volume header"));
                 }
             }
             Err(e) => {
                 let why = format!("the repair commit failed: {e}");
-                for id in plan
-                    .resolves
-                    .iter()
-                    .map(|r| r.0)
-                    .chain(free_ids.iter().map(|r| r.0))
-                    .chain(w.behind.iter().copied())
-                {
+                for id in plan.resolves.iter().map(|r| r.0).chain(free_ids.iter().map(|r| r.0)) {
                     ck.findings.set(id, Repair::Failed { why: why.clone() });
                 }
             }

@@ -7,7 +7,7 @@
 //! at the previous commit, whose blocks are all still allocated.
 
 use crate::fs::{FsInner, Roots};
-use hammer2_format::layout::{HEADER_SLOTS, header_offset};
+use hammer2_format::layout::{HEADER_SIZE, HEADER_SLOTS, header_offset};
 use hammer2_format::volume::FLAG_CLEAN;
 use hammer2_format::{Blockref, VolumeHeader};
 use std::sync::atomic::Ordering;
@@ -83,7 +83,24 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
                 s.spawn(move || {
                     let Some(st) = m.storage.as_ref() else { return false };
                     let bytes = h.encode();
-                    match st.write_at(&bytes, header_offset(slot)).and_then(|_| st.flush()) {
+                    let written = st.write_at(&bytes, header_offset(slot)).and_then(|_| st.flush());
+                    // H1 (DESIGN §8): only once this header is durable are the device's
+                    // other slots, which belong to a discarded history, cleared; so it
+                    // always holds a valid header.
+                    let cleared = written.and_then(|_| {
+                        if !m.foreign_slots() {
+                            return Ok(());
+                        }
+                        let zero = vec![0u8; HEADER_SIZE];
+                        for other in (0..HEADER_SLOTS).filter(|&o| o != slot) {
+                            st.write_at(&zero, header_offset(other))?;
+                        }
+                        st.flush()?;
+                        m.set_foreign_slots(false);
+                        tracing::info!(device = %m.name, "cleared the header slots it held from before it rejoined");
+                        Ok(())
+                    });
+                    match cleared {
                         Ok(()) => true,
                         Err(e) => {
                             m.counters.write_errors.fetch_add(1, Ordering::Relaxed);

@@ -93,6 +93,32 @@ pub fn poke(path: &Path, offset: u64, bytes: &[u8]) {
     f.sync_all().expect("sync");
 }
 
+/// What each of the four volume header slots of an image holds: the tid of a valid header,
+/// `Slot::Empty` for an unwritten (all-zero) slot, `Slot::Damaged` for anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Tid(u64),
+    Empty,
+    Damaged,
+}
+
+pub fn header_slots(path: &Path) -> Vec<Slot> {
+    use hammer2_format::layout::{HEADER_SIZE, HEADER_SLOTS, header_offset};
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    (0..HEADER_SLOTS)
+        .map(|slot| {
+            let mut buf = vec![0u8; HEADER_SIZE];
+            f.read_exact_at(&mut buf, header_offset(slot)).expect("read a header slot");
+            match hammer2_format::VolumeHeader::decode(&buf) {
+                Ok(h) => Slot::Tid(h.tid),
+                Err(_) if buf.iter().all(|&b| b == 0) => Slot::Empty,
+                Err(_) => Slot::Damaged,
+            }
+        })
+        .collect()
+}
+
 /// A hash of every byte of a file or block device.
 pub fn content_hash(path: &Path) -> blake3::Hash {
     let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));

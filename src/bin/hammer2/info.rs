@@ -93,7 +93,22 @@ pub fn live_report(fs: &hammer2::fs::FsInner, devices: &str) -> report::Report {
         .filter(|m| m.storage.is_some())
         .map(|m| (usize::from(m.index), m.synced_tid()))
         .collect();
-    let asm = mount::Assembly { master, master_name: format!("mounted ({devices})"), members, notes: Vec::new() };
+    let rolled_back = fs
+        .vol
+        .devices
+        .members
+        .iter()
+        .filter(|m| m.rolled_back() > 0 && m.state() == MemberState::Diverged)
+        .map(|m| (usize::from(m.index), m.rolled_back()))
+        .collect();
+    let asm = mount::Assembly {
+        master,
+        master_name: format!("mounted ({devices})"),
+        members,
+        notes: Vec::new(),
+        rolled_back,
+        warnings: fs.mount_warnings.clone(),
+    };
     let mut r = report::build(&asm, &tids);
     r.clean = false;
     for (d, m) in r.devices.iter_mut().zip(&fs.vol.devices.members) {

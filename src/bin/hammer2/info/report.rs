@@ -43,7 +43,8 @@ pub struct DeviceReport {
     pub size: u64,
     pub regions: u8,
     pub role: Role,
-    /// online, stale, diverged, failed or missing.
+    /// online, stale, diverged, rolled back (to an older copy of itself: DESIGN §8), failed
+    /// or missing; on a mount also resyncing.
     pub state: &'static str,
     /// What the master's device table says about the device.
     pub recorded_state: &'static str,
@@ -53,6 +54,8 @@ pub struct DeviceReport {
     pub behind: u64,
     /// Transaction id of the device's own newest header (None when missing).
     pub header_tid: Option<u64>,
+    /// The last commit the master's device table says was written to the device.
+    pub received_tid: u64,
     pub free_bytes: u64,
     pub errors: Errors,
 }
@@ -96,6 +99,13 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
         .enumerate()
         .map(|(i, (e, (storage, name, state, missed)))| {
             let behind = if *missed == 0 { 0 } else { (mh.tid + 1).saturating_sub(*missed) };
+            let header_tid = tids.iter().find(|(d, _)| *d == i).map(|(_, t)| *t);
+            // Engine state Diverged, but the operator needs to know why (DESIGN §8).
+            let rolled_back = asm.rolled_back.iter().find(|(d, _)| *d == i).map(|(_, t)| *t);
+            let state = match rolled_back {
+                Some(_) if *state == hammer2::devices::MemberState::Diverged => "rolled back",
+                _ => state.name(),
+            };
             let role = if ndev <= copies {
                 Role {
                     slots: (0..copies)
@@ -114,11 +124,12 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
                 size: e.size,
                 regions: e.regions,
                 role,
-                state: state.name(),
+                state,
                 recorded_state: e.state.name(),
                 missed_since: *missed,
                 behind,
-                header_tid: tids.iter().find(|(d, _)| *d == i).map(|(_, t)| *t),
+                header_tid: rolled_back.or(header_tid),
+                received_tid: e.synced_tid,
                 free_bytes: e.free_units * hammer2_format::UNIT,
                 errors: Errors {
                     read: e.read_errors,
@@ -146,7 +157,7 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
         total_bytes: sp.total,
         free_bytes: sp.free,
         raw_free_bytes: sp.raw_free,
-        notes: notes(&devices),
+        notes: asm.warnings.iter().cloned().chain(notes(&devices)).collect(),
         devices,
     }
 }
@@ -165,6 +176,14 @@ fn notes(devices: &[DeviceReport]) -> Vec<String> {
             "stale" => out.push(format!(
                 "device {} ({name}) missed {} commit(s) since commit {}: run hammer2 resync",
                 d.index, d.behind, d.missed_since
+            )),
+            "rolled back" => out.push(format!(
+                "device {} ({name}) was rolled back to an older copy of itself: its newest header is commit {}, \
+                 but it received commit {}; its copies of the commits between may be old bytes: reads verify \
+                 and repair them, and hammer2 resync verifies every copy on it",
+                d.index,
+                d.header_tid.unwrap_or(0),
+                d.received_tid
             )),
             "diverged" => out.push(format!(
                 "device {} ({name}) was changed apart from the master: its own changes will be discarded by a resync",

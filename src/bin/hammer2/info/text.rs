@@ -97,7 +97,7 @@ fn role(d: &DeviceReport) -> String {
 
 fn state(d: &DeviceReport) -> String {
     match d.state {
-        "stale" | "missing" if d.behind > 0 => format!("{} (behind by {})", d.state, d.behind),
+        "stale" | "missing" | "rolled back" if d.behind > 0 => format!("{} (behind by {})", d.state, d.behind),
         s => s.to_string(),
     }
 }
