@@ -144,10 +144,11 @@ fn a_hard_link_to_a_mounted_image_is_refused_at_once() {
     img.assert_no_panics();
 }
 
-/// Mounts, writes enough that the final commit takes a while, unmounts and at once runs
-/// `then` (a shell command naming the devices as $A and $B), returning its exit status.
+/// Mounts, writes enough that the final commit takes a while (nothing is committed before
+/// it: no background commit within the hour, room for it all in memory), unmounts and at
+/// once runs `then` (a shell command naming the devices as $A and $B), returning its output.
 fn right_after_umount(img: &Image, then: &str) -> Output {
-    let mut m = img.mount();
+    let mut m = img.mount_with("sync_interval=3600,cache=512M");
     for i in 0..4 {
         std::fs::write(m.join(format!("f{i}")), pattern(24 << 20, i)).unwrap();
     }
