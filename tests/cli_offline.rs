@@ -37,11 +37,7 @@ fn scrub_or_resync_of_one_device_of_a_pair_is_refused_unless_degraded_is_given()
     }
     assert_eq!([content_hash(a), content_hash(b)], before, "a refused scrub or resync writes nothing");
     let info = info_json([a, b]);
-    assert!(
-        (0..2).all(|i| info["devices"][i]["state"] == "online"),
-        "the pair is still in sync: {}",
-        info["devices"]
-    );
+    assert!((0..2).all(|i| info["devices"][i]["state"] == "online"), "the pair is still in sync: {}", info["devices"]);
 
     // Asked for, a degraded scrub runs; the device left out is then behind, and a resync of
     // both brings it back.

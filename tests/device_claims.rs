@@ -106,7 +106,13 @@ fn a_read_only_mount_keeps_every_writer_away_and_lets_readers_in() {
 
     // Readers share: fsck -n, info and a second read-only mount run beside it.
     let o = fsck([os("-n"), a.as_os_str(), b.as_os_str()]);
-    assert_eq!(exit_code(&o), 0, "fsck -n beside a read-only mount: {}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        exit_code(&o),
+        0,
+        "fsck -n beside a read-only mount: {}{}",
+        stderr(&o),
+        String::from_utf8_lossy(&o.stdout)
+    );
     ok(&hammer2([os("info"), a.as_os_str(), b.as_os_str()]));
     let out = img.try_mount_devices(&[a, b], &rw, "ro", &[]);
     assert!(out.status.success(), "a second read-only mount: {}", stderr(&out));
@@ -171,9 +177,21 @@ fn right_after_umount(img: &Image, then: &str) -> Output {
 fn umount_then_an_offline_command_waits_for_the_finishing_daemon() {
     let img = Image::by_mkfs(2, 256 * MIB, 2);
     let out = right_after_umount(&img, r#""$FSCK" -n "$A" "$B""#);
-    assert_eq!(exit_code(&out), 0, "umount && fsck.hammer2 -n: {}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        exit_code(&out),
+        0,
+        "umount && fsck.hammer2 -n: {}{}",
+        stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = right_after_umount(&img, r#""$FSCK" -y "$A" "$B""#);
-    assert_eq!(exit_code(&out), 0, "umount && fsck.hammer2 -y: {}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        exit_code(&out),
+        0,
+        "umount && fsck.hammer2 -y: {}{}",
+        stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = right_after_umount(&img, r#""$HAMMER2" scrub "$A" "$B""#);
     assert_eq!(exit_code(&out), 0, "umount && hammer2 scrub: {}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
     // What the daemon committed last is all there: the final commit was not cut short.
@@ -184,6 +202,12 @@ fn umount_then_an_offline_command_waits_for_the_finishing_daemon() {
     }
     m.unmount();
     let out = right_after_umount(&img, r#""$MKFS" -f "$A" "$B""#);
-    assert_eq!(exit_code(&out), 0, "umount && mkfs.hammer2 -f: {}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        exit_code(&out),
+        0,
+        "umount && mkfs.hammer2 -f: {}{}",
+        stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
     img.assert_no_panics();
 }

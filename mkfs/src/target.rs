@@ -93,7 +93,10 @@ impl Target {
             return Ok(self.planned_size());
         }
         let storage = claim::open_when_released(&self.path, OpenMode::Exclusive, &mut |p| {
-            eprintln!("mkfs.hammer2: waiting for the previous hammer2 daemon of {} to finish its final commit", p.display())
+            eprintln!(
+                "mkfs.hammer2: waiting for the previous hammer2 daemon of {} to finish its final commit",
+                p.display()
+            )
         })
         .map_err(|e| match e {
             OpenError::InUse { why: why @ InUse::BacksLoop(_), .. } => {

@@ -160,10 +160,9 @@ struct BackingError(OpenError);
 impl BackingError {
     fn at(self, loopdev: &Path) -> OpenError {
         match self.0 {
-            OpenError::InUse { path, why: InUse::Locked } => OpenError::InUse {
-                path: loopdev.to_path_buf(),
-                why: InUse::BackingLocked(path),
-            },
+            OpenError::InUse { path, why: InUse::Locked } => {
+                OpenError::InUse { path: loopdev.to_path_buf(), why: InUse::BackingLocked(path) }
+            }
             e => e,
         }
     }
@@ -260,7 +259,8 @@ fn named_by_a_mount(ids: &[Identity]) -> bool {
         let Some(sep) = f.iter().position(|x| *x == "-") else { return false };
         f.get(sep + 1) == Some(&"fuse.hammer2")
             && f.get(sep + 2).is_some_and(|src| {
-                src.split(':').any(|d| Identity::of_path(Path::new(&d.replace("\\040", " "))).is_some_and(|i| ids.contains(&i)))
+                src.split(':')
+                    .any(|d| Identity::of_path(Path::new(&d.replace("\\040", " "))).is_some_and(|i| ids.contains(&i)))
             })
     })
 }
@@ -272,7 +272,8 @@ fn daemon_holds(ids: &[Identity]) -> bool {
         let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { return false };
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
         let a0 = args.first().copied().unwrap_or_default();
-        let daemon = a0.ends_with(b"mount.fuse.hammer2") || (a0.ends_with(b"hammer2") && args.get(1) == Some(&&b"mount"[..]));
+        let daemon =
+            a0.ends_with(b"mount.fuse.hammer2") || (a0.ends_with(b"hammer2") && args.get(1) == Some(&&b"mount"[..]));
         daemon
             && std::fs::read_dir(e.path().join("fd")).is_ok_and(|fds| {
                 fds.filter_map(|fd| fd.ok()).any(|fd| Identity::of_path(&fd.path()).is_some_and(|i| ids.contains(&i)))

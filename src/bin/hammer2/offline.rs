@@ -24,8 +24,9 @@ pub fn open(paths: &[PathBuf], degraded: bool) -> Result<Fs> {
     let storages = crate::devices::open_all(paths, OpenMode::Exclusive)?;
     let opts = Options { degraded, replace: true, background_sync: false, ..Options::default() };
     // The engine's refusal names the mount option; these commands spell it --degraded.
-    Fs::mount(storages, opts)
-        .map_err(|e| anyhow!("cannot open the filesystem: {}", e.to_string().replace("mount with -o degraded", "give --degraded")))
+    Fs::mount(storages, opts).map_err(|e| {
+        anyhow!("cannot open the filesystem: {}", e.to_string().replace("mount with -o degraded", "give --degraded"))
+    })
 }
 
 /// Runs an online operation on the daemon serving `mountpoint`. Not reaching one (nothing
