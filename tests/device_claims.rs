@@ -211,3 +211,33 @@ fn umount_then_an_offline_command_waits_for_the_finishing_daemon() {
     );
     img.assert_no_panics();
 }
+
+#[test]
+fn a_read_only_mount_of_a_loop_device_keeps_writers_of_the_device_and_its_file_away() {
+    let img = Image::by_mkfs(1, 64 * MIB, 1);
+    let file = img.devices[0].as_path();
+    let lo = LoopDev::attach(file);
+    let out = img.try_mount_devices(&[&lo.path], &img.mountpoint(), "ro", &[]);
+    assert!(out.status.success(), "read-only mount of {}: {}", lo.path.display(), stderr(&out));
+    let ro = Mount::attach(&img.mountpoint(), img.log_path());
+    let before = content_hash(file);
+
+    let o = mkfs([os("-f"), lo.path.as_os_str()]);
+    refused_in_use(&o, "mkfs.hammer2: ", &lo.path);
+    let o = fsck([os("-y"), lo.path.as_os_str()]);
+    assert_eq!(exit_code(&o), 8, "{}", stderr(&o));
+    refused_in_use(&o, "fsck.hammer2: ", &lo.path);
+    let rw = second_mountpoint(&img, "rw");
+    let out = img.try_mount_devices(&[&lo.path], &rw, "", &[]);
+    refused_in_use(&out, "hammer2 mount: ", &lo.path);
+    assert_eq!(content_hash(file), before, "nothing was written under the read-only mount");
+
+    // Readers of the block device share it.
+    let o = fsck([os("-n"), lo.path.as_os_str()]);
+    assert_eq!(exit_code(&o), 0, "fsck -n beside it: {}", stderr(&o));
+    let out = img.try_mount_devices(&[&lo.path], &rw, "ro", &[]);
+    assert!(out.status.success(), "a second read-only mount: {}", stderr(&out));
+    Mount::attach(&rw, img.log_path()).unmount();
+    ro.unmount();
+    img.assert_no_panics();
+}
