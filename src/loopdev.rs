@@ -1,8 +1,9 @@
-//! Which loop devices a regular file backs (mkfs and fsck refuse to write under them).
+//! Loop devices and their backing files: which loop devices a regular file backs, and which
+//! file a loop device reads (the device claims of `storage::claim` reach across them).
 //!
 //! Formatting an image underneath an attached loop device would change a block device the
 //! kernel (and maybe a mounted filesystem) believes it owns, and the file's own lock does
-//! not protect against that: the loop driver never takes it. So mkfs asks the kernel.
+//! not protect against that: the loop driver never takes it. So the claim asks the kernel.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -31,4 +32,14 @@ pub fn backed_by(meta: &std::fs::Metadata) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// The backing file of the loop device with device number `rdev`, if it is an attached
+/// loop device (None for any other block device, a detached loop device, or a backing file
+/// that was deleted).
+pub fn backing_file(rdev: u64) -> Option<std::path::PathBuf> {
+    let sys = format!("/sys/dev/block/{}:{}/loop/backing_file", libc::major(rdev), libc::minor(rdev));
+    let backing = std::fs::read_to_string(sys).ok()?;
+    let backing = backing.trim_end_matches('\n');
+    (!backing.ends_with(" (deleted)")).then(|| std::path::PathBuf::from(backing))
 }

@@ -145,7 +145,6 @@ pub fn run_paths(paths: &[PathBuf], opts: &Options) -> Outcome {
         Ok(opened) => {
             let mut out = run_devices(opened.storages, opts);
             out.report.notes.extend(opened.notes);
-            drop(opened.guards);
             out
         }
     }

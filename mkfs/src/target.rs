@@ -2,9 +2,9 @@
 //! (only once every device passed every check) making it ready for the format.
 
 use anyhow::{Context, Result, anyhow, bail};
-use hammer2::loopdev;
 use hammer2::signatures::Signature;
-use hammer2::storage::file::{FileStorage, OpenMode};
+use hammer2::storage::claim::{self, InUse, OpenError, OpenMode};
+use hammer2::storage::file::FileStorage;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -108,25 +108,21 @@ impl Target {
     /// bytes as the format will see it. A file to be created just reports its planned size.
     pub fn claim(&mut self) -> Result<u64> {
         let shown = self.path.display();
-        let Some(meta) = &self.meta else {
+        if self.meta.is_none() {
             return Ok(self.planned_size());
-        };
-        let is_blk = meta.file_type().is_block_device();
-        if !is_blk {
-            let loops = loopdev::backed_by(meta);
-            if !loops.is_empty() {
-                bail!(
-                    "{shown} is in use: it backs loop device {} (format that device, or detach it with losetup -d)",
-                    loops.join(", ")
-                );
-            }
         }
-        let storage = FileStorage::open(&self.path, OpenMode::Exclusive).map_err(|e| match e.raw_os_error() {
-            Some(libc::EBUSY) if is_blk => {
-                anyhow!("{shown} is in use (mounted, or held open exclusively by another program)")
+        let storage = claim::open_when_released(&self.path, OpenMode::Exclusive, &mut |p| {
+            eprintln!(
+                "mkfs.hammer2: waiting for the previous hammer2 daemon of {} to finish its final commit",
+                p.display()
+            )
+        })
+        .map_err(|e| match e {
+            OpenError::InUse { why: why @ InUse::BacksLoop(_), .. } => {
+                anyhow!("{shown} is in use: {why} (format that device, or detach it with losetup -d)")
             }
-            Some(libc::EBUSY) => anyhow!("{shown} is in use (locked by a running hammer2 or another program)"),
-            _ => anyhow!("cannot open {shown}: {e}"),
+            OpenError::InUse { why, .. } => anyhow!("{shown} is in use ({why})"),
+            OpenError::Io { source, .. } => anyhow!("cannot open {shown}: {source}"),
         })?;
         let size = hammer2::storage::Storage::size(&storage);
         self.storage = Some(storage);
@@ -197,9 +193,9 @@ impl Target {
 }
 
 fn reopen(path: &Path) -> Result<FileStorage> {
-    FileStorage::open(path, OpenMode::Exclusive).map_err(|e| match e.raw_os_error() {
-        Some(libc::EBUSY) => anyhow!("{} was taken by another program while mkfs prepared it", path.display()),
-        _ => anyhow!("cannot open {}: {e}", path.display()),
+    FileStorage::open(path, OpenMode::Exclusive).map_err(|e| match e {
+        OpenError::InUse { .. } => anyhow!("{} was taken by another program while mkfs prepared it", path.display()),
+        OpenError::Io { source, .. } => anyhow!("cannot open {}: {source}", path.display()),
     })
 }
 

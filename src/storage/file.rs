@@ -1,6 +1,8 @@
 //! Regular files and block devices.
 
 use super::Storage;
+use super::claim::{self, Claimed};
+pub use super::claim::{OpenError, OpenMode};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -9,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 pub struct FileStorage {
     file: File,
+    /// A loop device's backing file, locked like the device for as long as it is open.
+    _backing: Option<File>,
     /// The same file opened with O_DIRECT, for writes: the engine caches what it needs, so
     /// copying every written block into the host's page cache as well (and writing it back
     /// from there at the next flush) would only cost memory bandwidth. None where the
@@ -75,45 +79,14 @@ impl Drop for Bounce {
     }
 }
 
-/// How to open a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenMode {
-    ReadOnly,
-    /// Read-write and exclusive: a block device that is mounted or held by another opener
-    /// with O_EXCL fails with EBUSY; a regular file gets a non-blocking exclusive flock, so two
-    /// hammer2 processes never write the same image.
-    Exclusive,
-}
-
 impl FileStorage {
-    pub fn open(path: &Path, mode: OpenMode) -> io::Result<FileStorage> {
-        let meta = std::fs::metadata(path)?;
+    /// Opens a device for `mode`, taking the claim the locking rule asks for (see
+    /// `claim`): every command opens its devices through here.
+    pub fn open(path: &Path, mode: OpenMode) -> Result<FileStorage, OpenError> {
+        let Claimed { file, meta, backing } = claim::claim(path, mode)?;
         let is_blk = meta.file_type().is_block_device();
-        if !is_blk && !meta.is_file() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file or block device"));
-        }
-        let mut opts = OpenOptions::new();
-        opts.read(true);
-        if mode == OpenMode::Exclusive {
-            opts.write(true);
-            if is_blk {
-                opts.custom_flags(libc::O_EXCL);
-            }
-        }
-        let file = opts.open(path)?;
-        if mode == OpenMode::Exclusive && !is_blk {
-            // SAFETY: flock on a valid, owned file descriptor.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc != 0 {
-                let e = io::Error::last_os_error();
-                return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                    io::Error::from_raw_os_error(libc::EBUSY)
-                } else {
-                    e
-                });
-            }
-        }
-        let size = if is_blk { block_device_size(&file)? } else { meta.len() };
+        let io_err = |source: io::Error| OpenError::Io { path: path.to_path_buf(), source };
+        let size = if is_blk { block_device_size(&file).map_err(io_err)? } else { meta.len() };
         // The engine reads whole blocks and batches sequential runs itself; the host's
         // readahead on an image file would mostly fetch blocks nobody asked for.
         // SAFETY: posix_fadvise on a valid descriptor; advice only, errors are harmless.
@@ -125,6 +98,7 @@ impl FileStorage {
         };
         Ok(FileStorage {
             file,
+            _backing: backing,
             direct,
             path: path.to_path_buf(),
             size,

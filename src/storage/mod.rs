@@ -13,6 +13,7 @@
 //! later `flush` on the same storage returns Ok. Writes not yet flushed may reach the medium
 //! in any order, or not at all, if power is lost.
 
+pub mod claim;
 pub mod faulty;
 pub mod file;
 pub mod mem;

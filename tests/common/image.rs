@@ -15,11 +15,21 @@ pub fn hammer2_bin() -> PathBuf {
 /// `mkfs-hammer2` (installed as `mkfs.hammer2`): a binary of the `mkfs` workspace member,
 /// built beside `hammer2` by `cargo test --workspace`.
 pub fn mkfs_bin() -> PathBuf {
+    workspace_bin("mkfs-hammer2")
+}
+
+/// `fsck-hammer2` (installed as `fsck.hammer2`), of the `fsck` workspace member.
+pub fn fsck_bin() -> PathBuf {
+    workspace_bin("fsck-hammer2")
+}
+
+/// A binary of another workspace member, built beside `hammer2`.
+fn workspace_bin(name: &str) -> PathBuf {
     let dir = hammer2_bin().parent().map(Path::to_path_buf).unwrap_or_default();
-    let p = dir.join("mkfs-hammer2");
+    let p = dir.join(name);
     assert!(
         p.is_file(),
-        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p hammer2-mkfs` first)",
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build --workspace` first)",
         p.display()
     );
     p
@@ -31,6 +41,14 @@ where
     S: AsRef<OsStr>,
 {
     run(&mkfs_bin(), args)
+}
+
+pub fn fsck<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(&fsck_bin(), args)
 }
 
 pub fn hammer2<I, S>(args: I) -> Output

@@ -8,7 +8,7 @@ use crate::devices;
 use anyhow::{Result, bail};
 use hammer2::Options;
 use hammer2::mount::{self, Probe};
-use hammer2::storage::file::OpenMode;
+use hammer2::storage::claim::OpenMode;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -34,10 +34,11 @@ pub fn run(a: Args) -> Result<i32> {
     }
     let storages = devices::open_all(&a.paths, OpenMode::ReadOnly)?;
     let probes: Vec<Probe> = storages.into_iter().map(mount::probe).collect();
-    for p in &probes {
-        if p.header.is_none() {
-            bail!("{}", not_hammer2(p));
-        }
+    // A device without a hammer2 header among others that have one (a blank or wiped
+    // member) is named in a note and its slot shown missing: the filesystem is still shown.
+    let strangers: Vec<String> = probes.iter().filter(|p| p.header.is_none()).map(not_hammer2).collect();
+    if strangers.len() == probes.len() {
+        bail!("{}", strangers.join("; "));
     }
     let newest = probes.iter().enumerate().max_by_key(|(_, p)| p.tid()).map(|(i, _)| i);
     let tids: Vec<([u8; 16], usize, u64)> = probes
@@ -64,6 +65,9 @@ pub fn run(a: Args) -> Result<i32> {
     let mut r = report::build(&asm, &tids);
     if let Some(w) = warning {
         r.notes.insert(0, w);
+    }
+    for (i, n) in strangers.into_iter().enumerate() {
+        r.notes.insert(i, format!("{n}: shown as missing"));
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

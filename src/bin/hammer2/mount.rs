@@ -19,7 +19,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use daemon::{Readiness, Role};
 use fuser::{Config, MountOption, SessionACL};
 use hammer2::Fs;
-use hammer2::storage::file::OpenMode;
+use hammer2::storage::claim::OpenMode;
 use options::MountOptions;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -117,7 +117,8 @@ fn serve(
     ready: &mut Readiness,
 ) -> Result<i32> {
     let mountpoint = mountpoint::check(mountpoint, opts.nonempty)?;
-    let mode = if opts.read_only { OpenMode::ReadOnly } else { OpenMode::Exclusive };
+    // A read-only mount holds a shared claim: no writer may change the devices under it.
+    let mode = if opts.read_only { OpenMode::Shared } else { OpenMode::Exclusive };
     let storages = devices::open_all(devices, mode)?;
     let memory = opts.cache_bytes.unwrap_or(hammer2::fs::DEFAULT_MEMORY);
     let mut engine = hammer2::Options {

@@ -1,14 +1,17 @@
 //! Opening a filesystem's devices for an offline tool (scrub, resync): exclusively, with a
 //! blank replacement device adopted, and with a progress bar when stderr is a terminal.
 
-use anyhow::{Context, Result};
-use hammer2::storage::file::OpenMode;
+use anyhow::{Result, anyhow};
+use hammer2::storage::claim::OpenMode;
 use hammer2::{Fs, Options};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-pub fn open(paths: &[PathBuf]) -> Result<Fs> {
+/// Opens the filesystem on `paths`. A missing member is refused unless `degraded` (as a
+/// mount refuses it without `-o degraded`): run on one device of a pair, a scrub or resync
+/// would commit with the other marked missing, and doing each in turn diverges the pair.
+pub fn open(paths: &[PathBuf], degraded: bool) -> Result<Fs> {
     if paths.is_empty() {
         anyhow::bail!("give the filesystem's devices");
     }
@@ -19,8 +22,20 @@ pub fn open(paths: &[PathBuf]) -> Result<Fs> {
         );
     }
     let storages = crate::devices::open_all(paths, OpenMode::Exclusive)?;
-    let opts = Options { degraded: true, replace: true, background_sync: false, ..Options::default() };
-    Fs::mount(storages, opts).context("cannot open the filesystem")
+    let opts = Options { degraded, replace: true, background_sync: false, ..Options::default() };
+    // The engine's refusal names the mount option; these commands spell it --degraded.
+    Fs::mount(storages, opts).map_err(|e| {
+        anyhow!("cannot open the filesystem: {}", e.to_string().replace("mount with -o degraded", "give --degraded"))
+    })
+}
+
+/// Runs an online operation on the daemon serving `mountpoint`. Not reaching one (nothing
+/// mounted there, a daemon gone) is an operational error: one line, exit status 8.
+pub fn online(cmd: &str, mountpoint: &std::path::Path, op: crate::control::Op, json: bool) -> i32 {
+    crate::control::client::request(mountpoint, op, json).unwrap_or_else(|e| {
+        eprintln!("hammer2 {cmd}: {e:#}");
+        8
+    })
 }
 
 /// A byte progress bar on a terminal, hidden otherwise.

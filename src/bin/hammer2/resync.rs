@@ -1,6 +1,7 @@
 //! `hammer2 resync DEVICE...`: bring stale, diverged, returning or replaced devices up to
 //! date by a walk from the master root that only enters branches out of sync. Every step
 //! is a commit: killing it loses no progress, running it again finishes the job.
+//! Exit status: 0 done, 8 operational error (as scrub's).
 
 use crate::offline;
 use hammer2::units::human;
@@ -11,7 +12,10 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// The filesystem's devices.
+    /// Run even though member devices are missing (they stay out of sync).
+    #[arg(long)]
+    pub degraded: bool,
+    /// The filesystem's devices, or the mount point of a mounted one.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
 }
@@ -21,17 +25,26 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if let [p] = a.paths.as_slice()
         && p.is_dir()
     {
-        return crate::control::client::request(p, crate::control::Op::Resync, a.json);
+        return Ok(offline::online("resync", p, crate::control::Op::Resync, a.json));
     }
-    let fs = offline::open(&a.paths)?;
+    let operational = |e: anyhow::Error| {
+        eprintln!("hammer2 resync: {e:#}");
+        Ok(8)
+    };
+    let fs = match offline::open(&a.paths, a.degraded) {
+        Ok(fs) => fs,
+        Err(e) => return operational(e),
+    };
     let pb = offline::bar("resync");
     let rep = hammer2::resync::run(fs.inner(), &mut |c, commits| {
         pb.set_position(c.copied_bytes);
         pb.set_message(format!("{} visited, {} copied, {commits} commits", c.visited, c.copied_blocks));
     });
     pb.finish_and_clear();
-    let rep = rep?;
-    fs.unmount()?;
+    let rep = match rep.map_err(anyhow::Error::from).and_then(|r| fs.unmount().map(|()| r).map_err(Into::into)) {
+        Ok(r) => r,
+        Err(e) => return operational(e),
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {

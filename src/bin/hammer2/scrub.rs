@@ -13,7 +13,10 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// The filesystem's devices.
+    /// Run even though member devices are missing (they are recorded as missing).
+    #[arg(long)]
+    pub degraded: bool,
+    /// The filesystem's devices, or the mount point of a mounted one.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
 }
@@ -23,9 +26,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if let [p] = a.paths.as_slice()
         && p.is_dir()
     {
-        return crate::control::client::request(p, crate::control::Op::Scrub, a.json);
+        return Ok(offline::online("scrub", p, crate::control::Op::Scrub, a.json));
     }
-    let fs = match offline::open(&a.paths) {
+    let fs = match offline::open(&a.paths, a.degraded) {
         Ok(fs) => fs,
         Err(e) => {
             eprintln!("hammer2 scrub: {e:#}");
@@ -53,9 +56,15 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                 m.set_state(MemberState::Stale);
             }
         }
-        hammer2::resync::run(fs.inner(), &mut |_, _| {})?;
+        if let Err(e) = hammer2::resync::run(fs.inner(), &mut |_, _| {}) {
+            eprintln!("hammer2 scrub: {e:#}");
+            return Ok(8);
+        }
     }
-    fs.unmount()?;
+    if let Err(e) = fs.unmount() {
+        eprintln!("hammer2 scrub: {e:#}");
+        return Ok(8);
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
