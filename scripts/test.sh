@@ -8,6 +8,7 @@ as_root "$@"
 ensure_build_and_fuse
 ensure_cmd mkfs.ext4 e2fsprogs
 ensure_cmd fio fio
+ensure_cmd xfs_io xfsprogs
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
