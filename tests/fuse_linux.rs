@@ -13,26 +13,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 const BLOCK: usize = 4096;
-
-/// fio writing `path` (every 4 KiB block once, in random order) with `pattern`, 16 direct
-/// writes in flight through `engine`.
-fn fio_direct_writes(path: &Path, size: usize, engine: &str, pattern: u8) {
-    sh(&format!(
-        "fio --name=dio --filename={} --size={size} --rw=randwrite --bs=4k --direct=1 --ioengine={engine} \
-         --iodepth=16 --buffer_pattern=0x{pattern:02x} --output=/dev/null",
-        path.display()
-    ));
-}
-
-/// Offsets of the 4 KiB blocks of `path`, read through the page cache, that do not hold
-/// `pattern` throughout.
-fn blocks_without(path: &Path, pattern: u8) -> Vec<usize> {
-    let data = fs::read(path).unwrap();
-    data.chunks(BLOCK).enumerate().filter(|(_, b)| b.iter().any(|x| *x != pattern)).map(|(i, _)| i * BLOCK).collect()
-}
 
 /// A program that opens a file after asynchronous direct writes to it completed reads
 /// what they wrote, even when a reader kept the file's pages cached while they were in
@@ -49,23 +31,7 @@ fn buffered_reads_see_what_asynchronous_direct_writes_wrote() {
     let f = m.join("dio");
     for engine in ["libaio", "io_uring"] {
         for round in 0..ROUNDS {
-            fs::write(&f, vec![0xaa; SIZE]).unwrap();
-            let stop = AtomicBool::new(false);
-            std::thread::scope(|s| {
-                // Keeps the whole file in the page cache, re-reading it as writes drop pages.
-                s.spawn(|| {
-                    let mut buf = vec![0u8; 1 << 20];
-                    while !stop.load(Ordering::Relaxed) {
-                        let file = File::open(&f).unwrap();
-                        for off in (0..SIZE).step_by(buf.len()) {
-                            file.read_exact_at(&mut buf, off as u64).unwrap();
-                        }
-                    }
-                });
-                fio_direct_writes(&f, SIZE, engine, 0xbb);
-                stop.store(true, Ordering::Relaxed);
-            });
-            let stale = blocks_without(&f, 0xbb);
+            let stale = stale_after_direct_writes(&f, SIZE, engine);
             assert!(
                 stale.is_empty(),
                 "{engine}, round {round}: {} of {} blocks read back old data after the direct writes completed \
