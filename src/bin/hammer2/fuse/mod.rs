@@ -2,7 +2,8 @@
 //!
 //! Every request runs inside [`Hammer2Fuse::run`]: an engine error becomes its errno, and a
 //! panic becomes EIO and a log line, so no request can take the daemon down. Requests are
-//! served by several threads at once; this layer holds no lock of its own.
+//! served by several threads at once; this layer holds no lock of its own but the short one
+//! on the set of files with direct writes (`direct.rs`).
 
 mod convert;
 mod dir;
