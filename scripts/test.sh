@@ -14,6 +14,7 @@ ensure_cmd mkfs.xfs xfsprogs
 ensure_cmd mkfs.btrfs btrfs-progs
 ensure_cmd pvcreate lvm2
 ensure_cmd sfdisk fdisk
+ensure_cmd xfs_io xfsprogs
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

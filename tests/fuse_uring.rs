@@ -128,6 +128,26 @@ fn what_was_fsynced_through_the_ring_survives_sigkill() {
     img.assert_consistent();
 }
 
+/// Asynchronous direct writes with a buffered reader alongside, through the ring: they all
+/// complete (answering them only after dropping their pages from the cache once hung here
+/// for good: the read holding a page's lock could not get a ring entry), and a fresh open
+/// reads what they wrote.
+#[test]
+fn async_direct_writes_with_a_reader_alongside_complete_and_read_back_through_the_ring() {
+    let _ring = RingSwitch::on();
+    let img = Image::new();
+    let m = img.mount();
+    assert_served_by_ring(&img, &m);
+    for engine in ["libaio", "io_uring"] {
+        for round in 0..5 {
+            let stale = stale_after_direct_writes(&m.join("dio"), 8 << 20, engine);
+            assert!(stale.is_empty(), "{engine}, round {round}: stale blocks at {stale:?}");
+        }
+    }
+    m.unmount();
+    img.assert_no_panics();
+}
+
 #[test]
 fn nouring_serves_through_dev_fuse_where_the_kernel_offers_the_ring() {
     let _ring = RingSwitch::on();

@@ -49,6 +49,20 @@ impl Fs {
         self.getattr(inum)
     }
 
+    /// Attributes of inode `ino` found by its number alone, as a file handle names it (see
+    /// DESIGN §12, "File handles"). An inode with no name left is gone: NotFound, never its
+    /// data, even while its removal is not yet committed or it is still open (the kernel
+    /// serves handles of inodes it still caches without asking). Inode numbers are never
+    /// reused, so a number cannot come to name another file.
+    pub fn lookup_inode(&self, ino: u64) -> Result<Attr> {
+        let inode = self.inner.inode(ino)?;
+        let st = inode.state.read();
+        if st.meta.nlink == 0 || st.deleted {
+            return Err(Error::NotFound);
+        }
+        Ok(Attr::from_meta(ino, &st.meta))
+    }
+
     pub fn create(&self, parent: u64, name: &[u8], mode: u32, creds: Creds) -> Result<Attr> {
         self.make_node(parent, name, S_IFREG | (mode & 0o7777), 0, creds, None)
     }

@@ -64,6 +64,18 @@ impl Attr {
     pub fn is_dir(&self) -> bool {
         self.mode & 0o170000 == 0o040000
     }
+
+    /// What tells apart two inodes that had the same number, for file handles (DESIGN §12,
+    /// "File handles"): taken from the creation time, which nothing changes. Numbers are
+    /// not reused while the filesystem runs, but after a crash those of files created since
+    /// the last commit are handed out again, to files created later. The kernel keeps 32
+    /// bits; the root's is 0, as the kernel made it at mount.
+    pub fn generation(&self) -> u64 {
+        if self.ino == hammer2_format::layout::ROOT_INUM {
+            return 0;
+        }
+        u64::from(self.btime.nsec ^ (self.btime.sec as u32).rotate_left(16))
+    }
 }
 
 /// Changes requested by `setattr`; `None` leaves a field alone.

@@ -616,3 +616,35 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.path).status();
     }
 }
+
+/// One round of asynchronous direct writes with a reader alongside: `path` is filled with
+/// 0xaa through the page cache; then, while a thread keeps re-reading it buffered, fio
+/// writes every 4 KiB block once with 0xbb, in random order, 16 direct writes in flight
+/// through `engine` (libaio or io_uring). Returns the offsets of the blocks that a fresh
+/// buffered open then reads without 0xbb throughout.
+pub fn stale_after_direct_writes(path: &Path, size: usize, engine: &str) -> Vec<usize> {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    std::fs::write(path, vec![0xaa; size]).unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut buf = vec![0u8; 1 << 20];
+            while !stop.load(Ordering::Relaxed) {
+                let file = std::fs::File::open(path).unwrap();
+                for off in (0..size).step_by(buf.len()) {
+                    let n = buf.len().min(size - off);
+                    file.read_exact_at(&mut buf[..n], off as u64).unwrap();
+                }
+            }
+        });
+        sh(&format!(
+            "fio --name=dio --filename={} --size={size} --rw=randwrite --bs=4k --direct=1 --ioengine={engine} \
+             --iodepth=16 --buffer_pattern=0xbb --output=/dev/null",
+            path.display()
+        ));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let data = std::fs::read(path).unwrap();
+    data.chunks(4096).enumerate().filter(|(_, b)| b.iter().any(|x| *x != 0xbb)).map(|(i, _)| i * 4096).collect()
+}

@@ -138,13 +138,15 @@ fn serve(
         && fuse::uring::can_bridge(fuse::MAX_PAYLOAD)
             .inspect_err(|e| tracing::info!("FUSE over io_uring is not used: {e}"))
             .is_ok();
-    let adapter = Hammer2Fuse::new(fs, outcome.clone(), want_uring);
+    let adapter = Hammer2Fuse::new(fs, outcome.clone(), want_uring).context("cannot start the FUSE adapter")?;
+    let notifier = adapter.notifier();
     // A handle on the engine for the ring's sessions: dropped once they are started, as the
     // final commit needs the last one.
     let members = adapter.ring_member();
     let rings = adapter.rings();
     let session = start_session(adapter, &mountpoint, opts, devices)
         .map_err(|e| anyhow!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let _ = notifier.set(session.notifier());
     let conn = session.as_fd().try_clone_to_owned().context("cannot copy the FUSE connection")?;
     let started = if want_uring { start_rings(&session, &members, rings.clone(), opts, devices) } else { Ok(()) };
     drop(members);

@@ -40,7 +40,7 @@ impl Hammer2Fuse {
             let last_batch = batch.len() < BATCH;
             for e in batch {
                 let dot = e.name == b"." || e.name == b"..";
-                let attr = match self.entry_attr(fs, &e, dot) {
+                let (attr, generation) = match self.entry_attr(fs, &e, dot) {
                     Ok(a) => a,
                     // Removed since it was listed.
                     Err(Error::NotFound) => {
@@ -55,7 +55,7 @@ impl Hammer2Fuse {
                     Err(err) => return Err(err),
                 };
                 let name = OsStr::from_bytes(&e.name);
-                if reply.add(INodeNo(e.ino), e.next, name, &ATTR_TTL, &attr, Generation(0)) {
+                if reply.add(INodeNo(e.ino), e.next, name, &ATTR_TTL, &attr, generation) {
                     return Ok(());
                 }
                 if !dot {
@@ -71,13 +71,15 @@ impl Hammer2Fuse {
     }
 
     /// The kernel ignores the attributes of `.` and `..`; only their type and number show.
-    fn entry_attr(&self, fs: &Fs, e: &DirEntry, dot: bool) -> hammer2::Result<FileAttr> {
+    /// An entry's attributes and generation (the kernel skips "." and "..").
+    fn entry_attr(&self, fs: &Fs, e: &DirEntry, dot: bool) -> hammer2::Result<(FileAttr, Generation)> {
         if dot {
             let mut a = super::convert::negative_attr();
             a.ino = INodeNo(e.ino);
             a.kind = fuser::FileType::Directory;
-            return Ok(a);
+            return Ok((a, Generation(0)));
         }
-        Ok(file_attr(&fs.getattr(e.ino)?, self.blksize))
+        let a = fs.getattr(e.ino)?;
+        Ok((file_attr(&a, self.blksize), Generation(a.generation())))
     }
 }

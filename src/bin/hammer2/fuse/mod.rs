@@ -2,10 +2,12 @@
 //!
 //! Every request runs inside [`Hammer2Fuse::run`]: an engine error becomes its errno, and a
 //! panic becomes EIO and a log line, so no request can take the daemon down. Requests are
-//! served by several threads at once; this layer holds no lock of its own.
+//! served by several threads at once; this layer holds no lock of its own but the short one
+//! on the set of files with direct writes (`direct.rs`).
 
 mod convert;
 mod dir;
+mod direct;
 mod negotiate;
 mod ops;
 pub mod uring;
@@ -40,19 +42,22 @@ pub struct Hammer2Fuse {
     offer: Arc<OnceLock<Offer>>,
     /// The ring's queues, which the primary stops before its final commit; None in members.
     rings: Option<Arc<Mutex<Option<uring::Rings>>>>,
+    /// Answers direct writes once their range is out of the page cache.
+    direct: Arc<direct::DirectWrites>,
 }
 
 impl Hammer2Fuse {
-    pub fn new(fs: Fs, outcome: Outcome, want_uring: bool) -> Hammer2Fuse {
+    pub fn new(fs: Fs, outcome: Outcome, want_uring: bool) -> std::io::Result<Hammer2Fuse> {
         let blksize = fs.inner().block_size().clamp(4096, u64::from(MAX_WRITE)) as u32;
-        Hammer2Fuse {
+        Ok(Hammer2Fuse {
             fs: Some(Arc::new(fs)),
             blksize,
             outcome,
             want_uring,
             offer: Arc::default(),
             rings: Some(Arc::default()),
-        }
+            direct: Arc::new(direct::DirectWrites::start()?),
+        })
     }
 
     /// An adapter on the same engine for one of the ring's sessions.
@@ -64,7 +69,13 @@ impl Hammer2Fuse {
             want_uring: self.want_uring,
             offer: self.offer.clone(),
             rings: None,
+            direct: self.direct.clone(),
         }
+    }
+
+    /// Where the mount puts the primary session's notifier, once the session exists.
+    pub fn notifier(&self) -> Arc<OnceLock<fuser::Notifier>> {
+        self.direct.notifier()
     }
 
     /// What the kernel offered, once the handshake has run.
@@ -147,7 +158,7 @@ mod tests {
         format(vec![dev.clone()], &FormatOptions::default()).unwrap();
         let opts = hammer2::Options { background_sync: false, ..Default::default() };
         let fs = Fs::mount(vec![dev], opts).unwrap();
-        Hammer2Fuse::new(fs, Outcome::default(), false)
+        Hammer2Fuse::new(fs, Outcome::default(), false).unwrap()
     }
 
     #[test]

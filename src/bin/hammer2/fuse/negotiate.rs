@@ -46,6 +46,14 @@ pub fn open_flags(flags: i32) -> FopenFlags {
 /// had one at a time reach us, and the workers sat idle: 4 KiB random writes at queue
 /// depth 16 went from 5.9k to 11.8k IOPS, random reads to 59k.
 ///
+/// And FUSE_DIRECT_IO_ALLOW_MMAP: without it the kernel refuses (ENODEV) a shared mmap of a
+/// file opened with O_DIRECT (FOPEN_DIRECT_IO). With it, the first such mapping makes the
+/// kernel write back mapped pages before each direct request and serialize direct writes.
+///
+/// And FUSE_EXPORT_SUPPORT: file handles (`open_by_handle_at`, NFS) of inodes the kernel has
+/// forgotten are resolved by a LOOKUP of "." (and a directory's parent of "..") on the node
+/// id, which `lookup` answers (DESIGN §12, "File handles").
+///
 /// Not the writeback cache: with it the kernel keeps written pages to itself until it
 /// flushes them, but it does not flush before asking us for SEEK_DATA/SEEK_HOLE, so we
 /// would report holes where a program has just written (and `cp`, `tar --sparse` would
@@ -74,6 +82,8 @@ pub fn configure(config: &mut KernelConfig, want_uring: bool) -> Offer {
         | InitFlags::FUSE_PARALLEL_DIROPS
         | InitFlags::FUSE_DO_READDIRPLUS
         | InitFlags::FUSE_READDIRPLUS_AUTO
+        | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP
+        | InitFlags::FUSE_EXPORT_SUPPORT
         | InitFlags::FUSE_CACHE_SYMLINKS
         | InitFlags::FUSE_HANDLE_KILLPRIV_V2
         | InitFlags::FUSE_ASYNC_DIO;

@@ -31,7 +31,9 @@ fn referenced(fs: &Fs, a: hammer2::Result<Attr>) -> hammer2::Result<Attr> {
 impl Hammer2Fuse {
     fn reply_entry(&self, reply: ReplyEntry, r: Result<Attr, Errno>) {
         match r {
-            Ok(a) => reply.entry_with_ttls(&ATTR_TTL, &ENTRY_TTL, &file_attr(&a, self.blksize), Generation(0)),
+            Ok(a) => {
+                reply.entry_with_ttls(&ATTR_TTL, &ENTRY_TTL, &file_attr(&a, self.blksize), Generation(a.generation()))
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -54,8 +56,13 @@ impl Filesystem for Hammer2Fuse {
         self.finish();
     }
 
+    /// The kernel looks up "." (any inode) and ".." (a directory's parent) only to resolve a
+    /// file handle of an inode it forgot (FUSE_EXPORT_SUPPORT, DESIGN §12).
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let r = self.run("lookup", parent.0, |fs| referenced(fs, fs.lookup(parent.0, name.as_bytes())));
+        let r = self.run("lookup", parent.0, |fs| match name.as_bytes() {
+            b"." => referenced(fs, fs.lookup_inode(parent.0)),
+            name => referenced(fs, fs.lookup(parent.0, name)),
+        });
         match r {
             // A negative entry the kernel may cache: names only appear through the kernel.
             Err(e) if e == Errno::ENOENT => reply.entry(&ENTRY_TTL, &negative_attr(), Generation(0)),
@@ -190,7 +197,14 @@ impl Filesystem for Hammer2Fuse {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.run("open", ino.0, |fs| fs.open(ino.0)) {
-            Ok(()) => reply.opened(FileHandle(0), open_flags(flags.0)),
+            Ok(()) => {
+                let mut open = open_flags(flags.0);
+                if flags.0 & libc::O_DIRECT == 0 && !self.direct.keep_cache(ino.0) {
+                    // The kernel drops the pages direct writes left stale (direct.rs).
+                    open.remove(FopenFlags::FOPEN_KEEP_CACHE);
+                }
+                reply.opened(FileHandle(0), open)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -220,7 +234,7 @@ impl Filesystem for Hammer2Fuse {
         offset: u64,
         data: &[u8],
         write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
@@ -234,8 +248,16 @@ impl Filesystem for Hammer2Fuse {
             }
             fs.write(ino.0, offset, data)
         });
+        // A direct write (not the write-back of a mapped page) leaves old data in the page
+        // cache when it is asynchronous: see direct.rs.
+        let direct = flags.0 & libc::O_DIRECT != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         match r {
-            Ok(n) => reply.written(n as u32),
+            Ok(n) => {
+                if direct && n > 0 {
+                    self.direct.written(ino.0, offset, n as u32);
+                }
+                reply.written(n as u32)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -364,7 +386,8 @@ impl Filesystem for Hammer2Fuse {
         });
         match r {
             Ok(a) => {
-                reply.created(&ATTR_TTL, &file_attr(&a, self.blksize), Generation(0), FileHandle(0), open_flags(flags))
+                let generation = Generation(a.generation());
+                reply.created(&ATTR_TTL, &file_attr(&a, self.blksize), generation, FileHandle(0), open_flags(flags))
             }
             Err(e) => reply.error(e),
         }

@@ -600,7 +600,8 @@ fn send_request(sock: &OwnedFd, opcode: u32, body: &[u8]) -> io::Result<()> {
 fn send_init(sock: &OwnedFd, k: Offer) -> io::Result<()> {
     // struct fuse_init_in: major, minor, max_readahead, flags, flags2, unused[11].
     let mut b = [0u8; 64];
-    let bits = k.offered.bits();
+    // fuser's offer leaves FUSE_INIT_EXT out; without it the session would not read flags2.
+    let bits = (k.offered | InitFlags::FUSE_INIT_EXT).bits();
     b[0..4].copy_from_slice(&k.abi.0.to_ne_bytes());
     b[4..8].copy_from_slice(&k.abi.1.to_ne_bytes());
     b[8..12].copy_from_slice(&k.max_readahead.to_ne_bytes());
