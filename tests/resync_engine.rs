@@ -6,7 +6,7 @@ use common::engine::*;
 use hammer2::devices::MemberState;
 use hammer2::{Creds, Fs, Options, resync};
 
-const C: Creds = Creds { uid: 0, gid: 0 };
+const C: Creds = Creds { uid: 0, gid: 0, umask: 0 };
 
 fn degraded() -> Options {
     Options { degraded: true, ..quiet_options() }

@@ -142,8 +142,10 @@ fn serve(
     // final commit needs the last one.
     let members = adapter.ring_member();
     let rings = adapter.rings();
+    let notifier = adapter.notifier_slot();
     let session = start_session(adapter, &mountpoint, opts, devices)
         .map_err(|e| anyhow!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let _ = notifier.set(session.notifier());
     let conn = session.as_fd().try_clone_to_owned().context("cannot copy the FUSE connection")?;
     let started = if want_uring { start_rings(&session, &members, rings.clone(), opts, devices) } else { Ok(()) };
     drop(members);

@@ -40,6 +40,8 @@ pub struct Hammer2Fuse {
     offer: Arc<OnceLock<Offer>>,
     /// The ring's queues, which the primary stops before its final commit; None in members.
     rings: Option<Arc<Mutex<Option<uring::Rings>>>>,
+    /// Notifications to the kernel, set once the session exists (see [`Self::attrs_changed`]).
+    notifier: Arc<OnceLock<fuser::Notifier>>,
 }
 
 impl Hammer2Fuse {
@@ -52,6 +54,7 @@ impl Hammer2Fuse {
             want_uring,
             offer: Arc::default(),
             rings: Some(Arc::default()),
+            notifier: Arc::default(),
         }
     }
 
@@ -64,6 +67,7 @@ impl Hammer2Fuse {
             want_uring: self.want_uring,
             offer: self.offer.clone(),
             rings: None,
+            notifier: self.notifier.clone(),
         }
     }
 
@@ -75,6 +79,23 @@ impl Hammer2Fuse {
     /// Where the primary finds the rings to stop at unmount.
     pub fn rings(&self) -> Option<Arc<Mutex<Option<uring::Rings>>>> {
         self.rings.clone()
+    }
+
+    /// Where the session's notifier goes once the session exists.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<fuser::Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Tells the kernel that `ino`'s attributes changed in a request whose reply carries none
+    /// (a write or fallocate that dropped set-id bits): it would otherwise serve the old
+    /// mode from its cache for up to ATTR_TTL. Attributes only (offset -1): no page cache is
+    /// touched and no inode lock taken, so it is safe while the request is still open.
+    fn attrs_changed(&self, ino: u64) {
+        if let Some(n) = self.notifier.get() {
+            if let Err(e) = n.inval_inode(fuser::INodeNo(ino), -1, 0) {
+                tracing::debug!("invalidating the attributes of inode {ino}: {e}");
+            }
+        }
     }
 
     /// Runs the engine side of one request. Engine errors become their errno (logged when
