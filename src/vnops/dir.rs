@@ -184,13 +184,7 @@ impl Fs {
     /// mode asked for narrows the default ACL, which becomes the new inode's access ACL (kept
     /// only when the mode cannot say it), and a new directory inherits the default ACL
     /// itself. Without one, the umask applies.
-    fn inherit(
-        &self,
-        parent: u64,
-        dst: &InodeState,
-        mode: u32,
-        creds: Creds,
-    ) -> Result<(u32, Vec<Xattr>)> {
+    fn inherit(&self, parent: u64, dst: &InodeState, mode: u32, creds: Creds) -> Result<(u32, Vec<Xattr>)> {
         let default = match self.posix_acl() {
             true => super::xattr::get(&self.inner, parent, dst, acl::DEFAULT)?,
             false => None,

@@ -1,12 +1,13 @@
 //! Extended attributes: one XATTR leaf per attribute in the inode's own tree.
 
 use super::dirent::{find, free_key, scan};
-use super::{Fs, acl};
+use super::{Caller, Fs, acl};
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
 use crate::inode::{InodeState, Leaf};
 use hammer2_format::layout::{MAX_NAME_LEN, MAX_XATTR_VALUE, XATTR_KEY_BIT};
 use hammer2_format::{Timespec, UNIT, dirent};
+use libc::S_ISGID;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 
@@ -87,6 +88,20 @@ impl Fs {
     /// which sets a plain ACL to give a file its mode, gets that mode). A default ACL is for
     /// directories only. An ACL without entries removes it. (Invariant acl-mode, DESIGN §12.)
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: XattrFlags) -> Result<()> {
+        self.setxattr_by(ino, name, value, flags, || Caller { fsetid: true, groups: Vec::new() })
+    }
+
+    /// [`Self::setxattr`] on behalf of `caller`: an access ACL set by a caller outside the
+    /// file's group and without CAP_FSETID also drops set-group-ID, as a chmod by it would
+    /// (Linux's `posix_acl_update_mode`). The caller is asked for only then.
+    pub fn setxattr_by(
+        &self,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        flags: XattrFlags,
+        caller: impl FnOnce() -> Caller,
+    ) -> Result<()> {
         let fs = &self.inner;
         fs.check_writable()?;
         check_xattr_name(name)?;
@@ -116,7 +131,13 @@ impl Fs {
                 Some(acl::Kind::Access) => {
                     store = None;
                     if let Some(a) = &parsed {
-                        let (mode, extended) = a.equiv_mode(st.meta.mode);
+                        let (mut mode, extended) = a.equiv_mode(st.meta.mode);
+                        if mode & S_ISGID != 0 {
+                            let c = caller();
+                            if !c.fsetid && !c.groups.contains(&st.meta.gid) {
+                                mode &= !S_ISGID;
+                            }
+                        }
                         st.meta.mode = mode;
                         store = extended.then(|| a.to_xattr());
                     }

@@ -309,7 +309,7 @@ impl Filesystem for Hammer2Fuse {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -321,7 +321,7 @@ impl Filesystem for Hammer2Fuse {
             if position != 0 {
                 return Err(Error::invalid("xattr position"));
             }
-            fs.setxattr(ino.0, name.as_bytes(), value, xattr::set_flags(flags))
+            fs.setxattr_by(ino.0, name.as_bytes(), value, xattr::set_flags(flags), || caller(req.pid(), req.gid()))
         });
         Self::reply_empty(reply, r);
     }
