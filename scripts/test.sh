@@ -8,6 +8,8 @@ as_root "$@"
 ensure_build_and_fuse
 ensure_cmd mkfs.ext4 e2fsprogs
 ensure_cmd fio fio
+ensure_cmd setfacl acl
+ensure_cmd setfattr attr
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
