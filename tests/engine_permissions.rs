@@ -115,5 +115,7 @@ fn what_a_change_costs_the_set_id_bits() {
         let got = killed_mode(reg | mode, gid, caller, chown).map_or(mode, |m| m & 0o7777);
         assert_eq!(got, after, "{mode:o} gid {gid} {caller:?} chown {chown}");
     }
-    assert_eq!(killed_mode(0o042755, 0, &nobody, false), None, "a directory keeps its set-group-ID");
+    assert_eq!(killed_mode(0o042755, 0, &nobody, true), None, "a directory keeps its set-group-ID");
+    assert_eq!(killed_mode(0o014755, 0, &nobody, false), None, "only a regular file's content changes");
+    assert_eq!(killed_mode(0o014755, 0, &root, true), Some(0o010755), "a chown of any non-directory counts");
 }

@@ -163,6 +163,7 @@ setpriv --reuid=65534 --regid=100 --groups=65534 sh -c 'echo x >> s'
 echo "written by a supplementary member of the group, 2664: $(stat -c %a s)"
 touch c; chmod 6755 c; chown 65534 c; echo "root chowns 6755: $(stat -c %a c)"
 touch c2; chmod 2745 c2; chown 65534:65534 c2; echo "root chowns 2745: $(stat -c %a c2)"
+mkfifo p; chmod 4755 p; chown 65534 p; echo "root chowns a 4755 fifo: $(stat -c %a p)"
 "#;
 
 #[test]
@@ -181,6 +182,7 @@ fn set_id_bits_are_dropped_at_once_as_ext4_drops_them() {
         "root writes 6755: 6755",
         "written by a supplementary member of the group, 2664: 2666",
         "root chowns 6755: 755",
+        "root chowns a 4755 fifo: 755",
     ] {
         assert!(reference.contains(line), "ext4 no longer shows {line:?}:\n{reference}");
     }

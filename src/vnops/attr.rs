@@ -178,8 +178,8 @@ impl Fs {
 }
 
 /// The access ACL of a locked inode after a chmod to `mode` (invariant acl-mode, DESIGN
-/// §12), and the space its rewrite takes; None without an ACL. A stored ACL that no longer parses fails the chmod (EINVAL)
-/// rather than be rewritten blindly.
+/// §12), and the space its rewrite takes; None without an ACL. A stored ACL that no longer
+/// parses fails the chmod (EINVAL) rather than be rewritten blindly.
 fn chmod_acl(fs: &FsInner, ino: u64, st: &InodeState, mode: u32) -> Result<Option<(Vec<u8>, u64)>> {
     let Some((_, value)) = super::xattr::get(fs, ino, st, acl::ACCESS)? else {
         return Ok(None);

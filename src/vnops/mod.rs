@@ -17,7 +17,7 @@ pub mod xattr;
 use crate::fs::FsInner;
 use crate::inode::{InodeRef, InodeState, Meta};
 use hammer2_format::Timespec;
-use hammer2_format::inode::{S_IFMT, S_IFREG};
+use hammer2_format::inode::{S_IFDIR, S_IFMT, S_IFREG};
 use libc::{S_ISGID, S_ISUID, S_IXGRP};
 use parking_lot::RwLockWriteGuard;
 use std::sync::Arc;
@@ -102,11 +102,13 @@ pub struct Caller {
 /// - a write, truncate or fallocate by a caller without CAP_FSETID drops set-user-ID, and
 ///   set-group-ID when the group may execute or the caller is not in the file's group (it
 ///   could not have set it); a caller with CAP_FSETID keeps both;
-/// - a chown (`chown` true) drops set-user-ID whoever asks, and set-group-ID as above.
+/// - a chown (`chown` true) of any non-directory drops set-user-ID whoever asks, and
+///   set-group-ID as above.
 ///
-/// Only regular files: a directory's set-group-ID is inheritance, not a privilege.
+/// Never a directory: its set-group-ID is inheritance, not a privilege.
 pub fn killed_mode(mode: u32, gid: u32, caller: &Caller, chown: bool) -> Option<u32> {
-    if mode & S_IFMT != S_IFREG || (caller.fsetid && !chown) {
+    let applies = if chown { mode & S_IFMT != S_IFDIR } else { mode & S_IFMT == S_IFREG };
+    if !applies || (caller.fsetid && !chown) {
         return None;
     }
     let mut m = mode & !S_ISUID;
