@@ -139,11 +139,12 @@ fn acls_survive_a_remount() {
     m.unmount();
 }
 
-/// Writes, truncates and fallocates by `nobody` on files with set-user-ID and set-group-ID
+/// Writes (through the page cache and O_DIRECT), truncates (truncate(2) and O_TRUNC) and
+/// fallocates by `nobody` on files with set-user-ID and set-group-ID
 /// (with and without group execute, in and out of the file's group), as root, through a
 /// supplementary group, and chowns by root: each mode as `stat` shows it right after.
 const SETID_SCRIPT: &str = r#"
-for op in write truncate fallocate; do
+for op in write truncate fallocate open-truncate direct-write; do
   for m in 4755 2755 2745 6755 4644 2644 6644; do
     for grp in 0 65534; do
       f=f-$op-$m-$grp
@@ -152,6 +153,8 @@ for op in write truncate fallocate; do
         write) $NOBODY sh -c "echo x >> $f";;
         truncate) $NOBODY truncate -s 100 $f;;
         fallocate) $NOBODY fallocate -l 8192 $f;;
+        open-truncate) $NOBODY sh -c ": > $f";;
+        direct-write) $NOBODY dd if=/dev/zero of=$f bs=4096 count=1 oflag=direct conv=notrunc status=none;;
       esac
       echo "$op by nobody, $m, group $grp: $(stat -c %a $f)"
     done
@@ -179,6 +182,8 @@ fn set_id_bits_are_dropped_at_once_as_ext4_drops_them() {
         "truncate by nobody, 2644, group 0: 666",
         "fallocate by nobody, 6755, group 0: 777",
         "fallocate by nobody, 6644, group 65534: 2666",
+        "open-truncate by nobody, 2745, group 0: 767",
+        "direct-write by nobody, 4755, group 0: 777",
         "root writes 6755: 6755",
         "written by a supplementary member of the group, 2664: 2666",
         "root chowns 6755: 755",
