@@ -15,6 +15,7 @@ ensure_cmd mkfs.btrfs btrfs-progs
 ensure_cmd pvcreate lvm2
 ensure_cmd sfdisk fdisk
 ensure_cmd xfs_io xfsprogs
+ensure_cmd setfacl acl
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -39,7 +39,7 @@ pub mod walk;
 
 pub use error::{Error, Result};
 pub use fs::Options;
-pub use vnops::{Attr, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
+pub use vnops::{Attr, Caller, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -49,7 +49,7 @@ impl Fs {
     /// Mounts the filesystem on `storages` (all its devices, in any order).
     pub fn mount(storages: Vec<DynStorage>, opts: Options) -> Result<Fs> {
         let inner = Arc::new(mount::open(storages, opts)?);
-        let fs = Fs { inner, syncer: parking_lot::Mutex::new(None) };
+        let fs = Fs { inner, syncer: parking_lot::Mutex::new(None), posix_acl: true.into() };
         if !fs.inner.vol.read_only {
             fs.remove_orphans()?;
             if fs.inner.opts.background_sync {

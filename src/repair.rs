@@ -82,7 +82,7 @@ pub fn open_with_used(storages: Vec<DynStorage>, opts: Options, used: Vec<Bitmap
     }
     let roots = Roots { tid: mh.tid, inodes, freemap: Root::empty(), orphans };
     let inner = FsInner::new(vol, alloc, roots, mh.next_inum, opts);
-    Ok(Fs { inner: Arc::new(inner), syncer: parking_lot::Mutex::new(None) })
+    Ok(Fs { inner: Arc::new(inner), syncer: parking_lot::Mutex::new(None), posix_acl: true.into() })
 }
 
 /// Every distinct extent (valid copies) of the blocks of a tree, as far as it can be read.

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-const C: Creds = Creds { uid: 0, gid: 0 };
+const C: Creds = Creds { uid: 0, gid: 0, umask: 0 };
 
 fn file_devices(dir: &tempfile::TempDir, n: usize, size: u64) -> Vec<DynStorage> {
     (0..n)

@@ -10,7 +10,7 @@ use hammer2::{Creds, Fs, Options, resync};
 use hammer2_format::layout::{HEADER_SLOTS, header_offset};
 use std::sync::Arc;
 
-const C: Creds = Creds { uid: 0, gid: 0 };
+const C: Creds = Creds { uid: 0, gid: 0, umask: 0 };
 
 fn degraded() -> Options {
     Options { degraded: true, ..quiet_options() }

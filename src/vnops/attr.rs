@@ -1,7 +1,7 @@
 //! Attributes, truncation, statfs, and the open/lookup reference counts.
 
 use super::data::{dirty_block, present, round_unit};
-use super::{Attr, Fs, SetAttr, StatFs};
+use super::{Attr, Fs, SetAttr, StatFs, acl};
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
 use crate::inode::{InodeRef, InodeState};
@@ -33,14 +33,25 @@ impl Fs {
         }
     }
 
-    /// Applies [`SetAttr::kill_suidgid`] alone; changes nothing (not even ctime) for a mode
-    /// without those bits, which is nearly always, so a writer can call it on every write.
-    pub fn kill_suidgid(&self, ino: u64) -> Result<()> {
+    /// Drops what a write or fallocate by `caller` costs the set-id bits (see
+    /// [`super::killed_mode`]); returns whether the mode changed. Changes nothing (not even
+    /// ctime) and does not ask who the caller is for a mode without those bits, which is
+    /// nearly always, so a writer can call it on every write.
+    pub fn kill_suidgid(&self, ino: u64, caller: impl FnOnce() -> super::Caller) -> Result<bool> {
         let inode = self.inner.inode(ino)?;
-        if super::killed_mode(inode.state.read().meta.mode).is_none() {
-            return Ok(());
+        if inode.state.read().meta.mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
+            return Ok(false);
         }
-        self.setattr(ino, &SetAttr { kill_suidgid: true, ..Default::default() }).map(|_| ())
+        let caller = caller();
+        let (mode, gid) = {
+            let st = inode.state.read();
+            (st.meta.mode, st.meta.gid)
+        };
+        if super::killed_mode(mode, gid, &caller, false).is_none() {
+            return Ok(false);
+        }
+        self.setattr(ino, &SetAttr { kill_suidgid: Some(caller), ..Default::default() })?;
+        Ok(true)
     }
 
     fn setattr_once(&self, ino: u64, set: &SetAttr) -> Result<Attr> {
@@ -49,6 +60,20 @@ impl Fs {
         let inode = fs.inode(ino)?;
         let mut st = inode.state.write();
         let now = Timespec::now();
+        // A chmod moves the access ACL with the mode: computed first, so a failure leaves
+        // both as they were.
+        let acl = match set.mode {
+            Some(mode) if self.posix_acl() && !st.meta.is_symlink() => chmod_acl(fs, ino, &st, mode)?,
+            _ => None,
+        };
+        if let Some((_, units)) = &acl {
+            // Accounted to the inode at once: its commit releases it whatever happens here.
+            if !fs.space.try_reserve(*units) {
+                return Err(Error::NoSpace);
+            }
+            st.dirty.reserved += units;
+        }
+        let acl = acl.map(|(value, _)| value);
         if let Some(size) = set.size {
             if st.meta.is_dir() {
                 return Err(Error::IsDir);
@@ -65,14 +90,20 @@ impl Fs {
         if let Some(mode) = set.mode {
             st.meta.mode = (st.meta.mode & S_IFMT) | (mode & 0o7777);
         }
+        if let Some(value) = acl {
+            super::xattr::put(fs, ino, &mut st, acl::ACCESS, value)?;
+        }
+        // Whether the caller is in the file's group is judged before a chown changes it.
+        let gid_before = st.meta.gid;
         if let Some(uid) = set.uid {
             st.meta.uid = uid;
         }
         if let Some(gid) = set.gid {
             st.meta.gid = gid;
         }
-        if set.kill_suidgid && !st.meta.is_dir() {
-            if let Some(m) = super::killed_mode(st.meta.mode) {
+        if let Some(caller) = &set.kill_suidgid {
+            let chown = set.uid.is_some() || set.gid.is_some();
+            if let Some(m) = super::killed_mode(st.meta.mode, gid_before, caller, chown) {
                 st.meta.mode = m;
             }
         }
@@ -144,6 +175,22 @@ impl Fs {
             fs.inodes.remove(ino);
         }
     }
+}
+
+/// The access ACL of a locked inode after a chmod to `mode` (invariant acl-mode, DESIGN
+/// §12), and the space its rewrite takes; None without an ACL. A stored ACL that no longer
+/// parses fails the chmod (EINVAL) rather than be rewritten blindly.
+fn chmod_acl(fs: &FsInner, ino: u64, st: &InodeState, mode: u32) -> Result<Option<(Vec<u8>, u64)>> {
+    let Some((_, value)) = super::xattr::get(fs, ino, st, acl::ACCESS)? else {
+        return Ok(None);
+    };
+    let Some(mut a) = acl::Acl::parse(&value)? else {
+        return Ok(None);
+    };
+    a.chmod(mode);
+    let value = a.to_xattr();
+    let units = super::xattr::xattr_units(acl::ACCESS, value.len());
+    Ok(Some((value, units)))
 }
 
 /// Sets the size of a regular file, under its write lock.

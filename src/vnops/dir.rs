@@ -1,7 +1,7 @@
 //! Names: lookup, create, mknod, mkdir, symlink, link, unlink, rmdir, readdir.
 
 use super::dirent::{is_empty_dir, lookup_dirent, scan};
-use super::{Attr, Creds, DirEntry, Fs, guard, lock_all};
+use super::{Attr, Creds, DirEntry, Fs, acl, guard, lock_all};
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
 use crate::inode::{CommittedInode, Inode, InodeRef, InodeState, Leaf, Meta};
@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 /// Most hard links one inode may have.
 pub const LINK_MAX: u32 = 65000;
+/// An attribute a new inode is born with: name and value.
+type Xattr = (&'static [u8], Vec<u8>);
+
 /// Units reserved for the metadata a new name and inode need at commit.
 const CREATE_UNITS: u64 = 2;
 
@@ -105,6 +108,8 @@ impl Fs {
         let data_units = symlink.map_or(0, |t| t.len().div_ceil(hammer2_format::UNIT as usize) as u64);
         let units = CREATE_UNITS + data_units;
         self.reserve_or_sync(units)?;
+        // What inherited ACLs take (see `inherit`), reserved once known, under the lock.
+        let mut acl_units = 0;
         let _g = fs.gate.read();
         let result = (|| {
             let dir = fs.inode(parent)?;
@@ -127,6 +132,13 @@ impl Fs {
             if is_dir && dst.meta.mode & 0o2000 != 0 {
                 mode |= 0o2000;
             }
+            let (mode, acls) =
+                if symlink.is_some() { (mode, Vec::new()) } else { self.inherit(parent, &dst, mode, creds)? };
+            acl_units = acls.iter().map(|(n, v)| super::xattr::xattr_units(n, v.len())).sum();
+            if acl_units > 0 && !fs.space.try_reserve(acl_units) {
+                acl_units = 0;
+                return Err(Error::NoSpace);
+            }
             let meta = Meta {
                 mode,
                 uid: creds.uid,
@@ -144,7 +156,10 @@ impl Fs {
                 blocks: 0,
             };
             let mut st = InodeState::new(meta, CommittedInode::new_empty());
-            st.dirty.reserved = units;
+            st.dirty.reserved = units + acl_units;
+            for (name, value) in acls {
+                super::xattr::put(fs, inum, &mut st, name, value)?;
+            }
             if let Some(target) = symlink {
                 let mut buf = target.to_vec();
                 buf.resize(super::data::round_unit(target.len()), 0);
@@ -173,9 +188,35 @@ impl Fs {
             Ok(attr)
         })();
         if result.is_err() {
-            fs.space.release(units);
+            fs.space.release(units + acl_units);
         }
         result
+    }
+
+    /// The mode and ACLs of a new inode in `parent` (locked by the caller), as Linux's
+    /// `posix_acl_create`: with a default ACL on the parent, the umask does not apply; the
+    /// mode asked for narrows the default ACL, which becomes the new inode's access ACL (kept
+    /// only when the mode cannot say it), and a new directory inherits the default ACL
+    /// itself. Without one, the umask applies.
+    fn inherit(&self, parent: u64, dst: &InodeState, mode: u32, creds: Creds) -> Result<(u32, Vec<Xattr>)> {
+        let default = match self.posix_acl() {
+            true => super::xattr::get(&self.inner, parent, dst, acl::DEFAULT)?,
+            false => None,
+        };
+        // A stored default ACL was validated when it was set; one that no longer parses
+        // (damage) is ignored like none, the umask then applying.
+        let Some(default) = default.and_then(|(_, v)| acl::Acl::parse(&v).ok().flatten()) else {
+            return Ok((mode & !(creds.umask & 0o777), Vec::new()));
+        };
+        let (mode, access) = default.create_masq(mode);
+        let mut acls = Vec::new();
+        if let Some(a) = access {
+            acls.push((acl::ACCESS, a.to_xattr()));
+        }
+        if mode & S_IFMT == S_IFDIR {
+            acls.push((acl::DEFAULT, default.to_xattr()));
+        }
+        Ok((mode, acls))
     }
 
     /// Adds the name `newname` in `newparent` for the inode `ino`.

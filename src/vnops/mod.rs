@@ -5,6 +5,7 @@
 //! duration (so a commit sees it entirely or not at all) and locks the inodes it touches
 //! in inode-number order (so two operations never wait on each other in a cycle).
 
+pub mod acl;
 pub mod attr;
 pub mod data;
 pub mod dir;
@@ -16,6 +17,7 @@ pub mod xattr;
 use crate::fs::FsInner;
 use crate::inode::{InodeRef, InodeState, Meta};
 use hammer2_format::Timespec;
+use hammer2_format::inode::{S_IFDIR, S_IFMT, S_IFREG};
 use libc::{S_ISGID, S_ISUID, S_IXGRP};
 use parking_lot::RwLockWriteGuard;
 use std::sync::Arc;
@@ -24,6 +26,9 @@ use std::sync::Arc;
 pub struct Fs {
     pub(crate) inner: Arc<FsInner>,
     pub(crate) syncer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Whether POSIX ACLs are kept (see `acl.rs`): only where whoever checks permissions
+    /// enforces them. Otherwise `system.posix_acl_*` is refused, never stored unenforced.
+    pub(crate) posix_acl: std::sync::atomic::AtomicBool,
 }
 
 /// File attributes, as `stat(2)` reports them.
@@ -88,18 +93,38 @@ pub struct SetAttr {
     pub atime: Option<TimeSet>,
     pub mtime: Option<TimeSet>,
     pub ctime: Option<Timespec>,
-    /// Drop set-user-ID, and set-group-ID where the group may execute, from a
-    /// non-directory: what Linux does on a write or truncate by a caller without
-    /// CAP_FSETID and on every chown.
-    pub kill_suidgid: bool,
+    /// Who truncates or changes the owner, for the set-user/group-ID bits that costs a
+    /// non-directory (see [`killed_mode`]); None keeps them (a setattr from a caller that
+    /// keeps them, or one that sets the mode itself).
+    pub kill_suidgid: Option<Caller>,
 }
 
-/// The mode without the privileges a change of content or owner takes away (see
-/// [`SetAttr::kill_suidgid`]); None when there is nothing to drop. Set-group-ID without
-/// group execute marks mandatory locking, not a privilege, and stays.
-pub fn killed_mode(mode: u32) -> Option<u32> {
+/// The caller of a change that may cost a file its set-user/group-ID bits, as Linux judges
+/// it: its CAP_FSETID and its groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// Holds CAP_FSETID (over the file's owner and group).
+    pub fsetid: bool,
+    /// Its filesystem group id and supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// What a change costs a file's set-id bits: the mode afterwards, None when it keeps them.
+/// Linux's rules (`setattr_should_drop_suidgid`, `chown_common`), which ext4 follows:
+/// - a write, truncate or fallocate by a caller without CAP_FSETID drops set-user-ID, and
+///   set-group-ID when the group may execute or the caller is not in the file's group (it
+///   could not have set it); a caller with CAP_FSETID keeps both;
+/// - a chown (`chown` true) of any non-directory drops set-user-ID whoever asks, and
+///   set-group-ID as above.
+///
+/// Never a directory: its set-group-ID is inheritance, not a privilege.
+pub fn killed_mode(mode: u32, gid: u32, caller: &Caller, chown: bool) -> Option<u32> {
+    let applies = if chown { mode & S_IFMT != S_IFDIR } else { mode & S_IFMT == S_IFREG };
+    if !applies || (caller.fsetid && !chown) {
+        return None;
+    }
     let mut m = mode & !S_ISUID;
-    if mode & S_IXGRP != 0 {
+    if mode & S_IXGRP != 0 || (!caller.fsetid && !caller.groups.contains(&gid)) {
         m &= !S_ISGID;
     }
     (m != mode).then_some(m)
@@ -125,6 +150,9 @@ impl TimeSet {
 pub struct Creds {
     pub uid: u32,
     pub gid: u32,
+    /// The creator's umask: applied to the new inode's mode unless its directory has a
+    /// default ACL (which then decides instead, see `Fs::inherit`).
+    pub umask: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

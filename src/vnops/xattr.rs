@@ -1,12 +1,15 @@
 //! Extended attributes: one XATTR leaf per attribute in the inode's own tree.
 
-use super::Fs;
 use super::dirent::{find, free_key, scan};
+use super::{Caller, Fs, acl};
 use crate::error::{Error, Result};
-use crate::inode::Leaf;
+use crate::fs::FsInner;
+use crate::inode::{InodeState, Leaf};
 use hammer2_format::layout::{MAX_NAME_LEN, MAX_XATTR_VALUE, XATTR_KEY_BIT};
 use hammer2_format::{Timespec, UNIT, dirent};
+use libc::S_ISGID;
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct XattrFlags {
@@ -32,14 +35,34 @@ fn check_xattr_name(name: &[u8]) -> Result<()> {
 }
 
 impl Fs {
+    /// Whether POSIX ACLs are kept. The FUSE daemon turns them off when the kernel does not
+    /// take FUSE_POSIX_ACL (it would not enforce them); `system.posix_acl_*` is then
+    /// EOPNOTSUPP, so programs fall back to the mode bits.
+    pub fn set_posix_acl(&self, on: bool) {
+        self.posix_acl.store(on, Ordering::Relaxed);
+    }
+
+    pub fn posix_acl(&self) -> bool {
+        self.posix_acl.load(Ordering::Relaxed)
+    }
+
+    /// Which ACL `name` is, if any; EOPNOTSUPP for an ACL while ACLs are off.
+    fn acl_kind(&self, name: &[u8]) -> Result<Option<acl::Kind>> {
+        match acl::kind(name) {
+            Some(_) if !self.posix_acl() => Err(Error::NotSupported),
+            k => Ok(k),
+        }
+    }
+
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
         check_xattr_name(name)?;
+        self.acl_kind(name)?;
         let fs = &self.inner;
         let inode = fs.inode(ino)?;
         let st = inode.state.read();
-        match find(fs, ino, &st, dirent::xattr_key_base(name), name)? {
-            Some((_, Leaf::Xattr { value, .. })) => Ok(value),
-            _ => Err(Error::NoAttr),
+        match get(fs, ino, &st, name)? {
+            Some((_, value)) => Ok(value),
+            None => Err(Error::NoAttr),
         }
     }
 
@@ -48,36 +71,101 @@ impl Fs {
         let inode = fs.inode(ino)?;
         let st = inode.state.read();
         let mut names = Vec::new();
+        let acls = self.posix_acl();
         scan(fs, ino, &st, XATTR_KEY_BIT, u64::MAX, &mut |_, leaf| {
             if let Leaf::Xattr { name, .. } = leaf {
-                names.push(name.clone());
+                if acls || acl::kind(name).is_none() {
+                    names.push(name.clone());
+                }
             }
             Ok(ControlFlow::Continue(()))
         })?;
         Ok(names)
     }
 
+    /// Sets an attribute. An access ACL also sets the mode's permission bits to what it
+    /// grants, and is dropped rather than stored when the mode says as much (so `cp -p`,
+    /// which sets a plain ACL to give a file its mode, gets that mode). A default ACL is for
+    /// directories only. An ACL without entries removes it. (Invariant acl-mode, DESIGN §12.)
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: XattrFlags) -> Result<()> {
+        self.setxattr_by(ino, name, value, flags, || Caller { fsetid: true, groups: Vec::new() })
+    }
+
+    /// [`Self::setxattr`] on behalf of `caller`: an access ACL set by a caller outside the
+    /// file's group and without CAP_FSETID also drops set-group-ID, as a chmod by it would
+    /// (Linux's `posix_acl_update_mode`). The caller is asked for only then.
+    pub fn setxattr_by(
+        &self,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        flags: XattrFlags,
+        caller: impl FnOnce() -> Caller,
+    ) -> Result<()> {
         let fs = &self.inner;
         fs.check_writable()?;
         check_xattr_name(name)?;
         if value.len() > MAX_XATTR_VALUE {
             return Err(Error::TooBig);
         }
-        let units = hammer2_format::xattr::block_size(name.len(), value.len()).map_or(1, |s| u64::from(s) / UNIT) + 1;
+        let kind = self.acl_kind(name)?;
+        let parsed = match kind {
+            Some(_) => acl::Acl::parse(value)?,
+            None => None,
+        };
+        let units = xattr_units(name, value.len());
         self.reserve_or_sync(units)?;
         let _g = fs.gate.read();
         let r = (|| {
             let inode = fs.inode(ino)?;
             let mut st = inode.state.write();
             let base = dirent::xattr_key_base(name);
-            let key = match find(fs, ino, &st, base, name)? {
-                Some((k, _)) if !flags.create => k,
-                Some(_) => return Err(Error::Exists),
+            let found = find(fs, ino, &st, base, name)?.map(|(k, _)| k);
+            match found {
+                Some(_) if flags.create => return Err(Error::Exists),
                 None if flags.replace => return Err(Error::NoAttr),
-                None => free_key(fs, ino, &st, base)?,
-            };
-            st.dirty.leaves.insert(key, Some(Leaf::Xattr { name: name.to_vec(), value: value.to_vec() }));
+                _ => {}
+            }
+            let mut store = Some(value.to_vec());
+            match kind {
+                Some(acl::Kind::Access) => {
+                    store = None;
+                    if let Some(a) = &parsed {
+                        let (mut mode, extended) = a.equiv_mode(st.meta.mode);
+                        if mode & S_ISGID != 0 {
+                            let c = caller();
+                            if !c.fsetid && !c.groups.contains(&st.meta.gid) {
+                                mode &= !S_ISGID;
+                            }
+                        }
+                        st.meta.mode = mode;
+                        store = extended.then(|| a.to_xattr());
+                    }
+                }
+                Some(acl::Kind::Default) => {
+                    if !st.meta.is_dir() {
+                        return match parsed {
+                            Some(_) => Err(Error::Io(std::io::Error::from_raw_os_error(libc::EACCES))),
+                            None => Ok(()),
+                        };
+                    }
+                    store = parsed.as_ref().map(acl::Acl::to_xattr);
+                }
+                None => {}
+            }
+            match (store, found) {
+                (Some(v), k) => {
+                    let key = match k {
+                        Some(k) => k,
+                        None => free_key(fs, ino, &st, base)?,
+                    };
+                    st.dirty.leaves.insert(key, Some(Leaf::Xattr { name: name.to_vec(), value: v }));
+                }
+                (None, Some(k)) => {
+                    st.dirty.leaves.insert(k, None);
+                }
+                (None, None) => {}
+            }
             st.dirty.reserved += units;
             st.meta.ctime = Timespec::now();
             st.meta.version += 1;
@@ -94,6 +182,7 @@ impl Fs {
         let fs = &self.inner;
         fs.check_writable()?;
         check_xattr_name(name)?;
+        self.acl_kind(name)?;
         let _g = fs.gate.read();
         let inode = fs.inode(ino)?;
         let mut st = inode.state.write();
@@ -106,4 +195,29 @@ impl Fs {
         fs.touch(&inode, &mut st);
         Ok(())
     }
+}
+
+/// Space to reserve for writing one attribute: its block and a share of the tree above it.
+pub(crate) fn xattr_units(name: &[u8], value_len: usize) -> u64 {
+    hammer2_format::xattr::block_size(name.len(), value_len).map_or(1, |s| u64::from(s) / UNIT) + 1
+}
+
+/// An attribute of an inode locked by the caller: its key and value.
+pub(crate) fn get(fs: &FsInner, ino: u64, st: &InodeState, name: &[u8]) -> Result<Option<(u64, Vec<u8>)>> {
+    match find(fs, ino, st, dirent::xattr_key_base(name), name)? {
+        Some((k, Leaf::Xattr { value, .. })) => Ok(Some((k, value))),
+        _ => Ok(None),
+    }
+}
+
+/// Stores an attribute of an inode write-locked by the caller, who has reserved its space
+/// ([`xattr_units`]) and accounted it to the inode.
+pub(crate) fn put(fs: &FsInner, ino: u64, st: &mut InodeState, name: &[u8], value: Vec<u8>) -> Result<()> {
+    let base = dirent::xattr_key_base(name);
+    let key = match find(fs, ino, st, base, name)? {
+        Some((k, _)) => k,
+        None => free_key(fs, ino, st, base)?,
+    };
+    st.dirty.leaves.insert(key, Some(Leaf::Xattr { name: name.to_vec(), value }));
+    Ok(())
 }

@@ -2,6 +2,7 @@
 pub mod crash;
 pub mod damage;
 pub mod engine;
+pub mod ext4;
 pub mod faulty_fuse;
 pub mod image;
 pub mod model;

@@ -1,7 +1,7 @@
 //! Engine attributes, times and types in the shapes fuser wants, and back.
 
 use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
-use hammer2::{Attr, TimeSet};
+use hammer2::{Attr, Caller, TimeSet};
 use hammer2_format::Timespec;
 use hammer2_format::dtype;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -105,6 +105,26 @@ pub fn request_time(t: SystemTime) -> Timespec {
     }
 }
 
+/// Who sent a request, as the engine's set-id rules need it (`hammer2::Caller`): CAP_FSETID
+/// and the groups, which FUSE does not pass (only uid and fsgid), from /proc/PID/status.
+/// Asked only of a file with set-id bits. A caller already gone counts as unprivileged and
+/// in its fsgid alone: dropping the bit is the safe side.
+pub fn caller(pid: u32, fsgid: u32) -> Caller {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    caller_from_status(&status, fsgid)
+}
+
+fn caller_from_status(status: &str, fsgid: u32) -> Caller {
+    const CAP_FSETID: u32 = 4;
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+    let fsetid = field("CapEff:")
+        .and_then(|c| u64::from_str_radix(c, 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_FSETID) != 0);
+    let mut groups = vec![fsgid];
+    groups.extend(field("Groups:").unwrap_or("").split_whitespace().filter_map(|g| g.parse::<u32>().ok()));
+    Caller { fsetid, groups }
+}
+
 /// access(2) against the mode bits (the kernel asks only without default_permissions).
 /// Supplementary groups are not known here: only the primary group counts.
 pub fn access_allowed(a: &Attr, uid: u32, gid: u32, mask: i32) -> bool {
@@ -125,6 +145,15 @@ pub fn access_allowed(a: &Attr, uid: u32, gid: u32, mask: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_caller_comes_from_its_status_file() {
+        let status = "Name:\tcp\nGid:\t100\t100\t100\t100\nGroups:\t4 24 \nCapEff:\t0000000000000010\n";
+        assert_eq!(caller_from_status(status, 100), Caller { fsetid: true, groups: vec![100, 4, 24] });
+        let status = "Groups:\t\nCapEff:\t0000000000000000\n";
+        assert_eq!(caller_from_status(status, 7), Caller { fsetid: false, groups: vec![7] });
+        assert_eq!(caller_from_status("", 7), Caller { fsetid: false, groups: vec![7] });
+    }
 
     #[test]
     fn times_round_trip_with_nanoseconds_before_and_after_the_epoch() {

@@ -88,6 +88,18 @@ impl Hammer2Fuse {
         self.rings.clone()
     }
 
+    /// Tells the kernel that `ino`'s attributes changed in a request whose reply carries none
+    /// (a write or fallocate that dropped set-id bits): it would otherwise serve the old
+    /// mode from its cache for up to ATTR_TTL. Attributes only (offset -1): no page cache is
+    /// touched and no inode lock taken, so it is safe while the request is still open.
+    fn attrs_changed(&self, ino: u64) {
+        if let Some(n) = self.direct.notifier().get() {
+            if let Err(e) = n.inval_inode(fuser::INodeNo(ino), -1, 0) {
+                tracing::debug!("invalidating the attributes of inode {ino}: {e}");
+            }
+        }
+    }
+
     /// Runs the engine side of one request. Engine errors become their errno (logged when
     /// they mean something is wrong inside: EIO); a panic becomes EIO and is logged.
     fn run<T>(&self, op: &'static str, ino: u64, f: impl FnOnce(&Fs) -> hammer2::Result<T>) -> Result<T, Errno> {

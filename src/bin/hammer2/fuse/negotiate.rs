@@ -63,6 +63,11 @@ pub fn open_flags(flags: i32) -> FopenFlags {
 /// And FUSE over io_uring when the kernel offers it (see `uring.rs`), quietly: kernels
 /// before 6.14, and later ones with fuse's `enable_uring` off, do not.
 ///
+/// And FUSE_POSIX_ACL: the kernel enforces POSIX ACLs itself, reading them through getxattr;
+/// the engine keeps mode and ACL in step and inherits default ACLs (`vnops/acl.rs`). With
+/// FUSE_DONT_MASK the kernel hands us the umask instead of applying it, as a default ACL
+/// replaces it. A kernel without FUSE_POSIX_ACL gets EOPNOTSUPP for ACLs (see `init`).
+///
 /// Returns what the kernel offered, which the ring's sessions are handed in turn.
 pub fn configure(config: &mut KernelConfig, want_uring: bool) -> Offer {
     if let Err(max) = config.set_max_write(MAX_WRITE) {
@@ -86,7 +91,9 @@ pub fn configure(config: &mut KernelConfig, want_uring: bool) -> Offer {
         | InitFlags::FUSE_EXPORT_SUPPORT
         | InitFlags::FUSE_CACHE_SYMLINKS
         | InitFlags::FUSE_HANDLE_KILLPRIV_V2
-        | InitFlags::FUSE_ASYNC_DIO;
+        | InitFlags::FUSE_ASYNC_DIO
+        | InitFlags::FUSE_POSIX_ACL
+        | InitFlags::FUSE_DONT_MASK;
     for flag in wanted.iter() {
         if config.add_capabilities(flag).is_err() {
             tracing::info!("the kernel does not offer {flag:?}");

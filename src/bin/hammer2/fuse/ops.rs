@@ -2,7 +2,7 @@
 //! [`Hammer2Fuse::run`]. Entry replies (lookup, create, mkdir, mknod, symlink, link) take a
 //! kernel lookup reference before they are sent; `forget` drops them.
 
-use super::convert::{access_allowed, file_attr, negative_attr, request_time, time_set};
+use super::convert::{access_allowed, caller, file_attr, negative_attr, request_time, time_set};
 use super::negotiate::open_flags;
 use super::{ATTR_TTL, ENTRY_TTL, Hammer2Fuse, xattr};
 use fuser::{
@@ -11,14 +11,14 @@ use fuser::{
     ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use hammer2::vnops::file::Whence;
-use hammer2::{Attr, Creds, Error, Fs, SetAttr};
+use hammer2::{Attr, Caller, Creds, Error, Fs, SetAttr};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-fn creds(req: &Request) -> Creds {
-    Creds { uid: req.uid(), gid: req.gid() }
+fn creds(req: &Request, umask: u32) -> Creds {
+    Creds { uid: req.uid(), gid: req.gid(), umask }
 }
 
 /// A new or found entry the kernel will hold on to: one more lookup reference.
@@ -48,7 +48,12 @@ impl Hammer2Fuse {
 
 impl Filesystem for Hammer2Fuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = self.offer.set(super::negotiate::configure(config, self.want_uring));
+        let offer = super::negotiate::configure(config, self.want_uring);
+        // ACLs only where the kernel enforces them; never stored for show.
+        if let Some(fs) = &self.fs {
+            fs.set_posix_acl(offer.offered.contains(fuser::InitFlags::FUSE_POSIX_ACL));
+        }
+        let _ = self.offer.set(offer);
         Ok(())
     }
 
@@ -102,6 +107,10 @@ impl Filesystem for Hammer2Fuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        // Under FUSE_HANDLE_KILLPRIV_V2 what a truncate or chown costs the set-id bits is
+        // ours to decide (hammer2::vnops::killed_mode). A request that sets the mode itself
+        // gets exactly that mode.
+        let kill = mode.is_none() && (uid.is_some() || gid.is_some() || size.is_some());
         let set = SetAttr {
             mode,
             uid,
@@ -110,13 +119,16 @@ impl Filesystem for Hammer2Fuse {
             atime: atime.map(time_set),
             mtime: mtime.map(time_set),
             ctime: ctime.map(request_time),
-            // Under FUSE_HANDLE_KILLPRIV_V2 dropping set-user/group-ID is ours: a chown always
-            // drops them, a truncate unless the caller has CAP_FSETID. The kernel says so
-            // with FATTR_KILL_SUIDGID, which fuser does not pass on; root stands for the
-            // capability. A request that sets the mode itself gets exactly that mode.
-            kill_suidgid: mode.is_none() && (uid.is_some() || gid.is_some() || (size.is_some() && req.uid() != 0)),
+            kill_suidgid: None,
         };
-        match self.run("setattr", ino.0, |fs| fs.setattr(ino.0, &set)) {
+        let r = self.run("setattr", ino.0, |fs| {
+            let mut set = set;
+            if kill && fs.getattr(ino.0)?.mode & 0o6000 != 0 {
+                set.kill_suidgid = Some(caller(req.pid(), req.gid()));
+            }
+            fs.setattr(ino.0, &set)
+        });
+        match r {
             Ok(a) => reply.attr(&ATTR_TTL, &file_attr(&a, self.blksize)),
             Err(e) => reply.error(e),
         }
@@ -129,24 +141,16 @@ impl Filesystem for Hammer2Fuse {
         }
     }
 
-    fn mknod(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        _umask: u32,
-        rdev: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         let r = self.run("mknod", parent.0, |fs| {
-            referenced(fs, fs.mknod(parent.0, name.as_bytes(), mode, u64::from(rdev), creds(req)))
+            referenced(fs, fs.mknod(parent.0, name.as_bytes(), mode, u64::from(rdev), creds(req, umask)))
         });
         self.reply_entry(reply, r);
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        let r = self.run("mkdir", parent.0, |fs| referenced(fs, fs.mkdir(parent.0, name.as_bytes(), mode, creds(req))));
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let r = self
+            .run("mkdir", parent.0, |fs| referenced(fs, fs.mkdir(parent.0, name.as_bytes(), mode, creds(req, umask))));
         self.reply_entry(reply, r);
     }
 
@@ -161,7 +165,7 @@ impl Filesystem for Hammer2Fuse {
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         let r = self.run("symlink", parent.0, |fs| {
             let t = target.as_os_str().as_bytes();
-            referenced(fs, fs.symlink(parent.0, link_name.as_bytes(), t, creds(req)))
+            referenced(fs, fs.symlink(parent.0, link_name.as_bytes(), t, creds(req, 0)))
         });
         self.reply_entry(reply, r);
     }
@@ -228,7 +232,7 @@ impl Filesystem for Hammer2Fuse {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -243,8 +247,8 @@ impl Filesystem for Hammer2Fuse {
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         // At most max_write (1 MiB) per request, so the count fits in u32.
         let r = self.run("write", ino.0, |fs| {
-            if kill {
-                fs.kill_suidgid(ino.0)?;
+            if kill && fs.kill_suidgid(ino.0, || Caller { fsetid: false, ..caller(req.pid(), req.gid()) })? {
+                self.attrs_changed(ino.0);
             }
             fs.write(ino.0, offset, data)
         });
@@ -327,7 +331,7 @@ impl Filesystem for Hammer2Fuse {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -339,7 +343,7 @@ impl Filesystem for Hammer2Fuse {
             if position != 0 {
                 return Err(Error::invalid("xattr position"));
             }
-            fs.setxattr(ino.0, name.as_bytes(), value, xattr::set_flags(flags))
+            fs.setxattr_by(ino.0, name.as_bytes(), value, xattr::set_flags(flags), || caller(req.pid(), req.gid()))
         });
         Self::reply_empty(reply, r);
     }
@@ -375,12 +379,12 @@ impl Filesystem for Hammer2Fuse {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         let r = self.run("create", parent.0, |fs| {
-            let a = fs.create(parent.0, name.as_bytes(), mode, creds(req))?;
+            let a = fs.create(parent.0, name.as_bytes(), mode, creds(req, umask))?;
             fs.open(a.ino)?;
             referenced(fs, Ok(a))
         });
@@ -395,7 +399,7 @@ impl Filesystem for Hammer2Fuse {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -403,7 +407,17 @@ impl Filesystem for Hammer2Fuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        Self::reply_empty(reply, self.run("fallocate", ino.0, |fs| fs.fallocate(ino.0, offset, length, mode)));
+        // The kernel leaves the set-id bits to us here too (FUSE_HANDLE_KILLPRIV_V2), and
+        // says nothing of the caller's CAP_FSETID: `caller` reads it. Only once the
+        // allocation is done, so a refused request changes nothing.
+        let r = self.run("fallocate", ino.0, |fs| {
+            fs.fallocate(ino.0, offset, length, mode)?;
+            if fs.kill_suidgid(ino.0, || caller(req.pid(), req.gid()))? {
+                self.attrs_changed(ino.0);
+            }
+            Ok(())
+        });
+        Self::reply_empty(reply, r);
     }
 
     fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
