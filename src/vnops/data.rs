@@ -4,7 +4,8 @@
 //! past the file size are zero.
 //!
 //! An empty buffer in an overlay is a punched block (fallocate PUNCH_HOLE): a hole over
-//! whatever the layers below hold, which the commit deletes from the tree.
+//! whatever the layers below hold, which the commit deletes from the tree (invariant H1,
+//! docs/DESIGN.md §4).
 
 use crate::copies::read::ReadCtx;
 use crate::error::{Error, Result};

@@ -590,3 +590,49 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     };
     Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
 }
+
+/// Bytes free for unprivileged users on the filesystem holding `path`, as df shows them
+/// (statvfs f_bavail in f_frsize units).
+pub fn available_bytes(path: &Path) -> u64 {
+    let p = CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
+    // SAFETY: statvfs fills the zeroed struct we pass; the path outlives the call.
+    let s = unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        assert_eq!(libc::statvfs(p.as_ptr(), &mut s), 0, "statvfs {}", path.display());
+        s
+    };
+    s.f_bavail * s.f_frsize
+}
+
+/// An ext4 filesystem (4 KiB blocks) on a loop device over an image file in `dir`, mounted on
+/// `dir/ext4`: the reference some tests hold hammer2 to. Unmounted and detached when dropped.
+pub struct Ext4 {
+    pub path: PathBuf,
+    // Dropped after `Drop::drop` unmounts.
+    _dev: super::image::LoopDev,
+}
+
+impl Ext4 {
+    pub fn new(dir: &Path, size: u64) -> Ext4 {
+        let img = dir.join("ext4.img");
+        std::fs::File::create(&img).and_then(|f| f.set_len(size)).expect("create the ext4 image");
+        let dev = super::image::LoopDev::attach(&img);
+        let path = dir.join("ext4");
+        std::fs::create_dir(&path).expect("ext4 mount point");
+        let mkfs = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096"])
+            .arg(&dev.path)
+            .output()
+            .unwrap_or_else(|e| panic!("mkfs.ext4 (package e2fsprogs) is needed: {e}"));
+        assert!(mkfs.status.success(), "mkfs.ext4: {}", String::from_utf8_lossy(&mkfs.stderr));
+        let out = Command::new("mount").arg(&dev.path).arg(&path).output().expect("run mount");
+        assert!(out.status.success(), "mount ext4: {}", String::from_utf8_lossy(&out.stderr));
+        Ext4 { path, _dev: dev }
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).output();
+    }
+}
