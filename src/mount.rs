@@ -387,6 +387,7 @@ impl FsInner {
             opts,
             rename_lock: parking_lot::Mutex::new(()),
             broken: Default::default(),
+            remounted_ro: Default::default(),
             stopping: Default::default(),
             stats: Default::default(),
             resync: Default::default(),

@@ -69,7 +69,7 @@ impl Fs {
         // relatime: atime moves only when it is older than the last change, or a day old.
         // It is kept in memory and written with the inode's next commit (never alone).
         let (out, stale) = out;
-        if stale && !fs.vol.read_only {
+        if stale && fs.check_writable().is_ok() {
             let mut st = inode.state.write();
             st.meta.atime = Timespec::now();
             st.atime_dirty = true;
