@@ -189,7 +189,8 @@ impl FsInner {
         self.dirty_bytes.load(Ordering::SeqCst) + self.dirty_inodes.load(Ordering::SeqCst) * DIRTY_INODE_COST
     }
 
-    /// `mount -o remount,ro|rw`. Read-only: every change is refused with EROFS from now on,
+    /// `mount -o remount,ro|rw` (invariant R1, docs/DESIGN.md §12). Read-only: every change
+    /// is refused with EROFS from now on,
     /// and what came before (atimes included) is committed with clean headers, as an unmount
     /// leaves them. Read-write: changes are taken again. A mount whose devices were opened
     /// read-only (`-o ro` from the start) cannot become writable.

@@ -32,7 +32,8 @@ pub struct Args {
     pub foreground: bool,
     /// Comma-separated options (may be repeated): ro, rw, allow_other, default_permissions
     /// (always on), cache=SIZE, sync_interval=SECONDS, degraded, master=DEVICE, debug,
-    /// threads=N, nonempty, logfile=PATH, and the generic noexec, nosuid, nodev, noatime, sync, dirsync.
+    /// threads=N, nonempty, logfile=PATH, and the generic noexec, nosuid, nodev, noatime,
+    /// nodiratime, relatime, strictatime, lazytime, nosymfollow, sync, dirsync.
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
     /// The filesystem's devices (image files or block devices), then the mount point.
