@@ -13,16 +13,17 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-/// Runs `xfs_io -f -c CMD... FILE`; xfs_io reports a failed command on stderr (its exit
-/// status stays 0), so any stderr output fails the test.
+/// Runs `xfs_io -f -c CMD... FILE` (for at most 10 minutes); xfs_io reports a failed command
+/// on stderr (its exit status stays 0), so any stderr output fails the test.
 fn xfs_io(file: &Path, cmds: &[&str]) -> String {
     let mut c = Command::new("xfs_io");
     c.arg("-f");
     for cmd in cmds {
         c.args(["-c", cmd]);
     }
-    let out = c.arg(file).output().unwrap_or_else(|e| panic!("xfs_io (package xfsprogs) is needed: {e}"));
+    let out = output_within(c.arg(file), Duration::from_secs(600));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.is_empty(), "xfs_io {cmds:?} {}: {err}", file.display());
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -62,7 +63,11 @@ fn assert_holes_read_zero(file: &Path) {
     let bytes = fs::read(file).unwrap();
     let mut at = 0u64;
     for (s, e) in data_extents(file).into_iter().chain([(bytes.len() as u64, bytes.len() as u64)]) {
-        assert!(bytes[at as usize..s as usize].iter().all(|b| *b == 0), "{}: hole {at}..{s} holds data", file.display());
+        assert!(
+            bytes[at as usize..s as usize].iter().all(|b| *b == 0),
+            "{}: hole {at}..{s} holds data",
+            file.display()
+        );
         at = e;
     }
 }
@@ -124,10 +129,8 @@ fn fallocate_modes_leave_what_ext4_leaves() {
         }
     }
     // What the commit made of it is what a new mount reads back, holes included.
-    let before: Vec<_> = ["committed", "in-memory"]
-        .iter()
-        .map(|n| (fs::read(m.join(n)).unwrap(), data_extents(&m.join(n))))
-        .collect();
+    let before: Vec<_> =
+        ["committed", "in-memory"].iter().map(|n| (fs::read(m.join(n)).unwrap(), data_extents(&m.join(n)))).collect();
     m.unmount();
     let m = img.mount();
     for (n, (bytes, extents)) in ["committed", "in-memory"].iter().zip(before) {
@@ -191,7 +194,7 @@ fn collapse_insert_and_unshare_are_eopnotsupp() {
     let ext4 = Ext4::new(img.dir.path(), 64 << 20);
     let m = img.mount();
     let open = |p: &Path| {
-        let f = OpenOptions::new().create(true).read(true).write(true).open(p).unwrap();
+        let f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(p).unwrap();
         f.set_len(1 << 20).unwrap();
         f
     };

@@ -159,18 +159,37 @@ impl Fs {
         let bs = fs.block_size();
         let mut k = off / bs;
         let last = (end - 1) / bs;
-        // In slices, so a large request waits for commits instead of filling memory.
+        // In slices, so a large request waits for commits instead of filling memory. A slice
+        // is idempotent, so one that ran out of space is simply run again after a commit
+        // (which releases pending frees), as a write is.
+        let mut retried = false;
         while k <= last {
             self.throttle();
             let stop = (k + 256).min(last + 1);
-            self.fallocate_slice(ino, op, keep, k, stop, off, end)?;
+            match self.fallocate_slice(ino, op, keep, k, stop, off, end) {
+                Err(Error::NoSpace) if !retried => {
+                    retried = true;
+                    self.sync()?;
+                    continue;
+                }
+                r => r?,
+            }
             k = stop;
         }
         Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn fallocate_slice(&self, ino: u64, op: Falloc, keep: bool, first: u64, stop: u64, off: u64, end: u64) -> Result<()> {
+    fn fallocate_slice(
+        &self,
+        ino: u64,
+        op: Falloc,
+        keep: bool,
+        first: u64,
+        stop: u64,
+        off: u64,
+        end: u64,
+    ) -> Result<()> {
         let fs = &self.inner;
         let bs = fs.block_size();
         let _g = fs.gate.read();

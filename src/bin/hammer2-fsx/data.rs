@@ -429,7 +429,13 @@ impl Fsx {
                 range.fill(0);
             }
         }
-        self.count(if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 { "punch" } else if mode & libc::FALLOC_FL_ZERO_RANGE != 0 { "zero_range" } else { "fallocate" });
+        self.count(if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 {
+            "punch"
+        } else if mode & libc::FALLOC_FL_ZERO_RANGE != 0 {
+            "zero_range"
+        } else {
+            "fallocate"
+        });
         self.after(i, off, len);
     }
 
