@@ -139,3 +139,19 @@ fn generic_flags_and_suid_dev_reach_the_kernel_through_mount8() {
     assert!(!has(&vfs, "nodiratime") && !has(&vfs, "nosymfollow") && !has(&sb, "lazytime"), "{vfs:?} {sb:?}");
     wait_released(&img.devices[0]);
 }
+
+/// The helper remounts only a hammer2 mount: called by hand on another filesystem (here an
+/// ext4 mount, which a careless remount,ro would make read-only) it gives a one-line error
+/// and exit status 1, and nothing changes.
+#[test]
+fn remount_of_something_not_hammer2_is_refused_and_changes_nothing() {
+    let img = Image::new();
+    let ext4 = Ext4::new(img.dir.path(), 64 << 20);
+    let helper = install_helper(img.dir.path());
+    let out = Command::new(&helper).arg(&img.devices[0]).arg(&ext4.path).args(["-o", "remount,ro"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("mount.fuse.hammer2: ") && err.contains("is not a mounted hammer2 filesystem"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    fs::write(ext4.path.join("still-writable"), b"yes").unwrap();
+}

@@ -50,8 +50,8 @@ pub fn call(mountpoint: &Path, op: Op, progress: &mut dyn FnMut(Progress)) -> Re
     bail!("the daemon closed the connection without an answer")
 }
 
-/// True when `mp` is the mount point of a fuse.hammer2 mount.
-fn is_hammer2_mount(mp: &Path) -> bool {
+/// True when `mp` (canonical) is the mount point of a fuse.hammer2 mount.
+pub fn is_hammer2_mount(mp: &Path) -> bool {
     std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
         info.lines().any(|l| {
             let f: Vec<&str> = l.split(' ').collect();
