@@ -102,16 +102,13 @@ impl Fs {
         if fs.vol.read_only {
             return Ok(());
         }
-        {
-            let _g = fs.gate.read();
-            for inode in fs.inodes.all() {
-                let mut st = inode.state.write();
-                if st.atime_dirty {
-                    fs.touch(&inode, &mut st);
-                }
-            }
-        }
+        fs.queue_atimes();
         commit::commit(fs, true, true).map(|_| ())
+    }
+
+    /// `mount -o remount,ro|rw` (see [`fs::FsInner::remount`]).
+    pub fn remount(&self, read_only: bool) -> Result<()> {
+        self.inner.remount(read_only)
     }
 
     /// Stops without committing: what was not committed is lost, as in a power cut.

@@ -463,6 +463,7 @@ impl FsInner {
             rename_lock: parking_lot::Mutex::new(()),
             broken: Default::default(),
             stalled: Default::default(),
+            remounted_ro: Default::default(),
             stopping: Default::default(),
             stats: Default::default(),
             resync: Default::default(),

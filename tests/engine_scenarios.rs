@@ -633,3 +633,63 @@ fn a_cold_look_at_many_small_files_reads_their_inodes_not_their_data() {
     assert!(read >= inodes, "every inode block was read ({read} bytes)");
     assert!(read <= inodes + inodes / 4, "{read} bytes read for {inodes} bytes of inode blocks");
 }
+
+#[test]
+fn a_punched_hole_leaves_the_tree_frees_every_copy_and_reads_as_zeros_before_and_after_the_commit() {
+    let devs = mem_devices(2, 64 << 20);
+    format_copies(&devs, 2);
+    let fs = mount(&devs);
+    let bs = fs.inner().block_size();
+    let f = fs.create(fs.root(), b"f", 0o644, C).unwrap();
+    let data = vec![0x5au8; (16 * bs) as usize];
+    fs.write(f.ino, 0, &data).unwrap();
+    fs.sync().unwrap();
+    assert_eq!(common::engine::data_blocks(&fs, f.ino).len(), 16);
+    let free = |fs: &Fs| fs.statfs().blocks_free;
+    let free_before = free(&fs);
+    // Blocks 4..8 whole, and half of block 10 (zeroed in place).
+    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    fs.fallocate(f.ino, 4 * bs, 4 * bs, punch).unwrap();
+    fs.fallocate(f.ino, 10 * bs + bs / 2, bs / 2, punch).unwrap();
+    let mut want = data.clone();
+    want[(4 * bs) as usize..(8 * bs) as usize].fill(0);
+    want[(10 * bs + bs / 2) as usize..(11 * bs) as usize].fill(0);
+    let check = |fs: &Fs, when: &str| {
+        assert!(fs.read(f.ino, 0, data.len()).unwrap() == want, "content {when}");
+        assert_eq!(fs.seek(f.ino, 0, Whence::Hole).unwrap(), 4 * bs, "{when}");
+        assert_eq!(fs.seek(f.ino, 4 * bs, Whence::Data).unwrap(), 8 * bs, "{when}");
+        assert_eq!(fs.getattr(f.ino).unwrap().size, 16 * bs, "{when}");
+    };
+    check(&fs, "before the commit");
+    fs.sync().unwrap();
+    check(&fs, "after the commit");
+    let keys: Vec<u64> = common::engine::data_blocks(&fs, f.ino).iter().map(|b| b.key / bs).collect();
+    assert_eq!(keys, [0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15]);
+    assert!(free(&fs) > free_before, "statfs free did not grow ({free_before} before)");
+    fs.unmount().unwrap();
+    let fs = mount(&devs);
+    check(&fs, "after a remount");
+    assert_consistent(&fs);
+}
+
+#[test]
+fn a_remount_read_only_commits_everything_refuses_changes_with_erofs_and_read_write_resumes() {
+    let devs = mem_devices(1, 64 << 20);
+    format_copies(&devs, 1);
+    let fs = mount(&devs);
+    let f = fs.create(fs.root(), b"f", 0o644, C).unwrap();
+    fs.write(f.ino, 0, b"before").unwrap();
+    fs.remount(true).unwrap();
+    assert!(fs.inner().dirty.lock().is_empty(), "the remount left changes uncommitted");
+    assert!(matches!(fs.write(f.ino, 0, b"x"), Err(Error::ReadOnly)));
+    assert!(matches!(fs.create(fs.root(), b"g", 0o644, C), Err(Error::ReadOnly)));
+    assert!(matches!(fs.fallocate(f.ino, 0, 1, 0), Err(Error::ReadOnly)));
+    fs.remount(false).unwrap();
+    fs.write(f.ino, 6, b" and after").unwrap();
+    // A crash now loses only what came after the read-only remount.
+    fs.crash();
+    let fs = mount(&devs);
+    let f = fs.lookup(fs.root(), b"f").unwrap();
+    assert_eq!(fs.read(f.ino, 0, 100).unwrap(), b"before");
+    assert_consistent(&fs);
+}

@@ -26,6 +26,8 @@ enum Op {
     Symlink(u8, u8, u16),
     Write(u8, u32, u32),
     Truncate(u8, u32),
+    /// fallocate PUNCH_HOLE | KEEP_SIZE (whole blocks leave the tree).
+    Punch(u8, u32, u32),
     Unlink(u8),
     Rmdir(u8),
     Rename(u8, u8, u8),
@@ -50,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u8>(), n(), 1..4095u16).prop_map(|(d, x, l)| Op::Symlink(d, x, l)),
         8 => (any::<u8>(), 0..400_000u32, 1..200_000u32).prop_map(|(f, o, l)| Op::Write(f, o, l)),
         2 => (any::<u8>(), 0..500_000u32).prop_map(|(f, s)| Op::Truncate(f, s)),
+        2 => (any::<u8>(), 0..400_000u32, 1..200_000u32).prop_map(|(f, o, l)| Op::Punch(f, o, l)),
         3 => any::<u8>().prop_map(Op::Unlink),
         1 => any::<u8>().prop_map(Op::Rmdir),
         2 => (any::<u8>(), any::<u8>(), n()).prop_map(|(s, d, x)| Op::Rename(s, d, x)),
@@ -124,6 +127,12 @@ fn run_ops(ops: &[Op], copies: u8) -> Result<(), TestCaseError> {
             Op::Truncate(f, s) => {
                 if let Some(f) = file(*f) {
                     let _ = fs.setattr(f.2, &SetAttr { size: Some(u64::from(*s)), ..Default::default() });
+                }
+            }
+            Op::Punch(f, o, l) => {
+                if let Some(f) = file(*f) {
+                    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+                    let _ = fs.fallocate(f.2, u64::from(*o), u64::from(*l), mode);
                 }
             }
             Op::Unlink(i) => {

@@ -100,7 +100,8 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
                 if key >= size {
                     continue;
                 }
-                // A buffer holds the block up to its last written unit; past it, zeros.
+                // A buffer holds the block up to its last written unit; past it, zeros. An
+                // empty one is a punched block (invariant P1): deleting it frees every copy.
                 let len = data_len(bs, size, key).min(buf.len());
                 if len == 0 {
                     data.insert(key, Change::Delete);

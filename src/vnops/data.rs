@@ -2,6 +2,10 @@
 //!
 //! Invariant relied on by truncate and sparse writes: in every layer, the bytes of a block
 //! past the file size are zero.
+//!
+//! An empty buffer in an overlay is a punched block (fallocate PUNCH_HOLE): a hole over
+//! whatever the layers below hold, which the commit deletes from the tree (invariant P1,
+//! docs/DESIGN.md §4).
 
 use crate::copies::read::ReadCtx;
 use crate::error::{Error, Result};
@@ -24,14 +28,14 @@ pub enum Source {
 pub fn source(fs: &FsInner, st: &InodeState, k: u64) -> Result<Source> {
     let bs = fs.block_size();
     if let Some(b) = st.dirty.data.get(&k) {
-        return Ok(Source::Buf(b.clone()));
+        return Ok(if b.is_empty() { Source::Zero } else { Source::Buf(b.clone()) });
     }
     if st.dirty.trunc.is_some_and(|t| k * bs >= t) {
         return Ok(Source::Zero);
     }
     if let Some(fl) = &st.flushing {
         if let Some(b) = fl.overlay.data.get(&k) {
-            return Ok(Source::Buf(b.clone()));
+            return Ok(if b.is_empty() { Source::Zero } else { Source::Buf(b.clone()) });
         }
         if fl.overlay.trunc.is_some_and(|t| k * bs >= t) {
             return Ok(Source::Zero);
@@ -114,7 +118,8 @@ pub fn dirty_block<'a>(
         fs.dirty_bytes.fetch_add(bytes as u64, Ordering::SeqCst);
         Ok(())
     };
-    if !st.dirty.data.contains_key(&k) {
+    // A punched block (empty buffer) is a hole like any other.
+    if st.dirty.data.get(&k).is_none_or(|b| b.is_empty()) {
         let hole = !present(fs, st, k)?;
         let mut base = if whole || hole { Vec::new() } else { current_content(fs, inum, st, k)? };
         let len = base.len().max(need);
@@ -136,6 +141,22 @@ pub fn dirty_block<'a>(
         buf.resize(need, 0);
     }
     Ok(buf)
+}
+
+/// Punches block `k` (it has content): it reads as zeros, and the commit removes it from the
+/// tree, freeing every copy. Its dirty bytes are given back at once; what it was counted for
+/// in `st_blocks` leaves the estimate now (the commit recounts exactly).
+pub fn punch_block(fs: &FsInner, st: &mut InodeState, k: u64) -> Result<()> {
+    let stored = match source(fs, st, k)? {
+        Source::Buf(b) | Source::Embedded(b) => round_unit(b.len()) as u64,
+        Source::Committed(br) => br.ptr().map_or(0, |p| u64::from(p.size)),
+        Source::Zero => return Ok(()),
+    };
+    let dirty = st.dirty.data.insert(k, Arc::new(Vec::new())).map_or(0, |b| b.len() as u64);
+    st.dirty.dirty_bytes = st.dirty.dirty_bytes.saturating_sub(dirty);
+    fs.dirty_bytes.fetch_sub(dirty, Ordering::SeqCst);
+    st.meta.blocks = st.meta.blocks.saturating_sub(stored);
+    Ok(())
 }
 
 /// True when block `k` has content in some layer (is not a hole).

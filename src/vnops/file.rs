@@ -1,7 +1,7 @@
 //! File content: read, write, fallocate, lseek(SEEK_DATA/SEEK_HOLE), readlink, fsync.
 
 use super::Fs;
-use super::data::{Source, dirty_block, present, read_range, source};
+use super::data::{Source, dirty_block, present, punch_block, read_range, source};
 use crate::copies::read::ReadCtx;
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
@@ -17,8 +17,31 @@ pub enum Whence {
     Hole,
 }
 
-/// fallocate modes handled: only the default (allocate, extend the size).
-pub const FALLOC_DEFAULT: i32 = 0;
+/// What a fallocate(2) call asks for, from its mode bits (linux/falloc.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Falloc {
+    /// Give the range blocks (zero where it had none).
+    Allocate,
+    /// Remove the range's whole blocks from the tree, zero the parts of edge blocks.
+    Punch,
+    /// Make the range read as zeros, with blocks (as `Allocate`).
+    Zero,
+}
+
+impl Falloc {
+    /// The operation and whether the size stays (FALLOC_FL_KEEP_SIZE). Collapse and insert
+    /// never get here: the kernel's FUSE client refuses them with EOPNOTSUPP itself. The VFS
+    /// already refused punch without KEEP_SIZE; it is checked again for other callers.
+    fn of(mode: i32) -> Result<(Falloc, bool)> {
+        let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        match mode & !libc::FALLOC_FL_KEEP_SIZE {
+            0 => Ok((Falloc::Allocate, keep)),
+            libc::FALLOC_FL_PUNCH_HOLE if keep => Ok((Falloc::Punch, true)),
+            libc::FALLOC_FL_ZERO_RANGE => Ok((Falloc::Zero, keep)),
+            _ => Err(Error::NotSupported),
+        }
+    }
+}
 
 impl Fs {
     pub fn read(&self, ino: u64, off: u64, len: usize) -> Result<Vec<u8>> {
@@ -46,7 +69,7 @@ impl Fs {
         // relatime: atime moves only when it is older than the last change, or a day old.
         // It is kept in memory and written with the inode's next commit (never alone).
         let (out, stale) = out;
-        if stale && !fs.vol.read_only {
+        if stale && fs.check_writable().is_ok() {
             let mut st = inode.state.write();
             st.meta.atime = Timespec::now();
             st.atime_dirty = true;
@@ -118,13 +141,17 @@ impl Fs {
         Ok(data.len())
     }
 
-    /// Makes sure `[off, off + len)` has blocks and extends the size to cover it.
+    /// fallocate(2): allocate (mode 0), punch a hole (PUNCH_HOLE | KEEP_SIZE) or zero a
+    /// range (ZERO_RANGE), each keeping the size with KEEP_SIZE; any other mode is
+    /// EOPNOTSUPP. Allocating and zeroing give the range blocks and extend the size to cover
+    /// it (unless KEEP_SIZE); blocks past the size are not kept (the tree holds none, and a
+    /// copy-on-write file's later writes go to new blocks anyway), so KEEP_SIZE past the end
+    /// changes nothing. Punching stops at the size: its whole blocks leave the tree at the
+    /// next commit, which frees every copy; the parts of edge blocks are zeroed in place.
     pub fn fallocate(&self, ino: u64, off: u64, len: u64, mode: i32) -> Result<()> {
         let fs = &self.inner;
         fs.check_writable()?;
-        if mode != FALLOC_DEFAULT {
-            return Err(Error::NotSupported);
-        }
+        let (op, keep) = Falloc::of(mode)?;
         if len == 0 {
             return Err(Error::invalid("fallocate of zero length"));
         }
@@ -132,17 +159,37 @@ impl Fs {
         let bs = fs.block_size();
         let mut k = off / bs;
         let last = (end - 1) / bs;
-        // In slices, so a large request waits for commits instead of filling memory.
+        // In slices, so a large request waits for commits instead of filling memory. A slice
+        // is idempotent, so one that ran out of space is simply run again after a commit
+        // (which releases pending frees), as a write is.
+        let mut retried = false;
         while k <= last {
             self.throttle();
             let stop = (k + 256).min(last + 1);
-            self.fallocate_slice(ino, k, stop, end)?;
+            match self.fallocate_slice(ino, op, keep, k, stop, off, end) {
+                Err(Error::NoSpace) if !retried => {
+                    retried = true;
+                    self.sync()?;
+                    continue;
+                }
+                r => r?,
+            }
             k = stop;
         }
         Ok(())
     }
 
-    fn fallocate_slice(&self, ino: u64, first: u64, stop: u64, end: u64) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn fallocate_slice(
+        &self,
+        ino: u64,
+        op: Falloc,
+        keep: bool,
+        first: u64,
+        stop: u64,
+        off: u64,
+        end: u64,
+    ) -> Result<()> {
         let fs = &self.inner;
         let bs = fs.block_size();
         let _g = fs.gate.read();
@@ -154,14 +201,44 @@ impl Fs {
         if !st.meta.is_reg() {
             return Err(Error::NotSupported);
         }
+        // The size this call leaves: blocks at or past it are never touched.
+        let size = if keep { st.meta.size } else { st.meta.size.max(end) };
         for k in first..stop {
-            if !present(fs, &st, k)? {
-                dirty_block(fs, ino, &mut st, k, bs as usize, true)?;
+            let bstart = k * bs;
+            if bstart >= size {
+                break;
+            }
+            // The part of block k in the range; up to the end of the file counts as all of it
+            // (what lies past the size reads as zero whatever the block holds).
+            let from = (off.max(bstart) - bstart) as usize;
+            let to = (end.min(bstart + bs) - bstart) as usize;
+            let whole = from == 0 && (to == bs as usize || bstart + to as u64 >= size);
+            match op {
+                Falloc::Allocate => {
+                    if !present(fs, &st, k)? {
+                        dirty_block(fs, ino, &mut st, k, bs as usize, true)?;
+                    }
+                }
+                Falloc::Zero => {
+                    let buf = dirty_block(fs, ino, &mut st, k, if whole { bs as usize } else { to }, whole)?;
+                    let to = to.min(buf.len());
+                    buf[from.min(to)..to].fill(0);
+                }
+                Falloc::Punch if !present(fs, &st, k)? => {}
+                Falloc::Punch if whole => punch_block(fs, &mut st, k)?,
+                Falloc::Punch => {
+                    let buf = dirty_block(fs, ino, &mut st, k, 1, false)?;
+                    let to = to.min(buf.len());
+                    buf[from.min(to)..to].fill(0);
+                }
             }
         }
         let now = Timespec::now();
-        if end > st.meta.size {
-            st.meta.size = end;
+        if size > st.meta.size {
+            st.meta.size = size;
+            st.meta.mtime = now;
+        }
+        if op != Falloc::Allocate {
             st.meta.mtime = now;
         }
         st.meta.ctime = now;

@@ -11,7 +11,8 @@ pub struct Ext4 {
 }
 
 impl Ext4 {
-    /// A fresh 64 MiB ext4 (with its default ACL support) mounted through a loop device;
+    /// A fresh 64 MiB ext4 with 4 KiB blocks (so block-granular answers such as SEEK_HOLE
+    /// compare with hammer2's) and its default ACL support, mounted through a loop device;
     /// fails the test, with the reason, where that cannot be done.
     pub fn new() -> Ext4 {
         let dir = tempfile::Builder::new().prefix("h2ext4").tempdir().expect("temp dir");
@@ -20,7 +21,7 @@ impl Ext4 {
         std::fs::create_dir(&mountpoint).expect("mount point");
         // Other users (the tests' `nobody`) reach the mount point through the temp dir.
         sh(&format!("chmod 755 {}", dir.path().display()));
-        sh(&format!("truncate -s 64M {img} && mkfs.ext4 -q -F {img}", img = img.display()));
+        sh(&format!("truncate -s 64M {img} && mkfs.ext4 -q -F -b 4096 {img}", img = img.display()));
         sh(&format!("mount -o loop {} {}", img.display(), mountpoint.display()));
         Ext4 { _dir: dir, mountpoint }
     }

@@ -648,3 +648,16 @@ pub fn stale_after_direct_writes(path: &Path, size: usize, engine: &str) -> Vec<
     let data = std::fs::read(path).unwrap();
     data.chunks(4096).enumerate().filter(|(_, b)| b.iter().any(|x| *x != 0xbb)).map(|(i, _)| i * 4096).collect()
 }
+
+/// Bytes free for unprivileged users on the filesystem holding `path`, as df shows them
+/// (statvfs f_bavail in f_frsize units).
+pub fn available_bytes(path: &Path) -> u64 {
+    let p = CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
+    // SAFETY: statvfs fills the zeroed struct we pass; the path outlives the call.
+    let s = unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        assert_eq!(libc::statvfs(p.as_ptr(), &mut s), 0, "statvfs {}", path.display());
+        s
+    };
+    s.f_bavail * s.f_frsize
+}

@@ -180,7 +180,7 @@ impl Fsx {
     fn step(&mut self) {
         self.op += 1;
         let i = self.rng.below(self.files.len() as u64) as usize;
-        match self.rng.weighted(&[26, 16, 6, 6, 7, 4, 3, 3, 4, 5, 4]) {
+        match self.rng.weighted(&[26, 16, 6, 6, 7, 7, 3, 3, 4, 5, 4]) {
             0 => self.write(i),
             1 => self.read(i),
             2 => self.map_read(i),
@@ -398,21 +398,44 @@ impl Fsx {
         self.after(i, new.saturating_sub(BLOCK), 2 * BLOCK);
     }
 
+    /// fallocate in one of the modes a FUSE mount passes on: allocate (extends), allocate
+    /// keeping the size, punch a hole, zero a range (extends), zero keeping the size.
     fn fallocate(&mut self, i: usize) {
+        const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
+        const MODES: [(i32, &str); 5] = [
+            (0, "allocate"),
+            (KEEP, "allocate keep-size"),
+            (libc::FALLOC_FL_PUNCH_HOLE | KEEP, "punch"),
+            (libc::FALLOC_FL_ZERO_RANGE, "zero"),
+            (libc::FALLOC_FL_ZERO_RANGE | KEEP, "zero keep-size"),
+        ];
         let size = self.files[i].model.len() as u64;
         let len = self.rng.range(1, 2 * MIB);
         let off = self.offset(size, len);
-        self.log.push(format!("{}: fallocate f{i} off {off} len {len} (size {size})", self.op));
+        let (mode, name) = MODES[self.rng.below(MODES.len() as u64) as usize];
+        self.log.push(format!("{}: fallocate ({name}) f{i} off {off} len {len} (size {size})", self.op));
         let fd = self.fd(i);
         // SAFETY: plain system call on an open descriptor.
-        if unsafe { libc::fallocate(fd, 0, off as libc::off_t, len as libc::off_t) } != 0 {
+        if unsafe { libc::fallocate(fd, mode, off as libc::off_t, len as libc::off_t) } != 0 {
             self.fail(&os_err("fallocate"));
         }
         let m = &mut self.files[i].model;
-        if (m.len() as u64) < off + len {
+        if mode & KEEP == 0 && (m.len() as u64) < off + len {
             m.resize((off + len) as usize, 0);
         }
-        self.count("fallocate");
+        if mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 {
+            let end = m.len().min((off + len) as usize);
+            if let Some(range) = m.get_mut(off as usize..end) {
+                range.fill(0);
+            }
+        }
+        self.count(if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 {
+            "punch"
+        } else if mode & libc::FALLOC_FL_ZERO_RANGE != 0 {
+            "zero_range"
+        } else {
+            "fallocate"
+        });
         self.after(i, off, len);
     }
 

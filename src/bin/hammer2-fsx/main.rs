@@ -1,7 +1,7 @@
 //! `hammer2-fsx`: exercisers for a mounted filesystem, in the spirit of fsx.
 //!
 //! - `hammer2-fsx data DIR`: random reads, writes (small and large, straddling block
-//!   boundaries, far past the end), truncates, mmap reads and writes, fallocate, fsync,
+//!   boundaries, far past the end), truncates, mmap reads and writes, fallocate (allocate, keep-size, punch-hole, zero-range), fsync,
 //!   close/reopen and SEEK_DATA/SEEK_HOLE on a few files, each result checked against an
 //!   in-memory copy of every file. `--model-dir` saves that copy at the end and, when it
 //!   already holds one, first checks the files against it and continues from it (runs that

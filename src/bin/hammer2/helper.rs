@@ -8,6 +8,12 @@
 //! joined by `:`, as bcachefs does. Options that belong to mount(8) or fstab rather than to
 //! the filesystem (`defaults`, `noauto`, `_netdev`, `x-systemd.*`, ...) are dropped, not
 //! refused.
+//!
+//! mount(8) never passes `suid`, `dev` or `exec`: they are the kernel's defaults, so it
+//! passes only their `no` forms. As libfuse's mount.fuse does, the helper run by root
+//! therefore starts from `dev,suid` (`hammer2 mount` itself defaults to nosuid,nodev), and
+//! `nosuid`/`nodev` when given, or added by mount(8) for a `user` fstab line, win.
+//! `-o remount,...` changes the live mount (see `mount::remount`).
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -40,6 +46,8 @@ struct Call {
     options: Vec<String>,
     /// `-f`: do everything but the mount.
     fake: bool,
+    /// `-o remount,...`: change the mount on `mountpoint`.
+    remount: bool,
 }
 
 fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Call> {
@@ -66,7 +74,20 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Call> {
         }
     }
     let [source, mountpoint]: [OsString; 2] = positional.try_into().map_err(|_| anyhow::anyhow!(USAGE))?;
-    Ok(Call { source, mountpoint, options: filesystem_options(&options), fake })
+    let mut options = filesystem_options(&options);
+    let remount = options.iter().any(|o| o == "remount");
+    options.retain(|o| o != "remount");
+    if remount {
+        // mount(8) repeats the options /proc/self/mountinfo shows, the FUSE connection's
+        // among them; those cannot change on a live mount.
+        const CONNECTION: [&str; 6] = ["user_id=", "group_id=", "rootmode=", "fd=", "max_read=", "blksize="];
+        options.retain(|o| !CONNECTION.iter().any(|p| o.starts_with(p)));
+    }
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        options.splice(0..0, ["dev".to_string(), "suid".to_string()]);
+    }
+    Ok(Call { source, mountpoint, options, fake, remount })
 }
 
 /// Drops what mount(8) and fstab add for themselves; keeps everything else for `hammer2
@@ -94,6 +115,12 @@ fn devices(source: &OsStr) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn run(call: Call) -> anyhow::Result<i32> {
+    if call.remount {
+        return match call.fake {
+            true => Ok(0),
+            false => crate::mount::remount(Path::new(&call.mountpoint), &call.options),
+        };
+    }
     let mut paths = devices(&call.source)?;
     if call.fake {
         return Ok(0);
@@ -116,8 +143,8 @@ mod tests {
         let c = call(&["/a.img:/b.img", "/mnt", "-n", "-o", "rw,noauto,x-systemd.automount,cache=1G,_netdev"]).unwrap();
         assert_eq!(c.source, "/a.img:/b.img");
         assert_eq!(c.mountpoint, "/mnt");
-        assert_eq!(c.options, ["rw", "cache=1G"]);
-        assert!(!c.fake);
+        assert_eq!(c.options[c.options.len() - 2..], ["rw", "cache=1G"]);
+        assert!(!c.fake && !c.remount);
         assert_eq!(devices(&c.source).unwrap(), [PathBuf::from("/a.img"), PathBuf::from("/b.img")]);
     }
 
@@ -125,7 +152,18 @@ mod tests {
     fn fake_type_and_combined_flags_are_accepted() {
         let c = call(&["-sv", "-t", "fuse.hammer2", "/a.img", "/mnt", "-fn", "-odefaults"]).unwrap();
         assert!(c.fake);
-        assert!(c.options.is_empty());
+        assert!(c.options.iter().all(|o| o == "dev" || o == "suid"), "{:?}", c.options);
+    }
+
+    /// What mount(8) passes for `mount -o remount,ro,nosuid MOUNTPOINT`; the root defaults
+    /// (suid, dev) come first, so what mount(8) says wins.
+    #[test]
+    fn remount_is_seen_and_mount8s_flags_win_over_the_defaults() {
+        let c = call(&["/a.img", "/mnt", "-o", "ro,nosuid,remount,user_id=0,group_id=0,default_permissions"]).unwrap();
+        assert!(c.remount);
+        assert!(!c.options.iter().any(|o| o.contains("_id=")));
+        assert!(!c.options.iter().any(|o| o == "remount"));
+        assert_eq!(c.options.iter().rev().take(3).collect::<Vec<_>>(), ["default_permissions", "nosuid", "ro"]);
     }
 
     #[test]

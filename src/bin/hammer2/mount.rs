@@ -32,7 +32,8 @@ pub struct Args {
     pub foreground: bool,
     /// Comma-separated options (may be repeated): ro, rw, allow_other, default_permissions
     /// (always on), cache=SIZE, sync_interval=SECONDS, degraded, master=DEVICE, debug,
-    /// threads=N, nonempty, logfile=PATH, and the generic noexec, nosuid, nodev, noatime, sync, dirsync.
+    /// threads=N, nonempty, logfile=PATH, and the generic noexec, nosuid, nodev, noatime,
+    /// nodiratime, relatime, strictatime, lazytime, nosymfollow, sync, dirsync.
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
     /// The filesystem's devices (image files or block devices), then the mount point.
@@ -99,6 +100,52 @@ pub fn run(a: Args) -> Result<i32> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// `mount -o remount,OPTIONS MOUNTPOINT` (through the helper). The kernel applies the mount
+/// flags; the daemon is told about read-only, before the kernel for rw (so it takes the
+/// writes the kernel then lets through) and after it for ro (the kernel first refuses new
+/// writers, and fails while a file is open for writing; then the daemon commits everything
+/// and refuses changes). Without `ro` or `rw` the mount stays as it is. Filesystem options
+/// (cache=, threads=, ...) are checked but keep the values the mount started with: mount(8)
+/// repeats an fstab line's options on a remount.
+pub fn remount(mountpoint: &Path, options: &[String]) -> Result<i32> {
+    use crate::control::{Op, client};
+    let mut opts = options::parse(options)?;
+    // Nothing is remounted unless it is ours (the helper may be called by hand).
+    let mountpoint =
+        &std::fs::canonicalize(mountpoint).with_context(|| format!("cannot open {}", mountpoint.display()))?;
+    if !client::is_hammer2_mount(mountpoint) {
+        bail!("{} is not a mounted hammer2 filesystem", mountpoint.display());
+    }
+    let given = options.iter().flat_map(|o| o.split(',')).any(|o| o == "ro" || o == "rw");
+    if !given {
+        opts.read_only = mounted_read_only(mountpoint)?;
+    }
+    if !opts.read_only {
+        client::call(mountpoint, Op::ReadWrite, &mut |_| {})?;
+    }
+    kernel::remount(mountpoint, &opts).with_context(|| format!("cannot remount {}", mountpoint.display()))?;
+    if opts.read_only {
+        client::call(mountpoint, Op::ReadOnly, &mut |_| {})
+            .context("the mount is read-only now, but the daemon could not commit")?;
+    }
+    Ok(0)
+}
+
+/// Whether the mount on `mountpoint` is read-only now (statvfs ST_RDONLY).
+fn mounted_read_only(mountpoint: &Path) -> Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())?;
+    // SAFETY: statvfs fills the zeroed struct we pass; the path outlives the call.
+    let (rc, st) = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(p.as_ptr(), &mut st), st)
+    };
+    if rc != 0 {
+        bail!("cannot stat {}: {}", mountpoint.display(), std::io::Error::last_os_error());
+    }
+    Ok(st.f_flag & libc::ST_RDONLY != 0)
 }
 
 /// `master=DEVICE` names one of the given devices (by path, or another name for it).

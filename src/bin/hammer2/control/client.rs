@@ -1,6 +1,6 @@
 //! The command side of the control channel.
 
-use super::{Op, Reply, Request, socket_path};
+use super::{Done, Op, Progress, Reply, Request, socket_path};
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -9,6 +9,28 @@ use std::path::Path;
 /// Sends `op` to the daemon serving `mountpoint`, shows progress, prints the report.
 /// Returns the command's exit status.
 pub fn request(mountpoint: &Path, op: Op, json: bool) -> Result<i32> {
+    let pb = crate::offline::bar(match op {
+        Op::Info => "info",
+        Op::Scrub => "scrub",
+        Op::Resync => "resync",
+        Op::ReadOnly | Op::ReadWrite => "remount",
+    });
+    let done = call(mountpoint, op, &mut |p| {
+        pb.set_position(p.bytes);
+        pb.set_message(p.message);
+    });
+    pb.finish_and_clear();
+    let d = done?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d.json)?);
+    } else {
+        print!("{}", d.text);
+    }
+    Ok(d.exit)
+}
+
+/// Sends `op` to the daemon serving `mountpoint` and returns its final answer.
+pub fn call(mountpoint: &Path, op: Op, progress: &mut dyn FnMut(Progress)) -> Result<Done> {
     let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("cannot open {}", mountpoint.display()))?;
     if !is_hammer2_mount(&mp) {
         bail!("{} is not a mounted hammer2 filesystem", mp.display());
@@ -17,38 +39,19 @@ pub fn request(mountpoint: &Path, op: Op, json: bool) -> Result<i32> {
     let mut conn = UnixStream::connect(&path)
         .with_context(|| format!("cannot reach the daemon serving {} ({})", mp.display(), path.display()))?;
     writeln!(conn, "{}", serde_json::to_string(&Request { op })?)?;
-    let pb = crate::offline::bar(match op {
-        Op::Info => "info",
-        Op::Scrub => "scrub",
-        Op::Resync => "resync",
-    });
     for line in BufReader::new(conn).lines() {
         let line = line.context("the daemon closed the connection")?;
         match serde_json::from_str::<Reply>(&line)? {
-            Reply::Progress(p) => {
-                pb.set_position(p.bytes);
-                pb.set_message(p.message);
-            }
-            Reply::Done(d) => {
-                pb.finish_and_clear();
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&d.json)?);
-                } else {
-                    print!("{}", d.text);
-                }
-                return Ok(d.exit);
-            }
-            Reply::Error(e) => {
-                pb.finish_and_clear();
-                bail!("{e}");
-            }
+            Reply::Progress(p) => progress(p),
+            Reply::Done(d) => return Ok(d),
+            Reply::Error(e) => bail!("{e}"),
         }
     }
     bail!("the daemon closed the connection without an answer")
 }
 
-/// True when `mp` is the mount point of a fuse.hammer2 mount.
-fn is_hammer2_mount(mp: &Path) -> bool {
+/// True when `mp` (canonical) is the mount point of a fuse.hammer2 mount.
+pub fn is_hammer2_mount(mp: &Path) -> bool {
     std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
         info.lines().any(|l| {
             let f: Vec<&str> = l.split(' ').collect();

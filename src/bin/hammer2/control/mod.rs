@@ -1,7 +1,8 @@
 //! The control channel of a mounted filesystem: a Unix socket per mount, through which
 //! `hammer2 info|scrub|resync MOUNTPOINT` reach the daemon that owns the devices.
 //!
-//! Protocol: the client sends one JSON line, `{"op":"info"|"scrub"|"resync"}`; the daemon
+//! Protocol: the client sends one JSON line, `{"op":"info"|"scrub"|"resync"|"readonly"|
+//! "readwrite"}` (the last two from the mount helper's remount); the daemon
 //! answers with progress lines `{"progress":{...}}` and one final line, `{"done":{...}}`
 //! or `{"error":"..."}`. The socket is root-only (scrub and resync write to the devices).
 
@@ -25,6 +26,10 @@ pub enum Op {
     Info,
     Scrub,
     Resync,
+    /// `mount -o remount,ro`: commit everything, then refuse changes.
+    ReadOnly,
+    /// `mount -o remount,rw`: take changes again.
+    ReadWrite,
 }
 
 #[derive(Serialize, Deserialize, Debug)]

@@ -115,5 +115,11 @@ fn run(fs: &FsInner, devices: &str, op: Op, out: &mut UnixStream) -> anyhow::Res
             })?;
             Ok(Done { exit: rep.exit_code(), text: crate::resync::render(&rep), json: serde_json::to_value(&rep)? })
         }
+        Op::ReadOnly | Op::ReadWrite => {
+            let read_only = op == Op::ReadOnly;
+            fs.remount(read_only)?;
+            tracing::info!("remounted {}", if read_only { "read-only" } else { "read-write" });
+            Ok(Done { exit: 0, text: String::new(), json: serde_json::json!({ "read_only": read_only }) })
+        }
     }
 }

@@ -21,6 +21,7 @@ use std::process::Command;
 fn flags_and_data(opts: &MountOptions, fd: i32, root_mode: u32) -> (libc::c_ulong, String) {
     use fuser::MountOption as M;
     let has = |o: M| opts.vfs_flags.contains(&o);
+    let named = |name: &str| opts.vfs_flags.contains(&M::CUSTOM(name.to_string()));
     let mut flags = 0;
     for (set, flag) in [
         (!has(M::Suid), libc::MS_NOSUID),
@@ -30,6 +31,11 @@ fn flags_and_data(opts: &MountOptions, fd: i32, root_mode: u32) -> (libc::c_ulon
         (has(M::NoAtime), libc::MS_NOATIME),
         (has(M::Sync), libc::MS_SYNCHRONOUS),
         (has(M::DirSync), libc::MS_DIRSYNC),
+        (named("nodiratime"), libc::MS_NODIRATIME),
+        (named("relatime"), libc::MS_RELATIME),
+        (named("strictatime"), libc::MS_STRICTATIME),
+        (named("lazytime"), libc::MS_LAZYTIME),
+        (named("nosymfollow"), libc::MS_NOSYMFOLLOW),
     ] {
         if set {
             flags |= flag;
@@ -65,6 +71,23 @@ pub fn mount(mountpoint: &Path, source: &str, opts: &MountOptions) -> io::Result
         return Err(io::Error::last_os_error());
     }
     Ok(dev.into())
+}
+
+/// Applies the flags `opts` gives (read-only, nosuid, nodev, noexec, the atime flags, ...) to
+/// the live mount on `mountpoint`, as `mount -o remount` does: the kernel changes these on a
+/// FUSE mount itself (the connection's own options cannot change, and it ignores them).
+pub fn remount(mountpoint: &Path, opts: &MountOptions) -> io::Result<()> {
+    let (flags, _) = flags_and_data(opts, -1, 0);
+    let target = cstr(mountpoint.as_os_str().as_bytes())?;
+    // SAFETY: a NUL-terminated path that outlives the call; a remount takes no source, type
+    // or data.
+    let rc = unsafe {
+        libc::mount(std::ptr::null(), target.as_ptr(), std::ptr::null(), flags | libc::MS_REMOUNT, std::ptr::null())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// True while the kernel still serves `conn` (a copy of the session's /dev/fuse descriptor):

@@ -106,8 +106,12 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             "sync" => flag(&mut o, MountOption::Sync)?,
             "async" => flag(&mut o, MountOption::Async)?,
             "dirsync" => flag(&mut o, MountOption::DirSync)?,
-            // The engine always keeps atime the relatime way.
-            "relatime" | "strictatime" | "norelatime" => no_value(key, value)?,
+            // Kernel flags of the mount (the engine itself keeps atime the relatime way).
+            "diratime" | "nodiratime" | "relatime" | "norelatime" | "strictatime" | "nostrictatime" | "lazytime"
+            | "nolazytime" | "symfollow" | "nosymfollow" => flag(&mut o, MountOption::CUSTOM(key.to_string()))?,
+            // Generic options that mean nothing for a FUSE filesystem: accepted, as ext4
+            // accepts them.
+            "iversion" | "noiversion" | "mand" | "nomand" | "silent" | "loud" => no_value(key, value)?,
             _ => bail!("unknown mount option '{opt}'"),
         }
     }
@@ -126,7 +130,15 @@ fn conflicts(old: &MountOption, new: &MountOption) -> bool {
         DirSync => 6,
         _ => 0,
     };
-    pair(old) == pair(new)
+    // The generic flags kept by name: `nodiratime` replaces `diratime` and the reverse.
+    let custom = |a: &MountOption| match a {
+        CUSTOM(s) => Some(s.strip_prefix("no").unwrap_or(s).to_string()),
+        _ => None,
+    };
+    match (custom(old), custom(new)) {
+        (None, None) => pair(old) == pair(new),
+        (a, b) => a == b,
+    }
 }
 
 fn no_value(key: &str, value: Option<&str>) -> Result<()> {
@@ -186,6 +198,21 @@ mod tests {
         let o = parse(&["ro,noexec".into(), "rw,exec".into()]).unwrap();
         assert!(!o.read_only);
         assert_eq!(o.vfs_flags, vec![MountOption::Exec]);
+    }
+
+    #[test]
+    fn generic_vfs_flags_are_accepted_and_later_ones_win() {
+        let o = p("nodiratime,lazytime,relatime,strictatime,diratime,nosymfollow,iversion,mand,silent,loud").unwrap();
+        let names: Vec<_> = o
+            .vfs_flags
+            .iter()
+            .map(|f| match f {
+                MountOption::CUSTOM(s) => s.as_str(),
+                _ => "?",
+            })
+            .collect();
+        assert_eq!(names, ["lazytime", "relatime", "strictatime", "diratime", "nosymfollow"]);
+        assert!(p("nodiratime=1").unwrap_err().to_string().contains("takes no value"));
     }
 
     #[test]
