@@ -10,7 +10,7 @@
 mod common;
 
 use common::damage::{Blocks, garbage, overwrite, wipe};
-use common::image::{Slot, exit_code, hammer2, hammer2_json, header_slots, info_json, stdout};
+use common::image::{Slot, exit_code, hammer2, hammer2_json, header_slots, info_json, newest_header, stdout};
 use common::mount::*;
 use hammer2::walk::TreeKind;
 use hammer2_format::BlockType;
@@ -482,4 +482,22 @@ fn scrub_of_an_image_without_a_hammer2_filesystem_is_an_operational_error_exit_8
     let out = hammer2([os("scrub"), os(&g)]);
     assert_eq!(exit_code(&out), 8, "{}", common::image::stderr(&out));
     common::image::one_line_error(&out, "hammer2 scrub: ", "no valid hammer2 volume header");
+}
+
+#[test]
+fn every_device_gets_the_same_header_of_a_commit_but_for_its_own_fields() {
+    // FORMAT.md §3: one logical header per commit; only the device uuid, index and size
+    // differ between devices. The commit time was once taken per device.
+    let img = Image::with(2, 128 * MIB, Some(2));
+    let m = img.mount();
+    write_files(&m);
+    m.unmount();
+    let [a, b] = [0, 1].map(|i| newest_header(&img.devices[i]));
+    assert_eq!(a.tid, b.tid, "both devices hold the last commit");
+    assert_eq!(a.commit_time_ns, b.commit_time_ns, "commit time");
+    let own = |mut h: hammer2_format::VolumeHeader| {
+        (h.device_uuid, h.device_index, h.device_size) = ([0; 16], 0, 0);
+        h
+    };
+    assert_eq!(own(a), own(b));
 }

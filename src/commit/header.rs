@@ -20,10 +20,10 @@ fn header(
     clean: bool,
     devices: &[hammer2_format::DeviceEntry],
     index: u8,
+    commit_time_ns: u64,
 ) -> VolumeHeader {
     let vol = &fs.vol;
     let m = &vol.devices.members[usize::from(index)];
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     VolumeHeader {
         tid: roots.tid,
         fs_uuid: vol.params.fs_uuid,
@@ -35,7 +35,7 @@ fn header(
         flags: if clean { FLAG_CLEAN } else { 0 },
         device_size: m.size,
         next_inum,
-        commit_time_ns: now,
+        commit_time_ns,
         mkfs_time_ns: vol.params.mkfs_time_ns,
         data_block_shift: vol.params.data_block_shift,
         indirect_block_shift: vol.params.indirect_block_shift,
@@ -56,7 +56,7 @@ fn device_table(fs: &FsInner) -> Vec<hammer2_format::DeviceEntry> {
 pub fn live_view(fs: &FsInner) -> VolumeHeader {
     let roots = fs.roots.read().clone();
     let table = device_table(fs);
-    header(fs, &roots, fs.next_inum.load(Ordering::SeqCst), false, &table, 0)
+    header(fs, &roots, fs.next_inum.load(Ordering::SeqCst), false, &table, 0, now_ns())
 }
 
 /// Writes the headers of commit `roots.tid`. Returns how many devices now hold it.
@@ -71,6 +71,8 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
         }
     }
     let devices = device_table(fs);
+    // One logical header per commit (FORMAT.md §3): every device gets the same time.
+    let commit_time_ns = now_ns();
     let slot = (tid % HEADER_SLOTS as u64) as usize;
     std::thread::scope(|s| {
         let hs: Vec<_> = vol
@@ -79,7 +81,7 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
             .iter()
             .filter(|m| m.writable())
             .map(|m| {
-                let h = header(fs, roots, next_inum, clean, &devices, m.index);
+                let h = header(fs, roots, next_inum, clean, &devices, m.index, commit_time_ns);
                 s.spawn(move || {
                     let Some(st) = m.storage.as_ref() else { return false };
                     let bytes = h.encode();
@@ -113,4 +115,8 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
             .collect();
         hs.into_iter().map(|h| h.join().unwrap_or(false)).filter(|ok| *ok).count()
     })
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }

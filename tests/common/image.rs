@@ -137,6 +137,21 @@ pub fn header_slots(path: &Path) -> Vec<Slot> {
         .collect()
 }
 
+/// The newest valid volume header of an image, as a mount would pick it on that device.
+pub fn newest_header(path: &Path) -> hammer2_format::VolumeHeader {
+    use hammer2_format::layout::{HEADER_SIZE, HEADER_SLOTS, header_offset};
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    (0..HEADER_SLOTS)
+        .filter_map(|slot| {
+            let mut buf = vec![0u8; HEADER_SIZE];
+            f.read_exact_at(&mut buf, header_offset(slot)).expect("read a header slot");
+            hammer2_format::VolumeHeader::decode(&buf).ok()
+        })
+        .max_by_key(|h| h.tid)
+        .unwrap_or_else(|| panic!("{} holds no valid header", path.display()))
+}
+
 /// A hash of every byte of a file or block device.
 pub fn content_hash(path: &Path) -> blake3::Hash {
     let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
