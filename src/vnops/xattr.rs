@@ -5,7 +5,7 @@ use super::dirent::{find, free_key, scan};
 use crate::error::{Error, Result};
 use crate::inode::Leaf;
 use hammer2_format::layout::{MAX_NAME_LEN, MAX_XATTR_VALUE, XATTR_KEY_BIT};
-use hammer2_format::{Timespec, UNIT, dirent};
+use hammer2_format::{Timespec, dirent};
 use std::ops::ControlFlow;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -64,7 +64,8 @@ impl Fs {
         if value.len() > MAX_XATTR_VALUE {
             return Err(Error::TooBig);
         }
-        let units = hammer2_format::xattr::block_size(name.len(), value.len()).map_or(1, |s| u64::from(s) / UNIT) + 1;
+        // S2: the attribute's own block, if it needs one, and the inode.
+        let units = fs.space.meta_blocks(2);
         self.reserve_or_sync(units)?;
         let _g = fs.gate.read();
         let r = (|| {
