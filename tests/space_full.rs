@@ -79,21 +79,30 @@ fn df(path: &Path) -> (u64, u64, u64) {
     (st.f_bavail * f, st.f_bfree * f, st.f_blocks * f)
 }
 
-/// One writer filling the filesystem with one file, 1 MiB per write(2), until ENOSPC; what
-/// was accepted must then fsync and close without error. Returns the bytes accepted.
+/// One writer filling the filesystem, 1 MiB per write(2), until ENOSPC; what was accepted
+/// must then fsync and close without error. It does so three times, giving half of its file
+/// back in between (so the others' small files fill what it frees), and returns the bytes
+/// accepted.
 fn write_until_full(path: &Path) -> u64 {
-    use std::io::Write;
+    use std::io::{Seek, Write};
     let mut f = std::fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
     let chunk = pattern(1 << 20, 7);
     let mut written = 0u64;
-    loop {
-        match f.write(&chunk) {
-            Ok(n) => written += n as u64,
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-            Err(e) => panic!("write {}: {e}", path.display()),
+    for pass in 0..3 {
+        loop {
+            match f.write(&chunk) {
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("write {}: {e}", path.display()),
+            }
+        }
+        f.sync_all().unwrap_or_else(|e| panic!("fsync {} after {written} accepted bytes: {e}", path.display()));
+        if pass < 2 {
+            let half = f.metadata().expect("stat").len() / 2;
+            f.set_len(half).unwrap_or_else(|e| panic!("truncate {}: {e}", path.display()));
+            f.seek(std::io::SeekFrom::Start(half)).expect("seek");
         }
     }
-    f.sync_all().unwrap_or_else(|e| panic!("fsync {} after {written} accepted bytes: {e}", path.display()));
     written
 }
 
@@ -168,7 +177,9 @@ fn a_full_filesystem_never_fails_a_commit_and_loses_nothing_at_unmount() {
         lost += l;
         failed += c;
     }
-    eprintln!("128 MiB fill, {rounds} rounds: {files} files checked over remounts, {lost} lost, {failed} failed commits");
+    eprintln!(
+        "128 MiB fill, {rounds} rounds: {files} files checked over remounts, {lost} lost, {failed} failed commits"
+    );
     img.assert_no_panics();
 }
 
@@ -190,11 +201,13 @@ fn after_a_degraded_mount_and_a_resync_a_full_filesystem_never_fails_a_commit() 
         // Under fill/, so that the check's rm -rf at the end of the round removes it too.
         let dir = m.join("fill/degraded");
         std::fs::create_dir_all(&dir).expect("mkdir");
-        for i in 0..300u64 {
-            std::fs::write(dir.join(format!("f{i}")), pattern((i as usize * 7919) % (300 << 10), i as u8))
-                .expect("write while degraded");
+        // Small files and large ones; deleting every other one leaves holes of every size
+        // on the present device, which the resync does not copy to the other one.
+        for i in 0..2000u64 {
+            let len = if i % 10 == 0 { (i as usize * 7919) % (300 << 10) } else { 1 + (i as usize * 997) % 12_000 };
+            std::fs::write(dir.join(format!("f{i}")), pattern(len, i as u8)).expect("write while degraded");
         }
-        for i in (0..300u64).step_by(3) {
+        for i in (0..2000u64).step_by(2) {
             std::fs::remove_file(dir.join(format!("f{i}"))).expect("unlink while degraded");
         }
         m.unmount();

@@ -178,7 +178,6 @@ impl Allocator {
         self.slot.max(1)
     }
 
-
     /// Allocates `count` contiguous units for a block of `class` in region `region` of
     /// `device`: in the class's own zones or empty ones if they have room (see `zones.rs`),
     /// else wherever a run is free.
