@@ -363,11 +363,11 @@ fn check_freemap_memory(vol: &Volume) -> Result<()> {
 
 /// Space kept back for the metadata every commit writes beyond what operations reserve
 /// (§10, S3): the copy-on-write of tree paths and every free-map leaf (with the nodes
-/// above them). 1/64 of the capacity within [1, 64] MiB, but never less than 64 slots plus
-/// one slot per free-map leaf and node (each such block takes a slot), nor more than a
+/// above them). 1/64 of the capacity within [1, 64] MiB, but never less than 32 slots plus
+/// a slot per free-map leaf and node (each such block takes a slot), nor more than a
 /// quarter of the capacity; a whole number of slots.
 pub fn meta_reserve_units(total_units: u64, slot: u64, freemap_leaves: u64) -> u64 {
-    let floor = (64 + 2 * freemap_leaves + 4) * slot;
+    let floor = (32 + 2 * freemap_leaves + 4) * slot;
     let units = (total_units / 64).clamp(256, 16384).max(floor).min(total_units / 4);
     units.div_ceil(slot) * slot
 }

@@ -116,7 +116,15 @@ fn fill_remount_and_check(img: &Image, round: u64, ops: u64, writer: bool) -> (u
     std::fs::create_dir_all(&dir).expect("mkdir");
     let outcomes = std::thread::scope(|s| {
         let big = writer.then(|| s.spawn(|| write_until_full(&dir.join("big"))));
-        let outcomes = fill(img, &dir, ops, round);
+        let mut outcomes = fill(img, &dir, ops, round);
+        // The others keep changing files for as long as the writer fills.
+        let mut batch = 1;
+        while big.as_ref().is_some_and(|b| !b.is_finished()) {
+            for (k, v) in fill(img, &dir, ops, round * 1000 + batch) {
+                *outcomes.entry(k).or_default() += v;
+            }
+            batch += 1;
+        }
         if let Some(b) = big {
             let n = b.join().expect("writer thread");
             eprintln!("round {round}: the writer had {n} bytes accepted before ENOSPC");
