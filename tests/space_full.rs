@@ -247,11 +247,10 @@ fn df_reports_what_a_fallocate_can_really_take() {
     let (avail, _, _) = df(&m.path);
     let size = avail - (512 << 10);
     let f = m.join("big");
-    let out = Command::new("xfs_io")
-        .args(["-f", "-c", &format!("falloc 0 {size}"), "-c", "fsync"])
-        .arg(&f)
-        .output()
-        .expect("run xfs_io");
+    let out = output_within(
+        Command::new("xfs_io").args(["-f", "-c", &format!("falloc 0 {size}"), "-c", "fsync"]).arg(&f),
+        Duration::from_secs(300),
+    );
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "fallocate of {size} bytes (df said {avail} available): {}",
