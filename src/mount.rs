@@ -436,17 +436,27 @@ fn check_freemap_memory(vol: &Volume) -> Result<()> {
     Ok(())
 }
 
-/// Space kept back for metadata copy-on-write: 1/64 of the capacity, within [1, 64] MiB.
-pub fn meta_reserve_units(total_units: u64) -> u64 {
-    (total_units / 64).clamp(256, 16384).min(total_units / 4)
+/// Space kept back for the metadata every commit writes beyond what operations reserve
+/// (§10, S3): the copy-on-write of tree paths and every free-map leaf (with the nodes
+/// above them). 1/64 of the capacity within [1, 64] MiB, but never less than 32 slots plus
+/// a slot per free-map leaf and node (each such block takes a slot), nor more than a
+/// quarter of the capacity; a whole number of slots.
+pub fn meta_reserve_units(total_units: u64, slot: u64, freemap_leaves: u64) -> u64 {
+    let floor = (32 + 2 * freemap_leaves + 4) * slot;
+    let units = (total_units / 64).clamp(256, 16384).max(floor).min(total_units / 4);
+    units.div_ceil(slot) * slot
 }
 
 impl FsInner {
-    pub fn new(vol: Volume, alloc: Allocator, roots: Roots, next_inum: u64, opts: Options) -> FsInner {
+    pub fn new(vol: Volume, mut alloc: Allocator, roots: Roots, next_inum: u64, opts: Options) -> FsInner {
+        let slot = vol.params.slot_units();
+        alloc.set_slot(slot);
         let capacity = vol.placement.capacity_units(&alloc, &vol.devices);
         let total = vol.placement_total_units();
+        let leaves: u64 =
+            vol.devices.members.iter().map(|m| u64::from(hammer2_format::freemap::leaves_for(m.size))).sum();
         FsInner {
-            space: Space::new(capacity, meta_reserve_units(total)),
+            space: Space::new(capacity, meta_reserve_units(total, slot, leaves), slot, vol.params.data_block_units()),
             alloc: parking_lot::Mutex::new(alloc),
             roots: parking_lot::RwLock::new(roots.clone()),
             inodes: Default::default(),

@@ -74,6 +74,11 @@ struct Slice<'s, 'a> {
     b: &'s mut Builder<'a>,
     skip: &'s HashSet<u64>,
     budget: u64,
+    /// Units each copy domain must keep free for the commit's reservations (S4).
+    keep_free: u64,
+    /// Units of whole free slots left per (device, region), counted once and then charged a
+    /// slot per copy placed.
+    room: std::collections::HashMap<(u8, u8), u64>,
     out: SliceOutcome,
 }
 
@@ -86,8 +91,10 @@ pub fn slice(
     freemap_degraded: bool,
     skip: &HashSet<u64>,
     budget: u64,
+    keep_free: u64,
 ) -> Result<SliceOutcome> {
-    let mut s = Slice { b, skip, budget, out: SliceOutcome { complete: true, ..Default::default() } };
+    let out = SliceOutcome { complete: true, ..Default::default() };
+    let mut s = Slice { b, skip, budget, keep_free, room: Default::default(), out };
     s.entries(&mut inodes.entries, TreeKind::Inodes)?;
     s.entries(&mut orphans.entries, TreeKind::Orphans)?;
     if freemap_degraded {
@@ -210,6 +217,28 @@ impl Slice<'_, '_> {
         }
         let Some(p) = br.ptr() else { return Ok(None) };
         let data: Arc<[u8]> = Arc::from(self.b.vol.read_block_uncached(br, &ReadCtx::meta())?);
+        // S4: resync takes only space that no reservation counts on; short of it, the slice
+        // stops here (before placing any copy) and a later one continues once space is freed.
+        let slot_units = self.b.alloc.slot();
+        let mut wanted: Vec<(u8, u8)> = Vec::new();
+        for (slot, loc) in p.copies.iter().enumerate() {
+            if loc.state == CopyState::Missing && self.b.vol.devices.get(loc.device).is_some_and(|m| m.writable()) {
+                wanted.push((loc.device, self.b.vol.placement.region_of_slot(slot)));
+            }
+        }
+        for &(d, r) in &wanted {
+            let alloc = &*self.b.alloc;
+            let room = *self.room.entry((d, r)).or_insert_with(|| alloc.domain_free_slots(d, r) * slot_units);
+            if room < self.keep_free + slot_units {
+                self.out.complete = false;
+                return Ok(None);
+            }
+        }
+        for dr in wanted {
+            if let Some(room) = self.room.get_mut(&dr) {
+                *room -= slot_units;
+            }
+        }
         let mut new = *br;
         let np = new.ptr_mut().ok_or_else(|| Error::Corrupt("block reference lost its block".into()))?;
         for (slot, loc) in np.copies.as_mut_slice().iter_mut().enumerate() {

@@ -26,6 +26,23 @@ impl Params {
     pub fn block_size(&self) -> u64 {
         1 << self.data_block_shift
     }
+    /// Units of a slot (§10, S1): the largest block this filesystem writes (a data block, an
+    /// indirect node, a free-map leaf or an inode), a power of two.
+    pub fn slot_units(&self) -> u64 {
+        let largest = self
+            .block_size()
+            .max(1 << self.indirect_block_shift)
+            .max(hammer2_format::layout::FREEMAP_LEAF_SIZE as u64)
+            .max(hammer2_format::layout::INODE_SIZE as u64);
+        (largest / hammer2_format::UNIT).next_power_of_two()
+    }
+
+    /// Units a reservation takes for one data block (§10, S2): its size in units, at most a
+    /// slot (data blocks of one size pack their slots exactly).
+    pub fn data_block_units(&self) -> u64 {
+        (self.block_size() / hammer2_format::UNIT).max(1).min(self.slot_units())
+    }
+
     pub fn node_capacity(&self) -> usize {
         indirect::slots(1 << self.indirect_block_shift)
     }

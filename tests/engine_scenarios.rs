@@ -574,7 +574,9 @@ fn a_commit_of_a_large_file_and_many_small_ones_reaches_each_device_in_large_wri
     // adjacent (the two copies of each block on one device, or small files' blocks between
     // inode blocks): one device request per 16 KiB block.
     for ndev in [1usize, 2] {
-        let base = mem_devices(ndev, 256 << 20);
+        // 1 GiB devices: the 2,000 creates reserve a slot per new block (DESIGN §10, S2), and
+        // on 256 MiB their reservations alone would force commits before the one measured.
+        let base = mem_devices(ndev, 1 << 30);
         format_copies(&base, 2);
         let counted: Vec<Arc<CountingStorage>> =
             base.iter().map(|d| Arc::new(CountingStorage::new(d.clone()))).collect();

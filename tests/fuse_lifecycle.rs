@@ -379,3 +379,47 @@ fn a_mount_made_while_the_previous_daemon_still_commits_stays_mounted() {
     m.unmount();
     device.stop();
 }
+
+/// A final commit that cannot be written is never dropped silently: the daemon says so
+/// (`final commit failed`) and exits 1, and the filesystem is left not cleanly unmounted,
+/// holding what was last committed. (`umount` cannot report it: the kernel has detached
+/// the mount by then; the foreground daemon's exit status is where a script sees it.)
+#[test]
+fn a_final_commit_that_fails_makes_the_daemon_exit_1_and_say_so() {
+    let img = Image::new();
+    let served = img.dir.path().join("faulty");
+    fs::create_dir(&served).unwrap();
+    let device = FaultyDevice::serve(&img.devices[0], &served);
+    let mut child = Command::new(HAMMER2)
+        .args(["mount", "-f", "-o", "sync_interval=3600"])
+        .arg(&device.path)
+        .arg(img.mountpoint())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _cleanup = Cleanup(img.mountpoint());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !is_mounted(&img.mountpoint()) {
+        assert!(std::time::Instant::now() < deadline, "hammer2 mount -f never mounted");
+        assert!(child.try_wait().unwrap().is_none(), "hammer2 mount -f exited");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut f = File::create(img.mountpoint().join("durable")).unwrap();
+    f.write_all(b"fsynced").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    fs::write(img.mountpoint().join("pending"), b"never committed").unwrap();
+    device.fail();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}: {stderr}", out.status);
+    assert!(stderr.contains("final commit failed"), "the daemon must say why it failed: {stderr}");
+    assert!(!is_clean(&img.devices[0]), "a failed final commit must not leave the filesystem marked clean");
+    device.recover();
+    let m = img.mount_devices(&[&device.path], "", &[]);
+    assert_eq!(fs::read(m.join("durable")).unwrap(), b"fsynced");
+    m.unmount();
+    device.stop();
+}

@@ -58,37 +58,59 @@ impl Bitmap {
         n
     }
 
-    /// First run of `n` clear units inside `[start, end)`, searching from `hint` to `end`
-    /// and then from `start` to `hint` (next fit keeps a commit's blocks contiguous).
-    pub fn find_run(&self, start: u64, end: u64, n: u64, hint: u64) -> Option<u64> {
+    /// First run of `n` clear units inside `[start, end)` starting at a multiple of `align`,
+    /// searching from `hint` to `end` and then from `start` to `hint` (next fit keeps a
+    /// commit's blocks contiguous).
+    pub fn find_run(&self, start: u64, end: u64, n: u64, hint: u64, align: u64) -> Option<u64> {
         let hint = hint.clamp(start, end);
-        self.find_run_in(hint, end, n).or_else(|| self.find_run_in(start, (hint + n).min(end), n))
+        self.find_run_in(hint, end, n, align).or_else(|| self.find_run_in(start, (hint + n).min(end), n, align))
     }
 
-    /// First run of `n` clear units inside `[start, end)`, lowest first.
-    pub fn find_run_in(&self, start: u64, end: u64, n: u64) -> Option<u64> {
-        let mut u = start;
+    /// First run of `n` clear units inside `[start, end)` starting at a multiple of `align`
+    /// (a power of two), lowest first.
+    pub fn find_run_in(&self, start: u64, end: u64, n: u64, align: u64) -> Option<u64> {
+        let up = |u: u64| u.div_ceil(align) * align;
+        let mut u = up(start);
         while u + n <= end {
             let w = self.words[(u / 64) as usize];
             if w == u64::MAX {
-                u = (u / 64 + 1) * 64;
+                u = up((u / 64 + 1) * 64);
                 continue;
             }
-            if self.get(u) {
-                u += 1;
-                continue;
+            // The first set unit of the candidate run, if any: the next candidate starts
+            // after it.
+            match (u..u + n).find(|&x| self.get(x)) {
+                None => return Some(u),
+                Some(x) => u = up(x + 1),
             }
-            // u is clear: measure the run.
-            let mut len = 1;
-            while len < n && !self.get(u + len) {
-                len += 1;
-            }
-            if len == n {
-                return Some(u);
-            }
-            u += len + 1;
         }
         None
+    }
+
+    /// Aligned runs of `slot` units (a power of two) inside `[start, end)` with every unit
+    /// clear: the space that can take any block of up to `slot` units (§10, S1).
+    pub fn count_free_slots(&self, start: u64, end: u64, slot: u64) -> u64 {
+        let mut n = 0;
+        let mut u = start.div_ceil(slot) * slot;
+        while u + slot <= end {
+            if slot <= 64 && u % 64 == 0 && u + 64 <= end {
+                // A whole word: count its clear slot-sized chunks.
+                let w = self.words[(u / 64) as usize];
+                if w == 0 {
+                    n += 64 / slot;
+                } else if w != u64::MAX {
+                    let mask = if slot == 64 { u64::MAX } else { (1u64 << slot) - 1 };
+                    n += (0..64 / slot).filter(|k| (w >> (k * slot)) & mask == 0).count() as u64;
+                }
+                u += 64;
+                continue;
+            }
+            if self.range_clear(u, slot) {
+                n += 1;
+            }
+            u += slot;
+        }
+        n
     }
 
     /// The bytes of `units` bits starting at `start` (a multiple of 64), little-endian.

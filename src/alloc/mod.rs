@@ -157,11 +157,25 @@ pub struct Allocator {
     deferred: Vec<(u64, Extent)>,
     /// Trees pinned by long readers (online scrub/resync): tid -> count.
     pins: BTreeMap<u64, usize>,
+    /// Units of a slot: the largest block this filesystem writes, a power of two (§10, S1).
+    /// Every block starts at a multiple of its own size rounded up to a power of two, so it
+    /// lies inside one aligned slot. 0 (never set: mkfs, tools) means 1.
+    slot: u64,
 }
 
 impl Allocator {
     pub fn new(devs: Vec<DeviceSpace>) -> Allocator {
         Allocator { devs, ..Default::default() }
+    }
+
+    /// Sets the slot size in units (a power of two; see `slot`).
+    pub fn set_slot(&mut self, units: u64) {
+        debug_assert!(units.is_power_of_two());
+        self.slot = units;
+    }
+
+    pub fn slot(&self) -> u64 {
+        self.slot.max(1)
     }
 
     /// Allocates `count` contiguous units for a block of `class` in region `region` of
@@ -174,12 +188,18 @@ impl Allocator {
             return None;
         }
         let c = class as usize;
-        let zoned =
-            if r.crowded[c] { None } else { d.zones.find_run(&d.bits, r.start, r.end, count, r.cursors[c], class) };
+        // S1: a block starts at a multiple of its size rounded up to a power of two (at most
+        // the slot), so it never straddles a slot boundary.
+        let align = count.next_power_of_two().min(self.slot.max(1));
+        let zoned = if r.crowded[c] {
+            None
+        } else {
+            d.zones.find_run(&d.bits, r.start, r.end, count, r.cursors[c], class, align)
+        };
         if zoned.is_none() {
             r.crowded[c] = true;
         }
-        let unit = zoned.or_else(|| d.bits.find_run(r.start, r.end, count, r.cursors[c]))?;
+        let unit = zoned.or_else(|| d.bits.find_run(r.start, r.end, count, r.cursors[c], align))?;
         r.cursors[c] = unit + count;
         d.take(unit, count, class);
         d.mark(unit, count);
@@ -269,6 +289,13 @@ impl Allocator {
     /// Free units of each (device, region), for placement and space accounting.
     pub fn domain_free(&self, device: u8, region: u8) -> u64 {
         self.devs.get(usize::from(device)).and_then(|d| d.regions.get(usize::from(region))).map_or(0, |r| r.free)
+    }
+
+    /// Whole free slots of a (device, region): what reservations are counted against (S1).
+    pub fn domain_free_slots(&self, device: u8, region: u8) -> u64 {
+        let Some(d) = self.devs.get(usize::from(device)) else { return 0 };
+        let Some(r) = d.regions.get(usize::from(region)) else { return 0 };
+        d.bits.count_free_slots(r.start, r.end, self.slot())
     }
 
     /// Free units of a device as the free map of the commit being written will say:
@@ -427,6 +454,39 @@ mod tests {
         let zone = |e: &Extent| e.unit / zones::ZONE_UNITS;
         assert!(meta.windows(2).all(|w| w[1].unit == w[0].unit + 1), "inode blocks back to back");
         assert!(meta.iter().all(|m| data.iter().all(|d| zone(m) != zone(d))));
+    }
+}
+
+#[cfg(test)]
+mod slots {
+    use super::*;
+
+    #[test]
+    fn no_block_straddles_a_slot_so_each_takes_at_most_one_whole_free_slot() {
+        // S1: with 1-unit blocks scattered over the region, a 16-unit block still fits
+        // wherever the capacity counted a whole free slot, and never across two slots.
+        let mut a = Allocator::new(vec![DeviceSpace::new(64 << 20, 1, None)]);
+        a.set_slot(16);
+        let small: Vec<Extent> = std::iter::from_fn(|| a.alloc(0, 0, Class::Meta, 3)).collect();
+        a.committed(1);
+        // Free every other small block: lots of free units, no whole free slot.
+        for e in small.iter().step_by(2) {
+            a.free(*e);
+        }
+        a.committed(2);
+        assert!(a.domain_free(0, 0) > 16 * 100, "plenty of free units");
+        assert_eq!(a.domain_free_slots(0, 0), 0, "but no whole free slot");
+        assert!(small.iter().all(|e| e.unit / 16 == (e.unit + e.count - 1) / 16), "no block straddles a slot");
+        assert_eq!(a.alloc(0, 0, Class::Data, 16), None);
+        // Free one whole slot's blocks: exactly one 16-unit block now fits, in that slot.
+        let slot = small[10].unit / 16;
+        for e in small.iter().filter(|e| e.unit / 16 == slot) {
+            a.free(*e);
+        }
+        a.committed(3);
+        assert_eq!(a.domain_free_slots(0, 0), 1);
+        let big = a.alloc(0, 0, Class::Data, 16).expect("the counted slot takes a whole block");
+        assert_eq!(big.unit, slot * 16);
     }
 }
 

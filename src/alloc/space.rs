@@ -1,11 +1,15 @@
 //! Space reservations: user operations reserve the units their dirty state will need when
 //! committed, so that a full device is reported as ENOSPC at write(2) time and a commit
-//! never runs out of space half way.
+//! never runs out of space half way (DESIGN §10, S1-S3).
 //!
-//! `capacity` is published by the commit path after each commit (units that can still be
-//! placed with full redundancy). A slice of it (`meta_reserve`) is kept back for the
-//! copy-on-write of tree paths and free-map leaves that every commit needs, including the
-//! commits that delete files to make room.
+//! `capacity` is published by the commit path after each commit: whole free slots, in
+//! units, in the fullest copy domain (`Placement::capacity_units`). Free units outside
+//! whole slots are not counted, since a block may need a whole slot's contiguous units.
+//! Reservations are charged per block (S2): a data block takes its own size in units (data
+//! blocks of one size pack a slot exactly), any other block a whole slot (`meta_blocks`).
+//! A slice of the capacity (`meta_reserve`) is kept back for the copy-on-write of tree
+//! paths and free-map leaves that every commit needs, including the commits that delete
+//! files to make room (S3).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,15 +17,36 @@ pub struct Space {
     capacity: AtomicU64,
     reserved: AtomicU64,
     meta_reserve: AtomicU64,
+    /// Units of a slot.
+    slot: u64,
+    /// Units a data block is charged.
+    data_block: u64,
 }
 
 impl Space {
-    pub fn new(capacity: u64, meta_reserve: u64) -> Space {
+    pub fn new(capacity: u64, meta_reserve: u64, slot: u64, data_block: u64) -> Space {
         Space {
             capacity: AtomicU64::new(capacity),
             reserved: AtomicU64::new(0),
             meta_reserve: AtomicU64::new(meta_reserve),
+            slot: slot.max(1),
+            data_block: data_block.max(1),
         }
+    }
+
+    /// Units to reserve for `n` blocks other than file data (inodes, names, xattrs, nodes):
+    /// a slot each, since one may open a slot of its own (S2).
+    pub fn meta_blocks(&self, n: u64) -> u64 {
+        n * self.slot
+    }
+
+    /// Units to reserve for `n` file data blocks, whatever part of each is written (S2).
+    pub fn data_blocks(&self, n: u64) -> u64 {
+        n * self.data_block
+    }
+
+    pub fn slot(&self) -> u64 {
+        self.slot
     }
 
     pub fn publish_capacity(&self, units: u64) {

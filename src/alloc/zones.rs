@@ -71,12 +71,23 @@ impl Zones {
     /// First run of `n` clear units in `[start, end)` lying in zones `class` may use (its
     /// own and empty ones), searched from `hint` to `end` and then from `start` (next fit,
     /// per class, keeps each class's blocks of a commit contiguous).
-    pub fn find_run(&self, bits: &Bitmap, start: u64, end: u64, n: u64, hint: u64, class: Class) -> Option<u64> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn find_run(
+        &self,
+        bits: &Bitmap,
+        start: u64,
+        end: u64,
+        n: u64,
+        hint: u64,
+        class: Class,
+        align: u64,
+    ) -> Option<u64> {
         let hint = hint.clamp(start, end);
-        self.find_in(bits, hint, end, n, class).or_else(|| self.find_in(bits, start, (hint + n).min(end), n, class))
+        self.find_in(bits, hint, end, n, class, align)
+            .or_else(|| self.find_in(bits, start, (hint + n).min(end), n, class, align))
     }
 
-    fn find_in(&self, bits: &Bitmap, from: u64, to: u64, n: u64, class: Class) -> Option<u64> {
+    fn find_in(&self, bits: &Bitmap, from: u64, to: u64, n: u64, class: Class, align: u64) -> Option<u64> {
         let mut z = from / ZONE_UNITS;
         while z * ZONE_UNITS < to {
             if self.accepts(z, class) {
@@ -89,7 +100,7 @@ impl Zones {
                     end = (next * ZONE_UNITS).min(to);
                 }
                 let end = end.min((z + 1) * ZONE_UNITS + n - 1);
-                if let Some(u) = bits.find_run_in((z * ZONE_UNITS).max(from), end, n) {
+                if let Some(u) = bits.find_run_in((z * ZONE_UNITS).max(from), end, n, align) {
                     return Some(u);
                 }
             }
@@ -149,8 +160,8 @@ mod tests {
         let bits = Bitmap::empty(4 * ZONE_UNITS);
         let mut z = Zones::load(&bits);
         z.taken(0, 1, Class::Meta);
-        assert_eq!(z.find_run(&bits, 0, 4 * ZONE_UNITS, 1, 0, Class::Data), Some(ZONE_UNITS));
-        assert_eq!(z.find_run(&bits, 0, 4 * ZONE_UNITS, 1, 0, Class::Meta), Some(0));
+        assert_eq!(z.find_run(&bits, 0, 4 * ZONE_UNITS, 1, 0, Class::Data, 1), Some(ZONE_UNITS));
+        assert_eq!(z.find_run(&bits, 0, 4 * ZONE_UNITS, 1, 0, Class::Meta, 1), Some(0));
     }
 
     #[test]
@@ -159,7 +170,7 @@ mod tests {
         let mut z = Zones::load(&bits);
         z.taken(10, 4, Class::Data);
         z.given(10, 4);
-        assert_eq!(z.find_run(&bits, 0, 2 * ZONE_UNITS, 1, 0, Class::Meta), Some(0));
+        assert_eq!(z.find_run(&bits, 0, 2 * ZONE_UNITS, 1, 0, Class::Meta, 1), Some(0));
     }
 
     #[test]
@@ -178,8 +189,8 @@ mod tests {
         let mut bits = Bitmap::empty(2 * ZONE_UNITS);
         bits.set_range(0, ZONE_UNITS - 2, true);
         let z = Zones::load(&bits);
-        assert_eq!(z.find_run(&bits, 0, 2 * ZONE_UNITS, 8, 0, Class::Data), Some(ZONE_UNITS), "zone 0 is mixed");
+        assert_eq!(z.find_run(&bits, 0, 2 * ZONE_UNITS, 8, 0, Class::Data, 1), Some(ZONE_UNITS), "zone 0 is mixed");
         let z = Zones { used: vec![(ZONE_UNITS - 2) as u32, 0], owner: vec![Owner::Class(Class::Data), Owner::Nobody] };
-        assert_eq!(z.find_run(&bits, 0, 2 * ZONE_UNITS, 8, 0, Class::Data), Some(ZONE_UNITS - 2));
+        assert_eq!(z.find_run(&bits, 0, 2 * ZONE_UNITS, 8, 0, Class::Data, 1), Some(ZONE_UNITS - 2));
     }
 }

@@ -240,7 +240,10 @@ fn build(
         let skip: std::collections::HashSet<u64> = snap.inodes.iter().map(|(i, _, _)| i.inum).collect();
         let freemap_degraded = old.freemap.entries.iter().any(|b| b.is_degraded());
         let budget = fs.resync.slice_bytes.load(Ordering::SeqCst);
-        Some(crate::resync::slice(&mut b, &mut inodes, &mut orphans, freemap_degraded, &skip, budget)?)
+        // Everything reserved (this commit's changes included, until install) and the
+        // metadata reserve stay out of the slice's reach (S4).
+        let keep_free = fs.space.reserved() + fs.space.meta_reserve();
+        Some(crate::resync::slice(&mut b, &mut inodes, &mut orphans, freemap_degraded, &skip, budget, keep_free)?)
     } else {
         None
     };

@@ -88,23 +88,29 @@ impl Placement {
         Ok(Location::valid(device, e.offset()))
     }
 
-    /// Units of user data that can still be placed with full redundancy on the writable
-    /// devices (each unit of data needs one unit in each of its copies' domains).
+    /// Units that reservations may still claim on the writable devices: whole free slots
+    /// (§10, S1) times the slot size. Each block needs one place in each of its copies'
+    /// domains, so with fixed slots the fullest domain decides; with more devices than
+    /// copies, the spread over the devices does (each block on `copies` distinct devices).
+    /// Free units outside whole slots are not counted: they can take small blocks, but no
+    /// reservation relies on them.
     pub fn capacity_units(&self, alloc: &Allocator, devices: &DeviceSet) -> u64 {
+        let slot = alloc.slot();
         if self.fixed() {
             let n = usize::from(self.copies);
             return (0..n)
                 .filter(|&i| devices.get((i % self.ndev) as u8).is_some_and(|m| m.writable()))
-                .map(|i| alloc.domain_free((i % self.ndev) as u8, (i / self.ndev) as u8))
+                .map(|i| alloc.domain_free_slots((i % self.ndev) as u8, (i / self.ndev) as u8))
                 .min()
-                .unwrap_or(0);
+                .unwrap_or(0)
+                * slot;
         }
         let free: Vec<u64> = (0..self.ndev as u8)
             .filter(|&d| devices.get(d).is_some_and(|m| m.writable()))
-            .map(|d| alloc.domain_free(d, 0))
+            .map(|d| alloc.domain_free_slots(d, 0))
             .collect();
         let n = (usize::from(self.copies)).min(free.len()) as u64;
-        spread_capacity(&free, n)
+        spread_capacity(&free, n) * slot
     }
 }
 

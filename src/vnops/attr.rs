@@ -189,7 +189,7 @@ fn chmod_acl(fs: &FsInner, ino: u64, st: &InodeState, mode: u32) -> Result<Optio
     };
     a.chmod(mode);
     let value = a.to_xattr();
-    let units = super::xattr::xattr_units(acl::ACCESS, value.len());
+    let units = super::xattr::xattr_units(fs);
     Ok(Some((value, units)))
 }
 

@@ -108,22 +108,23 @@ pub fn dirty_block<'a>(
 ) -> Result<&'a mut Vec<u8>> {
     let bs = fs.block_size() as usize;
     let need = round_unit(need.max(1)).min(bs);
-    let reserve = |st: &mut InodeState, bytes: usize| -> Result<()> {
-        let units = (bytes / UNIT as usize) as u64;
-        if !fs.space.try_reserve(units) {
-            return Err(Error::NoSpace);
-        }
-        st.dirty.reserved += units;
+    let count = |st: &mut InodeState, bytes: usize| {
         st.dirty.dirty_bytes += bytes as u64;
         fs.dirty_bytes.fetch_add(bytes as u64, Ordering::SeqCst);
-        Ok(())
     };
     // A punched block (empty buffer) is a hole like any other.
     if st.dirty.data.get(&k).is_none_or(|b| b.is_empty()) {
         let hole = !present(fs, st, k)?;
         let mut base = if whole || hole { Vec::new() } else { current_content(fs, inum, st, k)? };
         let len = base.len().max(need);
-        reserve(st, len)?;
+        // S2: a data block is charged whole when it enters the overlay, however much of it
+        // is written now or later.
+        let units = fs.space.data_blocks(1);
+        if !fs.space.try_reserve(units) {
+            return Err(Error::NoSpace);
+        }
+        st.dirty.reserved += units;
+        count(st, len);
         base.resize(len, 0);
         if hole {
             st.meta.blocks += len as u64;
@@ -132,7 +133,7 @@ pub fn dirty_block<'a>(
     } else {
         let have = st.dirty.data.get(&k).map_or(0, |b| b.len());
         if have < need {
-            reserve(st, need - have)?;
+            count(st, need - have);
         }
     }
     // Just inserted or checked above.

@@ -18,7 +18,8 @@ pub const LINK_MAX: u32 = 65000;
 type Xattr = (&'static [u8], Vec<u8>);
 
 /// Units reserved for the metadata a new name and inode need at commit.
-const CREATE_UNITS: u64 = 2;
+/// Blocks a new name may write besides tree nodes: the inode and a long name (S2).
+const CREATE_BLOCKS: u64 = 2;
 
 pub(crate) fn check_name(name: &[u8]) -> Result<()> {
     if name.len() > MAX_NAME_LEN {
@@ -105,8 +106,8 @@ impl Fs {
         fs.check_writable()?;
         check_name(name)?;
         self.throttle();
-        let data_units = symlink.map_or(0, |t| t.len().div_ceil(hammer2_format::UNIT as usize) as u64);
-        let units = CREATE_UNITS + data_units;
+        let data_blocks = symlink.map_or(0, |t| t.len().div_ceil(fs.block_size() as usize) as u64);
+        let units = fs.space.meta_blocks(CREATE_BLOCKS + data_blocks);
         self.reserve_or_sync(units)?;
         // What inherited ACLs take (see `inherit`), reserved once known, under the lock.
         let mut acl_units = 0;
@@ -134,7 +135,7 @@ impl Fs {
             }
             let (mode, acls) =
                 if symlink.is_some() { (mode, Vec::new()) } else { self.inherit(parent, &dst, mode, creds)? };
-            acl_units = acls.iter().map(|(n, v)| super::xattr::xattr_units(n, v.len())).sum();
+            acl_units = acls.len() as u64 * super::xattr::xattr_units(fs);
             if acl_units > 0 && !fs.space.try_reserve(acl_units) {
                 acl_units = 0;
                 return Err(Error::NoSpace);
@@ -225,7 +226,7 @@ impl Fs {
         fs.check_writable()?;
         check_name(newname)?;
         self.throttle();
-        self.reserve_or_sync(CREATE_UNITS)?;
+        self.reserve_or_sync(fs.space.meta_blocks(CREATE_BLOCKS))?;
         let _g = fs.gate.read();
         let r = (|| {
             let target = fs.inode(ino)?;
@@ -253,7 +254,7 @@ impl Fs {
             let key = super::dirent::free_key_for(fs, newparent, d, dirent::dirent_key_base(newname), newname)?;
             let now = Timespec::now();
             d.dirty.leaves.insert(key, Some(Leaf::Dirent { name: newname.to_vec(), inum: ino, dtype: dt }));
-            d.dirty.reserved += CREATE_UNITS;
+            d.dirty.reserved += fs.space.meta_blocks(CREATE_BLOCKS);
             d.meta.size += 1;
             d.meta.mtime = now;
             d.meta.ctime = now;
@@ -267,7 +268,7 @@ impl Fs {
             Ok(Attr::from_meta(ino, &t.meta))
         })();
         if r.is_err() {
-            fs.space.release(CREATE_UNITS);
+            fs.space.release(fs.space.meta_blocks(CREATE_BLOCKS));
         }
         r
     }
@@ -295,7 +296,10 @@ impl Fs {
         check_name(name)?;
         self.throttle();
         // Removing never fails for lack of space: the commit that frees the space must run.
-        fs.space.force_reserve(CREATE_UNITS);
+        // Past the limit, the changes waiting are committed first (freeing what earlier
+        // removals released), so forced reservations never pile up beyond one operation's
+        // worth in the metadata reserve (S3).
+        self.force_reserve_after_sync(fs.space.meta_blocks(CREATE_BLOCKS));
         let _g = fs.gate.read();
         let r = (|| {
             let dir = fs.inode(parent)?;
@@ -335,7 +339,7 @@ impl Fs {
             }
         })();
         if r.is_err() {
-            fs.space.release(CREATE_UNITS);
+            fs.space.release(fs.space.meta_blocks(CREATE_BLOCKS));
         }
         r
     }
@@ -391,7 +395,7 @@ fn remove_locked(
     }
     fs.touch(child, c);
     d.dirty.leaves.insert(key, None);
-    d.dirty.reserved += CREATE_UNITS;
+    d.dirty.reserved += fs.space.meta_blocks(CREATE_BLOCKS);
     d.meta.size = d.meta.size.saturating_sub(1);
     if want_dir {
         d.meta.nlink = d.meta.nlink.saturating_sub(1);

@@ -300,6 +300,19 @@ impl Fs {
         }
     }
 
+    /// Reserves `units` for an operation that must not fail for lack of space (removals,
+    /// renames): when the limit is reached, commits first, then reserves even past it.
+    pub(crate) fn force_reserve_after_sync(&self, units: u64) {
+        let fs = &self.inner;
+        if fs.space.try_reserve(units) {
+            return;
+        }
+        let _ = self.sync();
+        if !fs.space.try_reserve(units) {
+            fs.space.force_reserve(units);
+        }
+    }
+
     /// Reserves `units`, committing once to recover pending frees if the first try fails.
     pub(crate) fn reserve_or_sync(&self, units: u64) -> Result<()> {
         let fs = &self.inner;

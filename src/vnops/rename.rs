@@ -11,7 +11,8 @@ use hammer2_format::layout::ROOT_INUM;
 use hammer2_format::{Timespec, dirent};
 use parking_lot::RwLockWriteGuard;
 
-const RENAME_UNITS: u64 = 2;
+/// Blocks a rename may write besides tree nodes: the moved name's and a replaced inode (S2).
+const RENAME_BLOCKS: u64 = 2;
 
 impl Fs {
     pub fn rename(&self, parent: u64, name: &[u8], newparent: u64, newname: &[u8], flags: RenameFlags) -> Result<()> {
@@ -23,14 +24,14 @@ impl Fs {
         if flags.noreplace && flags.exchange {
             return Err(Error::invalid("RENAME_NOREPLACE with RENAME_EXCHANGE"));
         }
-        fs.space.force_reserve(RENAME_UNITS);
+        self.force_reserve_after_sync(fs.space.meta_blocks(RENAME_BLOCKS));
         let _g = fs.gate.read();
         // Moves between directories change parent links; serializing them makes the
         // subtree check below see a tree no other rename is changing.
         let _moves = (parent != newparent).then(|| fs.rename_lock.lock());
         let r = rename_locked(fs, parent, name, newparent, newname, flags);
         if r.is_err() {
-            fs.space.release(RENAME_UNITS);
+            fs.space.release(fs.space.meta_blocks(RENAME_BLOCKS));
         }
         r
     }
@@ -181,7 +182,7 @@ fn rename_locked(
             st.meta.version += 1;
             fs.touch(ino, st);
         }
-        guard(&mut locks, parent).dirty.reserved += RENAME_UNITS;
+        guard(&mut locks, parent).dirty.reserved += fs.space.meta_blocks(RENAME_BLOCKS);
         return Ok(());
     }
 }

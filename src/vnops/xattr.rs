@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::fs::FsInner;
 use crate::inode::{InodeState, Leaf};
 use hammer2_format::layout::{MAX_NAME_LEN, MAX_XATTR_VALUE, XATTR_KEY_BIT};
-use hammer2_format::{Timespec, UNIT, dirent};
+use hammer2_format::{Timespec, dirent};
 use libc::S_ISGID;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
@@ -113,7 +113,8 @@ impl Fs {
             Some(_) => acl::Acl::parse(value)?,
             None => None,
         };
-        let units = xattr_units(name, value.len());
+        // S2: the attribute's own block, if it needs one, and the inode.
+        let units = fs.space.meta_blocks(2);
         self.reserve_or_sync(units)?;
         let _g = fs.gate.read();
         let r = (|| {
@@ -197,9 +198,11 @@ impl Fs {
     }
 }
 
-/// Space to reserve for writing one attribute: its block and a share of the tree above it.
-pub(crate) fn xattr_units(name: &[u8], value_len: usize) -> u64 {
-    hammer2_format::xattr::block_size(name.len(), value_len).map_or(1, |s| u64::from(s) / UNIT) + 1
+/// Space to reserve for writing one attribute beside an operation's other blocks: its own
+/// block, a whole slot like every block that is not file data (S2; the tree above it comes
+/// from the reserve, S3).
+pub(crate) fn xattr_units(fs: &FsInner) -> u64 {
+    fs.space.meta_blocks(1)
 }
 
 /// An attribute of an inode locked by the caller: its key and value.

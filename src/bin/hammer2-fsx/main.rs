@@ -10,12 +10,16 @@
 //!   mkdir, rename (of files and directories), link, unlink, rmdir, stat and readdir in the
 //!   shared directories `DIR/d0..`; any errno the operation cannot legitimately return is a
 //!   failure.
+//! - `hammer2-fsx fill DIR`: one worker of the fill stress: creates with data, writes,
+//!   truncates, links, renames, xattrs, unlinks and fsyncs in `DIR` until the filesystem is
+//!   full and on; only space-taking operations may fail, with ENOSPC.
 //!
 //! Both stop after `--ops` operations or `--seconds`, whichever comes first, print one JSON
 //! line of counts on stdout, and exit 1 on the first mismatch or unexpected error, with the
 //! tail of their operation log on stderr.
 
 mod data;
+mod fill;
 mod meta;
 mod rng;
 
@@ -36,6 +40,8 @@ enum Cmd {
     Data(data::Args),
     /// One worker of the metadata stress (create, rename, link, unlink, mkdir, rmdir).
     Meta(meta::Args),
+    /// One worker of the fill stress (data and metadata changes until full, and on).
+    Fill(fill::Args),
 }
 
 /// When to stop: after `ops` operations or at `until`, whichever comes first.
@@ -87,5 +93,6 @@ fn main() {
     match Cli::parse().cmd {
         Cmd::Data(a) => data::run(a),
         Cmd::Meta(a) => meta::run(a),
+        Cmd::Fill(a) => fill::run(a),
     }
 }
