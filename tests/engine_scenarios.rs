@@ -643,30 +643,31 @@ fn a_punched_hole_leaves_the_tree_frees_every_copy_and_reads_as_zeros_before_and
     let fs = mount(&devs);
     let bs = fs.inner().block_size();
     let f = fs.create(fs.root(), b"f", 0o644, C).unwrap();
-    let data = vec![0x5au8; (16 * bs) as usize];
+    let data = vec![0x5au8; (32 * bs) as usize];
     fs.write(f.ino, 0, &data).unwrap();
     fs.sync().unwrap();
-    assert_eq!(common::engine::data_blocks(&fs, f.ino).len(), 16);
+    assert_eq!(common::engine::data_blocks(&fs, f.ino).len(), 32);
     let free = |fs: &Fs| fs.statfs().blocks_free;
     let free_before = free(&fs);
-    // Blocks 4..8 whole, and half of block 10 (zeroed in place).
+    // Blocks 4..20 whole, and half of block 22 (zeroed in place). statfs counts whole free
+    // slots (DESIGN §10 S1), so the hole spans more than one slot whatever the alignment.
     let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-    fs.fallocate(f.ino, 4 * bs, 4 * bs, punch).unwrap();
-    fs.fallocate(f.ino, 10 * bs + bs / 2, bs / 2, punch).unwrap();
+    fs.fallocate(f.ino, 4 * bs, 16 * bs, punch).unwrap();
+    fs.fallocate(f.ino, 22 * bs + bs / 2, bs / 2, punch).unwrap();
     let mut want = data.clone();
-    want[(4 * bs) as usize..(8 * bs) as usize].fill(0);
-    want[(10 * bs + bs / 2) as usize..(11 * bs) as usize].fill(0);
+    want[(4 * bs) as usize..(20 * bs) as usize].fill(0);
+    want[(22 * bs + bs / 2) as usize..(23 * bs) as usize].fill(0);
     let check = |fs: &Fs, when: &str| {
         assert!(fs.read(f.ino, 0, data.len()).unwrap() == want, "content {when}");
         assert_eq!(fs.seek(f.ino, 0, Whence::Hole).unwrap(), 4 * bs, "{when}");
-        assert_eq!(fs.seek(f.ino, 4 * bs, Whence::Data).unwrap(), 8 * bs, "{when}");
-        assert_eq!(fs.getattr(f.ino).unwrap().size, 16 * bs, "{when}");
+        assert_eq!(fs.seek(f.ino, 4 * bs, Whence::Data).unwrap(), 20 * bs, "{when}");
+        assert_eq!(fs.getattr(f.ino).unwrap().size, 32 * bs, "{when}");
     };
     check(&fs, "before the commit");
     fs.sync().unwrap();
     check(&fs, "after the commit");
     let keys: Vec<u64> = common::engine::data_blocks(&fs, f.ino).iter().map(|b| b.key / bs).collect();
-    assert_eq!(keys, [0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15]);
+    assert_eq!(keys, (0..4).chain(20..32).collect::<Vec<u64>>());
     assert!(free(&fs) > free_before, "statfs free did not grow ({free_before} before)");
     fs.unmount().unwrap();
     let fs = mount(&devs);

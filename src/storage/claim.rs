@@ -205,8 +205,13 @@ pub fn open_when_released(
     loop {
         match super::file::FileStorage::open(path, mode) {
             Err(OpenError::InUse { why: InUse::Locked | InUse::Claimed | InUse::BackingLocked(_), .. })
-                if Instant::now() < deadline && held_by_finishing_daemon(path) =>
+                if Instant::now() < deadline =>
             {
+                if !held_by_finishing_daemon(path) {
+                    // The holder may have let go between the open and the look at who holds
+                    // it (a daemon closing its devices as it exits): one more open decides.
+                    return super::file::FileStorage::open(path, mode);
+                }
                 if !told {
                     waiting(path);
                     told = true;
@@ -272,8 +277,14 @@ fn daemon_holds(ids: &[Identity]) -> bool {
         let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { return false };
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
         let a0 = args.first().copied().unwrap_or_default();
-        let daemon =
-            a0.ends_with(b"mount.fuse.hammer2") || (a0.ends_with(b"hammer2") && args.get(1) == Some(&&b"mount"[..]));
+        // An exiting process has no cmdline any more (its memory goes first) but still holds
+        // its files for a while, a daemon with a large cache for longer: its name tells.
+        let exiting_daemon = a0.is_empty()
+            && std::fs::read(e.path().join("comm"))
+                .is_ok_and(|c| matches!(c.trim_ascii_end(), b"hammer2" | b"mount.fuse.hamm"));
+        let daemon = exiting_daemon
+            || a0.ends_with(b"mount.fuse.hammer2")
+            || (a0.ends_with(b"hammer2") && args.get(1) == Some(&&b"mount"[..]));
         daemon
             && std::fs::read_dir(e.path().join("fd")).is_ok_and(|fds| {
                 fds.filter_map(|fd| fd.ok()).any(|fd| Identity::of_path(&fd.path()).is_some_and(|i| ids.contains(&i)))
