@@ -173,27 +173,18 @@ fn right_after_umount(img: &Image, then: &str) -> Output {
     out
 }
 
+/// `umount && then` succeeds (exits 0); `what` names the command in the failure.
+fn succeeds_right_after_umount(img: &Image, then: &str, what: &str) {
+    let out = right_after_umount(img, then);
+    assert_eq!(exit_code(&out), 0, "umount && {what}: {}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+}
+
 #[test]
 fn umount_then_an_offline_command_waits_for_the_finishing_daemon() {
     let img = Image::by_mkfs(2, 256 * MIB, 2);
-    let out = right_after_umount(&img, r#""$FSCK" -n "$A" "$B""#);
-    assert_eq!(
-        exit_code(&out),
-        0,
-        "umount && fsck.hammer2 -n: {}{}",
-        stderr(&out),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let out = right_after_umount(&img, r#""$FSCK" -y "$A" "$B""#);
-    assert_eq!(
-        exit_code(&out),
-        0,
-        "umount && fsck.hammer2 -y: {}{}",
-        stderr(&out),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let out = right_after_umount(&img, r#""$HAMMER2" scrub "$A" "$B""#);
-    assert_eq!(exit_code(&out), 0, "umount && hammer2 scrub: {}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    succeeds_right_after_umount(&img, r#""$FSCK" -n "$A" "$B""#, "fsck.hammer2 -n");
+    succeeds_right_after_umount(&img, r#""$FSCK" -y "$A" "$B""#, "fsck.hammer2 -y");
+    succeeds_right_after_umount(&img, r#""$HAMMER2" scrub "$A" "$B""#, "hammer2 scrub");
     // What the daemon committed last is all there: the final commit was not cut short.
     img.assert_consistent();
     let m = img.mount_with("ro");
@@ -201,14 +192,7 @@ fn umount_then_an_offline_command_waits_for_the_finishing_daemon() {
         assert_eq!(hash_file(&m.join(format!("f{i}"))), *blake3::hash(&pattern(24 << 20, i)).as_bytes());
     }
     m.unmount();
-    let out = right_after_umount(&img, r#""$MKFS" -f "$A" "$B""#);
-    assert_eq!(
-        exit_code(&out),
-        0,
-        "umount && mkfs.hammer2 -f: {}{}",
-        stderr(&out),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    succeeds_right_after_umount(&img, r#""$MKFS" -f "$A" "$B""#, "mkfs.hammer2 -f");
     img.assert_no_panics();
 }
 

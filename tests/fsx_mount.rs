@@ -20,7 +20,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const FSX: &str = env!("CARGO_BIN_EXE_hammer2-fsx");
 const FILES: usize = 4;
 
 /// The run's length as hammer2-fsx arguments, and how long the run may take at most.
@@ -49,24 +48,7 @@ fn fsx(img: &Image, dir: &Path, seed: u64, ops: u64, model: &Path) -> serde_json
         .args(&len)
         .arg("--model-dir")
         .arg(model);
-    summary(img, &mut cmd, limit)
-}
-
-/// Runs one hammer2-fsx process to its end and returns the summary it printed; fails the
-/// test with its report (the mismatch and the tail of its operation log) and the daemon's
-/// log if it found anything.
-fn summary(img: &Image, cmd: &mut Command, limit: Duration) -> serde_json::Value {
-    let out = output_within(cmd, limit);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\ndaemon log:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        img.log()
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{cmd:?} printed no summary ({e}): {stdout}"))
+    fsx_summary(img, &mut cmd, limit)
 }
 
 /// Every file in `dir` has exactly the bytes of its saved model.
@@ -156,7 +138,7 @@ fn exercisers_and_metadata_workers_at_once_with_a_commit_every_50ms_all_see_thei
                 s.spawn(move || {
                     let mut cmd = Command::new(FSX);
                     cmd.arg("meta").arg(meta).args(["--seed", &(30 + w).to_string()]).args(&len);
-                    summary(img, &mut cmd, limit)
+                    fsx_summary(img, &mut cmd, limit)
                 })
             })
             .collect();

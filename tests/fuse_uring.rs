@@ -14,8 +14,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const FSX: &str = env!("CARGO_BIN_EXE_hammer2-fsx");
-
 /// A tree of 40 directories and 1,200 files from empty to 3 MiB (so both one-page requests
 /// and the largest reads and writes the ring carries), with symlinks and a hard link.
 fn make_tree(root: &Path) {

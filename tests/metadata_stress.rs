@@ -27,10 +27,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-const FSX: &str = env!("CARGO_BIN_EXE_hammer2-fsx");
 const WORKERS: u64 = 6;
 const SHARED_DIRS: u64 = 3;
 
@@ -211,36 +209,11 @@ fn run_workers(img: &Image, dir: &Path) -> Vec<serde_json::Value> {
             (vec!["--ops".to_string(), env_u64("HAMMER2_META_OPS", 20_000).to_string()], Duration::from_secs(1200))
         }
     };
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..WORKERS)
-            .map(|w| {
-                let len = len.clone();
-                s.spawn(move || {
-                    let mut cmd = Command::new(FSX);
-                    cmd.arg("meta")
-                        .arg(dir)
-                        .args(["--seed", &(100 + w).to_string(), "--dirs", &SHARED_DIRS.to_string()])
-                        .args(&len);
-                    output_within(&mut cmd, limit)
-                })
-            })
-            .collect();
-        handles
+    fsx_workers(img, "meta", WORKERS, limit, |w| {
+        let (seed, dirs) = ((100 + w).to_string(), SHARED_DIRS.to_string());
+        [dir.display().to_string(), "--seed".into(), seed, "--dirs".into(), dirs]
             .into_iter()
-            .enumerate()
-            .map(|(w, h)| {
-                let out = h.join().expect("worker thread");
-                assert!(
-                    out.status.success(),
-                    "metadata worker {w} failed ({}):\n{}\ndaemon log:\n{}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr),
-                    img.log()
-                );
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                serde_json::from_str(stdout.lines().last().unwrap_or_default())
-                    .unwrap_or_else(|e| panic!("worker {w} printed no summary ({e}): {stdout}"))
-            })
+            .chain(len.clone())
             .collect()
     })
 }

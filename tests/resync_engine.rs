@@ -270,12 +270,9 @@ fn two_faulty_devices(size: u64) -> (Vec<DynStorage>, Vec<Arc<FaultyStorage>>, V
     (base, faulty, devs)
 }
 
-fn errno<T: std::fmt::Debug>(r: hammer2::Result<T>) -> i32 {
-    r.expect_err("the filesystem refuses changes").errno()
-}
-
-#[test]
-fn after_every_device_failed_and_came_back_resync_commits_the_kept_changes_and_changes_are_accepted_again() {
+/// Two faulty devices mounted: file `durable` committed, then file `kept` written and
+/// every device gone, so `kept` is only in memory (the caller's next commit fails).
+fn every_device_gone_with_a_change_kept() -> (Vec<DynStorage>, Vec<Arc<FaultyStorage>>, Fs) {
     let (base, faulty, devs) = two_faulty_devices(64 << 20);
     let fs = Fs::mount(devs, quiet_options()).unwrap();
     write_file(&fs, fs.root(), "durable", 100_000, 3);
@@ -284,6 +281,16 @@ fn after_every_device_failed_and_came_back_resync_commits_the_kept_changes_and_c
     for f in &faulty {
         f.vanish();
     }
+    (base, faulty, fs)
+}
+
+fn errno<T: std::fmt::Debug>(r: hammer2::Result<T>) -> i32 {
+    r.expect_err("the filesystem refuses changes").errno()
+}
+
+#[test]
+fn after_every_device_failed_and_came_back_resync_commits_the_kept_changes_and_changes_are_accepted_again() {
+    let (base, faulty, fs) = every_device_gone_with_a_change_kept();
     assert!(fs.sync().is_err(), "no device takes the commit");
     for d in 0..2 {
         assert_eq!(fs.inner().vol.devices.get(d).unwrap().state(), MemberState::Failed);
@@ -321,14 +328,7 @@ fn after_every_device_failed_and_came_back_resync_commits_the_kept_changes_and_c
 
 #[test]
 fn a_returning_device_whose_header_this_mount_did_not_make_durable_is_refused_and_resync_says_to_remount() {
-    let (base, faulty, devs) = two_faulty_devices(64 << 20);
-    let fs = Fs::mount(devs, quiet_options()).unwrap();
-    write_file(&fs, fs.root(), "durable", 100_000, 3);
-    fs.sync().unwrap();
-    write_file(&fs, fs.root(), "kept", 300_000, 5);
-    for f in &faulty {
-        f.vanish();
-    }
+    let (base, faulty, fs) = every_device_gone_with_a_change_kept();
     assert!(fs.sync().is_err());
     // What a commit whose header write reached device 0 but whose flush failed leaves: a
     // header newer than the last commit this mount completed. Its blocks were given back

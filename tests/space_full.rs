@@ -23,41 +23,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const FSX: &str = env!("CARGO_BIN_EXE_hammer2-fsx");
 const WORKERS: u64 = 8;
 
 /// Runs the fill workers, one directory each, and returns their summed outcomes.
 fn fill(img: &Image, dir: &Path, ops: u64, seed: u64) -> BTreeMap<String, u64> {
-    let summaries: Vec<serde_json::Value> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..WORKERS)
-            .map(|w| {
-                s.spawn(move || {
-                    let mut cmd = Command::new(FSX);
-                    cmd.arg("fill")
-                        .arg(dir.join(format!("w{w}")))
-                        .args(["--seed", &(seed * 100 + w).to_string(), "--ops", &ops.to_string()])
-                        .args(["--names", "300"]);
-                    output_within(&mut cmd, Duration::from_secs(1200))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .enumerate()
-            .map(|(w, h)| {
-                let out = h.join().expect("worker thread");
-                assert!(
-                    out.status.success(),
-                    "fill worker {w} failed ({}):\n{}\ndaemon log:\n{}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr),
-                    img.log()
-                );
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                serde_json::from_str(stdout.lines().last().unwrap_or_default())
-                    .unwrap_or_else(|e| panic!("worker {w} printed no summary ({e}): {stdout}"))
-            })
-            .collect()
+    let summaries = fsx_workers(img, "fill", WORKERS, Duration::from_secs(1200), |w| {
+        let dir = dir.join(format!("w{w}")).display().to_string();
+        let (seed, ops) = ((seed * 100 + w).to_string(), ops.to_string());
+        vec![dir, "--seed".into(), seed, "--ops".into(), ops, "--names".into(), "300".into()]
     });
     let mut outcomes = BTreeMap::new();
     for s in &summaries {

@@ -661,3 +661,42 @@ pub fn available_bytes(path: &Path) -> u64 {
     };
     s.f_bavail * s.f_frsize
 }
+
+pub const FSX: &str = env!("CARGO_BIN_EXE_hammer2-fsx");
+
+/// Runs one `hammer2-fsx` process (`cmd`) for at most `limit` and returns the summary it
+/// printed last; fails the test with its report (the mismatch and the tail of its
+/// operation log) and the daemon's log if it found anything or printed no summary.
+pub fn fsx_summary(img: &Image, cmd: &mut Command, limit: Duration) -> serde_json::Value {
+    let out = output_within(cmd, limit);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\ndaemon log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        img.log()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{cmd:?} printed no summary ({e}): {stdout}"))
+}
+
+/// Runs `workers` `hammer2-fsx MODE` workers at once, worker `w` with the arguments
+/// `args(w)`, each for at most `limit` (see `fsx_summary`), and returns their summaries.
+pub fn fsx_workers(
+    img: &Image,
+    mode: &str,
+    workers: u64,
+    limit: Duration,
+    args: impl Fn(u64) -> Vec<String> + Sync,
+) -> Vec<serde_json::Value> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let args = &args;
+                s.spawn(move || fsx_summary(img, Command::new(FSX).arg(mode).args(args(w)), limit))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("worker thread")).collect()
+    })
+}

@@ -4,7 +4,7 @@
 //! caches file pages; an operation that drops them makes later reads reach the filesystem.
 
 use crate::rng::Rng;
-use crate::{Budget, OpLog};
+use crate::{Limits, OpLog};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -21,14 +21,8 @@ const VERIFY_EVERY: u64 = 250;
 pub struct Args {
     /// Directory to create the files in (on the filesystem under test).
     dir: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Stop after this many operations (default 10,000 when --seconds is not given either).
-    #[arg(long)]
-    ops: Option<u64>,
-    /// Stop after this many seconds.
-    #[arg(long)]
-    seconds: Option<u64>,
+    #[command(flatten)]
+    limits: Limits,
     /// Number of files.
     #[arg(long, default_value_t = 4)]
     files: usize,
@@ -68,11 +62,11 @@ fn model_path(dir: &std::path::Path, i: usize) -> PathBuf {
 }
 
 pub fn run(a: Args) {
-    let budget = Budget::new(a.ops, a.seconds);
+    let budget = a.limits.budget();
     let mut fsx = Fsx {
         files: Vec::new(),
-        rng: Rng::new(a.seed),
-        seed: a.seed,
+        rng: Rng::new(a.limits.seed),
+        seed: a.limits.seed,
         max_size: a.max_size.max(4 * MIB),
         op: 0,
         log: OpLog::default(),
@@ -85,7 +79,7 @@ pub fn run(a: Args) {
         let path = a.dir.join(format!("f{i}"));
         let model = match &a.model_dir {
             Some(d) if resumed => std::fs::read(model_path(d, i))
-                .unwrap_or_else(|e| fsx.log.fail(&format!("read saved model {i}: {e}"), a.seed, 0)),
+                .unwrap_or_else(|e| fsx.log.fail(&format!("read saved model {i}: {e}"), a.limits.seed, 0)),
             _ => Vec::new(),
         };
         let file = OpenOptions::new()
@@ -94,7 +88,7 @@ pub fn run(a: Args) {
             .create(true)
             .truncate(!resumed)
             .open(&path)
-            .unwrap_or_else(|e| fsx.log.fail(&format!("open {}: {e}", path.display()), a.seed, 0));
+            .unwrap_or_else(|e| fsx.log.fail(&format!("open {}: {e}", path.display()), a.limits.seed, 0));
         fsx.files.push(FFile { path, file: Some(file), model });
     }
     if resumed {
@@ -110,15 +104,15 @@ pub fn run(a: Args) {
         fsx.check_whole(i);
     }
     if let Some(d) = &a.model_dir {
-        std::fs::create_dir_all(d).unwrap_or_else(|e| fsx.log.fail(&format!("model dir: {e}"), a.seed, fsx.op));
+        std::fs::create_dir_all(d).unwrap_or_else(|e| fsx.log.fail(&format!("model dir: {e}"), a.limits.seed, fsx.op));
         for (i, f) in fsx.files.iter().enumerate() {
             std::fs::write(model_path(d, i), &f.model)
-                .unwrap_or_else(|e| fsx.log.fail(&format!("save model: {e}"), a.seed, fsx.op));
+                .unwrap_or_else(|e| fsx.log.fail(&format!("save model: {e}"), a.limits.seed, fsx.op));
         }
     }
     let summary = serde_json::json!({
         "mode": "data",
-        "seed": a.seed,
+        "seed": a.limits.seed,
         "ops": fsx.op,
         "by_kind": fsx.counts,
         "bytes_written": fsx.bytes_written,

@@ -9,26 +9,18 @@
 //!
 //! Whatever the worker leaves behind is compared by the caller before and after a remount.
 
+use crate::os::{Outcomes, cpath, errno, sys};
 use crate::rng::Rng;
-use crate::{Budget, OpLog};
-use std::collections::BTreeMap;
+use crate::{Limits, OpLog};
 use std::ffi::CString;
-use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// The worker's own directory (created if missing).
     dir: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Stop after this many operations.
-    #[arg(long)]
-    ops: Option<u64>,
-    /// Stop after this many seconds.
-    #[arg(long)]
-    seconds: Option<u64>,
+    #[command(flatten)]
+    limits: Limits,
     /// Largest write, in KiB.
     #[arg(long, default_value_t = 256)]
     max_kib: u64,
@@ -45,58 +37,31 @@ struct Worker {
     max: u64,
     names: u64,
     log: OpLog,
-    outcomes: BTreeMap<String, u64>,
-}
-
-fn cpath(p: &Path) -> CString {
-    // Paths built here never contain NUL bytes.
-    CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
-}
-
-fn errno() -> i32 {
-    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
-
-fn sys(r: i32) -> Result<(), i32> {
-    if r == 0 { Ok(()) } else { Err(errno()) }
-}
-
-fn errno_name(e: i32) -> &'static str {
-    match e {
-        libc::ENOENT => "ENOENT",
-        libc::EEXIST => "EEXIST",
-        libc::ENOSPC => "ENOSPC",
-        libc::EISDIR => "EISDIR",
-        libc::ENODATA => "ENODATA",
-        libc::EMLINK => "EMLINK",
-        libc::EIO => "EIO",
-        _ => "other",
-    }
+    outcomes: Outcomes,
 }
 
 pub fn run(a: Args) {
     let mut w = Worker {
         root: a.dir.clone(),
-        rng: Rng::new(a.seed),
-        seed: a.seed,
+        rng: Rng::new(a.limits.seed),
+        seed: a.limits.seed,
         op: 0,
         max: a.max_kib.max(1) << 10,
         names: a.names.max(1),
         log: OpLog::default(),
-        outcomes: BTreeMap::new(),
+        outcomes: Outcomes::default(),
     };
     if let Err(e) = std::fs::create_dir_all(&w.root) {
-        w.log.fail(&format!("mkdir {}: {e}", w.root.display()), a.seed, 0);
+        w.log.fail(&format!("mkdir {}: {e}", w.root.display()), a.limits.seed, 0);
     }
-    let budget = Budget::new(a.ops, a.seconds);
+    let budget = a.limits.budget();
     while budget.more(w.op) {
         w.step();
     }
-    let ok: u64 = w.outcomes.iter().filter(|(k, _)| k.ends_with(" ok")).map(|(_, v)| v).sum();
-    let nospc: u64 = w.outcomes.iter().filter(|(k, _)| k.ends_with(" ENOSPC")).map(|(_, v)| v).sum();
+    let (ok, nospc) = (w.outcomes.ended("ok"), w.outcomes.ended("ENOSPC"));
     let summary = serde_json::json!({
         "mode": "fill",
-        "seed": a.seed,
+        "seed": a.limits.seed,
         "ops": w.op,
         "succeeded": ok,
         "enospc": nospc,
@@ -112,19 +77,7 @@ impl Worker {
     }
 
     fn outcome(&mut self, what: &'static str, desc: String, r: Result<(), i32>, allowed: &[i32]) {
-        let res = match r {
-            Ok(()) => "ok",
-            Err(code) => {
-                if !allowed.contains(&code) {
-                    let e = io::Error::from_raw_os_error(code);
-                    self.log.push(format!("{}: {desc} -> {e}", self.op));
-                    self.log.fail(&format!("{desc}: unexpected error {e}"), self.seed, self.op);
-                }
-                errno_name(code)
-            }
-        };
-        self.log.push(format!("{}: {desc} -> {res}", self.op));
-        *self.outcomes.entry(format!("{what} {res}")).or_default() += 1;
+        self.outcomes.record(&mut self.log, self.seed, self.op, what, desc, r, allowed);
     }
 
     /// Opens `p` with `flags`, writes `len` bytes at `off` (one write(2) per 64 KiB),

@@ -21,6 +21,7 @@
 mod data;
 mod fill;
 mod meta;
+mod os;
 mod rng;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +43,25 @@ enum Cmd {
     Meta(meta::Args),
     /// One worker of the fill stress (data and metadata changes until full, and on).
     Fill(fill::Args),
+}
+
+/// The seed and when to stop, the same for every exerciser.
+#[derive(clap::Args)]
+pub struct Limits {
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop after this many operations (default 10,000 when --seconds is not given either).
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    seconds: Option<u64>,
+}
+
+impl Limits {
+    pub fn budget(&self) -> Budget {
+        Budget::new(self.ops, self.seconds)
+    }
 }
 
 /// When to stop: after `ops` operations or at `until`, whichever comes first.

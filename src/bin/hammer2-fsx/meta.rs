@@ -8,9 +8,9 @@
 //! above all) stops the worker with exit status 1. The tree left behind is checked by the
 //! caller (link counts, names, readdir against lookup, a remount).
 
+use crate::os::{Outcomes, cpath, sys};
 use crate::rng::Rng;
-use crate::{Budget, OpLog};
-use std::collections::BTreeMap;
+use crate::{Limits, OpLog};
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -20,14 +20,8 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// The directory holding the shared directories d0, d1, ... (created if missing).
     dir: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Stop after this many operations (default 10,000 when --seconds is not given either).
-    #[arg(long)]
-    ops: Option<u64>,
-    /// Stop after this many seconds.
-    #[arg(long)]
-    seconds: Option<u64>,
+    #[command(flatten)]
+    limits: Limits,
     /// Number of shared directories.
     #[arg(long, default_value_t = 3)]
     dirs: u64,
@@ -44,18 +38,7 @@ struct Worker {
     seed: u64,
     op: u64,
     log: OpLog,
-    /// (operation, outcome) -> count; the outcome is "ok" or the errno name.
-    outcomes: BTreeMap<String, u64>,
-}
-
-fn cpath(p: &Path) -> CString {
-    // Paths built here never contain NUL bytes.
-    CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
-}
-
-/// A system call's return value as Ok or its errno.
-fn sys(r: i32) -> Result<(), i32> {
-    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)) }
+    outcomes: Outcomes,
 }
 
 /// The errno of an error from std (EIO if it carries none: treated as unexpected).
@@ -63,47 +46,32 @@ fn code(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
-fn errno_name(e: i32) -> &'static str {
-    match e {
-        libc::ENOENT => "ENOENT",
-        libc::EEXIST => "EEXIST",
-        libc::ENOTEMPTY => "ENOTEMPTY",
-        libc::EISDIR => "EISDIR",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EINVAL => "EINVAL",
-        libc::EPERM => "EPERM",
-        libc::EMLINK => "EMLINK",
-        libc::EIO => "EIO",
-        _ => "other",
-    }
-}
-
 pub fn run(a: Args) {
     let mut w = Worker {
         root: a.dir.clone(),
         dirs: a.dirs.max(1),
-        rng: Rng::new(a.seed),
-        seed: a.seed,
+        rng: Rng::new(a.limits.seed),
+        seed: a.limits.seed,
         op: 0,
         log: OpLog::default(),
-        outcomes: BTreeMap::new(),
+        outcomes: Outcomes::default(),
     };
     for d in 0..w.dirs {
         let p = w.root.join(format!("d{d}"));
         if let Err(e) = std::fs::create_dir(&p)
             && e.kind() != io::ErrorKind::AlreadyExists
         {
-            w.log.fail(&format!("mkdir {}: {e}", p.display()), a.seed, 0);
+            w.log.fail(&format!("mkdir {}: {e}", p.display()), a.limits.seed, 0);
         }
     }
-    let budget = Budget::new(a.ops, a.seconds);
+    let budget = a.limits.budget();
     while budget.more(w.op) {
         w.step();
     }
-    let ok: u64 = w.outcomes.iter().filter(|(k, _)| k.ends_with(" ok")).map(|(_, v)| v).sum();
+    let ok = w.outcomes.ended("ok");
     let summary = serde_json::json!({
         "mode": "meta",
-        "seed": a.seed,
+        "seed": a.limits.seed,
         "ops": w.op,
         "succeeded": ok,
         "outcomes": w.outcomes,
@@ -146,19 +114,7 @@ impl Worker {
 
     /// Records the outcome of one operation, failing on any errno not in `allowed`.
     fn outcome(&mut self, what: &'static str, desc: String, r: Result<(), i32>, allowed: &[i32]) {
-        let res = match r {
-            Ok(()) => "ok",
-            Err(code) => {
-                if !allowed.contains(&code) {
-                    let e = io::Error::from_raw_os_error(code);
-                    self.log.push(format!("{}: {desc} -> {e}", self.op));
-                    self.log.fail(&format!("{desc}: unexpected error {e}"), self.seed, self.op);
-                }
-                errno_name(code)
-            }
-        };
-        self.log.push(format!("{}: {desc} -> {res}", self.op));
-        *self.outcomes.entry(format!("{what} {res}")).or_default() += 1;
+        self.outcomes.record(&mut self.log, self.seed, self.op, what, desc, r, allowed);
     }
 
     /// Removes the tree at `p`, depth first, relative to open directories (directory
