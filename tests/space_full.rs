@@ -71,7 +71,10 @@ fn write_until_full(path: &Path) -> u64 {
         }
         f.sync_all().unwrap_or_else(|e| panic!("fsync {} after {written} accepted bytes: {e}", path.display()));
         if pass < 2 {
-            let half = f.metadata().expect("stat").len() / 2;
+            // Half, in whole chunks: the last write may have been short (W1), and a shrink to
+            // the middle of a block needs a new copy of that block, which a full filesystem
+            // may refuse (ENOSPC, as on other copy-on-write filesystems).
+            let half = f.metadata().expect("stat").len() / 2 / chunk.len() as u64 * chunk.len() as u64;
             f.set_len(half).unwrap_or_else(|e| panic!("truncate {}: {e}", path.display()));
             f.seek(std::io::SeekFrom::Start(half)).expect("seek");
         }

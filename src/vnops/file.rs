@@ -89,6 +89,11 @@ impl Fs {
         self.read(ino, 0, size as usize)
     }
 
+    /// write(2). Running out of space part-way is a short write, as on ext4: the blocks
+    /// already taken keep their new bytes, the size and times cover them, and the count
+    /// says how far it got (never an error after bytes were applied: the caller would take
+    /// them as not written, while reads and the next commit show them, W1 in
+    /// docs/DESIGN.md §10). Out of space, it commits once (releasing pending frees) and goes on.
     pub fn write(&self, ino: u64, off: u64, data: &[u8]) -> Result<usize> {
         let fs = &self.inner;
         fs.check_writable()?;
@@ -97,18 +102,34 @@ impl Fs {
         }
         let end = off.checked_add(data.len() as u64).filter(|e| *e <= MAX_FILE_SIZE).ok_or(Error::FileTooBig)?;
         self.throttle();
+        let mut done = 0;
         let mut retried = false;
-        loop {
-            match self.write_once(ino, off, end, data) {
-                Err(Error::NoSpace) if !retried => {
-                    retried = true;
-                    self.sync()?;
+        while done < data.len() {
+            match self.write_once(ino, off + done as u64, end, &data[done..]) {
+                Ok(n) => done += n,
+                Err(Error::NoSpace) if !retried => {}
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            }
+            if done < data.len() {
+                if retried {
+                    break;
                 }
-                r => return r,
+                retried = true;
+                if let Err(e) = self.sync() {
+                    if done > 0 {
+                        break;
+                    }
+                    return Err(e);
+                }
             }
         }
+        Ok(done)
     }
 
+    /// Writes what fits of `data` at `off` (`end` is where it ends): the bytes written, fewer
+    /// than asked when space ran out at a later block. Out of space at the first block, it
+    /// is ENOSPC and nothing changed (`dirty_block` changes nothing when it fails).
     fn write_once(&self, ino: u64, off: u64, end: u64, data: &[u8]) -> Result<usize> {
         let fs = &self.inner;
         let bs = fs.block_size();
@@ -123,22 +144,29 @@ impl Fs {
         if !st.meta.is_reg() {
             return Err(Error::invalid("write to a special file"));
         }
+        let mut written_end = off;
         for k in first..=last {
             let bstart = k * bs;
             let from = (off.max(bstart) - bstart) as usize;
             let to = (end.min(bstart + bs) - bstart) as usize;
             let src = &data[(bstart + from as u64 - off) as usize..(bstart + to as u64 - off) as usize];
             let whole = from == 0 && to == bs as usize;
-            let buf = dirty_block(fs, ino, &mut st, k, to, whole)?;
+            let buf = match dirty_block(fs, ino, &mut st, k, to, whole) {
+                Ok(buf) => buf,
+                // Blocks before k hold new bytes: they are written (below), this one is not.
+                Err(Error::NoSpace) if k > first => break,
+                Err(e) => return Err(e),
+            };
             buf[from..to].copy_from_slice(src);
+            written_end = bstart + to as u64;
         }
         let now = Timespec::now();
-        st.meta.size = st.meta.size.max(end);
+        st.meta.size = st.meta.size.max(written_end);
         st.meta.mtime = now;
         st.meta.ctime = now;
         st.meta.version += 1;
         fs.touch(&inode, &mut st);
-        Ok(data.len())
+        Ok((written_end - off) as usize)
     }
 
     /// fallocate(2): allocate (mode 0), punch a hole (PUNCH_HOLE | KEEP_SIZE) or zero a
@@ -203,38 +231,49 @@ impl Fs {
         }
         // The size this call leaves: blocks at or past it are never touched.
         let size = if keep { st.meta.size } else { st.meta.size.max(end) };
-        for k in first..stop {
-            let bstart = k * bs;
-            if bstart >= size {
-                break;
-            }
-            // The part of block k in the range; up to the end of the file counts as all of it
-            // (what lies past the size reads as zero whatever the block holds).
-            let from = (off.max(bstart) - bstart) as usize;
-            let to = (end.min(bstart + bs) - bstart) as usize;
-            let whole = from == 0 && (to == bs as usize || bstart + to as u64 >= size);
-            match op {
-                Falloc::Allocate => {
-                    if !present(fs, &st, k)? {
-                        dirty_block(fs, ino, &mut st, k, bs as usize, true)?;
+        // Blocks changed before one ran out of space stay changed (their zeros read back and
+        // are committed, W1 in docs/DESIGN.md §10); the size grows only when the call succeeds.
+        let mut changed = false;
+        let mut applied = || -> Result<()> {
+            for k in first..stop {
+                let bstart = k * bs;
+                if bstart >= size {
+                    break;
+                }
+                // The part of block k in the range; up to the end of the file counts as all
+                // of it (what lies past the size reads as zero whatever the block holds).
+                let from = (off.max(bstart) - bstart) as usize;
+                let to = (end.min(bstart + bs) - bstart) as usize;
+                let whole = from == 0 && (to == bs as usize || bstart + to as u64 >= size);
+                match op {
+                    Falloc::Allocate => {
+                        if !present(fs, &st, k)? {
+                            dirty_block(fs, ino, &mut st, k, bs as usize, true)?;
+                        }
+                    }
+                    Falloc::Zero => {
+                        let buf = dirty_block(fs, ino, &mut st, k, if whole { bs as usize } else { to }, whole)?;
+                        let to = to.min(buf.len());
+                        buf[from.min(to)..to].fill(0);
+                    }
+                    Falloc::Punch if !present(fs, &st, k)? => {}
+                    Falloc::Punch if whole => punch_block(fs, &mut st, k)?,
+                    Falloc::Punch => {
+                        let buf = dirty_block(fs, ino, &mut st, k, 1, false)?;
+                        let to = to.min(buf.len());
+                        buf[from.min(to)..to].fill(0);
                     }
                 }
-                Falloc::Zero => {
-                    let buf = dirty_block(fs, ino, &mut st, k, if whole { bs as usize } else { to }, whole)?;
-                    let to = to.min(buf.len());
-                    buf[from.min(to)..to].fill(0);
-                }
-                Falloc::Punch if !present(fs, &st, k)? => {}
-                Falloc::Punch if whole => punch_block(fs, &mut st, k)?,
-                Falloc::Punch => {
-                    let buf = dirty_block(fs, ino, &mut st, k, 1, false)?;
-                    let to = to.min(buf.len());
-                    buf[from.min(to)..to].fill(0);
-                }
+                changed = true;
             }
+            Ok(())
+        };
+        let result = applied();
+        if result.is_err() && !changed {
+            return result;
         }
         let now = Timespec::now();
-        if size > st.meta.size {
+        if result.is_ok() && size > st.meta.size {
             st.meta.size = size;
             st.meta.mtime = now;
         }
@@ -244,7 +283,7 @@ impl Fs {
         st.meta.ctime = now;
         st.meta.version += 1;
         fs.touch(&inode, &mut st);
-        Ok(())
+        result
     }
 
     /// lseek(SEEK_DATA / SEEK_HOLE).
