@@ -310,3 +310,56 @@ fn zero_tail(fs: &FsInner, inum: u64, st: &mut InodeState, key: u64) -> crate::R
     st.dirty.data.insert(key / bs, Arc::new(buf));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::mem::MemStorage;
+    use hammer2_format::layout::ROOT_INUM;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    /// A formatted one-device filesystem and the used units of each device (what a checker
+    /// would find reachable: on a fresh filesystem, what its free map says).
+    fn fresh() -> (Vec<DynStorage>, Vec<Bitmap>) {
+        let st: DynStorage = Arc::new(MemStorage::new(192 << 20, "mem"));
+        crate::format::format(vec![st.clone()], &Default::default()).expect("format");
+        let fs = Fs::mount(vec![st.clone()], Options { background_sync: false, ..Default::default() }).expect("mount");
+        let used = fs.inner.alloc.lock().devs.iter().map(|d| d.bits.clone()).collect();
+        fs.unmount().expect("unmount");
+        (vec![st], used)
+    }
+
+    #[test]
+    fn a_change_waits_for_the_gate_like_a_vop_and_the_commit_writes_it() {
+        let (storages, used) = fresh();
+        let s = Session::open(&storages, used).expect("open");
+        let done = AtomicBool::new(false);
+        std::thread::scope(|t| {
+            let gate = s.inner().gate.write();
+            let h = t.spawn(|| {
+                s.fix_inode(ROOT_INUM, &InodeFix { nlink: Some(7), ..Default::default() }).expect("fix");
+                done.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(!done.load(Ordering::SeqCst), "the change ran while the gate was held exclusively");
+            drop(gate);
+            h.join().expect("join");
+        });
+        assert!(done.load(Ordering::SeqCst));
+        s.commit().expect("commit");
+        let fs = Fs::mount(storages, Options { background_sync: false, ..Default::default() }).expect("mount");
+        assert_eq!(fs.getattr(ROOT_INUM).expect("getattr").nlink, 7);
+        fs.unmount().expect("unmount");
+    }
+
+    #[test]
+    fn used_maps_must_match_the_devices() {
+        let (storages, mut used) = fresh();
+        used.push(used[0].clone());
+        assert!(matches!(Session::open(&storages, used), Err(RepairError::UsedMaps { maps: 2, devices: 1 })));
+        let (storages, _) = fresh();
+        let small = vec![Bitmap::empty(1)];
+        assert!(matches!(Session::open(&storages, small), Err(RepairError::UsedMapTooSmall { device: 0 })));
+    }
+}
