@@ -41,6 +41,7 @@ pub mod walk;
 
 pub use error::{Error, Result};
 pub use fs::Options;
+pub use vnops::xattr::XattrFlags;
 pub use vnops::{Attr, Caller, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
 
 use std::sync::Arc;
