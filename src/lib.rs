@@ -12,7 +12,8 @@
 //! - `vnops/`: the POSIX operations.
 //! - `mount`, `format`: opening (master selection) and making a filesystem.
 //! - `syncer`: background commits.
-//! - `repair`: opening with a free map rebuilt from the reachable blocks (fsck repairs).
+//! - `repair`: the typed repair session fsck makes every change through.
+//! - `inspect`: the read-only surface fsck checks with.
 
 pub mod alloc;
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod format;
 pub mod fs;
 pub mod inode;
+pub mod inspect;
 pub mod loopdev;
 pub mod mount;
 pub mod repair;
@@ -39,6 +41,7 @@ pub mod walk;
 
 pub use error::{Error, Result};
 pub use fs::Options;
+pub use vnops::xattr::XattrFlags;
 pub use vnops::{Attr, Caller, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
 
 use std::sync::Arc;

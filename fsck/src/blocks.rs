@@ -11,8 +11,8 @@
 //! the filesystem's size.
 
 use crate::readahead::ReadAhead;
+use hammer2::inspect::Volume;
 use hammer2::storage::runs::run_at;
-use hammer2::volume::Volume;
 use hammer2_format::blockref::BlockPtr;
 use hammer2_format::{CopyState, Location};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,12 +8,8 @@ use crate::progress::Progress;
 use crate::report::{Counts, FindingId, Findings, Problem, Repair};
 use crate::space::{Geometry, Space};
 use crate::structure::Shape;
-use crate::{FsckError, Options, display_name, repair, report, scan, structure};
-use hammer2::fs::Roots;
-use hammer2::mount::Assembly;
-use hammer2::tree::Root;
-use hammer2::volume::Volume;
-use hammer2::walk::TreeKind;
+use crate::{FsckError, Options, display_name, first_owners, report, scan, structure};
+use hammer2::inspect::{Assembly, Root, Roots, TreeKind, Volume};
 use hammer2_format::VolumeHeader;
 use hammer2_format::blockref::BlockPtr;
 use hammer2_format::layout::{SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS};
@@ -171,7 +167,7 @@ impl<'v> Checker<'v> {
             v.read_ahead(TreeKind::Inodes, &roots.inodes.entries);
             v.read_ahead(TreeKind::Freemap, &roots.freemap.entries);
             v.read_ahead(TreeKind::Orphans, &roots.orphans.entries);
-            hammer2::walk::walk(&roots, &mut v)
+            hammer2::inspect::walk(&roots, &mut v)
         };
         if r.is_err() || self.cancel.load(Ordering::Relaxed) {
             return Err(FsckError::Cancelled);
@@ -182,7 +178,7 @@ impl<'v> Checker<'v> {
             return Err(FsckError::Cancelled);
         }
         if !self.shared_findings.is_empty() {
-            repair::find_first_owners(self, &roots);
+            first_owners::find_first_owners(self, &roots);
         }
         Ok(())
     }

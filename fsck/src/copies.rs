@@ -5,7 +5,7 @@
 
 use crate::report::{BlockAt, Findings, Problem, Repair};
 use crate::space::Geometry;
-use hammer2::devices::MemberState;
+use hammer2::inspect::MemberState;
 use hammer2_format::layout::MAX_DEVICES;
 use hammer2_format::{Blockref, CopyState};
 

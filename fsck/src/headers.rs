@@ -9,7 +9,7 @@
 
 use crate::FsckError;
 use crate::report::{Findings, Problem};
-use hammer2::mount::{Assembly, Probe, assemble, probe};
+use hammer2::inspect::{Assembly, MemberState, Probe, assemble, detect_signature, probe};
 use hammer2::storage::DynStorage;
 use hammer2_format::VolumeHeader;
 use hammer2_format::layout::{HEADER_SIZE, HEADER_SLOTS, header_offset};
@@ -68,7 +68,7 @@ pub fn assemble_devices(storages: &[DynStorage]) -> Result<(Assembly, Vec<Device
             .iter()
             .zip(&slots)
             .map(|(s, ds)| {
-                let holds = match hammer2::signatures::detect(s.as_ref()).as_deref() {
+                let holds = match detect_signature(s.as_ref()).as_deref() {
                     Some("hammer2") => {
                         let bad: Vec<String> = ds
                             .slots
@@ -147,7 +147,7 @@ pub fn check_slots(
 pub fn behind(asm: &Assembly, slots: &[DeviceSlots], notes: &mut Vec<String>) -> Vec<String> {
     let mut out = Vec::new();
     for (i, (_, name, state, _)) in asm.members.iter().enumerate() {
-        if *state != hammer2::devices::MemberState::Online {
+        if *state != MemberState::Online {
             continue;
         }
         let Some(ds) = slots.iter().find(|d| d.name == *name) else { continue };
@@ -200,7 +200,7 @@ pub fn headerless(asm: &Assembly, storages: &[DynStorage], slots: &[DeviceSlots]
             }
             let found = asm.master.devices.iter().enumerate().find(|(i, e)| {
                 e.uuid[..] == buf[40..56]
-                    && asm.members.get(*i).is_some_and(|m| m.2 == hammer2::devices::MemberState::Absent)
+                    && asm.members.get(*i).is_some_and(|m| m.2 == MemberState::Absent)
                     && s.size() >= e.size
             });
             if let Some((index, _)) = found
@@ -212,17 +212,4 @@ pub fn headerless(asm: &Assembly, storages: &[DynStorage], slots: &[DeviceSlots]
         }
     }
     out
-}
-
-/// Writes the master's header, as this member's own, into the slot of the master's commit.
-pub fn write_member_header(h: &Headerless, master: &VolumeHeader) -> std::io::Result<()> {
-    let e = master.devices.get(h.index).ok_or_else(|| std::io::Error::other("no such member"))?;
-    let mut hd = master.clone();
-    hd.device_uuid = e.uuid;
-    hd.device_index = h.index as u16;
-    hd.device_size = e.size;
-    let slot = (master.tid % HEADER_SLOTS as u64) as usize;
-    hd.slot = slot as u8;
-    h.storage.write_at(&hd.encode(), header_offset(slot))?;
-    h.storage.flush()
 }

@@ -5,40 +5,41 @@
 //! The run, in order:
 //! 1. `headers`: every slot of every device; the master and member states (through the
 //!    engine's own probe/assemble, so fsck judges what a mount would see).
-//! 2. `scan`: one walk (`hammer2::walk`) over every reachable block, reading every copy
+//! 2. `scan`: one walk (`hammer2::inspect::walk`) over every reachable block, reading every copy
 //!    of every metadata block as it goes (`blocks`; read ahead in runs by `readahead`),
 //!    checking the tree's shape (`structure`), marking space (`space`), recording inodes
 //!    and entries (`namespace`) and copy placement (`copies`); data blocks are queued and
 //!    verified in device order.
 //! 3. The checks over everything: free map against reachable blocks (`space`), the
 //!    namespace (`namespace::analyze`, which also plans the repairs), device states.
-//! 4. `repair` (`-y`, `-p`): rewrite bad copies, then one commit through the engine for
-//!    the tree and free-map repairs (`session`), then clear damaged header slots; a
+//! 4. `make_repairs` (`-y`, `-p`): rewrite bad copies, then one commit through the
+//!    engine's repair session for the tree and free-map repairs (`apply_plan`), then clear
+//!    damaged header slots; a
 //!    second, read-only check confirms the result.
 //!
 //! Nothing here panics on any input, and work and memory are bounded by the devices'
 //! size (see `scan` for why the walk terminates and `blocks` for the data batches).
 
+pub mod apply_plan;
 pub mod blocks;
 pub mod checker;
 pub mod copies;
+pub mod first_owners;
 pub mod headers;
+pub mod make_repairs;
 pub mod namespace;
 pub mod open;
 pub mod plan;
 pub mod problem;
 pub mod progress;
 pub mod readahead;
-pub mod repair;
 pub mod report;
 pub mod scan;
-pub mod session;
 pub mod space;
 pub mod structure;
 
 pub use checker::{Checker, HealJob};
-use hammer2::devices::MemberState;
-use hammer2::mount::Assembly;
+use hammer2::inspect::{Assembly, MemberState};
 use hammer2::storage::DynStorage;
 use report::{Counts, DeviceLine, Problem, Repair, Report};
 use std::path::PathBuf;
@@ -228,7 +229,7 @@ fn run_once(
         background_sync: false,
         ..Default::default()
     };
-    let vol = hammer2::mount::volume(&asm, &vol_opts);
+    let vol = hammer2::inspect::volume(&asm, &vol_opts);
     let mut ck = Checker::new(&vol, &asm, opts);
     let clear = headers::check_slots(&asm, &slots, &headerless, &mut ck.findings);
     let behind = headers::behind(&asm, &slots, &mut ck.notes);
@@ -281,8 +282,8 @@ fn run_once(
             return Err(FsckError::Cancelled);
         }
         ck.progress.phase("repair");
-        let work = repair::Work { storages, asm: &asm, plan, diff, clear, behind };
-        repaired_any = repair::run(&mut ck, work);
+        let work = make_repairs::Work { storages, asm: &asm, plan, diff, clear, behind };
+        repaired_any = make_repairs::run(&mut ck, work);
     }
     ck.progress.finish();
     ck.findings.finish(&|i| paths.path(i));
@@ -373,7 +374,7 @@ fn rewrite_headers_and_run(
             device: h.name.clone(),
             why: format!("every volume header slot is damaged; by its uuid it is device {}", h.index),
         };
-        let repair = match headers::write_member_header(h, &asm.master) {
+        let repair = match hammer2::repair::restore_member_header(&h.storage, h.index, &asm.master) {
             Ok(()) => Repair::Repaired { how: format!("wrote the current volume header (commit {})", asm.master.tid) },
             Err(e) => Repair::Failed { why: format!("write error: {e}") },
         };

@@ -21,10 +21,9 @@
 //! held is taken, and freed, by the end of the walk.
 
 use crate::blocks::readable_storage;
+use hammer2::inspect::{TreeKind, Volume};
 use hammer2::storage::DynStorage;
 use hammer2::storage::runs::run_at;
-use hammer2::volume::Volume;
-use hammer2::walk::TreeKind;
 use hammer2_format::{BlockType, Blockref, Location};
 use std::collections::HashMap;
 

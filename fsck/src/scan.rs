@@ -1,4 +1,4 @@
-//! The walk: one pass over every reachable block with `hammer2::walk`, feeding each
+//! The walk: one pass over every reachable block with `hammer2::inspect::walk`, feeding each
 //! concern (copies read, shape, space, namespace, copy placement) from one visitor.
 //!
 //! Termination and bounded work on any image: a block whose every copy was already marked
@@ -13,7 +13,7 @@ use crate::readahead::ReadAhead;
 use crate::report::{BlockAt, FindingId, Problem, Repair};
 use crate::structure::{Issue, Owner};
 use crate::{Checker, HealJob};
-use hammer2::walk::{Ctx, TreeKind, Visitor};
+use hammer2::inspect::{Ctx, TreeKind, Visitor};
 use hammer2_format::inode::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use hammer2_format::layout::HASH_ITER_MASK;
 use hammer2_format::{BlockData, BlockType, Blockref, InodeBlock, InodeContent, Payload, dirent, indirect, xattr};

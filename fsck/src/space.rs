@@ -8,7 +8,7 @@
 //! plus every unit outside the device's regions.
 
 use crate::report::{FindingId, Findings, Problem};
-use hammer2::alloc::bitmap::Bitmap;
+use hammer2::repair::Bitmap;
 use hammer2_format::layout::{FREEMAP_LEAF_SIZE, FREEMAP_LEAF_UNITS, UNIT, region_bounds};
 use std::collections::{BTreeMap, HashMap};
 

@@ -10,7 +10,7 @@
 //! - transaction ids: no reference is newer than the one above it, nor than the commit;
 //! - DEGRADED: set on every reference above a MISSING copy (resync relies on it).
 
-use hammer2::walk::{Ctx, TreeKind};
+use hammer2::inspect::{Ctx, TreeKind};
 use hammer2_format::layout::XATTR_KEY_BIT;
 use hammer2_format::{BlockType, Blockref};
 use std::collections::HashMap;

@@ -378,14 +378,7 @@ fn a_wrong_blocks_count_is_corrected() {
     let _serial = common::serial();
     let (img, exp) = standard_img(1, 1);
     with_engine(&img, |fs| {
-        let inner = fs.inner();
-        let inode = inner.inode(lookup(fs, "/big.bin")).expect("inode");
-        let mut st = inode.state.write();
-        let mut c = (*st.committed).clone();
-        c.blocks += 65536;
-        st.committed = std::sync::Arc::new(c);
-        st.meta.mtime = hammer2_format::Timespec::now();
-        inner.touch(&inode, &mut st);
+        hammer2::repair::testing::inflate_blocks(fs, lookup(fs, "/big.bin"), 65536);
     });
     cycle(&img, &Expect { kinds: &["blocks_count"], yes: 1, after: 0, preen: Some(1) });
     assert_intact(&img.paths, &exp, &[]);
@@ -561,14 +554,7 @@ fn an_orphan_list_entry_naming_no_inode_is_dropped_so_the_filesystem_mounts_agai
         fs.unlink(fs.root(), b"open-file").expect("unlink");
         fs.sync().expect("sync");
         // Then the inode goes away but its orphan-list entry stays (a lost update).
-        let inner = fs.inner();
-        let inode = inner.inode(f.ino).expect("inode");
-        let mut st = inode.state.write();
-        let mut c = (*st.committed).clone();
-        c.orphan = false;
-        st.committed = std::sync::Arc::new(c);
-        st.deleted = true;
-        inner.touch(&inode, &mut st);
+        hammer2::repair::testing::delete_keeping_orphan_entry(fs, f.ino);
     });
     let (n, _) = cycle(&img, &Expect { kinds: &["orphan_entry"], yes: 1, after: 0, preen: Some(1) });
     assert!(messages(&n).contains("next mount drops the entry"), "{}", messages(&n));
@@ -584,14 +570,7 @@ fn a_mount_drops_an_orphan_list_entry_naming_no_inode() {
         fs.open(f.ino).expect("open");
         fs.unlink(fs.root(), b"open-file").expect("unlink");
         fs.sync().expect("sync");
-        let inner = fs.inner();
-        let inode = inner.inode(f.ino).expect("inode");
-        let mut st = inode.state.write();
-        let mut c = (*st.committed).clone();
-        c.orphan = false;
-        st.committed = std::sync::Arc::new(c);
-        st.deleted = true;
-        inner.touch(&inode, &mut st);
+        hammer2::repair::testing::delete_keeping_orphan_entry(fs, f.ino);
     });
     let fs = hammer2::Fs::mount(img.storages(), quiet(false)).expect("the mount drops the dangling entry");
     fs.unmount().expect("unmount");
@@ -615,14 +594,7 @@ fn a_linked_inode_left_in_the_orphan_list_is_taken_off_before_a_mount_deletes_it
         ino = f.ino;
         // Linked again behind the engine's back: the orphan-list entry stays.
         add_entry(fs, "/", b"kept", f.ino, dtype::REG);
-        let inner = fs.inner();
-        let inode = inner.inode(f.ino).expect("inode");
-        let mut st = inode.state.write();
-        st.meta.nlink = 1;
-        let mut c = (*st.committed).clone();
-        c.orphan = false;
-        st.committed = std::sync::Arc::new(c);
-        inner.touch(&inode, &mut st);
+        hammer2::repair::testing::relink_keeping_orphan_entry(fs, f.ino, 1);
     });
     let (n, _) = cycle(&img, &Expect { kinds: &["orphan_entry"], yes: 1, after: 0, preen: Some(1) });
     assert!(messages(&n).contains("would delete it"), "{}", messages(&n));

@@ -4,8 +4,7 @@
 use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
 use hammer2::storage::file::{FileStorage, OpenMode};
-use hammer2::vnops::xattr::XattrFlags;
-use hammer2::{Creds, Fs, Options, RenameFlags, SetAttr};
+use hammer2::{Creds, Fs, Options, RenameFlags, SetAttr, XattrFlags};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,29 +1,25 @@
 //! Making the repairs, in an order that is safe at every step:
 //!
-//! 1. Bad copies are rewritten in place from a good copy (`hammer2::copies::read::heal`):
+//! 1. Bad copies are rewritten in place from a good copy (`hammer2::repair::rewrite_copy`):
 //!    the check value vouches for the content, and no reference changes. A copy whose
 //!    location is shared with another block is left alone (rewriting it would damage the
 //!    other block).
 //! 2. Everything that changes the tree (the namespace plan) and the free map goes through
-//!    one engine session and one commit (`session.rs`): copy-on-write, so a crash leaves
-//!    the previous commit intact.
+//!    one engine repair session and one commit (`apply_plan.rs`): copy-on-write, so a crash
+//!    leaves the previous commit intact.
 //! 3. Damaged header slots are cleared last (they never hide a newer commit).
 
 use crate::Checker;
 use crate::blocks::read_good;
 use crate::namespace::InodeInfo;
 use crate::plan::Plan;
-use crate::report::{BlockAt, FindingId, Problem, Repair};
+use crate::report::{FindingId, Repair};
 use crate::space::Differences;
-use hammer2::devices::MemberState;
-use hammer2::fs::Roots;
-use hammer2::mount::Assembly;
+use hammer2::inspect::{Assembly, MemberState};
+use hammer2::repair::{CopyRewrite, clear_header_slot, rewrite_copy};
 use hammer2::storage::DynStorage;
-use hammer2::walk::{Ctx, Visitor};
-use hammer2_format::layout::{HEADER_SIZE, UNIT, header_offset};
-use hammer2_format::{BlockType, Blockref};
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use hammer2_format::layout::UNIT;
+use std::collections::HashSet;
 
 /// What the checks found to repair beyond bad copies.
 pub struct Work<'a> {
@@ -90,7 +86,7 @@ pub fn run(ck: &mut Checker<'_>, w: Work<'_>) -> bool {
         // The commit runs engine code on a damaged filesystem: a panic there fails the repair
         // (and is reported), it does not take the run down.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::session::commit_plan(w.storages, used, &plan).map_err(|e| e.to_string())
+            crate::apply_plan::commit_plan(w.storages, used, &plan).map_err(|e| e.to_string())
         }))
         .unwrap_or_else(|p| Err(format!("internal error in the engine: {}", crate::panic_message(&*p))));
         match r {
@@ -155,24 +151,16 @@ fn heal_copies(ck: &mut Checker<'_>) -> bool {
             ck.findings.set(job.finding, Repair::Failed { why: "no good copy could be read again".into() });
             continue;
         };
-        if !hammer2::copies::read::heal(ck.vol, &job.ptr, job.slot, &good) {
-            ck.findings.set(job.finding, Repair::Failed { why: "the rewrite failed".into() });
-            continue;
-        }
-        wrote = true;
-        // Read it back: the repair is only reported when the copy now verifies.
-        let mut back = vec![0u8; good.len()];
-        let ok = ck
-            .vol
-            .devices
-            .get(loc.device)
-            .and_then(|m| m.storage.clone())
-            .is_some_and(|s| s.read_at(&mut back, loc.offset).is_ok() && job.ptr.check.verify(&back));
-        let r = if ok {
-            Repair::Repaired { how: "rewritten from a good copy".into() }
-        } else {
-            Repair::Failed { why: "rewritten, but it still does not verify".into() }
+        let r = match rewrite_copy(ck.vol, &job.ptr, job.slot, &good) {
+            CopyRewrite::Failed => {
+                ck.findings.set(job.finding, Repair::Failed { why: "the rewrite failed".into() });
+                continue;
+            }
+            // The repair is only reported when the copy, read back, now verifies.
+            CopyRewrite::Verified => Repair::Repaired { how: "rewritten from a good copy".into() },
+            CopyRewrite::StillBad => Repair::Failed { why: "rewritten, but it still does not verify".into() },
         };
+        wrote = true;
         ck.findings.set(job.finding, r);
     }
     wrote
@@ -195,8 +183,7 @@ fn clear_slots(
             ck.findings.set(*id, Repair::Repaired { how: "rewritten by the repair commit".into() });
             continue;
         }
-        let r = s.write_at(&[0u8; HEADER_SIZE], header_offset(*slot)).and_then(|_| s.flush());
-        match r {
+        match clear_header_slot(s, *slot) {
             Ok(()) => {
                 wrote = true;
                 ck.findings.set(*id, Repair::Repaired { how: "cleared the slot".into() });
@@ -205,59 +192,4 @@ fn clear_slots(
         }
     }
     wrote
-}
-
-/// For every shared-block finding, the block that reached the units first: a second walk
-/// (only when some units are shared), reading one good copy of each node.
-pub fn find_first_owners(ck: &mut Checker<'_>, roots: &Roots) {
-    struct Owners<'a, 'v> {
-        ck: &'a mut Checker<'v>,
-        seen: HashSet<(u8, u64)>,
-        found: Vec<Option<BlockAt>>,
-        /// (device, unit) -> the shared-block findings (by index) that cover it.
-        units: HashMap<(u8, u64), Vec<usize>>,
-    }
-    impl Visitor for Owners<'_, '_> {
-        fn visit(&mut self, br: &Blockref, ctx: &Ctx) -> hammer2::Result<Option<Arc<[u8]>>> {
-            let Some(p) = br.ptr() else { return Ok(None) };
-            for l in p.copies.iter().filter(|l| l.is_valid()) {
-                let unit = l.offset / UNIT;
-                for u in unit..unit + u64::from(p.size).div_ceil(UNIT) {
-                    for &k in self.units.get(&(l.device, u)).map(Vec::as_slice).unwrap_or(&[]) {
-                        if self.found[k].is_none() {
-                            self.found[k] = Some(crate::scan::at(br, ctx));
-                        }
-                    }
-                }
-            }
-            let first = p.copies.iter().find(|l| l.is_valid()).map(|l| (l.device, l.offset));
-            if !matches!(br.btype, BlockType::Indirect | BlockType::Inode)
-                || !first.is_some_and(|f| self.seen.insert(f))
-            {
-                return Ok(None);
-            }
-            Ok(read_good(self.ck.vol, p).map(Arc::from))
-        }
-    }
-    let n = ck.shared_findings.len();
-    let mut units: HashMap<(u8, u64), Vec<usize>> = HashMap::new();
-    for (k, (d, off, size, _)) in ck.shared_findings.iter().enumerate() {
-        let unit = off / UNIT;
-        for u in unit..unit + u64::from(*size).div_ceil(UNIT) {
-            units.entry((*d, u)).or_default().push(k);
-        }
-    }
-    let found = {
-        let mut o = Owners { ck, seen: HashSet::new(), found: vec![None; n], units };
-        let _ = hammer2::walk::walk(roots, &mut o);
-        o.found
-    };
-    for (k, owner) in found.into_iter().enumerate() {
-        let id = ck.shared_findings[k].3;
-        if let Some(f) = ck.findings.get_mut(id)
-            && let Problem::SharedBlock { first, .. } = &mut f.problem
-        {
-            *first = owner;
-        }
-    }
 }

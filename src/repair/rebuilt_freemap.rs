@@ -1,5 +1,5 @@
-//! Offline repair support (fsck.hammer2 `-y`/`-p`): opening a filesystem with a free map
-//! rebuilt from the blocks a checker found reachable, instead of the one on disk.
+//! Opening a filesystem for a repair session with a free map rebuilt from the blocks a
+//! checker found reachable, instead of the one on disk.
 //!
 //! Why it exists: fsck makes its tree repairs (link counts, dropped entries, lost+found)
 //! through the ordinary commit path, which needs an allocator. Loading the on-disk free map
@@ -11,8 +11,9 @@
 //! crash during a repair leaves the previous commit intact.
 //!
 //! What this does not do: mount-time orphan removal and the background committer. The
-//! caller changes in-memory inodes and then commits (e.g. `Fs::unmount`).
+//! session (`session.rs`) changes in-memory inodes and then commits through `Fs::unmount`.
 
+use super::RepairError;
 use crate::alloc::bitmap::Bitmap;
 use crate::alloc::{Allocator, DeviceSpace, Extent};
 use crate::copies::read::ReadCtx;
@@ -40,13 +41,13 @@ pub fn used_bitmap(device_size: u64) -> Bitmap {
 /// region), and with every free-map leaf marked for writing. `used[d]` must hold at least
 /// the units of `used_bitmap(size of device d)`; it must include the blocks of the old
 /// free-map tree (they are reachable), which this function then frees for the next commit.
-pub fn open_with_used(storages: Vec<DynStorage>, opts: Options, used: Vec<Bitmap>) -> Result<Fs> {
+pub(crate) fn open_with_used(storages: Vec<DynStorage>, opts: Options, used: Vec<Bitmap>) -> Result<Fs, RepairError> {
     let probes: Vec<Probe> = storages.into_iter().map(probe).collect();
     let asm = assemble(probes, &opts)?;
     let vol = volume(&asm, &opts);
     let mh = &asm.master;
     if used.len() != vol.devices.len() {
-        return Err(Error::invalid(format!("{} used-space maps for {} devices", used.len(), vol.devices.len())));
+        return Err(RepairError::UsedMaps { maps: used.len(), devices: vol.devices.len() });
     }
     let inodes = Root::from_ref(&mh.sroot[SROOT_INODES]);
     let orphans = Root::from_ref(&mh.sroot[SROOT_ORPHANS]);
@@ -57,14 +58,14 @@ pub fn open_with_used(storages: Vec<DynStorage>, opts: Options, used: Vec<Bitmap
         }
     }
     if inodes.is_empty() {
-        return Err(Error::Mount(format!("{}: the volume header has no inode tree", asm.master_name)));
+        return Err(Error::Mount(format!("{}: the volume header has no inode tree", asm.master_name)).into());
     }
 
     let mut devs = Vec::with_capacity(used.len());
     for (m, bits) in vol.devices.members.iter().zip(used) {
         let need = u64::from(leaves_for(m.size)) * FREEMAP_LEAF_UNITS;
         if bits.units() < need {
-            return Err(Error::invalid(format!("used-space map of device {} is too small", m.index)));
+            return Err(RepairError::UsedMapTooSmall { device: m.index });
         }
         let mut d = DeviceSpace::new(m.size, m.regions, Some(bits));
         d.dirty_leaves.extend(0..leaves_for(m.size));
