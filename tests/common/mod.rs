@@ -1,4 +1,5 @@
 #![allow(dead_code)]
+pub mod bins;
 pub mod crash;
 pub mod damage;
 pub mod engine;

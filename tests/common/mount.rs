@@ -16,7 +16,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const HAMMER2: &str = env!("CARGO_BIN_EXE_hammer2");
+pub use super::bins::HAMMER2;
 
 /// How long a daemon may take to finish its final commit and exit.
 const EXIT_WAIT: Duration = Duration::from_secs(120);
@@ -662,7 +662,7 @@ pub fn available_bytes(path: &Path) -> u64 {
     s.f_bavail * s.f_frsize
 }
 
-pub const FSX: &str = env!("CARGO_BIN_EXE_hammer2-fsx");
+pub use super::bins::FSX;
 
 /// Runs one `hammer2-fsx` process (`cmd`) for at most `limit` and returns the summary it
 /// printed last; fails the test with its report (the mismatch and the tail of its
