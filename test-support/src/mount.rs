@@ -1,8 +1,6 @@
 //! Real FUSE mounts for the tests: images made with the library, `hammer2 mount` run the way
 //! a user runs it, and unmounts that wait until the daemon has made its final commit and
 //! exited. If FUSE cannot be used here the tests fail and say why; they never skip.
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
 
 use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
@@ -43,6 +41,8 @@ pub struct Image {
     pub devices: Vec<PathBuf>,
 }
 
+// No `Default`: making one creates image files and formats them, which `new` says.
+#[allow(clippy::new_without_default)]
 impl Image {
     /// One 256 MiB image (sparse on the host).
     pub fn new() -> Image {

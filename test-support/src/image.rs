@@ -1,6 +1,4 @@
 //! Image files, loop devices and the real binaries, for the command-line tests.
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
 
 use super::bins;
 use std::ffi::OsStr;
