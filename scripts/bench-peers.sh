@@ -3,7 +3,7 @@
 # targets beside the peers, in one run:
 #   hammer2-c1   copies=1 on one image file
 #   hammer2-c2   copies=2 on two image files (each copy on its own image)
-#   fuse-floor   examples/fuse_floor.rs: a FUSE filesystem that does no work (keeps names,
+#   fuse-floor   tools/src/fuse_floor.rs: a FUSE filesystem that does no work (keeps names,
 #                drops data) and negotiates what hammer2 does, so it gets the same requests.
 #                Its figures are the most any FUSE filesystem reaches on this machine.
 #   hammer2-c2-devfuse  the same with `-o nouring`: every request through /dev/fuse.
@@ -23,8 +23,8 @@ ensure_build_and_fuse
 
 PEERS=${PEERS:-$(cd .. && pwd)/shared/bench/peers.sh}
 [ -f "$PEERS" ] || die "peers.sh not found at $PEERS (set PEERS=/path/to/peers.sh)"
+# (the workspace build includes the tools member, whose fuse-floor binary is the floor)
 cargo build --release --workspace
-cargo build --release --example fuse_floor
 BIN=$PWD/target/release
 export WORK=${WORK:-/tmp/fsbench}
 mkdir -p "$WORK"
@@ -68,7 +68,7 @@ remount_hammer2_c2_devfuse() { h2_umount; h2_mount "\${H2_IMGS[@]}"; }
 teardown_hammer2_c2_devfuse() { MNT=\$MNTDIR/hammer2-c2-devfuse; h2_umount; H2_OPTS=""; rm -f "\$IMGDIR"/hammer2-c2-devfuse*.img; }
 setup_fuse_floor() {
     MNT=\$MNTDIR/fuse-floor; mkdir -p "\$MNT"
-    fuse_start "\$MNT" "\$H2/examples/fuse_floor" "\$MNT" || { SKIP_REASON="mount failed (see \$TLOG)"; return 1; }
+    fuse_start "\$MNT" "\$H2/fuse-floor" "\$MNT" || { SKIP_REASON="mount failed (see \$TLOG)"; return 1; }
     FLOOR_PID=\$FUSE_PID
 }
 # No remount hook: the tree lives only in the daemon, so cold phases just drop the kernel caches.

@@ -1,6 +1,6 @@
 //! `hammer2 info` as users run it: the real binaries on real image files.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::image::*;
 use hammer2::storage::DynStorage;

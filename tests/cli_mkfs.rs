@@ -2,7 +2,7 @@
 //! Every refusal must exit non-zero with one line and leave every device byte-for-byte
 //! unchanged.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::image::*;
 use std::ffi::{OsStr, OsString};

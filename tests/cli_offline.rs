@@ -6,7 +6,7 @@
 //! - every operational error of scrub and resync is one line and exit status 8;
 //! - info shows the filesystem of the devices that hold it and names the one that does not.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::image::{content_hash, exit_code, hammer2, info_json, ok, one_line_error, sparse_file, stderr, stdout};
 use common::mount::*;

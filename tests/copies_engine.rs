@@ -2,7 +2,7 @@
 //! scrub reads every copy; a wiped device is rebuilt; with every copy bad, exactly that
 //! range fails with EIO and scrub names the file.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::engine::*;
 use hammer2::scrub;

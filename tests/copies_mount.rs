@@ -7,7 +7,7 @@
 //! file; a wiped device is read around, rebuilt by `hammer2 scrub`, and then carries the
 //! filesystem alone.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::damage::{Blocks, garbage, overwrite, wipe};
 use common::image::{Slot, exit_code, hammer2, hammer2_json, header_slots, info_json, newest_header, stdout};

@@ -8,12 +8,13 @@
 //!
 //! `HAMMER2_CRASH_STATES` sets the number of crash states (default 1200).
 
-mod common;
+use hammer2_test_support as common;
 
 use common::crash::{Fate, crash_device};
 use common::engine::{
     assert_consistent, assert_every_copy_verifies, format_copies, mem_devices, quiet_options, snapshot_files,
 };
+use common::rng::Rng;
 use hammer2::storage::DynStorage;
 use hammer2::storage::recording::{Op, RecordLog, RecordingStorage};
 use hammer2::{Creds, Fs, Options, RenameFlags, SetAttr};
@@ -127,23 +128,13 @@ fn read_all(s: &dyn hammer2::storage::Storage) -> Vec<u8> {
     v
 }
 
-/// xorshift: the random subsets are reproducible from the printed seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
+/// The random subsets are reproducible from the printed seed.
 struct RandomFate(Rng);
 impl Fate for RandomFate {
     fn fate(&mut self, _event: usize, len: usize) -> Option<usize> {
-        match self.0.next() % 10 {
+        match self.0.next_u64() % 10 {
             0..=3 => None,
-            4 => Some((self.0.next() as usize % len.div_ceil(512)) * 512), // torn
+            4 => Some((self.0.next_u64() as usize % len.div_ceil(512)) * 512), // torn
             _ => Some(len),
         }
     }
@@ -192,7 +183,7 @@ fn every_crash_state_mounts_consistent_with_all_synced_data_and_an_atomic_state(
     let mut points: Vec<usize> = flush_points.clone();
     points.push(0);
     points.push(run.events.len());
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut explored = 0usize;
     let mut torn_or_partial = 0usize;
     // Every flush point with nothing after it lost or kept: the deterministic prefix states.
@@ -207,9 +198,9 @@ fn every_crash_state_mounts_consistent_with_all_synced_data_and_an_atomic_state(
     }
     // Random cut points with random subsets and torn prefixes of the unflushed writes.
     while explored < want {
-        let p = 1 + rng.next() as usize % run.events.len();
-        let seed = rng.next() | 1;
-        let mut fate = RandomFate(Rng(seed));
+        let p = 1 + rng.next_u64() as usize % run.events.len();
+        let seed = rng.next_u64() | 1;
+        let mut fate = RandomFate(Rng::new(seed));
         let devs: Vec<DynStorage> =
             (0..2).map(|d| Arc::new(crash_device(&run.bases[d], &run.events, p, d, &mut fate)) as DynStorage).collect();
         let what = format!("cut {p} seed {seed:#x}");

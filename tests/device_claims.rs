@@ -9,7 +9,7 @@
 //! - a daemon still finishing its final commit after `umount` is waited for by every
 //!   offline command, so `umount m && fsck.hammer2 a b` works.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::image::{LoopDev, content_hash, exit_code, fsck, hammer2, mkfs, ok, one_line_error, stderr};
 use common::mount::*;

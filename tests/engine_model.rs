@@ -7,7 +7,7 @@
 //! `HAMMER2_MODEL_CASES` sets the number of cases (default 40 × 250 operations = 10,000
 //! operations per run); `HAMMER2_MODEL_OPS` the operations per case.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::engine::{assert_consistent, format_copies, mem_devices, mount};
 use common::model::{Kind, Model, ROOT};

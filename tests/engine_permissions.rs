@@ -2,7 +2,7 @@
 //! the mode, inherited from default ACLs or replaced by the umask, refused when off; and
 //! what a change costs the set-id bits. The kernel enforces; these are the rules it relies on.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::engine::{format_copies, mem_devices, mount};
 use hammer2::vnops::acl::{ACCESS, DEFAULT};

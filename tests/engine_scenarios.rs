@@ -2,7 +2,7 @@
 //! links and directory moves across the tree, space reuse, a full device, bad names, and a
 //! device that fails during a commit.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::engine::{
     CountingStorage, assert_consistent, format_copies, mem_devices, mount, quiet_options, two_copies_second_faulty,

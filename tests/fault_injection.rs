@@ -18,7 +18,7 @@
 //! `HAMMER2_FAULT_OPS` sets the operations per test (default 2,500); `HAMMER2_FAULT_SEED`
 //! shifts the seeds. Run with `--nocapture` to see the counts of operations and injected faults.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::engine::{
     all_blocks, assert_consistent, assert_every_copy_verifies, format_copies, mem_devices, quiet_options,

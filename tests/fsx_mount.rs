@@ -12,7 +12,7 @@
 //! splits them in two), or
 //! `HAMMER2_FSX_SECONDS` seconds per run for a long run. `--nocapture` shows the counts.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::mount::*;
 use common::rng::env_u64;

@@ -1,7 +1,7 @@
 //! Bad input to `hammer2 mount`: one clear line on stderr, a non-zero exit, nothing mounted,
 //! and not one byte written to any device.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::mount::*;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! directories at once; afterwards (and after a remount) the tree is exactly what the
 //! operations add up to, and no reader ever saw a half-replaced file.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::mount::*;
 use std::fs::{self, File};

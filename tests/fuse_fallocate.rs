@@ -4,7 +4,7 @@
 //! SEEK_HOLE must find the same holes at hammer2's block granularity. Punching must give the
 //! space back (df, and every copy in the allocator).
 
-mod common;
+use hammer2_test_support as common;
 
 use common::ext4::Ext4;
 use common::image::info_json;

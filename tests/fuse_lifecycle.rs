@@ -1,7 +1,7 @@
 //! How a mount ends and begins again: umount, signals, SIGKILL (a crash), internal errors,
 //! and mounting through mount(8) with the mount.fuse.hammer2 helper.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::faulty_fuse::FaultyDevice;
 use common::mount::*;

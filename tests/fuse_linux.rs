@@ -4,7 +4,7 @@
 //! (xfs_io), and file handles of inodes the kernel has forgotten (name_to_handle_at,
 //! open_by_handle_at). ext4 on the same kernel behaves as each test expects.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::mount::*;
 use std::ffi::CString;

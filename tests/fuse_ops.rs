@@ -1,7 +1,7 @@
 //! Every operation of the VOP API through a real FUSE mount: std::fs and libc calls against
 //! `hammer2 mount`, then unmount, remount, and compare what a program sees.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::mount::*;
 use std::ffi::CString;

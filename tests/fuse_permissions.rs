@@ -4,7 +4,7 @@
 //! mode and ACL in step, inherits default ACLs and applies the umask, and drops set-id bits
 //! on writes as Linux does (DESIGN "Permissions").
 
-mod common;
+use hammer2_test_support as common;
 
 use common::ext4::Ext4;
 use common::mount::{Image, Mount, sh};

@@ -3,7 +3,7 @@
 //! passes to a helper). The helper must sit in /sbin, so each script runs in a private mount
 //! namespace where an overlay adds it to /usr/sbin (nothing on the host changes).
 
-mod common;
+use hammer2_test_support as common;
 
 use common::ext4::Ext4;
 use common::mount::*;

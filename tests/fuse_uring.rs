@@ -4,7 +4,7 @@
 //! the fsx exerciser's model holds across a remount, fsync survives SIGKILL, and the
 //! filesystem is consistent after. `nouring` keeps a mount on /dev/fuse.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::mount::*;
 use common::uring::{RingSwitch, possible_cpus, ring_threads};

@@ -2,7 +2,7 @@
 //! unpacked into the mount with tar, hashed, remounted, hashed again, copied back out with
 //! `cp -a` and compared with `diff -r`.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::mount::*;
 use std::collections::BTreeMap;

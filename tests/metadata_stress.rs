@@ -17,7 +17,7 @@
 //! `HAMMER2_META_OPS` sets the operations per worker (default 20,000), or
 //! `HAMMER2_META_SECONDS` the seconds per worker for a long run.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::mount::*;
 use common::rng::env_u64;

@@ -8,7 +8,7 @@
 //! small FUSE filesystem of the test's own that answers EIO on command
 //! (`common::faulty_fuse`): the daemon has no fault hook.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::damage::{Blocks, wipe};
 use common::faulty_fuse::FaultyDevice;

@@ -1,6 +1,6 @@
 //! Degraded operation, master selection and resync at the engine level.
 
-mod common;
+use hammer2_test_support as common;
 
 use common::engine::*;
 use hammer2::devices::MemberState;

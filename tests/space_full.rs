@@ -14,7 +14,7 @@
 //! with ENOSPC, fsync returned ENOSPC, and the final commit dropped everything since the
 //! last good one. `HAMMER2_STRESS_ROUNDS` repeats each scenario (default 1).
 
-mod common;
+use hammer2_test_support as common;
 
 use common::mount::*;
 use common::rng::env_u64;

@@ -1,7 +1,7 @@
 //! The command line: devices in use, things that are not hammer2, missing paths, usage
 //! errors, exit statuses and the JSON report.
 
-mod common;
+use hammer2_test_support::fsck as common;
 
 use common::image::*;
 use common::run::*;

@@ -2,7 +2,7 @@
 //! reports exactly that (exit 4) and writes nothing; `-y` repairs it (exit 1) or says it
 //! cannot (exit 4); a second run agrees; the data that was intact still is.
 
-mod common;
+use hammer2_test_support::fsck as common;
 
 use common::damage::*;
 use common::image::*;

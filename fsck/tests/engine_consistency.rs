@@ -5,7 +5,7 @@
 //!
 //! `HAMMER2_FSCK_ENGINE_CASES` sets the number of cases (default 24).
 
-mod common;
+use hammer2_test_support::fsck as common;
 
 use common::image::pattern;
 use hammer2::format::{FormatOptions, format};

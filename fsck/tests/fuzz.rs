@@ -8,7 +8,7 @@
 //!
 //! `HAMMER2_FSCK_FUZZ_CASES` sets the number of cases (default 64).
 
-mod common;
+use hammer2_test_support::fsck as common;
 
 use common::image::{MIB, pattern};
 use common::raw::{Node, Parent, Raw};

@@ -4,7 +4,7 @@
 //! block whose every copy is bad is reported unreadable (never served as good from a
 //! run), and the reads show that each damaged copy came through a run.
 
-mod common;
+use hammer2_test_support::fsck as common;
 
 use common::damage::{data_ref, inode_block, spoil_all, spoil_copy, with_engine};
 use common::image::*;

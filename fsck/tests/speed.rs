@@ -7,7 +7,7 @@
 //! first (cold, what a disk gives) and again with them cached (warm: the CPU cost).
 //! `HAMMER2_FSCK_SPEED_MIB` sets the data size (default 1024).
 
-mod common;
+use hammer2_test_support::fsck as common;
 
 use common::image::*;
 use common::run::*;

@@ -1,5 +1,5 @@
 //! What the daemon negotiates with the kernel: the INIT flags and limits, the open flags
-//! and the TTLs of its replies. One file, because `examples/fuse_floor.rs` includes it too:
+//! and the TTLs of its replies. One file, because `tools/src/fuse_floor.rs` includes it too:
 //! the floor must get exactly the requests hammer2 gets.
 
 use fuser::{FopenFlags, InitFlags, KernelConfig, Version};

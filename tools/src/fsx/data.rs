@@ -3,8 +3,8 @@
 //! in-memory copy of the file (the whole file every `VERIFY_EVERY` operations). The kernel
 //! caches file pages; an operation that drops them makes later reads reach the filesystem.
 
-use crate::rng::Rng;
 use crate::{Limits, OpLog};
+use hammer2_test_support::rng::Rng;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;

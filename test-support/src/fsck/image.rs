@@ -1,6 +1,7 @@
 //! Building real image files with the engine, filling them the way a user would, and
 //! reading them back.
 
+use crate::rng::Rng;
 use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
 use hammer2::storage::file::{FileStorage, OpenMode};
@@ -67,17 +68,9 @@ pub fn mount(paths: &[PathBuf], degraded: bool) -> Fs {
     Fs::mount(storages(paths), quiet(degraded)).expect("mount")
 }
 
-/// Deterministic bytes.
+/// Deterministic bytes: the same seed gives the same bytes.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    Rng::new(seed).bytes(len)
 }
 
 /// The inode of `path` ("/a/b").

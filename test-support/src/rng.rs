@@ -1,6 +1,7 @@
-//! A small deterministic random generator for the long-running harnesses (fault injection,
-//! exercisers): the same seed gives the same run, so a failure printed with its seed can be
-//! replayed exactly.
+//! The one deterministic random generator of the tests, the tools (`hammer2-fsx`) and the
+//! benchmarks: the same seed gives the same run, so a failure printed with its seed can be
+//! replayed exactly. (The engine's fault-injecting storage keeps its own: the engine does
+//! not depend on test support.)
 
 pub struct Rng(u64);
 

@@ -9,8 +9,8 @@
 //! caller (link counts, names, readdir against lookup, a remount).
 
 use crate::os::{Outcomes, cpath, sys};
-use crate::rng::Rng;
 use crate::{Limits, OpLog};
+use hammer2_test_support::rng::Rng;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;

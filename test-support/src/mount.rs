@@ -1,8 +1,6 @@
 //! Real FUSE mounts for the tests: images made with the library, `hammer2 mount` run the way
 //! a user runs it, and unmounts that wait until the daemon has made its final commit and
 //! exited. If FUSE cannot be used here the tests fail and say why; they never skip.
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
 
 use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
@@ -16,7 +14,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const HAMMER2: &str = env!("CARGO_BIN_EXE_hammer2");
+pub use super::bins::HAMMER2;
 
 /// How long a daemon may take to finish its final commit and exit.
 const EXIT_WAIT: Duration = Duration::from_secs(120);
@@ -43,6 +41,8 @@ pub struct Image {
     pub devices: Vec<PathBuf>,
 }
 
+// No `Default`: making one creates image files and formats them, which `new` says.
+#[allow(clippy::new_without_default)]
 impl Image {
     /// One 256 MiB image (sparse on the host).
     pub fn new() -> Image {
@@ -662,7 +662,7 @@ pub fn available_bytes(path: &Path) -> u64 {
     s.f_bavail * s.f_frsize
 }
 
-pub const FSX: &str = env!("CARGO_BIN_EXE_hammer2-fsx");
+pub use super::bins::FSX;
 
 /// Runs one `hammer2-fsx` process (`cmd`) for at most `limit` and returns the summary it
 /// printed last; fails the test with its report (the mismatch and the tail of its

@@ -1,38 +1,24 @@
 //! Image files, loop devices and the real binaries, for the command-line tests.
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
 
+use super::bins;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The `hammer2` binary cargo built for this test run.
+/// The `hammer2` binary of this build.
 pub fn hammer2_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_hammer2"))
+    bins::HAMMER2.path().to_path_buf()
 }
 
-/// `mkfs-hammer2` (installed as `mkfs.hammer2`): a binary of the `mkfs` workspace member,
-/// built beside `hammer2` by `cargo test --workspace`.
+/// `mkfs-hammer2` (installed as `mkfs.hammer2`), of the `mkfs` workspace member.
 pub fn mkfs_bin() -> PathBuf {
-    workspace_bin("mkfs-hammer2")
+    bins::MKFS.path().to_path_buf()
 }
 
 /// `fsck-hammer2` (installed as `fsck.hammer2`), of the `fsck` workspace member.
 pub fn fsck_bin() -> PathBuf {
-    workspace_bin("fsck-hammer2")
-}
-
-/// A binary of another workspace member, built beside `hammer2`.
-fn workspace_bin(name: &str) -> PathBuf {
-    let dir = hammer2_bin().parent().map(Path::to_path_buf).unwrap_or_default();
-    let p = dir.join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build --workspace` first)",
-        p.display()
-    );
-    p
+    bins::FSCK.path().to_path_buf()
 }
 
 pub fn mkfs<I, S>(args: I) -> Output

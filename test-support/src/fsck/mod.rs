@@ -1,4 +1,6 @@
-#![allow(dead_code)]
+//! The helpers of fsck's tests: images built with the engine, the trees read raw with the
+//! format crate, precise damage, and running `fsck-hammer2`.
+
 pub mod damage;
 pub mod image;
 pub mod raw;

@@ -10,8 +10,8 @@
 //! Whatever the worker leaves behind is compared by the caller before and after a remount.
 
 use crate::os::{Outcomes, cpath, errno, sys};
-use crate::rng::Rng;
 use crate::{Limits, OpLog};
+use hammer2_test_support::rng::Rng;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 

@@ -22,7 +22,6 @@ mod data;
 mod fill;
 mod meta;
 mod os;
-mod rng;
 
 use clap::{Parser, Subcommand};
 use std::collections::VecDeque;

@@ -3,10 +3,9 @@
 //! nothing and heals nothing), the blocks and the places of their copies are found with
 //! `engine::all_blocks` / `engine::data_blocks`, and garbage is written straight into the
 //! image file at a copy's offset, as a failing disk would return it.
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
 
 use super::engine;
+use super::rng::Rng;
 use hammer2::storage::DynStorage;
 use hammer2::storage::file::{FileStorage, OpenMode};
 use hammer2::walk::TreeKind;
@@ -95,15 +94,7 @@ impl Blocks {
 
 /// `len` bytes that no check value vouches for (they differ from any block the tests write).
 pub fn garbage(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    Rng::new(seed).bytes(len)
 }
 
 /// Writes `bytes` at `offset` of an image file and makes it durable.

@@ -10,6 +10,8 @@ pub struct Ext4 {
     mountpoint: PathBuf,
 }
 
+// No `Default`: making one formats and mounts a real filesystem, which `new` says.
+#[allow(clippy::new_without_default)]
 impl Ext4 {
     /// A fresh 64 MiB ext4 with 4 KiB blocks (so block-granular answers such as SEEK_HOLE
     /// compare with hammer2's) and its default ACL support, mounted through a loop device;

@@ -11,14 +11,14 @@
 //! replaces its target without looking at types or RENAME_* flags): it is an instrument,
 //! not a filesystem.
 //!
-//! Usage: `cargo run --release --example fuse_floor -- MOUNTPOINT` (runs in the foreground
+//! Usage: `cargo run --release -p hammer2-tools --bin fuse-floor -- MOUNTPOINT` (runs in the foreground
 //! until unmounted).
 
-#[path = "../src/bin/hammer2/fuse/negotiate.rs"]
+#[path = "../../src/bin/hammer2/fuse/negotiate.rs"]
 mod negotiate;
 // (The floor has no fsync, so it leaves on_all_cpus unused.)
 #[allow(dead_code)]
-#[path = "../src/bin/hammer2/fuse/uring.rs"]
+#[path = "../../src/bin/hammer2/fuse/uring.rs"]
 mod uring;
 
 use fuser::{
@@ -352,7 +352,7 @@ impl Filesystem for Floor {
 fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let Some(mountpoint) = std::env::args_os().nth(1) else {
-        eprintln!("usage: fuse_floor MOUNTPOINT");
+        eprintln!("usage: fuse-floor MOUNTPOINT");
         std::process::exit(2);
     };
     let root = Node::new(FileType::Directory, 0o755, 0, 0, &[]);
@@ -375,7 +375,7 @@ fn main() -> std::io::Result<()> {
     } else {
         uring::start(session.as_fd(), offer, payload, &config, || floor.clone())?
     };
-    eprintln!("fuse_floor: FUSE over io_uring {}", if rings.is_some() { "on" } else { "off" });
+    eprintln!("fuse-floor: FUSE over io_uring {}", if rings.is_some() { "on" } else { "off" });
     session.run()?;
     if let Some(r) = rings {
         r.join();

@@ -3,8 +3,6 @@
 //! fsyncs are passed straight through (direct I/O, no page cache) to a real image file, or,
 //! once told to fail, answered with EIO until told to recover. `hammer2 mount` opens
 //! `dev.img` like any image file; the daemon needs no fault hook.
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
 
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, MountOption,

@@ -1,9 +1,11 @@
 //! Running the real `fsck-hammer2` binary (installed as `fsck.hammer2`).
 
+use crate::bins::FSCK;
+use std::path::Path;
 use std::process::{Command, Output};
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_fsck-hammer2")
+pub fn bin() -> &'static Path {
+    FSCK.path()
 }
 
 pub fn fsck(args: &[&str], devices: &[String]) -> Output {
