@@ -183,14 +183,14 @@ impl Location {
         };
         (self.offset >> UNIT_SHIFT) | (u64::from(self.device) << loc::DEVICE_SHIFT) | (state << loc::STATE_SHIFT)
     }
-    /// `None` for an empty slot (all zero).
-    fn decode(raw: u64, r: &Reader<'_>) -> DecodeResult<Option<Location>> {
+    /// `None` for an empty slot (all zero). The device must be one of `device_count`.
+    fn decode(raw: u64, device_count: usize, r: &Reader<'_>) -> DecodeResult<Option<Location>> {
         if raw == 0 {
             return Ok(None);
         }
         let offset = (raw & loc::UNITS_MASK) << UNIT_SHIFT;
         let device = (raw >> loc::DEVICE_SHIFT) as u8;
-        if usize::from(device) >= MAX_DEVICES {
+        if usize::from(device) >= device_count.min(MAX_DEVICES) {
             return Err(r.bad("copy device", u64::from(device)));
         }
         match raw >> loc::STATE_SHIFT {
@@ -395,8 +395,15 @@ impl Blockref {
         }
     }
 
-    /// Decodes and validates one block reference from the first 128 bytes of `buf`.
+    /// Decodes and validates one block reference from the first 128 bytes of `buf`, without
+    /// knowing the filesystem: a copy may name any device index below `MAX_DEVICES`.
     pub fn decode(buf: &[u8]) -> DecodeResult<Blockref> {
+        Blockref::decode_within(buf, MAX_DEVICES)
+    }
+
+    /// Decodes one block reference of a filesystem of `device_count` devices: every copy,
+    /// VALID or MISSING, names a device below `device_count` (FORMAT.md §5).
+    pub fn decode_within(buf: &[u8], device_count: usize) -> DecodeResult<Blockref> {
         let r = Reader::new(buf, BLOCKREF_SIZE, "blockref")?;
         let type_code = r.u8(off::TYPE)?;
         let btype = BlockType::from_code(type_code).ok_or_else(|| r.bad("type", u64::from(type_code)))?;
@@ -436,7 +443,7 @@ impl Blockref {
             let mut copies = Copies::new();
             let mut ended = false;
             for i in 0..MAX_COPIES {
-                match Location::decode(r.u64(off::COPIES + off::COPY_SIZE * i)?, &r)? {
+                match Location::decode(r.u64(off::COPIES + off::COPY_SIZE * i)?, device_count, &r)? {
                     Some(loc) if !ended => copies.push(loc),
                     Some(_) => return Err(r.bad("copy slots not packed", i as u64)),
                     None => ended = true,
@@ -574,11 +581,17 @@ impl Blockref {
 /// must be EMPTY; keys must strictly increase; `level` is the level every entry must have
 /// (0: leaves, any type but INDIRECT; L >= 1: INDIRECT references of level L).
 pub fn decode_blockset(buf: &[u8], slots: usize, level: u8) -> DecodeResult<Vec<Blockref>> {
+    decode_blockset_within(buf, slots, level, MAX_DEVICES)
+}
+
+/// [`decode_blockset`] for a filesystem of `device_count` devices (see
+/// [`Blockref::decode_within`]).
+pub fn decode_blockset_within(buf: &[u8], slots: usize, level: u8, device_count: usize) -> DecodeResult<Vec<Blockref>> {
     let r = Reader::new(buf, slots * BLOCKREF_SIZE, "blockset")?;
     let mut out = Vec::new();
     let mut ended = false;
     for i in 0..slots {
-        let br = Blockref::decode(r.bytes(i * BLOCKREF_SIZE, BLOCKREF_SIZE)?)?;
+        let br = Blockref::decode_within(r.bytes(i * BLOCKREF_SIZE, BLOCKREF_SIZE)?, device_count)?;
         if br.is_empty() {
             ended = true;
             continue;

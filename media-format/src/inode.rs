@@ -26,7 +26,7 @@
 //! | 136 | 120 | reserved, zero |
 //! | 256 | 3840 | union: 30 block references, or up to 3840 bytes of data then zeros |
 
-use crate::blockref::{Blockref, decode_blockset, encode_blockset};
+use crate::blockref::{Blockref, decode_blockset_within, encode_blockset};
 use crate::bytes::{Reader, Writer};
 use crate::layout::*;
 use crate::{DecodeError, DecodeResult};
@@ -166,6 +166,12 @@ impl InodeBlock {
     }
 
     pub fn decode(buf: &[u8]) -> DecodeResult<InodeBlock> {
+        InodeBlock::decode_within(buf, MAX_DEVICES)
+    }
+
+    /// [`InodeBlock::decode`] for a filesystem of `device_count` devices: every copy of
+    /// every root entry names one of them.
+    pub fn decode_within(buf: &[u8], device_count: usize) -> DecodeResult<InodeBlock> {
         let r = Reader::new(buf, INODE_SIZE, "inode")?;
         if r.u32(off::MAGIC)? != MAGIC {
             return Err(DecodeError::BadMagic { what: "inode" });
@@ -202,7 +208,12 @@ impl InodeBlock {
                 if root_level > MAX_TREE_LEVEL {
                     return Err(r.bad("root level", u64::from(root_level)));
                 }
-                let entries = decode_blockset(r.bytes(off::UNION, INODE_EMBED_MAX)?, INODE_ROOT_ENTRIES, root_level)?;
+                let entries = decode_blockset_within(
+                    r.bytes(off::UNION, INODE_EMBED_MAX)?,
+                    INODE_ROOT_ENTRIES,
+                    root_level,
+                    device_count,
+                )?;
                 if root_level > 0 && entries.is_empty() {
                     return Err(r.bad("empty root above level 0", u64::from(root_level)));
                 }

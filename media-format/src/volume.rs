@@ -321,7 +321,8 @@ impl VolumeHeader {
 
         let mut sroot = [Blockref::EMPTY; SROOT_COUNT];
         for (i, s) in sroot.iter_mut().enumerate() {
-            let br = Blockref::decode(r.bytes(off::SROOT + i * BLOCKREF_SIZE, BLOCKREF_SIZE)?)?;
+            // The roots' copies name devices of this header's table.
+            let br = Blockref::decode_within(r.bytes(off::SROOT + i * BLOCKREF_SIZE, BLOCKREF_SIZE)?, count)?;
             let ok = match i {
                 SROOT_COUNT_RESERVED => br.is_empty(),
                 _ => br.is_empty() || br.btype == BlockType::Indirect,
