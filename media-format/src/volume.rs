@@ -176,6 +176,14 @@ pub struct DeviceEntry {
     pub state: DeviceState,
 }
 
+/// What [`VolumeHeader::raw_identity`] reads from a header without validating it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawIdentity {
+    pub tid: u64,
+    pub fs_uuid: [u8; 16],
+    pub device_uuid: [u8; 16],
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeHeader {
     pub tid: u64,
@@ -255,6 +263,21 @@ impl VolumeHeader {
     /// filesystem even when its check code is damaged).
     pub fn has_magic(buf: &[u8]) -> bool {
         buf.len() >= MAGIC.len() && buf[..MAGIC.len()] == MAGIC
+    }
+
+    /// The identity fields of a header that may not decode (a damaged check code or field),
+    /// read at their fixed offsets, so a mount or fsck can tell what a damaged slot held.
+    /// `None` without the magic.
+    pub fn raw_identity(buf: &[u8]) -> Option<RawIdentity> {
+        if !VolumeHeader::has_magic(buf) {
+            return None;
+        }
+        let r = Reader::new(buf, HEADER_SIZE, "volume header").ok()?;
+        Some(RawIdentity {
+            tid: r.u64(off::TID).ok()?,
+            fs_uuid: r.array(off::FS_UUID).ok()?,
+            device_uuid: r.array(off::DEVICE_UUID).ok()?,
+        })
     }
 
     pub fn decode(buf: &[u8]) -> DecodeResult<VolumeHeader> {

@@ -189,3 +189,16 @@ fn a_copy_on_a_device_the_filesystem_does_not_have_is_rejected() {
     h.sroot[0].ptr_mut().unwrap().copies.as_mut_slice()[1] = Location::valid(2, RESERVED_BYTES + 8192);
     assert!(copy_device(VolumeHeader::decode(&h.encode()).unwrap_err()), "a root copy on device 2 of 2");
 }
+
+#[test]
+fn a_damaged_header_still_tells_its_identity() {
+    let h = sample_header();
+    let mut bytes = h.encode();
+    bytes[HEADER_SIZE - 1] ^= 1;
+    assert!(VolumeHeader::decode(&bytes).is_err());
+    let raw = VolumeHeader::raw_identity(&bytes).expect("the magic is intact");
+    assert_eq!((raw.tid, raw.fs_uuid, raw.device_uuid), (h.tid, h.fs_uuid, h.device_uuid));
+    bytes[0] ^= 1;
+    assert_eq!(VolumeHeader::raw_identity(&bytes), None, "no magic");
+    assert_eq!(VolumeHeader::raw_identity(&h.encode()[..100]), None, "short");
+}
