@@ -411,3 +411,20 @@ fn device_sizes_are_whole_units() {
     h.device_size += 512;
     assert!(VolumeHeader::decode(&h.encode()).is_err(), "the header's own device size");
 }
+
+#[test]
+fn a_label_cut_inside_any_character_stays_valid_utf8() {
+    // Characters of two, three and four bytes straddling the 64-byte field at every offset:
+    // the stored label is the longest prefix that ends on a character boundary.
+    for ch in ['é', '€', '😀'] {
+        for ascii in 54..64 {
+            let mut h = sample_header();
+            h.label = format!("{}{}", "x".repeat(ascii), ch.to_string().repeat(5));
+            let bytes = h.encode();
+            let back = VolumeHeader::decode(&bytes).expect("a cut label still decodes").label;
+            assert!(back.len() <= LABEL_MAX && h.label.starts_with(&back), "{ch} after {ascii}: {back}");
+            let next = h.label[back.len()..].chars().next().map_or(0, char::len_utf8);
+            assert!(back == h.label || back.len() + next > LABEL_MAX, "{ch} after {ascii}: cut shorter than needed");
+        }
+    }
+}
