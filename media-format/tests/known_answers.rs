@@ -428,3 +428,21 @@ fn a_label_cut_inside_any_character_stays_valid_utf8() {
         }
     }
 }
+
+#[test]
+fn freemap_words_are_the_leaf_bits_in_little_endian_u64s() {
+    let mut bits = vec![0u8; FREEMAP_LEAF_SIZE];
+    for i in [0, 7, 8, 63, 64, 65, 1000, 131_071] {
+        freemap::set(&mut bits, i, true);
+    }
+    let words: Vec<u64> = freemap::words(&bits).collect();
+    assert_eq!(words.len(), freemap::LEAF_WORDS);
+    assert_eq!(words[0], (1 << 0) | (1 << 7) | (1 << 8) | (1 << 63));
+    assert_eq!(words[1], 0b11);
+    for i in 0..FREEMAP_LEAF_UNITS {
+        let w = words[(i / freemap::WORD_BITS) as usize];
+        assert_eq!(w & (1 << (i % freemap::WORD_BITS)) != 0, freemap::get(&bits, i), "bit {i}");
+    }
+    assert_eq!(freemap::word(&bits, 15), words[15]);
+    assert_eq!(freemap::bytes_of_words(&words), bits);
+}
