@@ -79,6 +79,11 @@ pub fn validate(sizes: &[u64], opts: &FormatOptions) -> Result<u8> {
         return Err(Error::invalid("unsupported block size"));
     }
     for (d, &size) in sizes.iter().enumerate() {
+        // FORMAT.md §2: a recorded device size is whole units (callers round the real size
+        // down); the header decoder refuses any other, so mkfs must never write one.
+        if size % UNIT != 0 {
+            return Err(Error::invalid(format!("device {d} size {size} is not a multiple of {UNIT} bytes")));
+        }
         let regions = Placement::regions_for(ndev, copies, d);
         let need = RESERVED_BYTES + u64::from(regions) * MIN_REGION_BYTES;
         if size < need {

@@ -69,9 +69,7 @@ pub fn probe(storage: DynStorage) -> Probe {
         damaged.push(match &r {
             Ok(_) => None,
             Err(_) if buf.iter().all(|&b| b == 0) => None,
-            Err(_) if VolumeHeader::has_magic(&buf) => {
-                Some(Some(u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes"))))
-            }
+            Err(_) if VolumeHeader::has_magic(&buf) => Some(VolumeHeader::raw_identity(&buf).map(|raw| raw.tid)),
             Err(_) => Some(None),
         });
         slots.push(r);

@@ -195,11 +195,11 @@ pub fn headerless(asm: &Assembly, storages: &[DynStorage], slots: &[DeviceSlots]
             {
                 continue;
             }
-            if !VolumeHeader::has_magic(&buf) || buf[24..40] != asm.master.fs_uuid {
+            let Some(raw) = VolumeHeader::raw_identity(&buf).filter(|raw| raw.fs_uuid == asm.master.fs_uuid) else {
                 continue;
-            }
+            };
             let found = asm.master.devices.iter().enumerate().find(|(i, e)| {
-                e.uuid[..] == buf[40..56]
+                e.uuid == raw.device_uuid
                     && asm.members.get(*i).is_some_and(|m| m.2 == MemberState::Absent)
                     && s.size() >= e.size
             });

@@ -33,6 +33,59 @@ use crate::{DecodeError, DecodeResult};
 pub const FLAG_DEGRADED: u8 = 1;
 const KNOWN_FLAGS: u8 = FLAG_DEGRADED;
 
+/// Byte offsets of a block reference's fields (the table above; FORMAT.md §5).
+pub mod off {
+    pub const TYPE: usize = 0;
+    pub const CHECK_METHOD: usize = 1;
+    pub const KEYBITS: usize = 2;
+    pub const LEVEL: usize = 3;
+    pub const FLAGS: usize = 4;
+    /// 3 reserved bytes.
+    pub const RESERVED_5: usize = 5;
+    pub const KEY: usize = 8;
+    pub const MODIFY_TID: usize = 16;
+    pub const MIRROR_TID: usize = 24;
+    pub const SIZE: usize = 32;
+    /// 4 reserved bytes.
+    pub const RESERVED_36: usize = 36;
+    /// `MAX_COPIES` copy locations of `COPY_SIZE` bytes.
+    pub const COPIES: usize = 40;
+    pub const COPY_SIZE: usize = 8;
+    /// An inline directory entry's name takes the place of the copies and check value.
+    pub const INLINE_NAME: usize = 40;
+    pub const CHECK: usize = 72;
+    pub const CHECK_SIZE: usize = 32;
+    /// The type-specific payload, to the end of the reference.
+    pub const PAYLOAD: usize = 104;
+    pub const PAYLOAD_SIZE: usize = crate::layout::BLOCKREF_SIZE - PAYLOAD;
+
+    /// DIRENT payload.
+    pub const DIRENT_INUM: usize = 104;
+    pub const DIRENT_NAME_LEN: usize = 112;
+    pub const DIRENT_DTYPE: usize = 114;
+    pub const DIRENT_END: usize = 115;
+    /// XATTR payload (106..108 reserved).
+    pub const XATTR_NAME_LEN: usize = 104;
+    pub const XATTR_RESERVED: usize = 106;
+    pub const XATTR_VALUE_LEN: usize = 108;
+    pub const XATTR_END: usize = 112;
+    /// FREEMAP_LEAF payload.
+    pub const FREEMAP_FREE_UNITS: usize = 104;
+    pub const FREEMAP_END: usize = 112;
+}
+
+/// The bits of an encoded copy location (FORMAT.md §5, "Copy location").
+mod loc {
+    /// Bits 0..48: the device offset in allocation units.
+    pub const UNITS_MASK: u64 = (1 << 48) - 1;
+    /// Bits 48..56: the device index.
+    pub const DEVICE_SHIFT: u32 = 48;
+    /// Bits 56..64: the state.
+    pub const STATE_SHIFT: u32 = 56;
+    pub const STATE_VALID: u64 = 1;
+    pub const STATE_MISSING: u64 = 2;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BlockType {
     /// An unused slot: all 128 bytes are zero.
@@ -125,26 +178,26 @@ impl Location {
     }
     fn encode(&self) -> u64 {
         let state = match self.state {
-            CopyState::Valid => 1u64,
-            CopyState::Missing => 2u64,
+            CopyState::Valid => loc::STATE_VALID,
+            CopyState::Missing => loc::STATE_MISSING,
         };
-        (self.offset >> UNIT_SHIFT) | (u64::from(self.device) << 48) | (state << 56)
+        (self.offset >> UNIT_SHIFT) | (u64::from(self.device) << loc::DEVICE_SHIFT) | (state << loc::STATE_SHIFT)
     }
-    /// `None` for an empty slot (all zero).
-    fn decode(raw: u64, r: &Reader<'_>) -> DecodeResult<Option<Location>> {
+    /// `None` for an empty slot (all zero). The device must be one of `device_count`.
+    fn decode(raw: u64, device_count: usize, r: &Reader<'_>) -> DecodeResult<Option<Location>> {
         if raw == 0 {
             return Ok(None);
         }
-        let offset = (raw & ((1 << 48) - 1)) << UNIT_SHIFT;
-        let device = ((raw >> 48) & 0xff) as u8;
-        if usize::from(device) >= MAX_DEVICES {
+        let offset = (raw & loc::UNITS_MASK) << UNIT_SHIFT;
+        let device = (raw >> loc::DEVICE_SHIFT) as u8;
+        if usize::from(device) >= device_count.min(MAX_DEVICES) {
             return Err(r.bad("copy device", u64::from(device)));
         }
-        match raw >> 56 {
-            1 if offset >= RESERVED_BYTES => Ok(Some(Location::valid(device, offset))),
-            1 => Err(r.bad("copy offset", offset)),
-            2 if offset == 0 => Ok(Some(Location::missing(device))),
-            2 => Err(r.bad("missing copy offset", offset)),
+        match raw >> loc::STATE_SHIFT {
+            loc::STATE_VALID if offset >= RESERVED_BYTES => Ok(Some(Location::valid(device, offset))),
+            loc::STATE_VALID => Err(r.bad("copy offset", offset)),
+            loc::STATE_MISSING if offset == 0 => Ok(Some(Location::missing(device))),
+            loc::STATE_MISSING => Err(r.bad("missing copy offset", offset)),
             s => Err(r.bad("copy state", s)),
         }
     }
@@ -308,70 +361,78 @@ impl Blockref {
             return;
         }
         let mut w = Writer::new(&mut out[..BLOCKREF_SIZE]);
-        w.u8(0, self.btype.code());
-        w.u8(2, self.keybits);
-        w.u8(3, self.level);
-        w.u8(4, self.flags);
-        w.u64(8, self.key);
-        w.u64(16, self.modify_tid);
-        w.u64(24, self.mirror_tid);
+        w.u8(off::TYPE, self.btype.code());
+        w.u8(off::KEYBITS, self.keybits);
+        w.u8(off::LEVEL, self.level);
+        w.u8(off::FLAGS, self.flags);
+        w.u64(off::KEY, self.key);
+        w.u64(off::MODIFY_TID, self.modify_tid);
+        w.u64(off::MIRROR_TID, self.mirror_tid);
         match &self.data {
             BlockData::None => {}
-            BlockData::Inline(name) => w.bytes(40, name),
+            BlockData::Inline(name) => w.bytes(off::INLINE_NAME, name),
             BlockData::Block(p) => {
-                w.u8(1, p.check.method().code());
-                w.u32(32, p.size);
+                w.u8(off::CHECK_METHOD, p.check.method().code());
+                w.u32(off::SIZE, p.size);
                 for (i, loc) in p.copies.iter().enumerate() {
-                    w.u64(40 + 8 * i, loc.encode());
+                    w.u64(off::COPIES + off::COPY_SIZE * i, loc.encode());
                 }
-                w.bytes(72, &p.check.encode());
+                w.bytes(off::CHECK, &p.check.encode());
             }
         }
         match self.payload {
             Payload::None => {}
             Payload::Dirent { inum, name_len, dtype } => {
-                w.u64(104, inum);
-                w.u16(112, name_len);
-                w.u8(114, dtype);
+                w.u64(off::DIRENT_INUM, inum);
+                w.u16(off::DIRENT_NAME_LEN, name_len);
+                w.u8(off::DIRENT_DTYPE, dtype);
             }
             Payload::Xattr { name_len, value_len } => {
-                w.u16(104, name_len);
-                w.u32(108, value_len);
+                w.u16(off::XATTR_NAME_LEN, name_len);
+                w.u32(off::XATTR_VALUE_LEN, value_len);
             }
-            Payload::FreemapLeaf { free_units } => w.u64(104, free_units),
+            Payload::FreemapLeaf { free_units } => w.u64(off::FREEMAP_FREE_UNITS, free_units),
         }
     }
 
-    /// Decodes and validates one block reference from the first 128 bytes of `buf`.
+    /// Decodes and validates one block reference from the first 128 bytes of `buf`, without
+    /// knowing the filesystem: a copy may name any device index below `MAX_DEVICES`.
     pub fn decode(buf: &[u8]) -> DecodeResult<Blockref> {
+        Blockref::decode_within(buf, MAX_DEVICES)
+    }
+
+    /// Decodes one block reference of a filesystem of `device_count` devices: every copy,
+    /// VALID or MISSING, names a device below `device_count` (FORMAT.md §5).
+    pub fn decode_within(buf: &[u8], device_count: usize) -> DecodeResult<Blockref> {
         let r = Reader::new(buf, BLOCKREF_SIZE, "blockref")?;
-        let btype = BlockType::from_code(r.u8(0)?).ok_or_else(|| r.bad("type", u64::from(buf[0])))?;
+        let type_code = r.u8(off::TYPE)?;
+        let btype = BlockType::from_code(type_code).ok_or_else(|| r.bad("type", u64::from(type_code)))?;
         if btype == BlockType::Empty {
             r.zero(0, BLOCKREF_SIZE)?;
             return Ok(Blockref::EMPTY);
         }
-        r.zero(5, 3)?;
-        r.zero(36, 4)?;
-        let method_code = r.u8(1)?;
-        let keybits = r.u8(2)?;
-        let level = r.u8(3)?;
-        let flags = r.u8(4)?;
+        r.zero(off::RESERVED_5, off::KEY - off::RESERVED_5)?;
+        r.zero(off::RESERVED_36, off::COPIES - off::RESERVED_36)?;
+        let method_code = r.u8(off::CHECK_METHOD)?;
+        let keybits = r.u8(off::KEYBITS)?;
+        let level = r.u8(off::LEVEL)?;
+        let flags = r.u8(off::FLAGS)?;
         if flags & !KNOWN_FLAGS != 0 {
             return Err(r.bad("flags", u64::from(flags)));
         }
         if keybits > 64 {
             return Err(r.bad("keybits", u64::from(keybits)));
         }
-        let key = r.u64(8)?;
-        let modify_tid = r.u64(16)?;
-        let mirror_tid = r.u64(24)?;
-        let size = r.u32(32)?;
+        let key = r.u64(off::KEY)?;
+        let modify_tid = r.u64(off::MODIFY_TID)?;
+        let mirror_tid = r.u64(off::MIRROR_TID)?;
+        let size = r.u32(off::SIZE)?;
 
         let data = if method_code == 0 {
             if size != 0 {
                 return Err(r.bad("size without check method", u64::from(size)));
             }
-            let inline: [u8; INLINE_NAME_MAX] = r.array(40)?;
+            let inline: [u8; INLINE_NAME_MAX] = r.array(off::INLINE_NAME)?;
             if inline.iter().all(|&b| b == 0) { BlockData::None } else { BlockData::Inline(inline) }
         } else {
             let method =
@@ -382,7 +443,7 @@ impl Blockref {
             let mut copies = Copies::new();
             let mut ended = false;
             for i in 0..MAX_COPIES {
-                match Location::decode(r.u64(40 + 8 * i)?, &r)? {
+                match Location::decode(r.u64(off::COPIES + off::COPY_SIZE * i)?, device_count, &r)? {
                     Some(loc) if !ended => copies.push(loc),
                     Some(_) => return Err(r.bad("copy slots not packed", i as u64)),
                     None => ended = true,
@@ -391,26 +452,31 @@ impl Blockref {
             if !copies.iter().any(Location::is_valid) {
                 return Err(r.bad("no valid copy", copies.len() as u64));
             }
-            let check = Check::decode(method, &r.array(72)?)?;
+            let check = Check::decode(method, &r.array(off::CHECK)?)?;
             BlockData::Block(BlockPtr { size, check, copies })
         };
 
         let payload = match btype {
-            BlockType::Dirent => Payload::Dirent { inum: r.u64(104)?, name_len: r.u16(112)?, dtype: r.u8(114)? },
-            BlockType::Xattr => Payload::Xattr { name_len: r.u16(104)?, value_len: r.u32(108)? },
-            BlockType::FreemapLeaf => Payload::FreemapLeaf { free_units: r.u64(104)? },
+            BlockType::Dirent => Payload::Dirent {
+                inum: r.u64(off::DIRENT_INUM)?,
+                name_len: r.u16(off::DIRENT_NAME_LEN)?,
+                dtype: r.u8(off::DIRENT_DTYPE)?,
+            },
+            BlockType::Xattr => {
+                r.zero(off::XATTR_RESERVED, off::XATTR_VALUE_LEN - off::XATTR_RESERVED)?;
+                Payload::Xattr { name_len: r.u16(off::XATTR_NAME_LEN)?, value_len: r.u32(off::XATTR_VALUE_LEN)? }
+            }
+            BlockType::FreemapLeaf => Payload::FreemapLeaf { free_units: r.u64(off::FREEMAP_FREE_UNITS)? },
             _ => Payload::None,
         };
-        let payload_len = match payload {
-            Payload::None => 0,
-            Payload::Dirent { .. } => 11,
-            Payload::Xattr { .. } => 8,
-            Payload::FreemapLeaf { .. } => 8,
+        // Payload bytes past the type's fields are reserved.
+        let payload_end = match payload {
+            Payload::None => off::PAYLOAD,
+            Payload::Dirent { .. } => off::DIRENT_END,
+            Payload::Xattr { .. } => off::XATTR_END,
+            Payload::FreemapLeaf { .. } => off::FREEMAP_END,
         };
-        if let Payload::Xattr { .. } = payload {
-            r.zero(106, 2)?;
-        }
-        r.zero(104 + payload_len, 24 - payload_len)?;
+        r.zero(payload_end, BLOCKREF_SIZE - payload_end)?;
 
         let br = Blockref { btype, keybits, level, flags, key, modify_tid, mirror_tid, data, payload };
         br.validate_shape(&r)?;
@@ -515,11 +581,17 @@ impl Blockref {
 /// must be EMPTY; keys must strictly increase; `level` is the level every entry must have
 /// (0: leaves, any type but INDIRECT; L >= 1: INDIRECT references of level L).
 pub fn decode_blockset(buf: &[u8], slots: usize, level: u8) -> DecodeResult<Vec<Blockref>> {
+    decode_blockset_within(buf, slots, level, MAX_DEVICES)
+}
+
+/// [`decode_blockset`] for a filesystem of `device_count` devices (see
+/// [`Blockref::decode_within`]).
+pub fn decode_blockset_within(buf: &[u8], slots: usize, level: u8, device_count: usize) -> DecodeResult<Vec<Blockref>> {
     let r = Reader::new(buf, slots * BLOCKREF_SIZE, "blockset")?;
     let mut out = Vec::new();
     let mut ended = false;
     for i in 0..slots {
-        let br = Blockref::decode(r.bytes(i * BLOCKREF_SIZE, BLOCKREF_SIZE)?)?;
+        let br = Blockref::decode_within(r.bytes(i * BLOCKREF_SIZE, BLOCKREF_SIZE)?, device_count)?;
         if br.is_empty() {
             ended = true;
             continue;

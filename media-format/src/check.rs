@@ -1,6 +1,7 @@
 //! Check values: the per-block integrity code stored in the parent's block reference.
 
 use crate::DecodeError;
+use crate::blockref::off::CHECK_SIZE;
 
 /// How a block's content is checked. Chosen once per filesystem at mkfs time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +49,9 @@ impl CheckMethod {
     }
 }
 
+/// Bytes of the check field a CRC-32C uses (little-endian); the rest of the field is zero.
+const CRC32C_LEN: usize = 4;
+
 /// A check value as stored in the 32-byte check field of a block reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Check {
@@ -83,22 +87,23 @@ impl Check {
         }
     }
 
-    pub(crate) fn encode(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
+    pub(crate) fn encode(&self) -> [u8; CHECK_SIZE] {
+        let mut out = [0u8; CHECK_SIZE];
         match self {
-            Check::Crc32c(c) => out[..4].copy_from_slice(&c.to_le_bytes()),
+            Check::Crc32c(c) => out[..CRC32C_LEN].copy_from_slice(&c.to_le_bytes()),
             Check::Blake3(b) => out = *b,
         }
         out
     }
 
-    pub(crate) fn decode(method: CheckMethod, raw: &[u8; 32]) -> Result<Check, DecodeError> {
+    pub(crate) fn decode(method: CheckMethod, raw: &[u8; CHECK_SIZE]) -> Result<Check, DecodeError> {
         match method {
             CheckMethod::Crc32c => {
-                if raw[4..].iter().any(|&b| b != 0) {
-                    return Err(DecodeError::Reserved { what: "blockref check", offset: 4 });
+                let (crc, rest) = raw.split_at(CRC32C_LEN);
+                if rest.iter().any(|&b| b != 0) {
+                    return Err(DecodeError::Reserved { what: "blockref check", offset: CRC32C_LEN });
                 }
-                Ok(Check::Crc32c(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]])))
+                Ok(Check::Crc32c(u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]])))
             }
             CheckMethod::Blake3 => Ok(Check::Blake3(*raw)),
         }

@@ -10,12 +10,22 @@
 use crate::layout::*;
 use crate::{DecodeError, DecodeResult};
 
+/// FNV-1a's 64-bit offset basis and prime (FORMAT.md §8).
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// The hash bits a key keeps: bit 63 (the xattr key space) and the collision iterator's
+/// low 15 bits are cleared.
+const HASH_KEY_MASK: u64 = !(XATTR_KEY_BIT | HASH_ITER_MASK);
+/// The smallest directory-entry key base: keys 0 and 1 stay free for readdir's `.` and `..`.
+const DIRENT_KEY_MIN: u64 = HASH_ITER_MASK + 1;
+
 /// FNV-1a, 64 bit: stable, specified in FORMAT.md, fast for short names.
 pub fn name_hash(name: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = FNV_OFFSET_BASIS;
     for &b in name {
         h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        h = h.wrapping_mul(FNV_PRIME);
     }
     h
 }
@@ -23,12 +33,12 @@ pub fn name_hash(name: &[u8]) -> u64 {
 /// First key of the collision range of a directory entry name: bit 63 clear, low 15 bits
 /// clear, never below 0x8000.
 pub fn dirent_key_base(name: &[u8]) -> u64 {
-    (name_hash(name) & 0x7fff_ffff_ffff_8000).max(0x8000)
+    (name_hash(name) & HASH_KEY_MASK).max(DIRENT_KEY_MIN)
 }
 
 /// First key of the collision range of an extended attribute name: bit 63 set.
 pub fn xattr_key_base(name: &[u8]) -> u64 {
-    XATTR_KEY_BIT | (name_hash(name) & 0x7fff_ffff_ffff_8000)
+    XATTR_KEY_BIT | (name_hash(name) & HASH_KEY_MASK)
 }
 
 /// A valid name: 1..=255 bytes, no `/`, no NUL, not `.` or `..`.

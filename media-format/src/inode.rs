@@ -26,13 +26,52 @@
 //! | 136 | 120 | reserved, zero |
 //! | 256 | 3840 | union: 30 block references, or up to 3840 bytes of data then zeros |
 
-use crate::blockref::{Blockref, decode_blockset, encode_blockset};
+use crate::blockref::{Blockref, decode_blockset_within, encode_blockset};
 use crate::bytes::{Reader, Writer};
 use crate::layout::*;
 use crate::{DecodeError, DecodeResult};
 
 const MAGIC: u32 = 0x444f_4e49;
 const LAYOUT_VERSION: u16 = 1;
+
+/// Byte offsets of the inode header's fields (the table above; FORMAT.md §7).
+pub mod off {
+    pub const MAGIC: usize = 0;
+    pub const LAYOUT_VERSION: usize = 4;
+    pub const CONTENT: usize = 6;
+    pub const ROOT_LEVEL: usize = 7;
+    pub const INUM: usize = 8;
+    pub const PARENT: usize = 16;
+    pub const MODE: usize = 24;
+    pub const UID: usize = 28;
+    pub const GID: usize = 32;
+    pub const NLINK: usize = 36;
+    pub const SIZE: usize = 40;
+    pub const RDEV: usize = 48;
+    /// atime, mtime, ctime, btime: `TIMES_COUNT` timestamps of `TIME_SIZE` bytes each, an i64
+    /// of seconds then a u32 of nanoseconds.
+    pub const TIMES: usize = 56;
+    pub const TIME_SIZE: usize = 12;
+    pub const TIME_NSEC: usize = 8;
+    pub const TIMES_COUNT: usize = 4;
+    pub const VERSION: usize = 104;
+    /// 8 bytes, none defined in version 1.
+    pub const FLAGS: usize = 112;
+    pub const CREATE_TID: usize = 120;
+    pub const BLOCKS: usize = 128;
+    /// Reserved up to the union.
+    pub const RESERVED_136: usize = 136;
+    /// The union: a root blockset or embedded data (`layout::INODE_HEADER_SIZE`).
+    pub const UNION: usize = crate::layout::INODE_HEADER_SIZE;
+}
+
+/// Values of the content field.
+const CONTENT_TREE: u8 = 0;
+const CONTENT_EMBEDDED: u8 = 1;
+/// Nanoseconds are below one second.
+const NSEC_PER_SEC: u32 = 1_000_000_000;
+/// The mode holds the file-type and permission bits, nothing above.
+const MODE_BITS: u32 = 0o177777;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Timespec {
@@ -94,109 +133,122 @@ impl InodeBlock {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![0u8; INODE_SIZE];
         let mut w = Writer::new(&mut out);
-        w.u32(0, MAGIC);
-        w.u16(4, LAYOUT_VERSION);
-        w.u64(8, self.inum);
-        w.u64(16, self.parent);
-        w.u32(24, self.mode);
-        w.u32(28, self.uid);
-        w.u32(32, self.gid);
-        w.u32(36, self.nlink);
-        w.u64(40, self.size);
-        w.u64(48, self.rdev);
+        w.u32(off::MAGIC, MAGIC);
+        w.u16(off::LAYOUT_VERSION, LAYOUT_VERSION);
+        w.u64(off::INUM, self.inum);
+        w.u64(off::PARENT, self.parent);
+        w.u32(off::MODE, self.mode);
+        w.u32(off::UID, self.uid);
+        w.u32(off::GID, self.gid);
+        w.u32(off::NLINK, self.nlink);
+        w.u64(off::SIZE, self.size);
+        w.u64(off::RDEV, self.rdev);
         for (i, t) in [self.atime, self.mtime, self.ctime, self.btime].iter().enumerate() {
-            w.i64(56 + 12 * i, t.sec);
-            w.u32(64 + 12 * i, t.nsec);
+            let o = off::TIMES + off::TIME_SIZE * i;
+            w.i64(o, t.sec);
+            w.u32(o + off::TIME_NSEC, t.nsec);
         }
-        w.u64(104, self.version);
-        w.u64(120, self.create_tid);
-        w.u64(128, self.blocks);
+        w.u64(off::VERSION, self.version);
+        w.u64(off::CREATE_TID, self.create_tid);
+        w.u64(off::BLOCKS, self.blocks);
         match &self.content {
             InodeContent::Tree { root_level, entries } => {
-                w.u8(6, 0);
-                w.u8(7, *root_level);
-                encode_blockset(entries, INODE_ROOT_ENTRIES, &mut out[INODE_HEADER_SIZE..]);
+                w.u8(off::CONTENT, CONTENT_TREE);
+                w.u8(off::ROOT_LEVEL, *root_level);
+                encode_blockset(entries, INODE_ROOT_ENTRIES, &mut out[off::UNION..]);
             }
             InodeContent::Embedded(data) => {
-                w.u8(6, 1);
-                out[INODE_HEADER_SIZE..INODE_HEADER_SIZE + data.len()].copy_from_slice(data);
+                w.u8(off::CONTENT, CONTENT_EMBEDDED);
+                out[off::UNION..off::UNION + data.len()].copy_from_slice(data);
             }
         }
         out
     }
 
     pub fn decode(buf: &[u8]) -> DecodeResult<InodeBlock> {
+        InodeBlock::decode_within(buf, MAX_DEVICES)
+    }
+
+    /// [`InodeBlock::decode`] for a filesystem of `device_count` devices: every copy of
+    /// every root entry names one of them.
+    pub fn decode_within(buf: &[u8], device_count: usize) -> DecodeResult<InodeBlock> {
         let r = Reader::new(buf, INODE_SIZE, "inode")?;
-        if r.u32(0)? != MAGIC {
+        if r.u32(off::MAGIC)? != MAGIC {
             return Err(DecodeError::BadMagic { what: "inode" });
         }
-        let v = r.u16(4)?;
+        let v = r.u16(off::LAYOUT_VERSION)?;
         if v != LAYOUT_VERSION {
             return Err(DecodeError::BadVersion { what: "inode", version: u32::from(v) });
         }
-        r.zero(112, 8)?;
-        r.zero(136, 120)?;
-        let mut times = [Timespec::ZERO; 4];
+        r.zero(off::FLAGS, off::CREATE_TID - off::FLAGS)?;
+        r.zero(off::RESERVED_136, off::UNION - off::RESERVED_136)?;
+        let mut times = [Timespec::ZERO; off::TIMES_COUNT];
         for (i, t) in times.iter_mut().enumerate() {
-            *t = Timespec { sec: r.i64(56 + 12 * i)?, nsec: r.u32(64 + 12 * i)? };
-            if t.nsec >= 1_000_000_000 {
+            let o = off::TIMES + off::TIME_SIZE * i;
+            *t = Timespec { sec: r.i64(o)?, nsec: r.u32(o + off::TIME_NSEC)? };
+            if t.nsec >= NSEC_PER_SEC {
                 return Err(r.bad("nanoseconds", u64::from(t.nsec)));
             }
         }
-        let inum = r.u64(8)?;
-        let mode = r.u32(24)?;
-        let size = r.u64(40)?;
+        let inum = r.u64(off::INUM)?;
+        let mode = r.u32(off::MODE)?;
+        let size = r.u64(off::SIZE)?;
         if inum < ROOT_INUM {
             return Err(r.bad("inode number", inum));
         }
-        if dtype::from_mode(mode).is_none() || mode & !0o177777 != 0 {
+        if dtype::from_mode(mode).is_none() || mode & !MODE_BITS != 0 {
             return Err(r.bad("mode", u64::from(mode)));
         }
         if size > MAX_FILE_SIZE {
             return Err(r.bad("size", size));
         }
-        let content = match r.u8(6)? {
-            0 => {
-                let root_level = r.u8(7)?;
+        let content = match r.u8(off::CONTENT)? {
+            CONTENT_TREE => {
+                let root_level = r.u8(off::ROOT_LEVEL)?;
                 if root_level > MAX_TREE_LEVEL {
                     return Err(r.bad("root level", u64::from(root_level)));
                 }
-                let entries =
-                    decode_blockset(r.bytes(INODE_HEADER_SIZE, INODE_EMBED_MAX)?, INODE_ROOT_ENTRIES, root_level)?;
+                let entries = decode_blockset_within(
+                    r.bytes(off::UNION, INODE_EMBED_MAX)?,
+                    INODE_ROOT_ENTRIES,
+                    root_level,
+                    device_count,
+                )?;
                 if root_level > 0 && entries.is_empty() {
                     return Err(r.bad("empty root above level 0", u64::from(root_level)));
                 }
                 InodeContent::Tree { root_level, entries }
             }
-            1 => {
-                if r.u8(7)? != 0 {
-                    return Err(r.bad("root level of embedded inode", u64::from(r.u8(7)?)));
+            CONTENT_EMBEDDED => {
+                let root_level = r.u8(off::ROOT_LEVEL)?;
+                if root_level != 0 {
+                    return Err(r.bad("root level of embedded inode", u64::from(root_level)));
                 }
                 if size > INODE_EMBED_MAX as u64 || mode & S_IFMT == S_IFDIR {
                     return Err(r.bad("embedded size", size));
                 }
                 let n = size as usize;
-                r.zero(INODE_HEADER_SIZE + n, INODE_EMBED_MAX - n)?;
-                InodeContent::Embedded(r.bytes(INODE_HEADER_SIZE, n)?.to_vec())
+                r.zero(off::UNION + n, INODE_EMBED_MAX - n)?;
+                InodeContent::Embedded(r.bytes(off::UNION, n)?.to_vec())
             }
             c => return Err(r.bad("content kind", u64::from(c))),
         };
         Ok(InodeBlock {
             inum,
-            parent: r.u64(16)?,
+            parent: r.u64(off::PARENT)?,
             mode,
-            uid: r.u32(28)?,
-            gid: r.u32(32)?,
-            nlink: r.u32(36)?,
+            uid: r.u32(off::UID)?,
+            gid: r.u32(off::GID)?,
+            nlink: r.u32(off::NLINK)?,
             size,
-            rdev: r.u64(48)?,
+            rdev: r.u64(off::RDEV)?,
             atime: times[0],
             mtime: times[1],
             ctime: times[2],
             btime: times[3],
-            version: r.u64(104)?,
-            create_tid: r.u64(120)?,
-            blocks: r.u64(128)?,
+            version: r.u64(off::VERSION)?,
+            create_tid: r.u64(off::CREATE_TID)?,
+            blocks: r.u64(off::BLOCKS)?,
             content,
         })
     }

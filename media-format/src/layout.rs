@@ -100,11 +100,13 @@ pub fn region_bounds(device_size: u64, regions: u8, k: u8) -> (u64, u64) {
 
 /// Key of a free-map leaf: the device index above bit 32, the leaf number below.
 pub const fn freemap_key(device: u8, leaf: u32) -> u64 {
-    ((device as u64) << 32) | leaf as u64
+    ((device as u64) << FREEMAP_KEY_DEVICE_SHIFT) | leaf as u64
 }
 pub const fn freemap_key_split(key: u64) -> (u64, u64) {
-    (key >> 32, key & 0xffff_ffff)
+    (key >> FREEMAP_KEY_DEVICE_SHIFT, key & ((1 << FREEMAP_KEY_DEVICE_SHIFT) - 1))
 }
+/// Bits of a free-map key below the device index: the leaf number.
+pub const FREEMAP_KEY_DEVICE_SHIFT: u32 = 32;
 
 /// Directory entry types, as Linux `DT_*` values.
 pub mod dtype {

@@ -1,8 +1,9 @@
 //! The on-disk format of hammer2, a HAMMER2-like copy-on-write filesystem.
 //!
 //! This crate only encodes and decodes; it never does I/O. `FORMAT.md` beside this crate is
-//! the specification; every structure here documents its size and byte offsets, and the
-//! tests pin each encoded size.
+//! the specification; every structure here names its byte offsets (`off` modules), and the
+//! tests pin every byte: `tests/known_answers.rs` rebuilds each structure from FORMAT.md, and
+//! `tests/golden_bytes.rs` compares it with golden files that are never regenerated.
 //!
 //! Every decoder accepts any byte sequence and either returns a fully validated value or a
 //! [`DecodeError`]; none of them panics. Every encoder produces bytes its decoder accepts.

@@ -43,9 +43,64 @@ use crate::{DecodeError, DecodeResult};
 
 pub const MAGIC: [u8; 8] = *b"HMR2LIKE";
 pub const FLAG_CLEAN: u8 = 1;
-const DEVTAB: usize = 768;
-const DEVENT: usize = 80;
-const DEVTAB_END: usize = DEVTAB + MAX_DEVICES * DEVENT;
+
+/// Byte offsets of the volume header's fields (the table above; FORMAT.md §3).
+pub mod off {
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 8;
+    pub const HEADER_SIZE: usize = 12;
+    pub const TID: usize = 16;
+    pub const FS_UUID: usize = 24;
+    pub const DEVICE_UUID: usize = 40;
+    pub const DEVICE_INDEX: usize = 56;
+    pub const DEVICE_COUNT: usize = 58;
+    pub const COPIES: usize = 60;
+    pub const CHECK_METHOD: usize = 61;
+    pub const SLOT: usize = 62;
+    pub const FLAGS: usize = 63;
+    pub const DEVICE_SIZE: usize = 64;
+    pub const NEXT_INUM: usize = 72;
+    pub const COMMIT_TIME: usize = 80;
+    pub const MKFS_TIME: usize = 88;
+    pub const DATA_BLOCK_SHIFT: usize = 96;
+    pub const INDIRECT_BLOCK_SHIFT: usize = 97;
+    /// 6 reserved bytes.
+    pub const RESERVED_98: usize = 98;
+    pub const INCOMPAT_FEATURES: usize = 104;
+    pub const COMPAT_FEATURES: usize = 112;
+    /// 8 reserved bytes.
+    pub const RESERVED_120: usize = 120;
+    /// `LABEL_MAX` bytes.
+    pub const LABEL: usize = 128;
+    /// 64 reserved bytes.
+    pub const RESERVED_192: usize = 192;
+    /// `SROOT_COUNT` block references.
+    pub const SROOT: usize = 256;
+    /// `MAX_DEVICES` entries of `DEVICE_ENTRY_SIZE` bytes.
+    pub const DEVICE_TABLE: usize = 768;
+    pub const DEVICE_ENTRY_SIZE: usize = 80;
+    /// Reserved up to the check code.
+    pub const DEVICE_TABLE_END: usize = DEVICE_TABLE + crate::layout::MAX_DEVICES * DEVICE_ENTRY_SIZE;
+    /// crc32c of every byte before it.
+    pub const CRC: usize = crate::layout::HEADER_SIZE - 4;
+
+    /// Offsets inside one device table entry.
+    pub mod dev {
+        pub const UUID: usize = 0;
+        pub const SIZE: usize = 16;
+        pub const SYNCED_TID: usize = 24;
+        pub const FREE_UNITS: usize = 32;
+        pub const MISSED_SINCE: usize = 40;
+        pub const READ_ERRORS: usize = 48;
+        pub const WRITE_ERRORS: usize = 52;
+        pub const CHECK_ERRORS: usize = 56;
+        pub const REPAIRED: usize = 60;
+        pub const REGIONS: usize = 64;
+        pub const STATE: usize = 65;
+        /// Reserved to the end of the entry.
+        pub const RESERVED: usize = 66;
+    }
+}
 
 /// A device's state as recorded by the writer of a header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,6 +176,14 @@ pub struct DeviceEntry {
     pub state: DeviceState,
 }
 
+/// What [`VolumeHeader::raw_identity`] reads from a header without validating it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawIdentity {
+    pub tid: u64,
+    pub fs_uuid: [u8; 16],
+    pub device_uuid: [u8; 16],
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeHeader {
     pub tid: u64,
@@ -153,119 +216,136 @@ impl VolumeHeader {
     pub fn encode(&self) -> [u8; HEADER_SIZE] {
         let mut out = [0u8; HEADER_SIZE];
         let mut w = Writer::new(&mut out);
-        w.bytes(0, &MAGIC);
-        w.u32(8, FORMAT_VERSION);
-        w.u32(12, HEADER_SIZE as u32);
-        w.u64(16, self.tid);
-        w.bytes(24, &self.fs_uuid);
-        w.bytes(40, &self.device_uuid);
-        w.u16(56, self.device_index);
-        w.u16(58, self.devices.len() as u16);
-        w.u8(60, self.copies);
-        w.u8(61, self.check.code());
-        w.u8(62, self.slot);
-        w.u8(63, self.flags);
-        w.u64(64, self.device_size);
-        w.u64(72, self.next_inum);
-        w.u64(80, self.commit_time_ns);
-        w.u64(88, self.mkfs_time_ns);
-        w.u8(96, self.data_block_shift);
-        w.u8(97, self.indirect_block_shift);
-        w.u64(112, self.compat_features);
-        w.bytes(128, label_bytes(&self.label));
+        w.bytes(off::MAGIC, &MAGIC);
+        w.u32(off::VERSION, FORMAT_VERSION);
+        w.u32(off::HEADER_SIZE, HEADER_SIZE as u32);
+        w.u64(off::TID, self.tid);
+        w.bytes(off::FS_UUID, &self.fs_uuid);
+        w.bytes(off::DEVICE_UUID, &self.device_uuid);
+        w.u16(off::DEVICE_INDEX, self.device_index);
+        w.u16(off::DEVICE_COUNT, self.devices.len() as u16);
+        w.u8(off::COPIES, self.copies);
+        w.u8(off::CHECK_METHOD, self.check.code());
+        w.u8(off::SLOT, self.slot);
+        w.u8(off::FLAGS, self.flags);
+        w.u64(off::DEVICE_SIZE, self.device_size);
+        w.u64(off::NEXT_INUM, self.next_inum);
+        w.u64(off::COMMIT_TIME, self.commit_time_ns);
+        w.u64(off::MKFS_TIME, self.mkfs_time_ns);
+        w.u8(off::DATA_BLOCK_SHIFT, self.data_block_shift);
+        w.u8(off::INDIRECT_BLOCK_SHIFT, self.indirect_block_shift);
+        w.u64(off::COMPAT_FEATURES, self.compat_features);
+        w.bytes(off::LABEL, label_bytes(&self.label));
         for (i, br) in self.sroot.iter().enumerate() {
-            br.encode_into(&mut out[256 + i * BLOCKREF_SIZE..]);
+            br.encode_into(&mut out[off::SROOT + i * BLOCKREF_SIZE..]);
         }
         let mut w = Writer::new(&mut out);
         for (i, d) in self.devices.iter().enumerate() {
-            let o = DEVTAB + i * DEVENT;
-            w.bytes(o, &d.uuid);
-            w.u64(o + 16, d.size);
-            w.u64(o + 24, d.synced_tid);
-            w.u64(o + 32, d.free_units);
-            w.u64(o + 40, d.missed_since);
-            w.u32(o + 48, d.read_errors);
-            w.u32(o + 52, d.write_errors);
-            w.u32(o + 56, d.check_errors);
-            w.u32(o + 60, d.repaired);
-            w.u8(o + 64, d.regions);
-            w.u8(o + 65, d.state.code());
+            let o = off::DEVICE_TABLE + i * off::DEVICE_ENTRY_SIZE;
+            w.bytes(o + off::dev::UUID, &d.uuid);
+            w.u64(o + off::dev::SIZE, d.size);
+            w.u64(o + off::dev::SYNCED_TID, d.synced_tid);
+            w.u64(o + off::dev::FREE_UNITS, d.free_units);
+            w.u64(o + off::dev::MISSED_SINCE, d.missed_since);
+            w.u32(o + off::dev::READ_ERRORS, d.read_errors);
+            w.u32(o + off::dev::WRITE_ERRORS, d.write_errors);
+            w.u32(o + off::dev::CHECK_ERRORS, d.check_errors);
+            w.u32(o + off::dev::REPAIRED, d.repaired);
+            w.u8(o + off::dev::REGIONS, d.regions);
+            w.u8(o + off::dev::STATE, d.state.code());
         }
-        let crc = crc32c::crc32c(&out[..HEADER_SIZE - 4]);
-        out[HEADER_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32c::crc32c(&out[..off::CRC]);
+        out[off::CRC..].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
     /// True when `buf` starts with the header magic (used to recognize an existing
     /// filesystem even when its check code is damaged).
     pub fn has_magic(buf: &[u8]) -> bool {
-        buf.len() >= 8 && buf[..8] == MAGIC
+        buf.len() >= MAGIC.len() && buf[..MAGIC.len()] == MAGIC
+    }
+
+    /// The identity fields of a header that may not decode (a damaged check code or field),
+    /// read at their fixed offsets, so a mount or fsck can tell what a damaged slot held.
+    /// `None` without the magic.
+    pub fn raw_identity(buf: &[u8]) -> Option<RawIdentity> {
+        if !VolumeHeader::has_magic(buf) {
+            return None;
+        }
+        let r = Reader::new(buf, HEADER_SIZE, "volume header").ok()?;
+        Some(RawIdentity {
+            tid: r.u64(off::TID).ok()?,
+            fs_uuid: r.array(off::FS_UUID).ok()?,
+            device_uuid: r.array(off::DEVICE_UUID).ok()?,
+        })
     }
 
     pub fn decode(buf: &[u8]) -> DecodeResult<VolumeHeader> {
         let what = "volume header";
         let r = Reader::new(buf, HEADER_SIZE, what)?;
-        if r.array::<8>(0)? != MAGIC {
+        if r.array::<8>(off::MAGIC)? != MAGIC {
             return Err(DecodeError::BadMagic { what });
         }
-        let crc = r.u32(HEADER_SIZE - 4)?;
-        if crc32c::crc32c(r.bytes(0, HEADER_SIZE - 4)?) != crc {
+        let crc = r.u32(off::CRC)?;
+        if crc32c::crc32c(r.bytes(0, off::CRC)?) != crc {
             return Err(DecodeError::BadCheck { what });
         }
-        let version = r.u32(8)?;
+        let version = r.u32(off::VERSION)?;
         if version != FORMAT_VERSION {
             return Err(DecodeError::BadVersion { what, version });
         }
-        if r.u32(12)? != HEADER_SIZE as u32 {
-            return Err(r.bad("header size", u64::from(r.u32(12)?)));
+        if r.u32(off::HEADER_SIZE)? != HEADER_SIZE as u32 {
+            return Err(r.bad("header size", u64::from(r.u32(off::HEADER_SIZE)?)));
         }
-        r.zero(98, 6)?;
-        r.zero(120, 8)?;
-        r.zero(192, 64)?;
-        r.zero(DEVTAB_END, HEADER_SIZE - 4 - DEVTAB_END)?;
-        let incompat = r.u64(104)?;
+        r.zero(off::RESERVED_98, off::INCOMPAT_FEATURES - off::RESERVED_98)?;
+        r.zero(off::RESERVED_120, off::LABEL - off::RESERVED_120)?;
+        r.zero(off::RESERVED_192, off::SROOT - off::RESERVED_192)?;
+        r.zero(off::DEVICE_TABLE_END, off::CRC - off::DEVICE_TABLE_END)?;
+        let incompat = r.u64(off::INCOMPAT_FEATURES)?;
         if incompat != 0 {
             return Err(r.bad("incompatible features", incompat));
         }
-        let count = usize::from(r.u16(58)?);
+        let count = usize::from(r.u16(off::DEVICE_COUNT)?);
         if count == 0 || count > MAX_DEVICES {
             return Err(r.bad("device count", count as u64));
         }
-        let device_index = r.u16(56)?;
+        let device_index = r.u16(off::DEVICE_INDEX)?;
         if usize::from(device_index) >= count {
             return Err(r.bad("device index", u64::from(device_index)));
         }
-        let copies = r.u8(60)?;
+        let copies = r.u8(off::COPIES)?;
         if copies == 0 || usize::from(copies) > MAX_COPIES {
             return Err(r.bad("copies", u64::from(copies)));
         }
-        let check = CheckMethod::from_code(r.u8(61)?).ok_or_else(|| r.bad("check method", u64::from(buf[61])))?;
-        let slot = r.u8(62)?;
+        let check_code = r.u8(off::CHECK_METHOD)?;
+        let check = CheckMethod::from_code(check_code).ok_or_else(|| r.bad("check method", u64::from(check_code)))?;
+        let slot = r.u8(off::SLOT)?;
         if usize::from(slot) >= HEADER_SLOTS {
             return Err(r.bad("slot", u64::from(slot)));
         }
-        let flags = r.u8(63)?;
+        let flags = r.u8(off::FLAGS)?;
         if flags & !FLAG_CLEAN != 0 {
             return Err(r.bad("flags", u64::from(flags)));
         }
-        let data_block_shift = r.u8(96)?;
+        let data_block_shift = r.u8(off::DATA_BLOCK_SHIFT)?;
         if !(MIN_BLOCK_SHIFT..=MAX_DATA_BLOCK_SHIFT).contains(&data_block_shift) {
             return Err(r.bad("data block shift", u64::from(data_block_shift)));
         }
-        let indirect_block_shift = r.u8(97)?;
+        let indirect_block_shift = r.u8(off::INDIRECT_BLOCK_SHIFT)?;
         if !(MIN_BLOCK_SHIFT..=MAX_INDIRECT_BLOCK_SHIFT).contains(&indirect_block_shift) {
             return Err(r.bad("indirect block shift", u64::from(indirect_block_shift)));
         }
-        let label_raw = r.bytes(128, LABEL_MAX)?;
+        let label_raw = r.bytes(off::LABEL, LABEL_MAX)?;
         let label_len = label_raw.iter().position(|&b| b == 0).unwrap_or(LABEL_MAX);
         if label_raw[label_len..].iter().any(|&b| b != 0) {
-            return Err(DecodeError::Reserved { what, offset: 128 + label_len });
+            return Err(DecodeError::Reserved { what, offset: off::LABEL + label_len });
         }
         let label = std::str::from_utf8(&label_raw[..label_len]).map_err(|_| r.bad("label encoding", 0))?.to_string();
 
         let mut sroot = [Blockref::EMPTY; SROOT_COUNT];
         for (i, s) in sroot.iter_mut().enumerate() {
-            let br = Blockref::decode(r.bytes(256 + i * BLOCKREF_SIZE, BLOCKREF_SIZE)?)?;
+            // The roots' copies name devices of this header's table.
+            let br = Blockref::decode_within(r.bytes(off::SROOT + i * BLOCKREF_SIZE, BLOCKREF_SIZE)?, count)?;
             let ok = match i {
                 SROOT_COUNT_RESERVED => br.is_empty(),
                 _ => br.is_empty() || br.btype == BlockType::Indirect,
@@ -278,18 +358,18 @@ impl VolumeHeader {
 
         let mut devices = Vec::with_capacity(count);
         for i in 0..MAX_DEVICES {
-            let o = DEVTAB + i * DEVENT;
+            let o = off::DEVICE_TABLE + i * off::DEVICE_ENTRY_SIZE;
             if i >= count {
-                r.zero(o, DEVENT)?;
+                r.zero(o, off::DEVICE_ENTRY_SIZE)?;
                 continue;
             }
-            r.zero(o + 66, DEVENT - 66)?;
-            let uuid: [u8; 16] = r.array(o)?;
-            let regions = r.u8(o + 64)?;
-            let state_code = r.u8(o + 65)?;
+            r.zero(o + off::dev::RESERVED, off::DEVICE_ENTRY_SIZE - off::dev::RESERVED)?;
+            let uuid: [u8; 16] = r.array(o + off::dev::UUID)?;
+            let regions = r.u8(o + off::dev::REGIONS)?;
+            let state_code = r.u8(o + off::dev::STATE)?;
             let state =
                 DeviceState::from_code(state_code).ok_or_else(|| r.bad("device state", u64::from(state_code)))?;
-            let size = r.u64(o + 16)?;
+            let size = r.u64(o + off::dev::SIZE)?;
             if uuid == [0; 16]
                 || regions == 0
                 || usize::from(regions) > MAX_REGIONS
@@ -301,19 +381,19 @@ impl VolumeHeader {
             devices.push(DeviceEntry {
                 uuid,
                 size,
-                synced_tid: r.u64(o + 24)?,
-                free_units: r.u64(o + 32)?,
-                missed_since: r.u64(o + 40)?,
-                read_errors: r.u32(o + 48)?,
-                write_errors: r.u32(o + 52)?,
-                check_errors: r.u32(o + 56)?,
-                repaired: r.u32(o + 60)?,
+                synced_tid: r.u64(o + off::dev::SYNCED_TID)?,
+                free_units: r.u64(o + off::dev::FREE_UNITS)?,
+                missed_since: r.u64(o + off::dev::MISSED_SINCE)?,
+                read_errors: r.u32(o + off::dev::READ_ERRORS)?,
+                write_errors: r.u32(o + off::dev::WRITE_ERRORS)?,
+                check_errors: r.u32(o + off::dev::CHECK_ERRORS)?,
+                repaired: r.u32(o + off::dev::REPAIRED)?,
                 regions,
                 state,
             });
         }
-        let device_uuid: [u8; 16] = r.array(40)?;
-        let device_size = r.u64(64)?;
+        let device_uuid: [u8; 16] = r.array(off::DEVICE_UUID)?;
+        let device_size = r.u64(off::DEVICE_SIZE)?;
         let me = &devices[usize::from(device_index)];
         if me.uuid != device_uuid || me.size != device_size {
             return Err(r.bad("own device entry", u64::from(device_index)));
@@ -323,8 +403,8 @@ impl VolumeHeader {
             return Err(r.bad("copies exceed regions", u64::from(copies)));
         }
         Ok(VolumeHeader {
-            tid: r.u64(16)?,
-            fs_uuid: r.array(24)?,
+            tid: r.u64(off::TID)?,
+            fs_uuid: r.array(off::FS_UUID)?,
             device_uuid,
             device_index,
             copies,
@@ -332,12 +412,12 @@ impl VolumeHeader {
             slot,
             flags,
             device_size,
-            next_inum: r.u64(72)?,
-            commit_time_ns: r.u64(80)?,
-            mkfs_time_ns: r.u64(88)?,
+            next_inum: r.u64(off::NEXT_INUM)?,
+            commit_time_ns: r.u64(off::COMMIT_TIME)?,
+            mkfs_time_ns: r.u64(off::MKFS_TIME)?,
             data_block_shift,
             indirect_block_shift,
-            compat_features: r.u64(112)?,
+            compat_features: r.u64(off::COMPAT_FEATURES)?,
             label,
             sroot,
             devices,

@@ -14,7 +14,17 @@ use crate::bytes::{Reader, Writer};
 use crate::layout::*;
 use crate::{DecodeError, DecodeResult};
 
-const HEADER: usize = 8;
+/// Byte offsets of the block's fields (the table above; FORMAT.md §9).
+pub mod off {
+    pub const NAME_LEN: usize = 0;
+    /// 2 reserved bytes.
+    pub const RESERVED_2: usize = 2;
+    pub const VALUE_LEN: usize = 4;
+    /// The name, then the value, then zeros.
+    pub const NAME: usize = 8;
+}
+
+const HEADER: usize = off::NAME;
 
 /// Block size for an attribute with the given name and value lengths, if they are in range.
 pub fn block_size(name_len: usize, value_len: usize) -> Option<u32> {
@@ -30,8 +40,8 @@ pub fn encode(name: &[u8], value: &[u8]) -> Vec<u8> {
     let size = block_size(name.len(), value.len()).expect("xattr name/value length validated by caller");
     let mut out = vec![0u8; size as usize];
     let mut w = Writer::new(&mut out);
-    w.u16(0, name.len() as u16);
-    w.u32(4, value.len() as u32);
+    w.u16(off::NAME_LEN, name.len() as u16);
+    w.u32(off::VALUE_LEN, value.len() as u32);
     w.bytes(HEADER, name);
     w.bytes(HEADER + name.len(), value);
     out
@@ -40,9 +50,9 @@ pub fn encode(name: &[u8], value: &[u8]) -> Vec<u8> {
 /// Returns (name, value).
 pub fn decode(buf: &[u8]) -> DecodeResult<(Vec<u8>, Vec<u8>)> {
     let r = Reader::new(buf, HEADER, "xattr")?;
-    let n = usize::from(r.u16(0)?);
-    r.zero(2, 2)?;
-    let v = r.u32(4)? as usize;
+    let n = usize::from(r.u16(off::NAME_LEN)?);
+    r.zero(off::RESERVED_2, off::VALUE_LEN - off::RESERVED_2)?;
+    let v = r.u32(off::VALUE_LEN)? as usize;
     let size = block_size(n, v).ok_or_else(|| r.bad("lengths", n as u64))?;
     if buf.len() != size as usize {
         return Err(DecodeError::BadField { what: "xattr", field: "block size", value: buf.len() as u64 });

@@ -101,12 +101,14 @@ fn name_hash_is_the_documented_fnv1a() {
 fn decode_all(bytes: &[u8]) {
     let _ = Blockref::decode(bytes);
     let _ = InodeBlock::decode(bytes);
+    let _ = InodeBlock::decode_within(bytes, 2);
     let _ = VolumeHeader::decode(bytes);
     let _ = xattr::decode(bytes);
     let _ = dirent::decode_name_block(bytes, 100);
     for level in 0..3 {
         let _ = indirect::decode(bytes, level);
         let _ = decode_blockset(bytes, bytes.len() / 128, level);
+        let _ = indirect::decode_within(bytes, level, 1);
     }
 }
 
@@ -151,4 +153,52 @@ proptest! {
         };
         prop_assert_eq!(Blockref::decode(&br.encode()).unwrap(), br);
     }
+}
+
+#[test]
+fn a_copy_on_a_device_the_filesystem_does_not_have_is_rejected() {
+    // FORMAT.md §5: a copy's device index is below the device count, VALID or MISSING.
+    let copy_device = |e: DecodeError| matches!(e, DecodeError::BadField { field: "copy device", .. });
+    let on = |copies: &[Location]| {
+        let mut br = sample_data_ref(0);
+        br.flags = FLAG_DEGRADED;
+        br.data = BlockData::Block(BlockPtr { copies: copies.iter().copied().collect(), ..sample_ptr(65536) });
+        br
+    };
+    for br in [
+        on(&[Location::valid(0, RESERVED_BYTES), Location::valid(2, RESERVED_BYTES)]),
+        on(&[Location::valid(0, RESERVED_BYTES), Location::missing(2)]),
+    ] {
+        let bytes = br.encode();
+        assert_eq!(Blockref::decode_within(&bytes, 3).unwrap(), br, "device 2 of 3");
+        assert!(copy_device(Blockref::decode_within(&bytes, 2).unwrap_err()), "device 2 of 2");
+        assert_eq!(Blockref::decode(&bytes).unwrap(), br, "without a device count: any index below 16");
+
+        let node = indirect::encode(&[br], 4096);
+        assert!(indirect::decode_within(&node, 1, 3).is_ok());
+        assert!(copy_device(indirect::decode_within(&node, 1, 2).unwrap_err()), "an entry of an indirect block");
+        let ino = sample_inode(InodeContent::Tree { root_level: 0, entries: vec![br] }).encode();
+        assert!(InodeBlock::decode_within(&ino, 3).is_ok());
+        assert!(copy_device(InodeBlock::decode_within(&ino, 2).unwrap_err()), "an entry of an inode's root");
+    }
+
+    // A header knows its device count: its roots are checked against it.
+    let mut h = sample_header();
+    let ok = h.encode();
+    assert_eq!(VolumeHeader::decode(&ok).unwrap(), h);
+    h.sroot[0].ptr_mut().unwrap().copies.as_mut_slice()[1] = Location::valid(2, RESERVED_BYTES + 8192);
+    assert!(copy_device(VolumeHeader::decode(&h.encode()).unwrap_err()), "a root copy on device 2 of 2");
+}
+
+#[test]
+fn a_damaged_header_still_tells_its_identity() {
+    let h = sample_header();
+    let mut bytes = h.encode();
+    bytes[HEADER_SIZE - 1] ^= 1;
+    assert!(VolumeHeader::decode(&bytes).is_err());
+    let raw = VolumeHeader::raw_identity(&bytes).expect("the magic is intact");
+    assert_eq!((raw.tid, raw.fs_uuid, raw.device_uuid), (h.tid, h.fs_uuid, h.device_uuid));
+    bytes[0] ^= 1;
+    assert_eq!(VolumeHeader::raw_identity(&bytes), None, "no magic");
+    assert_eq!(VolumeHeader::raw_identity(&h.encode()[..100]), None, "short");
 }

@@ -50,3 +50,18 @@ fn header_slots_sit_at_fixed_offsets_inside_the_reserved_area() {
 mod common {
     include!("common/samples.rs");
 }
+
+#[test]
+fn named_offsets_end_where_format_md_says() {
+    use hammer2_format::{blockref, inode, volume, xattr};
+    assert_eq!(volume::off::DEVICE_TABLE_END, 2048, "device table: 16 entries of 80 bytes from 768");
+    assert_eq!(volume::off::CRC, 4092);
+    assert_eq!(volume::off::SROOT + SROOT_COUNT * BLOCKREF_SIZE, volume::off::DEVICE_TABLE);
+    assert_eq!(blockref::off::COPIES + MAX_COPIES * blockref::off::COPY_SIZE, blockref::off::CHECK);
+    assert_eq!(blockref::off::CHECK + blockref::off::CHECK_SIZE, blockref::off::PAYLOAD);
+    assert_eq!(blockref::off::PAYLOAD_SIZE, 24);
+    assert_eq!(blockref::off::INLINE_NAME + INLINE_NAME_MAX, blockref::off::PAYLOAD);
+    assert_eq!(inode::off::TIMES + inode::off::TIMES_COUNT * inode::off::TIME_SIZE, inode::off::VERSION);
+    assert_eq!(inode::off::UNION, 256);
+    assert_eq!(xattr::off::NAME, 8);
+}

@@ -411,3 +411,38 @@ fn device_sizes_are_whole_units() {
     h.device_size += 512;
     assert!(VolumeHeader::decode(&h.encode()).is_err(), "the header's own device size");
 }
+
+#[test]
+fn a_label_cut_inside_any_character_stays_valid_utf8() {
+    // Characters of two, three and four bytes straddling the 64-byte field at every offset:
+    // the stored label is the longest prefix that ends on a character boundary.
+    for ch in ['é', '€', '😀'] {
+        for ascii in 54..64 {
+            let mut h = sample_header();
+            h.label = format!("{}{}", "x".repeat(ascii), ch.to_string().repeat(5));
+            let bytes = h.encode();
+            let back = VolumeHeader::decode(&bytes).expect("a cut label still decodes").label;
+            assert!(back.len() <= LABEL_MAX && h.label.starts_with(&back), "{ch} after {ascii}: {back}");
+            let next = h.label[back.len()..].chars().next().map_or(0, char::len_utf8);
+            assert!(back == h.label || back.len() + next > LABEL_MAX, "{ch} after {ascii}: cut shorter than needed");
+        }
+    }
+}
+
+#[test]
+fn freemap_words_are_the_leaf_bits_in_little_endian_u64s() {
+    let mut bits = vec![0u8; FREEMAP_LEAF_SIZE];
+    for i in [0, 7, 8, 63, 64, 65, 1000, 131_071] {
+        freemap::set(&mut bits, i, true);
+    }
+    let words: Vec<u64> = freemap::words(&bits).collect();
+    assert_eq!(words.len(), freemap::LEAF_WORDS);
+    assert_eq!(words[0], (1 << 0) | (1 << 7) | (1 << 8) | (1 << 63));
+    assert_eq!(words[1], 0b11);
+    for i in 0..FREEMAP_LEAF_UNITS {
+        let w = words[(i / freemap::WORD_BITS) as usize];
+        assert_eq!(w & (1 << (i % freemap::WORD_BITS)) != 0, freemap::get(&bits, i), "bit {i}");
+    }
+    assert_eq!(freemap::word(&bits, 15), words[15]);
+    assert_eq!(freemap::bytes_of_words(&words), bits);
+}
