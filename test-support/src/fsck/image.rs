@@ -1,8 +1,9 @@
 //! Building real image files with the engine, filling them the way a user would, and
 //! reading them back.
 
+use crate::engine::{format_copies, quiet_options};
+use crate::image::sparse_file;
 use crate::rng::Rng;
-use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
 use hammer2::storage::file::{FileStorage, OpenMode};
 use hammer2::{Creds, Fs, Options, RenameFlags, SetAttr, XattrFlags};
@@ -22,15 +23,9 @@ impl Img {
     /// `ndev` sparse image files of `size` bytes, formatted with `copies`.
     pub fn new(ndev: usize, size: u64, copies: u8) -> Img {
         let dir = tempfile::tempdir().expect("tempdir");
-        let paths: Vec<PathBuf> = (0..ndev)
-            .map(|i| {
-                let p = dir.path().join(format!("dev{i}.img"));
-                std::fs::File::create(&p).and_then(|f| f.set_len(size)).expect("create image");
-                p
-            })
-            .collect();
+        let paths: Vec<PathBuf> = (0..ndev).map(|i| sparse_file(dir.path(), &format!("dev{i}.img"), size)).collect();
         let img = Img { dir, paths };
-        format(img.storages(), &FormatOptions { copies: Some(copies), ..Default::default() }).expect("format");
+        format_copies(&img.storages(), copies);
         img
     }
 
@@ -60,8 +55,9 @@ pub fn storages(paths: &[PathBuf]) -> Vec<DynStorage> {
         .collect()
 }
 
+/// The shared deterministic options (`engine::quiet_options`), degraded or not.
 pub fn quiet(degraded: bool) -> Options {
-    Options { background_sync: false, dirty_limit: 1 << 40, degraded, ..Options::default() }
+    Options { degraded, ..quiet_options() }
 }
 
 pub fn mount(paths: &[PathBuf], degraded: bool) -> Fs {
