@@ -18,6 +18,7 @@
 
 pub mod arena;
 pub mod builder;
+pub mod freemap;
 pub mod header;
 pub mod inode;
 pub mod writeout;
@@ -247,7 +248,7 @@ fn build(
     } else {
         None
     };
-    let freemap = crate::alloc::freemap::persist(&mut b, &old.freemap)?;
+    let freemap = freemap::persist(&mut b, &old.freemap)?;
     let method = fs.vol.params.check;
     let mut arena = std::mem::take(&mut b.arena);
     arena.finalize(tid, method, b.alloc);
