@@ -52,6 +52,9 @@ impl ResyncCounts {
 /// Shared resync state of a mounted filesystem.
 #[derive(Default)]
 pub struct ResyncControl {
+    /// A resync is running (from its first step to its last commit): a second one is
+    /// refused, so two never drive the same commits' slices and totals.
+    pub running: AtomicBool,
     /// Commits run a slice while this is set.
     pub active: AtomicBool,
     pub slice_bytes: AtomicU64,
@@ -315,6 +318,11 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
             "the filesystem stopped taking changes after an internal error; unmount and mount it again".into(),
         ));
     }
+    if fs.resync.running.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        return Err(Error::Busy("a resync is already running on this filesystem".into()));
+    }
+    // Cleared however the run ends (an error, or a panic in a commit), like `active` below.
+    let _running = Active(&fs.resync.running);
     let start = std::time::Instant::now();
     let mut report = ResyncReport::default();
     rejoin(fs, &mut report)?;
@@ -333,12 +341,6 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
     fs.resync.slice_bytes.store(slice, Ordering::SeqCst);
     // Cleared however the loop ends (an error, or a panic in a commit), so later commits
     // do not keep running slices nobody asked for.
-    struct Active<'a>(&'a AtomicBool);
-    impl Drop for Active<'_> {
-        fn drop(&mut self) {
-            self.0.store(false, Ordering::SeqCst);
-        }
-    }
     fs.resync.active.store(true, Ordering::SeqCst);
     let active = Active(&fs.resync.active);
     loop {
@@ -367,6 +369,14 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
     report.counts = *fs.resync.totals.lock();
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Clears a flag when dropped.
+struct Active<'a>(&'a AtomicBool);
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// One commit of the resync. When it fails for want of a device the filesystem still refuses

@@ -360,3 +360,28 @@ fn contents(d: &DynStorage) -> Vec<u8> {
     d.read_at(&mut v, 0).unwrap();
     v
 }
+
+#[test]
+fn a_second_resync_while_one_is_running_is_refused() {
+    // Regression: two resyncs at once drove the same commits' slices and counted each
+    // other's copies.
+    let devs = mem_devices(2, 64 << 20);
+    format_copies(&devs, 2);
+    mount(&devs).unmount().unwrap();
+    let fs = Fs::mount(vec![devs[0].clone()], degraded()).unwrap();
+    write_file(&fs, fs.root(), "f", 1 << 20, 5);
+    fs.unmount().unwrap();
+
+    let fs = mount(&devs);
+    let mut second = None;
+    let rep = resync::run(fs.inner(), &mut |_, _| {
+        if second.is_none() {
+            second = Some(resync::run(fs.inner(), &mut |_, _| {}).map(|_| ()));
+        }
+    })
+    .expect("the first resync");
+    assert!(matches!(second, Some(Err(hammer2::Error::Busy(_)))), "{second:?}");
+    assert_eq!(rep.synced, vec!["mem1".to_string()]);
+    // Once it has finished, a resync runs again.
+    resync_now(&fs);
+}
