@@ -170,7 +170,9 @@ pub struct FsInner {
     pub remounted_ro: AtomicBool,
     pub stopping: AtomicBool,
     pub stats: Stats,
-    pub resync: crate::resync::ResyncControl,
+    /// The commit hook that maintenance registered (`commit::hook`: resync), held opaquely
+    /// because this layer sits below the commit and does not name it.
+    pub commit_hook: Mutex<Option<Arc<dyn std::any::Any + Send + Sync>>>,
     /// Orphan-list entries that name no inode (left by damage): the next commit drops them.
     pub stale_orphans: Mutex<Vec<u64>>,
     /// What the mount found about the headers that `info` on the mount point repeats
