@@ -42,7 +42,13 @@ pub struct Options {
     /// Adopt a device without a valid header (a blank or wiped replacement) as the one
     /// missing member. Only scrub and resync ask for this: they rebuild it completely.
     pub replace: bool,
+    /// Bytes of copies one commit's resync slice writes at most: a resync catches a device
+    /// up in commits of about this size, and changes wait for each one no longer than that.
+    pub resync_slice_bytes: u64,
 }
+
+/// Bytes of copies one resync slice writes at most by default.
+pub const DEFAULT_RESYNC_SLICE_BYTES: u64 = 64 << 20;
 
 /// Memory for blocks by default (see [`Options::with_memory`]).
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
@@ -68,6 +74,7 @@ impl Default for Options {
             master: None,
             background_sync: true,
             replace: false,
+            resync_slice_bytes: DEFAULT_RESYNC_SLICE_BYTES,
         }
     }
 }

@@ -24,9 +24,6 @@ use std::sync::atomic::Ordering;
 
 pub use hook::{Session, running, start};
 
-/// Bytes of copies one commit's slice writes at most.
-pub const DEFAULT_SLICE_BYTES: u64 = 64 << 20;
-
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct ResyncCounts {
     /// Out-of-sync references examined (each one read and descended into, or filled).
@@ -86,9 +83,7 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
     }
     // Registered for the whole run (a second resync is refused) and slicing only once the
     // devices to catch up are known; unregistered however the run ends.
-    let slice_bytes =
-        std::env::var("HAMMER2_RESYNC_SLICE_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SLICE_BYTES);
-    let session = hook::Session::claim(fs, slice_bytes)?;
+    let session = hook::Session::claim(fs, fs.opts.resync_slice_bytes)?;
     let start = std::time::Instant::now();
     let mut report = ResyncReport::default();
     rejoin(fs, &mut report)?;
