@@ -3,15 +3,16 @@
 //! is MISSING). A branch without the flag is fully synchronized and is not entered, so a
 //! resync costs in proportion to what the device missed, not to the filesystem's size.
 //!
-//! The work is done by commits: while a resync is requested, every commit ends its build
-//! phase with a bounded *slice*: it fills MISSING copies on writable devices (a new location
-//! on that device, the verified content copied there) and rebuilds the nodes above them,
-//! whose new versions are written to every device and so carry no flag. Progress therefore
+//! The work is done by commits: while a resync runs, its commit hook (`hook.rs`, registered
+//! with `commit::hook`) ends every commit's build phase with a bounded *slice* (`slice.rs`):
+//! it fills MISSING copies on writable devices (a new location on that device, the verified
+//! content copied there) and rebuilds the nodes above them, whose new versions are written
+//! to every device and so carry no flag. Progress therefore
 //! lives in the tree itself: an interrupted resync restarts from the root and finds the
 //! finished branches already clean. Writes during a resync are ordinary commits.
 //!
 //! A *diverged* device (split brain, rolled back, or a replacement: DESIGN §8) cannot trust
-//! any of its older copies; before the slices run, `verify_device` reads every copy on it
+//! any of its older copies; before the slices run, `scrub_device` reads every copy on it
 //! and rewrites those that fail their check, after which it is treated as stale.
 
 mod hook;
@@ -43,7 +44,7 @@ impl ResyncCounts {
 
 /// Reads every copy on device `dev` of every reachable block and rewrites the ones whose
 /// content fails its check (a diverged or replaced device). Returns (checked, repaired).
-pub fn verify_device(fs: &FsInner, dev: u8) -> Result<(u64, u64)> {
+fn scrub_device(fs: &FsInner, dev: u8) -> Result<(u64, u64)> {
     let roots = fs.roots.read().clone();
     fs.alloc.lock().pin(roots.tid);
     let r = crate::scrub::scrub_roots(fs, &roots, Some(dev), &mut |_| {});
@@ -89,7 +90,7 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
     rejoin(fs, &mut report)?;
     for m in &fs.vol.devices.members {
         if m.state() == MemberState::Diverged {
-            let (checked, repaired) = verify_device(fs, m.index)?;
+            let (checked, repaired) = scrub_device(fs, m.index)?;
             report.verified_blocks += checked;
             report.verify_repaired += repaired;
             m.set_state(MemberState::Stale);
