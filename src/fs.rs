@@ -205,30 +205,6 @@ impl FsInner {
         self.dirty_bytes.load(Ordering::SeqCst) + self.dirty_inodes.load(Ordering::SeqCst) * DIRTY_INODE_COST
     }
 
-    /// `mount -o remount,ro|rw` (invariant RO1, docs/DESIGN.md §12). Read-only: every change
-    /// is refused with EROFS from now on,
-    /// and what came before (atimes included) is committed with clean headers, as an unmount
-    /// leaves them. Read-write: changes are taken again. A mount whose devices were opened
-    /// read-only (`-o ro` from the start) cannot become writable.
-    pub fn remount(&self, read_only: bool) -> Result<()> {
-        if !read_only {
-            if self.vol.read_only {
-                return Err(Error::invalid("mounted with -o ro: unmount and mount it read-write"));
-            }
-            self.remounted_ro.store(false, Ordering::SeqCst);
-            return Ok(());
-        }
-        self.remounted_ro.store(true, Ordering::SeqCst);
-        if self.vol.read_only {
-            return Ok(());
-        }
-        // The commit takes the gate exclusively, so operations inside it finish first and are
-        // committed. (The kernel has already refused new writers: it made the mount read-only
-        // before the daemon is told, and that fails while a write is in progress.)
-        self.queue_atimes();
-        crate::commit::commit(self, true, true).map(|_| ())
-    }
-
     /// Queues the inodes whose only change is their atime for the next commit (atime is
     /// otherwise written only along with another change).
     pub fn queue_atimes(&self) {

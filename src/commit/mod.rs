@@ -22,6 +22,7 @@ pub mod freemap;
 pub mod header;
 pub mod hook;
 pub mod inode;
+mod remount;
 pub mod writeout;
 
 use crate::error::{Error, Result};
