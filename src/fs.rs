@@ -179,7 +179,7 @@ pub struct FsInner {
     pub stats: Stats,
     /// The commit hook that maintenance registered (`commit::hook`: resync), held opaquely
     /// because this layer sits below the commit and does not name it.
-    pub commit_hook: Mutex<Option<Arc<dyn std::any::Any + Send + Sync>>>,
+    pub(crate) commit_hook: Mutex<Option<Arc<dyn std::any::Any + Send + Sync>>>,
     /// Orphan-list entries that name no inode (left by damage): the next commit drops them.
     pub stale_orphans: Mutex<Vec<u64>>,
     /// What the mount found about the headers that `info` on the mount point repeats

@@ -16,14 +16,14 @@
 //! accepting new ones until a resync brings a device back (R1 in docs/DESIGN.md §5); the
 //! previous committed state on the devices is untouched.
 
-pub mod arena;
-pub mod builder;
-pub mod freemap;
+pub(crate) mod arena;
+pub(crate) mod builder;
+pub(crate) mod freemap;
 pub mod header;
-pub mod hook;
-pub mod inode;
+pub(crate) mod hook;
+pub(crate) mod inode;
 mod remount;
-pub mod writeout;
+pub(crate) mod writeout;
 
 use crate::error::{Error, Result};
 use crate::fs::{FsInner, Roots};
