@@ -42,7 +42,13 @@ pub struct Options {
     /// Adopt a device without a valid header (a blank or wiped replacement) as the one
     /// missing member. Only scrub and resync ask for this: they rebuild it completely.
     pub replace: bool,
+    /// Bytes of copies one commit's resync slice writes at most: a resync catches a device
+    /// up in commits of about this size, and changes wait for each one no longer than that.
+    pub resync_slice_bytes: u64,
 }
+
+/// Bytes of copies one resync slice writes at most by default.
+pub const DEFAULT_RESYNC_SLICE_BYTES: u64 = 64 << 20;
 
 /// Memory for blocks by default (see [`Options::with_memory`]).
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
@@ -68,6 +74,7 @@ impl Default for Options {
             master: None,
             background_sync: true,
             replace: false,
+            resync_slice_bytes: DEFAULT_RESYNC_SLICE_BYTES,
         }
     }
 }
@@ -170,7 +177,9 @@ pub struct FsInner {
     pub remounted_ro: AtomicBool,
     pub stopping: AtomicBool,
     pub stats: Stats,
-    pub resync: crate::resync::ResyncControl,
+    /// The commit hook that maintenance registered (`commit::hook`: resync), held opaquely
+    /// because this layer sits below the commit and does not name it.
+    pub(crate) commit_hook: Mutex<Option<Arc<dyn std::any::Any + Send + Sync>>>,
     /// Orphan-list entries that name no inode (left by damage): the next commit drops them.
     pub stale_orphans: Mutex<Vec<u64>>,
     /// What the mount found about the headers that `info` on the mount point repeats
@@ -194,30 +203,6 @@ impl FsInner {
     /// above `dirty_limit`.
     pub fn dirty_load(&self) -> u64 {
         self.dirty_bytes.load(Ordering::SeqCst) + self.dirty_inodes.load(Ordering::SeqCst) * DIRTY_INODE_COST
-    }
-
-    /// `mount -o remount,ro|rw` (invariant RO1, docs/DESIGN.md §12). Read-only: every change
-    /// is refused with EROFS from now on,
-    /// and what came before (atimes included) is committed with clean headers, as an unmount
-    /// leaves them. Read-write: changes are taken again. A mount whose devices were opened
-    /// read-only (`-o ro` from the start) cannot become writable.
-    pub fn remount(&self, read_only: bool) -> Result<()> {
-        if !read_only {
-            if self.vol.read_only {
-                return Err(Error::invalid("mounted with -o ro: unmount and mount it read-write"));
-            }
-            self.remounted_ro.store(false, Ordering::SeqCst);
-            return Ok(());
-        }
-        self.remounted_ro.store(true, Ordering::SeqCst);
-        if self.vol.read_only {
-            return Ok(());
-        }
-        // The commit takes the gate exclusively, so operations inside it finish first and are
-        // committed. (The kernel has already refused new writers: it made the mount read-only
-        // before the daemon is told, and that fails while a write is in progress.)
-        self.queue_atimes();
-        crate::commit::commit(self, true, true).map(|_| ())
     }
 
     /// Queues the inodes whose only change is their atime for the next commit (atime is

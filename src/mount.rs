@@ -474,7 +474,7 @@ impl FsInner {
             remounted_ro: Default::default(),
             stopping: Default::default(),
             stats: Default::default(),
-            resync: Default::default(),
+            commit_hook: Default::default(),
             stale_orphans: Default::default(),
             mount_warnings: Vec::new(),
             vol,

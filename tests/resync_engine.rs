@@ -140,13 +140,13 @@ fn an_interrupted_resync_keeps_its_progress_and_finishes_when_restarted() {
 
     // A few small slices, then a crash in the middle of the resync.
     let fs = mount(&devs);
-    fs.inner().resync.slice_bytes.store(256 << 10, std::sync::atomic::Ordering::SeqCst);
-    fs.inner().resync.active.store(true, std::sync::atomic::Ordering::SeqCst);
+    let session = resync::start(fs.inner(), 256 << 10).unwrap();
     for _ in 0..5 {
         hammer2::commit::commit(fs.inner(), true, false).unwrap();
     }
-    let first = *fs.inner().resync.totals.lock();
-    assert!(first.copied_blocks > 0 && !fs.inner().resync.complete.load(std::sync::atomic::Ordering::SeqCst));
+    let first = session.totals();
+    assert!(first.copied_blocks > 0 && !session.complete());
+    drop(session);
     fs.crash();
 
     let fs = mount(&devs);
@@ -210,10 +210,9 @@ fn a_resync_slice_sharing_a_commit_with_writes_to_a_neighbouring_inode_completes
     let small = fs.lookup(fs.root(), b"small").unwrap();
     fs.write(small.ino, 0, b"written during the resync").unwrap();
     let expected = snapshot_files(&fs);
-    fs.inner().resync.slice_bytes.store(1 << 30, std::sync::atomic::Ordering::SeqCst);
-    fs.inner().resync.active.store(true, std::sync::atomic::Ordering::SeqCst);
+    let session = resync::start(fs.inner(), 1 << 30).unwrap();
     hammer2::commit::commit(fs.inner(), true, false).expect("the commit with the first slice");
-    fs.inner().resync.active.store(false, std::sync::atomic::Ordering::SeqCst);
+    drop(session);
     resync_now(&fs);
     fs.unmount().unwrap();
     let fs = Fs::mount(vec![devs[1].clone()], degraded()).unwrap();
@@ -359,4 +358,29 @@ fn contents(d: &DynStorage) -> Vec<u8> {
     let mut v = vec![0u8; d.size() as usize];
     d.read_at(&mut v, 0).unwrap();
     v
+}
+
+#[test]
+fn a_second_resync_while_one_is_running_is_refused() {
+    // Regression: two resyncs at once drove the same commits' slices and counted each
+    // other's copies.
+    let devs = mem_devices(2, 64 << 20);
+    format_copies(&devs, 2);
+    mount(&devs).unmount().unwrap();
+    let fs = Fs::mount(vec![devs[0].clone()], degraded()).unwrap();
+    write_file(&fs, fs.root(), "f", 1 << 20, 5);
+    fs.unmount().unwrap();
+
+    let fs = mount(&devs);
+    let mut second = None;
+    let rep = resync::run(fs.inner(), &mut |_, _| {
+        if second.is_none() {
+            second = Some(resync::run(fs.inner(), &mut |_, _| {}).map(|_| ()));
+        }
+    })
+    .expect("the first resync");
+    assert!(matches!(second, Some(Err(hammer2::Error::Busy(_)))), "{second:?}");
+    assert_eq!(rep.synced, vec!["mem1".to_string()]);
+    // Once it has finished, a resync runs again.
+    resync_now(&fs);
 }

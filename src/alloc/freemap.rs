@@ -1,43 +1,15 @@
 //! The free map on disk: a tree keyed by (device, leaf) whose leaves are 16 KiB bitmaps.
-//!
-//! Persisting it is a fixpoint: the free map's own new blocks are allocated from the space
-//! it describes, so giving a dirty leaf a new block, or rebuilding a node above it, can
-//! dirty another leaf. `persist` loops until every dirty leaf has a pending block in the
-//! tree. Contents are generated only at finalize, after the last allocation, so every leaf
-//! records the commit's final allocation state, including its own blocks.
+//! This half loads it into the allocator's in-memory bitmaps; writing it back is the
+//! commit's (`commit/freemap.rs`), which sits above the allocator.
 
 use super::{Allocator, DeviceSpace, bitmap::Bitmap};
-use crate::commit::builder::Builder;
 use crate::copies::read::ReadCtx;
 use crate::error::{Error, Result};
-use crate::tree::modify::{Change, PEntry, PRoot, apply};
 use crate::tree::{self, Root};
 use crate::volume::Volume;
-use hammer2_format::layout::{FREEMAP_LEAF_SIZE, FREEMAP_LEAF_UNITS, freemap_key, freemap_key_split};
+use hammer2_format::layout::{FREEMAP_LEAF_SIZE, FREEMAP_LEAF_UNITS, freemap_key_split};
 use hammer2_format::{BlockType, freemap::leaves_for};
-use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-
-pub fn persist(b: &mut Builder, committed: &Root) -> Result<PRoot> {
-    let mut leaves: BTreeMap<u64, PEntry> = BTreeMap::new();
-    let mut root = PRoot::from(committed);
-    loop {
-        let mut fresh = Vec::new();
-        for (d, l) in b.alloc.take_dirty_leaves() {
-            let k = freemap_key(d, l);
-            if let std::collections::btree_map::Entry::Vacant(v) = leaves.entry(k) {
-                v.insert(b.new_freemap_leaf(d, l)?);
-                fresh.push(k);
-            }
-        }
-        if fresh.is_empty() {
-            return Ok(root);
-        }
-        fresh.sort_unstable();
-        let changes: Vec<(u64, Change)> = fresh.iter().map(|k| (*k, Change::Put(leaves[k]))).collect();
-        root = apply(b, root, 1, true, &changes)?;
-    }
-}
 
 /// Loads every device's bitmap from the free-map tree.
 pub fn load(vol: &Volume, root: &Root) -> Result<Vec<DeviceSpace>> {

@@ -16,11 +16,14 @@
 //! accepting new ones until a resync brings a device back (R1 in docs/DESIGN.md §5); the
 //! previous committed state on the devices is untouched.
 
-pub mod arena;
-pub mod builder;
+pub(crate) mod arena;
+pub(crate) mod builder;
+pub(crate) mod freemap;
 pub mod header;
-pub mod inode;
-pub mod writeout;
+pub(crate) mod hook;
+pub(crate) mod inode;
+mod remount;
+pub(crate) mod writeout;
 
 use crate::error::{Error, Result};
 use crate::fs::{FsInner, Roots};
@@ -46,7 +49,8 @@ struct Built {
     arena: Arena,
     roots: PRootSet,
     inodes: Vec<InodeCommit>,
-    resync: Option<crate::resync::SliceOutcome>,
+    /// What the registered commit hook changed.
+    hooked: Option<hook::HookOutcome>,
 }
 
 struct PRootSet {
@@ -236,22 +240,25 @@ fn build(
     orphan_changes.dedup_by_key(|c| c.0);
     let mut inodes = apply(&mut b, PRoot::from(&old.inodes), 1, true, &inode_changes)?;
     let mut orphans = apply(&mut b, PRoot::from(&old.orphans), 1, true, &orphan_changes)?;
-    let resync = if fs.resync.active.load(Ordering::SeqCst) {
-        let skip: std::collections::HashSet<u64> = snap.inodes.iter().map(|(i, _, _)| i.inum).collect();
-        let freemap_degraded = old.freemap.entries.iter().any(|b| b.is_degraded());
-        let budget = fs.resync.slice_bytes.load(Ordering::SeqCst);
-        // Everything reserved (this commit's changes included, until install) and the
-        // metadata reserve stay out of the slice's reach (S4).
-        let keep_free = fs.space.reserved() + fs.space.meta_reserve();
-        Some(crate::resync::slice(&mut b, &mut inodes, &mut orphans, freemap_degraded, &skip, budget, keep_free)?)
-    } else {
-        None
+    let hooked = match hook::current(fs) {
+        Some(h) if h.is_active() => {
+            let written: std::collections::HashSet<u64> = snap.inodes.iter().map(|(i, _, _)| i.inum).collect();
+            Some(h.at_fixed_point(hook::FixedPoint {
+                builder: &mut b,
+                inodes: &mut inodes,
+                orphans: &mut orphans,
+                freemap_degraded: old.freemap.entries.iter().any(|b| b.is_degraded()),
+                written: &written,
+                keep_free: fs.space.reserved() + fs.space.meta_reserve(),
+            })?)
+        }
+        _ => None,
     };
-    let freemap = crate::alloc::freemap::persist(&mut b, &old.freemap)?;
+    let freemap = freemap::persist(&mut b, &old.freemap)?;
     let method = fs.vol.params.check;
     let mut arena = std::mem::take(&mut b.arena);
     arena.finalize(tid, method, b.alloc);
-    Ok(Built { arena, roots: PRootSet { inodes, freemap, orphans }, inodes: results, resync })
+    Ok(Built { arena, roots: PRootSet { inodes, freemap, orphans }, inodes: results, hooked })
 }
 
 fn resolve_root(arena: &Arena, r: &PRoot) -> Root {
@@ -267,7 +274,7 @@ fn resolve_roots(built: &Built, tid: u64) -> Roots {
     }
 }
 
-fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitReport {
+fn install(fs: &FsInner, snap: Snapshot, mut built: Built, roots: Roots) -> CommitReport {
     let tid = roots.tid;
     warm_cache(fs, &built.arena);
     *fs.roots.write() = roots;
@@ -296,10 +303,11 @@ fn install(fs: &FsInner, snap: Snapshot, built: Built, roots: Roots) -> CommitRe
         }
     }
     fs.stale_orphans.lock().clear();
-    if let Some(out) = &built.resync {
-        install_resynced(fs, &built.arena, out);
-        fs.resync.totals.lock().merge(&out.counts);
-        fs.resync.complete.store(out.complete, Ordering::SeqCst);
+    if let Some(out) = built.hooked.take() {
+        install_rewritten(fs, &built.arena, &out.inodes);
+        if let Some(installed) = out.on_installed {
+            installed();
+        }
     }
     let (blocks, bytes) = built.arena.totals();
     {
@@ -346,10 +354,11 @@ fn return_freed_memory() {
     }
 }
 
-/// Inodes a resync slice rewrote: their in-memory committed state (if loaded) moves to the
-/// new block and tree, which hold the same content with the missing copies filled in.
-fn install_resynced(fs: &FsInner, arena: &Arena, out: &crate::resync::SliceOutcome) {
-    for (inum, entry, root) in &out.inodes {
+/// Inodes the commit hook rewrote (a resync slice): their in-memory committed state (if
+/// loaded) moves to the new block and tree, which hold the same content with the missing
+/// copies filled in.
+fn install_rewritten(fs: &FsInner, arena: &Arena, inodes: &[(u64, PEntry, PRoot)]) {
+    for (inum, entry, root) in inodes {
         let Some(inode) = fs.inodes.get(*inum) else { continue };
         let mut st = inode.state.write();
         let prev = st.committed.clone();

@@ -81,7 +81,7 @@ pub fn run(a: Args) -> Result<i32> {
 pub fn live_report(fs: &hammer2::fs::FsInner, devices: &str) -> report::Report {
     use hammer2::devices::MemberState;
     let master = hammer2::commit::header::live_view(fs);
-    let resyncing = fs.resync.active.load(std::sync::atomic::Ordering::SeqCst);
+    let resyncing = hammer2::resync::running(fs);
     let members = fs
         .vol
         .devices

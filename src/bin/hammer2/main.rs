@@ -57,6 +57,15 @@ fn main() {
     }
 }
 
+/// The engine's resync slice budget, from HAMMER2_RESYNC_SLICE_BYTES (tests make slices
+/// small to watch a resync take several commits), else the engine's default.
+pub fn resync_slice_bytes() -> u64 {
+    std::env::var("HAMMER2_RESYNC_SLICE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(hammer2::fs::DEFAULT_RESYNC_SLICE_BYTES)
+}
+
 /// Logging to stderr, filtered by HAMMER2_LOG (default: warnings).
 pub fn init_logging(debug: bool) {
     let default = if debug { "debug" } else { "warn" };

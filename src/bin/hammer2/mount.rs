@@ -172,6 +172,7 @@ fn serve(
         read_only: opts.read_only,
         degraded: opts.degraded,
         master,
+        resync_slice_bytes: crate::resync_slice_bytes(),
         ..hammer2::Options::with_memory(memory)
     };
     if let Some(s) = opts.sync_interval {

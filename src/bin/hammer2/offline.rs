@@ -22,7 +22,13 @@ pub fn open(paths: &[PathBuf], degraded: bool) -> Result<Fs> {
         );
     }
     let storages = crate::devices::open_all(paths, OpenMode::Exclusive)?;
-    let opts = Options { degraded, replace: true, background_sync: false, ..Options::default() };
+    let opts = Options {
+        degraded,
+        replace: true,
+        background_sync: false,
+        resync_slice_bytes: crate::resync_slice_bytes(),
+        ..Options::default()
+    };
     // The engine's refusal names the mount option; these commands spell it --degraded.
     Fs::mount(storages, opts).map_err(|e| {
         anyhow!("cannot open the filesystem: {}", e.to_string().replace("mount with -o degraded", "give --degraded"))
