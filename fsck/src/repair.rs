@@ -155,19 +155,13 @@ fn heal_copies(ck: &mut Checker<'_>) -> bool {
             ck.findings.set(job.finding, Repair::Failed { why: "no good copy could be read again".into() });
             continue;
         };
-        if !hammer2::copies::read::heal(ck.vol, &job.ptr, job.slot, &good) {
+        if !hammer2::copies::heal(&ck.vol.devices, &job.ptr, job.slot, &good) {
             ck.findings.set(job.finding, Repair::Failed { why: "the rewrite failed".into() });
             continue;
         }
         wrote = true;
         // Read it back: the repair is only reported when the copy now verifies.
-        let mut back = vec![0u8; good.len()];
-        let ok = ck
-            .vol
-            .devices
-            .get(loc.device)
-            .and_then(|m| m.storage.clone())
-            .is_some_and(|s| s.read_at(&mut back, loc.offset).is_ok() && job.ptr.check.verify(&back));
+        let ok = crate::blocks::copy_io(ck.vol).copy_verifies(&job.ptr, job.slot);
         let r = if ok {
             Repair::Repaired { how: "rewritten from a good copy".into() }
         } else {
