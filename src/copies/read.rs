@@ -333,12 +333,7 @@ impl<'a> CopyIo<'a> {
     /// content to `each(index, content)`. A chosen copy that is not good (or whose device
     /// cannot be read) is dealt with as `on_bad` says; with `Recover`, `each` gets every
     /// block, an error for one whose copies are all bad.
-    pub fn read_blocks(
-        &self,
-        blocks: &[BulkBlock<'_>],
-        on_bad: OnBadCopy,
-        each: &mut dyn FnMut(usize, Result<Vec<u8>>),
-    ) {
+    pub fn read_blocks(&self, blocks: &[BulkBlock<'_>], on_bad: OnBadCopy, each: &mut dyn FnMut(usize, Result<&[u8]>)) {
         let mut per_dev: Vec<Vec<CopyRead>> = (0..self.devices.len()).map(|_| Vec::new()).collect();
         for (i, b) in blocks.iter().enumerate() {
             let loc = b.ptr.copies.as_slice().get(b.slot).copied();
@@ -347,55 +342,43 @@ impl<'a> CopyIo<'a> {
                 per_dev[usize::from(l.device)].push(CopyRead { offset: l.offset, size: b.ptr.size, tag: i as u32 });
             }
         }
-        // Per device: (block, Ok(verified bytes) | Err(why the chosen copy is bad)).
-        type Outcome = Vec<(u32, std::result::Result<Vec<u8>, Bad>)>;
-        let read_device = |st: Option<DynStorage>, mut items: Vec<CopyRead>| -> Outcome {
-            let mut out = Vec::with_capacity(items.len());
-            let Some(st) = st else { return out };
-            read_runs(&*st, &mut items, None, &|| false, &mut |it, r| {
-                let p = blocks[it.tag as usize].ptr;
-                out.push((
-                    it.tag,
-                    match r {
-                        Ok(b) if p.check.verify(b) => Ok(b.to_vec()),
-                        Ok(_) => Err(Bad::Check),
-                        Err(e) => Err(Bad::Io(e)),
-                    },
-                ));
-            });
-            out
-        };
-        let outcomes: Vec<Outcome> = per_dev
-            .into_iter()
-            .enumerate()
-            .filter(|(_, items)| !items.is_empty())
-            .map(|(d, items)| read_device(self.devices.get(d as u8).and_then(|m| m.storage.clone()), items))
-            .collect();
         let mut seen = vec![false; blocks.len()];
-        for (tag, r) in outcomes.into_iter().flatten() {
-            let i = tag as usize;
-            seen[i] = true;
+        // Blocks whose chosen copy is not good, and why.
+        let mut bad: Vec<(usize, Bad)> = Vec::new();
+        for (d, mut items) in per_dev.into_iter().enumerate().filter(|(_, items)| !items.is_empty()) {
+            let Some(st) = self.devices.get(d as u8).and_then(|m| m.storage.clone()) else { continue };
+            read_runs(&*st, &mut items, None, &|| false, &mut |it, r| {
+                let i = it.tag as usize;
+                seen[i] = true;
+                match r {
+                    Ok(b) if blocks[i].ptr.check.verify(b) => each(i, Ok(b)),
+                    Ok(_) => bad.push((i, Bad::Check)),
+                    Err(e) => bad.push((i, Bad::Io(e))),
+                }
+            });
+        }
+        if on_bad == OnBadCopy::Skip {
+            return;
+        }
+        for (i, why) in bad {
             let b = &blocks[i];
-            match r {
-                Ok(bytes) => each(i, Ok(bytes)),
-                Err(_) if on_bad == OnBadCopy::Skip => {}
-                Err(why) => {
-                    let loc = b.ptr.copies.as_slice()[b.slot];
-                    if let Some(m) = self.devices.get(loc.device) {
-                        match &why {
-                            Bad::Check => self.count_check_error(m),
-                            Bad::Io(e) => self.count_read_error(m, e),
-                        }
-                    }
-                    let r = self.verified_after(b.btype, b.ptr, &b.ctx, vec![(b.slot, why)]);
-                    each(i, r);
+            let loc = b.ptr.copies.as_slice()[b.slot];
+            if let Some(m) = self.devices.get(loc.device) {
+                match &why {
+                    Bad::Check => self.count_check_error(m),
+                    Bad::Io(e) => self.count_read_error(m, e),
                 }
             }
+            match self.verified_after(b.btype, b.ptr, &b.ctx, vec![(b.slot, why)]) {
+                Ok(v) => each(i, Ok(&v)),
+                Err(e) => each(i, Err(e)),
+            }
         }
-        if on_bad == OnBadCopy::Recover {
-            // Chosen copies on a device that could not be read: read like any other block.
-            for (i, b) in blocks.iter().enumerate().filter(|(i, _)| !seen[*i]) {
-                each(i, self.read_verified(b.btype, b.ptr, &b.ctx));
+        // Chosen copies on a device that could not be read: read like any other block.
+        for (i, b) in blocks.iter().enumerate().filter(|(i, _)| !seen[*i]) {
+            match self.read_verified(b.btype, b.ptr, &b.ctx) {
+                Ok(v) => each(i, Ok(&v)),
+                Err(e) => each(i, Err(e)),
             }
         }
     }

@@ -7,6 +7,7 @@
 //! whatever the layers below hold, which the commit deletes from the tree (invariant P1,
 //! docs/DESIGN.md §4).
 
+use crate::copies::runs::MAX_GAP;
 use crate::copies::{BulkBlock, OnBadCopy, ReadCtx};
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
@@ -168,8 +169,8 @@ pub fn present(fs: &FsInner, st: &InodeState, k: u64) -> Result<bool> {
 /// Fills `out` with bytes `[off, end)` of the file. Committed blocks not in the cache are
 /// read through the copy-I/O layer's bulk read (merged runs per device, each block
 /// verified; a bad copy is counted, the block read from another copy and the bad copy
-/// healed, as on every read). Every 16 blocks the copy read first moves to the next device,
-/// spreading a large read over the devices.
+/// healed, as on every read). Every `SPREAD` bytes the copy read first moves to the next
+/// device, spreading large reads over the devices.
 pub fn read_range(fs: &FsInner, inum: u64, st: &InodeState, off: u64, end: u64, out: &mut [u8]) -> Result<()> {
     let bs = fs.block_size();
     let part = |k: u64| {
@@ -225,8 +226,14 @@ pub fn read_range(fs: &FsInner, inum: u64, st: &InodeState, off: u64, end: u64, 
     }
 }
 
+/// Bytes of a file read from one copy before the next copy takes its turn. Longer than
+/// `MAX_GAP`, so the runs of one device never read through the blocks another device
+/// serves (which would read them twice), and a read of up to this much, aligned, is one
+/// request to one device.
+const SPREAD: u64 = 4 * MAX_GAP;
+
 /// The copy slot to read block `k` from first: its valid copies on readable devices take
-/// turns every 16 blocks.
+/// turns every `SPREAD` bytes of the file.
 fn first_slot(fs: &FsInner, k: u64, p: &BlockPtr) -> usize {
     let readable: Vec<usize> = p
         .copies
@@ -235,5 +242,5 @@ fn first_slot(fs: &FsInner, k: u64, p: &BlockPtr) -> usize {
         .filter(|(_, l)| l.is_valid() && fs.vol.devices.get(l.device).is_some_and(|m| m.readable()))
         .map(|(slot, _)| slot)
         .collect();
-    readable.get((k / 16) as usize % readable.len().max(1)).copied().unwrap_or(0)
+    readable.get((k * fs.block_size() / SPREAD) as usize % readable.len().max(1)).copied().unwrap_or(0)
 }
