@@ -329,10 +329,10 @@ impl<'a> CopyIo<'a> {
     }
 
     /// Reads many blocks, each from its chosen copy (`slot`), in merged runs per device
-    /// (`runs.rs`; one device after the other, in the caller's thread), and hands each block's verified
-    /// content to `each(index, content)`. A chosen copy that is not good (or whose device
-    /// cannot be read) is dealt with as `on_bad` says; with `Recover`, `each` gets every
-    /// block, an error for one whose copies are all bad.
+    /// (`runs.rs`; one device after the other, in the caller's thread), and hands each
+    /// block's verified content to `each(index, content)`. A chosen copy that is not good
+    /// (or whose device cannot be read) is dealt with as `on_bad` says; with `Recover`,
+    /// `each` gets every block, an error for one whose copies are all bad.
     pub fn read_blocks(&self, blocks: &[BulkBlock<'_>], on_bad: OnBadCopy, each: &mut dyn FnMut(usize, Result<&[u8]>)) {
         let mut per_dev: Vec<Vec<CopyRead>> = (0..self.devices.len()).map(|_| Vec::new()).collect();
         for (i, b) in blocks.iter().enumerate() {
