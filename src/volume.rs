@@ -3,7 +3,7 @@
 
 use crate::cache::{BlockCache, CacheKey, Cached};
 use crate::copies::placement::Placement;
-use crate::copies::read::{ReadCtx, read_verified};
+use crate::copies::{BulkBlock, CopyIo, OnBadCopy, ReadCtx};
 use crate::devices::DeviceSet;
 use crate::error::{Error, Result};
 use crate::tree::NodeSource;
@@ -58,6 +58,11 @@ pub struct Volume {
 }
 
 impl Volume {
+    /// The copy-I/O layer over this volume's devices: heals bad copies unless read-only.
+    pub fn copy_io(&self) -> CopyIo<'_> {
+        CopyIo::new(&self.devices, !self.read_only)
+    }
+
     fn key(br: &Blockref) -> Option<CacheKey> {
         let p = br.ptr()?;
         let first = p.copies.iter().find(|l| l.is_valid())?;
@@ -79,68 +84,44 @@ impl Volume {
         {
             return Ok(b);
         }
-        let data: Arc<[u8]> = Arc::from(read_verified(self, br.btype, ptr, ctx)?);
+        let data: Arc<[u8]> = Arc::from(self.copy_io().read_verified(br.btype, ptr, ctx)?);
         if let Some(k) = key {
             self.cache.insert(k, Cached::Bytes(data.clone()));
         }
         Ok(data)
     }
 
-    /// Reads the blocks of `refs` that lie close together in this order (first valid copy,
-    /// one device, each after the previous with a gap of at most 64 KiB, which is read
-    /// through) with as few requests as possible, and caches the ones whose content
-    /// verifies. Inode blocks of one commit lie back to back in metadata zones
+    /// Reads the blocks of `refs` that are not cached yet with as few requests as possible
+    /// (their first valid copies, in merged runs: `copies::runs`), and caches the ones whose
+    /// content verifies. Inode blocks of one commit lie back to back in metadata zones
     /// (`alloc/zones.rs`); reading through the gaps that later frees leave between them is
     /// what keeps a directory's worth of inodes one request. Best effort: a block that
-    /// fails is simply not cached (a later read tries every copy and heals).
+    /// fails is simply not cached (a later read tries every copy, counts and heals).
     pub fn prefetch(&self, refs: &[Blockref]) {
-        const MAX_GAP: u64 = 64 << 10;
-        const MAX_RUN: u64 = 1 << 20;
-        let first = |b: &Blockref| {
-            let p = b.ptr()?;
-            let l = p.copies.iter().find(|l| l.is_valid())?;
-            Some((l.device, l.offset, u64::from(p.size)))
-        };
-        let mut i = 0;
-        while i < refs.len() {
-            let Some((dev, start, size)) = first(&refs[i]) else {
-                i += 1;
-                continue;
-            };
-            let mut end = start + size;
-            let mut run = vec![(&refs[i], start, size)];
-            let mut j = i + 1;
-            while j < refs.len() {
-                match first(&refs[j]) {
-                    Some((d, o, s)) if d == dev && o >= end && o - end <= MAX_GAP && o + s - start <= MAX_RUN => {
-                        end = o + s;
-                        run.push((&refs[j], o, s));
-                        j += 1;
-                    }
-                    _ => break,
+        let wanted: Vec<(&Blockref, BulkBlock<'_>)> = refs
+            .iter()
+            .filter_map(|b| {
+                let p = b.ptr()?;
+                let slot = p.copies.iter().position(|l| l.is_valid())?;
+                let key = Self::key(b)?;
+                if self.cache.get(&key).is_some() {
+                    return None;
                 }
+                Some((b, BulkBlock { btype: b.btype, ptr: p, slot, ctx: ReadCtx::meta() }))
+            })
+            .collect();
+        let blocks: Vec<BulkBlock<'_>> = wanted.iter().map(|(_, b)| *b).collect();
+        self.copy_io().read_blocks(&blocks, OnBadCopy::Skip, &mut |i, r| {
+            if let (Ok(bytes), Some(k)) = (r, Self::key(wanted[i].0)) {
+                self.cache.insert(k, Cached::Bytes(Arc::from(bytes)));
             }
-            let storage = self.devices.get(dev).filter(|m| m.readable()).and_then(|m| m.storage.as_ref());
-            let mut buf = vec![0u8; (end - start) as usize];
-            if run.len() > 1 && storage.is_some_and(|s| s.read_at(&mut buf, start).is_ok()) {
-                for (b, o, s) in run {
-                    let block = &buf[(o - start) as usize..(o - start + s) as usize];
-                    if let Some(p) = b.ptr()
-                        && p.check.verify(block)
-                        && let Some(k) = Self::key(b)
-                    {
-                        self.cache.insert(k, Cached::Bytes(Arc::from(block)));
-                    }
-                }
-            }
-            i = j;
-        }
+        });
     }
 
     /// Reads a block without caching it (bulk walks: scrub, resync, fsck-like checks).
     pub fn read_block_uncached(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Vec<u8>> {
         let ptr = br.ptr().ok_or_else(|| Error::Corrupt(format!("{} reference without a block", br.btype.name())))?;
-        read_verified(self, br.btype, ptr, ctx)
+        self.copy_io().read_verified(br.btype, ptr, ctx)
     }
 
     /// Caches the entries of a node this process wrote, under the reference that names it.
@@ -166,7 +147,7 @@ impl Volume {
             return Ok(n);
         }
         let ptr = br.ptr().ok_or_else(|| Error::Corrupt("indirect reference without a block".into()))?;
-        let bytes = read_verified(self, br.btype, ptr, &ReadCtx::meta())?;
+        let bytes = self.copy_io().read_verified(br.btype, ptr, &ReadCtx::meta())?;
         let entries: Arc<[Blockref]> = Arc::from(indirect::decode(&bytes, br.level)?);
         self.cache_node(br, entries.clone());
         Ok(entries)

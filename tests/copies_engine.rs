@@ -202,3 +202,39 @@ fn a_wiped_device_is_read_around_rebuilt_by_scrub_and_then_carries_the_filesyste
     let fs = Fs::mount(vec![devs[1].clone()], degraded).unwrap();
     assert_eq!(snapshot_files(&fs), before);
 }
+
+#[test]
+fn a_large_cold_read_counts_and_heals_the_bad_copies_it_meets() {
+    // The bulk read path reads each block from one chosen copy, spreading a large read over
+    // the devices. A bad chosen copy must be counted and healed like on any other read, not
+    // silently read around.
+    let devs = mem_devices(2, 128 << 20);
+    format_copies(&devs, 2);
+    let fs = mount(&devs);
+    let f = fs.create(fs.root(), b"big", 0o644, Default::default()).unwrap();
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs.write(f.ino, 0, &data).unwrap();
+    fs.unmount().unwrap();
+
+    let fs = mount(&devs);
+    let blocks = data_blocks(&fs, f.ino);
+    for br in &blocks {
+        corrupt_copy(&devs, br, 1);
+    }
+    fs.crash();
+    let n = blocks.len() as u64;
+
+    let fs = mount(&devs);
+    let errors = |fs: &Fs| fs.inner().vol.devices.members.iter().map(|m| m.counters().check_errors).sum::<u64>();
+    assert_eq!(errors(&fs), 0);
+    assert_eq!(fs.read(f.ino, 0, data.len()).unwrap(), data, "every byte reads back");
+    let met = errors(&fs);
+    assert!(met > 0, "the read met bad copies and counted them");
+    assert_eq!(repaired_total(&fs), met, "every bad copy the read met was healed");
+    // The scrub finds exactly the bad copies the read did not meet.
+    let rep = scrub_now(&fs);
+    assert_eq!(rep.errors(), n - met, "{rep:?}");
+    assert_eq!(repaired_total(&fs), n);
+    assert_eq!(scrub_now(&fs).errors(), 0);
+    fs.unmount().unwrap();
+}

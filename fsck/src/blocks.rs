@@ -11,43 +11,18 @@
 //! the filesystem's size.
 
 use crate::readahead::ReadAhead;
+use hammer2::copies::CopyIo;
+use hammer2::copies::runs::{CopyRead, on_each_device, read_runs};
 use hammer2::inspect::Volume;
-use hammer2::storage::runs::run_at;
 use hammer2_format::blockref::BlockPtr;
 use hammer2_format::{CopyState, Location};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// Data blocks per verification batch.
-pub const BATCH_BLOCKS: usize = 1 << 16;
+/// Data blocks per verification batch: the engine's one batch size.
+pub use hammer2::copies::runs::BATCH_BLOCKS;
 
-/// What reading one copy gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CopyResult {
-    Good,
-    /// Read fine, but the content does not match the check value.
-    Mismatch,
-    /// The read failed.
-    Io(String),
-    /// Not read: its device is missing or failed.
-    Skipped(&'static str),
-    /// A MISSING copy (no location yet).
-    Missing,
-}
-
-impl CopyResult {
-    pub fn why(&self) -> String {
-        match self {
-            CopyResult::Good => "good".into(),
-            CopyResult::Mismatch => "check value mismatch".into(),
-            CopyResult::Io(e) => format!("read error: {e}"),
-            CopyResult::Skipped(w) => (*w).to_string(),
-            CopyResult::Missing => "missing (never written)".into(),
-        }
-    }
-    pub fn is_bad(&self) -> bool {
-        matches!(self, CopyResult::Mismatch | CopyResult::Io(_))
-    }
-}
+/// What reading one copy gave: the engine's verdict.
+pub use hammer2::copies::CopyVerdict as CopyResult;
 
 /// Bytes and copies read, shared with the progress display.
 #[derive(Debug, Default)]
@@ -63,51 +38,22 @@ pub struct AllCopies {
     pub copies: Vec<(usize, Location, CopyResult)>,
 }
 
-pub(crate) fn readable_storage(vol: &Volume, loc: &Location) -> Result<hammer2::storage::DynStorage, &'static str> {
-    let m = vol.devices.get(loc.device).ok_or("no such device")?;
-    match &m.storage {
-        Some(s) if m.readable() => Ok(s.clone()),
-        _ => Err("device missing"),
-    }
+/// The engine's copy I/O as fsck reads: nothing healed behind its back (repairs are its
+/// own decisions), nothing counted in the device counters (it reports what it finds).
+pub(crate) fn copy_io(vol: &Volume) -> CopyIo<'_> {
+    CopyIo::new(&vol.devices, false).uncounted()
 }
 
 /// Reads and verifies every copy of a block (taking the copies read ahead from `ahead`).
 pub fn read_all(vol: &Volume, ptr: &BlockPtr, io: &IoStats, ahead: &mut ReadAhead) -> AllCopies {
-    let mut out = AllCopies { data: None, copies: Vec::with_capacity(ptr.copies.len()) };
-    for (slot, loc) in ptr.copies.iter().enumerate() {
-        if loc.state == CopyState::Missing {
-            out.copies.push((slot, *loc, CopyResult::Missing));
-            continue;
+    let every = copy_io(vol).read_every_copy(ptr, &mut |_, _, _| true, &mut |loc, size| ahead.take(loc, size));
+    for (_, _, r) in &every.copies {
+        if matches!(r, CopyResult::Good | CopyResult::Mismatch) {
+            io.bytes.fetch_add(u64::from(ptr.size), Ordering::Relaxed);
+            io.copies.fetch_add(1, Ordering::Relaxed);
         }
-        let storage = match readable_storage(vol, loc) {
-            Ok(s) => s,
-            Err(why) => {
-                out.copies.push((slot, *loc, CopyResult::Skipped(why)));
-                continue;
-            }
-        };
-        let (buf, read) = match ahead.take(loc, ptr.size) {
-            Some(b) => (b, Ok(())),
-            None => {
-                let mut b = vec![0u8; ptr.size as usize];
-                let r = storage.read_at(&mut b, loc.offset);
-                (b, r)
-            }
-        };
-        let r = match read {
-            Ok(()) => {
-                io.bytes.fetch_add(u64::from(ptr.size), Ordering::Relaxed);
-                io.copies.fetch_add(1, Ordering::Relaxed);
-                if ptr.check.verify(&buf) { CopyResult::Good } else { CopyResult::Mismatch }
-            }
-            Err(e) => CopyResult::Io(e.to_string()),
-        };
-        if r == CopyResult::Good && out.data.is_none() {
-            out.data = Some(buf);
-        }
-        out.copies.push((slot, *loc, r));
     }
-    out
+    AllCopies { data: every.data, copies: every.copies }
 }
 
 /// A queued data block.
@@ -129,13 +75,6 @@ pub struct DataProblem {
 /// What one device's pass found: (block, copy slot, result) per copy read, and the blocks
 /// whose tail past the end of the file is not zero.
 type DeviceOutcome = (Vec<(u32, u8, CopyResult)>, Vec<u32>);
-
-struct Item {
-    offset: u64,
-    size: u32,
-    block: u32,
-    slot: u8,
-}
 
 #[derive(Default)]
 pub struct DataQueue {
@@ -163,7 +102,10 @@ impl DataQueue {
     ) -> (Vec<DataProblem>, Vec<(u64, u64)>) {
         let blocks = std::mem::take(&mut self.blocks);
         let ndev = vol.devices.len();
-        let mut per_dev: Vec<Vec<Item>> = (0..ndev).map(|_| Vec::new()).collect();
+        let cio = copy_io(vol);
+        let mut per_dev: Vec<Vec<CopyRead>> = (0..ndev).map(|_| Vec::new()).collect();
+        // What each bulk read's tag stands for: (block, copy slot).
+        let mut copies: Vec<(u32, u8)> = Vec::new();
         let mut results: Vec<Vec<(usize, Location, CopyResult)>> = Vec::with_capacity(blocks.len());
         for (i, b) in blocks.iter().enumerate() {
             let mut r = Vec::new();
@@ -172,36 +114,23 @@ impl DataQueue {
                     r.push((slot, *loc, CopyResult::Missing));
                     continue;
                 }
-                match readable_storage(vol, loc) {
-                    Ok(_) => per_dev[usize::from(loc.device)].push(Item {
-                        offset: loc.offset,
-                        size: b.ptr.size,
-                        block: i as u32,
-                        slot: slot as u8,
-                    }),
+                match cio.readable(loc) {
+                    Ok(_) => {
+                        let tag = copies.len() as u32;
+                        copies.push((i as u32, slot as u8));
+                        per_dev[usize::from(loc.device)].push(CopyRead { offset: loc.offset, size: b.ptr.size, tag });
+                    }
                     Err(why) => r.push((slot, *loc, CopyResult::Skipped(why))),
                 }
             }
             results.push(r);
         }
-        let outcomes: Vec<DeviceOutcome> = std::thread::scope(|s| {
-            let hs: Vec<_> = per_dev
-                .into_iter()
-                .enumerate()
-                .filter(|(_, items)| !items.is_empty())
-                .map(|(d, items)| {
-                    let blocks = &blocks;
-                    s.spawn(move || verify_device(vol, d as u8, items, blocks, io, cancel))
-                })
-                .collect();
-            while !hs.iter().all(|h| h.is_finished()) {
-                tick();
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            // A verifier thread only reads and compares; if one panicked anyway, its
-            // copies are reported as unreadable rather than taking the run down.
-            hs.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        let outcomes = on_each_device(&vol.devices, per_dev, tick, |_, storage, items| {
+            verify_device(storage, items, &copies, &blocks, io, cancel)
         });
+        // A verifier thread only reads and compares; if one panicked anyway, its copies
+        // are left out rather than taking the run down.
+        let outcomes: Vec<DeviceOutcome> = outcomes.into_iter().filter_map(|(_, o)| o).collect();
         let mut tails: Vec<u32> = Vec::new();
         for (outcome, t) in outcomes {
             tails.extend(t);
@@ -227,82 +156,45 @@ impl DataQueue {
     }
 }
 
-/// Reads one device's copies in offset order, in merged runs.
+/// Reads one device's copies in offset order, in the engine's merged runs.
 fn verify_device(
-    vol: &Volume,
-    device: u8,
-    mut items: Vec<Item>,
+    storage: Option<hammer2::storage::DynStorage>,
+    mut items: Vec<CopyRead>,
+    copies: &[(u32, u8)],
     blocks: &[QueuedBlock],
     io: &IoStats,
     cancel: &AtomicBool,
 ) -> DeviceOutcome {
-    items.sort_unstable_by_key(|i| (i.offset, i.block));
     let mut out = Vec::with_capacity(items.len());
     let mut tails = Vec::new();
-    let Some(storage) = vol.devices.get(device).and_then(|m| m.storage.clone()) else {
-        return (items.iter().map(|i| (i.block, i.slot, CopyResult::Skipped("device missing"))).collect(), tails);
+    let Some(storage) = storage else {
+        let missing = items.iter().map(|i| copies[i.tag as usize]);
+        return (missing.map(|(b, s)| (b, s, CopyResult::Skipped("device missing"))).collect(), tails);
     };
-    let mut buf: Vec<u8> = Vec::new();
-    let mut i = 0;
-    while i < items.len() {
-        if cancel.load(Ordering::Relaxed) {
-            for it in &items[i..] {
-                out.push((it.block, it.slot, CopyResult::Skipped("cancelled")));
-            }
-            break;
-        }
-        let (j, start, end) = run_at(items.len(), i, |k| (items[k].offset, items[k].size));
-        let len = (end - start) as usize;
-        buf.resize(len, 0);
-        match storage.read_at(&mut buf[..len], start) {
-            Ok(()) => {
-                io.bytes.fetch_add(len as u64, Ordering::Relaxed);
-                for it in &items[i..j] {
-                    let off = (it.offset - start) as usize;
-                    let data = &buf[off..off + it.size as usize];
-                    let b = &blocks[it.block as usize];
-                    let ok = b.ptr.check.verify(data);
-                    io.copies.fetch_add(1, Ordering::Relaxed);
-                    if ok && b.tail.is_some_and(|t| data.get(t as usize..).is_some_and(|z| z.iter().any(|&x| x != 0))) {
-                        tails.push(it.block);
-                    }
-                    out.push((it.block, it.slot, if ok { CopyResult::Good } else { CopyResult::Mismatch }));
+    let done = read_runs(&*storage, &mut items, Some(&io.bytes), &|| cancel.load(Ordering::Relaxed), &mut |it, r| {
+        let (block, slot) = copies[it.tag as usize];
+        let b = &blocks[block as usize];
+        let r = match r {
+            Ok(data) => {
+                io.copies.fetch_add(1, Ordering::Relaxed);
+                let ok = b.ptr.check.verify(data);
+                if ok && b.tail.is_some_and(|t| data.get(t as usize..).is_some_and(|z| z.iter().any(|&x| x != 0))) {
+                    tails.push(block);
                 }
+                if ok { CopyResult::Good } else { CopyResult::Mismatch }
             }
-            Err(_) => {
-                // The run failed as a whole (e.g. it reaches past the end of the device):
-                // read its blocks one by one to tell the good from the bad.
-                for it in &items[i..j] {
-                    let mut b = vec![0u8; it.size as usize];
-                    let r = match storage.read_at(&mut b, it.offset) {
-                        Ok(()) => {
-                            io.bytes.fetch_add(u64::from(it.size), Ordering::Relaxed);
-                            io.copies.fetch_add(1, Ordering::Relaxed);
-                            if blocks[it.block as usize].ptr.check.verify(&b) {
-                                CopyResult::Good
-                            } else {
-                                CopyResult::Mismatch
-                            }
-                        }
-                        Err(e) => CopyResult::Io(e.to_string()),
-                    };
-                    out.push((it.block, it.slot, r));
-                }
-            }
-        }
-        i = j;
+            Err(e) => CopyResult::Io(e.to_string()),
+        };
+        out.push((block, slot, r));
+    });
+    for it in &items[done..] {
+        let (block, slot) = copies[it.tag as usize];
+        out.push((block, slot, CopyResult::Skipped("cancelled")));
     }
     (out, tails)
 }
 
 /// Reads the first good copy of a block (for repairs that need its content again).
 pub fn read_good(vol: &Volume, ptr: &BlockPtr) -> Option<Vec<u8>> {
-    for loc in ptr.copies.iter().filter(|l| l.is_valid()) {
-        let Ok(storage) = readable_storage(vol, loc) else { continue };
-        let mut buf = vec![0u8; ptr.size as usize];
-        if storage.read_at(&mut buf, loc.offset).is_ok() && ptr.check.verify(&buf) {
-            return Some(buf);
-        }
-    }
-    None
+    copy_io(vol).read_first_good(ptr)
 }

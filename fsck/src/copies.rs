@@ -22,7 +22,7 @@ impl CopiesCheck {
     }
 
     fn fixed(&self) -> bool {
-        self.ndev <= usize::from(self.copies)
+        hammer2::copies::placement::slots_are_fixed(self.ndev, self.copies)
     }
 
     /// Notes the copies of one reference; returns what is wrong with their placement.
@@ -41,8 +41,8 @@ impl CopiesCheck {
                 return Some(format!("copy {slot} is on device {}, which the filesystem does not have", l.device));
             }
             if self.fixed() {
-                let want_dev = slot % self.ndev;
-                let want_region = (slot / self.ndev) as u8;
+                let (want_dev, want_region) = hammer2::copies::placement::fixed_slot(slot, self.ndev);
+                let want_dev = usize::from(want_dev);
                 if usize::from(l.device) != want_dev {
                     return Some(format!("copy {slot} is on device {}, the layout puts it on {want_dev}", l.device));
                 }

@@ -11,8 +11,8 @@
 //!
 //! Only raw bytes are held, never a verdict: `read_all` verifies a copy it takes from here
 //! exactly as one it reads itself, so a bad copy is reported as before and never served as
-//! good. A run whose read fails holds nothing: its blocks are read one by one when the walk
-//! reaches them, as before, so each gets the error of its own read.
+//! good. A copy whose read fails is not held: the walk reads it again when it reaches it,
+//! so it gets the error of its own read.
 //!
 //! Memory: at most `LIMIT` bytes of blocks are held (plus one run's buffer per device while
 //! reading); children beyond that are read when reached, as before. Only blocks the walk
@@ -20,10 +20,10 @@
 //! tree, with a block, not data: the data pass reads data in its own runs), so whatever is
 //! held is taken, and freed, by the end of the walk.
 
-use crate::blocks::readable_storage;
-use hammer2::inspect::{TreeKind, Volume};
+use crate::blocks::copy_io;
+use hammer2::copies::runs::{CopyRead, on_each_device, read_runs};
 use hammer2::storage::DynStorage;
-use hammer2::storage::runs::run_at;
+use hammer2::inspect::{TreeKind, Volume};
 use hammer2_format::{BlockType, Blockref, Location};
 use std::collections::HashMap;
 
@@ -89,26 +89,18 @@ impl ReadAhead {
         // Two references to one location (damage, or a shared block) are read once; the
         // first to reach it takes it, the other reads it itself.
         want.dedup_by_key(|w| (w.0, w.1));
-        let mut per_dev: Vec<(u8, DynStorage, Extents)> = Vec::new();
+        let mut per_dev: Vec<Vec<CopyRead>> = (0..vol.devices.len()).map(|_| Vec::new()).collect();
         for (d, o, s) in want {
-            match per_dev.last_mut() {
-                Some(last) if last.0 == d => last.2.push((o, s)),
-                _ => {
-                    let Some(st) = vol.devices.get(d).and_then(|m| m.storage.clone()) else { continue };
-                    per_dev.push((d, st, vec![(o, s)]));
-                }
-            }
+            per_dev[usize::from(d)].push(CopyRead { offset: o, size: s, tag: 0 });
         }
-        let got: Vec<(u8, Blocks)> = if per_dev.len() == 1 {
-            per_dev.iter().map(|(d, st, w)| (*d, read_device(st, w))).collect()
-        } else {
-            std::thread::scope(|s| {
-                let hs: Vec<_> = per_dev.iter().map(|(d, st, w)| (*d, s.spawn(move || read_device(st, w)))).collect();
-                // A reader only reads and copies; should one panic anyway, its blocks are
-                // simply read again when the walk reaches them.
-                hs.into_iter().map(|(d, h)| (d, h.join().unwrap_or_default())).collect()
-            })
-        };
+        // A reader only reads and copies; should one panic anyway, its blocks are simply
+        // read again when the walk reaches them.
+        let got: Vec<(u8, Blocks)> = on_each_device(&vol.devices, per_dev, &mut || {}, |_, st, items| {
+            st.map(|st| read_device(&st, items)).unwrap_or_default()
+        })
+        .into_iter()
+        .map(|(d, b)| (d, b.unwrap_or_default()))
+        .collect();
         for (d, blocks) in got {
             for (o, b) in blocks {
                 let len = b.len() as u64;
@@ -125,7 +117,7 @@ impl ReadAhead {
     /// copy past its end would fail the whole run), not held already.
     fn wanted(&self, vol: &Volume, l: &Location, size: u32) -> bool {
         l.is_valid()
-            && readable_storage(vol, l).is_ok_and(|s| l.offset.saturating_add(u64::from(size)) <= s.size())
+            && copy_io(vol).readable(l).is_ok_and(|s| l.offset.saturating_add(u64::from(size)) <= s.size())
             && !self.held.contains_key(&(l.device, l.offset))
     }
 
@@ -139,28 +131,18 @@ impl ReadAhead {
     }
 }
 
-/// (offset, size) of the blocks to read on one device, sorted by offset.
-type Extents = Vec<(u64, u32)>;
 /// (offset, bytes) of the blocks read on one device.
 type Blocks = Vec<(u64, Vec<u8>)>;
 
-/// Reads the extents of one device in merged runs; returns the bytes of each extent read.
-fn read_device(storage: &DynStorage, want: &[(u64, u32)]) -> Blocks {
+/// Reads the extents of one device in the engine's merged runs; returns the bytes of each
+/// extent read (an extent whose read fails is not held: see the module comment).
+fn read_device(storage: &DynStorage, mut want: Vec<CopyRead>) -> Blocks {
     let mut out = Vec::with_capacity(want.len());
-    let mut buf: Vec<u8> = Vec::new();
-    let mut i = 0;
-    while i < want.len() {
-        let (j, start, end) = run_at(want.len(), i, |k| want[k]);
-        buf.resize((end - start) as usize, 0);
-        // A run that fails holds nothing (see the module comment).
-        if storage.read_at(&mut buf, start).is_ok() {
-            for &(o, s) in &want[i..j] {
-                let at = (o - start) as usize;
-                out.push((o, buf[at..at + s as usize].to_vec()));
-            }
+    read_runs(&**storage, &mut want, None, &|| false, &mut |it, r| {
+        if let Ok(b) = r {
+            out.push((it.offset, b.to_vec()));
         }
-        i = j;
-    }
+    });
     out
 }
 

@@ -16,6 +16,7 @@
 //! `space.rs`), so one mutex around the allocator is never contended by I/O.
 
 pub mod bitmap;
+pub mod copies;
 pub mod freemap;
 pub mod space;
 pub mod zones;

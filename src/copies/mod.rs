@@ -3,8 +3,15 @@
 //! the block reference covers all copies, so a read can tell a good copy from a bad one,
 //! which a mirror underneath the filesystem cannot.
 //!
-//! - `placement.rs`: where the N copies of a new block go.
-//! - `read.rs`: verified reads that take the first good copy and rewrite the bad ones.
+//! This is the copy-I/O layer, the only code that reads a block's copies:
+//! - `placement.rs`: the placement rule (which device and region each copy slot uses);
+//!   allocating by it is the allocator's (`alloc/copies.rs`).
+//! - `read.rs`: `CopyIo`, verified reads that take the first good copy, count device errors
+//!   and rewrite the bad copies; every copy with a verdict each; bulk reads.
+//! - `runs.rs`: the one batching policy of bulk reads (sorted runs per device).
 
 pub mod placement;
 pub mod read;
+pub mod runs;
+
+pub use read::{BulkBlock, CopyIo, CopyVerdict, EveryCopy, OnBadCopy, ReadCtx, heal};

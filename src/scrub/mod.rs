@@ -6,14 +6,13 @@
 
 mod batch;
 
-use crate::copies::read::heal;
+use crate::copies::CopyVerdict;
 use crate::error::Result;
 use crate::fs::{FsInner, Roots};
 use crate::walk::{self, Ctx, TreeKind, Visitor};
 use hammer2_format::{BlockData, BlockType, Blockref, CopyState, Payload, dirent};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -112,64 +111,48 @@ impl Scrubber<'_> {
     }
 
     fn read_copies(&mut self, br: &Blockref, ctx: &Ctx) -> Option<Arc<[u8]>> {
-        let vol = &self.fs.vol;
+        let io = self.fs.vol.copy_io();
         let p = br.ptr()?;
         let size = p.size as usize;
-        let mut good: Option<Arc<[u8]>> = None;
-        let mut bad = Vec::new();
-        for (slot, loc) in p.copies.iter().enumerate() {
-            let Some(m) = vol.devices.get(loc.device) else { continue };
-            let d = &mut self.rep.devices[usize::from(loc.device)];
-            if loc.state == CopyState::Missing {
-                d.missing += 1;
-                continue;
-            }
-            if self.only.is_some_and(|o| o != loc.device) && good.is_some() {
-                continue;
-            }
-            let Some(st) = m.storage.as_ref().filter(|_| m.readable()) else { continue };
-            let mut buf = vec![0u8; size];
-            let ok = match st.read_at(&mut buf, loc.offset) {
-                Ok(()) => p.check.verify(&buf),
-                Err(_) => {
-                    d.read_errors += 1;
-                    m.counters.read_errors.fetch_add(1, Ordering::Relaxed);
-                    bad.push(slot);
-                    continue;
-                }
-            };
-            if self.only.is_none_or(|o| o == loc.device) {
-                d.copies += 1;
-                d.bytes += size as u64;
-            }
-            if ok {
-                if good.is_none() {
-                    good = Some(Arc::from(buf));
-                }
-            } else {
-                d.check_errors += 1;
-                m.counters.check_errors.fetch_add(1, Ordering::Relaxed);
-                bad.push(slot);
-            }
-        }
-        self.rep.blocks += 1;
-        self.rep.bytes += size as u64;
-        match &good {
-            Some(data) => {
-                for slot in bad {
-                    let dev = p.copies.as_slice()[slot].device;
-                    if !vol.read_only && heal(vol, p, slot, data) {
-                        self.rep.devices[usize::from(dev)].repaired += 1;
+        let only = self.only;
+        // With `only`, copies on other devices are read only until one is good (to repair
+        // from).
+        let every = io.read_every_copy(
+            p,
+            &mut |_, loc, have_good| !(only.is_some_and(|o| o != loc.device) && have_good),
+            &mut |_, _| None,
+        );
+        for (_, loc, verdict) in &every.copies {
+            let Some(d) = self.rep.devices.get_mut(usize::from(loc.device)) else { continue };
+            match verdict {
+                CopyVerdict::Missing => d.missing += 1,
+                CopyVerdict::Skipped(_) => {}
+                CopyVerdict::Io(_) => d.read_errors += 1,
+                CopyVerdict::Good | CopyVerdict::Mismatch => {
+                    if only.is_none_or(|o| o == loc.device) {
+                        d.copies += 1;
+                        d.bytes += size as u64;
+                    }
+                    if *verdict == CopyVerdict::Mismatch {
+                        d.check_errors += 1;
                     }
                 }
             }
-            None => self.rep.unrepairable.push(Unrepairable {
+        }
+        for slot in io.heal_bad(p, &every) {
+            self.rep.devices[usize::from(p.copies.as_slice()[slot].device)].repaired += 1;
+        }
+        let good: Option<Arc<[u8]>> = every.data.map(Arc::from);
+        if good.is_none() {
+            self.rep.unrepairable.push(Unrepairable {
                 block: br.btype.name(),
                 inum: ctx.inum().or((br.btype == BlockType::Inode).then_some(br.key)),
                 offset: (br.btype == BlockType::Data).then_some(br.key),
                 path: None,
-            }),
+            });
         }
+        self.rep.blocks += 1;
+        self.rep.bytes += size as u64;
         if self.last_progress.elapsed().as_millis() >= 100 {
             (self.progress)(ScrubProgress { blocks: self.rep.blocks, bytes: self.rep.bytes });
             self.last_progress = Instant::now();

@@ -7,8 +7,6 @@
 //!   flush, so a crash at any instant can be rebuilt as a device image.
 //! - [`mem::MemStorage`]: a device in memory, the canvas crash images are built on.
 //!
-//! [`runs`] groups sorted block copies into large reads for the bulk readers.
-//!
 //! Durability contract (what the commit path relies on): a write is durable only after a
 //! later `flush` on the same storage returns Ok. Writes not yet flushed may reach the medium
 //! in any order, or not at all, if power is lost.
@@ -18,7 +16,6 @@ pub mod faulty;
 pub mod file;
 pub mod mem;
 pub mod recording;
-pub mod runs;
 
 use std::io;
 use std::sync::Arc;

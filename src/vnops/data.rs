@@ -7,12 +7,13 @@
 //! whatever the layers below hold, which the commit deletes from the tree (invariant P1,
 //! docs/DESIGN.md §4).
 
-use crate::copies::read::ReadCtx;
+use crate::copies::runs::MAX_GAP;
+use crate::copies::{BulkBlock, OnBadCopy, ReadCtx};
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
 use crate::inode::{Content, InodeState};
 use crate::tree;
-use hammer2_format::{BlockType, Blockref, UNIT};
+use hammer2_format::{BlockPtr, BlockType, Blockref, UNIT};
 use std::sync::atomic::Ordering;
 
 use std::sync::Arc;
@@ -165,17 +166,11 @@ pub fn present(fs: &FsInner, st: &InodeState, k: u64) -> Result<bool> {
     Ok(!matches!(source(fs, st, k)?, Source::Zero))
 }
 
-/// One committed block to fetch: block index and its reference.
-struct Fetch {
-    k: u64,
-    br: Blockref,
-}
-
-/// Fills `out` with bytes `[off, end)` of the file. Committed blocks that lie back to back
-/// on a device are read with one request and verified block by block; a block that fails
-/// its check (or a failed request) falls back to the per-block read, which tries the other
-/// copies and heals. Consecutive runs alternate between copies, spreading a large read over
-/// the devices.
+/// Fills `out` with bytes `[off, end)` of the file. Committed blocks not in the cache are
+/// read through the copy-I/O layer's bulk read (merged runs per device, each block
+/// verified; a bad copy is counted, the block read from another copy and the bad copy
+/// healed, as on every read). Every `SPREAD` bytes the copy read first moves to the next
+/// device, spreading large reads over the devices.
 pub fn read_range(fs: &FsInner, inum: u64, st: &InodeState, off: u64, end: u64, out: &mut [u8]) -> Result<()> {
     let bs = fs.block_size();
     let part = |k: u64| {
@@ -183,96 +178,69 @@ pub fn read_range(fs: &FsInner, inum: u64, st: &InodeState, off: u64, end: u64, 
         let to = end.min((k + 1) * bs);
         ((from - k * bs) as usize, (from - off) as usize, (to - from) as usize)
     };
-    let mut fetch = Vec::new();
+    let mut fetch: Vec<(u64, Blockref)> = Vec::new();
     for k in off / bs..=(end - 1) / bs {
         let (within, o, n) = part(k);
         match source(fs, st, k)? {
-            Source::Committed(br) if !fs.vol.is_cached(&br) && br.ptr().is_some() => fetch.push(Fetch { k, br }),
+            Source::Committed(br) if !fs.vol.is_cached(&br) && br.ptr().is_some() => fetch.push((k, br)),
             _ => read_into(fs, inum, st, k, within, &mut out[o..o + n])?,
         }
     }
-    let mut i = 0;
-    while i < fetch.len() {
-        let run = run_at(fs, &fetch[i..]);
-        let done = match run {
-            Some((dev, start, len, count)) if count > 1 => {
-                read_run(fs, &fetch[i..i + count], dev, start, len, &part, out)
-            }
-            _ => false,
-        };
-        let count = run.map_or(1, |r| r.3);
-        if !done {
-            for f in &fetch[i..i + count] {
-                let (within, o, n) = part(f.k);
-                read_into(fs, inum, st, f.k, within, &mut out[o..o + n])?;
-            }
+    if fetch.len() <= 1 {
+        // One block: the ordinary read, which also caches it.
+        for (k, _) in fetch {
+            let (within, o, n) = part(k);
+            read_into(fs, inum, st, k, within, &mut out[o..o + n])?;
         }
-        i += count;
+        return Ok(());
     }
-    Ok(())
+    let blocks: Vec<BulkBlock<'_>> = fetch
+        .iter()
+        .map(|(k, br)| {
+            // `fetch` only holds references with a block pointer.
+            let p = br.ptr().expect("fetched blocks have pointers");
+            BulkBlock { btype: br.btype, ptr: p, slot: first_slot(fs, *k, p), ctx: ReadCtx::file(inum, k * bs) }
+        })
+        .collect();
+    let mut failed: Option<(u64, Error)> = None;
+    fs.vol.copy_io().read_blocks(&blocks, OnBadCopy::Recover, &mut |i, r| {
+        let k = fetch[i].0;
+        match r {
+            Ok(data) => {
+                let (within, o, n) = part(k);
+                // A stored block may end before `within` (see `read_into`): the rest is zero.
+                let avail = data.len().saturating_sub(within).min(n);
+                if avail > 0 {
+                    out[o..o + avail].copy_from_slice(&data[within..within + avail]);
+                }
+                out[o + avail..o + n].fill(0);
+            }
+            // The error of the first block that failed, as a block-by-block read gives.
+            Err(e) if failed.as_ref().is_none_or(|(f, _)| k < *f) => failed = Some((k, e)),
+            Err(_) => {}
+        }
+    });
+    match failed {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
 }
 
-/// The run starting at `fetch[0]`: (device, offset, bytes, blocks) of the longest sequence
-/// of consecutive blocks whose chosen copies are back to back on one device (at most 8 MiB).
-fn run_at(fs: &FsInner, fetch: &[Fetch]) -> Option<(u8, u64, usize, usize)> {
-    let pick = |f: &Fetch| -> Option<(u8, u64, usize)> {
-        let p = f.br.ptr()?;
-        let valid: Vec<_> = p
-            .copies
-            .iter()
-            .filter(|l| l.is_valid() && fs.vol.devices.get(l.device).is_some_and(|m| m.readable()))
-            .collect();
-        let l = valid.get((f.k / 16) as usize % valid.len().max(1))?;
-        Some((l.device, l.offset, p.size as usize))
-    };
-    let (dev, start, size) = pick(&fetch[0])?;
-    let (mut len, mut count) = (size, 1);
-    while count < fetch.len() && len < 8 << 20 {
-        let prev = &fetch[count - 1];
-        let next = &fetch[count];
-        match pick(next) {
-            Some((d, o, s)) if next.k == prev.k + 1 && d == dev && o == start + len as u64 => {
-                len += s;
-                count += 1;
-            }
-            _ => break,
-        }
-    }
-    Some((dev, start, len, count))
-}
+/// Bytes of a file read from one copy before the next copy takes its turn. Longer than
+/// `MAX_GAP`, so the runs of one device never read through the blocks another device
+/// serves (which would read them twice), and a read of up to this much, aligned, is one
+/// request to one device.
+const SPREAD: u64 = 4 * MAX_GAP;
 
-/// Reads a run with one request; true when every block verified and was copied out.
-fn read_run(
-    fs: &FsInner,
-    run: &[Fetch],
-    dev: u8,
-    start: u64,
-    len: usize,
-    part: &dyn Fn(u64) -> (usize, usize, usize),
-    out: &mut [u8],
-) -> bool {
-    let Some(storage) = fs.vol.devices.get(dev).and_then(|m| m.storage.as_ref()) else { return false };
-    let mut buf = vec![0u8; len];
-    if storage.read_at(&mut buf, start).is_err() {
-        return false;
-    }
-    let mut pos = 0usize;
-    let mut verified = Vec::with_capacity(run.len());
-    for f in run {
-        // `read_range` only queues references that have a block pointer.
-        let p = f.br.ptr().expect("run blocks have pointers");
-        let block = &buf[pos..pos + p.size as usize];
-        if !p.check.verify(block) {
-            return false;
-        }
-        verified.push((f.k, pos, p.size as usize));
-        pos += p.size as usize;
-    }
-    for (k, at, size) in verified {
-        let (within, o, n) = part(k);
-        let avail = size.saturating_sub(within).min(n);
-        out[o..o + avail].copy_from_slice(&buf[at + within..at + within + avail]);
-        out[o + avail..o + n].fill(0);
-    }
-    true
+/// The copy slot to read block `k` from first: its valid copies on readable devices take
+/// turns every `SPREAD` bytes of the file.
+fn first_slot(fs: &FsInner, k: u64, p: &BlockPtr) -> usize {
+    let readable: Vec<usize> = p
+        .copies
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.is_valid() && fs.vol.devices.get(l.device).is_some_and(|m| m.readable()))
+        .map(|(slot, _)| slot)
+        .collect();
+    readable.get((k * fs.block_size() / SPREAD) as usize % readable.len().max(1)).copied().unwrap_or(0)
 }

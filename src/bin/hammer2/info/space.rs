@@ -11,6 +11,7 @@
 //!   k units of data fit while the devices together can give k units to N distinct devices:
 //!   the largest k with sum(min(free_d, k)) >= N * k.
 
+use hammer2::copies::placement;
 use hammer2_format::DeviceEntry;
 use hammer2_format::layout::{UNIT, region_bounds};
 
@@ -34,15 +35,15 @@ pub fn view(devices: &[DeviceEntry], copies: u8) -> SpaceView {
         let (s, end) = region_bounds(e.size, e.regions, k);
         (end - s) / UNIT
     };
-    let (total, free) = if d <= n {
-        let slots = (0..n).map(|i| (&devices[i % d], (i / d) as u8));
+    let (total, free) = if placement::slots_are_fixed(d, copies.max(1)) {
+        let slots = (0..n).map(|i| placement::fixed_slot(i, d)).map(|(dev, k)| (&devices[usize::from(dev)], k));
         let total = slots.clone().map(|(e, k)| region_units(e, k)).min().unwrap_or(0);
         let free = slots.map(|(e, _)| e.free_units / u64::from(e.regions.max(1))).min().unwrap_or(0);
         (total, free)
     } else {
         let total = devices.iter().map(|e| region_units(e, 0)).sum::<u64>() / n as u64;
         let free: Vec<u64> = devices.iter().map(|e| e.free_units).collect();
-        (total, hammer2::copies::placement::spread_capacity(&free, n as u64))
+        (total, placement::spread_capacity(&free, n as u64))
     };
     SpaceView { total: total * UNIT, free: free * UNIT, raw_free }
 }
