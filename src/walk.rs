@@ -30,6 +30,19 @@ pub struct Ctx {
     pub level: u8,
 }
 
+impl TreeKind {
+    /// Whether a leaf of type `t` belongs in this tree: the one table of which leaves each
+    /// tree holds (the walk reports any other as malformed; fsck's read-ahead relies on it).
+    pub fn holds_leaf(self, t: BlockType) -> bool {
+        match self {
+            TreeKind::Inodes => t == BlockType::Inode,
+            TreeKind::Freemap => t == BlockType::FreemapLeaf,
+            TreeKind::Orphans => t == BlockType::Orphan,
+            TreeKind::Inode(_) => matches!(t, BlockType::Data | BlockType::Dirent | BlockType::Xattr),
+        }
+    }
+}
+
 impl Ctx {
     pub fn inum(&self) -> Option<u64> {
         match self.tree {
@@ -79,18 +92,9 @@ pub fn walk_tree(entries: &[Blockref], tree: TreeKind, v: &mut dyn Visitor) -> R
     Ok(())
 }
 
-fn leaf_allowed(tree: TreeKind, t: BlockType) -> bool {
-    match tree {
-        TreeKind::Inodes => t == BlockType::Inode,
-        TreeKind::Freemap => t == BlockType::FreemapLeaf,
-        TreeKind::Orphans => t == BlockType::Orphan,
-        TreeKind::Inode(_) => matches!(t, BlockType::Data | BlockType::Dirent | BlockType::Xattr),
-    }
-}
-
 fn walk_ref(br: &Blockref, tree: TreeKind, v: &mut dyn Visitor) -> Result<()> {
     let ctx = Ctx { tree, level: br.level };
-    if br.btype != BlockType::Indirect && !leaf_allowed(tree, br.btype) {
+    if br.btype != BlockType::Indirect && !tree.holds_leaf(br.btype) {
         return v.malformed(br, &ctx, &format!("a {} reference does not belong in this tree", br.btype.name()));
     }
     let Some(bytes) = v.visit(br, &ctx)? else { return Ok(()) };

@@ -126,7 +126,7 @@ impl DataQueue {
             results.push(r);
         }
         let outcomes = on_each_device(&vol.devices, per_dev, tick, |_, storage, items| {
-            verify_device(storage, items, &copies, &blocks, io, cancel)
+            check_device_copies(storage, items, &copies, &blocks, io, cancel)
         });
         // A verifier thread only reads and compares; if one panicked anyway, its copies
         // are left out rather than taking the run down.
@@ -157,7 +157,7 @@ impl DataQueue {
 }
 
 /// Reads one device's copies in offset order, in the engine's merged runs.
-fn verify_device(
+fn check_device_copies(
     storage: Option<hammer2::storage::DynStorage>,
     mut items: Vec<CopyRead>,
     copies: &[(u32, u8)],

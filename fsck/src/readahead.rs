@@ -22,8 +22,8 @@
 
 use crate::blocks::copy_io;
 use hammer2::copies::runs::{CopyRead, on_each_device, read_runs};
-use hammer2::storage::DynStorage;
 use hammer2::inspect::{TreeKind, Volume};
+use hammer2::storage::DynStorage;
 use hammer2_format::{BlockType, Blockref, Location};
 use std::collections::HashMap;
 
@@ -49,10 +49,9 @@ pub struct ReadAhead {
 fn read_by_walk(tree: TreeKind, btype: BlockType) -> bool {
     match btype {
         BlockType::Indirect => true,
-        BlockType::Inode => tree == TreeKind::Inodes,
-        BlockType::FreemapLeaf => tree == TreeKind::Freemap,
-        BlockType::Dirent | BlockType::Xattr => matches!(tree, TreeKind::Inode(_)),
-        _ => false,
+        // Data is read in the data pass's own runs; an orphan entry has no block.
+        BlockType::Data | BlockType::Orphan => false,
+        t => tree.holds_leaf(t),
     }
 }
 

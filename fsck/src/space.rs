@@ -9,10 +9,10 @@
 
 use crate::report::{FindingId, Findings, Problem};
 use hammer2::repair::Bitmap;
+use hammer2_format::freemap::{self, LEAF_WORDS, WORD_BITS};
 use hammer2_format::layout::{FREEMAP_LEAF_SIZE, FREEMAP_LEAF_UNITS, UNIT, region_bounds};
 use std::collections::{BTreeMap, HashMap};
 
-const WORDS: usize = (FREEMAP_LEAF_UNITS / 64) as usize;
 /// A device claiming more free-map leaves than this (8 PiB) is not believed.
 pub const MAX_LEAVES: u64 = 1 << 24;
 
@@ -31,7 +31,7 @@ impl UnitMap {
         while u < end {
             let leaf = u / FREEMAP_LEAF_UNITS;
             let stop = end.min((leaf + 1).saturating_mul(FREEMAP_LEAF_UNITS));
-            let w = self.chunks.entry((device, leaf)).or_insert_with(|| vec![0u64; WORDS].into());
+            let w = self.chunks.entry((device, leaf)).or_insert_with(|| vec![0u64; LEAF_WORDS].into());
             for v in u..stop {
                 let i = (v % FREEMAP_LEAF_UNITS) as usize;
                 let bit = 1u64 << (i % 64);
@@ -193,11 +193,8 @@ impl Space {
                     diff.ids.push((id, false));
                     diff.leaf_problems += 1;
                 }
-                for w in 0..WORDS {
-                    let u0 = l * FREEMAP_LEAF_UNITS + (w as u64) * 64;
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(&leaf.bits[w * 8..w * 8 + 8]);
-                    let disk = u64::from_le_bytes(a);
+                for (w, disk) in freemap::words(&leaf.bits).enumerate() {
+                    let u0 = l * FREEMAP_LEAF_UNITS + (w as u64) * WORD_BITS;
                     let inside = g.inside_word(u0);
                     let want = self.reach.word(g.index, l, w) | !inside;
                     free_inside += u64::from((!disk & inside).count_ones());
@@ -240,14 +237,12 @@ impl Space {
                 let mut bm = hammer2::repair::used_bitmap(g.size);
                 let leaves = g.leaves().min(MAX_LEAVES);
                 for l in 0..leaves {
-                    let mut words: Vec<u64> = (0..WORDS).map(|w| self.reach.word(g.index, l, w)).collect();
+                    let mut words: Vec<u64> = (0..LEAF_WORDS).map(|w| self.reach.word(g.index, l, w)).collect();
                     if conservative {
                         match self.leaves.get(&(u64::from(g.index), l)) {
                             Some(leaf) => {
-                                for (w, word) in words.iter_mut().enumerate() {
-                                    let mut a = [0u8; 8];
-                                    a.copy_from_slice(&leaf.bits[w * 8..w * 8 + 8]);
-                                    *word |= u64::from_le_bytes(a);
+                                for (word, disk) in words.iter_mut().zip(freemap::words(&leaf.bits)) {
+                                    *word |= disk;
                                 }
                             }
                             None => words.iter_mut().for_each(|w| *w = u64::MAX),
@@ -256,8 +251,7 @@ impl Space {
                     if words.iter().all(|w| *w == 0) {
                         continue;
                     }
-                    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-                    bm.load_bytes(l * FREEMAP_LEAF_UNITS, &bytes);
+                    bm.load_bytes(l * FREEMAP_LEAF_UNITS, &freemap::bytes_of_words(&words));
                 }
                 bm
             })

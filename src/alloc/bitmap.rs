@@ -1,5 +1,7 @@
 //! A plain bitmap of allocation units with run search.
 
+use hammer2_format::freemap::{self, WORD_BITS};
+
 #[derive(Clone)]
 pub struct Bitmap {
     words: Vec<u64>,
@@ -113,26 +115,20 @@ impl Bitmap {
         n
     }
 
-    /// The bytes of `units` bits starting at `start` (a multiple of 64), little-endian.
+    /// The bytes of `units` bits starting at `start` (a multiple of 64), in the free-map
+    /// leaf's word layout (`hammer2_format::freemap`).
     pub fn bytes(&self, start: u64, units: u64) -> Vec<u8> {
-        let w0 = (start / 64) as usize;
-        let nw = units.div_ceil(64) as usize;
-        let mut out = Vec::with_capacity(nw * 8);
-        for w in &self.words[w0..w0 + nw] {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        out
+        let w0 = (start / WORD_BITS) as usize;
+        let nw = units.div_ceil(WORD_BITS) as usize;
+        freemap::bytes_of_words(&self.words[w0..w0 + nw])
     }
 
-    /// Overwrites bits from `start` (a multiple of 64) with `bytes`.
+    /// Overwrites bits from `start` (a multiple of 64) with `bytes`, in the free-map leaf's
+    /// word layout.
     pub fn load_bytes(&mut self, start: u64, bytes: &[u8]) {
-        let w0 = (start / 64) as usize;
-        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(chunk);
-            if let Some(w) = self.words.get_mut(w0 + i) {
-                *w = u64::from_le_bytes(a);
-            }
+        let w0 = (start / WORD_BITS) as usize;
+        for (w, word) in self.words.iter_mut().skip(w0).zip(freemap::words(bytes)) {
+            *w = word;
         }
     }
 }

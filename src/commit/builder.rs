@@ -47,7 +47,7 @@ impl<'a> Builder<'a> {
     /// Frees every block of a committed tree (a deleted inode's content).
     pub fn free_tree(&mut self, root: &Root) -> Result<()> {
         let mut refs = Vec::new();
-        tree::walk(self.vol, root, &mut |br| {
+        tree::for_each_ref(self.vol, root, &mut |br| {
             refs.push(*br);
             Ok(true)
         })?;

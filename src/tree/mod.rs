@@ -128,21 +128,21 @@ fn scan_level(
 
 /// Calls `f` on every block reference of the tree (nodes before their children), for
 /// walks that free or check whole trees. `f` returns false to skip a node's children.
-pub fn walk(src: &dyn NodeSource, root: &Root, f: &mut dyn FnMut(&Blockref) -> Result<bool>) -> Result<()> {
+pub fn for_each_ref(src: &dyn NodeSource, root: &Root, f: &mut dyn FnMut(&Blockref) -> Result<bool>) -> Result<()> {
     for e in &root.entries {
-        walk_ref(src, e, f)?;
+        for_each_ref_below(src, e, f)?;
     }
     Ok(())
 }
 
-fn walk_ref(src: &dyn NodeSource, br: &Blockref, f: &mut dyn FnMut(&Blockref) -> Result<bool>) -> Result<()> {
+fn for_each_ref_below(src: &dyn NodeSource, br: &Blockref, f: &mut dyn FnMut(&Blockref) -> Result<bool>) -> Result<()> {
     if !f(br)? {
         return Ok(());
     }
     if br.btype == hammer2_format::BlockType::Indirect {
         let node = src.node(br)?;
         for e in node.iter() {
-            walk_ref(src, e, f)?;
+            for_each_ref_below(src, e, f)?;
         }
     }
     Ok(())
