@@ -22,8 +22,8 @@
 
 use crate::blocks::copy_io;
 use hammer2::copies::runs::{CopyRead, on_each_device, read_runs};
-use hammer2::storage::DynStorage;
 use hammer2::inspect::{TreeKind, Volume};
+use hammer2::storage::DynStorage;
 use hammer2_format::{BlockType, Blockref, Location};
 use std::collections::HashMap;
 
