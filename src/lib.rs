@@ -44,6 +44,7 @@ pub mod walk;
 pub use devices::MemberState;
 pub use error::{Error, Result};
 pub use fs::{DEFAULT_MEMORY, DEFAULT_RESYNC_SLICE_BYTES, Options};
+pub use vnops::file::Whence;
 pub use vnops::xattr::XattrFlags;
 pub use vnops::{Attr, Caller, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
 
