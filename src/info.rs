@@ -77,7 +77,7 @@ pub struct Live {
 /// The live state of a mounted filesystem; `name` names it as the master (e.g. its
 /// devices).
 pub fn live(fs: &impl Mounted, name: String) -> Live {
-    let fs = fs.engine();
+    let fs = fs.engine().0;
     let members = &fs.vol.devices.members;
     let resync = crate::resync::running(fs);
     let assembly = Assembly {

@@ -158,24 +158,28 @@ impl Fs {
 /// its shared state.
 pub trait Mounted {
     #[doc(hidden)]
-    fn engine(&self) -> &fs::FsInner;
+    fn engine(&self) -> Engine<'_>;
 }
 
+/// An opaque borrow of a mounted filesystem's engine (see [`Mounted`]).
+#[derive(Clone, Copy)]
+pub struct Engine<'a>(pub(crate) &'a fs::FsInner);
+
 impl Mounted for Fs {
-    fn engine(&self) -> &fs::FsInner {
-        &self.inner
+    fn engine(&self) -> Engine<'_> {
+        Engine(&self.inner)
     }
 }
 
 impl Mounted for fs::FsInner {
-    fn engine(&self) -> &fs::FsInner {
-        self
+    fn engine(&self) -> Engine<'_> {
+        Engine(self)
     }
 }
 
 impl Mounted for Arc<fs::FsInner> {
-    fn engine(&self) -> &fs::FsInner {
-        self
+    fn engine(&self) -> Engine<'_> {
+        Engine(self)
     }
 }
 
@@ -202,8 +206,8 @@ impl FsRef {
 }
 
 impl Mounted for FsRef {
-    fn engine(&self) -> &fs::FsInner {
-        &self.0
+    fn engine(&self) -> Engine<'_> {
+        Engine(&self.0)
     }
 }
 

@@ -73,7 +73,7 @@ pub struct ResyncReport {
 /// Brings every stale, diverged or returning device up to date. Calls `progress` after
 /// every commit.
 pub fn run(fs: &impl crate::Mounted, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result<ResyncReport> {
-    let fs = fs.engine();
+    let fs = fs.engine().0;
     if fs.vol.read_only {
         return Err(Error::ReadOnly);
     }

@@ -225,7 +225,7 @@ pub fn scrub_roots(
 /// resync fills those; a resync already running fills them instead. The error and repair
 /// counters are committed to the headers (by the resync's commits when it runs).
 pub fn run(fs: &impl crate::Mounted, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
-    let fs = fs.engine();
+    let fs = fs.engine().0;
     crate::commit::commit(fs, false, false)?;
     let rep = scrub(fs, progress)?;
     let writable = !fs.vol.read_only && !fs.remounted_ro.load(std::sync::atomic::Ordering::SeqCst);
