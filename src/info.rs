@@ -108,7 +108,50 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::copies::placement::spread_capacity;
+    use hammer2_format::volume::DeviceState;
+
+    fn entry(size: u64, free_units: u64, regions: u8) -> DeviceEntry {
+        DeviceEntry {
+            uuid: [0; 16],
+            size,
+            synced_tid: 0,
+            free_units,
+            missed_since: 0,
+            read_errors: 0,
+            write_errors: 0,
+            check_errors: 0,
+            repaired: 0,
+            regions,
+            state: DeviceState::Online,
+        }
+    }
+
+    #[test]
+    fn space_follows_the_capacity_rule_for_fixed_slots_and_for_spread_copies() {
+        let mib = 1 << 20;
+        let unit_of = |bytes: u64| bytes / UNIT;
+        // One device, two copies in two regions: its free units are shared by both.
+        let one = [entry(256 * mib, 1000, 2)];
+        let (s, e) = region_bounds(256 * mib, 2, 0);
+        assert_eq!(space(&one, 2), Space { total: (e - s) / UNIT * UNIT, free: 500 * UNIT, raw_free: 1000 * UNIT });
+        // Two devices, two copies: the fuller device decides.
+        let two = [entry(256 * mib, 700, 1), entry(128 * mib, 300, 1)];
+        let sp = space(&two, 2);
+        assert_eq!((unit_of(sp.free), unit_of(sp.raw_free)), (300, 1000));
+        let (s, e) = region_bounds(128 * mib, 1, 0);
+        assert_eq!(sp.total, (e - s) / UNIT * UNIT);
+        // Three devices, two copies: spread by free space, total is the raw size over copies.
+        let three = [entry(128 * mib, 100, 1), entry(128 * mib, 5, 1), entry(128 * mib, 5, 1)];
+        let sp = space(&three, 2);
+        assert_eq!(unit_of(sp.free), 10, "one device cannot hold both copies of a block");
+        let (s, e) = region_bounds(128 * mib, 1, 0);
+        assert_eq!(sp.total, 3 * ((e - s) / UNIT) / 2 * UNIT);
+        assert_eq!(slots_on(0, 2, 3), Some(vec![(0, 0), (2, 1)]));
+        assert_eq!(slots_on(1, 2, 3), Some(vec![(1, 0)]));
+        assert_eq!(slots_on(0, 3, 2), None);
+    }
 
     #[test]
     fn spread_capacity_is_limited_by_the_devices_that_must_differ() {
