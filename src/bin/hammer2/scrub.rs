@@ -1,6 +1,7 @@
 //! `hammer2 scrub DEVICE...`: read every copy of every block, repair bad copies from good
 //! ones, report per device. Exit status: 0 clean, 1 errors found and all repaired,
-//! 4 errors left (unrepairable blocks), 8 operational error.
+//! 4 errors left (unrepairable blocks), 8 operational error. What a scrub does (and takes
+//! diverged devices back) is the engine's `scrub::run`, the same here and on a mount point.
 
 use crate::offline;
 use hammer2::scrub::{self, ScrubReport};
