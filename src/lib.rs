@@ -14,6 +14,7 @@
 //! - `syncer`: background commits.
 //! - `repair`: the typed repair session fsck makes every change through.
 //! - `inspect`: the read-only surface fsck checks with.
+//! - `info`: describing a filesystem (space, slots, a mount's live state) for `hammer2 info`.
 
 pub mod alloc;
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod devices;
 pub mod error;
 pub mod format;
 pub mod fs;
+pub mod info;
 pub mod inode;
 pub mod inspect;
 pub mod loopdev;
@@ -39,13 +41,15 @@ pub mod vnops;
 pub mod volume;
 pub mod walk;
 
+pub use devices::MemberState;
 pub use error::{Error, Result};
-pub use fs::Options;
+pub use fs::{DEFAULT_MEMORY, DEFAULT_RESYNC_SLICE_BYTES, Options};
+pub use vnops::file::Whence;
 pub use vnops::xattr::XattrFlags;
 pub use vnops::{Attr, Caller, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use storage::DynStorage;
 
 impl Fs {
@@ -135,6 +139,75 @@ impl Fs {
 
     pub fn root(&self) -> u64 {
         hammer2_format::layout::ROOT_INUM
+    }
+
+    /// The filesystem's data block size in bytes (what `stat` reports as `st_blksize`).
+    pub fn block_size(&self) -> u64 {
+        self.inner.block_size()
+    }
+
+    /// A handle that does not keep the engine alive: a daemon's control thread holds one so
+    /// that unmounting commits and closes the devices whatever that thread is doing.
+    pub fn downgrade(&self) -> WeakFs {
+        WeakFs(Arc::downgrade(&self.inner))
+    }
+}
+
+/// A mounted filesystem as the maintenance entries (`scrub::run`, `resync::run`,
+/// `info::live`) take it: an [`Fs`], a [`FsRef`] from a [`WeakFs`], or, inside the engine,
+/// its shared state.
+pub trait Mounted {
+    #[doc(hidden)]
+    fn engine(&self) -> Engine<'_>;
+}
+
+/// An opaque borrow of a mounted filesystem's engine (see [`Mounted`]).
+#[derive(Clone, Copy)]
+pub struct Engine<'a>(pub(crate) &'a fs::FsInner);
+
+impl Mounted for Fs {
+    fn engine(&self) -> Engine<'_> {
+        Engine(&self.inner)
+    }
+}
+
+impl Mounted for fs::FsInner {
+    fn engine(&self) -> Engine<'_> {
+        Engine(self)
+    }
+}
+
+impl Mounted for Arc<fs::FsInner> {
+    fn engine(&self) -> Engine<'_> {
+        Engine(self)
+    }
+}
+
+/// See [`Fs::downgrade`].
+#[derive(Clone)]
+pub struct WeakFs(Weak<fs::FsInner>);
+
+impl WeakFs {
+    /// The filesystem while it is still mounted; None once it is being unmounted.
+    pub fn upgrade(&self) -> Option<FsRef> {
+        self.0.upgrade().map(FsRef)
+    }
+}
+
+/// A strong handle from [`WeakFs::upgrade`], for maintenance from another thread. Unlike an
+/// [`Fs`] it neither unmounts nor stops anything when dropped.
+pub struct FsRef(Arc<fs::FsInner>);
+
+impl FsRef {
+    /// As [`Fs::remount`].
+    pub fn remount(&self, read_only: bool) -> Result<()> {
+        self.0.remount(read_only)
+    }
+}
+
+impl Mounted for FsRef {
+    fn engine(&self) -> Engine<'_> {
+        Engine(&self.0)
     }
 }
 

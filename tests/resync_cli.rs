@@ -370,6 +370,30 @@ fn naming_the_older_device_as_master_makes_the_one_written_alone_diverged_and_re
     assert_whole(&img);
 }
 
+/// Online and offline scrub run one policy (`hammer2::scrub::run`): once every copy on a
+/// diverged device is verified and the bad ones rewritten, the device is taken back (stale,
+/// then a resync). The online scrub used to leave it diverged until an explicit resync.
+#[test]
+fn an_online_scrub_takes_a_diverged_device_back_as_an_offline_one_does() {
+    let img = both_holding(256 * MIB, "common", 10);
+    let (a, b) = pair(&img);
+    alone(&img, b, overwrite_common);
+    let a_view = view(&img, &[a]);
+
+    let m = img.mount_with(&format!("master={}", a.display()));
+    let live = info_json([&m.path]);
+    assert_eq!(state(&live, 1), "diverged", "{live}");
+    let (code, rep) = hammer2_json("scrub", [&m.path]);
+    assert_eq!(code, 1, "errors found (b's copies it overwrote) and all repaired: {rep}");
+    assert!(rep["devices"][1]["repaired"].as_u64().unwrap() > 0, "{rep}");
+    let live = info_json([&m.path]);
+    assert_eq!((state(&live, 0), state(&live, 1)), ("online", "online"), "the scrub took b back: {live}");
+    assert_eq!(snapshot(&m.path), a_view);
+    m.unmount();
+    assert_caught_up(&img, &a_view, "b alone is now identical to the chosen master");
+    assert_whole(&img);
+}
+
 #[test]
 fn a_device_rolled_back_to_an_older_copy_of_itself_is_reported_verified_by_resync_and_then_holds_everything() {
     let img = both_holding(256 * MIB, "first", 20);

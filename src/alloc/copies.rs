@@ -66,21 +66,21 @@ impl Placement {
     /// Free units outside whole slots are not counted: they can take small blocks, but no
     /// reservation relies on them.
     pub fn capacity_units(&self, alloc: &Allocator, devices: &DeviceSet) -> u64 {
-        let slot = alloc.slot();
+        let writable = |d: u8| devices.get(d).is_some_and(|m| m.writable());
+        self.capacity(|d, r| writable(d).then(|| alloc.domain_free_slots(d, r))) * alloc.slot()
+    }
+
+    /// The capacity rule, the one statement of it (the allocator's reservations and `info`
+    /// use it): how many units of data fit when domain (device, region) has `free(d, r)`
+    /// units free, None for a device that takes no new copies. With fixed slots the fullest
+    /// slot's domain decides; with more devices than copies, k units fit while the devices
+    /// together can give k units to N distinct devices (`spread_capacity`), each in region 0.
+    pub fn capacity(&self, free: impl Fn(u8, u8) -> Option<u64>) -> u64 {
         if self.fixed() {
-            return self
-                .fixed_slots()
-                .filter(|&(d, _)| devices.get(d).is_some_and(|m| m.writable()))
-                .map(|(d, r)| alloc.domain_free_slots(d, r))
-                .min()
-                .unwrap_or(0)
-                * slot;
+            return self.fixed_slots().filter_map(|(d, r)| free(d, r)).min().unwrap_or(0);
         }
-        let free: Vec<u64> = (0..self.devices() as u8)
-            .filter(|&d| devices.get(d).is_some_and(|m| m.writable()))
-            .map(|d| alloc.domain_free_slots(d, 0))
-            .collect();
+        let free: Vec<u64> = (0..self.devices() as u8).filter_map(|d| free(d, 0)).collect();
         let n = (usize::from(self.copies())).min(free.len()) as u64;
-        spread_capacity(&free, n) * slot
+        spread_capacity(&free, n)
     }
 }

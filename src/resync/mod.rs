@@ -72,7 +72,8 @@ pub struct ResyncReport {
 
 /// Brings every stale, diverged or returning device up to date. Calls `progress` after
 /// every commit.
-pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result<ResyncReport> {
+pub fn run(fs: &impl crate::Mounted, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result<ResyncReport> {
+    let fs = fs.engine().0;
     if fs.vol.read_only {
         return Err(Error::ReadOnly);
     }
@@ -88,6 +89,11 @@ pub fn run(fs: &FsInner, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result
     let start = std::time::Instant::now();
     let mut report = ResyncReport::default();
     rejoin(fs, &mut report)?;
+    for m in &fs.vol.devices.members {
+        if m.state() == MemberState::Stale {
+            tracing::info!(device = %m.name, "resync started");
+        }
+    }
     for m in &fs.vol.devices.members {
         if m.state() == MemberState::Diverged {
             let (checked, repaired) = scrub_device(fs, m.index)?;

@@ -1,13 +1,12 @@
 //! `hammer2 info DEVICE...`: what the volume headers say, read-only, without mounting.
 
 mod report;
-mod space;
 mod text;
 
 use crate::devices;
 use anyhow::{Result, bail};
 use hammer2::Options;
-use hammer2::mount::{self, Probe};
+use hammer2::inspect::{self, Probe};
 use hammer2::storage::claim::OpenMode;
 use std::path::PathBuf;
 
@@ -33,7 +32,7 @@ pub fn run(a: Args) -> Result<i32> {
         }
     }
     let storages = devices::open_all(&a.paths, OpenMode::ReadOnly)?;
-    let probes: Vec<Probe> = storages.into_iter().map(mount::probe).collect();
+    let probes: Vec<Probe> = storages.into_iter().map(inspect::probe).collect();
     // A device without a hammer2 header among others that have one (a blank or wiped
     // member) is named in a note and its slot shown missing: the filesystem is still shown.
     let strangers: Vec<String> = probes.iter().filter(|p| p.header.is_none()).map(not_hammer2).collect();
@@ -46,16 +45,16 @@ pub fn run(a: Args) -> Result<i32> {
         .filter_map(|p| p.header.as_ref().map(|h| (h.fs_uuid, usize::from(h.device_index), h.tid)))
         .collect();
     let opts = Options { degraded: true, read_only: true, ..Options::default() };
-    let (asm, warning) = match mount::assemble(probes, &opts) {
+    let (asm, warning) = match inspect::assemble(probes, &opts) {
         Ok(asm) => (asm, None),
         Err(e) => {
             // Devices that were written apart make assemble refuse until a master is named.
             // Info still shows them, taking the newest as master, and says why a mount refuses.
             // The first probes were consumed by assemble, so the devices are read again.
             let probes: Vec<Probe> =
-                devices::open_all(&a.paths, OpenMode::ReadOnly)?.into_iter().map(mount::probe).collect();
+                devices::open_all(&a.paths, OpenMode::ReadOnly)?.into_iter().map(inspect::probe).collect();
             let opts = Options { master: newest, ..opts };
-            match mount::assemble(probes, &opts) {
+            match inspect::assemble(probes, &opts) {
                 Ok(asm) => (asm, Some(format!("a mount refuses these devices as they are: {e}"))),
                 Err(_) => bail!("{e}"),
             }
@@ -78,45 +77,12 @@ pub fn run(a: Args) -> Result<i32> {
 }
 
 /// The report of a mounted filesystem: its committed state and live device states.
-pub fn live_report(fs: &hammer2::fs::FsInner, devices: &str) -> report::Report {
-    use hammer2::devices::MemberState;
-    let master = hammer2::commit::header::live_view(fs);
-    let resyncing = hammer2::resync::running(fs);
-    let members = fs
-        .vol
-        .devices
-        .members
-        .iter()
-        .map(|m| (m.storage.clone(), m.name.clone(), m.state(), m.missed_since()))
-        .collect();
-    let tids = fs
-        .vol
-        .devices
-        .members
-        .iter()
-        .filter(|m| m.storage.is_some())
-        .map(|m| (usize::from(m.index), m.synced_tid()))
-        .collect();
-    let rolled_back = fs
-        .vol
-        .devices
-        .members
-        .iter()
-        .filter(|m| m.rolled_back() > 0 && m.state() == MemberState::Diverged)
-        .map(|m| (usize::from(m.index), m.rolled_back()))
-        .collect();
-    let asm = mount::Assembly {
-        master,
-        master_name: format!("mounted ({devices})"),
-        members,
-        notes: Vec::new(),
-        rolled_back,
-        warnings: fs.mount_warnings.clone(),
-    };
-    let mut r = report::build(&asm, &tids);
+pub fn live_report(fs: &impl hammer2::Mounted, devices: &str) -> report::Report {
+    let live = hammer2::info::live(fs, format!("mounted ({devices})"));
+    let mut r = report::build(&live.assembly, &live.header_tids);
     r.clean = false;
-    for (d, m) in r.devices.iter_mut().zip(&fs.vol.devices.members) {
-        if resyncing && matches!(m.state(), MemberState::Stale | MemberState::Diverged) {
+    for (d, resyncing) in r.devices.iter_mut().zip(live.resyncing) {
+        if resyncing {
             d.state = "resyncing";
         }
     }

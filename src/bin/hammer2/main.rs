@@ -63,7 +63,7 @@ pub fn resync_slice_bytes() -> u64 {
     std::env::var("HAMMER2_RESYNC_SLICE_BYTES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(hammer2::fs::DEFAULT_RESYNC_SLICE_BYTES)
+        .unwrap_or(hammer2::DEFAULT_RESYNC_SLICE_BYTES)
 }
 
 /// Logging to stderr, filtered by HAMMER2_LOG (default: warnings).

@@ -167,7 +167,7 @@ fn serve(
     // A read-only mount holds a shared claim: no writer may change the devices under it.
     let mode = if opts.read_only { OpenMode::Shared } else { OpenMode::Exclusive };
     let storages = devices::open_all(devices, mode)?;
-    let memory = opts.cache_bytes.unwrap_or(hammer2::fs::DEFAULT_MEMORY);
+    let memory = opts.cache_bytes.unwrap_or(hammer2::DEFAULT_MEMORY);
     let mut engine = hammer2::Options {
         read_only: opts.read_only,
         degraded: opts.degraded,
@@ -180,7 +180,7 @@ fn serve(
     }
     let fs = Fs::mount(storages, engine).map_err(|e| anyhow!("{e}"))?;
     // Online info/scrub/resync reach the engine through this socket while the session runs.
-    let _control = crate::control::server::start(fs.inner(), &mountpoint, source_name(devices));
+    let _control = crate::control::server::start(fs.downgrade(), &mountpoint, source_name(devices));
     let outcome = Outcome::default();
     let want_uring = !opts.no_uring
         && fuse::uring::can_bridge(fuse::MAX_PAYLOAD)

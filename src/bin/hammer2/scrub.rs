@@ -1,9 +1,9 @@
 //! `hammer2 scrub DEVICE...`: read every copy of every block, repair bad copies from good
 //! ones, report per device. Exit status: 0 clean, 1 errors found and all repaired,
-//! 4 errors left (unrepairable blocks), 8 operational error.
+//! 4 errors left (unrepairable blocks), 8 operational error. What a scrub does (and takes
+//! diverged devices back) is the engine's `scrub::run`, the same here and on a mount point.
 
 use crate::offline;
-use hammer2::devices::MemberState;
 use hammer2::scrub::{self, ScrubReport};
 use hammer2::units::human;
 use std::path::PathBuf;
@@ -36,7 +36,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
     };
     let pb = offline::bar("scrub");
-    let rep = scrub::scrub(fs.inner(), &mut |p| {
+    let rep = scrub::run(&fs, &mut |p| {
         pb.set_position(p.bytes);
         pb.set_message(format!("{} blocks", p.blocks));
     });
@@ -48,19 +48,6 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             return Ok(8);
         }
     };
-    // A replacement device whose every copy was just verified and rewritten is whole
-    // again (up to copies recorded MISSING, which resync fills).
-    if rep.unrepairable.is_empty() {
-        for m in &fs.inner().vol.devices.members {
-            if m.state() == MemberState::Diverged {
-                m.set_state(MemberState::Stale);
-            }
-        }
-        if let Err(e) = hammer2::resync::run(fs.inner(), &mut |_, _| {}) {
-            eprintln!("hammer2 scrub: {e:#}");
-            return Ok(8);
-        }
-    }
     if let Err(e) = fs.unmount() {
         eprintln!("hammer2 scrub: {e:#}");
         return Ok(8);

@@ -1,13 +1,11 @@
 //! The daemon side of the control channel.
 
 use super::{Done, Op, Progress, Reply, Request, socket_path};
-use hammer2::devices::MemberState;
-use hammer2::fs::FsInner;
+use hammer2::{FsRef, WeakFs};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
 
 /// Removes the socket when the daemon stops serving.
 pub struct Control {
@@ -24,8 +22,7 @@ impl Drop for Control {
 /// without it, only online info/scrub/resync are then unavailable). It holds the engine
 /// weakly: the final commit closes the devices when the session ends, whatever the control
 /// thread is doing.
-pub fn start(fs: &Arc<FsInner>, mountpoint: &Path, devices: String) -> Option<Control> {
-    let fs = Arc::downgrade(fs);
+pub fn start(fs: WeakFs, mountpoint: &Path, devices: String) -> Option<Control> {
     let path = socket_path(mountpoint);
     let dir = path.parent()?;
     if let Err(e) = std::fs::create_dir_all(dir) {
@@ -44,7 +41,7 @@ pub fn start(fs: &Arc<FsInner>, mountpoint: &Path, devices: String) -> Option<Co
     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     let spawned = std::thread::Builder::new().name("hammer2-control".into()).spawn(move || {
         for conn in listener.incoming().flatten() {
-            let fs: Weak<FsInner> = fs.clone();
+            let fs = fs.clone();
             let devices = devices.clone();
             let _ = std::thread::Builder::new().name("hammer2-control-conn".into()).spawn(move || match fs.upgrade() {
                 Some(fs) => serve(&fs, &devices, conn),
@@ -66,7 +63,7 @@ fn send(out: &mut UnixStream, r: &Reply) -> bool {
     serde_json::to_string(r).is_ok_and(|line| writeln!(out, "{line}").is_ok())
 }
 
-fn serve(fs: &FsInner, devices: &str, conn: UnixStream) {
+fn serve(fs: &FsRef, devices: &str, conn: UnixStream) {
     let Ok(mut out) = conn.try_clone() else { return };
     let mut line = String::new();
     if BufReader::new(conn).read_line(&mut line).is_err() {
@@ -82,28 +79,19 @@ fn serve(fs: &FsInner, devices: &str, conn: UnixStream) {
     send(&mut out, &reply);
 }
 
-fn run(fs: &FsInner, devices: &str, op: Op, out: &mut UnixStream) -> anyhow::Result<Done> {
+fn run(fs: &FsRef, devices: &str, op: Op, out: &mut UnixStream) -> anyhow::Result<Done> {
     match op {
         Op::Info => {
             let r = crate::info::live_report(fs, devices);
             Ok(Done { exit: 0, text: crate::info::render(&r), json: serde_json::to_value(&r)? })
         }
         Op::Scrub => {
-            // Everything written so far is covered: sync(1) does not reach FUSE daemons.
-            hammer2::commit::commit(fs, false, false)?;
-            let rep = hammer2::scrub::scrub(fs, &mut |p| {
+            let rep = hammer2::scrub::run(fs, &mut |p| {
                 send(out, &Reply::Progress(Progress { bytes: p.bytes, message: format!("{} blocks", p.blocks) }));
             })?;
-            // Persist the error and repair counters in the headers.
-            hammer2::commit::commit(fs, true, false)?;
             Ok(Done { exit: rep.exit_code(), text: crate::scrub::render(&rep), json: serde_json::to_value(&rep)? })
         }
         Op::Resync => {
-            for m in &fs.vol.devices.members {
-                if m.state() == MemberState::Stale {
-                    tracing::info!(device = %m.name, "resync started");
-                }
-            }
             let rep = hammer2::resync::run(fs, &mut |c, commits| {
                 send(
                     out,

@@ -48,7 +48,7 @@ pub struct Hammer2Fuse {
 
 impl Hammer2Fuse {
     pub fn new(fs: Fs, outcome: Outcome, want_uring: bool) -> std::io::Result<Hammer2Fuse> {
-        let blksize = fs.inner().block_size().clamp(4096, u64::from(MAX_WRITE)) as u32;
+        let blksize = fs.block_size().clamp(4096, u64::from(MAX_WRITE)) as u32;
         Ok(Hammer2Fuse {
             fs: Some(Arc::new(fs)),
             blksize,

@@ -10,8 +10,7 @@ use fuser::{
     OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
     ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use hammer2::vnops::file::Whence;
-use hammer2::{Attr, Caller, Creds, Error, Fs, SetAttr};
+use hammer2::{Attr, Caller, Creds, Error, Fs, SetAttr, Whence};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;

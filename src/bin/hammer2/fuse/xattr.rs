@@ -2,7 +2,7 @@
 //! the length; a buffer too small is ERANGE), NUL-separated name lists, setxattr flags.
 
 use fuser::{Errno, ReplyXattr};
-use hammer2::vnops::xattr::XattrFlags;
+use hammer2::XattrFlags;
 
 pub fn reply(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, Errno>) {
     match r {

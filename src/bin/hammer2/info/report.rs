@@ -1,8 +1,8 @@
 //! Everything `hammer2 info` shows, gathered from the probed headers and the assembly, in
 //! one serializable value (printed as text or as `--json`).
 
-use super::space;
-use hammer2::mount::Assembly;
+use hammer2::MemberState;
+use hammer2::inspect::Assembly;
 use hammer2_format::layout::FORMAT_VERSION;
 use hammer2_format::volume::FLAG_CLEAN;
 use serde::Serialize;
@@ -90,8 +90,7 @@ pub type HeaderTids = Vec<(usize, u64)>;
 pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
     let mh = &asm.master;
     let ndev = mh.devices.len();
-    let copies = usize::from(mh.copies);
-    let sp = space::view(&mh.devices, mh.copies);
+    let sp = hammer2::info::space(&mh.devices, mh.copies);
     let devices: Vec<DeviceReport> = mh
         .devices
         .iter()
@@ -103,19 +102,15 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
             // Engine state Diverged, but the operator needs to know why (DESIGN §8).
             let rolled_back = asm.rolled_back.iter().find(|(d, _)| *d == i).map(|(_, t)| *t);
             let state = match rolled_back {
-                Some(_) if *state == hammer2::devices::MemberState::Diverged => "rolled back",
+                Some(_) if *state == MemberState::Diverged => "rolled back",
                 _ => state.name(),
             };
-            let role = if ndev <= copies {
-                Role {
-                    slots: (0..copies)
-                        .filter(|s| s % ndev == i)
-                        .map(|s| SlotPlace { slot: s, region: s / ndev })
-                        .collect(),
+            let role = match hammer2::info::slots_on(i, ndev, mh.copies) {
+                Some(slots) => Role {
+                    slots: slots.into_iter().map(|(slot, region)| SlotPlace { slot, region }).collect(),
                     any_slot: false,
-                }
-            } else {
-                Role { slots: Vec::new(), any_slot: true }
+                },
+                None => Role { slots: Vec::new(), any_slot: true },
             };
             DeviceReport {
                 index: i,

@@ -1,0 +1,164 @@
+//! Describing a filesystem for `hammer2 info`: the space its device table leaves for data,
+//! the copy slots each device holds, and, for a mounted one, its live state in the shape a
+//! probe-and-assemble gives (so the front end shows both the same way).
+
+use crate::Mounted;
+use crate::copies::placement::{self, Placement};
+use crate::devices::MemberState;
+use crate::mount::Assembly;
+use hammer2_format::DeviceEntry;
+use hammer2_format::layout::{UNIT, region_bounds};
+
+/// Total and free space as a device table tells it, in bytes of file data (one copy's
+/// worth): what a user can still store, not raw device bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes of data a full filesystem holds.
+    pub total: u64,
+    /// Bytes of data that still fit with every block stored `copies` times.
+    pub free: u64,
+    /// Free bytes on all devices together, before copies are accounted for.
+    pub raw_free: u64,
+}
+
+/// The space of a filesystem whose master header has the device table `devices`. Free
+/// space follows the allocator's capacity rule ([`Placement::capacity`]); the table records
+/// free units per device only, so a device holding several fixed slots has them shared
+/// equally by its regions (every block puts one copy in each of them).
+pub fn space(devices: &[DeviceEntry], copies: u8) -> Space {
+    let copies = copies.max(1);
+    let raw_free = devices.iter().map(|e| e.free_units).sum::<u64>() * UNIT;
+    if devices.is_empty() {
+        return Space { total: 0, free: 0, raw_free };
+    }
+    let p = Placement::new(devices.len(), copies);
+    let region_units = |e: &DeviceEntry, k: u8| {
+        let (s, end) = region_bounds(e.size, e.regions, k);
+        (end - s) / UNIT
+    };
+    let total = if p.fixed() {
+        p.capacity(|d, r| Some(region_units(&devices[usize::from(d)], r)))
+    } else {
+        devices.iter().map(|e| region_units(e, 0)).sum::<u64>() / u64::from(copies)
+    };
+    let free = p.capacity(|d, _| {
+        let e = &devices[usize::from(d)];
+        Some(if p.fixed() { e.free_units / u64::from(e.regions.max(1)) } else { e.free_units })
+    });
+    Space { total: total * UNIT, free: free * UNIT, raw_free }
+}
+
+/// The copy slots device `device` holds for every block, each with its region, when slots
+/// are fixed (at most as many devices as copies); None when any copy may land on it.
+pub fn slots_on(device: usize, ndev: usize, copies: u8) -> Option<Vec<(usize, usize)>> {
+    if !placement::slots_are_fixed(ndev, copies) {
+        return None;
+    }
+    Some(
+        (0..usize::from(copies))
+            .map(|s| (s, placement::fixed_slot(s, ndev)))
+            .filter(|(_, (d, _))| usize::from(*d) == device)
+            .map(|(s, (_, r))| (s, usize::from(r)))
+            .collect(),
+    )
+}
+
+/// A mounted filesystem's state for `info`.
+pub struct Live {
+    /// The committed state with the live device table (what the next header would say) and
+    /// the members' runtime states.
+    pub assembly: Assembly,
+    /// (device index, last commit written to it) of every present member.
+    pub header_tids: Vec<(usize, u64)>,
+    /// Per device index: a resync is catching it up now.
+    pub resyncing: Vec<bool>,
+}
+
+/// The live state of a mounted filesystem; `name` names it as the master (e.g. its
+/// devices).
+pub fn live(fs: &impl Mounted, name: String) -> Live {
+    let fs = fs.engine().0;
+    let members = &fs.vol.devices.members;
+    let resync = crate::resync::running(fs);
+    let assembly = Assembly {
+        master: crate::commit::header::live_view(fs),
+        master_name: name,
+        members: members.iter().map(|m| (m.storage.clone(), m.name.clone(), m.state(), m.missed_since())).collect(),
+        notes: Vec::new(),
+        rolled_back: members
+            .iter()
+            .filter(|m| m.rolled_back() > 0 && m.state() == MemberState::Diverged)
+            .map(|m| (usize::from(m.index), m.rolled_back()))
+            .collect(),
+        warnings: fs.mount_warnings.clone(),
+    };
+    Live {
+        assembly,
+        header_tids: members
+            .iter()
+            .filter(|m| m.storage.is_some())
+            .map(|m| (usize::from(m.index), m.synced_tid()))
+            .collect(),
+        resyncing: members
+            .iter()
+            .map(|m| resync && matches!(m.state(), MemberState::Stale | MemberState::Diverged))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copies::placement::spread_capacity;
+    use hammer2_format::volume::DeviceState;
+
+    fn entry(size: u64, free_units: u64, regions: u8) -> DeviceEntry {
+        DeviceEntry {
+            uuid: [0; 16],
+            size,
+            synced_tid: 0,
+            free_units,
+            missed_since: 0,
+            read_errors: 0,
+            write_errors: 0,
+            check_errors: 0,
+            repaired: 0,
+            regions,
+            state: DeviceState::Online,
+        }
+    }
+
+    #[test]
+    fn space_follows_the_capacity_rule_for_fixed_slots_and_for_spread_copies() {
+        let mib = 1 << 20;
+        let unit_of = |bytes: u64| bytes / UNIT;
+        // One device, two copies in two regions: its free units are shared by both.
+        let one = [entry(256 * mib, 1000, 2)];
+        let (s, e) = region_bounds(256 * mib, 2, 0);
+        assert_eq!(space(&one, 2), Space { total: (e - s) / UNIT * UNIT, free: 500 * UNIT, raw_free: 1000 * UNIT });
+        // Two devices, two copies: the fuller device decides.
+        let two = [entry(256 * mib, 700, 1), entry(128 * mib, 300, 1)];
+        let sp = space(&two, 2);
+        assert_eq!((unit_of(sp.free), unit_of(sp.raw_free)), (300, 1000));
+        let (s, e) = region_bounds(128 * mib, 1, 0);
+        assert_eq!(sp.total, (e - s) / UNIT * UNIT);
+        // Three devices, two copies: spread by free space, total is the raw size over copies.
+        let three = [entry(128 * mib, 100, 1), entry(128 * mib, 5, 1), entry(128 * mib, 5, 1)];
+        let sp = space(&three, 2);
+        assert_eq!(unit_of(sp.free), 10, "one device cannot hold both copies of a block");
+        let (s, e) = region_bounds(128 * mib, 1, 0);
+        assert_eq!(sp.total, 3 * ((e - s) / UNIT) / 2 * UNIT);
+        assert_eq!(slots_on(0, 2, 3), Some(vec![(0, 0), (2, 1)]));
+        assert_eq!(slots_on(1, 2, 3), Some(vec![(1, 0)]));
+        assert_eq!(slots_on(0, 3, 2), None);
+    }
+
+    #[test]
+    fn spread_capacity_is_limited_by_the_devices_that_must_differ() {
+        // Two copies over three devices: 10 units per device give 15 units of data.
+        assert_eq!(spread_capacity(&[10, 10, 10], 2), 15);
+        // One huge device cannot hold both copies of a block.
+        assert_eq!(spread_capacity(&[100, 5, 5], 2), 10);
+        assert_eq!(spread_capacity(&[0, 0, 0], 2), 0);
+    }
+}
