@@ -14,6 +14,7 @@
 //! - `syncer`: background commits.
 //! - `repair`: the typed repair session fsck makes every change through.
 //! - `inspect`: the read-only surface fsck checks with.
+//! - `testing`: hooks for tests (not stable API).
 
 pub mod alloc;
 pub mod cache;
@@ -33,14 +34,18 @@ pub mod scrub;
 pub mod signatures;
 pub mod storage;
 pub mod syncer;
+pub mod testing;
 pub mod tree;
 pub mod units;
 pub mod vnops;
 pub mod volume;
 pub mod walk;
 
+pub use devices::MemberState;
 pub use error::{Error, Result};
 pub use fs::Options;
+pub use vnops::dir::LINK_MAX;
+pub use vnops::file::Whence;
 pub use vnops::xattr::XattrFlags;
 pub use vnops::{Attr, Caller, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
 
@@ -136,6 +141,52 @@ impl Fs {
     pub fn root(&self) -> u64 {
         hammer2_format::layout::ROOT_INUM
     }
+
+    /// The filesystem's block size in bytes (file data is stored in blocks of this size).
+    pub fn block_size(&self) -> u64 {
+        self.inner.block_size()
+    }
+
+    /// Every member device, by filesystem device index, with its state and the errors
+    /// counted on it since the mount.
+    pub fn devices(&self) -> Vec<DeviceStatus> {
+        self.inner
+            .vol
+            .devices
+            .members
+            .iter()
+            .map(|m| {
+                let c = m.counters();
+                DeviceStatus {
+                    index: m.index,
+                    name: m.name.clone(),
+                    state: m.state(),
+                    read_errors: c.read_errors,
+                    write_errors: c.write_errors,
+                    check_errors: c.check_errors,
+                    repaired: c.repaired,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One member device of a mounted filesystem, as [`Fs::devices`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceStatus {
+    /// Its filesystem device index.
+    pub index: u8,
+    /// The path it was opened from, or "(missing)".
+    pub name: String,
+    pub state: MemberState,
+    /// Reads the device failed since the mount.
+    pub read_errors: u64,
+    /// Writes the device failed since the mount.
+    pub write_errors: u64,
+    /// Copies read from it that failed their check value.
+    pub check_errors: u64,
+    /// Bad copies on it rewritten from a good one.
+    pub repaired: u64,
 }
 
 impl Drop for Fs {
