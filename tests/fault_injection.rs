@@ -311,7 +311,7 @@ impl Workload {
             10 => self.sync(),
             11 => {
                 self.note("drop cache".into());
-                hammer2::testing::clear_cache(self.fs());
+                testing::clear_cache(self.fs());
             }
             12 => self.remount(),
             13 => self.crash(),
@@ -433,7 +433,7 @@ impl Workload {
 
     /// Every directory lists exactly the model's names, and every file reads back whole.
     fn verify_all(&mut self) {
-        hammer2::testing::clear_cache(self.fs());
+        testing::clear_cache(self.fs());
         for d in 0..DIRS.len() {
             let mut got = Vec::new();
             self.fs()
