@@ -133,7 +133,8 @@ impl Fs {
         }
     }
 
-    /// The shared state (for the FUSE layer, scrub, resync and tests).
+    /// The shared state (for the front ends in `src/bin/` until they use the public API;
+    /// tests use [`testing`]).
     pub fn inner(&self) -> &Arc<fs::FsInner> {
         &self.inner
     }
@@ -148,7 +149,7 @@ impl Fs {
     }
 
     /// Every member device, by filesystem device index, with its state and the errors
-    /// counted on it since the mount.
+    /// counted on it (the counts are kept in the volume headers, so they span mounts).
     pub fn devices(&self) -> Vec<DeviceStatus> {
         self.inner
             .vol
@@ -179,9 +180,9 @@ pub struct DeviceStatus {
     /// The path it was opened from, or "(missing)".
     pub name: String,
     pub state: MemberState,
-    /// Reads the device failed since the mount.
+    /// Reads the device failed.
     pub read_errors: u64,
-    /// Writes the device failed since the mount.
+    /// Writes the device failed.
     pub write_errors: u64,
     /// Copies read from it that failed their check value.
     pub check_errors: u64,
