@@ -5,10 +5,10 @@
 //! `cargo bench --bench hot_paths` (criterion; reports in target/criterion).
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use hammer2::alloc::{Allocator, Class, DeviceSpace};
 use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
 use hammer2::storage::mem::MemStorage;
+use hammer2::testing::alloc::{Allocator, Class, DeviceSpace};
 use hammer2::{Creds, Fs, Options};
 use hammer2_format::blockref::Copies;
 use hammer2_format::{BlockData, BlockPtr, BlockType, Blockref, CheckMethod, Location, Payload, RESERVED_BYTES};

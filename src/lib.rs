@@ -15,6 +15,7 @@
 //! - `repair`: the typed repair session fsck makes every change through.
 //! - `inspect`: the read-only surface fsck checks with.
 //! - `info`: describing a filesystem (space, slots, a mount's live state) for `hammer2 info`.
+//! - `testing`: hooks for tests (not stable API).
 
 pub mod alloc;
 pub mod cache;
@@ -35,6 +36,7 @@ pub mod scrub;
 pub mod signatures;
 pub mod storage;
 pub mod syncer;
+pub mod testing;
 pub mod tree;
 pub mod units;
 pub mod vnops;
@@ -44,6 +46,7 @@ pub mod walk;
 pub use devices::MemberState;
 pub use error::{Error, Result};
 pub use fs::{DEFAULT_MEMORY, DEFAULT_RESYNC_SLICE_BYTES, Options};
+pub use vnops::dir::LINK_MAX;
 pub use vnops::file::Whence;
 pub use vnops::xattr::XattrFlags;
 pub use vnops::{Attr, Caller, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
@@ -132,7 +135,8 @@ impl Fs {
         }
     }
 
-    /// The shared state (for the FUSE layer, scrub, resync and tests).
+    /// The shared state (for the front ends in `src/bin/` until they use the public API;
+    /// tests use [`testing`]).
     pub fn inner(&self) -> &Arc<fs::FsInner> {
         &self.inner
     }
@@ -151,6 +155,47 @@ impl Fs {
     pub fn downgrade(&self) -> WeakFs {
         WeakFs(Arc::downgrade(&self.inner))
     }
+
+    /// Every member device, by filesystem device index, with its state and the errors
+    /// counted on it (the counts are kept in the volume headers, so they span mounts).
+    pub fn devices(&self) -> Vec<DeviceStatus> {
+        self.inner
+            .vol
+            .devices
+            .members
+            .iter()
+            .map(|m| {
+                let c = m.counters();
+                DeviceStatus {
+                    index: m.index,
+                    name: m.name.clone(),
+                    state: m.state(),
+                    read_errors: c.read_errors,
+                    write_errors: c.write_errors,
+                    check_errors: c.check_errors,
+                    repaired: c.repaired,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One member device of a mounted filesystem, as [`Fs::devices`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceStatus {
+    /// Its filesystem device index.
+    pub index: u8,
+    /// The path it was opened from, or "(missing)".
+    pub name: String,
+    pub state: MemberState,
+    /// Reads the device failed.
+    pub read_errors: u64,
+    /// Writes the device failed.
+    pub write_errors: u64,
+    /// Copies read from it that failed their check value.
+    pub check_errors: u64,
+    /// Bad copies on it rewritten from a good one.
+    pub repaired: u64,
 }
 
 /// A mounted filesystem as the maintenance entries (`scrub::run`, `resync::run`,

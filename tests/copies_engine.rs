@@ -5,18 +5,18 @@
 use hammer2_test_support as common;
 
 use common::engine::*;
+use hammer2::inspect::TreeKind;
 use hammer2::scrub;
 use hammer2::storage::DynStorage;
-use hammer2::walk::TreeKind;
 use hammer2::{Fs, Options};
 use hammer2_format::BlockType;
 
 fn scrub_now(fs: &Fs) -> scrub::ScrubReport {
-    scrub::scrub(fs.inner(), &mut |_| {}).expect("scrub")
+    hammer2::testing::scrub(fs, &mut |_| {}).expect("scrub")
 }
 
 fn repaired_total(fs: &Fs) -> u64 {
-    fs.inner().vol.devices.members.iter().map(|m| m.counters().repaired).sum()
+    fs.devices().iter().map(|d| d.repaired).sum()
 }
 
 fn corrupt_one_copy_of_every_third_block_then_read_back(devs: Vec<DynStorage>, copies: u8) {
@@ -162,7 +162,7 @@ fn with_every_copy_of_a_data_block_bad_only_that_range_fails_and_scrub_names_the
     let fs = mount(&devs);
     let err = fs.read(victim.ino, bad.key + 10, 100).unwrap_err();
     assert_eq!(err.errno(), libc::EIO);
-    let bs = fs.inner().block_size();
+    let bs = fs.block_size();
     fs.read(victim.ino, 0, bad.key as usize).expect("the blocks before the bad one read");
     fs.read(victim.ino, bad.key + bs, bs as usize).expect("after the bad block reads");
     let other = fs.lookup(d.ino, b"f3").unwrap();
@@ -225,7 +225,7 @@ fn a_large_cold_read_counts_and_heals_the_bad_copies_it_meets() {
     let n = blocks.len() as u64;
 
     let fs = mount(&devs);
-    let errors = |fs: &Fs| fs.inner().vol.devices.members.iter().map(|m| m.counters().check_errors).sum::<u64>();
+    let errors = |fs: &Fs| fs.devices().iter().map(|d| d.check_errors).sum::<u64>();
     assert_eq!(errors(&fs), 0);
     assert_eq!(fs.read(f.ino, 0, data.len()).unwrap(), data, "every byte reads back");
     let met = errors(&fs);

@@ -12,7 +12,7 @@ use hammer2_test_support as common;
 use common::damage::{Blocks, garbage, overwrite, wipe};
 use common::image::{Slot, exit_code, hammer2, hammer2_json, header_slots, info_json, newest_header, stdout};
 use common::mount::*;
-use hammer2::walk::TreeKind;
+use hammer2::inspect::TreeKind;
 use hammer2_format::BlockType;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

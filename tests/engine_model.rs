@@ -12,8 +12,7 @@ use hammer2_test_support as common;
 use common::engine::{assert_consistent, format_copies, mem_devices, mount};
 use common::model::{Kind, Model, ROOT};
 use hammer2::storage::DynStorage;
-use hammer2::vnops::xattr::XattrFlags;
-use hammer2::{Creds, Fs, RenameFlags, SetAttr};
+use hammer2::{Creds, Fs, RenameFlags, SetAttr, XattrFlags};
 use proptest::prelude::*;
 use std::collections::HashMap;
 

@@ -5,10 +5,9 @@
 use hammer2_test_support as common;
 
 use common::engine::{format_copies, mem_devices, mount};
-use hammer2::vnops::acl::{ACCESS, DEFAULT};
-use hammer2::vnops::killed_mode;
-use hammer2::vnops::xattr::XattrFlags;
-use hammer2::{Caller, Creds, Error, Fs, SetAttr};
+use hammer2::testing::acl::{ACCESS, DEFAULT};
+use hammer2::testing::killed_mode;
+use hammer2::{Caller, Creds, Error, Fs, SetAttr, XattrFlags};
 
 const ROOT: Creds = Creds { uid: 0, gid: 0, umask: 0o022 };
 

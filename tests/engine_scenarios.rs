@@ -7,12 +7,11 @@ use hammer2_test_support as common;
 use common::engine::{
     CountingStorage, assert_consistent, format_copies, mem_devices, mount, quiet_options, two_copies_second_faulty,
 };
-use hammer2::fs::DIRTY_INODE_COST;
 use hammer2::storage::DynStorage;
 use hammer2::storage::faulty::{FaultPlan, FaultyStorage};
 use hammer2::storage::file::{FileStorage, OpenMode};
-use hammer2::vnops::file::Whence;
-use hammer2::{Creds, Error, Fs, Options, RenameFlags, SetAttr};
+use hammer2::testing::{self, DIRTY_INODE_COST};
+use hammer2::{Creds, Error, Fs, Options, RenameFlags, SetAttr, Whence};
 use hammer2_format::BlockType;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -51,14 +50,14 @@ fn a_one_tebibyte_sparse_file_keeps_its_far_blocks_and_holes_across_remount() {
     let fs = mount(&devs);
     let f = fs.lookup(fs.root(), b"sparse").unwrap();
     assert_eq!(f.size, tib);
-    assert!(f.blocks * 512 <= 3 * fs.inner().block_size(), "only three blocks are allocated, st_blocks={}", f.blocks);
+    assert!(f.blocks * 512 <= 3 * fs.block_size(), "only three blocks are allocated, st_blocks={}", f.blocks);
     for (off, data) in marks {
         assert_eq!(fs.read(f.ino, off, data.len()).unwrap(), data);
     }
     assert_eq!(fs.read(f.ino, tib / 4, 4096).unwrap(), vec![0u8; 4096], "a hole reads as zeros");
     assert_eq!(fs.seek(f.ino, 70_000, Whence::Hole).unwrap(), 70_000);
     assert_eq!(fs.seek(f.ino, 0, Whence::Data).unwrap(), 0);
-    assert_eq!(fs.seek(f.ino, 5, Whence::Hole).unwrap(), fs.inner().block_size(), "the first block ends the data");
+    assert_eq!(fs.seek(f.ino, 5, Whence::Hole).unwrap(), fs.block_size(), "the first block ends the data");
     assert_consistent(&fs);
     fs.unmount().unwrap();
 }
@@ -288,7 +287,7 @@ fn a_file_cannot_have_more_than_link_max_links() {
     let fs = mount(&devs);
     let f = fs.create(fs.root(), b"f", 0o644, C).unwrap();
     let d = fs.mkdir(fs.root(), b"links", 0o755, C).unwrap();
-    let max = hammer2::vnops::dir::LINK_MAX;
+    let max = hammer2::LINK_MAX;
     for i in 1..max {
         fs.link(f.ino, d.ino, format!("{i}").as_bytes()).unwrap();
     }
@@ -326,8 +325,8 @@ fn with_two_copies_a_device_failing_mid_stream_is_dropped_and_the_commit_succeed
     let data: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
     fs.write(f.ino, 0, &data).unwrap();
     fs.sync().expect("commit continues on the remaining copy");
-    let m = fs.inner().vol.devices.get(1).unwrap();
-    assert_eq!(m.state(), hammer2::devices::MemberState::Failed);
+    let m = &fs.devices()[1];
+    assert_eq!(m.state, hammer2::MemberState::Failed);
     assert_eq!(fs.read(f.ino, 0, data.len()).unwrap(), data);
     fs.setattr(f.ino, &SetAttr { size: Some(10), ..Default::default() }).unwrap();
     fs.unmount().unwrap();
@@ -344,10 +343,10 @@ fn a_commit_with_nothing_changed_rewrites_no_tree_block() {
         fs.create(fs.root(), format!("f{i}").as_bytes(), 0o644, C).unwrap();
     }
     fs.sync().unwrap();
-    let before = fs.inner().roots.read().clone();
+    let before = testing::committed_roots(&fs);
     assert!(before.inodes.entries[0].level >= 2, "the inode tree has two levels");
-    hammer2::commit::commit(fs.inner(), true, false).unwrap();
-    let after = fs.inner().roots.read().clone();
+    testing::commit(&fs).unwrap();
+    let after = testing::committed_roots(&fs);
     assert_eq!(before.inodes.entries, after.inodes.entries);
     assert_eq!(before.orphans.entries, after.orphans.entries);
 }
@@ -389,7 +388,7 @@ fn an_unreadable_free_map_refuses_a_read_write_mount_with_advice_but_allows_read
     fs.unmount().unwrap();
     let fs = mount(&devs);
     for (br, tree) in common::engine::all_blocks(&fs) {
-        if tree == hammer2::walk::TreeKind::Freemap && br.btype == hammer2_format::BlockType::FreemapLeaf {
+        if tree == hammer2::inspect::TreeKind::Freemap && br.btype == hammer2_format::BlockType::FreemapLeaf {
             common::engine::corrupt_copy(&devs, &br, 0);
         }
     }
@@ -459,17 +458,16 @@ fn a_burst_of_empty_creates_commits_on_its_own_before_the_changed_inodes_outgrow
     format_copies(&devs, 1);
     let limit = 1u64 << 20;
     let fs = Fs::mount(devs, Options { dirty_limit: limit, ..quiet_options() }).unwrap();
-    let inner = fs.inner();
     let mut peak = 0;
     for i in 0..2_000 {
         fs.create(fs.root(), format!("empty{i}").as_bytes(), 0o644, C).unwrap();
-        peak = peak.max(inner.dirty_load());
+        peak = peak.max(testing::dirty_load(&fs));
     }
-    let commits = inner.stats.commits.load(Ordering::Relaxed);
+    let commits = testing::commits(&fs);
     assert!(commits >= 10, "2,000 changed inodes cost 16 MiB: expected >= 10 commits, got {commits}");
     assert!(peak <= limit + 2 * DIRTY_INODE_COST, "dirty load peaked at {peak} bytes (limit {limit})");
     fs.sync().unwrap();
-    assert_eq!(inner.dirty_load(), 0, "nothing is left counted after the last commit");
+    assert_eq!(testing::dirty_load(&fs), 0, "nothing is left counted after the last commit");
 }
 
 #[test]
@@ -478,15 +476,14 @@ fn a_failed_commit_leaves_its_changed_inodes_counted_once_against_the_dirty_limi
     format_copies(&base, 1);
     let faulty = Arc::new(FaultyStorage::new(base[0].clone(), 11));
     let fs = Fs::mount(vec![faulty.clone() as DynStorage], quiet_options()).unwrap();
-    let inner = fs.inner();
     for i in 0..10 {
         fs.create(fs.root(), format!("f{i}").as_bytes(), 0o644, C).unwrap();
     }
-    let before = inner.dirty_load();
+    let before = testing::dirty_load(&fs);
     assert_eq!(before, 11 * DIRTY_INODE_COST, "ten new files and their directory");
     faulty.set_plan(FaultPlan { write_error_rate: 1.0, ..Default::default() });
     assert!(fs.sync().is_err());
-    assert_eq!(inner.dirty_load(), before, "the failed commit's inodes are queued again, counted once");
+    assert_eq!(testing::dirty_load(&fs), before, "the failed commit's inodes are queued again, counted once");
     fs.crash();
 }
 
@@ -521,15 +518,13 @@ fn after_a_commit_the_changed_directory_is_searched_and_changed_again_without_re
 
     let reads: u64 = faulty.iter().map(|f| f.counts.read_errors.load(Ordering::Relaxed)).sum();
     assert_eq!(reads, 0, "no device read was needed after the first commit");
-    let vol = &fs.inner().vol;
     let mut nodes = Vec::new();
     {
-        let dir = fs.inner().inodes.get(d.ino).expect("directory in memory");
-        let st = dir.state.read();
-        let hammer2::inode::Content::Tree(root) = &st.committed.content else { panic!("a directory has a tree") };
+        assert!(testing::in_memory(&fs, d.ino), "directory in memory");
+        let Some(root) = testing::committed_tree(&fs, d.ino).unwrap() else { panic!("a directory has a tree") };
         let mut todo: Vec<_> = root.entries.iter().filter(|b| b.btype == BlockType::Indirect).copied().collect();
         while let Some(br) = todo.pop() {
-            let cached = vol.read_node(&br).expect("served from the cache while reads fail");
+            let cached = testing::read_node(&fs, &br).expect("served from the cache while reads fail");
             todo.extend(cached.iter().filter(|b| b.btype == BlockType::Indirect).copied());
             nodes.push((br, cached));
         }
@@ -539,7 +534,7 @@ fn after_a_commit_the_changed_directory_is_searched_and_changed_again_without_re
         f.set_plan(FaultPlan::default());
     }
     for (br, cached) in nodes {
-        let bytes = vol.read_block_uncached(&br, &Default::default()).unwrap();
+        let bytes = testing::read_block_uncached(&fs, &br).unwrap();
         let decoded = hammer2_format::indirect::decode(&bytes, br.level).unwrap();
         assert_eq!(&cached[..], &decoded[..], "a cached node holds what its block decodes to");
     }
@@ -558,8 +553,8 @@ fn with_two_copies_a_device_failing_while_a_large_commit_streams_its_data_is_dro
 
     fs.sync().expect("the commit is retried on the remaining copy");
 
-    let m = fs.inner().vol.devices.get(1).unwrap();
-    assert_eq!(m.state(), hammer2::devices::MemberState::Failed);
+    let m = &fs.devices()[1];
+    assert_eq!(m.state, hammer2::MemberState::Failed);
     assert!(faulty.counts.write_errors.load(Ordering::Relaxed) > 0, "the fault was hit");
     assert_eq!(fs.read(f.ino, 0, data.len()).unwrap(), data);
     fs.unmount().unwrap();
@@ -641,7 +636,7 @@ fn a_punched_hole_leaves_the_tree_frees_every_copy_and_reads_as_zeros_before_and
     let devs = mem_devices(2, 64 << 20);
     format_copies(&devs, 2);
     let fs = mount(&devs);
-    let bs = fs.inner().block_size();
+    let bs = fs.block_size();
     let f = fs.create(fs.root(), b"f", 0o644, C).unwrap();
     let data = vec![0x5au8; (32 * bs) as usize];
     fs.write(f.ino, 0, &data).unwrap();
@@ -683,7 +678,7 @@ fn a_remount_read_only_commits_everything_refuses_changes_with_erofs_and_read_wr
     let f = fs.create(fs.root(), b"f", 0o644, C).unwrap();
     fs.write(f.ino, 0, b"before").unwrap();
     fs.remount(true).unwrap();
-    assert!(fs.inner().dirty.lock().is_empty(), "the remount left changes uncommitted");
+    assert!(testing::nothing_dirty(&fs), "the remount left changes uncommitted");
     assert!(matches!(fs.write(f.ino, 0, b"x"), Err(Error::ReadOnly)));
     assert!(matches!(fs.create(fs.root(), b"g", 0o644, C), Err(Error::ReadOnly)));
     assert!(matches!(fs.fallocate(f.ino, 0, 1, 0), Err(Error::ReadOnly)));
@@ -707,7 +702,7 @@ const VICTIM: usize = 16;
 fn full_but_for_a_victim(devs: &[DynStorage]) -> (Fs, u64, Vec<u8>, u64, u64) {
     use common::mount::pattern;
     let fs = mount(devs);
-    let bs = fs.inner().block_size() as usize;
+    let bs = fs.block_size() as usize;
     let victim = fs.create(fs.root(), b"victim", 0o644, C).unwrap();
     let content = pattern(VICTIM * bs, 1);
     fs.write(victim.ino, 0, &content).unwrap();
@@ -736,7 +731,7 @@ fn differing_blocks(a: &[u8], b: &[u8], bs: u64) -> Vec<usize> {
 /// Gives one block of the filler back (committed, so its space is free again).
 fn give_back_a_block(fs: &Fs, filler: u64, filled: &mut u64) {
     assert!(*filled > 0, "the filler is gone and the operation never completed");
-    *filled -= fs.inner().block_size();
+    *filled -= fs.block_size();
     fs.setattr(filler, &SetAttr { size: Some(*filled), ..Default::default() }).unwrap();
     fs.sync().unwrap();
 }
@@ -766,7 +761,7 @@ fn a_write_that_runs_out_of_space_part_way_is_short_and_what_it_wrote_survives_a
         };
         expected[..n].copy_from_slice(&new[..n]);
         let read = fs.read(victim, 0, expected.len()).unwrap();
-        let bs = fs.inner().block_size();
+        let bs = fs.block_size();
         assert!(
             read == expected,
             "attempt {attempt}: {n} bytes written, blocks {:?} differ",
@@ -785,7 +780,7 @@ fn a_write_that_runs_out_of_space_part_way_is_short_and_what_it_wrote_survives_a
     let fs = mount(&devs);
     let victim = fs.lookup(fs.root(), b"victim").unwrap();
     let read = fs.read(victim.ino, 0, expected.len()).unwrap();
-    let bs = fs.inner().block_size();
+    let bs = fs.block_size();
     assert!(
         read == expected,
         "the victim changed over the remount: blocks {:?}",
@@ -815,13 +810,13 @@ fn a_zero_range_that_runs_out_of_space_part_way_keeps_what_reads_showed_over_a_r
             break shown;
         }
     };
-    let zeroed = shown.chunks(fs.inner().block_size() as usize).filter(|b| b.iter().all(|x| *x == 0)).count();
+    let zeroed = shown.chunks(fs.block_size() as usize).filter(|b| b.iter().all(|x| *x == 0)).count();
     eprintln!("{zeroed} of {VICTIM} blocks were zeroed when the zeroing answered ENOSPC");
     fs.unmount().unwrap();
     let fs = mount(&devs);
     let victim = fs.lookup(fs.root(), b"victim").unwrap();
     let read = fs.read(victim.ino, 0, before.len()).unwrap();
-    let bs = fs.inner().block_size();
+    let bs = fs.block_size();
     assert!(read == shown, "the victim changed over the remount: blocks {:?}", differing_blocks(&read, &shown, bs));
     assert_consistent(&fs);
 }

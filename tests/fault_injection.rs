@@ -26,8 +26,7 @@ use common::engine::{
 use common::rng::{Rng, env_u64};
 use hammer2::storage::DynStorage;
 use hammer2::storage::faulty::{FaultPlan, FaultyStorage};
-use hammer2::vnops::xattr::XattrFlags;
-use hammer2::{Fs, Options, RenameFlags, SetAttr, resync, scrub};
+use hammer2::{Fs, Options, RenameFlags, SetAttr, XattrFlags, testing};
 use hammer2_format::layout::{RESERVED_BYTES, region_bounds};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -312,7 +311,7 @@ impl Workload {
             10 => self.sync(),
             11 => {
                 self.note("drop cache".into());
-                self.fs().inner().vol.cache.clear();
+                testing::clear_cache(self.fs());
             }
             12 => self.remount(),
             13 => self.crash(),
@@ -434,7 +433,7 @@ impl Workload {
 
     /// Every directory lists exactly the model's names, and every file reads back whole.
     fn verify_all(&mut self) {
-        self.fs().inner().vol.cache.clear();
+        testing::clear_cache(self.fs());
         for d in 0..DIRS.len() {
             let mut got = Vec::new();
             self.fs()
@@ -585,7 +584,7 @@ impl Workload {
 
     fn resync(&mut self) {
         self.note("resync".into());
-        resync::run(self.fs().inner(), &mut |_, _| {}).unwrap_or_else(|e| panic!("resync: {e}; {}", self.ctx()));
+        testing::resync(self.fs(), &mut |_, _| {}).unwrap_or_else(|e| panic!("resync: {e}; {}", self.ctx()));
         self.durable = self.files.clone();
         self.n.resyncs += 1;
     }
@@ -622,15 +621,14 @@ impl Workload {
     /// medium, but rotted copies are), and a second scrub finds nothing.
     fn settle(&mut self) {
         self.rig.faults_off();
-        let rep =
-            resync::run(self.fs().inner(), &mut |_, _| {}).unwrap_or_else(|e| panic!("resync: {e}; {}", self.ctx()));
+        let rep = testing::resync(self.fs(), &mut |_, _| {}).unwrap_or_else(|e| panic!("resync: {e}; {}", self.ctx()));
         assert!(rep.still_missing.is_empty(), "devices still missing copies after the resync: {rep:?}");
         self.durable = self.files.clone();
         self.verify_all();
-        let first = scrub::scrub(self.fs().inner(), &mut |_| {}).expect("scrub");
+        let first = testing::scrub(self.fs(), &mut |_| {}).expect("scrub");
         assert!(first.unrepairable.is_empty() && first.malformed.is_empty(), "scrub: {first:?}");
         assert!(first.exit_code() <= 1, "scrub left errors: {first:?}");
-        let second = scrub::scrub(self.fs().inner(), &mut |_| {}).expect("scrub");
+        let second = testing::scrub(self.fs(), &mut |_| {}).expect("scrub");
         assert_eq!(second.errors(), 0, "a second scrub is clean: {second:?}");
         let missing: u64 = second.devices.iter().map(|d| d.missing).sum();
         assert_eq!(missing, 0, "no copy is missing after the resync: {second:?}");
@@ -653,8 +651,7 @@ impl Workload {
 
     fn report(&self, name: &str) {
         let inj = self.rig.injected();
-        let repaired: u64 =
-            self.fs.as_ref().map_or(0, |fs| fs.inner().vol.devices.members.iter().map(|m| m.counters().repaired).sum());
+        let repaired: u64 = self.fs.as_ref().map_or(0, |fs| fs.devices().iter().map(|d| d.repaired).sum());
         eprintln!(
             "{name}: seed {}, {} operations ({} reads checked, {} bytes written, {} syncs, {} remounts, {} crashes, \
              {} resyncs, {} copies rotted on the medium); faults injected: {} ({} read errors, {} bit flips, {} write errors, {} flush errors); \

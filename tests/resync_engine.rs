@@ -3,10 +3,9 @@
 use hammer2_test_support as common;
 
 use common::engine::*;
-use hammer2::devices::MemberState;
 use hammer2::storage::DynStorage;
 use hammer2::storage::faulty::FaultyStorage;
-use hammer2::{Creds, Fs, Options, resync};
+use hammer2::{Creds, Fs, MemberState, Options, resync, testing};
 use hammer2_format::layout::{HEADER_SLOTS, header_offset};
 use std::sync::Arc;
 
@@ -17,7 +16,7 @@ fn degraded() -> Options {
 }
 
 fn resync_now(fs: &Fs) -> resync::ResyncReport {
-    resync::run(fs.inner(), &mut |_, _| {}).expect("resync")
+    testing::resync(fs, &mut |_, _| {}).expect("resync")
 }
 
 fn write_file(fs: &Fs, dir: u64, name: &str, len: usize, seed: u8) {
@@ -36,7 +35,7 @@ fn a_device_that_missed_commits_is_stale_and_resync_makes_it_hold_everything() {
 
     // Device 1 is away: write set B and delete part of A on device 0 alone.
     let fs = Fs::mount(vec![devs[0].clone()], degraded()).unwrap();
-    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Absent);
+    assert_eq!(fs.devices()[1].state, MemberState::Absent);
     populate(&fs, 2, 30);
     let d1 = fs.lookup(fs.root(), b"d1").unwrap();
     for i in (0..30).step_by(3) {
@@ -46,11 +45,11 @@ fn a_device_that_missed_commits_is_stale_and_resync_makes_it_hold_everything() {
     fs.unmount().unwrap();
 
     let fs = mount(&devs);
-    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Stale, "device 1 is recognized as stale");
+    assert_eq!(fs.devices()[1].state, MemberState::Stale, "device 1 is recognized as stale");
     let rep = resync_now(&fs);
     assert!(rep.counts.copied_blocks > 0);
     assert_eq!(rep.synced, vec!["mem1".to_string()]);
-    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Online);
+    assert_eq!(fs.devices()[1].state, MemberState::Online);
     assert_consistent(&fs);
     fs.unmount().unwrap();
 
@@ -117,7 +116,7 @@ fn devices_written_apart_refuse_to_mount_until_a_master_is_chosen_and_resync_con
     assert!(msg.contains("diverged") && msg.contains("master="), "{msg}");
 
     let fs = Fs::mount(devs.clone(), Options { master: Some(0), ..quiet_options() }).unwrap();
-    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Diverged);
+    assert_eq!(fs.devices()[1].state, MemberState::Diverged);
     let master_view = snapshot_files(&fs);
     assert!(master_view.keys().any(|k| k.starts_with("/d20/")) && !master_view.keys().any(|k| k.starts_with("/d30/")));
     resync_now(&fs);
@@ -140,9 +139,9 @@ fn an_interrupted_resync_keeps_its_progress_and_finishes_when_restarted() {
 
     // A few small slices, then a crash in the middle of the resync.
     let fs = mount(&devs);
-    let session = resync::start(fs.inner(), 256 << 10).unwrap();
+    let session = testing::resync_start(&fs, 256 << 10).unwrap();
     for _ in 0..5 {
-        hammer2::commit::commit(fs.inner(), true, false).unwrap();
+        testing::commit(&fs).unwrap();
     }
     let first = session.totals();
     assert!(first.copied_blocks > 0 && !session.complete());
@@ -150,7 +149,7 @@ fn an_interrupted_resync_keeps_its_progress_and_finishes_when_restarted() {
     fs.crash();
 
     let fs = mount(&devs);
-    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Stale);
+    assert_eq!(fs.devices()[1].state, MemberState::Stale);
     let rest = resync_now(&fs);
     assert!(rest.counts.copied_blocks > 0);
     fs.unmount().unwrap();
@@ -171,7 +170,7 @@ fn a_device_failing_in_a_write_stream_is_dropped_and_caught_up_when_it_returns()
         fs.write(f.ino, i << 20, &chunk).unwrap();
     }
     fs.sync().unwrap();
-    assert_eq!(fs.inner().vol.devices.get(1).unwrap().state(), MemberState::Failed);
+    assert_eq!(fs.devices()[1].state, MemberState::Failed);
     faulty.reappear();
     let rep = resync_now(&fs);
     assert!(rep.counts.copied_bytes >= 70 << 20, "{rep:?}");
@@ -210,8 +209,8 @@ fn a_resync_slice_sharing_a_commit_with_writes_to_a_neighbouring_inode_completes
     let small = fs.lookup(fs.root(), b"small").unwrap();
     fs.write(small.ino, 0, b"written during the resync").unwrap();
     let expected = snapshot_files(&fs);
-    let session = resync::start(fs.inner(), 1 << 30).unwrap();
-    hammer2::commit::commit(fs.inner(), true, false).expect("the commit with the first slice");
+    let session = testing::resync_start(&fs, 1 << 30).unwrap();
+    testing::commit(&fs).expect("the commit with the first slice");
     drop(session);
     resync_now(&fs);
     fs.unmount().unwrap();
@@ -292,7 +291,7 @@ fn after_every_device_failed_and_came_back_resync_commits_the_kept_changes_and_c
     let (base, faulty, fs) = every_device_gone_with_a_change_kept();
     assert!(fs.sync().is_err(), "no device takes the commit");
     for d in 0..2 {
-        assert_eq!(fs.inner().vol.devices.get(d).unwrap().state(), MemberState::Failed);
+        assert_eq!(fs.devices()[d].state, MemberState::Failed);
     }
     assert_eq!(errno(fs.create(fs.root(), b"refused", 0o644, C)), libc::EIO, "no device: changes are refused");
 
@@ -303,7 +302,7 @@ fn after_every_device_failed_and_came_back_resync_commits_the_kept_changes_and_c
     assert_eq!(rep.synced.len(), 2, "both devices are back: {rep:?}");
     assert!(rep.refused.is_empty(), "{rep:?}");
     for d in 0..2 {
-        assert_eq!(fs.inner().vol.devices.get(d).unwrap().state(), MemberState::Online);
+        assert_eq!(fs.devices()[d].state, MemberState::Online);
     }
 
     // Every kind of change works again: create, write, setxattr, unlink.
@@ -332,7 +331,7 @@ fn a_returning_device_whose_header_this_mount_did_not_make_durable_is_refused_an
     // What a commit whose header write reached device 0 but whose flush failed leaves: a
     // header newer than the last commit this mount completed. Its blocks were given back
     // to the allocator, so resuming would reuse them under a header that names them.
-    let mut h = hammer2::mount::probe(base[0].clone()).header.expect("device 0's header");
+    let mut h = hammer2::inspect::probe(base[0].clone()).header.expect("device 0's header");
     h.tid += 1;
     h.slot = (h.tid % HEADER_SLOTS as u64) as u8;
     base[0].write_at(&h.encode(), header_offset(usize::from(h.slot))).unwrap();
@@ -341,13 +340,12 @@ fn a_returning_device_whose_header_this_mount_did_not_make_durable_is_refused_an
         f.reappear();
     }
 
-    let err =
-        resync::run(fs.inner(), &mut |_, _| {}).expect_err("resync cannot resume on a device it cannot vouch for");
+    let err = testing::resync(&fs, &mut |_, _| {}).expect_err("resync cannot resume on a device it cannot vouch for");
     let msg = err.to_string();
     assert!(msg.contains("mem0") && msg.contains(&format!("commit {}", h.tid)) && msg.contains("mount"), "{msg}");
     assert_eq!(errno(fs.create(fs.root(), b"refused", 0o644, C)), libc::EIO, "changes are still refused");
     for d in 0..2u8 {
-        assert_eq!(fs.inner().vol.devices.get(d).unwrap().state(), MemberState::Failed, "device {d}");
+        assert_eq!(fs.devices()[usize::from(d)].state, MemberState::Failed, "device {d}");
         let i = usize::from(d);
         assert!(contents(&base[i]) == before[i], "device {d} was written to");
     }
@@ -373,9 +371,9 @@ fn a_second_resync_while_one_is_running_is_refused() {
 
     let fs = mount(&devs);
     let mut second = None;
-    let rep = resync::run(fs.inner(), &mut |_, _| {
+    let rep = testing::resync(&fs, &mut |_, _| {
         if second.is_none() {
-            second = Some(resync::run(fs.inner(), &mut |_, _| {}).map(|_| ()));
+            second = Some(testing::resync(&fs, &mut |_, _| {}).map(|_| ()));
         }
     })
     .expect("the first resync");

@@ -6,9 +6,9 @@
 
 use super::engine;
 use super::rng::Rng;
+use hammer2::inspect::TreeKind;
 use hammer2::storage::DynStorage;
 use hammer2::storage::file::{FileStorage, OpenMode};
-use hammer2::walk::TreeKind;
 use hammer2::{Fs, Options};
 use hammer2_format::{BlockType, Blockref};
 use std::os::unix::fs::FileExt;
@@ -63,8 +63,9 @@ impl Blocks {
 
     /// The image file that holds filesystem device `index`.
     pub fn image_of(&self, index: u8) -> PathBuf {
-        let m = self.fs.inner().vol.devices.get(index).unwrap_or_else(|| panic!("no device {index}"));
-        assert!(m.storage.is_some(), "device {index} was not opened");
+        let devices = self.fs.devices();
+        let m = devices.get(usize::from(index)).unwrap_or_else(|| panic!("no device {index}"));
+        assert!(hammer2::testing::device_storage(&self.fs, index).is_some(), "device {index} was not opened");
         PathBuf::from(&m.name)
     }
 

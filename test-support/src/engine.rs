@@ -1,13 +1,14 @@
 //! Engine-level helpers: in-memory or file devices, formatting, mounting, and a
 //! consistency check of the allocator against the blocks the trees reach.
 
-use hammer2::alloc::Extent;
 use hammer2::format::{FormatOptions, format};
+use hammer2::inspect::{Ctx, TreeKind, Visitor, walk};
 use hammer2::storage::DynStorage;
 use hammer2::storage::mem::MemStorage;
-use hammer2::walk::{self, Ctx, Visitor};
+use hammer2::testing;
 use hammer2::{Fs, Options};
 use hammer2_format::Blockref;
+use hammer2_format::layout::UNIT;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -62,15 +63,15 @@ pub fn reachable(fs: &Fs) -> HashMap<(u8, u64), (u64, &'static str)> {
                     );
                 }
             }
-            Ok(Some(self.fs.inner().vol.read_block(br, &Default::default())?))
+            Ok(Some(testing::read_block(self.fs, br)?))
         }
         fn malformed(&mut self, br: &Blockref, ctx: &Ctx, why: &str) -> hammer2::Result<()> {
             panic!("malformed {} block in {:?}: {why}", br.btype.name(), ctx.tree);
         }
     }
-    let roots = fs.inner().roots.read().clone();
+    let roots = testing::committed_roots(fs);
     let mut c = Collect { fs, seen: HashMap::new() };
-    walk::walk(&roots, &mut c).expect("walk");
+    walk(&roots, &mut c).expect("walk");
     c.seen
 }
 
@@ -78,33 +79,28 @@ pub fn reachable(fs: &Fs) -> HashMap<(u8, u64), (u64, &'static str)> {
 /// and nothing else allocated except pending frees (none after a clean mount).
 pub fn assert_consistent(fs: &Fs) {
     let seen = reachable(fs);
-    let inner = fs.inner();
-    let alloc = inner.alloc.lock();
     let mut reachable_units: HashMap<u8, std::collections::HashSet<u64>> = HashMap::new();
     for ((dev, off), (size, what)) in &seen {
-        let e = Extent::from_bytes(*dev, *off, *size);
-        assert!(alloc.is_allocated(&e), "reachable {what} block at device {dev} offset {off} is not allocated");
+        assert!(
+            testing::is_allocated(fs, *dev, *off, *size),
+            "reachable {what} block at device {dev} offset {off} is not allocated"
+        );
         let set = reachable_units.entry(*dev).or_default();
-        for u in e.unit..e.unit + e.count {
+        for u in off / UNIT..off / UNIT + size.div_ceil(UNIT) {
             assert!(set.insert(u), "unit {u} of device {dev} used by two blocks");
         }
     }
-    for (d, space) in alloc.devs.iter().enumerate() {
-        for r in &space.regions {
-            for u in r.start..r.end {
-                let allocated = space.bits.get(u) && !space.pending.get(u);
-                let used = reachable_units.get(&(d as u8)).is_some_and(|s| s.contains(&u));
-                assert_eq!(allocated, used, "device {d} unit {u}: allocated={allocated} but reachable={used}");
-            }
-        }
-    }
+    testing::for_each_unit(fs, &mut |d, u, allocated| {
+        let used = reachable_units.get(&d).is_some_and(|s| s.contains(&u));
+        assert_eq!(allocated, used, "device {d} unit {u}: allocated={allocated} but reachable={used}");
+    });
 }
 
 /// Every block reference reachable from the committed roots, with the tree it is in.
-pub fn all_blocks(fs: &Fs) -> Vec<(Blockref, walk::TreeKind)> {
+pub fn all_blocks(fs: &Fs) -> Vec<(Blockref, TreeKind)> {
     struct All<'a> {
         fs: &'a Fs,
-        out: Vec<(Blockref, walk::TreeKind)>,
+        out: Vec<(Blockref, TreeKind)>,
     }
     impl Visitor for All<'_> {
         fn visit(&mut self, br: &Blockref, ctx: &Ctx) -> hammer2::Result<Option<Arc<[u8]>>> {
@@ -112,12 +108,12 @@ pub fn all_blocks(fs: &Fs) -> Vec<(Blockref, walk::TreeKind)> {
                 return Ok(None);
             }
             self.out.push((*br, ctx.tree));
-            Ok(Some(self.fs.inner().vol.read_block(br, &Default::default())?))
+            Ok(Some(testing::read_block(self.fs, br)?))
         }
     }
-    let roots = fs.inner().roots.read().clone();
+    let roots = testing::committed_roots(fs);
     let mut a = All { fs, out: Vec::new() };
-    walk::walk(&roots, &mut a).expect("walk");
+    walk(&roots, &mut a).expect("walk");
     a.out
 }
 
@@ -125,7 +121,7 @@ pub fn all_blocks(fs: &Fs) -> Vec<(Blockref, walk::TreeKind)> {
 pub fn data_blocks(fs: &Fs, inum: u64) -> Vec<Blockref> {
     all_blocks(fs)
         .into_iter()
-        .filter(|(b, t)| *t == walk::TreeKind::Inode(inum) && b.btype == hammer2_format::BlockType::Data)
+        .filter(|(b, t)| *t == TreeKind::Inode(inum) && b.btype == hammer2_format::BlockType::Data)
         .map(|(b, _)| b)
         .collect()
 }
@@ -185,6 +181,7 @@ pub fn populate(fs: &Fs, seed: u64, files: usize) {
 pub fn assert_every_copy_verifies(fs: &Fs) {
     struct Verify<'a> {
         fs: &'a Fs,
+        devices: usize,
         bad: Vec<String>,
     }
     impl Visitor for Verify<'_> {
@@ -192,8 +189,8 @@ pub fn assert_every_copy_verifies(fs: &Fs) {
             let Some(p) = br.ptr() else { return Ok(None) };
             let mut good = None;
             for loc in p.copies.iter().filter(|l| l.is_valid()) {
-                let m = self.fs.inner().vol.devices.get(loc.device).expect("member");
-                let Some(st) = m.storage.as_ref() else { continue };
+                assert!(usize::from(loc.device) < self.devices, "member");
+                let Some(st) = testing::device_storage(self.fs, loc.device) else { continue };
                 let mut buf = vec![0u8; p.size as usize];
                 st.read_at(&mut buf, loc.offset).expect("read copy");
                 if p.check.verify(&buf) {
@@ -211,9 +208,9 @@ pub fn assert_every_copy_verifies(fs: &Fs) {
             Ok(good)
         }
     }
-    let roots = fs.inner().roots.read().clone();
-    let mut v = Verify { fs, bad: Vec::new() };
-    walk::walk(&roots, &mut v).expect("walk");
+    let roots = testing::committed_roots(fs);
+    let mut v = Verify { fs, devices: fs.devices().len(), bad: Vec::new() };
+    walk(&roots, &mut v).expect("walk");
     assert!(v.bad.is_empty(), "copies that fail their check: {:?}", v.bad);
 }
 

@@ -499,7 +499,7 @@ pub fn os(s: &str) -> &OsStr {
 /// final commit at unmount).
 pub fn is_clean(device: &Path) -> bool {
     let s = FileStorage::open(device, OpenMode::ReadOnly).expect("open image read-only");
-    let p = hammer2::mount::probe(Arc::new(s));
+    let p = hammer2::inspect::probe(Arc::new(s));
     let h = p.header.unwrap_or_else(|| panic!("{} holds no valid header", device.display()));
     h.flags & hammer2_format::volume::FLAG_CLEAN != 0
 }

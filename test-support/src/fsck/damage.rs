@@ -1,11 +1,11 @@
 //! Precise damage, one kind at a time: through the engine's test hooks
-//! (`hammer2::repair::testing`: what a buggy engine would commit) or by writing bytes over
+//! (`hammer2::testing`: what a buggy engine would commit) or by writing bytes over
 //! a block's copies (what a disk would do).
 
 use super::image::{Img, lookup};
 use super::raw::{Node, Raw, Tree, find};
 use hammer2::Fs;
-use hammer2::repair::testing;
+use hammer2::testing;
 use hammer2_format::{BlockType, Blockref};
 
 /// Mounts, lets `f` change the in-memory state, commits with unmount.
