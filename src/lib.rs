@@ -15,29 +15,29 @@
 //! - `repair`: the typed repair session fsck makes every change through.
 //! - `inspect`: the read-only surface fsck checks with.
 
-pub mod alloc;
-pub mod cache;
-pub mod commit;
-pub mod copies;
-pub mod devices;
-pub mod error;
+pub(crate) mod alloc;
+pub(crate) mod cache;
+pub(crate) mod commit;
+pub(crate) mod copies;
+pub(crate) mod devices;
+pub(crate) mod error;
 pub mod format;
-pub mod fs;
-pub mod inode;
+pub(crate) mod fs;
+pub(crate) mod inode;
 pub mod inspect;
-pub mod loopdev;
-pub mod mount;
+pub(crate) mod loopdev;
+pub(crate) mod mount;
 pub mod repair;
 pub mod resync;
 pub mod scrub;
 pub mod signatures;
 pub mod storage;
-pub mod syncer;
-pub mod tree;
+pub(crate) mod syncer;
+pub(crate) mod tree;
 pub mod units;
-pub mod vnops;
-pub mod volume;
-pub mod walk;
+pub(crate) mod vnops;
+pub(crate) mod volume;
+pub(crate) mod walk;
 
 pub use error::{Error, Result};
 pub use fs::Options;
