@@ -17,31 +17,31 @@
 //! - `info`: describing a filesystem (space, slots, a mount's live state) for `hammer2 info`.
 //! - `testing`: hooks for tests (not stable API).
 
-pub mod alloc;
-pub mod cache;
-pub mod commit;
-pub mod copies;
-pub mod devices;
-pub mod error;
+pub(crate) mod alloc;
+pub(crate) mod cache;
+pub(crate) mod commit;
+pub(crate) mod copies;
+pub(crate) mod devices;
+pub(crate) mod error;
 pub mod format;
-pub mod fs;
+pub(crate) mod fs;
 pub mod info;
-pub mod inode;
+pub(crate) mod inode;
 pub mod inspect;
-pub mod loopdev;
-pub mod mount;
+pub(crate) mod loopdev;
+pub(crate) mod mount;
 pub mod repair;
 pub mod resync;
 pub mod scrub;
 pub mod signatures;
 pub mod storage;
-pub mod syncer;
+pub(crate) mod syncer;
 pub mod testing;
-pub mod tree;
+pub(crate) mod tree;
 pub mod units;
-pub mod vnops;
-pub mod volume;
-pub mod walk;
+pub(crate) mod vnops;
+pub(crate) mod volume;
+pub(crate) mod walk;
 
 pub use devices::MemberState;
 pub use error::{Error, Result};
@@ -217,12 +217,6 @@ impl Mounted for Fs {
 }
 
 impl Mounted for fs::FsInner {
-    fn engine(&self) -> Engine<'_> {
-        Engine(self)
-    }
-}
-
-impl Mounted for Arc<fs::FsInner> {
     fn engine(&self) -> Engine<'_> {
         Engine(self)
     }

@@ -130,7 +130,7 @@ pub fn resync(
     fs: &Fs,
     progress: &mut dyn FnMut(&crate::resync::ResyncCounts, u64),
 ) -> crate::Result<crate::resync::ResyncReport> {
-    crate::resync::run(&fs.inner, progress)
+    crate::resync::run(fs, progress)
 }
 
 /// Starts a resync session that writes at most `slice_bytes` of copies per commit (driven

@@ -11,18 +11,17 @@
 //! the filesystem's size.
 
 use crate::readahead::ReadAhead;
-use hammer2::copies::CopyIo;
-use hammer2::copies::runs::{CopyRead, on_each_device, read_runs};
 use hammer2::inspect::Volume;
+use hammer2::inspect::{CopyIo, CopyRead, on_each_device, read_runs};
 use hammer2_format::blockref::BlockPtr;
 use hammer2_format::{CopyState, Location};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Data blocks per verification batch: the engine's one batch size.
-pub use hammer2::copies::runs::BATCH_BLOCKS;
+pub use hammer2::inspect::BATCH_BLOCKS;
 
 /// What reading one copy gave: the engine's verdict.
-pub use hammer2::copies::CopyVerdict as CopyResult;
+pub use hammer2::inspect::CopyVerdict as CopyResult;
 
 /// Bytes and copies read, shared with the progress display.
 #[derive(Debug, Default)]
@@ -41,7 +40,7 @@ pub struct AllCopies {
 /// The engine's copy I/O as fsck reads: nothing healed behind its back (repairs are its
 /// own decisions), nothing counted in the device counters (it reports what it finds).
 pub(crate) fn copy_io(vol: &Volume) -> CopyIo<'_> {
-    CopyIo::new(&vol.devices, false).uncounted()
+    hammer2::inspect::copy_reader(vol)
 }
 
 /// Reads and verifies every copy of a block (taking the copies read ahead from `ahead`).

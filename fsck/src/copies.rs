@@ -22,7 +22,7 @@ impl CopiesCheck {
     }
 
     fn fixed(&self) -> bool {
-        hammer2::copies::placement::slots_are_fixed(self.ndev, self.copies)
+        hammer2::inspect::slots_are_fixed(self.ndev, self.copies)
     }
 
     /// Notes the copies of one reference; returns what is wrong with their placement.
@@ -41,7 +41,7 @@ impl CopiesCheck {
                 return Some(format!("copy {slot} is on device {}, which the filesystem does not have", l.device));
             }
             if self.fixed() {
-                let (want_dev, want_region) = hammer2::copies::placement::fixed_slot(slot, self.ndev);
+                let (want_dev, want_region) = hammer2::inspect::fixed_slot(slot, self.ndev);
                 let want_dev = usize::from(want_dev);
                 if usize::from(l.device) != want_dev {
                     return Some(format!("copy {slot} is on device {}, the layout puts it on {want_dev}", l.device));

@@ -21,8 +21,7 @@
 //! held is taken, and freed, by the end of the walk.
 
 use crate::blocks::copy_io;
-use hammer2::copies::runs::{CopyRead, on_each_device, read_runs};
-use hammer2::inspect::{TreeKind, Volume};
+use hammer2::inspect::{CopyRead, TreeKind, Volume, on_each_device, read_runs};
 use hammer2::storage::DynStorage;
 use hammer2_format::{BlockType, Blockref, Location};
 use std::collections::HashMap;
@@ -160,7 +159,7 @@ mod tests {
         let st: DynStorage = Arc::new(MemStorage::new(DEV, "mem"));
         hammer2::format::format(vec![st.clone()], &Default::default()).expect("format");
         let (asm, _) = crate::headers::assemble_devices(std::slice::from_ref(&st)).expect("assemble");
-        let vol = hammer2::mount::volume(&asm, &hammer2::Options { read_only: true, ..Default::default() });
+        let vol = hammer2::inspect::volume(&asm, &hammer2::Options { read_only: true, ..Default::default() });
         (vol, st)
     }
 

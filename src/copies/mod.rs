@@ -14,4 +14,4 @@ pub mod placement;
 pub mod read;
 pub mod runs;
 
-pub use read::{BulkBlock, CopyIo, CopyVerdict, EveryCopy, OnBadCopy, ReadCtx, heal};
+pub use read::{BulkBlock, CopyIo, CopyVerdict, OnBadCopy, ReadCtx, heal};

@@ -62,14 +62,14 @@ pub struct Session<'f> {
 /// Starts slicing: every commit of `fs` from now on (until the session is dropped) fills
 /// missing copies, at most `slice_bytes` of them each. `run` drives a whole resync; this
 /// is its step, for callers (tests) that drive the commits themselves.
-pub fn start(fs: &FsInner, slice_bytes: u64) -> Result<Session<'_>> {
+pub(crate) fn start(fs: &FsInner, slice_bytes: u64) -> Result<Session<'_>> {
     let s = Session::claim(fs, slice_bytes)?;
     s.set_slicing(true);
     Ok(s)
 }
 
 /// Whether a resync is slicing on `fs` now (`info` shows its devices as resyncing).
-pub fn running(fs: &FsInner) -> bool {
+pub(crate) fn running(fs: &FsInner) -> bool {
     hook::current(fs).is_some_and(|h| h.is_active())
 }
 

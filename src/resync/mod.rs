@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::fs::FsInner;
 use std::sync::atomic::Ordering;
 
-pub use hook::{Session, running, start};
+pub use hook::Session;
+pub(crate) use hook::{running, start};
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct ResyncCounts {

@@ -244,7 +244,7 @@ pub fn run(fs: &impl crate::Mounted, progress: &mut dyn FnMut(ScrubProgress)) ->
 
 /// Scrubs the committed tree of a mounted filesystem: the walk alone, no commit and no
 /// device state change (see [`run`] for the whole policy).
-pub fn scrub(fs: &FsInner, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
+pub(crate) fn scrub(fs: &FsInner, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
     let roots = fs.roots.read().clone();
     fs.alloc.lock().pin(roots.tid);
     let r = scrub_roots(fs, &roots, None, progress);

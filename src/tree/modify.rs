@@ -11,7 +11,7 @@
 //! - A root that overflows its blockset grows a level; a root with a single child whose
 //!   entries fit into the root shrinks a level.
 
-use super::{Root, child_index};
+use super::Root;
 use crate::error::Result;
 use hammer2_format::Blockref;
 
@@ -242,14 +242,4 @@ fn merge_small(w: &mut dyn NodeWriter, level: u8, mut list: Vec<PEntry>) -> Resu
         }
     }
     Ok(list)
-}
-
-/// Keys of a committed root, for routing (used by callers that split changes by child).
-pub fn root_keys(root: &Root) -> Vec<u64> {
-    root.entries.iter().map(|b| b.key).collect()
-}
-
-/// The child index `key` routes to in a list of keys.
-pub fn route(keys: &[u64], key: u64) -> usize {
-    child_index(|i| keys[i], keys.len(), key)
 }

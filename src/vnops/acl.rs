@@ -135,6 +135,7 @@ impl Acl {
         out
     }
 
+    #[cfg(test)]
     pub fn entries(&self) -> &[Entry] {
         &self.0
     }
