@@ -13,7 +13,7 @@ use crate::storage::DynStorage;
 use crate::volume::{Params, Volume};
 use hammer2_format::inode::S_IFDIR;
 use hammer2_format::layout::*;
-use hammer2_format::{CheckMethod, DeviceEntry, DeviceState, Timespec};
+use hammer2_format::{CheckMethod, DeviceEntry, Timespec};
 use parking_lot::RwLock;
 use std::sync::Arc;
 
@@ -119,19 +119,7 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
     let mut report_devs = Vec::with_capacity(ndev);
     for (d, s) in storages.iter().enumerate() {
         let regions = Placement::regions_for(ndev, copies, d);
-        let entry = DeviceEntry {
-            uuid: *uuid::Uuid::new_v4().as_bytes(),
-            size: sizes[d],
-            synced_tid: 0,
-            free_units: 0,
-            missed_since: 0,
-            read_errors: 0,
-            write_errors: 0,
-            check_errors: 0,
-            repaired: 0,
-            regions,
-            state: DeviceState::Online,
-        };
+        let entry = DeviceEntry::new(*uuid::Uuid::new_v4().as_bytes(), sizes[d], regions, 0);
         members.push(Member::new(d as u8, Some(s.clone()), &entry, MemberState::Online, s.name()));
         report_devs.push(FormattedDevice { name: s.name(), size: sizes[d], regions });
     }

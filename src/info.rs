@@ -110,22 +110,9 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
 mod tests {
     use super::*;
     use crate::copies::placement::spread_capacity;
-    use hammer2_format::volume::DeviceState;
 
     fn entry(size: u64, free_units: u64, regions: u8) -> DeviceEntry {
-        DeviceEntry {
-            uuid: [0; 16],
-            size,
-            synced_tid: 0,
-            free_units,
-            missed_since: 0,
-            read_errors: 0,
-            write_errors: 0,
-            check_errors: 0,
-            repaired: 0,
-            regions,
-            state: DeviceState::Online,
-        }
+        DeviceEntry::new([0; 16], size, regions, free_units)
     }
 
     #[test]

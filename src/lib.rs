@@ -29,6 +29,7 @@ pub mod info;
 pub(crate) mod inode;
 pub mod inspect;
 pub(crate) mod loopdev;
+pub mod maintenance;
 pub(crate) mod mount;
 pub mod repair;
 pub mod resync;
@@ -198,7 +199,7 @@ pub struct DeviceStatus {
     pub repaired: u64,
 }
 
-/// A mounted filesystem as the maintenance entries (`scrub::run`, `resync::run`,
+/// A mounted filesystem as the maintenance entries (`maintenance::{scrub, resync}`,
 /// `info::live`) take it: an [`Fs`], a [`FsRef`] from a [`WeakFs`], or, inside the engine,
 /// its shared state.
 pub trait Mounted {

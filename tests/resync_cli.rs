@@ -370,7 +370,7 @@ fn naming_the_older_device_as_master_makes_the_one_written_alone_diverged_and_re
     assert_whole(&img);
 }
 
-/// Online and offline scrub run one policy (`hammer2::scrub::run`): once every copy on a
+/// Online and offline scrub run one policy (`hammer2::maintenance::scrub`): once every copy on a
 /// diverged device is verified and the bad ones rewritten, the device is taken back (stale,
 /// then a resync). The online scrub used to leave it diverged until an explicit resync.
 #[test]

@@ -176,6 +176,25 @@ pub struct DeviceEntry {
     pub state: DeviceState,
 }
 
+impl DeviceEntry {
+    /// A device as mkfs records it: online, nothing synced, missed or counted yet.
+    pub fn new(uuid: [u8; 16], size: u64, regions: u8, free_units: u64) -> DeviceEntry {
+        DeviceEntry {
+            uuid,
+            size,
+            synced_tid: 0,
+            free_units,
+            missed_since: 0,
+            read_errors: 0,
+            write_errors: 0,
+            check_errors: 0,
+            repaired: 0,
+            regions,
+            state: DeviceState::Online,
+        }
+    }
+}
+
 /// What [`VolumeHeader::raw_identity`] reads from a header without validating it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawIdentity {

@@ -209,6 +209,18 @@ impl Allocator {
         Some(e)
     }
 
+    /// Frees an extent named by a tree that may be damaged (fsck's repairs): only when it
+    /// lies inside one of its device's regions and is allocated; anything else is ignored.
+    pub fn free_if_allocated_inside(&mut self, e: Extent) {
+        let inside = self
+            .devs
+            .get(usize::from(e.device))
+            .is_some_and(|d| d.regions.iter().any(|r| e.unit >= r.start && e.unit + e.count <= r.end));
+        if inside && self.is_allocated(&e) {
+            self.free(e);
+        }
+    }
+
     /// Frees an extent that the tree being committed no longer references.
     pub fn free(&mut self, e: Extent) {
         let Some(d) = self.devs.get_mut(usize::from(e.device)) else {

@@ -73,13 +73,7 @@ pub(crate) fn open_with_used(storages: Vec<DynStorage>, opts: Options, used: Vec
     }
     let mut alloc = Allocator::new(devs);
     for e in old_tree_extents(&vol, &old_freemap) {
-        let inside = alloc
-            .devs
-            .get(usize::from(e.device))
-            .is_some_and(|d| d.regions.iter().any(|r| e.unit >= r.start && e.unit + e.count <= r.end));
-        if inside && alloc.is_allocated(&e) {
-            alloc.free(e);
-        }
+        alloc.free_if_allocated_inside(e);
     }
     let roots = Roots { tid: mh.tid, inodes, freemap: Root::empty(), orphans };
     let inner = FsInner::new(vol, alloc, roots, mh.next_inum, opts);

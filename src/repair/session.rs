@@ -169,13 +169,7 @@ impl Session {
             // the blocks stay allocated on disk until the commit that drops them is durable.
             let mut alloc = fs.alloc.lock();
             for e in c.extents {
-                let inside = alloc
-                    .devs
-                    .get(usize::from(e.device))
-                    .is_some_and(|d| d.regions.iter().any(|r| e.unit >= r.start && e.unit + e.count <= r.end));
-                if inside && alloc.is_allocated(&e) {
-                    alloc.free(e);
-                }
+                alloc.free_if_allocated_inside(e);
             }
         }
         fs.touch(&inode, &mut st);

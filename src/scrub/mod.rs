@@ -7,7 +7,6 @@
 mod batch;
 
 use crate::copies::CopyVerdict;
-use crate::devices::MemberState;
 use crate::error::Result;
 use crate::fs::{FsInner, Roots};
 use crate::walk::{self, Ctx, TreeKind, Visitor};
@@ -216,34 +215,8 @@ pub fn scrub_roots(
     Ok(rep)
 }
 
-/// Scrub as `hammer2 scrub` runs it, the same on a mounted filesystem (through its
-/// daemon) and on one opened only for it: commit what was written before (sync(1) does not
-/// reach FUSE daemons, and the scrub covers the committed tree), scrub, then, when no block
-/// was left without a good copy, take the diverged devices back. A diverged device (a
-/// replacement, or one written apart: DESIGN §8) whose every copy was just verified and
-/// rewritten is whole again up to the copies recorded MISSING, so it turns stale and a
-/// resync fills those; a resync already running fills them instead. The error and repair
-/// counters are committed to the headers (by the resync's commits when it runs).
-pub fn run(fs: &impl crate::Mounted, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
-    let fs = fs.engine().0;
-    crate::commit::commit(fs, false, false)?;
-    let rep = scrub(fs, progress)?;
-    let writable = !fs.vol.read_only && !fs.remounted_ro.load(std::sync::atomic::Ordering::SeqCst);
-    if rep.unrepairable.is_empty() && writable && !crate::resync::running(fs) {
-        for m in &fs.vol.devices.members {
-            if m.state() == MemberState::Diverged {
-                m.set_state(MemberState::Stale);
-            }
-        }
-        crate::resync::run(fs, &mut |_, _| {})?;
-    } else {
-        crate::commit::commit(fs, true, false)?;
-    }
-    Ok(rep)
-}
-
 /// Scrubs the committed tree of a mounted filesystem: the walk alone, no commit and no
-/// device state change (see [`run`] for the whole policy).
+/// device state change (the whole policy is `maintenance::scrub`, above this module).
 pub(crate) fn scrub(fs: &FsInner, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
     let roots = fs.roots.read().clone();
     fs.alloc.lock().pin(roots.tid);

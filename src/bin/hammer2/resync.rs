@@ -36,7 +36,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Err(e) => return operational(e),
     };
     let pb = offline::bar("resync");
-    let rep = hammer2::resync::run(&fs, &mut |c, commits| {
+    let rep = hammer2::maintenance::resync(&fs, &mut |c, commits| {
         pb.set_position(c.copied_bytes);
         pb.set_message(format!("{} visited, {} copied, {commits} commits", c.visited, c.copied_blocks));
     });

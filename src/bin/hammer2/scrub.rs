@@ -1,10 +1,10 @@
 //! `hammer2 scrub DEVICE...`: read every copy of every block, repair bad copies from good
 //! ones, report per device. Exit status: 0 clean, 1 errors found and all repaired,
 //! 4 errors left (unrepairable blocks), 8 operational error. What a scrub does (and takes
-//! diverged devices back) is the engine's `scrub::run`, the same here and on a mount point.
+//! diverged devices back) is the engine's `maintenance::scrub`, the same here and on a mount point.
 
 use crate::offline;
-use hammer2::scrub::{self, ScrubReport};
+use hammer2::scrub::ScrubReport;
 use hammer2::units::human;
 use std::path::PathBuf;
 
@@ -36,7 +36,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
     };
     let pb = offline::bar("scrub");
-    let rep = scrub::run(&fs, &mut |p| {
+    let rep = hammer2::maintenance::scrub(&fs, &mut |p| {
         pb.set_position(p.bytes);
         pb.set_message(format!("{} blocks", p.blocks));
     });

@@ -86,13 +86,13 @@ fn run(fs: &FsRef, devices: &str, op: Op, out: &mut UnixStream) -> anyhow::Resul
             Ok(Done { exit: 0, text: crate::info::render(&r), json: serde_json::to_value(&r)? })
         }
         Op::Scrub => {
-            let rep = hammer2::scrub::run(fs, &mut |p| {
+            let rep = hammer2::maintenance::scrub(fs, &mut |p| {
                 send(out, &Reply::Progress(Progress { bytes: p.bytes, message: format!("{} blocks", p.blocks) }));
             })?;
             Ok(Done { exit: rep.exit_code(), text: crate::scrub::render(&rep), json: serde_json::to_value(&rep)? })
         }
         Op::Resync => {
-            let rep = hammer2::resync::run(fs, &mut |c, commits| {
+            let rep = hammer2::maintenance::resync(fs, &mut |c, commits| {
                 send(
                     out,
                     &Reply::Progress(Progress {
