@@ -136,12 +136,6 @@ impl Fs {
         }
     }
 
-    /// The shared state (for the front ends in `src/bin/` until they use the public API;
-    /// tests use [`testing`]).
-    pub fn inner(&self) -> &Arc<fs::FsInner> {
-        &self.inner
-    }
-
     pub fn root(&self) -> u64 {
         hammer2_format::layout::ROOT_INUM
     }
