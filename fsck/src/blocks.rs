@@ -12,7 +12,7 @@
 
 use crate::readahead::ReadAhead;
 use hammer2::inspect::Volume;
-use hammer2::inspect::{CopyIo, CopyRead, on_each_device, read_runs};
+use hammer2::inspect::{CopyRead, copy_reader, on_each_device, read_runs};
 use hammer2_format::blockref::BlockPtr;
 use hammer2_format::{CopyState, Location};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,15 +37,9 @@ pub struct AllCopies {
     pub copies: Vec<(usize, Location, CopyResult)>,
 }
 
-/// The engine's copy I/O as fsck reads: nothing healed behind its back (repairs are its
-/// own decisions), nothing counted in the device counters (it reports what it finds).
-pub(crate) fn copy_io(vol: &Volume) -> CopyIo<'_> {
-    hammer2::inspect::copy_reader(vol)
-}
-
 /// Reads and verifies every copy of a block (taking the copies read ahead from `ahead`).
 pub fn read_all(vol: &Volume, ptr: &BlockPtr, io: &IoStats, ahead: &mut ReadAhead) -> AllCopies {
-    let every = copy_io(vol).read_every_copy(ptr, &mut |_, _, _| true, &mut |loc, size| ahead.take(loc, size));
+    let every = copy_reader(vol).read_every_copy(ptr, &mut |_, _, _| true, &mut |loc, size| ahead.take(loc, size));
     for (_, _, r) in &every.copies {
         if matches!(r, CopyResult::Good | CopyResult::Mismatch) {
             io.bytes.fetch_add(u64::from(ptr.size), Ordering::Relaxed);
@@ -101,7 +95,7 @@ impl DataQueue {
     ) -> (Vec<DataProblem>, Vec<(u64, u64)>) {
         let blocks = std::mem::take(&mut self.blocks);
         let ndev = vol.devices.len();
-        let cio = copy_io(vol);
+        let cio = copy_reader(vol);
         let mut per_dev: Vec<Vec<CopyRead>> = (0..ndev).map(|_| Vec::new()).collect();
         // What each bulk read's tag stands for: (block, copy slot).
         let mut copies: Vec<(u32, u8)> = Vec::new();
@@ -195,5 +189,5 @@ fn check_device_copies(
 
 /// Reads the first good copy of a block (for repairs that need its content again).
 pub fn read_good(vol: &Volume, ptr: &BlockPtr) -> Option<Vec<u8>> {
-    copy_io(vol).read_first_good(ptr)
+    copy_reader(vol).read_first_good(ptr)
 }

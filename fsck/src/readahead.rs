@@ -20,8 +20,7 @@
 //! tree, with a block, not data: the data pass reads data in its own runs), so whatever is
 //! held is taken, and freed, by the end of the walk.
 
-use crate::blocks::copy_io;
-use hammer2::inspect::{CopyRead, TreeKind, Volume, on_each_device, read_runs};
+use hammer2::inspect::{CopyRead, TreeKind, Volume, copy_reader, on_each_device, read_runs};
 use hammer2::storage::DynStorage;
 use hammer2_format::{BlockType, Blockref, Location};
 use std::collections::HashMap;
@@ -115,7 +114,7 @@ impl ReadAhead {
     /// copy past its end would fail the whole run), not held already.
     fn wanted(&self, vol: &Volume, l: &Location, size: u32) -> bool {
         l.is_valid()
-            && copy_io(vol).readable(l).is_ok_and(|s| l.offset.saturating_add(u64::from(size)) <= s.size())
+            && copy_reader(vol).readable(l).is_ok_and(|s| l.offset.saturating_add(u64::from(size)) <= s.size())
             && !self.held.contains_key(&(l.device, l.offset))
     }
 
