@@ -40,6 +40,17 @@ pub trait Storage: Send + Sync + 'static {
     fn size(&self) -> u64;
     /// A name for messages (the path, for files and block devices).
     fn name(&self) -> String;
+    /// Tells the device that `len` bytes at `offset` hold nothing any more (TRIM/discard),
+    /// where the backend can pass that on. Advice only: the engine never relies on the
+    /// bytes reading back as anything, so the default does nothing.
+    fn discard(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+    /// Opens the same device again (a new descriptor, a new connection) for bringing a
+    /// failed device back while mounted. Backends that cannot answer `Unsupported`.
+    fn reopen(&self) -> io::Result<DynStorage> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, format!("{} cannot be reopened", self.name())))
+    }
 }
 
 pub type DynStorage = Arc<dyn Storage>;
@@ -62,5 +73,11 @@ impl<T: Storage + ?Sized> Storage for Arc<T> {
     }
     fn name(&self) -> String {
         (**self).name()
+    }
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        (**self).discard(offset, len)
+    }
+    fn reopen(&self) -> io::Result<DynStorage> {
+        (**self).reopen()
     }
 }
