@@ -16,6 +16,7 @@ ensure_cmd pvcreate lvm2
 ensure_cmd sfdisk fdisk
 ensure_cmd xfs_io xfsprogs
 ensure_cmd setfacl acl
+ensure_cmd man man-db
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -38,6 +38,9 @@ struct Cli {
     /// Also print the devices, notes and timing.
     #[arg(short = 'v', long)]
     verbose: bool,
+    /// Write the man page or the shell completions (man|completions DIR), for scripts/install.sh.
+    #[arg(long, hide = true, exclusive = true, num_args = 2, value_names = ["KIND", "DIR"])]
+    generate: Option<Vec<String>>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -64,6 +67,9 @@ fn main() {
             std::process::exit(code);
         }
     };
+    if let Some(g) = &cli.generate {
+        generate(g);
+    }
     let mode = if cli.yes {
         Mode::Yes
     } else if cli.preen {
@@ -97,4 +103,25 @@ fn main() {
         }
     }
     std::process::exit(out.status);
+}
+
+/// `--generate man|completions DIR`: writes fsck.hammer2(8) or its completions, printing each file.
+fn generate(args: &[String]) -> ! {
+    use clap::{CommandFactory, ValueEnum};
+    let [kind, dir] = args else { unreachable!("clap takes exactly two values") };
+    let done = hammer2_cli::Kind::from_str(kind, false)
+        .map_err(|e| format!("--generate: {e}"))
+        .and_then(|k| hammer2_cli::generate(k, Cli::command(), dir.as_ref(), &[]).map_err(|e| e.to_string()));
+    match done {
+        Ok(files) => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("fsck.hammer2: {e}");
+            std::process::exit(1)
+        }
+    }
 }

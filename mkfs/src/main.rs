@@ -48,6 +48,9 @@ struct Cli {
     /// signature found is wiped first (as `wipefs -a` does).
     #[arg(short, long)]
     force: bool,
+    /// Write the man page or the shell completions (man|completions DIR), for scripts/install.sh.
+    #[arg(long, hide = true, exclusive = true, num_args = 2, value_names = ["KIND", "DIR"])]
+    generate: Option<Vec<String>>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -73,6 +76,9 @@ impl From<Check> for CheckMethod {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(g) = &cli.generate {
+        generate(g);
+    }
     match run(&cli) {
         Ok(out) => print!("{out}"),
         Err(e) => {
@@ -190,4 +196,25 @@ fn wipe(s: &hammer2::storage::file::FileStorage, path: &std::path::Path, found: 
     }
     let left: Vec<String> = found.iter().map(Signature::describe).collect();
     bail!("{shown} still holds {} after wiping", left.join(", "))
+}
+
+/// `--generate man|completions DIR`: writes mkfs.hammer2(8) or its completions, printing each file.
+fn generate(args: &[String]) -> ! {
+    use clap::{CommandFactory, ValueEnum};
+    let [kind, dir] = args else { unreachable!("clap takes exactly two values") };
+    let done = hammer2_cli::Kind::from_str(kind, false)
+        .map_err(|e| format!("--generate: {e}"))
+        .and_then(|k| hammer2_cli::generate(k, Cli::command(), dir.as_ref(), &[]).map_err(|e| e.to_string()));
+    match done {
+        Ok(files) => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("mkfs.hammer2: {e}");
+            std::process::exit(1)
+        }
+    }
 }

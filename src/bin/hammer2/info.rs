@@ -11,12 +11,14 @@ use hammer2::storage::claim::OpenMode;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(override_usage = "hammer2 info [--json] DEVICE...\n       hammer2 info [--json] MOUNTPOINT")]
 pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// The filesystem's devices (image files or block devices); missing ones are shown as such.
-    #[arg(required = true, value_name = "DEVICE")]
+    /// The filesystem's devices (image files or block devices; missing ones are shown as
+    /// such), or the mount point of a mounted one (its daemon answers, with live states).
+    #[arg(required = true, value_name = "DEVICE|MOUNTPOINT")]
     pub paths: Vec<PathBuf>,
 }
 

@@ -3,6 +3,7 @@
 mod control;
 mod devices;
 mod fuse;
+mod generate;
 mod helper;
 mod info;
 mod mount;
@@ -29,6 +30,8 @@ enum Cmd {
     Scrub(scrub::Args),
     /// Bring stale or replaced devices up to date.
     Resync(resync::Args),
+    #[command(hide = true)]
+    Generate(generate::Args),
 }
 
 fn main() {
@@ -41,12 +44,14 @@ fn main() {
         Cmd::Info(_) => "info",
         Cmd::Scrub(_) => "scrub",
         Cmd::Resync(_) => "resync",
+        Cmd::Generate(_) => "generate",
     };
     let result = match cli.cmd {
         Cmd::Mount(a) => mount::run(a),
         Cmd::Info(a) => info::run(a),
         Cmd::Scrub(a) => scrub::run(a),
         Cmd::Resync(a) => resync::run(a),
+        Cmd::Generate(a) => generate::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

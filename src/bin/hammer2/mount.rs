@@ -10,7 +10,7 @@ mod daemon;
 mod kernel;
 mod logging;
 mod mountpoint;
-mod options;
+pub mod options;
 mod signals;
 
 use crate::devices;
@@ -30,11 +30,12 @@ pub struct Args {
     /// Stay in the foreground (log to stderr) instead of detaching once mounted.
     #[arg(short = 'f', long)]
     pub foreground: bool,
-    /// Comma-separated options (may be repeated): ro, rw, allow_other, default_permissions
-    /// (always on), cache=SIZE, sync_interval=SECONDS, degraded, master=DEVICE, debug,
-    /// threads=N, nonempty, logfile=PATH, and the generic noexec, nosuid, nodev, noatime,
-    /// nodiratime, relatime, strictatime, lazytime, nosymfollow, sync, dirsync.
-    #[arg(short = 'o', value_name = "OPTIONS")]
+    #[arg(
+        short = 'o',
+        value_name = "OPTIONS",
+        help = "Comma-separated mount options, may be repeated (--help lists them)",
+        long_help = options::help()
+    )]
     pub options: Vec<String>,
     /// The filesystem's devices (image files or block devices), then the mount point.
     #[arg(value_name = "PATH", num_args = 2.., required = true)]

@@ -9,6 +9,9 @@ use hammer2::units::human;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(
+    override_usage = "hammer2 scrub [--json] [--degraded] DEVICE...\n       hammer2 scrub [--json] [--degraded] MOUNTPOINT"
+)]
 pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
@@ -16,8 +19,9 @@ pub struct Args {
     /// Run even though member devices are missing (they are recorded as missing).
     #[arg(long)]
     pub degraded: bool,
-    /// The filesystem's devices, or the mount point of a mounted one.
-    #[arg(required = true)]
+    /// The filesystem's devices (image files or block devices), or the mount point of a
+    /// mounted one (its daemon does the work while the filesystem stays in use).
+    #[arg(required = true, value_name = "DEVICE|MOUNTPOINT")]
     pub paths: Vec<PathBuf>,
 }
 

@@ -30,6 +30,58 @@ pub struct MountOptions {
     pub vfs_flags: Vec<MountOption>,
 }
 
+/// Every option `-o` takes and what it means: the one list that `hammer2 mount --help` and
+/// hammer2-mount(8) show (`help`, `main.rs`'s page generation); the test
+/// `every_listed_option_parses` keeps the parser below accepting each of them.
+pub const OPTIONS: &[(&str, &str)] = &[
+    ("ro / rw", "Read-only (the devices are opened read-only; nothing is ever written) / read-write (the default)."),
+    ("allow_other", "Let users other than the one who mounted use the filesystem."),
+    (
+        "default_permissions",
+        "Accepted for compatibility; always on: the kernel checks every access against the modes, owners, groups and POSIX ACLs.",
+    ),
+    (
+        "cache=SIZE",
+        "Memory for blocks (cache and unwritten data), at least 16M: 512M, 2G (binary suffixes K, M, G, T). Default 256M.",
+    ),
+    ("sync_interval=SECONDS", "How often changes are committed in the background (default 5; fractions allowed)."),
+    ("degraded", "Mount even though member devices are missing (name only the devices you have)."),
+    (
+        "master=DEVICE",
+        "When the devices were written apart, take this one's state as the truth (one of the devices given).",
+    ),
+    ("debug", "Log at debug level, every FUSE request included (RUST_LOG or HAMMER2_LOG override the level)."),
+    ("threads=N", "FUSE worker threads, 1 to 256 (default 4 per CPU, 8 to 64)."),
+    ("nonempty", "Mount over a directory that is not empty."),
+    (
+        "uring / nouring",
+        "Serve requests through FUSE over io_uring where the kernel offers it (the default) / always through /dev/fuse.",
+    ),
+    ("logfile=PATH", "Where a background daemon logs (appending). Default: the journal, else syslog, else stderr."),
+    (
+        "exec / noexec, suid / nosuid, dev / nodev",
+        "Generic mount flags passed to the kernel (hammer2 mount defaults to nosuid,nodev; the mount.fuse.hammer2 helper to suid,dev).",
+    ),
+    (
+        "atime / noatime, diratime / nodiratime, relatime / norelatime, strictatime / nostrictatime, lazytime / nolazytime",
+        "The kernel's atime flags (the engine keeps atime the relatime way whatever they say).",
+    ),
+    ("sync / async, dirsync, symfollow / nosymfollow", "Generic mount flags passed to the kernel."),
+    (
+        "iversion / noiversion, mand / nomand, silent / loud",
+        "Accepted, as ext4 accepts them; they mean nothing for this filesystem.",
+    ),
+];
+
+/// The list above as `--help` text.
+pub fn help() -> String {
+    let mut s = String::from("Comma-separated mount options (may be repeated; later ones win):\n");
+    for (name, meaning) in OPTIONS {
+        s += &format!("\n  {name}\n      {meaning}");
+    }
+    s
+}
+
 /// Parses every `-o` argument (each a comma-separated list); later options win.
 pub fn parse(args: &[String]) -> Result<MountOptions> {
     let mut o = MountOptions::default();
@@ -177,6 +229,20 @@ mod tests {
 
     fn p(s: &str) -> Result<MountOptions> {
         parse(&[s.to_string()])
+    }
+
+    #[test]
+    fn every_listed_option_parses() {
+        for (names, _) in OPTIONS {
+            for name in names.split([',', '/']).map(str::trim) {
+                let opt = match name.split_once('=') {
+                    Some((k, "SIZE")) => format!("{k}=64M"),
+                    Some((k, _)) => format!("{k}=1"),
+                    None => name.to_string(),
+                };
+                assert!(p(&opt).is_ok(), "{opt} is listed but refused: {:?}", p(&opt).err());
+            }
+        }
     }
 
     #[test]
