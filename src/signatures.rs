@@ -140,3 +140,41 @@ pub fn detect(dev: &dyn Storage) -> Option<String> {
     }
     find(path).ok()?.first().map(Signature::name)
 }
+
+/// What identifies a hammer2 device to the rest of the system (blkid's tags, udev's
+/// `ID_FS_*`): read from its newest valid volume header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The filesystem's uuid, shared by all its devices (blkid's `UUID`).
+    pub fs_uuid: uuid::Uuid,
+    /// This device's own uuid (blkid's `UUID_SUB`, as for a btrfs member).
+    pub device_uuid: uuid::Uuid,
+    pub label: String,
+    /// The format version the header was written in.
+    pub version: u32,
+}
+
+/// The device's identity, or None when no header slot holds a valid hammer2 volume header.
+pub fn identify(dev: &dyn Storage) -> Option<Identity> {
+    use hammer2_format::HEADER_SIZE;
+    let mut newest: Option<(VolumeHeader, u32)> = None;
+    for slot in 0..HEADER_SLOTS {
+        let off = header_offset(slot);
+        let mut buf = vec![0u8; HEADER_SIZE];
+        if off + HEADER_SIZE as u64 > dev.size() || dev.read_at(&mut buf, off).is_err() {
+            continue;
+        }
+        let Ok(h) = VolumeHeader::decode(&buf) else { continue };
+        // The version field (FORMAT.md: 4 bytes at offset 8), as the header that decoded holds it.
+        let version = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        if usize::from(h.slot) == slot && newest.as_ref().is_none_or(|(n, _)| h.tid > n.tid) {
+            newest = Some((h, version));
+        }
+    }
+    newest.map(|(h, version)| Identity {
+        fs_uuid: uuid::Uuid::from_bytes(h.fs_uuid),
+        device_uuid: uuid::Uuid::from_bytes(h.device_uuid),
+        label: h.label,
+        version,
+    })
+}

@@ -54,6 +54,7 @@ fn every_command_has_a_section_8_page_that_man_renders_without_warnings() {
             "fsck.hammer2.8",
             "hammer2-info.8",
             "hammer2-mount.8",
+            "hammer2-probe.8",
             "hammer2-resync.8",
             "hammer2-scrub.8",
             "hammer2.8",
@@ -74,7 +75,7 @@ fn every_command_has_a_section_8_page_that_man_renders_without_warnings() {
         assert!(mount.contains(opt), "hammer2-mount(8) lacks {opt}:\n{mount}");
     }
     let top = page("hammer2.8");
-    for sub in ["hammer2-mount(8)", "hammer2-info(8)", "hammer2-scrub(8)", "hammer2-resync(8)"] {
+    for sub in ["hammer2-mount(8)", "hammer2-info(8)", "hammer2-scrub(8)", "hammer2-resync(8)", "hammer2-probe(8)"] {
         assert!(top.contains(sub), "hammer2(8) does not name {sub}:\n{top}");
     }
     assert!(!top.contains("generate"), "the hidden generate subcommand is documented:\n{top}");
@@ -113,7 +114,7 @@ fn completions_for_bash_zsh_and_fish_are_generated_and_bash_accepts_them() {
         assert!(ok(&out).contains(cmd), "{}", stdout(&out));
     }
     let h2 = std::fs::read_to_string(d.path().join("bash-completion/completions/hammer2")).unwrap();
-    for sub in ["mount", "info", "scrub", "resync"] {
+    for sub in ["mount", "info", "scrub", "resync", "probe"] {
         assert!(h2.contains(sub), "bash completion lacks {sub}");
     }
 }

@@ -1,4 +1,4 @@
-//! The `hammer2` command: mount (FUSE), info, scrub, resync.
+//! The `hammer2` command: mount (FUSE), info, scrub, resync, probe.
 
 mod control;
 mod devices;
@@ -8,6 +8,7 @@ mod helper;
 mod info;
 mod mount;
 mod offline;
+mod probe;
 mod resync;
 mod scrub;
 
@@ -30,6 +31,8 @@ enum Cmd {
     Scrub(scrub::Args),
     /// Bring stale or replaced devices up to date.
     Resync(resync::Args),
+    /// Print what identifies a hammer2 device, in blkid's export format (for udev with --udev).
+    Probe(probe::Args),
     #[command(hide = true)]
     Generate(generate::Args),
 }
@@ -44,6 +47,7 @@ fn main() {
         Cmd::Info(_) => "info",
         Cmd::Scrub(_) => "scrub",
         Cmd::Resync(_) => "resync",
+        Cmd::Probe(_) => "probe",
         Cmd::Generate(_) => "generate",
     };
     let result = match cli.cmd {
@@ -51,6 +55,7 @@ fn main() {
         Cmd::Info(a) => info::run(a),
         Cmd::Scrub(a) => scrub::run(a),
         Cmd::Resync(a) => resync::run(a),
+        Cmd::Probe(a) => probe::run(a),
         Cmd::Generate(a) => generate::run(a),
     };
     match result {
