@@ -1,8 +1,10 @@
 //! What the three hammer2 binaries (hammer2, mkfs.hammer2, fsck.hammer2) share at their
-//! surface: their man pages and completions.
+//! surface: their man pages and completions, and how an error becomes one line.
 
 mod completions;
 pub mod generate;
 mod man;
+pub mod message;
 
 pub use generate::{Error, Kind, Section, generate};
+pub use message::one_line;

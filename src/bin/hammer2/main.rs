@@ -76,10 +76,22 @@ pub fn resync_slice_bytes() -> u64 {
         .unwrap_or(hammer2::DEFAULT_RESYNC_SLICE_BYTES)
 }
 
-/// Logging to stderr, filtered by HAMMER2_LOG (default: warnings).
+/// Logging to stderr (colours only on a terminal), filtered by `log_filter`.
 pub fn init_logging(debug: bool) {
     let default = if debug { "debug" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HAMMER2_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(log_filter(default))
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The log filter: HAMMER2_LOG, else RUST_LOG (both `tracing` filters such as
+/// `hammer2=debug`), else `default`.
+pub fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    EnvFilter::try_from_env("HAMMER2_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new(default))
 }

@@ -89,14 +89,14 @@ pub fn run(a: Args) -> Result<i32> {
     };
     signals::block();
     let served = ready.log_to(opts.logfile.as_deref()).and_then(|()| {
-        logging::init(opts.debug);
+        logging::init(opts.debug, ready.is_background());
         serve(&opts, &devices, mountpoint, master, &mut ready)
     });
     match served {
         Ok(code) => Ok(code),
         Err(e) if ready.fail(&e) => Ok(1),
         Err(e) if ready.is_background() => {
-            tracing::error!("{e:#}");
+            tracing::error!("{}", hammer2_cli::one_line(&e));
             Ok(1)
         }
         Err(e) => Err(e),
@@ -207,10 +207,8 @@ fn serve(
     }
     signals::spawn_waiter(conn, mountpoint.clone()).context("cannot start the signal thread")?;
     raise_readahead(&mountpoint);
-    if ready.is_background() && opts.logfile.is_none() {
-        logging::switch_to_syslog();
-    }
-    ready.ready(opts.logfile.as_deref())?;
+    let keep_stderr = !ready.is_background() || opts.logfile.is_some() || logging::detach();
+    ready.ready(keep_stderr)?;
     let transport = if rings.as_ref().is_some_and(|r| r.lock().is_some()) { "FUSE over io_uring" } else { "/dev/fuse" };
     tracing::info!("serving {} on {} through {transport}", source_name(devices), mountpoint.display());
     session.run().context("the FUSE session failed")?;

@@ -107,9 +107,10 @@ impl Readiness {
         Ok(())
     }
 
-    /// The mount is usable: detach from the terminal's stdio (stderr too, unless it already
-    /// goes to a log file) and release the waiting parent.
-    pub fn ready(&mut self, logfile: Option<&Path>) -> Result<()> {
+    /// The mount is usable: detach from the terminal's stdio (stderr too, unless the log
+    /// still goes there: a log file, or nothing better, see `logging::detach`) and release
+    /// the waiting parent.
+    pub fn ready(&mut self, keep_stderr: bool) -> Result<()> {
         let Readiness::Pipe(pipe) = self else {
             return Ok(());
         };
@@ -119,7 +120,7 @@ impl Readiness {
         let null = File::options().read(true).write(true).open("/dev/null")?;
         dup_onto(&null, 0)?;
         dup_onto(&null, 1)?;
-        if logfile.is_none() {
+        if !keep_stderr {
             dup_onto(&null, 2)?;
         }
         // The daemon must not keep a directory busy (the cwd the user ran us from).
@@ -133,7 +134,7 @@ impl Readiness {
     pub fn fail(&mut self, err: &anyhow::Error) -> bool {
         match self {
             Readiness::Pipe(Some(pipe)) => {
-                let line = format!("{err:#}").replace('\n', " ");
+                let line = hammer2_cli::one_line(err);
                 let _ = pipe.write_all(format!("error: {line}\n").as_bytes());
                 *self = Readiness::Pipe(None);
                 true
