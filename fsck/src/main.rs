@@ -95,7 +95,7 @@ fn main() {
     if cli.json {
         println!("{}", out.report.json());
     } else if let Some(e) = &out.report.operational_error {
-        eprintln!("fsck.hammer2: {e}");
+        eprintln!("fsck.hammer2: {}", hammer2_cli::one_line(e));
     } else {
         print!("{}", out.report.text(cli.verbose));
         if mode == Mode::Preen && out.status & hammer2_fsck::EXIT_UNCORRECTED != 0 {

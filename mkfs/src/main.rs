@@ -83,7 +83,7 @@ fn main() {
         Ok(out) => print!("{out}"),
         Err(e) => {
             // One line, whatever the cause chain holds.
-            let msg = format!("{e:#}").replace('\n', "; ");
+            let msg = hammer2_cli::one_line(&e);
             eprintln!("mkfs.hammer2: {msg}");
             std::process::exit(1);
         }

@@ -32,7 +32,7 @@ pub fn main() -> ! {
     let code = match parse(std::env::args_os().skip(1)).and_then(run) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{NAME}: {e:#}");
+            eprintln!("{NAME}: {}", hammer2_cli::one_line(&e));
             1
         }
     };

@@ -61,7 +61,7 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("hammer2 {name}: {e:#}");
+            eprintln!("hammer2 {name}: {}", hammer2_cli::one_line(&e));
             std::process::exit(1);
         }
     }

@@ -39,7 +39,7 @@ pub fn open(paths: &[PathBuf], degraded: bool) -> Result<Fs> {
 /// mounted there, a daemon gone) is an operational error: one line, exit status 8.
 pub fn online(cmd: &str, mountpoint: &std::path::Path, op: crate::control::Op, json: bool) -> i32 {
     crate::control::client::request(mountpoint, op, json).unwrap_or_else(|e| {
-        eprintln!("hammer2 {cmd}: {e:#}");
+        eprintln!("hammer2 {cmd}: {}", hammer2_cli::one_line(&e));
         8
     })
 }

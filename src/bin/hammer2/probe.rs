@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let found = crate::devices::open_all(std::slice::from_ref(&a.device), OpenMode::ReadOnly)
-        .map_err(|e| format!("{e:#}"))
+        .map_err(|e| hammer2_cli::one_line(&e))
         .and_then(|s| {
             signatures::identify(&*s[0]).ok_or_else(|| format!("{} holds no hammer2 filesystem", a.device.display()))
         });

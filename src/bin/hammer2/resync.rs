@@ -32,7 +32,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         return Ok(offline::online("resync", p, crate::control::Op::Resync, a.json));
     }
     let operational = |e: anyhow::Error| {
-        eprintln!("hammer2 resync: {e:#}");
+        eprintln!("hammer2 resync: {}", hammer2_cli::one_line(&e));
         Ok(8)
     };
     let fs = match offline::open(&a.paths, a.degraded) {

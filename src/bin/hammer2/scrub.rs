@@ -35,7 +35,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let fs = match offline::open(&a.paths, a.degraded) {
         Ok(fs) => fs,
         Err(e) => {
-            eprintln!("hammer2 scrub: {e:#}");
+            eprintln!("hammer2 scrub: {}", hammer2_cli::one_line(&e));
             return Ok(8);
         }
     };
@@ -48,12 +48,12 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let rep = match rep {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("hammer2 scrub: {e:#}");
+            eprintln!("hammer2 scrub: {}", hammer2_cli::one_line(&e));
             return Ok(8);
         }
     };
     if let Err(e) = fs.unmount() {
-        eprintln!("hammer2 scrub: {e:#}");
+        eprintln!("hammer2 scrub: {}", hammer2_cli::one_line(&e));
         return Ok(8);
     }
     if a.json {
