@@ -175,6 +175,8 @@ pub struct FsInner {
     pub stalled: AtomicBool,
     /// Remounted read-only (`mount -o remount,ro`): changes are refused until a remount rw.
     pub remounted_ro: AtomicBool,
+    /// A scrub runs (`maintenance::scrub`): a second one is refused (M1 in docs/DESIGN.md §9).
+    pub scrubbing: AtomicBool,
     pub stopping: AtomicBool,
     pub stats: Stats,
     /// The commit hook that maintenance registered (`commit::hook`: resync), held opaquely

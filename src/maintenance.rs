@@ -7,8 +7,9 @@
 
 use crate::Mounted;
 use crate::devices::MemberState;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::scrub::{ScrubProgress, ScrubReport};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use crate::resync::run as resync;
 
@@ -22,9 +23,20 @@ pub use crate::resync::run as resync;
 /// counters are committed to the headers (by the resync's commits when it runs).
 pub fn scrub(fs: &impl Mounted, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
     let fs = fs.engine().0;
+    // M1: one scrub at a time; the flag is cleared however this one ends.
+    if fs.scrubbing.swap(true, Ordering::SeqCst) {
+        return Err(Error::Busy("a scrub is already running on this filesystem".into()));
+    }
+    struct Running<'a>(&'a AtomicBool);
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+    let _running = Running(&fs.scrubbing);
     crate::commit::commit(fs, false, false)?;
     let rep = crate::scrub::scrub(fs, progress)?;
-    let writable = !fs.vol.read_only && !fs.remounted_ro.load(std::sync::atomic::Ordering::SeqCst);
+    let writable = !fs.vol.read_only && !fs.remounted_ro.load(Ordering::SeqCst);
     if rep.unrepairable.is_empty() && writable && !crate::resync::running(fs) {
         for m in &fs.vol.devices.members {
             if m.state() == MemberState::Diverged {

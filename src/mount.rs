@@ -472,6 +472,7 @@ impl FsInner {
             broken: Default::default(),
             stalled: Default::default(),
             remounted_ro: Default::default(),
+            scrubbing: Default::default(),
             stopping: Default::default(),
             stats: Default::default(),
             commit_hook: Default::default(),

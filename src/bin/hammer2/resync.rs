@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 #[command(
-    override_usage = "hammer2 resync [--json] [--degraded] DEVICE...\n       hammer2 resync [--json] [--degraded] MOUNTPOINT"
+    override_usage = "hammer2 resync [--json] [--degraded] DEVICE...\n       hammer2 resync [--json] [--degraded] MOUNTPOINT",
+    after_help = "Exit status: 0 done, 1 a failed device was not taken back, 8 operational error (a device cannot be opened or is missing without --degraded, nothing mounted on MOUNTPOINT, another resync running)."
 )]
 pub struct Args {
     /// Print the report as JSON.

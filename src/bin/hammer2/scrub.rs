@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 #[command(
-    override_usage = "hammer2 scrub [--json] [--degraded] DEVICE...\n       hammer2 scrub [--json] [--degraded] MOUNTPOINT"
+    override_usage = "hammer2 scrub [--json] [--degraded] DEVICE...\n       hammer2 scrub [--json] [--degraded] MOUNTPOINT",
+    after_help = "Exit status: 0 clean, 1 errors found and all repaired, 4 errors left (a block with no good copy), 8 operational error (a device cannot be opened or is missing without --degraded, nothing mounted on MOUNTPOINT, another scrub running)."
 )]
 pub struct Args {
     /// Print the report as JSON.
