@@ -1,8 +1,10 @@
 //! What the three hammer2 binaries (hammer2, mkfs.hammer2, fsck.hammer2) share at their
-//! surface: their man pages and completions, and how an error becomes one line.
+//! surface: their man pages and completions, their JSON documents, and how an error
+//! becomes one line.
 
 mod completions;
 pub mod generate;
+pub mod json;
 mod man;
 pub mod message;
 

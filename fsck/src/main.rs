@@ -93,7 +93,10 @@ fn main() {
     let opts = Options { mode, force: cli.force, progress: !cli.json, verify_data: true, cancel };
     let out = run_paths(&cli.devices, &opts);
     if cli.json {
-        println!("{}", out.report.json());
+        // The report's own JSON, with the schema_version every command's JSON carries.
+        // Plain data with string keys: serializing it cannot fail.
+        let report = serde_json::to_value(&out.report).unwrap_or_default();
+        println!("{}", hammer2_cli::json::document(report));
     } else if let Some(e) = &out.report.operational_error {
         eprintln!("fsck.hammer2: {}", hammer2_cli::one_line(e));
     } else {

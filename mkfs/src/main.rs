@@ -85,6 +85,9 @@ fn main() {
             // One line, whatever the cause chain holds.
             let msg = hammer2_cli::one_line(&e);
             eprintln!("mkfs.hammer2: {msg}");
+            if cli.json {
+                println!("{}", hammer2_cli::json::error(&msg, 1));
+            }
             std::process::exit(1);
         }
     }

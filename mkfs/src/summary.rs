@@ -26,5 +26,5 @@ pub fn text(r: &FormatReport) -> String {
 
 pub fn json(r: &FormatReport) -> String {
     // FormatReport holds only strings and integers: serializing it cannot fail.
-    serde_json::to_string_pretty(r).unwrap_or_default()
+    hammer2_cli::json::document(serde_json::to_value(r).unwrap_or_default())
 }

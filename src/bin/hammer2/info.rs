@@ -71,7 +71,7 @@ pub fn run(a: Args) -> Result<i32> {
         r.notes.insert(i, format!("{n}: shown as missing"));
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        println!("{}", crate::offline::json_document(&r)?);
     } else {
         print!("{}", text::render(&r));
     }

@@ -50,6 +50,8 @@ fn main() {
         Cmd::Probe(_) => "probe",
         Cmd::Generate(_) => "generate",
     };
+    // `--json` answers in JSON on failure too (scrub and resync print their own: exit 8).
+    let json = matches!(&cli.cmd, Cmd::Info(a) if a.json);
     let result = match cli.cmd {
         Cmd::Mount(a) => mount::run(a),
         Cmd::Info(a) => info::run(a),
@@ -61,7 +63,11 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("hammer2 {name}: {}", hammer2_cli::one_line(&e));
+            let msg = hammer2_cli::one_line(&e);
+            eprintln!("hammer2 {name}: {msg}");
+            if json {
+                println!("{}", hammer2_cli::json::error(&msg, 1));
+            }
             std::process::exit(1);
         }
     }

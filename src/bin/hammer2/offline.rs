@@ -38,10 +38,23 @@ pub fn open(paths: &[PathBuf], degraded: bool) -> Result<Fs> {
 /// Runs an online operation on the daemon serving `mountpoint`. Not reaching one (nothing
 /// mounted there, a daemon gone) is an operational error: one line, exit status 8.
 pub fn online(cmd: &str, mountpoint: &std::path::Path, op: crate::control::Op, json: bool) -> i32 {
-    crate::control::client::request(mountpoint, op, json).unwrap_or_else(|e| {
-        eprintln!("hammer2 {cmd}: {}", hammer2_cli::one_line(&e));
-        8
-    })
+    crate::control::client::request(mountpoint, op, json).unwrap_or_else(|e| operational(cmd, &e, json))
+}
+
+/// An operational error of scrub or resync: one line on stderr (and the JSON error document
+/// with `--json`), exit status 8.
+pub fn operational(cmd: &str, e: &anyhow::Error, json: bool) -> i32 {
+    let msg = hammer2_cli::one_line(e);
+    eprintln!("hammer2 {cmd}: {msg}");
+    if json {
+        println!("{}", hammer2_cli::json::error(&msg, 8));
+    }
+    8
+}
+
+/// A report as `--json` prints it.
+pub fn json_document(report: &impl serde::Serialize) -> anyhow::Result<String> {
+    Ok(hammer2_cli::json::document(serde_json::to_value(report)?))
 }
 
 /// A byte progress bar on a terminal, hidden otherwise.

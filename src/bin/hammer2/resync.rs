@@ -32,10 +32,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     {
         return Ok(offline::online("resync", p, crate::control::Op::Resync, a.json));
     }
-    let operational = |e: anyhow::Error| {
-        eprintln!("hammer2 resync: {}", hammer2_cli::one_line(&e));
-        Ok(8)
-    };
+    let operational = |e: anyhow::Error| Ok(offline::operational("resync", &e, a.json));
     let fs = match offline::open(&a.paths, a.degraded) {
         Ok(fs) => fs,
         Err(e) => return operational(e),
@@ -51,7 +48,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Err(e) => return operational(e),
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rep)?);
+        println!("{}", offline::json_document(&rep)?);
     } else {
         print!("{}", render(&rep));
     }

@@ -35,10 +35,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     }
     let fs = match offline::open(&a.paths, a.degraded) {
         Ok(fs) => fs,
-        Err(e) => {
-            eprintln!("hammer2 scrub: {}", hammer2_cli::one_line(&e));
-            return Ok(8);
-        }
+        Err(e) => return Ok(offline::operational("scrub", &e, a.json)),
     };
     let pb = offline::bar("scrub");
     let rep = hammer2::maintenance::scrub(&fs, &mut |p| {
@@ -48,17 +45,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     pb.finish_and_clear();
     let rep = match rep {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("hammer2 scrub: {}", hammer2_cli::one_line(&e));
-            return Ok(8);
-        }
+        Err(e) => return Ok(offline::operational("scrub", &e.into(), a.json)),
     };
     if let Err(e) = fs.unmount() {
-        eprintln!("hammer2 scrub: {}", hammer2_cli::one_line(&e));
-        return Ok(8);
+        return Ok(offline::operational("scrub", &e.into(), a.json));
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rep)?);
+        println!("{}", offline::json_document(&rep)?);
     } else {
         print!("{}", render(&rep));
     }

@@ -22,7 +22,7 @@ pub fn request(mountpoint: &Path, op: Op, json: bool) -> Result<i32> {
     pb.finish_and_clear();
     let d = done?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&d.json)?);
+        println!("{}", hammer2_cli::json::document(d.json));
     } else {
         print!("{}", d.text);
     }

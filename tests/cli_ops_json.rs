@@ -1,0 +1,58 @@
+//! `--json` of every command, on success and on failure: one object with `schema_version`.
+
+use hammer2_test_support as common;
+
+use common::image::*;
+use serde_json::Value;
+use std::process::Output;
+
+const MIB: u64 = 1 << 20;
+
+fn document(o: &Output) -> Value {
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("not one JSON object ({e}): {}{}", stdout(o), stderr(o)))
+}
+
+#[test]
+fn every_json_report_carries_the_schema_version() {
+    let d = tempfile::tempdir().unwrap();
+    let a = sparse_file(d.path(), "a.img", 64 * MIB);
+    let o = mkfs(["--json".as_ref(), a.as_os_str()]);
+    ok(&o);
+    let mk = document(&o);
+    assert_eq!(mk["schema_version"], 1, "{mk}");
+    for args in [vec!["info", "--json"], vec!["scrub", "--json"], vec!["resync", "--json"]] {
+        let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_ref()).collect();
+        args.push(a.as_os_str());
+        let o = hammer2(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert_eq!(document(&o)["schema_version"], 1, "{args:?}");
+    }
+    let o = fsck(["-n".as_ref(), "--json".as_ref(), a.as_os_str()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let f = document(&o);
+    assert_eq!(f["schema_version"], 1);
+    assert_eq!(f["exit_status"], 0);
+}
+
+#[test]
+fn json_on_failure_is_an_error_document_with_the_exit_status() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing.img");
+    let m = missing.to_str().unwrap();
+    let empty_dir = d.path().to_str().unwrap();
+    for (o, status) in [
+        (hammer2(["info", "--json", m]), 1),
+        (hammer2(["scrub", "--json", m]), 8),
+        (hammer2(["resync", "--json", m]), 8),
+        (hammer2(["scrub", "--json", empty_dir]), 8),
+        (mkfs(["--json", m]), 1),
+    ] {
+        assert_eq!(o.status.code(), Some(status), "{}", stderr(&o));
+        let e = document(&o);
+        assert_eq!(e["schema_version"], 1, "{e}");
+        assert_eq!(e["exit_status"], status, "{e}");
+        let msg = e["error"].as_str().unwrap_or_else(|| panic!("no error message: {e}"));
+        // The same one line as on stderr.
+        assert!(stderr(&o).trim_end().ends_with(msg), "{msg:?} vs {:?}", stderr(&o));
+    }
+}
