@@ -26,6 +26,9 @@ pub struct MountOptions {
     pub nonempty: bool,
     /// Where a background daemon writes its log (default: syslog).
     pub logfile: Option<PathBuf>,
+    /// `nbd_timeout=SECONDS`: how long a request to an NBD device waits for a lost
+    /// connection to come back before the device is failed (default 10).
+    pub nbd_timeout: Option<Duration>,
     /// Generic VFS flags passed through to the kernel (noexec, nodev, noatime, ...).
     pub vfs_flags: Vec<MountOption>,
 }
@@ -69,6 +72,9 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             }
             "sync_interval" => {
                 o.sync_interval = Some(parse_seconds(key, need_value(key, value)?)?);
+            }
+            "nbd_timeout" => {
+                o.nbd_timeout = Some(parse_seconds(key, need_value(key, value)?)?);
             }
             "degraded" => {
                 no_value(key, value)?;
