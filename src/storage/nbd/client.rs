@@ -221,3 +221,94 @@ impl Drop for Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The client against a peer on the other end of a socket pair that plays the server's
+    //! part of the transmission phase byte by byte: replies out of order, error replies, a
+    //! peer that goes away or stops answering.
+
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn export() -> Export {
+        Export { size: 1 << 20, flags: TFLAG_HAS_FLAGS, min_block: 1, max_block: 1 << 20 }
+    }
+
+    /// (command, cookie, offset, length) of the next request.
+    fn next_request(s: &mut UnixStream) -> (u16, u64, u64, u32) {
+        let mut h = [0u8; REQUEST_LEN];
+        s.read_exact(&mut h).unwrap();
+        assert_eq!(u32::from_be_bytes(h[0..4].try_into().unwrap()), REQUEST_MAGIC);
+        let cmd = u16::from_be_bytes(h[6..8].try_into().unwrap());
+        let cookie = u64::from_be_bytes(h[8..16].try_into().unwrap());
+        let len = u32::from_be_bytes(h[24..28].try_into().unwrap());
+        if cmd == CMD_WRITE {
+            let mut payload = vec![0u8; len as usize];
+            s.read_exact(&mut payload).unwrap();
+        }
+        (cmd, cookie, u64::from_be_bytes(h[16..24].try_into().unwrap()), len)
+    }
+
+    fn reply(s: &mut UnixStream, error: u32, cookie: u64, data: &[u8]) {
+        let h = [&SIMPLE_REPLY_MAGIC.to_be_bytes()[..], &error.to_be_bytes(), &cookie.to_be_bytes(), data].concat();
+        s.write_all(&h).unwrap();
+    }
+
+    #[test]
+    fn replies_in_any_order_complete_the_request_with_their_cookie() {
+        let (a, mut peer) = UnixStream::pair().unwrap();
+        let c = Connection::start(Stream::Unix(a), export(), Duration::from_secs(5)).unwrap();
+        let server = std::thread::spawn(move || {
+            let reqs: Vec<_> = (0..3).map(|_| next_request(&mut peer)).collect();
+            // Answered last to first, each read filled with its offset's low byte.
+            for &(cmd, cookie, off, len) in reqs.iter().rev() {
+                let data = if cmd == CMD_READ { vec![off as u8; len as usize] } else { Vec::new() };
+                reply(&mut peer, 0, cookie, &data);
+            }
+            let (_, cookie, _, _) = next_request(&mut peer);
+            reply(&mut peer, 28, cookie, &[]);
+            peer
+        });
+        let t1 = c.submit(CMD_READ, 7, 100, &[], 100);
+        let t2 = c.submit(CMD_WRITE, 4096, 5, &[b"ab", b"cde"], 0);
+        let t3 = c.submit(CMD_READ, 9, 3, &[], 3);
+        assert_eq!(t1.wait().unwrap(), vec![7u8; 100]);
+        assert_eq!(t2.wait().unwrap(), Vec::<u8>::new());
+        assert_eq!(t3.wait().unwrap(), vec![9u8; 3]);
+        assert!(matches!(c.submit(CMD_FLUSH, 0, 0, &[], 0).wait(), Err(Failure::Server(28))));
+        // The peer goes away: what is in flight, and everything after, is lost.
+        let peer = server.join().unwrap();
+        let t = c.submit(CMD_READ, 0, 1, &[], 1);
+        drop(peer);
+        assert!(matches!(t.wait(), Err(Failure::Lost(_))));
+        assert!(c.is_dead());
+        assert!(matches!(c.submit(CMD_READ, 0, 1, &[], 1).wait(), Err(Failure::Lost(_))));
+    }
+
+    #[test]
+    fn a_reply_to_no_request_or_with_a_bad_magic_ends_the_connection() {
+        for bad in [[&SIMPLE_REPLY_MAGIC.to_be_bytes()[..], &[0; 4], &99u64.to_be_bytes()].concat(), vec![0xffu8; 16]] {
+            let (a, mut peer) = UnixStream::pair().unwrap();
+            let c = Connection::start(Stream::Unix(a), export(), Duration::from_secs(5)).unwrap();
+            let t = c.submit(CMD_READ, 0, 1, &[], 1);
+            next_request(&mut peer);
+            peer.write_all(&bad).unwrap();
+            assert!(matches!(t.wait(), Err(Failure::Lost(_))));
+        }
+    }
+
+    #[test]
+    fn a_server_that_stops_answering_is_given_up_after_the_stall_limit() {
+        let (a, mut peer) = UnixStream::pair().unwrap();
+        let c = Connection::start(Stream::Unix(a), export(), Duration::from_secs(1)).unwrap();
+        let started = Instant::now();
+        let t = c.submit(CMD_READ, 0, 1, &[], 1);
+        next_request(&mut peer);
+        let Err(Failure::Lost(e)) = t.wait() else { panic!("a request nobody answers completed") };
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(5), "{waited:?}");
+        drop(peer);
+    }
+}

@@ -124,7 +124,8 @@ impl NbdStorage {
     }
 
     /// Runs `op` on the live connection; when the connection breaks, again on a new one,
-    /// until the grace period after the first failure is over.
+    /// until the grace period after the first failure is over (DESIGN §2, "NBD reconnect
+    /// grace": nothing waits but the requests in flight).
     fn retrying<T>(&self, what: &str, op: impl Fn(&Connection) -> Result<T, Failure>) -> io::Result<T> {
         let mut deadline: Option<Instant> = None;
         let mut backoff = Duration::from_millis(50);

@@ -188,7 +188,8 @@ mod tests {
     #[test]
     fn every_documented_option_parses() {
         let o = p("ro,allow_other,default_permissions,cache=512M,sync_interval=2.5,degraded,\
-                   master=/dev/sdb,debug,threads=8,nonempty,logfile=/tmp/h2.log,noatime,noexec,nouring")
+                   master=/dev/sdb,debug,threads=8,nonempty,logfile=/tmp/h2.log,noatime,noexec,nouring,\
+                   nbd_timeout=30")
         .unwrap();
         assert!(o.read_only && o.allow_other && o.degraded && o.debug && o.nonempty && o.no_uring);
         assert_eq!(o.threads, Some(8));
@@ -196,6 +197,7 @@ mod tests {
         assert_eq!(o.sync_interval, Some(Duration::from_millis(2500)));
         assert_eq!(o.master, Some(PathBuf::from("/dev/sdb")));
         assert_eq!(o.logfile, Some(PathBuf::from("/tmp/h2.log")));
+        assert_eq!(o.nbd_timeout, Some(Duration::from_secs(30)));
         assert_eq!(o.vfs_flags, vec![MountOption::NoAtime, MountOption::NoExec]);
     }
 
