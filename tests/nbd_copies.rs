@@ -21,15 +21,20 @@ struct Remote {
     served: PathBuf,
 }
 
-/// `local.img` (256 MiB) beside a served directory holding `remote.img` (256 MiB).
+/// `local.img` beside a served directory holding `remote.img`, 256 MiB each.
 fn remote_pair() -> Remote {
+    remote_pair_of(256 * MIB)
+}
+
+/// `local.img` beside a served directory holding `remote.img`, `size` bytes each (sparse).
+fn remote_pair_of(size: u64) -> Remote {
     require_fuse();
     let dir = tempfile::Builder::new().prefix("h2nbd").tempdir().expect("temp dir");
     let served = dir.path().join("served");
     std::fs::create_dir(&served).unwrap();
     std::fs::create_dir(dir.path().join("mnt")).unwrap();
-    let local = sparse_file(dir.path(), "local.img", 256 * MIB);
-    sparse_file(&served, "remote.img", 256 * MIB);
+    let local = sparse_file(dir.path(), "local.img", size);
+    sparse_file(&served, "remote.img", size);
     Remote { img: Image { dir, devices: vec![local] }, served }
 }
 
@@ -133,13 +138,13 @@ fn qemu_nbd_serves_a_remote_copy() {
 /// copies hold the file.
 #[test]
 fn a_server_restarted_within_the_grace_period_costs_the_application_nothing() {
-    let mut r = remote_pair();
+    let mut r = remote_pair_of(2048 * MIB);
     let mut server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
     r.format(&server.uri("remote.img"));
     let m = r.img.mount_with("nbd_timeout=30");
     let target = m.join("large.bin");
     let writer = std::thread::spawn(move || {
-        sh(&format!("dd if=/dev/urandom of={} bs=1M count=160 conv=fsync status=none", target.display()))
+        sh(&format!("dd if=/dev/urandom of={} bs=1M count=1200 conv=fsync status=none", target.display()))
     });
     std::thread::sleep(Duration::from_millis(700));
     assert!(!writer.is_finished(), "the write ended before the server was killed: make it larger");

@@ -43,8 +43,13 @@ impl NbdServer {
 
     /// `qemu-nbd` serving `image` (raw) as export `name`.
     pub fn qemu_nbd(image: &Path, name: &str, listen: Listen) -> NbdServer {
-        let mut cmd: Vec<String> =
-            vec!["qemu-nbd".into(), "--persistent".into(), "--format=raw".into(), format!("--export-name={name}")];
+        let mut cmd: Vec<String> = vec![
+            "qemu-nbd".into(),
+            "--persistent".into(),
+            "--shared=8".into(),
+            "--format=raw".into(),
+            format!("--export-name={name}"),
+        ];
         match &listen {
             Listen::Unix(sock) => cmd.push(format!("--socket={}", sock.display())),
             Listen::Tcp(port) => cmd.extend(["--bind=127.0.0.1".into(), format!("--port={port}")]),
