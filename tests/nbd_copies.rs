@@ -118,6 +118,29 @@ fn copies_on_a_local_image_and_an_nbdkit_export_over_tcp() {
     round_trip(Listen::Tcp(free_port()));
 }
 
+/// The fstab helper takes a `:`-joined device list in which a URI keeps its own colons
+/// (`/path/local.img:nbd://127.0.0.1:PORT/remote.img`).
+#[test]
+fn the_fstab_helper_mounts_a_device_list_holding_a_uri_with_a_port() {
+    let mut r = remote_pair();
+    let server = NbdServer::nbdkit(&r.served, Listen::Tcp(free_port()), &[], &[]);
+    let uri = server.uri("remote.img");
+    r.format(&uri);
+    let helper = install_helper(r.img.dir.path());
+    let source = format!("{}:{uri}", r.local().display());
+    let opts = format!("rw,_netdev,logfile={}", r.img.log_path().display());
+    let out =
+        std::process::Command::new(&helper).arg(&source).arg(r.img.mountpoint()).args(["-o", &opts]).output().unwrap();
+    assert!(out.status.success(), "{}{}", stderr(&out), r.img.log());
+    let m = Mount::attach(&r.img.mountpoint(), r.img.log_path());
+    std::fs::write(m.join("via-helper"), b"both copies").unwrap();
+    assert_eq!(states(&m.path), ["online", "online"]);
+    m.unmount();
+    let m = r.img.mount_devices(&[Path::new(&uri)], "ro,degraded", &[]);
+    assert_eq!(std::fs::read(m.join("via-helper")).unwrap(), b"both copies");
+    m.unmount();
+}
+
 /// qemu-nbd, a second server implementation, serves the remote copy just as well.
 #[test]
 fn qemu_nbd_serves_a_remote_copy() {
