@@ -208,6 +208,11 @@ fn errors_of_the_remote_export_are_read_around_and_counted() {
     let remote_errors = rep["devices"][1]["read_errors"].as_u64().unwrap_or(0);
     assert!(remote_errors > 0, "the remote device's read errors are counted: {rep}");
     assert_eq!(rep["devices"][0]["read_errors"].as_u64(), Some(0), "{rep}");
+    // The mount's own counters (hammer2 info) count them too, against the remote device only.
+    let info = info_json([&m.path]);
+    let errors = |d: usize, k: &str| info["devices"][d]["errors"][k].as_u64().unwrap_or(0);
+    assert!(errors(1, "read") >= remote_errors && errors(1, "repaired") > 0, "{info}");
+    assert_eq!((errors(0, "read"), errors(0, "repaired")), (0, 0), "{info}");
     std::fs::remove_file(&switch).unwrap();
     m.unmount();
     let m = r.img.mount();
@@ -230,13 +235,15 @@ fn bad_remote_devices_are_one_line_errors_and_write_nothing() {
     // No server at all.
     let nowhere = format!("nbd+unix:///remote.img?socket={}", r.img.dir.path().join("none.sock").display());
     let o = r.img.try_mount_devices(&[local.as_path(), Path::new(&nowhere)], &mnt, "", &[]);
-    one_line_error(&o, "", "cannot connect");
+    let line = one_line_error(&o, "hammer2 mount: ", "cannot connect");
+    assert_eq!(line.matches("No such file").count(), 1, "the cause is said once: {line}");
     let o = fsck(["-n".as_ref(), local.as_os_str(), nowhere.as_ref()]);
     assert_ne!(exit_code(&o), 0);
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     // A wrong export name.
     let o = r.img.try_mount_devices(&[local.as_path(), Path::new(&server.uri("nope.img"))], &mnt, "", &[]);
-    one_line_error(&o, "", "nope.img");
+    let line = one_line_error(&o, "hammer2 mount: ", "NBD_REP_ERR_UNKNOWN (no such export)");
+    assert_eq!(line.matches("nope.img").count(), 2, "the URI and the export, once each: {line}");
     // TLS.
     let o = r.img.try_mount_devices(&[local.as_path(), Path::new("nbds://127.0.0.1/remote.img")], &mnt, "", &[]);
     one_line_error(&o, "", "TLS is not supported yet");
@@ -248,12 +255,12 @@ fn bad_remote_devices_are_one_line_errors_and_write_nothing() {
     ok(&mkfs(["--copies", "2", other_local.to_str().unwrap(), &server.uri("other.img")]));
     let other_before = std::fs::read(r.served.join("other.img")).unwrap();
     let o = r.img.try_mount_devices(&[local.as_path(), Path::new(&server.uri("other.img"))], &mnt, "", &[]);
-    one_line_error(&o, "", "");
+    one_line_error(&o, "hammer2 mount: ", "belongs to a different hammer2 filesystem");
     // An export too small for the device it stands for, and one not a whole number of blocks.
     std::fs::copy(r.served.join("remote.img"), r.served.join("small.img")).unwrap();
     std::fs::File::options().write(true).open(r.served.join("small.img")).unwrap().set_len(128 * MIB).unwrap();
     let o = r.img.try_mount_devices(&[local.as_path(), Path::new(&server.uri("small.img"))], &mnt, "", &[]);
-    one_line_error(&o, "", "");
+    one_line_error(&o, "hammer2 mount: ", "small.img");
     sparse_file(&r.served, "odd.img", 10_000);
     let o = r.img.try_mount_devices(&[local.as_path(), Path::new(&server.uri("odd.img"))], &mnt, "", &[]);
     one_line_error(&o, "", "not a multiple of 4096");

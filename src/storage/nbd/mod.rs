@@ -47,10 +47,12 @@ const MAX_TRIM: u64 = 1 << 30;
 pub enum NbdError {
     #[error(transparent)]
     Uri(#[from] UriError),
-    #[error("{uri}: cannot connect: {source}")]
-    Connect { uri: String, source: io::Error },
-    #[error("{uri}: {source}")]
-    Handshake { uri: String, source: HandshakeError },
+    // The causes are part of the one-line message, not a `source` chain, so that printing
+    // the chain (`{:#}`) does not say them twice.
+    #[error("{uri}: cannot connect: {why}")]
+    Connect { uri: String, why: io::Error },
+    #[error("{uri}: {why}")]
+    Handshake { uri: String, why: HandshakeError },
     #[error("{uri}: the export has {size} bytes, not a multiple of {DEVICE_BLOCK}")]
     Size { uri: String, size: u64 },
     #[error("{uri}: the export is read-only")]
@@ -183,13 +185,12 @@ impl NbdStorage {
 fn connect(uri: &NbdUri, timeout: Duration, stall: Duration) -> Result<Connection, NbdError> {
     let name = || uri.to_string();
     let timeout = timeout.max(Duration::from_millis(100));
-    let mut s = Stream::connect(&uri.endpoint, timeout).map_err(|source| NbdError::Connect { uri: name(), source })?;
+    let mut s = Stream::connect(&uri.endpoint, timeout).map_err(|why| NbdError::Connect { uri: name(), why })?;
     // A server that accepts and then says nothing must not hang the open.
-    s.set_timeouts(Some(timeout), Some(timeout)).map_err(|source| NbdError::Connect { uri: name(), source })?;
-    let export =
-        handshake::negotiate(&mut s, &uri.export).map_err(|source| NbdError::Handshake { uri: name(), source })?;
+    s.set_timeouts(Some(timeout), Some(timeout)).map_err(|why| NbdError::Connect { uri: name(), why })?;
+    let export = handshake::negotiate(&mut s, &uri.export).map_err(|why| NbdError::Handshake { uri: name(), why })?;
     Connection::start(s, export, stall.max(Duration::from_secs(1)))
-        .map_err(|source| NbdError::Connect { uri: name(), source })
+        .map_err(|why| NbdError::Connect { uri: name(), why })
 }
 
 /// A server's error reply as an io::Error carrying the errno and its name.
