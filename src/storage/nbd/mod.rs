@@ -38,8 +38,12 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// The device block size: every export must be a whole number of them.
 const DEVICE_BLOCK: u64 = 4096;
-/// The largest payload this client puts in one request, whatever the server allows.
-const MAX_REQUEST: u32 = 32 << 20;
+/// The largest payload this client puts in one request, whatever the server allows. A
+/// large write goes out as several requests in flight at once, which a multi-threaded
+/// server (nbdkit runs 16 workers) writes in parallel while the next ones arrive. Measured,
+/// 1 GiB sequential write, copies=2, local + nbdkit over loopback TCP: 120 MiB/s with 4 MiB
+/// requests, 108 MiB/s with 32 MiB (one run each on a loaded 2-CPU machine: within noise).
+const MAX_REQUEST: u32 = 4 << 20;
 /// One TRIM request's length (it carries no payload, so the block size limit does not apply).
 const MAX_TRIM: u64 = 1 << 30;
 
