@@ -288,3 +288,36 @@ fn mkfs_keeps_unknown_data_on_a_remote_export_without_force() {
     one_line_error(&o, "mkfs.hammer2: ", "use -f");
     ok(&mkfs(["--copies", "2", "-f", r.local().to_str().unwrap(), &uri]));
 }
+
+/// A server that stays away past the grace period: the requests waiting for it fail, the
+/// device is marked failed, and writes go on to the local copy with no error to the
+/// application; the local copy alone then holds everything.
+#[test]
+fn a_server_away_past_the_grace_period_fails_its_device_and_writes_go_on() {
+    let mut r = remote_pair();
+    let mut server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    r.format(&server.uri("remote.img"));
+    let m = r.img.mount_with("nbd_timeout=2");
+    let f = std::fs::File::create(m.join("before")).unwrap();
+    std::io::Write::write_all(&mut &f, &pattern(3 * MIB as usize, 1)).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    server.kill();
+    let started = std::time::Instant::now();
+    let mut f = std::fs::File::create(m.join("after")).unwrap();
+    std::io::Write::write_all(&mut f, &pattern(5 * MIB as usize, 2)).unwrap();
+    f.sync_all().expect("fsync with the remote device gone: the local copy takes the commit");
+    drop(f);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(2), "the commit waited out the grace period: {waited:?}");
+    assert!(waited < Duration::from_secs(30), "and not much longer: {waited:?}");
+    assert_eq!(states(&m.path), ["online", "failed"], "{}", r.img.log());
+    assert!(r.img.log().contains("did not come back within 2 s"), "{}", r.img.log());
+    std::fs::write(m.join("later"), b"written with the remote device failed").unwrap();
+    m.unmount();
+    let local = r.local();
+    let m = r.img.mount_devices(&[local.as_path()], "ro,degraded", &[]);
+    assert_eq!(std::fs::read(m.join("after")).unwrap(), pattern(5 * MIB as usize, 2));
+    assert_eq!(std::fs::read(m.join("later")).unwrap(), b"written with the remote device failed");
+    m.unmount();
+}
