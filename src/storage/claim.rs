@@ -43,6 +43,9 @@ pub enum OpenError {
     InUse { path: PathBuf, why: InUse },
     #[error("cannot open {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    /// A remote device (an NBD URI) that could not be reached or used.
+    #[error(transparent)]
+    Nbd(#[from] super::nbd::NbdError),
 }
 
 /// Who holds a device.
@@ -72,19 +75,12 @@ impl std::fmt::Display for InUse {
     }
 }
 
-impl OpenError {
-    pub fn path(&self) -> &Path {
-        match self {
-            OpenError::InUse { path, .. } | OpenError::Io { path, .. } => path,
-        }
-    }
-}
-
 impl From<OpenError> for io::Error {
     fn from(e: OpenError) -> io::Error {
         match e {
             OpenError::InUse { .. } => io::Error::new(io::ErrorKind::ResourceBusy, e.to_string()),
             OpenError::Io { source, .. } => source,
+            OpenError::Nbd(e) => io::Error::other(e),
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct MountOptions {
     pub nonempty: bool,
     /// Where a background daemon writes its log (default: syslog).
     pub logfile: Option<PathBuf>,
+    /// `nbd_timeout=SECONDS`: how long a request to an NBD device waits for a lost
+    /// connection to come back before the device is failed (default 10).
+    pub nbd_timeout: Option<Duration>,
     /// Generic VFS flags passed through to the kernel (noexec, nodev, noatime, ...).
     pub vfs_flags: Vec<MountOption>,
 }
@@ -58,6 +61,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "Serve requests through FUSE over io_uring where the kernel offers it (the default) / always through /dev/fuse.",
     ),
     ("logfile=PATH", "Where a background daemon logs (appending). Default: the journal, else syslog, else stderr."),
+    (
+        "nbd_timeout=SECONDS",
+        "How long a request to a remote (NBD) device waits for a lost connection to come back before the device is marked failed (default 10).",
+    ),
     (
         "exec / noexec, suid / nosuid, dev / nodev",
         "Generic mount flags passed to the kernel (hammer2 mount defaults to nosuid,nodev; the mount.fuse.hammer2 helper to suid,dev).",
@@ -121,6 +128,9 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             }
             "sync_interval" => {
                 o.sync_interval = Some(parse_seconds(key, need_value(key, value)?)?);
+            }
+            "nbd_timeout" => {
+                o.nbd_timeout = Some(parse_seconds(key, need_value(key, value)?)?);
             }
             "degraded" => {
                 no_value(key, value)?;
@@ -248,7 +258,8 @@ mod tests {
     #[test]
     fn every_documented_option_parses() {
         let o = p("ro,allow_other,default_permissions,cache=512M,sync_interval=2.5,degraded,\
-                   master=/dev/sdb,debug,threads=8,nonempty,logfile=/tmp/h2.log,noatime,noexec,nouring")
+                   master=/dev/sdb,debug,threads=8,nonempty,logfile=/tmp/h2.log,noatime,noexec,nouring,\
+                   nbd_timeout=30")
         .unwrap();
         assert!(o.read_only && o.allow_other && o.degraded && o.debug && o.nonempty && o.no_uring);
         assert_eq!(o.threads, Some(8));
@@ -256,6 +267,7 @@ mod tests {
         assert_eq!(o.sync_interval, Some(Duration::from_millis(2500)));
         assert_eq!(o.master, Some(PathBuf::from("/dev/sdb")));
         assert_eq!(o.logfile, Some(PathBuf::from("/tmp/h2.log")));
+        assert_eq!(o.nbd_timeout, Some(Duration::from_secs(30)));
         assert_eq!(o.vfs_flags, vec![MountOption::NoAtime, MountOption::NoExec]);
     }
 
