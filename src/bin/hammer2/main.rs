@@ -1,6 +1,7 @@
-//! The `hammer2` command: mount (FUSE), info, scrub, resync.
+//! The `hammer2` command: mount (FUSE), info, scrub, resync, device online/offline.
 
 mod control;
+mod device;
 mod devices;
 mod fuse;
 mod helper;
@@ -29,6 +30,8 @@ enum Cmd {
     Scrub(scrub::Args),
     /// Bring stale or replaced devices up to date.
     Resync(resync::Args),
+    /// Take a device of a mounted filesystem back into service, or out of it.
+    Device(device::Args),
 }
 
 fn main() {
@@ -41,12 +44,14 @@ fn main() {
         Cmd::Info(_) => "info",
         Cmd::Scrub(_) => "scrub",
         Cmd::Resync(_) => "resync",
+        Cmd::Device(_) => "device",
     };
     let result = match cli.cmd {
         Cmd::Mount(a) => mount::run(a),
         Cmd::Info(a) => info::run(a),
         Cmd::Scrub(a) => scrub::run(a),
         Cmd::Resync(a) => resync::run(a),
+        Cmd::Device(a) => device::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

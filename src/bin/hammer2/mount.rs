@@ -31,8 +31,8 @@ pub struct Args {
     #[arg(short = 'f', long)]
     pub foreground: bool,
     /// Comma-separated options (may be repeated): ro, rw, allow_other, default_permissions
-    /// (always on), cache=SIZE, sync_interval=SECONDS, degraded, master=DEVICE, debug,
-    /// threads=N, nonempty, logfile=PATH, and the generic noexec, nosuid, nodev, noatime,
+    /// (always on), cache=SIZE, sync_interval=SECONDS, degraded, master=DEVICE,
+    /// autoresync=on|off, debug, threads=N, nonempty, logfile=PATH, and the generic noexec, nosuid, nodev, noatime,
     /// nodiratime, relatime, strictatime, lazytime, nosymfollow, sync, dirsync.
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
@@ -173,6 +173,7 @@ fn serve(
         degraded: opts.degraded,
         master,
         resync_slice_bytes: crate::resync_slice_bytes(),
+        autoresync: !opts.no_autoresync,
         ..hammer2::Options::with_memory(memory)
     };
     if let Some(s) = opts.sync_interval {

@@ -26,6 +26,8 @@ pub struct MountOptions {
     pub nonempty: bool,
     /// Where a background daemon writes its log (default: syslog).
     pub logfile: Option<PathBuf>,
+    /// `autoresync=off`: a device that comes back while mounted waits for `hammer2 resync`.
+    pub no_autoresync: bool,
     /// Generic VFS flags passed through to the kernel (noexec, nodev, noatime, ...).
     pub vfs_flags: Vec<MountOption>,
 }
@@ -93,6 +95,13 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             "uring" | "nouring" => {
                 no_value(key, value)?;
                 o.no_uring = key == "nouring";
+            }
+            "autoresync" => {
+                o.no_autoresync = match need_value(key, value)? {
+                    "on" => false,
+                    "off" => true,
+                    v => bail!("bad value for autoresync: '{v}' (on or off)"),
+                }
             }
             "logfile" => o.logfile = Some(PathBuf::from(need_value(key, value)?)),
             "exec" => flag(&mut o, MountOption::Exec)?,
