@@ -217,3 +217,30 @@ fn a_device_that_fails_during_writes_and_answers_again_comes_back_by_itself() {
     fsck_clean(&img);
     img.assert_no_panics();
 }
+
+#[test]
+fn with_autoresync_off_a_device_brought_back_stays_stale_until_the_operator_resyncs() {
+    let img = Image::by_mkfs(2, 256 * MIB, 2);
+    let b = img.devices[1].as_path();
+    let m = img.mount_with("autoresync=off");
+    write_set(&m, "A", 10);
+    ok(&device("offline", &m, b));
+    write_set(&m, "B", 10);
+    sh("sync");
+    let (code, rep) = common::image::hammer2_json("device", [OsStr::new("online"), m.path.as_os_str(), b.as_os_str()]);
+    assert_eq!((code, &rep["resync_started"]), (0, &Value::Bool(false)), "{rep}");
+    std::thread::sleep(Duration::from_secs(2));
+    let live = info_json([&m.path]);
+    assert_eq!(state(&live, 1), "stale", "nothing resyncs it by itself: {live}");
+    assert!(!img.log().contains("automatic resync"), "{}", img.log());
+    let out = ok(&hammer2([OsStr::new("resync"), m.path.as_os_str()]));
+    assert!(out.contains(&format!("{}: in sync", b.display())), "{out}");
+    assert_eq!(state(&info_json([&m.path]), 1), "online");
+    let whole = snapshot(&m.path);
+    m.unmount();
+    let alone = img.mount_devices(&[b], "ro,degraded", &[]);
+    assert_eq!(snapshot(&alone.path), whole, "device 1 alone holds exactly the data");
+    alone.unmount();
+    fsck_clean(&img);
+    img.assert_no_panics();
+}

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Print the result as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub action: Action,
 }
@@ -26,9 +29,6 @@ pub enum Action {
 
 #[derive(clap::Args)]
 pub struct Target {
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
     /// The mount point of the mounted filesystem.
     pub mountpoint: PathBuf,
     /// The device (a path as given to mount, or another name for it).
@@ -46,7 +46,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     // absolute one; anything else (a device spec that names no local file) as given.
     let device = if t.device.exists() { std::path::absolute(&t.device).unwrap_or(t.device.clone()) } else { t.device };
     let req = Request { op, device: Some(device.to_string_lossy().into_owned()) };
-    Ok(crate::control::client::request_on(&t.mountpoint, req, t.json).unwrap_or_else(|e| {
+    Ok(crate::control::client::request_on(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
         eprintln!("hammer2 {cmd}: {e:#}");
         8
     }))
