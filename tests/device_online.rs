@@ -244,3 +244,42 @@ fn with_autoresync_off_a_device_brought_back_stays_stale_until_the_operator_resy
     fsck_clean(&img);
     img.assert_no_panics();
 }
+
+#[test]
+fn a_failed_device_the_mount_still_holds_is_taken_back_at_once_by_device_online() {
+    let img = Image::by_mkfs(2, 256 * MIB, 2);
+    let served = img.dir.path().join("served");
+    fs::create_dir(&served).unwrap();
+    let faulty = FaultyDevice::serve(&img.devices[1], &served);
+    let m = img.mount_devices(&[img.devices[0].as_path(), &faulty.path], "", &[]);
+    write_set(&m, "A", 10);
+    sh("sync");
+    faulty.fail();
+    write_set(&m, "B", 10);
+    sh("sync");
+    // Right after one of the watcher's retries (the next is seconds away), the device
+    // answers and the operator hands it back: it is reopened under the claim the mount
+    // holds (opening its path anew would meet that claim).
+    let start = Instant::now();
+    while info_json([&m.path])["devices"][1]["link"]["attempts"].as_u64() < Some(2) {
+        assert!(start.elapsed() < Duration::from_secs(30), "the watcher did not retry");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    faulty.recover();
+    let out = ok(&device("online", &m, &faulty.path));
+    assert!(out.contains("back in service"), "{out}");
+    let (took, seen) = until_online(&m, 1, Duration::from_secs(60));
+    eprintln!("device online of a held failed device -> online in {:.2} s ({seen:?})", took.as_secs_f64());
+    let live = info_json([&m.path]);
+    assert_eq!(live["devices"][1]["link"]["reconnects"], 1, "{live}");
+    let line = one_line_error(&device("online", &m, &faulty.path), "hammer2 device online: ", "already in service");
+    eprintln!("refused: {line}");
+    let whole = snapshot(&m.path);
+    m.unmount();
+    faulty.stop();
+    let alone = img.mount_devices(&[&img.devices[1]], "ro,degraded", &[]);
+    assert_eq!(snapshot(&alone.path), whole, "device 1 alone holds exactly the data");
+    alone.unmount();
+    fsck_clean(&img);
+    img.assert_no_panics();
+}
