@@ -283,3 +283,30 @@ fn a_failed_device_the_mount_still_holds_is_taken_back_at_once_by_device_online(
     fsck_clean(&img);
     img.assert_no_panics();
 }
+
+#[test]
+fn a_device_missing_at_mount_joins_the_degraded_mount_with_device_online() {
+    let img = Image::by_mkfs(2, 256 * MIB, 2);
+    let (a, b) = (img.devices[0].as_path(), img.devices[1].as_path());
+    let m = img.mount_devices(&[a], "degraded", &[]);
+    write_set(&m, "A", 10);
+    sh("sync");
+    assert_eq!(state(&info_json([&m.path]), 1), "missing");
+    let out = ok(&device("online", &m, b));
+    assert!(out.contains("device 1") && out.contains("back in service"), "{out}");
+    let (took, seen) = until_online(&m, 1, Duration::from_secs(60));
+    eprintln!("a device missing at mount -> online in {:.2} s ({seen:?})", took.as_secs_f64());
+    write_set(&m, "B", 5);
+    m.unmount();
+    // Both are whole now: they mount together without -o degraded, and device 1 alone
+    // shows the same.
+    let both = img.mount_with("ro");
+    let whole = snapshot(&both.path);
+    both.unmount();
+    assert!(whole.keys().any(|k| k.starts_with("B")), "{whole:?}");
+    let alone = img.mount_devices(&[b], "ro,degraded", &[]);
+    assert_eq!(snapshot(&alone.path), whole, "device 1 alone holds exactly the data");
+    alone.unmount();
+    fsck_clean(&img);
+    img.assert_no_panics();
+}
