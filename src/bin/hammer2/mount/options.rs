@@ -203,6 +203,15 @@ mod tests {
     }
 
     #[test]
+    fn autoresync_is_on_unless_turned_off_and_takes_only_on_or_off() {
+        assert!(!p("rw").unwrap().no_autoresync);
+        assert!(p("autoresync=off").unwrap().no_autoresync);
+        assert!(!p("autoresync=off,autoresync=on").unwrap().no_autoresync);
+        assert!(p("autoresync=maybe").unwrap_err().to_string().contains("on or off"));
+        assert!(p("autoresync").unwrap_err().to_string().contains("needs a value"));
+    }
+
+    #[test]
     fn repeated_o_arguments_combine_and_later_ones_win() {
         let o = parse(&["ro,noexec".into(), "rw,exec".into()]).unwrap();
         assert!(!o.read_only);
