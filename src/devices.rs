@@ -108,6 +108,9 @@ pub struct Reconnect {
 pub struct Member {
     pub index: u8,
     attached: RwLock<Attached>,
+    /// Whether `attached` holds a storage: read on every placement and copy read, so kept
+    /// apart from the lock (set under it).
+    present: AtomicBool,
     pub uuid: [u8; 16],
     pub size: u64,
     pub regions: u8,
@@ -142,6 +145,7 @@ impl Member {
     ) -> Member {
         let m = Member {
             index,
+            present: AtomicBool::new(storage.is_some()),
             attached: RwLock::new(Attached { storage, name }),
             uuid: entry.uuid,
             size: entry.size,
@@ -169,7 +173,7 @@ impl Member {
         self.attached.read().storage.clone()
     }
     pub fn has_storage(&self) -> bool {
-        self.attached.read().storage.is_some()
+        self.present.load(Ordering::SeqCst)
     }
     /// Display name: the path it was opened from, or "(missing)".
     pub fn name(&self) -> String {
@@ -179,7 +183,10 @@ impl Member {
     /// commit lock (`rejoin`), so no commit sees the member change under it.
     pub(crate) fn attach(&self, storage: DynStorage) {
         let name = storage.name();
-        *self.attached.write() = Attached { storage: Some(storage), name };
+        let mut a = self.attached.write();
+        *a = Attached { storage: Some(storage), name };
+        self.present.store(true, Ordering::SeqCst);
+        drop(a);
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
     /// See the field.
@@ -189,7 +196,9 @@ impl Member {
     /// Lets go of its storage (taken offline). O1: the caller holds the commit lock. The
     /// storage closes when the last I/O in flight on it drops its clone.
     pub(crate) fn detach(&self) {
-        self.attached.write().storage = None;
+        let mut a = self.attached.write();
+        a.storage = None;
+        self.present.store(false, Ordering::SeqCst);
     }
 
     pub fn state(&self) -> MemberState {
