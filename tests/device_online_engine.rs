@@ -175,3 +175,35 @@ fn a_device_changed_apart_while_it_was_offline_is_refused() {
     assert_eq!(state(&fs, 1), MemberState::Failed);
     fs.unmount().unwrap();
 }
+
+#[test]
+fn a_device_of_this_filesystem_that_is_none_of_its_members_is_refused() {
+    use hammer2_format::VolumeHeader;
+    use hammer2_format::layout::{HEADER_SIZE, HEADER_SLOTS, header_offset};
+    let base = mem_devices(2, SIZE);
+    format_copies(&base, 2);
+    // A copy of device 1 whose headers claim another device uuid: this filesystem's, but
+    // no member's (what a device of an earlier generation of it would look like).
+    let impostor = mem_devices(1, SIZE).remove(0);
+    let mut changed = 0;
+    for slot in (0..HEADER_SLOTS).filter(|&s| header_offset(s) + HEADER_SIZE as u64 <= SIZE) {
+        let mut h = vec![0u8; HEADER_SIZE];
+        base[1].read_at(&mut h, header_offset(slot)).unwrap();
+        if let Ok(mut hdr) = VolumeHeader::decode(&h) {
+            changed += 1;
+            hdr.device_uuid = [0x5a; 16];
+            let own = usize::from(hdr.device_index);
+            hdr.devices[own].uuid = [0x5a; 16];
+            impostor.write_at(&hdr.encode(), header_offset(slot)).unwrap();
+        }
+    }
+    assert!(changed > 0);
+    let fs = Fs::mount(vec![base[0].clone()], Options { degraded: true, ..quiet_options() }).unwrap();
+    let e = fs.device_online(impostor).unwrap_err();
+    assert!(matches!(e, DeviceError::NotAMember(_)), "{e}");
+    assert_eq!(state(&fs, 1), MemberState::Absent);
+    // The real one joins.
+    fs.device_online(base[1].clone()).expect("device 1 joins");
+    assert_eq!(state(&fs, 1), MemberState::Stale);
+    fs.unmount().unwrap();
+}
