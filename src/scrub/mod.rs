@@ -192,7 +192,7 @@ pub fn scrub_roots(
 ) -> Result<ScrubReport> {
     let start = Instant::now();
     let devices =
-        fs.vol.devices.members.iter().map(|m| DeviceScrub { device: m.name.clone(), ..Default::default() }).collect();
+        fs.vol.devices.members.iter().map(|m| DeviceScrub { device: m.name(), ..Default::default() }).collect();
     let mut s = Scrubber {
         fs,
         only,

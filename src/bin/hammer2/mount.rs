@@ -181,6 +181,7 @@ fn serve(
         degraded: opts.degraded,
         master,
         resync_slice_bytes: crate::resync_slice_bytes(),
+        autoresync: !opts.no_autoresync,
         ..hammer2::Options::with_memory(memory)
     };
     if let Some(s) = opts.sync_interval {

@@ -9,13 +9,19 @@ use std::path::Path;
 /// Sends `op` to the daemon serving `mountpoint`, shows progress, prints the report.
 /// Returns the command's exit status.
 pub fn request(mountpoint: &Path, op: Op, json: bool) -> Result<i32> {
-    let pb = crate::offline::bar(match op {
+    request_on(mountpoint, Request { op, device: None }, json)
+}
+
+/// As [`request`], for a request that names a device too.
+pub fn request_on(mountpoint: &Path, req: Request, json: bool) -> Result<i32> {
+    let pb = crate::offline::bar(match req.op {
         Op::Info => "info",
         Op::Scrub => "scrub",
         Op::Resync => "resync",
         Op::ReadOnly | Op::ReadWrite => "remount",
+        Op::DeviceOnline | Op::DeviceOffline => "device",
     });
-    let done = call(mountpoint, op, &mut |p| {
+    let done = call_with(mountpoint, &req, &mut |p| {
         pb.set_position(p.bytes);
         pb.set_message(p.message);
     });
@@ -31,6 +37,10 @@ pub fn request(mountpoint: &Path, op: Op, json: bool) -> Result<i32> {
 
 /// Sends `op` to the daemon serving `mountpoint` and returns its final answer.
 pub fn call(mountpoint: &Path, op: Op, progress: &mut dyn FnMut(Progress)) -> Result<Done> {
+    call_with(mountpoint, &Request { op, device: None }, progress)
+}
+
+fn call_with(mountpoint: &Path, req: &Request, progress: &mut dyn FnMut(Progress)) -> Result<Done> {
     let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("cannot open {}", mountpoint.display()))?;
     if !is_hammer2_mount(&mp) {
         bail!("{} is not a mounted hammer2 filesystem", mp.display());
@@ -38,7 +48,7 @@ pub fn call(mountpoint: &Path, op: Op, progress: &mut dyn FnMut(Progress)) -> Re
     let path = socket_path(&mp);
     let mut conn = UnixStream::connect(&path)
         .with_context(|| format!("cannot reach the daemon serving {} ({})", mp.display(), path.display()))?;
-    writeln!(conn, "{}", serde_json::to_string(&Request { op })?)?;
+    writeln!(conn, "{}", serde_json::to_string(req)?)?;
     for line in BufReader::new(conn).lines() {
         let line = line.context("the daemon closed the connection")?;
         match serde_json::from_str::<Reply>(&line)? {

@@ -2,7 +2,9 @@
 //! `hammer2 info|scrub|resync MOUNTPOINT` reach the daemon that owns the devices.
 //!
 //! Protocol: the client sends one JSON line, `{"op":"info"|"scrub"|"resync"|"readonly"|
-//! "readwrite"}` (the last two from the mount helper's remount); the daemon
+//! "readwrite"}` (the last two from the mount helper's remount), or `{"op":"deviceonline"|
+//! "deviceoffline","device":"SPEC"}` (the daemon opens SPEC itself: a descriptor cannot
+//! travel over the socket without SCM_RIGHTS, and the daemon holds the device's claim); the daemon
 //! answers with progress lines `{"progress":{...}}` and one final line, `{"done":{...}}`
 //! or `{"error":"..."}`. The socket is root-only (scrub and resync write to the devices).
 
@@ -30,11 +32,18 @@ pub enum Op {
     ReadOnly,
     /// `mount -o remount,rw`: take changes again.
     ReadWrite,
+    /// `hammer2 device online`: take the device named by `Request::device` back.
+    DeviceOnline,
+    /// `hammer2 device offline`: take the member device named by `Request::device` out.
+    DeviceOffline,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
 pub struct Request {
     pub op: Op,
+    /// The device a device operation names (a path as the client resolved it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]

@@ -71,7 +71,7 @@ fn serve(fs: &FsRef, devices: &str, conn: UnixStream) {
     }
     let reply = match serde_json::from_str::<Request>(&line) {
         Err(e) => Reply::Error(format!("bad request: {e}")),
-        Ok(req) => match run(fs, devices, req.op, &mut out) {
+        Ok(req) => match run(fs, devices, &req, &mut out) {
             Ok(done) => Reply::Done(done),
             Err(e) => Reply::Error(format!("{e:#}")),
         },
@@ -79,7 +79,8 @@ fn serve(fs: &FsRef, devices: &str, conn: UnixStream) {
     send(&mut out, &reply);
 }
 
-fn run(fs: &FsRef, devices: &str, op: Op, out: &mut UnixStream) -> anyhow::Result<Done> {
+fn run(fs: &FsRef, devices: &str, req: &Request, out: &mut UnixStream) -> anyhow::Result<Done> {
+    let op = req.op;
     match op {
         Op::Info => {
             let r = crate::info::live_report(fs, devices);
@@ -108,6 +109,10 @@ fn run(fs: &FsRef, devices: &str, op: Op, out: &mut UnixStream) -> anyhow::Resul
             fs.remount(read_only)?;
             tracing::info!("remounted {}", if read_only { "read-only" } else { "read-write" });
             Ok(Done { exit: 0, text: String::new(), json: serde_json::json!({ "read_only": read_only }) })
+        }
+        Op::DeviceOnline | Op::DeviceOffline => {
+            let spec = req.device.as_deref().ok_or_else(|| anyhow::anyhow!("bad request: no device named"))?;
+            if op == Op::DeviceOnline { crate::device::online(fs, spec) } else { crate::device::offline(fs, spec) }
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct MountOptions {
     /// `nbd_timeout=SECONDS`: how long a request to an NBD device waits for a lost
     /// connection to come back before the device is failed (default 10).
     pub nbd_timeout: Option<Duration>,
+    /// `autoresync=off`: a device that comes back while mounted waits for `hammer2 resync`.
+    pub no_autoresync: bool,
     /// Generic VFS flags passed through to the kernel (noexec, nodev, noatime, ...).
     pub vfs_flags: Vec<MountOption>,
 }
@@ -52,6 +54,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     (
         "master=DEVICE",
         "When the devices were written apart, take this one's state as the truth (one of the devices given).",
+    ),
+    (
+        "autoresync=on|off",
+        "A device that comes back while mounted is caught up by a resync that starts by itself (on, the default) or waits, stale, for `hammer2 resync` (off).",
     ),
     ("debug", "Log at debug level, every FUSE request included (RUST_LOG or HAMMER2_LOG override the level)."),
     ("threads=N", "FUSE worker threads, 1 to 256 (default 4 per CPU, 8 to 64)."),
@@ -155,6 +161,13 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             "uring" | "nouring" => {
                 no_value(key, value)?;
                 o.no_uring = key == "nouring";
+            }
+            "autoresync" => {
+                o.no_autoresync = match need_value(key, value)? {
+                    "on" => false,
+                    "off" => true,
+                    v => bail!("bad value for autoresync: '{v}' (on or off)"),
+                }
             }
             "logfile" => o.logfile = Some(PathBuf::from(need_value(key, value)?)),
             "exec" => flag(&mut o, MountOption::Exec)?,
@@ -269,6 +282,15 @@ mod tests {
         assert_eq!(o.logfile, Some(PathBuf::from("/tmp/h2.log")));
         assert_eq!(o.nbd_timeout, Some(Duration::from_secs(30)));
         assert_eq!(o.vfs_flags, vec![MountOption::NoAtime, MountOption::NoExec]);
+    }
+
+    #[test]
+    fn autoresync_is_on_unless_turned_off_and_takes_only_on_or_off() {
+        assert!(!p("rw").unwrap().no_autoresync);
+        assert!(p("autoresync=off").unwrap().no_autoresync);
+        assert!(!p("autoresync=off,autoresync=on").unwrap().no_autoresync);
+        assert!(p("autoresync=maybe").unwrap_err().to_string().contains("on or off"));
+        assert!(p("autoresync").unwrap_err().to_string().contains("needs a value"));
     }
 
     #[test]
