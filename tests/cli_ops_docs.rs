@@ -52,6 +52,7 @@ fn every_command_has_a_section_8_page_that_man_renders_without_warnings() {
         names(&pages),
         [
             "fsck.hammer2.8",
+            "hammer2-device.8",
             "hammer2-info.8",
             "hammer2-mount.8",
             "hammer2-probe.8",
