@@ -2,7 +2,8 @@
 //! `hammer2 info|scrub|resync MOUNTPOINT` reach the daemon that owns the devices.
 //!
 //! Protocol: the client sends one JSON line, `{"op":"info"|"scrub"|"resync"|"readonly"|
-//! "readwrite"}` (the last two from the mount helper's remount); the daemon
+//! "readwrite"|"scrubpause"|"scrubresume"|"scrubcancel"}` (readonly and readwrite from the
+//! mount helper's remount), with `"rate":BYTES_PER_SECOND` for scrub and resync; the daemon
 //! answers with progress lines `{"progress":{...}}` and one final line, `{"done":{...}}`
 //! or `{"error":"..."}`. The socket is root-only (scrub and resync write to the devices).
 
@@ -30,16 +31,32 @@ pub enum Op {
     ReadOnly,
     /// `mount -o remount,rw`: take changes again.
     ReadWrite,
+    /// `scrub --pause|--resume|--cancel`: tell the running scrub.
+    ScrubPause,
+    ScrubResume,
+    ScrubCancel,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
 pub struct Request {
     pub op: Op,
+    /// `--rate` of a scrub or resync, in bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
+}
+
+impl From<Op> for Request {
+    fn from(op: Op) -> Request {
+        Request { op, rate: None }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]
 pub struct Progress {
+    /// Bytes done, of `total` (0: not known).
     pub bytes: u64,
+    #[serde(default)]
+    pub total: u64,
     pub message: String,
 }
 
