@@ -17,6 +17,7 @@ ensure_cmd sfdisk fdisk
 ensure_cmd xfs_io xfsprogs
 ensure_cmd setfacl acl
 ensure_cmd man man-db
+ensure_cmd script bsdutils
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -94,7 +94,8 @@ struct Scrubber<'a> {
     rep: ScrubReport,
     progress: &'a mut dyn FnMut(ScrubProgress),
     last_progress: Instant,
-    /// Leaf blocks waiting to be verified in a batch (see `batch`), and their bytes.
+    /// Leaf blocks waiting to be verified in a batch (see `batch`), and the bytes of their
+    /// copies.
     queue: Vec<(Blockref, Ctx)>,
     queued_bytes: u64,
     /// A batch is verified once it holds this many bytes (or `BATCH_BLOCKS` blocks).
@@ -226,7 +227,10 @@ impl Visitor for Scrubber<'_> {
         let leaf = !matches!(br.btype, BlockType::Indirect | BlockType::Inode);
         if leaf && self.only.is_none() && br.ptr().is_some() {
             self.queue.push((*br, *ctx));
-            self.queued_bytes += br.ptr().map_or(0, |p| u64::from(p.size));
+            // Counted in copies to read, as the rate is.
+            self.queued_bytes += br.ptr().map_or(0, |p| {
+                u64::from(p.size) * p.copies.iter().filter(|l| l.state != CopyState::Missing).count() as u64
+            });
             if self.queue.len() >= batch::BATCH_BLOCKS || self.queued_bytes >= self.batch_bytes {
                 self.flush();
             }
