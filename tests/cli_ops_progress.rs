@@ -245,3 +245,22 @@ fn a_scrub_on_a_mount_point_is_paused_resumed_and_cancelled() {
     assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
     m.unmount();
 }
+
+/// A paused scrub does not hold up an unmount: the unmount commits and closes the devices,
+/// the waiting command is told the daemon went away (exit 8), and the filesystem is whole.
+#[test]
+fn a_paused_scrub_does_not_hold_up_an_unmount() {
+    let img = image_with_data(8);
+    let m = img.mount();
+    let mp = m.path.clone();
+    let scrub = start_scrub(&mp, 2);
+    assert_eq!(tell(&mp, "pause").trim(), "scrub paused");
+    let t = Instant::now();
+    m.unmount();
+    assert!(t.elapsed() < Duration::from_secs(10), "the unmount waited {:?}", t.elapsed());
+    let o = scrub.wait_with_output().unwrap();
+    assert_eq!(exit_code(&o), 8, "{}{}", stdout(&o), stderr(&o));
+    let devices: Vec<&str> = img.devices.iter().map(|d| d.to_str().unwrap()).collect();
+    let o = hammer2(std::iter::once("scrub").chain(devices));
+    assert_eq!(exit_code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}
