@@ -15,6 +15,8 @@ ensure_cmd mkfs.btrfs btrfs-progs
 ensure_cmd pvcreate lvm2
 ensure_cmd sfdisk fdisk
 ensure_cmd xfs_io xfsprogs
+ensure_cmd nbdkit nbdkit
+ensure_cmd qemu-nbd qemu-utils
 ensure_cmd setfacl acl
 ensure_cmd man man-db
 ensure_cmd script bsdutils

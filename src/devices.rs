@@ -6,14 +6,18 @@
 //!   `Absent` device is recorded as MISSING in its block reference instead; nothing is
 //!   queued in memory for it (the seed's "queueless" rule).
 //! - A device becomes `Failed` on its first write or flush error, or when it vanishes; it
-//!   stays failed until a resync finds it answering and holding what this mount last wrote
-//!   to it (R1, `resync::rejoin`), or until the filesystem is mounted again.
+//!   stays failed until it rejoins (R1: a resync finds it answering, `hammer2 device
+//!   online` hands it back, or the reconnect watcher reopens it; `src/rejoin/`), or until
+//!   the filesystem is mounted again.
 //! - `missed_since` is the first commit a device missed; while it is non-zero the tree holds
 //!   MISSING copies for that device and a resync must run before it is `Online` again.
+//! - O1 (DESIGN §7): what a member is reached through (its storage and name) is replaced
+//!   only by `attach`/`detach`, called with the commit lock held; readers take a clone of
+//!   the storage, so I/O in flight finishes on the storage it started with.
 
 use crate::storage::DynStorage;
 use hammer2_format::{DeviceEntry, DeviceState};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,15 +85,39 @@ pub struct CounterSnapshot {
     pub repaired: u64,
 }
 
+/// What a member is reached through: replaced as a whole (O1).
+struct Attached {
+    storage: Option<DynStorage>,
+    /// Display name: the path it was opened from, or "(missing)".
+    name: String,
+}
+
+/// The reconnect watcher's view of one member (`rejoin/watcher.rs`), shown by `info`.
+#[derive(Debug, Default)]
+pub struct Reconnect {
+    /// The watcher is retrying to reopen it now.
+    pub retrying: AtomicBool,
+    /// Times it was reopened and taken back while mounted.
+    pub reconnects: AtomicU64,
+    /// Reopen attempts that failed since it last failed.
+    pub attempts: AtomicU64,
+    /// Why it last failed, or why the last reopen failed.
+    pub last_error: Mutex<Option<String>>,
+}
+
 pub struct Member {
     pub index: u8,
-    pub storage: Option<DynStorage>,
+    attached: RwLock<Attached>,
+    /// Whether `attached` holds a storage: read on every placement and copy read, so kept
+    /// apart from the lock (set under it).
+    present: AtomicBool,
     pub uuid: [u8; 16],
     pub size: u64,
     pub regions: u8,
-    /// Display name: the path it was opened from, or "(missing)".
-    pub name: String,
     state: AtomicU8,
+    /// Counts the times it failed or was attached again: a resync takes a device for
+    /// caught up only if this did not change during its last walk (O1).
+    epoch: AtomicU64,
     /// First tid this device missed (0: in sync).
     missed_since: AtomicU64,
     /// Last tid whose header this device holds.
@@ -102,6 +130,7 @@ pub struct Member {
     /// clearing its other slots (DESIGN §8, H1).
     foreign_slots: AtomicBool,
     pub counters: Counters,
+    pub reconnect: Reconnect,
     /// Serializes the "mark failed" transition so it is logged once.
     fail_lock: Mutex<()>,
 }
@@ -116,17 +145,19 @@ impl Member {
     ) -> Member {
         let m = Member {
             index,
-            storage,
+            present: AtomicBool::new(storage.is_some()),
+            attached: RwLock::new(Attached { storage, name }),
             uuid: entry.uuid,
             size: entry.size,
             regions: entry.regions,
-            name,
             state: AtomicU8::new(state.code()),
+            epoch: AtomicU64::new(0),
             missed_since: AtomicU64::new(entry.missed_since),
             synced_tid: AtomicU64::new(entry.synced_tid),
             rolled_back: AtomicU64::new(0),
             foreign_slots: AtomicBool::new(false),
             counters: Counters::default(),
+            reconnect: Reconnect::default(),
             fail_lock: Mutex::new(()),
         };
         m.counters.read_errors.store(u64::from(entry.read_errors), Ordering::Relaxed);
@@ -136,6 +167,40 @@ impl Member {
         m
     }
 
+    /// The storage it is reached through now (None: absent or taken offline). The clone
+    /// keeps it open for the caller's I/O even if it is replaced meanwhile (O1).
+    pub fn storage(&self) -> Option<DynStorage> {
+        self.attached.read().storage.clone()
+    }
+    pub fn has_storage(&self) -> bool {
+        self.present.load(Ordering::SeqCst)
+    }
+    /// Display name: the path it was opened from, or "(missing)".
+    pub fn name(&self) -> String {
+        self.attached.read().name.clone()
+    }
+    /// Installs the storage it is reached through from now on. O1: the caller holds the
+    /// commit lock (`rejoin`), so no commit sees the member change under it.
+    pub(crate) fn attach(&self, storage: DynStorage) {
+        let name = storage.name();
+        let mut a = self.attached.write();
+        *a = Attached { storage: Some(storage), name };
+        self.present.store(true, Ordering::SeqCst);
+        drop(a);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+    /// See the field.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+    /// Lets go of its storage (taken offline). O1: the caller holds the commit lock. The
+    /// storage closes when the last I/O in flight on it drops its clone.
+    pub(crate) fn detach(&self) {
+        let mut a = self.attached.write();
+        a.storage = None;
+        self.present.store(false, Ordering::SeqCst);
+    }
+
     pub fn state(&self) -> MemberState {
         MemberState::from_code(self.state.load(Ordering::SeqCst))
     }
@@ -143,10 +208,10 @@ impl Member {
         self.state.store(s.code(), Ordering::SeqCst);
     }
     pub fn writable(&self) -> bool {
-        self.storage.is_some() && self.state().writable()
+        self.has_storage() && self.state().writable()
     }
     pub fn readable(&self) -> bool {
-        self.storage.is_some() && self.state() != MemberState::Absent
+        self.has_storage() && self.state() != MemberState::Absent
     }
     pub fn missed_since(&self) -> u64 {
         self.missed_since.load(Ordering::SeqCst)
@@ -184,7 +249,10 @@ impl Member {
             return false;
         }
         self.set_state(MemberState::Failed);
-        tracing::error!(device = %self.name, index = self.index, "device failed: {why}; continuing on the remaining copies");
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        *self.reconnect.last_error.lock() = Some(why.to_string());
+        self.reconnect.attempts.store(0, Ordering::Relaxed);
+        tracing::error!(device = %self.name(), index = self.index, "device failed: {why}; continuing on the remaining copies");
         true
     }
 

@@ -45,6 +45,10 @@ pub struct Options {
     /// Bytes of copies one commit's resync slice writes at most: a resync catches a device
     /// up in commits of about this size, and changes wait for each one no longer than that.
     pub resync_slice_bytes: u64,
+    /// A device that comes back while mounted (`hammer2 device online`, the reconnect
+    /// watcher) is caught up by a resync that starts by itself (`-o autoresync=off`: the
+    /// operator runs `hammer2 resync`).
+    pub autoresync: bool,
 }
 
 /// Bytes of copies one resync slice writes at most by default.
@@ -75,6 +79,7 @@ impl Default for Options {
             background_sync: true,
             replace: false,
             resync_slice_bytes: DEFAULT_RESYNC_SLICE_BYTES,
+            autoresync: true,
         }
     }
 }
@@ -189,6 +194,8 @@ pub struct FsInner {
     /// What the mount found about the headers that `info` on the mount point repeats
     /// (`mount::Assembly::warnings`).
     pub mount_warnings: Vec<String>,
+    /// Devices back while mounted: the reconnect watcher, automatic resyncs (`rejoin`).
+    pub(crate) rejoin: crate::rejoin::State,
 }
 
 #[derive(Default)]

@@ -8,6 +8,7 @@ use crate::devices::MemberState;
 use crate::mount::Assembly;
 use hammer2_format::DeviceEntry;
 use hammer2_format::layout::{UNIT, region_bounds};
+use std::sync::atomic::Ordering;
 
 /// Total and free space as a device table tells it, in bytes of file data (one copy's
 /// worth): what a user can still store, not raw device bytes.
@@ -72,6 +73,21 @@ pub struct Live {
     pub header_tids: Vec<(usize, u64)>,
     /// Per device index: a resync is catching it up now.
     pub resyncing: Vec<bool>,
+    /// Per device index: what the reconnect watcher knows of it.
+    pub links: Vec<Link>,
+}
+
+/// A member's reconnects while mounted (`rejoin`), for `info` on a mount.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Link {
+    /// It failed and the reconnect watcher is trying to reopen it.
+    pub reconnecting: bool,
+    /// Times it was reopened and taken back while mounted.
+    pub reconnects: u64,
+    /// Reopen attempts that failed since it last failed.
+    pub attempts: u64,
+    /// Why it last failed, or why its last reopen was not taken.
+    pub last_error: Option<String>,
 }
 
 /// The live state of a mounted filesystem; `name` names it as the master (e.g. its
@@ -83,7 +99,7 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
     let assembly = Assembly {
         master: crate::commit::header::live_view(fs),
         master_name: name,
-        members: members.iter().map(|m| (m.storage.clone(), m.name.clone(), m.state(), m.missed_since())).collect(),
+        members: members.iter().map(|m| (m.storage(), m.name(), m.state(), m.missed_since())).collect(),
         notes: Vec::new(),
         rolled_back: members
             .iter()
@@ -96,12 +112,21 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
         assembly,
         header_tids: members
             .iter()
-            .filter(|m| m.storage.is_some())
+            .filter(|m| m.has_storage())
             .map(|m| (usize::from(m.index), m.synced_tid()))
             .collect(),
         resyncing: members
             .iter()
             .map(|m| resync && matches!(m.state(), MemberState::Stale | MemberState::Diverged))
+            .collect(),
+        links: members
+            .iter()
+            .map(|m| Link {
+                reconnecting: crate::rejoin::reconnecting(fs, m),
+                reconnects: m.reconnect.reconnects.load(Ordering::Relaxed),
+                attempts: m.reconnect.attempts.load(Ordering::Relaxed),
+                last_error: m.reconnect.last_error.lock().clone(),
+            })
             .collect(),
     }
 }

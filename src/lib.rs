@@ -14,6 +14,7 @@
 //! - `syncer`: background commits.
 //! - `repair`: the typed repair session fsck makes every change through.
 //! - `inspect`: the read-only surface fsck checks with.
+//! - `rejoin`: devices back in service while mounted (and out of it), the reconnect watcher.
 //! - `info`: describing a filesystem (space, slots, a mount's live state) for `hammer2 info`.
 //! - `testing`: hooks for tests (not stable API).
 
@@ -31,6 +32,7 @@ pub mod inspect;
 pub(crate) mod loopdev;
 pub mod maintenance;
 pub(crate) mod mount;
+pub(crate) mod rejoin;
 pub mod repair;
 pub mod resync;
 pub mod scrub;
@@ -48,6 +50,7 @@ pub(crate) mod walk;
 pub use devices::MemberState;
 pub use error::{Error, Result};
 pub use fs::{DEFAULT_MEMORY, DEFAULT_RESYNC_SLICE_BYTES, Options};
+pub use rejoin::{DeviceError, Onlined};
 pub use vnops::dir::LINK_MAX;
 pub use vnops::file::Whence;
 pub use vnops::xattr::XattrFlags;
@@ -66,6 +69,7 @@ impl Fs {
             fs.remove_orphans()?;
             if fs.inner.opts.background_sync {
                 *fs.syncer.lock() = Some(syncer::spawn(fs.inner.clone()));
+                rejoin::start(&fs.inner);
             }
         }
         Ok(fs)
@@ -135,6 +139,29 @@ impl Fs {
         if let Some(h) = self.syncer.lock().take() {
             let _ = h.join();
         }
+        rejoin::stop(fs);
+    }
+
+    /// Takes `storage` back as the member device whose header it holds, while mounted: a
+    /// failed device that answers again, or one missing at mount. It must hold what this
+    /// filesystem last wrote to it (no other filesystem's, no commit written apart from
+    /// this one); it rejoins as stale and a resync catches it up (started by itself, on the
+    /// thread of the reconnect watcher that runs with the background commits, unless
+    /// `Options::autoresync` is off), after which it is online.
+    pub fn device_online(&self, storage: DynStorage) -> std::result::Result<Onlined, DeviceError> {
+        rejoin::online(&self.inner, storage)
+    }
+
+    /// Takes device `index` out of service as a failure would, and closes it; refused when
+    /// a block would be left without a good copy (the last writable device, or another
+    /// one still missing copies).
+    pub fn device_offline(&self, index: u8) -> std::result::Result<String, DeviceError> {
+        rejoin::offline(&self.inner, index)
+    }
+
+    /// The report of the last automatic resync that finished (None: none ran).
+    pub fn last_autoresync(&self) -> Option<resync::ResyncReport> {
+        self.inner.rejoin.last_resync()
     }
 
     pub fn root(&self) -> u64 {
@@ -155,25 +182,32 @@ impl Fs {
     /// Every member device, by filesystem device index, with its state and the errors
     /// counted on it (the counts are kept in the volume headers, so they span mounts).
     pub fn devices(&self) -> Vec<DeviceStatus> {
-        self.inner
-            .vol
-            .devices
-            .members
-            .iter()
-            .map(|m| {
-                let c = m.counters();
-                DeviceStatus {
-                    index: m.index,
-                    name: m.name.clone(),
-                    state: m.state(),
-                    read_errors: c.read_errors,
-                    write_errors: c.write_errors,
-                    check_errors: c.check_errors,
-                    repaired: c.repaired,
-                }
-            })
-            .collect()
+        device_statuses(&self.inner)
     }
+}
+
+fn device_statuses(fs: &fs::FsInner) -> Vec<DeviceStatus> {
+    fs.vol
+        .devices
+        .members
+        .iter()
+        .map(|m| {
+            let c = m.counters();
+            DeviceStatus {
+                index: m.index,
+                name: m.name(),
+                state: m.state(),
+                present: m.has_storage(),
+                reconnecting: rejoin::reconnecting(fs, m),
+                reconnects: m.reconnect.reconnects.load(Ordering::Relaxed),
+                last_error: m.reconnect.last_error.lock().clone(),
+                read_errors: c.read_errors,
+                write_errors: c.write_errors,
+                check_errors: c.check_errors,
+                repaired: c.repaired,
+            }
+        })
+        .collect()
 }
 
 /// One member device of a mounted filesystem, as [`Fs::devices`] reports it.
@@ -184,6 +218,14 @@ pub struct DeviceStatus {
     /// The path it was opened from, or "(missing)".
     pub name: String,
     pub state: MemberState,
+    /// Its storage is open (false: absent, or taken offline).
+    pub present: bool,
+    /// It failed and the reconnect watcher is trying to reopen it.
+    pub reconnecting: bool,
+    /// Times it was reopened and taken back while mounted.
+    pub reconnects: u64,
+    /// Why it last failed, or why its last reopen was not taken.
+    pub last_error: Option<String>,
     /// Reads the device failed.
     pub read_errors: u64,
     /// Writes the device failed.
@@ -237,6 +279,24 @@ impl FsRef {
     /// As [`Fs::remount`].
     pub fn remount(&self, read_only: bool) -> Result<()> {
         self.0.remount(read_only)
+    }
+    /// As [`Fs::device_online`].
+    pub fn device_online(&self, storage: DynStorage) -> std::result::Result<Onlined, DeviceError> {
+        rejoin::online(&self.0, storage)
+    }
+    /// As [`Fs::device_offline`].
+    pub fn device_offline(&self, index: u8) -> std::result::Result<String, DeviceError> {
+        rejoin::offline(&self.0, index)
+    }
+    /// As [`Fs::devices`].
+    pub fn devices(&self) -> Vec<DeviceStatus> {
+        device_statuses(&self.0)
+    }
+    /// Reopens failed device `index` through its own storage (`Storage::reopen`: the same
+    /// path or connection, under the claim it holds) and takes it back as
+    /// [`Fs::device_online`] does.
+    pub fn device_reopen(&self, index: u8) -> std::result::Result<Onlined, DeviceError> {
+        rejoin::reopen(&self.0, index)
     }
 }
 

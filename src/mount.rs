@@ -479,6 +479,7 @@ impl FsInner {
             commit_hook: Default::default(),
             stale_orphans: Default::default(),
             mount_warnings: Vec::new(),
+            rejoin: Default::default(),
             vol,
         }
     }

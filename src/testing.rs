@@ -95,7 +95,7 @@ pub fn committed_tree(fs: &Fs, ino: u64) -> crate::Result<Option<Root>> {
 /// Member device `index`'s storage, as the engine opened it (`None`: absent, or no such
 /// device): to read or damage copies underneath the engine.
 pub fn device_storage(fs: &Fs, index: u8) -> Option<DynStorage> {
-    fs.inner.vol.devices.get(index).and_then(|m| m.storage.clone())
+    fs.inner.vol.devices.get(index).and_then(|m| m.storage())
 }
 
 /// True when the allocator holds the `bytes` at `offset` of device `device` allocated.

@@ -8,14 +8,13 @@
 //! a device in use anyway, read-only and without a claim, and says so.
 //!
 //! A device still held by a hammer2 daemon finishing its final commit after umount is
-//! waited for, as a mount waits for it.
+//! waited for, as a mount waits for it. A device may be an NBD URI (see
+//! `hammer2::storage::spec`); a remote export has no claim.
 
 use crate::{FsckError, Mode};
-use hammer2::storage::DynStorage;
-use hammer2::storage::claim::{self, Identity, OpenError, OpenMode};
-use hammer2::storage::file::FileStorage;
+use hammer2::storage::claim::{OpenError, OpenMode};
+use hammer2::storage::{self, DeviceSpec, DynStorage, OpenSettings};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Open devices (each holding its claim for as long as it lives).
 pub struct Opened {
@@ -24,17 +23,17 @@ pub struct Opened {
 }
 
 pub fn open_all(paths: &[PathBuf], mode: Mode, force: bool) -> Result<Opened, FsckError> {
-    let mut seen: Vec<Identity> = Vec::new();
+    let mut seen = Vec::new();
     let mut out = Opened { storages: Vec::new(), notes: Vec::new() };
     for p in paths {
-        let meta = std::fs::metadata(p).map_err(|e| FsckError::Open { path: p.clone(), why: e.to_string() })?;
-        let id = Identity::of(&meta);
-        if seen.contains(&id) {
+        let spec = DeviceSpec::parse(p.as_os_str()).map_err(|e| FsckError::Usage(e.to_string()))?;
+        let key = spec.key().map_err(|e| FsckError::Open { path: p.clone(), why: e.to_string() })?;
+        if seen.contains(&key) {
             return Err(FsckError::Usage(format!("{} is named twice", p.display())));
         }
-        seen.push(id);
+        seen.push(key);
         let claim = if mode == Mode::Check { OpenMode::Shared } else { OpenMode::Exclusive };
-        let opened = claim::open_when_released(p, claim, &mut |p| {
+        let opened = storage::open(&spec, OpenSettings::new(claim), &mut |p| {
             eprintln!(
                 "fsck.hammer2: waiting for the previous hammer2 daemon of {} to finish its final commit",
                 p.display()
@@ -47,11 +46,12 @@ pub fn open_all(paths: &[PathBuf], mode: Mode, force: bool) -> Result<Opened, Fs
                     "{} is in use ({why}): checked anyway (-f), results may be inconsistent",
                     p.display()
                 ));
-                FileStorage::open(p, OpenMode::ReadOnly).map_err(|e| open_error(p, e))?
+                storage::open(&spec, OpenSettings::new(OpenMode::ReadOnly), &mut |_| {})
+                    .map_err(|e| open_error(p, e))?
             }
             Err(e) => return Err(open_error(p, e)),
         };
-        out.storages.push(Arc::new(s));
+        out.storages.push(s);
     }
     Ok(out)
 }
@@ -60,5 +60,11 @@ fn open_error(p: &std::path::Path, e: OpenError) -> FsckError {
     match e {
         OpenError::InUse { why, .. } => FsckError::InUse { path: p.to_path_buf(), why: why.to_string() },
         OpenError::Io { source, .. } => FsckError::Open { path: p.to_path_buf(), why: source.to_string() },
+        OpenError::Nbd(e) => {
+            // The NBD error names the URI itself; the message names it once.
+            let msg = e.to_string();
+            let why = msg.strip_prefix(&format!("{}: ", p.display())).unwrap_or(&msg).to_string();
+            FsckError::Open { path: p.to_path_buf(), why }
+        }
     }
 }

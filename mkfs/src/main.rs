@@ -11,7 +11,6 @@ use hammer2::signatures::Signature;
 use hammer2::storage::DynStorage;
 use hammer2_format::{CheckMethod, UNIT};
 use std::path::PathBuf;
-use std::sync::Arc;
 use target::Target;
 
 #[derive(Parser)]
@@ -162,8 +161,8 @@ fn run(cli: &Cli) -> Result<String> {
     }
     // Only -f gets here with signatures found; they go once every device is ready.
     for ((s, path), found) in prepared.into_iter().zip(&existing) {
-        wipe(&s, &path, &found.foreign)?;
-        storages.push(Arc::new(s));
+        wipe(&*s, &path, &found.foreign)?;
+        storages.push(s);
     }
     let report = format(storages, &opts).map_err(|e| anyhow::anyhow!("formatting failed: {e}"))?;
     Ok(if cli.json { summary::json(&report) + "\n" } else { summary::text(&report) })
@@ -187,7 +186,7 @@ fn name_devices(e: hammer2::Error, targets: &[Target]) -> String {
 /// neither libblkid nor `mount` without `-t` takes it for what it was. Wiping one can
 /// uncover another (libblkid reports one filesystem at a time when they overlap), so the
 /// device is probed again until nothing is left.
-fn wipe(s: &hammer2::storage::file::FileStorage, path: &std::path::Path, found: &[Signature]) -> Result<()> {
+fn wipe(s: &dyn hammer2::storage::Storage, path: &std::path::Path, found: &[Signature]) -> Result<()> {
     let shown = path.display();
     let mut found = found.to_vec();
     for _ in 0..8 {

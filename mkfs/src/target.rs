@@ -1,14 +1,21 @@
 //! One device named on the command line: what it is, whether it may be formatted, and
 //! (only once every device passed every check) making it ready for the format.
+//!
+//! A device may be an NBD URI: it is used as it is (like a block device), and since
+//! libblkid cannot look at a remote export, any data on it that is not a hammer2
+//! filesystem counts as something to keep unless `-f` is given.
 
 use anyhow::{Context, Result, anyhow, bail};
 use hammer2::signatures::Signature;
-use hammer2::storage::claim::{self, InUse, OpenError, OpenMode};
+use hammer2::storage::claim::{InUse, OpenError, OpenMode};
 use hammer2::storage::file::FileStorage;
+use hammer2::storage::nbd::uri::Endpoint;
+use hammer2::storage::{self, DeviceSpec, DynStorage, OpenSettings, Storage};
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What one path names, decided from `stat` alone (nothing is opened yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +29,8 @@ pub enum Identity {
     },
     /// A file to be created, by its canonical parent directory and name.
     New(PathBuf),
+    /// An NBD export: the server and the export name.
+    Remote(Endpoint, String),
 }
 
 /// What mkfs will do to a path before formatting it.
@@ -40,6 +49,8 @@ pub enum Plan {
 pub struct Existing {
     pub hammer2: bool,
     pub foreign: Vec<Signature>,
+    /// A remote export whose start holds data that is not a hammer2 filesystem.
+    pub unknown_data: bool,
 }
 
 impl Existing {
@@ -48,6 +59,8 @@ impl Existing {
         let mut what: Vec<String> = self.foreign.iter().map(Signature::describe).collect();
         if self.hammer2 {
             what.insert(0, "a hammer2 filesystem".into());
+        } else if self.unknown_data {
+            what.push("data (a remote export: what it is cannot be told)".into());
         }
         (!what.is_empty()).then(|| what.join(", "))
     }
@@ -57,17 +70,26 @@ pub struct Target {
     pub path: PathBuf,
     pub identity: Identity,
     pub plan: Plan,
-    meta: Option<std::fs::Metadata>,
+    spec: DeviceSpec,
     /// Held from the in-use check until the format ends, so nobody can claim the device in
     /// between (O_EXCL for block devices, an exclusive flock for files).
-    storage: Option<FileStorage>,
+    storage: Option<DynStorage>,
 }
+
+/// Bytes at the start of a remote export looked at for data (every common filesystem,
+/// RAID and LVM signature, and partition tables, lie in the first MiB).
+const REMOTE_LOOK: usize = 1 << 20;
 
 impl Target {
     /// Stats `path`. `want` is `--size`: it allows creating a missing file and growing a
     /// smaller one; it never shrinks a file and does not apply to block devices.
     pub fn identify(path: &Path, want: Option<u64>) -> Result<Target> {
         let shown = path.display();
+        let spec = DeviceSpec::parse(path.as_os_str()).map_err(|e| anyhow!("{e}"))?;
+        if let DeviceSpec::Nbd(u) = &spec {
+            let identity = Identity::Remote(u.endpoint.clone(), u.export.clone());
+            return Ok(Target { path: path.to_path_buf(), identity, plan: Plan::Use, spec, storage: None });
+        }
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -81,7 +103,7 @@ impl Target {
                     path: path.to_path_buf(),
                     identity: Identity::New(new_file_identity(path)?),
                     plan: Plan::Create(size),
-                    meta: None,
+                    spec,
                     storage: None,
                 });
             }
@@ -101,17 +123,17 @@ impl Target {
         } else {
             bail!("{shown} is not a regular file or block device");
         };
-        Ok(Target { path: path.to_path_buf(), identity, plan, meta: Some(meta), storage: None })
+        Ok(Target { path: path.to_path_buf(), identity, plan, spec, storage: None })
     }
 
     /// Opens an existing device exclusively (the in-use check) and returns its size in
     /// bytes as the format will see it. A file to be created just reports its planned size.
     pub fn claim(&mut self) -> Result<u64> {
         let shown = self.path.display();
-        if self.meta.is_none() {
+        if matches!(self.identity, Identity::New(_)) {
             return Ok(self.planned_size());
         }
-        let storage = claim::open_when_released(&self.path, OpenMode::Exclusive, &mut |p| {
+        let storage = storage::open(&self.spec, OpenSettings::new(OpenMode::Exclusive), &mut |p| {
             eprintln!(
                 "mkfs.hammer2: waiting for the previous hammer2 daemon of {} to finish its final commit",
                 p.display()
@@ -123,8 +145,9 @@ impl Target {
             }
             OpenError::InUse { why, .. } => anyhow!("{shown} is in use ({why})"),
             OpenError::Io { source, .. } => anyhow!("cannot open {shown}: {source}"),
+            OpenError::Nbd(e) => anyhow!("{e}"),
         })?;
-        let size = hammer2::storage::Storage::size(&storage);
+        let size = storage.size();
         self.storage = Some(storage);
         Ok(match self.plan {
             Plan::Extend(want) => want,
@@ -144,15 +167,22 @@ impl Target {
     /// partition tables with their backups). Nothing for a file mkfs is to create.
     pub fn existing(&self) -> Result<Existing> {
         let Some(s) = &self.storage else { return Ok(Existing::default()) };
+        if self.spec.path().is_none() {
+            let hammer2 = hammer2::signatures::is_hammer2(s);
+            let mut head = vec![0u8; REMOTE_LOOK.min(s.size() as usize)];
+            s.read_at(&mut head, 0).with_context(|| format!("cannot read {}", self.path.display()))?;
+            let unknown_data = !hammer2 && head.iter().any(|b| *b != 0);
+            return Ok(Existing { hammer2, foreign: Vec::new(), unknown_data });
+        }
         let foreign =
             hammer2::signatures::find(&self.path).with_context(|| format!("cannot examine {}", self.path.display()))?;
-        Ok(Existing { hammer2: hammer2::signatures::is_hammer2(s), foreign })
+        Ok(Existing { hammer2: hammer2::signatures::is_hammer2(s), foreign, unknown_data: false })
     }
 
     /// Creates or grows the file as planned and returns the storage to format. Called only
     /// after every device passed every check. Returns whether a new file was created, so a
     /// failure later on can remove it again.
-    pub fn prepare(mut self) -> Result<(FileStorage, bool)> {
+    pub fn prepare(mut self) -> Result<(DynStorage, bool)> {
         let shown = self.path.display().to_string();
         match self.plan {
             Plan::Use => {
@@ -174,7 +204,7 @@ impl Target {
                 let s = reopen(&self.path).inspect_err(|_| {
                     let _ = std::fs::remove_file(&self.path);
                 })?;
-                Ok((s, true))
+                Ok((Arc::new(s), true))
             }
             Plan::Extend(size) => {
                 // Grown through a second handle while the lock is still held (flock is
@@ -186,7 +216,7 @@ impl Target {
                     .and_then(|f| f.set_len(size))
                     .with_context(|| format!("cannot grow {shown} to {size} bytes"))?;
                 drop(self.storage.take());
-                Ok((reopen(&self.path)?, false))
+                Ok((Arc::new(reopen(&self.path)?), false))
             }
         }
     }
@@ -196,6 +226,7 @@ fn reopen(path: &Path) -> Result<FileStorage> {
     FileStorage::open(path, OpenMode::Exclusive).map_err(|e| match e {
         OpenError::InUse { .. } => anyhow!("{} was taken by another program while mkfs prepared it", path.display()),
         OpenError::Io { source, .. } => anyhow!("cannot open {}: {source}", path.display()),
+        OpenError::Nbd(e) => anyhow!("{e}"),
     })
 }
 

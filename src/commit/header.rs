@@ -83,7 +83,7 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
             .map(|m| {
                 let h = header(fs, roots, next_inum, clean, &devices, m.index, commit_time_ns);
                 s.spawn(move || {
-                    let Some(st) = m.storage.as_ref() else { return false };
+                    let Some(st) = m.storage() else { return false };
                     let bytes = h.encode();
                     let written = st.write_at(&bytes, header_offset(slot)).and_then(|_| st.flush());
                     // H1 (DESIGN §8): only once this header is durable are the device's
@@ -99,7 +99,7 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
                         }
                         st.flush()?;
                         m.set_foreign_slots(false);
-                        tracing::info!(device = %m.name, "cleared the header slots it held from before it rejoined");
+                        tracing::info!(device = %m.name(), "cleared the header slots it held from before it rejoined");
                         Ok(())
                     });
                     match cleared {

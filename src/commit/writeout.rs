@@ -88,9 +88,12 @@ const MAX_RUNS: usize = 8;
 fn stream_device(m: &Member, rx: Receiver<Piece>) {
     let mut runs: Vec<Run> = Vec::new();
     let mut buffered = 0usize;
-    let mut ok = m.storage.is_some();
+    // One clone for the whole stream (O1: a storage replaced meanwhile is not written by
+    // this commit, which allocated nothing on it).
+    let storage = m.storage();
+    let mut ok = storage.is_some();
     let mut write = |run: Run| {
-        if ok && let Some(storage) = &m.storage {
+        if ok && let Some(storage) = &storage {
             let start = run.pieces[0].0;
             let bufs: Vec<&[u8]> = run.pieces.iter().map(|(_, b, len)| &b[..*len]).collect();
             if let Err(e) = storage.write_vectored_at(&bufs, start) {
@@ -181,7 +184,7 @@ pub fn write_and_flush(vol: &Volume, arena: &Arena) -> Vec<u8> {
 fn write_device(m: &Member, writes: &[(u64, &[u8])]) -> bool {
     // A device that failed while this commit was being built gets no more writes; the
     // retry records its copies as MISSING.
-    let Some(storage) = m.storage.as_ref().filter(|_| m.writable()) else {
+    let Some(storage) = m.storage().filter(|_| m.writable()) else {
         return false;
     };
     let mut i = 0;

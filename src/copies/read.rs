@@ -142,8 +142,8 @@ impl<'a> CopyIo<'a> {
     /// The storage of the device a copy at `loc` lives on, when that device can be read.
     pub fn readable(&self, loc: &Location) -> std::result::Result<DynStorage, &'static str> {
         let m = self.devices.get(loc.device).ok_or("no such device")?;
-        match &m.storage {
-            Some(s) if m.readable() => Ok(s.clone()),
+        match m.storage() {
+            Some(s) if m.readable() => Ok(s),
             _ => Err("device missing"),
         }
     }
@@ -187,7 +187,7 @@ impl<'a> CopyIo<'a> {
             let Some(m) = self.devices.get(loc.device) else {
                 continue;
             };
-            let Some(storage) = m.storage.as_ref().filter(|_| m.readable()) else {
+            let Some(storage) = m.storage().filter(|_| m.readable()) else {
                 continue;
             };
             let mut buf = vec![0u8; size];
@@ -209,7 +209,7 @@ impl<'a> CopyIo<'a> {
         for (slot, why) in &bad {
             let loc = ptr.copies.as_slice()[*slot];
             tracing::warn!(
-                device = %self.devices.get(loc.device).map_or("?".into(), |m| m.name.clone()),
+                device = %self.devices.get(loc.device).map_or("?".into(), |m| m.name()),
                 offset = loc.offset,
                 block = btype.name(),
                 inum = ?ctx.inum,
@@ -324,7 +324,7 @@ impl<'a> CopyIo<'a> {
         let mut buf = vec![0u8; ptr.size as usize];
         self.devices
             .get(loc.device)
-            .and_then(|m| m.storage.as_ref())
+            .and_then(|m| m.storage())
             .is_some_and(|s| s.read_at(&mut buf, loc.offset).is_ok() && ptr.check.verify(&buf))
     }
 
@@ -346,7 +346,7 @@ impl<'a> CopyIo<'a> {
         // Blocks whose chosen copy is not good, and why.
         let mut bad: Vec<(usize, Bad)> = Vec::new();
         for (d, mut items) in per_dev.into_iter().enumerate().filter(|(_, items)| !items.is_empty()) {
-            let Some(st) = self.devices.get(d as u8).and_then(|m| m.storage.clone()) else { continue };
+            let Some(st) = self.devices.get(d as u8).and_then(|m| m.storage()) else { continue };
             read_runs(&*st, &mut items, None, &|| false, &mut |it, r| {
                 let i = it.tag as usize;
                 seen[i] = true;
@@ -390,13 +390,13 @@ pub fn heal(devices: &DeviceSet, ptr: &BlockPtr, slot: usize, data: &[u8]) -> bo
     let Some(m) = devices.get(loc.device) else {
         return false;
     };
-    let Some(storage) = m.storage.as_ref().filter(|_| m.writable()) else {
+    let Some(storage) = m.storage().filter(|_| m.writable()) else {
         return false;
     };
     match storage.write_at(data, loc.offset).and_then(|_| storage.flush()) {
         Ok(()) => {
             m.counters.repaired.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(device = %m.name, offset = loc.offset, "repaired copy from a good copy");
+            tracing::info!(device = %m.name(), offset = loc.offset, "repaired copy from a good copy");
             true
         }
         Err(e) => {

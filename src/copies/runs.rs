@@ -113,7 +113,7 @@ pub fn on_each_device<R: Send>(
         .into_iter()
         .enumerate()
         .filter(|(_, items)| !items.is_empty())
-        .map(|(d, items)| (d as u8, devices.get(d as u8).and_then(|m| m.storage.clone()), items))
+        .map(|(d, items)| (d as u8, devices.get(d as u8).and_then(|m| m.storage()), items))
         .collect();
     if work.len() == 1 {
         return work.into_iter().map(|(d, st, items)| (d, Some(per_device(d, st, items)))).collect();

@@ -113,7 +113,7 @@ pub fn run(
     rejoin(fs, &mut report)?;
     for m in &fs.vol.devices.members {
         if m.state() == MemberState::Stale {
-            tracing::info!(device = %m.name, "resync started");
+            tracing::info!(device = %m.name(), "resync started");
         }
     }
     for m in &fs.vol.devices.members {
@@ -127,25 +127,33 @@ pub fn run(
     }
     let total = pending::bytes(fs)?;
     session.set_slicing(true);
+    // The stale devices, each with its epoch, before the last commit: a device is in sync
+    // only after a slice that walked everything while it was writable throughout (one
+    // that came back or failed meanwhile has another epoch, O1).
+    let mut stale;
     loop {
+        if fs.stopping.load(Ordering::SeqCst) {
+            return Err(Error::Busy("the filesystem is being unmounted; the next resync goes on from here".into()));
+        }
+        stale = stale_epochs(fs);
         session.expect_slice();
         commit(fs)?;
         report.commits += 1;
         let counts = session.totals();
         progress(&ResyncProgress { counts, commits: report.commits, total });
         throttle.pace(counts.copied_bytes);
-        if session.complete() {
+        if session.complete() && stale_epochs(fs) == stale {
             break;
         }
     }
     session.set_slicing(false);
     for m in &fs.vol.devices.members {
-        if m.state() == MemberState::Stale {
+        if stale.contains(&(m.index, m.epoch())) && m.state() == MemberState::Stale {
             m.set_state(MemberState::Online);
             m.set_missed_since(0);
-            report.synced.push(m.name.clone());
+            report.synced.push(m.name());
         } else if !m.writable() {
-            report.still_missing.push(m.name.clone());
+            report.still_missing.push(m.name());
         }
     }
     // Persist the new device states.
@@ -154,6 +162,11 @@ pub fn run(
     report.counts = session.totals();
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Every stale device with its epoch.
+fn stale_epochs(fs: &FsInner) -> Vec<(u8, u64)> {
+    fs.vol.devices.members.iter().filter(|m| m.state() == MemberState::Stale).map(|m| (m.index, m.epoch())).collect()
 }
 
 /// One commit of the resync. When it fails for want of a device the filesystem still refuses
@@ -182,7 +195,7 @@ fn rejoin(fs: &FsInner, report: &mut ResyncReport) -> Result<()> {
     let roots = fs.roots.read().clone();
     let mut back = Vec::new();
     for m in &fs.vol.devices.members {
-        let Some(st) = &m.storage else { continue };
+        let Some(st) = m.storage() else { continue };
         if m.state() != MemberState::Failed {
             continue;
         }
@@ -193,8 +206,8 @@ fn rejoin(fs: &FsInner, report: &mut ResyncReport) -> Result<()> {
         match holds_what_we_wrote(fs, m, &crate::mount::probe(st.clone()), &roots) {
             Ok(()) => back.push(m),
             Err(why) => {
-                tracing::warn!(device = %m.name, "device answers again but is not taken back: {why}");
-                report.refused.push(format!("{}: {why}", m.name));
+                tracing::warn!(device = %m.name(), "device answers again but is not taken back: {why}");
+                report.refused.push(format!("{}: {why}", m.name()));
             }
         }
     }
@@ -204,8 +217,10 @@ fn rejoin(fs: &FsInner, report: &mut ResyncReport) -> Result<()> {
             report.refused.join("; ")
         )));
     }
+    // O1: a member becomes writable between commits.
+    let _no_commit = fs.commit_lock.lock();
     for m in back {
-        tracing::info!(device = %m.name, "device answers again and holds what was last written to it: rejoining as stale");
+        tracing::info!(device = %m.name(), "device answers again and holds what was last written to it: rejoining as stale");
         if m.missed_since() == 0 {
             m.set_missed_since(roots.tid);
         }
@@ -219,7 +234,7 @@ fn rejoin(fs: &FsInner, report: &mut ResyncReport) -> Result<()> {
 /// commit's header landed: its blocks went back to the allocator and the retry would
 /// reuse them under a header that names them. Older than the last header written to it
 /// (or the one before, if that write failed) means its contents were replaced.
-fn holds_what_we_wrote(
+pub(crate) fn holds_what_we_wrote(
     fs: &FsInner,
     m: &crate::devices::Member,
     probe: &crate::mount::Probe,

@@ -24,7 +24,7 @@ pub fn verify(vol: &Volume, blocks: &[Blockref]) -> Vec<bool> {
             continue;
         };
         for loc in p.copies.iter().filter(|l| l.state != CopyState::Missing) {
-            match vol.devices.get(loc.device).filter(|m| m.readable() && m.storage.is_some()) {
+            match vol.devices.get(loc.device).filter(|m| m.readable()) {
                 Some(_) => {
                     per_dev[usize::from(loc.device)].push(CopyRead { offset: loc.offset, size: p.size, tag: i as u32 })
                 }

@@ -268,14 +268,14 @@ pub fn scrub_roots(
 ) -> Result<ScrubReport> {
     let start = Instant::now();
     let devices =
-        fs.vol.devices.members.iter().map(|m| DeviceScrub { device: m.name.clone(), ..Default::default() }).collect();
+        fs.vol.devices.members.iter().map(|m| DeviceScrub { device: m.name(), ..Default::default() }).collect();
     let total = {
         let alloc = fs.alloc.lock();
         fs.vol
             .devices
             .members
             .iter()
-            .filter(|m| only.is_none_or(|o| o == m.index) && m.readable() && m.storage.is_some())
+            .filter(|m| only.is_none_or(|o| o == m.index) && m.readable() && m.has_storage())
             .map(|m| alloc.allocated_units(m.index) * hammer2_format::layout::UNIT)
             .sum()
     };

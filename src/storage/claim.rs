@@ -43,6 +43,9 @@ pub enum OpenError {
     InUse { path: PathBuf, why: InUse },
     #[error("cannot open {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    /// A remote device (an NBD URI) that could not be reached or used.
+    #[error(transparent)]
+    Nbd(#[from] super::nbd::NbdError),
 }
 
 /// Who holds a device.
@@ -72,19 +75,12 @@ impl std::fmt::Display for InUse {
     }
 }
 
-impl OpenError {
-    pub fn path(&self) -> &Path {
-        match self {
-            OpenError::InUse { path, .. } | OpenError::Io { path, .. } => path,
-        }
-    }
-}
-
 impl From<OpenError> for io::Error {
     fn from(e: OpenError) -> io::Error {
         match e {
             OpenError::InUse { .. } => io::Error::new(io::ErrorKind::ResourceBusy, e.to_string()),
             OpenError::Io { source, .. } => source,
+            OpenError::Nbd(e) => io::Error::other(e),
         }
     }
 }
@@ -143,6 +139,32 @@ pub(super) fn claim(path: &Path, mode: OpenMode) -> Result<Claimed, OpenError> {
     }
     let backing = if is_blk { lock_loop_backing(&meta, mode).map_err(|e| e.at(path))? } else { None };
     Ok(Claimed { file, meta, backing })
+}
+
+/// Opens `path` again for the claimant that holds `held` (a device reopened while mounted,
+/// `FileStorage::reopen`). When `path` still names what `held` is open on, the new
+/// descriptor takes no claim of its own (flock and O_EXCL would meet our own claim) and
+/// `Reclaimed::Same` says so: the caller keeps the claim by keeping `held`'s descriptors (a
+/// duplicate is the same open file description, hence the same flock and O_EXCL).
+/// Anything else there (a disk that came back as another device) is claimed afresh, as by
+/// any opener.
+pub(super) fn reclaim(path: &Path, mode: OpenMode, held: &File) -> Result<(Claimed, Reclaimed), OpenError> {
+    let io_err = |source: io::Error| OpenError::Io { path: path.to_path_buf(), source };
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    let same = held.metadata().is_ok_and(|h| Identity::of(&h) == Identity::of(&meta));
+    if !same || mode == OpenMode::ReadOnly {
+        return Ok((claim(path, mode)?, Reclaimed::Fresh));
+    }
+    let file = OpenOptions::new().read(true).write(mode == OpenMode::Exclusive).open(path).map_err(io_err)?;
+    Ok((Claimed { file, meta, backing: None }, Reclaimed::Same))
+}
+
+/// Whether `reclaim` found the same device (whose claim the caller must keep holding) or
+/// claimed a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reclaimed {
+    Same,
+    Fresh,
 }
 
 fn lock(file: &File, mode: OpenMode) -> io::Result<()> {

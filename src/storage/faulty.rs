@@ -5,6 +5,7 @@
 use super::{DynStorage, Storage};
 use parking_lot::Mutex;
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What to inject. Ranges are byte ranges `[start, end)` on the device.
@@ -44,12 +45,14 @@ impl FaultCounts {
     }
 }
 
+/// The switches and counters are shared with every storage `reopen` makes of it: the test
+/// that holds the first one keeps driving the device after it was reopened.
 pub struct FaultyStorage {
     inner: DynStorage,
-    plan: Mutex<FaultPlan>,
-    vanished: AtomicBool,
-    rng: Mutex<u64>,
-    pub counts: FaultCounts,
+    plan: Arc<Mutex<FaultPlan>>,
+    vanished: Arc<AtomicBool>,
+    rng: Arc<Mutex<u64>>,
+    pub counts: Arc<FaultCounts>,
 }
 
 fn overlaps(ranges: &[(u64, u64)], off: u64, len: usize) -> bool {
@@ -70,10 +73,10 @@ impl FaultyStorage {
     pub fn new(inner: DynStorage, seed: u64) -> FaultyStorage {
         FaultyStorage {
             inner,
-            plan: Mutex::new(FaultPlan::default()),
-            vanished: AtomicBool::new(false),
-            rng: Mutex::new(seed | 1),
-            counts: FaultCounts::default(),
+            plan: Arc::new(Mutex::new(FaultPlan::default())),
+            vanished: Arc::new(AtomicBool::new(false)),
+            rng: Arc::new(Mutex::new(seed | 1)),
+            counts: Arc::new(FaultCounts::default()),
         }
     }
 
@@ -169,13 +172,40 @@ impl Storage for FaultyStorage {
     fn name(&self) -> String {
         self.inner.name()
     }
+
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        if self.vanished.load(Ordering::SeqCst) {
+            return Err(Self::vanished_error());
+        }
+        self.inner.discard(offset, len)
+    }
+
+    /// Fails while the device has vanished; afterwards a storage with the same switches
+    /// over the inner device reopened (or the same inner device, where it cannot be: an
+    /// in-memory one).
+    fn reopen(&self) -> io::Result<DynStorage> {
+        if self.vanished.load(Ordering::SeqCst) {
+            return Err(Self::vanished_error());
+        }
+        let inner = match self.inner.reopen() {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => self.inner.clone(),
+            Err(e) => return Err(e),
+        };
+        Ok(Arc::new(FaultyStorage {
+            inner,
+            plan: self.plan.clone(),
+            vanished: self.vanished.clone(),
+            rng: self.rng.clone(),
+            counts: self.counts.clone(),
+        }))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::mem::MemStorage;
-    use std::sync::Arc;
 
     #[test]
     fn random_faults_confined_to_ranges_hit_only_io_wholly_inside_them() {

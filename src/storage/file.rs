@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 
 pub struct FileStorage {
     file: File,
-    /// A loop device's backing file, locked like the device for as long as it is open.
-    _backing: Option<File>,
+    /// Descriptors held only for the claims they carry: a loop device's backing file,
+    /// locked like the device for as long as it is open; after `reopen`, the failed
+    /// descriptor's claim (and what it held).
+    _claims: Vec<File>,
+    mode: OpenMode,
     /// The same file opened with O_DIRECT, for writes: the engine caches what it needs, so
     /// copying every written block into the host's page cache as well (and writing it back
     /// from there at the next flush) would only cost memory bandwidth. None where the
@@ -83,7 +86,17 @@ impl FileStorage {
     /// Opens a device for `mode`, taking the claim the locking rule asks for (see
     /// `claim`): every command opens its devices through here.
     pub fn open(path: &Path, mode: OpenMode) -> Result<FileStorage, OpenError> {
-        let Claimed { file, meta, backing } = claim::claim(path, mode)?;
+        Self::from_claimed(path, mode, claim::claim(path, mode)?, Vec::new())
+    }
+
+    fn from_claimed(
+        path: &Path,
+        mode: OpenMode,
+        claimed: Claimed,
+        mut claims: Vec<File>,
+    ) -> Result<FileStorage, OpenError> {
+        let Claimed { file, meta, backing } = claimed;
+        claims.extend(backing);
         let is_blk = meta.file_type().is_block_device();
         let io_err = |source: io::Error| OpenError::Io { path: path.to_path_buf(), source };
         let size = if is_blk { block_device_size(&file).map_err(io_err)? } else { meta.len() };
@@ -98,7 +111,8 @@ impl FileStorage {
         };
         Ok(FileStorage {
             file,
-            _backing: backing,
+            _claims: claims,
+            mode,
             direct,
             path: path.to_path_buf(),
             size,
@@ -226,6 +240,21 @@ impl Storage for FileStorage {
     fn name(&self) -> String {
         self.path.display().to_string()
     }
+
+    /// The same path opened again, under the claim this storage holds (`claim::reclaim`):
+    /// a reopened device must not be refused as in use by its own failed descriptor.
+    fn reopen(&self) -> io::Result<super::DynStorage> {
+        let (claimed, how) = claim::reclaim(&self.path, self.mode, &self.file)?;
+        let mut keep = Vec::new();
+        if how == claim::Reclaimed::Same {
+            keep.push(self.file.try_clone()?);
+            for f in &self._claims {
+                keep.push(f.try_clone()?);
+            }
+        }
+        let s = FileStorage::from_claimed(&self.path, self.mode, claimed, keep)?;
+        Ok(std::sync::Arc::new(s))
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +299,30 @@ mod tests {
             s.read_at(&mut back, dev_off + 2 * DIRECT_ALIGN as u64).unwrap();
             assert!(back == block, "the last round's write at {dev_off} reads back intact");
         }
+    }
+
+    #[test]
+    fn a_reopened_device_keeps_the_claim_of_the_failed_handle_and_no_one_else_gets_in() {
+        let (dir, s) = image(1 << 20);
+        let path = dir.path().join("dev.img");
+        // Opening the path again beside our own claim is refused, as for anyone...
+        assert!(matches!(FileStorage::open(&path, OpenMode::Exclusive), Err(OpenError::InUse { .. })));
+        // ...but reopening through the storage that holds it is not.
+        let again = s.reopen().expect("reopen under our own claim");
+        again.write_at(b"back", 8192).unwrap();
+        again.flush().unwrap();
+        drop(s);
+        let mut b = [0u8; 4];
+        again.read_at(&mut b, 8192).unwrap();
+        assert_eq!(&b, b"back");
+        assert!(
+            matches!(FileStorage::open(&path, OpenMode::Exclusive), Err(OpenError::InUse { .. })),
+            "the reopened device still holds the claim after the old handle is gone"
+        );
+        let twice = again.reopen().expect("reopened again");
+        drop(again);
+        drop(twice);
+        FileStorage::open(&path, OpenMode::Exclusive).expect("the claim goes with the last handle");
     }
 
     #[test]

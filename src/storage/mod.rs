@@ -6,6 +6,10 @@
 //! - [`recording::RecordingStorage`]: wraps another storage and records every write and
 //!   flush, so a crash at any instant can be rebuilt as a device image.
 //! - [`mem::MemStorage`]: a device in memory, the canvas crash images are built on.
+//! - [`nbd::NbdStorage`]: an export of an NBD server on another machine (or this one).
+//!
+//! [`open`] turns a device spec (a path or an NBD URI, [`spec::DeviceSpec`]) into a storage:
+//! every front end opens its devices through it.
 //!
 //! Durability contract (what the commit path relies on): a write is durable only after a
 //! later `flush` on the same storage returns Ok. Writes not yet flushed may reach the medium
@@ -15,7 +19,11 @@ pub mod claim;
 pub mod faulty;
 pub mod file;
 pub mod mem;
+pub mod nbd;
 pub mod recording;
+pub mod spec;
+
+pub use spec::{DeviceSpec, OpenSettings, open};
 
 use std::io;
 use std::sync::Arc;

@@ -123,4 +123,16 @@ impl Storage for RecordingStorage {
     fn name(&self) -> String {
         self.inner.name()
     }
+
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        // Advice only (the engine never reads discarded bytes back as anything), so the log,
+        // which rebuilds what a crash leaves, has nothing to record.
+        self.inner.discard(offset, len)
+    }
+
+    /// The reopened device is recorded into the same log under the same device number.
+    fn reopen(&self) -> io::Result<DynStorage> {
+        let inner = self.inner.reopen()?;
+        Ok(Arc::new(RecordingStorage { inner, device: self.device, log: self.log.clone() }))
+    }
 }

@@ -17,5 +17,6 @@ pub mod fsck;
 pub mod image;
 pub mod model;
 pub mod mount;
+pub mod nbd;
 pub mod rng;
 pub mod uring;

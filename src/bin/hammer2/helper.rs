@@ -5,7 +5,11 @@
 //!     mount.fuse.hammer2 DEVICE[:DEVICE...] MOUNTPOINT [-sfnv] [-o OPTIONS] [-t TYPE] [-N NS]
 //!
 //! and doing what `hammer2 mount -o OPTIONS DEVICE... MOUNTPOINT` does. Several devices are
-//! joined by `:`, as bcachefs does. Options that belong to mount(8) or fstab rather than to
+//! joined by `:`, as bcachefs does. An NBD URI has colons of its own (`nbd://h:10809/e`),
+//! so inside a URI a `:` separates devices only where the next device starts: before a `/`
+//! (a path) or another NBD URI. `/dev/sdb:nbd://backup:10809/h2:/dev/sdc` is three devices;
+//! a colon that must stay in a URI right before a `/` (a socket path, an export name) is
+//! written `%3A`, and a local device after a URI is named by its absolute path. Options that belong to mount(8) or fstab rather than to
 //! the filesystem (`defaults`, `noauto`, `_netdev`, `x-systemd.*`, ...) are dropped, not
 //! refused.
 //!
@@ -106,12 +110,33 @@ fn filesystem_options(lists: &[String]) -> Vec<String> {
 }
 
 fn devices(source: &OsStr) -> anyhow::Result<Vec<PathBuf>> {
-    let parts: Vec<PathBuf> =
-        source.as_bytes().split(|b| *b == b':').map(|p| PathBuf::from(OsStr::from_bytes(p))).collect();
+    let b = source.as_bytes();
+    let uri_at = |i: usize| std::str::from_utf8(&b[i..]).is_ok_and(hammer2::storage::nbd::uri::looks_like_nbd);
+    let mut parts = Vec::new();
+    let mut start = 0;
+    // Where the URI's own "scheme://" ends, when the current device is a URI.
+    let mut uri_body = uri_at(0).then(|| scheme_end(b, 0));
+    for i in 0..b.len() {
+        if b[i] != b':' || uri_body.is_some_and(|body| i < body) {
+            continue;
+        }
+        let next_starts = b.get(i + 1) == Some(&b'/') || uri_at(i + 1);
+        if uri_body.is_none() || next_starts {
+            parts.push(PathBuf::from(OsStr::from_bytes(&b[start..i])));
+            start = i + 1;
+            uri_body = uri_at(start).then(|| scheme_end(b, start));
+        }
+    }
+    parts.push(PathBuf::from(OsStr::from_bytes(&b[start..])));
     if parts.iter().any(|p| p.as_os_str().is_empty()) {
         anyhow::bail!("bad device list '{}' (devices are separated by ':')", source.to_string_lossy());
     }
     Ok(parts)
+}
+
+/// The index just past `://` of the URI starting at `from`.
+fn scheme_end(b: &[u8], from: usize) -> usize {
+    b[from..].windows(3).position(|w| w == b"://").map_or(b.len(), |p| from + p + 3)
 }
 
 fn run(call: Call) -> anyhow::Result<i32> {
@@ -171,5 +196,25 @@ mod tests {
         assert!(call(&["/a.img"]).unwrap_err().to_string().contains("usage"));
         assert!(call(&["/a.img", "/mnt", "-q"]).unwrap_err().to_string().contains("unknown flag -q"));
         assert!(devices(OsStr::new("/a.img::/b.img")).is_err());
+        assert!(devices(OsStr::new("/a.img:")).is_err());
+    }
+
+    #[test]
+    fn nbd_uris_keep_their_colons_in_a_device_list() {
+        let d = |s: &str| devices(OsStr::new(s)).unwrap();
+        assert_eq!(
+            d("/dev/sdb:nbd://backup:10809/h2:/dev/sdc"),
+            [PathBuf::from("/dev/sdb"), "nbd://backup:10809/h2".into(), "/dev/sdc".into()]
+        );
+        assert_eq!(
+            d("nbd://[::1]:7/a:nbd+unix:///b?socket=/run/x.sock:rel.img"),
+            [PathBuf::from("nbd://[::1]:7/a"), "nbd+unix:///b?socket=/run/x.sock:rel.img".into()],
+            "after a URI, a relative path cannot be told from the URI's own text"
+        );
+        assert_eq!(
+            d("nbd://[::1]:7/a:nbd+unix:///b?socket=/run/x.sock:/c.img"),
+            [PathBuf::from("nbd://[::1]:7/a"), "nbd+unix:///b?socket=/run/x.sock".into(), "/c.img".into()]
+        );
+        assert_eq!(d("NBD://h/e"), [PathBuf::from("NBD://h/e")]);
     }
 }

@@ -83,10 +83,13 @@ pub fn live_report(fs: &impl hammer2::Mounted, devices: &str) -> report::Report 
     let live = hammer2::info::live(fs, format!("mounted ({devices})"));
     let mut r = report::build(&live.assembly, &live.header_tids);
     r.clean = false;
-    for (d, resyncing) in r.devices.iter_mut().zip(live.resyncing) {
+    for ((d, resyncing), link) in r.devices.iter_mut().zip(live.resyncing).zip(live.links) {
         if resyncing {
             d.state = "resyncing";
+        } else if link.reconnecting {
+            d.state = "reconnecting";
         }
+        d.link = Some(link);
     }
     r
 }

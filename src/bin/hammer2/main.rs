@@ -1,6 +1,7 @@
-//! The `hammer2` command: mount (FUSE), info, scrub, resync, probe.
+//! The `hammer2` command: mount (FUSE), info, scrub, resync, device online/offline, probe.
 
 mod control;
+mod device;
 mod devices;
 mod fuse;
 mod generate;
@@ -36,6 +37,8 @@ enum Cmd {
     Probe(probe::Args),
     #[command(hide = true)]
     Generate(generate::Args),
+    /// Take a device of a mounted filesystem back into service, or out of it.
+    Device(device::Args),
 }
 
 fn main() {
@@ -50,6 +53,7 @@ fn main() {
         Cmd::Resync(_) => "resync",
         Cmd::Probe(_) => "probe",
         Cmd::Generate(_) => "generate",
+        Cmd::Device(_) => "device",
     };
     // `--json` answers in JSON on failure too (scrub and resync print their own: exit 8).
     let json = matches!(&cli.cmd, Cmd::Info(a) if a.json);
@@ -60,6 +64,7 @@ fn main() {
         Cmd::Resync(a) => resync::run(a),
         Cmd::Probe(a) => probe::run(a),
         Cmd::Generate(a) => generate::run(a),
+        Cmd::Device(a) => device::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

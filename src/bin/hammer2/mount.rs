@@ -37,7 +37,7 @@ pub struct Args {
         long_help = options::help()
     )]
     pub options: Vec<String>,
-    /// The filesystem's devices (image files or block devices), then the mount point.
+    /// The filesystem's devices (image files, block devices or NBD URIs), then the mount point.
     #[arg(value_name = "PATH", num_args = 2.., required = true)]
     pub paths: Vec<PathBuf>,
 }
@@ -77,7 +77,14 @@ pub fn run(a: Args) -> Result<i32> {
     let opts = options::parse(&a.options)?;
     // num_args = 2.. guarantees a device and a mount point.
     let (mountpoint, devices) = a.paths.split_last().context("no mount point given")?;
-    let devices: Vec<PathBuf> = devices.iter().map(|d| std::path::absolute(d).unwrap_or(d.clone())).collect();
+    // Paths are made absolute (the daemon changes directory); NBD URIs are kept as written.
+    let devices: Vec<PathBuf> = devices
+        .iter()
+        .map(|d| match devices::specs(std::slice::from_ref(d))?.pop() {
+            Some(hammer2::storage::DeviceSpec::Path(_)) => Ok(std::path::absolute(d).unwrap_or(d.clone())),
+            _ => Ok(d.clone()),
+        })
+        .collect::<Result<_>>()?;
     let master = opts.master.as_deref().map(|m| master_index(m, &devices)).transpose()?;
     let mut ready = if a.foreground {
         Readiness::Foreground
@@ -167,13 +174,14 @@ fn serve(
     let mountpoint = mountpoint::check(mountpoint, opts.nonempty)?;
     // A read-only mount holds a shared claim: no writer may change the devices under it.
     let mode = if opts.read_only { OpenMode::Shared } else { OpenMode::Exclusive };
-    let storages = devices::open_all(devices, mode)?;
+    let storages = devices::open_specs(&devices::specs(devices)?, mode, opts.nbd_timeout)?;
     let memory = opts.cache_bytes.unwrap_or(hammer2::DEFAULT_MEMORY);
     let mut engine = hammer2::Options {
         read_only: opts.read_only,
         degraded: opts.degraded,
         master,
         resync_slice_bytes: crate::resync_slice_bytes(),
+        autoresync: !opts.no_autoresync,
         ..hammer2::Options::with_memory(memory)
     };
     if let Some(s) = opts.sync_interval {

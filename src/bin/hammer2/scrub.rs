@@ -57,7 +57,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             let e = anyhow::anyhow!("--pause, --resume and --cancel need the mount point of a mounted filesystem");
             return Ok(offline::operational("scrub", &e, a.json));
         }
-        (None, Some(p)) => return Ok(offline::online("scrub", p, Request { op: Op::Scrub, rate: a.rate }, a.json)),
+        (None, Some(p)) => {
+            return Ok(offline::online("scrub", p, Request { op: Op::Scrub, device: None, rate: a.rate }, a.json));
+        }
         (None, None) => {}
     }
     let fs = match offline::open(&a.paths, a.degraded) {

@@ -3,7 +3,10 @@
 //!
 //! Protocol: the client sends one JSON line, `{"op":"info"|"scrub"|"resync"|"readonly"|
 //! "readwrite"|"scrubpause"|"scrubresume"|"scrubcancel"}` (readonly and readwrite from the
-//! mount helper's remount), with `"rate":BYTES_PER_SECOND` for scrub and resync; the daemon
+//! mount helper's remount), with `"rate":BYTES_PER_SECOND` for scrub and resync, or
+//! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}` (the daemon opens SPEC itself: a
+//! descriptor cannot travel over the socket without SCM_RIGHTS, and the daemon holds the
+//! device's claim); the daemon
 //! answers with progress lines `{"progress":{...}}` and one final line, `{"done":{...}}`
 //! or `{"error":"..."}`. The socket is root-only (scrub and resync write to the devices).
 
@@ -35,11 +38,18 @@ pub enum Op {
     ScrubPause,
     ScrubResume,
     ScrubCancel,
+    /// `hammer2 device online`: take the device named by `Request::device` back.
+    DeviceOnline,
+    /// `hammer2 device offline`: take the member device named by `Request::device` out.
+    DeviceOffline,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
 pub struct Request {
     pub op: Op,
+    /// The device a device operation names (a path as the client resolved it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     /// `--rate` of a scrub or resync, in bytes per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
@@ -47,7 +57,7 @@ pub struct Request {
 
 impl From<Op> for Request {
     fn from(op: Op) -> Request {
-        Request { op, rate: None }
+        Request { op, device: None, rate: None }
     }
 }
 

@@ -116,5 +116,9 @@ fn run(fs: &FsRef, devices: &str, req: &Request, out: &mut UnixStream) -> anyhow
             tracing::info!("remounted {}", if read_only { "read-only" } else { "read-write" });
             Ok(Done { exit: 0, text: String::new(), json: serde_json::json!({ "read_only": read_only }) })
         }
+        Op::DeviceOnline | Op::DeviceOffline => {
+            let spec = req.device.as_deref().ok_or_else(|| anyhow::anyhow!("bad request: no device named"))?;
+            if req.op == Op::DeviceOnline { crate::device::online(fs, spec) } else { crate::device::offline(fs, spec) }
+        }
     }
 }

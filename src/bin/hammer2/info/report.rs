@@ -44,7 +44,7 @@ pub struct DeviceReport {
     pub regions: u8,
     pub role: Role,
     /// online, stale, diverged, rolled back (to an older copy of itself: DESIGN §8), failed
-    /// or missing; on a mount also resyncing.
+    /// or missing; on a mount also resyncing and reconnecting.
     pub state: &'static str,
     /// What the master's device table says about the device.
     pub recorded_state: &'static str,
@@ -58,6 +58,9 @@ pub struct DeviceReport {
     pub received_tid: u64,
     pub free_bytes: u64,
     pub errors: Errors,
+    /// On a mount: its reconnects while mounted and the last error (None offline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<hammer2::info::Link>,
 }
 
 #[derive(Serialize)]
@@ -132,6 +135,7 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
                     check: e.check_errors,
                     repaired: e.repaired,
                 },
+                link: None,
             }
         })
         .collect();

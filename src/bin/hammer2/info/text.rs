@@ -29,6 +29,17 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s, "master       {}", r.master);
     let _ = writeln!(s);
     table(&mut s, &r.devices);
+    for d in &r.devices {
+        let Some(l) = d.link.as_ref().filter(|l| l.reconnects > 0 || l.last_error.is_some()) else { continue };
+        let _ = write!(s, "device {}: reconnected {} time(s)", d.index, l.reconnects);
+        if l.reconnecting {
+            let _ = write!(s, ", reconnecting ({} attempt(s) so far)", l.attempts);
+        }
+        if let Some(e) = &l.last_error {
+            let _ = write!(s, "; last error: {e}");
+        }
+        let _ = writeln!(s);
+    }
     if !r.notes.is_empty() {
         let _ = writeln!(s);
         for n in &r.notes {

@@ -26,6 +26,11 @@ pub struct MountOptions {
     pub nonempty: bool,
     /// Where a background daemon writes its log (default: syslog).
     pub logfile: Option<PathBuf>,
+    /// `nbd_timeout=SECONDS`: how long a request to an NBD device waits for a lost
+    /// connection to come back before the device is failed (default 10).
+    pub nbd_timeout: Option<Duration>,
+    /// `autoresync=off`: a device that comes back while mounted waits for `hammer2 resync`.
+    pub no_autoresync: bool,
     /// Generic VFS flags passed through to the kernel (noexec, nodev, noatime, ...).
     pub vfs_flags: Vec<MountOption>,
 }
@@ -50,6 +55,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "master=DEVICE",
         "When the devices were written apart, take this one's state as the truth (one of the devices given).",
     ),
+    (
+        "autoresync=on|off",
+        "A device that comes back while mounted is caught up by a resync that starts by itself (on, the default) or waits, stale, for `hammer2 resync` (off).",
+    ),
     ("debug", "Log at debug level, every FUSE request included (RUST_LOG or HAMMER2_LOG override the level)."),
     ("threads=N", "FUSE worker threads, 1 to 256 (default 4 per CPU, 8 to 64)."),
     ("nonempty", "Mount over a directory that is not empty."),
@@ -58,6 +67,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "Serve requests through FUSE over io_uring where the kernel offers it (the default) / always through /dev/fuse.",
     ),
     ("logfile=PATH", "Where a background daemon logs (appending). Default: the journal, else syslog, else stderr."),
+    (
+        "nbd_timeout=SECONDS",
+        "How long a request to a remote (NBD) device waits for a lost connection to come back before the device is marked failed (default 10).",
+    ),
     (
         "exec / noexec, suid / nosuid, dev / nodev",
         "Generic mount flags passed to the kernel (hammer2 mount defaults to nosuid,nodev; the mount.fuse.hammer2 helper to suid,dev).",
@@ -122,6 +135,9 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             "sync_interval" => {
                 o.sync_interval = Some(parse_seconds(key, need_value(key, value)?)?);
             }
+            "nbd_timeout" => {
+                o.nbd_timeout = Some(parse_seconds(key, need_value(key, value)?)?);
+            }
             "degraded" => {
                 no_value(key, value)?;
                 o.degraded = true;
@@ -145,6 +161,13 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             "uring" | "nouring" => {
                 no_value(key, value)?;
                 o.no_uring = key == "nouring";
+            }
+            "autoresync" => {
+                o.no_autoresync = match need_value(key, value)? {
+                    "on" => false,
+                    "off" => true,
+                    v => bail!("bad value for autoresync: '{v}' (on or off)"),
+                }
             }
             "logfile" => o.logfile = Some(PathBuf::from(need_value(key, value)?)),
             "exec" => flag(&mut o, MountOption::Exec)?,
@@ -248,7 +271,8 @@ mod tests {
     #[test]
     fn every_documented_option_parses() {
         let o = p("ro,allow_other,default_permissions,cache=512M,sync_interval=2.5,degraded,\
-                   master=/dev/sdb,debug,threads=8,nonempty,logfile=/tmp/h2.log,noatime,noexec,nouring")
+                   master=/dev/sdb,debug,threads=8,nonempty,logfile=/tmp/h2.log,noatime,noexec,nouring,\
+                   nbd_timeout=30")
         .unwrap();
         assert!(o.read_only && o.allow_other && o.degraded && o.debug && o.nonempty && o.no_uring);
         assert_eq!(o.threads, Some(8));
@@ -256,7 +280,17 @@ mod tests {
         assert_eq!(o.sync_interval, Some(Duration::from_millis(2500)));
         assert_eq!(o.master, Some(PathBuf::from("/dev/sdb")));
         assert_eq!(o.logfile, Some(PathBuf::from("/tmp/h2.log")));
+        assert_eq!(o.nbd_timeout, Some(Duration::from_secs(30)));
         assert_eq!(o.vfs_flags, vec![MountOption::NoAtime, MountOption::NoExec]);
+    }
+
+    #[test]
+    fn autoresync_is_on_unless_turned_off_and_takes_only_on_or_off() {
+        assert!(!p("rw").unwrap().no_autoresync);
+        assert!(p("autoresync=off").unwrap().no_autoresync);
+        assert!(!p("autoresync=off,autoresync=on").unwrap().no_autoresync);
+        assert!(p("autoresync=maybe").unwrap_err().to_string().contains("on or off"));
+        assert!(p("autoresync").unwrap_err().to_string().contains("needs a value"));
     }
 
     #[test]

@@ -1,0 +1,96 @@
+//! `hammer2 device online|offline MOUNTPOINT DEVICE`: a device back in service while
+//! mounted (a disk that came back, a restarted NBD server), or out of it, through the
+//! daemon's control socket. The daemon opens the device itself, with the one opener
+//! (`devices::open_all`). Exit status: 0 done, 8 operational error (one line).
+
+use crate::control::{Done, Op, Request};
+use hammer2::FsRef;
+use hammer2::storage::claim::OpenMode;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print the result as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Action {
+    /// Take a device of the mounted filesystem back: it rejoins as stale and is caught up
+    /// by a resync (which starts by itself unless mounted with -o autoresync=off).
+    Online(Target),
+    /// Take a device out of service as a failure would (refused when some block would be
+    /// left without a good copy).
+    Offline(Target),
+}
+
+#[derive(clap::Args)]
+pub struct Target {
+    /// The mount point of the mounted filesystem.
+    pub mountpoint: PathBuf,
+    /// The device (a path as given to mount, or another name for it).
+    pub device: PathBuf,
+}
+
+pub fn run(a: Args) -> anyhow::Result<i32> {
+    crate::init_logging(false);
+    let (op, t) = match a.action {
+        Action::Online(t) => (Op::DeviceOnline, t),
+        Action::Offline(t) => (Op::DeviceOffline, t),
+    };
+    let cmd = if op == Op::DeviceOnline { "device online" } else { "device offline" };
+    // The daemon runs elsewhere (another working directory): a local path goes as an
+    // absolute one; anything else (a device spec that names no local file) as given.
+    let device = if t.device.exists() { std::path::absolute(&t.device).unwrap_or(t.device.clone()) } else { t.device };
+    let req = Request { op, device: Some(device.to_string_lossy().into_owned()), rate: None };
+    Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
+        eprintln!("hammer2 {cmd}: {e:#}");
+        8
+    }))
+}
+
+/// The member the mount holds under the name `spec`, or another name for the same file.
+fn member_named(fs: &FsRef, spec: &str) -> Option<hammer2::DeviceStatus> {
+    let canon = |p: &Path| std::fs::canonicalize(p).ok();
+    let want = canon(Path::new(spec));
+    fs.devices().into_iter().find(|d| d.name == spec || (want.is_some() && canon(Path::new(&d.name)) == want))
+}
+
+/// Daemon side of `device online`: a failed member the mount still holds is reopened
+/// through its own storage (opening its path again would meet the claim it holds); any
+/// other device is opened like the mount's and recognized by its header.
+pub fn online(fs: &FsRef, spec: &str) -> anyhow::Result<Done> {
+    let r = match member_named(fs, spec) {
+        // In service already (refused), or failed and still held.
+        Some(d) if d.present => fs.device_reopen(d.index)?,
+        _ => {
+            let storage = crate::devices::open_all(&[PathBuf::from(spec)], OpenMode::Exclusive)?
+                .pop()
+                .ok_or_else(|| anyhow::anyhow!("{spec}: nothing opened"))?;
+            fs.device_online(storage)?
+        }
+    };
+    let text = format!(
+        "device {} ({}) is back in service, stale since commit {}: {}\n",
+        r.index,
+        r.name,
+        r.missed_since,
+        if r.resync_started {
+            "a resync catches it up now (hammer2 info shows it resyncing)"
+        } else {
+            "run hammer2 resync to catch it up"
+        }
+    );
+    Ok(Done { exit: 0, text, json: serde_json::to_value(&r)? })
+}
+
+/// Daemon side of `device offline`.
+pub fn offline(fs: &FsRef, spec: &str) -> anyhow::Result<Done> {
+    let d = member_named(fs, spec).ok_or_else(|| anyhow::anyhow!("{spec} is not a device of this mount"))?;
+    let name = fs.device_offline(d.index)?;
+    let text = format!("device {} ({name}) is out of service; hammer2 device online brings it back\n", d.index);
+    Ok(Done { exit: 0, text, json: serde_json::json!({ "index": d.index, "name": name, "state": "failed" }) })
+}

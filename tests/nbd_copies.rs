@@ -1,0 +1,323 @@
+//! Remote copies through real NBD servers: `nbdkit` (its `file` plugin, on a Unix socket and
+//! on 127.0.0.1, with its `error` filter for fault injection) and `qemu-nbd`. A filesystem
+//! with copies=2 on one local image and one NBD export is made by mkfs, mounted through
+//! FUSE, filled, mounted again and compared, and checked by fsck; the server is killed in
+//! the middle of a large write and restarted within the grace period; bad device specs are
+//! one line each and write nothing.
+
+use hammer2_test_support as common;
+
+use common::image::{exit_code, fsck, hammer2, info_json, mkfs, ok, one_line_error, sparse_file, stderr};
+use common::mount::*;
+use common::nbd::{Listen, NbdServer, free_port};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const MIB: u64 = 1 << 20;
+
+/// A local image and a directory of exports served by a server, with a mount point.
+struct Remote {
+    img: Image,
+    served: PathBuf,
+}
+
+/// `local.img` beside a served directory holding `remote.img`, 256 MiB each.
+fn remote_pair() -> Remote {
+    remote_pair_of(256 * MIB)
+}
+
+/// `local.img` beside a served directory holding `remote.img`, `size` bytes each (sparse).
+fn remote_pair_of(size: u64) -> Remote {
+    require_fuse();
+    let dir = tempfile::Builder::new().prefix("h2nbd").tempdir().expect("temp dir");
+    let served = dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    std::fs::create_dir(dir.path().join("mnt")).unwrap();
+    let local = sparse_file(dir.path(), "local.img", size);
+    sparse_file(&served, "remote.img", size);
+    Remote { img: Image { dir, devices: vec![local] }, served }
+}
+
+impl Remote {
+    fn local(&self) -> PathBuf {
+        self.img.devices[0].clone()
+    }
+    fn socket(&self) -> Listen {
+        Listen::Unix(self.img.dir.path().join("nbd.sock"))
+    }
+    /// mkfs --copies 2 on the local image and `uri`, and the image then names both.
+    fn format(&mut self, uri: &str) {
+        ok(&mkfs(["--copies", "2"].map(PathBuf::from).iter().chain([self.local(), PathBuf::from(uri)].iter())));
+        self.img.devices.truncate(1);
+        self.img.devices.push(PathBuf::from(uri));
+    }
+}
+
+/// A tree users have: this crate's sources (copied with `cp -a`) and a 24 MiB random file.
+fn fill(m: &Mount) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
+    sh(&format!(
+        "cp -a {} {} && cp -a {} {}",
+        src.join("src").display(),
+        m.join("src").display(),
+        src.join("docs").display(),
+        m.join("docs").display()
+    ));
+    sh(&format!("dd if=/dev/urandom of={} bs=1M count=24 status=none", m.join("big.bin").display()));
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    sh(&format!("diff -r {} {}", a.display(), b.display()));
+}
+
+fn fsck_clean(devices: &[PathBuf]) {
+    let o = fsck(std::iter::once(PathBuf::from("-n")).chain(devices.iter().cloned()));
+    assert_eq!(exit_code(&o), 0, "fsck -n {devices:?}: {}{}", common::image::stdout(&o), stderr(&o));
+}
+
+fn states(mountpoint: &Path) -> Vec<String> {
+    let info = info_json([mountpoint]);
+    info["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| d["state"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// The whole life of a remote copy over one transport: mkfs, mount, copy a tree, unmount,
+/// mount again, compare, fsck clean on both devices.
+fn round_trip(listen: Listen) {
+    let mut r = remote_pair();
+    let server = NbdServer::nbdkit(&r.served, listen, &[], &[]);
+    r.format(&server.uri("remote.img"));
+    let m = r.img.mount();
+    fill(&m);
+    assert_eq!(states(&m.path), ["online", "online"]);
+    m.unmount();
+    let m = r.img.mount();
+    same_tree(&m.join("src"), &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    same_tree(&m.join("docs"), &Path::new(env!("CARGO_MANIFEST_DIR")).join("docs"));
+    m.unmount();
+    fsck_clean(&r.img.devices);
+    // The remote copy alone holds the filesystem.
+    let m = r.img.mount_devices(&[r.img.devices[1].as_path()], "ro,degraded", &[]);
+    same_tree(&m.join("src"), &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    m.unmount();
+    r.img.assert_no_panics();
+}
+
+#[test]
+fn copies_on_a_local_image_and_an_nbdkit_export_over_a_unix_socket() {
+    let r = remote_pair();
+    round_trip(r.socket());
+}
+
+#[test]
+fn copies_on_a_local_image_and_an_nbdkit_export_over_tcp() {
+    round_trip(Listen::Tcp(free_port()));
+}
+
+/// The fstab helper takes a `:`-joined device list in which a URI keeps its own colons
+/// (`/path/local.img:nbd://127.0.0.1:PORT/remote.img`).
+#[test]
+fn the_fstab_helper_mounts_a_device_list_holding_a_uri_with_a_port() {
+    let mut r = remote_pair();
+    let server = NbdServer::nbdkit(&r.served, Listen::Tcp(free_port()), &[], &[]);
+    let uri = server.uri("remote.img");
+    r.format(&uri);
+    let helper = install_helper(r.img.dir.path());
+    let source = format!("{}:{uri}", r.local().display());
+    let opts = format!("rw,_netdev,logfile={}", r.img.log_path().display());
+    let out =
+        std::process::Command::new(&helper).arg(&source).arg(r.img.mountpoint()).args(["-o", &opts]).output().unwrap();
+    assert!(out.status.success(), "{}{}", stderr(&out), r.img.log());
+    let m = Mount::attach(&r.img.mountpoint(), r.img.log_path());
+    std::fs::write(m.join("via-helper"), b"both copies").unwrap();
+    assert_eq!(states(&m.path), ["online", "online"]);
+    m.unmount();
+    let m = r.img.mount_devices(&[Path::new(&uri)], "ro,degraded", &[]);
+    assert_eq!(std::fs::read(m.join("via-helper")).unwrap(), b"both copies");
+    m.unmount();
+}
+
+/// qemu-nbd, a second server implementation, serves the remote copy just as well.
+#[test]
+fn qemu_nbd_serves_a_remote_copy() {
+    let mut r = remote_pair();
+    let server = NbdServer::qemu_nbd(&r.served.join("remote.img"), "h2", r.socket());
+    r.format(&server.uri("h2"));
+    let m = r.img.mount();
+    fill(&m);
+    m.unmount();
+    let m = r.img.mount();
+    same_tree(&m.join("src"), &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    m.unmount();
+    fsck_clean(&r.img.devices);
+}
+
+/// The server is killed in the middle of a large write and started again 2 s later, within
+/// the grace period: the application sees no error, nothing is marked failed, and both
+/// copies hold the file.
+#[test]
+fn a_server_restarted_within_the_grace_period_costs_the_application_nothing() {
+    let mut r = remote_pair_of(2048 * MIB);
+    let mut server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    r.format(&server.uri("remote.img"));
+    let m = r.img.mount_with("nbd_timeout=30");
+    let target = m.join("large.bin");
+    let writer = std::thread::spawn(move || {
+        sh(&format!("dd if=/dev/urandom of={} bs=1M count=1200 conv=fsync status=none", target.display()))
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!writer.is_finished(), "the write ended before the server was killed: make it larger");
+    server.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    server.restart();
+    writer.join().expect("dd through the mount failed while the server was away");
+    assert_eq!(states(&m.path), ["online", "online"], "{}", r.img.log());
+    let sum = hash_file(&m.join("large.bin"));
+    m.unmount();
+    assert!(r.img.log().contains("connected again"), "the client did reconnect: {}", r.img.log());
+    fsck_clean(&r.img.devices);
+    let m = r.img.mount_devices(&[r.img.devices[1].as_path()], "ro,degraded", &[]);
+    assert_eq!(hash_file(&m.join("large.bin")), sum, "the remote copy alone holds the file");
+    m.unmount();
+}
+
+/// nbdkit's error filter fails every request to the remote export while its error file
+/// exists: reads of the application are served from the local copy, scrub counts the
+/// remote device's errors, and with the file gone a scrub finds nothing.
+#[test]
+fn errors_of_the_remote_export_are_read_around_and_counted() {
+    let mut r = remote_pair();
+    let switch = r.img.dir.path().join("errors-on");
+    let switch_param = format!("error-file={}", switch.display());
+    let server =
+        NbdServer::nbdkit(&r.served, r.socket(), &["error"], &["error-pread-rate=1", "error-pread=EIO", &switch_param]);
+    r.format(&server.uri("remote.img"));
+    let m = r.img.mount_with("cache=16M");
+    fill(&m);
+    m.unmount();
+    let m = r.img.mount_with("cache=16M");
+    std::fs::write(&switch, b"").unwrap();
+    same_tree(&m.join("src"), &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let big = hash_file(&m.join("big.bin"));
+    let (code, rep) = common::image::hammer2_json("scrub", [&m.path]);
+    assert_ne!(code, 0, "a scrub with every remote read failing reports errors: {rep}");
+    let remote_errors = rep["devices"][1]["read_errors"].as_u64().unwrap_or(0);
+    assert!(remote_errors > 0, "the remote device's read errors are counted: {rep}");
+    assert_eq!(rep["devices"][0]["read_errors"].as_u64(), Some(0), "{rep}");
+    // The mount's own counters (hammer2 info) count them too, against the remote device only.
+    let info = info_json([&m.path]);
+    let errors = |d: usize, k: &str| info["devices"][d]["errors"][k].as_u64().unwrap_or(0);
+    assert!(errors(1, "read") >= remote_errors && errors(1, "repaired") > 0, "{info}");
+    assert_eq!((errors(0, "read"), errors(0, "repaired")), (0, 0), "{info}");
+    std::fs::remove_file(&switch).unwrap();
+    m.unmount();
+    let m = r.img.mount();
+    assert_eq!(hash_file(&m.join("big.bin")), big);
+    let (code, rep) = common::image::hammer2_json("scrub", [&m.path]);
+    assert_eq!(code, 0, "with the errors off, the remote copy is whole: {rep}");
+    m.unmount();
+}
+
+/// Bad device specs: one line each, a nonzero exit, and nothing written to any device.
+#[test]
+fn bad_remote_devices_are_one_line_errors_and_write_nothing() {
+    let mut r = remote_pair();
+    let server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    r.format(&server.uri("remote.img"));
+    let local = r.local();
+    let mnt = r.img.mountpoint();
+    let before = (std::fs::read(&local).unwrap(), std::fs::read(r.served.join("remote.img")).unwrap());
+
+    // No server at all.
+    let nowhere = format!("nbd+unix:///remote.img?socket={}", r.img.dir.path().join("none.sock").display());
+    let o = r.img.try_mount_devices(&[local.as_path(), Path::new(&nowhere)], &mnt, "", &[]);
+    let line = one_line_error(&o, "hammer2 mount: ", "cannot connect");
+    assert_eq!(line.matches("No such file").count(), 1, "the cause is said once: {line}");
+    let o = fsck(["-n".as_ref(), local.as_os_str(), nowhere.as_ref()]);
+    assert_ne!(exit_code(&o), 0);
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    // A wrong export name.
+    let o = r.img.try_mount_devices(&[local.as_path(), Path::new(&server.uri("nope.img"))], &mnt, "", &[]);
+    let line = one_line_error(&o, "hammer2 mount: ", "NBD_REP_ERR_UNKNOWN (no such export)");
+    assert_eq!(line.matches("nope.img").count(), 2, "the URI and the export, once each: {line}");
+    // TLS.
+    let o = r.img.try_mount_devices(&[local.as_path(), Path::new("nbds://127.0.0.1/remote.img")], &mnt, "", &[]);
+    one_line_error(&o, "", "TLS is not supported yet");
+    let o = mkfs(["--copies", "2", local.to_str().unwrap(), "nbds://127.0.0.1/x"]);
+    one_line_error(&o, "mkfs.hammer2: ", "TLS is not supported yet");
+    // An export holding another filesystem.
+    sparse_file(&r.served, "other.img", 256 * MIB);
+    let other_local = sparse_file(r.img.dir.path(), "other-local.img", 256 * MIB);
+    ok(&mkfs(["--copies", "2", other_local.to_str().unwrap(), &server.uri("other.img")]));
+    let other_before = std::fs::read(r.served.join("other.img")).unwrap();
+    let o = r.img.try_mount_devices(&[local.as_path(), Path::new(&server.uri("other.img"))], &mnt, "", &[]);
+    one_line_error(&o, "hammer2 mount: ", "belongs to a different hammer2 filesystem");
+    // An export too small for the device it stands for, and one not a whole number of blocks.
+    std::fs::copy(r.served.join("remote.img"), r.served.join("small.img")).unwrap();
+    std::fs::File::options().write(true).open(r.served.join("small.img")).unwrap().set_len(128 * MIB).unwrap();
+    let o = r.img.try_mount_devices(&[local.as_path(), Path::new(&server.uri("small.img"))], &mnt, "", &[]);
+    one_line_error(&o, "hammer2 mount: ", "small.img");
+    sparse_file(&r.served, "odd.img", 10_000);
+    let o = r.img.try_mount_devices(&[local.as_path(), Path::new(&server.uri("odd.img"))], &mnt, "", &[]);
+    one_line_error(&o, "", "not a multiple of 4096");
+    // mkfs on an export too small for a filesystem.
+    sparse_file(&r.served, "tiny.img", MIB);
+    let o = mkfs([local.to_str().unwrap(), &server.uri("tiny.img"), "-f"]);
+    assert_ne!(exit_code(&o), 0);
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+
+    assert!(!is_mounted(&mnt));
+    let after = (std::fs::read(&local).unwrap(), std::fs::read(r.served.join("remote.img")).unwrap());
+    assert!(before == after, "a refused command wrote to a device");
+    assert!(std::fs::read(r.served.join("other.img")).unwrap() == other_before, "the other filesystem was written");
+    assert!(!hammer2(["info", local.to_str().unwrap(), &server.uri("remote.img")]).stdout.is_empty());
+}
+
+/// mkfs refuses an export that holds data it cannot identify unless -f is given.
+#[test]
+fn mkfs_keeps_unknown_data_on_a_remote_export_without_force() {
+    let r = remote_pair();
+    let server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    common::image::poke(&r.served.join("remote.img"), 1024, b"some data");
+    let uri = server.uri("remote.img");
+    let o = mkfs(["--copies", "2", r.local().to_str().unwrap(), &uri]);
+    one_line_error(&o, "mkfs.hammer2: ", "use -f");
+    ok(&mkfs(["--copies", "2", "-f", r.local().to_str().unwrap(), &uri]));
+}
+
+/// A server that stays away past the grace period: the requests waiting for it fail, the
+/// device is marked failed, and writes go on to the local copy with no error to the
+/// application; the local copy alone then holds everything.
+#[test]
+fn a_server_away_past_the_grace_period_fails_its_device_and_writes_go_on() {
+    let mut r = remote_pair();
+    let mut server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    r.format(&server.uri("remote.img"));
+    let m = r.img.mount_with("nbd_timeout=2");
+    let f = std::fs::File::create(m.join("before")).unwrap();
+    std::io::Write::write_all(&mut &f, &pattern(3 * MIB as usize, 1)).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    server.kill();
+    let started = std::time::Instant::now();
+    let mut f = std::fs::File::create(m.join("after")).unwrap();
+    std::io::Write::write_all(&mut f, &pattern(5 * MIB as usize, 2)).unwrap();
+    f.sync_all().expect("fsync with the remote device gone: the local copy takes the commit");
+    drop(f);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(2), "the commit waited out the grace period: {waited:?}");
+    assert!(waited < Duration::from_secs(30), "and not much longer: {waited:?}");
+    assert_eq!(states(&m.path), ["online", "failed"], "{}", r.img.log());
+    assert!(r.img.log().contains("did not come back within 2 s"), "{}", r.img.log());
+    std::fs::write(m.join("later"), b"written with the remote device failed").unwrap();
+    m.unmount();
+    let local = r.local();
+    let m = r.img.mount_devices(&[local.as_path()], "ro,degraded", &[]);
+    assert_eq!(std::fs::read(m.join("after")).unwrap(), pattern(5 * MIB as usize, 2));
+    assert_eq!(std::fs::read(m.join("later")).unwrap(), b"written with the remote device failed");
+    m.unmount();
+}
