@@ -19,6 +19,7 @@ ensure_cmd nbdkit nbdkit
 ensure_cmd qemu-nbd qemu-utils
 ensure_cmd setfacl acl
 ensure_cmd man man-db
+ensure_cmd script bsdutils
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -182,6 +182,8 @@ pub struct FsInner {
     pub remounted_ro: AtomicBool,
     /// A scrub runs (`maintenance::scrub`): a second one is refused (M1 in docs/DESIGN.md §9).
     pub scrubbing: AtomicBool,
+    /// What the running scrub was told (pause, cancel): `scrub::control` sets and reads it.
+    pub scrub_control: std::sync::atomic::AtomicU8,
     pub stopping: AtomicBool,
     pub stats: Stats,
     /// The commit hook that maintenance registered (`commit::hook`: resync), held opaquely

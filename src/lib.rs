@@ -40,6 +40,7 @@ pub mod signatures;
 pub mod storage;
 pub(crate) mod syncer;
 pub mod testing;
+pub mod throttle;
 pub(crate) mod tree;
 pub mod units;
 pub(crate) mod vnops;

@@ -8,10 +8,19 @@
 use crate::Mounted;
 use crate::devices::MemberState;
 use crate::error::{Error, Result};
-use crate::scrub::{ScrubProgress, ScrubReport};
+use crate::scrub::control::ScrubCommand;
+use crate::scrub::{ScrubProgress, ScrubReport, ScrubRun};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use crate::resync::run as resync;
+
+/// How a scrub or a resync runs, as the operator asked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Bytes per second at most (`--rate`): of copies read by a scrub, of copies written by
+    /// a resync. None: as fast as the devices go.
+    pub rate: Option<u64>,
+}
 
 /// Scrub as `hammer2 scrub` runs it, the same on a mounted filesystem (through its
 /// daemon) and on one opened only for it: commit what was written before (sync(1) does not
@@ -20,8 +29,9 @@ pub use crate::resync::run as resync;
 /// replacement, or one written apart: DESIGN §8) whose every copy was just verified and
 /// rewritten is whole again up to the copies recorded MISSING, so it turns stale and a
 /// resync fills those; a resync already running fills them instead. The error and repair
-/// counters are committed to the headers (by the resync's commits when it runs).
-pub fn scrub(fs: &impl Mounted, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
+/// counters are committed to the headers (by the resync's commits when it runs). A
+/// cancelled scrub (`scrub_command`) reports what it did and takes no device back.
+pub fn scrub(fs: &impl Mounted, opts: RunOptions, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
     let fs = fs.engine().0;
     // M1: one scrub at a time; the flag is cleared however this one ends.
     if fs.scrubbing.swap(true, Ordering::SeqCst) {
@@ -34,18 +44,30 @@ pub fn scrub(fs: &impl Mounted, progress: &mut dyn FnMut(ScrubProgress)) -> Resu
         }
     }
     let _running = Running(&fs.scrubbing);
+    crate::scrub::control::reset(fs);
     crate::commit::commit(fs, false, false)?;
-    let rep = crate::scrub::scrub(fs, progress)?;
+    let rep = crate::scrub::scrub(fs, ScrubRun { rate: opts.rate, controlled: true }, progress)?;
     let writable = !fs.vol.read_only && !fs.remounted_ro.load(Ordering::SeqCst);
-    if rep.unrepairable.is_empty() && writable && !crate::resync::running(fs) {
+    if rep.unrepairable.is_empty() && !rep.cancelled && writable && !crate::resync::running(fs) {
         for m in &fs.vol.devices.members {
             if m.state() == MemberState::Diverged {
                 m.set_state(MemberState::Stale);
             }
         }
-        crate::resync::run(fs, &mut |_, _| {})?;
+        crate::resync::run(fs, opts, &mut |_| {})?;
     } else {
         crate::commit::commit(fs, true, false)?;
     }
     Ok(rep)
+}
+
+/// Pauses, resumes or cancels the scrub running on `fs` (from another thread: the daemon's
+/// control socket). Refused when no scrub runs.
+pub fn scrub_command(fs: &impl Mounted, cmd: ScrubCommand) -> Result<()> {
+    let fs = fs.engine().0;
+    if !fs.scrubbing.load(Ordering::SeqCst) {
+        return Err(Error::Invalid("no scrub is running on this filesystem".into()));
+    }
+    crate::scrub::control::apply(fs, cmd);
+    Ok(())
 }

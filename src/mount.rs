@@ -473,6 +473,7 @@ impl FsInner {
             stalled: Default::default(),
             remounted_ro: Default::default(),
             scrubbing: Default::default(),
+            scrub_control: Default::default(),
             stopping: Default::default(),
             stats: Default::default(),
             commit_hook: Default::default(),

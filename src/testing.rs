@@ -122,15 +122,15 @@ pub fn scrub(
     fs: &Fs,
     progress: &mut dyn FnMut(crate::scrub::ScrubProgress),
 ) -> crate::Result<crate::scrub::ScrubReport> {
-    crate::scrub::scrub(&fs.inner, progress)
+    crate::scrub::scrub(&fs.inner, Default::default(), progress)
 }
 
 /// Resyncs the mounted filesystem to the end (every copy a device missed is written).
 pub fn resync(
     fs: &Fs,
-    progress: &mut dyn FnMut(&crate::resync::ResyncCounts, u64),
+    progress: &mut dyn FnMut(&crate::resync::ResyncProgress),
 ) -> crate::Result<crate::resync::ResyncReport> {
-    crate::resync::run(fs, progress)
+    crate::resync::run(fs, Default::default(), progress)
 }
 
 /// Starts a resync session that writes at most `slice_bytes` of copies per commit (driven

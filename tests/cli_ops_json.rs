@@ -56,3 +56,22 @@ fn json_on_failure_is_an_error_document_with_the_exit_status() {
         assert!(stderr(&o).trim_end().ends_with(msg), "{msg:?} vs {:?}", stderr(&o));
     }
 }
+
+/// Times in `--json` are RFC 3339 (UTC, `Z`), parseable as such, and the times of the
+/// filesystem just made: its creation and its first commit, in that order, around now.
+#[test]
+fn json_times_are_rfc3339() {
+    let d = tempfile::tempdir().unwrap();
+    let a = sparse_file(d.path(), "a.img", 64 * MIB);
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+    ok(&mkfs([a.as_os_str()]));
+    let after = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    let info = document(&hammer2(["info".as_ref(), "--json".as_ref(), a.as_os_str()]));
+    let time = |field: &str| {
+        let s = info[field].as_str().unwrap_or_else(|| panic!("{field} is not a string: {info}"));
+        assert!(s.ends_with('Z') && s.as_bytes().get(10) == Some(&b'T'), "{field}: {s}");
+        humantime::parse_rfc3339(s).unwrap_or_else(|e| panic!("{field}: {s}: {e}"))
+    };
+    let (created, committed) = (time("created"), time("commit_time"));
+    assert!(before <= created && created <= committed && committed <= after, "{info}");
+}

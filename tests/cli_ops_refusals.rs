@@ -26,7 +26,7 @@ fn a_second_scrub_of_the_same_filesystem_is_refused_while_one_runs() {
         let fs = &fs;
         let first = s.spawn(move || {
             let mut told = false;
-            hammer2::maintenance::scrub(fs, &mut |_| {
+            hammer2::maintenance::scrub(fs, Default::default(), &mut |_| {
                 if !told {
                     told = true;
                     started.send(()).unwrap();
@@ -35,7 +35,7 @@ fn a_second_scrub_of_the_same_filesystem_is_refused_while_one_runs() {
             })
         });
         wait_started.recv().unwrap();
-        let second = hammer2::maintenance::scrub(fs, &mut |_| {});
+        let second = hammer2::maintenance::scrub(fs, Default::default(), &mut |_| {});
         match second {
             Err(hammer2::Error::Busy(m)) => assert!(m.contains("already running"), "{m}"),
             other => panic!("a second scrub was not refused: {other:?}"),
@@ -44,7 +44,8 @@ fn a_second_scrub_of_the_same_filesystem_is_refused_while_one_runs() {
         let rep = first.join().unwrap().expect("the first scrub");
         assert_eq!(rep.exit_code(), 0);
     });
-    let again = hammer2::maintenance::scrub(&fs, &mut |_| {}).expect("a scrub after the first one ended");
+    let again =
+        hammer2::maintenance::scrub(&fs, Default::default(), &mut |_| {}).expect("a scrub after the first one ended");
     assert_eq!(again.exit_code(), 0);
     fs.unmount().unwrap();
 }

@@ -149,7 +149,7 @@ fn offline_and_online_by_hand_and_every_refusal() {
     // A stale device still lacks copies: the other one cannot go.
     let e = fs.device_offline(0).unwrap_err();
     assert!(e.to_string().contains("stale"), "{e}");
-    let rep = hammer2::maintenance::resync(&fs, &mut |_, _| {}).unwrap();
+    let rep = hammer2::maintenance::resync(&fs, Default::default(), &mut |_| {}).unwrap();
     assert!(rep.counts.copied_blocks > 0, "{rep:?}");
     assert_eq!(state(&fs, 1), MemberState::Online);
     let all = snapshot_files(&fs);

@@ -584,7 +584,7 @@ impl Workload {
 
     fn resync(&mut self) {
         self.note("resync".into());
-        testing::resync(self.fs(), &mut |_, _| {}).unwrap_or_else(|e| panic!("resync: {e}; {}", self.ctx()));
+        testing::resync(self.fs(), &mut |_| {}).unwrap_or_else(|e| panic!("resync: {e}; {}", self.ctx()));
         self.durable = self.files.clone();
         self.n.resyncs += 1;
     }
@@ -621,7 +621,7 @@ impl Workload {
     /// medium, but rotted copies are), and a second scrub finds nothing.
     fn settle(&mut self) {
         self.rig.faults_off();
-        let rep = testing::resync(self.fs(), &mut |_, _| {}).unwrap_or_else(|e| panic!("resync: {e}; {}", self.ctx()));
+        let rep = testing::resync(self.fs(), &mut |_| {}).unwrap_or_else(|e| panic!("resync: {e}; {}", self.ctx()));
         assert!(rep.still_missing.is_empty(), "devices still missing copies after the resync: {rep:?}");
         self.durable = self.files.clone();
         self.verify_all();

@@ -16,7 +16,7 @@ fn degraded() -> Options {
 }
 
 fn resync_now(fs: &Fs) -> resync::ResyncReport {
-    testing::resync(fs, &mut |_, _| {}).expect("resync")
+    testing::resync(fs, &mut |_| {}).expect("resync")
 }
 
 fn write_file(fs: &Fs, dir: u64, name: &str, len: usize, seed: u8) {
@@ -340,7 +340,7 @@ fn a_returning_device_whose_header_this_mount_did_not_make_durable_is_refused_an
         f.reappear();
     }
 
-    let err = testing::resync(&fs, &mut |_, _| {}).expect_err("resync cannot resume on a device it cannot vouch for");
+    let err = testing::resync(&fs, &mut |_| {}).expect_err("resync cannot resume on a device it cannot vouch for");
     let msg = err.to_string();
     assert!(msg.contains("mem0") && msg.contains(&format!("commit {}", h.tid)) && msg.contains("mount"), "{msg}");
     assert_eq!(errno(fs.create(fs.root(), b"refused", 0o644, C)), libc::EIO, "changes are still refused");
@@ -371,9 +371,9 @@ fn a_second_resync_while_one_is_running_is_refused() {
 
     let fs = mount(&devs);
     let mut second = None;
-    let rep = testing::resync(&fs, &mut |_, _| {
+    let rep = testing::resync(&fs, &mut |_| {
         if second.is_none() {
-            second = Some(testing::resync(&fs, &mut |_, _| {}).map(|_| ()));
+            second = Some(testing::resync(&fs, &mut |_| {}).map(|_| ()));
         }
     })
     .expect("the first resync");

@@ -304,6 +304,12 @@ impl Allocator {
         self.devs.get(usize::from(device)).and_then(|d| d.regions.get(usize::from(region))).map_or(0, |r| r.free)
     }
 
+    /// Units of a device's regions in use (allocated, or freed and waiting for reuse): what a
+    /// scrub of the device reads at most.
+    pub fn allocated_units(&self, device: u8) -> u64 {
+        self.devs.get(usize::from(device)).map_or(0, |d| d.regions.iter().map(|r| r.end - r.start - r.free).sum())
+    }
+
     /// Whole free slots of a (device, region): what reservations are counted against (S1).
     pub fn domain_free_slots(&self, device: u8, region: u8) -> u64 {
         let Some(d) = self.devs.get(usize::from(device)) else { return 0 };

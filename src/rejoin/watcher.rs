@@ -132,7 +132,7 @@ fn start_resync(fs: &Arc<FsInner>) {
     let fs2 = fs.clone();
     let spawned = std::thread::Builder::new().name("hammer2-autoresync".into()).spawn(move || {
         let fs = &*fs2;
-        match crate::resync::run(fs, &mut |_, _| {}) {
+        match crate::resync::run(fs, Default::default(), &mut |_| {}) {
             Ok(rep) => {
                 tracing::warn!(
                     copied_blocks = rep.counts.copied_blocks,

@@ -16,11 +16,15 @@
 //! and rewrites those that fail their check, after which it is treated as stale.
 
 mod hook;
+mod pending;
 mod slice;
 
 use crate::devices::MemberState;
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
+use crate::maintenance::RunOptions;
+use crate::scrub::ScrubRun;
+use crate::throttle::Throttle;
 use std::sync::atomic::Ordering;
 
 pub use hook::Session;
@@ -35,6 +39,15 @@ pub struct ResyncCounts {
     pub copied_bytes: u64,
 }
 
+/// Where a running resync is: what it did so far, and the bytes of copies it set out to
+/// write (`copied_bytes` against `total`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResyncProgress {
+    pub counts: ResyncCounts,
+    pub commits: u64,
+    pub total: u64,
+}
+
 impl ResyncCounts {
     fn add(&mut self, o: &ResyncCounts) {
         self.visited += o.visited;
@@ -45,10 +58,10 @@ impl ResyncCounts {
 
 /// Reads every copy on device `dev` of every reachable block and rewrites the ones whose
 /// content fails its check (a diverged or replaced device). Returns (checked, repaired).
-fn scrub_device(fs: &FsInner, dev: u8) -> Result<(u64, u64)> {
+fn scrub_device(fs: &FsInner, dev: u8, rate: Option<u64>) -> Result<(u64, u64)> {
     let roots = fs.roots.read().clone();
     fs.alloc.lock().pin(roots.tid);
-    let r = crate::scrub::scrub_roots(fs, &roots, Some(dev), &mut |_| {});
+    let r = crate::scrub::scrub_roots(fs, &roots, Some(dev), ScrubRun { rate, controlled: false }, &mut |_| {});
     fs.alloc.lock().unpin(roots.tid);
     let rep = r?;
     Ok((rep.blocks, rep.devices.get(usize::from(dev)).map_or(0, |d| d.repaired)))
@@ -72,8 +85,13 @@ pub struct ResyncReport {
 }
 
 /// Brings every stale, diverged or returning device up to date. Calls `progress` after
-/// every commit.
-pub fn run(fs: &impl crate::Mounted, progress: &mut dyn FnMut(&ResyncCounts, u64)) -> Result<ResyncReport> {
+/// every commit. With a rate, each commit copies about a quarter second's worth and the
+/// next waits until the copies written so far fit the rate (T1).
+pub fn run(
+    fs: &impl crate::Mounted,
+    opts: RunOptions,
+    progress: &mut dyn FnMut(&ResyncProgress),
+) -> Result<ResyncReport> {
     let fs = fs.engine().0;
     if fs.vol.read_only {
         return Err(Error::ReadOnly);
@@ -86,7 +104,10 @@ pub fn run(fs: &impl crate::Mounted, progress: &mut dyn FnMut(&ResyncCounts, u64
     }
     // Registered for the whole run (a second resync is refused) and slicing only once the
     // devices to catch up are known; unregistered however the run ends.
-    let session = hook::Session::claim(fs, fs.opts.resync_slice_bytes)?;
+    let throttle = Throttle::new(opts.rate);
+    let slice_bytes =
+        throttle.rate().map_or(fs.opts.resync_slice_bytes, |r| fs.opts.resync_slice_bytes.min((r / 4).max(256 << 10)));
+    let session = hook::Session::claim(fs, slice_bytes)?;
     let start = std::time::Instant::now();
     let mut report = ResyncReport::default();
     rejoin(fs, &mut report)?;
@@ -97,13 +118,14 @@ pub fn run(fs: &impl crate::Mounted, progress: &mut dyn FnMut(&ResyncCounts, u64
     }
     for m in &fs.vol.devices.members {
         if m.state() == MemberState::Diverged {
-            let (checked, repaired) = scrub_device(fs, m.index)?;
+            let (checked, repaired) = scrub_device(fs, m.index, opts.rate)?;
             report.verified_blocks += checked;
             report.verify_repaired += repaired;
             m.set_state(MemberState::Stale);
             m.set_rolled_back(0);
         }
     }
+    let total = pending::bytes(fs)?;
     session.set_slicing(true);
     // The stale devices, each with its epoch, before the last commit: a device is in sync
     // only after a slice that walked everything while it was writable throughout (one
@@ -117,7 +139,9 @@ pub fn run(fs: &impl crate::Mounted, progress: &mut dyn FnMut(&ResyncCounts, u64
         session.expect_slice();
         commit(fs)?;
         report.commits += 1;
-        progress(&session.totals(), report.commits);
+        let counts = session.totals();
+        progress(&ResyncProgress { counts, commits: report.commits, total });
+        throttle.pace(counts.copied_bytes);
         if session.complete() && stale_epochs(fs) == stale {
             break;
         }

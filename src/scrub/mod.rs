@@ -5,11 +5,14 @@
 //! them.
 
 mod batch;
+pub mod control;
 
 use crate::copies::CopyVerdict;
 use crate::error::Result;
 use crate::fs::{FsInner, Roots};
+use crate::throttle::Throttle;
 use crate::walk::{self, Ctx, TreeKind, Visitor};
+use control::ScrubState;
 use hammer2_format::{BlockData, BlockType, Blockref, CopyState, Payload, dirent};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,7 +47,13 @@ pub struct ScrubReport {
     pub unrepairable: Vec<Unrepairable>,
     pub malformed: Vec<String>,
     pub seconds: f64,
+    /// Cancelled (`hammer2 scrub --cancel`) before it read everything: the counters say
+    /// what it did.
+    pub cancelled: bool,
 }
+
+/// The exit status of a cancelled scrub (fsck(8)'s "cancelled by user request").
+pub const EXIT_CANCELLED: i32 = 32;
 
 impl ScrubReport {
     pub fn errors(&self) -> u64 {
@@ -53,9 +62,11 @@ impl ScrubReport {
     pub fn repaired(&self) -> u64 {
         self.devices.iter().map(|d| d.repaired).sum()
     }
-    /// fsck(8)-style status: 0 clean, 1 every error repaired, 4 errors left.
+    /// fsck(8)-style status: 0 clean, 1 every error repaired, 4 errors left, 32 cancelled.
     pub fn exit_code(&self) -> i32 {
-        if !self.unrepairable.is_empty() || !self.malformed.is_empty() || self.errors() > self.repaired() {
+        if self.cancelled {
+            EXIT_CANCELLED
+        } else if !self.unrepairable.is_empty() || !self.malformed.is_empty() || self.errors() > self.repaired() {
             4
         } else if self.errors() > 0 {
             1
@@ -69,6 +80,12 @@ impl ScrubReport {
 pub struct ScrubProgress {
     pub blocks: u64,
     pub bytes: u64,
+    /// Bytes of copies read so far (the devices' BYTES of the report, summed): what the
+    /// scrub's rate counts.
+    pub read: u64,
+    /// Bytes of copies the scrub will read, known before it starts: the space allocated
+    /// on the devices it reads (blocks committed while it runs are not in its tree).
+    pub total: u64,
 }
 
 struct Scrubber<'a> {
@@ -77,14 +94,27 @@ struct Scrubber<'a> {
     rep: ScrubReport,
     progress: &'a mut dyn FnMut(ScrubProgress),
     last_progress: Instant,
-    /// Leaf blocks waiting to be verified in a batch (see `batch`).
+    /// Leaf blocks waiting to be verified in a batch (see `batch`), and the bytes of their
+    /// copies.
     queue: Vec<(Blockref, Ctx)>,
+    queued_bytes: u64,
+    /// A batch is verified once it holds this many bytes (or `BATCH_BLOCKS` blocks).
+    batch_bytes: u64,
+    total: u64,
+    throttle: Throttle,
+    /// Follows `scrub --pause|--resume|--cancel` (the filesystem's scrub, not a resync's
+    /// check of one device).
+    controlled: bool,
 }
 
 impl Scrubber<'_> {
     /// Verifies the queued blocks; those not entirely good are read again copy by copy.
     fn flush(&mut self) {
         let queue = std::mem::take(&mut self.queue);
+        self.queued_bytes = 0;
+        if self.rep.cancelled {
+            return;
+        }
         let refs: Vec<Blockref> = queue.iter().map(|(br, _)| *br).collect();
         let good = batch::verify(&self.fs.vol, &refs);
         for ((br, ctx), ok) in queue.iter().zip(good) {
@@ -106,8 +136,34 @@ impl Scrubber<'_> {
             self.rep.blocks += 1;
             self.rep.bytes += u64::from(p.size);
         }
-        (self.progress)(ScrubProgress { blocks: self.rep.blocks, bytes: self.rep.bytes });
+        self.checkpoint();
+    }
+
+    /// Between batches: report progress, keep to the rate, and follow a pause or a cancel.
+    fn checkpoint(&mut self) {
+        let read = self.rep.devices.iter().map(|d| d.bytes).sum();
+        (self.progress)(ScrubProgress { blocks: self.rep.blocks, bytes: self.rep.bytes, read, total: self.total });
         self.last_progress = Instant::now();
+        self.throttle.pace(read);
+        while self.controlled {
+            match control::state(self.fs) {
+                ScrubState::Run => break,
+                ScrubState::Cancelled => {
+                    self.rep.cancelled = true;
+                    break;
+                }
+                ScrubState::Paused if self.fs.stopping.load(std::sync::atomic::Ordering::SeqCst) => {
+                    // An unmount does not wait for a resume that may never come.
+                    self.rep.cancelled = true;
+                    break;
+                }
+                ScrubState::Paused => {
+                    let t = Instant::now();
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    self.throttle.exclude(t.elapsed());
+                }
+            }
+        }
     }
 
     fn read_copies(&mut self, br: &Blockref, ctx: &Ctx) -> Option<Arc<[u8]>> {
@@ -154,8 +210,7 @@ impl Scrubber<'_> {
         self.rep.blocks += 1;
         self.rep.bytes += size as u64;
         if self.last_progress.elapsed().as_millis() >= 100 {
-            (self.progress)(ScrubProgress { blocks: self.rep.blocks, bytes: self.rep.bytes });
-            self.last_progress = Instant::now();
+            self.checkpoint();
         }
         good
     }
@@ -163,12 +218,20 @@ impl Scrubber<'_> {
 
 impl Visitor for Scrubber<'_> {
     fn visit(&mut self, br: &Blockref, ctx: &Ctx) -> Result<Option<Arc<[u8]>>> {
+        if self.rep.cancelled {
+            // The walk goes over what it holds without reading or descending any further.
+            return Ok(None);
+        }
         // Only nodes and inodes lead to other blocks; the rest waits for a batch. (The tree
         // is pinned: queued blocks are not reused before they are read.)
         let leaf = !matches!(br.btype, BlockType::Indirect | BlockType::Inode);
         if leaf && self.only.is_none() && br.ptr().is_some() {
             self.queue.push((*br, *ctx));
-            if self.queue.len() >= batch::BATCH_BLOCKS {
+            // Counted in copies to read, as the rate is.
+            self.queued_bytes += br.ptr().map_or(0, |p| {
+                u64::from(p.size) * p.copies.iter().filter(|l| l.state != CopyState::Missing).count() as u64
+            });
+            if self.queue.len() >= batch::BATCH_BLOCKS || self.queued_bytes >= self.batch_bytes {
                 self.flush();
             }
             return Ok(None);
@@ -182,17 +245,43 @@ impl Visitor for Scrubber<'_> {
     }
 }
 
+/// Bytes of a batch by default: large enough for the merged runs to read at device speed,
+/// small enough that progress, a pause or a cancel is seen every few seconds.
+const BATCH_BYTES: u64 = 256 << 20;
+
+/// How a scrub runs: its rate (bytes of copies read per second) and whether it follows
+/// `scrub --pause|--resume|--cancel`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScrubRun {
+    pub rate: Option<u64>,
+    pub controlled: bool,
+}
+
 /// Scrubs the tree at `roots` (pinned by the caller). With `only`, verifies the copies on
 /// that device (reading another copy only to repair one).
 pub fn scrub_roots(
     fs: &FsInner,
     roots: &Roots,
     only: Option<u8>,
+    how: ScrubRun,
     progress: &mut dyn FnMut(ScrubProgress),
 ) -> Result<ScrubReport> {
     let start = Instant::now();
     let devices =
         fs.vol.devices.members.iter().map(|m| DeviceScrub { device: m.name(), ..Default::default() }).collect();
+    let total = {
+        let alloc = fs.alloc.lock();
+        fs.vol
+            .devices
+            .members
+            .iter()
+            .filter(|m| only.is_none_or(|o| o == m.index) && m.readable() && m.has_storage())
+            .map(|m| alloc.allocated_units(m.index) * hammer2_format::layout::UNIT)
+            .sum()
+    };
+    let throttle = Throttle::new(how.rate);
+    // Throttled, a batch is a quarter second of reading, so the pace is kept evenly.
+    let batch_bytes = throttle.rate().map_or(BATCH_BYTES, |r| (r / 4).clamp(1 << 20, BATCH_BYTES));
     let mut s = Scrubber {
         fs,
         only,
@@ -200,6 +289,11 @@ pub fn scrub_roots(
         progress,
         last_progress: Instant::now(),
         queue: Vec::new(),
+        queued_bytes: 0,
+        batch_bytes,
+        total,
+        throttle,
+        controlled: how.controlled,
     };
     walk::walk(roots, &mut s)?;
     s.flush();
@@ -217,10 +311,10 @@ pub fn scrub_roots(
 
 /// Scrubs the committed tree of a mounted filesystem: the walk alone, no commit and no
 /// device state change (the whole policy is `maintenance::scrub`, above this module).
-pub(crate) fn scrub(fs: &FsInner, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
+pub(crate) fn scrub(fs: &FsInner, how: ScrubRun, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
     let roots = fs.roots.read().clone();
     fs.alloc.lock().pin(roots.tid);
-    let r = scrub_roots(fs, &roots, None, progress);
+    let r = scrub_roots(fs, &roots, None, how, progress);
     fs.alloc.lock().unpin(roots.tid);
     r
 }

@@ -10,6 +10,7 @@ mod info;
 mod mount;
 mod offline;
 mod probe;
+mod progress;
 mod resync;
 mod scrub;
 
@@ -75,6 +76,16 @@ fn main() {
             }
             std::process::exit(1);
         }
+    }
+}
+
+/// A `--rate` in MB/s (10^6 bytes, as the summaries print rates) as bytes per second.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(mb) if mb.is_finite() && mb > 0.0 && mb * 1e6 >= 1.0 && mb * 1e6 < u64::MAX as f64 => {
+            Ok((mb * 1e6).round() as u64)
+        }
+        _ => Err(format!("invalid rate {s:?}: expected a positive number of MB/s")),
     }
 }
 

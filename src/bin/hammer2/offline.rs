@@ -1,11 +1,9 @@
 //! Opening a filesystem's devices for an offline tool (scrub, resync): exclusively, with a
-//! blank replacement device adopted, and with a progress bar when stderr is a terminal.
+//! blank replacement device adopted.
 
 use anyhow::{Result, anyhow};
 use hammer2::storage::claim::OpenMode;
 use hammer2::{Fs, Options};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Opens the filesystem on `paths`. A missing member is refused unless `degraded` (as a
@@ -37,8 +35,8 @@ pub fn open(paths: &[PathBuf], degraded: bool) -> Result<Fs> {
 
 /// Runs an online operation on the daemon serving `mountpoint`. Not reaching one (nothing
 /// mounted there, a daemon gone) is an operational error: one line, exit status 8.
-pub fn online(cmd: &str, mountpoint: &std::path::Path, op: crate::control::Op, json: bool) -> i32 {
-    crate::control::client::request(mountpoint, op, json).unwrap_or_else(|e| operational(cmd, &e, json))
+pub fn online(cmd: &str, mountpoint: &std::path::Path, req: impl Into<crate::control::Request>, json: bool) -> i32 {
+    crate::control::client::request(mountpoint, req, json).unwrap_or_else(|e| operational(cmd, &e, json))
 }
 
 /// An operational error of scrub or resync: one line on stderr (and the JSON error document
@@ -55,20 +53,4 @@ pub fn operational(cmd: &str, e: &anyhow::Error, json: bool) -> i32 {
 /// A report as `--json` prints it.
 pub fn json_document(report: &impl serde::Serialize) -> anyhow::Result<String> {
     Ok(hammer2_cli::json::document(serde_json::to_value(report)?))
-}
-
-/// A byte progress bar on a terminal, hidden otherwise.
-pub fn bar(what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new_spinner();
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {prefix} {msg} [{elapsed_precise}] {binary_bytes} ({binary_bytes_per_sec})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    pb.set_prefix(what.to_string());
-    pb
 }

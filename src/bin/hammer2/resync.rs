@@ -3,13 +3,16 @@
 //! is a commit: killing it loses no progress, running it again finishes the job.
 //! Exit status: 0 done, 8 operational error (as scrub's).
 
+use crate::control::{Op, Request};
 use crate::offline;
+use hammer2::maintenance::RunOptions;
+use hammer2::resync::ResyncProgress;
 use hammer2::units::human;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 #[command(
-    override_usage = "hammer2 resync [--json] [--degraded] DEVICE...\n       hammer2 resync [--json] [--degraded] MOUNTPOINT",
+    override_usage = "hammer2 resync [--json] [--degraded] [--rate MB/s] DEVICE...\n       hammer2 resync [--json] [--degraded] [--rate MB/s] MOUNTPOINT",
     after_help = "Exit status: 0 done, 1 a failed device was not taken back, 8 operational error (a device cannot be opened or is missing without --degraded, nothing mounted on MOUNTPOINT, another resync running)."
 )]
 pub struct Args {
@@ -19,6 +22,10 @@ pub struct Args {
     /// Run even though member devices are missing (they stay out of sync).
     #[arg(long)]
     pub degraded: bool,
+    /// Write at most this many MB (10^6 bytes) of copies per second, to leave the devices to
+    /// other work.
+    #[arg(long, value_name = "MB/s", value_parser = crate::parse_rate)]
+    pub rate: Option<u64>,
     /// The filesystem's devices (image files or block devices), or the mount point of a
     /// mounted one (its daemon does the work while the filesystem stays in use).
     #[arg(required = true, value_name = "DEVICE|MOUNTPOINT")]
@@ -30,19 +37,19 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if let [p] = a.paths.as_slice()
         && p.is_dir()
     {
-        return Ok(offline::online("resync", p, crate::control::Op::Resync, a.json));
+        return Ok(offline::online("resync", p, Request { op: Op::Resync, device: None, rate: a.rate }, a.json));
     }
     let operational = |e: anyhow::Error| Ok(offline::operational("resync", &e, a.json));
     let fs = match offline::open(&a.paths, a.degraded) {
         Ok(fs) => fs,
         Err(e) => return operational(e),
     };
-    let pb = offline::bar("resync");
-    let rep = hammer2::maintenance::resync(&fs, &mut |c, commits| {
-        pb.set_position(c.copied_bytes);
-        pb.set_message(format!("{} visited, {} copied, {commits} commits", c.visited, c.copied_blocks));
+    let pb = crate::progress::Bar::new("resync", a.json);
+    let rep = hammer2::maintenance::resync(&fs, RunOptions { rate: a.rate }, &mut |p| {
+        let p = progress(p);
+        pb.update(p.bytes, p.total, p.message);
     });
-    pb.finish_and_clear();
+    pb.finish();
     let rep = match rep.map_err(anyhow::Error::from).and_then(|r| fs.unmount().map(|()| r).map_err(Into::into)) {
         Ok(r) => r,
         Err(e) => return operational(e),
@@ -53,6 +60,17 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         print!("{}", render(&rep));
     }
     Ok(rep.exit_code())
+}
+
+/// A resync's progress as the bar shows it: bytes of copies written, of those it set out
+/// to write.
+pub fn progress(p: &ResyncProgress) -> crate::control::Progress {
+    let c = &p.counts;
+    crate::control::Progress {
+        bytes: c.copied_bytes,
+        total: p.total,
+        message: format!("{} visited, {} copied, {} commits", c.visited, c.copied_blocks, p.commits),
+    }
 }
 
 pub fn render(rep: &hammer2::resync::ResyncReport) -> String {

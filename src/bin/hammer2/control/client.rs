@@ -6,26 +6,22 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-/// Sends `op` to the daemon serving `mountpoint`, shows progress, prints the report.
+/// Sends `req` to the daemon serving `mountpoint`, shows progress, prints the report.
 /// Returns the command's exit status.
-pub fn request(mountpoint: &Path, op: Op, json: bool) -> Result<i32> {
-    request_on(mountpoint, Request { op, device: None }, json)
-}
-
-/// As [`request`], for a request that names a device too.
-pub fn request_on(mountpoint: &Path, req: Request, json: bool) -> Result<i32> {
-    let pb = crate::offline::bar(match req.op {
-        Op::Info => "info",
-        Op::Scrub => "scrub",
-        Op::Resync => "resync",
-        Op::ReadOnly | Op::ReadWrite => "remount",
-        Op::DeviceOnline | Op::DeviceOffline => "device",
-    });
-    let done = call_with(mountpoint, &req, &mut |p| {
-        pb.set_position(p.bytes);
-        pb.set_message(p.message);
-    });
-    pb.finish_and_clear();
+pub fn request(mountpoint: &Path, req: impl Into<Request>, json: bool) -> Result<i32> {
+    let req = req.into();
+    let pb = crate::progress::Bar::new(
+        match req.op {
+            Op::Info => "info",
+            Op::Scrub | Op::ScrubPause | Op::ScrubResume | Op::ScrubCancel => "scrub",
+            Op::Resync => "resync",
+            Op::ReadOnly | Op::ReadWrite => "remount",
+            Op::DeviceOnline | Op::DeviceOffline => "device",
+        },
+        json,
+    );
+    let done = call(mountpoint, req, &mut |p| pb.update(p.bytes, p.total, p.message));
+    pb.finish();
     let d = done?;
     if json {
         println!("{}", hammer2_cli::json::document(d.json));
@@ -35,12 +31,9 @@ pub fn request_on(mountpoint: &Path, req: Request, json: bool) -> Result<i32> {
     Ok(d.exit)
 }
 
-/// Sends `op` to the daemon serving `mountpoint` and returns its final answer.
-pub fn call(mountpoint: &Path, op: Op, progress: &mut dyn FnMut(Progress)) -> Result<Done> {
-    call_with(mountpoint, &Request { op, device: None }, progress)
-}
-
-fn call_with(mountpoint: &Path, req: &Request, progress: &mut dyn FnMut(Progress)) -> Result<Done> {
+/// Sends `req` to the daemon serving `mountpoint` and returns its final answer.
+pub fn call(mountpoint: &Path, req: impl Into<Request>, progress: &mut dyn FnMut(Progress)) -> Result<Done> {
+    let req = req.into();
     let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("cannot open {}", mountpoint.display()))?;
     if !is_hammer2_mount(&mp) {
         bail!("{} is not a mounted hammer2 filesystem", mp.display());
@@ -48,7 +41,7 @@ fn call_with(mountpoint: &Path, req: &Request, progress: &mut dyn FnMut(Progress
     let path = socket_path(&mp);
     let mut conn = UnixStream::connect(&path)
         .with_context(|| format!("cannot reach the daemon serving {} ({})", mp.display(), path.display()))?;
-    writeln!(conn, "{}", serde_json::to_string(req)?)?;
+    writeln!(conn, "{}", serde_json::to_string(&req)?)?;
     for line in BufReader::new(conn).lines() {
         let line = line.context("the daemon closed the connection")?;
         match serde_json::from_str::<Reply>(&line)? {

@@ -2,9 +2,11 @@
 //! `hammer2 info|scrub|resync MOUNTPOINT` reach the daemon that owns the devices.
 //!
 //! Protocol: the client sends one JSON line, `{"op":"info"|"scrub"|"resync"|"readonly"|
-//! "readwrite"}` (the last two from the mount helper's remount), or `{"op":"deviceonline"|
-//! "deviceoffline","device":"SPEC"}` (the daemon opens SPEC itself: a descriptor cannot
-//! travel over the socket without SCM_RIGHTS, and the daemon holds the device's claim); the daemon
+//! "readwrite"|"scrubpause"|"scrubresume"|"scrubcancel"}` (readonly and readwrite from the
+//! mount helper's remount), with `"rate":BYTES_PER_SECOND` for scrub and resync, or
+//! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}` (the daemon opens SPEC itself: a
+//! descriptor cannot travel over the socket without SCM_RIGHTS, and the daemon holds the
+//! device's claim); the daemon
 //! answers with progress lines `{"progress":{...}}` and one final line, `{"done":{...}}`
 //! or `{"error":"..."}`. The socket is root-only (scrub and resync write to the devices).
 
@@ -32,6 +34,10 @@ pub enum Op {
     ReadOnly,
     /// `mount -o remount,rw`: take changes again.
     ReadWrite,
+    /// `scrub --pause|--resume|--cancel`: tell the running scrub.
+    ScrubPause,
+    ScrubResume,
+    ScrubCancel,
     /// `hammer2 device online`: take the device named by `Request::device` back.
     DeviceOnline,
     /// `hammer2 device offline`: take the member device named by `Request::device` out.
@@ -44,11 +50,23 @@ pub struct Request {
     /// The device a device operation names (a path as the client resolved it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// `--rate` of a scrub or resync, in bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
+}
+
+impl From<Op> for Request {
+    fn from(op: Op) -> Request {
+        Request { op, device: None, rate: None }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]
 pub struct Progress {
+    /// Bytes done, of `total` (0: not known).
     pub bytes: u64,
+    #[serde(default)]
+    pub total: u64,
     pub message: String,
 }
 

@@ -1,6 +1,8 @@
 //! The daemon side of the control channel.
 
-use super::{Done, Op, Progress, Reply, Request, socket_path};
+use super::{Done, Op, Reply, Request, socket_path};
+use hammer2::maintenance::RunOptions;
+use hammer2::scrub::control::ScrubCommand;
 use hammer2::{FsRef, WeakFs};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -80,39 +82,43 @@ fn serve(fs: &FsRef, devices: &str, conn: UnixStream) {
 }
 
 fn run(fs: &FsRef, devices: &str, req: &Request, out: &mut UnixStream) -> anyhow::Result<Done> {
-    let op = req.op;
-    match op {
+    let opts = RunOptions { rate: req.rate };
+    match req.op {
         Op::Info => {
             let r = crate::info::live_report(fs, devices);
             Ok(Done { exit: 0, text: crate::info::render(&r), json: serde_json::to_value(&r)? })
         }
         Op::Scrub => {
-            let rep = hammer2::maintenance::scrub(fs, &mut |p| {
-                send(out, &Reply::Progress(Progress { bytes: p.bytes, message: format!("{} blocks", p.blocks) }));
+            let rep = hammer2::maintenance::scrub(fs, opts, &mut |p| {
+                send(out, &Reply::Progress(crate::scrub::progress(&p)));
             })?;
             Ok(Done { exit: rep.exit_code(), text: crate::scrub::render(&rep), json: serde_json::to_value(&rep)? })
         }
         Op::Resync => {
-            let rep = hammer2::maintenance::resync(fs, &mut |c, commits| {
-                send(
-                    out,
-                    &Reply::Progress(Progress {
-                        bytes: c.copied_bytes,
-                        message: format!("{} visited, {} copied, {commits} commits", c.visited, c.copied_blocks),
-                    }),
-                );
+            let rep = hammer2::maintenance::resync(fs, opts, &mut |p| {
+                send(out, &Reply::Progress(crate::resync::progress(p)));
             })?;
             Ok(Done { exit: rep.exit_code(), text: crate::resync::render(&rep), json: serde_json::to_value(&rep)? })
         }
+        Op::ScrubPause | Op::ScrubResume | Op::ScrubCancel => {
+            let (cmd, now) = match req.op {
+                Op::ScrubPause => (ScrubCommand::Pause, "paused"),
+                Op::ScrubResume => (ScrubCommand::Resume, "resumed"),
+                _ => (ScrubCommand::Cancel, "cancelled"),
+            };
+            hammer2::maintenance::scrub_command(fs, cmd)?;
+            tracing::info!("scrub {now}");
+            Ok(Done { exit: 0, text: format!("scrub {now}\n"), json: serde_json::json!({ "scrub": now }) })
+        }
         Op::ReadOnly | Op::ReadWrite => {
-            let read_only = op == Op::ReadOnly;
+            let read_only = req.op == Op::ReadOnly;
             fs.remount(read_only)?;
             tracing::info!("remounted {}", if read_only { "read-only" } else { "read-write" });
             Ok(Done { exit: 0, text: String::new(), json: serde_json::json!({ "read_only": read_only }) })
         }
         Op::DeviceOnline | Op::DeviceOffline => {
             let spec = req.device.as_deref().ok_or_else(|| anyhow::anyhow!("bad request: no device named"))?;
-            if op == Op::DeviceOnline { crate::device::online(fs, spec) } else { crate::device::offline(fs, spec) }
+            if req.op == Op::DeviceOnline { crate::device::online(fs, spec) } else { crate::device::offline(fs, spec) }
         }
     }
 }

@@ -194,26 +194,11 @@ fn notes(devices: &[DeviceReport]) -> Vec<String> {
     out
 }
 
-/// `2025-11-21 13:40:02 UTC` from nanoseconds since the epoch.
+/// `2025-11-21T13:40:02Z` (RFC 3339, UTC, whole seconds) from nanoseconds since the epoch:
+/// the form every `--json` uses for a time, and readable as text. (A u64 of nanoseconds
+/// ends in 2554, inside the years RFC 3339 can write.)
 pub fn utc(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)).to_string()
 }
 
 #[cfg(test)]
@@ -222,8 +207,9 @@ mod tests {
 
     #[test]
     fn utc_dates_are_right_across_leap_years() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400 * 1_000_000_000), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_763_732_402 * 1_000_000_000), "2025-11-21 13:40:02 UTC");
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400 * 1_000_000_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_763_732_402 * 1_000_000_000), "2025-11-21T13:40:02Z");
+        assert_eq!(utc(u64::MAX), "2554-07-21T23:34:33Z");
     }
 }
