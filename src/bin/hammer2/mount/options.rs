@@ -56,7 +56,7 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "When the devices were written apart, take this one's state as the truth (one of the devices given).",
     ),
     (
-        "autoresync=on|off",
+        "autoresync=on / autoresync=off",
         "A device that comes back while mounted is caught up by a resync that starts by itself (on, the default) or waits, stale, for `hammer2 resync` (off).",
     ),
     ("debug", "Log at debug level, every FUSE request included (RUST_LOG or HAMMER2_LOG override the level)."),
@@ -260,7 +260,9 @@ mod tests {
             for name in names.split([',', '/']).map(str::trim) {
                 let opt = match name.split_once('=') {
                     Some((k, "SIZE")) => format!("{k}=64M"),
-                    Some((k, _)) => format!("{k}=1"),
+                    // A placeholder (SECONDS, N, PATH...) gets a sample; a literal value is kept.
+                    Some((k, v)) if v.chars().all(|c| c.is_ascii_uppercase()) => format!("{k}=1"),
+                    Some(_) => name.to_string(),
                     None => name.to_string(),
                 };
                 assert!(p(&opt).is_ok(), "{opt} is listed but refused: {:?}", p(&opt).err());
