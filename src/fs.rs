@@ -21,6 +21,10 @@ pub struct Roots {
     pub inodes: Root,
     pub freemap: Root,
     pub orphans: Root,
+    /// Version 2 with `PFS_TABLE`: the PFS table and the served PFS's record (where
+    /// `inodes`, `orphans` and the inode counter are kept on disk); `None`: the volume
+    /// header keeps them (version 1). See `pfs.rs`.
+    pub pfs: Option<Box<crate::pfs::PfsRoots>>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +49,8 @@ pub struct Options {
     /// Bytes of copies one commit's resync slice writes at most: a resync catches a device
     /// up in commits of about this size, and changes wait for each one no longer than that.
     pub resync_slice_bytes: u64,
+    /// The PFS to serve (format version 2; a version-1 filesystem has only "ROOT").
+    pub pfs: String,
 }
 
 /// Bytes of copies one resync slice writes at most by default.
@@ -75,6 +81,7 @@ impl Default for Options {
             background_sync: true,
             replace: false,
             resync_slice_bytes: DEFAULT_RESYNC_SLICE_BYTES,
+            pfs: hammer2_format::layout::ROOT_PFS_NAME.to_string(),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The `hammer2` command: mount (FUSE), info, scrub, resync.
+//! The `hammer2` command: mount (FUSE), info, scrub, resync, upgrade.
 
 mod control;
 mod devices;
@@ -9,6 +9,7 @@ mod mount;
 mod offline;
 mod resync;
 mod scrub;
+mod upgrade;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ enum Cmd {
     Scrub(scrub::Args),
     /// Bring stale or replaced devices up to date.
     Resync(resync::Args),
+    /// Convert an unmounted format-version-1 filesystem to version 2 (one commit).
+    Upgrade(upgrade::Args),
 }
 
 fn main() {
@@ -41,12 +44,14 @@ fn main() {
         Cmd::Info(_) => "info",
         Cmd::Scrub(_) => "scrub",
         Cmd::Resync(_) => "resync",
+        Cmd::Upgrade(_) => "upgrade",
     };
     let result = match cli.cmd {
         Cmd::Mount(a) => mount::run(a),
         Cmd::Info(a) => info::run(a),
         Cmd::Scrub(a) => scrub::run(a),
         Cmd::Resync(a) => resync::run(a),
+        Cmd::Upgrade(a) => upgrade::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

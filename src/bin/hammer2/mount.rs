@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(short = 'f', long)]
     pub foreground: bool,
     /// Comma-separated options (may be repeated): ro, rw, allow_other, default_permissions
-    /// (always on), cache=SIZE, sync_interval=SECONDS, degraded, master=DEVICE, debug,
+    /// (always on), cache=SIZE, sync_interval=SECONDS, degraded, master=DEVICE, pfs=NAME, debug,
     /// threads=N, nonempty, logfile=PATH, and the generic noexec, nosuid, nodev, noatime,
     /// nodiratime, relatime, strictatime, lazytime, nosymfollow, sync, dirsync.
     #[arg(short = 'o', value_name = "OPTIONS")]
@@ -175,6 +175,9 @@ fn serve(
         resync_slice_bytes: crate::resync_slice_bytes(),
         ..hammer2::Options::with_memory(memory)
     };
+    if let Some(p) = &opts.pfs {
+        engine.pfs = p.clone();
+    }
     if let Some(s) = opts.sync_interval {
         engine.sync_interval = s;
     }

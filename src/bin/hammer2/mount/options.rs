@@ -26,6 +26,8 @@ pub struct MountOptions {
     pub nonempty: bool,
     /// Where a background daemon writes its log (default: syslog).
     pub logfile: Option<PathBuf>,
+    /// `pfs=NAME`: the PFS to mount (format version 2; default ROOT).
+    pub pfs: Option<String>,
     /// Generic VFS flags passed through to the kernel (noexec, nodev, noatime, ...).
     pub vfs_flags: Vec<MountOption>,
 }
@@ -75,6 +77,13 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
                 o.degraded = true;
             }
             "master" => o.master = Some(PathBuf::from(need_value(key, value)?)),
+            "pfs" => {
+                let v = need_value(key, value)?;
+                if let Some(why) = hammer2_format::pfs::name_problem(v) {
+                    bail!("bad value for pfs: '{v}' ({why})");
+                }
+                o.pfs = Some(v.to_string());
+            }
             "debug" => {
                 no_value(key, value)?;
                 o.debug = true;
