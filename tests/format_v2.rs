@@ -332,3 +332,53 @@ fn every_crash_state_of_the_upgrade_commit_mounts_with_the_data() {
     }
     assert_eq!(versions.into_iter().collect::<Vec<_>>(), vec![1, 2], "both sides of the upgrade were seen");
 }
+
+/// Scrub reaches every block through the PFS table: a bad copy of a file's data block, which
+/// only the record's inode index leads to, is found and rewritten.
+#[test]
+fn scrub_walks_through_the_pfs_table_and_repairs_below_it() {
+    let devs = mem_devices(2, 64 * MIB);
+    format_version(&devs, 2, FORMAT_VERSION_2);
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    populate(&fs, 4, 6);
+    fs.sync().expect("sync");
+    let d = fs.lookup(fs.root(), b"d4").expect("dir");
+    let f = fs.lookup(d.ino, b"f3").expect("file");
+    let blocks = common::engine::data_blocks(&fs, f.ino);
+    fs.unmount().expect("unmount");
+    common::engine::corrupt_copy(&devs, &blocks[0], 1);
+
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    let rep = hammer2::maintenance::scrub(&fs, &mut |_| {}).expect("scrub");
+    assert!(rep.malformed.is_empty(), "{:?}", rep.malformed);
+    assert!(rep.unrepairable.is_empty());
+    assert_eq!(rep.repaired(), 1, "the bad copy below the PFS record");
+    assert_every_copy_verifies(&fs);
+    assert_consistent(&fs);
+    fs.unmount().expect("unmount");
+}
+
+/// A resync on version 2 catches a stale device up: the commits it drives write new PFS
+/// records and table nodes with every copy, and nothing stays DEGRADED.
+#[test]
+fn resync_of_a_version2_filesystem_leaves_every_copy_present() {
+    let devs = mem_devices(2, 64 * MIB);
+    format_version(&devs, 2, FORMAT_VERSION_2);
+    let fs = Fs::mount(vec![devs[0].clone()], Options { degraded: true, ..quiet_options() }).expect("degraded");
+    populate(&fs, 9, 8);
+    let want = snapshot_files(&fs);
+    fs.unmount().expect("unmount");
+
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount both");
+    let rep = hammer2::maintenance::resync(&fs, &mut |_, _| {}).expect("resync");
+    assert!(rep.refused.is_empty(), "{:?}", rep.refused);
+    fs.unmount().expect("unmount");
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("remount");
+    assert_eq!(snapshot_files(&fs), want);
+    for (br, tree) in common::engine::all_blocks(&fs) {
+        assert!(!br.is_degraded(), "{} block in {tree:?} still DEGRADED", br.btype.name());
+    }
+    assert_every_copy_verifies(&fs);
+    assert_consistent(&fs);
+    fs.unmount().expect("unmount");
+}
