@@ -9,16 +9,22 @@ use common::image::*;
 use common::run::*;
 use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
-use hammer2_format::layout::{FORMAT_VERSION_2, HEADER_SIZE, HEADER_SLOTS, SROOT_PFS_TABLE, header_offset};
+use hammer2_format::layout::{
+    FORMAT_VERSION, FORMAT_VERSION_2, HEADER_SIZE, HEADER_SLOTS, SROOT_PFS_TABLE, header_offset,
+};
 use hammer2_format::{BlockData, Blockref, VolumeHeader, indirect};
 
 fn v2_image(ndev: usize, size: u64, copies: u8) -> Img {
+    image_of_version(ndev, size, copies, FORMAT_VERSION_2)
+}
+
+fn image_of_version(ndev: usize, size: u64, copies: u8, version: u32) -> Img {
     let dir = tempfile::tempdir().expect("tempdir");
     let paths =
         (0..ndev).map(|i| hammer2_test_support::image::sparse_file(dir.path(), &format!("dev{i}.img"), size)).collect();
     let img = Img { dir, paths };
-    let opts = FormatOptions { copies: Some(copies), format_version: FORMAT_VERSION_2, ..Default::default() };
-    format(img.storages(), &opts).expect("format version 2");
+    let opts = FormatOptions { copies: Some(copies), format_version: version, ..Default::default() };
+    format(img.storages(), &opts).expect("format");
     img
 }
 
@@ -43,7 +49,10 @@ fn a_version2_filesystem_with_content_checks_clean() {
 #[test]
 fn an_upgraded_filesystem_checks_clean() {
     let _serial = common::serial();
-    let (img, exp) = standard(2, 96 * MIB, 2);
+    let img = image_of_version(2, 96 * MIB, 2, FORMAT_VERSION);
+    let fs = img.mount();
+    let exp = standard_content(&fs);
+    fs.unmount().expect("unmount");
     assert_clean(&img);
     let out = hammer2::upgrade::upgrade(img.storages()).expect("upgrade");
     assert!(matches!(out, hammer2::upgrade::UpgradeOutcome::Upgraded { .. }));
@@ -155,6 +164,37 @@ fn a_free_map_rebuild_keeps_the_pfs_table_and_records() {
     fs.unmount().expect("unmount");
     let o = fsck(&["-y"], &img.args());
     assert!(matches!(status(&o), 1 | 0), "{}", text(&o));
+    assert_clean(&img);
+    assert_intact(&img.paths, &exp, &[]);
+}
+
+/// Damage below a PFS record that gets past every check value (the raw walker reseals the
+/// inode block, the nodes above it, the record, the table and the headers): fsck finds the
+/// wrong link count and repairs it through the engine, which writes a new record.
+#[test]
+fn damage_below_a_pfs_record_resealed_past_the_check_values_is_found_and_repaired() {
+    use common::raw::{Raw, Tree, find};
+    use hammer2_format::{BlockType, InodeBlock};
+    let _serial = common::serial();
+    let img = v2_image(1, 64 * MIB, 1);
+    let fs = img.mount();
+    let exp = standard_content(&fs);
+    let inum = lookup(&fs, "/small.txt");
+    fs.unmount().expect("unmount");
+
+    let mut raw = Raw::open(&img.paths);
+    let mut nodes = raw.walk();
+    assert!(nodes.iter().any(|n| n.tree == Tree::PfsTable && n.br.btype == BlockType::Pfs));
+    let i = find(&nodes, |n| n.tree == Tree::Inodes && n.br.btype == BlockType::Inode && n.br.key == inum);
+    let mut ino = InodeBlock::decode(&raw.block(&nodes[i].br)).expect("inode");
+    ino.nlink = 5;
+    raw.reseal(&mut nodes, i, &ino.encode());
+    drop(raw);
+
+    let (st, r) = fsck_json(&["-n"], &img.args());
+    assert_ne!(st, 0, "the damage was not found: {}", messages(&r));
+    let o = fsck(&["-y"], &img.args());
+    assert!(matches!(status(&o), 0 | 1), "{}", text(&o));
     assert_clean(&img);
     assert_intact(&img.paths, &exp, &[]);
 }
