@@ -48,6 +48,9 @@ pub enum Error {
     Corrupt(String),
     #[error("{0}")]
     Mount(String),
+    /// A feature that needs format version 2 on a version-1 filesystem (`upgrade.rs`).
+    #[error("this filesystem is format version 1; 'hammer2 upgrade' converts it (see FORMAT-V2)")]
+    FormatVersion1,
     #[error("I/O error on {device}: {source}")]
     DeviceIo { device: String, source: io::Error },
     #[error("I/O error: {0}")]
@@ -82,6 +85,7 @@ impl Error {
             Error::Busy(_) => libc::EBUSY,
             Error::Unrecoverable { .. } | Error::Corrupt(_) | Error::Decode(_) => libc::EIO,
             Error::Mount(_) => libc::EINVAL,
+            Error::FormatVersion1 => libc::EOPNOTSUPP,
             Error::DeviceIo { .. } => libc::EIO,
             Error::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
         }

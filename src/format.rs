@@ -25,7 +25,13 @@ pub struct FormatOptions {
     pub check: CheckMethod,
     pub data_block_shift: u8,
     pub indirect_block_shift: u8,
+    /// `FORMAT_VERSION` (1) or `FORMAT_VERSION_2` (with a PFS table holding ROOT).
+    pub format_version: u32,
 }
+
+/// The format version mkfs writes unless told otherwise: 2, since the engine, fsck and the
+/// mounted tests pass on it; `--format-version 1` makes a filesystem older binaries read.
+pub const DEFAULT_FORMAT_VERSION: u32 = FORMAT_VERSION_2;
 
 impl Default for FormatOptions {
     fn default() -> Self {
@@ -35,6 +41,7 @@ impl Default for FormatOptions {
             check: CheckMethod::Crc32c,
             data_block_shift: DEFAULT_DATA_BLOCK_SHIFT,
             indirect_block_shift: DEFAULT_INDIRECT_BLOCK_SHIFT,
+            format_version: DEFAULT_FORMAT_VERSION,
         }
     }
 }
@@ -45,6 +52,7 @@ pub struct FormatReport {
     pub label: String,
     pub copies: u8,
     pub check: String,
+    pub format_version: u32,
     pub devices: Vec<FormattedDevice>,
     /// Bytes of data the filesystem can hold (one copy's worth).
     pub capacity: u64,
@@ -69,6 +77,12 @@ pub fn validate(sizes: &[u64], opts: &FormatOptions) -> Result<u8> {
     let copies = opts.copies.unwrap_or(if ndev == 1 { 1 } else { 2 });
     if copies == 0 || usize::from(copies) > MAX_COPIES {
         return Err(Error::invalid(format!("--copies must be 1 to {MAX_COPIES}")));
+    }
+    if opts.format_version != FORMAT_VERSION && opts.format_version != FORMAT_VERSION_2 {
+        return Err(Error::invalid(format!(
+            "format version {} is not one this build writes (1 or 2)",
+            opts.format_version
+        )));
     }
     if opts.label.len() > hammer2_format::LABEL_MAX || opts.label.contains('\0') {
         return Err(Error::invalid("the label must be at most 64 bytes of UTF-8 without NUL"));
@@ -142,7 +156,9 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
     let alloc = crate::alloc::freemap::fresh(&size_regions);
     let capacity = vol.placement_total_units() * UNIT;
     let opts_fs = Options { background_sync: false, ..Options::default() };
-    let fs = FsInner::new(vol, alloc, Roots::default(), ROOT_INUM + 1, opts_fs);
+    // Version 2: the commit below puts ROOT's record into the (empty) PFS table.
+    let pfs = (opts.format_version == FORMAT_VERSION_2).then(|| Box::new(crate::upgrade::fresh_pfs(1, ROOT_INUM + 1)));
+    let fs = FsInner::new(vol, alloc, Roots { pfs, ..Roots::default() }, ROOT_INUM + 1, opts_fs);
 
     let now = Timespec::now();
     let meta = Meta {
@@ -174,6 +190,7 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
         label: opts.label.clone(),
         copies,
         check: opts.check.name().to_string(),
+        format_version: opts.format_version,
         devices: report_devs,
         capacity,
     })

@@ -21,6 +21,10 @@ pub struct Roots {
     pub inodes: Root,
     pub freemap: Root,
     pub orphans: Root,
+    /// Version 2 with `PFS_TABLE`: the PFS table and the served PFS's record (where
+    /// `inodes`, `orphans` and the inode counter are kept on disk); `None`: the volume
+    /// header keeps them (version 1). See `pfs.rs`.
+    pub pfs: Option<Box<crate::pfs::PfsRoots>>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +53,8 @@ pub struct Options {
     /// watcher) is caught up by a resync that starts by itself (`-o autoresync=off`: the
     /// operator runs `hammer2 resync`).
     pub autoresync: bool,
+    /// The PFS to serve (format version 2; a version-1 filesystem has only "ROOT").
+    pub pfs: String,
 }
 
 /// Bytes of copies one resync slice writes at most by default.
@@ -80,6 +86,7 @@ impl Default for Options {
             replace: false,
             resync_slice_bytes: DEFAULT_RESYNC_SLICE_BYTES,
             autoresync: true,
+            pfs: hammer2_format::layout::ROOT_PFS_NAME.to_string(),
         }
     }
 }

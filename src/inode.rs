@@ -91,6 +91,8 @@ impl Meta {
             version: self.version,
             create_tid: self.create_tid,
             blocks: self.blocks,
+            // Nothing sets the layout-2 settings yet (format version 2, later steps).
+            policy: Default::default(),
             content,
         }
     }

@@ -9,10 +9,11 @@
 pub use crate::devices::MemberState;
 pub use crate::fs::Roots;
 pub use crate::mount::{Assembly, Probe, assemble, probe, volume};
+pub use crate::pfs::{PfsRoots, header_roots};
 pub use crate::signatures::detect as detect_signature;
 pub use crate::tree::Root;
 pub use crate::volume::Volume;
-pub use crate::walk::{Ctx, TreeKind, Visitor, walk};
+pub use crate::walk::{Ctx, TreeKind, Visitor, filesystem_roots, walk};
 
 /// The placement rule a checker holds copies against (slot → device and region).
 pub use crate::copies::placement::{fixed_slot, slots_are_fixed};

@@ -19,9 +19,8 @@ use crate::devices::{DeviceSet, Member, MemberState};
 use crate::error::{Error, Result};
 use crate::fs::{FsInner, Options, Roots};
 use crate::storage::DynStorage;
-use crate::tree::Root;
 use crate::volume::{Params, Volume};
-use hammer2_format::layout::{HEADER_SIZE, HEADER_SLOTS, SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS, header_offset};
+use hammer2_format::layout::{HEADER_SIZE, HEADER_SLOTS, header_offset};
 use hammer2_format::{DeviceState, VolumeHeader};
 
 /// What one device's header slots say.
@@ -371,12 +370,14 @@ pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
     }
     let vol = volume(&asm, &opts);
     let mh = &asm.master;
-    let roots = Roots {
-        tid: mh.tid,
-        inodes: Root::from_ref(&mh.sroot[SROOT_INODES]),
-        freemap: Root::from_ref(&mh.sroot[SROOT_FREEMAP]),
-        orphans: Root::from_ref(&mh.sroot[SROOT_ORPHANS]),
-    };
+    // Version 1 or 2 (the PFS table): decided here, once (`pfs.rs`).
+    let (roots, next_inum) = crate::pfs::load(&vol, mh, &opts.pfs).map_err(|e| match e {
+        Error::Mount(m) => Error::Mount(m),
+        e => Error::Mount(format!(
+            "the PFS table of the master ({}, commit {}) does not validate: {e}",
+            asm.master_name, mh.tid
+        )),
+    })?;
     for (what, r) in [("inode", &roots.inodes), ("free-map", &roots.freemap), ("orphan", &roots.orphans)] {
         if let Some(br) = r.entries.first() {
             vol.read_node(br).map_err(|e| {
@@ -405,7 +406,7 @@ pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
         }
     };
     let alloc = Allocator::new(spaces);
-    let mut fs = FsInner::new(vol, alloc, roots, mh.next_inum, opts);
+    let mut fs = FsInner::new(vol, alloc, roots, next_inum, opts);
     fs.mount_warnings = asm.warnings;
     Ok(fs)
 }

@@ -3,12 +3,14 @@
 //! degraded branches) and whether to descend; the walker knows the shape of the trees.
 //!
 //! The walk always terminates, whatever the media holds: levels strictly decrease inside
-//! a tree (the decoders enforce it), and inode trees are entered only from the inode index,
-//! so no chain of references can lead back to where it started.
+//! a tree (the decoders enforce it), inode trees are entered only from an inode index, and
+//! inode indexes only from the header or the PFS table, so no chain of references can lead
+//! back to where it started.
 
 use crate::error::Result;
 use crate::fs::Roots;
-use hammer2_format::{BlockType, Blockref, DecodeError, InodeBlock, InodeContent, indirect};
+use crate::tree::Root;
+use hammer2_format::{BlockType, Blockref, DecodeError, InodeBlock, InodeContent, PfsRecord, indirect};
 
 /// Which tree a block belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,6 +21,9 @@ pub enum TreeKind {
     Freemap,
     /// The orphan list.
     Orphans,
+    /// The PFS table (format version 2): PFS leaves, each a record naming a PFS's inode
+    /// index and orphan list.
+    PfsTable,
     /// The tree of inode `inum` (data, directory entries, xattrs).
     Inode(u64),
 }
@@ -38,6 +43,7 @@ impl TreeKind {
             TreeKind::Inodes => t == BlockType::Inode,
             TreeKind::Freemap => t == BlockType::FreemapLeaf,
             TreeKind::Orphans => t == BlockType::Orphan,
+            TreeKind::PfsTable => t == BlockType::Pfs,
             TreeKind::Inode(_) => matches!(t, BlockType::Data | BlockType::Dirent | BlockType::Xattr),
         }
     }
@@ -70,16 +76,33 @@ pub trait Visitor {
         let _ = (ino, br);
         Ok(())
     }
+
+    /// A PFS record was decoded (called before its trees are walked).
+    fn pfs(&mut self, rec: &PfsRecord, br: &Blockref) -> Result<()> {
+        let _ = (rec, br);
+        Ok(())
+    }
 }
 
-/// Walks the inode index (and every inode's tree), the free map and the orphan list.
+/// The roots of a filesystem, the one list every whole-filesystem walk starts from: the
+/// inode index, the free map and the orphan list of version 1; the free map and the PFS
+/// table of version 2 (whose records lead to every PFS's inode index and orphan list, the
+/// served one's included: it is the same tree as `roots.inodes`).
+pub fn filesystem_roots(roots: &Roots) -> Vec<(TreeKind, &[Blockref])> {
+    match &roots.pfs {
+        None => vec![
+            (TreeKind::Inodes, &roots.inodes.entries[..]),
+            (TreeKind::Freemap, &roots.freemap.entries[..]),
+            (TreeKind::Orphans, &roots.orphans.entries[..]),
+        ],
+        Some(p) => vec![(TreeKind::Freemap, &roots.freemap.entries[..]), (TreeKind::PfsTable, &p.table.entries[..])],
+    }
+}
+
+/// Walks every tree of the filesystem ([`filesystem_roots`]).
 pub fn walk(roots: &Roots, v: &mut dyn Visitor) -> Result<()> {
-    for (tree, root) in
-        [(TreeKind::Inodes, &roots.inodes), (TreeKind::Freemap, &roots.freemap), (TreeKind::Orphans, &roots.orphans)]
-    {
-        for br in &root.entries {
-            walk_ref(br, tree, v)?;
-        }
+    for (tree, entries) in filesystem_roots(roots) {
+        walk_tree(entries, tree, v)?;
     }
     Ok(())
 }
@@ -108,6 +131,14 @@ fn walk_ref(br: &Blockref, tree: TreeKind, v: &mut dyn Visitor) -> Result<()> {
             }
             Err(e) => v.malformed(br, &ctx, &e.to_string()),
         },
+        BlockType::Pfs => match decode_record(&bytes, br) {
+            Ok(rec) => {
+                v.pfs(&rec, br)?;
+                walk_tree(&Root::from_ref(&rec.inode_root).entries, TreeKind::Inodes, v)?;
+                walk_tree(&Root::from_ref(&rec.orphan_root).entries, TreeKind::Orphans, v)
+            }
+            Err(e) => v.malformed(br, &ctx, &e.to_string()),
+        },
         BlockType::Inode => match decode_inode(&bytes, br) {
             Ok(ino) => {
                 v.inode(&ino, br)?;
@@ -120,6 +151,14 @@ fn walk_ref(br: &Blockref, tree: TreeKind, v: &mut dyn Visitor) -> Result<()> {
         },
         _ => Ok(()),
     }
+}
+
+fn decode_record(bytes: &[u8], br: &Blockref) -> std::result::Result<PfsRecord, DecodeError> {
+    let rec = PfsRecord::decode(bytes)?;
+    if rec.id != br.key {
+        return Err(DecodeError::BadField { what: "pfs record", field: "id (differs from its key)", value: rec.id });
+    }
+    Ok(rec)
 }
 
 fn decode_inode(bytes: &[u8], br: &Blockref) -> std::result::Result<InodeBlock, DecodeError> {

@@ -48,7 +48,7 @@ fn info_shows_label_copies_check_block_sizes_and_every_device() {
     let out = ok(&hammer2([OsArg::from("info"), a.clone().into(), b.clone().into()]));
     for want in [
         "label        shown",
-        "format       version 1",
+        "format       version 2",
         "copies       2",
         "check        blake3",
         "block sizes  data 16 KiB, indirect 64 KiB",
@@ -78,7 +78,7 @@ fn info_json_parses_and_has_copies_label_check_space_and_devices() {
     assert_eq!(j["copies"], 2);
     assert_eq!(j["label"], "js");
     assert_eq!(j["check"], "crc32c");
-    assert_eq!(j["format_version"], 1);
+    assert_eq!(j["format_version"], 2);
     assert_eq!(j["tid"], 1);
     assert_eq!(j["clean"], true);
     let devs = j["devices"].as_array().expect("devices");

@@ -58,6 +58,7 @@ fn every_command_has_a_section_8_page_that_man_renders_without_warnings() {
             "hammer2-probe.8",
             "hammer2-resync.8",
             "hammer2-scrub.8",
+            "hammer2-upgrade.8",
             "hammer2.8",
             "mkfs.hammer2.8"
         ]

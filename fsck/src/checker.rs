@@ -9,10 +9,9 @@ use crate::report::{Counts, FindingId, Findings, Problem, Repair};
 use crate::space::{Geometry, Space};
 use crate::structure::Shape;
 use crate::{FsckError, Options, display_name, first_owners, report, scan, structure};
-use hammer2::inspect::{Assembly, Root, Roots, TreeKind, Volume};
+use hammer2::inspect::{Assembly, Volume};
 use hammer2_format::VolumeHeader;
 use hammer2_format::blockref::BlockPtr;
-use hammer2_format::layout::{SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -52,6 +51,10 @@ pub struct Checker<'v> {
     /// Locations of the tree nodes descended into (each is descended into once).
     pub descended: std::collections::HashSet<(u8, u64)>,
     pub notes: Vec<String>,
+    /// Version 2: the PFS records seen, by name (names are unique in the table).
+    pub pfs_names: std::collections::HashSet<String>,
+    /// Version 2: the inode counter of the served PFS ROOT (the header's is 0).
+    pub pfs_next_inum: Option<u64>,
 }
 
 impl<'v> Checker<'v> {
@@ -101,6 +104,8 @@ impl<'v> Checker<'v> {
             cancel: opts.cancel.clone(),
             progress: Progress::new(opts.progress, allocated),
             shared_findings: Vec::new(),
+            pfs_names: Default::default(),
+            pfs_next_inum: None,
             freemap_damage: Vec::new(),
             descended: Default::default(),
             notes: Vec::new(),
@@ -140,19 +145,16 @@ impl<'v> Checker<'v> {
     /// The walk over every tree, then the last data batch.
     pub(crate) fn walk(&mut self) -> Result<(), FsckError> {
         let mh = &self.master;
-        let roots = Roots {
-            tid: mh.tid,
-            inodes: Root::from_ref(&mh.sroot[SROOT_INODES]),
-            freemap: Root::from_ref(&mh.sroot[SROOT_FREEMAP]),
-            orphans: Root::from_ref(&mh.sroot[SROOT_ORPHANS]),
-        };
-        if roots.inodes.is_empty() {
+        // Version 1: the header's inode index, free map and orphan list; version 2: the
+        // free map and the PFS table, whose records the walk follows to every PFS's trees.
+        let roots = hammer2::inspect::header_roots(mh);
+        if roots.pfs.is_none() && roots.inodes.is_empty() {
             let id = self.findings.add(Problem::NoRoot { why: "the volume header has no inode index".into() });
             self.findings.set(id, Repair::Unrepairable { why: "fsck does not rebuild the inode index".into() });
         }
-        for r in [&roots.inodes, &roots.freemap, &roots.orphans] {
+        for (_, entries) in hammer2::inspect::filesystem_roots(&roots) {
             // A header root is the top of its tree: nothing above it needs a DEGRADED flag.
-            let issues = self.shape.root_entries(&r.entries, mh.tid, true);
+            let issues = self.shape.root_entries(entries, mh.tid, true);
             for i in issues {
                 if let structure::Issue::Shape(why) = i {
                     let at = report::BlockAt { block: "indirect", tree: "header", key: 0, inum: None, path: None };
@@ -164,9 +166,9 @@ impl<'v> Checker<'v> {
         self.progress.phase("metadata");
         let r = {
             let mut v = scan::Scan::new(self);
-            v.read_ahead(TreeKind::Inodes, &roots.inodes.entries);
-            v.read_ahead(TreeKind::Freemap, &roots.freemap.entries);
-            v.read_ahead(TreeKind::Orphans, &roots.orphans.entries);
+            for (tree, entries) in hammer2::inspect::filesystem_roots(&roots) {
+                v.read_ahead(tree, entries);
+            }
             hammer2::inspect::walk(&roots, &mut v)
         };
         if r.is_err() || self.cancel.load(Ordering::Relaxed) {

@@ -5,8 +5,8 @@ use crate::Checker;
 use crate::blocks::read_good;
 use crate::report::{BlockAt, Problem};
 use hammer2::inspect::{Ctx, Roots, Visitor};
+use hammer2_format::Blockref;
 use hammer2_format::layout::UNIT;
-use hammer2_format::{BlockType, Blockref};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -33,9 +33,7 @@ pub fn find_first_owners(ck: &mut Checker<'_>, roots: &Roots) {
                 }
             }
             let first = p.copies.iter().find(|l| l.is_valid()).map(|l| (l.device, l.offset));
-            if !matches!(br.btype, BlockType::Indirect | BlockType::Inode)
-                || !first.is_some_and(|f| self.seen.insert(f))
-            {
+            if !br.btype.names_blocks() || !first.is_some_and(|f| self.seen.insert(f)) {
                 return Ok(None);
             }
             Ok(read_good(self.ck.vol, p).map(Arc::from))

@@ -264,7 +264,8 @@ fn run_once(
     let input = namespace::analyze::Input {
         ns: &ck.ns,
         allow_unsafe: opts.mode != Mode::Preen,
-        next_inum: asm.master.next_inum,
+        // Version 2 keeps the counter in ROOT's PFS record.
+        next_inum: ck.pfs_next_inum.unwrap_or(asm.master.next_inum),
     };
     let (plan, paths) = namespace::analyze::analyze(&input, &mut ck.findings);
     let pending = ck.ns.orphans.iter().filter(|o| ck.ns.inodes.get(o).is_some_and(|i| i.nlink == 0)).count();

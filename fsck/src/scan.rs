@@ -15,8 +15,10 @@ use crate::structure::{Issue, Owner};
 use crate::{Checker, HealJob};
 use hammer2::inspect::{Ctx, TreeKind, Visitor};
 use hammer2_format::inode::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
-use hammer2_format::layout::HASH_ITER_MASK;
-use hammer2_format::{BlockData, BlockType, Blockref, InodeBlock, InodeContent, Payload, dirent, indirect, xattr};
+use hammer2_format::layout::{HASH_ITER_MASK, ROOT_PFS_NAME};
+use hammer2_format::{
+    BlockData, BlockType, Blockref, InodeBlock, InodeContent, Payload, PfsRecord, dirent, indirect, xattr,
+};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -30,6 +32,7 @@ pub fn at(br: &Blockref, ctx: &Ctx) -> BlockAt {
         TreeKind::Inodes => ("inodes", (br.btype == BlockType::Inode).then_some(br.key)),
         TreeKind::Freemap => ("freemap", None),
         TreeKind::Orphans => ("orphans", None),
+        TreeKind::PfsTable => ("pfs table", None),
         TreeKind::Inode(n) => ("inode", Some(n)),
     };
     BlockAt { block: br.btype.name(), tree, key: br.key, inum, path: None }
@@ -167,6 +170,12 @@ impl<'c, 'v> Scan<'c, 'v> {
                 self.ck.ns.orphans_incomplete = true;
                 self.ck.findings.set(id, Repair::Unrepairable { why: "fsck does not rebuild the orphan list".into() });
             }
+            // A PFS record or table node lost: so are the trees it names.
+            (TreeKind::PfsTable, _) => {
+                self.ck.ns.index_incomplete = true;
+                self.ck.ns.orphans_incomplete = true;
+                self.ck.findings.set(id, Repair::Unrepairable { why: "fsck does not rebuild the PFS table".into() });
+            }
             (TreeKind::Inode(n), BlockType::Dirent) => {
                 if let Payload::Dirent { inum, dtype, .. } = br.payload {
                     self.ck.ns.entry(Entry {
@@ -206,7 +215,9 @@ impl<'c, 'v> Scan<'c, 'v> {
                 }
                 Some(Arc::from(data))
             }
-            BlockType::Inode => Some(Arc::from(data)),
+            // The walk decodes a record (and reports one that does not decode) and calls
+            // `pfs` below with it.
+            BlockType::Inode | BlockType::Pfs => Some(Arc::from(data)),
             BlockType::Dirent => {
                 let (TreeKind::Inode(n), Payload::Dirent { inum, name_len, dtype }) = (ctx.tree, br.payload) else {
                     return None;
@@ -352,6 +363,25 @@ impl Visitor for Scan<'_, '_> {
             (false, _) => {
                 self.ck.findings.set(id, Repair::Unrepairable { why: "fsck does not rewrite tree nodes".into() })
             }
+        }
+        Ok(())
+    }
+
+    fn pfs(&mut self, rec: &PfsRecord, br: &Blockref) -> hammer2::Result<()> {
+        let ctx = Ctx { tree: TreeKind::PfsTable, level: 0 };
+        if !self.ck.pfs_names.insert(rec.name.clone()) {
+            let why = format!("a second PFS record named {:?}", rec.name);
+            self.shape_issues(vec![Issue::Shape(why)], br, &ctx);
+        }
+        if rec.name == ROOT_PFS_NAME {
+            self.ck.pfs_next_inum = Some(rec.next_inum);
+        }
+        for (tree, root) in [(TreeKind::Inodes, &rec.inode_root), (TreeKind::Orphans, &rec.orphan_root)] {
+            let entries: Vec<Blockref> = (!root.is_empty()).then_some(*root).into_iter().collect();
+            // A record is the top of its PFS's trees, as a header is of version 1's.
+            let issues = self.ck.shape.root_entries(&entries, br.mirror_tid, br.is_degraded());
+            self.shape_issues(issues, br, &ctx);
+            self.read_ahead(tree, &entries);
         }
         Ok(())
     }

@@ -104,7 +104,13 @@ pub enum BlockType {
     FreemapLeaf,
     /// An inode that is unlinked but was still open; removed at the next mount.
     Orphan,
+    /// A PFS record (format version 2, leaf of the PFS table, keyed by PFS id).
+    Pfs,
 }
+
+/// Type code 9 is reserved for dead-list entries (format version 2, `SHARED_BLOCKS`); no
+/// writer makes them yet, so a reference of that type does not decode.
+pub const DEAD_TYPE_CODE: u8 = 9;
 
 impl BlockType {
     pub const fn code(self) -> u8 {
@@ -117,6 +123,7 @@ impl BlockType {
             BlockType::Xattr => 5,
             BlockType::FreemapLeaf => 6,
             BlockType::Orphan => 7,
+            BlockType::Pfs => 8,
         }
     }
     pub fn from_code(c: u8) -> Option<Self> {
@@ -129,9 +136,15 @@ impl BlockType {
             5 => BlockType::Xattr,
             6 => BlockType::FreemapLeaf,
             7 => BlockType::Orphan,
+            8 => BlockType::Pfs,
             _ => return None,
         })
     }
+    /// Whether a block of this type names other blocks (a walk reads it to go on below).
+    pub const fn names_blocks(self) -> bool {
+        matches!(self, BlockType::Indirect | BlockType::Inode | BlockType::Pfs)
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             BlockType::Empty => "empty",
@@ -142,6 +155,7 @@ impl BlockType {
             BlockType::Xattr => "xattr",
             BlockType::FreemapLeaf => "freemap",
             BlockType::Orphan => "orphan",
+            BlockType::Pfs => "pfs",
         }
     }
 }
@@ -569,6 +583,11 @@ impl Blockref {
             BlockType::Orphan => {
                 if !matches!(self.data, BlockData::None) || self.level != 0 {
                     return Err(r.bad("orphan reference", u64::from(size)));
+                }
+            }
+            BlockType::Pfs => {
+                if !has_block || size as usize != PFS_RECORD_SIZE || self.level != 0 || self.keybits != 0 {
+                    return Err(r.bad("pfs reference", u64::from(size)));
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! | off | size | field |
 //! |----:|-----:|-------|
 //! |   0 | 4 | magic `INOD` (0x444f4e49 little-endian) |
-//! |   4 | 2 | layout version (1) |
+//! |   4 | 2 | layout version (1, or 2 when a field of [`InodePolicy`] is set) |
 //! |   6 | 1 | content: 0 = tree (blockset of 30 references), 1 = embedded data |
 //! |   7 | 1 | root level: 0 = blockset entries are leaves, L >= 1 = INDIRECT references of level L |
 //! |   8 | 8 | inode number |
@@ -23,7 +23,10 @@
 //! | 112 | 8 | flags (none defined in version 1; must be zero) |
 //! | 120 | 8 | create_tid: transaction that created the inode |
 //! | 128 | 8 | blocks: bytes of the DATA blocks in the inode's tree (`st_blocks * 512`) |
-//! | 136 | 120 | reserved, zero |
+//! | 136 | 1 | layout 2: copies (0 default, 1..=4); layout 1: zero |
+//! | 137 | 1 | layout 2: compression (0 default, 1 none, 2 lz4, 3 zstd); layout 1: zero |
+//! | 138 | 1 | layout 2: zstd level (0 default, 1..=19); layout 1: zero |
+//! | 139 | 117 | reserved, zero |
 //! | 256 | 3840 | union: 30 block references, or up to 3840 bytes of data then zeros |
 
 use crate::blockref::{Blockref, decode_blockset_within, encode_blockset};
@@ -33,6 +36,9 @@ use crate::{DecodeError, DecodeResult};
 
 const MAGIC: u32 = 0x444f_4e49;
 const LAYOUT_VERSION: u16 = 1;
+const LAYOUT_VERSION_2: u16 = 2;
+/// Largest compression code of a layout-2 inode (3 zstd).
+const MAX_INODE_COMPRESSION: u8 = 3;
 
 /// Byte offsets of the inode header's fields (the table above; FORMAT.md §7).
 pub mod off {
@@ -59,8 +65,13 @@ pub mod off {
     pub const FLAGS: usize = 112;
     pub const CREATE_TID: usize = 120;
     pub const BLOCKS: usize = 128;
-    /// Reserved up to the union.
+    /// Layout 2 (zero in layout 1).
+    pub const COPIES: usize = 136;
+    pub const COMPRESSION: usize = 137;
+    pub const ZSTD_LEVEL: usize = 138;
+    /// Reserved up to the union (from 136 in layout 1).
     pub const RESERVED_136: usize = 136;
+    pub const RESERVED_139: usize = 139;
     /// The union: a root blockset or embedded data (`layout::INODE_HEADER_SIZE`).
     pub const UNION: usize = crate::layout::INODE_HEADER_SIZE;
 }
@@ -100,6 +111,24 @@ pub enum InodeContent {
     Embedded(Vec<u8>),
 }
 
+/// The per-file settings of inode layout 2 (format version 2); all zero means "the
+/// filesystem's defaults", which is how a layout-1 inode reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct InodePolicy {
+    /// 0: the filesystem's copies; else 1..=4.
+    pub copies: u8,
+    /// 0: the filesystem's default; 1 none, 2 lz4, 3 zstd.
+    pub compression: u8,
+    /// 0: the filesystem's default; else 1..=19.
+    pub zstd_level: u8,
+}
+
+impl InodePolicy {
+    pub fn is_default(&self) -> bool {
+        *self == InodePolicy::default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InodeBlock {
     pub inum: u64,
@@ -117,6 +146,8 @@ pub struct InodeBlock {
     pub version: u64,
     pub create_tid: u64,
     pub blocks: u64,
+    /// Layout-2 settings; the defaults are written as layout 1, byte for byte.
+    pub policy: InodePolicy,
     pub content: InodeContent,
 }
 
@@ -134,7 +165,16 @@ impl InodeBlock {
         let mut out = vec![0u8; INODE_SIZE];
         let mut w = Writer::new(&mut out);
         w.u32(off::MAGIC, MAGIC);
-        w.u16(off::LAYOUT_VERSION, LAYOUT_VERSION);
+        // Layout 2 only when it says something layout 1 cannot: an inode with default
+        // settings stays readable by version-1 code (FORMAT.md "Version 2").
+        if self.policy.is_default() {
+            w.u16(off::LAYOUT_VERSION, LAYOUT_VERSION);
+        } else {
+            w.u16(off::LAYOUT_VERSION, LAYOUT_VERSION_2);
+            w.u8(off::COPIES, self.policy.copies);
+            w.u8(off::COMPRESSION, self.policy.compression);
+            w.u8(off::ZSTD_LEVEL, self.policy.zstd_level);
+        }
         w.u64(off::INUM, self.inum);
         w.u64(off::PARENT, self.parent);
         w.u32(off::MODE, self.mode);
@@ -177,11 +217,32 @@ impl InodeBlock {
             return Err(DecodeError::BadMagic { what: "inode" });
         }
         let v = r.u16(off::LAYOUT_VERSION)?;
-        if v != LAYOUT_VERSION {
-            return Err(DecodeError::BadVersion { what: "inode", version: u32::from(v) });
-        }
+        let policy = match v {
+            LAYOUT_VERSION => {
+                r.zero(off::RESERVED_136, off::UNION - off::RESERVED_136)?;
+                InodePolicy::default()
+            }
+            LAYOUT_VERSION_2 => {
+                r.zero(off::RESERVED_139, off::UNION - off::RESERVED_139)?;
+                let p = InodePolicy {
+                    copies: r.u8(off::COPIES)?,
+                    compression: r.u8(off::COMPRESSION)?,
+                    zstd_level: r.u8(off::ZSTD_LEVEL)?,
+                };
+                if usize::from(p.copies) > MAX_COPIES {
+                    return Err(r.bad("copies", u64::from(p.copies)));
+                }
+                if p.compression > MAX_INODE_COMPRESSION {
+                    return Err(r.bad("compression", u64::from(p.compression)));
+                }
+                if p.zstd_level > MAX_ZSTD_LEVEL {
+                    return Err(r.bad("zstd level", u64::from(p.zstd_level)));
+                }
+                p
+            }
+            _ => return Err(DecodeError::BadVersion { what: "inode", version: u32::from(v) }),
+        };
         r.zero(off::FLAGS, off::CREATE_TID - off::FLAGS)?;
-        r.zero(off::RESERVED_136, off::UNION - off::RESERVED_136)?;
         let mut times = [Timespec::ZERO; off::TIMES_COUNT];
         for (i, t) in times.iter_mut().enumerate() {
             let o = off::TIMES + off::TIME_SIZE * i;
@@ -249,6 +310,7 @@ impl InodeBlock {
             version: r.u64(off::VERSION)?,
             create_tid: r.u64(off::CREATE_TID)?,
             blocks: r.u64(off::BLOCKS)?,
+            policy,
             content,
         })
     }

@@ -1,7 +1,49 @@
 //! Fixed sizes and offsets of the format (version 1). `FORMAT.md` explains each one.
 
-/// The format version written by this code and the only one it reads.
+/// The format versions this code reads and writes (FORMAT.md §3, §14 and "Version 2").
+/// A version-1 filesystem stays version 1 until `hammer2 upgrade` converts it.
 pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION_2: u32 = 2;
+
+/// Incompatible feature bits of a version-2 header (@104): a reader that does not know a
+/// set bit must not open the filesystem. Version 1 has none.
+pub mod feature {
+    /// `sroot[3]` is the PFS table; `sroot[0]`/`sroot[2]` are EMPTY.
+    pub const PFS_TABLE: u64 = 1 << 0;
+    /// Blocks may be referenced from several trees; dead lists exist.
+    pub const SHARED_BLOCKS: u64 = 1 << 1;
+    /// References may have fewer or more copies than the filesystem default.
+    pub const VARIABLE_COPIES: u64 = 1 << 2;
+    /// DATA references may be compressed.
+    pub const COMPRESSED: u64 = 1 << 3;
+    /// Copies are placed freely also with D <= N (no pinned slots).
+    pub const FREE_PLACEMENT: u64 = 1 << 4;
+    /// Every bit version 2 defines.
+    pub const ALL: u64 = PFS_TABLE | SHARED_BLOCKS | VARIABLE_COPIES | COMPRESSED | FREE_PLACEMENT;
+
+    /// The name of each defined bit, lowest first.
+    pub const NAMES: [(u64, &str); 5] = [
+        (PFS_TABLE, "PFS_TABLE"),
+        (SHARED_BLOCKS, "SHARED_BLOCKS"),
+        (VARIABLE_COPIES, "VARIABLE_COPIES"),
+        (COMPRESSED, "COMPRESSED"),
+        (FREE_PLACEMENT, "FREE_PLACEMENT"),
+    ];
+
+    /// The names of the bits set in `bits` (unknown bits as hex).
+    pub fn names(bits: u64) -> Vec<String> {
+        let mut out: Vec<String> = NAMES.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| n.to_string()).collect();
+        if bits & !ALL != 0 {
+            out.push(format!("{:#x}", bits & !ALL));
+        }
+        out
+    }
+}
+
+/// Default compression of a version-2 header (@98): 0 none, 1 lz4, 2 zstd.
+pub const MAX_COMPRESSION_CODE: u8 = 2;
+/// Default zstd level (@99) of a version-2 header: 1..=19.
+pub const MAX_ZSTD_LEVEL: u8 = 19;
 
 /// Allocation unit: every block's size and every block's device offset are multiples of it.
 pub const UNIT: u64 = 4096;
@@ -56,6 +98,14 @@ pub const MAX_TREE_LEVEL: u8 = 16;
 pub const FREEMAP_LEAF_SIZE: usize = 16384;
 pub const FREEMAP_LEAF_UNITS: u64 = FREEMAP_LEAF_SIZE as u64 * 8;
 
+/// A PFS record block (format version 2): one unit.
+pub const PFS_RECORD_SIZE: usize = 4096;
+/// A PFS name: 1..=`PFS_NAME_MAX` bytes of UTF-8, no `/`, no NUL.
+pub const PFS_NAME_MAX: usize = 64;
+/// The PFS mkfs and upgrade make, and the one a mount serves unless told otherwise.
+pub const ROOT_PFS_NAME: &str = "ROOT";
+pub const ROOT_PFS_ID: u64 = 1;
+
 /// The filesystem label: at most this many bytes of UTF-8, without NUL (volume header §3).
 pub const LABEL_MAX: usize = 64;
 
@@ -83,6 +133,8 @@ pub const MAX_FILE_SIZE: u64 = 1 << 62;
 pub const SROOT_INODES: usize = 0;
 pub const SROOT_FREEMAP: usize = 1;
 pub const SROOT_ORPHANS: usize = 2;
+/// Version 2 with `PFS_TABLE`: the PFS table (a tree of PFS leaves keyed by PFS id).
+pub const SROOT_PFS_TABLE: usize = 3;
 pub const SROOT_COUNT: usize = 4;
 
 /// The smallest device mkfs accepts (header area plus one minimal region).

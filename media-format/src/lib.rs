@@ -18,13 +18,15 @@ pub mod freemap;
 pub mod indirect;
 pub mod inode;
 pub mod layout;
+pub mod pfs;
 pub mod volume;
 pub mod xattr;
 
 pub use blockref::{BlockData, BlockPtr, BlockType, Blockref, CopyState, Location, Payload};
 pub use check::{Check, CheckMethod};
-pub use inode::{InodeBlock, InodeContent, Timespec};
+pub use inode::{InodeBlock, InodeContent, InodePolicy, Timespec};
 pub use layout::*;
+pub use pfs::{PfsKind, PfsRecord};
 pub use volume::{DeviceEntry, DeviceState, VolumeHeader};
 
 /// Why a byte sequence is not a valid on-disk structure.

@@ -7,7 +7,7 @@
 //! | off | size | field |
 //! |----:|-----:|-------|
 //! |    0 |  8 | magic `HMR2LIKE` |
-//! |    8 |  4 | format version (1) |
+//! |    8 |  4 | format version (1 or 2) |
 //! |   12 |  4 | header size (4096) |
 //! |   16 |  8 | tid: transaction id of the commit that wrote this slot |
 //! |   24 | 16 | filesystem uuid |
@@ -19,18 +19,20 @@
 //! |   62 |  1 | slot index (0..=3) |
 //! |   63 |  1 | flags (bit 0: written by a clean unmount) |
 //! |   64 |  8 | device size in bytes |
-//! |   72 |  8 | next inode number |
+//! |   72 |  8 | next inode number (0 with `PFS_TABLE`: each PFS record holds its own) |
 //! |   80 |  8 | commit time (ns since the epoch) |
 //! |   88 |  8 | mkfs time (ns since the epoch) |
 //! |   96 |  1 | data block shift (12..=20) |
 //! |   97 |  1 | indirect block shift (12..=16) |
-//! |   98 |  6 | reserved, zero |
-//! |  104 |  8 | incompatible features (none in version 1: must be zero) |
+//! |   98 |  1 | version 2: default compression (0 none, 1 lz4, 2 zstd); version 1: zero |
+//! |   99 |  1 | version 2: default zstd level (1..=19); version 1: zero |
+//! |  100 |  4 | reserved, zero |
+//! |  104 |  8 | incompatible features (`layout::feature`; none in version 1: must be zero) |
 //! |  112 |  8 | compatible features (ignored if unknown) |
 //! |  120 |  8 | reserved, zero |
 //! |  128 | 64 | label, UTF-8, zero padded |
 //! |  192 | 64 | reserved, zero |
-//! |  256 | 512 | root block references: inode tree, free map, orphans, reserved |
+//! |  256 | 512 | root block references: inode tree, free map, orphans, reserved (version 2 with `PFS_TABLE`: EMPTY, free map, EMPTY, PFS table) |
 //! |  768 | 1280 | device table: 16 entries of 80 bytes ([`DeviceEntry`]) |
 //! | 2048 | 2044 | reserved, zero |
 //! | 4092 |  4 | crc32c of bytes 0..4092 |
@@ -64,8 +66,11 @@ pub mod off {
     pub const MKFS_TIME: usize = 88;
     pub const DATA_BLOCK_SHIFT: usize = 96;
     pub const INDIRECT_BLOCK_SHIFT: usize = 97;
-    /// 6 reserved bytes.
-    pub const RESERVED_98: usize = 98;
+    /// Version 2 only (zero in version 1).
+    pub const DEFAULT_COMPRESSION: usize = 98;
+    pub const DEFAULT_ZSTD_LEVEL: usize = 99;
+    /// 4 reserved bytes (6, from 98, in version 1).
+    pub const RESERVED_100: usize = 100;
     pub const INCOMPAT_FEATURES: usize = 104;
     pub const COMPAT_FEATURES: usize = 112;
     /// 8 reserved bytes.
@@ -205,6 +210,8 @@ pub struct RawIdentity {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeHeader {
+    /// `FORMAT_VERSION` (1) or `FORMAT_VERSION_2`.
+    pub version: u32,
     pub tid: u64,
     pub fs_uuid: [u8; 16],
     pub device_uuid: [u8; 16],
@@ -219,9 +226,16 @@ pub struct VolumeHeader {
     pub mkfs_time_ns: u64,
     pub data_block_shift: u8,
     pub indirect_block_shift: u8,
+    /// Version 2: the default compression of new files (0 none, 1 lz4, 2 zstd); 0 in version 1.
+    pub default_compression: u8,
+    /// Version 2: the default zstd level (1..=19); 0 in version 1.
+    pub default_zstd_level: u8,
+    /// `layout::feature` bits; 0 in version 1.
+    pub incompat_features: u64,
     pub compat_features: u64,
     pub label: String,
-    /// `[SROOT_INODES]`, `[SROOT_FREEMAP]`, `[SROOT_ORPHANS]`, and one reserved (EMPTY).
+    /// `[SROOT_INODES]`, `[SROOT_FREEMAP]`, `[SROOT_ORPHANS]`, and one reserved (EMPTY);
+    /// with `PFS_TABLE`: EMPTY, the free map, EMPTY and `[SROOT_PFS_TABLE]`.
     pub sroot: [Blockref; SROOT_COUNT],
     /// One entry per device of the filesystem (the device count is its length).
     pub devices: Vec<DeviceEntry>,
@@ -232,11 +246,16 @@ impl VolumeHeader {
         self.devices.len()
     }
 
+    /// Whether the header has incompatible feature `bit` (`layout::feature`).
+    pub fn has_feature(&self, bit: u64) -> bool {
+        self.incompat_features & bit == bit
+    }
+
     pub fn encode(&self) -> [u8; HEADER_SIZE] {
         let mut out = [0u8; HEADER_SIZE];
         let mut w = Writer::new(&mut out);
         w.bytes(off::MAGIC, &MAGIC);
-        w.u32(off::VERSION, FORMAT_VERSION);
+        w.u32(off::VERSION, self.version);
         w.u32(off::HEADER_SIZE, HEADER_SIZE as u32);
         w.u64(off::TID, self.tid);
         w.bytes(off::FS_UUID, &self.fs_uuid);
@@ -253,6 +272,9 @@ impl VolumeHeader {
         w.u64(off::MKFS_TIME, self.mkfs_time_ns);
         w.u8(off::DATA_BLOCK_SHIFT, self.data_block_shift);
         w.u8(off::INDIRECT_BLOCK_SHIFT, self.indirect_block_shift);
+        w.u8(off::DEFAULT_COMPRESSION, self.default_compression);
+        w.u8(off::DEFAULT_ZSTD_LEVEL, self.default_zstd_level);
+        w.u64(off::INCOMPAT_FEATURES, self.incompat_features);
         w.u64(off::COMPAT_FEATURES, self.compat_features);
         w.bytes(off::LABEL, label_bytes(&self.label));
         for (i, br) in self.sroot.iter().enumerate() {
@@ -310,20 +332,39 @@ impl VolumeHeader {
             return Err(DecodeError::BadCheck { what });
         }
         let version = r.u32(off::VERSION)?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
             return Err(DecodeError::BadVersion { what, version });
         }
         if r.u32(off::HEADER_SIZE)? != HEADER_SIZE as u32 {
             return Err(r.bad("header size", u64::from(r.u32(off::HEADER_SIZE)?)));
         }
-        r.zero(off::RESERVED_98, off::INCOMPAT_FEATURES - off::RESERVED_98)?;
+        r.zero(off::RESERVED_100, off::INCOMPAT_FEATURES - off::RESERVED_100)?;
         r.zero(off::RESERVED_120, off::LABEL - off::RESERVED_120)?;
         r.zero(off::RESERVED_192, off::SROOT - off::RESERVED_192)?;
         r.zero(off::DEVICE_TABLE_END, off::CRC - off::DEVICE_TABLE_END)?;
         let incompat = r.u64(off::INCOMPAT_FEATURES)?;
-        if incompat != 0 {
-            return Err(r.bad("incompatible features", incompat));
+        let default_compression = r.u8(off::DEFAULT_COMPRESSION)?;
+        let default_zstd_level = r.u8(off::DEFAULT_ZSTD_LEVEL)?;
+        if version == FORMAT_VERSION {
+            // Version 1 has none of version 2's fields: bytes 98..104 are reserved.
+            if default_compression != 0 || default_zstd_level != 0 {
+                return Err(DecodeError::Reserved { what, offset: off::DEFAULT_COMPRESSION });
+            }
+            if incompat != 0 {
+                return Err(r.bad("incompatible features", incompat));
+            }
+        } else {
+            if incompat & !feature::ALL != 0 {
+                return Err(r.bad("incompatible features", incompat));
+            }
+            if default_compression > MAX_COMPRESSION_CODE {
+                return Err(r.bad("default compression", u64::from(default_compression)));
+            }
+            if !(1..=MAX_ZSTD_LEVEL).contains(&default_zstd_level) {
+                return Err(r.bad("default zstd level", u64::from(default_zstd_level)));
+            }
         }
+        let pfs_table = incompat & feature::PFS_TABLE != 0;
         let count = usize::from(r.u16(off::DEVICE_COUNT)?);
         if count == 0 || count > MAX_DEVICES {
             return Err(r.bad("device count", count as u64));
@@ -365,8 +406,12 @@ impl VolumeHeader {
         for (i, s) in sroot.iter_mut().enumerate() {
             // The roots' copies name devices of this header's table.
             let br = Blockref::decode_within(r.bytes(off::SROOT + i * BLOCKREF_SIZE, BLOCKREF_SIZE)?, count)?;
-            let ok = match i {
-                SROOT_COUNT_RESERVED => br.is_empty(),
+            // With PFS_TABLE the inode index and orphan list live in PFS records and
+            // sroot[3] is the table (never empty: it holds ROOT at least); without it,
+            // sroot[3] is reserved.
+            let ok = match (i, pfs_table) {
+                (SROOT_PFS_TABLE, true) => br.btype == BlockType::Indirect,
+                (SROOT_PFS_TABLE, false) | (SROOT_INODES | SROOT_ORPHANS, true) => br.is_empty(),
                 _ => br.is_empty() || br.btype == BlockType::Indirect,
             };
             if !ok {
@@ -421,7 +466,12 @@ impl VolumeHeader {
         if total_regions < usize::from(copies) {
             return Err(r.bad("copies exceed regions", u64::from(copies)));
         }
+        let next_inum = r.u64(off::NEXT_INUM)?;
+        if pfs_table && next_inum != 0 {
+            return Err(r.bad("next inode number with a PFS table", next_inum));
+        }
         Ok(VolumeHeader {
+            version,
             tid: r.u64(off::TID)?,
             fs_uuid: r.array(off::FS_UUID)?,
             device_uuid,
@@ -431,11 +481,14 @@ impl VolumeHeader {
             slot,
             flags,
             device_size,
-            next_inum: r.u64(off::NEXT_INUM)?,
+            next_inum,
             commit_time_ns: r.u64(off::COMMIT_TIME)?,
             mkfs_time_ns: r.u64(off::MKFS_TIME)?,
             data_block_shift,
             indirect_block_shift,
+            default_compression,
+            default_zstd_level,
+            incompat_features: incompat,
             compat_features: r.u64(off::COMPAT_FEATURES)?,
             label,
             sroot,
@@ -443,8 +496,6 @@ impl VolumeHeader {
         })
     }
 }
-
-const SROOT_COUNT_RESERVED: usize = 3;
 
 /// The label field holds 64 bytes of UTF-8: a longer label is cut at the last character
 /// boundary that fits, so the header still decodes (a cut inside a character would not).

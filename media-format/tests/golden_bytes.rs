@@ -17,29 +17,11 @@
 use hammer2_format::blockref::{Copies, FLAG_DEGRADED, decode_blockset, encode_blockset};
 use hammer2_format::volume::FLAG_CLEAN;
 use hammer2_format::*;
-use std::path::PathBuf;
 
-fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.bin"))
+mod golden {
+    include!("common/golden.rs");
 }
-
-/// Compares `encoded` with the golden file `name`; writes the file only when it is absent.
-fn assert_golden(name: &str, encoded: &[u8]) -> Vec<u8> {
-    let path = golden_path(name);
-    let Ok(golden) = std::fs::read(&path) else {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, encoded).unwrap();
-        panic!("{}: golden file was absent and has been written; check it against FORMAT.md", path.display());
-    };
-    if let Some(at) = encoded.iter().zip(&golden).position(|(a, b)| a != b) {
-        panic!(
-            "{name}: byte {at} encodes as {:#04x}, the golden file has {:#04x}: a format change",
-            encoded[at], golden[at]
-        );
-    }
-    assert_eq!(encoded.len(), golden.len(), "{name}: encoded length differs from the golden file");
-    golden
-}
+use golden::assert_golden;
 
 /// Two valid copies and a missing one, on three devices: every copy-location field used.
 fn three_copies() -> Copies {
@@ -212,6 +194,7 @@ fn inode(content: InodeContent, size: u64, blocks: u64, mode: u32, parent: u64) 
         version: 0x8182_8384_8586_8788,
         create_tid: 0x9192_9394_9596_9798,
         blocks,
+        policy: InodePolicy::default(),
         content,
     }
 }
@@ -298,6 +281,10 @@ fn header() -> VolumeHeader {
         mkfs_time_ns: 0x4142_4344_4546_4748,
         data_block_shift: 15,
         indirect_block_shift: 13,
+        version: FORMAT_VERSION,
+        default_compression: 0,
+        default_zstd_level: 0,
+        incompat_features: 0,
         compat_features: 0x5152_5354_5556_5758,
         // 63 bytes: ASCII, a two-byte and a three-byte character; the field is 64 bytes.
         label: format!("golden-é-€-{}", "x".repeat(49)),

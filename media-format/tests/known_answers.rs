@@ -211,6 +211,7 @@ fn sample_inode(content: InodeContent) -> InodeBlock {
         version: 9,
         create_tid: 3,
         blocks: 0,
+        policy: InodePolicy::default(),
         content,
     }
 }
@@ -357,6 +358,10 @@ fn sample_header() -> VolumeHeader {
         mkfs_time_ns: 100_000,
         data_block_shift: 14,
         indirect_block_shift: 16,
+        version: FORMAT_VERSION,
+        default_compression: 0,
+        default_zstd_level: 0,
+        incompat_features: 0,
         compat_features: 0,
         label: "demo".into(),
         sroot: [root, Blockref { key: 0, ..root }, Blockref::EMPTY, Blockref::EMPTY],

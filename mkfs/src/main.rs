@@ -43,6 +43,12 @@ struct Cli {
     /// every copy); larger ones cost less metadata per byte and read ahead more.
     #[arg(long, value_parser = hammer2::units::parse_size, value_name = "SIZE")]
     block_size: Option<u64>,
+    /// On-disk format version: 1, or 2 (a PFS table holding the PFS "ROOT"; read by this
+    /// and later versions only). A version-1 filesystem can be converted later with
+    /// `hammer2 upgrade`.
+    #[arg(long, value_name = "1|2", default_value_t = hammer2::format::DEFAULT_FORMAT_VERSION,
+          value_parser = clap::value_parser!(u32).range(1..=2))]
+    format_version: u32,
     /// Format even if a device already holds a filesystem or partition table; every
     /// signature found is wiped first (as `wipefs -a` does).
     #[arg(short, long)]
@@ -97,6 +103,7 @@ fn run(cli: &Cli) -> Result<String> {
         label: cli.label.clone().unwrap_or_default(),
         copies: cli.copies,
         check: cli.check.into(),
+        format_version: cli.format_version,
         ..FormatOptions::default()
     };
     if let Some(bs) = cli.block_size {

@@ -12,7 +12,8 @@ use crate::alloc::Allocator;
 use crate::tree::modify::{PEntry, PRoot};
 use hammer2_format::blockref::FLAG_DEGRADED;
 use hammer2_format::{
-    BlockData, BlockPtr, BlockType, Blockref, Check, CheckMethod, InodeBlock, InodeContent, Payload, indirect,
+    BlockData, BlockPtr, BlockType, Blockref, Check, CheckMethod, InodeBlock, InodeContent, Payload, PfsRecord,
+    indirect,
 };
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub enum Content {
     Inode { block: Box<InodeBlock>, root: Option<PRoot> },
     /// A free-map leaf, generated from the allocator at finalize.
     FreemapLeaf { device: u8, leaf: u32 },
+    /// A PFS record (format version 2); `inodes` and `orphans` are its roots.
+    PfsRecord { record: Box<PfsRecord>, inodes: PRoot, orphans: PRoot },
 }
 
 pub struct PBlock {
@@ -132,12 +135,13 @@ impl Arena {
 
     /// The pending blocks a block's content names.
     fn pending_children(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
-        let entries: &[PEntry] = match &self.blocks[i].content {
-            Content::Node(entries) => entries,
-            Content::Inode { root: Some(root), .. } => &root.entries,
-            _ => &[],
+        let (entries, more): (&[PEntry], &[PEntry]) = match &self.blocks[i].content {
+            Content::Node(entries) => (entries, &[]),
+            Content::Inode { root: Some(root), .. } => (&root.entries, &[]),
+            Content::PfsRecord { inodes, orphans, .. } => (&inodes.entries, &orphans.entries),
+            _ => (&[], &[]),
         };
-        entries.iter().filter_map(|e| match e {
+        entries.iter().chain(more).filter_map(|e| match e {
             PEntry::New(id) => Some(*id as usize),
             PEntry::Ref(_) => None,
         })
@@ -221,6 +225,14 @@ impl Arena {
                         block.content = InodeContent::Tree { root_level: root.level, entries: refs };
                     }
                     (block.encode(), deg, self.blocks[i].payload)
+                }
+                Content::PfsRecord { record, inodes, orphans } => {
+                    let mut record = (**record).clone();
+                    let root = |r: &PRoot| r.entries.first().map_or(Blockref::EMPTY, |e| self.resolve(e));
+                    record.inode_root = root(inodes);
+                    record.orphan_root = root(orphans);
+                    let deg = record.inode_root.is_degraded() || record.orphan_root.is_degraded();
+                    (record.encode(), deg, self.blocks[i].payload)
                 }
                 Content::FreemapLeaf { device, leaf } => {
                     let bytes = alloc.leaf_bytes(*device, *leaf);

@@ -8,8 +8,8 @@ use crate::error::Result;
 use crate::tree::modify::{NodeWriter, PEntry, PRoot};
 use crate::tree::{self, Root};
 use crate::volume::Volume;
-use hammer2_format::layout::{FREEMAP_LEAF_SIZE, INODE_SIZE, UNIT};
-use hammer2_format::{BlockType, Blockref, InodeBlock, Payload};
+use hammer2_format::layout::{FREEMAP_LEAF_SIZE, INODE_SIZE, PFS_RECORD_SIZE, UNIT};
+use hammer2_format::{BlockType, Blockref, InodeBlock, Payload, PfsRecord};
 use std::sync::Arc;
 
 pub struct Builder<'a> {
@@ -93,6 +93,20 @@ impl<'a> Builder<'a> {
             INODE_SIZE as u32,
             copies,
             Content::Inode { block: Box::new(block), root },
+        ));
+        Ok(PEntry::New(id))
+    }
+
+    /// A new record block of PFS `record.id`; its roots are `inodes` and `orphans` (each
+    /// empty or one INDIRECT entry, resolved at finalize).
+    pub fn new_pfs_record(&mut self, record: PfsRecord, inodes: PRoot, orphans: PRoot) -> Result<PEntry> {
+        let copies = self.place(Class::Meta, PFS_RECORD_SIZE as u32)?;
+        let id = self.arena.push(PBlock::new(
+            BlockType::Pfs,
+            record.id,
+            PFS_RECORD_SIZE as u32,
+            copies,
+            Content::PfsRecord { record: Box::new(record), inodes, orphans },
         ));
         Ok(PEntry::New(id))
     }

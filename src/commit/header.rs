@@ -7,9 +7,9 @@
 //! at the previous commit, whose blocks are all still allocated.
 
 use crate::fs::{FsInner, Roots};
+use hammer2_format::VolumeHeader;
 use hammer2_format::layout::{HEADER_SIZE, HEADER_SLOTS, header_offset};
 use hammer2_format::volume::FLAG_CLEAN;
-use hammer2_format::{Blockref, VolumeHeader};
 use std::sync::atomic::Ordering;
 
 /// The header a commit of `roots` writes, as seen from device `index`.
@@ -24,7 +24,10 @@ fn header(
 ) -> VolumeHeader {
     let vol = &fs.vol;
     let m = &vol.devices.members[usize::from(index)];
+    // Version 1 or 2: the roots say which (`pfs.rs`).
+    let f = crate::pfs::header_fields(roots, next_inum);
     VolumeHeader {
+        version: f.version,
         tid: roots.tid,
         fs_uuid: vol.params.fs_uuid,
         device_uuid: m.uuid,
@@ -34,14 +37,17 @@ fn header(
         slot: (roots.tid % HEADER_SLOTS as u64) as u8,
         flags: if clean { FLAG_CLEAN } else { 0 },
         device_size: m.size,
-        next_inum,
+        next_inum: f.next_inum,
         commit_time_ns,
         mkfs_time_ns: vol.params.mkfs_time_ns,
         data_block_shift: vol.params.data_block_shift,
         indirect_block_shift: vol.params.indirect_block_shift,
+        default_compression: f.default_compression,
+        default_zstd_level: f.default_zstd_level,
+        incompat_features: f.features,
         compat_features: 0,
         label: vol.params.label.clone(),
-        sroot: [roots.inodes.to_ref(), roots.freemap.to_ref(), roots.orphans.to_ref(), Blockref::EMPTY],
+        sroot: f.sroot,
         devices: devices.to_vec(),
     }
 }

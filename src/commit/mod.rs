@@ -22,6 +22,7 @@ pub(crate) mod freemap;
 pub mod header;
 pub(crate) mod hook;
 pub(crate) mod inode;
+mod pfs;
 mod remount;
 pub(crate) mod writeout;
 
@@ -51,6 +52,8 @@ struct Built {
     inodes: Vec<InodeCommit>,
     /// What the registered commit hook changed.
     hooked: Option<hook::HookOutcome>,
+    /// Version 2: the new PFS table and record.
+    pfs: Option<pfs::PendingPfs>,
 }
 
 struct PRootSet {
@@ -254,11 +257,16 @@ fn build(
         }
         _ => None,
     };
+    // After every tree the record names, before the free map (which must see its blocks).
+    let pfs = match &old.pfs {
+        Some(p) => Some(pfs::write_record(&mut b, p, &inodes, &orphans, snap.next_inum)?),
+        None => None,
+    };
     let freemap = freemap::persist(&mut b, &old.freemap)?;
     let method = fs.vol.params.check;
     let mut arena = std::mem::take(&mut b.arena);
     arena.finalize(tid, method, b.alloc);
-    Ok(Built { arena, roots: PRootSet { inodes, freemap, orphans }, inodes: results, hooked })
+    Ok(Built { arena, roots: PRootSet { inodes, freemap, orphans }, inodes: results, hooked, pfs })
 }
 
 fn resolve_root(arena: &Arena, r: &PRoot) -> Root {
@@ -266,12 +274,18 @@ fn resolve_root(arena: &Arena, r: &PRoot) -> Root {
 }
 
 fn resolve_roots(built: &Built, tid: u64) -> Roots {
-    Roots {
-        tid,
-        inodes: resolve_root(&built.arena, &built.roots.inodes),
-        freemap: resolve_root(&built.arena, &built.roots.freemap),
-        orphans: resolve_root(&built.arena, &built.roots.orphans),
-    }
+    let inodes = resolve_root(&built.arena, &built.roots.inodes);
+    let orphans = resolve_root(&built.arena, &built.roots.orphans);
+    let pfs = built.pfs.as_ref().map(|p| {
+        let mut r = p.roots.clone();
+        r.table = resolve_root(&built.arena, &p.table);
+        if let Some(rec) = r.served.as_mut() {
+            rec.inode_root = inodes.to_ref();
+            rec.orphan_root = orphans.to_ref();
+        }
+        Box::new(r)
+    });
+    Roots { tid, inodes, freemap: resolve_root(&built.arena, &built.roots.freemap), orphans, pfs }
 }
 
 fn install(fs: &FsInner, snap: Snapshot, mut built: Built, roots: Roots) -> CommitReport {

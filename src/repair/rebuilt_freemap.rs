@@ -18,14 +18,14 @@ use crate::alloc::bitmap::Bitmap;
 use crate::alloc::{Allocator, DeviceSpace, Extent};
 use crate::copies::read::ReadCtx;
 use crate::error::{Error, Result};
-use crate::fs::{FsInner, Options, Roots};
+use crate::fs::{FsInner, Options};
 use crate::mount::{Probe, assemble, probe, volume};
 use crate::storage::DynStorage;
 use crate::tree::Root;
 use crate::vnops::Fs;
 use crate::walk::{Ctx, TreeKind, Visitor, walk_tree};
 use hammer2_format::freemap::leaves_for;
-use hammer2_format::layout::{FREEMAP_LEAF_UNITS, SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS};
+use hammer2_format::layout::{FREEMAP_LEAF_UNITS, SROOT_FREEMAP};
 use hammer2_format::{BlockType, Blockref};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -49,8 +49,8 @@ pub(crate) fn open_with_used(storages: Vec<DynStorage>, opts: Options, used: Vec
     if used.len() != vol.devices.len() {
         return Err(RepairError::UsedMaps { maps: used.len(), devices: vol.devices.len() });
     }
-    let inodes = Root::from_ref(&mh.sroot[SROOT_INODES]);
-    let orphans = Root::from_ref(&mh.sroot[SROOT_ORPHANS]);
+    let (mut roots, next_inum) = crate::pfs::load(&vol, mh, &opts.pfs)?;
+    let (inodes, orphans) = (roots.inodes.clone(), roots.orphans.clone());
     let old_freemap = Root::from_ref(&mh.sroot[SROOT_FREEMAP]);
     for (what, r) in [("inode", &inodes), ("orphan", &orphans)] {
         if let Some(br) = r.entries.first() {
@@ -75,8 +75,8 @@ pub(crate) fn open_with_used(storages: Vec<DynStorage>, opts: Options, used: Vec
     for e in old_tree_extents(&vol, &old_freemap) {
         alloc.free_if_allocated_inside(e);
     }
-    let roots = Roots { tid: mh.tid, inodes, freemap: Root::empty(), orphans };
-    let inner = FsInner::new(vol, alloc, roots, mh.next_inum, opts);
+    roots.freemap = Root::empty();
+    let inner = FsInner::new(vol, alloc, roots, next_inum, opts);
     Ok(Fs { inner: Arc::new(inner), syncer: parking_lot::Mutex::new(None), posix_acl: true.into() })
 }
 

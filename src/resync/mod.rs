@@ -250,10 +250,7 @@ pub(crate) fn holds_what_we_wrote(
             h.tid, roots.tid
         ));
     }
-    use hammer2_format::layout::{SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS};
-    let same_roots = h.sroot[SROOT_INODES] == roots.inodes.to_ref()
-        && h.sroot[SROOT_FREEMAP] == roots.freemap.to_ref()
-        && h.sroot[SROOT_ORPHANS] == roots.orphans.to_ref();
+    let same_roots = h.sroot == crate::pfs::header_fields(roots, 0).sroot;
     if h.tid == roots.tid && !same_roots {
         return Err(format!("its header of commit {} names other roots than this mount committed", h.tid));
     }

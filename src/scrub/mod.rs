@@ -224,7 +224,7 @@ impl Visitor for Scrubber<'_> {
         }
         // Only nodes and inodes lead to other blocks; the rest waits for a batch. (The tree
         // is pinned: queued blocks are not reused before they are read.)
-        let leaf = !matches!(br.btype, BlockType::Indirect | BlockType::Inode);
+        let leaf = !br.btype.names_blocks();
         if leaf && self.only.is_none() && br.ptr().is_some() {
             self.queue.push((*br, *ctx));
             // Counted in copies to read, as the rate is.

@@ -48,6 +48,7 @@ pub fn sample_inode(content: InodeContent) -> InodeBlock {
         version: 9,
         create_tid: 3,
         blocks: 65536,
+        policy: InodePolicy::default(),
         content,
     }
 }
@@ -86,6 +87,10 @@ pub fn sample_header() -> VolumeHeader {
         mkfs_time_ns: 100,
         data_block_shift: 16,
         indirect_block_shift: 16,
+        version: FORMAT_VERSION,
+        default_compression: 0,
+        default_zstd_level: 0,
+        incompat_features: 0,
         compat_features: 0,
         label: "demo".into(),
         sroot: [root, Blockref::EMPTY, Blockref::EMPTY, Blockref::EMPTY],

@@ -1,4 +1,4 @@
-//! The `hammer2` command: mount (FUSE), info, scrub, resync, device online/offline, probe.
+//! The `hammer2` command: mount (FUSE), info, scrub, resync, device online/offline, probe, upgrade.
 
 mod control;
 mod device;
@@ -13,6 +13,7 @@ mod probe;
 mod progress;
 mod resync;
 mod scrub;
+mod upgrade;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,8 @@ enum Cmd {
     Generate(generate::Args),
     /// Take a device of a mounted filesystem back into service, or out of it.
     Device(device::Args),
+    /// Convert an unmounted format-version-1 filesystem to version 2 (one commit).
+    Upgrade(upgrade::Args),
 }
 
 fn main() {
@@ -54,6 +57,7 @@ fn main() {
         Cmd::Probe(_) => "probe",
         Cmd::Generate(_) => "generate",
         Cmd::Device(_) => "device",
+        Cmd::Upgrade(_) => "upgrade",
     };
     // `--json` answers in JSON on failure too (scrub and resync print their own: exit 8).
     let json = matches!(&cli.cmd, Cmd::Info(a) if a.json);
@@ -65,6 +69,7 @@ fn main() {
         Cmd::Probe(a) => probe::run(a),
         Cmd::Generate(a) => generate::run(a),
         Cmd::Device(a) => device::run(a),
+        Cmd::Upgrade(a) => upgrade::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

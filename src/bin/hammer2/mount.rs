@@ -184,6 +184,9 @@ fn serve(
         autoresync: !opts.no_autoresync,
         ..hammer2::Options::with_memory(memory)
     };
+    if let Some(p) = &opts.pfs {
+        engine.pfs = p.clone();
+    }
     if let Some(s) = opts.sync_interval {
         engine.sync_interval = s;
     }

@@ -3,8 +3,11 @@
 //! values above it up to the volume headers, so damage can get past the check values
 //! (what a buggy writer would leave behind), not only be caught by them.
 
-use hammer2_format::layout::{HEADER_SIZE, HEADER_SLOTS, SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS, header_offset};
-use hammer2_format::{BlockType, Blockref, InodeBlock, InodeContent, VolumeHeader, indirect};
+use hammer2_format::layout::{
+    HEADER_SIZE, HEADER_SLOTS, SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS, SROOT_PFS_TABLE, feature, header_offset,
+};
+use hammer2_format::pfs::off as pfs_off;
+use hammer2_format::{BlockType, Blockref, InodeBlock, InodeContent, PfsRecord, VolumeHeader, indirect};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
@@ -13,6 +16,8 @@ pub enum Tree {
     Inodes,
     Freemap,
     Orphans,
+    /// Format version 2: the PFS table (its records lead to the inode index and orphans).
+    PfsTable,
     Inode(u64),
 }
 
@@ -23,6 +28,8 @@ pub enum Parent {
     Header(usize),
     /// Slot `slot` of the block of node `idx` (an indirect block, or an inode's blockset).
     Block { idx: usize, slot: usize },
+    /// The root at byte `offset` of the PFS record of node `idx` (format version 2).
+    Record { idx: usize, offset: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -82,8 +89,12 @@ impl Raw {
     /// Every reference of every tree, parents before children.
     pub fn walk(&self) -> Vec<Node> {
         let mut out = Vec::new();
-        for (r, tree) in [(SROOT_INODES, Tree::Inodes), (SROOT_FREEMAP, Tree::Freemap), (SROOT_ORPHANS, Tree::Orphans)]
-        {
+        let roots = if self.header.has_feature(feature::PFS_TABLE) {
+            vec![(SROOT_FREEMAP, Tree::Freemap), (SROOT_PFS_TABLE, Tree::PfsTable)]
+        } else {
+            vec![(SROOT_INODES, Tree::Inodes), (SROOT_FREEMAP, Tree::Freemap), (SROOT_ORPHANS, Tree::Orphans)]
+        };
+        for (r, tree) in roots {
             let br = self.header.sroot[r];
             if !br.is_empty() {
                 self.walk_ref(br, tree, Parent::Header(r), &mut out);
@@ -100,6 +111,17 @@ impl Raw {
                 let entries = indirect::decode(&self.block(&br), br.level).expect("indirect");
                 for (slot, e) in entries.into_iter().enumerate() {
                     self.walk_ref(e, tree, Parent::Block { idx, slot }, out);
+                }
+            }
+            BlockType::Pfs => {
+                let rec = PfsRecord::decode(&self.block(&br)).expect("pfs record");
+                for (offset, root, tree) in [
+                    (pfs_off::INODE_ROOT, rec.inode_root, Tree::Inodes),
+                    (pfs_off::ORPHAN_ROOT, rec.orphan_root, Tree::Orphans),
+                ] {
+                    if !root.is_empty() {
+                        self.walk_ref(root, tree, Parent::Record { idx, offset }, out);
+                    }
                 }
             }
             BlockType::Inode => {
@@ -145,6 +167,14 @@ impl Raw {
                 let mut bytes = self.block(&parent);
                 let off = if parent.btype == BlockType::Inode { 256 } else { 0 } + slot * 128;
                 br.encode_into(&mut bytes[off..]);
+                self.reseal(nodes, p, &bytes);
+            }
+            Parent::Record { idx: p, offset } => {
+                let parent = nodes[p].br;
+                let mut bytes = self.block(&parent);
+                br.encode_into(&mut bytes[offset..]);
+                let crc = crc32c::crc32c(&bytes[..pfs_off::CRC]);
+                bytes[pfs_off::CRC..].copy_from_slice(&crc.to_le_bytes());
                 self.reseal(nodes, p, &bytes);
             }
         }

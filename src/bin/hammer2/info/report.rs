@@ -3,7 +3,6 @@
 
 use hammer2::MemberState;
 use hammer2::inspect::Assembly;
-use hammer2_format::layout::FORMAT_VERSION;
 use hammer2_format::volume::FLAG_CLEAN;
 use serde::Serialize;
 
@@ -142,7 +141,7 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
     Report {
         uuid: uuid::Uuid::from_bytes(mh.fs_uuid).to_string(),
         label: mh.label.clone(),
-        format_version: FORMAT_VERSION,
+        format_version: mh.version,
         copies: mh.copies,
         check: mh.check.name(),
         data_block_size: 1 << mh.data_block_shift,

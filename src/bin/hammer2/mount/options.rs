@@ -31,6 +31,8 @@ pub struct MountOptions {
     pub nbd_timeout: Option<Duration>,
     /// `autoresync=off`: a device that comes back while mounted waits for `hammer2 resync`.
     pub no_autoresync: bool,
+    /// `pfs=NAME`: the PFS to mount (format version 2; default ROOT).
+    pub pfs: Option<String>,
     /// Generic VFS flags passed through to the kernel (noexec, nodev, noatime, ...).
     pub vfs_flags: Vec<MountOption>,
 }
@@ -59,6 +61,7 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "autoresync=on / autoresync=off",
         "A device that comes back while mounted is caught up by a resync that starts by itself (on, the default) or waits, stale, for `hammer2 resync` (off).",
     ),
+    ("pfs=NAME", "The PFS to mount (format version 2; default ROOT, the one mkfs makes)."),
     ("debug", "Log at debug level, every FUSE request included (RUST_LOG or HAMMER2_LOG override the level)."),
     ("threads=N", "FUSE worker threads, 1 to 256 (default 4 per CPU, 8 to 64)."),
     ("nonempty", "Mount over a directory that is not empty."),
@@ -143,6 +146,13 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
                 o.degraded = true;
             }
             "master" => o.master = Some(PathBuf::from(need_value(key, value)?)),
+            "pfs" => {
+                let v = need_value(key, value)?;
+                if let Some(why) = hammer2_format::pfs::name_problem(v) {
+                    bail!("bad value for pfs: '{v}' ({why})");
+                }
+                o.pfs = Some(v.to_string());
+            }
             "debug" => {
                 no_value(key, value)?;
                 o.debug = true;
