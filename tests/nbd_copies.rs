@@ -550,3 +550,70 @@ fn with_the_remote_device_failed_writing_gigabytes_keeps_the_daemon_memory_bound
     m.unmount();
     r.img.assert_no_panics();
 }
+
+/// A daemon restart with an NBD member works as with local members: both mount again
+/// online; after the server was away past the grace period the local device is the master
+/// and the NBD device is stale until a resync; with the server down at mount the mount is
+/// refused, and with `-o degraded` it goes on without the NBD device, waits for it (info
+/// says so) and takes it in by itself once the server answers, caught up by a resync.
+#[test]
+fn a_daemon_restart_with_an_nbd_member_selects_the_master_and_takes_in_a_server_that_was_down() {
+    let mut r = remote_pair();
+    let mut server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    r.format(&server.uri("remote.img"));
+    let m = r.img.mount_with("nbd_timeout=2");
+    stream(&m, "first", 8);
+    m.unmount();
+    let m = r.img.mount_with("nbd_timeout=2");
+    assert_eq!(states(&m.path), ["online", "online"]);
+
+    // Away past the grace period, then unmounted: the local device is newer.
+    server.kill();
+    stream(&m, "while-away", 8);
+    assert_eq!(device_state(&m, 1), "reconnecting");
+    m.unmount();
+    server.restart();
+    let m = r.img.mount_with("nbd_timeout=2");
+    assert_eq!(states(&m.path), ["online", "stale"], "{}", r.img.log());
+    let out = ok(&hammer2([OsStr::new("resync"), m.path.as_os_str()]));
+    assert!(out.contains("in sync"), "{out}");
+    assert_eq!(states(&m.path), ["online", "online"]);
+    m.unmount();
+
+    // The server is down at mount.
+    server.kill();
+    let o = r.img.try_mount(&r.img.mountpoint(), "nbd_timeout=2");
+    let line = one_line_error(&o, "hammer2 mount: ", "cannot connect");
+    eprintln!("refused: {line}");
+    let m = r.img.mount_with("degraded,nbd_timeout=2");
+    assert_eq!(states(&m.path), ["online", "missing"]);
+    stream(&m, "degraded", 16);
+    std::thread::sleep(Duration::from_secs(2));
+    let text = ok(&hammer2([OsStr::new("info"), m.path.as_os_str()]));
+    eprintln!("hammer2 info of a degraded mount waiting for its NBD device:\n{text}");
+    assert!(text.contains(&format!("waiting for {}", server.uri("remote.img"))), "{text}");
+    server.restart();
+    let (took, seen) = until_state(&m, 1, &["online"], Duration::from_secs(180));
+    let (blocks, bytes) = autoresync_copied(&r.img);
+    eprintln!(
+        "server started -> the device missing at mount online in {:.2} s ({seen:?}); the automatic resync copied \
+         {blocks} blocks ({} MiB) for the 16 MiB written without it",
+        took.as_secs_f64(),
+        bytes / MIB
+    );
+    assert!(bytes >= 16 * MIB, "{bytes}");
+    let info = info_json([&m.path]);
+    assert_eq!(info["devices"][1]["link"]["reconnects"], 1, "{info}");
+    let text = ok(&hammer2([OsStr::new("info"), m.path.as_os_str()]));
+    assert!(!text.contains("waiting for"), "{text}");
+    let whole = snapshot(&m.path);
+    m.unmount();
+    fsck_clean(&r.img.devices);
+    let both = r.img.mount_with("ro");
+    assert_eq!(snapshot(&both.path), whole);
+    both.unmount();
+    let alone = r.img.mount_devices(&[r.img.devices[1].as_path()], "ro,degraded", &[]);
+    assert_eq!(snapshot(&alone.path), whole, "the NBD device alone holds exactly the data");
+    alone.unmount();
+    r.img.assert_no_panics();
+}
