@@ -621,3 +621,31 @@ fn a_daemon_restart_with_an_nbd_member_selects_the_master_and_takes_in_a_server_
     alone.unmount();
     r.img.assert_no_panics();
 }
+
+/// An NBD device left out of a degraded mount (not named at all, so nothing waits for it)
+/// is handed in by `hammer2 device online MOUNTPOINT URI`, caught up by the automatic
+/// resync, and then alone holds exactly the data.
+#[test]
+fn an_nbd_device_not_named_at_mount_joins_with_device_online() {
+    let mut r = remote_pair();
+    let server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    let uri = server.uri("remote.img");
+    r.format(&uri);
+    let local = r.local();
+    let m = r.img.mount_devices(&[local.as_path()], "degraded", &[]);
+    stream(&m, "without-it", 16);
+    assert_eq!(states(&m.path), ["online", "missing"]);
+    let out = ok(&hammer2([OsStr::new("device"), OsStr::new("online"), m.path.as_os_str(), OsStr::new(&uri)]));
+    assert!(out.contains("device 1") && out.contains("back in service"), "{out}");
+    let (took, seen) = until_state(&m, 1, &["online"], Duration::from_secs(120));
+    eprintln!("device online of an NBD device not named at mount -> online in {:.2} s ({seen:?})", took.as_secs_f64());
+    let (_, bytes) = autoresync_copied(&r.img);
+    assert!(bytes >= 16 * MIB, "{bytes}");
+    let whole = snapshot(&m.path);
+    m.unmount();
+    fsck_clean(&r.img.devices);
+    let alone = r.img.mount_devices(&[Path::new(&uri)], "ro,degraded", &[]);
+    assert_eq!(snapshot(&alone.path), whole, "the NBD device alone holds exactly the data");
+    alone.unmount();
+    r.img.assert_no_panics();
+}
