@@ -574,7 +574,7 @@ fn a_daemon_restart_with_an_nbd_member_selects_the_master_and_takes_in_a_server_
     // Away past the grace period, then unmounted: the local device is newer.
     server.kill();
     stream(&m, "while-away", 8);
-    assert_eq!(device_state(&m, 1), "reconnecting");
+    until_state(&m, 1, &["reconnecting"], Duration::from_secs(5));
     m.unmount();
     server.restart();
     let m = r.img.mount_with("nbd_timeout=2");
