@@ -401,6 +401,7 @@ fn a_server_away_past_the_grace_period_comes_back_by_itself_and_then_alone_holds
     let restarted_at = file_len(&target);
     server.restart();
     let (back, _) = until_state(&m, 1, &["stale", "resyncing", "online"], Duration::from_secs(120));
+    let back_at = file_len(&target);
     let (took, mut seen) = until_state(&m, 1, &["online"], Duration::from_secs(300));
     let took = back + took;
     seen.insert(0, "reconnecting".into());
@@ -410,11 +411,12 @@ fn a_server_away_past_the_grace_period_comes_back_by_itself_and_then_alone_holds
     eprintln!(
         "server restarted -> device 1 reconnected in {:.2} s, online again in {:.2} s (states {seen:?}); the automatic resync copied {blocks} \
          blocks ({} MiB) for about {} MiB written while it was away ({} MiB of the large file between the failure and \
-         the restart, and 16 MiB beside it)",
+         its return, {} MiB of it before the restart, and 16 MiB beside it)",
         back.as_secs_f64(),
         took.as_secs_f64(),
         bytes / MIB,
-        (restarted_at - failed_at) / MIB + 16,
+        (back_at - failed_at) / MIB + 16,
+        (back_at - failed_at) / MIB,
         (restarted_at - failed_at) / MIB
     );
     assert!(seen.iter().any(|s| s == "stale" || s == "resyncing") || blocks > 0, "{seen:?}");
