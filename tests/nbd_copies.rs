@@ -591,6 +591,12 @@ fn a_daemon_restart_with_an_nbd_member_selects_the_master_and_takes_in_a_server_
     let o = r.img.try_mount(&r.img.mountpoint(), "nbd_timeout=2");
     let line = one_line_error(&o, "hammer2 mount: ", "cannot connect");
     eprintln!("refused: {line}");
+    // A read-only mount goes on without it too, but takes no device back: it does not wait.
+    let m = r.img.mount_with("ro,degraded,nbd_timeout=2");
+    assert_eq!(states(&m.path), ["online", "missing"]);
+    let text = ok(&hammer2([OsStr::new("info"), m.path.as_os_str()]));
+    assert!(!text.contains("waiting for"), "{text}");
+    m.unmount();
     let m = r.img.mount_with("degraded,nbd_timeout=2");
     assert_eq!(states(&m.path), ["online", "missing"]);
     stream(&m, "degraded", 16);

@@ -31,8 +31,13 @@ pub struct AwaitedStatus {
 }
 
 /// Waits for `spec` (which failed to open at mount with `why`): the watcher opens it again
-/// from `FIRST_DELAY` on.
+/// from `FIRST_DELAY` on. A mount with no watcher (read-only) only says it is left out.
 pub(crate) fn add(fs: &FsInner, spec: DeviceSpec, settings: OpenSettings, why: String) {
+    if fs.vol.read_only || !fs.opts.background_sync {
+        // No watcher runs, and a read-only mount takes no device back.
+        tracing::warn!("{}: not in service ({why}); a read-only mount does not wait for it", spec.name());
+        return;
+    }
     tracing::warn!("{}: not in service ({why}); it joins the mount when it answers", spec.name());
     fs.rejoin.awaited.lock().push(Awaited {
         spec,
