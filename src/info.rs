@@ -106,7 +106,18 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
             .filter(|m| m.rolled_back() > 0 && m.state() == MemberState::Diverged)
             .map(|m| (usize::from(m.index), m.rolled_back()))
             .collect(),
-        warnings: fs.mount_warnings.clone(),
+        // Devices named at mount that did not answer: their members show as missing.
+        warnings: fs
+            .mount_warnings
+            .iter()
+            .cloned()
+            .chain(crate::rejoin::awaited::statuses(fs).into_iter().map(|a| {
+                format!(
+                    "waiting for {} to answer: it joins the mount when it does ({} attempt(s) so far; last error: {})",
+                    a.name, a.attempts, a.last_error
+                )
+            }))
+            .collect(),
     };
     Live {
         assembly,

@@ -52,7 +52,7 @@ pub(crate) mod walk;
 pub use devices::MemberState;
 pub use error::{Error, Result};
 pub use fs::{DEFAULT_MEMORY, DEFAULT_RESYNC_SLICE_BYTES, Options};
-pub use rejoin::{DeviceError, Onlined};
+pub use rejoin::{AwaitedStatus, DeviceError, Onlined};
 pub use vnops::dir::LINK_MAX;
 pub use vnops::file::Whence;
 pub use vnops::xattr::XattrFlags;
@@ -159,6 +159,19 @@ impl Fs {
     /// one still missing copies).
     pub fn device_offline(&self, index: u8) -> std::result::Result<String, DeviceError> {
         rejoin::offline(&self.inner, index)
+    }
+
+    /// Waits for a device named at mount that did not answer (`why`): the mount goes on
+    /// without it, and the reconnect watcher opens `spec` again with backoff until it
+    /// answers and takes it back as [`Fs::device_online`] does (DESIGN §7). A mount without
+    /// the watcher (read-only, or no background commits) never takes it back.
+    pub fn await_device(&self, spec: storage::DeviceSpec, settings: storage::OpenSettings, why: String) {
+        rejoin::awaited::add(&self.inner, spec, settings, why);
+    }
+
+    /// The devices waited for (see [`Fs::await_device`]).
+    pub fn awaited_devices(&self) -> Vec<AwaitedStatus> {
+        rejoin::awaited::statuses(&self.inner)
     }
 
     /// The report of the last automatic resync that finished (None: none ran).
@@ -293,6 +306,10 @@ impl FsRef {
     /// As [`Fs::devices`].
     pub fn devices(&self) -> Vec<DeviceStatus> {
         device_statuses(&self.0)
+    }
+    /// As [`Fs::awaited_devices`].
+    pub fn awaited_devices(&self) -> Vec<AwaitedStatus> {
+        rejoin::awaited::statuses(&self.0)
     }
     /// Reopens failed device `index` through its own storage (`Storage::reopen`: the same
     /// path or connection, under the claim it holds) and takes it back as

@@ -10,6 +10,7 @@ use hammer2_test_support as common;
 use common::image::{exit_code, fsck, hammer2, info_json, mkfs, ok, one_line_error, sparse_file, stderr};
 use common::mount::*;
 use common::nbd::{Listen, NbdServer, free_port};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -311,9 +312,11 @@ fn a_server_away_past_the_grace_period_fails_its_device_and_writes_go_on() {
     let waited = started.elapsed();
     assert!(waited >= Duration::from_secs(2), "the commit waited out the grace period: {waited:?}");
     assert!(waited < Duration::from_secs(30), "and not much longer: {waited:?}");
-    // Failed, and (once the reconnect watcher has tried the server) reconnecting.
-    let s = states(&m.path);
-    assert!(s[0] == "online" && ["failed", "reconnecting"].contains(&s[1].as_str()), "{s:?}\n{}", r.img.log());
+    // Failed, and then retried by the reconnect watcher (within its 100 ms tick): what info
+    // calls reconnecting.
+    assert_eq!(device_state(&m, 0), "online");
+    until_state(&m, 1, &["failed", "reconnecting"], Duration::from_millis(1));
+    until_state(&m, 1, &["reconnecting"], Duration::from_secs(5));
     assert!(r.img.log().contains("did not come back within 2 s"), "{}", r.img.log());
     std::fs::write(m.join("later"), b"written with the remote device failed").unwrap();
     m.unmount();
@@ -322,4 +325,335 @@ fn a_server_away_past_the_grace_period_fails_its_device_and_writes_go_on() {
     assert_eq!(std::fs::read(m.join("after")).unwrap(), pattern(5 * MIB as usize, 2));
     assert_eq!(std::fs::read(m.join("later")).unwrap(), b"written with the remote device failed");
     m.unmount();
+}
+
+fn device_state(m: &Mount, dev: usize) -> String {
+    states(&m.path).get(dev).cloned().unwrap_or_else(|| panic!("no device {dev}"))
+}
+
+/// Polls `hammer2 info` until device `dev` is in one of `want`; returns how long it took and
+/// the states seen on the way.
+fn until_state(m: &Mount, dev: usize, want: &[&str], limit: Duration) -> (Duration, Vec<String>) {
+    let start = std::time::Instant::now();
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let s = device_state(m, dev);
+        if seen.last() != Some(&s) {
+            seen.push(s.clone());
+        }
+        if want.contains(&s.as_str()) {
+            return (start.elapsed(), seen);
+        }
+        assert!(start.elapsed() < limit, "device {dev} not {want:?} after {limit:?}; states seen: {seen:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `(copied_blocks, copied_bytes)` of the last "automatic resync done" line of the log.
+fn autoresync_copied(img: &Image) -> (u64, u64) {
+    assert!(img.log_shows("automatic resync done"), "no automatic resync: {}", img.log());
+    let log = img.log();
+    let line = log.lines().rev().find(|l| l.contains("automatic resync done")).unwrap();
+    let num = |key: &str| -> u64 {
+        let rest = &line[line.find(key).unwrap_or_else(|| panic!("{line:?} lacks {key}")) + key.len()..];
+        rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    (num("copied_blocks="), num("copied_bytes="))
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Issue 23's disconnect test, whole: the server is killed in the middle of a large write
+/// and stays away past the grace period, so the device fails (the application sees no
+/// error, `info` shows it reconnecting); the server restarts on the same socket, the
+/// reconnect watcher connects again (`NbdStorage::reopen`), the device comes back stale,
+/// an automatic resync catches it up and it ends online; then the NBD device alone holds
+/// exactly the data, and fsck finds both devices clean.
+#[test]
+fn a_server_away_past_the_grace_period_comes_back_by_itself_and_then_alone_holds_exactly_the_data() {
+    let mut r = remote_pair_of(2048 * MIB);
+    let mut server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    r.format(&server.uri("remote.img"));
+    let m = r.img.mount_with("nbd_timeout=2");
+    std::fs::write(m.join("before"), pattern(3 * MIB as usize, 1)).unwrap();
+    let target = m.join("large.bin");
+    let t = target.clone();
+    let writer = std::thread::spawn(move || {
+        sh(&format!("dd if=/dev/urandom of={} bs=1M count=1200 conv=fsync status=none", t.display()))
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!writer.is_finished(), "the write ended before the server was killed: make it larger");
+    server.kill();
+    let (took, seen) = until_state(&m, 1, &["failed", "reconnecting"], Duration::from_secs(60));
+    let failed_at = file_len(&target);
+    eprintln!("server killed -> device 1 {seen:?} after {:.2} s", took.as_secs_f64());
+    until_state(&m, 1, &["reconnecting"], Duration::from_secs(30));
+    let info = info_json([&m.path]);
+    assert!(info["devices"][1]["link"]["last_error"].is_string(), "{info}");
+    let text = ok(&hammer2([OsStr::new("info"), m.path.as_os_str()]));
+    eprintln!("hammer2 info with the server away:\n{text}");
+    assert!(text.contains("reconnecting"), "{text}");
+    // More written while it is away, beside the large write.
+    std::fs::write(m.join("while-away"), pattern(16 * MIB as usize, 7)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let restarted_at = file_len(&target);
+    server.restart();
+    let (back, _) = until_state(&m, 1, &["stale", "resyncing", "online"], Duration::from_secs(120));
+    let back_at = file_len(&target);
+    let (took, mut seen) = until_state(&m, 1, &["online"], Duration::from_secs(300));
+    let took = back + took;
+    seen.insert(0, "reconnecting".into());
+    seen.dedup();
+    writer.join().unwrap();
+    let (blocks, bytes) = autoresync_copied(&r.img);
+    eprintln!(
+        "server restarted -> device 1 reconnected in {:.2} s, online again in {:.2} s (states {seen:?}); the automatic resync copied {blocks} \
+         blocks ({} MiB) for about {} MiB written while it was away ({} MiB of the large file between the failure and \
+         its return, {} MiB of it before the restart, and 16 MiB beside it)",
+        back.as_secs_f64(),
+        took.as_secs_f64(),
+        bytes / MIB,
+        (back_at - failed_at) / MIB + 16,
+        (back_at - failed_at) / MIB,
+        (restarted_at - failed_at) / MIB
+    );
+    assert!(seen.iter().any(|s| s == "stale" || s == "resyncing") || blocks > 0, "{seen:?}");
+    assert!(bytes >= 16 * MIB, "what was written while it was away is copied: {bytes}");
+    let info = info_json([&m.path]);
+    assert!(info["devices"][1]["link"]["reconnects"].as_u64() >= Some(1), "{info}");
+    // The large write may still have run after the resync: it is on both copies anyway.
+    sh("sync");
+    assert_eq!(states(&m.path), ["online", "online"], "{}", r.img.log());
+    let whole = snapshot(&m.path);
+    m.unmount();
+    fsck_clean(&r.img.devices);
+    let alone = r.img.mount_devices(&[r.img.devices[1].as_path()], "ro,degraded", &[]);
+    assert_eq!(snapshot(&alone.path), whole, "the NBD device alone holds exactly the data");
+    assert_eq!(std::fs::read(alone.join("while-away")).unwrap(), pattern(16 * MIB as usize, 7));
+    alone.unmount();
+    r.img.assert_no_panics();
+}
+
+fn peak_rss_mib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb / 1024
+}
+
+/// Writes `mib` MiB to `m/name` and fsyncs it: no error may reach the application.
+fn stream(m: &Mount, name: &str, mib: u64) {
+    let mut f = std::fs::File::create(m.join(name)).unwrap();
+    for i in 0..mib {
+        std::io::Write::write_all(&mut f, &pattern(MIB as usize, i as u8 ^ 0x5a))
+            .unwrap_or_else(|e| panic!("write of MiB {i}: {e}"));
+    }
+    f.sync_all().expect("fsync on the copies that answer");
+}
+
+/// nbdkit's error filter fails every request to the export while its error files exist:
+/// the writes fail the device over (the application sees nothing), `info` counts the
+/// errors, and once the files are gone the device comes back by itself and is resynced.
+/// Then only reads fail: they are served from the local copy, and scrub counts and repairs
+/// them.
+#[test]
+fn errors_switched_on_at_the_server_fail_the_device_over_and_it_comes_back_by_itself() {
+    let mut r = remote_pair();
+    let all = r.img.dir.path().join("errors-on");
+    let reads = r.img.dir.path().join("read-errors-on");
+    let (all_param, reads_param) =
+        (format!("error-file={}", all.display()), format!("error-pread-file={}", reads.display()));
+    // error-file switches every request; error-pread-file, after it, takes reads over.
+    let server = NbdServer::nbdkit(&r.served, r.socket(), &["error"], &["error-rate=1", &all_param, &reads_param]);
+    r.format(&server.uri("remote.img"));
+    let m = r.img.mount_with("cache=16M");
+    fill(&m);
+    sh("sync");
+
+    std::fs::write(&all, b"").unwrap();
+    std::fs::write(&reads, b"").unwrap();
+    stream(&m, "while-failing", 32);
+    let (_, seen) = until_state(&m, 1, &["failed", "reconnecting"], Duration::from_secs(30));
+    eprintln!("errors on: device 1 {seen:?}");
+    let info = info_json([&m.path]);
+    let errors = |info: &serde_json::Value, d: usize, k: &str| info["devices"][d]["errors"][k].as_u64().unwrap_or(0);
+    assert!(errors(&info, 1, "write") > 0, "the failed writes are counted: {info}");
+    assert_eq!((errors(&info, 0, "read"), errors(&info, 0, "write")), (0, 0), "{info}");
+    stream(&m, "while-failed", 16);
+    // The watcher's reopens meet the errors too (the header cannot be read): it stays out.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(device_state(&m, 1), "reconnecting", "{}", r.img.log());
+
+    std::fs::remove_file(&all).unwrap();
+    std::fs::remove_file(&reads).unwrap();
+    let (took, seen) = until_state(&m, 1, &["online"], Duration::from_secs(180));
+    let (blocks, bytes) = autoresync_copied(&r.img);
+    eprintln!(
+        "errors off -> device 1 online in {:.2} s ({seen:?}); the automatic resync copied {blocks} blocks ({} MiB) \
+         for the 48 MiB written while it failed",
+        took.as_secs_f64(),
+        bytes / MIB
+    );
+    assert!(bytes >= 48 * MIB, "{bytes}");
+
+    // Reads only: served from the local copy; scrub counts them against device 1 and
+    // writes the good copy back (writes succeed).
+    std::fs::write(&reads, b"").unwrap();
+    same_tree(&m.join("src"), &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert_eq!(std::fs::read(m.join("while-failed")).unwrap().len() as u64, 16 * MIB);
+    let (code, rep) = common::image::hammer2_json("scrub", [&m.path]);
+    assert_ne!(code, 0, "a scrub with every remote read failing reports errors: {rep}");
+    assert!(rep["devices"][1]["read_errors"].as_u64().unwrap_or(0) > 0, "{rep}");
+    assert_eq!(rep["devices"][0]["read_errors"].as_u64(), Some(0), "{rep}");
+    std::fs::remove_file(&reads).unwrap();
+    let (code, rep) = common::image::hammer2_json("scrub", [&m.path]);
+    assert_eq!(code, 0, "with the errors off, the remote copy is whole: {rep}");
+    let whole = snapshot(&m.path);
+    m.unmount();
+    fsck_clean(&r.img.devices);
+    let alone = r.img.mount_devices(&[r.img.devices[1].as_path()], "ro,degraded", &[]);
+    assert_eq!(snapshot(&alone.path), whole, "the NBD device alone holds exactly the data");
+    alone.unmount();
+    r.img.assert_no_panics();
+}
+
+/// With the NBD server gone and its device failed, gigabytes more are written: nothing is
+/// queued for the absent device, so the daemon's peak memory stays within its cache plus a
+/// fixed bound.
+#[test]
+fn with_the_remote_device_failed_writing_gigabytes_keeps_the_daemon_memory_bounded() {
+    const CACHE_MIB: u64 = 64;
+    const MEMORY_BOUND_MIB: u64 = CACHE_MIB + 100;
+    let mut r = remote_pair_of(3072 * MIB);
+    let mut server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    r.format(&server.uri("remote.img"));
+    let m = r.img.mount_with(&format!("cache={CACHE_MIB}M,nbd_timeout=2"));
+    stream(&m, "before", 8);
+    server.kill();
+    stream(&m, "failing", 1);
+    until_state(&m, 1, &["failed", "reconnecting"], Duration::from_secs(30));
+    let started = std::time::Instant::now();
+    stream(&m, "gib-1", 1024);
+    let mut written = 1024;
+    if started.elapsed() < Duration::from_secs(60) {
+        stream(&m, "gib-2", 1024);
+        written += 1024;
+    }
+    sh("sync");
+    let peak = peak_rss_mib(m.pid);
+    eprintln!(
+        "{written} MiB written with the NBD device failed in {:.1} s: daemon peak RSS {peak} MiB (bound \
+         {MEMORY_BOUND_MIB} MiB)",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(peak <= MEMORY_BOUND_MIB, "daemon peak RSS {peak} MiB > {MEMORY_BOUND_MIB} MiB");
+    assert_eq!(states(&m.path), ["online", "reconnecting"]);
+    m.unmount();
+    r.img.assert_no_panics();
+}
+
+/// A daemon restart with an NBD member works as with local members: both mount again
+/// online; after the server was away past the grace period the local device is the master
+/// and the NBD device is stale until a resync; with the server down at mount the mount is
+/// refused, and with `-o degraded` it goes on without the NBD device, waits for it (info
+/// says so) and takes it in by itself once the server answers, caught up by a resync.
+#[test]
+fn a_daemon_restart_with_an_nbd_member_selects_the_master_and_takes_in_a_server_that_was_down() {
+    let mut r = remote_pair();
+    let mut server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    r.format(&server.uri("remote.img"));
+    let m = r.img.mount_with("nbd_timeout=2");
+    stream(&m, "first", 8);
+    m.unmount();
+    let m = r.img.mount_with("nbd_timeout=2");
+    assert_eq!(states(&m.path), ["online", "online"]);
+
+    // Away past the grace period, then unmounted: the local device is newer.
+    server.kill();
+    stream(&m, "while-away", 8);
+    until_state(&m, 1, &["reconnecting"], Duration::from_secs(5));
+    m.unmount();
+    server.restart();
+    let m = r.img.mount_with("nbd_timeout=2");
+    assert_eq!(states(&m.path), ["online", "stale"], "{}", r.img.log());
+    let out = ok(&hammer2([OsStr::new("resync"), m.path.as_os_str()]));
+    assert!(out.contains("in sync"), "{out}");
+    assert_eq!(states(&m.path), ["online", "online"]);
+    m.unmount();
+
+    // The server is down at mount.
+    server.kill();
+    let o = r.img.try_mount(&r.img.mountpoint(), "nbd_timeout=2");
+    let line = one_line_error(&o, "hammer2 mount: ", "cannot connect");
+    eprintln!("refused: {line}");
+    // A read-only mount goes on without it too, but takes no device back: it does not wait.
+    let m = r.img.mount_with("ro,degraded,nbd_timeout=2");
+    assert_eq!(states(&m.path), ["online", "missing"]);
+    let text = ok(&hammer2([OsStr::new("info"), m.path.as_os_str()]));
+    assert!(!text.contains("waiting for"), "{text}");
+    m.unmount();
+    let m = r.img.mount_with("degraded,nbd_timeout=2");
+    assert_eq!(states(&m.path), ["online", "missing"]);
+    stream(&m, "degraded", 16);
+    std::thread::sleep(Duration::from_secs(2));
+    let text = ok(&hammer2([OsStr::new("info"), m.path.as_os_str()]));
+    eprintln!("hammer2 info of a degraded mount waiting for its NBD device:\n{text}");
+    assert!(text.contains(&format!("waiting for {}", server.uri("remote.img"))), "{text}");
+    server.restart();
+    let (took, seen) = until_state(&m, 1, &["online"], Duration::from_secs(180));
+    let (blocks, bytes) = autoresync_copied(&r.img);
+    eprintln!(
+        "server started -> the device missing at mount online in {:.2} s ({seen:?}); the automatic resync copied \
+         {blocks} blocks ({} MiB) for the 16 MiB written without it",
+        took.as_secs_f64(),
+        bytes / MIB
+    );
+    assert!(bytes >= 16 * MIB, "{bytes}");
+    let info = info_json([&m.path]);
+    assert_eq!(info["devices"][1]["link"]["reconnects"], 1, "{info}");
+    let text = ok(&hammer2([OsStr::new("info"), m.path.as_os_str()]));
+    assert!(!text.contains("waiting for"), "{text}");
+    let whole = snapshot(&m.path);
+    m.unmount();
+    fsck_clean(&r.img.devices);
+    let both = r.img.mount_with("ro");
+    assert_eq!(snapshot(&both.path), whole);
+    both.unmount();
+    let alone = r.img.mount_devices(&[r.img.devices[1].as_path()], "ro,degraded", &[]);
+    assert_eq!(snapshot(&alone.path), whole, "the NBD device alone holds exactly the data");
+    alone.unmount();
+    r.img.assert_no_panics();
+}
+
+/// An NBD device left out of a degraded mount (not named at all, so nothing waits for it)
+/// is handed in by `hammer2 device online MOUNTPOINT URI`, caught up by the automatic
+/// resync, and then alone holds exactly the data.
+#[test]
+fn an_nbd_device_not_named_at_mount_joins_with_device_online() {
+    let mut r = remote_pair();
+    let server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    let uri = server.uri("remote.img");
+    r.format(&uri);
+    let local = r.local();
+    let m = r.img.mount_devices(&[local.as_path()], "degraded", &[]);
+    stream(&m, "without-it", 16);
+    assert_eq!(states(&m.path), ["online", "missing"]);
+    let out = ok(&hammer2([OsStr::new("device"), OsStr::new("online"), m.path.as_os_str(), OsStr::new(&uri)]));
+    assert!(out.contains("device 1") && out.contains("back in service"), "{out}");
+    let (took, seen) = until_state(&m, 1, &["online"], Duration::from_secs(120));
+    eprintln!("device online of an NBD device not named at mount -> online in {:.2} s ({seen:?})", took.as_secs_f64());
+    let (_, bytes) = autoresync_copied(&r.img);
+    assert!(bytes >= 16 * MIB, "{bytes}");
+    let whole = snapshot(&m.path);
+    m.unmount();
+    fsck_clean(&r.img.devices);
+    let alone = r.img.mount_devices(&[Path::new(&uri)], "ro,degraded", &[]);
+    assert_eq!(snapshot(&alone.path), whole, "the NBD device alone holds exactly the data");
+    alone.unmount();
+    r.img.assert_no_panics();
 }

@@ -11,7 +11,10 @@
 //! Both change a member's storage and state with the commit lock held (O1), so every commit
 //! sees each member either before or after the change, never half of it.
 
+pub(crate) mod awaited;
 pub(crate) mod watcher;
+
+pub use awaited::AwaitedStatus;
 
 use crate::devices::{Member, MemberState};
 use crate::error::Error;
@@ -71,6 +74,8 @@ pub(crate) struct State {
     resync_wanted: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     last_resync: Mutex<Option<crate::resync::ResyncReport>>,
+    /// Devices named at mount that did not answer, opened again by the watcher (`awaited`).
+    awaited: Mutex<Vec<awaited::Awaited>>,
 }
 
 impl State {

@@ -2,7 +2,8 @@
 //! every failed member whose storage can be reopened (`Storage::reopen`: a file or disk
 //! opened again, an NBD server connected to again), with exponential backoff from
 //! `FIRST_DELAY` to `MAX_DELAY`, and takes it back through the same path as `hammer2
-//! device online` (`rejoin::online`). It also starts the automatic resync a device that
+//! device online` (`rejoin::online`); so it does the devices named at mount that did not
+//! answer (`awaited.rs`). It also starts the automatic resync a device that
 //! came back asks for, in a thread of its own.
 //!
 //! With every device failed (the filesystem takes no changes) it does nothing: only a
@@ -105,6 +106,9 @@ fn run(weak: &Weak<FsInner>) {
                 *m.reconnect.last_error.lock() = Some(why);
                 sched.delay = (sched.delay * 2).min(MAX_DELAY);
                 sched.next = Instant::now() + sched.delay;
+            }
+            if !stalled {
+                super::awaited::retry_due(&fs);
             }
             if fs.opts.autoresync && !stalled && fs.rejoin.resync_wanted.load(Ordering::SeqCst) {
                 start_resync(&fs);

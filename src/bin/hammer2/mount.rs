@@ -174,7 +174,13 @@ fn serve(
     let mountpoint = mountpoint::check(mountpoint, opts.nonempty)?;
     // A read-only mount holds a shared claim: no writer may change the devices under it.
     let mode = if opts.read_only { OpenMode::Shared } else { OpenMode::Exclusive };
-    let storages = devices::open_specs(&devices::specs(devices)?, mode, opts.nbd_timeout)?;
+    let specs = devices::specs(devices)?;
+    // A degraded mount goes on without a remote device whose server is down, and waits for it.
+    let (storages, unreachable) = if opts.degraded {
+        devices::open_specs_degraded(&specs, mode, opts.nbd_timeout)?
+    } else {
+        (devices::open_specs(&specs, mode, opts.nbd_timeout)?, Vec::new())
+    };
     let memory = opts.cache_bytes.unwrap_or(hammer2::DEFAULT_MEMORY);
     let mut engine = hammer2::Options {
         read_only: opts.read_only,
@@ -191,6 +197,9 @@ fn serve(
         engine.sync_interval = s;
     }
     let fs = Fs::mount(storages, engine).map_err(|e| anyhow!("{e}"))?;
+    for (spec, settings, why) in unreachable {
+        fs.await_device(spec, settings, why);
+    }
     // Online info/scrub/resync reach the engine through this socket while the session runs.
     let _control = crate::control::server::start(fs.downgrade(), &mountpoint, source_name(devices));
     let outcome = Outcome::default();

@@ -36,14 +36,14 @@ pub fn render(r: &Report) -> String {
             let _ = write!(s, ", reconnecting ({} attempt(s) so far)", l.attempts);
         }
         if let Some(e) = &l.last_error {
-            let _ = write!(s, "; last error: {e}");
+            let _ = write!(s, "; last error: {}", hammer2_cli::one_line(e));
         }
         let _ = writeln!(s);
     }
     if !r.notes.is_empty() {
         let _ = writeln!(s);
         for n in &r.notes {
-            let _ = writeln!(s, "note: {n}");
+            let _ = writeln!(s, "note: {}", hammer2_cli::one_line(n));
         }
     }
     s
