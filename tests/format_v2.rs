@@ -349,7 +349,7 @@ fn scrub_walks_through_the_pfs_table_and_repairs_below_it() {
     common::engine::corrupt_copy(&devs, &blocks[0], 1);
 
     let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
-    let rep = hammer2::maintenance::scrub(&fs, &mut |_| {}).expect("scrub");
+    let rep = hammer2::maintenance::scrub(&fs, Default::default(), &mut |_| {}).expect("scrub");
     assert!(rep.malformed.is_empty(), "{:?}", rep.malformed);
     assert!(rep.unrepairable.is_empty());
     assert_eq!(rep.repaired(), 1, "the bad copy below the PFS record");
@@ -370,7 +370,7 @@ fn resync_of_a_version2_filesystem_leaves_every_copy_present() {
     fs.unmount().expect("unmount");
 
     let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount both");
-    let rep = hammer2::maintenance::resync(&fs, &mut |_, _| {}).expect("resync");
+    let rep = hammer2::maintenance::resync(&fs, Default::default(), &mut |_| {}).expect("resync");
     assert!(rep.refused.is_empty(), "{:?}", rep.refused);
     fs.unmount().expect("unmount");
     let fs = Fs::mount(devs.clone(), quiet_options()).expect("remount");

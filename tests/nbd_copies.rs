@@ -657,3 +657,45 @@ fn an_nbd_device_not_named_at_mount_joins_with_device_online() {
     alone.unmount();
     r.img.assert_no_panics();
 }
+
+/// Bytes the file really holds on its filesystem (holes not counted).
+fn allocated_bytes(p: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(p).expect("stat")) * 512
+}
+
+/// Blocks freed by a delete are discarded on the remote export (NBD_CMD_TRIM, which
+/// nbdkit's file plugin turns into holes in the served file) once every header slot a mount
+/// could fall back to is newer than the delete (C5); what is left stays intact on both
+/// copies.
+#[test]
+fn freed_blocks_are_trimmed_on_the_remote_export_once_no_header_slot_needs_them() {
+    let mut r = remote_pair();
+    let server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    r.format(&server.uri("remote.img"));
+    let m = r.img.mount();
+    fill(&m);
+    sh(&format!("dd if=/dev/urandom of={} bs=1M count=64 conv=fsync status=none", m.join("doomed.bin").display()));
+    let remote = r.served.join("remote.img");
+    let before = allocated_bytes(&remote);
+    std::fs::remove_file(m.join("doomed.bin")).unwrap();
+    // The commit that frees it, then enough commits for the oldest header slot to pass it.
+    for i in 0..6 {
+        let f = std::fs::File::create(m.join(format!("tick{i}"))).unwrap();
+        std::io::Write::write_all(&mut &f, b"a commit").unwrap();
+        f.sync_all().unwrap();
+    }
+    let after = allocated_bytes(&remote);
+    assert!(
+        before.saturating_sub(after) >= 48 * MIB,
+        "the served file still holds {} MiB of {} MiB after the 64 MiB file was deleted",
+        after / MIB,
+        before / MIB
+    );
+    m.unmount();
+    fsck_clean(&r.img.devices);
+    let m = r.img.mount_devices(&[r.img.devices[1].as_path()], "ro,degraded", &[]);
+    same_tree(&m.join("src"), &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert_eq!(std::fs::read(m.join("tick5")).unwrap(), b"a commit");
+    m.unmount();
+    r.img.assert_no_panics();
+}

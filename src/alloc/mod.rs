@@ -22,7 +22,7 @@ pub mod space;
 pub mod zones;
 
 use bitmap::Bitmap;
-use hammer2_format::layout::{FREEMAP_LEAF_UNITS, UNIT, region_bounds};
+use hammer2_format::layout::{FREEMAP_LEAF_UNITS, HEADER_SLOTS, UNIT, region_bounds};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub use zones::Class;
 use zones::Zones;
@@ -158,6 +158,10 @@ pub struct Allocator {
     deferred: Vec<(u64, Extent)>,
     /// Trees pinned by long readers (online scrub/resync): tid -> count.
     pins: BTreeMap<u64, usize>,
+    /// Extents given back after a free, waiting to be discarded (TRIM, see `take_trims`):
+    /// (device, first unit) -> (tid of the commit that freed it, units). Disjoint; an
+    /// extent allocated again leaves this map at once.
+    trims: BTreeMap<(u8, u64), (u64, u64)>,
     /// Units of a slot: the largest block this filesystem writes, a power of two (§10, S1).
     /// Every block starts at a multiple of its own size rounded up to a power of two, so it
     /// lies inside one aligned slot. 0 (never set: mkfs, tools) means 1.
@@ -206,7 +210,57 @@ impl Allocator {
         d.mark(unit, count);
         let e = Extent { device, unit, count };
         self.fresh.insert((device, unit), count);
+        self.forget_trims(&e);
         Some(e)
+    }
+
+    /// Records a given-back extent for discarding, merged with the one before it when they
+    /// touch and were freed by the same commit (a deleted large file is a few entries).
+    fn remember_trim(&mut self, tid: u64, e: Extent) {
+        if let Some((&(dev, u), &mut (t, ref mut n))) = self.trims.range_mut(..(e.device, e.unit)).next_back()
+            && dev == e.device
+            && t == tid
+            && u + *n == e.unit
+        {
+            *n += e.count;
+            return;
+        }
+        self.trims.insert((e.device, e.unit), (tid, e.count));
+    }
+
+    /// Units allocated again are no longer free: whatever waits to discard them must not
+    /// (C5). Trim entries are disjoint and sorted, so the overlapping ones are the last few
+    /// that start before the extent's end.
+    fn forget_trims(&mut self, e: &Extent) {
+        let end = e.unit + e.count;
+        let overlapping: Vec<(u8, u64)> = self
+            .trims
+            .range((e.device, 0)..(e.device, end))
+            .rev()
+            .take_while(|&(&(_, u), &(_, n))| u + n > e.unit)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in overlapping {
+            self.trims.remove(&k);
+        }
+    }
+
+    /// The extents that may be discarded now that commit `durable_tid` is durable (C5): freed
+    /// by a commit no newer than the oldest header slot a mount could still fall back to
+    /// (`durable_tid - (HEADER_SLOTS - 1)`), not allocated again since, and no longer needed
+    /// by a pinned tree (they were given back). Adjacent extents come back merged.
+    pub fn take_trims(&mut self, durable_tid: u64) -> Vec<Extent> {
+        let horizon = durable_tid.saturating_sub(HEADER_SLOTS as u64 - 1);
+        let due: Vec<(u8, u64)> = self.trims.iter().filter(|(_, (tid, _))| *tid <= horizon).map(|(k, _)| *k).collect();
+        let mut out: Vec<Extent> = Vec::new();
+        for k in due {
+            let Some((_, count)) = self.trims.remove(&k) else { continue };
+            match out.last_mut() {
+                Some(last) if last.device == k.0 && last.unit + last.count == k.1 => last.count += count,
+                _ => out.push(Extent { device: k.0, unit: k.1, count }),
+            }
+        }
+        out
     }
 
     /// Frees an extent named by a tree that may be damaged (fsck's repairs): only when it
@@ -281,6 +335,7 @@ impl Allocator {
             let d = &mut self.devs[usize::from(e.device)];
             d.give(e.unit, e.count);
             d.pending.set_range(e.unit, e.count, false);
+            self.remember_trim(tid, e);
         }
         self.deferred = keep;
     }
@@ -383,6 +438,50 @@ mod tests {
 
     fn drain(a: &mut Allocator) -> Vec<Extent> {
         std::iter::from_fn(|| a.alloc(0, 0, Class::Data, 16)).collect()
+    }
+
+    /// C5: a freed extent is discarded only once every header slot a mount could fall back
+    /// to is at least as new as the commit that freed it, and never after it was handed out
+    /// again.
+    #[test]
+    fn a_freed_extent_is_trimmed_only_when_no_header_slot_needs_it_and_never_once_reused() {
+        let mut a = one_device();
+        let x = a.alloc(0, 0, Class::Data, 16).unwrap();
+        let y = a.alloc(0, 0, Class::Data, 16).unwrap();
+        a.committed(1);
+        a.free(x);
+        a.free(y);
+        a.committed(2);
+        let slots = HEADER_SLOTS as u64;
+        for tid in 2..2 + slots - 1 {
+            assert!(a.take_trims(tid).is_empty(), "commit {tid}: an older slot still names a tree using them");
+        }
+        let merged = a.take_trims(2 + slots - 1);
+        assert_eq!(merged, vec![Extent { device: 0, unit: x.unit, count: 32 }], "adjacent frees come back as one");
+        assert!(a.take_trims(100).is_empty(), "and only once");
+
+        // Freed, then handed out again before it was due: never trimmed.
+        let z = a.alloc(0, 0, Class::Data, 16).unwrap();
+        a.committed(10);
+        a.free(z);
+        a.committed(11);
+        let again = drain(&mut a);
+        assert!(again.iter().any(|e| e.unit <= z.unit && z.unit < e.unit + e.count), "z is handed out again");
+        assert!(a.take_trims(1000).is_empty(), "a unit in use is never discarded");
+    }
+
+    /// A pinned older tree (online scrub/resync) keeps its blocks from being trimmed too.
+    #[test]
+    fn a_pinned_tree_keeps_its_freed_blocks_from_the_trim() {
+        let mut a = one_device();
+        let x = a.alloc(0, 0, Class::Data, 16).unwrap();
+        a.committed(1);
+        a.pin(1);
+        a.free(x);
+        a.committed(2);
+        assert!(a.take_trims(50).is_empty(), "pinned: not given back, not trimmed");
+        a.unpin(1);
+        assert_eq!(a.take_trims(50), vec![x]);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub(crate) mod arena;
 pub(crate) mod builder;
+mod discard;
 pub(crate) mod freemap;
 pub mod header;
 pub(crate) mod hook;
@@ -324,11 +325,15 @@ fn install(fs: &FsInner, snap: Snapshot, mut built: Built, roots: Roots) -> Comm
         }
     }
     let (blocks, bytes) = built.arena.totals();
-    {
+    let trims = {
         let mut a = fs.alloc.lock();
         a.committed(tid);
         fs.space.publish_capacity(fs.vol.placement.capacity_units(&a, &fs.vol.devices));
-    }
+        a.take_trims(tid)
+    };
+    // Still under the commit lock: nothing can allocate these units before they are
+    // discarded (C5).
+    discard::issue(&fs.vol.devices, &trims);
     fs.space.release(snap.reserved);
     fs.dirty_bytes.fetch_sub(snap.dirty_bytes.min(fs.dirty_bytes.load(Ordering::SeqCst)), Ordering::SeqCst);
     fs.dirty_inodes.fetch_sub(snap.inodes.len() as u64, Ordering::SeqCst);
