@@ -35,6 +35,7 @@ pub(crate) mod mount;
 pub(crate) mod rejoin;
 pub mod repair;
 pub mod resync;
+pub mod scan;
 pub mod scrub;
 pub mod signatures;
 pub mod storage;
