@@ -29,6 +29,7 @@ pub(crate) mod fs;
 pub mod info;
 pub(crate) mod inode;
 pub mod inspect;
+pub mod locate;
 pub(crate) mod loopdev;
 pub mod maintenance;
 pub(crate) mod mount;

@@ -18,6 +18,10 @@
 //! therefore starts from `dev,suid` (`hammer2 mount` itself defaults to nosuid,nodev), and
 //! `nosuid`/`nodev` when given, or added by mount(8) for a `user` fstab line, win.
 //! `-o remount,...` changes the live mount (see `mount::remount`).
+//!
+//! The source may also be `UUID=<filesystem uuid>` or `LABEL=<label>` (what fstab lines
+//! for systemd should use): the members are looked up among the block devices and the image
+//! files named with `-o devices=PATH:PATH` (`hammer2::locate`, L1 in docs/DESIGN.md).
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -134,6 +138,26 @@ fn devices(source: &OsStr) -> anyhow::Result<Vec<PathBuf>> {
     Ok(parts)
 }
 
+/// The devices a source names, and the options left for `hammer2 mount`: a device list, or
+/// `UUID=`/`LABEL=` looked up among the block devices and the image files of
+/// `devices=PATH:PATH` (an option only the helper reads: it is taken out).
+pub fn sources(source: &OsStr, options: Vec<String>) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
+    let (named, options): (Vec<String>, Vec<String>) = options.into_iter().partition(|o| o.starts_with("devices="));
+    let Some(wanted) = hammer2::locate::parse(&source.to_string_lossy()) else {
+        if !named.is_empty() {
+            anyhow::bail!("-o devices= goes with a UUID= or LABEL= source, not with a device list");
+        }
+        return Ok((devices(source)?, options));
+    };
+    let wanted = wanted?;
+    let mut candidates = Vec::new();
+    for n in &named {
+        candidates.extend(devices(OsStr::new(&n["devices=".len()..]))?);
+    }
+    candidates.extend(hammer2::locate::block_devices());
+    Ok((hammer2::locate::members(&wanted, &candidates)?, options))
+}
+
 /// The index just past `://` of the URI starting at `from`.
 fn scheme_end(b: &[u8], from: usize) -> usize {
     b[from..].windows(3).position(|w| w == b"://").map_or(b.len(), |p| from + p + 3)
@@ -146,12 +170,12 @@ fn run(call: Call) -> anyhow::Result<i32> {
             false => crate::mount::remount(Path::new(&call.mountpoint), &call.options),
         };
     }
-    let mut paths = devices(&call.source)?;
+    let (mut paths, options) = sources(&call.source, call.options)?;
     if call.fake {
         return Ok(0);
     }
     paths.push(PathBuf::from(call.mountpoint));
-    let options = if call.options.is_empty() { Vec::new() } else { vec![call.options.join(",")] };
+    let options = if options.is_empty() { Vec::new() } else { vec![options.join(",")] };
     crate::mount::run(crate::mount::Args { foreground: false, options, paths })
 }
 
