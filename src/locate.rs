@@ -8,6 +8,8 @@
 use crate::signatures;
 use crate::storage::claim::OpenMode;
 use crate::storage::file::FileStorage;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// What a source names.
@@ -25,6 +27,8 @@ pub enum LocateError {
         "no device holds the hammer2 filesystem {0} (looked at the block devices and the files given with -o devices=)"
     )]
     NotFound(String),
+    #[error("bad device list '{0}' (devices are separated by ':')")]
+    BadList(String),
     #[error("{what} names {n} hammer2 filesystems ({list}): name one by UUID=")]
     Ambiguous { what: String, n: usize, list: String },
 }
@@ -127,6 +131,61 @@ pub fn members(wanted: &Wanted, candidates: &[PathBuf]) -> Result<Vec<PathBuf>, 
                 .collect::<Vec<_>>()
                 .join("; "),
         }),
+    }
+}
+
+/// The devices of a `:`-joined list (`/dev/sdb:/dev/sdc`, as fstab's first field holds
+/// several). An NBD URI has colons of its own (`nbd://h:10809/e`), so inside a URI a `:`
+/// separates devices only where the next device starts: before a `/` (a path) or another
+/// NBD URI.
+pub fn split_list(source: &OsStr) -> Result<Vec<PathBuf>, LocateError> {
+    let b = source.as_bytes();
+    let uri_at = |i: usize| std::str::from_utf8(&b[i..]).is_ok_and(crate::storage::nbd::uri::looks_like_nbd);
+    let mut parts = Vec::new();
+    let mut start = 0;
+    // Where the URI's own "scheme://" ends, when the current device is a URI.
+    let mut uri_body = uri_at(0).then(|| scheme_end(b, 0));
+    for i in 0..b.len() {
+        if b[i] != b':' || uri_body.is_some_and(|body| i < body) {
+            continue;
+        }
+        let next_starts = b.get(i + 1) == Some(&b'/') || uri_at(i + 1);
+        if uri_body.is_none() || next_starts {
+            parts.push(PathBuf::from(OsStr::from_bytes(&b[start..i])));
+            start = i + 1;
+            uri_body = uri_at(start).then(|| scheme_end(b, start));
+        }
+    }
+    parts.push(PathBuf::from(OsStr::from_bytes(&b[start..])));
+    if parts.iter().any(|p| p.as_os_str().is_empty()) {
+        return Err(LocateError::BadList(source.to_string_lossy().into_owned()));
+    }
+    Ok(parts)
+}
+
+/// The index just past `://` of the URI starting at `from`.
+fn scheme_end(b: &[u8], from: usize) -> usize {
+    b[from..].windows(3).position(|w| w == b"://").map_or(b.len(), |p| from + p + 3)
+}
+
+/// What fsck.fuse.hammer2 checks for one fstab source: `UUID=`/`LABEL=` (or their
+/// /dev/disk links) looked up, a `:`-joined list as it is, and a single device that fsck(8)
+/// itself resolved from a tag to one member, together with the other members of its
+/// filesystem (each filesystem is checked once, as a whole).
+pub fn resolve(source: &OsStr) -> Result<Vec<PathBuf>, LocateError> {
+    if let Some(w) = parse(&source.to_string_lossy()) {
+        return members(&w?, &block_devices());
+    }
+    let list = split_list(source)?;
+    let [one] = list.as_slice() else { return Ok(list) };
+    let id = FileStorage::open(one, OpenMode::ReadOnly).ok().and_then(|s| signatures::identify(&s));
+    match id {
+        Some(id) => {
+            let mut candidates = vec![one.clone()];
+            candidates.extend(block_devices());
+            members(&Wanted::Uuid(id.fs_uuid), &candidates)
+        }
+        None => Ok(list),
     }
 }
 

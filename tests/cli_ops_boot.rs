@@ -159,3 +159,43 @@ fn systemd_makes_a_verified_mount_unit_of_a_uuid_fstab_line() {
         assert!(stderr(&v).trim().is_empty(), "{u}: {}", stderr(&v));
     }
 }
+
+/// fsck(8) runs `fsck.fuse.hammer2 -a [-C FD] SOURCE` for an fstab line with a pass number:
+/// the `a:b` list, `UUID=` (members on block devices: loop devices here), and the one
+/// member fsck(8) resolves a tag to, each checked once as the whole filesystem.
+#[test]
+fn fsck_fuse_hammer2_checks_an_fstab_source_once_as_the_whole_filesystem() {
+    let img = labelled("boot-fsck");
+    let uuid = uuid_of(&img.devices[0]);
+    let fsck = img.dir.path().join("fsck.fuse.hammer2");
+    std::os::unix::fs::symlink(common::image::fsck_bin(), &fsck).unwrap();
+    let run = |args: &[&str]| Command::new(&fsck).args(args).output().unwrap();
+    let checked = |o: &std::process::Output, devs: &[PathBuf]| {
+        let out = common::image::stdout(o);
+        assert_eq!(exit_code(o), 0, "{out}{}", stderr(o));
+        // One check of the whole filesystem: one report naming every member.
+        let j: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let named: Vec<String> =
+            j["devices"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap().to_string()).collect();
+        for d in devs {
+            assert!(named.contains(&d.display().to_string()), "{d:?} not checked: {j}");
+        }
+    };
+    let list = joined(&img.devices);
+    checked(&run(&["-n", "-C", "3", "--json", &list]), &img.devices);
+
+    let loops: Vec<common::image::LoopDev> = img.devices.iter().map(|d| common::image::LoopDev::attach(d)).collect();
+    let paths: Vec<PathBuf> = loops.iter().map(|l| l.path.clone()).collect();
+    checked(&run(&["-n", "--json", &format!("UUID={uuid}")]), &paths);
+    checked(&run(&["-n", "--json", "LABEL=boot-fsck"]), &paths);
+    // What fsck(8) passes after resolving UUID= itself: one member; the other is found.
+    checked(&run(&["-n", "--json", paths[1].to_str().unwrap()]), &paths);
+    drop(loops);
+
+    let o = run(&["-a", "UUID=00000000-0000-4000-8000-000000000000"]);
+    assert_eq!(exit_code(&o), 8);
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("fsck.fuse.hammer2: no device holds"), "{}", stderr(&o));
+    let o = run(&["-a", &list, "extra"]);
+    assert_eq!(exit_code(&o), 16, "{}", stderr(&o));
+}

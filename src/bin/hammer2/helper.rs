@@ -24,7 +24,6 @@
 //! files named with `-o devices=PATH:PATH` (`hammer2::locate`, L1 in docs/DESIGN.md).
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 pub const NAME: &str = "mount.fuse.hammer2";
@@ -114,28 +113,7 @@ fn filesystem_options(lists: &[String]) -> Vec<String> {
 }
 
 fn devices(source: &OsStr) -> anyhow::Result<Vec<PathBuf>> {
-    let b = source.as_bytes();
-    let uri_at = |i: usize| std::str::from_utf8(&b[i..]).is_ok_and(hammer2::storage::nbd::uri::looks_like_nbd);
-    let mut parts = Vec::new();
-    let mut start = 0;
-    // Where the URI's own "scheme://" ends, when the current device is a URI.
-    let mut uri_body = uri_at(0).then(|| scheme_end(b, 0));
-    for i in 0..b.len() {
-        if b[i] != b':' || uri_body.is_some_and(|body| i < body) {
-            continue;
-        }
-        let next_starts = b.get(i + 1) == Some(&b'/') || uri_at(i + 1);
-        if uri_body.is_none() || next_starts {
-            parts.push(PathBuf::from(OsStr::from_bytes(&b[start..i])));
-            start = i + 1;
-            uri_body = uri_at(start).then(|| scheme_end(b, start));
-        }
-    }
-    parts.push(PathBuf::from(OsStr::from_bytes(&b[start..])));
-    if parts.iter().any(|p| p.as_os_str().is_empty()) {
-        anyhow::bail!("bad device list '{}' (devices are separated by ':')", source.to_string_lossy());
-    }
-    Ok(parts)
+    Ok(hammer2::locate::split_list(source)?)
 }
 
 /// The devices a source names, and the options left for `hammer2 mount`: a device list, or
@@ -156,11 +134,6 @@ pub fn sources(source: &OsStr, options: Vec<String>) -> anyhow::Result<(Vec<Path
     }
     candidates.extend(hammer2::locate::block_devices());
     Ok((hammer2::locate::members(&wanted, &candidates)?, options))
-}
-
-/// The index just past `://` of the URI starting at `from`.
-fn scheme_end(b: &[u8], from: usize) -> usize {
-    b[from..].windows(3).position(|w| w == b"://").map_or(b.len(), |p| from + p + 3)
 }
 
 fn run(call: Call) -> anyhow::Result<i32> {
