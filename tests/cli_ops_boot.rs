@@ -35,14 +35,15 @@ fn joined(devs: &[PathBuf]) -> String {
     devs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
 }
 
-/// Runs the helper as mount(8) would for an fstab line with `source` and `devices=`.
+/// Runs the helper as mount(8) would for an fstab line with `source` and `devices=` (none
+/// when empty).
 fn helper(img: &Image, source: &str, devices: &str) -> std::process::Output {
     let h = img.dir.path().join("mount.fuse.hammer2");
     if !h.exists() {
         install_helper(img.dir.path());
     }
-    let opts =
-        format!("defaults,_netdev,x-systemd.requires=/dev/null,devices={devices},logfile={}", img.log_path().display());
+    let devices = if devices.is_empty() { String::new() } else { format!("devices={devices},") };
+    let opts = format!("defaults,_netdev,x-systemd.requires=/dev/null,{devices}logfile={}", img.log_path().display());
     Command::new(h).arg(source).arg(img.mountpoint()).args(["-n", "-o", &opts]).output().unwrap()
 }
 
@@ -198,4 +199,30 @@ fn fsck_fuse_hammer2_checks_an_fstab_source_once_as_the_whole_filesystem() {
     assert!(stderr(&o).starts_with("fsck.fuse.hammer2: no device holds"), "{}", stderr(&o));
     let o = run(&["-a", &list, "extra"]);
     assert_eq!(exit_code(&o), 16, "{}", stderr(&o));
+}
+
+/// mount(8) resolves `UUID=` itself, through the udev link, to one member's device: the
+/// helper given that one device finds the other member among the block devices (loop
+/// devices here) and mounts the whole, not degraded; `-o degraded` keeps it to the one.
+#[test]
+fn the_helper_given_one_member_mounts_the_whole_filesystem_unless_degraded_is_asked() {
+    let img = labelled("boot-one");
+    let loops: Vec<common::image::LoopDev> = img.devices.iter().map(|d| common::image::LoopDev::attach(d)).collect();
+    let out = helper(&img, loops[0].path.to_str().unwrap(), "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = Mount::attach(&img.mountpoint(), img.log_path());
+    let info = common::image::info_json([&m.path]);
+    for (d, l) in info["devices"].as_array().unwrap().iter().zip(&loops) {
+        assert_eq!(d["state"], "online", "{info}");
+        assert_eq!(d["path"], l.path.display().to_string(), "{info}");
+    }
+    m.unmount();
+    let h = img.dir.path().join("mount.fuse.hammer2");
+    let opts = format!("degraded,logfile={}", img.log_path().display());
+    let out = Command::new(&h).arg(&loops[0].path).arg(img.mountpoint()).args(["-o", &opts]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = Mount::attach(&img.mountpoint(), img.log_path());
+    let info = common::image::info_json([&m.path]);
+    assert_eq!(info["devices"][1]["state"], "missing", "{info}");
+    m.unmount();
 }

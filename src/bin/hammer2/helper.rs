@@ -21,7 +21,10 @@
 //!
 //! The source may also be `UUID=<filesystem uuid>` or `LABEL=<label>` (what fstab lines
 //! for systemd should use): the members are looked up among the block devices and the image
-//! files named with `-o devices=PATH:PATH` (`hammer2::locate`, L1 in docs/DESIGN.md).
+//! files named with `-o devices=PATH:PATH` (`hammer2::locate`, L1 in docs/DESIGN.md). As
+//! mount(8) turns `UUID=` into the one device udev links it to, a single block device that
+//! is a member of a larger filesystem is completed with the other members found among the
+//! block devices, unless `-o degraded` asks for it alone.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -125,7 +128,14 @@ pub fn sources(source: &OsStr, options: Vec<String>) -> anyhow::Result<(Vec<Path
         if !named.is_empty() {
             anyhow::bail!("-o devices= goes with a UUID= or LABEL= source, not with a device list");
         }
-        return Ok((devices(source)?, options));
+        // mount(8) resolves a UUID= source itself when udev links it (to one member, as a
+        // canonical /dev path): a lone member is completed with its fellow members from
+        // the block devices, unless the operator asked for that one alone (-o degraded).
+        let degraded = options.iter().flat_map(|o| o.split(',')).any(|o| o == "degraded");
+        return match devices(source)? {
+            list if list.len() == 1 && !degraded => Ok((hammer2::locate::resolve(source)?, options)),
+            list => Ok((list, options)),
+        };
     };
     let wanted = wanted?;
     let mut candidates = Vec::new();
