@@ -214,3 +214,18 @@ fn status_of_nothing_mounted_there_is_one_line_and_exit_8() {
     let o = hammer2(["clear".as_ref(), dir.path().as_os_str()]);
     assert_eq!(exit_code(&o), 8);
 }
+
+#[test]
+fn without_arguments_status_shows_every_mounted_hammer2_filesystem() {
+    let img = Image::with(1, 128 * MIB, None);
+    let m = img.mount();
+    let o = hammer2(["status"]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let on = format!("    on: {}\n", std::fs::canonicalize(&m.path).unwrap().display());
+    assert!(stdout(&o).contains(&on), "{}", stdout(&o));
+    let o = hammer2(["status", "--json"]);
+    let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let fss = j["filesystems"].as_array().unwrap();
+    assert!(fss.iter().any(|f| f["state"] == "ONLINE" && f["mounted"] == true), "{j}");
+    m.unmount();
+}
