@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds release binaries and installs them, with what makes them at home on the system:
 #   $PREFIX/sbin/hammer2, mkfs.hammer2, fsck.hammer2 (the names `mkfs -t hammer2` and
-#     `fsck -t hammer2` look for), and /sbin/mount.fuse.hammer2 (mount(8)'s helper, a link);
+#     `fsck -t hammer2` look for), /sbin/mount.fuse.hammer2 (mount(8)'s helper, a link) and
+#     /sbin/fsck.fuse.hammer2 (what fsck(8) runs for fstab lines of that type, a link);
 #   man pages: $PREFIX/share/man/man8/hammer2.8, hammer2-SUBCOMMAND.8, mkfs.hammer2.8,
 #     fsck.hammer2.8;
 #   bash, zsh and fish completions under $PREFIX/share;
@@ -33,7 +34,7 @@ esac
 [ -n "$DESTDIR" ] || as_root "$@"
 
 # Files of installs made before the list existed.
-old_files=("$PREFIX/sbin/hammer2" "$PREFIX/sbin/mkfs.hammer2" "$PREFIX/sbin/fsck.hammer2" /sbin/mount.fuse.hammer2)
+old_files=("$PREFIX/sbin/hammer2" "$PREFIX/sbin/mkfs.hammer2" "$PREFIX/sbin/fsck.hammer2" /sbin/mount.fuse.hammer2 /sbin/fsck.fuse.hammer2)
 
 if [ "$mode" = uninstall ]; then
     if [ -f "$MANIFEST" ]; then
@@ -113,6 +114,10 @@ put 0755 "$BINDIR/fsck-hammer2" "$sbin/fsck.hammer2"
 make_dir "$DESTDIR/sbin"
 ln -sf "$PREFIX/sbin/hammer2" "$DESTDIR/sbin/mount.fuse.hammer2"
 installed+=("$DESTDIR/sbin/mount.fuse.hammer2")
+# fsck(8) runs fsck.fuse.hammer2 for fstab lines of that type (fsck -A, a pass number): the
+# fsck binary takes the line's source (a:b, UUID=, LABEL=) when started under that name.
+ln -sf "$PREFIX/sbin/fsck.hammer2" "$DESTDIR/sbin/fsck.fuse.hammer2"
+installed+=("$DESTDIR/sbin/fsck.fuse.hammer2")
 
 share="$DESTDIR$PREFIX/share"
 generate "$BINDIR/hammer2" man "$share/man" generate

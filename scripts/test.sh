@@ -20,6 +20,8 @@ ensure_cmd qemu-nbd qemu-utils
 ensure_cmd setfacl acl
 ensure_cmd man man-db
 ensure_cmd script bsdutils
+# systemd-analyze and the fstab generator: the boot-by-UUID test verifies a generated mount unit.
+ensure_cmd systemd-analyze systemd
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -191,6 +191,8 @@ pub struct FsInner {
     pub scrubbing: AtomicBool,
     /// What the running scrub was told (pause, cancel): `scrub::control` sets and reads it.
     pub scrub_control: std::sync::atomic::AtomicU8,
+    /// The scrub or resync running now and the last scrub's result, for `status`.
+    pub scans: crate::scan::Scans,
     pub stopping: AtomicBool,
     pub stats: Stats,
     /// The commit hook that maintenance registered (`commit::hook`: resync), held opaquely

@@ -75,6 +75,12 @@ pub struct Live {
     pub resyncing: Vec<bool>,
     /// Per device index: what the reconnect watcher knows of it.
     pub links: Vec<Link>,
+    /// No device takes writes (R1): changes are refused until one is back.
+    pub stalled: bool,
+    /// The scrub or resync running now.
+    pub scan: Option<crate::scan::Running>,
+    /// How the last scrub of this mount ended.
+    pub last_scrub: Option<crate::scan::LastScrub>,
 }
 
 /// A member's reconnects while mounted (`rejoin`), for `info` on a mount.
@@ -119,7 +125,11 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
             }))
             .collect(),
     };
+    let (scan, last_scrub) = crate::scan::snapshot(fs);
     Live {
+        stalled: fs.stalled.load(Ordering::SeqCst),
+        scan,
+        last_scrub,
         assembly,
         header_tids: members
             .iter()
@@ -140,6 +150,97 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
             })
             .collect(),
     }
+}
+
+/// The overall state of a filesystem, in the words of `zpool status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Health {
+    /// Every device online and in sync.
+    Online,
+    /// Some device is not (missing, failed, stale, diverged, being resynced), but every
+    /// block still has a copy on a device in service.
+    Degraded,
+    /// As many devices failed or missing as a block has copies: some blocks may have no
+    /// copy left, or no device takes writes.
+    Faulted,
+}
+
+impl Health {
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Online => "ONLINE",
+            Health::Degraded => "DEGRADED",
+            Health::Faulted => "FAULTED",
+        }
+    }
+}
+
+/// What `status` needs to know of one member to judge the whole.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub name: String,
+    pub state: MemberState,
+    /// A resync is catching it up now.
+    pub resyncing: bool,
+    /// The reconnect watcher is retrying it.
+    pub reconnecting: bool,
+    /// Its read, write or check error counters are not zero.
+    pub errors: bool,
+}
+
+/// The overall state and what the operator should do about it (`hammer2 status`), the one
+/// place that decides it. `target` names the filesystem in the commands it suggests (a
+/// mount point, or the devices); `mounted` says whether device commands apply. A block's
+/// copies lie on `copies` different devices, so only that many devices out of service can
+/// leave a block without any copy.
+pub fn health(members: &[MemberView], copies: u8, stalled: bool, mounted: bool, target: &str) -> (Health, Vec<String>) {
+    let out = |m: &&MemberView| matches!(m.state, MemberState::Failed | MemberState::Absent);
+    let gone: Vec<&MemberView> = members.iter().filter(out).collect();
+    let behind: Vec<&MemberView> =
+        members.iter().filter(|m| matches!(m.state, MemberState::Stale | MemberState::Diverged)).collect();
+    let health = if stalled || gone.len() >= usize::from(copies.max(1)) || gone.len() == members.len() {
+        Health::Faulted
+    } else if gone.is_empty() && behind.is_empty() {
+        Health::Online
+    } else {
+        Health::Degraded
+    };
+    let names = |v: &[&MemberView]| v.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");
+    let mut actions = Vec::new();
+    let (retrying, lost): (Vec<&MemberView>, Vec<&MemberView>) = gone.iter().partition(|m| m.reconnecting);
+    if !retrying.is_empty() {
+        actions.push(format!(
+            "the reconnect watcher is retrying {}; wait, or fix the device or its server",
+            names(&retrying)
+        ));
+    }
+    if !lost.is_empty() {
+        actions.push(if mounted {
+            format!("replace or bring back {} with 'hammer2 device online {target} DEVICE'", names(&lost))
+        } else {
+            format!("give every device of the filesystem, or replace {} and run 'hammer2 resync'", names(&lost))
+        });
+    }
+    let (catching_up, waiting): (Vec<&MemberView>, Vec<&MemberView>) = behind.iter().partition(|m| m.resyncing);
+    if !catching_up.is_empty() {
+        actions.push(format!("wait for the resync of {} to complete", names(&catching_up)));
+    }
+    if !waiting.is_empty() {
+        actions.push(format!("run 'hammer2 resync {target}' to bring {} up to date", names(&waiting)));
+    }
+    let erring: Vec<&MemberView> = members.iter().filter(|m| m.errors && !out(m)).collect();
+    if !erring.is_empty() && mounted {
+        actions.push(format!(
+            "errors were counted on {}: run 'hammer2 scrub {target}', replace the device if they grow, \
+             and reset the counters with 'hammer2 clear {target}'",
+            names(&erring)
+        ));
+    }
+    if stalled {
+        actions.push("no device takes writes: bring one back with 'hammer2 device online', then resync".into());
+    }
+    (health, actions)
 }
 
 #[cfg(test)]
@@ -183,5 +284,45 @@ mod tests {
         // One huge device cannot hold both copies of a block.
         assert_eq!(spread_capacity(&[100, 5, 5], 2), 10);
         assert_eq!(spread_capacity(&[0, 0, 0], 2), 0);
+    }
+
+    fn view(state: MemberState) -> super::MemberView {
+        super::MemberView { name: format!("{state:?}"), state, resyncing: false, reconnecting: false, errors: false }
+    }
+
+    #[test]
+    fn health_is_faulted_only_when_as_many_devices_are_out_as_a_block_has_copies() {
+        use super::{Health, health};
+        use MemberState::*;
+        let h = |states: &[MemberState], copies| {
+            health(&states.iter().map(|s| view(*s)).collect::<Vec<_>>(), copies, false, true, "/mnt").0
+        };
+        assert_eq!(h(&[Online, Online], 2), Health::Online);
+        assert_eq!(h(&[Online, Absent], 2), Health::Degraded);
+        assert_eq!(h(&[Online, Stale], 2), Health::Degraded);
+        assert_eq!(h(&[Online, Diverged], 2), Health::Degraded);
+        assert_eq!(h(&[Failed, Absent], 2), Health::Faulted);
+        assert_eq!(h(&[Online, Online, Failed], 2), Health::Degraded);
+        assert_eq!(h(&[Online, Failed, Failed], 2), Health::Faulted);
+        assert_eq!(h(&[Online, Absent], 1), Health::Faulted);
+        assert_eq!(health(&[view(Online)], 1, true, true, "/mnt").0, Health::Faulted);
+    }
+
+    #[test]
+    fn every_state_that_needs_the_operator_gets_an_action_naming_the_command() {
+        use super::health;
+        let mut stale = view(MemberState::Stale);
+        let (_, a) = health(&[view(MemberState::Online), stale.clone()], 2, false, true, "/mnt");
+        assert_eq!(a, ["run 'hammer2 resync /mnt' to bring Stale up to date"]);
+        stale.resyncing = true;
+        let (_, a) = health(&[view(MemberState::Online), stale], 2, false, true, "/mnt");
+        assert_eq!(a, ["wait for the resync of Stale to complete"]);
+        let (_, a) = health(&[view(MemberState::Online), view(MemberState::Failed)], 2, false, true, "/mnt");
+        assert_eq!(a, ["replace or bring back Failed with 'hammer2 device online /mnt DEVICE'"]);
+        let mut erring = view(MemberState::Online);
+        erring.errors = true;
+        let (_, a) = health(&[erring], 1, false, true, "/mnt");
+        assert!(a[0].contains("'hammer2 clear /mnt'"), "{a:?}");
+        assert!(health(&[view(MemberState::Online)], 1, false, true, "/mnt").1.is_empty());
     }
 }

@@ -8,6 +8,7 @@
 use crate::Mounted;
 use crate::devices::MemberState;
 use crate::error::{Error, Result};
+use crate::scan::{LastScrub, ScanKind};
 use crate::scrub::control::ScrubCommand;
 use crate::scrub::{ScrubProgress, ScrubReport, ScrubRun};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,8 +46,24 @@ pub fn scrub(fs: &impl Mounted, opts: RunOptions, progress: &mut dyn FnMut(Scrub
     }
     let _running = Running(&fs.scrubbing);
     crate::scrub::control::reset(fs);
+    let scan = crate::scan::begin(fs, ScanKind::Scrub);
     crate::commit::commit(fs, false, false)?;
-    let rep = crate::scrub::scrub(fs, ScrubRun { rate: opts.rate, controlled: true }, progress)?;
+    let rep = crate::scrub::scrub(fs, ScrubRun { rate: opts.rate, controlled: true }, &mut |p| {
+        scan.progress(p.read, p.total);
+        progress(p);
+    })?;
+    crate::scan::scrub_ended(
+        fs,
+        LastScrub {
+            ended: std::time::SystemTime::now(),
+            seconds: rep.seconds,
+            bytes: rep.devices.iter().map(|d| d.bytes).sum(),
+            errors: rep.errors(),
+            repaired: rep.repaired(),
+            unrepairable: rep.unrepairable.len() as u64,
+            cancelled: rep.cancelled,
+        },
+    );
     let writable = !fs.vol.read_only && !fs.remounted_ro.load(Ordering::SeqCst);
     if rep.unrepairable.is_empty() && !rep.cancelled && writable && !crate::resync::running(fs) {
         for m in &fs.vol.devices.members {
@@ -70,4 +87,39 @@ pub fn scrub_command(fs: &impl Mounted, cmd: ScrubCommand) -> Result<()> {
     }
     crate::scrub::control::apply(fs, cmd);
     Ok(())
+}
+
+/// `hammer2 clear`: resets the error counters of `device` (a member's name, its canonical
+/// path, or its index), or of every member, and commits so the headers say so too (on a
+/// read-only mount they are reset in memory only, until a commit writes them).
+pub fn clear_counters(fs: &impl Mounted, device: Option<&str>) -> Result<Vec<String>> {
+    let fs = fs.engine().0;
+    let members = &fs.vol.devices.members;
+    let chosen: Vec<&crate::devices::Member> = match device {
+        None => members.iter().collect(),
+        Some(d) => {
+            let canon = std::fs::canonicalize(d).ok();
+            let hit: Vec<_> = members
+                .iter()
+                .filter(|m| {
+                    m.name() == d
+                        || d.parse::<u8>().is_ok_and(|i| i == m.index)
+                        || canon.as_ref().is_some_and(|c| std::fs::canonicalize(m.name()).ok().as_ref() == Some(c))
+                })
+                .collect();
+            if hit.is_empty() {
+                return Err(Error::Invalid(format!("{d} is not a device of this filesystem")));
+            }
+            hit
+        }
+    };
+    for m in &chosen {
+        for c in [&m.counters.read_errors, &m.counters.write_errors, &m.counters.check_errors, &m.counters.repaired] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+    if fs.check_writable().is_ok() {
+        crate::commit::commit(fs, true, false)?;
+    }
+    Ok(chosen.iter().map(|m| m.name()).collect())
 }

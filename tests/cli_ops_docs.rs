@@ -52,12 +52,14 @@ fn every_command_has_a_section_8_page_that_man_renders_without_warnings() {
         names(&pages),
         [
             "fsck.hammer2.8",
+            "hammer2-clear.8",
             "hammer2-device.8",
             "hammer2-info.8",
             "hammer2-mount.8",
             "hammer2-probe.8",
             "hammer2-resync.8",
             "hammer2-scrub.8",
+            "hammer2-status.8",
             "hammer2-upgrade.8",
             "hammer2.8",
             "mkfs.hammer2.8"

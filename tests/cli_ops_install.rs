@@ -52,6 +52,7 @@ fn install_puts_binaries_pages_completions_and_the_udev_rule_and_uninstall_takes
         "usr/local/sbin/mkfs.hammer2",
         "usr/local/sbin/fsck.hammer2",
         "sbin/mount.fuse.hammer2",
+        "sbin/fsck.fuse.hammer2",
         "usr/local/share/man/man8/hammer2.8",
         "usr/local/share/man/man8/hammer2-mount.8",
         "usr/local/share/man/man8/hammer2-probe.8",
@@ -68,6 +69,8 @@ fn install_puts_binaries_pages_completions_and_the_udev_rule_and_uninstall_takes
     }
     let link = std::fs::read_link(root.join("sbin/mount.fuse.hammer2")).unwrap();
     assert_eq!(link, Path::new("/usr/local/sbin/hammer2"));
+    let link = std::fs::read_link(root.join("sbin/fsck.fuse.hammer2")).unwrap();
+    assert_eq!(link, Path::new("/usr/local/sbin/fsck.hammer2"));
     let rule = std::fs::read_to_string(root.join("etc/udev/rules.d/59-hammer2.rules")).unwrap();
     assert!(rule.contains("IMPORT{program}=\"/usr/local/sbin/hammer2 probe --udev $devnode\""), "{rule}");
     // The installed binary is the one built, and runs.

@@ -41,7 +41,7 @@ fn probe_prints_blkids_export_format_for_each_member() {
         assert_eq!(t["UUID"], fs_uuid);
         assert_eq!(t["UUID_SUB"], *dev_uuid);
         assert_eq!(t["LABEL"], "backups\\ 2", "blkid escapes a space for the shell");
-        assert_eq!(t["VERSION"], "1");
+        assert_eq!(t["VERSION"], "2", "mkfs makes format version 2");
         assert_eq!(t["USAGE"], "filesystem");
 
         let udev = tags(&ok(&hammer2(["probe".as_ref(), "--udev".as_ref(), dev.as_os_str()])));

@@ -58,8 +58,54 @@ extern "C" fn on_signal(_: libc::c_int) {
     }
 }
 
+/// The name fsck(8) runs for fstab lines of type fuse.hammer2 (`fsck -A`, a pass number):
+/// this binary under another name (scripts/install.sh links it).
+const FSTAB_NAME: &str = "fsck.fuse.hammer2";
+
+/// As `fsck.fuse.hammer2 [-a|-p|-n|-y] [-C FD] [-V] SOURCE`: fsck(8)'s own flags dropped,
+/// and the one fstab source (`a:b`, `UUID=`, `LABEL=`, or the one member fsck(8) resolved a
+/// tag to) made the filesystem's devices, so a filesystem is checked once, as a whole.
+fn fstab_args() -> Result<Vec<std::ffi::OsString>, (i32, String)> {
+    let mut out = Vec::new();
+    let mut it = std::env::args_os();
+    out.extend(it.next());
+    let mut sources = Vec::new();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        match s.as_ref() {
+            // -C FD: fsck(8)'s progress descriptor; -V: its verbosity. Not ours.
+            "-C" => {
+                it.next();
+            }
+            _ if s.starts_with("-C") || s == "-V" => {}
+            _ if s.starts_with('-') => out.push(a),
+            _ => sources.push(a),
+        }
+    }
+    let [source] = sources.as_slice() else {
+        return Err((EXIT_USAGE, format!("usage: {FSTAB_NAME} [-a|-p|-n|-y] [-f] DEVICE[:DEVICE...]|UUID=U|LABEL=L")));
+    };
+    let devices = hammer2::locate::resolve(source).map_err(|e| (hammer2_fsck::EXIT_OPERATIONAL, e.to_string()))?;
+    out.extend(devices.into_iter().map(Into::into));
+    Ok(out)
+}
+
 fn main() {
-    let cli = match Cli::try_parse() {
+    let invoked_for_fstab = std::env::args_os()
+        .next()
+        .is_some_and(|a| std::path::Path::new(&a).file_name() == Some(std::ffi::OsStr::new(FSTAB_NAME)));
+    let parsed = if invoked_for_fstab {
+        match fstab_args() {
+            Ok(args) => Cli::try_parse_from(args),
+            Err((code, e)) => {
+                eprintln!("{FSTAB_NAME}: {e}");
+                std::process::exit(code);
+            }
+        }
+    } else {
+        Cli::try_parse()
+    };
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };

@@ -108,6 +108,7 @@ pub fn run(
     let slice_bytes =
         throttle.rate().map_or(fs.opts.resync_slice_bytes, |r| fs.opts.resync_slice_bytes.min((r / 4).max(256 << 10)));
     let session = hook::Session::claim(fs, slice_bytes)?;
+    let scan = crate::scan::begin(fs, crate::scan::ScanKind::Resync);
     let start = std::time::Instant::now();
     let mut report = ResyncReport::default();
     rejoin(fs, &mut report)?;
@@ -142,6 +143,8 @@ pub fn run(
         let counts = session.totals();
         progress(&ResyncProgress { counts, commits: report.commits, total });
         throttle.pace(counts.copied_bytes);
+        // After the pace: what `status` divides by the time since the start keeps to the rate (T1).
+        scan.progress(counts.copied_bytes, total);
         if session.complete() && stale_epochs(fs) == stale {
             break;
         }

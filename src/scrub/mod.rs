@@ -142,9 +142,11 @@ impl Scrubber<'_> {
     /// Between batches: report progress, keep to the rate, and follow a pause or a cancel.
     fn checkpoint(&mut self) {
         let read = self.rep.devices.iter().map(|d| d.bytes).sum();
+        // Paced first, so what progress reports was read at the rate at most (T1): `status`
+        // divides it by the time since the start.
+        self.throttle.pace(read);
         (self.progress)(ScrubProgress { blocks: self.rep.blocks, bytes: self.rep.bytes, read, total: self.total });
         self.last_progress = Instant::now();
-        self.throttle.pace(read);
         while self.controlled {
             match control::state(self.fs) {
                 ScrubState::Run => break,

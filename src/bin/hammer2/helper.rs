@@ -18,9 +18,15 @@
 //! therefore starts from `dev,suid` (`hammer2 mount` itself defaults to nosuid,nodev), and
 //! `nosuid`/`nodev` when given, or added by mount(8) for a `user` fstab line, win.
 //! `-o remount,...` changes the live mount (see `mount::remount`).
+//!
+//! The source may also be `UUID=<filesystem uuid>` or `LABEL=<label>` (what fstab lines
+//! for systemd should use): the members are looked up among the block devices and the image
+//! files named with `-o devices=PATH:PATH` (`hammer2::locate`, L1 in docs/DESIGN.md). As
+//! mount(8) turns `UUID=` into the one device udev links it to, a single block device that
+//! is a member of a larger filesystem is completed with the other members found among the
+//! block devices, unless `-o degraded` asks for it alone.
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 pub const NAME: &str = "mount.fuse.hammer2";
@@ -110,33 +116,34 @@ fn filesystem_options(lists: &[String]) -> Vec<String> {
 }
 
 fn devices(source: &OsStr) -> anyhow::Result<Vec<PathBuf>> {
-    let b = source.as_bytes();
-    let uri_at = |i: usize| std::str::from_utf8(&b[i..]).is_ok_and(hammer2::storage::nbd::uri::looks_like_nbd);
-    let mut parts = Vec::new();
-    let mut start = 0;
-    // Where the URI's own "scheme://" ends, when the current device is a URI.
-    let mut uri_body = uri_at(0).then(|| scheme_end(b, 0));
-    for i in 0..b.len() {
-        if b[i] != b':' || uri_body.is_some_and(|body| i < body) {
-            continue;
-        }
-        let next_starts = b.get(i + 1) == Some(&b'/') || uri_at(i + 1);
-        if uri_body.is_none() || next_starts {
-            parts.push(PathBuf::from(OsStr::from_bytes(&b[start..i])));
-            start = i + 1;
-            uri_body = uri_at(start).then(|| scheme_end(b, start));
-        }
-    }
-    parts.push(PathBuf::from(OsStr::from_bytes(&b[start..])));
-    if parts.iter().any(|p| p.as_os_str().is_empty()) {
-        anyhow::bail!("bad device list '{}' (devices are separated by ':')", source.to_string_lossy());
-    }
-    Ok(parts)
+    Ok(hammer2::locate::split_list(source)?)
 }
 
-/// The index just past `://` of the URI starting at `from`.
-fn scheme_end(b: &[u8], from: usize) -> usize {
-    b[from..].windows(3).position(|w| w == b"://").map_or(b.len(), |p| from + p + 3)
+/// The devices a source names, and the options left for `hammer2 mount`: a device list, or
+/// `UUID=`/`LABEL=` looked up among the block devices and the image files of
+/// `devices=PATH:PATH` (an option only the helper reads: it is taken out).
+pub fn sources(source: &OsStr, options: Vec<String>) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
+    let (named, options): (Vec<String>, Vec<String>) = options.into_iter().partition(|o| o.starts_with("devices="));
+    let Some(wanted) = hammer2::locate::parse(&source.to_string_lossy()) else {
+        if !named.is_empty() {
+            anyhow::bail!("-o devices= goes with a UUID= or LABEL= source, not with a device list");
+        }
+        // mount(8) resolves a UUID= source itself when udev links it (to one member, as a
+        // canonical /dev path): a lone member is completed with its fellow members from
+        // the block devices, unless the operator asked for that one alone (-o degraded).
+        let degraded = options.iter().flat_map(|o| o.split(',')).any(|o| o == "degraded");
+        return match devices(source)? {
+            list if list.len() == 1 && !degraded => Ok((hammer2::locate::resolve(source)?, options)),
+            list => Ok((list, options)),
+        };
+    };
+    let wanted = wanted?;
+    let mut candidates = Vec::new();
+    for n in &named {
+        candidates.extend(devices(OsStr::new(&n["devices=".len()..]))?);
+    }
+    candidates.extend(hammer2::locate::block_devices());
+    Ok((hammer2::locate::members(&wanted, &candidates)?, options))
 }
 
 fn run(call: Call) -> anyhow::Result<i32> {
@@ -146,12 +153,12 @@ fn run(call: Call) -> anyhow::Result<i32> {
             false => crate::mount::remount(Path::new(&call.mountpoint), &call.options),
         };
     }
-    let mut paths = devices(&call.source)?;
+    let (mut paths, options) = sources(&call.source, call.options)?;
     if call.fake {
         return Ok(0);
     }
     paths.push(PathBuf::from(call.mountpoint));
-    let options = if call.options.is_empty() { Vec::new() } else { vec![call.options.join(",")] };
+    let options = if options.is_empty() { Vec::new() } else { vec![options.join(",")] };
     crate::mount::run(crate::mount::Args { foreground: false, options, paths })
 }
 

@@ -1,6 +1,6 @@
 //! `hammer2 info DEVICE...`: what the volume headers say, read-only, without mounting.
 
-mod report;
+pub mod report;
 mod text;
 
 use crate::devices;
@@ -33,7 +33,19 @@ pub fn run(a: Args) -> Result<i32> {
             bail!("{} is a directory: give the devices, or only the mount point", p.display());
         }
     }
-    let storages = devices::open_all(&a.paths, OpenMode::ReadOnly)?;
+    let (r, _) = offline(&a.paths)?;
+    if a.json {
+        println!("{}", crate::offline::json_document(&r)?);
+    } else {
+        print!("{}", text::render(&r));
+    }
+    Ok(0)
+}
+
+/// The report of an unmounted filesystem from its devices (missing ones shown as such),
+/// with the members' states as an assembly finds them.
+pub fn offline(paths: &[PathBuf]) -> Result<(report::Report, Vec<hammer2::MemberState>)> {
+    let storages = devices::open_all(paths, OpenMode::ReadOnly)?;
     let probes: Vec<Probe> = storages.into_iter().map(inspect::probe).collect();
     // A device without a hammer2 header among others that have one (a blank or wiped
     // member) is named in a note and its slot shown missing: the filesystem is still shown.
@@ -54,7 +66,7 @@ pub fn run(a: Args) -> Result<i32> {
             // Info still shows them, taking the newest as master, and says why a mount refuses.
             // The first probes were consumed by assemble, so the devices are read again.
             let probes: Vec<Probe> =
-                devices::open_all(&a.paths, OpenMode::ReadOnly)?.into_iter().map(inspect::probe).collect();
+                devices::open_all(paths, OpenMode::ReadOnly)?.into_iter().map(inspect::probe).collect();
             let opts = Options { master: newest, ..opts };
             match inspect::assemble(probes, &opts) {
                 Ok(asm) => (asm, Some(format!("a mount refuses these devices as they are: {e}"))),
@@ -63,6 +75,7 @@ pub fn run(a: Args) -> Result<i32> {
         }
     };
     let tids = tids.into_iter().filter(|(fs, _, _)| *fs == asm.master.fs_uuid).map(|(_, d, t)| (d, t)).collect();
+    let states = asm.members.iter().map(|m| m.2).collect();
     let mut r = report::build(&asm, &tids);
     if let Some(w) = warning {
         r.notes.insert(0, w);
@@ -70,12 +83,7 @@ pub fn run(a: Args) -> Result<i32> {
     for (i, n) in strangers.into_iter().enumerate() {
         r.notes.insert(i, format!("{n}: shown as missing"));
     }
-    if a.json {
-        println!("{}", crate::offline::json_document(&r)?);
-    } else {
-        print!("{}", text::render(&r));
-    }
-    Ok(0)
+    Ok((r, states))
 }
 
 /// The report of a mounted filesystem: its committed state and live device states.
@@ -91,6 +99,9 @@ pub fn live_report(fs: &impl hammer2::Mounted, devices: &str) -> report::Report 
         }
         d.link = Some(link);
     }
+    // The device notes again, for the live states: a device being resynced needs no
+    // "run hammer2 resync".
+    r.notes = live.assembly.warnings.iter().cloned().chain(report::notes(&r.devices)).collect();
     r
 }
 

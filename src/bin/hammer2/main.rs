@@ -1,5 +1,6 @@
 //! The `hammer2` command: mount (FUSE), info, scrub, resync, device online/offline, probe, upgrade.
 
+mod clear;
 mod control;
 mod device;
 mod devices;
@@ -13,6 +14,7 @@ mod probe;
 mod progress;
 mod resync;
 mod scrub;
+mod status;
 mod upgrade;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +32,10 @@ enum Cmd {
     Mount(mount::Args),
     /// Show what the volume headers say about a filesystem.
     Info(info::Args),
+    /// Show a filesystem's health: overall state, what to do, running scrub or resync, errors.
+    Status(status::Args),
+    /// Reset the error counters of a mounted filesystem's devices.
+    Clear(clear::Args),
     /// Read and verify every copy of every block, repairing bad copies.
     Scrub(scrub::Args),
     /// Bring stale or replaced devices up to date.
@@ -52,6 +58,8 @@ fn main() {
     let name = match &cli.cmd {
         Cmd::Mount(_) => "mount",
         Cmd::Info(_) => "info",
+        Cmd::Status(_) => "status",
+        Cmd::Clear(_) => "clear",
         Cmd::Scrub(_) => "scrub",
         Cmd::Resync(_) => "resync",
         Cmd::Probe(_) => "probe",
@@ -60,10 +68,12 @@ fn main() {
         Cmd::Upgrade(_) => "upgrade",
     };
     // `--json` answers in JSON on failure too (scrub and resync print their own: exit 8).
-    let json = matches!(&cli.cmd, Cmd::Info(a) if a.json);
+    let json = matches!(&cli.cmd, Cmd::Info(a) if a.json) || matches!(&cli.cmd, Cmd::Status(a) if a.json);
     let result = match cli.cmd {
         Cmd::Mount(a) => mount::run(a),
         Cmd::Info(a) => info::run(a),
+        Cmd::Status(a) => status::run(a),
+        Cmd::Clear(a) => clear::run(a),
         Cmd::Scrub(a) => scrub::run(a),
         Cmd::Resync(a) => resync::run(a),
         Cmd::Probe(a) => probe::run(a),

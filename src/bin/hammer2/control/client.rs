@@ -17,6 +17,8 @@ pub fn request(mountpoint: &Path, req: impl Into<Request>, json: bool) -> Result
             Op::Resync => "resync",
             Op::ReadOnly | Op::ReadWrite => "remount",
             Op::DeviceOnline | Op::DeviceOffline => "device",
+            Op::Status => "status",
+            Op::Clear => "clear",
         },
         json,
     );

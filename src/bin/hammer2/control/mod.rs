@@ -4,6 +4,7 @@
 //! Protocol: the client sends one JSON line, `{"op":"info"|"scrub"|"resync"|"readonly"|
 //! "readwrite"|"scrubpause"|"scrubresume"|"scrubcancel"}` (readonly and readwrite from the
 //! mount helper's remount), with `"rate":BYTES_PER_SECOND` for scrub and resync, or
+//! `{"op":"status"}`, `{"op":"clear"}` (optionally with `"device":"PATH"`), or
 //! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}` (the daemon opens SPEC itself: a
 //! descriptor cannot travel over the socket without SCM_RIGHTS, and the daemon holds the
 //! device's claim); the daemon
@@ -42,6 +43,10 @@ pub enum Op {
     DeviceOnline,
     /// `hammer2 device offline`: take the member device named by `Request::device` out.
     DeviceOffline,
+    /// `hammer2 status MOUNTPOINT`: overall state, actions, the running scan, devices.
+    Status,
+    /// `hammer2 clear`: reset the error counters of `Request::device`, or of every device.
+    Clear,
 }
 
 #[derive(Serialize, Deserialize, Debug)]

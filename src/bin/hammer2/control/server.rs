@@ -41,12 +41,14 @@ pub fn start(fs: WeakFs, mountpoint: &Path, devices: String) -> Option<Control> 
         }
     };
     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    let mountpoint = mountpoint.to_path_buf();
     let spawned = std::thread::Builder::new().name("hammer2-control".into()).spawn(move || {
         for conn in listener.incoming().flatten() {
             let fs = fs.clone();
             let devices = devices.clone();
+            let mountpoint = mountpoint.clone();
             let _ = std::thread::Builder::new().name("hammer2-control-conn".into()).spawn(move || match fs.upgrade() {
-                Some(fs) => serve(&fs, &devices, conn),
+                Some(fs) => serve(&fs, &devices, &mountpoint, conn),
                 None => {
                     let mut out = conn;
                     send(&mut out, &Reply::Error("the filesystem is being unmounted".into()));
@@ -65,7 +67,7 @@ fn send(out: &mut UnixStream, r: &Reply) -> bool {
     serde_json::to_string(r).is_ok_and(|line| writeln!(out, "{line}").is_ok())
 }
 
-fn serve(fs: &FsRef, devices: &str, conn: UnixStream) {
+fn serve(fs: &FsRef, devices: &str, mountpoint: &Path, conn: UnixStream) {
     let Ok(mut out) = conn.try_clone() else { return };
     let mut line = String::new();
     if BufReader::new(conn).read_line(&mut line).is_err() {
@@ -73,7 +75,7 @@ fn serve(fs: &FsRef, devices: &str, conn: UnixStream) {
     }
     let reply = match serde_json::from_str::<Request>(&line) {
         Err(e) => Reply::Error(format!("bad request: {e}")),
-        Ok(req) => match run(fs, devices, &req, &mut out) {
+        Ok(req) => match run(fs, devices, mountpoint, &req, &mut out) {
             Ok(done) => Reply::Done(done),
             Err(e) => Reply::Error(format!("{e:#}")),
         },
@@ -81,12 +83,25 @@ fn serve(fs: &FsRef, devices: &str, conn: UnixStream) {
     send(&mut out, &reply);
 }
 
-fn run(fs: &FsRef, devices: &str, req: &Request, out: &mut UnixStream) -> anyhow::Result<Done> {
+fn run(fs: &FsRef, devices: &str, mountpoint: &Path, req: &Request, out: &mut UnixStream) -> anyhow::Result<Done> {
     let opts = RunOptions { rate: req.rate };
     match req.op {
         Op::Info => {
             let r = crate::info::live_report(fs, devices);
             Ok(Done { exit: 0, text: crate::info::render(&r), json: serde_json::to_value(&r)? })
+        }
+        Op::Status => {
+            let s = crate::status::live(fs, devices, mountpoint);
+            Ok(Done { exit: 0, text: crate::status::render(&s), json: serde_json::to_value(&s)? })
+        }
+        Op::Clear => {
+            let cleared = hammer2::maintenance::clear_counters(fs, req.device.as_deref())?;
+            tracing::info!("error counters cleared on {}", cleared.join(", "));
+            Ok(Done {
+                exit: 0,
+                text: format!("error counters cleared on {}\n", cleared.join(", ")),
+                json: serde_json::json!({ "cleared": cleared }),
+            })
         }
         Op::Scrub => {
             let rep = hammer2::maintenance::scrub(fs, opts, &mut |p| {

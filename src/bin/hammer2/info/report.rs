@@ -162,7 +162,7 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
 
 /// What the operator should know about the devices, phrased for `info` (the assembly's own
 /// notes speak of what a mount would do).
-fn notes(devices: &[DeviceReport]) -> Vec<String> {
+pub fn notes(devices: &[DeviceReport]) -> Vec<String> {
     let mut out = Vec::new();
     for d in devices {
         let name = d.path.as_deref().unwrap_or("(not given)");
