@@ -52,7 +52,7 @@ fn probe_prints_blkids_export_format_for_each_member() {
         assert_eq!(udev["ID_FS_UUID_SUB"], *dev_uuid);
         assert_eq!(udev["ID_FS_LABEL"], "backups_2");
         assert_eq!(udev["ID_FS_LABEL_ENC"], "backups\\x202");
-        assert_eq!(udev["ID_FS_VERSION"], "1");
+        assert_eq!(udev["ID_FS_VERSION"], "2");
     }
     assert_ne!(dev_uuids[0], dev_uuids[1]);
 }
