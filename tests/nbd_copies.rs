@@ -636,7 +636,7 @@ fn a_daemon_restart_with_an_nbd_member_selects_the_master_and_takes_in_a_server_
 #[test]
 fn an_nbd_device_not_named_at_mount_joins_with_device_online() {
     let mut r = remote_pair();
-    let server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
+    let mut server = NbdServer::nbdkit(&r.served, r.socket(), &[], &[]);
     let uri = server.uri("remote.img");
     r.format(&uri);
     let local = r.local();
@@ -655,6 +655,18 @@ fn an_nbd_device_not_named_at_mount_joins_with_device_online() {
     let alone = r.img.mount_devices(&[Path::new(&uri)], "ro,degraded", &[]);
     assert_eq!(snapshot(&alone.path), whole, "the NBD device alone holds exactly the data");
     alone.unmount();
+
+    // Brought in by `device online`, it gets the mount's reconnect grace, not the default.
+    let m = r.img.mount_devices(&[local.as_path()], "degraded,nbd_timeout=2", &[]);
+    ok(&hammer2([OsStr::new("device"), OsStr::new("online"), m.path.as_os_str(), OsStr::new(&uri)]));
+    until_state(&m, 1, &["online"], Duration::from_secs(120));
+    server.kill();
+    let f = std::fs::File::create(m.join("after-the-server")).unwrap();
+    std::io::Write::write_all(&mut &f, &pattern(MIB as usize, 7)).unwrap();
+    f.sync_all().expect("the local copy takes the commit");
+    drop(f);
+    assert!(r.img.log().contains("did not come back within 2 s"), "{}", r.img.log());
+    m.unmount();
     r.img.assert_no_panics();
 }
 

@@ -62,12 +62,13 @@ fn member_named(fs: &FsRef, spec: &str) -> Option<hammer2::DeviceStatus> {
 /// Daemon side of `device online`: a failed member the mount still holds is reopened
 /// through its own storage (opening its path again would meet the claim it holds); any
 /// other device is opened like the mount's and recognized by its header.
-pub fn online(fs: &FsRef, spec: &str) -> anyhow::Result<Done> {
+pub fn online(fs: &FsRef, spec: &str, nbd_timeout: Option<std::time::Duration>) -> anyhow::Result<Done> {
     let r = match member_named(fs, spec) {
         // In service already (refused), or failed and still held.
         Some(d) if d.present => fs.device_reopen(d.index)?,
         _ => {
-            let storage = crate::devices::open_all(&[PathBuf::from(spec)], OpenMode::Exclusive)?
+            let specs = crate::devices::specs(&[PathBuf::from(spec)])?;
+            let storage = crate::devices::open_specs(&specs, OpenMode::Exclusive, nbd_timeout)?
                 .pop()
                 .ok_or_else(|| anyhow::anyhow!("{spec}: nothing opened"))?;
             fs.device_online(storage)?

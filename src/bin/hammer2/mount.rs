@@ -201,7 +201,14 @@ fn serve(
         fs.await_device(spec, settings, why);
     }
     // Online info/scrub/resync reach the engine through this socket while the session runs.
-    let _control = crate::control::server::start(fs.downgrade(), &mountpoint, source_name(devices));
+    let _control = crate::control::server::start(
+        fs.downgrade(),
+        crate::control::server::Served {
+            devices: source_name(devices),
+            mountpoint: mountpoint.clone(),
+            nbd_timeout: opts.nbd_timeout,
+        },
+    );
     let outcome = Outcome::default();
     let want_uring = !opts.no_uring
         && fuse::uring::can_bridge(fuse::MAX_PAYLOAD)

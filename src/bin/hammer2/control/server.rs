@@ -7,7 +7,7 @@ use hammer2::{FsRef, WeakFs};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Removes the socket when the daemon stops serving.
 pub struct Control {
@@ -20,12 +20,22 @@ impl Drop for Control {
     }
 }
 
+/// What the daemon tells its control channel about the mount it serves.
+pub struct Served {
+    /// The device list as the mount was given it (for info and status).
+    pub devices: String,
+    pub mountpoint: PathBuf,
+    /// The mount's `-o nbd_timeout`: a remote device brought in by `device online` gets
+    /// the same reconnect grace as those named at mount.
+    pub nbd_timeout: Option<std::time::Duration>,
+}
+
 /// Listens for control requests for the mount at `mountpoint` (best effort: a mount works
 /// without it, only online info/scrub/resync are then unavailable). It holds the engine
 /// weakly: the final commit closes the devices when the session ends, whatever the control
 /// thread is doing.
-pub fn start(fs: WeakFs, mountpoint: &Path, devices: String) -> Option<Control> {
-    let path = socket_path(mountpoint);
+pub fn start(fs: WeakFs, served: Served) -> Option<Control> {
+    let path = socket_path(&served.mountpoint);
     let dir = path.parent()?;
     if let Err(e) = std::fs::create_dir_all(dir) {
         tracing::warn!("no control socket ({}): {e}", dir.display());
@@ -41,14 +51,13 @@ pub fn start(fs: WeakFs, mountpoint: &Path, devices: String) -> Option<Control> 
         }
     };
     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    let mountpoint = mountpoint.to_path_buf();
+    let served = std::sync::Arc::new(served);
     let spawned = std::thread::Builder::new().name("hammer2-control".into()).spawn(move || {
         for conn in listener.incoming().flatten() {
             let fs = fs.clone();
-            let devices = devices.clone();
-            let mountpoint = mountpoint.clone();
+            let served = served.clone();
             let _ = std::thread::Builder::new().name("hammer2-control-conn".into()).spawn(move || match fs.upgrade() {
-                Some(fs) => serve(&fs, &devices, &mountpoint, conn),
+                Some(fs) => serve(&fs, &served, conn),
                 None => {
                     let mut out = conn;
                     send(&mut out, &Reply::Error("the filesystem is being unmounted".into()));
@@ -67,7 +76,7 @@ fn send(out: &mut UnixStream, r: &Reply) -> bool {
     serde_json::to_string(r).is_ok_and(|line| writeln!(out, "{line}").is_ok())
 }
 
-fn serve(fs: &FsRef, devices: &str, mountpoint: &Path, conn: UnixStream) {
+fn serve(fs: &FsRef, served: &Served, conn: UnixStream) {
     let Ok(mut out) = conn.try_clone() else { return };
     let mut line = String::new();
     if BufReader::new(conn).read_line(&mut line).is_err() {
@@ -75,7 +84,7 @@ fn serve(fs: &FsRef, devices: &str, mountpoint: &Path, conn: UnixStream) {
     }
     let reply = match serde_json::from_str::<Request>(&line) {
         Err(e) => Reply::Error(format!("bad request: {e}")),
-        Ok(req) => match run(fs, devices, mountpoint, &req, &mut out) {
+        Ok(req) => match run(fs, served, &req, &mut out) {
             Ok(done) => Reply::Done(done),
             Err(e) => Reply::Error(format!("{e:#}")),
         },
@@ -83,7 +92,8 @@ fn serve(fs: &FsRef, devices: &str, mountpoint: &Path, conn: UnixStream) {
     send(&mut out, &reply);
 }
 
-fn run(fs: &FsRef, devices: &str, mountpoint: &Path, req: &Request, out: &mut UnixStream) -> anyhow::Result<Done> {
+fn run(fs: &FsRef, served: &Served, req: &Request, out: &mut UnixStream) -> anyhow::Result<Done> {
+    let devices = served.devices.as_str();
     let opts = RunOptions { rate: req.rate };
     match req.op {
         Op::Info => {
@@ -91,7 +101,7 @@ fn run(fs: &FsRef, devices: &str, mountpoint: &Path, req: &Request, out: &mut Un
             Ok(Done { exit: 0, text: crate::info::render(&r), json: serde_json::to_value(&r)? })
         }
         Op::Status => {
-            let s = crate::status::live(fs, devices, mountpoint);
+            let s = crate::status::live(fs, devices, &served.mountpoint);
             Ok(Done { exit: 0, text: crate::status::render(&s), json: serde_json::to_value(&s)? })
         }
         Op::Clear => {
@@ -133,7 +143,11 @@ fn run(fs: &FsRef, devices: &str, mountpoint: &Path, req: &Request, out: &mut Un
         }
         Op::DeviceOnline | Op::DeviceOffline => {
             let spec = req.device.as_deref().ok_or_else(|| anyhow::anyhow!("bad request: no device named"))?;
-            if req.op == Op::DeviceOnline { crate::device::online(fs, spec) } else { crate::device::offline(fs, spec) }
+            if req.op == Op::DeviceOnline {
+                crate::device::online(fs, spec, served.nbd_timeout)
+            } else {
+                crate::device::offline(fs, spec)
+            }
         }
     }
 }
