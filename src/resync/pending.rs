@@ -7,7 +7,7 @@
 use crate::error::Result;
 use crate::fs::FsInner;
 use crate::walk::{self, Ctx, Visitor};
-use hammer2_format::{BlockType, Blockref, CopyState};
+use hammer2_format::{Blockref, CopyState};
 use std::sync::Arc;
 
 /// Bytes of copies a resync of `fs` is to write now (the total of its progress).
@@ -21,7 +21,7 @@ pub(super) fn bytes(fs: &FsInner) -> Result<u64> {
             if !br.is_degraded() {
                 return Ok(None);
             }
-            if matches!(br.btype, BlockType::Indirect | BlockType::Inode) {
+            if br.btype.names_blocks() {
                 // An unreadable node: the slice reports it; the estimate does without it.
                 return Ok(self.fs.vol.read_block(br, &Default::default()).ok());
             }
