@@ -74,7 +74,14 @@ pub fn upgrade(storages: Vec<DynStorage>) -> Result<UpgradeOutcome> {
             return Err(Error::Mount(format!("{} holds a header slot of another filesystem", p.name)));
         }
     }
-    let asm = assemble(probes, &opts)?;
+    // The mount's refusal of a missing device names its way out (`-o degraded`); the
+    // upgrade has none: it converts only a whole filesystem (U1).
+    let asm = assemble(probes, &opts).map_err(|e| match e {
+        Error::Mount(m) => Error::Mount(
+            m.replace("mount with -o degraded to run without it", "the upgrade needs every device of the filesystem"),
+        ),
+        e => e,
+    })?;
     let mh = &asm.master;
     if mh.version != FORMAT_VERSION {
         return Ok(UpgradeOutcome::AlreadyVersion2);

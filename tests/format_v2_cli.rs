@@ -106,7 +106,12 @@ fn upgrade_of_a_version1_filesystem_with_data() {
     // One device of two.
     let out = hammer2(["upgrade".as_ref(), img.devices[0].as_os_str()]);
     assert_eq!(exit_code(&out), 8);
-    one_line_error(&out, "hammer2 upgrade", "missing");
+    one_line_error(&out, "hammer2 upgrade", "missing; the upgrade needs every device of the filesystem");
+    assert!(
+        !common::image::stderr(&out).contains("-o degraded"),
+        "the upgrade has no degraded mode: {}",
+        common::image::stderr(&out)
+    );
     assert_eq!(info_json(devices_args(&img))["format_version"], 1);
 
     let out = hammer2(std::iter::once(OsStr::new("upgrade")).chain(devices_args(&img)));
