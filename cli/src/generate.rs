@@ -42,3 +42,26 @@ pub(crate) fn write(path: PathBuf, bytes: &[u8]) -> Result<PathBuf, Error> {
         Err(source) => Err(Error::Write { path, source }),
     }
 }
+
+/// `--generate man|completions DIR` of a one-command binary (mkfs.hammer2, fsck.hammer2):
+/// writes its page or completions, prints each file, and exits (status 1 with one line
+/// naming `prog` on failure).
+pub fn generate_and_exit(prog: &str, args: &[String], cmd: clap::Command) -> ! {
+    use clap::ValueEnum;
+    let [kind, dir] = args else { unreachable!("clap takes exactly two values") };
+    let done = Kind::from_str(kind, false)
+        .map_err(|e| format!("--generate: {e}"))
+        .and_then(|k| generate(k, cmd, dir.as_ref(), &[]).map_err(|e| e.to_string()));
+    match done {
+        Ok(files) => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            std::process::exit(1)
+        }
+    }
+}

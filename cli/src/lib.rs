@@ -8,5 +8,5 @@ pub mod json;
 mod man;
 pub mod message;
 
-pub use generate::{Error, Kind, Section, generate};
+pub use generate::{Error, Kind, Section, generate, generate_and_exit};
 pub use message::one_line;

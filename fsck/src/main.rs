@@ -114,7 +114,7 @@ fn main() {
         }
     };
     if let Some(g) = &cli.generate {
-        generate(g);
+        hammer2_cli::generate_and_exit("fsck.hammer2", g, <Cli as clap::CommandFactory>::command());
     }
     let mode = if cli.yes {
         Mode::Yes
@@ -152,25 +152,4 @@ fn main() {
         }
     }
     std::process::exit(out.status);
-}
-
-/// `--generate man|completions DIR`: writes fsck.hammer2(8) or its completions, printing each file.
-fn generate(args: &[String]) -> ! {
-    use clap::{CommandFactory, ValueEnum};
-    let [kind, dir] = args else { unreachable!("clap takes exactly two values") };
-    let done = hammer2_cli::Kind::from_str(kind, false)
-        .map_err(|e| format!("--generate: {e}"))
-        .and_then(|k| hammer2_cli::generate(k, Cli::command(), dir.as_ref(), &[]).map_err(|e| e.to_string()));
-    match done {
-        Ok(files) => {
-            for f in files {
-                println!("{}", f.display());
-            }
-            std::process::exit(0)
-        }
-        Err(e) => {
-            eprintln!("fsck.hammer2: {e}");
-            std::process::exit(1)
-        }
-    }
 }

@@ -82,7 +82,7 @@ impl From<Check> for CheckMethod {
 fn main() {
     let cli = Cli::parse();
     if let Some(g) = &cli.generate {
-        generate(g);
+        hammer2_cli::generate_and_exit("mkfs.hammer2", g, <Cli as clap::CommandFactory>::command());
     }
     match run(&cli) {
         Ok(out) => print!("{out}"),
@@ -205,25 +205,4 @@ fn wipe(s: &dyn hammer2::storage::Storage, path: &std::path::Path, found: &[Sign
     }
     let left: Vec<String> = found.iter().map(Signature::describe).collect();
     bail!("{shown} still holds {} after wiping", left.join(", "))
-}
-
-/// `--generate man|completions DIR`: writes mkfs.hammer2(8) or its completions, printing each file.
-fn generate(args: &[String]) -> ! {
-    use clap::{CommandFactory, ValueEnum};
-    let [kind, dir] = args else { unreachable!("clap takes exactly two values") };
-    let done = hammer2_cli::Kind::from_str(kind, false)
-        .map_err(|e| format!("--generate: {e}"))
-        .and_then(|k| hammer2_cli::generate(k, Cli::command(), dir.as_ref(), &[]).map_err(|e| e.to_string()));
-    match done {
-        Ok(files) => {
-            for f in files {
-                println!("{}", f.display());
-            }
-            std::process::exit(0)
-        }
-        Err(e) => {
-            eprintln!("mkfs.hammer2: {e}");
-            std::process::exit(1)
-        }
-    }
 }
