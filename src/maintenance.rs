@@ -13,14 +13,16 @@ use crate::scrub::control::ScrubCommand;
 use crate::scrub::{ScrubProgress, ScrubReport, ScrubRun};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use crate::resync::run as resync;
+pub use crate::throttle::RunOptions;
 
-/// How a scrub or a resync runs, as the operator asked.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RunOptions {
-    /// Bytes per second at most (`--rate`): of copies read by a scrub, of copies written by
-    /// a resync. None: as fast as the devices go.
-    pub rate: Option<u64>,
+/// Resync as `hammer2 resync` and an automatic resync run it: every stale, diverged or
+/// returning device brought up to date (`resync::run`).
+pub fn resync(
+    fs: &impl crate::Mounted,
+    opts: RunOptions,
+    progress: &mut dyn FnMut(&crate::resync::ResyncProgress),
+) -> Result<crate::resync::ResyncReport> {
+    crate::resync::run(fs, opts, progress)
 }
 
 /// Scrub as `hammer2 scrub` runs it, the same on a mounted filesystem (through its

@@ -10,7 +10,7 @@
 //! docs/DESIGN.md: a version-1 filesystem is never written as version 2 by a mount).
 
 use crate::error::{Error, Result};
-use crate::fs::Roots;
+use crate::fs::{PfsRoots, Roots};
 use crate::tree::{self, Root};
 use crate::volume::Volume;
 use hammer2_format::layout::{
@@ -19,21 +19,6 @@ use hammer2_format::layout::{
 };
 use hammer2_format::{BlockType, Blockref, PfsRecord, VolumeHeader};
 use std::ops::ControlFlow;
-
-/// The PFS table and the served PFS, as committed (`Roots::pfs`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PfsRoots {
-    /// The PFS table (`sroot[3]`).
-    pub table: Root,
-    /// The record of the PFS this mount serves. Its inode and orphan roots and its counter
-    /// are those of the commit's `Roots` (a commit writes a new record holding them).
-    /// `None` in roots read for inspection only ([`header_roots`]): nothing is served.
-    pub served: Option<PfsRecord>,
-    /// Version-2 header fields a commit writes back as it found them.
-    pub features: u64,
-    pub default_compression: u8,
-    pub default_zstd_level: u8,
-}
 
 /// What a commit writes into the header for its roots.
 pub struct HeaderFields {

@@ -7,6 +7,14 @@
 
 use std::time::{Duration, Instant};
 
+/// How a scrub or a resync runs, as the operator asked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Bytes per second at most (`--rate`): of copies read by a scrub, of copies written by
+    /// a resync. None: as fast as the devices go.
+    pub rate: Option<u64>,
+}
+
 /// Paces an operation at `rate` bytes per second (none: as fast as it goes).
 #[derive(Debug)]
 pub struct Throttle {

@@ -11,9 +11,9 @@
 use crate::commit;
 use crate::devices::MemberState;
 use crate::error::{Error, Result};
+use crate::fs::PfsRoots;
 use crate::fs::{FsInner, Options};
 use crate::mount::{assemble, probe};
-use crate::pfs::PfsRoots;
 use crate::storage::DynStorage;
 use crate::tree::Root;
 use hammer2_format::layout::{FORMAT_VERSION, ROOT_PFS_ID, ROOT_PFS_NAME, feature};

@@ -5,7 +5,7 @@
 
 use super::builder::Builder;
 use crate::error::{Error, Result};
-use crate::pfs::PfsRoots;
+use crate::fs::PfsRoots;
 use crate::tree::modify::{Change, PRoot, apply};
 
 /// The new PFS table root and the record template (roots filled in at finalize).

@@ -1,5 +1,5 @@
 //! Remounting read-only or read-write: the one change of a mount's mode that commits, so it
-//! lives with the commit (the in-memory state in `fs.rs` sits below the commit and does not
+//! lives with the commit (the in-memory state in `fs/` sits below the commit and does not
 //! call it).
 
 use crate::error::{Error, Result};

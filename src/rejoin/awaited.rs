@@ -8,19 +8,10 @@ use super::DeviceError;
 use super::watcher::{FIRST_DELAY, MAX_DELAY};
 use crate::devices::MemberState;
 use crate::fs::FsInner;
+use crate::fs::rejoin::Awaited;
 use crate::storage::{self, DeviceSpec, OpenSettings};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-
-/// One device spec waited for.
-pub(crate) struct Awaited {
-    spec: DeviceSpec,
-    settings: OpenSettings,
-    next: Instant,
-    delay: Duration,
-    attempts: u64,
-    last_error: String,
-}
+use std::time::Instant;
 
 /// What `info` says of a device waited for.
 #[derive(Debug, Clone, serde::Serialize)]

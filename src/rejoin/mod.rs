@@ -20,8 +20,7 @@ use crate::devices::{Member, MemberState};
 use crate::error::Error;
 use crate::fs::FsInner;
 use crate::storage::DynStorage;
-use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 /// Why a device is not taken back or out.
 #[derive(Debug, thiserror::Error)]
@@ -64,25 +63,6 @@ pub struct Onlined {
     pub missed_since: u64,
     /// A resync was asked for (`Options::autoresync`); it runs in the background.
     pub resync_started: bool,
-}
-
-/// The rejoin state of a mounted filesystem: the background threads (the watcher and an
-/// automatic resync) and what the last automatic resync did.
-#[derive(Default)]
-pub(crate) struct State {
-    /// A device came back and an automatic resync should catch it up.
-    resync_wanted: AtomicBool,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    last_resync: Mutex<Option<crate::resync::ResyncReport>>,
-    /// Devices named at mount that did not answer, opened again by the watcher (`awaited`).
-    awaited: Mutex<Vec<awaited::Awaited>>,
-}
-
-impl State {
-    /// The report of the last automatic resync that finished.
-    pub(crate) fn last_resync(&self) -> Option<crate::resync::ResyncReport> {
-        self.last_resync.lock().clone()
-    }
 }
 
 /// Takes `storage` back as the member device whose header it holds (see the module doc).

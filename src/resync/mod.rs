@@ -22,22 +22,14 @@ mod slice;
 use crate::devices::MemberState;
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
-use crate::maintenance::RunOptions;
 use crate::scrub::ScrubRun;
+use crate::throttle::RunOptions;
 use crate::throttle::Throttle;
 use std::sync::atomic::Ordering;
 
+pub use crate::fs::scans::{ResyncCounts, ResyncReport};
 pub use hook::Session;
 pub(crate) use hook::{running, start};
-
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct ResyncCounts {
-    /// Out-of-sync references examined (each one read and descended into, or filled).
-    pub visited: u64,
-    /// Copies written.
-    pub copied_blocks: u64,
-    pub copied_bytes: u64,
-}
 
 /// Where a running resync is: what it did so far, and the bytes of copies it set out to
 /// write (`copied_bytes` against `total`).
@@ -67,27 +59,11 @@ fn scrub_device(fs: &FsInner, dev: u8, rate: Option<u64>) -> Result<(u64, u64)> 
     Ok((rep.blocks, rep.devices.get(usize::from(dev)).map_or(0, |d| d.repaired)))
 }
 
-/// A resync's result.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ResyncReport {
-    pub counts: ResyncCounts,
-    pub commits: u64,
-    pub seconds: f64,
-    /// Devices brought back to online.
-    pub synced: Vec<String>,
-    /// Devices still missing copies (absent or failed).
-    pub still_missing: Vec<String>,
-    /// Failed devices that answer again but were not taken back, each with the reason
-    /// (`DEVICE: why`): their header slots are not what this mount last wrote (R1).
-    pub refused: Vec<String>,
-    pub verified_blocks: u64,
-    pub verify_repaired: u64,
-}
-
 /// Brings every stale, diverged or returning device up to date. Calls `progress` after
 /// every commit. With a rate, each commit copies about a quarter second's worth and the
-/// next waits until the copies written so far fit the rate (T1).
-pub fn run(
+/// next waits until the copies written so far fit the rate (T1). Callers outside the
+/// engine reach it as `maintenance::resync`.
+pub(crate) fn run(
     fs: &impl crate::Mounted,
     opts: RunOptions,
     progress: &mut dyn FnMut(&ResyncProgress),

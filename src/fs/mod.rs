@@ -1,4 +1,11 @@
 //! The mounted filesystem's shared state and the inode table.
+//!
+//! Every piece of a mount's state is declared here or in this module's files, below the
+//! modules that act on it (commit, maintenance, rejoin, resync): they import this one, never
+//! the other way round, so the engine's module graph has no cycle (docs/DESIGN.md §1).
+
+pub(crate) mod rejoin;
+pub(crate) mod scans;
 
 use crate::alloc::Allocator;
 use crate::alloc::space::Space;
@@ -24,7 +31,23 @@ pub struct Roots {
     /// Version 2 with `PFS_TABLE`: the PFS table and the served PFS's record (where
     /// `inodes`, `orphans` and the inode counter are kept on disk); `None`: the volume
     /// header keeps them (version 1). See `pfs.rs`.
-    pub pfs: Option<Box<crate::pfs::PfsRoots>>,
+    pub pfs: Option<Box<PfsRoots>>,
+}
+
+/// The PFS table and the served PFS, as committed (`Roots::pfs`; read and written by
+/// `pfs.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PfsRoots {
+    /// The PFS table (`sroot[3]`).
+    pub table: Root,
+    /// The record of the PFS this mount serves. Its inode and orphan roots and its counter
+    /// are those of the commit's `Roots` (a commit writes a new record holding them).
+    /// `None` in roots read for inspection only (`pfs::header_roots`): nothing is served.
+    pub served: Option<hammer2_format::PfsRecord>,
+    /// Version-2 header fields a commit writes back as it found them.
+    pub features: u64,
+    pub default_compression: u8,
+    pub default_zstd_level: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -192,7 +215,7 @@ pub struct FsInner {
     /// What the running scrub was told (pause, cancel): `scrub::control` sets and reads it.
     pub scrub_control: std::sync::atomic::AtomicU8,
     /// The scrub or resync running now and the last scrub's result, for `status`.
-    pub scans: crate::scan::Scans,
+    pub scans: scans::Scans,
     pub stopping: AtomicBool,
     pub stats: Stats,
     /// The commit hook that maintenance registered (`commit::hook`: resync), held opaquely
@@ -204,7 +227,7 @@ pub struct FsInner {
     /// (`mount::Assembly::warnings`).
     pub mount_warnings: Vec<String>,
     /// Devices back while mounted: the reconnect watcher, automatic resyncs (`rejoin`).
-    pub(crate) rejoin: crate::rejoin::State,
+    pub(crate) rejoin: rejoin::State,
 }
 
 #[derive(Default)]

@@ -1,0 +1,75 @@
+//! The state of a mount's long maintenance operations, for `hammer2 status` and `info`: the
+//! scrub or resync running now, the last scrub's result, and what a resync reports. Declared
+//! here, below the scrub and the resync that fill it in (`scan.rs`, `resync/`).
+//!
+//! The last scrub lives in memory only: the volume header has no reserved place for it, so
+//! a new mount shows none until it scrubs.
+
+use std::time::SystemTime;
+
+/// Which long operation a scan is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanKind {
+    Scrub,
+    Resync,
+}
+
+/// A scan running now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Running {
+    pub kind: ScanKind,
+    /// When it started (wall clock, for the rate and the ETA).
+    #[serde(skip)]
+    pub started: SystemTime,
+    /// Bytes done (copies read by a scrub, copies written by a resync) of `total`.
+    pub done: u64,
+    pub total: u64,
+}
+
+/// How the last scrub of this mount ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastScrub {
+    #[serde(skip)]
+    pub ended: SystemTime,
+    pub seconds: f64,
+    /// Bytes of copies read.
+    pub bytes: u64,
+    pub errors: u64,
+    pub repaired: u64,
+    /// Blocks left without a good copy.
+    pub unrepairable: u64,
+    pub cancelled: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Scans {
+    pub(crate) running: parking_lot::Mutex<Option<Running>>,
+    pub(crate) last_scrub: parking_lot::Mutex<Option<LastScrub>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ResyncCounts {
+    /// Out-of-sync references examined (each one read and descended into, or filled).
+    pub visited: u64,
+    /// Copies written.
+    pub copied_blocks: u64,
+    pub copied_bytes: u64,
+}
+
+/// A resync's result.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ResyncReport {
+    pub counts: ResyncCounts,
+    pub commits: u64,
+    pub seconds: f64,
+    /// Devices brought back to online.
+    pub synced: Vec<String>,
+    /// Devices still missing copies (absent or failed).
+    pub still_missing: Vec<String>,
+    /// Failed devices that answer again but were not taken back, each with the reason
+    /// (`DEVICE: why`): their header slots are not what this mount last wrote (R1).
+    pub refused: Vec<String>,
+    pub verified_blocks: u64,
+    pub verify_repaired: u64,
+}
