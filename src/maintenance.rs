@@ -9,10 +9,10 @@ use crate::Mounted;
 use crate::devices::MemberState;
 use crate::error::{Error, Result};
 use crate::scan::{LastScrub, ScanKind};
-use crate::scrub::control::ScrubCommand;
 use crate::scrub::{ScrubProgress, ScrubReport, ScrubRun};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use crate::fs::scans::ScanCommand;
 pub use crate::throttle::RunOptions;
 
 /// Resync as `hammer2 resync` and an automatic resync run it: every stale, diverged or
@@ -47,7 +47,7 @@ pub fn scrub(fs: &impl Mounted, opts: RunOptions, progress: &mut dyn FnMut(Scrub
         }
     }
     let _running = Running(&fs.scrubbing);
-    crate::scrub::control::reset(fs);
+    fs.scrub_control.reset();
     let scan = crate::scan::begin(fs, ScanKind::Scrub);
     crate::commit::commit(fs, false, false)?;
     let rep = crate::scrub::scrub(fs, ScrubRun { rate: opts.rate, controlled: true }, &mut |p| {
@@ -82,12 +82,25 @@ pub fn scrub(fs: &impl Mounted, opts: RunOptions, progress: &mut dyn FnMut(Scrub
 
 /// Pauses, resumes or cancels the scrub running on `fs` (from another thread: the daemon's
 /// control socket). Refused when no scrub runs.
-pub fn scrub_command(fs: &impl Mounted, cmd: ScrubCommand) -> Result<()> {
+pub fn scrub_command(fs: &impl Mounted, cmd: ScanCommand) -> Result<()> {
     let fs = fs.engine().0;
     if !fs.scrubbing.load(Ordering::SeqCst) {
         return Err(Error::Invalid("no scrub is running on this filesystem".into()));
     }
-    crate::scrub::control::apply(fs, cmd);
+    fs.scrub_control.apply(cmd);
+    Ok(())
+}
+
+/// Pauses, resumes or cancels the resync running on `fs`, started by `hammer2 resync` or
+/// automatically when a device came back. Refused when no resync runs. A cancelled resync
+/// loses nothing: its progress is in the committed tree (DESIGN §8), and the next resync
+/// goes on from there.
+pub fn resync_command(fs: &impl Mounted, cmd: ScanCommand) -> Result<()> {
+    let fs = fs.engine().0;
+    if !crate::resync::claimed(fs) {
+        return Err(Error::Invalid("no resync is running on this filesystem".into()));
+    }
+    fs.resync_control.apply(cmd);
     Ok(())
 }
 

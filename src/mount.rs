@@ -475,6 +475,7 @@ impl FsInner {
             remounted_ro: Default::default(),
             scrubbing: Default::default(),
             scrub_control: Default::default(),
+            resync_control: Default::default(),
             scans: Default::default(),
             stopping: Default::default(),
             stats: Default::default(),

@@ -1,7 +1,7 @@
 //! Long operations (issue 28): scrub and resync show a bar with a known total, percent and
 //! ETA on a terminal and nothing but their report off one; `--rate` keeps them to a rate
-//! (a lower bound on their time, T1 in docs/DESIGN.md §9); a scrub on a mount point is
-//! paused, resumed and cancelled from another command.
+//! (a lower bound on their time, T1 in docs/DESIGN.md §9); a scrub or a resync on a mount
+//! point is paused, resumed and cancelled from another command.
 
 use hammer2_test_support as common;
 
@@ -183,13 +183,18 @@ fn start_scrub(mp: &Path, rate: u64) -> Child {
 /// Sends `--pause|--resume|--cancel` once the scrub started by the test is running (it takes
 /// the daemon a moment to claim it); panics if it is never taken.
 fn tell(mp: &Path, what: &str) -> String {
+    tell_scan("scrub", mp, what)
+}
+
+/// `tell` for `scan` (scrub or resync).
+fn tell_scan(scan: &str, mp: &Path, what: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let o = hammer2(["scrub", &format!("--{what}"), mp.to_str().unwrap()]);
+        let o = hammer2([scan, &format!("--{what}"), mp.to_str().unwrap()]);
         if exit_code(&o) == 0 {
             return stdout(&o);
         }
-        assert!(stderr(&o).contains("no scrub is running"), "{}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("no {scan} is running")), "{}", stderr(&o));
         assert!(Instant::now() < deadline, "the scrub never ran: {}", stderr(&o));
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -260,6 +265,68 @@ fn a_paused_scrub_does_not_hold_up_an_unmount() {
     assert!(t.elapsed() < Duration::from_secs(10), "the unmount waited {:?}", t.elapsed());
     let o = scrub.wait_with_output().unwrap();
     assert_eq!(exit_code(&o), 8, "{}{}", stdout(&o), stderr(&o));
+    let devices: Vec<&str> = img.devices.iter().map(|d| d.to_str().unwrap()).collect();
+    let o = hammer2(std::iter::once("scrub").chain(devices));
+    assert_eq!(exit_code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}
+
+fn start_resync(mp: &Path, rate: u64) -> Child {
+    Command::new(hammer2_bin())
+        .args(["resync", "--json", "--rate", &rate.to_string()])
+        .arg(mp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A resync is paused, resumed and cancelled like a scrub; a cancelled one keeps what it
+/// copied (its progress is committed in the tree), so the next resync copies only the rest
+/// and brings the device into sync.
+#[test]
+fn a_resync_on_a_mount_point_is_paused_resumed_and_cancelled_and_keeps_its_copies() {
+    const RATE: u64 = 8; // MB/s
+    let img = Image::with(2, 256 * MIB, Some(2));
+    let (a, b) = (img.devices[0].clone(), img.devices[1].clone());
+    let m = img.mount_devices(&[a.as_path()], "degraded", &[]);
+    fill(&m, 24);
+    m.unmount();
+    let m = img.mount_devices(&[a.as_path(), b.as_path()], "", &[]);
+    let mp = m.path.clone();
+
+    let o = hammer2(["resync", "--cancel", mp.to_str().unwrap()]);
+    assert_eq!(exit_code(&o), 8, "{}", stderr(&o));
+    let line = stderr(&o);
+    assert!(line.trim().ends_with("no resync is running on this filesystem") && line.lines().count() == 1, "{line}");
+
+    // Paused 2 s, resumed, then cancelled part way: exit 32, copies kept, b still stale.
+    let t = Instant::now();
+    let resync = start_resync(&mp, RATE);
+    assert_eq!(tell_scan("resync", &mp, "pause").trim(), "resync paused");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(tell_scan("resync", &mp, "resume").trim(), "resync resumed");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(tell_scan("resync", &mp, "cancel").trim(), "resync cancelled");
+    let o = resync.wait_with_output().unwrap();
+    let took = t.elapsed().as_secs_f64();
+    assert_eq!(exit_code(&o), 32, "{}{}", stdout(&o), stderr(&o));
+    let rep = json(&o);
+    assert_eq!(rep["cancelled"], true, "{rep}");
+    assert!(rep["synced"].as_array().unwrap().is_empty(), "{rep}");
+    let first = rep["counts"]["copied_bytes"].as_u64().unwrap();
+    assert!(first > 0 && first < 24 * MIB, "{rep}");
+    // The pause held: the copies took their time at the rate, plus most of the pause.
+    assert!(took >= first as f64 / (RATE as f64 * 1e6) + 1.5, "copied {first} bytes in {took:.2} s");
+
+    // The next resync finishes from there: it copies the rest, not everything again.
+    let o = hammer2(["resync", "--json", mp.to_str().unwrap()]);
+    assert_eq!(exit_code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let rep = json(&o);
+    let second = rep["counts"]["copied_bytes"].as_u64().unwrap();
+    assert_eq!(rep["synced"][0], b.to_str().unwrap(), "{rep}");
+    assert!(second < 24 * MIB + 4 * MIB - first / 2, "first {first}, second {second}");
+    assert!(first + second >= 24 * MIB, "first {first}, second {second}");
+    m.unmount();
     let devices: Vec<&str> = img.devices.iter().map(|d| d.to_str().unwrap()).collect();
     let o = hammer2(std::iter::once("scrub").chain(devices));
     assert_eq!(exit_code(&o), 0, "{}{}", stdout(&o), stderr(&o));

@@ -212,8 +212,12 @@ pub struct FsInner {
     pub remounted_ro: AtomicBool,
     /// A scrub runs (`maintenance::scrub`): a second one is refused (M1 in docs/DESIGN.md §9).
     pub scrubbing: AtomicBool,
-    /// What the running scrub was told (pause, cancel): `scrub::control` sets and reads it.
-    pub scrub_control: std::sync::atomic::AtomicU8,
+    /// What the running scrub was told (pause, cancel): `maintenance::scrub_command` sets
+    /// it, the scrub reads it between batches.
+    pub(crate) scrub_control: scans::ScanControl,
+    /// The same for the running resync (`maintenance::resync_command`), read after each of
+    /// its commits.
+    pub(crate) resync_control: scans::ScanControl,
     /// The scrub or resync running now and the last scrub's result, for `status`.
     pub scans: scans::Scans,
     pub stopping: AtomicBool,

@@ -5,6 +5,7 @@
 //! The last scrub lives in memory only: the volume header has no reserved place for it, so
 //! a new mount shows none until it scrubs.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::SystemTime;
 
 /// Which long operation a scan is.
@@ -72,4 +73,58 @@ pub struct ResyncReport {
     pub refused: Vec<String>,
     pub verified_blocks: u64,
     pub verify_repaired: u64,
+    /// Stopped by `hammer2 resync --cancel` (or an unmount while paused): the copies made
+    /// are committed, the rest is left to the next resync.
+    pub cancelled: bool,
+}
+
+/// What an operator asks of a running scrub or resync (`hammer2 scrub|resync --pause|--resume|
+/// --cancel MOUNTPOINT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanCommand {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+/// Where a scan should be now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanState {
+    Run,
+    Paused,
+    Cancelled,
+}
+
+/// The operator's word to one kind of scan: a command sets it, the scan reads it between
+/// batches (a scrub) or commits (a resync), so a pause or a cancel takes effect within one.
+#[derive(Debug, Default)]
+pub struct ScanControl(AtomicU8);
+
+const RUN: u8 = 0;
+const PAUSED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+impl ScanControl {
+    /// A new scan starts running, whatever the last one was told.
+    pub(crate) fn reset(&self) {
+        self.0.store(RUN, Ordering::SeqCst);
+    }
+
+    /// Applies `cmd`; a cancel stays a cancel (a resume does not undo it).
+    pub(crate) fn apply(&self, cmd: ScanCommand) {
+        let new = match cmd {
+            ScanCommand::Pause => PAUSED,
+            ScanCommand::Resume => RUN,
+            ScanCommand::Cancel => CANCELLED,
+        };
+        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| (s != CANCELLED).then_some(new));
+    }
+
+    pub(crate) fn state(&self) -> ScanState {
+        match self.0.load(Ordering::SeqCst) {
+            PAUSED => ScanState::Paused,
+            CANCELLED => ScanState::Cancelled,
+            _ => ScanState::Run,
+        }
+    }
 }

@@ -69,6 +69,11 @@ pub(crate) fn start(fs: &FsInner, slice_bytes: u64) -> Result<Session<'_>> {
 }
 
 /// Whether a resync is slicing on `fs` now (`info` shows its devices as resyncing).
+/// A resync is registered (from its start, through a diverged device's check, to its end).
+pub(crate) fn claimed(fs: &FsInner) -> bool {
+    hook::current(fs).is_some()
+}
+
 pub(crate) fn running(fs: &FsInner) -> bool {
     hook::current(fs).is_some_and(|h| h.is_active())
 }

@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 
 pub use crate::fs::scans::{ResyncCounts, ResyncReport};
 pub use hook::Session;
-pub(crate) use hook::{running, start};
+pub(crate) use hook::{claimed, running, start};
 
 /// Where a running resync is: what it did so far, and the bytes of copies it set out to
 /// write (`copied_bytes` against `total`).
@@ -45,6 +45,25 @@ impl ResyncCounts {
         self.visited += o.visited;
         self.copied_blocks += o.copied_blocks;
         self.copied_bytes += o.copied_bytes;
+    }
+}
+
+/// Between commits: holds while the operator paused the resync (an unmount does not wait
+/// for a resume), adding the time held to `paused`. False when it is to stop: cancelled, or
+/// paused while the filesystem is being unmounted.
+fn follow_operator(fs: &FsInner, paused: &mut std::time::Duration) -> bool {
+    use crate::fs::scans::ScanState;
+    loop {
+        match fs.resync_control.state() {
+            ScanState::Run => return true,
+            ScanState::Cancelled => return false,
+            ScanState::Paused if fs.stopping.load(Ordering::SeqCst) => return false,
+            ScanState::Paused => {
+                let t = std::time::Instant::now();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                *paused += t.elapsed();
+            }
+        }
     }
 }
 
@@ -80,10 +99,11 @@ pub(crate) fn run(
     }
     // Registered for the whole run (a second resync is refused) and slicing only once the
     // devices to catch up are known; unregistered however the run ends.
-    let throttle = Throttle::new(opts.rate);
+    let mut throttle = Throttle::new(opts.rate);
     let slice_bytes =
         throttle.rate().map_or(fs.opts.resync_slice_bytes, |r| fs.opts.resync_slice_bytes.min((r / 4).max(256 << 10)));
     let session = hook::Session::claim(fs, slice_bytes)?;
+    fs.resync_control.reset();
     let scan = crate::scan::begin(fs, crate::scan::ScanKind::Resync);
     let start = std::time::Instant::now();
     let mut report = ResyncReport::default();
@@ -121,6 +141,23 @@ pub(crate) fn run(
         throttle.pace(counts.copied_bytes);
         // After the pace: what `status` divides by the time since the start keeps to the rate (T1).
         scan.progress(counts.copied_bytes, total);
+        let mut throttle_paused = std::time::Duration::ZERO;
+        if !follow_operator(fs, &mut throttle_paused) {
+            // Cancelled: what was copied is committed and stays; the devices not caught up
+            // stay stale, and the next resync goes on from the tree as it is.
+            session.set_slicing(false);
+            report.cancelled = true;
+            report.counts = session.totals();
+            for m in &fs.vol.devices.members {
+                if !m.writable() {
+                    report.still_missing.push(m.name());
+                }
+            }
+            report.seconds = start.elapsed().as_secs_f64();
+            tracing::info!("resync cancelled");
+            return Ok(report);
+        }
+        throttle.exclude(throttle_paused);
         if session.complete() && stale_epochs(fs) == stale {
             break;
         }
@@ -241,8 +278,9 @@ pub(crate) fn holds_what_we_wrote(
 
 impl ResyncReport {
     /// 0 when every device that answers is back in service, 1 when one was refused.
+    /// 0 done, 1 a failed device was not taken back, 32 cancelled (as a cancelled scrub).
     pub fn exit_code(&self) -> i32 {
-        i32::from(!self.refused.is_empty())
+        if self.cancelled { crate::scrub::EXIT_CANCELLED } else { i32::from(!self.refused.is_empty()) }
     }
 }
 

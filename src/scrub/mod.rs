@@ -5,14 +5,13 @@
 //! them.
 
 mod batch;
-pub mod control;
 
 use crate::copies::CopyVerdict;
 use crate::error::Result;
+use crate::fs::scans::ScanState;
 use crate::fs::{FsInner, Roots};
 use crate::throttle::Throttle;
 use crate::walk::{self, Ctx, TreeKind, Visitor};
-use control::ScrubState;
 use hammer2_format::{BlockData, BlockType, Blockref, CopyState, Payload, dirent};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -148,18 +147,18 @@ impl Scrubber<'_> {
         (self.progress)(ScrubProgress { blocks: self.rep.blocks, bytes: self.rep.bytes, read, total: self.total });
         self.last_progress = Instant::now();
         while self.controlled {
-            match control::state(self.fs) {
-                ScrubState::Run => break,
-                ScrubState::Cancelled => {
+            match self.fs.scrub_control.state() {
+                ScanState::Run => break,
+                ScanState::Cancelled => {
                     self.rep.cancelled = true;
                     break;
                 }
-                ScrubState::Paused if self.fs.stopping.load(std::sync::atomic::Ordering::SeqCst) => {
+                ScanState::Paused if self.fs.stopping.load(std::sync::atomic::Ordering::SeqCst) => {
                     // An unmount does not wait for a resume that may never come.
                     self.rep.cancelled = true;
                     break;
                 }
-                ScrubState::Paused => {
+                ScanState::Paused => {
                     let t = Instant::now();
                     std::thread::sleep(std::time::Duration::from_millis(50));
                     self.throttle.exclude(t.elapsed());

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 #[command(
-    override_usage = "hammer2 resync [--json] [--degraded] [--rate MB/s] DEVICE...\n       hammer2 resync [--json] [--degraded] [--rate MB/s] MOUNTPOINT",
-    after_help = "Exit status: 0 done, 1 a failed device was not taken back, 8 operational error (a device cannot be opened or is missing without --degraded, nothing mounted on MOUNTPOINT, another resync running)."
+    override_usage = "hammer2 resync [--json] [--degraded] [--rate MB/s] DEVICE...\n       hammer2 resync [--json] [--degraded] [--rate MB/s] MOUNTPOINT\n       hammer2 resync --pause|--resume|--cancel MOUNTPOINT",
+    after_help = "Exit status: 0 done, 1 a failed device was not taken back, 8 operational error (a device cannot be opened or is missing without --degraded, nothing mounted on MOUNTPOINT, another resync running, no resync running for --pause/--resume/--cancel), 32 cancelled by resync --cancel (what it copied is kept; the next resync goes on from there)."
 )]
 pub struct Args {
     /// Print the report as JSON.
@@ -26,6 +26,17 @@ pub struct Args {
     /// other work.
     #[arg(long, value_name = "MB/s", value_parser = crate::parse_rate)]
     pub rate: Option<u64>,
+    /// Pause the resync running on MOUNTPOINT (started by hand or automatically when a
+    /// device came back); it holds between two commits until --resume.
+    #[arg(long, group = "command", conflicts_with_all = ["rate", "degraded"])]
+    pub pause: bool,
+    /// Resume the paused resync on MOUNTPOINT.
+    #[arg(long, group = "command", conflicts_with_all = ["rate", "degraded"])]
+    pub resume: bool,
+    /// Cancel the resync running on MOUNTPOINT: it stops after its current commit, keeps
+    /// what it copied, reports and exits 32.
+    #[arg(long, group = "command", conflicts_with_all = ["rate", "degraded"])]
+    pub cancel: bool,
     /// The filesystem's devices (image files or block devices), or the mount point of a
     /// mounted one (its daemon does the work while the filesystem stays in use).
     #[arg(required = true, value_name = "DEVICE|MOUNTPOINT")]
@@ -34,10 +45,23 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::init_logging(false);
-    if let [p] = a.paths.as_slice()
-        && p.is_dir()
-    {
-        return Ok(offline::online("resync", p, Request { op: Op::Resync, device: None, rate: a.rate }, a.json));
+    let command = [(a.pause, Op::ResyncPause), (a.resume, Op::ResyncResume), (a.cancel, Op::ResyncCancel)]
+        .into_iter()
+        .find_map(|(given, op)| given.then_some(op));
+    let mountpoint = match a.paths.as_slice() {
+        [p] if p.is_dir() => Some(p),
+        _ => None,
+    };
+    match (command, mountpoint) {
+        (Some(op), Some(p)) => return Ok(offline::online("resync", p, op, a.json)),
+        (Some(_), None) => {
+            let e = anyhow::anyhow!("--pause, --resume and --cancel need the mount point of a mounted filesystem");
+            return Ok(offline::operational("resync", &e, a.json));
+        }
+        (None, Some(p)) => {
+            return Ok(offline::online("resync", p, Request { op: Op::Resync, device: None, rate: a.rate }, a.json));
+        }
+        (None, None) => {}
     }
     let operational = |e: anyhow::Error| Ok(offline::operational("resync", &e, a.json));
     let fs = match offline::open(&a.paths, a.degraded) {
@@ -85,6 +109,9 @@ pub fn render(rep: &hammer2::resync::ResyncReport) -> String {
         rep.commits,
         rep.seconds
     );
+    if rep.cancelled {
+        let _ = writeln!(o, "cancelled: the copies made are kept; the next resync goes on from here");
+    }
     if rep.verified_blocks > 0 {
         let _ =
             writeln!(o, "verified {} blocks on diverged devices, rewrote {}", rep.verified_blocks, rep.verify_repaired);

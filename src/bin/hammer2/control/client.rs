@@ -14,7 +14,7 @@ pub fn request(mountpoint: &Path, req: impl Into<Request>, json: bool) -> Result
         match req.op {
             Op::Info => "info",
             Op::Scrub | Op::ScrubPause | Op::ScrubResume | Op::ScrubCancel => "scrub",
-            Op::Resync => "resync",
+            Op::Resync | Op::ResyncPause | Op::ResyncResume | Op::ResyncCancel => "resync",
             Op::ReadOnly | Op::ReadWrite => "remount",
             Op::DeviceOnline | Op::DeviceOffline => "device",
             Op::Status => "status",

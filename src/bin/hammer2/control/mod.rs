@@ -39,6 +39,10 @@ pub enum Op {
     ScrubPause,
     ScrubResume,
     ScrubCancel,
+    /// `resync --pause|--resume|--cancel`: tell the running resync.
+    ResyncPause,
+    ResyncResume,
+    ResyncCancel,
     /// `hammer2 device online`: take the device named by `Request::device` back.
     DeviceOnline,
     /// `hammer2 device offline`: take the member device named by `Request::device` out.

@@ -2,7 +2,7 @@
 
 use super::{Done, Op, Reply, Request, socket_path};
 use hammer2::maintenance::RunOptions;
-use hammer2::scrub::control::ScrubCommand;
+use hammer2::maintenance::ScanCommand;
 use hammer2::{FsRef, WeakFs};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -125,15 +125,21 @@ fn run(fs: &FsRef, served: &Served, req: &Request, out: &mut UnixStream) -> anyh
             })?;
             Ok(Done { exit: rep.exit_code(), text: crate::resync::render(&rep), json: serde_json::to_value(&rep)? })
         }
-        Op::ScrubPause | Op::ScrubResume | Op::ScrubCancel => {
+        Op::ScrubPause | Op::ScrubResume | Op::ScrubCancel | Op::ResyncPause | Op::ResyncResume | Op::ResyncCancel => {
             let (cmd, now) = match req.op {
-                Op::ScrubPause => (ScrubCommand::Pause, "paused"),
-                Op::ScrubResume => (ScrubCommand::Resume, "resumed"),
-                _ => (ScrubCommand::Cancel, "cancelled"),
+                Op::ScrubPause | Op::ResyncPause => (ScanCommand::Pause, "paused"),
+                Op::ScrubResume | Op::ResyncResume => (ScanCommand::Resume, "resumed"),
+                _ => (ScanCommand::Cancel, "cancelled"),
             };
-            hammer2::maintenance::scrub_command(fs, cmd)?;
-            tracing::info!("scrub {now}");
-            Ok(Done { exit: 0, text: format!("scrub {now}\n"), json: serde_json::json!({ "scrub": now }) })
+            let scan = if matches!(req.op, Op::ScrubPause | Op::ScrubResume | Op::ScrubCancel) {
+                hammer2::maintenance::scrub_command(fs, cmd)?;
+                "scrub"
+            } else {
+                hammer2::maintenance::resync_command(fs, cmd)?;
+                "resync"
+            };
+            tracing::info!("{scan} {now}");
+            Ok(Done { exit: 0, text: format!("{scan} {now}\n"), json: serde_json::json!({ scan: now }) })
         }
         Op::ReadOnly | Op::ReadWrite => {
             let read_only = req.op == Op::ReadOnly;
