@@ -230,18 +230,26 @@ impl Allocator {
 
     /// Units allocated again are no longer free: whatever waits to discard them must not
     /// (C5). Trim entries are disjoint and sorted, so the overlapping ones are the last few
-    /// that start before the extent's end.
+    /// that start before the extent's end. Only the reallocated units leave an entry: the
+    /// parts before and after it are still free and still discarded (a deleted large file
+    /// is one merged entry, and one small allocation inside it must not cancel its discard).
     fn forget_trims(&mut self, e: &Extent) {
         let end = e.unit + e.count;
-        let overlapping: Vec<(u8, u64)> = self
+        let overlapping: Vec<(u64, u64, u64)> = self
             .trims
             .range((e.device, 0)..(e.device, end))
             .rev()
             .take_while(|&(&(_, u), &(_, n))| u + n > e.unit)
-            .map(|(k, _)| *k)
+            .map(|(&(_, u), &(tid, n))| (u, tid, n))
             .collect();
-        for k in overlapping {
-            self.trims.remove(&k);
+        for (u, tid, n) in overlapping {
+            self.trims.remove(&(e.device, u));
+            if u < e.unit {
+                self.trims.insert((e.device, u), (tid, e.unit - u));
+            }
+            if u + n > end {
+                self.trims.insert((e.device, end), (tid, u + n - end));
+            }
         }
     }
 
@@ -468,6 +476,28 @@ mod tests {
         let again = drain(&mut a);
         assert!(again.iter().any(|e| e.unit <= z.unit && z.unit < e.unit + e.count), "z is handed out again");
         assert!(a.take_trims(1000).is_empty(), "a unit in use is never discarded");
+    }
+
+    /// Regression: one unit reallocated inside a large freed extent (a deleted big file,
+    /// merged into one entry) cancelled the discard of the whole extent.
+    #[test]
+    fn a_reallocation_inside_a_freed_extent_keeps_the_rest_of_it_for_the_trim() {
+        let mut a = one_device();
+        let big = a.alloc(0, 0, Class::Data, 64).unwrap();
+        let _rest = drain(&mut a);
+        a.committed(1);
+        a.free(big);
+        a.committed(2);
+        // Commit 3 hands out units of it again (nothing else is free).
+        let again = a.alloc(0, 0, Class::Data, 4).unwrap();
+        assert!(big.unit <= again.unit && again.unit + again.count <= big.unit + big.count, "{again:?} in {big:?}");
+        a.committed(3);
+        let trims = a.take_trims(100);
+        let trimmed: u64 = trims.iter().map(|e| e.count).sum();
+        assert_eq!(trimmed, big.count - again.count, "{trims:?}");
+        for t in &trims {
+            assert!(t.unit + t.count <= again.unit || t.unit >= again.unit + again.count, "{t:?} overlaps {again:?}");
+        }
     }
 
     /// A pinned older tree (online scrub/resync) keeps its blocks from being trimmed too.

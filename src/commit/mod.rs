@@ -333,6 +333,9 @@ fn install(fs: &FsInner, snap: Snapshot, mut built: Built, roots: Roots) -> Comm
     };
     // Still under the commit lock: nothing can allocate these units before they are
     // discarded (C5).
+    if !trims.is_empty() {
+        tracing::debug!(tid, extents = trims.len(), units = trims.iter().map(|e| e.count).sum::<u64>(), "discarding");
+    }
     discard::issue(&fs.vol.devices, &trims);
     fs.space.release(snap.reserved);
     fs.dirty_bytes.fetch_sub(snap.dirty_bytes.min(fs.dirty_bytes.load(Ordering::SeqCst)), Ordering::SeqCst);
