@@ -87,7 +87,7 @@ fn info_json_parses_and_has_copies_label_check_space_and_devices() {
         assert_eq!(dv["index"], i);
         assert_eq!(dv["state"], "online");
         assert_eq!(dv["header_tid"], 1);
-        assert_eq!(dv["errors"]["check"], 0);
+        assert_eq!(dv["check_errors"], 0);
         assert_eq!(dv["role"]["slots"].as_array().map(Vec::len), Some(1));
     }
 }

@@ -41,7 +41,7 @@ fn json(o: &std::process::Output) -> Value {
 
 /// Bytes of copies a scrub report says it read.
 fn copies_read(rep: &Value) -> u64 {
-    rep["devices"].as_array().unwrap().iter().map(|d| d["bytes"].as_u64().unwrap()).sum()
+    rep["devices"].as_array().unwrap().iter().map(|d| d["bytes_read"].as_u64().unwrap()).sum()
 }
 
 /// Runs `hammer2 ARGS` under a pseudo-terminal (`script` from util-linux) and returns all it
@@ -88,7 +88,7 @@ fn scrub_shows_a_percent_on_a_terminal_and_no_control_characters_off_one() {
     assert_eq!(code, 0, "{tty}");
     assert!(!tty.contains('\x1b') && !tty.contains("ETA"), "a bar in JSON mode: {tty:?}");
     let doc: Value = serde_json::from_str(&tty.replace('\r', "")).unwrap_or_else(|e| panic!("{e}: {tty:?}"));
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
 }
 
 /// A bar's percent: digits then `%`.

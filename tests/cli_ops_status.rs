@@ -55,7 +55,7 @@ fn a_healthy_pair_is_online_with_no_action_and_shows_its_last_scrub_once_scrubbe
         assert_eq!(cells[2..], ["ONLINE", "0", "0", "0", "0"], "{row:?}");
     }
     let j = status_json(&m.path);
-    assert_eq!(j["schema_version"], 1, "{j}");
+    assert_eq!(j["schema_version"], 2, "{j}");
     assert_eq!(j["state"], "ONLINE");
     assert_eq!(j["actions"].as_array().unwrap().len(), 0);
     assert!(j["scan"].is_null() && j["last_scrub"].is_null(), "{j}");
@@ -69,7 +69,7 @@ fn a_healthy_pair_is_online_with_no_action_and_shows_its_last_scrub_once_scrubbe
     let j = status_json(&m.path);
     assert!(rfc3339(&j["last_scrub"]["ended"]), "{j}");
     assert_eq!(j["last_scrub"]["errors"], 0);
-    assert!(j["last_scrub"]["bytes"].as_u64().unwrap() > 4 * MIB, "{j}");
+    assert!(j["last_scrub"]["bytes_read"].as_u64().unwrap() > 4 * MIB, "{j}");
     m.unmount();
 
     // Unmounted, from its devices: the same state, no scan line.
@@ -199,8 +199,11 @@ fn clear_resets_the_counters_of_one_device_or_all_and_the_headers_keep_the_reset
     // Persisted: the unmounted devices say zero too.
     let j = common::image::info_json(img.devices.iter());
     for d in j["devices"].as_array().unwrap() {
-        let e = &d["errors"];
-        assert_eq!([&e["read"], &e["write"], &e["check"], &e["repaired"]].map(|v| v.as_u64().unwrap()), [0; 4], "{j}");
+        assert_eq!(
+            [&d["read_errors"], &d["write_errors"], &d["check_errors"], &d["repaired"]].map(|v| v.as_u64().unwrap()),
+            [0; 4],
+            "{j}"
+        );
     }
 }
 

@@ -87,7 +87,7 @@ fn counters(info: &Value) -> Vec<(u64, u64)> {
         .as_array()
         .expect("devices")
         .iter()
-        .map(|d| (d["errors"]["check"].as_u64().unwrap(), d["errors"]["repaired"].as_u64().unwrap()))
+        .map(|d| (d["check_errors"].as_u64().unwrap(), d["repaired"].as_u64().unwrap()))
         .collect()
 }
 

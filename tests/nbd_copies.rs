@@ -211,9 +211,9 @@ fn errors_of_the_remote_export_are_read_around_and_counted() {
     assert_eq!(rep["devices"][0]["read_errors"].as_u64(), Some(0), "{rep}");
     // The mount's own counters (hammer2 info) count them too, against the remote device only.
     let info = info_json([&m.path]);
-    let errors = |d: usize, k: &str| info["devices"][d]["errors"][k].as_u64().unwrap_or(0);
-    assert!(errors(1, "read") >= remote_errors && errors(1, "repaired") > 0, "{info}");
-    assert_eq!((errors(0, "read"), errors(0, "repaired")), (0, 0), "{info}");
+    let errors = |d: usize, k: &str| info["devices"][d][k].as_u64().unwrap_or(0);
+    assert!(errors(1, "read_errors") >= remote_errors && errors(1, "repaired") > 0, "{info}");
+    assert_eq!((errors(0, "read_errors"), errors(0, "repaired")), (0, 0), "{info}");
     std::fs::remove_file(&switch).unwrap();
     m.unmount();
     let m = r.img.mount();
@@ -481,9 +481,9 @@ fn errors_switched_on_at_the_server_fail_the_device_over_and_it_comes_back_by_it
     let (_, seen) = until_state(&m, 1, &["failed", "reconnecting"], Duration::from_secs(30));
     eprintln!("errors on: device 1 {seen:?}");
     let info = info_json([&m.path]);
-    let errors = |info: &serde_json::Value, d: usize, k: &str| info["devices"][d]["errors"][k].as_u64().unwrap_or(0);
-    assert!(errors(&info, 1, "write") > 0, "the failed writes are counted: {info}");
-    assert_eq!((errors(&info, 0, "read"), errors(&info, 0, "write")), (0, 0), "{info}");
+    let errors = |info: &serde_json::Value, d: usize, k: &str| info["devices"][d][k].as_u64().unwrap_or(0);
+    assert!(errors(&info, 1, "write_errors") > 0, "the failed writes are counted: {info}");
+    assert_eq!((errors(&info, 0, "read_errors"), errors(&info, 0, "write_errors")), (0, 0), "{info}");
     stream(&m, "while-failed", 16);
     // The watcher's reopens meet the errors too (the header cannot be read): it stays out.
     std::thread::sleep(Duration::from_secs(3));

@@ -673,7 +673,7 @@ fn a_device_failing_in_the_middle_of_a_write_stream_is_dropped_and_made_whole_by
          {peak} MiB (bound {MEMORY_BOUND_MIB} MiB), device 1 {} with {} write errors",
         faulty.refused(),
         live["devices"][1]["state"],
-        live["devices"][1]["errors"]["write"]
+        live["devices"][1]["write_errors"]
     );
     assert!(faulty.refused() > 0, "the daemon kept using the failed device");
     // Failed, and the reconnect watcher retrying it (it does within its first tick).
@@ -684,7 +684,7 @@ fn a_device_failing_in_the_middle_of_a_write_stream_is_dropped_and_made_whole_by
         info_json([&m.path])
     };
     assert_eq!(state(&live, 1), "reconnecting", "{live}");
-    assert!(live["devices"][1]["errors"]["write"].as_u64().unwrap() > 0, "{live}");
+    assert!(live["devices"][1]["write_errors"].as_u64().unwrap() > 0, "{live}");
     assert!(peak <= MEMORY_BOUND_MIB, "daemon peak RSS {peak} MiB > {MEMORY_BOUND_MIB} MiB");
 
     // The device comes back; an online resync catches it up.

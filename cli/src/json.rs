@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 /// The version of every command's JSON output.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A command's report (a JSON object) with `schema_version` added, pretty-printed.
 pub fn document(mut report: Value) -> String {
@@ -27,8 +27,8 @@ mod tests {
     #[test]
     fn every_document_carries_the_schema_version() {
         let d: Value = serde_json::from_str(&document(json!({"blocks": 3}))).unwrap();
-        assert_eq!(d, json!({"blocks": 3, "schema_version": 1}));
+        assert_eq!(d, json!({"blocks": 3, "schema_version": 2}));
         let e: Value = serde_json::from_str(&error("nothing mounted", 8)).unwrap();
-        assert_eq!(e, json!({"error": "nothing mounted", "exit_status": 8, "schema_version": 1}));
+        assert_eq!(e, json!({"error": "nothing mounted", "exit_status": 8, "schema_version": 2}));
     }
 }

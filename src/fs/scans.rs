@@ -35,6 +35,7 @@ pub struct LastScrub {
     pub ended: SystemTime,
     pub seconds: f64,
     /// Bytes of copies read.
+    #[serde(rename = "bytes_read")]
     pub bytes: u64,
     pub errors: u64,
     pub repaired: u64,

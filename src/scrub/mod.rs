@@ -19,9 +19,15 @@ use std::time::Instant;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DeviceScrub {
+    pub index: u8,
+    /// The device's name (its path), `path` as in every command's device entries.
+    #[serde(rename = "path")]
     pub device: String,
     /// Copies read on this device.
+    #[serde(rename = "copies_read")]
     pub copies: u64,
+    /// Bytes of copies read on this device.
+    #[serde(rename = "bytes_read")]
     pub bytes: u64,
     pub read_errors: u64,
     pub check_errors: u64,
@@ -41,6 +47,8 @@ pub struct Unrepairable {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ScrubReport {
     pub blocks: u64,
+    /// Bytes of the blocks checked (one copy each), `bytes_allocated` as in fsck's counts.
+    #[serde(rename = "bytes_allocated")]
     pub bytes: u64,
     pub devices: Vec<DeviceScrub>,
     pub unrepairable: Vec<Unrepairable>,
@@ -268,8 +276,13 @@ pub fn scrub_roots(
     progress: &mut dyn FnMut(ScrubProgress),
 ) -> Result<ScrubReport> {
     let start = Instant::now();
-    let devices =
-        fs.vol.devices.members.iter().map(|m| DeviceScrub { device: m.name(), ..Default::default() }).collect();
+    let devices = fs
+        .vol
+        .devices
+        .members
+        .iter()
+        .map(|m| DeviceScrub { index: m.index, device: m.name(), ..Default::default() })
+        .collect();
     let total = {
         let alloc = fs.alloc.lock();
         fs.vol

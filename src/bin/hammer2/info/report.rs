@@ -56,6 +56,8 @@ pub struct DeviceReport {
     /// The last commit the master's device table says was written to the device.
     pub received_tid: u64,
     pub free_bytes: u64,
+    /// The device's error counters, named as in `status` and `scrub`.
+    #[serde(flatten)]
     pub errors: Errors,
     /// On a mount: its reconnects while mounted and the last error (None offline).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,8 +81,11 @@ pub struct SlotPlace {
 
 #[derive(Serialize)]
 pub struct Errors {
+    #[serde(rename = "read_errors")]
     pub read: u32,
+    #[serde(rename = "write_errors")]
     pub write: u32,
+    #[serde(rename = "check_errors")]
     pub check: u32,
     pub repaired: u32,
 }
