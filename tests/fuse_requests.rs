@@ -99,3 +99,33 @@ fn create_cold_stat_and_delete_cost_the_kernels_minimum_of_requests() {
     m.unmount();
     img.assert_no_panics();
 }
+
+/// What the attribute TTL must never cost: a change made through the mount is seen at once,
+/// through another descriptor and by path, however long the kernel may cache attributes
+/// (DESIGN §12, "Requests per operation").
+#[test]
+fn a_change_through_one_descriptor_is_seen_at_once_through_another_and_by_path() {
+    use std::os::unix::fs::MetadataExt;
+    let img = Image::new();
+    let m = img.mount_with("nouring");
+    let p = m.join("f");
+    fs::write(&p, b"").unwrap();
+    let reader = fs::File::open(&p).unwrap();
+    let before = fs::metadata(&p).unwrap();
+    assert_eq!(before.len(), 0);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut writer = fs::OpenOptions::new().write(true).open(&p).unwrap();
+    writer.write_all(&[1u8; 5000]).unwrap();
+    let by_path = fs::metadata(&p).unwrap();
+    let by_fd = reader.metadata().unwrap();
+    for (how, a) in [("path", &by_path), ("other fd", &by_fd)] {
+        assert_eq!(a.len(), 5000, "size through the {how}");
+        assert!((a.mtime(), a.mtime_nsec()) > (before.mtime(), before.mtime_nsec()), "mtime through the {how}");
+    }
+    writer.set_len(100).unwrap();
+    assert_eq!(reader.metadata().unwrap().len(), 100);
+    assert_eq!(fs::symlink_metadata(&p).unwrap().len(), 100);
+    drop((reader, writer));
+    m.unmount();
+    img.assert_no_panics();
+}
