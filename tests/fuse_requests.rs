@@ -81,11 +81,13 @@ fn create_cold_stat_and_delete_cost_the_kernels_minimum_of_requests() {
         assert_eq!(fs::symlink_metadata(path(&m.path, i)).unwrap().len(), 4096);
     }
     let c = delta(&before, &counts(&mp));
-    // One LOOKUP per file, whose reply carries the attributes: no GETATTR per stat.
-    assert_eq!(n(&c, "lookup"), files + DIRS as u64, "{c:?}");
+    // One LOOKUP per file, whose reply carries the attributes: no GETATTR per stat. (The
+    // slack is for dentries the kernel may drop under memory pressure and look up again.)
+    let slack = files / 10;
+    assert!((files + DIRS as u64..=files + DIRS as u64 + slack).contains(&n(&c, "lookup")), "{c:?}");
     assert!(n(&c, "getattr") <= 2 * DIRS as u64 + 1, "{c:?}");
     let stat_total: u64 = c.values().sum();
-    assert!(stat_total <= files + 3 * DIRS as u64 + 1, "{c:?}");
+    assert!(stat_total <= files + 3 * DIRS as u64 + 1 + slack, "{c:?}");
 
     let before = counts(&mp);
     for i in 0..FILES {
@@ -94,7 +96,7 @@ fn create_cold_stat_and_delete_cost_the_kernels_minimum_of_requests() {
     let c = delta(&before, &counts(&mp));
     // The names are cached from the stats: UNLINK alone, and the directory's GETATTR.
     assert_eq!(n(&c, "unlink"), files, "{c:?}");
-    assert_eq!(n(&c, "lookup"), 0, "{c:?}");
+    assert!(n(&c, "lookup") <= slack, "{c:?}");
     assert!(n(&c, "getattr") <= files + DIRS as u64, "{c:?}");
     m.unmount();
     img.assert_no_panics();
