@@ -4,8 +4,9 @@
 //! off a running mount without tracing the kernel (see README, "Benchmarks").
 //!
 //! Process-wide rather than per session: the /dev/fuse session and the ring's sessions serve
-//! one mount, and a daemon serves one mount. A BATCH_FORGET counts as its forgets. Three relaxed atomic operations and a clock read per
-//! request: nothing next to the request's round trip through the kernel.
+//! one mount, and a daemon serves one mount. A BATCH_FORGET counts as its forgets. Three
+//! relaxed atomic operations and a clock read per request: nothing next to the request's
+//! round trip through the kernel.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
