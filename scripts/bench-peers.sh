@@ -9,7 +9,9 @@
 #   hammer2-c2-devfuse  the same with `-o nouring`: every request through /dev/fuse.
 # FUSE over io_uring: hammer2 and the floor serve requests on the caller's CPU when the
 # kernel (6.14+) has fuse's `enable_uring` on. It is off by default; this script turns it on
-# for its run and back after (URING=0 leaves it alone). Only daemons that ask for the ring
+# for its run and back after. URING=0 measures the kernel's default path: the parameter is
+# left alone and every hammer2 target and the floor are served through /dev/fuse
+# (`-o nouring`, FLOOR_NO_URING), even where another run left the ring on. Only daemons that ask for the ring
 # use it: none of the peers here do (bindfs and fuse2fs link libfuse 3.14, zfs-fuse libfuse 2).
 # Usage (as root):  ./scripts/bench-peers.sh
 #                   TARGETS="bindfs hammer2-c1 hammer2-c2" ./scripts/bench-peers.sh
@@ -32,6 +34,7 @@ export TARGETS=${TARGETS:-"raw bindfs fuse2fs zfs-fuse-c1 zfs-fuse-c2 btrfs-dup 
 
 trap uring_restore EXIT
 uring_on
+if [ "${URING:-1}" = 1 ]; then DEFAULT_OPTS=""; FLOOR_ENV=""; else DEFAULT_OPTS=nouring; FLOOR_ENV=FLOOR_NO_URING=1; fi
 
 # peers.sh ends by calling main; our targets are defined before that line in a copy made
 # for this run (nothing of peers.sh is kept in the repository).
@@ -40,7 +43,7 @@ sed '/^main "\$@"$/d' "$PEERS" >"$RUN"
 cat >>"$RUN" <<HAMMER2
 # ---- hammer2 (added by scripts/bench-peers.sh) ----
 H2=$BIN
-h2_mount() { fuse_start "\$MNT" "\$H2/hammer2" mount -f \${H2_OPTS:+-o \$H2_OPTS} "\$@" "\$MNT"; local rc=\$?; H2_PID=\$FUSE_PID; return \$rc; }
+h2_mount() { local o=\${H2_OPTS:-$DEFAULT_OPTS}; fuse_start "\$MNT" "\$H2/hammer2" mount -f \${o:+-o \$o} "\$@" "\$MNT"; local rc=\$?; H2_PID=\$FUSE_PID; return \$rc; }
 h2_umount() { fuse_stop "\$MNT" "\${H2_PID:-}"; H2_PID=""; }
 setup_hammer2_c1() {
     MNT=\$MNTDIR/hammer2-c1; mkdir -p "\$MNT"
@@ -68,7 +71,7 @@ remount_hammer2_c2_devfuse() { h2_umount; h2_mount "\${H2_IMGS[@]}"; }
 teardown_hammer2_c2_devfuse() { MNT=\$MNTDIR/hammer2-c2-devfuse; h2_umount; H2_OPTS=""; rm -f "\$IMGDIR"/hammer2-c2-devfuse*.img; }
 setup_fuse_floor() {
     MNT=\$MNTDIR/fuse-floor; mkdir -p "\$MNT"
-    fuse_start "\$MNT" "\$H2/fuse-floor" "\$MNT" || { SKIP_REASON="mount failed (see \$TLOG)"; return 1; }
+    fuse_start "\$MNT" env $FLOOR_ENV "\$H2/fuse-floor" "\$MNT" || { SKIP_REASON="mount failed (see \$TLOG)"; return 1; }
     FLOOR_PID=\$FUSE_PID
 }
 # No remount hook: the tree lives only in the daemon, so cold phases just drop the kernel caches.

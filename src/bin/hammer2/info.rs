@@ -102,6 +102,7 @@ pub fn live_report(fs: &impl hammer2::Mounted, devices: &str) -> report::Report 
     // The device notes again, for the live states: a device being resynced needs no
     // "run hammer2 resync".
     r.notes = live.assembly.warnings.iter().cloned().chain(report::notes(&r.devices)).collect();
+    r.requests = Some(crate::fuse::requests::snapshot());
     r
 }
 

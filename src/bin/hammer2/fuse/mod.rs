@@ -10,6 +10,7 @@ mod dir;
 mod direct;
 mod negotiate;
 mod ops;
+pub mod requests;
 pub mod uring;
 mod xattr;
 
@@ -19,6 +20,7 @@ use negotiate::{ATTR_TTL, ENTRY_TTL, MAX_WRITE, Offer};
 use parking_lot::Mutex;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 /// The payload buffer of one ring entry: the largest write or read (MAX_WRITE), with room
 /// to spare for the kernel's page rounding.
@@ -100,13 +102,17 @@ impl Hammer2Fuse {
         }
     }
 
-    /// Runs the engine side of one request. Engine errors become their errno (logged when
-    /// they mean something is wrong inside: EIO); a panic becomes EIO and is logged.
+    /// Runs the engine side of one request, counted under `op` (see `requests.rs`). Engine
+    /// errors become their errno (logged when they mean something is wrong inside: EIO); a
+    /// panic becomes EIO and is logged.
     fn run<T>(&self, op: &'static str, ino: u64, f: impl FnOnce(&Fs) -> hammer2::Result<T>) -> Result<T, Errno> {
         let Some(fs) = self.fs.as_ref() else {
             return Err(Errno::EIO);
         };
-        match catch_unwind(AssertUnwindSafe(|| f(fs))) {
+        let started = Instant::now();
+        let r = catch_unwind(AssertUnwindSafe(|| f(fs)));
+        requests::served(op, started);
+        match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let errno = e.errno();

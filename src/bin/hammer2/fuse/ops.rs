@@ -4,7 +4,7 @@
 
 use super::convert::{access_allowed, caller, file_attr, negative_attr, request_time, time_set};
 use super::negotiate::open_flags;
-use super::{ATTR_TTL, ENTRY_TTL, Hammer2Fuse, xattr};
+use super::{ATTR_TTL, ENTRY_TTL, Hammer2Fuse, requests, xattr};
 use fuser::{
     AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner,
     OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
@@ -47,6 +47,7 @@ impl Hammer2Fuse {
 
 impl Filesystem for Hammer2Fuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        requests::count("init");
         let offer = super::negotiate::configure(config, self.want_uring);
         // ACLs only where the kernel enforces them; never stored for show.
         if let Some(fs) = &self.fs {
@@ -269,6 +270,7 @@ impl Filesystem for Hammer2Fuse {
     /// by the kernel. ENOSYS tells the kernel so once, and it stops sending FLUSH on every
     /// close (one round trip less per file written).
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _owner: LockOwner, reply: ReplyEmpty) {
+        requests::count("flush");
         reply.error(Errno::ENOSYS);
     }
 
@@ -291,7 +293,13 @@ impl Filesystem for Hammer2Fuse {
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        requests::count("opendir");
         reply.opened(FileHandle(0), FopenFlags::empty());
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        requests::count("releasedir");
+        reply.ok();
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
@@ -449,6 +457,7 @@ impl Filesystem for Hammer2Fuse {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        requests::count("ioctl");
         reply.error(Errno::from_i32(libc::ENOTTY));
     }
 }

@@ -31,6 +31,10 @@ pub struct Report {
     pub raw_free_bytes: u64,
     pub devices: Vec<DeviceReport>,
     pub notes: Vec<String>,
+    /// On a mount: the FUSE requests the daemon has served, per opcode (see
+    /// `fuse/requests.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<std::collections::BTreeMap<&'static str, crate::fuse::requests::RequestCount>>,
 }
 
 #[derive(Serialize)]
@@ -161,6 +165,7 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
         free_bytes: sp.free,
         raw_free_bytes: sp.raw_free,
         notes: asm.warnings.iter().cloned().chain(notes(&devices)).collect(),
+        requests: None,
         devices,
     }
 }
