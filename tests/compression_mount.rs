@@ -9,7 +9,7 @@
 use hammer2_test_support as common;
 
 use common::damage::Blocks;
-use common::image::{fsck, hammer2, mkfs, ok, one_line_error, stdout};
+use common::image::{fsck, hammer2, info_json, mkfs, ok, one_line_error, stdout};
 use common::mount::*;
 use hammer2_format::CompressionMethod;
 use std::os::unix::fs::MetadataExt;
@@ -24,6 +24,13 @@ fn source_tar(dir: &Path) -> std::path::PathBuf {
     let root = env!("CARGO_MANIFEST_DIR");
     sh(&format!("tar -C {root} -cf {} src docs media-format/src", tar.display()));
     tar
+}
+
+/// At least this many bytes of file content are in the tarball: its size less one 512-byte
+/// header per member and the padding of each to 512 bytes.
+fn logical_tar_floor(tar: &Path) -> u64 {
+    let members = String::from_utf8_lossy(&sh(&format!("tar -tf {}", tar.display())).stdout).lines().count() as u64;
+    std::fs::metadata(tar).unwrap().len().saturating_sub(members * 1024 + 10240)
 }
 
 fn du_bytes(p: &Path, apparent: bool) -> u64 {
@@ -55,7 +62,24 @@ fn a_source_tree_is_stored_compressed_and_reads_back_identical() {
         .unwrap();
     let md = std::fs::metadata(&big).unwrap();
     assert!(md.blocks() * 512 < md.len(), "{}: {} blocks for {} bytes", big.display(), md.blocks(), md.len());
+    // `hammer2 info --json` on the mount: the totals, as written and as stored.
+    let live = info_json([m.path.as_os_str()]);
     m.unmount();
+    let offline = info_json(img.devices.iter().map(|d| d.as_os_str()));
+    for info in [&live, &offline] {
+        assert_eq!(info["compression"], "lz4", "{info}");
+        let d = &info["data"];
+        let (logical, stored, physical) = (
+            d["logical_bytes"].as_u64().unwrap(),
+            d["stored_bytes"].as_u64().unwrap(),
+            d["physical_bytes"].as_u64().unwrap(),
+        );
+        assert!(logical >= logical_tar_floor(&tar) && stored * 10 < logical * 8, "{d}");
+        assert_eq!(physical, 2 * stored, "{d}");
+        assert!(d["ratio"].as_f64().unwrap() > 1.25, "{d}");
+        assert!(d["compressed_blocks"].as_u64().unwrap() * 2 > d["blocks"].as_u64().unwrap(), "{d}");
+    }
+    assert_eq!(live["data"], offline["data"]);
 
     // fsck verifies every copy of every block, compressed ones included, and finds nothing.
     let out = fsck(img.devices.iter().map(|d| d.as_os_str()).chain([std::ffi::OsStr::new("-n")]));
@@ -170,6 +194,9 @@ fn a_damaged_copy_heals_from_the_other_and_every_copy_damaged_is_eio() {
     assert!(!scrub.status.success(), "scrub with an unrepairable block must fail");
     m.unmount();
 
+    // fsck verifies the stored bytes of compressed blocks as of any other: block 5 is bad.
+    let out = fsck(img.devices.iter().map(|d| d.as_os_str()).chain([std::ffi::OsStr::new("-n")]));
+    assert!(!out.status.success(), "fsck -n found nothing: {}", stdout(&out));
     let b = Blocks::open(&img.devices);
     assert!(!b.still_smashed(&blocks[1], 0), "the read healed block 1");
     assert!(!b.still_smashed(&blocks[2], 1), "the scrub healed block 2");
