@@ -4,11 +4,11 @@
 use super::arena::{Arena, Content, PBlock};
 use super::writeout::Streams;
 use crate::alloc::{Allocator, Class, Extent};
-use crate::copies::compress::{self, Codec};
 use crate::error::Result;
 use crate::tree::modify::{NodeWriter, PEntry, PRoot};
 use crate::tree::{self, Root};
 use crate::volume::Volume;
+use hammer2_format::Compression;
 use hammer2_format::layout::{FREEMAP_LEAF_SIZE, INODE_SIZE, PFS_RECORD_SIZE, UNIT};
 use hammer2_format::{BlockType, Blockref, InodeBlock, Payload, PfsRecord};
 use std::sync::Arc;
@@ -88,20 +88,21 @@ impl<'a> Builder<'a> {
         Ok(PEntry::New(id))
     }
 
-    /// A new DATA block with the first `len` bytes of `buf` as content, compressed with
-    /// `codec` when that saves a unit (Z1 in docs/DESIGN.md: before its check value, which
-    /// finalize computes over the stored bytes, and before its copies are placed). Returns
-    /// the entry and the bytes stored (what `st_blocks` counts).
+    /// A new DATA block with the first `len` bytes of `buf` as content, stored as
+    /// `compressed` when the caller compressed it (`compress::compress`, when that saves a
+    /// unit: Z1 in docs/DESIGN.md, before its check value, which finalize computes over the
+    /// stored bytes, and before its copies are placed). Returns the entry and the bytes
+    /// stored (what `st_blocks` counts).
     pub fn new_data(
         &mut self,
         key: u64,
         buf: Arc<Vec<u8>>,
         len: usize,
         stream: bool,
-        codec: Option<Codec>,
+        compressed: Option<(Vec<u8>, Compression)>,
     ) -> Result<(PEntry, usize)> {
         let keybits = self.vol.params.data_block_shift;
-        if let Some((stored, c)) = codec.and_then(|codec| compress::compress(codec, &buf[..len])) {
+        if let Some((stored, c)) = compressed {
             self.compressed = true;
             let n = stored.len();
             let e =

@@ -79,7 +79,8 @@ pub fn commit_inode(
                 let mut buf = bytes[..n].to_vec();
                 buf.resize(n.div_ceil(UNIT as usize) * UNIT as usize, 0);
                 let len = data_len(bs, size, 0).min(buf.len());
-                let (e, stored) = b.new_data(0, Arc::new(buf), len, false, codec)?;
+                let packed = codec.and_then(|c| compress::compress(c, &buf[..len]));
+                let (e, stored) = b.new_data(0, Arc::new(buf), len, false, packed)?;
                 written += stored as u64;
                 data.insert(0, Change::Put(e));
             }
@@ -94,6 +95,7 @@ pub fn commit_inode(
                 })?;
             }
             let stream = fl.overlay.dirty_bytes >= STREAM_MIN_FILE;
+            let mut puts = Vec::new();
             for (&k, buf) in &fl.overlay.data {
                 let key = k * bs;
                 if key >= size {
@@ -106,7 +108,20 @@ pub fn commit_inode(
                     data.insert(key, Change::Delete);
                     continue;
                 }
-                let (e, stored) = b.new_data(key, buf.clone(), len, stream, codec)?;
+                puts.push((key, buf, len));
+            }
+            // Compressed together (on several threads for a large file), then placed in key
+            // order so that a file's blocks stay adjacent on the devices.
+            let mut packed = match codec {
+                Some(c) => {
+                    let contents: Vec<&[u8]> = puts.iter().map(|(_, buf, len)| &buf[..*len]).collect();
+                    compress::compress_all(c, &contents)
+                }
+                None => Vec::new(),
+            }
+            .into_iter();
+            for (key, buf, len) in puts {
+                let (e, stored) = b.new_data(key, buf.clone(), len, stream, packed.next().flatten())?;
                 written += stored as u64;
                 data.insert(key, Change::Put(e));
             }

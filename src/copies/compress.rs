@@ -155,6 +155,27 @@ pub fn compress(codec: Codec, data: &[u8]) -> Option<(Vec<u8>, Compression)> {
     Some((frame, c))
 }
 
+/// Blocks a commit compresses on one thread; more are spread over threads (a large file's
+/// blocks, compressed while nothing else of the commit waits for them).
+const PARALLEL_MIN_BLOCKS: usize = 16;
+
+/// [`compress`] of each of `blocks`, in order, on several threads when there are many.
+pub fn compress_all(codec: Codec, blocks: &[&[u8]]) -> Vec<Option<(Vec<u8>, Compression)>> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+    if blocks.len() < PARALLEL_MIN_BLOCKS || threads < 2 {
+        return blocks.iter().map(|b| compress(codec, b)).collect();
+    }
+    let chunk = blocks.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = blocks
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|b| compress(codec, b)).collect::<Vec<_>>()))
+            .collect();
+        // A panic in a codec is the commit's (it turns one into a failed commit).
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
+}
+
 /// The content of a compressed block from its (verified) stored bytes.
 pub fn decompress(c: &Compression, stored: &[u8]) -> Result<Vec<u8>, DecompressError> {
     let frame_len = c.frame_len as usize;
@@ -219,6 +240,20 @@ mod tests {
         let mut mixed = text(4096);
         mixed.extend(random(12288, 3));
         assert!(compress(Codec::Lz4, &mixed).is_none());
+    }
+
+    #[test]
+    fn compressing_many_blocks_at_once_gives_what_one_at_a_time_gives() {
+        let blocks: Vec<Vec<u8>> = (0..40u64)
+            .map(|i| if i % 3 == 0 { random(16384, i + 1) } else { text(16384 - (i as usize % 4) * 4096) })
+            .collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        for codec in [Codec::Lz4, Codec::Zstd(3)] {
+            let all = compress_all(codec, &refs);
+            let one: Vec<_> = refs.iter().map(|b| compress(codec, b)).collect();
+            assert_eq!(all, one);
+            assert!(all.iter().filter(|c| c.is_some()).count() >= 20);
+        }
     }
 
     #[test]
