@@ -4,6 +4,7 @@
 //! free-map leaf dirty and a root directory in memory is committed as transaction 1. So
 //! mkfs writes exactly what a mount would, and the format has one writer.
 
+use crate::copies::compress::{self, Codec};
 use crate::copies::placement::Placement;
 use crate::devices::{DeviceSet, Member, MemberState};
 use crate::error::{Error, Result};
@@ -27,7 +28,13 @@ pub struct FormatOptions {
     pub indirect_block_shift: u8,
     /// `FORMAT_VERSION` (1) or `FORMAT_VERSION_2` (with a PFS table holding ROOT).
     pub format_version: u32,
+    /// The default compression of new files (header @98/@99): `None` is lz4 on version 2
+    /// and nothing on version 1, which refuses any codec (FORMAT-V2 principle 1).
+    pub compression: Option<Option<Codec>>,
 }
+
+/// What a version-2 filesystem compresses new files with unless told otherwise.
+pub const DEFAULT_COMPRESSION: Option<Codec> = Some(Codec::Lz4);
 
 /// The format version mkfs writes unless told otherwise: 2, since the engine, fsck and the
 /// mounted tests pass on it; `--format-version 1` makes a filesystem older binaries read.
@@ -42,6 +49,7 @@ impl Default for FormatOptions {
             data_block_shift: DEFAULT_DATA_BLOCK_SHIFT,
             indirect_block_shift: DEFAULT_INDIRECT_BLOCK_SHIFT,
             format_version: DEFAULT_FORMAT_VERSION,
+            compression: None,
         }
     }
 }
@@ -53,6 +61,8 @@ pub struct FormatReport {
     pub copies: u8,
     pub check: String,
     pub format_version: u32,
+    /// The default compression of new files (`none` on version 1).
+    pub compression: String,
     pub devices: Vec<FormattedDevice>,
     /// Bytes of data the filesystem can hold (one copy's worth).
     pub capacity: u64,
@@ -83,6 +93,9 @@ pub fn validate(sizes: &[u64], opts: &FormatOptions) -> Result<u8> {
             "format version {} is not one this build writes (1 or 2)",
             opts.format_version
         )));
+    }
+    if opts.format_version == FORMAT_VERSION && matches!(opts.compression, Some(Some(_))) {
+        return Err(Error::FormatVersion1);
     }
     if opts.label.len() > hammer2_format::LABEL_MAX || opts.label.contains('\0') {
         return Err(Error::invalid("the label must be at most 64 bytes of UTF-8 without NUL"));
@@ -157,7 +170,13 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
     let capacity = vol.placement_total_units() * UNIT;
     let opts_fs = Options { background_sync: false, ..Options::default() };
     // Version 2: the commit below puts ROOT's record into the (empty) PFS table.
-    let pfs = (opts.format_version == FORMAT_VERSION_2).then(|| Box::new(crate::upgrade::fresh_pfs(1, ROOT_INUM + 1)));
+    let compression =
+        if opts.format_version == FORMAT_VERSION_2 { opts.compression.unwrap_or(DEFAULT_COMPRESSION) } else { None };
+    let pfs = (opts.format_version == FORMAT_VERSION_2).then(|| {
+        let mut p = crate::upgrade::fresh_pfs(1, ROOT_INUM + 1);
+        (p.default_compression, p.default_zstd_level) = compress::to_header(compression);
+        Box::new(p)
+    });
     let fs = FsInner::new(vol, alloc, Roots { pfs, ..Roots::default() }, ROOT_INUM + 1, opts_fs);
 
     let now = Timespec::now();
@@ -176,6 +195,7 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
         version: 1,
         create_tid: 1,
         blocks: 0,
+        policy: Default::default(),
     };
     let root =
         Arc::new(Inode { inum: ROOT_INUM, state: RwLock::new(InodeState::new(meta, CommittedInode::new_empty())) });
@@ -191,6 +211,7 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
         copies,
         check: opts.check.name().to_string(),
         format_version: opts.format_version,
+        compression: compress::name(compression),
         devices: report_devs,
         capacity,
     })

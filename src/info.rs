@@ -77,6 +77,8 @@ pub struct Live {
     pub links: Vec<Link>,
     /// No device takes writes (R1): changes are refused until one is back.
     pub stalled: bool,
+    /// File data as written and as stored (compression); None when the walk failed.
+    pub data: Option<crate::usage::DataUsage>,
     /// The scrub or resync running now.
     pub scan: Option<crate::scan::Running>,
     /// How the last scrub of this mount ended.
@@ -128,6 +130,7 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
     let (scan, last_scrub) = crate::scan::snapshot(fs);
     Live {
         stalled: fs.stalled.load(Ordering::SeqCst),
+        data: crate::usage::data_usage(fs).ok(),
         scan,
         last_scrub,
         assembly,

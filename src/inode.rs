@@ -33,8 +33,11 @@ pub struct Meta {
     pub parent: u64,
     pub version: u64,
     pub create_tid: u64,
-    /// Bytes of data blocks (committed, plus an estimate for dirty blocks).
+    /// Bytes of data blocks as stored (committed, plus an estimate for dirty blocks).
     pub blocks: u64,
+    /// Layout-2 settings (compression; format version 2). A directory's are inherited by
+    /// the files and directories made in it.
+    pub policy: hammer2_format::InodePolicy,
 }
 
 impl Meta {
@@ -71,6 +74,7 @@ impl Meta {
             version: b.version,
             create_tid: b.create_tid,
             blocks: b.blocks,
+            policy: b.policy,
         }
     }
 
@@ -91,8 +95,7 @@ impl Meta {
             version: self.version,
             create_tid: self.create_tid,
             blocks: self.blocks,
-            // Nothing sets the layout-2 settings yet (format version 2, later steps).
-            policy: Default::default(),
+            policy: self.policy,
             content,
         }
     }

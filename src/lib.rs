@@ -47,16 +47,23 @@ pub mod throttle;
 pub(crate) mod tree;
 pub mod units;
 pub mod upgrade;
+pub mod usage;
 pub(crate) mod vnops;
 pub(crate) mod volume;
 pub(crate) mod walk;
 
+/// Compression settings (FORMAT-V2 "Compression"): the codecs, and the one spelling of a
+/// setting (`none`, `lz4`, `zstd[:LEVEL]`) that mkfs, mount and `hammer2 set` share.
+pub mod compression {
+    pub use crate::copies::compress::{BadSetting, Codec, DEFAULT_ZSTD_LEVEL, from_header, name, parse};
+}
 pub use devices::MemberState;
 pub use error::{Error, Result};
 pub use fs::{DEFAULT_MEMORY, DEFAULT_RESYNC_SLICE_BYTES, Options};
 pub use rejoin::{AwaitedStatus, DeviceError, Onlined};
 pub use vnops::dir::LINK_MAX;
 pub use vnops::file::Whence;
+pub use vnops::settings::Setting;
 pub use vnops::xattr::XattrFlags;
 pub use vnops::{Attr, Caller, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
 
@@ -324,6 +331,13 @@ impl FsRef {
 impl Mounted for FsRef {
     fn engine(&self) -> Engine<'_> {
         Engine(&self.0)
+    }
+}
+
+impl Fs {
+    /// File data as written and as stored, over every PFS (`hammer2 info`).
+    pub fn data_usage(&self) -> Result<usage::DataUsage> {
+        usage::data_usage(&self.inner)
     }
 }
 

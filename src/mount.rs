@@ -378,6 +378,9 @@ pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
             asm.master_name, mh.tid
         )),
     })?;
+    if opts.compression.is_some() && roots.pfs.is_none() {
+        return Err(Error::FormatVersion1);
+    }
     for (what, r) in [("inode", &roots.inodes), ("free-map", &roots.freemap), ("orphan", &roots.orphans)] {
         if let Some(br) = r.entries.first() {
             vol.read_node(br).map_err(|e| {

@@ -118,6 +118,14 @@ impl Volume {
         });
     }
 
+    /// The content of a DATA block: its verified stored bytes, decompressed when it is
+    /// compressed (Z2 in docs/DESIGN.md: only bytes that matched the check value are ever
+    /// decompressed). The cache holds stored bytes, as for every other block.
+    pub fn read_data(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Arc<[u8]>> {
+        let stored = self.read_block(br, ctx)?;
+        content_of(br, stored, ctx)
+    }
+
     /// Reads a block without caching it (bulk walks: scrub, resync, fsck-like checks).
     pub fn read_block_uncached(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Vec<u8>> {
         let ptr = br.ptr().ok_or_else(|| Error::Corrupt(format!("{} reference without a block", br.btype.name())))?;
@@ -157,5 +165,23 @@ impl Volume {
 impl NodeSource for Volume {
     fn node(&self, br: &Blockref) -> Result<Arc<[Blockref]>> {
         self.read_node(br)
+    }
+}
+
+/// The content of DATA block `br` from its verified stored bytes (see [`Volume::read_data`]).
+pub fn content_of(br: &Blockref, stored: Arc<[u8]>, ctx: &ReadCtx) -> Result<Arc<[u8]>> {
+    match br.compression() {
+        None => Ok(stored),
+        Some(c) => match crate::copies::compress::decompress(c, &stored) {
+            Ok(v) => Ok(Arc::from(v)),
+            // The stored bytes matched the check value, so every copy holds this: the block
+            // was written so (not a damaged copy another copy could replace).
+            Err(e) => Err(Error::Unrecoverable {
+                what: "compressed data",
+                inum: ctx.inum,
+                offset: ctx.offset,
+                detail: e.to_string(),
+            }),
+        },
     }
 }

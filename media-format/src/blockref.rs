@@ -10,15 +10,16 @@
 //! |   2 |  1 | keybits: the reference covers `key .. key + 2^keybits` (leaves) |
 //! |   3 |  1 | level: height of the node an INDIRECT reference points to (>= 1), else 0 |
 //! |   4 |  1 | flags (`FLAG_DEGRADED`) |
-//! |   5 |  3 | reserved, zero |
+//! |   5 |  1 | compression method ([`CompressionMethod`]; DATA only, version 2 `COMPRESSED`) |
+//! |   6 |  2 | reserved, zero |
 //! |   8 |  8 | key |
 //! |  16 |  8 | modify_tid: transaction that last changed the content |
 //! |  24 |  8 | mirror_tid: transaction that last changed this reference or anything below |
 //! |  32 |  4 | size of the block in bytes (multiple of 4096), 0 when there is no block |
-//! |  36 |  4 | reserved, zero |
+//! |  36 |  4 | compressed DATA: logical (uncompressed) size, 0 = `size`; else zero |
 //! |  40 | 32 | four copy locations ([`Location`], 8 bytes each) |
 //! |  72 | 32 | check value of the block's content |
-//! | 104 | 24 | type-specific payload ([`Payload`]) |
+//! | 104 | 24 | type-specific payload ([`Payload`]; compressed DATA: u32 frame length) |
 //!
 //! An inline directory entry has no block: its name lives in bytes 40..104 instead.
 
@@ -40,14 +41,16 @@ pub mod off {
     pub const KEYBITS: usize = 2;
     pub const LEVEL: usize = 3;
     pub const FLAGS: usize = 4;
-    /// 3 reserved bytes.
-    pub const RESERVED_5: usize = 5;
+    /// Compression method of a DATA reference (format version 2).
+    pub const COMPRESSION: usize = 5;
+    /// 2 reserved bytes.
+    pub const RESERVED_6: usize = 6;
     pub const KEY: usize = 8;
     pub const MODIFY_TID: usize = 16;
     pub const MIRROR_TID: usize = 24;
     pub const SIZE: usize = 32;
-    /// 4 reserved bytes.
-    pub const RESERVED_36: usize = 36;
+    /// Compressed DATA: the logical size (0 = `size`); otherwise 4 reserved bytes.
+    pub const LOGICAL_SIZE: usize = 36;
     /// `MAX_COPIES` copy locations of `COPY_SIZE` bytes.
     pub const COPIES: usize = 40;
     pub const COPY_SIZE: usize = 8;
@@ -72,6 +75,9 @@ pub mod off {
     /// FREEMAP_LEAF payload.
     pub const FREEMAP_FREE_UNITS: usize = 104;
     pub const FREEMAP_END: usize = 112;
+    /// Compressed DATA payload: the length of the compressed frame.
+    pub const FRAME_LEN: usize = 104;
+    pub const FRAME_END: usize = 108;
 }
 
 /// The bits of an encoded copy location (FORMAT.md §5, "Copy location").
@@ -157,6 +163,56 @@ impl BlockType {
             BlockType::Orphan => "orphan",
             BlockType::Pfs => "pfs",
         }
+    }
+}
+
+/// How a DATA block's stored bytes encode its content (byte 5; FORMAT.md "Compression").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompressionMethod {
+    /// An LZ4 block (no frame header): `lz4_flex::block` / `LZ4_compress_default`.
+    Lz4,
+    /// One zstd frame.
+    Zstd,
+}
+
+impl CompressionMethod {
+    pub const fn code(self) -> u8 {
+        match self {
+            CompressionMethod::Lz4 => 1,
+            CompressionMethod::Zstd => 2,
+        }
+    }
+    /// `None` for 0 (stored raw) and for unknown codes.
+    pub fn from_code(c: u8) -> Option<Self> {
+        match c {
+            1 => Some(CompressionMethod::Lz4),
+            2 => Some(CompressionMethod::Zstd),
+            _ => None,
+        }
+    }
+    pub const fn name(self) -> &'static str {
+        match self {
+            CompressionMethod::Lz4 => "lz4",
+            CompressionMethod::Zstd => "zstd",
+        }
+    }
+}
+
+/// A compressed DATA block: the stored `size` bytes are a frame of `frame_len` bytes, then
+/// zeros; decompressed, the frame gives `logical_size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Compression {
+    pub method: CompressionMethod,
+    /// The uncompressed length as written (bytes 36..40); 0 means equal to the stored size.
+    pub logical_size: u32,
+    /// Bytes of the frame at the start of the block (1..=`size`).
+    pub frame_len: u32,
+}
+
+impl Compression {
+    /// The uncompressed length of a block stored in `size` bytes.
+    pub fn logical_len(&self, size: u32) -> u32 {
+        if self.logical_size == 0 { size } else { self.logical_size }
     }
 }
 
@@ -310,6 +366,8 @@ pub enum Payload {
     FreemapLeaf {
         free_units: u64,
     },
+    /// DATA stored compressed (method at 5, logical size at 36, frame length u32 at 104).
+    Compressed(Compression),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -361,6 +419,18 @@ impl Blockref {
     pub fn is_degraded(&self) -> bool {
         self.flags & FLAG_DEGRADED != 0
     }
+    /// How the block is compressed, if it is.
+    pub fn compression(&self) -> Option<&Compression> {
+        match &self.payload {
+            Payload::Compressed(c) => Some(c),
+            _ => None,
+        }
+    }
+    /// The content's length once read: the logical size of a compressed block, else `size`.
+    pub fn logical_size(&self) -> u32 {
+        let size = self.size();
+        self.compression().map_or(size, |c| c.logical_len(size))
+    }
 
     pub fn encode(&self) -> [u8; BLOCKREF_SIZE] {
         let mut out = [0u8; BLOCKREF_SIZE];
@@ -406,6 +476,11 @@ impl Blockref {
                 w.u32(off::XATTR_VALUE_LEN, value_len);
             }
             Payload::FreemapLeaf { free_units } => w.u64(off::FREEMAP_FREE_UNITS, free_units),
+            Payload::Compressed(c) => {
+                w.u8(off::COMPRESSION, c.method.code());
+                w.u32(off::LOGICAL_SIZE, c.logical_size);
+                w.u32(off::FRAME_LEN, c.frame_len);
+            }
         }
     }
 
@@ -425,8 +500,13 @@ impl Blockref {
             r.zero(0, BLOCKREF_SIZE)?;
             return Ok(Blockref::EMPTY);
         }
-        r.zero(off::RESERVED_5, off::KEY - off::RESERVED_5)?;
-        r.zero(off::RESERVED_36, off::COPIES - off::RESERVED_36)?;
+        r.zero(off::RESERVED_6, off::KEY - off::RESERVED_6)?;
+        let compression_code = r.u8(off::COMPRESSION)?;
+        if compression_code == 0 {
+            r.zero(off::LOGICAL_SIZE, off::COPIES - off::LOGICAL_SIZE)?;
+        } else if btype != BlockType::Data {
+            return Err(r.bad("compression on a non-DATA reference", u64::from(compression_code)));
+        }
         let method_code = r.u8(off::CHECK_METHOD)?;
         let keybits = r.u8(off::KEYBITS)?;
         let level = r.u8(off::LEVEL)?;
@@ -471,6 +551,15 @@ impl Blockref {
         };
 
         let payload = match btype {
+            BlockType::Data if compression_code != 0 => {
+                let method = CompressionMethod::from_code(compression_code)
+                    .ok_or_else(|| r.bad("compression method", u64::from(compression_code)))?;
+                Payload::Compressed(Compression {
+                    method,
+                    logical_size: r.u32(off::LOGICAL_SIZE)?,
+                    frame_len: r.u32(off::FRAME_LEN)?,
+                })
+            }
             BlockType::Dirent => Payload::Dirent {
                 inum: r.u64(off::DIRENT_INUM)?,
                 name_len: r.u16(off::DIRENT_NAME_LEN)?,
@@ -489,6 +578,7 @@ impl Blockref {
             Payload::Dirent { .. } => off::DIRENT_END,
             Payload::Xattr { .. } => off::XATTR_END,
             Payload::FreemapLeaf { .. } => off::FREEMAP_END,
+            Payload::Compressed(_) => off::FRAME_END,
         };
         r.zero(payload_end, BLOCKREF_SIZE - payload_end)?;
 
@@ -530,6 +620,17 @@ impl Blockref {
             BlockType::Data => {
                 if !has_block || self.level != 0 || self.keybits > 63 || u64::from(size) > 1u64 << self.keybits {
                     return Err(r.bad("data reference", u64::from(size)));
+                }
+                if let Some(c) = self.compression() {
+                    // The frame lies inside the stored bytes; the content it gives fits the
+                    // block's key range (the data block size) and the largest block.
+                    if c.frame_len == 0 || c.frame_len > size {
+                        return Err(r.bad("compressed length", u64::from(c.frame_len)));
+                    }
+                    let logical = c.logical_len(size);
+                    if u64::from(logical) > 1u64 << self.keybits || logical > MAX_BLOCK_SIZE {
+                        return Err(r.bad("logical size", u64::from(logical)));
+                    }
                 }
             }
             BlockType::Dirent => {

@@ -22,7 +22,9 @@ pub mod pfs;
 pub mod volume;
 pub mod xattr;
 
-pub use blockref::{BlockData, BlockPtr, BlockType, Blockref, CopyState, Location, Payload};
+pub use blockref::{
+    BlockData, BlockPtr, BlockType, Blockref, Compression, CompressionMethod, CopyState, Location, Payload,
+};
 pub use check::{Check, CheckMethod};
 pub use inode::{InodeBlock, InodeContent, InodePolicy, Timespec};
 pub use layout::*;

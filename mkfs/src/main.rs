@@ -49,6 +49,12 @@ struct Cli {
     #[arg(long, value_name = "1|2", default_value_t = hammer2::format::DEFAULT_FORMAT_VERSION,
           value_parser = clap::value_parser!(u32).range(1..=2))]
     format_version: u32,
+    /// Default compression of file data: none, lz4 or zstd[:LEVEL] (LEVEL 1..19, default
+    /// 3). Default: lz4 on format version 2; version 1 has no compression and refuses any.
+    /// Files and directories can override it (`hammer2 set compression=`), a mount too
+    /// (`-o compression=`).
+    #[arg(long, value_name = "none|lz4|zstd[:LEVEL]", value_parser = parse_compression)]
+    compression: Option<CompressionArg>,
     /// Format even if a device already holds a filesystem or partition table; every
     /// signature found is wiped first (as `wipefs -a` does).
     #[arg(short, long)]
@@ -79,6 +85,14 @@ impl From<Check> for CheckMethod {
     }
 }
 
+/// A codec, or none (clap reads a bare `Option<Option<_>>` as a flag with an optional value).
+#[derive(Clone, Copy)]
+struct CompressionArg(Option<hammer2::compression::Codec>);
+
+fn parse_compression(s: &str) -> std::result::Result<CompressionArg, String> {
+    hammer2::compression::parse(s).map(CompressionArg).map_err(|e| e.to_string())
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Some(g) = &cli.generate {
@@ -104,6 +118,7 @@ fn run(cli: &Cli) -> Result<String> {
         copies: cli.copies,
         check: cli.check.into(),
         format_version: cli.format_version,
+        compression: cli.compression.map(|c| c.0),
         ..FormatOptions::default()
     };
     if let Some(bs) = cli.block_size {

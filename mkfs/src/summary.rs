@@ -16,6 +16,7 @@ pub fn text(r: &FormatReport) -> String {
     let _ = writeln!(s, "  copies   {}", r.copies);
     let _ = writeln!(s, "  check    {}", r.check);
     let _ = writeln!(s, "  format   version {}", r.format_version);
+    let _ = writeln!(s, "  compress {}", r.compression);
     let _ = writeln!(s, "  devices  {}", r.devices.len());
     let width = r.devices.iter().map(|d| d.name.len()).max().unwrap_or(0);
     for (i, d) in r.devices.iter().enumerate() {

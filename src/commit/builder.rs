@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::tree::modify::{NodeWriter, PEntry, PRoot};
 use crate::tree::{self, Root};
 use crate::volume::Volume;
+use hammer2_format::Compression;
 use hammer2_format::layout::{FREEMAP_LEAF_SIZE, INODE_SIZE, PFS_RECORD_SIZE, UNIT};
 use hammer2_format::{BlockType, Blockref, InodeBlock, Payload, PfsRecord};
 use std::sync::Arc;
@@ -21,11 +22,13 @@ pub struct Builder<'a> {
     pub released_data: u64,
     /// Where content known up front goes as soon as it has a place (large commits).
     pub streams: Option<&'a Streams>,
+    /// A block of this commit is stored compressed: its header gets `COMPRESSED`.
+    pub compressed: bool,
 }
 
 impl<'a> Builder<'a> {
     pub fn new(vol: &'a Volume, alloc: &'a mut Allocator, tid: u64, streams: Option<&'a Streams>) -> Builder<'a> {
-        Builder { vol, alloc, arena: Arena::default(), tid, released_data: 0, streams }
+        Builder { vol, alloc, arena: Arena::default(), tid, released_data: 0, streams, compressed: false }
     }
 
     fn place(&mut self, class: Class, size: u32) -> Result<hammer2_format::blockref::Copies> {
@@ -83,6 +86,30 @@ impl<'a> Builder<'a> {
             ..PBlock::new(btype, key, len as u32, copies, Content::Bytes { buf, len })
         });
         Ok(PEntry::New(id))
+    }
+
+    /// A new DATA block with the first `len` bytes of `buf` as content, stored as
+    /// `compressed` when the caller compressed it (`compress::compress`, when that saves a
+    /// unit: Z1 in docs/DESIGN.md, before its check value, which finalize computes over the
+    /// stored bytes, and before its copies are placed). Returns the entry and the bytes
+    /// stored (what `st_blocks` counts).
+    pub fn new_data(
+        &mut self,
+        key: u64,
+        buf: Arc<Vec<u8>>,
+        len: usize,
+        stream: bool,
+        compressed: Option<(Vec<u8>, Compression)>,
+    ) -> Result<(PEntry, usize)> {
+        let keybits = self.vol.params.data_block_shift;
+        if let Some((stored, c)) = compressed {
+            self.compressed = true;
+            let n = stored.len();
+            let e =
+                self.new_bytes(BlockType::Data, key, keybits, Payload::Compressed(c), Arc::new(stored), n, stream)?;
+            return Ok((e, n));
+        }
+        Ok((self.new_bytes(BlockType::Data, key, keybits, Payload::None, buf, len, stream)?, len))
     }
 
     pub fn new_inode(&mut self, block: InodeBlock, root: Option<PRoot>) -> Result<PEntry> {

@@ -3,6 +3,7 @@
 
 use super::builder::Builder;
 use super::writeout::STREAM_MIN_FILE;
+use crate::copies::compress::{self, Codec};
 use crate::copies::read::ReadCtx;
 use crate::error::Result;
 use crate::inode::{CommittedInode, Content, Flushing, Leaf};
@@ -27,7 +28,14 @@ pub struct InodeCommit {
     pub blocks: u64,
 }
 
-pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: &Flushing) -> Result<InodeCommit> {
+/// `codec`: what the mount compresses files without a setting of their own with.
+pub fn commit_inode(
+    b: &mut Builder,
+    inum: u64,
+    committed: &CommittedInode,
+    fl: &Flushing,
+    codec: Option<Codec>,
+) -> Result<InodeCommit> {
     if fl.deleted {
         if let Content::Tree(root) = &committed.content {
             b.free_tree(root)?;
@@ -35,6 +43,7 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
         return Ok(InodeCommit { change: Change::Delete, content: None, blocks: 0 });
     }
     let bs = b.vol.params.block_size();
+    let codec = compress::effective(fl.meta.policy.compression, fl.meta.policy.zstd_level, codec);
     let mut changes: Vec<(u64, Change)> = Vec::new();
     for (key, leaf) in &fl.overlay.leaves {
         changes.push((*key, leaf_change(b, *key, leaf.as_ref())?));
@@ -70,19 +79,10 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
                 let mut buf = bytes[..n].to_vec();
                 buf.resize(n.div_ceil(UNIT as usize) * UNIT as usize, 0);
                 let len = data_len(bs, size, 0).min(buf.len());
-                written += len as u64;
-                data.insert(
-                    0,
-                    Change::Put(b.new_bytes(
-                        BlockType::Data,
-                        0,
-                        b.vol.params.data_block_shift,
-                        Payload::None,
-                        Arc::new(buf),
-                        len,
-                        false,
-                    )?),
-                );
+                let packed = codec.and_then(|c| compress::compress(c, &buf[..len]));
+                let (e, stored) = b.new_data(0, Arc::new(buf), len, false, packed)?;
+                written += stored as u64;
+                data.insert(0, Change::Put(e));
             }
             if let Some(t) = fl.overlay.trunc {
                 let first = t.div_ceil(bs) * bs;
@@ -95,6 +95,7 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
                 })?;
             }
             let stream = fl.overlay.dirty_bytes >= STREAM_MIN_FILE;
+            let mut puts = Vec::new();
             for (&k, buf) in &fl.overlay.data {
                 let key = k * bs;
                 if key >= size {
@@ -107,16 +108,21 @@ pub fn commit_inode(b: &mut Builder, inum: u64, committed: &CommittedInode, fl: 
                     data.insert(key, Change::Delete);
                     continue;
                 }
-                written += len as u64;
-                let e = b.new_bytes(
-                    BlockType::Data,
-                    key,
-                    b.vol.params.data_block_shift,
-                    Payload::None,
-                    buf.clone(),
-                    len,
-                    stream,
-                )?;
+                puts.push((key, buf, len));
+            }
+            // Compressed together (on several threads for a large file), then placed in key
+            // order so that a file's blocks stay adjacent on the devices.
+            let mut packed = match codec {
+                Some(c) => {
+                    let contents: Vec<&[u8]> = puts.iter().map(|(_, buf, len)| &buf[..*len]).collect();
+                    compress::compress_all(c, &contents)
+                }
+                None => Vec::new(),
+            }
+            .into_iter();
+            for (key, buf, len) in puts {
+                let (e, stored) = b.new_data(key, buf.clone(), len, stream, packed.next().flatten())?;
+                written += stored as u64;
                 data.insert(key, Change::Put(e));
             }
             changes.extend(data);
@@ -218,7 +224,7 @@ fn block0(b: &Builder, inum: u64, committed: &CommittedInode, fl: &Flushing, len
         }
         Content::Tree(root) => {
             if let Some(br) = tree::lookup(b.vol, root, 0)? {
-                let data = b.vol.read_block(&br, &ReadCtx::file(inum, 0))?;
+                let data = b.vol.read_data(&br, &ReadCtx::file(inum, 0))?;
                 let n = data.len().min(len);
                 out[..n].copy_from_slice(&data[..n]);
             }

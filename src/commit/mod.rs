@@ -224,11 +224,12 @@ fn build(
     streams: Option<&Streams>,
 ) -> Result<Built> {
     let mut b = Builder::new(&fs.vol, alloc, tid, streams);
+    let codec = fs.default_codec(old);
     let mut inode_changes = Vec::with_capacity(snap.inodes.len());
     let mut orphan_changes = Vec::new();
     let mut results = Vec::with_capacity(snap.inodes.len());
     for (inode, fl, committed) in &snap.inodes {
-        let r = inode::commit_inode(&mut b, inode.inum, committed, fl)?;
+        let r = inode::commit_inode(&mut b, inode.inum, committed, fl, codec)?;
         inode_changes.push((inode.inum, r.change.clone()));
         let want_orphan = fl.orphan && !fl.deleted;
         if want_orphan != committed.orphan {
@@ -259,10 +260,17 @@ fn build(
         _ => None,
     };
     // After every tree the record names, before the free map (which must see its blocks).
-    let pfs = match &old.pfs {
+    let mut pfs = match &old.pfs {
         Some(p) => Some(pfs::write_record(&mut b, p, &inodes, &orphans, snap.next_inum)?),
         None => None,
     };
+    // Z3: the header that first names a compressed block carries `COMPRESSED` (the same
+    // commit, so no crash leaves one without the other). Only version 2 compresses.
+    if b.compressed
+        && let Some(p) = pfs.as_mut()
+    {
+        p.roots.features |= hammer2_format::layout::feature::COMPRESSED;
+    }
     let freemap = freemap::persist(&mut b, &old.freemap)?;
     let method = fs.vol.params.check;
     let mut arena = std::mem::take(&mut b.arena);

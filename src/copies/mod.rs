@@ -9,7 +9,10 @@
 //! - `read.rs`: `CopyIo`, verified reads that take the first good copy, count device errors
 //!   and rewrite the bad copies; every copy with a verdict each; bulk reads.
 //! - `runs.rs`: the one batching policy of bulk reads (sorted runs per device).
+//! - `compress.rs`: DATA blocks stored compressed (Z1, Z2): compressed before their check
+//!   value and copies exist, decompressed only after a copy verified.
 
+pub mod compress;
 pub mod placement;
 pub mod read;
 pub mod runs;

@@ -78,6 +78,10 @@ pub struct Options {
     pub autoresync: bool,
     /// The PFS to serve (format version 2; a version-1 filesystem has only "ROOT").
     pub pfs: String,
+    /// `-o compression=`: what files without a setting of their own are compressed with
+    /// (`Some(None)`: stored raw); `None` takes the volume header's default. Format
+    /// version 2 only: a version-1 filesystem refuses it at mount.
+    pub compression: Option<Option<crate::copies::compress::Codec>>,
 }
 
 /// Bytes of copies one resync slice writes at most by default.
@@ -110,6 +114,7 @@ impl Default for Options {
             resync_slice_bytes: DEFAULT_RESYNC_SLICE_BYTES,
             autoresync: true,
             pfs: hammer2_format::layout::ROOT_PFS_NAME.to_string(),
+            compression: None,
         }
     }
 }
@@ -242,6 +247,16 @@ pub struct Stats {
 }
 
 impl FsInner {
+    /// What files without a setting of their own are compressed with: `-o compression=`,
+    /// else the header's default; never anything on a version-1 filesystem (no header
+    /// field, no `COMPRESSED` bit to set).
+    pub fn default_codec(&self, roots: &Roots) -> Option<crate::copies::compress::Codec> {
+        let p = roots.pfs.as_ref()?;
+        self.opts
+            .compression
+            .unwrap_or_else(|| crate::copies::compress::from_header(p.default_compression, p.default_zstd_level))
+    }
+
     pub fn block_size(&self) -> u64 {
         self.vol.params.block_size()
     }

@@ -104,6 +104,7 @@ impl Session {
             version: 0,
             create_tid: 0,
             blocks: 0,
+            policy: Default::default(),
         };
         let committed = CommittedInode { inode_ref: br, content: Content::Tree(Root::empty()), orphan, blocks: 0 };
         let mut st = InodeState::new(meta, committed);
@@ -296,7 +297,7 @@ fn zero_tail(fs: &FsInner, inum: u64, st: &mut InodeState, key: u64) -> crate::R
         return Ok(());
     }
     let Some(br) = crate::tree::lookup(&fs.vol, root, key)? else { return Ok(()) };
-    let data = fs.vol.read_block(&br, &ReadCtx::file(inum, key))?;
+    let data = fs.vol.read_data(&br, &ReadCtx::file(inum, key))?;
     let mut buf = vec![0u8; bs as usize];
     let n = data.len().min(buf.len());
     buf[..n].copy_from_slice(&data[..n]);

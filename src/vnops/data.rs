@@ -69,7 +69,7 @@ pub fn read_into(fs: &FsInner, inum: u64, st: &InodeState, k: u64, from: usize, 
         Source::Zero => out.fill(0),
         Source::Committed(br) => {
             let bs = fs.block_size();
-            let data = fs.vol.read_block(&br, &ReadCtx::file(inum, k * bs))?;
+            let data = fs.vol.read_data(&br, &ReadCtx::file(inum, k * bs))?;
             copy(&data, out);
         }
     }
@@ -87,7 +87,7 @@ pub fn current_content(fs: &FsInner, inum: u64, st: &InodeState, k: u64) -> Resu
             v.resize(round_unit(v.len()), 0);
             v
         }
-        Source::Committed(br) => fs.vol.read_block(&br, &ReadCtx::file(inum, k * fs.block_size()))?.to_vec(),
+        Source::Committed(br) => fs.vol.read_data(&br, &ReadCtx::file(inum, k * fs.block_size()))?.to_vec(),
     })
 }
 
@@ -204,7 +204,16 @@ pub fn read_range(fs: &FsInner, inum: u64, st: &InodeState, off: u64, end: u64, 
         .collect();
     let mut failed: Option<(u64, Error)> = None;
     fs.vol.copy_io().read_blocks(&blocks, OnBadCopy::Recover, &mut |i, r| {
-        let k = fetch[i].0;
+        let (k, br) = &fetch[i];
+        let k = *k;
+        // Verified stored bytes; a compressed block is decompressed only now (Z2).
+        let r = r.and_then(|stored| match br.compression() {
+            None => Ok(std::borrow::Cow::Borrowed(stored)),
+            Some(_) => {
+                let ctx = ReadCtx::file(inum, k * bs);
+                crate::volume::content_of(br, Arc::from(stored), &ctx).map(|v| std::borrow::Cow::Owned(v.to_vec()))
+            }
+        });
         match r {
             Ok(data) => {
                 let (within, o, n) = part(k);

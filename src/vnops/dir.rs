@@ -155,6 +155,9 @@ impl Fs {
                 version: 1,
                 create_tid: fs.roots.read().tid + 1,
                 blocks: 0,
+                // Settings are inherited (FORMAT-V2 "Compression"): what a directory says
+                // holds for everything made in it.
+                policy: dst.meta.policy,
             };
             let mut st = InodeState::new(meta, CommittedInode::new_empty());
             st.dirty.reserved = units + acl_units;

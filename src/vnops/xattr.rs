@@ -1,6 +1,7 @@
 //! Extended attributes: one XATTR leaf per attribute in the inode's own tree.
 
 use super::dirent::{find, free_key, scan};
+use super::settings::Setting;
 use super::{Caller, Fs, acl};
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
@@ -55,6 +56,10 @@ impl Fs {
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        // `hammer2.NAME`: a setting kept in the inode (`settings.rs`).
+        if let Some(s) = Setting::of_xattr(name) {
+            return Ok(self.get_setting(ino, s?)?.into_bytes());
+        }
         check_xattr_name(name)?;
         self.acl_kind(name)?;
         let fs = &self.inner;
@@ -103,6 +108,10 @@ impl Fs {
         caller: impl FnOnce() -> Caller,
     ) -> Result<()> {
         let fs = &self.inner;
+        if let Some(s) = Setting::of_xattr(name) {
+            let value = std::str::from_utf8(value).map_err(|_| Error::invalid("setting value is not UTF-8"))?;
+            return self.set_setting(ino, s?, value.trim_end_matches(['\0', '\n']));
+        }
         fs.check_writable()?;
         check_xattr_name(name)?;
         if value.len() > MAX_XATTR_VALUE {
@@ -181,6 +190,9 @@ impl Fs {
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
         let fs = &self.inner;
+        if let Some(s) = Setting::of_xattr(name) {
+            return self.set_setting(ino, s?, "default");
+        }
         fs.check_writable()?;
         check_xattr_name(name)?;
         self.acl_kind(name)?;

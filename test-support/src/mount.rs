@@ -460,9 +460,12 @@ pub fn install_helper(dir: &Path) -> PathBuf {
     p
 }
 
-/// Deterministic test data: `len` bytes that differ with `seed` and with the position.
+/// Deterministic test data: `len` bytes that differ with `seed` and with the position (a
+/// prefix of a longer pattern of the same seed). Incompressible, so that a filesystem made
+/// with compression (the version-2 default) stores and copies as many bytes as a test
+/// writes, which is what the tests that count bytes mean; compression has tests of its own.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(2654435761).rotate_left(seed as u32) as u8 ^ seed).collect()
+    crate::rng::Rng::new(u64::from(seed)).bytes(len)
 }
 
 /// Waits up to 5 s for `cond` to hold (something a daemon does just after it reported

@@ -77,6 +77,7 @@ pub fn offline(paths: &[PathBuf]) -> Result<(report::Report, Vec<hammer2::Member
     let tids = tids.into_iter().filter(|(fs, _, _)| *fs == asm.master.fs_uuid).map(|(_, d, t)| (d, t)).collect();
     let states = asm.members.iter().map(|m| m.2).collect();
     let mut r = report::build(&asm, &tids);
+    r.data = data_usage(paths).map(Into::into);
     if let Some(w) = warning {
         r.notes.insert(0, w);
     }
@@ -91,6 +92,7 @@ pub fn live_report(fs: &impl hammer2::Mounted, devices: &str) -> report::Report 
     let live = hammer2::info::live(fs, format!("mounted ({devices})"));
     let mut r = report::build(&live.assembly, &live.header_tids);
     r.clean = false;
+    r.data = live.data.map(Into::into);
     for ((d, resyncing), link) in r.devices.iter_mut().zip(live.resyncing).zip(live.links) {
         if resyncing {
             d.state = "resyncing";
@@ -104,6 +106,15 @@ pub fn live_report(fs: &impl hammer2::Mounted, devices: &str) -> report::Report 
     r.notes = live.assembly.warnings.iter().cloned().chain(report::notes(&r.devices)).collect();
     r.requests = Some(crate::fuse::requests::snapshot());
     r
+}
+
+/// The data usage of an unmounted filesystem, through a read-only mount of its devices
+/// (nothing is written); None when it does not mount so (info shows the rest anyway).
+fn data_usage(paths: &[PathBuf]) -> Option<hammer2::usage::DataUsage> {
+    let storages = devices::open_all(paths, OpenMode::ReadOnly).ok()?;
+    let opts = Options { read_only: true, degraded: true, background_sync: false, ..Options::default() };
+    let fs = hammer2::Fs::mount(storages, opts).ok()?;
+    fs.data_usage().ok()
 }
 
 pub fn render(r: &report::Report) -> String {

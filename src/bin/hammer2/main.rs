@@ -1,4 +1,5 @@
-//! The `hammer2` command: mount (FUSE), info, scrub, resync, device online/offline, probe, upgrade.
+//! The `hammer2` command: mount (FUSE), info, scrub, resync, device online/offline, probe, upgrade,
+//! set/get (per-file settings).
 
 mod clear;
 mod control;
@@ -14,6 +15,7 @@ mod probe;
 mod progress;
 mod resync;
 mod scrub;
+mod set;
 mod status;
 mod upgrade;
 
@@ -48,6 +50,10 @@ enum Cmd {
     Device(device::Args),
     /// Convert an unmounted format-version-1 filesystem to version 2 (one commit).
     Upgrade(upgrade::Args),
+    /// Set a setting (compression) of files or directories on a mounted filesystem.
+    Set(set::SetArgs),
+    /// Show the settings (compression) of files or directories on a mounted filesystem.
+    Get(set::GetArgs),
 }
 
 fn main() {
@@ -66,6 +72,8 @@ fn main() {
         Cmd::Generate(_) => "generate",
         Cmd::Device(_) => "device",
         Cmd::Upgrade(_) => "upgrade",
+        Cmd::Set(_) => "set",
+        Cmd::Get(_) => "get",
     };
     // `--json` answers in JSON on failure too (scrub and resync print their own: exit 8).
     let json = matches!(&cli.cmd, Cmd::Info(a) if a.json) || matches!(&cli.cmd, Cmd::Status(a) if a.json);
@@ -80,6 +88,8 @@ fn main() {
         Cmd::Generate(a) => generate::run(a),
         Cmd::Device(a) => device::run(a),
         Cmd::Upgrade(a) => upgrade::run(a),
+        Cmd::Set(a) => set::run_set(a),
+        Cmd::Get(a) => set::run_get(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

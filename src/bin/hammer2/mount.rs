@@ -190,6 +190,9 @@ fn serve(
         autoresync: !opts.no_autoresync,
         ..hammer2::Options::with_memory(memory)
     };
+    if let Some(c) = opts.compression {
+        engine.compression = Some(c);
+    }
     if let Some(p) = &opts.pfs {
         engine.pfs = p.clone();
     }

@@ -35,6 +35,38 @@ pub struct Report {
     /// `fuse/requests.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requests: Option<std::collections::BTreeMap<&'static str, crate::fuse::requests::RequestCount>>,
+    /// What new files are compressed with unless a file, directory or mount says
+    /// otherwise (`none` on format version 1).
+    pub compression: String,
+    /// File data as written and as stored; None when the trees could not be read.
+    pub data: Option<DataReport>,
+}
+
+/// File data by size as written (logical) and as stored (physical), for compression.
+#[derive(Serialize)]
+pub struct DataReport {
+    pub blocks: u64,
+    pub compressed_blocks: u64,
+    pub logical_bytes: u64,
+    /// One copy of every block.
+    pub stored_bytes: u64,
+    /// Every copy of every block.
+    pub physical_bytes: u64,
+    /// logical_bytes / stored_bytes.
+    pub ratio: f64,
+}
+
+impl From<hammer2::usage::DataUsage> for DataReport {
+    fn from(u: hammer2::usage::DataUsage) -> DataReport {
+        DataReport {
+            blocks: u.blocks,
+            compressed_blocks: u.compressed_blocks,
+            logical_bytes: u.logical_bytes,
+            stored_bytes: u.stored_bytes,
+            physical_bytes: u.physical_bytes,
+            ratio: (u.ratio() * 100.0).round() / 100.0,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -166,6 +198,11 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
         raw_free_bytes: sp.raw_free,
         notes: asm.warnings.iter().cloned().chain(notes(&devices)).collect(),
         requests: None,
+        compression: hammer2::compression::name(hammer2::compression::from_header(
+            mh.default_compression,
+            mh.default_zstd_level,
+        )),
+        data: None,
         devices,
     }
 }

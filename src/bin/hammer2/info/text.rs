@@ -26,6 +26,19 @@ pub fn render(r: &Report) -> String {
         human(r.total_bytes),
         human(r.raw_free_bytes),
     );
+    let _ = writeln!(s, "compression  {} (new files, unless a file, directory or mount says otherwise)", r.compression);
+    if let Some(d) = &r.data {
+        let _ = writeln!(
+            s,
+            "file data    {} written, {} stored ({:.2}x; {} with every copy; {} of {} blocks compressed)",
+            human(d.logical_bytes),
+            human(d.stored_bytes),
+            d.ratio,
+            human(d.physical_bytes),
+            d.compressed_blocks,
+            d.blocks,
+        );
+    }
     let _ = writeln!(s, "master       {}", r.master);
     let _ = writeln!(s);
     table(&mut s, &r.devices);

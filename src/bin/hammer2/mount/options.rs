@@ -33,6 +33,9 @@ pub struct MountOptions {
     pub no_autoresync: bool,
     /// `pfs=NAME`: the PFS to mount (format version 2; default ROOT).
     pub pfs: Option<String>,
+    /// `compression=`: what files without a setting of their own are compressed with
+    /// (`Some(None)`: none); unset, the filesystem's default.
+    pub compression: Option<Option<hammer2::compression::Codec>>,
     /// Generic VFS flags passed through to the kernel (noexec, nodev, noatime, ...).
     pub vfs_flags: Vec<MountOption>,
 }
@@ -62,6 +65,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "A device that comes back while mounted is caught up by a resync that starts by itself (on, the default) or waits, stale, for `hammer2 resync` (off).",
     ),
     ("pfs=NAME", "The PFS to mount (format version 2; default ROOT, the one mkfs makes)."),
+    (
+        "compression=none / compression=lz4 / compression=zstd",
+        "How new data of files without a setting of their own (`hammer2 set compression=`) is compressed; zstd:LEVEL (1 to 19) picks a level (default 3). Default: the one mkfs recorded (lz4 unless told otherwise). Format version 2 only: a version-1 filesystem refuses it.",
+    ),
     ("debug", "Log at debug level, every FUSE request included (RUST_LOG or HAMMER2_LOG override the level)."),
     ("threads=N", "FUSE worker threads, 1 to 256 (default 4 per CPU, 8 to 64)."),
     ("nonempty", "Mount over a directory that is not empty."),
@@ -152,6 +159,10 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
                     bail!("bad value for pfs: '{v}' ({why})");
                 }
                 o.pfs = Some(v.to_string());
+            }
+            "compression" => {
+                let v = need_value(key, value)?;
+                o.compression = Some(hammer2::compression::parse(v).map_err(|e| anyhow!("bad value for {e}"))?);
             }
             "debug" => {
                 no_value(key, value)?;

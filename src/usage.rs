@@ -1,0 +1,64 @@
+//! How much file data a filesystem holds as written (logical) and as stored (one copy, and
+//! every copy): the compression figures of `hammer2 info`. One walk over the metadata of
+//! every PFS (nodes and inode blocks, through the block cache), never over the data.
+
+use crate::copies::read::ReadCtx;
+use crate::error::Result;
+use crate::fs::FsInner;
+use crate::walk::{Ctx, Visitor, walk};
+use hammer2_format::{BlockType, Blockref};
+use std::sync::Arc;
+
+/// File data by its size as written and as stored (FORMAT.md "Compression").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DataUsage {
+    /// DATA blocks.
+    pub blocks: u64,
+    /// Of them, stored compressed.
+    pub compressed_blocks: u64,
+    /// Bytes of the blocks' content (what reads return, up to each block's end).
+    pub logical_bytes: u64,
+    /// Bytes stored, one copy (what `st_blocks` counts).
+    pub stored_bytes: u64,
+    /// Bytes stored, every valid copy.
+    pub physical_bytes: u64,
+}
+
+impl DataUsage {
+    /// Logical bytes per stored byte (1.0 without data).
+    pub fn ratio(&self) -> f64 {
+        if self.stored_bytes == 0 { 1.0 } else { self.logical_bytes as f64 / self.stored_bytes as f64 }
+    }
+}
+
+struct Count<'a> {
+    fs: &'a FsInner,
+    usage: DataUsage,
+}
+
+impl Visitor for Count<'_> {
+    fn visit(&mut self, br: &Blockref, _ctx: &Ctx) -> Result<Option<Arc<[u8]>>> {
+        match br.btype {
+            BlockType::Data => {
+                let Some(p) = br.ptr() else { return Ok(None) };
+                let u = &mut self.usage;
+                u.blocks += 1;
+                u.compressed_blocks += u64::from(br.compression().is_some());
+                u.logical_bytes += u64::from(br.logical_size());
+                u.stored_bytes += u64::from(p.size);
+                u.physical_bytes += u64::from(p.size) * p.copies.iter().filter(|l| l.is_valid()).count() as u64;
+                Ok(None)
+            }
+            t if t.names_blocks() => Ok(Some(self.fs.vol.read_block(br, &ReadCtx::meta())?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The data usage of the committed state of `fs` (every PFS).
+pub fn data_usage(fs: &FsInner) -> Result<DataUsage> {
+    let roots = fs.roots.read().clone();
+    let mut c = Count { fs, usage: DataUsage::default() };
+    walk(&roots, &mut c)?;
+    Ok(c.usage)
+}

@@ -1,0 +1,92 @@
+//! Per-file and per-directory settings (format version 2, inode layout 2): what
+//! `hammer2 set NAME=VALUE PATH` and `hammer2 get [NAME] PATH` change and show.
+//!
+//! They travel as virtual extended attributes `hammer2.NAME` (FUSE hands every namespace
+//! to the daemon, as ceph-fuse's `ceph.*` attributes use; the kernel checks write
+//! permission on the file for a set): no socket, no root, and the kernel's permission
+//! checks apply. They are kept in the inode, never as XATTR leaves, and not listed. A
+//! setting applies to data written from then on; a directory's settings are inherited by
+//! what is made in it (`dir.rs`). Today `compression`; `copies` fits beside it.
+
+use super::Fs;
+use crate::copies::compress;
+use crate::error::{Error, Result};
+use hammer2_format::Timespec;
+
+/// The namespace of the settings' virtual attributes.
+pub const PREFIX: &[u8] = b"hammer2.";
+
+/// One setting a file or directory can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// `none`, `lz4`, `zstd[:LEVEL]`, or `default` (what the mount uses).
+    Compression,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 1] = [Setting::Compression];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Compression => "compression",
+        }
+    }
+
+    /// The setting an attribute name `hammer2.NAME` stands for; `None` for any other
+    /// name, an error for an unknown `hammer2.` one.
+    pub fn of_xattr(name: &[u8]) -> Option<Result<Setting>> {
+        let rest = name.strip_prefix(PREFIX)?;
+        Some(Setting::ALL.into_iter().find(|s| s.name().as_bytes() == rest).ok_or(Error::NoAttr))
+    }
+}
+
+impl Fs {
+    /// The value of `setting` on `ino`: its own (`zstd:5`), or `default (lz4)` when it
+    /// inherits the mount's.
+    pub fn get_setting(&self, ino: u64, setting: Setting) -> Result<String> {
+        let fs = &self.inner;
+        let inode = fs.inode(ino)?;
+        let policy = inode.state.read().meta.policy;
+        Ok(match setting {
+            Setting::Compression => match compress::from_inode(policy.compression, policy.zstd_level) {
+                Some(own) => compress::name(own),
+                None => format!("default ({})", compress::name(fs.default_codec(&fs.roots.read()))),
+            },
+        })
+    }
+
+    /// Sets `setting` on `ino` to `value` (`default` removes the file's own). Format
+    /// version 2 only: a version-1 inode has no place for it.
+    pub fn set_setting(&self, ino: u64, setting: Setting, value: &str) -> Result<()> {
+        let fs = &self.inner;
+        fs.check_writable()?;
+        if fs.roots.read().pfs.is_none() {
+            return Err(Error::FormatVersion1);
+        }
+        let (method, level) = match setting {
+            Setting::Compression if value == "default" => (0, 0),
+            Setting::Compression => {
+                compress::to_inode(compress::parse(value).map_err(|e| Error::invalid(e.to_string()))?)
+            }
+        };
+        // The inode block the next commit rewrites.
+        let units = fs.space.meta_blocks(1);
+        self.reserve_or_sync(units)?;
+        let _g = fs.gate.read();
+        let inode = match fs.inode(ino) {
+            Ok(i) => i,
+            Err(e) => {
+                fs.space.release(units);
+                return Err(e);
+            }
+        };
+        let mut st = inode.state.write();
+        st.meta.policy.compression = method;
+        st.meta.policy.zstd_level = level;
+        st.dirty.reserved += units;
+        st.meta.ctime = Timespec::now();
+        st.meta.version += 1;
+        fs.touch(&inode, &mut st);
+        Ok(())
+    }
+}
