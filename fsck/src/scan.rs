@@ -34,6 +34,7 @@ pub fn at(br: &Blockref, ctx: &Ctx) -> BlockAt {
         TreeKind::Orphans => ("orphans", None),
         TreeKind::PfsTable => ("pfs table", None),
         TreeKind::Inode(n) => ("inode", Some(n)),
+        TreeKind::Dead => ("dead list", None),
     };
     BlockAt { block: br.btype.name(), tree, key: br.key, inum, path: None }
 }
@@ -175,6 +176,12 @@ impl<'c, 'v> Scan<'c, 'v> {
                 self.ck.ns.index_incomplete = true;
                 self.ck.ns.orphans_incomplete = true;
                 self.ck.findings.set(id, Repair::Unrepairable { why: "fsck does not rebuild the PFS table".into() });
+            }
+            // A dead-list block lost: the blocks its entries name are not marked, so the
+            // free map cannot be proven either.
+            (TreeKind::Dead, _) => {
+                self.ck.space.freemap_incomplete = true;
+                self.ck.findings.set(id, Repair::Unrepairable { why: "fsck does not rebuild dead lists".into() });
             }
             (TreeKind::Inode(n), BlockType::Dirent) => {
                 if let Payload::Dirent { inum, dtype, .. } = br.payload {
@@ -376,7 +383,11 @@ impl Visitor for Scan<'_, '_> {
         if rec.name == ROOT_PFS_NAME {
             self.ck.pfs_next_inum = Some(rec.next_inum);
         }
-        for (tree, root) in [(TreeKind::Inodes, &rec.inode_root), (TreeKind::Orphans, &rec.orphan_root)] {
+        for (tree, root) in [
+            (TreeKind::Inodes, &rec.inode_root),
+            (TreeKind::Orphans, &rec.orphan_root),
+            (TreeKind::Dead, &rec.dead_root),
+        ] {
             let entries: Vec<Blockref> = (!root.is_empty()).then_some(*root).into_iter().collect();
             // A record is the top of its PFS's trees, as a header is of version 1's.
             let issues = self.ck.shape.root_entries(&entries, br.mirror_tid, br.is_degraded());

@@ -21,23 +21,46 @@ pub struct Builder<'a> {
     pub released_data: u64,
     /// Where content known up front goes as soon as it has a place (large commits).
     pub streams: Option<&'a Streams>,
+    /// While the served PFS's trees are rebuilt: blocks they drop that a snapshot still
+    /// holds (S1), kept for the PFS's dead list instead of freed.
+    pub dead: Option<DeadSink>,
+}
+
+/// Blocks dropped from the served PFS's trees that its newest snapshot still holds.
+pub struct DeadSink {
+    /// The newest snapshot's create tid: a block born at or before it is in that snapshot.
+    pub threshold: u64,
+    /// The dropped references, in the order they were dropped.
+    pub entries: Vec<Blockref>,
 }
 
 impl<'a> Builder<'a> {
     pub fn new(vol: &'a Volume, alloc: &'a mut Allocator, tid: u64, streams: Option<&'a Streams>) -> Builder<'a> {
-        Builder { vol, alloc, arena: Arena::default(), tid, released_data: 0, streams }
+        Builder { vol, alloc, arena: Arena::default(), tid, released_data: 0, streams, dead: None }
     }
 
     fn place(&mut self, class: Class, size: u32) -> Result<hammer2_format::blockref::Copies> {
         self.vol.placement.place(self.alloc, &self.vol.devices, class, size)
     }
 
-    /// Frees every valid copy of a committed block.
+    /// Drops a committed block from the tree being rebuilt: frees every valid copy, unless
+    /// a snapshot still holds it (S1: then it goes to the dead list).
     pub fn free_ref(&mut self, br: &Blockref) {
         if let Some(p) = br.ptr() {
             if br.btype == BlockType::Data {
                 self.released_data += u64::from(p.size);
             }
+            if let Some(d) = self.dead.as_mut().filter(|d| br.modify_tid <= d.threshold) {
+                d.entries.push(*br);
+                return;
+            }
+            self.free_now(br);
+        }
+    }
+
+    /// Frees every valid copy of a committed block that no tree references any more.
+    pub fn free_now(&mut self, br: &Blockref) {
+        if let Some(p) = br.ptr() {
             for loc in p.copies.iter().filter(|l| l.is_valid()) {
                 self.alloc.free(Extent::from_bytes(loc.device, loc.offset, u64::from(p.size)));
             }
@@ -97,16 +120,16 @@ impl<'a> Builder<'a> {
         Ok(PEntry::New(id))
     }
 
-    /// A new record block of PFS `record.id`; its roots are `inodes` and `orphans` (each
-    /// empty or one INDIRECT entry, resolved at finalize).
-    pub fn new_pfs_record(&mut self, record: PfsRecord, inodes: PRoot, orphans: PRoot) -> Result<PEntry> {
+    /// A new record block of PFS `record.id`; its roots are `inodes`, `orphans` and `dead`
+    /// (each empty or one INDIRECT entry, resolved at finalize).
+    pub fn new_pfs_record(&mut self, record: PfsRecord, inodes: PRoot, orphans: PRoot, dead: PRoot) -> Result<PEntry> {
         let copies = self.place(Class::Meta, PFS_RECORD_SIZE as u32)?;
         let id = self.arena.push(PBlock::new(
             BlockType::Pfs,
             record.id,
             PFS_RECORD_SIZE as u32,
             copies,
-            Content::PfsRecord { record: Box::new(record), inodes, orphans },
+            Content::PfsRecord { record: Box::new(record), inodes, orphans, dead },
         ));
         Ok(PEntry::New(id))
     }

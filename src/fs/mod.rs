@@ -44,6 +44,10 @@ pub struct PfsRoots {
     /// are those of the commit's `Roots` (a commit writes a new record holding them).
     /// `None` in roots read for inspection only (`pfs::header_roots`): nothing is served.
     pub served: Option<hammer2_format::PfsRecord>,
+    /// The create tid of the served PFS's newest snapshot (0: none): a block the served
+    /// PFS drops that was born at or before it goes to the dead list, not the free map
+    /// (S1 in docs/DESIGN.md).
+    pub newest_snapshot_tid: u64,
     /// Version-2 header fields a commit writes back as it found them.
     pub features: u64,
     pub default_compression: u8,

@@ -1,0 +1,347 @@
+//! Snapshots and PFSs in the engine (FORMAT-V2 "Shared blocks and the rule that frees
+//! them"): a model-based property test interleaving writes, deletes, snapshots and
+//! snapshot deletions (every snapshot equals the model at its creation; the allocator
+//! equals the blocks every tree and dead list reach after every step; deleting every
+//! snapshot gives back exactly the space a twin filesystem without snapshots has free),
+//! PFS create/delete, the refusals, and every crash state of snapshot create and delete.
+
+use hammer2_test_support as common;
+
+use common::crash::{Fate, crash_device};
+use common::engine::{assert_consistent, mem_devices, quiet_options, snapshot_files};
+use hammer2::format::{FormatOptions, format};
+use hammer2::snapshot;
+use hammer2::storage::DynStorage;
+use hammer2::storage::Storage;
+use hammer2::storage::recording::{Op as RecOp, RecordLog, RecordingStorage};
+use hammer2::{Creds, Fs, Options};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const MIB: u64 = 1 << 20;
+
+fn fresh(n: usize) -> Vec<DynStorage> {
+    let devs = mem_devices(n, 64 * MIB);
+    format(devs.clone(), &FormatOptions { copies: Some(n as u8), format_version: 2, ..Default::default() })
+        .expect("format");
+    devs
+}
+
+fn ro(name: &str) -> Options {
+    Options { read_only: true, pfs: name.into(), ..quiet_options() }
+}
+
+fn content(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+type Files = BTreeMap<String, Vec<u8>>;
+
+/// Writes `data` as `/name` (replacing what was there).
+fn put(fs: &Fs, name: &str, data: &[u8]) {
+    let c = Creds::default();
+    let ino = match fs.lookup(fs.root(), name.as_bytes()) {
+        Ok(a) => {
+            fs.setattr(a.ino, &hammer2::SetAttr { size: Some(0), ..Default::default() }).expect("truncate");
+            a.ino
+        }
+        Err(_) => fs.create(fs.root(), name.as_bytes(), 0o644, c).expect("create").ino,
+    };
+    fs.write(ino, 0, data).expect("write");
+}
+
+/// Units allocated on the devices (the free map's set bits, frees of the last commit
+/// included): exact, where `statfs` counts whole allocation slots.
+fn used_units(fs: &Fs) -> u64 {
+    let mut used = 0;
+    hammer2::testing::for_each_unit(fs, &mut |_, _, allocated| used += u64::from(allocated));
+    used
+}
+
+/// Mounts snapshot `name` read-only and returns its files.
+fn snapshot_content(devs: &[DynStorage], name: &str) -> Files {
+    let fs = Fs::mount(devs.to_vec(), ro(name)).expect("snapshot mounts read-only");
+    let files = snapshot_files(&fs);
+    fs.unmount().expect("unmount");
+    files
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write { file: u8, seed: u8, len: u32 },
+    Delete { file: u8 },
+    Sync,
+    Snapshot,
+    DeleteSnapshot { pick: u16 },
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0..6u8, any::<u8>(), 1..400_000u32).prop_map(|(file, seed, len)| Op::Write { file, seed, len }),
+        3 => (0..6u8).prop_map(|file| Op::Delete { file }),
+        2 => Just(Op::Sync),
+        3 => Just(Op::Snapshot),
+        2 => any::<u16>().prop_map(|pick| Op::DeleteSnapshot { pick }),
+    ]
+}
+
+/// Runs `ops` on a filesystem with snapshots and on a twin without, against a model.
+fn run(ops: &[Op]) {
+    let devs = fresh(2);
+    let twin_devs = fresh(2);
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    let twin = Fs::mount(twin_devs.clone(), quiet_options()).expect("mount twin");
+    let mut model = Files::new();
+    // Snapshots alive: name -> the model when it was taken.
+    let mut snaps: BTreeMap<String, Files> = BTreeMap::new();
+    let mut n = 0;
+    for op in ops {
+        match op {
+            Op::Write { file, seed, len } => {
+                let name = format!("f{file}");
+                let data = content(*seed, *len as usize);
+                put(&fs, &name, &data);
+                put(&twin, &name, &data);
+                model.insert(name, data);
+            }
+            Op::Delete { file } => {
+                let name = format!("f{file}");
+                if model.remove(&name).is_some() {
+                    fs.unlink(fs.root(), name.as_bytes()).expect("unlink");
+                    twin.unlink(twin.root(), name.as_bytes()).expect("unlink twin");
+                }
+            }
+            Op::Sync => {
+                fs.sync().expect("sync");
+                twin.sync().expect("sync twin");
+            }
+            Op::Snapshot => {
+                n += 1;
+                let name = format!("s{n}");
+                snapshot::snapshot(&fs, Some(&name)).expect("snapshot");
+                // The twin commits at the same point (a snapshot is one commit).
+                hammer2::testing::commit(&twin).expect("twin commit");
+                snaps.insert(name, model.iter().map(|(k, v)| (format!("/{k}"), v.clone())).collect());
+            }
+            Op::DeleteSnapshot { pick } => {
+                if snaps.is_empty() {
+                    continue;
+                }
+                let name = snaps.keys().nth(usize::from(*pick) % snaps.len()).unwrap().clone();
+                snapshot::delete(&fs, &name).expect("delete snapshot");
+                hammer2::testing::commit(&twin).expect("twin commit");
+                snaps.remove(&name);
+            }
+        }
+        if matches!(op, Op::Snapshot | Op::DeleteSnapshot { .. } | Op::Sync) {
+            assert_consistent(&fs);
+        }
+    }
+    fs.sync().expect("sync");
+    assert_consistent(&fs);
+    fs.unmount().expect("unmount");
+    // Every snapshot still there is the model at its creation.
+    for (name, want) in &snaps {
+        assert_eq!(&snapshot_content(&devs, name), want, "snapshot {name}");
+    }
+    // Deleting every snapshot (in the order the names sort, not creation order) leaves
+    // exactly the space the twin without snapshots has.
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("remount");
+    let live: Files = model.iter().map(|(k, v)| (format!("/{k}"), v.clone())).collect();
+    assert_eq!(snapshot_files(&fs), live, "the live PFS");
+    for name in snaps.keys().rev() {
+        snapshot::delete(&fs, name).expect("delete");
+        hammer2::testing::commit(&twin).expect("twin commit");
+        assert_consistent(&fs);
+    }
+    twin.sync().expect("twin sync");
+    assert_eq!(used_units(&fs), used_units(&twin), "free space after deleting every snapshot");
+    fs.unmount().expect("unmount");
+    twin.unmount().expect("unmount twin");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("HAMMER2_SNAPSHOT_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+        ..ProptestConfig::default()
+    })]
+    #[test]
+    fn snapshots_equal_the_model_and_free_space_returns_exactly(ops in prop::collection::vec(op_strategy(), 1..40)) {
+        run(&ops);
+    }
+}
+
+#[test]
+fn a_snapshot_holds_what_was_written_before_it_and_its_deletion_frees_what_it_alone_held() {
+    let devs = fresh(1);
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    let free0 = used_units(&fs);
+    put(&fs, "a", &content(1, 1_000_000));
+    put(&fs, "b", &content(2, 300_000));
+    // Not synced: the snapshot commits it.
+    let (name, tid) = snapshot::snapshot(&fs, None).expect("snapshot");
+    assert!(name.starts_with("ROOT@") && name.ends_with('Z'), "default name {name}");
+    assert!(tid > 0);
+    let after_snap = used_units(&fs);
+    // Rewriting and deleting after the snapshot frees nothing the snapshot holds.
+    put(&fs, "a", &content(3, 1_000_000));
+    fs.unlink(fs.root(), b"b").expect("unlink");
+    fs.sync().expect("sync");
+    assert_consistent(&fs);
+    assert!(used_units(&fs) > after_snap, "the old content stays allocated");
+    let list = snapshot::list(&fs).expect("list");
+    let s = list.iter().find(|p| p.name == name).expect("listed");
+    assert_eq!(s.kind, "snapshot");
+    assert_eq!(s.origin.as_deref(), Some("ROOT"));
+    assert_eq!(s.create_tid, tid);
+    let root = list.iter().find(|p| p.name == "ROOT").expect("ROOT listed");
+    assert!(root.mounted);
+    assert!(root.dead_list_bytes >= 1_300_000, "ROOT's dead list holds the dropped blocks: {root:?}");
+    assert!(s.would_free_bytes.unwrap() >= 1_300_000, "deleting it frees them: {s:?}");
+    // A snapshot refuses a writable mount, and the mounted PFS cannot be deleted.
+    let e = snapshot::delete(&fs, "ROOT").unwrap_err();
+    assert!(e.to_string().contains("mounted"), "{e}");
+    fs.unmount().expect("unmount");
+    let e = Fs::mount(devs.clone(), Options { pfs: name.clone(), ..quiet_options() }).err().expect("refused");
+    assert!(e.to_string().contains("read-only"), "{e}");
+    let files = snapshot_content(&devs, &name);
+    assert_eq!(files.get("/a"), Some(&content(1, 1_000_000)));
+    assert_eq!(files.get("/b"), Some(&content(2, 300_000)));
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    let before_delete = used_units(&fs);
+    snapshot::delete(&fs, &name).expect("delete");
+    assert_consistent(&fs);
+    assert!(used_units(&fs) + 1_300_000 / 4096 <= before_delete, "deleting frees what only it held");
+    fs.unlink(fs.root(), b"a").expect("unlink");
+    fs.sync().expect("sync");
+    assert_consistent(&fs);
+    assert_eq!(used_units(&fs), free0, "everything given back");
+    fs.unmount().expect("unmount");
+}
+
+#[test]
+fn pfs_create_and_delete_and_the_refusals() {
+    let devs = fresh(2);
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    let free0 = used_units(&fs);
+    snapshot::create_pfs(&fs, "home").expect("create");
+    for (bad, needle) in [("home", "exists"), ("", "empty"), ("a/b", "'/'"), (&"x".repeat(65)[..], "64")] {
+        let e = snapshot::create_pfs(&fs, bad).unwrap_err();
+        assert!(e.to_string().contains(needle), "{bad:?}: {e}");
+    }
+    assert!(snapshot::delete(&fs, "nope").unwrap_err().to_string().contains("no PFS named"));
+    fs.unmount().expect("unmount");
+    // The new PFS mounts on its own and holds what is written there.
+    let home = Fs::mount(devs.clone(), Options { pfs: "home".into(), ..quiet_options() }).expect("mount home");
+    assert!(snapshot_files(&home).is_empty());
+    put(&home, "x", &content(9, 200_000));
+    snapshot::snapshot(&home, Some("home-1")).expect("snapshot of home");
+    home.unmount().expect("unmount");
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount ROOT");
+    assert!(snapshot_files(&fs).is_empty(), "ROOT does not see home's files");
+    let e = snapshot::delete(&fs, "home").unwrap_err();
+    assert!(e.to_string().contains("has snapshots"), "{e}");
+    // A snapshot of another PFS deletes from here too (its next is that PFS's record).
+    snapshot::delete(&fs, "home-1").expect("delete home-1");
+    assert_consistent(&fs);
+    snapshot::delete(&fs, "home").expect("delete home");
+    assert_consistent(&fs);
+    assert_eq!(used_units(&fs), free0, "the PFS's blocks are all free again");
+    let names: Vec<String> = snapshot::list(&fs).unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, vec!["ROOT".to_string()]);
+    fs.unmount().expect("unmount");
+}
+
+#[test]
+fn a_version1_filesystem_refuses_snapshots_with_the_one_line() {
+    let devs = mem_devices(1, 64 * MIB);
+    format(devs.clone(), &FormatOptions { copies: Some(1), format_version: 1, ..Default::default() }).expect("format");
+    let fs = Fs::mount(devs, quiet_options()).expect("mount");
+    let e = snapshot::snapshot(&fs, Some("s")).unwrap_err();
+    assert_eq!(e.to_string(), "this filesystem is format version 1; 'hammer2 upgrade' converts it (see FORMAT-V2)");
+    assert!(snapshot::list(&fs).is_err());
+    fs.unmount().expect("unmount");
+}
+
+fn image(d: &DynStorage) -> Arc<Vec<u8>> {
+    let mut v = vec![0u8; d.size() as usize];
+    d.read_at(&mut v, 0).expect("read image");
+    Arc::new(v)
+}
+
+struct Lost;
+impl Fate for Lost {
+    fn fate(&mut self, _: usize, _: usize) -> Option<usize> {
+        None
+    }
+}
+/// Writes after the last flush: lost, torn at a 512-byte boundary, or whole.
+struct Torn(u64);
+impl Fate for Torn {
+    fn fate(&mut self, _: usize, len: usize) -> Option<usize> {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        match (self.0 >> 33) % 10 {
+            0..=3 => None,
+            4 => Some(((self.0 >> 40) as usize % len.div_ceil(512)) * 512),
+            _ => Some(len),
+        }
+    }
+}
+
+/// Every write prefix of snapshot create and of snapshot delete, writes after the last
+/// flush lost or torn: the filesystem mounts, the allocator equals the reachable blocks,
+/// and the snapshot is either all there (its content equal to the model) or absent.
+#[test]
+fn every_crash_state_of_snapshot_create_and_delete_mounts_consistent() {
+    let mem = fresh(2);
+    let before: Files = [("/a".to_string(), content(1, 300_000)), ("/b".to_string(), content(2, 5000))].into();
+    let fs = Fs::mount(mem.clone(), quiet_options()).expect("mount");
+    put(&fs, "a", &content(1, 300_000));
+    put(&fs, "b", &content(2, 5000));
+    fs.sync().expect("sync");
+    fs.unmount().expect("unmount");
+    for phase in ["create", "delete"] {
+        let bases: Vec<Arc<Vec<u8>>> = mem.iter().map(image).collect();
+        let log = RecordLog::new();
+        let devs: Vec<DynStorage> = mem
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Arc::new(RecordingStorage::new(m.clone(), i, log.clone())) as DynStorage)
+            .collect();
+        let fs = Fs::mount(devs, quiet_options()).expect("mount");
+        if phase == "create" {
+            // Written, not synced: the snapshot's commit holds it.
+            put(&fs, "b", &content(3, 5000));
+            snapshot::snapshot(&fs, Some("s")).expect("snapshot");
+        } else {
+            snapshot::delete(&fs, "s").expect("delete");
+        }
+        fs.crash();
+        let events = log.events();
+        let mut want = before.clone();
+        want.insert("/b".into(), content(3, 5000));
+        let mut seen = std::collections::BTreeSet::new();
+        let mut check = |upto: usize, fate: &mut dyn Fate| {
+            let devs: Vec<DynStorage> =
+                (0..2).map(|d| Arc::new(crash_device(&bases[d], &events, upto, d, fate)) as DynStorage).collect();
+            let fs = Fs::mount(devs.clone(), quiet_options())
+                .unwrap_or_else(|e| panic!("{phase}: crash at event {upto} does not mount: {e}"));
+            assert_consistent(&fs);
+            let has = snapshot::list(&fs).unwrap().iter().any(|p| p.name == "s");
+            fs.crash();
+            if has {
+                assert_eq!(snapshot_content(&devs, "s"), want, "{phase}: crash at {upto}: the snapshot is whole");
+            }
+            seen.insert(has);
+        };
+        for upto in 0..=events.len() {
+            check(upto, &mut Lost);
+        }
+        for upto in (0..=events.len()).step_by(3) {
+            check(upto, &mut Torn(upto as u64));
+        }
+        assert_eq!(seen.len(), 2, "{phase}: states with and without the snapshot");
+        let _ = RecOp::Flush;
+    }
+}
