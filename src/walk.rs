@@ -124,6 +124,16 @@ pub fn walk(roots: &Roots, v: &mut dyn Visitor) -> Result<()> {
     Ok(())
 }
 
+/// Walks every tree of the filesystem ([`filesystem_roots`]) through every reference,
+/// also into a subtree that several trees share, once per tree that holds it (fsck: each
+/// PFS's namespace is whole; it tells shared blocks apart itself).
+pub fn walk_every_reference(roots: &Roots, v: &mut dyn Visitor) -> Result<()> {
+    for (tree, entries) in filesystem_roots(roots) {
+        walk_tree(entries, tree, v)?;
+    }
+    Ok(())
+}
+
 /// What identifies a block among references that share it: stored size, check value,
 /// birth (FORMAT-V2: type, logical size and compression too, which a DEAD entry does not
 /// keep; the check value over the stored bytes covers them).
