@@ -1,4 +1,5 @@
-//! The `hammer2` command: mount (FUSE), info, scrub, resync, device online/offline, probe, upgrade.
+//! The `hammer2` command: mount (FUSE), info, scrub, resync, device online/offline, probe, upgrade,
+//! pfs, snapshot.
 
 mod clear;
 mod control;
@@ -10,10 +11,12 @@ mod helper;
 mod info;
 mod mount;
 mod offline;
+mod pfs;
 mod probe;
 mod progress;
 mod resync;
 mod scrub;
+mod snapshot;
 mod status;
 mod upgrade;
 
@@ -48,6 +51,10 @@ enum Cmd {
     Device(device::Args),
     /// Convert an unmounted format-version-1 filesystem to version 2 (one commit).
     Upgrade(upgrade::Args),
+    /// Create, list and delete the PFSs and snapshots of a mounted filesystem.
+    Pfs(pfs::Args),
+    /// Take a read-only snapshot of the mounted PFS.
+    Snapshot(snapshot::Args),
 }
 
 fn main() {
@@ -66,6 +73,8 @@ fn main() {
         Cmd::Generate(_) => "generate",
         Cmd::Device(_) => "device",
         Cmd::Upgrade(_) => "upgrade",
+        Cmd::Pfs(_) => "pfs",
+        Cmd::Snapshot(_) => "snapshot",
     };
     // `--json` answers in JSON on failure too (scrub and resync print their own: exit 8).
     let json = matches!(&cli.cmd, Cmd::Info(a) if a.json) || matches!(&cli.cmd, Cmd::Status(a) if a.json);
@@ -80,6 +89,8 @@ fn main() {
         Cmd::Generate(a) => generate::run(a),
         Cmd::Device(a) => device::run(a),
         Cmd::Upgrade(a) => upgrade::run(a),
+        Cmd::Pfs(a) => pfs::run(a),
+        Cmd::Snapshot(a) => snapshot::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -61,7 +61,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "autoresync=on / autoresync=off",
         "A device that comes back while mounted is caught up by a resync that starts by itself (on, the default) or waits, stale, for `hammer2 resync` (off).",
     ),
-    ("pfs=NAME", "The PFS to mount (format version 2; default ROOT, the one mkfs makes)."),
+    (
+        "pfs=NAME",
+        "The PFS to mount (format version 2; default ROOT, the one mkfs makes); a snapshot mounts only with ro.",
+    ),
     ("debug", "Log at debug level, every FUSE request included (RUST_LOG or HAMMER2_LOG override the level)."),
     ("threads=N", "FUSE worker threads, 1 to 256 (default 4 per CPU, 8 to 64)."),
     ("nonempty", "Mount over a directory that is not empty."),
