@@ -80,6 +80,7 @@ pub fn header_roots(mh: &VolumeHeader) -> Roots {
             table: Root::from_ref(&mh.sroot[SROOT_PFS_TABLE]),
             served: None,
             newest_snapshot_tid: 0,
+            clone_floor: 0,
             features: mh.incompat_features,
             default_compression: mh.default_compression,
             default_zstd_level: mh.default_zstd_level,
@@ -125,6 +126,7 @@ pub fn load(vol: &Volume, mh: &VolumeHeader, pfs: &str) -> Result<(Roots, u64)> 
     roots.orphans = Root::from_ref(&record.orphan_root);
     if let Some(p) = roots.pfs.as_mut() {
         p.newest_snapshot_tid = newest_snapshot_tid(&records, record.id);
+        p.clone_floor = clone_floor(&records, record);
         p.served = Some(record.clone());
     }
     Ok((roots, record.next_inum))
@@ -138,6 +140,14 @@ pub fn newest_snapshot_tid(records: &[(Blockref, PfsRecord)], id: u64) -> u64 {
         .map(|(_, r)| r.create_tid)
         .max()
         .unwrap_or(0)
+}
+
+/// For a clone, the create tid of the snapshot it was made from (0 for any other record).
+pub fn clone_floor(records: &[(Blockref, PfsRecord)], rec: &PfsRecord) -> u64 {
+    if rec.kind != PfsKind::Clone {
+        return 0;
+    }
+    records.iter().find(|(_, r)| r.id == rec.origin).map_or(0, |(_, r)| r.create_tid)
 }
 
 /// Every record of the PFS table with its reference, by id. A record that does not read,

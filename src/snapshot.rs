@@ -18,7 +18,7 @@ pub struct PfsInfo {
     pub id: u64,
     /// "pfs", "snapshot" or "clone".
     pub kind: &'static str,
-    /// For a snapshot: the name of the PFS it was taken of.
+    /// For a snapshot: the name of the PFS it was taken of; for a clone: its snapshot.
     pub origin: Option<String>,
     pub create_tid: u64,
     /// Creation time, RFC 3339 UTC.
@@ -49,14 +49,44 @@ pub fn snapshot(fs: &impl Mounted, name: Option<&str>) -> Result<(String, u64)> 
     let inner = fs.engine().0;
     let name = match name {
         Some(n) => n.to_string(),
-        None => {
-            let roots = inner.roots.read();
-            let served = roots.pfs.as_ref().and_then(|p| p.served.as_ref()).ok_or(Error::FormatVersion1)?;
-            format!("{}@{}", served.name, humantime::format_rfc3339_seconds(std::time::SystemTime::now()))
-        }
+        None => default_name(inner)?,
     };
     let r = commit::commit_pfs_op(inner, &PfsOp::Snapshot { name: name.clone() })?;
     Ok((name, r.tid))
+}
+
+/// A writable snapshot of the served PFS: a read-only snapshot `NAME@origin` of it, then a
+/// clone `NAME` of that snapshot (two commits: a crash between them leaves the read-only
+/// snapshot alone). `NAME@origin` cannot be deleted while the clone exists. Returns the
+/// clone's name and create tid.
+pub fn snapshot_writable(fs: &impl Mounted, name: Option<&str>) -> Result<(String, u64)> {
+    let inner = fs.engine().0;
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => default_name(inner)?,
+    };
+    let origin = format!("{name}@origin");
+    if let Some(why) = hammer2_format::pfs::name_problem(&origin) {
+        return Err(Error::Invalid(format!("{why} (the clone's origin snapshot is named {origin:?})")));
+    }
+    if list(fs)?.iter().any(|p| p.name == name) {
+        return Err(Error::Invalid(format!("a PFS named {name:?} exists")));
+    }
+    commit::commit_pfs_op(inner, &PfsOp::Snapshot { name: origin.clone() })?;
+    let r = commit::commit_pfs_op(inner, &PfsOp::Clone { origin, name: name.clone() })?;
+    Ok((name, r.tid))
+}
+
+/// A writable clone `name` of snapshot `origin` (which cannot be deleted while it exists).
+pub fn clone(fs: &impl Mounted, origin: &str, name: &str) -> Result<u64> {
+    let op = PfsOp::Clone { origin: origin.to_string(), name: name.to_string() };
+    Ok(commit::commit_pfs_op(fs.engine().0, &op)?.tid)
+}
+
+fn default_name(inner: &crate::fs::FsInner) -> Result<String> {
+    let roots = inner.roots.read();
+    let served = roots.pfs.as_ref().and_then(|p| p.served.as_ref()).ok_or(Error::FormatVersion1)?;
+    Ok(format!("{}@{}", served.name, humantime::format_rfc3339_seconds(std::time::SystemTime::now())))
 }
 
 /// Deletes the snapshot or PFS `name` (a PFS only without snapshots; never the mounted one).

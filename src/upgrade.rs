@@ -45,6 +45,7 @@ pub(crate) fn fresh_pfs(create_tid: u64, next_inum: u64) -> PfsRoots {
             next_inum,
         )),
         newest_snapshot_tid: 0,
+        clone_floor: 0,
         features: feature::PFS_TABLE,
         default_compression: 0,
         default_zstd_level: DEFAULT_ZSTD_LEVEL,

@@ -345,3 +345,60 @@ fn every_crash_state_of_snapshot_create_and_delete_mounts_consistent() {
         let _ = RecOp::Flush;
     }
 }
+
+/// A writable snapshot (a clone of a snapshot taken for it): it starts with the PFS's
+/// files, takes writes of its own without touching its origin or the PFS, keeps its
+/// origin from being deleted, and deleting it, then its origin, gives back exactly the
+/// space the PFS alone uses.
+#[test]
+fn a_writable_snapshot_is_a_clone_that_frees_only_its_own_blocks() {
+    let devs = fresh(2);
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    put(&fs, "a", &content(1, 700_000));
+    put(&fs, "b", &content(2, 5000));
+    fs.sync().expect("sync");
+    let base = used_units(&fs);
+    let (name, _) = snapshot::snapshot_writable(&fs, Some("w")).expect("writable snapshot");
+    assert_eq!(name, "w");
+    assert!(snapshot::snapshot_writable(&fs, Some("w")).unwrap_err().to_string().contains("exists"));
+    let list = snapshot::list(&fs).unwrap();
+    let w = list.iter().find(|p| p.name == "w").expect("clone listed");
+    assert_eq!((w.kind, w.origin.as_deref()), ("clone", Some("w@origin")));
+    // The PFS goes on: its rewrite goes to its dead list (the origin holds the old blocks).
+    put(&fs, "a", &content(3, 700_000));
+    fs.sync().expect("sync");
+    assert_consistent(&fs);
+    let e = snapshot::delete(&fs, "w@origin").unwrap_err();
+    assert!(e.to_string().contains("clone \"w\""), "{e}");
+    fs.unmount().expect("unmount");
+
+    let w = Fs::mount(devs.clone(), Options { pfs: "w".into(), ..quiet_options() }).expect("the clone mounts writable");
+    let want: Files = [("/a".to_string(), content(1, 700_000)), ("/b".to_string(), content(2, 5000))].into();
+    assert_eq!(snapshot_files(&w), want, "the clone starts as the PFS was");
+    put(&w, "b", &content(4, 90_000));
+    put(&w, "c", &content(5, 300_000));
+    w.unlink(w.root(), b"a").expect("unlink");
+    w.sync().expect("sync");
+    assert_consistent(&w);
+    snapshot::snapshot(&w, Some("w-1")).expect("a snapshot of the clone");
+    put(&w, "c", &content(6, 300_000));
+    w.sync().expect("sync");
+    assert_consistent(&w);
+    w.unmount().expect("unmount");
+    assert_eq!(snapshot_content(&devs, "w@origin"), want, "the origin is unchanged");
+    let w1 = snapshot_content(&devs, "w-1");
+    assert_eq!(w1.get("/c"), Some(&content(5, 300_000)));
+    assert_eq!(w1.get("/a"), None);
+
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    let live: Files = [("/a".to_string(), content(3, 700_000)), ("/b".to_string(), content(2, 5000))].into();
+    assert_eq!(snapshot_files(&fs), live, "the PFS did not see the clone's writes");
+    snapshot::delete(&fs, "w-1").expect("delete the clone's snapshot");
+    assert_consistent(&fs);
+    snapshot::delete(&fs, "w").expect("delete the clone");
+    assert_consistent(&fs);
+    snapshot::delete(&fs, "w@origin").expect("then its origin");
+    assert_consistent(&fs);
+    assert_eq!(used_units(&fs), base, "exactly the PFS's space again");
+    fs.unmount().expect("unmount");
+}

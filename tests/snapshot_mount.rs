@@ -167,3 +167,35 @@ fn snapshots_during_writes_hold_what_was_written_and_deleting_them_gives_the_spa
     m.unmount();
     fsck_clean(&img);
 }
+
+/// `hammer2 snapshot --writable`: a clone that mounts writable on its own, takes cp(1)'s
+/// writes without changing the PFS, and is deleted (then its origin) back to clean.
+#[test]
+fn a_writable_snapshot_mounts_writable_and_is_deleted_clean() {
+    let img = Image::by_mkfs(1, 256 * MIB, 1);
+    let m = img.mount();
+    std::fs::write(m.join("a"), content(1)).unwrap();
+    let (code, j) = hammer2_json("snapshot", [m.path.as_os_str(), "w".as_ref(), "--writable".as_ref()]);
+    assert_eq!(code, 0, "{j}");
+    let list = pfs_list(&m.path);
+    let w = list.iter().find(|p| p["name"] == "w").expect("w listed");
+    assert_eq!((w["kind"].as_str(), w["origin"].as_str()), (Some("clone"), Some("w@origin")));
+    m.unmount();
+    let w = img.mount_with("pfs=w");
+    let o = Command::new("cp").arg(w.join("a")).arg(w.join("b")).output().expect("cp");
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(w.join("a"), b"changed in the clone").unwrap();
+    w.unmount();
+    fsck_clean(&img);
+    let m = img.mount();
+    assert_eq!(std::fs::read(m.join("a")).unwrap(), content(1), "the PFS is unchanged");
+    assert!(!m.join("b").exists());
+    let o = hammer2(["pfs".as_ref(), "delete".as_ref(), m.path.as_os_str(), "w@origin".as_ref()]);
+    assert_eq!(exit_code(&o), 8, "the origin of a clone is refused: {}", stderr(&o));
+    assert!(stderr(&o).contains("clone"), "{}", stderr(&o));
+    for name in ["w", "w@origin"] {
+        ok(&hammer2(["pfs".as_ref(), "delete".as_ref(), m.path.as_os_str(), name.as_ref()]));
+    }
+    m.unmount();
+    fsck_clean(&img);
+}

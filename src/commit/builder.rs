@@ -30,6 +30,9 @@ pub struct Builder<'a> {
 pub struct DeadSink {
     /// The newest snapshot's create tid: a block born at or before it is in that snapshot.
     pub threshold: u64,
+    /// A clone's origin snapshot's create tid (S5): a block born at or before it stays
+    /// that snapshot's, and is neither freed nor listed.
+    pub floor: u64,
     /// The dropped references, in the order they were dropped.
     pub entries: Vec<Blockref>,
 }
@@ -50,8 +53,10 @@ impl<'a> Builder<'a> {
             if br.btype == BlockType::Data {
                 self.released_data += u64::from(p.size);
             }
-            if let Some(d) = self.dead.as_mut().filter(|d| br.modify_tid <= d.threshold) {
-                d.entries.push(*br);
+            if let Some(d) = self.dead.as_mut().filter(|d| br.modify_tid <= d.threshold.max(d.floor)) {
+                if br.modify_tid > d.floor {
+                    d.entries.push(*br);
+                }
                 return;
             }
             self.free_now(br);

@@ -254,10 +254,12 @@ fn build(
     op: Option<&PfsOp>,
 ) -> Result<Built> {
     let mut b = Builder::new(&fs.vol, alloc, tid, streams);
-    // S1: while the served PFS's trees are rebuilt, what they drop and its newest snapshot
-    // holds is kept for the dead list (`pfs::write_record` takes the sink back).
-    if let Some(p) = old.pfs.as_ref().filter(|p| p.newest_snapshot_tid > 0) {
-        b.dead = Some(builder::DeadSink { threshold: p.newest_snapshot_tid, entries: Vec::new() });
+    // S1, S5: while the served PFS's trees are rebuilt, what they drop and a snapshot
+    // holds is kept for the dead list or left to the clone's origin (`pfs::write_record`
+    // takes the sink back).
+    if let Some(p) = old.pfs.as_ref().filter(|p| p.newest_snapshot_tid > 0 || p.clone_floor > 0) {
+        b.dead =
+            Some(builder::DeadSink { threshold: p.newest_snapshot_tid, floor: p.clone_floor, entries: Vec::new() });
     }
     let mut inode_changes = Vec::with_capacity(snap.inodes.len());
     let mut orphan_changes = Vec::new();

@@ -37,6 +37,8 @@ pub enum PfsOp {
     /// Deletes a snapshot (range free and merge) or a PFS without snapshots (its trees
     /// freed). Never the served PFS.
     Delete { name: String },
+    /// A writable clone of snapshot `origin`: its trees are the snapshot's (S5).
+    Clone { origin: String, name: String },
 }
 
 /// The new PFS table root and the record template (roots filled in at finalize).
@@ -78,7 +80,7 @@ pub(super) fn write_record(
         let records = crate::pfs::records(b.vol, &old.table, b.vol.devices.len())?;
         let named = |name: &str| records.iter().map(|(_, r)| r).find(|r| r.name == name).cloned();
         match op {
-            PfsOp::Create { name } | PfsOp::Snapshot { name } => {
+            PfsOp::Create { name } | PfsOp::Snapshot { name } | PfsOp::Clone { name, .. } => {
                 if let Some(why) = name_problem(name) {
                     return Err(Error::Invalid(why.into()));
                 }
@@ -121,6 +123,26 @@ pub(super) fn write_record(
                 roots.newest_snapshot_tid = b.tid;
                 roots.features |= feature::SHARED_BLOCKS;
             }
+            PfsOp::Clone { origin, name } => {
+                let Some(s) = named(origin).filter(|r| r.kind == PfsKind::Snapshot) else {
+                    return Err(Error::Invalid(format!("no snapshot named {origin:?}")));
+                };
+                let rec = PfsRecord {
+                    kind: PfsKind::Clone,
+                    flags: 0,
+                    id,
+                    origin: s.id,
+                    create_tid: b.tid,
+                    create_time_ns: now_ns(),
+                    prev_snapshot: 0,
+                    dead_bytes: 0,
+                    uuid,
+                    name: name.clone(),
+                    ..s.clone()
+                };
+                let e = b.new_pfs_record(rec, proot(&s.inode_root), proot(&s.orphan_root), PRoot::default())?;
+                changes.insert(id, Change::Put(e));
+            }
             PfsOp::Delete { name } => {
                 let Some(rec) = named(name) else { return Err(Error::Invalid(format!("no PFS named {name:?}"))) };
                 if rec.id == served.id {
@@ -131,16 +153,20 @@ pub(super) fn write_record(
                     PfsKind::Snapshot => {
                         delete_snapshot(b, &rec, &all, &mut served, &mut live_dead, &mut roots, &mut changes)?
                     }
-                    PfsKind::Pfs => {
+                    PfsKind::Pfs | PfsKind::Clone => {
                         if let Some(s) = all.iter().find(|r| r.kind == PfsKind::Snapshot && r.origin == rec.id) {
                             return Err(Error::Busy(format!(
                                 "PFS {name:?} has snapshots (e.g. {:?}): delete them first",
                                 s.name
                             )));
                         }
-                        free_pfs(b, &rec)?;
+                        // A clone's blocks born up to its origin are the origin's (S5).
+                        let floor = match rec.kind {
+                            PfsKind::Clone => all.iter().find(|r| r.id == rec.origin).map_or(0, |r| r.create_tid),
+                            _ => 0,
+                        };
+                        free_pfs(b, &rec, floor)?;
                     }
-                    PfsKind::Clone => return Err(Error::NotSupported),
                 }
                 changes.insert(rec.id, Change::Delete);
             }
@@ -236,14 +262,20 @@ fn delete_snapshot(
 }
 
 /// Frees every block of a PFS no snapshot holds: its inode index with every inode's tree,
-/// its orphan list and its dead list (empty once its last snapshot is gone).
-fn free_pfs(b: &mut Builder, rec: &PfsRecord) -> Result<()> {
+/// its orphan list and its dead list (empty once its last snapshot is gone); for a clone,
+/// only the blocks born after `floor`, its origin's create tid (a node is never older than
+/// what is below it, so a branch born up to `floor` is the origin's whole).
+fn free_pfs(b: &mut Builder, rec: &PfsRecord, floor: u64) -> Result<()> {
     let mut refs = Vec::new();
-    for root in [&rec.inode_root, &rec.orphan_root, &rec.dead_root] {
-        crate::tree::for_each_ref(b.vol, &Root::from_ref(root), &mut |br| {
+    let mut own = |br: &Blockref| {
+        let mine = br.modify_tid > floor;
+        if mine {
             refs.push(*br);
-            Ok(true)
-        })?;
+        }
+        Ok(mine)
+    };
+    for root in [&rec.inode_root, &rec.orphan_root, &rec.dead_root] {
+        crate::tree::for_each_ref(b.vol, &Root::from_ref(root), &mut own)?;
     }
     let mut i = 0;
     while i < refs.len() {
@@ -253,8 +285,11 @@ fn free_pfs(b: &mut Builder, rec: &PfsRecord) -> Result<()> {
             let bytes = b.vol.read_block(&br, &crate::copies::read::ReadCtx::inode(br.key))?;
             if let InodeContent::Tree { root_level, entries } = InodeBlock::decode(&bytes)?.content {
                 crate::tree::for_each_ref(b.vol, &Root { level: root_level, entries }, &mut |c| {
-                    refs.push(*c);
-                    Ok(true)
+                    let mine = c.modify_tid > floor;
+                    if mine {
+                        refs.push(*c);
+                    }
+                    Ok(mine)
                 })?;
             }
         }

@@ -80,8 +80,12 @@ pub fn serve(fs: &FsRef, req: &Request) -> anyhow::Result<Done> {
                 json: serde_json::json!({ "deleted": name, "tid": tid }),
             })
         }
-        Op::Snapshot => {
-            let (name, tid) = snapshot::snapshot(fs, req.name.as_deref())?;
+        Op::Snapshot | Op::SnapshotWritable => {
+            let (name, tid) = if req.op == Op::Snapshot {
+                snapshot::snapshot(fs, req.name.as_deref())?
+            } else {
+                snapshot::snapshot_writable(fs, req.name.as_deref())?
+            };
             tracing::info!("snapshot {name} taken (commit {tid})");
             Ok(Done { exit: 0, text: format!("{name}\n"), json: serde_json::json!({ "snapshot": name, "tid": tid }) })
         }

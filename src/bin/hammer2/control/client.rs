@@ -20,7 +20,7 @@ pub fn request(mountpoint: &Path, req: impl Into<Request>, json: bool) -> Result
             Op::Status => "status",
             Op::Clear => "clear",
             Op::PfsCreate | Op::PfsList | Op::PfsDelete => "pfs",
-            Op::Snapshot => "snapshot",
+            Op::Snapshot | Op::SnapshotWritable => "snapshot",
         },
         json,
     );

@@ -6,7 +6,7 @@
 //! mount helper's remount), with `"rate":BYTES_PER_SECOND` for scrub and resync, or
 //! `{"op":"status"}`, `{"op":"clear"}` (optionally with `"device":"PATH"`), or
 //! `{"op":"pfscreate"|"pfsdelete","name":"NAME"}`, `{"op":"pfslist"}`,
-//! `{"op":"snapshot"}` (optionally with `"name":"NAME"`), or
+//! `{"op":"snapshot"|"snapshotwritable"}` (optionally with `"name":"NAME"`), or
 //! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}` (the daemon opens SPEC itself: a
 //! descriptor cannot travel over the socket without SCM_RIGHTS, and the daemon holds the
 //! device's claim); the daemon
@@ -57,6 +57,8 @@ pub enum Op {
     PfsDelete,
     /// `hammer2 snapshot`: a snapshot of the mounted PFS, named `Request::name` or by default.
     Snapshot,
+    /// `hammer2 snapshot --writable`: a clone of a snapshot of the mounted PFS.
+    SnapshotWritable,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
