@@ -402,3 +402,34 @@ fn a_writable_snapshot_is_a_clone_that_frees_only_its_own_blocks() {
     assert_eq!(used_units(&fs), base, "exactly the PFS's space again");
     fs.unmount().expect("unmount");
 }
+
+/// Scrub walks the snapshots and the dead lists too, a shared block once: a bad copy of a
+/// block that the PFS, a snapshot and a dead list all name is found and repaired once,
+/// and the block count is that of distinct blocks.
+#[test]
+fn scrub_reads_a_shared_block_once_and_repairs_it() {
+    let devs = fresh(2);
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    put(&fs, "a", &content(1, 600_000));
+    put(&fs, "b", &content(2, 600_000));
+    fs.sync().expect("sync");
+    let clean = hammer2::testing::scrub(&fs, &mut |_| {}).expect("scrub");
+    snapshot::snapshot(&fs, Some("s1")).expect("snapshot");
+    snapshot::snapshot(&fs, Some("s2")).expect("snapshot");
+    // "b" is dropped by the PFS: its blocks are in s1, s2 and ROOT's dead list.
+    fs.unlink(fs.root(), b"b").expect("unlink");
+    fs.sync().expect("sync");
+    let ino = fs.lookup(fs.root(), b"a").expect("a").ino;
+    let shared = common::engine::data_blocks(&fs, ino)[0];
+    common::engine::corrupt_copy(&devs, &shared, 1);
+    let r = hammer2::testing::scrub(&fs, &mut |_| {}).expect("scrub");
+    assert_eq!((r.errors(), r.repaired()), (1, 1), "one bad copy, found and repaired once: {r:?}");
+    assert!(r.malformed.is_empty(), "{:?}", r.malformed);
+    // The distinct blocks: what the first scrub saw, plus the new records, table, dead
+    // list and free-map blocks (not the shared file blocks again).
+    assert!(r.blocks < clean.blocks + 20, "shared blocks counted once: {} then {}", clean.blocks, r.blocks);
+    let again = hammer2::testing::scrub(&fs, &mut |_| {}).expect("scrub");
+    assert_eq!(again.errors(), 0);
+    assert_consistent(&fs);
+    fs.unmount().expect("unmount");
+}
