@@ -202,6 +202,11 @@ fn a_snapshot_holds_what_was_written_before_it_and_its_deletion_frees_what_it_al
     // A snapshot refuses a writable mount, and the mounted PFS cannot be deleted.
     let e = snapshot::delete(&fs, "ROOT").unwrap_err();
     assert!(e.to_string().contains("mounted"), "{e}");
+    // Remounted read-only, nothing changes the table either.
+    fs.remount(true).expect("remount ro");
+    let e = snapshot::snapshot(&fs, Some("ro")).unwrap_err();
+    assert!(matches!(e, hammer2::Error::ReadOnly), "{e}");
+    fs.remount(false).expect("remount rw");
     fs.unmount().expect("unmount");
     let e = Fs::mount(devs.clone(), Options { pfs: name.clone(), ..quiet_options() }).err().expect("refused");
     assert!(e.to_string().contains("read-only"), "{e}");

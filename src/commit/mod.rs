@@ -88,9 +88,9 @@ pub fn commit_pfs_op(fs: &FsInner, op: &PfsOp) -> Result<CommitReport> {
     if fs.roots.read().pfs.is_none() {
         return Err(Error::FormatVersion1);
     }
-    if fs.vol.read_only {
-        return Err(Error::ReadOnly);
-    }
+    // Read-only, remounted read-only, or refusing changes after a failed commit: a PFS
+    // change is a change like any other.
+    fs.check_writable()?;
     commit_with(fs, true, false, Some(op))
 }
 
