@@ -64,6 +64,13 @@ pub struct Checker<'v> {
     pub current_pfs: Option<(String, u64)>,
     /// The namespaces of the PFSs walked before the current one.
     pub pfs_namespaces: Vec<(String, u64, Namespace)>,
+    /// With `shared_ok`: what each inode block told the namespace (its inode, the entries
+    /// of its directory), by the location of its first copy, so that another PFS sharing
+    /// the block takes the same facts without reading its tree again.
+    pub inode_facts: std::collections::HashMap<(u8, u64), (crate::namespace::InodeInfo, Vec<crate::namespace::Entry>)>,
+    /// The inode block whose tree the walk is in: (its location, inode number, index of
+    /// its first entry in `ns.entries`).
+    pub open_inode: Option<((u8, u64), u64, usize)>,
 }
 
 impl<'v> Checker<'v> {
@@ -119,6 +126,8 @@ impl<'v> Checker<'v> {
             identity: Default::default(),
             current_pfs: None,
             pfs_namespaces: Vec::new(),
+            inode_facts: Default::default(),
+            open_inode: None,
             freemap_damage: Vec::new(),
             descended: Default::default(),
             notes: Vec::new(),

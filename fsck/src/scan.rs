@@ -52,6 +52,15 @@ impl<'c, 'v> Scan<'c, 'v> {
         Scan { ck, last: None, ahead: ReadAhead::default() }
     }
 
+    /// Keeps what the inode block the walk was in told the namespace (`inode_facts`).
+    pub fn close_inode(&mut self) {
+        let Some((loc, inum, start)) = self.ck.open_inode.take() else { return };
+        if let Some(info) = self.ck.ns.inodes.get(&inum) {
+            let entries = self.ck.ns.entries.get(start..).unwrap_or_default().to_vec();
+            self.ck.inode_facts.insert(loc, (info.clone(), entries));
+        }
+    }
+
     /// Reads ahead the metadata among the entries of a node of `tree` the walk descends into.
     pub fn read_ahead(&mut self, tree: TreeKind, entries: &[Blockref]) {
         self.ahead.children(self.ck.vol, tree, entries);
@@ -376,6 +385,22 @@ impl Visitor for Scan<'_, '_> {
             }
         };
         let (first, descend) = self.mark_shared(br, ctx);
+        if self.ck.shared_ok && br.btype == BlockType::Inode && ctx.tree == TreeKind::Inodes {
+            self.close_inode();
+            let loc = ptr.copies.iter().find(|l| l.is_valid()).map(|l| (l.device, l.offset));
+            if let Some(loc) = loc {
+                if !first {
+                    if let Some((info, entries)) = self.ck.inode_facts.get(&loc) {
+                        // The same inode block in another PFS: the same inode, the same tree.
+                        self.ck.ns.inodes.insert(br.key, info.clone());
+                        self.ck.ns.entries.extend(entries.iter().cloned());
+                        return Ok(None);
+                    }
+                } else {
+                    self.ck.open_inode = Some((loc, br.key, self.ck.ns.entries.len()));
+                }
+            }
+        }
         if !first {
             // Verified, counted and marked at its first reference; what it tells this
             // PFS's namespace is taken again (a data block's extent, a long name, an
@@ -442,6 +467,7 @@ impl Visitor for Scan<'_, '_> {
         let ctx = Ctx { tree: TreeKind::PfsTable, level: 0 };
         // Each PFS and snapshot has its own namespace (inode numbers are per PFS), and
         // its trees are descended into whole even where they share nodes with another.
+        self.close_inode();
         if let Some((name, next)) = self.ck.current_pfs.take() {
             let ns = std::mem::take(&mut self.ck.ns);
             self.ck.pfs_namespaces.push((name, next, ns));
