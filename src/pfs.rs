@@ -176,3 +176,37 @@ pub fn records(vol: &Volume, table: &Root, device_count: usize) -> Result<Vec<(B
     }
     Ok(out)
 }
+
+/// The referenced bytes (logical, physical: size on every valid copy) of the trees of an
+/// inode index and an orphan list, every inode's tree included: what a PFS record counts
+/// (the upgrade counts ROOT's once; commits keep the count after that).
+pub fn referenced_bytes(vol: &Volume, inodes: &Root, orphans: &Root) -> Result<(u64, u64)> {
+    let mut refs = Vec::new();
+    for root in [inodes, orphans] {
+        tree::for_each_ref(vol, root, &mut |br| {
+            refs.push(*br);
+            Ok(true)
+        })?;
+    }
+    let (mut logical, mut physical) = (0u64, 0u64);
+    let mut i = 0;
+    while i < refs.len() {
+        let br = refs[i];
+        i += 1;
+        let Some(p) = br.ptr() else { continue };
+        logical += u64::from(p.size);
+        physical += u64::from(p.size) * p.copies.iter().filter(|l| l.is_valid()).count() as u64;
+        if br.btype == BlockType::Inode {
+            let bytes = vol.read_block(&br, &crate::copies::read::ReadCtx::inode(br.key))?;
+            if let hammer2_format::InodeContent::Tree { root_level, entries } =
+                hammer2_format::InodeBlock::decode(&bytes)?.content
+            {
+                tree::for_each_ref(vol, &Root { level: root_level, entries }, &mut |c| {
+                    refs.push(*c);
+                    Ok(true)
+                })?;
+            }
+        }
+    }
+    Ok((logical, physical))
+}

@@ -25,6 +25,9 @@ pub struct PfsInfo {
     pub created: String,
     /// The PFS this mount serves.
     pub mounted: bool,
+    /// Bytes its trees reference: logical (each block once) and physical (every copy).
+    pub referenced_bytes: u64,
+    pub referenced_physical_bytes: u64,
     /// Physical bytes of this record's dead list (blocks dropped since the previous
     /// snapshot that older snapshots hold).
     pub dead_list_bytes: u64,
@@ -135,6 +138,8 @@ pub fn list(fs: &impl Mounted) -> Result<Vec<PfsInfo>> {
             create_tid: r.create_tid,
             created: rfc3339(r.create_time_ns),
             mounted: Some(r.id) == served,
+            referenced_bytes: r.referenced_logical,
+            referenced_physical_bytes: r.referenced_physical,
             dead_list_bytes: r.dead_bytes,
             would_free_bytes: would_free,
         });

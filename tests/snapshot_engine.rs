@@ -438,3 +438,67 @@ fn scrub_reads_a_shared_block_once_and_repairs_it() {
     assert_consistent(&fs);
     fs.unmount().expect("unmount");
 }
+
+/// The bytes the trees of PFS `id` reference, counted from a walk: (logical, physical).
+fn walked_bytes(fs: &Fs, id: u64) -> (u64, u64) {
+    use hammer2::inspect::TreeKind;
+    let (mut current, mut logical, mut physical) = (0, 0, 0);
+    for (b, tree) in common::engine::all_blocks(fs) {
+        if b.btype == hammer2_format::BlockType::Pfs {
+            current = b.key;
+            continue;
+        }
+        if current == id && matches!(tree, TreeKind::Inodes | TreeKind::Orphans | TreeKind::Inode(_)) {
+            let p = b.ptr().unwrap();
+            logical += u64::from(p.size);
+            physical += u64::from(p.size) * p.copies.iter().filter(|l| l.is_valid()).count() as u64;
+        }
+    }
+    (logical, physical)
+}
+
+fn listed_bytes(fs: &Fs, name: &str) -> (u64, u64) {
+    let l = snapshot::list(fs).unwrap();
+    let p = l.iter().find(|p| p.name == name).expect("listed");
+    (p.referenced_bytes, p.referenced_physical_bytes)
+}
+
+/// The referenced bytes a record keeps are those its trees reach: after mkfs, writes,
+/// rewrites and deletions, in a snapshot (its PFS's at the time), and in a new PFS.
+#[test]
+fn referenced_bytes_follow_the_trees() {
+    let devs = fresh(2);
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    assert_eq!(listed_bytes(&fs, "ROOT"), walked_bytes(&fs, 1), "after mkfs");
+    put(&fs, "a", &content(1, 900_000));
+    put(&fs, "b", &content(2, 3000));
+    fs.sync().expect("sync");
+    let at_snapshot = walked_bytes(&fs, 1);
+    assert_eq!(listed_bytes(&fs, "ROOT"), at_snapshot, "after writes");
+    assert!(at_snapshot.1 >= 2 * 900_000, "two copies of the data: {at_snapshot:?}");
+    snapshot::snapshot(&fs, Some("s")).expect("snapshot");
+    put(&fs, "a", &content(3, 100_000));
+    fs.unlink(fs.root(), b"b").expect("unlink");
+    fs.sync().expect("sync");
+    assert_eq!(listed_bytes(&fs, "ROOT"), walked_bytes(&fs, 1), "after rewrites and deletions");
+    // The snapshot's count is ROOT's at its commit (which had nothing else to write).
+    assert_eq!(listed_bytes(&fs, "s"), at_snapshot, "the snapshot");
+    snapshot::create_pfs(&fs, "p").expect("pfs");
+    let id = snapshot::list(&fs).unwrap().iter().find(|p| p.name == "p").unwrap().id;
+    assert_eq!(listed_bytes(&fs, "p"), walked_bytes(&fs, id), "a new PFS");
+    fs.unmount().expect("unmount");
+}
+
+/// An upgraded filesystem's ROOT counts the trees it took over.
+#[test]
+fn an_upgraded_root_counts_its_referenced_bytes() {
+    let devs = mem_devices(2, 64 * MIB);
+    format(devs.clone(), &FormatOptions { copies: Some(2), format_version: 1, ..Default::default() }).expect("format");
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    put(&fs, "a", &content(1, 500_000));
+    fs.unmount().expect("unmount");
+    hammer2::upgrade::upgrade(devs.clone()).expect("upgrade");
+    let fs = Fs::mount(devs, quiet_options()).expect("mount");
+    assert_eq!(listed_bytes(&fs, "ROOT"), walked_bytes(&fs, 1));
+    fs.unmount().expect("unmount");
+}

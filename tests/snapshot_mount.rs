@@ -108,6 +108,7 @@ fn snapshots_during_writes_hold_what_was_written_and_deleting_them_gives_the_spa
         assert_eq!(s["origin"], "ROOT");
         assert!(s["create_tid"].as_u64().unwrap() > 1 && s["created"].as_str().unwrap().ends_with('Z'), "{s}");
         assert!(s["would_free_bytes"].is_u64(), "{s}");
+        assert!(s["referenced_bytes"].as_u64().unwrap() > 0, "{s}");
     }
     let root = list.iter().find(|p| p["name"] == "ROOT").expect("ROOT");
     assert_eq!(root["mounted"], true);

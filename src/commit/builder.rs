@@ -24,6 +24,9 @@ pub struct Builder<'a> {
     /// While the served PFS's trees are rebuilt: blocks they drop that a snapshot still
     /// holds (S1), kept for the PFS's dead list instead of freed.
     pub dead: Option<DeadSink>,
+    /// While the served PFS's trees are rebuilt (format version 2): how their referenced
+    /// bytes change, (logical, physical), for the record's counters.
+    pub referenced: Option<(i64, i64)>,
 }
 
 /// Blocks dropped from the served PFS's trees that its newest snapshot still holds.
@@ -39,11 +42,23 @@ pub struct DeadSink {
 
 impl<'a> Builder<'a> {
     pub fn new(vol: &'a Volume, alloc: &'a mut Allocator, tid: u64, streams: Option<&'a Streams>) -> Builder<'a> {
-        Builder { vol, alloc, arena: Arena::default(), tid, released_data: 0, streams, dead: None }
+        Builder { vol, alloc, arena: Arena::default(), tid, released_data: 0, streams, dead: None, referenced: None }
     }
 
     fn place(&mut self, class: Class, size: u32) -> Result<hammer2_format::blockref::Copies> {
-        self.vol.placement.place(self.alloc, &self.vol.devices, class, size)
+        let copies = self.vol.placement.place(self.alloc, &self.vol.devices, class, size)?;
+        self.count(size, &copies, 1);
+        Ok(copies)
+    }
+
+    /// Counts a block of the served PFS's trees in (`sign` 1) or out (-1) of its
+    /// referenced bytes, while they are rebuilt.
+    fn count(&mut self, size: u32, copies: &hammer2_format::blockref::Copies, sign: i64) {
+        if let Some((logical, physical)) = self.referenced.as_mut() {
+            let n = copies.iter().filter(|l| l.is_valid()).count() as i64;
+            *logical += sign * i64::from(size);
+            *physical += sign * i64::from(size) * n;
+        }
     }
 
     /// Drops a committed block from the tree being rebuilt: frees every valid copy, unless
@@ -53,6 +68,7 @@ impl<'a> Builder<'a> {
             if br.btype == BlockType::Data {
                 self.released_data += u64::from(p.size);
             }
+            self.count(p.size, &p.copies, -1);
             if let Some(d) = self.dead.as_mut().filter(|d| br.modify_tid <= d.threshold.max(d.floor)) {
                 if br.modify_tid > d.floor {
                     d.entries.push(*br);
@@ -199,6 +215,7 @@ impl NodeWriter for Builder<'_> {
                 }
                 b.dead = true;
                 let (size, copies) = (b.size, b.copies);
+                self.count(size, &copies, -1);
                 for loc in copies.iter().filter(|l| l.is_valid()) {
                     self.alloc.free(Extent::from_bytes(loc.device, loc.offset, u64::from(size)));
                 }

@@ -257,6 +257,9 @@ fn build(
     // S1, S5: while the served PFS's trees are rebuilt, what they drop and a snapshot
     // holds is kept for the dead list or left to the clone's origin (`pfs::write_record`
     // takes the sink back).
+    if old.pfs.is_some() {
+        b.referenced = Some((0, 0));
+    }
     if let Some(p) = old.pfs.as_ref().filter(|p| p.newest_snapshot_tid > 0 || p.clone_floor > 0) {
         b.dead =
             Some(builder::DeadSink { threshold: p.newest_snapshot_tid, floor: p.clone_floor, entries: Vec::new() });

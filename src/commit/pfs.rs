@@ -68,10 +68,13 @@ pub(super) fn write_record(
     // From here on, blocks dropped belong to no snapshot (the table, other records and
     // dead lists are never shared): they are freed.
     let dropped = b.dead.take().map(|d| d.entries).unwrap_or_default();
+    let (logical, physical) = b.referenced.take().unwrap_or_default();
     let mut roots = old.clone();
     let Some(mut served) = roots.served.take() else {
         return Err(Error::Corrupt("a commit of roots that serve no PFS".into()));
     };
+    served.referenced_logical = served.referenced_logical.saturating_add_signed(logical);
+    served.referenced_physical = served.referenced_physical.saturating_add_signed(physical);
     served.next_inum = next_inum;
     let (mut live_dead, added) = deadlist::append(b, proot(&served.dead_root), &dropped)?;
     served.dead_bytes += added;
@@ -96,8 +99,12 @@ pub(super) fn write_record(
         let uuid = *uuid::Uuid::new_v4().as_bytes();
         match op {
             PfsOp::Create { name } => {
+                b.referenced = Some((0, 0));
                 let root_inodes = new_root_dir(b)?;
-                let rec = PfsRecord::new(id, name, uuid, b.tid, now_ns(), ROOT_INUM + 1);
+                let (logical, physical) = b.referenced.take().unwrap_or_default();
+                let mut rec = PfsRecord::new(id, name, uuid, b.tid, now_ns(), ROOT_INUM + 1);
+                rec.referenced_logical = logical.max(0) as u64;
+                rec.referenced_physical = physical.max(0) as u64;
                 let e = b.new_pfs_record(rec, root_inodes, PRoot::default(), PRoot::default())?;
                 changes.insert(id, Change::Put(e));
             }

@@ -24,8 +24,9 @@ pub struct Args {
 pub enum Action {
     /// Create an empty writable PFS (mount it with -o pfs=NAME).
     Create(Named),
-    /// List every PFS and snapshot: kind, origin, creation time and commit, the bytes its
-    /// dead list holds and, for a snapshot, the bytes deleting it frees.
+    /// List every PFS and snapshot: kind, origin, creation time and commit, the bytes it
+    /// references, the bytes its dead list holds and, for a snapshot, the bytes deleting it
+    /// frees.
     List(Mounted),
     /// Delete a snapshot (frees what it alone holds), or a PFS that has no snapshots and is
     /// not the one mounted (frees its files).
@@ -100,18 +101,19 @@ pub fn serve(fs: &FsRef, req: &Request) -> anyhow::Result<Done> {
 fn render(list: &[PfsInfo]) -> String {
     let width = list.iter().map(|p| p.name.len() + 2).max().unwrap_or(4).max(6);
     let mut out = format!(
-        "{:<width$} {:<8} {:<10} {:<20} {:>8} {:>10} {:>10}\n",
-        "NAME", "KIND", "ORIGIN", "CREATED", "TID", "DEAD-LIST", "FREES"
+        "{:<width$} {:<8} {:<10} {:<20} {:>8} {:>10} {:>10} {:>10}\n",
+        "NAME", "KIND", "ORIGIN", "CREATED", "TID", "REFER", "DEAD-LIST", "FREES"
     );
     for p in list {
         let name = if p.mounted { format!("{} *", p.name) } else { p.name.clone() };
         out += &format!(
-            "{:<width$} {:<8} {:<10} {:<20} {:>8} {:>10} {:>10}\n",
+            "{:<width$} {:<8} {:<10} {:<20} {:>8} {:>10} {:>10} {:>10}\n",
             name,
             p.kind,
             p.origin.as_deref().unwrap_or("-"),
             p.created,
             p.create_tid,
+            human(p.referenced_bytes),
             human(p.dead_list_bytes),
             p.would_free_bytes.map_or("-".to_string(), human),
         );
