@@ -14,7 +14,7 @@ pub use crate::pfs::header_roots;
 pub use crate::signatures::detect as detect_signature;
 pub use crate::tree::Root;
 pub use crate::volume::Volume;
-pub use crate::walk::{Ctx, TreeKind, Visitor, filesystem_roots, walk};
+pub use crate::walk::{Ctx, TreeKind, Visitor, filesystem_roots, walk, walk_every_reference};
 
 /// The placement rule a checker holds copies against (slot → device and region).
 pub use crate::copies::placement::{fixed_slot, slots_are_fixed};

@@ -40,6 +40,7 @@ pub mod resync;
 pub mod scan;
 pub mod scrub;
 pub mod signatures;
+pub mod snapshot;
 pub mod storage;
 pub(crate) mod syncer;
 pub mod testing;

@@ -17,6 +17,7 @@ use hammer2_format::layout::{
     FORMAT_VERSION, FORMAT_VERSION_2, ROOT_PFS_NAME, SROOT_FREEMAP, SROOT_INODES, SROOT_ORPHANS, SROOT_PFS_TABLE,
     feature,
 };
+use hammer2_format::pfs::PfsKind;
 use hammer2_format::{BlockType, Blockref, PfsRecord, VolumeHeader};
 use std::ops::ControlFlow;
 
@@ -55,7 +56,7 @@ pub fn header_fields(roots: &Roots, next_inum: u64) -> HeaderFields {
 
 /// The features this build implements; a header with any other is refused (it may hold
 /// structures this code would damage by writing).
-const IMPLEMENTED: u64 = feature::PFS_TABLE | feature::COMPRESSED;
+const IMPLEMENTED: u64 = feature::PFS_TABLE | feature::SHARED_BLOCKS | feature::COMPRESSED;
 
 /// The roots the header `mh` names, read without I/O, serving no PFS: for a walk over the
 /// whole filesystem (fsck), which reaches every PFS through the table.
@@ -78,6 +79,8 @@ pub fn header_roots(mh: &VolumeHeader) -> Roots {
         pfs: Some(Box::new(PfsRoots {
             table: Root::from_ref(&mh.sroot[SROOT_PFS_TABLE]),
             served: None,
+            newest_snapshot_tid: 0,
+            clone_floor: 0,
             features: mh.incompat_features,
             default_compression: mh.default_compression,
             default_zstd_level: mh.default_zstd_level,
@@ -116,12 +119,35 @@ pub fn load(vol: &Volume, mh: &VolumeHeader, pfs: &str) -> Result<(Roots, u64)> 
     if record.flags & hammer2_format::pfs::FLAG_RECEIVING != 0 {
         return Err(Error::Mount(format!("PFS {pfs:?} is an incomplete receive and cannot be mounted")));
     }
+    if record.kind == PfsKind::Snapshot && !vol.read_only {
+        return Err(Error::Mount(format!("PFS {pfs:?} is a snapshot: it mounts read-only (-o ro)")));
+    }
     roots.inodes = Root::from_ref(&record.inode_root);
     roots.orphans = Root::from_ref(&record.orphan_root);
     if let Some(p) = roots.pfs.as_mut() {
+        p.newest_snapshot_tid = newest_snapshot_tid(&records, record.id);
+        p.clone_floor = clone_floor(&records, record);
         p.served = Some(record.clone());
     }
     Ok((roots, record.next_inum))
+}
+
+/// The create tid of the newest snapshot of PFS `id` among `records` (0: none).
+pub fn newest_snapshot_tid(records: &[(Blockref, PfsRecord)], id: u64) -> u64 {
+    records
+        .iter()
+        .filter(|(_, r)| r.kind == PfsKind::Snapshot && r.origin == id)
+        .map(|(_, r)| r.create_tid)
+        .max()
+        .unwrap_or(0)
+}
+
+/// For a clone, the create tid of the snapshot it was made from (0 for any other record).
+pub fn clone_floor(records: &[(Blockref, PfsRecord)], rec: &PfsRecord) -> u64 {
+    if rec.kind != PfsKind::Clone {
+        return 0;
+    }
+    records.iter().find(|(_, r)| r.id == rec.origin).map_or(0, |(_, r)| r.create_tid)
 }
 
 /// Every record of the PFS table with its reference, by id. A record that does not read,
@@ -149,4 +175,38 @@ pub fn records(vol: &Volume, table: &Root, device_count: usize) -> Result<Vec<(B
         out.push((br, rec));
     }
     Ok(out)
+}
+
+/// The referenced bytes (logical, physical: size on every valid copy) of the trees of an
+/// inode index and an orphan list, every inode's tree included: what a PFS record counts
+/// (the upgrade counts ROOT's once; commits keep the count after that).
+pub fn referenced_bytes(vol: &Volume, inodes: &Root, orphans: &Root) -> Result<(u64, u64)> {
+    let mut refs = Vec::new();
+    for root in [inodes, orphans] {
+        tree::for_each_ref(vol, root, &mut |br| {
+            refs.push(*br);
+            Ok(true)
+        })?;
+    }
+    let (mut logical, mut physical) = (0u64, 0u64);
+    let mut i = 0;
+    while i < refs.len() {
+        let br = refs[i];
+        i += 1;
+        let Some(p) = br.ptr() else { continue };
+        logical += u64::from(p.size);
+        physical += u64::from(p.size) * p.copies.iter().filter(|l| l.is_valid()).count() as u64;
+        if br.btype == BlockType::Inode {
+            let bytes = vol.read_block(&br, &crate::copies::read::ReadCtx::inode(br.key))?;
+            if let hammer2_format::InodeContent::Tree { root_level, entries } =
+                hammer2_format::InodeBlock::decode(&bytes)?.content
+            {
+                tree::for_each_ref(vol, &Root { level: root_level, entries }, &mut |c| {
+                    refs.push(*c);
+                    Ok(true)
+                })?;
+            }
+        }
+    }
+    Ok((logical, physical))
 }

@@ -44,6 +44,8 @@ pub(crate) fn fresh_pfs(create_tid: u64, next_inum: u64) -> PfsRoots {
             now_ns,
             next_inum,
         )),
+        newest_snapshot_tid: 0,
+        clone_floor: 0,
         features: feature::PFS_TABLE,
         default_compression: 0,
         default_zstd_level: DEFAULT_ZSTD_LEVEL,
@@ -110,7 +112,14 @@ pub fn upgrade(storages: Vec<DynStorage>) -> Result<UpgradeOutcome> {
     {
         let mut roots = fs.roots.write();
         let next_inum = fs.next_inum.load(std::sync::atomic::Ordering::SeqCst);
-        roots.pfs = Some(Box::new(fresh_pfs(roots.tid + 1, next_inum)));
+        let mut pfs = fresh_pfs(roots.tid + 1, next_inum);
+        // ROOT's record counts the trees it takes over; commits keep the count.
+        let (logical, physical) = crate::pfs::referenced_bytes(&fs.vol, &roots.inodes, &roots.orphans)?;
+        if let Some(r) = pfs.served.as_mut() {
+            r.referenced_logical = logical;
+            r.referenced_physical = physical;
+        }
+        roots.pfs = Some(Box::new(pfs));
     }
     let r = commit::commit(&fs, true, clean)?;
     Ok(UpgradeOutcome::Upgraded { tid: r.tid })

@@ -10,7 +10,9 @@
 use crate::error::Result;
 use crate::fs::Roots;
 use crate::tree::Root;
+use hammer2_format::layout::feature;
 use hammer2_format::{BlockType, Blockref, DecodeError, InodeBlock, InodeContent, PfsRecord, indirect};
+use std::collections::HashMap;
 
 /// Which tree a block belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,6 +28,9 @@ pub enum TreeKind {
     PfsTable,
     /// The tree of inode `inum` (data, directory entries, xattrs).
     Inode(u64),
+    /// A PFS's dead list (format version 2, `SHARED_BLOCKS`): DEAD leaves, each naming a
+    /// block an older snapshot still holds.
+    Dead,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +50,7 @@ impl TreeKind {
             TreeKind::Orphans => t == BlockType::Orphan,
             TreeKind::PfsTable => t == BlockType::Pfs,
             TreeKind::Inode(_) => matches!(t, BlockType::Data | BlockType::Dirent | BlockType::Xattr),
+            TreeKind::Dead => t == BlockType::Dead,
         }
     }
 }
@@ -99,12 +105,85 @@ pub fn filesystem_roots(roots: &Roots) -> Vec<(TreeKind, &[Blockref])> {
     }
 }
 
-/// Walks every tree of the filesystem ([`filesystem_roots`]).
+/// Walks every tree of the filesystem ([`filesystem_roots`]). With `SHARED_BLOCKS` a
+/// block reachable from several trees (a snapshot and its PFS, a dead list) is visited
+/// once: the first reference to reach it; a later reference naming one of its units must
+/// be the same block (S4 in docs/DESIGN.md), or the visitor hears of it as malformed.
 pub fn walk(roots: &Roots, v: &mut dyn Visitor) -> Result<()> {
+    let shared = roots.pfs.as_ref().is_some_and(|p| p.features & feature::SHARED_BLOCKS != 0);
+    let mut once;
+    let v: &mut dyn Visitor = if shared {
+        once = Once { inner: v, seen: HashMap::new() };
+        &mut once
+    } else {
+        v
+    };
     for (tree, entries) in filesystem_roots(roots) {
         walk_tree(entries, tree, v)?;
     }
     Ok(())
+}
+
+/// Walks every tree of the filesystem ([`filesystem_roots`]) through every reference,
+/// also into a subtree that several trees share, once per tree that holds it (fsck: each
+/// PFS's namespace is whole; it tells shared blocks apart itself).
+pub fn walk_every_reference(roots: &Roots, v: &mut dyn Visitor) -> Result<()> {
+    for (tree, entries) in filesystem_roots(roots) {
+        walk_tree(entries, tree, v)?;
+    }
+    Ok(())
+}
+
+/// What identifies a block among references that share it: stored size, check value,
+/// birth (FORMAT-V2: type, logical size and compression too, which a DEAD entry does not
+/// keep; the check value over the stored bytes covers them).
+type Identity = (u32, hammer2_format::Check, u64);
+
+/// The visitor of a walk over shared trees: passes each block on once.
+struct Once<'v> {
+    inner: &'v mut dyn Visitor,
+    /// Every valid copy location seen, with the block found there.
+    seen: HashMap<(u8, u64), Identity>,
+}
+
+impl Visitor for Once<'_> {
+    fn visit(&mut self, br: &Blockref, ctx: &Ctx) -> Result<Option<std::sync::Arc<[u8]>>> {
+        let Some(p) = br.ptr() else { return self.inner.visit(br, ctx) };
+        let id: Identity = (p.size, p.check, br.modify_tid);
+        let mut known = None;
+        for l in p.copies.iter().filter(|l| l.is_valid()) {
+            if let Some(other) = self.seen.get(&(l.device, l.offset)) {
+                known = Some(*other);
+                break;
+            }
+        }
+        match known {
+            Some(other) if other == id => Ok(None),
+            Some(_) => {
+                self.inner.malformed(
+                    br,
+                    ctx,
+                    "names a unit of a different block (shared blocks must be the same block)",
+                )?;
+                Ok(None)
+            }
+            None => {
+                for l in p.copies.iter().filter(|l| l.is_valid()) {
+                    self.seen.insert((l.device, l.offset), id);
+                }
+                self.inner.visit(br, ctx)
+            }
+        }
+    }
+    fn malformed(&mut self, br: &Blockref, ctx: &Ctx, why: &str) -> Result<()> {
+        self.inner.malformed(br, ctx, why)
+    }
+    fn inode(&mut self, ino: &InodeBlock, br: &Blockref) -> Result<()> {
+        self.inner.inode(ino, br)
+    }
+    fn pfs(&mut self, rec: &PfsRecord, br: &Blockref) -> Result<()> {
+        self.inner.pfs(rec, br)
+    }
 }
 
 /// Walks one tree given by its root entries.
@@ -135,7 +214,8 @@ fn walk_ref(br: &Blockref, tree: TreeKind, v: &mut dyn Visitor) -> Result<()> {
             Ok(rec) => {
                 v.pfs(&rec, br)?;
                 walk_tree(&Root::from_ref(&rec.inode_root).entries, TreeKind::Inodes, v)?;
-                walk_tree(&Root::from_ref(&rec.orphan_root).entries, TreeKind::Orphans, v)
+                walk_tree(&Root::from_ref(&rec.orphan_root).entries, TreeKind::Orphans, v)?;
+                walk_tree(&Root::from_ref(&rec.dead_root).entries, TreeKind::Dead, v)
             }
             Err(e) => v.malformed(br, &ctx, &e.to_string()),
         },

@@ -55,6 +55,22 @@ pub struct Checker<'v> {
     pub pfs_names: std::collections::HashSet<String>,
     /// Version 2: the inode counter of the served PFS ROOT (the header's is 0).
     pub pfs_next_inum: Option<u64>,
+    /// `SHARED_BLOCKS`: a reference naming a location seen before is the same block when
+    /// its identity (size, check value, birth) is the same (S4 in docs/DESIGN.md).
+    pub shared_ok: bool,
+    /// The identity hash of the block at each (device, offset) seen, with `shared_ok`.
+    pub identity: std::collections::HashMap<(u8, u64), u64>,
+    /// The PFS whose trees the walk is in (name, inode counter): `ns` is its namespace.
+    pub current_pfs: Option<(String, u64)>,
+    /// The namespaces of the PFSs walked before the current one.
+    pub pfs_namespaces: Vec<(String, u64, Namespace)>,
+    /// With `shared_ok`: what each inode block told the namespace (its inode, the entries
+    /// of its directory), by the location of its first copy, so that another PFS sharing
+    /// the block takes the same facts without reading its tree again.
+    pub inode_facts: std::collections::HashMap<(u8, u64), (crate::namespace::InodeInfo, Vec<crate::namespace::Entry>)>,
+    /// The inode block whose tree the walk is in: (its location, inode number, index of
+    /// its first entry in `ns.entries`).
+    pub open_inode: Option<((u8, u64), u64, usize)>,
 }
 
 impl<'v> Checker<'v> {
@@ -106,6 +122,12 @@ impl<'v> Checker<'v> {
             shared_findings: Vec::new(),
             pfs_names: Default::default(),
             pfs_next_inum: None,
+            shared_ok: mh.has_feature(hammer2_format::layout::feature::SHARED_BLOCKS),
+            identity: Default::default(),
+            current_pfs: None,
+            pfs_namespaces: Vec::new(),
+            inode_facts: Default::default(),
+            open_inode: None,
             freemap_damage: Vec::new(),
             descended: Default::default(),
             notes: Vec::new(),
@@ -169,8 +191,17 @@ impl<'v> Checker<'v> {
             for (tree, entries) in hammer2::inspect::filesystem_roots(&roots) {
                 v.read_ahead(tree, entries);
             }
-            hammer2::inspect::walk(&roots, &mut v)
+            hammer2::inspect::walk_every_reference(&roots, &mut v)
         };
+        if let Some((name, next)) = self.current_pfs.take() {
+            let ns = std::mem::take(&mut self.ns);
+            self.pfs_namespaces.push((name, next, ns));
+        }
+        // ROOT's namespace is the one fsck analyzes and repairs (`ns`); the others are
+        // analyzed for findings (`run_once`).
+        if let Some(i) = self.pfs_namespaces.iter().position(|(n, _, _)| n == hammer2_format::layout::ROOT_PFS_NAME) {
+            self.ns = self.pfs_namespaces.remove(i).2;
+        }
         if r.is_err() || self.cancel.load(Ordering::Relaxed) {
             return Err(FsckError::Cancelled);
         }

@@ -268,6 +268,17 @@ fn run_once(
         next_inum: ck.pfs_next_inum.unwrap_or(asm.master.next_inum),
     };
     let (plan, paths) = namespace::analyze::analyze(&input, &mut ck.findings);
+    // The other PFSs and snapshots: their namespaces are checked; fsck repairs ROOT's only.
+    for (name, next_inum, ns) in std::mem::take(&mut ck.pfs_namespaces) {
+        let before = ck.findings.list.len();
+        let input = namespace::analyze::Input { ns: &ns, allow_unsafe: false, next_inum };
+        let (_, pfs_paths) = namespace::analyze::analyze(&input, &mut ck.findings);
+        for f in &mut ck.findings.list[before..] {
+            f.problem.fill_paths(&|i| pfs_paths.path(i));
+            f.repair =
+                Repair::Unrepairable { why: format!("in PFS {name:?}: fsck repairs the namespace of ROOT only") };
+        }
+    }
     let pending = ck.ns.orphans.iter().filter(|o| ck.ns.inodes.get(o).is_some_and(|i| i.nlink == 0)).count();
     if pending > 0 {
         ck.notes.push(format!("{pending} inode(s) unlinked while open will be removed at the next mount"));

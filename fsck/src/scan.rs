@@ -34,6 +34,7 @@ pub fn at(br: &Blockref, ctx: &Ctx) -> BlockAt {
         TreeKind::Orphans => ("orphans", None),
         TreeKind::PfsTable => ("pfs table", None),
         TreeKind::Inode(n) => ("inode", Some(n)),
+        TreeKind::Dead => ("dead list", None),
     };
     BlockAt { block: br.btype.name(), tree, key: br.key, inum, path: None }
 }
@@ -49,6 +50,15 @@ pub struct Scan<'c, 'v> {
 impl<'c, 'v> Scan<'c, 'v> {
     pub fn new(ck: &'c mut Checker<'v>) -> Self {
         Scan { ck, last: None, ahead: ReadAhead::default() }
+    }
+
+    /// Keeps what the inode block the walk was in told the namespace (`inode_facts`).
+    pub fn close_inode(&mut self) {
+        let Some((loc, inum, start)) = self.ck.open_inode.take() else { return };
+        if let Some(info) = self.ck.ns.inodes.get(&inum) {
+            let entries = self.ck.ns.entries.get(start..).unwrap_or_default().to_vec();
+            self.ck.inode_facts.insert(loc, (info.clone(), entries));
+        }
     }
 
     /// Reads ahead the metadata among the entries of a node of `tree` the walk descends into.
@@ -70,7 +80,44 @@ impl<'c, 'v> Scan<'c, 'v> {
     /// false for a tree node (indirect or inode block) at a location already descended
     /// into: reading it again would be harmless, descending again could repeat without end.
     fn mark(&mut self, br: &Blockref, ctx: &Ctx) -> bool {
-        let Some(p) = br.ptr() else { return true };
+        self.mark_shared(br, ctx).1
+    }
+
+    /// [`Scan::mark`], telling also whether this is the first reference to the block: with
+    /// `SHARED_BLOCKS`, a reference naming a location seen before with the same identity
+    /// is the same block (S4), already verified and marked; a node is still descended into
+    /// once per PFS, whose namespace it belongs to.
+    fn mark_shared(&mut self, br: &Blockref, ctx: &Ctx) -> (bool, bool) {
+        let Some(p) = br.ptr() else { return (true, true) };
+        let ndev = self.ck.geo.len();
+        if self.ck.shared_ok {
+            let id = identity(br);
+            let valid: Vec<(u8, u64)> = p
+                .copies
+                .iter()
+                .filter(|l| l.is_valid() && usize::from(l.device) < ndev)
+                .map(|l| (l.device, l.offset))
+                .collect();
+            match valid.iter().find_map(|l| self.ck.identity.get(l).copied()) {
+                Some(k) if k == id => {
+                    let node = matches!(br.btype, BlockType::Indirect | BlockType::Inode);
+                    let new = node && valid.iter().all(|l| !self.ck.descended.contains(l));
+                    self.ck.descended.extend(valid);
+                    return (false, new);
+                }
+                // Another block at a location of this one: the marks below report it.
+                Some(_) => {}
+                None => {
+                    for l in valid {
+                        self.ck.identity.insert(l, id);
+                    }
+                }
+            }
+        }
+        (true, self.mark_first(br, ctx, p))
+    }
+
+    fn mark_first(&mut self, br: &Blockref, ctx: &Ctx, p: &hammer2_format::BlockPtr) -> bool {
         let ndev = self.ck.geo.len();
         let mut locs: Vec<(u8, u64)> = Vec::with_capacity(p.copies.len());
         for l in p.copies.iter().filter(|l| l.is_valid() && usize::from(l.device) < ndev) {
@@ -176,6 +223,12 @@ impl<'c, 'v> Scan<'c, 'v> {
                 self.ck.ns.orphans_incomplete = true;
                 self.ck.findings.set(id, Repair::Unrepairable { why: "fsck does not rebuild the PFS table".into() });
             }
+            // A dead-list block lost: the blocks its entries name are not marked, so the
+            // free map cannot be proven either.
+            (TreeKind::Dead, _) => {
+                self.ck.space.freemap_incomplete = true;
+                self.ck.findings.set(id, Repair::Unrepairable { why: "fsck does not rebuild dead lists".into() });
+            }
             (TreeKind::Inode(n), BlockType::Dirent) => {
                 if let Payload::Dirent { inum, dtype, .. } = br.payload {
                     self.ck.ns.entry(Entry {
@@ -280,6 +333,17 @@ impl<'c, 'v> Scan<'c, 'v> {
     }
 }
 
+/// What identifies a block among the references that share it (S4): stored size, check
+/// value and birth.
+fn identity(br: &Blockref) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Some(p) = br.ptr() {
+        (p.size, p.check, br.modify_tid).hash(&mut h);
+    }
+    h.finish()
+}
+
 fn summarize(copies: &[(usize, hammer2_format::Location, CopyResult)]) -> String {
     copies.iter().map(|(s, _, r)| format!("copy {s}: {}", r.why())).collect::<Vec<_>>().join("; ")
 }
@@ -320,7 +384,39 @@ impl Visitor for Scan<'_, '_> {
                 return Ok(None);
             }
         };
-        let descend = self.mark(br, ctx);
+        let (first, descend) = self.mark_shared(br, ctx);
+        if self.ck.shared_ok && br.btype == BlockType::Inode && ctx.tree == TreeKind::Inodes {
+            self.close_inode();
+            let loc = ptr.copies.iter().find(|l| l.is_valid()).map(|l| (l.device, l.offset));
+            if let Some(loc) = loc {
+                if !first {
+                    if let Some((info, entries)) = self.ck.inode_facts.get(&loc) {
+                        // The same inode block in another PFS: the same inode, the same tree.
+                        self.ck.ns.inodes.insert(br.key, info.clone());
+                        self.ck.ns.entries.extend(entries.iter().cloned());
+                        return Ok(None);
+                    }
+                } else {
+                    self.ck.open_inode = Some((loc, br.key, self.ck.ns.entries.len()));
+                }
+            }
+        }
+        if !first {
+            // Verified, counted and marked at its first reference; what it tells this
+            // PFS's namespace is taken again (a data block's extent, a long name, an
+            // attribute, and the nodes below a node of this PFS's trees).
+            match (br.btype, ctx.tree) {
+                (BlockType::Data, TreeKind::Inode(n)) => {
+                    self.ck.ns.data(n, br.key, ptr.size);
+                    return Ok(None);
+                }
+                (BlockType::Dirent | BlockType::Xattr, _) => {}
+                _ if descend => {}
+                _ => return Ok(None),
+            }
+            let all = read_all(self.ck.vol, &ptr, &self.ck.io, &mut self.ahead);
+            return Ok(all.data.and_then(|d| self.content(br, ctx, d)));
+        }
         self.ck.counts.blocks += 1;
         self.ck.counts.bytes_allocated += u64::from(ptr.size);
         if br.btype == BlockType::Data {
@@ -369,6 +465,15 @@ impl Visitor for Scan<'_, '_> {
 
     fn pfs(&mut self, rec: &PfsRecord, br: &Blockref) -> hammer2::Result<()> {
         let ctx = Ctx { tree: TreeKind::PfsTable, level: 0 };
+        // Each PFS and snapshot has its own namespace (inode numbers are per PFS), and
+        // its trees are descended into whole even where they share nodes with another.
+        self.close_inode();
+        if let Some((name, next)) = self.ck.current_pfs.take() {
+            let ns = std::mem::take(&mut self.ck.ns);
+            self.ck.pfs_namespaces.push((name, next, ns));
+        }
+        self.ck.current_pfs = Some((rec.name.clone(), rec.next_inum));
+        self.ck.descended.clear();
         if !self.ck.pfs_names.insert(rec.name.clone()) {
             let why = format!("a second PFS record named {:?}", rec.name);
             self.shape_issues(vec![Issue::Shape(why)], br, &ctx);
@@ -376,7 +481,11 @@ impl Visitor for Scan<'_, '_> {
         if rec.name == ROOT_PFS_NAME {
             self.ck.pfs_next_inum = Some(rec.next_inum);
         }
-        for (tree, root) in [(TreeKind::Inodes, &rec.inode_root), (TreeKind::Orphans, &rec.orphan_root)] {
+        for (tree, root) in [
+            (TreeKind::Inodes, &rec.inode_root),
+            (TreeKind::Orphans, &rec.orphan_root),
+            (TreeKind::Dead, &rec.dead_root),
+        ] {
             let entries: Vec<Blockref> = (!root.is_empty()).then_some(*root).into_iter().collect();
             // A record is the top of its PFS's trees, as a header is of version 1's.
             let issues = self.ck.shape.root_entries(&entries, br.mirror_tid, br.is_degraded());

@@ -78,6 +78,9 @@ pub mod off {
     /// Compressed DATA payload: the length of the compressed frame.
     pub const FRAME_LEN: usize = 104;
     pub const FRAME_END: usize = 108;
+    /// DEAD payload: the original type code.
+    pub const DEAD_ORIGINAL: usize = 104;
+    pub const DEAD_END: usize = 105;
 }
 
 /// The bits of an encoded copy location (FORMAT.md §5, "Copy location").
@@ -112,11 +115,28 @@ pub enum BlockType {
     Orphan,
     /// A PFS record (format version 2, leaf of the PFS table, keyed by PFS id).
     Pfs,
+    /// A dead-list entry (format version 2, `SHARED_BLOCKS`): a copy of the reference of a
+    /// block the live tree dropped while an older snapshot still holds it, keyed by
+    /// `birth_tid << 24 | seq` ([`dead_key`]); the original type is its payload.
+    Dead,
 }
 
-/// Type code 9 is reserved for dead-list entries (format version 2, `SHARED_BLOCKS`); no
-/// writer makes them yet, so a reference of that type does not decode.
+/// Type code of dead-list entries.
 pub const DEAD_TYPE_CODE: u8 = 9;
+
+/// Bits of a dead-list key below the birth tid: the entry's sequence number among the
+/// entries of one birth tid in one list.
+pub const DEAD_SEQ_BITS: u32 = 24;
+
+/// The key of the dead-list entry number `seq` of blocks born in commit `birth`.
+pub const fn dead_key(birth: u64, seq: u64) -> u64 {
+    (birth << DEAD_SEQ_BITS) | (seq & ((1 << DEAD_SEQ_BITS) - 1))
+}
+
+/// The birth tid a dead-list key names.
+pub const fn dead_key_birth(key: u64) -> u64 {
+    key >> DEAD_SEQ_BITS
+}
 
 impl BlockType {
     pub const fn code(self) -> u8 {
@@ -130,6 +150,7 @@ impl BlockType {
             BlockType::FreemapLeaf => 6,
             BlockType::Orphan => 7,
             BlockType::Pfs => 8,
+            BlockType::Dead => DEAD_TYPE_CODE,
         }
     }
     pub fn from_code(c: u8) -> Option<Self> {
@@ -143,6 +164,7 @@ impl BlockType {
             6 => BlockType::FreemapLeaf,
             7 => BlockType::Orphan,
             8 => BlockType::Pfs,
+            DEAD_TYPE_CODE => BlockType::Dead,
             _ => return None,
         })
     }
@@ -162,6 +184,7 @@ impl BlockType {
             BlockType::FreemapLeaf => "freemap",
             BlockType::Orphan => "orphan",
             BlockType::Pfs => "pfs",
+            BlockType::Dead => "dead",
         }
     }
 }
@@ -368,6 +391,10 @@ pub enum Payload {
     },
     /// DATA stored compressed (method at 5, logical size at 36, frame length u32 at 104).
     Compressed(Compression),
+    /// DEAD: the type code of the block the entry stands for (u8 at 104).
+    Dead {
+        original: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -481,6 +508,7 @@ impl Blockref {
                 w.u32(off::LOGICAL_SIZE, c.logical_size);
                 w.u32(off::FRAME_LEN, c.frame_len);
             }
+            Payload::Dead { original } => w.u8(off::DEAD_ORIGINAL, original),
         }
     }
 
@@ -570,6 +598,7 @@ impl Blockref {
                 Payload::Xattr { name_len: r.u16(off::XATTR_NAME_LEN)?, value_len: r.u32(off::XATTR_VALUE_LEN)? }
             }
             BlockType::FreemapLeaf => Payload::FreemapLeaf { free_units: r.u64(off::FREEMAP_FREE_UNITS)? },
+            BlockType::Dead => Payload::Dead { original: r.u8(off::DEAD_ORIGINAL)? },
             _ => Payload::None,
         };
         // Payload bytes past the type's fields are reserved.
@@ -579,6 +608,7 @@ impl Blockref {
             Payload::Xattr { .. } => off::XATTR_END,
             Payload::FreemapLeaf { .. } => off::FREEMAP_END,
             Payload::Compressed(_) => off::FRAME_END,
+            Payload::Dead { .. } => off::DEAD_END,
         };
         r.zero(payload_end, BLOCKREF_SIZE - payload_end)?;
 
@@ -689,6 +719,22 @@ impl Blockref {
             BlockType::Pfs => {
                 if !has_block || size as usize != PFS_RECORD_SIZE || self.level != 0 || self.keybits != 0 {
                     return Err(r.bad("pfs reference", u64::from(size)));
+                }
+            }
+            BlockType::Dead => {
+                // Stands for a block of a tree: never an entry of another dead list, a PFS
+                // record, or a free-map leaf (those are never shared).
+                let Payload::Dead { original } = self.payload else {
+                    return Err(r.bad("dead payload", 0));
+                };
+                let ok = matches!(
+                    BlockType::from_code(original),
+                    Some(
+                        BlockType::Inode | BlockType::Indirect | BlockType::Data | BlockType::Dirent | BlockType::Xattr
+                    )
+                );
+                if !ok || !has_block || self.level != 0 || self.keybits != 0 {
+                    return Err(r.bad("dead reference", u64::from(original)));
                 }
             }
         }

@@ -289,10 +289,39 @@ fn pfs_reference_golden_bytes_and_shape() {
     let mut big = br;
     big.data = BlockData::Block(ptr(8192, b"x"));
     assert!(Blockref::decode(&big.encode()).is_err());
-    // Type 9 is reserved for dead-list entries: not decoded yet.
-    let mut dead = br.encode();
-    dead[0] = blockref::DEAD_TYPE_CODE;
-    assert!(Blockref::decode(&dead).is_err());
+}
+
+/// A dead-list entry (type 9): a copy of a dropped block's reference, keyed by birth tid
+/// and sequence, its original type at byte 104.
+#[test]
+fn dead_reference_known_answer() {
+    let br = Blockref {
+        btype: BlockType::Dead,
+        keybits: 0,
+        level: 0,
+        flags: 0,
+        key: blockref::dead_key(0x0102_0304, 5),
+        modify_tid: 0x0102_0304,
+        mirror_tid: 0x0102_0305,
+        data: BlockData::Block(ptr(65536, b"golden dead")),
+        payload: Payload::Dead { original: BlockType::Data.code() },
+    };
+    let golden = assert_golden("blockref_dead", &br.encode());
+    assert_eq!(golden[0], blockref::DEAD_TYPE_CODE, "DEAD type code");
+    assert_eq!(golden[104], 3, "original type (DATA) at byte 104");
+    assert_eq!(u64::from_le_bytes(golden[8..16].try_into().unwrap()), 0x0102_0304 << 24 | 5, "key");
+    assert_eq!(Blockref::decode(&golden).unwrap(), br);
+    assert_eq!(blockref::dead_key_birth(br.key), 0x0102_0304);
+    // It stands for a tree block with content: not for a PFS record, a free-map leaf,
+    // another dead entry, or nothing.
+    for bad in [BlockType::Pfs.code(), BlockType::FreemapLeaf.code(), blockref::DEAD_TYPE_CODE, 0, 77] {
+        let mut b = golden.clone();
+        b[104] = bad;
+        assert!(Blockref::decode(&b).is_err(), "original type {bad}");
+    }
+    let mut b = golden.clone();
+    b[105] = 1;
+    assert!(Blockref::decode(&b).is_err(), "payload past byte 104 is reserved");
 }
 
 fn inode_v2() -> InodeBlock {

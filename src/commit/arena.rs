@@ -26,8 +26,8 @@ pub enum Content {
     Inode { block: Box<InodeBlock>, root: Option<PRoot> },
     /// A free-map leaf, generated from the allocator at finalize.
     FreemapLeaf { device: u8, leaf: u32 },
-    /// A PFS record (format version 2); `inodes` and `orphans` are its roots.
-    PfsRecord { record: Box<PfsRecord>, inodes: PRoot, orphans: PRoot },
+    /// A PFS record (format version 2); `inodes`, `orphans` and `dead` are its roots.
+    PfsRecord { record: Box<PfsRecord>, inodes: PRoot, orphans: PRoot, dead: PRoot },
 }
 
 pub struct PBlock {
@@ -135,13 +135,13 @@ impl Arena {
 
     /// The pending blocks a block's content names.
     fn pending_children(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
-        let (entries, more): (&[PEntry], &[PEntry]) = match &self.blocks[i].content {
-            Content::Node(entries) => (entries, &[]),
-            Content::Inode { root: Some(root), .. } => (&root.entries, &[]),
-            Content::PfsRecord { inodes, orphans, .. } => (&inodes.entries, &orphans.entries),
-            _ => (&[], &[]),
+        let (entries, more, dead): (&[PEntry], &[PEntry], &[PEntry]) = match &self.blocks[i].content {
+            Content::Node(entries) => (entries, &[], &[]),
+            Content::Inode { root: Some(root), .. } => (&root.entries, &[], &[]),
+            Content::PfsRecord { inodes, orphans, dead, .. } => (&inodes.entries, &orphans.entries, &dead.entries),
+            _ => (&[], &[], &[]),
         };
-        entries.iter().chain(more).filter_map(|e| match e {
+        entries.iter().chain(more).chain(dead).filter_map(|e| match e {
             PEntry::New(id) => Some(*id as usize),
             PEntry::Ref(_) => None,
         })
@@ -226,12 +226,15 @@ impl Arena {
                     }
                     (block.encode(), deg, self.blocks[i].payload)
                 }
-                Content::PfsRecord { record, inodes, orphans } => {
+                Content::PfsRecord { record, inodes, orphans, dead } => {
                     let mut record = (**record).clone();
                     let root = |r: &PRoot| r.entries.first().map_or(Blockref::EMPTY, |e| self.resolve(e));
                     record.inode_root = root(inodes);
                     record.orphan_root = root(orphans);
-                    let deg = record.inode_root.is_degraded() || record.orphan_root.is_degraded();
+                    record.dead_root = root(dead);
+                    let deg = record.inode_root.is_degraded()
+                        || record.orphan_root.is_degraded()
+                        || record.dead_root.is_degraded();
                     (record.encode(), deg, self.blocks[i].payload)
                 }
                 Content::FreemapLeaf { device, leaf } => {

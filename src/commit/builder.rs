@@ -24,23 +24,77 @@ pub struct Builder<'a> {
     pub streams: Option<&'a Streams>,
     /// A block of this commit is stored compressed: its header gets `COMPRESSED`.
     pub compressed: bool,
+    /// While the served PFS's trees are rebuilt: blocks they drop that a snapshot still
+    /// holds (S1), kept for the PFS's dead list instead of freed.
+    pub dead: Option<DeadSink>,
+    /// While the served PFS's trees are rebuilt (format version 2): how their referenced
+    /// bytes change, (logical, physical), for the record's counters.
+    pub referenced: Option<(i64, i64)>,
+}
+
+/// Blocks dropped from the served PFS's trees that its newest snapshot still holds.
+pub struct DeadSink {
+    /// The newest snapshot's create tid: a block born at or before it is in that snapshot.
+    pub threshold: u64,
+    /// A clone's origin snapshot's create tid (S5): a block born at or before it stays
+    /// that snapshot's, and is neither freed nor listed.
+    pub floor: u64,
+    /// The dropped references, in the order they were dropped.
+    pub entries: Vec<Blockref>,
 }
 
 impl<'a> Builder<'a> {
     pub fn new(vol: &'a Volume, alloc: &'a mut Allocator, tid: u64, streams: Option<&'a Streams>) -> Builder<'a> {
-        Builder { vol, alloc, arena: Arena::default(), tid, released_data: 0, streams, compressed: false }
+        Builder {
+            vol,
+            alloc,
+            arena: Arena::default(),
+            tid,
+            released_data: 0,
+            streams,
+            compressed: false,
+            dead: None,
+            referenced: None,
+        }
     }
 
     fn place(&mut self, class: Class, size: u32) -> Result<hammer2_format::blockref::Copies> {
-        self.vol.placement.place(self.alloc, &self.vol.devices, class, size)
+        let copies = self.vol.placement.place(self.alloc, &self.vol.devices, class, size)?;
+        self.count(size, &copies, 1);
+        Ok(copies)
     }
 
-    /// Frees every valid copy of a committed block.
+    /// Counts a block of the served PFS's trees in (`sign` 1) or out (-1) of its
+    /// referenced bytes, while they are rebuilt.
+    fn count(&mut self, size: u32, copies: &hammer2_format::blockref::Copies, sign: i64) {
+        if let Some((logical, physical)) = self.referenced.as_mut() {
+            let n = copies.iter().filter(|l| l.is_valid()).count() as i64;
+            *logical += sign * i64::from(size);
+            *physical += sign * i64::from(size) * n;
+        }
+    }
+
+    /// Drops a committed block from the tree being rebuilt: frees every valid copy, unless
+    /// a snapshot still holds it (S1: then it goes to the dead list).
     pub fn free_ref(&mut self, br: &Blockref) {
         if let Some(p) = br.ptr() {
             if br.btype == BlockType::Data {
                 self.released_data += u64::from(p.size);
             }
+            self.count(p.size, &p.copies, -1);
+            if let Some(d) = self.dead.as_mut().filter(|d| br.modify_tid <= d.threshold.max(d.floor)) {
+                if br.modify_tid > d.floor {
+                    d.entries.push(*br);
+                }
+                return;
+            }
+            self.free_now(br);
+        }
+    }
+
+    /// Frees every valid copy of a committed block that no tree references any more.
+    pub fn free_now(&mut self, br: &Blockref) {
+        if let Some(p) = br.ptr() {
             for loc in p.copies.iter().filter(|l| l.is_valid()) {
                 self.alloc.free(Extent::from_bytes(loc.device, loc.offset, u64::from(p.size)));
             }
@@ -124,16 +178,16 @@ impl<'a> Builder<'a> {
         Ok(PEntry::New(id))
     }
 
-    /// A new record block of PFS `record.id`; its roots are `inodes` and `orphans` (each
-    /// empty or one INDIRECT entry, resolved at finalize).
-    pub fn new_pfs_record(&mut self, record: PfsRecord, inodes: PRoot, orphans: PRoot) -> Result<PEntry> {
+    /// A new record block of PFS `record.id`; its roots are `inodes`, `orphans` and `dead`
+    /// (each empty or one INDIRECT entry, resolved at finalize).
+    pub fn new_pfs_record(&mut self, record: PfsRecord, inodes: PRoot, orphans: PRoot, dead: PRoot) -> Result<PEntry> {
         let copies = self.place(Class::Meta, PFS_RECORD_SIZE as u32)?;
         let id = self.arena.push(PBlock::new(
             BlockType::Pfs,
             record.id,
             PFS_RECORD_SIZE as u32,
             copies,
-            Content::PfsRecord { record: Box::new(record), inodes, orphans },
+            Content::PfsRecord { record: Box::new(record), inodes, orphans, dead },
         ));
         Ok(PEntry::New(id))
     }
@@ -198,6 +252,7 @@ impl NodeWriter for Builder<'_> {
                 }
                 b.dead = true;
                 let (size, copies) = (b.size, b.copies);
+                self.count(size, &copies, -1);
                 for loc in copies.iter().filter(|l| l.is_valid()) {
                     self.alloc.free(Extent::from_bytes(loc.device, loc.offset, u64::from(size)));
                 }

@@ -18,6 +18,7 @@
 
 pub(crate) mod arena;
 pub(crate) mod builder;
+mod deadlist;
 mod discard;
 pub(crate) mod freemap;
 pub mod header;
@@ -25,6 +26,8 @@ pub(crate) mod hook;
 pub(crate) mod inode;
 mod pfs;
 mod remount;
+
+pub use pfs::PfsOp;
 pub(crate) mod writeout;
 
 use crate::error::{Error, Result};
@@ -76,6 +79,22 @@ pub struct CommitReport {
 /// changed (unmount, device state changes); `clean` marks them as written by a clean
 /// unmount.
 pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
+    commit_with(fs, force, clean, None)
+}
+
+/// Commits everything changed so far together with one change of the PFS table (format
+/// version 2): the change is in the same commit as the trees it names.
+pub fn commit_pfs_op(fs: &FsInner, op: &PfsOp) -> Result<CommitReport> {
+    if fs.roots.read().pfs.is_none() {
+        return Err(Error::FormatVersion1);
+    }
+    // Read-only, remounted read-only, or refusing changes after a failed commit: a PFS
+    // change is a change like any other.
+    fs.check_writable()?;
+    commit_with(fs, true, false, Some(op))
+}
+
+fn commit_with(fs: &FsInner, force: bool, clean: bool, op: Option<&PfsOp>) -> Result<CommitReport> {
     let _one_at_a_time = fs.commit_lock.lock();
     let current = fs.roots.read().tid;
     if fs.vol.read_only {
@@ -91,12 +110,15 @@ pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
     // A bug that panics while the commit is built must not leave the allocator or the
     // inodes half-changed: it becomes an error like a failed device, and the filesystem
     // stops taking changes (what is committed stays safe on the devices).
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt_commit(fs, tid, &old, &snap, clean)))
-        .unwrap_or_else(|_| {
-            fs.alloc.lock().rollback();
-            fs.broken.store(true, Ordering::SeqCst);
-            Err(Error::Corrupt(format!("internal error while building commit {tid}; no further changes are accepted")))
-        });
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt_commit(fs, tid, &old, &snap, clean, op)))
+            .unwrap_or_else(|_| {
+                fs.alloc.lock().rollback();
+                fs.broken.store(true, Ordering::SeqCst);
+                Err(Error::Corrupt(format!(
+                    "internal error while building commit {tid}; no further changes are accepted"
+                )))
+            });
     match result {
         Ok((built, roots)) => {
             let r = install(fs, snap, built, roots);
@@ -125,7 +147,14 @@ pub fn commit(fs: &FsInner, force: bool, clean: bool) -> Result<CommitReport> {
 }
 
 /// Builds, writes and seals one commit, retrying without devices that fail on the way.
-fn attempt_commit(fs: &FsInner, tid: u64, old: &Roots, snap: &Snapshot, clean: bool) -> Result<(Built, Roots)> {
+fn attempt_commit(
+    fs: &FsInner,
+    tid: u64,
+    old: &Roots,
+    snap: &Snapshot,
+    clean: bool,
+    op: Option<&PfsOp>,
+) -> Result<(Built, Roots)> {
     let max_attempts = fs.vol.devices.len() + 1;
     let mut attempt = 0;
     loop {
@@ -138,7 +167,7 @@ fn attempt_commit(fs: &FsInner, tid: u64, old: &Roots, snap: &Snapshot, clean: b
         let built = std::thread::scope(|s| {
             let streams = (snap.dirty_bytes >= writeout::STREAM_MIN_DIRTY).then(|| Streams::start(s, &fs.vol));
             let mut alloc = fs.alloc.lock();
-            let r = build(fs, &mut alloc, tid, old, snap, streams.as_ref());
+            let r = build(fs, &mut alloc, tid, old, snap, streams.as_ref(), op);
             if r.is_err() {
                 alloc.rollback();
             }
@@ -222,9 +251,20 @@ fn build(
     old: &Roots,
     snap: &Snapshot,
     streams: Option<&Streams>,
+    op: Option<&PfsOp>,
 ) -> Result<Built> {
     let mut b = Builder::new(&fs.vol, alloc, tid, streams);
     let codec = fs.default_codec(old);
+    // S1, S5: while the served PFS's trees are rebuilt, what they drop and a snapshot
+    // holds is kept for the dead list or left to the clone's origin (`pfs::write_record`
+    // takes the sink back).
+    if old.pfs.is_some() {
+        b.referenced = Some((0, 0));
+    }
+    if let Some(p) = old.pfs.as_ref().filter(|p| p.newest_snapshot_tid > 0 || p.clone_floor > 0) {
+        b.dead =
+            Some(builder::DeadSink { threshold: p.newest_snapshot_tid, floor: p.clone_floor, entries: Vec::new() });
+    }
     let mut inode_changes = Vec::with_capacity(snap.inodes.len());
     let mut orphan_changes = Vec::new();
     let mut results = Vec::with_capacity(snap.inodes.len());
@@ -261,7 +301,7 @@ fn build(
     };
     // After every tree the record names, before the free map (which must see its blocks).
     let mut pfs = match &old.pfs {
-        Some(p) => Some(pfs::write_record(&mut b, p, &inodes, &orphans, snap.next_inum)?),
+        Some(p) => Some(pfs::write_record(&mut b, p, &inodes, &orphans, snap.next_inum, op)?),
         None => None,
     };
     // Z3: the header that first names a compressed block carries `COMPRESSED` (the same
@@ -291,6 +331,7 @@ fn resolve_roots(built: &Built, tid: u64) -> Roots {
         if let Some(rec) = r.served.as_mut() {
             rec.inode_root = inodes.to_ref();
             rec.orphan_root = orphans.to_ref();
+            rec.dead_root = resolve_root(&built.arena, &p.dead).to_ref();
         }
         Box::new(r)
     });

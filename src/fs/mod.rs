@@ -44,6 +44,14 @@ pub struct PfsRoots {
     /// are those of the commit's `Roots` (a commit writes a new record holding them).
     /// `None` in roots read for inspection only (`pfs::header_roots`): nothing is served.
     pub served: Option<hammer2_format::PfsRecord>,
+    /// The create tid of the served PFS's newest snapshot (0: none): a block the served
+    /// PFS drops that was born at or before it goes to the dead list, not the free map
+    /// (S1 in docs/DESIGN.md).
+    pub newest_snapshot_tid: u64,
+    /// For a clone (kind 3): the create tid of the snapshot it was made from. A block the
+    /// clone drops that was born at or before it is that snapshot's: neither freed nor
+    /// entered in a dead list (S5 in docs/DESIGN.md). 0 for every other PFS.
+    pub clone_floor: u64,
     /// Version-2 header fields a commit writes back as it found them.
     pub features: u64,
     pub default_compression: u8,

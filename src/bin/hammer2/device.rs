@@ -45,7 +45,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     // The daemon runs elsewhere (another working directory): a local path goes as an
     // absolute one; anything else (a device spec that names no local file) as given.
     let device = if t.device.exists() { std::path::absolute(&t.device).unwrap_or(t.device.clone()) } else { t.device };
-    let req = Request { op, device: Some(device.to_string_lossy().into_owned()), rate: None };
+    let req = Request { op, device: Some(device.to_string_lossy().into_owned()), rate: None, name: None };
     Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
         eprintln!("hammer2 {cmd}: {e:#}");
         8

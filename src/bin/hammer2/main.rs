@@ -1,5 +1,5 @@
 //! The `hammer2` command: mount (FUSE), info, scrub, resync, device online/offline, probe, upgrade,
-//! set/get (per-file settings).
+//! set/get (per-file settings), pfs, snapshot.
 
 mod clear;
 mod control;
@@ -11,11 +11,13 @@ mod helper;
 mod info;
 mod mount;
 mod offline;
+mod pfs;
 mod probe;
 mod progress;
 mod resync;
 mod scrub;
 mod set;
+mod snapshot;
 mod status;
 mod upgrade;
 
@@ -54,6 +56,10 @@ enum Cmd {
     Set(set::SetArgs),
     /// Show the settings (compression) of files or directories on a mounted filesystem.
     Get(set::GetArgs),
+    /// Create, list and delete the PFSs and snapshots of a mounted filesystem.
+    Pfs(pfs::Args),
+    /// Take a read-only snapshot of the mounted PFS.
+    Snapshot(snapshot::Args),
 }
 
 fn main() {
@@ -74,6 +80,8 @@ fn main() {
         Cmd::Upgrade(_) => "upgrade",
         Cmd::Set(_) => "set",
         Cmd::Get(_) => "get",
+        Cmd::Pfs(_) => "pfs",
+        Cmd::Snapshot(_) => "snapshot",
     };
     // `--json` answers in JSON on failure too (scrub and resync print their own: exit 8).
     let json = matches!(&cli.cmd, Cmd::Info(a) if a.json) || matches!(&cli.cmd, Cmd::Status(a) if a.json);
@@ -90,6 +98,8 @@ fn main() {
         Cmd::Upgrade(a) => upgrade::run(a),
         Cmd::Set(a) => set::run_set(a),
         Cmd::Get(a) => set::run_get(a),
+        Cmd::Pfs(a) => pfs::run(a),
+        Cmd::Snapshot(a) => snapshot::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

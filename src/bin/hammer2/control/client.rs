@@ -19,6 +19,8 @@ pub fn request(mountpoint: &Path, req: impl Into<Request>, json: bool) -> Result
             Op::DeviceOnline | Op::DeviceOffline => "device",
             Op::Status => "status",
             Op::Clear => "clear",
+            Op::PfsCreate | Op::PfsList | Op::PfsDelete => "pfs",
+            Op::Snapshot | Op::SnapshotWritable => "snapshot",
         },
         json,
     );

@@ -5,6 +5,8 @@
 //! "readwrite"|"scrubpause"|"scrubresume"|"scrubcancel"}` (readonly and readwrite from the
 //! mount helper's remount), with `"rate":BYTES_PER_SECOND` for scrub and resync, or
 //! `{"op":"status"}`, `{"op":"clear"}` (optionally with `"device":"PATH"`), or
+//! `{"op":"pfscreate"|"pfsdelete","name":"NAME"}`, `{"op":"pfslist"}`,
+//! `{"op":"snapshot"|"snapshotwritable"}` (optionally with `"name":"NAME"`), or
 //! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}` (the daemon opens SPEC itself: a
 //! descriptor cannot travel over the socket without SCM_RIGHTS, and the daemon holds the
 //! device's claim); the daemon
@@ -51,6 +53,16 @@ pub enum Op {
     Status,
     /// `hammer2 clear`: reset the error counters of `Request::device`, or of every device.
     Clear,
+    /// `hammer2 pfs create`: a new empty PFS named `Request::name`.
+    PfsCreate,
+    /// `hammer2 pfs list`: every PFS and snapshot.
+    PfsList,
+    /// `hammer2 pfs delete`: the PFS or snapshot `Request::name`.
+    PfsDelete,
+    /// `hammer2 snapshot`: a snapshot of the mounted PFS, named `Request::name` or by default.
+    Snapshot,
+    /// `hammer2 snapshot --writable`: a clone of a snapshot of the mounted PFS.
+    SnapshotWritable,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -62,11 +74,14 @@ pub struct Request {
     /// `--rate` of a scrub or resync, in bytes per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
+    /// The PFS or snapshot a PFS operation names (a snapshot: None takes the default name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl From<Op> for Request {
     fn from(op: Op) -> Request {
-        Request { op, device: None, rate: None }
+        Request { op, device: None, rate: None, name: None }
     }
 }
 

@@ -64,7 +64,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "autoresync=on / autoresync=off",
         "A device that comes back while mounted is caught up by a resync that starts by itself (on, the default) or waits, stale, for `hammer2 resync` (off).",
     ),
-    ("pfs=NAME", "The PFS to mount (format version 2; default ROOT, the one mkfs makes)."),
+    (
+        "pfs=NAME",
+        "The PFS to mount (format version 2; default ROOT, the one mkfs makes); a snapshot mounts only with ro.",
+    ),
     (
         "compression=none / compression=lz4 / compression=zstd",
         "How new data of files without a setting of their own (`hammer2 set compression=`) is compressed; zstd:LEVEL (1 to 19) picks a level (default 3). Default: the one mkfs recorded (lz4 unless told otherwise). Format version 2 only: a version-1 filesystem refuses it.",

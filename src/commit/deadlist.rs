@@ -1,0 +1,147 @@
+//! Dead lists (FORMAT-V2 "Shared blocks and the rule that frees them"): per PFS record, a
+//! tree of DEAD entries keyed by `birth_tid << 24 | seq`, each a copy of the reference of a
+//! block the PFS dropped while an older snapshot still held it. Ordered by birth, so the
+//! blocks a deleted snapshot held alone are one key range of the next list.
+//!
+//! One entry per dropped block (the design allows one entry for a whole dropped subtree;
+//! this writer does not make those, so freeing an entry frees exactly one block).
+
+use super::builder::Builder;
+use crate::error::Result;
+use crate::tree::child_index;
+use crate::tree::modify::{Change, NodeWriter, PEntry, PRoot, apply};
+use hammer2_format::blockref::{dead_key, dead_key_birth};
+use hammer2_format::{BlockType, Blockref, Payload};
+use std::collections::BTreeMap;
+
+/// The physical bytes a block takes: its size on every valid copy.
+pub fn physical(br: &Blockref) -> u64 {
+    br.ptr().map_or(0, |p| u64::from(p.size) * p.copies.iter().filter(|l| l.is_valid()).count() as u64)
+}
+
+/// The dead-list entry standing for `br` under `key`.
+fn entry(br: &Blockref, key: u64) -> Blockref {
+    let original = if br.btype == BlockType::Dead {
+        match br.payload {
+            Payload::Dead { original } => original,
+            _ => br.btype.code(),
+        }
+    } else {
+        br.btype.code()
+    };
+    Blockref { btype: BlockType::Dead, keybits: 0, level: 0, key, payload: Payload::Dead { original }, ..*br }
+}
+
+fn children(w: &dyn NodeWriter, e: &PEntry) -> Result<Vec<PEntry>> {
+    Ok(match e {
+        PEntry::Ref(br) => w.read_node(br)?.into_iter().map(PEntry::Ref).collect(),
+        PEntry::New(id) => w.pending_entries(*id),
+    })
+}
+
+/// The largest key below `bound` in the tree `root`, if any: one path down.
+fn last_below(w: &dyn NodeWriter, root: &PRoot, bound: u64) -> Result<Option<u64>> {
+    let Some(target) = bound.checked_sub(1) else { return Ok(None) };
+    let mut level = root.level;
+    let mut list = root.entries.clone();
+    loop {
+        if list.is_empty() {
+            return Ok(None);
+        }
+        if level == 0 {
+            return Ok(list.iter().map(|e| w.key(e)).filter(|k| *k <= target).max());
+        }
+        let i = child_index(|i| w.key(&list[i]), list.len(), target);
+        if w.key(&list[i]) > target {
+            return Ok(None);
+        }
+        list = children(w, &list[i])?;
+        level -= 1;
+    }
+}
+
+/// Every leaf of `root` with key >= `from`, in key order.
+pub fn leaves_from(w: &dyn NodeWriter, root: &PRoot, from: u64) -> Result<Vec<Blockref>> {
+    fn go(w: &dyn NodeWriter, level: u8, list: &[PEntry], from: u64, out: &mut Vec<Blockref>) -> Result<()> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        if level == 0 {
+            for e in list {
+                if let PEntry::Ref(br) = e {
+                    if br.key >= from {
+                        out.push(*br);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let start = child_index(|i| w.key(&list[i]), list.len(), from);
+        for e in &list[start..] {
+            go(w, level - 1, &children(w, e)?, from, out)?;
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    go(w, root.level, &root.entries, from, &mut out)?;
+    Ok(out)
+}
+
+/// Appends entries for `blocks` (references of dropped blocks, or DEAD entries of another
+/// list being merged) to the dead list `root`; returns the new root and the physical bytes
+/// added. Each birth tid's entries continue after the last sequence number the list has.
+pub fn append(b: &mut Builder, root: PRoot, blocks: &[Blockref]) -> Result<(PRoot, u64)> {
+    if blocks.is_empty() {
+        return Ok((root, 0));
+    }
+    let mut by_birth: BTreeMap<u64, Vec<&Blockref>> = BTreeMap::new();
+    for br in blocks {
+        let birth = if br.btype == BlockType::Dead { dead_key_birth(br.key) } else { br.modify_tid };
+        by_birth.entry(birth).or_default().push(br);
+    }
+    let mut changes = Vec::with_capacity(blocks.len());
+    let mut bytes = 0;
+    for (birth, list) in by_birth {
+        let next = match last_below(b, &root, dead_key(birth + 1, 0))? {
+            Some(k) if dead_key_birth(k) == birth => (k & ((1 << hammer2_format::blockref::DEAD_SEQ_BITS) - 1)) + 1,
+            _ => 0,
+        };
+        for (i, br) in list.into_iter().enumerate() {
+            let key = dead_key(birth, next + i as u64);
+            bytes += physical(br);
+            changes.push((key, Change::Put(PEntry::Ref(entry(br, key)))));
+        }
+    }
+    Ok((apply(b, root, 1, true, &changes)?, bytes))
+}
+
+/// Removes the entries with key >= `from` from the dead list `root` and frees the blocks
+/// they stand for (no tree holds them any more); returns the new root and the physical
+/// bytes freed.
+pub fn free_from(b: &mut Builder, root: PRoot, from: u64) -> Result<(PRoot, u64)> {
+    let gone = leaves_from(b, &root, from)?;
+    let mut bytes = 0;
+    for br in &gone {
+        bytes += physical(br);
+        b.free_now(br);
+    }
+    let changes: Vec<(u64, Change)> = gone.iter().map(|br| (br.key, Change::Delete)).collect();
+    Ok((apply(b, root, 1, true, &changes)?, bytes))
+}
+
+/// Frees the nodes of a dead list whose entries moved elsewhere (not the blocks the
+/// entries stand for).
+pub fn free_nodes(b: &mut Builder, root: &PRoot) -> Result<()> {
+    fn go(b: &mut Builder, level: u8, list: &[PEntry]) -> Result<()> {
+        if level == 0 {
+            return Ok(());
+        }
+        for e in list {
+            let below = children(b, e)?;
+            go(b, level - 1, &below)?;
+            b.release(e);
+        }
+        Ok(())
+    }
+    go(b, root.level, &root.entries)
+}
