@@ -15,6 +15,7 @@
 //! - `repair`: the typed repair session fsck makes every change through.
 //! - `inspect`: the read-only surface fsck checks with.
 //! - `rejoin`: devices back in service while mounted (and out of it), the reconnect watcher.
+//! - `devchange`: devices added to (and removed from) a mounted filesystem.
 //! - `info`: describing a filesystem (space, slots, a mount's live state) for `hammer2 info`.
 //! - `testing`: hooks for tests (not stable API).
 
@@ -22,6 +23,7 @@ pub(crate) mod alloc;
 pub(crate) mod cache;
 pub(crate) mod commit;
 pub(crate) mod copies;
+pub mod devchange;
 pub(crate) mod devices;
 pub(crate) mod error;
 pub mod format;
@@ -156,6 +158,15 @@ impl Fs {
         rejoin::online(&self.inner, storage)
     }
 
+    /// Adds `storages` as new devices of the mounted filesystem (format version 2): they
+    /// take copies of new blocks as soon as the commit that adds them is durable.
+    pub fn device_add(
+        &self,
+        storages: Vec<DynStorage>,
+    ) -> std::result::Result<devchange::Added, devchange::DeviceChangeError> {
+        devchange::add(&self.inner, storages)
+    }
+
     /// Takes device `index` out of service as a failure would, and closes it; refused when
     /// a block would be left without a good copy (the last writable device, or another
     /// one still missing copies).
@@ -206,7 +217,6 @@ impl Fs {
 fn device_statuses(fs: &fs::FsInner) -> Vec<DeviceStatus> {
     fs.vol
         .devices
-        .members
         .iter()
         .map(|m| {
             let c = m.counters();
@@ -304,6 +314,13 @@ impl FsRef {
     /// As [`Fs::device_offline`].
     pub fn device_offline(&self, index: u8) -> std::result::Result<String, DeviceError> {
         rejoin::offline(&self.0, index)
+    }
+    /// As [`Fs::device_add`].
+    pub fn device_add(
+        &self,
+        storages: Vec<DynStorage>,
+    ) -> std::result::Result<devchange::Added, devchange::DeviceChangeError> {
+        devchange::add(&self.0, storages)
     }
     /// As [`Fs::devices`].
     pub fn devices(&self) -> Vec<DeviceStatus> {

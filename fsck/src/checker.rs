@@ -91,7 +91,12 @@ impl<'v> Checker<'v> {
             vol,
             master: mh.clone(),
             shape: Shape::new(mh.data_block_shift, mh.indirect_block_shift, mh.tid, leaves),
-            copies: CopiesCheck::new(mh.copies, geo.len()),
+            copies: CopiesCheck::new(
+                mh.copies,
+                geo.len(),
+                mh.has_feature(hammer2_format::layout::feature::FREE_PLACEMENT),
+                geo.len(),
+            ),
             geo,
             opts: opts.clone(),
             findings: Findings::default(),

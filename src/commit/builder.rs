@@ -29,7 +29,7 @@ impl<'a> Builder<'a> {
     }
 
     fn place(&mut self, class: Class, size: u32) -> Result<hammer2_format::blockref::Copies> {
-        self.vol.placement.place(self.alloc, &self.vol.devices, class, size)
+        self.vol.placement().place(self.alloc, &self.vol.devices, class, size)
     }
 
     /// Frees every valid copy of a committed block.

@@ -328,7 +328,7 @@ fn install(fs: &FsInner, snap: Snapshot, mut built: Built, roots: Roots) -> Comm
     let trims = {
         let mut a = fs.alloc.lock();
         a.committed(tid);
-        fs.space.publish_capacity(fs.vol.placement.capacity_units(&a, &fs.vol.devices));
+        fs.space.publish_capacity(fs.vol.placement().capacity_units(&a, &fs.vol.devices));
         a.take_trims(tid)
     };
     // Still under the commit lock: nothing can allocate these units before they are

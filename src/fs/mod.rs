@@ -4,6 +4,7 @@
 //! modules that act on it (commit, maintenance, rejoin, resync): they import this one, never
 //! the other way round, so the engine's module graph has no cycle (docs/DESIGN.md §1).
 
+pub(crate) mod devchange;
 pub(crate) mod rejoin;
 pub(crate) mod scans;
 
@@ -228,6 +229,8 @@ pub struct FsInner {
     pub mount_warnings: Vec<String>,
     /// Devices back while mounted: the reconnect watcher, automatic resyncs (`rejoin`).
     pub(crate) rejoin: rejoin::State,
+    /// A device add or remove running now (`devchange`).
+    pub(crate) devchange: devchange::State,
 }
 
 #[derive(Default)]

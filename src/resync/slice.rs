@@ -173,13 +173,19 @@ impl Slice<'_, '_> {
         // S4: resync takes only space that no reservation counts on; short of it, the slice
         // stops here (before placing any copy) and a later one continues once space is freed.
         let slot_units = self.b.alloc.slot();
-        let mut wanted: Vec<(u8, u8)> = Vec::new();
+        let placement = self.b.vol.placement();
+        let mut wanted: Vec<(usize, u8, u8)> = Vec::new();
         for (slot, loc) in p.copies.iter().enumerate() {
             if loc.state == CopyState::Missing && self.b.vol.devices.get(loc.device).is_some_and(|m| m.writable()) {
-                wanted.push((loc.device, self.b.vol.placement.region_of_slot(slot)));
+                let mut placed: Vec<hammer2_format::Location> = p.copies.iter().copied().collect();
+                // Copies filled before this one in the same block take their regions (P1).
+                for &(s, d, r) in &wanted {
+                    placed[s] = hammer2_format::Location::valid(d, self.b.alloc.region_start(d, r));
+                }
+                wanted.push((slot, loc.device, placement.missing_region(self.b.alloc, loc.device, slot, &placed)));
             }
         }
-        for &(d, r) in &wanted {
+        for &(_, d, r) in &wanted {
             let alloc = &*self.b.alloc;
             let room = *self.room.entry((d, r)).or_insert_with(|| alloc.domain_free_slots(d, r) * slot_units);
             if room < self.keep_free + slot_units {
@@ -187,8 +193,8 @@ impl Slice<'_, '_> {
                 return Ok(None);
             }
         }
-        for dr in wanted {
-            if let Some(room) = self.room.get_mut(&dr) {
+        for &(_, d, r) in &wanted {
+            if let Some(room) = self.room.get_mut(&(d, r)) {
                 *room -= slot_units;
             }
         }
@@ -197,8 +203,8 @@ impl Slice<'_, '_> {
         for (slot, loc) in np.copies.as_mut_slice().iter_mut().enumerate() {
             let writable = self.b.vol.devices.get(loc.device).is_some_and(|m| m.writable());
             if loc.state == CopyState::Missing && writable {
-                *loc =
-                    self.b.vol.placement.place_missing(self.b.alloc, loc.device, slot, Class::of(br.btype), p.size)?;
+                let region = wanted.iter().find(|w| w.0 == slot).map_or(0, |w| w.2);
+                *loc = placement.place_missing(self.b.alloc, loc.device, region, Class::of(br.btype), p.size)?;
                 self.b.arena.extra.push((loc.device, loc.offset, data.clone()));
                 self.out.counts.copied_blocks += 1;
                 self.out.counts.copied_bytes += u64::from(p.size);

@@ -1,7 +1,9 @@
 //! `hammer2 device online|offline MOUNTPOINT DEVICE`: a device back in service while
 //! mounted (a disk that came back, a restarted NBD server), or out of it, through the
-//! daemon's control socket. The daemon opens the device itself, with the one opener
-//! (`devices::open_all`). Exit status: 0 done, 8 operational error (one line).
+//! daemon's control socket; `hammer2 device add MOUNTPOINT DEVICE...`: new devices join
+//! the mounted filesystem (format version 2). The daemon opens the devices itself, with
+//! the one opener (`devices::open_all`). Exit status: 0 done, 8 operational error (one
+//! line).
 
 use crate::control::{Done, Op, Request};
 use hammer2::FsRef;
@@ -25,6 +27,19 @@ pub enum Action {
     /// Take a device out of service as a failure would (refused when some block would be
     /// left without a good copy).
     Offline(Target),
+    /// Add new devices to the mounted filesystem (format version 2): new writes use them at
+    /// once; from then on the filesystem is mounted with them too.
+    Add(AddTarget),
+}
+
+#[derive(clap::Args)]
+pub struct AddTarget {
+    /// The mount point of the mounted filesystem.
+    pub mountpoint: PathBuf,
+    /// The devices to add (block devices, image files or NBD specs); anything on them is
+    /// lost. A device holding another filesystem or signature is refused.
+    #[arg(required = true)]
+    pub devices: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -40,16 +55,46 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let (op, t) = match a.action {
         Action::Online(t) => (Op::DeviceOnline, t),
         Action::Offline(t) => (Op::DeviceOffline, t),
+        Action::Add(t) => {
+            let devices = t.devices.iter().map(|d| client_spec(d)).collect();
+            let req = Request { op: Op::DeviceAdd, device: None, devices, rate: None };
+            return Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
+                eprintln!("hammer2 device add: {e:#}");
+                8
+            }));
+        }
     };
     let cmd = if op == Op::DeviceOnline { "device online" } else { "device offline" };
-    // The daemon runs elsewhere (another working directory): a local path goes as an
-    // absolute one; anything else (a device spec that names no local file) as given.
-    let device = if t.device.exists() { std::path::absolute(&t.device).unwrap_or(t.device.clone()) } else { t.device };
-    let req = Request { op, device: Some(device.to_string_lossy().into_owned()), rate: None };
+    let req = Request { op, device: Some(client_spec(&t.device)), devices: Vec::new(), rate: None };
     Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
         eprintln!("hammer2 {cmd}: {e:#}");
         8
     }))
+}
+
+/// The daemon runs elsewhere (another working directory): a local path goes as an absolute
+/// one; anything else (a device spec that names no local file) as given.
+fn client_spec(device: &Path) -> String {
+    let d = if device.exists() { std::path::absolute(device).unwrap_or(device.to_path_buf()) } else { device.into() };
+    d.to_string_lossy().into_owned()
+}
+
+/// Daemon side of `device add`: opens the devices like the mount's and adds them.
+pub fn add(fs: &FsRef, specs: &[String], nbd_timeout: Option<std::time::Duration>) -> anyhow::Result<Done> {
+    let paths: Vec<PathBuf> = specs.iter().map(PathBuf::from).collect();
+    let specs = crate::devices::specs(&paths)?;
+    let storages = crate::devices::open_specs(&specs, OpenMode::Exclusive, nbd_timeout)?;
+    let r = fs.device_add(storages)?;
+    let names: Vec<&str> = r.devices.iter().map(|d| d.name.as_str()).collect();
+    let all: Vec<String> = fs.devices().into_iter().map(|d| d.name).collect();
+    let text = format!(
+        "added {} (now {} devices, commit {}): new writes use it at once; mount with every device from now on: {}\n",
+        names.join(", "),
+        r.device_count,
+        r.tid,
+        all.join(" ")
+    );
+    Ok(Done { exit: 0, text, json: serde_json::to_value(&r)? })
 }
 
 /// The member the mount holds under the name `spec`, or another name for the same file.

@@ -37,7 +37,12 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if let [p] = a.paths.as_slice()
         && p.is_dir()
     {
-        return Ok(offline::online("resync", p, Request { op: Op::Resync, device: None, rate: a.rate }, a.json));
+        return Ok(offline::online(
+            "resync",
+            p,
+            Request { op: Op::Resync, device: None, devices: Vec::new(), rate: a.rate },
+            a.json,
+        ));
     }
     let operational = |e: anyhow::Error| Ok(offline::operational("resync", &e, a.json));
     let fs = match offline::open(&a.paths, a.degraded) {

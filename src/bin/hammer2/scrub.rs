@@ -58,7 +58,12 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             return Ok(offline::operational("scrub", &e, a.json));
         }
         (None, Some(p)) => {
-            return Ok(offline::online("scrub", p, Request { op: Op::Scrub, device: None, rate: a.rate }, a.json));
+            return Ok(offline::online(
+                "scrub",
+                p,
+                Request { op: Op::Scrub, device: None, devices: Vec::new(), rate: a.rate },
+                a.json,
+            ));
         }
         (None, None) => {}
     }

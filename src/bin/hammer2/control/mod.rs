@@ -5,7 +5,7 @@
 //! "readwrite"|"scrubpause"|"scrubresume"|"scrubcancel"}` (readonly and readwrite from the
 //! mount helper's remount), with `"rate":BYTES_PER_SECOND` for scrub and resync, or
 //! `{"op":"status"}`, `{"op":"clear"}` (optionally with `"device":"PATH"`), or
-//! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}` (the daemon opens SPEC itself: a
+//! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}`, `{"op":"deviceadd","devices":[SPEC...]}` (the daemon opens SPEC itself: a
 //! descriptor cannot travel over the socket without SCM_RIGHTS, and the daemon holds the
 //! device's claim); the daemon
 //! answers with progress lines `{"progress":{...}}` and one final line, `{"done":{...}}`
@@ -43,6 +43,8 @@ pub enum Op {
     DeviceOnline,
     /// `hammer2 device offline`: take the member device named by `Request::device` out.
     DeviceOffline,
+    /// `hammer2 device add`: add the devices named by `Request::devices`.
+    DeviceAdd,
     /// `hammer2 status MOUNTPOINT`: overall state, actions, the running scan, devices.
     Status,
     /// `hammer2 clear`: reset the error counters of `Request::device`, or of every device.
@@ -55,6 +57,9 @@ pub struct Request {
     /// The device a device operation names (a path as the client resolved it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// The devices `device add` names (paths as the client resolved them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     /// `--rate` of a scrub or resync, in bytes per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
@@ -62,7 +67,7 @@ pub struct Request {
 
 impl From<Op> for Request {
     fn from(op: Op) -> Request {
-        Request { op, device: None, rate: None }
+        Request { op, device: None, devices: Vec::new(), rate: None }
     }
 }
 

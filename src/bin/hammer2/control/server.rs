@@ -141,6 +141,7 @@ fn run(fs: &FsRef, served: &Served, req: &Request, out: &mut UnixStream) -> anyh
             tracing::info!("remounted {}", if read_only { "read-only" } else { "read-write" });
             Ok(Done { exit: 0, text: String::new(), json: serde_json::json!({ "read_only": read_only }) })
         }
+        Op::DeviceAdd => crate::device::add(fs, &req.devices, served.nbd_timeout),
         Op::DeviceOnline | Op::DeviceOffline => {
             let spec = req.device.as_deref().ok_or_else(|| anyhow::anyhow!("bad request: no device named"))?;
             if req.op == Op::DeviceOnline {

@@ -92,7 +92,8 @@ pub type HeaderTids = Vec<(usize, u64)>;
 pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
     let mh = &asm.master;
     let ndev = mh.devices.len();
-    let sp = hammer2::info::space(&mh.devices, mh.copies);
+    let sp =
+        hammer2::info::space(&mh.devices, mh.copies, mh.has_feature(hammer2_format::layout::feature::FREE_PLACEMENT));
     let devices: Vec<DeviceReport> = mh
         .devices
         .iter()
