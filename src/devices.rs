@@ -33,6 +33,9 @@ pub enum MemberState {
     Failed,
     /// Not present in this mount (degraded mount or unrecognizable device).
     Absent,
+    /// Removed by `device remove` (format version 2): no reference names it; its index
+    /// stays allocated. Never read, written or waited for.
+    Removed,
 }
 
 impl MemberState {
@@ -43,6 +46,7 @@ impl MemberState {
             MemberState::Failed => 2,
             MemberState::Absent => 3,
             MemberState::Diverged => 4,
+            MemberState::Removed => 5,
         }
     }
     fn from_code(c: u8) -> MemberState {
@@ -51,6 +55,7 @@ impl MemberState {
             1 => MemberState::Stale,
             2 => MemberState::Failed,
             4 => MemberState::Diverged,
+            5 => MemberState::Removed,
             _ => MemberState::Absent,
         }
     }
@@ -64,6 +69,7 @@ impl MemberState {
             MemberState::Diverged => "diverged",
             MemberState::Failed => "failed",
             MemberState::Absent => "missing",
+            MemberState::Removed => "removed",
         }
     }
 }
@@ -220,7 +226,9 @@ impl Member {
     }
     /// Whether placement may give it copies of new blocks (it is not being removed).
     pub fn takes_new_copies(&self) -> bool {
-        !self.draining.load(Ordering::SeqCst) && !self.joining.load(Ordering::SeqCst)
+        !self.draining.load(Ordering::SeqCst)
+            && !self.joining.load(Ordering::SeqCst)
+            && self.state() != MemberState::Removed
     }
     pub fn joining(&self) -> bool {
         self.joining.load(Ordering::SeqCst)
@@ -230,6 +238,9 @@ impl Member {
     }
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+    pub(crate) fn set_draining(&self, v: bool) {
+        self.draining.store(v, Ordering::SeqCst);
     }
     pub fn readable(&self) -> bool {
         self.has_storage() && self.state() != MemberState::Absent
@@ -266,7 +277,7 @@ impl Member {
     /// time (the caller logs it).
     pub fn fail(&self, why: &str) -> bool {
         let _g = self.fail_lock.lock();
-        if matches!(self.state(), MemberState::Failed | MemberState::Absent) {
+        if matches!(self.state(), MemberState::Failed | MemberState::Absent | MemberState::Removed) {
             return false;
         }
         self.set_state(MemberState::Failed);
@@ -296,6 +307,7 @@ impl Member {
             MemberState::Stale => DeviceState::Stale,
             MemberState::Diverged => DeviceState::Diverged,
             MemberState::Failed | MemberState::Absent => DeviceState::Failed,
+            MemberState::Removed => DeviceState::Removed,
         };
         DeviceEntry {
             uuid: self.uuid,

@@ -37,7 +37,9 @@ pub fn space(devices: &[DeviceEntry], copies: u8, free_placement: bool) -> Space
         let (s, end) = region_bounds(e.size, e.regions, k);
         (end - s) / UNIT
     };
-    let exists = |d: u8, r: u8| devices.get(usize::from(d)).is_some_and(|e| r < e.regions);
+    let exists = |d: u8, r: u8| {
+        devices.get(usize::from(d)).is_some_and(|e| r < e.regions && e.state != hammer2_format::DeviceState::Removed)
+    };
     let total = if p.is_free() {
         p.capacity(|d, r| exists(d, r).then(|| region_units(&devices[usize::from(d)], r)))
     } else if p.fixed() {

@@ -167,6 +167,16 @@ impl Fs {
         devchange::add(&self.inner, storages)
     }
 
+    /// Removes device `index` from the mounted filesystem (format version 2): every copy on
+    /// it moves to the other devices, verified, then it leaves the device table.
+    pub fn device_remove(
+        &self,
+        index: u8,
+        progress: &mut dyn FnMut(&devchange::RemoveProgress),
+    ) -> std::result::Result<devchange::Removed, devchange::DeviceChangeError> {
+        devchange::remove(&self.inner, index, progress)
+    }
+
     /// Takes device `index` out of service as a failure would, and closes it; refused when
     /// a block would be left without a good copy (the last writable device, or another
     /// one still missing copies).
@@ -314,6 +324,14 @@ impl FsRef {
     /// As [`Fs::device_offline`].
     pub fn device_offline(&self, index: u8) -> std::result::Result<String, DeviceError> {
         rejoin::offline(&self.0, index)
+    }
+    /// As [`Fs::device_remove`].
+    pub fn device_remove(
+        &self,
+        index: u8,
+        progress: &mut dyn FnMut(&devchange::RemoveProgress),
+    ) -> std::result::Result<devchange::Removed, devchange::DeviceChangeError> {
+        devchange::remove(&self.0, index, progress)
     }
     /// As [`Fs::device_add`].
     pub fn device_add(

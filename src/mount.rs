@@ -231,6 +231,12 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
             members.push((Some(u.storage.clone()), u.name.clone(), MemberState::Diverged, entry.synced_tid.max(1)));
             continue;
         }
+        if entry.state == DeviceState::Removed {
+            // No reference names it (FORMAT.md "Devices added and removed"): not needed,
+            // and not used if given.
+            members.push((None, "(removed)".to_string(), MemberState::Removed, 0));
+            continue;
+        }
         let found = valid.iter().find(|p| p.header.as_ref().is_some_and(|h| usize::from(h.device_index) == i));
         let Some(p) = found else {
             if !opts.degraded {
@@ -291,6 +297,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
                 }
                 DeviceState::Diverged => MemberState::Diverged,
                 DeviceState::Stale | DeviceState::Failed | DeviceState::Removed => {
+                    // (Removed entries never get here: handled before the lookup.)
                     if missed == 0 {
                         missed = ph.tid + 1;
                     }
@@ -502,7 +509,7 @@ impl Volume {
             // P1: N copies in N distinct domains (device, region) of any devices.
             return self.placement().capacity(|d, r| {
                 let m = self.devices.get(d)?;
-                (r < m.regions).then(|| units(usize::from(d), m.regions, r))
+                (r < m.regions && m.state() != MemberState::Removed).then(|| units(usize::from(d), m.regions, r))
             });
         }
         if ndev <= n {

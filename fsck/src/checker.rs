@@ -95,7 +95,12 @@ impl<'v> Checker<'v> {
                 mh.copies,
                 geo.len(),
                 mh.has_feature(hammer2_format::layout::feature::FREE_PLACEMENT),
-                geo.len(),
+                &mh.devices
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.state == hammer2_format::DeviceState::Removed)
+                    .map(|(i, _)| i)
+                    .collect::<Vec<_>>(),
             ),
             geo,
             opts: opts.clone(),

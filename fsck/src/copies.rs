@@ -34,13 +34,20 @@ pub struct CopiesCheck {
     /// Blocks whose copies share a device although enough devices exist (P1 says the
     /// writer avoids it; a warning, not an error).
     pub shared_needlessly: u64,
+    /// Devices the table records removed: no reference may name them.
+    removed: [bool; MAX_DEVICES],
     /// Per device index: (blocks, bytes) with a MISSING copy there.
     missing: [(u64, u64); MAX_DEVICES],
 }
 
 impl CopiesCheck {
-    pub fn new(copies: u8, ndev: usize, free: bool, placeable: usize) -> CopiesCheck {
-        CopiesCheck { copies, ndev, free, placeable, shared_needlessly: 0, missing: [(0, 0); MAX_DEVICES] }
+    pub fn new(copies: u8, ndev: usize, free: bool, removed: &[usize]) -> CopiesCheck {
+        let mut r = [false; MAX_DEVICES];
+        for &i in removed.iter().filter(|&&i| i < MAX_DEVICES) {
+            r[i] = true;
+        }
+        let placeable = ndev.saturating_sub(removed.len());
+        CopiesCheck { copies, ndev, free, placeable, shared_needlessly: 0, removed: r, missing: [(0, 0); MAX_DEVICES] }
     }
 
     fn fixed(&self) -> bool {
@@ -94,6 +101,9 @@ impl CopiesCheck {
         for (slot, l) in p.copies.iter().enumerate() {
             if usize::from(l.device) >= self.ndev {
                 return Some(format!("copy {slot} is on device {}, which the filesystem does not have", l.device));
+            }
+            if self.removed[usize::from(l.device)] {
+                return Some(format!("copy {slot} names device {}, which was removed", l.device));
             }
         }
         if self.free {

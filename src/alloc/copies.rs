@@ -72,6 +72,38 @@ impl Placement {
             .unwrap_or(0)
     }
 
+    /// Where a copy moved off a device being removed goes (P1), given the block's copies
+    /// with the one to move marked MISSING on its old device: a writable device that takes
+    /// new copies and is not that one, one holding no other copy of the block first, in a
+    /// region holding none with room for `units`, roomiest first. None: nowhere.
+    pub fn move_target(
+        &self,
+        alloc: &Allocator,
+        devices: &DeviceSet,
+        copies: &[Location],
+        units: u64,
+    ) -> Option<(u8, u8)> {
+        let from: Vec<u8> = copies.iter().filter(|l| !l.is_valid()).map(|l| l.device).collect();
+        let used = |d: u8| -> Vec<u8> {
+            copies
+                .iter()
+                .filter(|l| l.is_valid() && l.device == d)
+                .filter_map(|l| alloc.region_of(d, l.offset))
+                .collect()
+        };
+        (0..devices.len() as u8)
+            .filter(|&d| !from.contains(&d) && devices.get(d).is_some_and(|m| m.writable() && m.takes_new_copies()))
+            .flat_map(|d| {
+                let nregions = alloc.devs.get(usize::from(d)).map_or(0, |s| s.regions.len()) as u8;
+                let taken = used(d);
+                let alone = taken.is_empty();
+                (0..nregions).filter(move |r| !taken.contains(r)).map(move |r| (d, r, alone))
+            })
+            .filter(|&(d, r, _)| alloc.domain_free(d, r) >= units)
+            .max_by_key(|&(d, r, alone)| (alone, alloc.domain_free(d, r), std::cmp::Reverse(d)))
+            .map(|(d, r, _)| (d, r))
+    }
+
     /// Allocates a location in `region` of `device` for a MISSING copy (resync).
     pub fn place_missing(
         &self,

@@ -72,7 +72,7 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
     for m in vol.devices.iter() {
         if m.writable() {
             m.set_synced_tid(tid);
-        } else if m.missed_since() == 0 {
+        } else if m.missed_since() == 0 && m.state() != crate::devices::MemberState::Removed {
             m.set_missed_since(tid);
         }
     }

@@ -7,13 +7,20 @@
 //!   correctness). The first device change sets `FREE_PLACEMENT` (P1): with the device
 //!   count changing, the pinned slots of version 1 would name other devices.
 //!
+//! - [`remove`] (`remove.rs`): every copy on the device moves to the others through the
+//!   resync walk (`Goal::MoveOff`), each verified by its check value before the new
+//!   reference is committed; then the device is recorded `removed`.
+//!
 //! One device change runs at a time on a mount (C1); each changes the device set with the
 //! commit lock held (O1), so every commit sees the set before or after the change.
 
 mod add;
+mod remove;
 
 pub(crate) use add::add;
 pub use add::{Added, AddedDevice};
+pub(crate) use remove::remove;
+pub use remove::{RemoveProgress, Removed};
 
 /// Why a device change is refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +47,34 @@ pub enum DeviceChangeError {
     Stalled,
     #[error("{name} failed while it was being added ({why}); it is in the device table as failed")]
     FailedWhileAdded { name: String, why: String },
+    #[error("no device {0} in this filesystem")]
+    NoSuchDevice(u8),
+    #[error("device {index} is already removed")]
+    AlreadyRemoved { index: u8 },
+    #[error(
+        "device {index} ({name}) is {state} and may lack copies only the device to remove holds: bring it back and \
+         resync first"
+    )]
+    OtherNotOnline { name: String, index: u8, state: &'static str },
+    #[error(
+        "the other {devices} device(s) have {domains} region(s) in all, fewer than the {copies} copies of each block: \
+         add a device first"
+    )]
+    TooFewDomains { domains: usize, devices: usize, copies: usize },
+    #[error(
+        "the device holds {} MiB of copies but the other devices have {} MiB free: add a device or free space first",
+        held >> 20,
+        free >> 20
+    )]
+    NoRoom { held: u64, free: u64 },
+    #[error(
+        "no room left on the other devices where the copies may go ({} MiB moved so far): add a device or free space, \
+         then run the remove again",
+        moved >> 20
+    )]
+    RanOutOfRoom { moved: u64 },
+    #[error("a resync or another maintenance session is running on this filesystem; try again when it is done")]
+    MaintenanceRunning,
     #[error(transparent)]
     Engine(#[from] crate::error::Error),
 }

@@ -19,6 +19,8 @@ mod hook;
 mod pending;
 mod slice;
 
+pub(crate) use slice::{Goal, slice};
+
 use crate::devices::MemberState;
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
@@ -131,7 +133,7 @@ pub(crate) fn run(
             m.set_state(MemberState::Online);
             m.set_missed_since(0);
             report.synced.push(m.name());
-        } else if !m.writable() {
+        } else if !m.writable() && m.state() != MemberState::Removed {
             report.still_missing.push(m.name());
         }
     }
