@@ -100,8 +100,14 @@ fn a_device_added_during_a_workload_joins_and_the_data_stays_identical() {
     m.unmount();
 
     let both = [img.devices[0].as_path(), new.as_path()];
+    // The blocks written before the add keep their two copies in the two regions of device
+    // 0 (no balance is needed for correctness): fsck is clean and warns about them only.
     let report = fsck_clean(&both);
-    assert!(!report.contains("warning:"), "no copies share a device needlessly: {report}");
+    let warned: u64 = report
+        .lines()
+        .find_map(|l| l.split("warning: ").nth(1)?.split(' ').next()?.parse().ok())
+        .expect("fsck warns about the blocks written before the add");
+    assert!(warned > 0, "{report}");
     let m = img.mount_devices(&both, "", &[]);
     assert_eq!(snapshot(&m.path), want, "remounted with the added device: the same data");
     m.unmount();
@@ -135,4 +141,122 @@ fn version1_and_bad_devices_are_refused_with_one_line() {
     assert_eq!(info_json([&m.path])["devices"].as_array().map(|a| a.len()), Some(1));
     m.unmount();
     v2.assert_no_panics();
+}
+
+fn remove(m: &Mount, dev: &Path) -> std::process::Output {
+    hammer2([OsStr::new("device"), OsStr::new("remove"), m.path.as_os_str(), dev.as_os_str()])
+}
+
+/// Seconds a plain `dd` takes to copy `bytes` of `from` to a new file (fsync'd): the copy
+/// rate a remove is measured against.
+fn dd_seconds(from: &Path, dir: &Path, bytes: u64) -> f64 {
+    let to = dir.join("dd-copy.img");
+    let t = std::time::Instant::now();
+    let o = sh(&format!(
+        "dd if={} of={} bs=4M count={} conv=fsync status=none",
+        from.display(),
+        to.display(),
+        bytes.div_ceil(4 * MIB)
+    ));
+    assert!(o.status.success(), "dd: {}", String::from_utf8_lossy(&o.stderr));
+    let s = t.elapsed().as_secs_f64();
+    fs::remove_file(&to).unwrap();
+    s
+}
+
+#[test]
+fn a_device_removed_during_a_workload_leaves_the_data_identical_and_a_killed_remove_runs_again() {
+    const SIZE: u64 = 2000 * MIB;
+    let img = images(3, SIZE, 2, 2);
+    let (d0, d1, d2) = (img.devices[0].clone(), img.devices[1].clone(), img.devices[2].clone());
+    let m = img.mount();
+    // 1.5 GiB of data, two copies over three devices: about 1 GiB of copies on each.
+    for i in 0..3 {
+        let o = sh(&format!("dd if=/dev/urandom of={}/big{i} bs=4M count=128 status=none", m.path.display()));
+        assert!(o.status.success(), "dd: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    sh("sync");
+    let held: u64 = info_json([&m.path])["devices"][2]["free_bytes"].as_u64().map_or(0, |f| SIZE - 8 * MIB - f);
+    eprintln!("device 2 holds {} MiB of copies", held / MIB);
+    assert!(held > 900 * MIB, "about 1 GiB on device 2: {held}");
+    let dd = dd_seconds(&d2, img.dir.path(), held);
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+
+    // The workload runs while device 2 is removed.
+    let src = img.dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..30 {
+        fs::write(src.join(format!("f{i}")), pattern([100, 5000, 70_000, 300_000, 1_500_000][i % 5], i as u8)).unwrap();
+    }
+    let mp = m.path.clone();
+    let src2 = src.clone();
+    let workload = std::thread::spawn(move || {
+        for round in 0..3 {
+            let o = sh(&format!("cp -a {} {}/copy{round} && sync", src2.display(), mp.display()));
+            assert!(o.status.success(), "cp: {}", String::from_utf8_lossy(&o.stderr));
+        }
+    });
+    let size_before = df_blocks(&m.path);
+    let t = std::time::Instant::now();
+    let out = ok(&remove(&m, &d2));
+    let took = t.elapsed().as_secs_f64();
+    workload.join().expect("workload");
+    eprintln!(
+        "removing a device holding {} MiB of copies took {took:.1} s ({:.0} MiB/s); dd of the same bytes {dd:.1} s \
+         ({:.0} MiB/s): {:.2}x the copy rate (load average before: {})",
+        held / MIB,
+        held as f64 / MIB as f64 / took,
+        held as f64 / MIB as f64 / dd,
+        dd / took,
+        load.trim()
+    );
+    eprintln!("{out}");
+    assert!(out.contains("removed"), "{out}");
+    assert!(dd / took >= 0.25, "remove at {:.2}x the copy rate", dd / took);
+    let live = info_json([&m.path]);
+    assert_eq!(live["devices"][2]["state"], "removed", "{live}");
+    assert!(df_blocks(&m.path) < size_before, "df shrinks");
+    for round in 0..3 {
+        let o = sh(&format!("diff -r {} {}", src.display(), m.join(format!("copy{round}")).display()));
+        assert!(o.status.success(), "copy{round} differs: {}", String::from_utf8_lossy(&o.stdout));
+    }
+    let want = snapshot(&m.path);
+    // Refused: running again, and a device that is not a member.
+    one_line_error(&remove(&m, &d2), "hammer2 device remove: ", "already removed");
+    m.unmount();
+    let report = fsck_clean(&[&d0, &d1]);
+    assert!(!report.contains("warning:"), "{report}");
+
+    // A new device takes device 1's place: added, then device 1 removed; the daemon is
+    // killed in the middle of the remove, the filesystem mounted again and the remove run
+    // again: it finishes, nothing lost.
+    let d3 = sparse_file(img.dir.path(), "dev3.img", SIZE);
+    let m = img.mount_devices(&[&d0, &d1], "", &[]);
+    ok(&add(&m, &[&d3]));
+    let child = std::process::Command::new(common::image::hammer2_bin())
+        .args([OsStr::new("device"), OsStr::new("remove"), m.path.as_os_str(), d1.as_os_str()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run hammer2 device remove");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    m.kill9();
+    let mut child = child;
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the remove was cut short");
+    for d in [&d0, &d1, &d3] {
+        wait_released(d);
+    }
+    let m = img.mount_devices(&[&d0, &d1, &d3], "", &[]);
+    assert_eq!(snapshot(&m.path), want, "after the kill: nothing lost");
+    let out = ok(&remove(&m, &d1));
+    assert!(out.contains("removed"), "{out}");
+    assert_eq!(snapshot(&m.path), want);
+    m.unmount();
+    let report = fsck_clean(&[&d0, &d3]);
+    assert!(!report.contains("warning:"), "{report}");
+    let m = img.mount_devices(&[&d0, &d3], "", &[]);
+    assert_eq!(snapshot(&m.path), want, "the two remaining devices hold everything");
+    m.unmount();
+    img.assert_no_panics();
 }

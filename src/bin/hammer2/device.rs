@@ -30,6 +30,11 @@ pub enum Action {
     /// Add new devices to the mounted filesystem (format version 2): new writes use them at
     /// once; from then on the filesystem is mounted with them too.
     Add(AddTarget),
+    /// Remove a device from the mounted filesystem (format version 2): every copy on it
+    /// moves to the other devices, each verified against its check value, while the
+    /// filesystem stays in use; then it leaves the device table. Refused when the other
+    /// devices cannot hold the copies. Interrupted (a kill, an unmount), run it again.
+    Remove(Target),
 }
 
 #[derive(clap::Args)]
@@ -55,6 +60,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let (op, t) = match a.action {
         Action::Online(t) => (Op::DeviceOnline, t),
         Action::Offline(t) => (Op::DeviceOffline, t),
+        Action::Remove(t) => (Op::DeviceRemove, t),
         Action::Add(t) => {
             let devices = t.devices.iter().map(|d| client_spec(d)).collect();
             let req = Request { op: Op::DeviceAdd, device: None, devices, rate: None };
@@ -64,7 +70,11 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             }));
         }
     };
-    let cmd = if op == Op::DeviceOnline { "device online" } else { "device offline" };
+    let cmd = match op {
+        Op::DeviceOnline => "device online",
+        Op::DeviceRemove => "device remove",
+        _ => "device offline",
+    };
     let req = Request { op, device: Some(client_spec(&t.device)), devices: Vec::new(), rate: None };
     Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
         eprintln!("hammer2 {cmd}: {e:#}");
@@ -93,6 +103,31 @@ pub fn add(fs: &FsRef, specs: &[String], nbd_timeout: Option<std::time::Duration
         r.device_count,
         r.tid,
         all.join(" ")
+    );
+    Ok(Done { exit: 0, text, json: serde_json::to_value(&r)? })
+}
+
+/// Daemon side of `device remove`: progress after every commit, then the report.
+pub fn remove(fs: &FsRef, spec: &str, progress: &mut dyn FnMut(crate::control::Progress)) -> anyhow::Result<Done> {
+    let d = member_named(fs, spec).ok_or_else(|| anyhow::anyhow!("{spec} is not a device of this mount"))?;
+    let r = fs.device_remove(d.index, &mut |p| {
+        progress(crate::control::Progress {
+            bytes: p.moved_bytes,
+            total: p.total,
+            message: format!("{} copies moved, {} commits", p.moved_blocks, p.commits),
+        })
+    })?;
+    let text = format!(
+        "device {} ({}) removed: {} copies ({} MiB) moved in {} commits, {:.1} s ({:.0} MiB/s); {} devices left: \
+         mount without it from now on\n",
+        r.index,
+        r.name,
+        r.moved_blocks,
+        r.moved_bytes >> 20,
+        r.commits,
+        r.seconds,
+        r.moved_bytes as f64 / (1u64 << 20) as f64 / r.seconds.max(1e-9),
+        r.devices_left
     );
     Ok(Done { exit: 0, text, json: serde_json::to_value(&r)? })
 }

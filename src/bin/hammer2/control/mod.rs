@@ -5,7 +5,7 @@
 //! "readwrite"|"scrubpause"|"scrubresume"|"scrubcancel"}` (readonly and readwrite from the
 //! mount helper's remount), with `"rate":BYTES_PER_SECOND` for scrub and resync, or
 //! `{"op":"status"}`, `{"op":"clear"}` (optionally with `"device":"PATH"`), or
-//! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}`, `{"op":"deviceadd","devices":[SPEC...]}` (the daemon opens SPEC itself: a
+//! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}`, `{"op":"deviceadd","devices":[SPEC...]}`, `{"op":"deviceremove","device":"SPEC"}` (the daemon opens SPEC itself: a
 //! descriptor cannot travel over the socket without SCM_RIGHTS, and the daemon holds the
 //! device's claim); the daemon
 //! answers with progress lines `{"progress":{...}}` and one final line, `{"done":{...}}`
@@ -45,6 +45,9 @@ pub enum Op {
     DeviceOffline,
     /// `hammer2 device add`: add the devices named by `Request::devices`.
     DeviceAdd,
+    /// `hammer2 device remove`: move every copy off the member named by `Request::device`,
+    /// then remove it (progress lines while it runs).
+    DeviceRemove,
     /// `hammer2 status MOUNTPOINT`: overall state, actions, the running scan, devices.
     Status,
     /// `hammer2 clear`: reset the error counters of `Request::device`, or of every device.
