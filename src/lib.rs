@@ -177,6 +177,17 @@ impl Fs {
         devchange::remove(&self.inner, index, progress)
     }
 
+    /// Replaces device `old` by `new` while mounted: `new` is added, then `old` removed (it
+    /// may be dead: its copies are rebuilt from the good ones).
+    pub fn device_replace(
+        &self,
+        old: u8,
+        new: DynStorage,
+        progress: &mut dyn FnMut(&devchange::RemoveProgress),
+    ) -> std::result::Result<devchange::Replaced, devchange::DeviceChangeError> {
+        devchange::replace(&self.inner, old, new, progress)
+    }
+
     /// Takes device `index` out of service as a failure would, and closes it; refused when
     /// a block would be left without a good copy (the last writable device, or another
     /// one still missing copies).
@@ -332,6 +343,15 @@ impl FsRef {
         progress: &mut dyn FnMut(&devchange::RemoveProgress),
     ) -> std::result::Result<devchange::Removed, devchange::DeviceChangeError> {
         devchange::remove(&self.0, index, progress)
+    }
+    /// As [`Fs::device_replace`].
+    pub fn device_replace(
+        &self,
+        old: u8,
+        new: DynStorage,
+        progress: &mut dyn FnMut(&devchange::RemoveProgress),
+    ) -> std::result::Result<devchange::Replaced, devchange::DeviceChangeError> {
+        devchange::replace(&self.0, old, new, progress)
     }
     /// As [`Fs::device_add`].
     pub fn device_add(

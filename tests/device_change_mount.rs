@@ -260,3 +260,54 @@ fn a_device_removed_during_a_workload_leaves_the_data_identical_and_a_killed_rem
     m.unmount();
     img.assert_no_panics();
 }
+
+/// `hammer2 device replace` of a dead device (taken out as a failure would) by a new one,
+/// named by its index: the copies it held are rebuilt on the new device from the good
+/// ones while files are copied in; the survivor and the new device then mount and check
+/// clean on their own.
+#[test]
+fn a_dead_device_is_replaced_by_a_new_one_while_mounted() {
+    let img = images(2, 512 * MIB, 2, 2);
+    let (d0, d1) = (img.devices[0].clone(), img.devices[1].clone());
+    let new = sparse_file(img.dir.path(), "new.img", 512 * MIB);
+    let m = img.mount();
+    let src = img.dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..30 {
+        fs::write(src.join(format!("f{i}")), pattern([100, 5000, 70_000, 300_000, 1_500_000][i % 5], i as u8)).unwrap();
+    }
+    ok(&sh(&format!("cp -a {} {}/before && sync", src.display(), m.path.display())));
+    ok(&hammer2([OsStr::new("device"), OsStr::new("offline"), m.path.as_os_str(), d1.as_os_str()]));
+    // Written while device 1 is dead: its copies of these are MISSING.
+    ok(&sh(&format!("cp -a {} {}/dead && sync", src.display(), m.path.display())));
+    let mp = m.path.clone();
+    let src2 = src.clone();
+    let workload = std::thread::spawn(move || {
+        let o = sh(&format!("cp -a {} {}/during && sync", src2.display(), mp.display()));
+        assert!(o.status.success(), "cp: {}", String::from_utf8_lossy(&o.stderr));
+    });
+    let out = ok(&hammer2([
+        OsStr::new("device"),
+        OsStr::new("replace"),
+        m.path.as_os_str(),
+        OsStr::new("1"),
+        new.as_os_str(),
+    ]));
+    workload.join().unwrap();
+    assert!(out.contains("replaced by device 2"), "{out}");
+    for d in ["before", "dead", "during"] {
+        let o = sh(&format!("diff -r {} {}", src.display(), m.join(d).display()));
+        assert!(o.status.success(), "{d} differs: {}", String::from_utf8_lossy(&o.stdout));
+    }
+    let want = snapshot(&m.path);
+    m.unmount();
+    fsck_clean(&[&d0, &new]);
+    let m = img.mount_devices(&[&d0, &new], "", &[]);
+    assert_eq!(snapshot(&m.path), want);
+    m.unmount();
+    // The new device alone holds a copy of everything.
+    let alone = img.mount_devices(&[new.as_path()], "ro,degraded", &[]);
+    assert_eq!(snapshot(&alone.path), want);
+    alone.unmount();
+    img.assert_no_panics();
+}

@@ -265,3 +265,39 @@ fn every_crash_state_of_a_remove_mounts_and_a_second_run_finishes_it() {
     }
     assert_eq!(states.into_iter().collect::<Vec<_>>(), vec![false, true], "both sides of the remove were seen");
 }
+
+/// `device replace` with the old device dead (missing at mount, written degraded): the new
+/// device is added, every copy the old one held (or missed) is rebuilt on it from the good
+/// copies, and the filesystem then mounts from the survivor and the new device, whole.
+#[test]
+fn replacing_a_dead_device_rebuilds_its_copies_on_the_new_one() {
+    let devs = mem_devices(2, 64 * MIB);
+    format_version(&devs, 2, FORMAT_VERSION_2);
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    populate(&fs, 5, 10);
+    fs.unmount().unwrap();
+    // Device 1 is gone: degraded mount, more writes (their copies for it are MISSING).
+    let fs = Fs::mount(vec![devs[0].clone()], Options { degraded: true, ..quiet_options() }).expect("degraded");
+    populate(&fs, 6, 5);
+    fs.sync().unwrap();
+    let want = snapshot_files(&fs);
+    let new = mem_devices(1, 64 * MIB).pop().unwrap();
+    let r = fs.device_replace(1, new.clone(), &mut |_| {}).expect("replace the dead device");
+    assert_eq!((r.added.devices[0].index, r.removed.index), (2, 1));
+    fs.sync().unwrap();
+    assert_off_and_distinct(&fs, 1);
+    for (b, _) in all_blocks(&fs) {
+        let p = b.ptr().unwrap();
+        assert!(p.copies.iter().all(|l| l.is_valid()), "no MISSING copy is left: {:?}", p.copies);
+        assert!(!b.is_degraded());
+    }
+    assert_eq!(snapshot_files(&fs), want);
+    assert_consistent(&fs);
+    assert_every_copy_verifies(&fs);
+    fs.unmount().unwrap();
+    // Not degraded any more: the survivor and the new device are the filesystem.
+    let fs = Fs::mount(vec![devs[0].clone(), new], quiet_options()).expect("mount without -o degraded");
+    assert_eq!(snapshot_files(&fs), want);
+    assert_every_copy_verifies(&fs);
+    fs.unmount().unwrap();
+}

@@ -51,6 +51,11 @@ pub(crate) fn add(fs: &FsInner, storages: Vec<DynStorage>) -> Result<Added, Devi
         return Err(DeviceChangeError::NoDevice);
     }
     let _one = fs.devchange.claim().ok_or(DeviceChangeError::Busy)?;
+    add_claimed(fs, storages)
+}
+
+/// [`add`] with the mount's device-change claim (C1) held by the caller.
+pub(super) fn add_claimed(fs: &FsInner, storages: Vec<DynStorage>) -> Result<Added, DeviceChangeError> {
     let have = fs.vol.devices.len();
     if have + storages.len() > MAX_DEVICES {
         return Err(DeviceChangeError::TableFull { have, adding: storages.len(), max: MAX_DEVICES });

@@ -11,16 +11,22 @@
 //!   resync walk (`Goal::MoveOff`), each verified by its check value before the new
 //!   reference is committed; then the device is recorded `removed`.
 //!
+//! - [`replace`] (`replace.rs`): add the new device, then remove the old one (which may be
+//!   dead: its copies are rebuilt from the good ones).
+//!
 //! One device change runs at a time on a mount (C1); each changes the device set with the
 //! commit lock held (O1), so every commit sees the set before or after the change.
 
 mod add;
 mod remove;
+mod replace;
 
 pub(crate) use add::add;
 pub use add::{Added, AddedDevice};
 pub(crate) use remove::remove;
 pub use remove::{RemoveProgress, Removed};
+pub use replace::Replaced;
+pub(crate) use replace::replace;
 
 /// Why a device change is refused or failed.
 #[derive(Debug, thiserror::Error)]

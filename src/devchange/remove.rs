@@ -110,6 +110,15 @@ pub(crate) fn remove(
         return Err(Error::FormatVersion1.into());
     }
     let _one = fs.devchange.claim().ok_or(DeviceChangeError::Busy)?;
+    remove_claimed(fs, index, progress)
+}
+
+/// [`remove`] with the mount's device-change claim (C1) held by the caller.
+pub(super) fn remove_claimed(
+    fs: &FsInner,
+    index: u8,
+    progress: &mut dyn FnMut(&RemoveProgress),
+) -> std::result::Result<Removed, DeviceChangeError> {
     let m = fs.vol.devices.get(index).ok_or(DeviceChangeError::NoSuchDevice(index))?;
     let name = m.name();
     if m.state() == MemberState::Removed {

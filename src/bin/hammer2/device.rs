@@ -35,6 +35,21 @@ pub enum Action {
     /// filesystem stays in use; then it leaves the device table. Refused when the other
     /// devices cannot hold the copies. Interrupted (a kill, an unmount), run it again.
     Remove(Target),
+    /// Replace a device of the mounted filesystem by a new one (format version 2): NEW is
+    /// added, then every copy OLD holds moves to the others (rebuilt from the good copies
+    /// when OLD is dead), and OLD leaves. OLD is a path, or the device index `hammer2 info`
+    /// shows (for a missing device).
+    Replace(ReplaceTarget),
+}
+
+#[derive(clap::Args)]
+pub struct ReplaceTarget {
+    /// The mount point of the mounted filesystem.
+    pub mountpoint: PathBuf,
+    /// The device to replace (a path, or its device index).
+    pub old: PathBuf,
+    /// The new device; anything on it is lost.
+    pub new: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -61,6 +76,18 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Action::Online(t) => (Op::DeviceOnline, t),
         Action::Offline(t) => (Op::DeviceOffline, t),
         Action::Remove(t) => (Op::DeviceRemove, t),
+        Action::Replace(t) => {
+            let req = Request {
+                op: Op::DeviceReplace,
+                device: Some(client_spec(&t.old)),
+                devices: vec![client_spec(&t.new)],
+                rate: None,
+            };
+            return Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
+                eprintln!("hammer2 device replace: {e:#}");
+                8
+            }));
+        }
         Action::Add(t) => {
             let devices = t.devices.iter().map(|d| client_spec(d)).collect();
             let req = Request { op: Op::DeviceAdd, device: None, devices, rate: None };
@@ -109,7 +136,7 @@ pub fn add(fs: &FsRef, specs: &[String], nbd_timeout: Option<std::time::Duration
 
 /// Daemon side of `device remove`: progress after every commit, then the report.
 pub fn remove(fs: &FsRef, spec: &str, progress: &mut dyn FnMut(crate::control::Progress)) -> anyhow::Result<Done> {
-    let d = member_named(fs, spec).ok_or_else(|| anyhow::anyhow!("{spec} is not a device of this mount"))?;
+    let d = member_or_index(fs, spec)?;
     let r = fs.device_remove(d.index, &mut |p| {
         progress(crate::control::Progress {
             bytes: p.moved_bytes,
@@ -130,6 +157,55 @@ pub fn remove(fs: &FsRef, spec: &str, progress: &mut dyn FnMut(crate::control::P
         r.devices_left
     );
     Ok(Done { exit: 0, text, json: serde_json::to_value(&r)? })
+}
+
+/// Daemon side of `device replace`.
+pub fn replace(
+    fs: &FsRef,
+    old: &str,
+    new: &str,
+    nbd_timeout: Option<std::time::Duration>,
+    progress: &mut dyn FnMut(crate::control::Progress),
+) -> anyhow::Result<Done> {
+    let d = member_or_index(fs, old)?;
+    let specs = crate::devices::specs(&[PathBuf::from(new)])?;
+    let storage = crate::devices::open_specs(&specs, OpenMode::Exclusive, nbd_timeout)?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("{new}: nothing opened"))?;
+    let r = fs.device_replace(d.index, storage, &mut |p| {
+        progress(crate::control::Progress {
+            bytes: p.moved_bytes,
+            total: p.total,
+            message: format!("{} copies moved, {} commits", p.moved_blocks, p.commits),
+        })
+    })?;
+    let text = format!(
+        "device {} ({}) replaced by device {} ({}): {} copies ({} MiB) moved in {:.1} s; mount with {} from now on\n",
+        r.removed.index,
+        r.removed.name,
+        r.added.devices[0].index,
+        r.added.devices[0].name,
+        r.removed.moved_blocks,
+        r.removed.moved_bytes >> 20,
+        r.removed.seconds,
+        fs.devices()
+            .into_iter()
+            .filter(|d| d.state != hammer2::MemberState::Removed)
+            .map(|d| d.name)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    Ok(Done { exit: 0, text, json: serde_json::to_value(&r)? })
+}
+
+/// The member named `spec` (a path, another name for it), or the one whose index `spec` is
+/// (a missing device has no path to name it by).
+fn member_or_index(fs: &FsRef, spec: &str) -> anyhow::Result<hammer2::DeviceStatus> {
+    let by_index = || spec.parse::<u8>().ok().and_then(|i| fs.devices().into_iter().find(|d| d.index == i));
+    let by_name = || member_named(fs, spec);
+    let path_like = Path::new(spec).exists();
+    (if path_like { by_name().or_else(by_index) } else { by_index().or_else(by_name) })
+        .ok_or_else(|| anyhow::anyhow!("{spec} is not a device of this mount"))
 }
 
 /// The member the mount holds under the name `spec`, or another name for the same file.

@@ -5,7 +5,7 @@
 //! "readwrite"|"scrubpause"|"scrubresume"|"scrubcancel"}` (readonly and readwrite from the
 //! mount helper's remount), with `"rate":BYTES_PER_SECOND` for scrub and resync, or
 //! `{"op":"status"}`, `{"op":"clear"}` (optionally with `"device":"PATH"`), or
-//! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}`, `{"op":"deviceadd","devices":[SPEC...]}`, `{"op":"deviceremove","device":"SPEC"}` (the daemon opens SPEC itself: a
+//! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}`, `{"op":"deviceadd","devices":[SPEC...]}`, `{"op":"deviceremove","device":"SPEC"}`, `{"op":"devicereplace","device":"OLD","devices":["NEW"]}` (the daemon opens SPEC itself: a
 //! descriptor cannot travel over the socket without SCM_RIGHTS, and the daemon holds the
 //! device's claim); the daemon
 //! answers with progress lines `{"progress":{...}}` and one final line, `{"done":{...}}`
@@ -48,6 +48,9 @@ pub enum Op {
     /// `hammer2 device remove`: move every copy off the member named by `Request::device`,
     /// then remove it (progress lines while it runs).
     DeviceRemove,
+    /// `hammer2 device replace`: `Request::devices[0]` takes the place of the member named
+    /// by `Request::device`.
+    DeviceReplace,
     /// `hammer2 status MOUNTPOINT`: overall state, actions, the running scan, devices.
     Status,
     /// `hammer2 clear`: reset the error counters of `Request::device`, or of every device.
