@@ -33,6 +33,9 @@ pub enum MemberState {
     Failed,
     /// Not present in this mount (degraded mount or unrecognizable device).
     Absent,
+    /// Removed by `device remove` (format version 2): no reference names it; its index
+    /// stays allocated. Never read, written or waited for.
+    Removed,
 }
 
 impl MemberState {
@@ -43,6 +46,7 @@ impl MemberState {
             MemberState::Failed => 2,
             MemberState::Absent => 3,
             MemberState::Diverged => 4,
+            MemberState::Removed => 5,
         }
     }
     fn from_code(c: u8) -> MemberState {
@@ -51,6 +55,7 @@ impl MemberState {
             1 => MemberState::Stale,
             2 => MemberState::Failed,
             4 => MemberState::Diverged,
+            5 => MemberState::Removed,
             _ => MemberState::Absent,
         }
     }
@@ -64,6 +69,7 @@ impl MemberState {
             MemberState::Diverged => "diverged",
             MemberState::Failed => "failed",
             MemberState::Absent => "missing",
+            MemberState::Removed => "removed",
         }
     }
 }
@@ -129,6 +135,12 @@ pub struct Member {
     /// replaced device): the first header of this mount written to it is followed by
     /// clearing its other slots (DESIGN §8, H1).
     foreign_slots: AtomicBool,
+    /// It receives no new copies (placement weight none): a `device remove` is moving its
+    /// copies away (`devchange/`).
+    draining: AtomicBool,
+    /// Added by a `device add` whose commit is not durable yet: written by commits (it is
+    /// online), recorded `joining`, given no copies (A1 in docs/DESIGN.md).
+    joining: AtomicBool,
     pub counters: Counters,
     pub reconnect: Reconnect,
     /// Serializes the "mark failed" transition so it is logged once.
@@ -156,6 +168,8 @@ impl Member {
             synced_tid: AtomicU64::new(entry.synced_tid),
             rolled_back: AtomicU64::new(0),
             foreign_slots: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            joining: AtomicBool::new(false),
             counters: Counters::default(),
             reconnect: Reconnect::default(),
             fail_lock: Mutex::new(()),
@@ -210,6 +224,24 @@ impl Member {
     pub fn writable(&self) -> bool {
         self.has_storage() && self.state().writable()
     }
+    /// Whether placement may give it copies of new blocks (it is not being removed).
+    pub fn takes_new_copies(&self) -> bool {
+        !self.draining.load(Ordering::SeqCst)
+            && !self.joining.load(Ordering::SeqCst)
+            && self.state() != MemberState::Removed
+    }
+    pub fn joining(&self) -> bool {
+        self.joining.load(Ordering::SeqCst)
+    }
+    pub(crate) fn set_joining(&self, v: bool) {
+        self.joining.store(v, Ordering::SeqCst);
+    }
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+    pub(crate) fn set_draining(&self, v: bool) {
+        self.draining.store(v, Ordering::SeqCst);
+    }
     pub fn readable(&self) -> bool {
         self.has_storage() && self.state() != MemberState::Absent
     }
@@ -245,7 +277,7 @@ impl Member {
     /// time (the caller logs it).
     pub fn fail(&self, why: &str) -> bool {
         let _g = self.fail_lock.lock();
-        if matches!(self.state(), MemberState::Failed | MemberState::Absent) {
+        if matches!(self.state(), MemberState::Failed | MemberState::Absent | MemberState::Removed) {
             return false;
         }
         self.set_state(MemberState::Failed);
@@ -270,10 +302,12 @@ impl Member {
         let c = self.counters();
         let sat = |v: u64| v.min(u64::from(u32::MAX)) as u32;
         let state = match self.state() {
+            MemberState::Online if self.joining() => DeviceState::Joining,
             MemberState::Online => DeviceState::Online,
             MemberState::Stale => DeviceState::Stale,
             MemberState::Diverged => DeviceState::Diverged,
             MemberState::Failed | MemberState::Absent => DeviceState::Failed,
+            MemberState::Removed => DeviceState::Removed,
         };
         DeviceEntry {
             uuid: self.uuid,
@@ -291,21 +325,59 @@ impl Member {
     }
 }
 
+/// The member devices, indexed by device number. The set only grows while mounted (a
+/// `device add`, `devchange/`): a member once in it stays at its index, so a reference to
+/// it stays valid for the mount's lifetime; `push` is called with the commit lock held
+/// (O1), so a commit sees the set before or after an add, never half of it.
 pub struct DeviceSet {
-    pub members: Vec<Member>,
+    slots: Box<[std::sync::OnceLock<Member>]>,
+    len: std::sync::atomic::AtomicUsize,
 }
 
 impl DeviceSet {
+    pub fn new(members: Vec<Member>) -> DeviceSet {
+        let slots: Box<[std::sync::OnceLock<Member>]> =
+            (0..hammer2_format::layout::MAX_DEVICES).map(|_| std::sync::OnceLock::new()).collect();
+        let len = members.len();
+        for (s, m) in slots.iter().zip(members) {
+            let _ = s.set(m);
+        }
+        DeviceSet { slots, len: std::sync::atomic::AtomicUsize::new(len) }
+    }
     pub fn get(&self, index: u8) -> Option<&Member> {
-        self.members.get(usize::from(index))
+        if usize::from(index) >= self.len() {
+            return None;
+        }
+        self.slots.get(usize::from(index)).and_then(|s| s.get())
+    }
+    /// Every member, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = &Member> + '_ {
+        self.slots[..self.len()].iter().filter_map(|s| s.get())
     }
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.len.load(Ordering::SeqCst)
     }
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.len() == 0
     }
     pub fn writable_count(&self) -> usize {
-        self.members.iter().filter(|m| m.writable()).count()
+        self.iter().filter(|m| m.writable()).count()
+    }
+    /// Adds `m` as the next member (its index must be `len()`). The caller holds the commit
+    /// lock (O1). False (nothing added) when the table is full or the index is not next.
+    pub(crate) fn push(&self, m: Member) -> bool {
+        let i = self.len();
+        if usize::from(m.index) != i || i >= self.slots.len() || self.slots[i].set(m).is_err() {
+            return false;
+        }
+        self.len.store(i + 1, Ordering::SeqCst);
+        true
+    }
+}
+
+impl std::ops::Index<usize> for DeviceSet {
+    type Output = Member;
+    fn index(&self, i: usize) -> &Member {
+        self.get(i as u8).expect("device index within the device set")
     }
 }

@@ -160,12 +160,12 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
             indirect_block_shift: opts.indirect_block_shift,
             mkfs_time_ns: now_ns,
         },
-        devices: DeviceSet { members },
+        devices: DeviceSet::new(members),
         cache: crate::cache::BlockCache::new(16 << 20),
-        placement: Placement::new(ndev, copies),
+        free_placement: false.into(),
         read_only: false,
     };
-    let size_regions: Vec<(u64, u8)> = vol.devices.members.iter().map(|m| (m.size, m.regions)).collect();
+    let size_regions: Vec<(u64, u8)> = vol.devices.iter().map(|m| (m.size, m.regions)).collect();
     let alloc = crate::alloc::freemap::fresh(&size_regions);
     let capacity = vol.placement_total_units() * UNIT;
     let opts_fs = Options { background_sync: false, ..Options::default() };

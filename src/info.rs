@@ -26,24 +26,32 @@ pub struct Space {
 /// space follows the allocator's capacity rule ([`Placement::capacity`]); the table records
 /// free units per device only, so a device holding several fixed slots has them shared
 /// equally by its regions (every block puts one copy in each of them).
-pub fn space(devices: &[DeviceEntry], copies: u8) -> Space {
+pub fn space(devices: &[DeviceEntry], copies: u8, free_placement: bool) -> Space {
     let copies = copies.max(1);
     let raw_free = devices.iter().map(|e| e.free_units).sum::<u64>() * UNIT;
     if devices.is_empty() {
         return Space { total: 0, free: 0, raw_free };
     }
-    let p = Placement::new(devices.len(), copies);
+    let p = Placement::with_free(devices.len(), copies, free_placement);
     let region_units = |e: &DeviceEntry, k: u8| {
         let (s, end) = region_bounds(e.size, e.regions, k);
         (end - s) / UNIT
     };
-    let total = if p.fixed() {
+    let exists = |d: u8, r: u8| {
+        devices.get(usize::from(d)).is_some_and(|e| r < e.regions && e.state != hammer2_format::DeviceState::Removed)
+    };
+    let total = if p.is_free() {
+        p.capacity(|d, r| exists(d, r).then(|| region_units(&devices[usize::from(d)], r)))
+    } else if p.fixed() {
         p.capacity(|d, r| Some(region_units(&devices[usize::from(d)], r)))
     } else {
         devices.iter().map(|e| region_units(e, 0)).sum::<u64>() / u64::from(copies)
     };
-    let free = p.capacity(|d, _| {
+    let free = p.capacity(|d, r| {
         let e = &devices[usize::from(d)];
+        if p.is_free() {
+            return exists(d, r).then(|| e.free_units / u64::from(e.regions.max(1)));
+        }
         Some(if p.fixed() { e.free_units / u64::from(e.regions.max(1)) } else { e.free_units })
     });
     Space { total: total * UNIT, free: free * UNIT, raw_free }
@@ -102,7 +110,7 @@ pub struct Link {
 /// devices).
 pub fn live(fs: &impl Mounted, name: String) -> Live {
     let fs = fs.engine().0;
-    let members = &fs.vol.devices.members;
+    let members = fs.vol.devices.iter().collect::<Vec<_>>();
     let resync = crate::resync::running(fs);
     let assembly = Assembly {
         master: crate::commit::header::live_view(fs),
@@ -262,16 +270,19 @@ mod tests {
         // One device, two copies in two regions: its free units are shared by both.
         let one = [entry(256 * mib, 1000, 2)];
         let (s, e) = region_bounds(256 * mib, 2, 0);
-        assert_eq!(space(&one, 2), Space { total: (e - s) / UNIT * UNIT, free: 500 * UNIT, raw_free: 1000 * UNIT });
+        assert_eq!(
+            space(&one, 2, false),
+            Space { total: (e - s) / UNIT * UNIT, free: 500 * UNIT, raw_free: 1000 * UNIT }
+        );
         // Two devices, two copies: the fuller device decides.
         let two = [entry(256 * mib, 700, 1), entry(128 * mib, 300, 1)];
-        let sp = space(&two, 2);
+        let sp = space(&two, 2, false);
         assert_eq!((unit_of(sp.free), unit_of(sp.raw_free)), (300, 1000));
         let (s, e) = region_bounds(128 * mib, 1, 0);
         assert_eq!(sp.total, (e - s) / UNIT * UNIT);
         // Three devices, two copies: spread by free space, total is the raw size over copies.
         let three = [entry(128 * mib, 100, 1), entry(128 * mib, 5, 1), entry(128 * mib, 5, 1)];
-        let sp = space(&three, 2);
+        let sp = space(&three, 2, false);
         assert_eq!(unit_of(sp.free), 10, "one device cannot hold both copies of a block");
         let (s, e) = region_bounds(128 * mib, 1, 0);
         assert_eq!(sp.total, 3 * ((e - s) / UNIT) / 2 * UNIT);

@@ -15,6 +15,7 @@
 //! - `repair`: the typed repair session fsck makes every change through.
 //! - `inspect`: the read-only surface fsck checks with.
 //! - `rejoin`: devices back in service while mounted (and out of it), the reconnect watcher.
+//! - `devchange`: devices added to (and removed from) a mounted filesystem.
 //! - `info`: describing a filesystem (space, slots, a mount's live state) for `hammer2 info`.
 //! - `testing`: hooks for tests (not stable API).
 
@@ -22,6 +23,7 @@ pub(crate) mod alloc;
 pub(crate) mod cache;
 pub(crate) mod commit;
 pub(crate) mod copies;
+pub mod devchange;
 pub(crate) mod devices;
 pub(crate) mod error;
 pub mod format;
@@ -164,6 +166,36 @@ impl Fs {
         rejoin::online(&self.inner, storage)
     }
 
+    /// Adds `storages` as new devices of the mounted filesystem (format version 2): they
+    /// take copies of new blocks as soon as the commit that adds them is durable.
+    pub fn device_add(
+        &self,
+        storages: Vec<DynStorage>,
+    ) -> std::result::Result<devchange::Added, devchange::DeviceChangeError> {
+        devchange::add(&self.inner, storages)
+    }
+
+    /// Removes device `index` from the mounted filesystem (format version 2): every copy on
+    /// it moves to the other devices, verified, then it leaves the device table.
+    pub fn device_remove(
+        &self,
+        index: u8,
+        progress: &mut dyn FnMut(&devchange::RemoveProgress),
+    ) -> std::result::Result<devchange::Removed, devchange::DeviceChangeError> {
+        devchange::remove(&self.inner, index, progress)
+    }
+
+    /// Replaces device `old` by `new` while mounted: `new` is added, then `old` removed (it
+    /// may be dead: its copies are rebuilt from the good ones).
+    pub fn device_replace(
+        &self,
+        old: u8,
+        new: DynStorage,
+        progress: &mut dyn FnMut(&devchange::RemoveProgress),
+    ) -> std::result::Result<devchange::Replaced, devchange::DeviceChangeError> {
+        devchange::replace(&self.inner, old, new, progress)
+    }
+
     /// Takes device `index` out of service as a failure would, and closes it; refused when
     /// a block would be left without a good copy (the last writable device, or another
     /// one still missing copies).
@@ -214,7 +246,6 @@ impl Fs {
 fn device_statuses(fs: &fs::FsInner) -> Vec<DeviceStatus> {
     fs.vol
         .devices
-        .members
         .iter()
         .map(|m| {
             let c = m.counters();
@@ -312,6 +343,30 @@ impl FsRef {
     /// As [`Fs::device_offline`].
     pub fn device_offline(&self, index: u8) -> std::result::Result<String, DeviceError> {
         rejoin::offline(&self.0, index)
+    }
+    /// As [`Fs::device_remove`].
+    pub fn device_remove(
+        &self,
+        index: u8,
+        progress: &mut dyn FnMut(&devchange::RemoveProgress),
+    ) -> std::result::Result<devchange::Removed, devchange::DeviceChangeError> {
+        devchange::remove(&self.0, index, progress)
+    }
+    /// As [`Fs::device_replace`].
+    pub fn device_replace(
+        &self,
+        old: u8,
+        new: DynStorage,
+        progress: &mut dyn FnMut(&devchange::RemoveProgress),
+    ) -> std::result::Result<devchange::Replaced, devchange::DeviceChangeError> {
+        devchange::replace(&self.0, old, new, progress)
+    }
+    /// As [`Fs::device_add`].
+    pub fn device_add(
+        &self,
+        storages: Vec<DynStorage>,
+    ) -> std::result::Result<devchange::Added, devchange::DeviceChangeError> {
+        devchange::add(&self.0, storages)
     }
     /// As [`Fs::devices`].
     pub fn devices(&self) -> Vec<DeviceStatus> {

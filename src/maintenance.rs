@@ -68,7 +68,7 @@ pub fn scrub(fs: &impl Mounted, opts: RunOptions, progress: &mut dyn FnMut(Scrub
     );
     let writable = !fs.vol.read_only && !fs.remounted_ro.load(Ordering::SeqCst);
     if rep.unrepairable.is_empty() && !rep.cancelled && writable && !crate::resync::running(fs) {
-        for m in &fs.vol.devices.members {
+        for m in fs.vol.devices.iter() {
             if m.state() == MemberState::Diverged {
                 m.set_state(MemberState::Stale);
             }
@@ -109,13 +109,14 @@ pub fn resync_command(fs: &impl Mounted, cmd: ScanCommand) -> Result<()> {
 /// read-only mount they are reset in memory only, until a commit writes them).
 pub fn clear_counters(fs: &impl Mounted, device: Option<&str>) -> Result<Vec<String>> {
     let fs = fs.engine().0;
-    let members = &fs.vol.devices.members;
+    let members = fs.vol.devices.iter().collect::<Vec<_>>();
     let chosen: Vec<&crate::devices::Member> = match device {
-        None => members.iter().collect(),
+        None => members.clone(),
         Some(d) => {
             let canon = std::fs::canonicalize(d).ok();
             let hit: Vec<_> = members
                 .iter()
+                .copied()
                 .filter(|m| {
                     m.name() == d
                         || d.parse::<u8>().is_ok_and(|i| i == m.index)

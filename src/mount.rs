@@ -14,7 +14,6 @@
 use crate::alloc::Allocator;
 use crate::alloc::space::Space;
 use crate::cache::BlockCache;
-use crate::copies::placement::Placement;
 use crate::devices::{DeviceSet, Member, MemberState};
 use crate::error::{Error, Result};
 use crate::fs::{FsInner, Options, Roots};
@@ -232,6 +231,12 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
             members.push((Some(u.storage.clone()), u.name.clone(), MemberState::Diverged, entry.synced_tid.max(1)));
             continue;
         }
+        if entry.state == DeviceState::Removed {
+            // No reference names it (FORMAT.md "Devices added and removed"): not needed,
+            // and not used if given.
+            members.push((None, "(removed)".to_string(), MemberState::Removed, 0));
+            continue;
+        }
         let found = valid.iter().find(|p| p.header.as_ref().is_some_and(|h| usize::from(h.device_index) == i));
         let Some(p) = found else {
             if !opts.degraded {
@@ -257,6 +262,7 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
             match entry.state {
                 DeviceState::Diverged => MemberState::Diverged,
                 DeviceState::Stale => MemberState::Stale,
+                // Joining (A1): the commit that added it is the master, so it is durable.
                 _ => MemberState::Online,
             }
         } else if diverged(&mh, ph) || ph.tid > entry.synced_tid {
@@ -281,14 +287,17 @@ pub fn assemble(probes: Vec<Probe>, opts: &Options) -> Result<Assembly> {
             MemberState::Diverged
         } else {
             match entry.state {
-                DeviceState::Online if ph.tid >= entry.synced_tid => MemberState::Online,
-                DeviceState::Online => {
+                // A1: a device recorded joining holds no copy, and the commit that added
+                // it is durable (it is the master's or older): it is online.
+                DeviceState::Online | DeviceState::Joining if ph.tid >= entry.synced_tid => MemberState::Online,
+                DeviceState::Online | DeviceState::Joining => {
                     // It missed commits the master believed it had: a crash while the
                     // headers were written. Its blocks were flushed before the headers.
                     MemberState::Online
                 }
                 DeviceState::Diverged => MemberState::Diverged,
-                DeviceState::Stale | DeviceState::Failed => {
+                DeviceState::Stale | DeviceState::Failed | DeviceState::Removed => {
+                    // (Removed entries never get here: handled before the lookup.)
                     if missed == 0 {
                         missed = ph.tid + 1;
                     }
@@ -354,9 +363,9 @@ pub fn volume(asm: &Assembly, opts: &Options) -> Volume {
             indirect_block_shift: mh.indirect_block_shift,
             mkfs_time_ns: mh.mkfs_time_ns,
         },
-        devices: DeviceSet { members },
+        devices: DeviceSet::new(members),
         cache: BlockCache::new(opts.cache_bytes),
-        placement: Placement::new(mh.devices.len(), mh.copies),
+        free_placement: mh.has_feature(hammer2_format::layout::feature::FREE_PLACEMENT).into(),
         read_only: opts.read_only,
     }
 }
@@ -400,7 +409,7 @@ pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
         // A read-only mount never allocates: it can do without the free map.
         Err(e) if opts.read_only => {
             tracing::warn!("the free map cannot be read ({e}); mounting read-only without it");
-            vol.devices.members.iter().map(|m| crate::alloc::DeviceSpace::unusable(m.size, m.regions)).collect()
+            vol.devices.iter().map(|m| crate::alloc::DeviceSpace::unusable(m.size, m.regions)).collect()
         }
         Err(e) => {
             return Err(Error::Mount(format!(
@@ -419,7 +428,7 @@ pub fn open(storages: Vec<DynStorage>, opts: Options) -> Result<FsInner> {
 /// damage does that: the sizes of present devices are checked against the devices) is
 /// refused instead of exhausting memory.
 fn check_freemap_memory(vol: &Volume) -> Result<()> {
-    let need: u64 = vol.devices.members.iter().map(|m| m.size / hammer2_format::UNIT / 4).sum();
+    let need: u64 = vol.devices.iter().map(|m| m.size / hammer2_format::UNIT / 4).sum();
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
@@ -431,7 +440,7 @@ fn check_freemap_memory(vol: &Volume) -> Result<()> {
     if need > total / 2 {
         return Err(Error::Mount(format!(
             "the device table claims {} TiB of devices, whose free map would need {} MiB of memory: the header is damaged or this machine is too small",
-            vol.devices.members.iter().map(|m| m.size).sum::<u64>() >> 40,
+            vol.devices.iter().map(|m| m.size).sum::<u64>() >> 40,
             need >> 20
         )));
     }
@@ -453,10 +462,9 @@ impl FsInner {
     pub fn new(vol: Volume, mut alloc: Allocator, roots: Roots, next_inum: u64, opts: Options) -> FsInner {
         let slot = vol.params.slot_units();
         alloc.set_slot(slot);
-        let capacity = vol.placement.capacity_units(&alloc, &vol.devices);
+        let capacity = vol.placement().capacity_units(&alloc, &vol.devices);
         let total = vol.placement_total_units();
-        let leaves: u64 =
-            vol.devices.members.iter().map(|m| u64::from(hammer2_format::freemap::leaves_for(m.size))).sum();
+        let leaves: u64 = vol.devices.iter().map(|m| u64::from(hammer2_format::freemap::leaves_for(m.size))).sum();
         FsInner {
             space: Space::new(capacity, meta_reserve_units(total, slot, leaves), slot, vol.params.data_block_units()),
             alloc: parking_lot::Mutex::new(alloc),
@@ -486,6 +494,7 @@ impl FsInner {
             stale_orphans: Default::default(),
             mount_warnings: Vec::new(),
             rejoin: Default::default(),
+            devchange: Default::default(),
             vol,
         }
     }
@@ -497,14 +506,21 @@ impl Volume {
         let n = usize::from(self.params.copies);
         let ndev = self.devices.len();
         let units = |d: usize, regions: u8, k: u8| {
-            let (s, e) = hammer2_format::layout::region_bounds(self.devices.members[d].size, regions, k);
+            let (s, e) = hammer2_format::layout::region_bounds(self.devices[d].size, regions, k);
             (e - s) / hammer2_format::UNIT
         };
+        if self.free_placement.load(std::sync::atomic::Ordering::SeqCst) {
+            // FP1: N copies in N distinct domains (device, region) of any devices.
+            return self.placement().capacity(|d, r| {
+                let m = self.devices.get(d)?;
+                (r < m.regions && m.state() != MemberState::Removed).then(|| units(usize::from(d), m.regions, r))
+            });
+        }
         if ndev <= n {
             (0..n)
                 .map(|i| {
                     let d = i % ndev;
-                    units(d, self.devices.members[d].regions, (i / ndev) as u8)
+                    units(d, self.devices[d].regions, (i / ndev) as u8)
                 })
                 .min()
                 .unwrap_or(0)

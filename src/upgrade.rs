@@ -132,5 +132,6 @@ fn state_word(s: MemberState) -> &'static str {
         MemberState::Diverged => "diverged (or rolled back)",
         MemberState::Failed => "failed",
         MemberState::Absent => "missing",
+        MemberState::Removed => "removed",
     }
 }

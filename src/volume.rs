@@ -52,12 +52,25 @@ pub struct Volume {
     pub params: Params,
     pub devices: DeviceSet,
     pub cache: BlockCache,
-    pub placement: Placement,
+    /// `FREE_PLACEMENT` is set (format version 2): no pinned copy slots (FP1). Set at mount
+    /// from the master header, and by the first device add or remove (with the commit lock
+    /// held, before the commit that records it).
+    pub free_placement: std::sync::atomic::AtomicBool,
     /// No write of any kind reaches a device (not even self-heal).
     pub read_only: bool,
 }
 
 impl Volume {
+    /// The placement rule for the devices this volume has now (their number grows with a
+    /// `device add`).
+    pub fn placement(&self) -> Placement {
+        Placement::with_free(
+            self.devices.len(),
+            self.params.copies,
+            self.free_placement.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+
     /// The copy-I/O layer over this volume's devices: heals bad copies unless read-only.
     pub fn copy_io(&self) -> CopyIo<'_> {
         CopyIo::new(&self.devices, !self.read_only)

@@ -108,7 +108,7 @@ pub fn filesystem_roots(roots: &Roots) -> Vec<(TreeKind, &[Blockref])> {
 /// Walks every tree of the filesystem ([`filesystem_roots`]). With `SHARED_BLOCKS` a
 /// block reachable from several trees (a snapshot and its PFS, a dead list) is visited
 /// once: the first reference to reach it; a later reference naming one of its units must
-/// be the same block (S4 in docs/DESIGN.md), or the visitor hears of it as malformed.
+/// be the same block (SN4 in docs/DESIGN.md), or the visitor hears of it as malformed.
 pub fn walk(roots: &Roots, v: &mut dyn Visitor) -> Result<()> {
     let shared = roots.pfs.as_ref().is_some_and(|p| p.features & feature::SHARED_BLOCKS != 0);
     let mut once;

@@ -56,7 +56,7 @@ pub struct Checker<'v> {
     /// Version 2: the inode counter of the served PFS ROOT (the header's is 0).
     pub pfs_next_inum: Option<u64>,
     /// `SHARED_BLOCKS`: a reference naming a location seen before is the same block when
-    /// its identity (size, check value, birth) is the same (S4 in docs/DESIGN.md).
+    /// its identity (size, check value, birth) is the same (SN4 in docs/DESIGN.md).
     pub shared_ok: bool,
     /// The identity hash of the block at each (device, offset) seen, with `shared_ok`.
     pub identity: std::collections::HashMap<(u8, u64), u64>,
@@ -107,7 +107,17 @@ impl<'v> Checker<'v> {
             vol,
             master: mh.clone(),
             shape: Shape::new(mh.data_block_shift, mh.indirect_block_shift, mh.tid, leaves),
-            copies: CopiesCheck::new(mh.copies, geo.len()),
+            copies: CopiesCheck::new(
+                mh.copies,
+                geo.len(),
+                mh.has_feature(hammer2_format::layout::feature::FREE_PLACEMENT),
+                &mh.devices
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.state == hammer2_format::DeviceState::Removed)
+                    .map(|(i, _)| i)
+                    .collect::<Vec<_>>(),
+            ),
             geo,
             opts: opts.clone(),
             findings: Findings::default(),

@@ -5,6 +5,20 @@
 
 use crate::report::{BlockAt, Findings, Problem, Repair};
 use crate::space::Geometry;
+
+/// Notes for the report that are no findings.
+impl CopiesCheck {
+    pub fn notes(&self) -> Vec<String> {
+        if self.shared_needlessly == 0 {
+            return Vec::new();
+        }
+        vec![format!(
+            "warning: {} block(s) keep copies on one device although {} devices could hold them apart \
+             (placement FP1; not an error)",
+            self.shared_needlessly, self.placeable
+        )]
+    }
+}
 use hammer2::inspect::MemberState;
 use hammer2_format::layout::MAX_DEVICES;
 use hammer2_format::{Blockref, CopyState};
@@ -12,17 +26,65 @@ use hammer2_format::{Blockref, CopyState};
 pub struct CopiesCheck {
     copies: u8,
     ndev: usize,
+    /// `FREE_PLACEMENT`: no pinned slots (FP1 in docs/DESIGN.md).
+    free: bool,
+    /// Devices that may hold copies (not removed): how many distinct devices a block's
+    /// copies should use at least.
+    placeable: usize,
+    /// Blocks whose copies share a device although enough devices exist (FP1 says the
+    /// writer avoids it; a warning, not an error).
+    pub shared_needlessly: u64,
+    /// Devices the table records removed: no reference may name them.
+    removed: [bool; MAX_DEVICES],
     /// Per device index: (blocks, bytes) with a MISSING copy there.
     missing: [(u64, u64); MAX_DEVICES],
 }
 
 impl CopiesCheck {
-    pub fn new(copies: u8, ndev: usize) -> CopiesCheck {
-        CopiesCheck { copies, ndev, missing: [(0, 0); MAX_DEVICES] }
+    pub fn new(copies: u8, ndev: usize, free: bool, removed: &[usize]) -> CopiesCheck {
+        let mut r = [false; MAX_DEVICES];
+        for &i in removed.iter().filter(|&&i| i < MAX_DEVICES) {
+            r[i] = true;
+        }
+        let placeable = ndev.saturating_sub(removed.len());
+        CopiesCheck { copies, ndev, free, placeable, shared_needlessly: 0, removed: r, missing: [(0, 0); MAX_DEVICES] }
     }
 
     fn fixed(&self) -> bool {
-        hammer2::inspect::slots_are_fixed(self.ndev, self.copies)
+        !self.free && hammer2::inspect::slots_are_fixed(self.ndev, self.copies)
+    }
+
+    /// FP1 (free placement): no two copies in one (device, region), every VALID copy inside
+    /// a region of its device; copies sharing a device while enough devices exist are only
+    /// counted (`shared_needlessly`).
+    fn note_free(&mut self, p: &hammer2_format::blockref::BlockPtr, geo: &[Geometry]) -> Option<String> {
+        let mut domains: Vec<(u8, Option<u8>)> = Vec::with_capacity(p.copies.len());
+        for (slot, l) in p.copies.iter().enumerate() {
+            let region = match (l.state, geo.get(usize::from(l.device))) {
+                (CopyState::Valid, Some(g)) => {
+                    let r = (0..g.regions).find(|&k| {
+                        let (s, e) = hammer2_format::layout::region_bounds(g.size, g.regions, k);
+                        l.offset >= s && l.offset.saturating_add(u64::from(p.size)) <= e
+                    });
+                    if r.is_none() {
+                        return Some(format!("copy {slot} lies outside every region of device {}", l.device));
+                    }
+                    r
+                }
+                _ => None,
+            };
+            if region.is_some() && domains.contains(&(l.device, region)) {
+                return Some(format!("two copies in region {} of device {}", region.unwrap_or(0), l.device));
+            }
+            domains.push((l.device, region));
+        }
+        let mut devices: Vec<u8> = p.copies.iter().map(|l| l.device).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        if devices.len() < p.copies.len().min(self.placeable) {
+            self.shared_needlessly += 1;
+        }
+        None
     }
 
     /// Notes the copies of one reference; returns what is wrong with their placement.
@@ -40,6 +102,14 @@ impl CopiesCheck {
             if usize::from(l.device) >= self.ndev {
                 return Some(format!("copy {slot} is on device {}, which the filesystem does not have", l.device));
             }
+            if self.removed[usize::from(l.device)] {
+                return Some(format!("copy {slot} names device {}, which was removed", l.device));
+            }
+        }
+        if self.free {
+            return self.note_free(p, geo);
+        }
+        for (slot, l) in p.copies.iter().enumerate() {
             if self.fixed() {
                 let (want_dev, want_region) = hammer2::inspect::fixed_slot(slot, self.ndev);
                 let want_dev = usize::from(want_dev);

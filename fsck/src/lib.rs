@@ -261,6 +261,8 @@ fn run_once(
         })
         .collect();
     ck.copies.finish(&members, &mut ck.findings);
+    let placement_notes = ck.copies.notes();
+    ck.notes.extend(placement_notes);
     let input = namespace::analyze::Input {
         ns: &ck.ns,
         allow_unsafe: opts.mode != Mode::Preen,

@@ -85,7 +85,7 @@ impl<'c, 'v> Scan<'c, 'v> {
 
     /// [`Scan::mark`], telling also whether this is the first reference to the block: with
     /// `SHARED_BLOCKS`, a reference naming a location seen before with the same identity
-    /// is the same block (S4), already verified and marked; a node is still descended into
+    /// is the same block (SN4), already verified and marked; a node is still descended into
     /// once per PFS, whose namespace it belongs to.
     fn mark_shared(&mut self, br: &Blockref, ctx: &Ctx) -> (bool, bool) {
         let Some(p) = br.ptr() else { return (true, true) };
@@ -333,7 +333,7 @@ impl<'c, 'v> Scan<'c, 'v> {
     }
 }
 
-/// What identifies a block among the references that share it (S4): stored size, check
+/// What identifies a block among the references that share it (SN4): stored size, check
 /// value and birth.
 fn identity(br: &Blockref) -> u64 {
     use std::hash::{Hash, Hasher};

@@ -120,6 +120,12 @@ pub enum DeviceState {
     /// Was modified apart from the master (split brain) and lost the operator's choice:
     /// any of its copies may have been overwritten, so a resync verifies all of them.
     Diverged,
+    /// Version 2: removed by `device remove`; no reference names it. Its index stays
+    /// allocated so copy locations naming other devices keep their meaning.
+    Removed,
+    /// Version 2: added while mounted by the commit that wrote this header; written by
+    /// commits, holding no copy yet (placement uses it once that commit is durable).
+    Joining,
 }
 
 impl DeviceState {
@@ -129,6 +135,8 @@ impl DeviceState {
             DeviceState::Failed => 2,
             DeviceState::Stale => 3,
             DeviceState::Diverged => 4,
+            DeviceState::Removed => 5,
+            DeviceState::Joining => 6,
         }
     }
     fn from_code(c: u8) -> Option<Self> {
@@ -137,6 +145,8 @@ impl DeviceState {
             2 => Some(DeviceState::Failed),
             3 => Some(DeviceState::Stale),
             4 => Some(DeviceState::Diverged),
+            5 => Some(DeviceState::Removed),
+            6 => Some(DeviceState::Joining),
             _ => None,
         }
     }
@@ -146,6 +156,8 @@ impl DeviceState {
             DeviceState::Failed => "failed",
             DeviceState::Stale => "stale",
             DeviceState::Diverged => "diverged",
+            DeviceState::Removed => "removed",
+            DeviceState::Joining => "joining",
         }
     }
 }
@@ -164,7 +176,7 @@ impl DeviceState {
 /// | 56 |  4 | check (checksum) errors |
 /// | 60 |  4 | copies repaired |
 /// | 64 |  1 | regions on the device (1..=4) |
-/// | 65 |  1 | state (1 online, 2 failed, 3 stale, 4 diverged) |
+/// | 65 |  1 | state (1 online, 2 failed, 3 stale, 4 diverged; version 2: 5 removed, 6 joining) |
 /// | 66 | 14 | reserved, zero |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DeviceEntry {
@@ -431,8 +443,9 @@ impl VolumeHeader {
             let uuid: [u8; 16] = r.array(o + off::dev::UUID)?;
             let regions = r.u8(o + off::dev::REGIONS)?;
             let state_code = r.u8(o + off::dev::STATE)?;
-            let state =
-                DeviceState::from_code(state_code).ok_or_else(|| r.bad("device state", u64::from(state_code)))?;
+            let state = DeviceState::from_code(state_code)
+                .filter(|s| version != FORMAT_VERSION || !matches!(s, DeviceState::Removed | DeviceState::Joining))
+                .ok_or_else(|| r.bad("device state", u64::from(state_code)))?;
             let size = r.u64(o + off::dev::SIZE)?;
             if uuid == [0; 16]
                 || regions == 0

@@ -15,7 +15,6 @@ use std::ops::ControlFlow;
 pub fn load(vol: &Volume, root: &Root) -> Result<Vec<DeviceSpace>> {
     let mut maps: Vec<(Bitmap, u32, bool)> = vol
         .devices
-        .members
         .iter()
         .map(|m| {
             let n = leaves_for(m.size);
@@ -42,13 +41,17 @@ pub fn load(vol: &Volume, root: &Root) -> Result<Vec<DeviceSpace>> {
             return Err(Error::Corrupt(format!("free map lacks leaf {l} of device {d}")));
         }
     }
-    Ok(vol
-        .devices
-        .members
-        .iter()
-        .zip(maps)
-        .map(|(m, (bits, _, _))| DeviceSpace::new(m.size, m.regions, Some(bits)))
-        .collect())
+    Ok(vol.devices.iter().zip(maps).map(|(m, (bits, _, _))| DeviceSpace::new(m.size, m.regions, Some(bits))).collect())
+}
+
+/// The space of a device added while mounted (`devchange`): all free, every leaf marked
+/// for writing, so the commit that adds it puts its whole free map into the tree.
+pub fn fresh_device(size: u64, regions: u8) -> DeviceSpace {
+    let mut d = DeviceSpace::new(size, regions, None);
+    for l in 0..leaves_for(size) {
+        d.dirty_leaves.insert(l);
+    }
+    d
 }
 
 /// A fresh allocator for a new filesystem, with every leaf marked for writing.

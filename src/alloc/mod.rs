@@ -362,6 +362,19 @@ impl Allocator {
         self.release_unpinned();
     }
 
+    /// The region of `device` that byte `offset` lies in.
+    pub fn region_of(&self, device: u8, offset: u64) -> Option<u8> {
+        self.devs.get(usize::from(device))?.region_of(offset / UNIT).map(|r| r as u8)
+    }
+
+    /// The first byte of region `region` of `device` (0 when there is no such region).
+    pub fn region_start(&self, device: u8, region: u8) -> u64 {
+        self.devs
+            .get(usize::from(device))
+            .and_then(|d| d.regions.get(usize::from(region)))
+            .map_or(0, |r| r.start * UNIT)
+    }
+
     /// Free units of each (device, region), for placement and space accounting.
     pub fn domain_free(&self, device: u8, region: u8) -> u64 {
         self.devs.get(usize::from(device)).and_then(|d| d.regions.get(usize::from(region))).map_or(0, |r| r.free)

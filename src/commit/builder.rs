@@ -25,7 +25,7 @@ pub struct Builder<'a> {
     /// A block of this commit is stored compressed: its header gets `COMPRESSED`.
     pub compressed: bool,
     /// While the served PFS's trees are rebuilt: blocks they drop that a snapshot still
-    /// holds (S1), kept for the PFS's dead list instead of freed.
+    /// holds (SN1), kept for the PFS's dead list instead of freed.
     pub dead: Option<DeadSink>,
     /// While the served PFS's trees are rebuilt (format version 2): how their referenced
     /// bytes change, (logical, physical), for the record's counters.
@@ -36,7 +36,7 @@ pub struct Builder<'a> {
 pub struct DeadSink {
     /// The newest snapshot's create tid: a block born at or before it is in that snapshot.
     pub threshold: u64,
-    /// A clone's origin snapshot's create tid (S5): a block born at or before it stays
+    /// A clone's origin snapshot's create tid (SN5): a block born at or before it stays
     /// that snapshot's, and is neither freed nor listed.
     pub floor: u64,
     /// The dropped references, in the order they were dropped.
@@ -59,7 +59,7 @@ impl<'a> Builder<'a> {
     }
 
     fn place(&mut self, class: Class, size: u32) -> Result<hammer2_format::blockref::Copies> {
-        let copies = self.vol.placement.place(self.alloc, &self.vol.devices, class, size)?;
+        let copies = self.vol.placement().place(self.alloc, &self.vol.devices, class, size)?;
         self.count(size, &copies, 1);
         Ok(copies)
     }
@@ -75,7 +75,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Drops a committed block from the tree being rebuilt: frees every valid copy, unless
-    /// a snapshot still holds it (S1: then it goes to the dead list).
+    /// a snapshot still holds it (SN1: then it goes to the dead list).
     pub fn free_ref(&mut self, br: &Blockref) {
         if let Some(p) = br.ptr() {
             if br.btype == BlockType::Data {

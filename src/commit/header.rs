@@ -23,7 +23,7 @@ fn header(
     commit_time_ns: u64,
 ) -> VolumeHeader {
     let vol = &fs.vol;
-    let m = &vol.devices.members[usize::from(index)];
+    let m = &vol.devices[usize::from(index)];
     // Version 1 or 2: the roots say which (`pfs.rs`).
     let f = crate::pfs::header_fields(roots, next_inum);
     VolumeHeader {
@@ -54,7 +54,7 @@ fn header(
 
 fn device_table(fs: &FsInner) -> Vec<hammer2_format::DeviceEntry> {
     let alloc = fs.alloc.lock();
-    fs.vol.devices.members.iter().map(|m| m.entry(alloc.device_free_on_disk(m.index))).collect()
+    fs.vol.devices.iter().map(|m| m.entry(alloc.device_free_on_disk(m.index))).collect()
 }
 
 /// What the mounted filesystem would write in its next header (for `hammer2 info` on a
@@ -69,10 +69,10 @@ pub fn live_view(fs: &FsInner) -> VolumeHeader {
 pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -> usize {
     let vol = &fs.vol;
     let tid = roots.tid;
-    for m in &vol.devices.members {
+    for m in vol.devices.iter() {
         if m.writable() {
             m.set_synced_tid(tid);
-        } else if m.missed_since() == 0 {
+        } else if m.missed_since() == 0 && m.state() != crate::devices::MemberState::Removed {
             m.set_missed_since(tid);
         }
     }
@@ -80,14 +80,33 @@ pub fn write_headers(fs: &FsInner, roots: &Roots, next_inum: u64, clean: bool) -
     // One logical header per commit (FORMAT.md §3): every device gets the same time.
     let commit_time_ns = now_ns();
     let slot = (tid % HEADER_SLOTS as u64) as usize;
+    // A1 (DESIGN): a joining device's header is durable before any other device's, so a
+    // crash leaves either the old table everywhere (the device is out, and holds no
+    // header of this filesystem) or a master that lists it (it is in).
+    let joining = vol.devices.iter().filter(|m| m.writable() && m.joining()).collect::<Vec<_>>();
+    let others = vol.devices.iter().filter(|m| m.writable() && !m.joining()).collect::<Vec<_>>();
+    let first = write_to(fs, roots, next_inum, clean, &devices, commit_time_ns, slot, joining);
+    first + write_to(fs, roots, next_inum, clean, &devices, commit_time_ns, slot, others)
+}
+
+/// Writes header slot `slot` of the commit on each of `members`, in parallel. Returns how
+/// many now hold it.
+#[allow(clippy::too_many_arguments)]
+fn write_to(
+    fs: &FsInner,
+    roots: &Roots,
+    next_inum: u64,
+    clean: bool,
+    devices: &[hammer2_format::DeviceEntry],
+    commit_time_ns: u64,
+    slot: usize,
+    members: Vec<&crate::devices::Member>,
+) -> usize {
     std::thread::scope(|s| {
-        let hs: Vec<_> = vol
-            .devices
-            .members
-            .iter()
-            .filter(|m| m.writable())
+        let hs: Vec<_> = members
+            .into_iter()
             .map(|m| {
-                let h = header(fs, roots, next_inum, clean, &devices, m.index, commit_time_ns);
+                let h = header(fs, roots, next_inum, clean, devices, m.index, commit_time_ns);
                 s.spawn(move || {
                     let Some(st) = m.storage() else { return false };
                     let bytes = h.encode();

@@ -255,7 +255,7 @@ fn build(
 ) -> Result<Built> {
     let mut b = Builder::new(&fs.vol, alloc, tid, streams);
     let codec = fs.default_codec(old);
-    // S1, S5: while the served PFS's trees are rebuilt, what they drop and a snapshot
+    // SN1, SN5: while the served PFS's trees are rebuilt, what they drop and a snapshot
     // holds is kept for the dead list or left to the clone's origin (`pfs::write_record`
     // takes the sink back).
     if old.pfs.is_some() {
@@ -377,7 +377,7 @@ fn install(fs: &FsInner, snap: Snapshot, mut built: Built, roots: Roots) -> Comm
     let trims = {
         let mut a = fs.alloc.lock();
         a.committed(tid);
-        fs.space.publish_capacity(fs.vol.placement.capacity_units(&a, &fs.vol.devices));
+        fs.space.publish_capacity(fs.vol.placement().capacity_units(&a, &fs.vol.devices));
         a.take_trims(tid)
     };
     // Still under the commit lock: nothing can allocate these units before they are

@@ -8,7 +8,7 @@
 //! of the served PFS, or the deletion of a PFS or snapshot. It is part of the commit, so it
 //! is as atomic as the commit: every crash state has it whole or not at all.
 //!
-//! The rules (FORMAT-V2 "Shared blocks and the rule that frees them", S1..S3 in
+//! The rules (FORMAT-V2 "Shared blocks and the rule that frees them", SN1..SN3 in
 //! docs/DESIGN.md): blocks the served PFS drops that its newest snapshot holds go to its
 //! dead list (collected by `Builder::free_ref`); a snapshot takes the live roots and dead
 //! list; deleting snapshot Si frees the range `birth > prev.create_tid` of the next dead
@@ -37,7 +37,7 @@ pub enum PfsOp {
     /// Deletes a snapshot (range free and merge) or a PFS without snapshots (its trees
     /// freed). Never the served PFS.
     Delete { name: String },
-    /// A writable clone of snapshot `origin`: its trees are the snapshot's (S5).
+    /// A writable clone of snapshot `origin`: its trees are the snapshot's (SN5).
     Clone { origin: String, name: String },
 }
 
@@ -167,7 +167,7 @@ pub(super) fn write_record(
                                 s.name
                             )));
                         }
-                        // A clone's blocks born up to its origin are the origin's (S5).
+                        // A clone's blocks born up to its origin are the origin's (SN5).
                         let floor = match rec.kind {
                             PfsKind::Clone => all.iter().find(|r| r.id == rec.origin).map_or(0, |r| r.create_tid),
                             _ => 0,
@@ -215,7 +215,7 @@ fn new_root_dir(b: &mut Builder) -> Result<PRoot> {
 
 /// Deletes snapshot `si`: in the next dead list (the next snapshot's, or the live PFS's),
 /// the entries born after the previous snapshot were held by `si` alone: freed; `si`'s own
-/// list joins the next one (S3). Cost: `si`'s list and the freed range.
+/// list joins the next one (SN3). Cost: `si`'s list and the freed range.
 fn delete_snapshot(
     b: &mut Builder,
     si: &PfsRecord,

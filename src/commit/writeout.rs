@@ -45,7 +45,6 @@ impl Streams {
     pub fn start<'scope, 'env>(scope: &'scope std::thread::Scope<'scope, 'env>, vol: &'env Volume) -> Streams {
         let senders = vol
             .devices
-            .members
             .iter()
             .map(|m| {
                 if !m.writable() {
@@ -169,7 +168,7 @@ pub fn write_and_flush(vol: &Volume, arena: &Arena) -> Vec<u8> {
             .enumerate()
             .filter(|(d, w)| !w.is_empty() || streamed_to[*d])
             .map(|(d, mut writes)| {
-                let m = &vol.devices.members[d];
+                let m = &vol.devices[d];
                 s.spawn(move || {
                     writes.sort_unstable_by_key(|w| w.0);
                     (d as u8, write_device(m, &writes))

@@ -4,6 +4,7 @@
 //! modules that act on it (commit, maintenance, rejoin, resync): they import this one, never
 //! the other way round, so the engine's module graph has no cycle (docs/DESIGN.md §1).
 
+pub(crate) mod devchange;
 pub(crate) mod rejoin;
 pub(crate) mod scans;
 
@@ -46,11 +47,11 @@ pub struct PfsRoots {
     pub served: Option<hammer2_format::PfsRecord>,
     /// The create tid of the served PFS's newest snapshot (0: none): a block the served
     /// PFS drops that was born at or before it goes to the dead list, not the free map
-    /// (S1 in docs/DESIGN.md).
+    /// (SN1 in docs/DESIGN.md).
     pub newest_snapshot_tid: u64,
     /// For a clone (kind 3): the create tid of the snapshot it was made from. A block the
     /// clone drops that was born at or before it is that snapshot's: neither freed nor
-    /// entered in a dead list (S5 in docs/DESIGN.md). 0 for every other PFS.
+    /// entered in a dead list (SN5 in docs/DESIGN.md). 0 for every other PFS.
     pub clone_floor: u64,
     /// Version-2 header fields a commit writes back as it found them.
     pub features: u64,
@@ -245,6 +246,8 @@ pub struct FsInner {
     pub mount_warnings: Vec<String>,
     /// Devices back while mounted: the reconnect watcher, automatic resyncs (`rejoin`).
     pub(crate) rejoin: rejoin::State,
+    /// A device add or remove running now (`devchange`).
+    pub(crate) devchange: devchange::State,
 }
 
 #[derive(Default)]

@@ -54,7 +54,7 @@ pub(crate) fn statuses(fs: &FsInner) -> Vec<AwaitedStatus> {
 pub(super) fn retry_due(fs: &FsInner) {
     // Every member has its device again (one came back through `hammer2 device online`):
     // nothing is left to wait for.
-    if fs.vol.devices.members.iter().all(|m| m.state() != MemberState::Absent) {
+    if fs.vol.devices.iter().all(|m| m.state() != MemberState::Absent) {
         fs.rejoin.awaited.lock().clear();
         return;
     }

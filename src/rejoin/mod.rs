@@ -79,7 +79,6 @@ pub(crate) fn online(fs: &FsInner, storage: DynStorage) -> Result<Onlined, Devic
     let m = fs
         .vol
         .devices
-        .members
         .iter()
         .find(|m| m.uuid == h.device_uuid && usize::from(m.index) == usize::from(h.device_index))
         .ok_or_else(|| DeviceError::NotAMember(name.clone()))?;
@@ -98,6 +97,9 @@ pub(crate) fn online(fs: &FsInner, storage: DynStorage) -> Result<Onlined, Devic
     let state = m.state();
     if state.writable() {
         return Err(DeviceError::AlreadyOnline { name, index: m.index, state: state.name() });
+    }
+    if state == MemberState::Removed {
+        return Err(DeviceError::NotAMember(name));
     }
     let roots = fs.roots.read().clone();
     if h.tid > m.synced_tid() {
@@ -166,7 +168,8 @@ pub(crate) fn offline(fs: &FsInner, index: u8) -> Result<String, DeviceError> {
 /// block keeps a good copy only when it has at least two copies and every other device
 /// holds all of its copies (online: not stale, diverged, failed or absent).
 fn would_lose_copies(fs: &FsInner, m: &Member) -> Option<String> {
-    let others: Vec<&Member> = fs.vol.devices.members.iter().filter(|o| o.index != m.index).collect();
+    let others: Vec<&Member> =
+        fs.vol.devices.iter().filter(|o| o.index != m.index && o.state() != MemberState::Removed).collect();
     if others.iter().all(|o| !o.writable()) {
         return Some("it is the last writable device".into());
     }

@@ -59,7 +59,7 @@ fn run(weak: &Weak<FsInner>) {
             backoff.resize_with(fs.vol.devices.len(), || None);
             // With every device failed only a resync takes them back (all together).
             let stalled = fs.stalled.load(Ordering::SeqCst);
-            for (m, b) in fs.vol.devices.members.iter().zip(backoff.iter_mut()) {
+            for (m, b) in fs.vol.devices.iter().zip(backoff.iter_mut()) {
                 // Only a device that failed and still has its storage: one taken offline
                 // by the operator has none, and stays out until handed back.
                 let now = Instant::now();
@@ -162,7 +162,7 @@ fn start_resync(fs: &Arc<FsInner>) {
             }
         }
         // A device that came back while it ran is still stale: catch it up too.
-        if fs.vol.devices.members.iter().any(|m| m.state() == MemberState::Stale) {
+        if fs.vol.devices.iter().any(|m| m.state() == MemberState::Stale) {
             fs.rejoin.resync_wanted.store(true, Ordering::SeqCst);
         }
     });

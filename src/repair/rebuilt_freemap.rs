@@ -62,7 +62,7 @@ pub(crate) fn open_with_used(storages: Vec<DynStorage>, opts: Options, used: Vec
     }
 
     let mut devs = Vec::with_capacity(used.len());
-    for (m, bits) in vol.devices.members.iter().zip(used) {
+    for (m, bits) in vol.devices.iter().zip(used) {
         let need = u64::from(leaves_for(m.size)) * FREEMAP_LEAF_UNITS;
         if bits.units() < need {
             return Err(RepairError::UsedMapTooSmall { device: m.index });

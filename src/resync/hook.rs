@@ -32,6 +32,7 @@ impl CommitHook for ResyncHook {
 
     fn at_fixed_point(&self, fp: FixedPoint<'_, '_>) -> Result<HookOutcome> {
         let out = slice(
+            super::slice::Goal::Resync,
             fp.builder,
             fp.inodes,
             fp.orphans,

@@ -19,6 +19,8 @@ mod hook;
 mod pending;
 mod slice;
 
+pub(crate) use slice::{Goal, slice};
+
 use crate::devices::MemberState;
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
@@ -108,12 +110,12 @@ pub(crate) fn run(
     let start = std::time::Instant::now();
     let mut report = ResyncReport::default();
     rejoin(fs, &mut report)?;
-    for m in &fs.vol.devices.members {
+    for m in fs.vol.devices.iter() {
         if m.state() == MemberState::Stale {
             tracing::info!(device = %m.name(), "resync started");
         }
     }
-    for m in &fs.vol.devices.members {
+    for m in fs.vol.devices.iter() {
         if m.state() == MemberState::Diverged {
             let (checked, repaired) = scrub_device(fs, m.index, opts.rate)?;
             report.verified_blocks += checked;
@@ -148,7 +150,7 @@ pub(crate) fn run(
             session.set_slicing(false);
             report.cancelled = true;
             report.counts = session.totals();
-            for m in &fs.vol.devices.members {
+            for m in fs.vol.devices.iter() {
                 if !m.writable() {
                     report.still_missing.push(m.name());
                 }
@@ -163,12 +165,12 @@ pub(crate) fn run(
         }
     }
     session.set_slicing(false);
-    for m in &fs.vol.devices.members {
+    for m in fs.vol.devices.iter() {
         if stale.contains(&(m.index, m.epoch())) && m.state() == MemberState::Stale {
             m.set_state(MemberState::Online);
             m.set_missed_since(0);
             report.synced.push(m.name());
-        } else if !m.writable() {
+        } else if !m.writable() && m.state() != MemberState::Removed {
             report.still_missing.push(m.name());
         }
     }
@@ -182,7 +184,7 @@ pub(crate) fn run(
 
 /// Every stale device with its epoch.
 fn stale_epochs(fs: &FsInner) -> Vec<(u8, u64)> {
-    fs.vol.devices.members.iter().filter(|m| m.state() == MemberState::Stale).map(|m| (m.index, m.epoch())).collect()
+    fs.vol.devices.iter().filter(|m| m.state() == MemberState::Stale).map(|m| (m.index, m.epoch())).collect()
 }
 
 /// One commit of the resync. When it fails for want of a device the filesystem still refuses
@@ -210,7 +212,7 @@ fn rejoin(fs: &FsInner, report: &mut ResyncReport) -> Result<()> {
     let stalled = fs.stalled.load(Ordering::SeqCst);
     let roots = fs.roots.read().clone();
     let mut back = Vec::new();
-    for m in &fs.vol.devices.members {
+    for m in fs.vol.devices.iter() {
         let Some(st) = m.storage() else { continue };
         if m.state() != MemberState::Failed {
             continue;

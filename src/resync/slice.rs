@@ -1,9 +1,15 @@
 //! One resync slice: what the commit hook of a resync runs at each commit's fixed point. It
 //! fills MISSING copies on writable devices (a new location on that device, the verified
 //! content copied there) and rebuilds the nodes above them, within a budget of bytes.
+//!
+//! The same walk moves copies off a device being removed (`Goal::MoveOff`, `devchange/`):
+//! it then enters every branch (no flag marks where such copies are), and gives each copy
+//! on that device a new location on another one (FP1), the verified content copied there
+//! (read through the check value, from any good copy), the old location freed in the same
+//! commit that stops referencing it.
 
 use super::ResyncCounts;
-use crate::alloc::Class;
+use crate::alloc::{Class, Extent};
 use crate::commit::builder::Builder;
 use crate::copies::read::ReadCtx;
 use crate::error::{Error, Result};
@@ -14,17 +20,30 @@ use hammer2_format::{BlockType, Blockref, CopyState, InodeBlock, InodeContent};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+/// What a slice is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Goal {
+    /// Fill MISSING copies on writable devices, entering only DEGRADED branches.
+    Resync,
+    /// Move every copy on this device to another one, entering every branch.
+    MoveOff(u8),
+}
+
 /// What a slice changed, for the commit to install.
 #[derive(Default)]
-pub(super) struct SliceOutcome {
+pub(crate) struct SliceOutcome {
     pub counts: ResyncCounts,
     pub complete: bool,
+    /// A copy was not placed for want of room the reservations leave (S4): a resync waits
+    /// for space to be freed; a remove that makes no progress stops.
+    pub no_room: bool,
     /// Inodes whose block was rewritten: (inum, new INODE entry, new root).
     pub inodes: Vec<(u64, PEntry, PRoot)>,
 }
 
 struct Slice<'s, 'a> {
     b: &'s mut Builder<'a>,
+    goal: Goal,
     skip: &'s HashSet<u64>,
     budget: u64,
     /// Units each copy domain must keep free for the commit's reservations (S4).
@@ -37,7 +56,9 @@ struct Slice<'s, 'a> {
 
 /// Runs one slice over the trees a commit is building. `skip` holds the inodes this commit
 /// writes anyway (their new blocks are fresh; what they still reference is caught next time).
-pub(super) fn slice(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn slice(
+    goal: Goal,
     b: &mut Builder,
     inodes: &mut PRoot,
     orphans: &mut PRoot,
@@ -47,10 +68,10 @@ pub(super) fn slice(
     keep_free: u64,
 ) -> Result<SliceOutcome> {
     let out = SliceOutcome { complete: true, ..Default::default() };
-    let mut s = Slice { b, skip, budget, keep_free, room: Default::default(), out };
+    let mut s = Slice { b, goal, skip, budget, keep_free, room: Default::default(), out };
     s.entries(&mut inodes.entries, TreeKind::Inodes)?;
     s.entries(&mut orphans.entries, TreeKind::Orphans)?;
-    if freemap_degraded {
+    if freemap_degraded || matches!(goal, Goal::MoveOff(_)) {
         // The free map is small: rewrite all of it (the commit's free-map step writes every
         // dirty leaf and the nodes above them to every writable device).
         let all: Vec<(u8, u32)> =
@@ -77,13 +98,28 @@ impl Slice<'_, '_> {
         false
     }
 
-    /// A MISSING copy of `br` lives on a device we can write now.
-    fn fixable(&self, br: &Blockref) -> bool {
-        br.ptr().is_some_and(|p| {
-            p.copies.iter().any(|l| {
+    /// Whether the walk enters `br` (and what lies below it).
+    fn enters(&self, br: &Blockref) -> bool {
+        match self.goal {
+            Goal::Resync => br.is_degraded(),
+            Goal::MoveOff(_) => br.ptr().is_some(),
+        }
+    }
+
+    /// Whether copy `l` is one this slice replaces.
+    fn wants(&self, l: &hammer2_format::Location) -> bool {
+        match self.goal {
+            Goal::Resync => {
                 l.state == CopyState::Missing && self.b.vol.devices.get(l.device).is_some_and(|m| m.writable())
-            })
-        })
+            }
+            Goal::MoveOff(d) => l.device == d,
+        }
+    }
+
+    /// A copy of `br` this slice replaces: a MISSING copy on a device we can write now
+    /// (resync), or any copy on the device being emptied.
+    fn fixable(&self, br: &Blockref) -> bool {
+        br.ptr().is_some_and(|p| p.copies.iter().any(|l| self.wants(l)))
     }
 
     /// Resyncs a list of entries in place; true when any of them changed.
@@ -97,7 +133,7 @@ impl Slice<'_, '_> {
                 continue;
             }
             let PEntry::Ref(br) = *e else { continue };
-            if !br.is_degraded() {
+            if !self.enters(&br) {
                 continue;
             }
             if self.exhausted() {
@@ -173,32 +209,54 @@ impl Slice<'_, '_> {
         // S4: resync takes only space that no reservation counts on; short of it, the slice
         // stops here (before placing any copy) and a later one continues once space is freed.
         let slot_units = self.b.alloc.slot();
-        let mut wanted: Vec<(u8, u8)> = Vec::new();
+        let placement = self.b.vol.placement();
+        let mut wanted: Vec<(usize, u8, u8)> = Vec::new();
+        let units = u64::from(p.size).div_ceil(hammer2_format::UNIT);
         for (slot, loc) in p.copies.iter().enumerate() {
-            if loc.state == CopyState::Missing && self.b.vol.devices.get(loc.device).is_some_and(|m| m.writable()) {
-                wanted.push((loc.device, self.b.vol.placement.region_of_slot(slot)));
+            if !self.wants(loc) {
+                continue;
             }
+            let mut placed: Vec<hammer2_format::Location> = p.copies.iter().copied().collect();
+            // Copies placed before this one in the same block take their domains (FP1).
+            for &(s, d, r) in &wanted {
+                placed[s] = hammer2_format::Location::valid(d, self.b.alloc.region_start(d, r));
+            }
+            let (d, r) = match self.goal {
+                Goal::Resync => (loc.device, placement.missing_region(self.b.alloc, loc.device, slot, &placed)),
+                Goal::MoveOff(from) => {
+                    placed[slot] = hammer2_format::Location::missing(from);
+                    match placement.move_target(self.b.alloc, &self.b.vol.devices, &placed, units) {
+                        Some(t) => t,
+                        None => return Err(Error::NoSpace),
+                    }
+                }
+            };
+            wanted.push((slot, d, r));
         }
-        for &(d, r) in &wanted {
+        for &(_, d, r) in &wanted {
             let alloc = &*self.b.alloc;
             let room = *self.room.entry((d, r)).or_insert_with(|| alloc.domain_free_slots(d, r) * slot_units);
             if room < self.keep_free + slot_units {
                 self.out.complete = false;
+                self.out.no_room = true;
                 return Ok(None);
             }
         }
-        for dr in wanted {
-            if let Some(room) = self.room.get_mut(&dr) {
+        for &(_, d, r) in &wanted {
+            if let Some(room) = self.room.get_mut(&(d, r)) {
                 *room -= slot_units;
             }
         }
         let mut new = *br;
         let np = new.ptr_mut().ok_or_else(|| Error::Corrupt("block reference lost its block".into()))?;
         for (slot, loc) in np.copies.as_mut_slice().iter_mut().enumerate() {
-            let writable = self.b.vol.devices.get(loc.device).is_some_and(|m| m.writable());
-            if loc.state == CopyState::Missing && writable {
-                *loc =
-                    self.b.vol.placement.place_missing(self.b.alloc, loc.device, slot, Class::of(br.btype), p.size)?;
+            if let Some(&(_, d, region)) = wanted.iter().find(|w| w.0 == slot) {
+                if loc.is_valid() {
+                    // The new reference no longer names it; freed by this very commit,
+                    // reusable once it is durable (like any replaced block).
+                    self.b.alloc.free(Extent::from_bytes(loc.device, loc.offset, u64::from(p.size)));
+                }
+                *loc = placement.place_missing(self.b.alloc, d, region, Class::of(br.btype), p.size)?;
                 self.b.arena.extra.push((loc.device, loc.offset, data.clone()));
                 self.out.counts.copied_blocks += 1;
                 self.out.counts.copied_bytes += u64::from(p.size);

@@ -276,18 +276,12 @@ pub fn scrub_roots(
     progress: &mut dyn FnMut(ScrubProgress),
 ) -> Result<ScrubReport> {
     let start = Instant::now();
-    let devices = fs
-        .vol
-        .devices
-        .members
-        .iter()
-        .map(|m| DeviceScrub { index: m.index, device: m.name(), ..Default::default() })
-        .collect();
+    let devices =
+        fs.vol.devices.iter().map(|m| DeviceScrub { index: m.index, device: m.name(), ..Default::default() }).collect();
     let total = {
         let alloc = fs.alloc.lock();
         fs.vol
             .devices
-            .members
             .iter()
             .filter(|m| only.is_none_or(|o| o == m.index) && m.readable() && m.has_storage())
             .map(|m| alloc.allocated_units(m.index) * hammer2_format::layout::UNIT)

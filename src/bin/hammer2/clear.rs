@@ -23,7 +23,12 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<i32> {
     // The daemon runs in another working directory: a local path goes as an absolute one.
     let device = a.device.map(|d| if d.exists() { std::path::absolute(&d).unwrap_or(d) } else { d });
-    let req =
-        Request { op: Op::Clear, device: device.map(|d| d.to_string_lossy().into_owned()), rate: None, name: None };
+    let req = Request {
+        op: Op::Clear,
+        device: device.map(|d| d.to_string_lossy().into_owned()),
+        devices: Vec::new(),
+        rate: None,
+        name: None,
+    };
     Ok(crate::offline::online("clear", &a.mountpoint, req, a.json))
 }

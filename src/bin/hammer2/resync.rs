@@ -59,7 +59,12 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             return Ok(offline::operational("resync", &e, a.json));
         }
         (None, Some(p)) => {
-            return Ok(offline::online("resync", p, Request { op: Op::Resync, device: None, rate: a.rate, name: None }, a.json));
+            return Ok(offline::online(
+                "resync",
+                p,
+                Request { op: Op::Resync, device: None, devices: Vec::new(), rate: a.rate, name: None },
+                a.json,
+            ));
         }
         (None, None) => {}
     }

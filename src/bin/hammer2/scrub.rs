@@ -61,7 +61,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             return Ok(offline::online(
                 "scrub",
                 p,
-                Request { op: Op::Scrub, device: None, rate: a.rate, name: None },
+                Request { op: Op::Scrub, device: None, devices: Vec::new(), rate: a.rate, name: None },
                 a.json,
             ));
         }

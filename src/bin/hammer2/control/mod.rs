@@ -7,7 +7,7 @@
 //! `{"op":"status"}`, `{"op":"clear"}` (optionally with `"device":"PATH"`), or
 //! `{"op":"pfscreate"|"pfsdelete","name":"NAME"}`, `{"op":"pfslist"}`,
 //! `{"op":"snapshot"|"snapshotwritable"}` (optionally with `"name":"NAME"`), or
-//! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}` (the daemon opens SPEC itself: a
+//! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}`, `{"op":"deviceadd","devices":[SPEC...]}`, `{"op":"deviceremove","device":"SPEC"}`, `{"op":"devicereplace","device":"OLD","devices":["NEW"]}` (the daemon opens SPEC itself: a
 //! descriptor cannot travel over the socket without SCM_RIGHTS, and the daemon holds the
 //! device's claim); the daemon
 //! answers with progress lines `{"progress":{...}}` and one final line, `{"done":{...}}`
@@ -49,6 +49,14 @@ pub enum Op {
     DeviceOnline,
     /// `hammer2 device offline`: take the member device named by `Request::device` out.
     DeviceOffline,
+    /// `hammer2 device add`: add the devices named by `Request::devices`.
+    DeviceAdd,
+    /// `hammer2 device remove`: move every copy off the member named by `Request::device`,
+    /// then remove it (progress lines while it runs).
+    DeviceRemove,
+    /// `hammer2 device replace`: `Request::devices[0]` takes the place of the member named
+    /// by `Request::device`.
+    DeviceReplace,
     /// `hammer2 status MOUNTPOINT`: overall state, actions, the running scan, devices.
     Status,
     /// `hammer2 clear`: reset the error counters of `Request::device`, or of every device.
@@ -71,6 +79,9 @@ pub struct Request {
     /// The device a device operation names (a path as the client resolved it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// The devices `device add` names (paths as the client resolved them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     /// `--rate` of a scrub or resync, in bytes per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
@@ -81,7 +92,7 @@ pub struct Request {
 
 impl From<Op> for Request {
     fn from(op: Op) -> Request {
-        Request { op, device: None, rate: None, name: None }
+        Request { op, device: None, devices: Vec::new(), rate: None, name: None }
     }
 }
 

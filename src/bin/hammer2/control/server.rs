@@ -148,6 +148,20 @@ fn run(fs: &FsRef, served: &Served, req: &Request, out: &mut UnixStream) -> anyh
             Ok(Done { exit: 0, text: String::new(), json: serde_json::json!({ "read_only": read_only }) })
         }
         Op::PfsCreate | Op::PfsList | Op::PfsDelete | Op::Snapshot | Op::SnapshotWritable => crate::pfs::serve(fs, req),
+        Op::DeviceAdd => crate::device::add(fs, &req.devices, served.nbd_timeout),
+        Op::DeviceReplace => {
+            let old = req.device.as_deref().ok_or_else(|| anyhow::anyhow!("bad request: no device named"))?;
+            let new = req.devices.first().ok_or_else(|| anyhow::anyhow!("bad request: no new device named"))?;
+            crate::device::replace(fs, old, new, served.nbd_timeout, &mut |p| {
+                send(out, &Reply::Progress(p));
+            })
+        }
+        Op::DeviceRemove => {
+            let spec = req.device.as_deref().ok_or_else(|| anyhow::anyhow!("bad request: no device named"))?;
+            crate::device::remove(fs, spec, &mut |p| {
+                send(out, &Reply::Progress(p));
+            })
+        }
         Op::DeviceOnline | Op::DeviceOffline => {
             let spec = req.device.as_deref().ok_or_else(|| anyhow::anyhow!("bad request: no device named"))?;
             if req.op == Op::DeviceOnline {

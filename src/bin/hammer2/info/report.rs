@@ -133,7 +133,8 @@ pub type HeaderTids = Vec<(usize, u64)>;
 pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
     let mh = &asm.master;
     let ndev = mh.devices.len();
-    let sp = hammer2::info::space(&mh.devices, mh.copies);
+    let free_placement = mh.has_feature(hammer2_format::layout::feature::FREE_PLACEMENT);
+    let sp = hammer2::info::space(&mh.devices, mh.copies, free_placement);
     let devices: Vec<DeviceReport> = mh
         .devices
         .iter()
@@ -148,7 +149,8 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
                 Some(_) if *state == MemberState::Diverged => "rolled back",
                 _ => state.name(),
             };
-            let role = match hammer2::info::slots_on(i, ndev, mh.copies) {
+            // With free placement no slot is pinned (FP1): any copy may land on any device.
+            let role = match hammer2::info::slots_on(i, ndev, mh.copies).filter(|_| !free_placement) {
                 Some(slots) => Role {
                     slots: slots.into_iter().map(|(slot, region)| SlotPlace { slot, region }).collect(),
                     any_slot: false,
