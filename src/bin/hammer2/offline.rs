@@ -41,6 +41,32 @@ pub fn online(cmd: &str, mountpoint: &std::path::Path, req: impl Into<crate::con
 
 /// An operational error of scrub or resync: one line on stderr (and the JSON error document
 /// with `--json`), exit status 8.
+/// A scan command (`scrub`, `resync`) given a mount point or an operator's word: `run` on
+/// the daemon serving the one mount point among `paths`, or `control` (pause, resume or
+/// cancel, which need a mount point) sent to it. None: devices were given, the command runs
+/// here.
+pub fn scan_online(
+    cmd: &str,
+    paths: &[std::path::PathBuf],
+    run: crate::control::Request,
+    control: Option<crate::control::Op>,
+    json: bool,
+) -> Option<i32> {
+    let mountpoint = match paths {
+        [p] if p.is_dir() => Some(p),
+        _ => None,
+    };
+    match (control, mountpoint) {
+        (Some(op), Some(p)) => Some(online(cmd, p, op, json)),
+        (Some(_), None) => {
+            let e = anyhow::anyhow!("--pause, --resume and --cancel need the mount point of a mounted filesystem");
+            Some(operational(cmd, &e, json))
+        }
+        (None, Some(p)) => Some(online(cmd, p, run, json)),
+        (None, None) => None,
+    }
+}
+
 pub fn operational(cmd: &str, e: &anyhow::Error, json: bool) -> i32 {
     let msg = hammer2_cli::one_line(e);
     eprintln!("hammer2 {cmd}: {msg}");

@@ -45,28 +45,12 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::init_logging(false);
-    let command = [(a.pause, Op::ResyncPause), (a.resume, Op::ResyncResume), (a.cancel, Op::ResyncCancel)]
+    let control = [(a.pause, Op::ResyncPause), (a.resume, Op::ResyncResume), (a.cancel, Op::ResyncCancel)]
         .into_iter()
         .find_map(|(given, op)| given.then_some(op));
-    let mountpoint = match a.paths.as_slice() {
-        [p] if p.is_dir() => Some(p),
-        _ => None,
-    };
-    match (command, mountpoint) {
-        (Some(op), Some(p)) => return Ok(offline::online("resync", p, op, a.json)),
-        (Some(_), None) => {
-            let e = anyhow::anyhow!("--pause, --resume and --cancel need the mount point of a mounted filesystem");
-            return Ok(offline::operational("resync", &e, a.json));
-        }
-        (None, Some(p)) => {
-            return Ok(offline::online(
-                "resync",
-                p,
-                Request { op: Op::Resync, device: None, devices: Vec::new(), rate: a.rate, name: None },
-                a.json,
-            ));
-        }
-        (None, None) => {}
+    let run = Request { op: Op::Resync, device: None, devices: Vec::new(), rate: a.rate, name: None };
+    if let Some(code) = offline::scan_online("resync", &a.paths, run, control, a.json) {
+        return Ok(code);
     }
     let operational = |e: anyhow::Error| Ok(offline::operational("resync", &e, a.json));
     let fs = match offline::open(&a.paths, a.degraded) {

@@ -44,28 +44,12 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::init_logging(false);
-    let command = [(a.pause, Op::ScrubPause), (a.resume, Op::ScrubResume), (a.cancel, Op::ScrubCancel)]
+    let control = [(a.pause, Op::ScrubPause), (a.resume, Op::ScrubResume), (a.cancel, Op::ScrubCancel)]
         .into_iter()
         .find_map(|(given, op)| given.then_some(op));
-    let mountpoint = match a.paths.as_slice() {
-        [p] if p.is_dir() => Some(p),
-        _ => None,
-    };
-    match (command, mountpoint) {
-        (Some(op), Some(p)) => return Ok(offline::online("scrub", p, op, a.json)),
-        (Some(_), None) => {
-            let e = anyhow::anyhow!("--pause, --resume and --cancel need the mount point of a mounted filesystem");
-            return Ok(offline::operational("scrub", &e, a.json));
-        }
-        (None, Some(p)) => {
-            return Ok(offline::online(
-                "scrub",
-                p,
-                Request { op: Op::Scrub, device: None, devices: Vec::new(), rate: a.rate, name: None },
-                a.json,
-            ));
-        }
-        (None, None) => {}
+    let run = Request { op: Op::Scrub, device: None, devices: Vec::new(), rate: a.rate, name: None };
+    if let Some(code) = offline::scan_online("scrub", &a.paths, run, control, a.json) {
+        return Ok(code);
     }
     let fs = match offline::open(&a.paths, a.degraded) {
         Ok(fs) => fs,
