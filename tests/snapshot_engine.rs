@@ -23,8 +23,9 @@ const MIB: u64 = 1 << 20;
 
 fn fresh(n: usize) -> Vec<DynStorage> {
     let devs = mem_devices(n, 64 * MIB);
-    format(devs.clone(), &FormatOptions { copies: Some(n as u8), format_version: 2, ..Default::default() })
-        .expect("format");
+    // Data stored raw: the tests count the bytes snapshots hold and free.
+    let raw = FormatOptions { copies: Some(n as u8), format_version: 2, compression: Some(None), ..Default::default() };
+    format(devs.clone(), &raw).expect("format");
     devs
 }
 
