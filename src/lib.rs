@@ -67,6 +67,7 @@ pub use rejoin::{AwaitedStatus, DeviceError, Onlined};
 pub use vnops::dir::LINK_MAX;
 pub use vnops::file::Whence;
 pub use vnops::settings::Setting;
+pub use vnops::snapview::{SnapshotEntry, SnapshotView};
 pub use vnops::xattr::XattrFlags;
 pub use vnops::{Attr, Caller, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
 

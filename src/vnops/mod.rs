@@ -13,6 +13,7 @@ pub mod dirent;
 pub mod file;
 pub mod rename;
 pub mod settings;
+pub mod snapview;
 pub mod xattr;
 
 use crate::fs::FsInner;

@@ -44,15 +44,20 @@ impl Fs {
     /// The value of `setting` on `ino`: its own (`zstd:5`), or `default (lz4)` when it
     /// inherits the mount's.
     pub fn get_setting(&self, ino: u64, setting: Setting) -> Result<String> {
+        Ok(self.setting_of(&self.inner.inode(ino)?, setting))
+    }
+
+    /// The value of `setting` on `inode`, read from any tree (a snapshot's inherits the
+    /// mount's default too).
+    pub(crate) fn setting_of(&self, inode: &crate::inode::InodeRef, setting: Setting) -> String {
         let fs = &self.inner;
-        let inode = fs.inode(ino)?;
         let policy = inode.state.read().meta.policy;
-        Ok(match setting {
+        match setting {
             Setting::Compression => match compress::from_inode(policy.compression, policy.zstd_level) {
                 Some(own) => compress::name(own),
                 None => format!("default ({})", compress::name(fs.default_codec(&fs.roots.read()))),
             },
-        })
+        }
     }
 
     /// Sets `setting` on `ino` to `value` (`default` removes the file's own). Format

@@ -11,6 +11,7 @@ mod direct;
 mod negotiate;
 mod ops;
 pub mod requests;
+pub mod snapdir;
 pub mod uring;
 mod xattr;
 
@@ -46,6 +47,8 @@ pub struct Hammer2Fuse {
     rings: Option<Arc<Mutex<Option<uring::Rings>>>>,
     /// Answers direct writes once their range is out of the page cache.
     direct: Arc<direct::DirectWrites>,
+    /// `.snapshots` and the inode numbers of snapshots (`snapdir.rs`).
+    snapdir: Arc<snapdir::SnapDir>,
 }
 
 impl Hammer2Fuse {
@@ -59,7 +62,17 @@ impl Hammer2Fuse {
             offer: Arc::default(),
             rings: Some(Arc::default()),
             direct: Arc::new(direct::DirectWrites::start()?),
+            snapdir: Arc::default(),
         })
+    }
+
+    /// Serves `.snapshots` as `-o snapdir=` says (hidden by default).
+    pub fn with_snapdir(mut self, mode: snapdir::Mode) -> Hammer2Fuse {
+        if let Some(fs) = &self.fs {
+            snapdir::warn_shadowed(fs, mode);
+        }
+        self.snapdir = Arc::new(snapdir::SnapDir::new(mode));
+        self
     }
 
     /// An adapter on the same engine for one of the ring's sessions.
@@ -72,6 +85,7 @@ impl Hammer2Fuse {
             offer: self.offer.clone(),
             rings: None,
             direct: self.direct.clone(),
+            snapdir: self.snapdir.clone(),
         }
     }
 
