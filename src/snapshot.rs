@@ -115,6 +115,13 @@ pub fn delete(fs: &impl Mounted, name: &str) -> Result<u64> {
             if let Some(v) = &view {
                 views.remove(&v.record.id);
             }
+            // After the views' lock: the front end's hook may wait for requests that wait
+            // for that lock (the kernel's lookup in `.snapshots`).
+            drop(live);
+            drop(views);
+            if let Some(hook) = inner.snapviews.on_delete.lock().as_ref() {
+                hook(name);
+            }
             Ok(r.tid)
         }
         Err(e) => {

@@ -46,4 +46,10 @@ impl View {
 #[derive(Default)]
 pub(crate) struct Views {
     pub(crate) by_id: Mutex<HashMap<u64, Arc<View>>>,
+    /// Called with a snapshot's name once its deletion is committed (the front end tells
+    /// the kernel to forget the name: SD2).
+    pub(crate) on_delete: Mutex<Option<DeleteHook>>,
 }
+
+/// What the front end does when a snapshot of the served PFS is deleted.
+pub type DeleteHook = Box<dyn Fn(&str) + Send + Sync>;

@@ -97,6 +97,12 @@ impl Fs {
         Ok(SnapshotView { fs: self, view })
     }
 
+    /// Calls `hook` with the name of every snapshot deleted from now on, once its deletion
+    /// is committed (the FUSE daemon invalidates the kernel's entry `.snapshots/NAME`).
+    pub fn on_snapshot_deleted(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        *self.inner.snapviews.on_delete.lock() = Some(Box::new(hook));
+    }
+
     /// [`Fs::snapshot_view`] of the snapshot of the served PFS named `name`.
     pub fn snapshot_named(&self, name: &[u8]) -> Result<SnapshotView<'_>> {
         let entry = self.snapshots()?.into_iter().find(|s| s.name.as_bytes() == name).ok_or(Error::NotFound)?;

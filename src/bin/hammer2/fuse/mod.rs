@@ -70,6 +70,17 @@ impl Hammer2Fuse {
     pub fn with_snapdir(mut self, mode: snapdir::Mode) -> Hammer2Fuse {
         if let Some(fs) = &self.fs {
             snapdir::warn_shadowed(fs, mode);
+            if mode != snapdir::Mode::Off {
+                // The kernel forgets a deleted snapshot's name and everything below it.
+                let notifier = self.direct.notifier();
+                fs.on_snapshot_deleted(move |name| {
+                    if let Some(n) = notifier.get()
+                        && let Err(e) = n.inval_entry(fuser::INodeNo(snapdir::DIR_INO), std::ffi::OsStr::new(name))
+                    {
+                        tracing::debug!("invalidating .snapshots/{name}: {e}");
+                    }
+                });
+            }
         }
         self.snapdir = Arc::new(snapdir::SnapDir::new(mode));
         self
