@@ -115,7 +115,8 @@ impl SnapDir {
     }
 
     /// Refuses a change of name `name` in `parent`: inside `.snapshots` or a snapshot
-    /// EROFS, and `.snapshots` itself in the root EEXIST when `creating` it, else EROFS.
+    /// EROFS, and `.snapshots` itself in the root EEXIST when `creating` it, else EROFS
+    /// (SD5).
     pub fn check_change(&self, parent: u64, name: &[u8], creating: bool) -> hammer2::Result<()> {
         if self.is_virtual(parent) {
             return Err(read_only());
@@ -126,7 +127,7 @@ impl SnapDir {
         Ok(())
     }
 
-    /// Refuses a change of inode `ino` when it is not the served PFS's.
+    /// Refuses a change of inode `ino` when it is not the served PFS's (SD5).
     pub fn check_inode(&self, ino: u64) -> hammer2::Result<()> {
         if self.is_virtual(ino) { Err(read_only()) } else { Ok(()) }
     }
