@@ -118,7 +118,8 @@ fn each_snapshot_is_a_read_only_directory_under_the_mount() {
     for (name, expected, before) in &taken {
         let restored = host.path().join(format!("restored-{name}"));
         sh(&format!("cp -a {} {}", mnt.join(".snapshots").join(name).join("dir").display(), restored.display()));
-        let diff = transcript(host.path(), &format!("diff -r {} {} && echo same", expected.display(), restored.display()));
+        let diff =
+            transcript(host.path(), &format!("diff -r {} {} && echo same", expected.display(), restored.display()));
         assert_eq!(diff, "same\n", "snapshot {name}");
         for i in 0..*before {
             let got = std::fs::read(mnt.join(".snapshots").join(name).join(format!("busy/w{i}")))
@@ -155,15 +156,19 @@ fn each_snapshot_is_a_read_only_directory_under_the_mount() {
     transcript(
         &mnt.join("dir"),
         "echo secret > private && chmod 600 private && echo public > open && chmod 644 open && \
-         echo denied > acl && chmod 644 acl && setfacl -m u:nobody:--- acl",
+         echo denied > acl && chmod 644 acl && setfacl -m u:nobody:--- acl && setfattr -n user.note -v kept open",
     );
     snapshot(&mnt, "perms");
     let t = transcript(
         &mnt.join(".snapshots/perms/dir"),
         "$NOBODY cat private 2>&1 | sed 's/.*: //'; $NOBODY cat open; $NOBODY cat acl 2>&1 | sed 's/.*: //'; \
-         cat private; getfacl -n acl | grep 65534; stat -c '%a %u' private",
+         cat private; getfacl -n acl | grep 65534; stat -c '%a %u' private; getfattr -d open | grep user; \
+         readlink latest",
     );
-    assert_eq!(t, "Permission denied\npublic\nPermission denied\nsecret\nuser:65534:---\n600 0\n");
+    assert_eq!(
+        t,
+        "Permission denied\npublic\nPermission denied\nsecret\nuser:65534:---\n600 0\nuser.note=\"kept\"\nf3\n"
+    );
 
     // Inode numbers: distinct from the live tree's and between snapshots, the same at every
     // stat, also once the kernel has forgotten them (drop_caches makes it look them up again).

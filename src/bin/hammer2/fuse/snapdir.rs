@@ -249,9 +249,7 @@ impl Hammer2Fuse {
                 if cookie == 0 && f(&DirEntry { ino: DIR_INO, name: b".".to_vec(), dtype: dtype::DIR, next: 1 }) {
                     return Ok(());
                 }
-                if cookie <= 1
-                    && f(&DirEntry { ino: ROOT_INUM, name: b"..".to_vec(), dtype: dtype::DIR, next: 2 })
-                {
+                if cookie <= 1 && f(&DirEntry { ino: ROOT_INUM, name: b"..".to_vec(), dtype: dtype::DIR, next: 2 }) {
                     return Ok(());
                 }
                 for s in fs.snapshots()? {
@@ -275,11 +273,8 @@ impl Hammer2Fuse {
                 let v = fs.snapshot_view(id).map_err(gone)?;
                 let mut err = None;
                 v.readdir(ino, cookie, |e| {
-                    let mapped = if e.name == b".." && ino == ROOT_INUM {
-                        Ok(DIR_INO)
-                    } else {
-                        self.snapdir.encode(id, e.ino)
-                    };
+                    let mapped =
+                        if e.name == b".." && ino == ROOT_INUM { Ok(DIR_INO) } else { self.snapdir.encode(id, e.ino) };
                     match mapped {
                         Ok(n) => f(&DirEntry { ino: n, ..e.clone() }),
                         Err(x) => {
