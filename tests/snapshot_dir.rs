@@ -5,7 +5,8 @@
 //! `diff -r` against what the files held when each was taken; every change inside one is
 //! EROFS; the kernel enforces the snapshot's own modes and ACLs against `nobody`; inode
 //! numbers are distinct from the live tree's and stable; a deleted snapshot vanishes, and
-//! one with a file open in it is not deleted.
+//! one with a file open in it is not deleted. A real `.snapshots` is hidden, not lost
+//! (`snapdir=off` reaches it), and a version-1 filesystem has no `.snapshots` at all.
 
 use hammer2_test_support as common;
 
@@ -235,6 +236,27 @@ fn snapdir_visible_lists_it_and_a_real_one_is_hidden_unless_off() {
     let err = stderr(&o);
     assert!(err.contains("bad value for snapdir: 'sometimes' (hidden, visible or off)"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    img.assert_no_panics();
+    fsck_clean(&img);
+}
+
+#[test]
+fn a_version1_filesystem_has_no_snapshot_directory() {
+    // No snapshots there, so the name stays an ordinary one.
+    common::mount::require_fuse();
+    let dir = tempfile::Builder::new().prefix("h2snapdir").tempdir().expect("temp dir");
+    let device = dir.path().join("dev0.img");
+    let args = ["--size", "134217728", "--format-version", "1"];
+    ok(&common::image::mkfs(args.iter().map(OsStr::new).chain([device.as_os_str()])));
+    std::fs::create_dir(dir.path().join("mnt")).expect("mount point");
+    let img = Image { dir, devices: vec![device] };
+    let m = img.mount();
+    assert!(std::fs::metadata(m.path.join(".snapshots")).is_err());
+    std::fs::create_dir(m.path.join(".snapshots")).expect("an ordinary name");
+    std::fs::write(m.path.join(".snapshots/mine"), b"mine\n").unwrap();
+    assert_eq!(names(&m.path), [".snapshots"]);
+    assert_eq!(names(&m.path.join(".snapshots")), ["mine"]);
+    m.unmount();
     img.assert_no_panics();
     fsck_clean(&img);
 }

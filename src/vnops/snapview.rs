@@ -72,6 +72,12 @@ impl Fs {
         Ok(out)
     }
 
+    /// Whether the served PFS can have snapshots (format version 2, a PFS table): a
+    /// version-1 filesystem has none, and the front end then serves no `.snapshots`.
+    pub fn has_snapshots(&self) -> bool {
+        self.inner.roots.read().pfs.is_some()
+    }
+
     /// A read-only view of snapshot `id` of the served PFS; NotFound when there is no such
     /// snapshot (any more). Views are kept while the mount lasts, so the same snapshot gives
     /// the same inodes.

@@ -67,7 +67,12 @@ impl Hammer2Fuse {
     }
 
     /// Serves `.snapshots` as `-o snapdir=` says (hidden by default).
+    /// A version-1 filesystem has no snapshots: no `.snapshots` (the name stays free).
     pub fn with_snapdir(mut self, mode: snapdir::Mode) -> Hammer2Fuse {
+        let mode = match &self.fs {
+            Some(fs) if !fs.has_snapshots() => snapdir::Mode::Off,
+            _ => mode,
+        };
         if let Some(fs) = &self.fs {
             snapdir::warn_shadowed(fs, mode);
             if mode != snapdir::Mode::Off {
