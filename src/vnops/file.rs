@@ -55,7 +55,8 @@ impl Fs {
             (out, stale)
         };
         // relatime: atime moves only when it is older than the last change, or a day old.
-        // It is kept in memory and written with the inode's next commit (never alone).
+        // It is kept in memory and written with the inode's next commit (never alone). A read
+        // at or past the end (nothing returned) does not move it.
         let (out, stale) = out;
         if !out.is_empty() && stale && fs.check_writable().is_ok() {
             let mut st = inode.state.write();
