@@ -29,15 +29,34 @@ pub fn run(a: Args) -> Result<i32> {
     Ok(0)
 }
 
-/// The regular files under `path` (itself if it is one), with their sizes; the walk stays
-/// on `path`'s filesystem and follows no symbolic link.
+/// `path` and the files and directories under it (directories before what they hold).
+pub fn tree(path: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    walk(path, &mut |p, m| {
+        if m.is_file() || m.is_dir() {
+            out.push(p.to_path_buf());
+        }
+    })?;
+    Ok(out)
+}
+
+/// The regular files under `path` (itself if it is one), with their sizes.
 fn files(path: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<()> {
+    walk(path, &mut |p, m| {
+        if m.is_file() {
+            out.push((p.to_path_buf(), m.len()));
+        }
+    })
+}
+
+/// Visits `path` and everything under it; the walk stays on `path`'s filesystem and
+/// follows no symbolic link.
+fn walk(path: &Path, visit: &mut dyn FnMut(&Path, &std::fs::Metadata)) -> Result<()> {
     let top = std::fs::symlink_metadata(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let mut stack = vec![(path.to_path_buf(), top.clone())];
     while let Some((p, m)) = stack.pop() {
-        if m.is_file() {
-            out.push((p, m.len()));
-        } else if m.is_dir() && m.dev() == top.dev() {
+        visit(&p, &m);
+        if m.is_dir() && m.dev() == top.dev() {
             let rd = std::fs::read_dir(&p).map_err(|e| anyhow!("{}: {e}", p.display()))?;
             for e in rd {
                 let e = e.map_err(|e| anyhow!("{}: {e}", p.display()))?;

@@ -21,7 +21,8 @@ pub struct SetArgs {
     /// NAME=VALUE, several separated by commas.
     #[arg(value_name = "NAME=VALUE")]
     pub settings: String,
-    /// Then rewrite the data already written under the paths (`hammer2 rewrite`).
+    /// Set it also on everything under the directories given, then rewrite the data
+    /// already written there to it (`hammer2 rewrite`).
     #[arg(long)]
     pub apply: bool,
     /// Files or directories on a mounted hammer2 filesystem.
@@ -83,21 +84,29 @@ pub fn run_set(a: SetArgs) -> Result<i32> {
     if pairs.is_empty() {
         bail!("no setting given: expected NAME=VALUE");
     }
-    for path in &a.paths {
+    for top in &a.paths {
         // First a read: it tells a hammer2 mount from anything else, so that the refusal
         // of a set below can only be the filesystem's format version.
-        get_one(path, pairs[0].0)?;
-        for (s, value) in &pairs {
-            xattr::set(path, attr(*s), value.as_bytes()).map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOTSUP) => anyhow!("{}: {}", path.display(), hammer2::Error::FormatVersion1),
-                Some(libc::EINVAL) if *s == Setting::Copies => {
-                    anyhow!(
-                        "{}: copies={value}: more copies than this filesystem has device regions for",
-                        path.display()
-                    )
-                }
-                _ => explain(path, e),
-            })?;
+        get_one(top, pairs[0].0)?;
+        // With --apply, everything under a directory takes the setting too (its data is
+        // then rewritten to it); without, the directory alone (what is made in it inherits).
+        let mut paths = vec![top.clone()];
+        if a.apply {
+            paths = crate::rewrite::tree(top)?;
+        }
+        for path in &paths {
+            for (s, value) in &pairs {
+                xattr::set(path, attr(*s), value.as_bytes()).map_err(|e| match e.raw_os_error() {
+                    Some(libc::ENOTSUP) => anyhow!("{}: {}", path.display(), hammer2::Error::FormatVersion1),
+                    Some(libc::EINVAL) if *s == Setting::Copies => {
+                        anyhow!(
+                            "{}: copies={value}: more copies than this filesystem has device regions for",
+                            path.display()
+                        )
+                    }
+                    _ => explain(path, e),
+                })?;
+            }
         }
     }
     if a.apply {
