@@ -324,3 +324,78 @@ fn a_power_cut_during_a_rewrite_leaves_every_file_whole_and_a_rerun_finishes() {
     assert!(partly > 0, "some cut fell between two ranges' commits");
     eprintln!("explored {states} crash states of a rewrite, {partly} of them half-way");
 }
+
+#[test]
+fn a_snapshot_keeps_its_copies_when_a_rewrite_lowers_the_file_s() {
+    let devs = mem_devices(2, DEV);
+    let fs = raw_fs(&devs, 2);
+    let (f, data) = write_file(&fs, fs.root(), "f", 4 << 20, 21);
+    let (name, _) = hammer2::snapshot::snapshot(&fs, Some("before")).unwrap();
+    let used = allocated_bytes(&fs);
+    fs.set_setting(f, Setting::Copies, "1").unwrap();
+    let r = rewrite(&fs, f);
+    assert_eq!(r.blocks, 256);
+    fs.sync().unwrap();
+    testing::commit(&fs).unwrap();
+    // SN1: the old 2-copy blocks stay for the snapshot; the file's new 1-copy blocks are
+    // new space (4 MiB), nothing is freed.
+    let grown = allocated_bytes(&fs) - used;
+    assert!(grown.abs_diff(4 << 20) <= 512 << 10, "grown by {grown}");
+    assert_eq!(copy_counts(&fs, f), BTreeSet::from([(1, 1)]));
+    assert_consistent(&fs);
+    fs.unmount().unwrap();
+    let snap = Fs::mount(devs.clone(), Options { read_only: true, pfs: name, ..quiet_options() }).unwrap();
+    // The snapshot's tree still names the file's old blocks, with two copies each.
+    assert_eq!(every_reference_copies(&snap, f), BTreeSet::from([1, 2]), "ROOT's file and the snapshot's");
+    assert_eq!(read_all(&snap, f), data);
+    snap.unmount().unwrap();
+    // Deleting the snapshot frees the blocks it alone held: the second copies go for good.
+    let fs = mount(&devs);
+    hammer2::snapshot::delete(&fs, "before").unwrap();
+    fs.sync().unwrap();
+    testing::commit(&fs).unwrap();
+    assert!(allocated_bytes(&fs) < used, "{} vs {used}", allocated_bytes(&fs));
+    assert_eq!(read_all(&fs, f), data);
+    assert_consistent(&fs);
+    fs.unmount().unwrap();
+}
+
+/// The copy counts of the DATA references of inode `inum` in every tree that holds it (a
+/// snapshot's too), each reference once per tree.
+fn every_reference_copies(fs: &Fs, inum: u64) -> BTreeSet<usize> {
+    use hammer2::inspect::{Ctx, TreeKind, Visitor, walk_every_reference};
+    struct Counts<'a>(&'a Fs, u64, BTreeSet<usize>);
+    impl Visitor for Counts<'_> {
+        fn visit(&mut self, br: &hammer2_format::Blockref, ctx: &Ctx) -> hammer2::Result<Option<Arc<[u8]>>> {
+            let Some(p) = br.ptr() else { return Ok(None) };
+            if ctx.tree == TreeKind::Inode(self.1) && br.btype == BlockType::Data {
+                self.2.insert(p.copies.len());
+            }
+            Ok(Some(testing::read_block(self.0, br)?))
+        }
+    }
+    let mut c = Counts(fs, inum, BTreeSet::new());
+    walk_every_reference(&testing::committed_roots(fs), &mut c).unwrap();
+    c.2
+}
+
+#[test]
+fn a_device_holding_the_only_copy_of_one_copy_files_is_not_taken_offline() {
+    // O2 with per-file copies: two devices, N = 2, a file with one copy (slot 0: device 0).
+    let devs = mem_devices(2, DEV);
+    let fs = raw_fs(&devs, 2);
+    let d = fs.mkdir(fs.root(), b"d", 0o755, Creds::default()).unwrap();
+    fs.set_setting(d.ino, Setting::Copies, "1").unwrap();
+    let (f, data) = write_file(&fs, d.ino, "f", 1 << 20, 31);
+    fs.sync().unwrap();
+    let e = fs.device_offline(0).unwrap_err();
+    assert!(matches!(e, hammer2::DeviceError::LastCopy { index: 0, .. }), "{e}");
+    assert!(e.to_string().contains("64 block(s) of files with fewer copies"), "{e}");
+    // Raised and rewritten, the file has a copy elsewhere: the device may go.
+    fs.set_setting(f, Setting::Copies, "2").unwrap();
+    rewrite(&fs, f);
+    fs.device_offline(0).expect("every block has a copy on device 1");
+    testing::clear_cache(&fs);
+    assert_eq!(read_all(&fs, f), data);
+    fs.unmount().unwrap();
+}

@@ -72,6 +72,7 @@ impl Fs {
         if fs.roots.read().pfs.is_none() {
             return Err(Error::FormatVersion1);
         }
+        #[derive(Clone, Copy)]
         enum Change {
             Compression(u8, u8),
             Copies(u8),
@@ -85,6 +86,18 @@ impl Fs {
             Setting::Copies if value == "default" => Change::Copies(0),
             Setting::Copies => Change::Copies(parse_copies(value, fs.vol.max_copies().max(fs.vol.params.copies))?),
         };
+        // VC4: data dirtied before a raise of the count was charged for the old count; it is
+        // committed with that count first.
+        if let Change::Copies(n) = change {
+            let inode = fs.inode(ino)?;
+            let raises = {
+                let st = inode.state.read();
+                !st.dirty.data.is_empty() && fs.vol.data_copies(n) > fs.vol.data_copies(st.meta.policy.copies)
+            };
+            if raises {
+                self.sync()?;
+            }
+        }
         // The inode block the next commit rewrites.
         let units = fs.space.meta_blocks(1);
         self.reserve_or_sync(units)?;
