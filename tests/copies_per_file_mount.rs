@@ -11,7 +11,7 @@
 use hammer2_test_support as common;
 
 use common::damage::Blocks;
-use common::image::{fsck, hammer2, mkfs, ok, one_line_error, stdout};
+use common::image::{fsck, hammer2, info_json, mkfs, ok, one_line_error, stdout};
 use common::mount::*;
 use common::rng::Rng;
 use std::ffi::OsStr;
@@ -100,6 +100,15 @@ fn set_copies_on_a_directory_then_apply_up_and_down_with_diff_fsck_and_df() {
     sh(&format!("diff -r {} {}/new", src.path().display(), d.display()));
     let (new, old) = (inos(&d.join("new")), inos(&m.join("old")));
     let free0 = df_free(&m.path);
+    // `hammer2 info` on the mount: data blocks by copies, as many of each as of the other.
+    sh(&format!("sync {}/new/s1/f1", d.display()));
+    let live = info_json([m.path.as_os_str()]);
+    let by = &live["data"]["by_copies"];
+    assert_eq!(by.as_array().unwrap().len(), 2, "{live}");
+    assert_eq!((&by[0]["copies"], &by[1]["copies"]), (&2.into(), &3.into()), "{live}");
+    assert_eq!(by[0]["blocks"], by[1]["blocks"], "{live}");
+    let text = stdout(&h2(&[OsStr::new("info"), m.path.as_os_str()]));
+    assert!(text.contains("data copies  blocks by copies: "), "{text}");
     m.unmount();
     let p = placements(&img.devices, &new);
     assert_eq!(p.keys().collect::<Vec<_>>(), [&(3, 3)], "three copies on three devices: {p:?}");
@@ -114,7 +123,7 @@ fn set_copies_on_a_directory_then_apply_up_and_down_with_diff_fsck_and_df() {
     assert!(out.contains("rewrite: 8 file(s)"), "{out}");
     assert_eq!(get(&old_dir.join("s2/f2")), format!("{}: copies=3", old_dir.join("s2/f2").display()));
     sh(&format!("diff -r {} {}", src.path().display(), old_dir.display()));
-    sh("sync");
+    sh(&format!("sync {}/s1/f1", old_dir.display()));
     let free3 = df_free(&m.path);
     // df counts blocks of the filesystem's two copies: a third copy of `bytes` is half of it.
     let spent = free0 - free3;
@@ -128,7 +137,7 @@ fn set_copies_on_a_directory_then_apply_up_and_down_with_diff_fsck_and_df() {
     ok(&h2(&[OsStr::new("set"), OsStr::new("copies=1"), OsStr::new("--apply"), m.path.as_os_str()]));
     sh(&format!("diff -r {} {}/new", src.path().display(), d.display()));
     sh(&format!("diff -r {} {}", src.path().display(), old_dir.display()));
-    sh("sync");
+    sh(&format!("sync {}/s1/f1", old_dir.display()));
     let free1 = df_free(&m.path);
     let gained = free1 - free3;
     // Two trees, from three copies to one: 4 × bytes of copies, 2 × bytes in df's blocks.
@@ -144,7 +153,7 @@ fn set_copies_on_a_directory_then_apply_up_and_down_with_diff_fsck_and_df() {
     let again = ok(&h2(&[OsStr::new("rewrite"), m.path.as_os_str()]));
     assert!(again.contains("rewrite: 16 file(s)"), "{again}");
     sh(&format!("diff -r {} {}", src.path().display(), old_dir.display()));
-    sh("sync");
+    sh(&format!("sync {}/s1/f1", old_dir.display()));
     let free2 = df_free(&m.path);
     assert!(free2.abs_diff(free0 + bytes / 2) < bytes / 8 + (2 << 20), "df back: {free2} vs {free0}");
     m.unmount();
@@ -228,7 +237,7 @@ fn measure_the_rate_of_set_copies_apply() {
     for i in 0..4 {
         std::fs::write(d.join(format!("f{i}")), Rng::new(100 + i).bytes(64 << 20)).unwrap();
     }
-    sh("sync");
+    sh(&format!("sync {}/f0", d.display()));
     let t = Instant::now();
     let out = ok(&h2(&[OsStr::new("set"), OsStr::new("copies=3"), OsStr::new("--apply"), d.as_os_str()]));
     let up = t.elapsed().as_secs_f64();
