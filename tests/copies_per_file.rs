@@ -399,3 +399,34 @@ fn a_device_holding_the_only_copy_of_one_copy_files_is_not_taken_offline() {
     assert_eq!(read_all(&fs, f), data);
     fs.unmount().unwrap();
 }
+
+#[test]
+fn rewrite_compresses_what_compresses_and_leaves_incompressible_blocks_alone() {
+    // Formatted with data stored raw; the files then ask for lz4.
+    let devs = mem_devices(2, DEV);
+    let fs = raw_fs(&devs, 2);
+    let text: Vec<u8> = b"fn main() { println!(\"copies\"); }\n".iter().copied().cycle().take(2 << 20).collect();
+    let t = fs.create(fs.root(), b"text", 0o644, Creds::default()).unwrap();
+    fs.write(t.ino, 0, &text).unwrap();
+    let (noise, noise_data) = write_file(&fs, fs.root(), "noise", 2 << 20, 41);
+    fs.sync().unwrap();
+    assert!(data_blocks(&fs, t.ino).iter().all(|b| b.compression().is_none()));
+    fs.set_setting(t.ino, Setting::Compression, "lz4").unwrap();
+    fs.set_setting(noise, Setting::Compression, "lz4").unwrap();
+    let r = rewrite(&fs, t.ino);
+    assert_eq!(r.blocks, 128, "{r:?}");
+    assert!(data_blocks(&fs, t.ino).iter().all(|b| b.compression().is_some()));
+    // Random data: read and tried, never written again.
+    let r = rewrite(&fs, noise);
+    assert_eq!((r.blocks, r.seen), (0, 128), "{r:?}");
+    assert!(data_blocks(&fs, noise).iter().all(|b| b.compression().is_none()));
+    // Back to raw: the compressed blocks are rewritten raw.
+    fs.set_setting(t.ino, Setting::Compression, "none").unwrap();
+    assert_eq!(rewrite(&fs, t.ino).blocks, 128);
+    assert!(data_blocks(&fs, t.ino).iter().all(|b| b.compression().is_none()));
+    testing::clear_cache(&fs);
+    assert_eq!(read_all(&fs, t.ino), text);
+    assert_eq!(read_all(&fs, noise), noise_data);
+    assert_consistent(&fs);
+    fs.unmount().unwrap();
+}
