@@ -271,3 +271,48 @@ fn measure_the_rate_of_set_copies_apply() {
     let dist = fsck_clean(&img.devices);
     assert_eq!(dist.iter().map(|d| d.0).collect::<Vec<_>>(), [1, 2], "{dist:?}");
 }
+
+#[test]
+fn an_interrupted_rewrite_leaves_files_whole_and_a_rerun_finishes() {
+    let img = Image::by_mkfs(3, 512 << 20, 2);
+    let m = img.mount_with("compression=none");
+    let d = m.join("d");
+    std::fs::create_dir(&d).unwrap();
+    let data: Vec<Vec<u8>> = (0..4).map(|i| Rng::new(200 + i).bytes(64 << 20)).collect();
+    for (i, b) in data.iter().enumerate() {
+        std::fs::write(d.join(format!("f{i}")), b).unwrap();
+    }
+    sh(&format!("sync {}/f0", d.display()));
+    let inos = inos(&d);
+    // Interrupted part way (SIGINT, as Ctrl-C), between or during its calls.
+    let mut child = std::process::Command::new(common::image::hammer2_bin())
+        .args([OsStr::new("set"), OsStr::new("copies=1"), OsStr::new("--apply"), d.as_os_str()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    interrupt(child.id() as i32);
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the rewrite was still running after 0.3 s: {status}");
+    for (i, b) in data.iter().enumerate() {
+        assert!(std::fs::read(d.join(format!("f{i}"))).unwrap() == *b, "f{i} changed");
+    }
+    m.unmount();
+    let part = placements(&img.devices, &inos);
+    assert!(part.contains_key(&(2, 2)), "interrupted before the end: {part:?}");
+    fsck_clean(&img.devices);
+
+    let m = img.mount_with("compression=none");
+    ok(&h2(&[OsStr::new("rewrite"), d.as_os_str()]));
+    for (i, b) in data.iter().enumerate() {
+        assert!(std::fs::read(d.join(format!("f{i}"))).unwrap() == *b, "f{i} changed");
+    }
+    m.unmount();
+    assert_eq!(placements(&img.devices, &inos).keys().collect::<Vec<_>>(), [&(1, 1)]);
+    assert_eq!(fsck_clean(&img.devices).iter().map(|d| d.0).collect::<Vec<_>>(), [1]);
+}
+
+/// SIGINT to a process this test started.
+fn interrupt(pid: i32) {
+    sh(&format!("kill -INT {pid}"));
+}
