@@ -92,7 +92,8 @@ impl Fs {
                 if br.key >= end {
                     return Ok(ControlFlow::Break(()));
                 }
-                if br.btype == BlockType::Data {
+                // Every DATA reference names a block (FORMAT §5); `differs` needs one.
+                if br.btype == BlockType::Data && br.ptr().is_some() {
                     found.push((*br, differs(br, copies, codec)));
                 }
                 Ok(ControlFlow::Continue(()))
@@ -106,6 +107,7 @@ impl Fs {
         }
         // 2. Their content, read without a lock on the file; a raw block under a
         // compressing setting is kept only if compressing it now saves a unit (Z1).
+        // Indexed like `wanted`: every entry has a block (step 1).
         let blocks: Vec<BulkBlock<'_>> = wanted
             .iter()
             .filter_map(|(br, _)| {
