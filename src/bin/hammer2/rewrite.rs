@@ -111,13 +111,9 @@ pub fn rewrite(paths: &[PathBuf]) -> Result<()> {
     }
     bar.finish();
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "rewrite: {} file(s), {} examined in {:.1} s ({:.1} MB/s)",
-        all.len(),
-        hammer2::units::human(total),
-        secs,
-        total as f64 / secs.max(1e-6) / 1e6
-    );
+    // A rate over a few milliseconds (nothing needed a rewrite) would say nothing.
+    let rate = if secs >= 0.1 { format!(" ({:.1} MB/s)", total as f64 / secs / 1e6) } else { String::new() };
+    println!("rewrite: {} file(s), {} examined in {secs:.1} s{rate}", all.len(), hammer2::units::human(total));
     Ok(())
 }
 
