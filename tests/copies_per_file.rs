@@ -430,3 +430,39 @@ fn rewrite_compresses_what_compresses_and_leaves_incompressible_blocks_alone() {
     assert_consistent(&fs);
     fs.unmount().unwrap();
 }
+
+#[test]
+fn a_file_with_more_copies_runs_out_of_space_at_write_not_in_the_commit() {
+    // VC4: three devices, N = 2, a file with three copies fills them; the write that no
+    // longer fits is ENOSPC and every commit succeeds.
+    let devs = mem_devices(3, 48 << 20);
+    let fs = raw_fs(&devs, 2);
+    let d = fs.mkdir(fs.root(), b"d", 0o755, Creds::default()).unwrap();
+    fs.set_setting(d.ino, Setting::Copies, "3").unwrap();
+    let f = fs.create(d.ino, b"f", 0o644, Creds::default()).unwrap();
+    let chunk = Rng::new(51).bytes(1 << 20);
+    let mut written = 0u64;
+    let full = loop {
+        match fs.write(f.ino, written, &chunk) {
+            Ok(n) if n == chunk.len() => written += n as u64,
+            Ok(n) => {
+                written += n as u64;
+                break fs.write(f.ino, written, &chunk).unwrap_err();
+            }
+            Err(e) => break e,
+        }
+        assert!(written < 200 << 20, "never full");
+    };
+    assert!(matches!(full, Error::NoSpace), "{full:?}");
+    fs.sync().expect("the commit of what was accepted fits");
+    assert!(written >= 20 << 20, "three copies of {written} bytes on 3 x 48 MiB");
+    eprintln!("accepted {written} bytes with three copies on 3 x 48 MiB");
+    assert_eq!(copy_counts(&fs, f.ino), BTreeSet::from([(3, 3)]));
+    assert_consistent(&fs);
+    let size = fs.getattr(f.ino).unwrap().size;
+    assert_eq!(size, written);
+    fs.unmount().unwrap();
+    let fs = mount(&devs);
+    assert_eq!(fs.read(f.ino, 0, chunk.len()).unwrap(), chunk);
+    fs.unmount().unwrap();
+}
