@@ -56,6 +56,12 @@ impl Fs {
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        // `hammer2.rewrite`: the bytes one rewrite call covers (`rewrite.rs`); the live tree
+        // only (a snapshot is never rewritten).
+        if name == super::rewrite::XATTR {
+            self.inner.inode(ino)?;
+            return Ok(super::rewrite::RANGE.to_string().into_bytes());
+        }
         self.read_xattr(&self.inner.inode(ino)?, name)
     }
 
@@ -115,6 +121,14 @@ impl Fs {
         caller: impl FnOnce() -> Caller,
     ) -> Result<()> {
         let fs = &self.inner;
+        // `hammer2.rewrite=OFFSET`: rewrite one range of the file (`rewrite.rs`).
+        if name == super::rewrite::XATTR {
+            let from = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim_end_matches(['\0', '\n']).parse::<u64>().ok())
+                .ok_or_else(|| Error::invalid("hammer2.rewrite takes a byte offset"))?;
+            return self.rewrite_range(ino, from, super::rewrite::RANGE).map(|_| ());
+        }
         if let Some(s) = Setting::of_xattr(name) {
             let value = std::str::from_utf8(value).map_err(|_| Error::invalid("setting value is not UTF-8"))?;
             return self.set_setting(ino, s?, value.trim_end_matches(['\0', '\n']));
