@@ -50,6 +50,11 @@ pub struct PBlock {
     /// A node's final entries, set by `finalize`: what a read of the node would decode,
     /// handed to the block cache once the commit is durable.
     pub entries: Option<Arc<[Blockref]>>,
+    /// The birth (`modify_tid`) of the block this one relocates, when it is a relocation
+    /// rather than a change: a node rebuilt only because copies below it moved keeps the
+    /// birth of the node it replaces in every tree that shared it (AR1 in docs/DESIGN.md).
+    /// `None`: born in this commit.
+    pub birth: Option<u64>,
 }
 
 impl PBlock {
@@ -75,6 +80,7 @@ impl PBlock {
             done: None,
             encoded: None,
             entries: None,
+            birth: None,
         }
     }
 
@@ -126,7 +132,7 @@ impl Arena {
             level: b.level,
             flags: if degraded { FLAG_DEGRADED } else { 0 },
             key: b.key,
-            modify_tid: tid,
+            modify_tid: b.birth.unwrap_or(tid),
             mirror_tid: tid,
             data: BlockData::Block(BlockPtr { size: b.size, check, copies: b.copies }),
             payload: b.payload,

@@ -126,7 +126,7 @@ pub fn free_from(b: &mut Builder, root: PRoot, from: u64) -> Result<(PRoot, u64)
         b.free_now(br);
     }
     let changes: Vec<(u64, Change)> = gone.iter().map(|br| (br.key, Change::Delete)).collect();
-    Ok((apply(b, root, 1, true, &changes)?, bytes))
+    Ok((apply(&mut EntriesKept(b), root, 1, true, &changes)?, bytes))
 }
 
 /// Frees the nodes of a dead list whose entries moved elsewhere (not the blocks the
@@ -144,4 +144,33 @@ pub fn free_nodes(b: &mut Builder, root: &PRoot) -> Result<()> {
         Ok(())
     }
     go(b, root.level, &root.entries)
+}
+
+/// A writer for changing a dead list's entries without freeing the blocks they stand for:
+/// the caller decides about those (freed just above when deleted, or still held by a
+/// snapshot when an entry is replaced by its relocated self). The list's own nodes are
+/// released as usual: a dead list is never shared.
+pub(crate) struct EntriesKept<'b, 'a>(pub &'b mut Builder<'a>);
+
+impl NodeWriter for EntriesKept<'_, '_> {
+    fn read_node(&self, br: &Blockref) -> Result<Vec<Blockref>> {
+        self.0.read_node(br)
+    }
+    fn pending_entries(&self, id: u32) -> Vec<PEntry> {
+        self.0.pending_entries(id)
+    }
+    fn new_node(&mut self, level: u8, entries: Vec<PEntry>) -> Result<PEntry> {
+        self.0.new_node(level, entries)
+    }
+    fn key(&self, e: &PEntry) -> u64 {
+        self.0.key(e)
+    }
+    fn release(&mut self, e: &PEntry) {
+        if !matches!(e, PEntry::Ref(br) if br.btype == BlockType::Dead) {
+            self.0.release(e)
+        }
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
 }

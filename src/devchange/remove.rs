@@ -59,6 +59,8 @@ struct Shared {
     complete: AtomicBool,
     /// The last slice found no room for a copy.
     no_room: AtomicBool,
+    /// What the slices relocated and retired, for the next ones (AR1..AR3).
+    carried: Mutex<crate::resync::Carried>,
 }
 
 struct MoveHook {
@@ -73,24 +75,22 @@ impl CommitHook for MoveHook {
     }
 
     fn at_fixed_point(&self, fp: FixedPoint<'_, '_>) -> Result<HookOutcome> {
-        let out = crate::resync::slice(
-            Goal::MoveOff(self.from),
-            fp.builder,
-            fp.inodes,
-            fp.orphans,
-            fp.freemap_degraded,
-            fp.written,
-            self.slice_bytes,
-            fp.keep_free,
-        )?;
+        let forget = matches!(fp.pfs_op, Some(crate::commit::PfsOp::Delete { .. }));
+        let carried = self.shared.carried.lock();
+        let mut out = crate::resync::slice(Goal::MoveOff(self.from), fp, self.slice_bytes, &carried)?;
+        drop(carried);
         let shared = self.shared.clone();
         let (counts, complete, no_room) = (out.counts, out.complete, out.no_room);
+        let keep = out.carried(forget);
         Ok(HookOutcome {
             inodes: out.inodes,
-            on_installed: Some(Box::new(move || {
+            records: out.records,
+            served_dead: out.served_dead,
+            on_installed: Some(Box::new(move |resolve| {
                 shared.totals.lock().merge(&counts);
                 shared.complete.store(complete, Ordering::SeqCst);
                 shared.no_room.store(no_room, Ordering::SeqCst);
+                shared.carried.lock().installed(keep, resolve);
             })),
         })
     }
