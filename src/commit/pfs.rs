@@ -85,8 +85,7 @@ pub(super) fn write_record(
     let dead_before = relocated_dead.cloned().unwrap_or_else(|| proot(&served.dead_root));
     let (mut live_dead, added) = deadlist::append(b, dead_before, &dropped)?;
     served.dead_bytes += added;
-    let mut changes: BTreeMap<u64, Change> =
-        relocated.iter().map(|(id, e)| (*id, Change::Put(e.clone()))).collect();
+    let mut changes: BTreeMap<u64, Change> = relocated.iter().map(|(id, e)| (*id, Change::Put(*e))).collect();
     if let Some(op) = op {
         if !changes.is_empty() {
             return Err(Error::Corrupt("a PFS change and relocated records in one commit".into()));

@@ -10,7 +10,8 @@
 //!    walked every branch of every root and found nothing left on the device: each copy
 //!    there gets a new location on another device, its content read through the check
 //!    value (from any good copy) before the new reference is committed, the old location
-//!    freed by the commit that stops naming it. Every commit is whole, so a kill at any
+//!    freed by the commit that stops naming it. Once the served trees are done, the same
+//!    commits walk every other root (snapshots, clones, dead lists: AR1..AR3). Every commit is whole, so a kill at any
 //!    point leaves a filesystem with some copies moved; running the remove again (after a
 //!    remount) moves the rest.
 //! 4. A walk over the committed trees proves no reference names the device; then it is

@@ -155,8 +155,16 @@ pub(crate) fn slice(
     budget: u64,
     carried: &Carried,
 ) -> Result<SliceOutcome> {
-    let crate::commit::hook::FixedPoint { builder: b, inodes, orphans, freemap_degraded, written: skip, keep_free, pfs_op, old } =
-        fp;
+    let crate::commit::hook::FixedPoint {
+        builder: b,
+        inodes,
+        orphans,
+        freemap_degraded,
+        written: skip,
+        keep_free,
+        pfs_op,
+        old,
+    } = fp;
     let out = SliceOutcome { complete: true, ..Default::default() };
     let shared_below = b.dead.as_ref().map_or(0, |d| d.threshold.max(d.floor));
     let mut s = Slice {

@@ -160,9 +160,17 @@ impl Slice<'_, '_> {
             return Ok(None);
         }
         if let Some(n) = self.carried.node(e) {
-            return Ok(Some(Blockref { btype: e.btype, key: e.key, keybits: e.keybits, level: e.level, payload: e.payload, ..n }));
+            return Ok(Some(Blockref {
+                btype: e.btype,
+                key: e.key,
+                keybits: e.keybits,
+                level: e.level,
+                payload: e.payload,
+                ..n
+            }));
         }
-        let in_commit = e.ptr().into_iter().flat_map(|p| p.copies.iter().filter(|l| l.is_valid()).map(|l| (l.device, l.offset)));
+        let in_commit =
+            e.ptr().into_iter().flat_map(|p| p.copies.iter().filter(|l| l.is_valid()).map(|l| (l.device, l.offset)));
         let rebuilt: Vec<PEntry> = in_commit.filter_map(|k| self.rebuilt.get(&k).copied()).collect();
         match rebuilt.first() {
             Some(PEntry::New(_)) => {
@@ -170,7 +178,14 @@ impl Slice<'_, '_> {
                 return Ok(None);
             }
             Some(PEntry::Ref(n)) if same_block_filled(e, n) => {
-                return Ok(Some(Blockref { btype: e.btype, key: e.key, keybits: e.keybits, level: e.level, payload: e.payload, ..*n }));
+                return Ok(Some(Blockref {
+                    btype: e.btype,
+                    key: e.key,
+                    keybits: e.keybits,
+                    level: e.level,
+                    payload: e.payload,
+                    ..*n
+                }));
             }
             _ => {}
         }
@@ -201,4 +216,3 @@ fn original(e: &Blockref) -> Blockref {
         _ => *e,
     }
 }
-
