@@ -28,6 +28,11 @@ pub enum Content {
     FreemapLeaf { device: u8, leaf: u32 },
     /// A PFS record (format version 2); `inodes`, `orphans` and `dead` are its roots.
     PfsRecord { record: Box<PfsRecord>, inodes: PRoot, orphans: PRoot, dead: PRoot },
+    /// A dead-list entry standing for block `of` of this same commit: no block of its own
+    /// (no copies, nothing written); its reference is `of`'s, as a DEAD entry under this
+    /// block's key and payload (AR2 in docs/DESIGN.md: an entry follows a node rebuilt in
+    /// the commit that rebuilds it).
+    Alias { of: u32 },
 }
 
 pub struct PBlock {
@@ -147,10 +152,19 @@ impl Arena {
             Content::PfsRecord { inodes, orphans, dead, .. } => (&inodes.entries, &orphans.entries, &dead.entries),
             _ => (&[], &[], &[]),
         };
-        entries.iter().chain(more).chain(dead).filter_map(|e| match e {
-            PEntry::New(id) => Some(*id as usize),
-            PEntry::Ref(_) => None,
-        })
+        let alias = match &self.blocks[i].content {
+            Content::Alias { of } => Some(*of as usize),
+            _ => None,
+        };
+        entries
+            .iter()
+            .chain(more)
+            .chain(dead)
+            .filter_map(|e| match e {
+                PEntry::New(id) => Some(*id as usize),
+                PEntry::Ref(_) => None,
+            })
+            .chain(alias)
     }
 
     /// Every block index, each one after all the pending blocks below it (depth-first
@@ -212,9 +226,17 @@ impl Arena {
             if self.blocks[i].dead || self.blocks[i].done.is_some() {
                 continue;
             }
+            if let Content::Alias { of } = self.blocks[i].content {
+                let of = self.blocks[of as usize].done.expect("an aliased block is finalized before its alias");
+                let b = &self.blocks[i];
+                let r = Blockref { btype: b.btype, key: b.key, keybits: 0, level: 0, payload: b.payload, ..of };
+                self.blocks[i].done = Some(r);
+                continue;
+            }
             let mut node_entries = None;
             let (bytes, degraded_below, payload) = match &self.blocks[i].content {
                 Content::Bytes { .. } => unreachable!("bytes blocks finalized above"),
+                Content::Alias { .. } => unreachable!("aliases finalized above"),
                 Content::Node(entries) => {
                     let refs: Arc<[Blockref]> = entries.iter().map(|e| self.resolve(e)).collect();
                     let deg = refs.iter().any(|r| r.is_degraded());

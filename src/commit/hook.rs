@@ -45,17 +45,13 @@ pub struct HookOutcome {
     /// New record blocks of PFSs other than the served one whose trees the hook rewrote
     /// (by PFS id), for the commit to put into the PFS table.
     pub records: Vec<(u64, PEntry)>,
-    /// The served PFS's dead list as the hook rewrote it (its entries' copies relocated),
-    /// for the commit's record to start from; `None`: unchanged.
-    pub served_dead: Option<PRoot>,
-    /// Called once the commit is installed (never for a commit that fails), with the
-    /// final reference of any entry the commit wrote.
-    pub on_installed: Option<Installed>,
+    /// The served PFS's dead list as the hook rewrote it (its entries relocated) and the
+    /// change of its physical bytes, for the commit's record to start from; `None`:
+    /// unchanged.
+    pub served_dead: Option<(PRoot, i64)>,
+    /// Called once the commit is installed (never for a commit that fails).
+    pub on_installed: Option<Box<dyn FnOnce() + Send>>,
 }
-
-/// What a hook runs once its commit is installed; the argument resolves an entry of the
-/// commit to its final reference.
-pub type Installed = Box<dyn FnOnce(&dyn Fn(&PEntry) -> hammer2_format::Blockref) + Send>;
 
 /// Maintenance that changes the trees inside every commit while it is registered.
 pub trait CommitHook: Send + Sync {

@@ -375,8 +375,7 @@ fn install(fs: &FsInner, snap: Snapshot, mut built: Built, roots: Roots) -> Comm
     if let Some(out) = built.hooked.take() {
         install_rewritten(fs, &built.arena, &out.inodes);
         if let Some(installed) = out.on_installed {
-            let arena = &built.arena;
-            installed(&|e| arena.resolve(e));
+            installed();
         }
     }
     let (blocks, bytes) = built.arena.totals();

@@ -69,7 +69,7 @@ pub(super) fn write_record(
     next_inum: u64,
     op: Option<&PfsOp>,
     relocated: &[(u64, PEntry)],
-    relocated_dead: Option<&PRoot>,
+    relocated_dead: Option<&(PRoot, i64)>,
 ) -> Result<PendingPfs> {
     // From here on, blocks dropped belong to no snapshot (the table, other records and
     // dead lists are never shared): they are freed.
@@ -82,7 +82,13 @@ pub(super) fn write_record(
     served.referenced_logical = served.referenced_logical.saturating_add_signed(logical);
     served.referenced_physical = served.referenced_physical.saturating_add_signed(physical);
     served.next_inum = next_inum;
-    let dead_before = relocated_dead.cloned().unwrap_or_else(|| proot(&served.dead_root));
+    let dead_before = match relocated_dead {
+        Some((root, delta)) => {
+            served.dead_bytes = served.dead_bytes.saturating_add_signed(*delta);
+            root.clone()
+        }
+        None => proot(&served.dead_root),
+    };
     let (mut live_dead, added) = deadlist::append(b, dead_before, &dropped)?;
     served.dead_bytes += added;
     let mut changes: BTreeMap<u64, Change> = relocated.iter().map(|(id, e)| (*id, Change::Put(*e))).collect();

@@ -60,7 +60,7 @@ struct Shared {
     complete: AtomicBool,
     /// The last slice found no room for a copy.
     no_room: AtomicBool,
-    /// What the slices relocated and retired, for the next ones (AR1..AR3).
+    /// What the slices relocated and retired, for the next ones (AR1, AR3).
     carried: Mutex<crate::resync::Carried>,
 }
 
@@ -87,11 +87,11 @@ impl CommitHook for MoveHook {
             inodes: out.inodes,
             records: out.records,
             served_dead: out.served_dead,
-            on_installed: Some(Box::new(move |resolve| {
+            on_installed: Some(Box::new(move || {
                 shared.totals.lock().merge(&counts);
                 shared.complete.store(complete, Ordering::SeqCst);
                 shared.no_room.store(no_room, Ordering::SeqCst);
-                shared.carried.lock().installed(keep, resolve);
+                shared.carried.lock().installed(keep);
             })),
         })
     }
@@ -171,7 +171,10 @@ fn drain(
     progress: &mut dyn FnMut(&RemoveProgress),
 ) -> std::result::Result<(ResyncCounts, u64), DeviceChangeError> {
     let total = fs.alloc.lock().allocated_units(from) * UNIT;
-    let shared = Arc::new(Shared::default());
+    // AR1 across a crash: where the copies of blocks other roots share went, if an earlier
+    // run moved them for some of their references.
+    let carried = crate::resync::Carried { subst: crate::resync::moved_off(fs, from)?, retired: Vec::new() };
+    let shared = Arc::new(Shared { carried: Mutex::new(carried), ..Default::default() });
     let hook = MoveHook { from, slice_bytes: fs.opts.resync_slice_bytes, shared: shared.clone() };
     let _guard = hook::register(fs, Arc::new(hook)).map_err(|e| match e {
         Error::Busy(_) => DeviceChangeError::MaintenanceRunning,

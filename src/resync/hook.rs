@@ -21,7 +21,7 @@ struct Shared {
     totals: Mutex<ResyncCounts>,
     /// The last slice walked the whole tree without running out of budget or skipping.
     complete: AtomicBool,
-    /// What the slices relocated and retired, for the next ones (AR1..AR3).
+    /// What the slices relocated and retired, for the next ones (AR1, AR3).
     carried: Mutex<super::Carried>,
 }
 
@@ -44,10 +44,10 @@ impl CommitHook for ResyncHook {
             inodes: out.inodes,
             records: out.records,
             served_dead: out.served_dead,
-            on_installed: Some(Box::new(move |resolve| {
+            on_installed: Some(Box::new(move || {
                 shared.totals.lock().merge(&counts);
                 shared.complete.store(complete, Ordering::SeqCst);
-                shared.carried.lock().installed(keep, resolve);
+                shared.carried.lock().installed(keep);
             })),
         })
     }

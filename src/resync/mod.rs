@@ -21,6 +21,7 @@ mod slice;
 mod subst;
 
 pub(crate) use slice::{Carried, Goal, slice};
+pub(crate) use subst::{Substitutions, moved_off};
 
 use crate::devices::MemberState;
 use crate::error::{Error, Result};

@@ -50,68 +50,59 @@ pub(crate) struct SliceOutcome {
     pub no_room: bool,
     /// Inodes of the served PFS whose block was rewritten: (inum, new INODE entry, new root).
     pub inodes: Vec<(u64, PEntry, PRoot)>,
-    /// Leaves relocated by this slice that other references may name (AR1): for the
+    /// Blocks relocated by this slice that other references may name (AR1): for the
     /// session's map once the commit is installed.
     pub subst: Substitutions,
-    /// Nodes of other roots rebuilt by this slice, (old reference, new entry): for the
-    /// session's map once the commit is installed, so that the next pass points dead-list
-    /// entries that name the old node at the new one (AR2).
-    pub nodes: Vec<(Blockref, PEntry)>,
-    /// Copies no reference will name once the next pass has substituted every dead list:
-    /// freed by that pass (AR3).
+    /// Old copies another root may still name, retired by a slice of the served trees:
+    /// freed by the first walk over every root (AR3).
     pub retired: Vec<Extent>,
-    /// The other roots were walked whole in this commit: the retired copies handed in were
-    /// freed, and `complete` covers every root.
+    /// The other roots were walked whole in this commit, and every retired copy freed.
     pub other_roots_done: bool,
-    /// New records of other PFSs (by id), and the served PFS's dead list, as rewritten.
+    /// New records of other PFSs (by id), and the served PFS's dead list as rewritten with
+    /// the change of its physical bytes.
     pub records: Vec<(u64, PEntry)>,
-    pub served_dead: Option<PRoot>,
+    pub served_dead: Option<(PRoot, i64)>,
 }
 
-/// What the session of a resync or remove keeps between its commits (AR1..AR3).
+/// What the session of a resync or remove keeps between its commits (AR1, AR3).
 #[derive(Default)]
 pub(crate) struct Carried {
     pub subst: Substitutions,
-    /// Copies retired by earlier commits, freed by the next pass over every root.
+    /// Copies retired by slices of the served trees, freed by the next walk over every root.
     pub retired: Vec<Extent>,
-}
-
-impl Carried {
-    /// Takes in what an installed slice relocated and retired; `resolve` gives the final
-    /// reference of a node the commit wrote.
-    pub fn installed(&mut self, out: SliceInstalled, resolve: &dyn Fn(&PEntry) -> Blockref) {
-        if out.other_roots_done {
-            self.retired.clear();
-        }
-        if out.forget {
-            // A PFS deletion committed meanwhile may have freed blocks these name: start
-            // over (what is left retired is never freed twice, at worst leaked: fsck).
-            *self = Carried::default();
-            return;
-        }
-        self.subst.merge(out.subst);
-        for (old, new) in &out.nodes {
-            self.subst.record_node(old, resolve(new));
-        }
-        self.retired.extend(out.retired);
-    }
 }
 
 /// The part of a [`SliceOutcome`] the session keeps once the commit is installed.
 pub(crate) struct SliceInstalled {
-    pub subst: Substitutions,
-    pub nodes: Vec<(Blockref, PEntry)>,
-    pub retired: Vec<Extent>,
-    pub other_roots_done: bool,
-    pub forget: bool,
+    subst: Substitutions,
+    retired: Vec<Extent>,
+    other_roots_done: bool,
+    forget: bool,
+}
+
+impl Carried {
+    /// Takes in what an installed slice relocated and retired.
+    pub fn installed(&mut self, out: SliceInstalled) {
+        if out.forget {
+            // A PFS deletion committed meanwhile may have freed blocks these name: start
+            // over (a retired copy is then never freed twice, at worst leaked: fsck).
+            *self = Carried::default();
+            return;
+        }
+        if out.other_roots_done {
+            self.retired.clear();
+        }
+        self.subst.merge(out.subst);
+        self.retired.extend(out.retired);
+    }
 }
 
 impl SliceOutcome {
-    /// Splits off what the session keeps, leaving what the commit installs.
+    /// Splits off what the session keeps, leaving what the commit installs. `forget`: the
+    /// commit deletes a PFS or snapshot.
     pub fn carried(&mut self, forget: bool) -> SliceInstalled {
         SliceInstalled {
             subst: std::mem::take(&mut self.subst),
-            nodes: std::mem::take(&mut self.nodes),
             retired: std::mem::take(&mut self.retired),
             other_roots_done: self.other_roots_done,
             forget,
@@ -188,10 +179,6 @@ pub(crate) fn slice(
     if let Some(pfs) = old.pfs.as_deref() {
         if s.out.complete && pfs_op.is_none() {
             s.other_roots(pfs, &carried.retired)?;
-            // What this pass retired is freed by the next one, which must run.
-            if !s.out.retired.is_empty() || !s.out.nodes.is_empty() {
-                s.out.complete = false;
-            }
         } else {
             s.out.complete = false;
         }
@@ -323,8 +310,8 @@ impl Slice<'_, '_> {
         self.node(br, tree)
     }
 
-    /// A block of another root replaced by a rebuilt one: its copies are freed by the next
-    /// pass, once the dead lists name the new block (AR2, AR3).
+    /// A block of another root replaced by a rebuilt one: its copies are freed at the end
+    /// of the walk over every root, once every root and dead list names the new block (AR3).
     fn retire(&mut self, br: &Blockref) {
         if let Some(p) = br.ptr() {
             for l in p.copies.iter().filter(|l| l.is_valid()) {
@@ -342,7 +329,6 @@ impl Slice<'_, '_> {
                 self.b.arena.get_mut(id).birth = Some(old.modify_tid);
             }
             self.retire(old);
-            self.out.nodes.push((*old, e));
         }
         e
     }

@@ -13,9 +13,12 @@
 //! Keyed by every valid copy of the old reference; an entry is used only for a reference
 //! of the same block (size, check value, birth: SN4), so a location freed and reused by
 //! another block since never matches. Kept in memory for one resync or remove: a crash
-//! forgets it, and a restarted walk then places a second copy for a reference the first
-//! walk did not reach (both verified; the one that outlives its reference is a leak fsck
-//! reports and frees, never a loss).
+//! forgets it. A restarted remove seeds it from the trees ([`moved_off`]): a reference
+//! that no longer names the device tells where its block's copies went. A restarted
+//! resync does not (that would cost a walk of everything): it places a second copy for a
+//! reference the first one did not reach (both verified and in use; when the block is
+//! dropped, the one its freeing reference does not name is a leak fsck reports and frees,
+//! never a loss).
 
 use hammer2_format::blockref::Copies;
 use hammer2_format::{Blockref, Check};
@@ -28,11 +31,10 @@ fn identity(br: &Blockref) -> Option<Identity> {
     br.ptr().map(|p| (p.size, p.check, br.modify_tid))
 }
 
-/// Relocated blocks: leaves with their new copy sets, nodes with their new references.
+/// Relocated blocks with their new copy sets.
 #[derive(Default, Clone)]
 pub(crate) struct Substitutions {
     leaves: HashMap<(u8, u64), (Identity, Copies)>,
-    nodes: HashMap<(u8, u64), (Identity, Blockref)>,
 }
 
 impl Substitutions {
@@ -45,14 +47,9 @@ impl Substitutions {
         Self::keys(br).find_map(|k| map.get(&k).filter(|(i, _)| *i == id).map(|(_, v)| *v))
     }
 
-    /// The new copies of the leaf block `br` names, if another reference relocated it.
+    /// The new copies of the block `br` names, if another reference relocated it.
     pub fn leaf(&self, br: &Blockref) -> Option<Copies> {
         Self::find(&self.leaves, br)
-    }
-
-    /// The new reference of the node `br` names, if it was rebuilt through another root.
-    pub fn node(&self, br: &Blockref) -> Option<Blockref> {
-        Self::find(&self.nodes, br)
     }
 
     pub fn record_leaf(&mut self, old: &Blockref, new: Copies) {
@@ -63,16 +60,51 @@ impl Substitutions {
         }
     }
 
-    pub fn record_node(&mut self, old: &Blockref, new: Blockref) {
-        if let Some(id) = identity(old) {
-            for k in Self::keys(old) {
-                self.nodes.insert(k, (id, new));
-            }
-        }
-    }
-
     pub fn merge(&mut self, o: Substitutions) {
         self.leaves.extend(o.leaves);
-        self.nodes.extend(o.nodes);
     }
+}
+
+/// The map a restarted remove of device `from` starts with: every reference, in any root,
+/// of a block that may be shared (born at or before a snapshot's or clone origin's create
+/// tid) and names no copy on `from`, keyed by its copies, so that another reference of the
+/// same block still naming `from` takes the same new copies (AR1 across a crash).
+pub(crate) fn moved_off(fs: &crate::fs::FsInner, from: u8) -> crate::error::Result<Substitutions> {
+    use crate::walk::{Ctx, Visitor};
+    use std::sync::Arc;
+    struct Seed<'a> {
+        fs: &'a crate::fs::FsInner,
+        from: u8,
+        shared_up_to: u64,
+        map: Substitutions,
+    }
+    impl Visitor for Seed<'_> {
+        fn visit(&mut self, br: &Blockref, _: &Ctx) -> crate::error::Result<Option<Arc<[u8]>>> {
+            let Some(p) = br.ptr() else { return Ok(None) };
+            if br.modify_tid <= self.shared_up_to && !p.copies.iter().any(|l| l.device == self.from) {
+                self.map.record_leaf(br, p.copies);
+            }
+            if br.btype.names_blocks() {
+                return Ok(Some(self.fs.vol.read_block(br, &Default::default())?));
+            }
+            Ok(None)
+        }
+    }
+    let roots = fs.roots.read().clone();
+    let Some(pfs) = roots.pfs.as_deref() else { return Ok(Substitutions::default()) };
+    let records = crate::pfs::records(&fs.vol, &pfs.table, fs.vol.devices.len())?;
+    let shared_up_to = records
+        .iter()
+        .filter(|(_, r)| r.kind != hammer2_format::pfs::PfsKind::Pfs)
+        .map(|(_, r)| r.create_tid)
+        .max()
+        .unwrap_or(0);
+    if shared_up_to == 0 {
+        return Ok(Substitutions::default());
+    }
+    fs.alloc.lock().pin(roots.tid);
+    let mut seed = Seed { fs, from, shared_up_to, map: Substitutions::default() };
+    let r = crate::walk::walk_every_reference(&roots, &mut seed);
+    fs.alloc.lock().unpin(roots.tid);
+    r.map(|()| seed.map)
 }

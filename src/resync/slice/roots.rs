@@ -16,7 +16,7 @@
 
 use super::{Goal, Slice};
 use crate::alloc::Extent;
-use crate::commit::deadlist::EntriesKept;
+use crate::commit::deadlist::{self, EntriesKept, physical};
 use crate::error::Result;
 use crate::fs::PfsRoots;
 use crate::tree::Root;
@@ -63,7 +63,7 @@ impl Slice<'_, '_> {
         &mut self,
         pfs: &PfsRoots,
         served: &PfsRecord,
-        mut sink: Vec<Blockref>,
+        sink: Vec<Blockref>,
         retired: &[Extent],
     ) -> Result<Vec<Blockref>> {
         let records = crate::pfs::records(self.b.vol, &pfs.table, self.b.vol.devices.len())?;
@@ -84,28 +84,42 @@ impl Slice<'_, '_> {
             others.push(o);
         }
         for o in &mut others {
-            let (dead, changed) = self.dead_list(std::mem::take(&mut o.dead))?;
+            let (dead, changed, delta) = self.dead_list(std::mem::take(&mut o.dead))?;
             o.dead = dead;
             o.changed |= changed;
+            o.record.dead_bytes = o.record.dead_bytes.saturating_add_signed(delta);
         }
-        let (served_dead, changed) = self.dead_list(proot(&served.dead_root))?;
-        if changed {
-            self.out.served_dead = Some(served_dead);
-        }
-        for e in &mut sink {
-            if let Some(new) = self.dead_entry(e)? {
-                *e = new;
+        let (mut served_dead, mut changed, mut delta) = self.dead_list(proot(&served.dead_root))?;
+        // This commit's own drops: an entry for a node rebuilt just now goes in as its alias.
+        let mut pending = Vec::new();
+        let mut kept = Vec::with_capacity(sink.len());
+        for e in sink {
+            match self.dead_entry(&e)? {
+                Entry::Same => kept.push(e),
+                Entry::Ref(n) => kept.push(n),
+                Entry::Pending(id) => pending.push((e, id)),
             }
+        }
+        if !pending.is_empty() {
+            let (root, added) = deadlist::append_pending(self.b, served_dead, &pending)?;
+            served_dead = root;
+            changed = true;
+            delta += added as i64;
+        }
+        if changed {
+            self.out.served_dead = Some((served_dead, delta));
         }
         for o in others.into_iter().filter(|o| o.changed) {
             let e = self.b.new_pfs_record(o.record.clone(), o.inodes, o.orphans, o.dead)?;
             self.out.records.push((o.record.id, e));
         }
-        for e in retired {
+        // AR3: every reference and entry now names the new blocks; the old copies this
+        // walk retired, and those earlier slices of the served trees retired, are free.
+        for e in retired.iter().chain(&std::mem::take(&mut self.out.retired)) {
             self.b.alloc.free(*e);
         }
         self.out.other_roots_done = true;
-        Ok(sink)
+        Ok(kept)
     }
 
     /// Whether a block of the PFS table (a node or a record block) needs a copy.
@@ -119,20 +133,32 @@ impl Slice<'_, '_> {
     }
 
     /// A dead list with every entry pointing at the relocated block it stands for; true
-    /// when an entry changed.
-    fn dead_list(&mut self, root: PRoot) -> Result<(PRoot, bool)> {
+    /// when an entry changed, and the change of the list's physical bytes.
+    fn dead_list(&mut self, root: PRoot) -> Result<(PRoot, bool, i64)> {
         let mut leaves = Vec::new();
         self.dead_leaves(root.level, &root.entries, &mut leaves)?;
         let mut changes = Vec::new();
+        let mut delta = 0i64;
         for e in &leaves {
-            if let Some(new) = self.dead_entry(e)? {
-                changes.push((e.key, Change::Put(PEntry::Ref(new))));
-            }
+            let new = match self.dead_entry(e)? {
+                Entry::Same => continue,
+                Entry::Ref(n) => {
+                    delta += physical(&n) as i64;
+                    PEntry::Ref(n)
+                }
+                Entry::Pending(id) => {
+                    let b = self.b.arena.get(id);
+                    delta += (u64::from(b.size) * b.copies.iter().filter(|l| l.is_valid()).count() as u64) as i64;
+                    deadlist::alias(self.b, e.key, e, id)
+                }
+            };
+            delta -= physical(e) as i64;
+            changes.push((e.key, Change::Put(new)));
         }
         if changes.is_empty() {
-            return Ok((root, false));
+            return Ok((root, false, 0));
         }
-        Ok((apply(&mut EntriesKept(self.b), root, 1, true, &changes)?, true))
+        Ok((apply(&mut EntriesKept(self.b), root, 1, true, &changes)?, true, delta))
     }
 
     /// The entries of a dead list the walk must look at: every one for a move (nothing
@@ -151,34 +177,19 @@ impl Slice<'_, '_> {
     }
 
     /// The entry `e` (a DEAD entry, or a reference this commit's drops are adding) once the
-    /// block it stands for was relocated; `None` when it stays. A node rebuilt in this
-    /// commit is pointed at by the next one (the walk does not complete); a block no root
-    /// relocated (its tree reference was caught up before this map existed) gets its own
-    /// copies, as its tree reference did.
-    fn dead_entry(&mut self, e: &Blockref) -> Result<Option<Blockref>> {
+    /// block it stands for was relocated. A block no root relocated (its tree reference was
+    /// caught up before this map existed) gets its own copies, as its tree reference did.
+    fn dead_entry(&mut self, e: &Blockref) -> Result<Entry> {
         if e.ptr().is_none() {
-            return Ok(None);
+            return Ok(Entry::Same);
         }
-        if let Some(n) = self.carried.node(e) {
-            return Ok(Some(Blockref {
-                btype: e.btype,
-                key: e.key,
-                keybits: e.keybits,
-                level: e.level,
-                payload: e.payload,
-                ..n
-            }));
-        }
-        let in_commit =
+        let valid =
             e.ptr().into_iter().flat_map(|p| p.copies.iter().filter(|l| l.is_valid()).map(|l| (l.device, l.offset)));
-        let rebuilt: Vec<PEntry> = in_commit.filter_map(|k| self.rebuilt.get(&k).copied()).collect();
+        let rebuilt: Vec<PEntry> = valid.filter_map(|k| self.rebuilt.get(&k).copied()).collect();
         match rebuilt.first() {
-            Some(PEntry::New(_)) => {
-                self.out.complete = false;
-                return Ok(None);
-            }
+            Some(PEntry::New(id)) => return Ok(Entry::Pending(*id)),
             Some(PEntry::Ref(n)) if same_block_filled(e, n) => {
-                return Ok(Some(Blockref {
+                return Ok(Entry::Ref(Blockref {
                     btype: e.btype,
                     key: e.key,
                     keybits: e.keybits,
@@ -190,11 +201,20 @@ impl Slice<'_, '_> {
             _ => {}
         }
         let as_block = original(e);
-        match self.fill(&as_block)? {
-            Some(PEntry::Ref(n)) => Ok(Some(Blockref { btype: e.btype, key: e.key, payload: e.payload, ..n })),
-            _ => Ok(None),
-        }
+        Ok(match self.fill(&as_block)? {
+            Some(PEntry::Ref(n)) => Entry::Ref(Blockref { btype: e.btype, key: e.key, payload: e.payload, ..n }),
+            _ => Entry::Same,
+        })
     }
+}
+
+/// What becomes of a dead-list entry.
+enum Entry {
+    Same,
+    /// It names the block's new copies.
+    Ref(Blockref),
+    /// It stands for this pending block of the commit (a rebuilt node, AR2).
+    Pending(u32),
 }
 
 /// Whether `n` is `e`'s block with copies filled or moved (same size, check, birth).
