@@ -180,8 +180,12 @@ impl Visitor for Once<'_> {
         }
         match known {
             Some(other) if other == id => {
-                let more: Vec<hammer2_format::Location> =
-                    p.copies.iter().filter(|l| l.is_valid() && !self.seen.contains_key(&(l.device, l.offset))).copied().collect();
+                let more: Vec<hammer2_format::Location> = p
+                    .copies
+                    .iter()
+                    .filter(|l| l.is_valid() && !self.seen.contains_key(&(l.device, l.offset)))
+                    .copied()
+                    .collect();
                 if !more.is_empty() {
                     for l in &more {
                         self.seen.insert((l.device, l.offset), id);
