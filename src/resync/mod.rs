@@ -21,7 +21,7 @@ mod slice;
 mod subst;
 
 pub(crate) use slice::{Carried, Goal, slice};
-pub(crate) use subst::{Substitutions, moved_off};
+pub(crate) use subst::moved_off;
 
 use crate::devices::MemberState;
 use crate::error::{Error, Result};
