@@ -125,7 +125,7 @@ pub(super) fn remove_claimed(
     if m.state() == MemberState::Removed {
         return Err(DeviceChangeError::AlreadyRemoved { index });
     }
-    fits_without(fs, index)?;
+    fits_without(fs, index, None)?;
     let start = std::time::Instant::now();
     {
         // O1: placement changes between commits.
@@ -247,21 +247,29 @@ fn references_to(fs: &FsInner, d: u8) -> Result<u64> {
     r.map(|()| c.n)
 }
 
-/// Step 1: whether the other devices can hold N copies of everything without `index`.
-fn fits_without(fs: &FsInner, index: u8) -> std::result::Result<(), DeviceChangeError> {
+/// Step 1: whether the other devices can hold N copies of everything without `index`;
+/// with `joining` (a replace asks before it adds the new device): counting a device about
+/// to join, with its (domains, free bytes).
+pub(super) fn fits_without(
+    fs: &FsInner,
+    index: u8,
+    joining: Option<(usize, u64)>,
+) -> std::result::Result<(), DeviceChangeError> {
     let copies = usize::from(fs.vol.params.copies);
     let others: Vec<&crate::devices::Member> =
         fs.vol.devices.iter().filter(|o| o.index != index && o.state() != MemberState::Removed).collect();
     if let Some(o) = others.iter().find(|o| o.state() != MemberState::Online) {
         return Err(DeviceChangeError::OtherNotOnline { name: o.name(), index: o.index, state: o.state().name() });
     }
-    let domains: usize = others.iter().map(|o| usize::from(o.regions)).sum();
+    let (new_domains, new_free) = joining.unwrap_or((0, 0));
+    let domains: usize = others.iter().map(|o| usize::from(o.regions)).sum::<usize>() + new_domains;
     if domains < copies {
-        return Err(DeviceChangeError::TooFewDomains { domains, devices: others.len(), copies });
+        let devices = others.len() + usize::from(joining.is_some());
+        return Err(DeviceChangeError::TooFewDomains { domains, devices, copies });
     }
     let alloc = fs.alloc.lock();
     let held = alloc.allocated_units(index) * UNIT;
-    let free: u64 = others.iter().map(|o| alloc.device_free_on_disk(o.index) * UNIT).sum::<u64>();
+    let free: u64 = others.iter().map(|o| alloc.device_free_on_disk(o.index) * UNIT).sum::<u64>() + new_free;
     // Space the others must keep for what is reserved already (S4).
     let reserved = (fs.space.reserved() + fs.space.meta_reserve()) * UNIT;
     if held + reserved > free {
