@@ -83,10 +83,26 @@ pub trait Visitor {
         Ok(())
     }
 
+    /// A shared block reached again (a walk that visits each block once) through a
+    /// reference naming copies the first one did not: a resync or remove stopped between
+    /// two roots of the block (AR1 in docs/DESIGN.md). They are the block's too, in use.
+    fn more_copies(&mut self, br: &Blockref, ctx: &Ctx, copies: &[hammer2_format::Location]) -> Result<()> {
+        let _ = (br, ctx, copies);
+        Ok(())
+    }
+
     /// A PFS record was decoded (called before its trees are walked).
     fn pfs(&mut self, rec: &PfsRecord, br: &Blockref) -> Result<()> {
         let _ = (rec, br);
         Ok(())
+    }
+
+    /// Takes a dead list's root to walk it later (true), or has the walk go into it now.
+    /// A walk that visits each block once walks the dead lists last: an entry stands for a
+    /// block some tree holds, and that tree's reference is the one to descend through.
+    fn defer_dead_list(&mut self, root: &Blockref) -> bool {
+        let _ = root;
+        false
     }
 }
 
@@ -111,15 +127,18 @@ pub fn filesystem_roots(roots: &Roots) -> Vec<(TreeKind, &[Blockref])> {
 /// be the same block (SN4 in docs/DESIGN.md), or the visitor hears of it as malformed.
 pub fn walk(roots: &Roots, v: &mut dyn Visitor) -> Result<()> {
     let shared = roots.pfs.as_ref().is_some_and(|p| p.features & feature::SHARED_BLOCKS != 0);
-    let mut once;
-    let v: &mut dyn Visitor = if shared {
-        once = Once { inner: v, seen: HashMap::new() };
-        &mut once
-    } else {
-        v
-    };
+    if !shared {
+        for (tree, entries) in filesystem_roots(roots) {
+            walk_tree(entries, tree, v)?;
+        }
+        return Ok(());
+    }
+    let mut once = Once { inner: v, seen: HashMap::new(), deferred: Vec::new() };
     for (tree, entries) in filesystem_roots(roots) {
-        walk_tree(entries, tree, v)?;
+        walk_tree(entries, tree, &mut once)?;
+    }
+    for root in std::mem::take(&mut once.deferred) {
+        walk_tree(&Root::from_ref(&root).entries, TreeKind::Dead, &mut once)?;
     }
     Ok(())
 }
@@ -144,6 +163,8 @@ struct Once<'v> {
     inner: &'v mut dyn Visitor,
     /// Every valid copy location seen, with the block found there.
     seen: HashMap<(u8, u64), Identity>,
+    /// Dead lists, walked after every tree.
+    deferred: Vec<Blockref>,
 }
 
 impl Visitor for Once<'_> {
@@ -158,7 +179,21 @@ impl Visitor for Once<'_> {
             }
         }
         match known {
-            Some(other) if other == id => Ok(None),
+            Some(other) if other == id => {
+                let more: Vec<hammer2_format::Location> = p
+                    .copies
+                    .iter()
+                    .filter(|l| l.is_valid() && !self.seen.contains_key(&(l.device, l.offset)))
+                    .copied()
+                    .collect();
+                if !more.is_empty() {
+                    for l in &more {
+                        self.seen.insert((l.device, l.offset), id);
+                    }
+                    self.inner.more_copies(br, ctx, &more)?;
+                }
+                Ok(None)
+            }
             Some(_) => {
                 self.inner.malformed(
                     br,
@@ -183,6 +218,13 @@ impl Visitor for Once<'_> {
     }
     fn pfs(&mut self, rec: &PfsRecord, br: &Blockref) -> Result<()> {
         self.inner.pfs(rec, br)
+    }
+    fn more_copies(&mut self, br: &Blockref, ctx: &Ctx, copies: &[hammer2_format::Location]) -> Result<()> {
+        self.inner.more_copies(br, ctx, copies)
+    }
+    fn defer_dead_list(&mut self, root: &Blockref) -> bool {
+        self.deferred.push(*root);
+        true
     }
 }
 
@@ -215,6 +257,9 @@ fn walk_ref(br: &Blockref, tree: TreeKind, v: &mut dyn Visitor) -> Result<()> {
                 v.pfs(&rec, br)?;
                 walk_tree(&Root::from_ref(&rec.inode_root).entries, TreeKind::Inodes, v)?;
                 walk_tree(&Root::from_ref(&rec.orphan_root).entries, TreeKind::Orphans, v)?;
+                if v.defer_dead_list(&rec.dead_root) {
+                    return Ok(());
+                }
                 walk_tree(&Root::from_ref(&rec.dead_root).entries, TreeKind::Dead, v)
             }
             Err(e) => v.malformed(br, &ctx, &e.to_string()),

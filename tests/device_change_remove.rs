@@ -307,3 +307,22 @@ fn replacing_a_dead_device_rebuilds_its_copies_on_the_new_one() {
     assert_every_copy_verifies(&fs);
     fs.unmount().unwrap();
 }
+
+/// A replace the remove would refuse (the new device too small to take the old one's
+/// copies) is refused before the new device joins: the device set stays as it was.
+#[test]
+fn a_replace_refused_for_room_leaves_the_device_set_as_it_was() {
+    let devs = mem_devices(2, 64 * MIB);
+    format_version(&devs, 2, FORMAT_VERSION_2);
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    populate(&fs, 7, 60); // about 35 MB on each device
+    fs.sync().unwrap();
+    let before = fs.devices().len();
+    let small = mem_devices(1, 12 * MIB).pop().unwrap();
+    let r = fs.device_replace(1, small, &mut |_| {});
+    assert!(matches!(r, Err(DeviceChangeError::NoRoom { .. })), "refused for room: {r:?}");
+    assert_eq!(fs.devices().len(), before, "the new device did not join");
+    assert!(fs.devices().iter().all(|d| d.state == MemberState::Online));
+    assert_consistent(&fs);
+    fs.unmount().unwrap();
+}

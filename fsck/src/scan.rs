@@ -100,6 +100,15 @@ impl<'c, 'v> Scan<'c, 'v> {
                 .collect();
             match valid.iter().find_map(|l| self.ck.identity.get(l).copied()) {
                 Some(k) if k == id => {
+                    // The same block reached again. A copy this reference names that the
+                    // first did not (a resync or remove stopped between two roots of it,
+                    // AR1 in docs/DESIGN.md) is this block's too: in use, not a leak.
+                    let unseen: Vec<(u8, u64)> =
+                        valid.iter().copied().filter(|l| !self.ck.identity.contains_key(l)).collect();
+                    for (d, off) in unseen {
+                        self.ck.identity.insert((d, off), id);
+                        self.ck.space.mark(d, off, p.size);
+                    }
                     let node = matches!(br.btype, BlockType::Indirect | BlockType::Inode);
                     let new = node && valid.iter().all(|l| !self.ck.descended.contains(l));
                     self.ck.descended.extend(valid);

@@ -28,6 +28,11 @@ pub enum Content {
     FreemapLeaf { device: u8, leaf: u32 },
     /// A PFS record (format version 2); `inodes`, `orphans` and `dead` are its roots.
     PfsRecord { record: Box<PfsRecord>, inodes: PRoot, orphans: PRoot, dead: PRoot },
+    /// A dead-list entry standing for block `of` of this same commit: no block of its own
+    /// (no copies, nothing written); its reference is `of`'s, as a DEAD entry under this
+    /// block's key and payload (AR2 in docs/DESIGN.md: an entry follows a node rebuilt in
+    /// the commit that rebuilds it).
+    Alias { of: u32 },
 }
 
 pub struct PBlock {
@@ -50,6 +55,11 @@ pub struct PBlock {
     /// A node's final entries, set by `finalize`: what a read of the node would decode,
     /// handed to the block cache once the commit is durable.
     pub entries: Option<Arc<[Blockref]>>,
+    /// The birth (`modify_tid`) of the block this one relocates, when it is a relocation
+    /// rather than a change: a node rebuilt only because copies below it moved keeps the
+    /// birth of the node it replaces in every tree that shared it (AR1 in docs/DESIGN.md).
+    /// `None`: born in this commit.
+    pub birth: Option<u64>,
 }
 
 impl PBlock {
@@ -75,6 +85,7 @@ impl PBlock {
             done: None,
             encoded: None,
             entries: None,
+            birth: None,
         }
     }
 
@@ -126,7 +137,7 @@ impl Arena {
             level: b.level,
             flags: if degraded { FLAG_DEGRADED } else { 0 },
             key: b.key,
-            modify_tid: tid,
+            modify_tid: b.birth.unwrap_or(tid),
             mirror_tid: tid,
             data: BlockData::Block(BlockPtr { size: b.size, check, copies: b.copies }),
             payload: b.payload,
@@ -141,10 +152,19 @@ impl Arena {
             Content::PfsRecord { inodes, orphans, dead, .. } => (&inodes.entries, &orphans.entries, &dead.entries),
             _ => (&[], &[], &[]),
         };
-        entries.iter().chain(more).chain(dead).filter_map(|e| match e {
-            PEntry::New(id) => Some(*id as usize),
-            PEntry::Ref(_) => None,
-        })
+        let alias = match &self.blocks[i].content {
+            Content::Alias { of } => Some(*of as usize),
+            _ => None,
+        };
+        entries
+            .iter()
+            .chain(more)
+            .chain(dead)
+            .filter_map(|e| match e {
+                PEntry::New(id) => Some(*id as usize),
+                PEntry::Ref(_) => None,
+            })
+            .chain(alias)
     }
 
     /// Every block index, each one after all the pending blocks below it (depth-first
@@ -206,9 +226,17 @@ impl Arena {
             if self.blocks[i].dead || self.blocks[i].done.is_some() {
                 continue;
             }
+            if let Content::Alias { of } = self.blocks[i].content {
+                let of = self.blocks[of as usize].done.expect("an aliased block is finalized before its alias");
+                let b = &self.blocks[i];
+                let r = Blockref { btype: b.btype, key: b.key, keybits: 0, level: 0, payload: b.payload, ..of };
+                self.blocks[i].done = Some(r);
+                continue;
+            }
             let mut node_entries = None;
             let (bytes, degraded_below, payload) = match &self.blocks[i].content {
                 Content::Bytes { .. } => unreachable!("bytes blocks finalized above"),
+                Content::Alias { .. } => unreachable!("aliases finalized above"),
                 Content::Node(entries) => {
                     let refs: Arc<[Blockref]> = entries.iter().map(|e| self.resolve(e)).collect();
                     let deg = refs.iter().any(|r| r.is_degraded());

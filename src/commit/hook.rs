@@ -28,6 +28,12 @@ pub struct FixedPoint<'s, 'a> {
     /// Units each copy domain must keep free: everything reserved (this commit's changes
     /// included, until install) and the metadata reserve (S4).
     pub keep_free: u64,
+    /// The change of the PFS table this commit also makes, if any: the hook leaves the
+    /// other PFS records alone in it (two changes of one record in one commit would
+    /// collide).
+    pub pfs_op: Option<&'s super::PfsOp>,
+    /// The committed roots this commit starts from.
+    pub old: &'s crate::fs::Roots,
 }
 
 /// What a hook changed, for the commit to install.
@@ -36,6 +42,13 @@ pub struct HookOutcome {
     /// Inodes whose block the hook rewrote: (inum, new INODE entry, new root). At install
     /// their in-memory committed state (if loaded) moves to the new block and tree.
     pub inodes: Vec<(u64, PEntry, PRoot)>,
+    /// New record blocks of PFSs other than the served one whose trees the hook rewrote
+    /// (by PFS id), for the commit to put into the PFS table.
+    pub records: Vec<(u64, PEntry)>,
+    /// The served PFS's dead list as the hook rewrote it (its entries relocated) and the
+    /// change of its physical bytes, for the commit's record to start from; `None`:
+    /// unchanged.
+    pub served_dead: Option<(PRoot, i64)>,
     /// Called once the commit is installed (never for a commit that fails).
     pub on_installed: Option<Box<dyn FnOnce() + Send>>,
 }

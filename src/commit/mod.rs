@@ -18,7 +18,7 @@
 
 pub(crate) mod arena;
 pub(crate) mod builder;
-mod deadlist;
+pub(crate) mod deadlist;
 mod discard;
 pub(crate) mod freemap;
 pub mod header;
@@ -295,13 +295,18 @@ fn build(
                 freemap_degraded: old.freemap.entries.iter().any(|b| b.is_degraded()),
                 written: &written,
                 keep_free: fs.space.reserved() + fs.space.meta_reserve(),
+                pfs_op: op,
+                old,
             })?)
         }
         _ => None,
     };
     // After every tree the record names, before the free map (which must see its blocks).
     let mut pfs = match &old.pfs {
-        Some(p) => Some(pfs::write_record(&mut b, p, &inodes, &orphans, snap.next_inum, op)?),
+        Some(p) => {
+            let (records, dead) = hooked.as_ref().map_or((&[][..], None), |h| (&h.records[..], h.served_dead.as_ref()));
+            Some(pfs::write_record(&mut b, p, &inodes, &orphans, snap.next_inum, op, records, dead)?)
+        }
         None => None,
     };
     // Z3: the header that first names a compressed block carries `COMPRESSED` (the same

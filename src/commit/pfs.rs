@@ -19,7 +19,7 @@ use super::deadlist;
 use crate::error::{Error, Result};
 use crate::fs::PfsRoots;
 use crate::tree::Root;
-use crate::tree::modify::{Change, PRoot, apply};
+use crate::tree::modify::{Change, PEntry, PRoot, apply};
 use hammer2_format::blockref::dead_key;
 use hammer2_format::inode::S_IFDIR;
 use hammer2_format::layout::{ROOT_INUM, feature};
@@ -57,6 +57,10 @@ fn proot(br: &Blockref) -> PRoot {
     PRoot::from(&Root::from_ref(br))
 }
 
+/// `relocated` and `relocated_dead` are what a maintenance hook rewrote (AR2 in
+/// docs/DESIGN.md): new records of other PFSs, and the served PFS's dead list with its
+/// entries' copies relocated (never together with `op`).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn write_record(
     b: &mut Builder,
     old: &PfsRoots,
@@ -64,6 +68,8 @@ pub(super) fn write_record(
     orphans: &PRoot,
     next_inum: u64,
     op: Option<&PfsOp>,
+    relocated: &[(u64, PEntry)],
+    relocated_dead: Option<&(PRoot, i64)>,
 ) -> Result<PendingPfs> {
     // From here on, blocks dropped belong to no snapshot (the table, other records and
     // dead lists are never shared): they are freed.
@@ -76,10 +82,20 @@ pub(super) fn write_record(
     served.referenced_logical = served.referenced_logical.saturating_add_signed(logical);
     served.referenced_physical = served.referenced_physical.saturating_add_signed(physical);
     served.next_inum = next_inum;
-    let (mut live_dead, added) = deadlist::append(b, proot(&served.dead_root), &dropped)?;
+    let dead_before = match relocated_dead {
+        Some((root, delta)) => {
+            served.dead_bytes = served.dead_bytes.saturating_add_signed(*delta);
+            root.clone()
+        }
+        None => proot(&served.dead_root),
+    };
+    let (mut live_dead, added) = deadlist::append(b, dead_before, &dropped)?;
     served.dead_bytes += added;
-    let mut changes: BTreeMap<u64, Change> = BTreeMap::new();
+    let mut changes: BTreeMap<u64, Change> = relocated.iter().map(|(id, e)| (*id, Change::Put(*e))).collect();
     if let Some(op) = op {
+        if !changes.is_empty() {
+            return Err(Error::Corrupt("a PFS change and relocated records in one commit".into()));
+        }
         let records = crate::pfs::records(b.vol, &old.table, b.vol.devices.len())?;
         let named = |name: &str| records.iter().map(|(_, r)| r).find(|r| r.name == name).cloned();
         match op {

@@ -10,7 +10,8 @@
 //!    walked every branch of every root and found nothing left on the device: each copy
 //!    there gets a new location on another device, its content read through the check
 //!    value (from any good copy) before the new reference is committed, the old location
-//!    freed by the commit that stops naming it. Every commit is whole, so a kill at any
+//!    freed by the commit that stops naming it. Once the served trees are done, the same
+//!    commits walk every other root (snapshots, clones, dead lists: AR1..AR3). Every commit is whole, so a kill at any
 //!    point leaves a filesystem with some copies moved; running the remove again (after a
 //!    remount) moves the rest.
 //! 4. A walk over the committed trees proves no reference names the device; then it is
@@ -59,6 +60,8 @@ struct Shared {
     complete: AtomicBool,
     /// The last slice found no room for a copy.
     no_room: AtomicBool,
+    /// What the slices relocated and retired, for the next ones (AR1, AR3).
+    carried: Mutex<crate::resync::Carried>,
 }
 
 struct MoveHook {
@@ -73,24 +76,22 @@ impl CommitHook for MoveHook {
     }
 
     fn at_fixed_point(&self, fp: FixedPoint<'_, '_>) -> Result<HookOutcome> {
-        let out = crate::resync::slice(
-            Goal::MoveOff(self.from),
-            fp.builder,
-            fp.inodes,
-            fp.orphans,
-            fp.freemap_degraded,
-            fp.written,
-            self.slice_bytes,
-            fp.keep_free,
-        )?;
+        let forget = matches!(fp.pfs_op, Some(crate::commit::PfsOp::Delete { .. }));
+        let carried = self.shared.carried.lock();
+        let mut out = crate::resync::slice(Goal::MoveOff(self.from), fp, self.slice_bytes, &carried)?;
+        drop(carried);
         let shared = self.shared.clone();
         let (counts, complete, no_room) = (out.counts, out.complete, out.no_room);
+        let keep = out.carried(forget);
         Ok(HookOutcome {
             inodes: out.inodes,
+            records: out.records,
+            served_dead: out.served_dead,
             on_installed: Some(Box::new(move || {
                 shared.totals.lock().merge(&counts);
                 shared.complete.store(complete, Ordering::SeqCst);
                 shared.no_room.store(no_room, Ordering::SeqCst);
+                shared.carried.lock().installed(keep);
             })),
         })
     }
@@ -124,7 +125,7 @@ pub(super) fn remove_claimed(
     if m.state() == MemberState::Removed {
         return Err(DeviceChangeError::AlreadyRemoved { index });
     }
-    fits_without(fs, index)?;
+    fits_without(fs, index, None)?;
     let start = std::time::Instant::now();
     {
         // O1: placement changes between commits.
@@ -170,7 +171,10 @@ fn drain(
     progress: &mut dyn FnMut(&RemoveProgress),
 ) -> std::result::Result<(ResyncCounts, u64), DeviceChangeError> {
     let total = fs.alloc.lock().allocated_units(from) * UNIT;
-    let shared = Arc::new(Shared::default());
+    // AR1 across a crash: where the copies of blocks other roots share went, if an earlier
+    // run moved them for some of their references.
+    let carried = crate::resync::Carried { subst: crate::resync::moved_off(fs, from)?, retired: Vec::new() };
+    let shared = Arc::new(Shared { carried: Mutex::new(carried), ..Default::default() });
     let hook = MoveHook { from, slice_bytes: fs.opts.resync_slice_bytes, shared: shared.clone() };
     let _guard = hook::register(fs, Arc::new(hook)).map_err(|e| match e {
         Error::Busy(_) => DeviceChangeError::MaintenanceRunning,
@@ -243,21 +247,29 @@ fn references_to(fs: &FsInner, d: u8) -> Result<u64> {
     r.map(|()| c.n)
 }
 
-/// Step 1: whether the other devices can hold N copies of everything without `index`.
-fn fits_without(fs: &FsInner, index: u8) -> std::result::Result<(), DeviceChangeError> {
+/// Step 1: whether the other devices can hold N copies of everything without `index`;
+/// with `joining` (a replace asks before it adds the new device): counting a device about
+/// to join, with its (domains, free bytes).
+pub(super) fn fits_without(
+    fs: &FsInner,
+    index: u8,
+    joining: Option<(usize, u64)>,
+) -> std::result::Result<(), DeviceChangeError> {
     let copies = usize::from(fs.vol.params.copies);
     let others: Vec<&crate::devices::Member> =
         fs.vol.devices.iter().filter(|o| o.index != index && o.state() != MemberState::Removed).collect();
     if let Some(o) = others.iter().find(|o| o.state() != MemberState::Online) {
         return Err(DeviceChangeError::OtherNotOnline { name: o.name(), index: o.index, state: o.state().name() });
     }
-    let domains: usize = others.iter().map(|o| usize::from(o.regions)).sum();
+    let (new_domains, new_free) = joining.unwrap_or((0, 0));
+    let domains: usize = others.iter().map(|o| usize::from(o.regions)).sum::<usize>() + new_domains;
     if domains < copies {
-        return Err(DeviceChangeError::TooFewDomains { domains, devices: others.len(), copies });
+        let devices = others.len() + usize::from(joining.is_some());
+        return Err(DeviceChangeError::TooFewDomains { domains, devices, copies });
     }
     let alloc = fs.alloc.lock();
     let held = alloc.allocated_units(index) * UNIT;
-    let free: u64 = others.iter().map(|o| alloc.device_free_on_disk(o.index) * UNIT).sum::<u64>();
+    let free: u64 = others.iter().map(|o| alloc.device_free_on_disk(o.index) * UNIT).sum::<u64>() + new_free;
     // Space the others must keep for what is reserved already (S4).
     let reserved = (fs.space.reserved() + fs.space.meta_reserve()) * UNIT;
     if held + reserved > free {

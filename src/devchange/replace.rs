@@ -6,7 +6,7 @@
 
 use super::{Added, DeviceChangeError, RemoveProgress, Removed};
 use crate::fs::FsInner;
-use crate::storage::DynStorage;
+use crate::storage::{DynStorage, Storage};
 use std::sync::atomic::Ordering;
 
 /// What [`replace`] did.
@@ -34,6 +34,10 @@ pub(crate) fn replace(
     if m.state() == crate::devices::MemberState::Removed {
         return Err(DeviceChangeError::AlreadyRemoved { index: old });
     }
+    // Asked before the new device joins, counting it: a replace that the remove would
+    // refuse leaves the device set as it was (not the new device added).
+    let joining = new.size().saturating_sub(hammer2_format::layout::RESERVED_BYTES);
+    super::remove::fits_without(fs, old, Some((1, joining)))?;
     let added = super::add::add_claimed(fs, vec![new])?;
     let removed = super::remove::remove_claimed(fs, old, progress)?;
     Ok(Replaced { added, removed })

@@ -21,6 +21,8 @@ struct Shared {
     totals: Mutex<ResyncCounts>,
     /// The last slice walked the whole tree without running out of budget or skipping.
     complete: AtomicBool,
+    /// What the slices relocated and retired, for the next ones (AR1, AR3).
+    carried: Mutex<super::Carried>,
 }
 
 struct ResyncHook(Arc<Shared>);
@@ -31,23 +33,21 @@ impl CommitHook for ResyncHook {
     }
 
     fn at_fixed_point(&self, fp: FixedPoint<'_, '_>) -> Result<HookOutcome> {
-        let out = slice(
-            super::slice::Goal::Resync,
-            fp.builder,
-            fp.inodes,
-            fp.orphans,
-            fp.freemap_degraded,
-            fp.written,
-            self.0.slice_bytes,
-            fp.keep_free,
-        )?;
+        let forget = matches!(fp.pfs_op, Some(crate::commit::PfsOp::Delete { .. }));
+        let carried = self.0.carried.lock();
+        let mut out = slice(super::slice::Goal::Resync, fp, self.0.slice_bytes, &carried)?;
+        drop(carried);
         let shared = self.0.clone();
         let (counts, complete) = (out.counts, out.complete);
+        let keep = out.carried(forget);
         Ok(HookOutcome {
             inodes: out.inodes,
+            records: out.records,
+            served_dead: out.served_dead,
             on_installed: Some(Box::new(move || {
                 shared.totals.lock().merge(&counts);
                 shared.complete.store(complete, Ordering::SeqCst);
+                shared.carried.lock().installed(keep);
             })),
         })
     }

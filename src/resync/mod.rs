@@ -18,8 +18,10 @@
 mod hook;
 mod pending;
 mod slice;
+mod subst;
 
-pub(crate) use slice::{Goal, slice};
+pub(crate) use slice::{Carried, Goal, slice};
+pub(crate) use subst::moved_off;
 
 use crate::devices::MemberState;
 use crate::error::{Error, Result};

@@ -7,17 +7,28 @@
 //! on that device a new location on another one (FP1), the verified content copied there
 //! (read through the check value, from any good copy), the old location freed in the same
 //! commit that stops referencing it.
+//!
+//! The served PFS's trees are walked first, in bounded slices. Once a slice finds them done,
+//! the same commit walks every other root ([`other_roots`]: the other PFSs, snapshots and
+//! clones, and every dead list) so that a block only a snapshot holds is caught up or moved
+//! too (AR1..AR3 in docs/DESIGN.md). A block several roots share gets one set of new copies,
+//! found through the substitution map (`subst.rs`); a node rebuilt in a root other than the
+//! served one keeps the birth of the node it replaces, so the rules that free shared
+//! blocks (SN1, SN3, SN5) see the same block they saw before.
+
+mod roots;
 
 use super::ResyncCounts;
+use super::subst::Substitutions;
 use crate::alloc::{Class, Extent};
 use crate::commit::builder::Builder;
 use crate::copies::read::ReadCtx;
 use crate::error::{Error, Result};
 use crate::tree::modify::{NodeWriter, PEntry, PRoot};
 use crate::walk::TreeKind;
-use hammer2_format::blockref::FLAG_DEGRADED;
+use hammer2_format::blockref::{Copies, FLAG_DEGRADED};
 use hammer2_format::{BlockType, Blockref, CopyState, InodeBlock, InodeContent};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What a slice is for.
@@ -37,13 +48,84 @@ pub(crate) struct SliceOutcome {
     /// A copy was not placed for want of room the reservations leave (S4): a resync waits
     /// for space to be freed; a remove that makes no progress stops.
     pub no_room: bool,
-    /// Inodes whose block was rewritten: (inum, new INODE entry, new root).
+    /// Inodes of the served PFS whose block was rewritten: (inum, new INODE entry, new root).
     pub inodes: Vec<(u64, PEntry, PRoot)>,
+    /// Blocks relocated by this slice that other references may name (AR1): for the
+    /// session's map once the commit is installed.
+    pub subst: Substitutions,
+    /// Old copies another root may still name, retired by a slice of the served trees:
+    /// freed by the first walk over every root (AR3).
+    pub retired: Vec<Extent>,
+    /// The other roots were walked whole in this commit, and every retired copy freed.
+    pub other_roots_done: bool,
+    /// New records of other PFSs (by id), and the served PFS's dead list as rewritten with
+    /// the change of its physical bytes.
+    pub records: Vec<(u64, PEntry)>,
+    pub served_dead: Option<(PRoot, i64)>,
+}
+
+/// What the session of a resync or remove keeps between its commits (AR1, AR3).
+#[derive(Default)]
+pub(crate) struct Carried {
+    pub subst: Substitutions,
+    /// Copies retired by slices of the served trees, freed by the next walk over every root.
+    pub retired: Vec<Extent>,
+}
+
+/// The part of a [`SliceOutcome`] the session keeps once the commit is installed.
+pub(crate) struct SliceInstalled {
+    subst: Substitutions,
+    retired: Vec<Extent>,
+    other_roots_done: bool,
+    forget: bool,
+}
+
+impl Carried {
+    /// Takes in what an installed slice relocated and retired.
+    pub fn installed(&mut self, out: SliceInstalled) {
+        if out.forget {
+            // A PFS deletion committed meanwhile may have freed blocks these name: start
+            // over (a retired copy is then never freed twice, at worst leaked: fsck).
+            *self = Carried::default();
+            return;
+        }
+        if out.other_roots_done {
+            self.retired.clear();
+        }
+        self.subst.merge(out.subst);
+        self.retired.extend(out.retired);
+    }
+}
+
+impl SliceOutcome {
+    /// Splits off what the session keeps, leaving what the commit installs. `forget`: the
+    /// commit deletes a PFS or snapshot.
+    pub fn carried(&mut self, forget: bool) -> SliceInstalled {
+        SliceInstalled {
+            subst: std::mem::take(&mut self.subst),
+            retired: std::mem::take(&mut self.retired),
+            other_roots_done: self.other_roots_done,
+            forget,
+        }
+    }
 }
 
 struct Slice<'s, 'a> {
     b: &'s mut Builder<'a>,
     goal: Goal,
+    /// Walking a root other than the served PFS's trees: rebuilt blocks keep their birth,
+    /// replaced ones are retired rather than freed, and nothing is budgeted (AR2).
+    other: bool,
+    /// Blocks born at or before this may be named by another root too (the served PFS's
+    /// newest snapshot or its origin, SN1/SN5); every block of another root may.
+    shared_below: u64,
+    carried: &'s Substitutions,
+    /// Nodes of other roots rebuilt in this commit (old node's valid copies → new entry),
+    /// and nodes walked and found clean, so a subtree several roots share is done once.
+    rebuilt: HashMap<(u8, u64), PEntry>,
+    clean: HashSet<(u8, u64)>,
+    /// Old copies this commit already retired or freed (never twice).
+    gone: HashSet<(u8, u64)>,
     skip: &'s HashSet<u64>,
     budget: u64,
     /// Units each copy domain must keep free for the commit's reservations (S4).
@@ -54,23 +136,53 @@ struct Slice<'s, 'a> {
     out: SliceOutcome,
 }
 
-/// Runs one slice over the trees a commit is building. `skip` holds the inodes this commit
-/// writes anyway (their new blocks are fresh; what they still reference is caught next time).
-#[allow(clippy::too_many_arguments)]
+/// Runs one slice over the trees a commit is building (`fp`), then, when the served trees
+/// are done and the commit changes no PFS record itself, over every other root
+/// ([`other_roots`]). `carried` is what earlier commits of this session relocated and
+/// retired.
 pub(crate) fn slice(
     goal: Goal,
-    b: &mut Builder,
-    inodes: &mut PRoot,
-    orphans: &mut PRoot,
-    freemap_degraded: bool,
-    skip: &HashSet<u64>,
+    fp: crate::commit::hook::FixedPoint<'_, '_>,
     budget: u64,
-    keep_free: u64,
+    carried: &Carried,
 ) -> Result<SliceOutcome> {
+    let crate::commit::hook::FixedPoint {
+        builder: b,
+        inodes,
+        orphans,
+        freemap_degraded,
+        written: skip,
+        keep_free,
+        pfs_op,
+        old,
+    } = fp;
     let out = SliceOutcome { complete: true, ..Default::default() };
-    let mut s = Slice { b, goal, skip, budget, keep_free, room: Default::default(), out };
+    let shared_below = b.dead.as_ref().map_or(0, |d| d.threshold.max(d.floor));
+    let mut s = Slice {
+        b,
+        goal,
+        other: false,
+        shared_below,
+        carried: &carried.subst,
+        rebuilt: HashMap::new(),
+        clean: HashSet::new(),
+        gone: HashSet::new(),
+        skip,
+        budget,
+        keep_free,
+        room: Default::default(),
+        out,
+    };
+    s.gone.extend(carried.retired.iter().map(|e| (e.device, e.offset())));
     s.entries(&mut inodes.entries, TreeKind::Inodes)?;
     s.entries(&mut orphans.entries, TreeKind::Orphans)?;
+    if let Some(pfs) = old.pfs.as_deref() {
+        if s.out.complete && pfs_op.is_none() {
+            s.other_roots(pfs, &carried.retired)?;
+        } else {
+            s.out.complete = false;
+        }
+    }
     if freemap_degraded || matches!(goal, Goal::MoveOff(_)) {
         // The free map is small: rewrite all of it (the commit's free-map step writes every
         // dirty leaf and the nodes above them to every writable device).
@@ -89,9 +201,14 @@ pub(crate) fn slice(
     Ok(s.out)
 }
 
+/// The first valid copy of the block `br` names: what tells blocks apart within one commit.
+fn first_copy(br: &Blockref) -> Option<(u8, u64)> {
+    br.ptr()?.copies.iter().find(|l| l.is_valid()).map(|l| (l.device, l.offset))
+}
+
 impl Slice<'_, '_> {
     fn exhausted(&mut self) -> bool {
-        if self.out.counts.copied_bytes >= self.budget {
+        if !self.other && self.out.counts.copied_bytes >= self.budget {
             self.out.complete = false;
             return true;
         }
@@ -167,17 +284,70 @@ impl Slice<'_, '_> {
     }
 
     fn one(&mut self, br: &Blockref, tree: TreeKind) -> Result<Option<PEntry>> {
+        let below = br.btype == BlockType::Indirect || (br.btype == BlockType::Inode && tree == TreeKind::Inodes);
+        if self.other && below {
+            // A node of another root: one walk per block, however many roots share it.
+            let key = first_copy(br);
+            if let Some(e) = key.and_then(|k| self.rebuilt.get(&k)) {
+                return Ok(Some(*e));
+            }
+            if key.is_some_and(|k| self.clean.contains(&k)) {
+                return Ok(None);
+            }
+            let r = self.node(br, tree)?;
+            if let Some(k) = key {
+                match r {
+                    Some(e) => {
+                        self.rebuilt.insert(k, e);
+                    }
+                    None => {
+                        self.clean.insert(k);
+                    }
+                }
+            }
+            return Ok(r);
+        }
+        self.node(br, tree)
+    }
+
+    /// A block of another root replaced by a rebuilt one: its copies are freed at the end
+    /// of the walk over every root, once every root and dead list names the new block (AR3).
+    fn retire(&mut self, br: &Blockref) {
+        if let Some(p) = br.ptr() {
+            for l in p.copies.iter().filter(|l| l.is_valid()) {
+                if self.gone.insert((l.device, l.offset)) {
+                    self.out.retired.push(Extent::from_bytes(l.device, l.offset, u64::from(p.size)));
+                }
+            }
+        }
+    }
+
+    /// A rebuilt node in place of `old`: in another root it keeps `old`'s birth (AR2).
+    fn rebuilt_node(&mut self, old: &Blockref, e: PEntry) -> PEntry {
+        if self.other {
+            if let PEntry::New(id) = e {
+                self.b.arena.get_mut(id).birth = Some(old.modify_tid);
+            }
+            self.retire(old);
+        }
+        e
+    }
+
+    fn node(&mut self, br: &Blockref, tree: TreeKind) -> Result<Option<PEntry>> {
         match br.btype {
             BlockType::Indirect => {
                 let mut children: Vec<PEntry> = self.b.read_node(br)?.into_iter().map(PEntry::Ref).collect();
                 if self.entries(&mut children, tree)? {
-                    self.b.release(&PEntry::Ref(*br));
-                    return Ok(Some(self.b.new_node(br.level, children)?));
+                    if !self.other {
+                        self.b.release(&PEntry::Ref(*br));
+                    }
+                    let e = self.b.new_node(br.level, children)?;
+                    return Ok(Some(self.rebuilt_node(br, e)));
                 }
                 self.fill(br)
             }
             BlockType::Inode if tree == TreeKind::Inodes => {
-                if self.skip.contains(&br.key) {
+                if !self.other && self.skip.contains(&br.key) {
                     self.out.complete = false;
                     return Ok(None);
                 }
@@ -188,9 +358,13 @@ impl Slice<'_, '_> {
                 if !self.entries(&mut root.entries, TreeKind::Inode(ino.inum))? {
                     return self.fill(br);
                 }
-                self.b.release(&PEntry::Ref(*br));
                 let mut block = ino.clone();
                 block.content = InodeContent::Tree { root_level: 0, entries: Vec::new() };
+                if self.other {
+                    let e = self.b.new_inode(block, Some(root))?;
+                    return Ok(Some(self.rebuilt_node(br, e)));
+                }
+                self.b.release(&PEntry::Ref(*br));
                 let entry = self.b.new_inode(block, Some(root.clone()))?;
                 self.out.inodes.push((ino.inum, entry, root));
                 Ok(Some(entry))
@@ -199,12 +373,55 @@ impl Slice<'_, '_> {
         }
     }
 
+    /// Whether another root may name the block `br` names too (AR1).
+    fn may_be_shared(&self, br: &Blockref) -> bool {
+        self.other || br.modify_tid <= self.shared_below
+    }
+
+    /// The copies of `br` this slice no longer names: freed now when no other root can
+    /// name them, else retired (AR3).
+    fn drop_copy(&mut self, br: &Blockref, loc: &hammer2_format::Location, size: u32) {
+        if !self.gone.insert((loc.device, loc.offset)) {
+            return;
+        }
+        let e = Extent::from_bytes(loc.device, loc.offset, u64::from(size));
+        if self.may_be_shared(br) {
+            self.out.retired.push(e);
+        } else {
+            // Freed by this very commit, reusable once it is durable (like any replaced block).
+            self.b.alloc.free(e);
+        }
+    }
+
+    /// `br` with the copies another reference of the same block already got (AR1).
+    fn substituted(&mut self, br: &Blockref, copies: Copies) -> Result<PEntry> {
+        let p = br.ptr().ok_or_else(|| Error::Corrupt("block reference lost its block".into()))?;
+        for loc in p.copies.iter().filter(|l| l.is_valid()) {
+            if !copies.iter().any(|n| n.is_valid() && n.device == loc.device && n.offset == loc.offset) {
+                self.drop_copy(br, loc, p.size);
+            }
+        }
+        let mut new = *br;
+        if let Some(np) = new.ptr_mut() {
+            np.copies = copies;
+        }
+        let below = br.btype == BlockType::Indirect || br.btype == BlockType::Inode;
+        new.flags = if copies.any_missing() || (below && self.still_degraded_below(br)?) { FLAG_DEGRADED } else { 0 };
+        new.mirror_tid = self.b.tid;
+        Ok(PEntry::Ref(new))
+    }
+
     /// Fills the fixable MISSING copies of an unchanged block.
     fn fill(&mut self, br: &Blockref) -> Result<Option<PEntry>> {
         if !self.fixable(br) {
             return Ok(None);
         }
         let Some(p) = br.ptr() else { return Ok(None) };
+        if self.may_be_shared(br) {
+            if let Some(c) = self.out.subst.leaf(br).or_else(|| self.carried.leaf(br)) {
+                return self.substituted(br, c).map(Some);
+            }
+        }
         let data: Arc<[u8]> = Arc::from(self.b.vol.read_block_uncached(br, &ReadCtx::meta())?);
         // S4: resync takes only space that no reservation counts on; short of it, the slice
         // stops here (before placing any copy) and a later one continues once space is freed.
@@ -249,12 +466,11 @@ impl Slice<'_, '_> {
         }
         let mut new = *br;
         let np = new.ptr_mut().ok_or_else(|| Error::Corrupt("block reference lost its block".into()))?;
+        let mut dropped = Vec::new();
         for (slot, loc) in np.copies.as_mut_slice().iter_mut().enumerate() {
             if let Some(&(_, d, region)) = wanted.iter().find(|w| w.0 == slot) {
                 if loc.is_valid() {
-                    // The new reference no longer names it; freed by this very commit,
-                    // reusable once it is durable (like any replaced block).
-                    self.b.alloc.free(Extent::from_bytes(loc.device, loc.offset, u64::from(p.size)));
+                    dropped.push(*loc);
                 }
                 *loc = placement.place_missing(self.b.alloc, d, region, Class::of(br.btype), p.size)?;
                 self.b.arena.extra.push((loc.device, loc.offset, data.clone()));
@@ -263,6 +479,13 @@ impl Slice<'_, '_> {
             }
         }
         let still_missing = np.copies.any_missing();
+        let copies = np.copies;
+        for loc in &dropped {
+            self.drop_copy(br, loc, p.size);
+        }
+        if self.may_be_shared(br) {
+            self.out.subst.record_leaf(br, copies);
+        }
         // A leaf's flag is its own state; a node that was not rebuilt keeps the flag if a
         // child below it is still out of sync (only its own copies were filled here).
         let below = br.btype == BlockType::Indirect || br.btype == BlockType::Inode;

@@ -68,6 +68,13 @@ pub fn reachable(fs: &Fs) -> HashMap<(u8, u64), (u64, &'static str)> {
         fn malformed(&mut self, br: &Blockref, ctx: &Ctx, why: &str) -> hammer2::Result<()> {
             panic!("malformed {} block in {:?}: {why}", br.btype.name(), ctx.tree);
         }
+        fn more_copies(&mut self, br: &Blockref, _: &Ctx, copies: &[hammer2_format::Location]) -> hammer2::Result<()> {
+            let size = u64::from(br.ptr().map_or(0, |p| p.size));
+            for l in copies {
+                self.seen.insert((l.device, l.offset), (size, br.btype.name()));
+            }
+            Ok(())
+        }
     }
     let roots = testing::committed_roots(fs);
     let mut c = Collect { fs, seen: HashMap::new() };
