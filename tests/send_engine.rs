@@ -123,7 +123,7 @@ fn stream_of(fs: &Fs, snap: &str, from: Option<&str>) -> (Vec<u8>, send::Summary
 /// What `hammer2 receive` does: the stream is checked whole, then applied.
 fn receive(fs: &Fs, s: &[u8], name: Option<&str>) -> Result<String, String> {
     stream::verify(s).map_err(|e| e.to_string())?;
-    send::receive(fs, &mut &s[..], name, &mut |_| {}).map(|(_, n)| n).map_err(|e| e.to_string())
+    send::receive(fs, &mut &s[..], name, &mut |_| {}).map(|r| r.name).map_err(|e| e.to_string())
 }
 
 fn snapshots(fs: &Fs) -> Vec<String> {

@@ -29,6 +29,19 @@ pub struct Summary {
     pub seconds: f64,
 }
 
+/// What a receive did: its summary, the snapshot it took, and what a mount's kernel caches
+/// must forget (the daemon tells the kernel after the receive).
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    pub summary: Summary,
+    /// The new snapshot's name.
+    pub name: String,
+    /// Inodes whose attributes, content or entries changed, or that were deleted.
+    pub changed: Vec<u64>,
+    /// Names removed from directories: (directory, name).
+    pub removed: Vec<(u64, Vec<u8>)>,
+}
+
 /// Why a send or receive failed. Nothing it failed on is visible as a snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -59,7 +72,7 @@ pub fn send(
 /// Applies the stream read from `input` to the PFS this mount serves and takes its
 /// snapshot `name` (default: the sender's snapshot name). A full stream needs an empty
 /// PFS, an incremental one the PFS that received its base. Returns the summary and the
-/// snapshot's name. The stream should have been checked whole first
+/// snapshot's name and what changed. The stream should have been checked whole first
 /// ([`stream::verify`]): a stream refused halfway leaves what it applied in the PFS
 /// (though never a snapshot of it).
 pub fn receive(
@@ -67,6 +80,6 @@ pub fn receive(
     input: &mut dyn Read,
     name: Option<&str>,
     progress: &mut dyn FnMut(u64),
-) -> Result<(Summary, String), SendError> {
+) -> Result<Received, SendError> {
     receive::receive(fs.engine().0, input, name, progress)
 }

@@ -9,7 +9,7 @@
 //! receive that fails leaves no snapshot of a half-applied state (SR4).
 
 use super::stream::{Header, InodeAttrs, Reader, Record, StreamError, Time};
-use super::{SendError, Summary};
+use super::{Received, SendError};
 use crate::commit::{self, PfsOp};
 use crate::error::Error;
 use crate::fs::FsInner;
@@ -36,7 +36,7 @@ pub(super) fn receive(
     input: &mut dyn Read,
     name: Option<&str>,
     progress: &mut dyn FnMut(u64),
-) -> Result<(Summary, String), SendError> {
+) -> Result<Received, SendError> {
     let started = std::time::Instant::now();
     fs.check_writable()?;
     let mut r = Reader::new(input);
@@ -44,7 +44,7 @@ pub(super) fn receive(
     let name = name.map_or_else(|| h.snapshot_name.clone(), str::to_string);
     check_target(fs, &h, &name)?;
     fs.next_inum.fetch_max(h.next_inum, Ordering::SeqCst);
-    let mut sum = Summary::default();
+    let mut done = Received::default();
     // The attributes of the inode being applied: set last, over what its data did.
     let mut pending: Option<InodeAttrs> = None;
     while let Some(rec) = r.next_record()? {
@@ -56,17 +56,24 @@ pub(super) fn receive(
                     finish_inode(fs, &p)?;
                 }
                 start_inode(fs, &a)?;
-                sum.inodes += 1;
+                done.summary.inodes += 1;
+                done.changed.push(a.inum);
                 pending = Some(a);
             }
             Record::Dirent { dir, key, name, inum, dtype } => {
                 put_leaf(fs, dir, key, Some(Leaf::Dirent { name, inum, dtype }))?;
             }
-            Record::Xattr { inum, key, name, value } => put_leaf(fs, inum, key, Some(Leaf::Xattr { name, value }))?,
-            Record::Remove { inum, key, leaf: true } => put_leaf(fs, inum, key, None)?,
+            Record::Xattr { inum, key, name, value } => {
+                put_leaf(fs, inum, key, Some(Leaf::Xattr { name, value }))?;
+            }
+            Record::Remove { inum, key, leaf: true } => {
+                if let Some(name) = put_leaf(fs, inum, key, None)? {
+                    done.removed.push((inum, name));
+                }
+            }
             Record::Remove { inum, key, leaf: false } => punch(fs, inum, key)?,
             Record::Data { inum, offset, bytes, .. } => {
-                sum.data_bytes += bytes.len() as u64;
+                done.summary.data_bytes += bytes.len() as u64;
                 put_data(fs, inum, offset, &bytes)?;
             }
             Record::Delete { inum } => {
@@ -74,6 +81,7 @@ pub(super) fn receive(
                     finish_inode(fs, &p)?;
                 }
                 delete_inode(fs, inum)?;
+                done.changed.push(inum);
             }
         }
         progress(r.bytes());
@@ -84,10 +92,12 @@ pub(super) fn receive(
     commit::commit(fs, false, false)?;
     let op = PfsOp::Received { name: name.clone(), from_uuid: h.pfs_uuid, from_tid: h.snapshot_tid };
     commit::commit_pfs_op(fs, &op)?;
+    let sum = &mut done.summary;
     sum.records = r.position();
     sum.bytes = r.bytes();
     sum.seconds = started.elapsed().as_secs_f64();
-    Ok((sum, name))
+    done.name = name;
+    Ok(done)
 }
 
 /// A full stream needs an empty PFS; an incremental one the PFS that received its base
@@ -209,7 +219,9 @@ fn finish_inode(fs: &FsInner, a: &InodeAttrs) -> Result<(), Error> {
     Ok(())
 }
 
-fn put_leaf(fs: &FsInner, inum: u64, key: u64, leaf: Option<Leaf>) -> Result<(), Error> {
+/// Sets leaf `key` of inode `inum` (None: removes it). Returns the name of the directory
+/// entry it replaced or removed, for the kernel's caches.
+fn put_leaf(fs: &FsInner, inum: u64, key: u64, leaf: Option<Leaf>) -> Result<Option<Vec<u8>>, Error> {
     let units = match leaf {
         Some(_) => reserve(fs, crate::vnops::xattr::xattr_units(fs))?,
         None => 0,
@@ -217,10 +229,14 @@ fn put_leaf(fs: &FsInner, inum: u64, key: u64, leaf: Option<Leaf>) -> Result<(),
     let _g = fs.gate.read();
     let inode = fs.inode(inum)?;
     let mut st = inode.state.write();
+    let old = match crate::vnops::dirent::range(fs, inum, &st, key, key)?.remove(&key) {
+        Some(Leaf::Dirent { name, .. }) => Some(name),
+        _ => None,
+    };
     st.dirty.reserved += units;
     st.dirty.leaves.insert(key, leaf);
     fs.touch(&inode, &mut st);
-    Ok(())
+    Ok(old)
 }
 
 /// The block at `offset` holds `bytes` (the rest of it zero). A symlink's target is its

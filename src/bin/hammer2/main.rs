@@ -16,6 +16,7 @@ mod probe;
 mod progress;
 mod resync;
 mod scrub;
+mod send;
 mod set;
 mod snapshot;
 mod status;
@@ -60,6 +61,10 @@ enum Cmd {
     Pfs(pfs::Args),
     /// Take a read-only snapshot of the mounted PFS.
     Snapshot(snapshot::Args),
+    /// Write a snapshot as a stream (whole, or what changed since an older snapshot).
+    Send(send::SendArgs),
+    /// Apply a stream from 'hammer2 send' to the mounted PFS as a new read-only snapshot.
+    Receive(send::ReceiveArgs),
 }
 
 fn main() {
@@ -82,6 +87,8 @@ fn main() {
         Cmd::Get(_) => "get",
         Cmd::Pfs(_) => "pfs",
         Cmd::Snapshot(_) => "snapshot",
+        Cmd::Send(_) => "send",
+        Cmd::Receive(_) => "receive",
     };
     // `--json` answers in JSON on failure too (scrub and resync print their own: exit 8).
     let json = matches!(&cli.cmd, Cmd::Info(a) if a.json) || matches!(&cli.cmd, Cmd::Status(a) if a.json);
@@ -100,6 +107,8 @@ fn main() {
         Cmd::Get(a) => set::run_get(a),
         Cmd::Pfs(a) => pfs::run(a),
         Cmd::Snapshot(a) => snapshot::run(a),
+        Cmd::Send(a) => send::run_send(a),
+        Cmd::Receive(a) => send::run_receive(a),
     };
     match result {
         Ok(code) => std::process::exit(code),
