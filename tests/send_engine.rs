@@ -396,6 +396,33 @@ fn an_incremental_receive_that_stopped_halfway_completes_when_run_again() {
     assert_consistent(&b);
 }
 
+/// A file unlinked while open when the snapshot was taken has no name: it is not sent,
+/// and an incremental stream deletes one the receiver had.
+#[test]
+fn a_file_unlinked_while_open_is_not_received() {
+    let a = mount(&fresh(1, 1));
+    let b = mount(&fresh(1, 1));
+    let f = a.create(a.root(), b"open", 0o644, ROOT).expect("create");
+    a.write(f.ino, 0, b"still open").expect("write");
+    a.sync().expect("sync");
+    hammer2::snapshot::snapshot(&a, Some("s0")).expect("snapshot");
+    receive(&b, &stream_of(&a, "s0", None).0, None).expect("receive");
+    assert!(b.lookup_inode(f.ino).is_ok());
+    a.open(f.ino).expect("open");
+    a.unlink(a.root(), b"open").expect("unlink");
+    a.sync().expect("sync");
+    hammer2::snapshot::snapshot(&a, Some("s1")).expect("snapshot");
+    receive(&b, &stream_of(&a, "s1", Some("s0")).0, None).expect("receive");
+    b.sync().expect("sync");
+    assert!(b.lookup_inode(f.ino).is_err(), "the orphan is gone on the receiver");
+    let c = mount(&fresh(1, 1));
+    let (full, sum) = stream_of(&a, "s1", None);
+    assert_eq!(sum.inodes, 1, "only the root: {sum:?}");
+    receive(&c, &full, None).expect("receive");
+    assert!(c.lookup_inode(f.ino).is_err());
+    a.release(f.ino).expect("release");
+}
+
 #[test]
 fn what_cannot_be_right_is_refused() {
     let a = mount(&fresh(1, 1));

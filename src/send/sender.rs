@@ -92,8 +92,9 @@ pub(super) fn send(
             }
             (Some(_), _) => {
                 let br = *c.next().unwrap_or(&Blockref::EMPTY);
-                send_inode(fs, &br, &old_index, base_tid, &mut w, &mut sum)?;
-                sum.inodes += 1;
+                if send_inode(fs, &br, &old_index, base_tid, &mut w, &mut sum)? {
+                    sum.inodes += 1;
+                }
                 progress(w.bytes());
             }
         }
@@ -131,10 +132,16 @@ fn send_inode<W: Write>(
     base_tid: u64,
     w: &mut Writer<W>,
     sum: &mut Summary,
-) -> Result<(), SendError> {
+) -> Result<bool, SendError> {
     let io = SendError::Output;
     let inum = br.key;
     let b = inode_block(fs, br)?;
+    if b.nlink == 0 {
+        // Unlinked while open when the snapshot was taken (an orphan): no name leads to it,
+        // and the receiver must not keep it. A delete of an inode it never had is nothing.
+        w.put(&Record::Delete { inum }).map_err(io)?;
+        return Ok(false);
+    }
     w.put(&Record::Inode(InodeAttrs {
         inum,
         mode: b.mode,
@@ -164,7 +171,7 @@ fn send_inode<W: Write>(
         let bytes = bytes[..bytes.len().min(b.size as usize)].to_vec();
         sum.data_bytes += bytes.len() as u64;
         w.put(&Record::Data { inum, offset: 0, hash: data_hash(&bytes), bytes }).map_err(io)?;
-        return Ok(());
+        return Ok(true);
     }
     let Diff { changed, removed } = diff(&fs.vol, &content_root(&b), &old_root, tid)?;
     let (mut c, mut r) = (changed.iter().peekable(), removed.iter().peekable());
@@ -184,7 +191,9 @@ fn send_inode<W: Write>(
         let leaf = c.next().copied().unwrap_or(Blockref::EMPTY);
         let rec = match leaf.btype {
             BlockType::Data => {
-                let bytes = fs.vol.read_data(&leaf, &ReadCtx::file(inum, leaf.key))?.to_vec();
+                let mut bytes = fs.vol.read_data(&leaf, &ReadCtx::file(inum, leaf.key))?.to_vec();
+                // Stored blocks end on a whole unit; what lies past the file's size is zero.
+                bytes.truncate(b.size.saturating_sub(leaf.key).min(bytes.len() as u64) as usize);
                 sum.data_bytes += bytes.len() as u64;
                 Record::Data { inum, offset: leaf.key, hash: data_hash(&bytes), bytes }
             }
@@ -198,5 +207,5 @@ fn send_inode<W: Write>(
         };
         w.put(&rec).map_err(io)?;
     }
-    Ok(())
+    Ok(true)
 }
