@@ -458,4 +458,13 @@ fn what_cannot_be_right_is_refused() {
     let e = receive(&b, &inc, Some("copy")).expect_err("name taken");
     assert!(e.contains("exists"), "{e}");
     assert!(snapshots(&b) == ["copy"]);
+
+    // A version-1 filesystem has no snapshots to send nor PFS to receive into.
+    let v1 = mem_devices(1, 64 * MIB);
+    format(v1.clone(), &FormatOptions { format_version: 1, ..Default::default() }).expect("format v1");
+    let v1 = mount(&v1);
+    let e = send::send(&v1, "s", None, &mut Vec::new(), &mut |_| {}).expect_err("v1").to_string();
+    assert!(e.contains("format version 1"), "{e}");
+    let e = receive(&v1, &full2, None).expect_err("v1");
+    assert!(e.contains("format version 1"), "{e}");
 }

@@ -151,6 +151,30 @@ fn send_and_receive_through_a_pipe_make_equal_snapshots() {
         .expect("receive");
     assert_eq!(exit_code(&o), 8, "{}", stderr(&o));
     assert!(stderr(&o).contains("does not hold the stream's base"), "{}", stderr(&o));
+
+    // Bad input: one line each, exit 8, and the daemons keep serving.
+    for (script, needle) in [
+        (format!("\"$0\" send {am} nope > /dev/null"), "hammer2 send: no snapshot named \"nope\""),
+        (format!("\"$0\" send {am} ROOT > /dev/null"), "writable PFS"),
+        (format!("\"$0\" send --from s2 {am} s1 > /dev/null"), "not an older snapshot"),
+        (format!("\"$0\" send {am} s2 | head -c 1000 > /dev/null"), "cannot write the stream"),
+        (format!("\"$0\" receive {bm} < /dev/null"), "hammer2 receive: the stream is not a hammer2 send stream"),
+        (format!("\"$0\" receive {bm} < /etc/passwd"), "not a hammer2 send stream"),
+        (format!("\"$0\" receive /tmp x < {}", stream.display()), "not a mounted hammer2 filesystem"),
+    ] {
+        let o = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -o pipefail; {script}"))
+            .arg0_hammer2()
+            .output()
+            .expect("run");
+        let err = stderr(&o);
+        assert_eq!(exit_code(&o), 8, "{script}: {err}");
+        assert_eq!(err.lines().count(), 1, "{script}: one line: {err}");
+        assert!(err.contains(needle), "{script}: {err}");
+    }
+    assert_eq!(snapshots(&b.path), ["s1", "s2"]);
+    assert_same(&tree(&b.path), &tree(&a.path), "after the refusals");
     a.unmount();
     b.unmount();
     fsck_clean(&a_img);
