@@ -226,6 +226,18 @@ fn full_and_incremental_streams_make_equal_snapshots_on_a_filesystem_with_other_
     a.unmount().expect("unmount a");
 }
 
+/// Asserts two dumps equal, naming only the entries that differ.
+#[track_caller]
+fn assert_same(got: &BTreeMap<String, Node>, want: &BTreeMap<String, Node>, what: &str) {
+    let keys: std::collections::BTreeSet<&String> = got.keys().chain(want.keys()).collect();
+    let diff: Vec<String> = keys
+        .into_iter()
+        .filter(|k| got.get(*k) != want.get(*k))
+        .map(|k| format!("{k}:\n  got  {:?}\n  want {:?}", got.get(k), want.get(k)))
+        .collect();
+    assert!(diff.is_empty(), "{what}: {} entries differ:\n{}", diff.len(), diff.join("\n"));
+}
+
 fn strip_atime(mut m: BTreeMap<String, Node>) -> BTreeMap<String, Node> {
     for n in m.values_mut() {
         n.times[0] = Timespec::ZERO;
@@ -233,21 +245,32 @@ fn strip_atime(mut m: BTreeMap<String, Node>) -> BTreeMap<String, Node> {
     m
 }
 
+/// The name `ino` has in directory `dir`.
+fn names_of(fs: &Fs, dir: u64, ino: u64) -> Vec<u8> {
+    let mut name = Vec::new();
+    fs.readdir(dir, 2, |e| {
+        if e.ino == ino {
+            name = e.name.clone();
+        }
+        false
+    })
+    .expect("readdir");
+    name
+}
+
 /// Random changes: creates, overwrites, truncates, renames, links, unlinks, xattrs.
 fn random_changes(fs: &Fs, rng: &mut Rng, round: u64) {
     let r = fs.root();
-    let dirs: Vec<u64> = {
-        let mut v = vec![r];
+    for i in 0..12 {
+        // The root and its subdirectories, as they are now (an earlier step may remove one).
+        let mut dirs = vec![r];
         fs.readdir(r, 2, |e| {
             if e.dtype == DT_DIR {
-                v.push(e.ino);
+                dirs.push(e.ino);
             }
             false
         })
         .expect("readdir");
-        v
-    };
-    for i in 0..12 {
         let dir = *rng.pick(&dirs);
         let mut names = Vec::new();
         fs.readdir(dir, 2, |e| {
@@ -256,7 +279,7 @@ fn random_changes(fs: &Fs, rng: &mut Rng, round: u64) {
         })
         .expect("readdir");
         let files: Vec<_> = names.iter().filter(|n| n.2 == DT_REG).collect();
-        match rng.below(8) {
+        match rng.below(12) {
             0 | 1 => {
                 let f = fs.create(dir, format!("r{round}-{i}").as_bytes(), 0o644, ROOT).expect("create");
                 let len = rng.below(200_000) as usize;
@@ -296,9 +319,28 @@ fn random_changes(fs: &Fs, rng: &mut Rng, round: u64) {
                     let _ = fs.removexattr(f.1, b"user.x");
                 }
             }
-            _ => {
+            8 => {
                 let _ = fs.mkdir(dir, format!("d{round}-{i}").as_bytes(), 0o755, ROOT);
             }
+            9 if dir != r => {
+                // A directory moves (with what it holds), or goes when it is empty.
+                let name = names_of(fs, r, dir);
+                if rng.chance(0.5) {
+                    let _ = fs.rmdir(r, &name);
+                } else {
+                    let _ = fs.rename(r, &name, r, format!("moved{round}-{i}").as_bytes(), RenameFlags::default());
+                }
+            }
+            10 => {
+                let target = format!("target-{}", rng.below(1000));
+                let _ = fs.symlink(dir, format!("s{round}-{i}").as_bytes(), target.as_bytes(), ROOT);
+            }
+            11 if !files.is_empty() => {
+                let f = rng.pick(&files);
+                let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+                fs.fallocate(f.1, rng.below(4) * 65536, 65536, punch).expect("punch");
+            }
+            _ => {}
         }
     }
     fs.sync().expect("sync");
@@ -306,10 +348,21 @@ fn random_changes(fs: &Fs, rng: &mut Rng, round: u64) {
 
 #[test]
 fn a_chain_of_incrementals_follows_random_changes() {
+    // HAMMER2_SEND_CHAINS=N runs N seeded chains (default 3).
+    // HAMMER2_SEND_SEED=S runs the one chain of seed S.
+    if let Ok(seed) = std::env::var("HAMMER2_SEND_SEED") {
+        return chain(seed.parse().expect("HAMMER2_SEND_SEED: a number"));
+    }
+    for i in 0..common::rng::env_u64("HAMMER2_SEND_CHAINS", 3) {
+        chain(2025 + i * 7919);
+    }
+}
+
+fn chain(seed: u64) {
     let a = mount(&fresh(1, 1));
     let b_devs = fresh(2, 2);
     let b = mount(&b_devs);
-    let mut rng = Rng::new(2025);
+    let mut rng = Rng::new(seed);
     build_rich(&a);
     hammer2::snapshot::snapshot(&a, Some("c0")).expect("snapshot");
     receive(&b, &stream_of(&a, "c0", None).0, None).expect("receive full");
@@ -319,10 +372,50 @@ fn a_chain_of_incrementals_follows_random_changes() {
         hammer2::snapshot::snapshot(&a, Some(&name)).expect("snapshot");
         let want = dump(&a);
         let (s, sum) = stream_of(&a, &name, Some(&format!("c{}", round - 1)));
-        receive(&b, &s, None).unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert_eq!(strip_atime(dump(&b)), strip_atime(want), "round {round} ({sum:?})");
+        receive(&b, &s, None).unwrap_or_else(|e| panic!("seed {seed} round {round}: {e}"));
+        assert_same(&strip_atime(dump(&b)), &strip_atime(want), &format!("seed {seed} round {round} ({sum:?})"));
     }
     assert_eq!(snapshots(&b), (0..=6).map(|i| format!("c{i}")).collect::<Vec<_>>());
+    assert_consistent(&b);
+}
+
+/// Trees several levels deep (a directory of 3,000 entries, a file of 640 blocks, an inode
+/// index of 3,000 inodes): a few changes send a few records, and the result is equal (SR2).
+#[test]
+fn a_few_changes_in_deep_trees_send_a_few_records() {
+    let a = mount(&fresh(1, 1));
+    let b = mount(&fresh(1, 1));
+    let mut rng = Rng::new(5);
+    let d = a.mkdir(a.root(), b"many", 0o755, ROOT).expect("mkdir");
+    for i in 0..3000 {
+        let f = a.create(d.ino, format!("file-{i}").as_bytes(), 0o644, ROOT).expect("create");
+        a.write(f.ino, 0, format!("content {i}").as_bytes()).expect("write");
+    }
+    let big = a.create(a.root(), b"big", 0o644, ROOT).expect("create");
+    a.write(big.ino, 0, &rng.bytes(40 * MIB as usize)).expect("write");
+    a.sync().expect("sync");
+    hammer2::snapshot::snapshot(&a, Some("s0")).expect("snapshot");
+    let (full, fsum) = stream_of(&a, "s0", None);
+    receive(&b, &full, None).expect("receive");
+    for k in [3u64, 300, 600] {
+        a.write(big.ino, k * 65536 + 100, b"changed").expect("overwrite");
+    }
+    for i in (0..3000).step_by(300) {
+        a.unlink(d.ino, format!("file-{i}").as_bytes()).expect("unlink");
+        a.create(d.ino, format!("new-{i}").as_bytes(), 0o600, ROOT).expect("create");
+    }
+    a.rename(d.ino, b"file-1", a.root(), b"moved", RenameFlags::default()).expect("rename");
+    a.sync().expect("sync");
+    hammer2::snapshot::snapshot(&a, Some("s1")).expect("snapshot");
+    let want = strip_atime(dump(&a));
+    let (inc, sum) = stream_of(&a, "s1", Some("s0"));
+    // The root, the directory, the big file, 10 new files, 10 deletes and the moved file.
+    assert!(sum.inodes <= 15, "{sum:?}");
+    assert!(sum.data_bytes <= 3 * 65536 + 200, "three blocks of data and the new files: {sum:?}");
+    assert!(sum.records < 100, "{sum:?}");
+    assert!(inc.len() * 100 < full.len(), "{} of {} bytes ({fsum:?})", inc.len(), full.len());
+    receive(&b, &inc, None).expect("receive incremental");
+    assert_eq!(strip_atime(dump(&b)), want);
     assert_consistent(&b);
 }
 
@@ -421,6 +514,27 @@ fn a_file_unlinked_while_open_is_not_received() {
     receive(&c, &full, None).expect("receive");
     assert!(c.lookup_inode(f.ino).is_err());
     a.release(f.ino).expect("release");
+}
+
+/// A small file's content lives in its inode; when the file grows with a hole where that
+/// content was, the receiver must drop it too (found by the seeded chains, seed 999819).
+#[test]
+fn embedded_content_that_became_a_hole_is_a_hole_on_the_receiver() {
+    let a = mount(&fresh(1, 1));
+    let b = mount(&fresh(1, 1));
+    let f = a.create(a.root(), b"tiny", 0o644, ROOT).expect("create");
+    a.write(f.ino, 0, b"hello").expect("write");
+    a.sync().expect("sync");
+    hammer2::snapshot::snapshot(&a, Some("s0")).expect("snapshot");
+    receive(&b, &stream_of(&a, "s0", None).0, None).expect("receive");
+    a.setattr(f.ino, &SetAttr { size: Some(0), ..Default::default() }).expect("truncate");
+    a.write(f.ino, 131_072, b"far away").expect("write far");
+    a.sync().expect("sync");
+    hammer2::snapshot::snapshot(&a, Some("s1")).expect("snapshot");
+    let want = strip_atime(dump(&a));
+    assert_eq!(want["/tiny"].extents, [(131_072, 131_080)]);
+    receive(&b, &stream_of(&a, "s1", Some("s0")).0, None).expect("receive");
+    assert_same(&strip_atime(dump(&b)), &want, "after the incremental");
 }
 
 #[test]

@@ -173,7 +173,14 @@ fn send_inode<W: Write>(
         w.put(&Record::Data { inum, offset: 0, hash: data_hash(&bytes), bytes }).map_err(io)?;
         return Ok(true);
     }
-    let Diff { changed, removed } = diff(&fs.vol, &content_root(&b), &old_root, tid)?;
+    let Diff { changed, mut removed } = diff(&fs.vol, &content_root(&b), &old_root, tid)?;
+    // Content the base embedded in the inode is block 0 to the receiver: gone unless the
+    // tree has a block 0 now (born after the base, so among the changes).
+    if matches!(old.as_ref().map(|o| &o.content), Some(InodeContent::Embedded(_)))
+        && changed.first().is_none_or(|c| c.key != 0 || c.btype != BlockType::Data)
+    {
+        removed.insert(0, Blockref { key: 0, btype: BlockType::Data, ..Blockref::EMPTY });
+    }
     let (mut c, mut r) = (changed.iter().peekable(), removed.iter().peekable());
     loop {
         let take_removed = match (c.peek(), r.peek()) {
