@@ -582,3 +582,39 @@ fn what_cannot_be_right_is_refused() {
     let e = receive(&v1, &full2, None).expect_err("v1");
     assert!(e.contains("format version 1"), "{e}");
 }
+
+/// Known answer: the framing of docs/SEND-STREAM.md, byte for byte (a change here is a new
+/// stream version).
+#[test]
+fn the_stream_framing_is_pinned() {
+    let f = stream::Record::Delete { inum: 0x0102_0304_0506_0708 }.frame();
+    let hex: String = f.iter().map(|b| format!("{b:02x}")).collect();
+    // len 8, kind 7 (delete), the inode number little-endian, crc32c of the 13 bytes before.
+    assert_eq!(hex, "08000000070807060504030201b16e9752");
+    let h = stream::Header {
+        stream_id: [1; 16],
+        pfs_uuid: [2; 16],
+        snapshot_uuid: [3; 16],
+        snapshot_tid: 4,
+        snapshot_name: "s".into(),
+        base_tid: 5,
+        base_uuid: [6; 16],
+        next_inum: 7,
+    };
+    let f = stream::Record::Header(h.clone()).frame();
+    assert_eq!(&f[..5], &[103, 0, 0, 0, 1], "len 103, kind 1");
+    assert_eq!(&f[5..15], b"H2SEND\0\0\x01\x00", "magic, version 1");
+    let (got, records) = stream::verify(
+        &[
+            f,
+            stream::Record::End {
+                records: 1,
+                hash: *blake3::hash(&stream::Record::Header(h.clone()).frame()).as_bytes(),
+            }
+            .frame(),
+        ]
+        .concat()[..],
+    )
+    .expect("a stream of a header and an end");
+    assert_eq!((got, records), (h, 2), "two records, the end one included");
+}

@@ -512,7 +512,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<bool, StreamError> {
 
 /// Reads a whole stream and checks it (every frame, the end record), keeping nothing: what
 /// `hammer2 receive` does with the spooled stream before it changes anything. Returns the
-/// header and the count of records.
+/// header and the count of records (the end record included).
 pub fn verify(input: impl Read) -> Result<(Header, u64), StreamError> {
     let mut r = Reader::new(input);
     let mut header = None;
