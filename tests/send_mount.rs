@@ -1,5 +1,5 @@
 //! `hammer2 send | hammer2 receive` between two mounted filesystems (FUSE, image files, the
-//! real binaries, a shell pipe): a tree made with cp, ln, mkfifo, setfattr, chmod, chown,
+//! real binaries, a shell pipe): a tree made with cp, ln, mkfifo, setfattr, setfacl, chmod, chown,
 //! touch and truncate on a one-device filesystem arrives whole on a two-device filesystem
 //! with two copies, then an incremental stream carries the changes; the received snapshots
 //! mount read-only and equal the sender's; a truncated or damaged stream is refused with
@@ -68,6 +68,7 @@ fn send_and_receive_through_a_pipe_make_equal_snapshots() {
          truncate -s 50M src/sparse; dd if=/dev/urandom of=src/sparse bs=64k seek=100 count=2 conv=notrunc status=none; \
          ln src/big src/deep/big-link; ln -s ../big src/deep/to-big; mkfifo src/fifo; \
          setfattr -n user.colour -v blue src/small; chmod 4711 src/small; chown 1234:5678 src/deep; \
+         setfacl -m u:1234:rw src/big; setfacl -d -m g:5678:rx src/deep; \
          touch -d '2001-02-03 04:05:06.789' src/big; sync"
     ));
     let o = hammer2(["snapshot".as_ref(), a.path.as_os_str(), "s1".as_ref()]);
@@ -85,7 +86,10 @@ fn send_and_receive_through_a_pipe_make_equal_snapshots() {
     assert_eq!(j["snapshot"], "s1", "{j}");
     assert!(j["bytes"].as_u64().unwrap() > 3_000_000 && j["records"].as_u64().unwrap() > 10, "{j}");
     assert!(stderr(&o).contains("sent s1 (full)"), "send's summary on stderr: {}", stderr(&o));
-    assert_same(&tree(&b.path), &tree(&a.path), "the receiving PFS equals the sent snapshot");
+    let sent = tree(&a.path);
+    let acl = |p: &str, name: &[u8]| sent[Path::new(p)].xattrs.iter().any(|(n, _)| n == name);
+    assert!(acl("src/big", b"system.posix_acl_access") && acl("src/deep", b"system.posix_acl_default"), "ACLs set");
+    assert_same(&tree(&b.path), &sent, "the receiving PFS equals the sent snapshot");
     assert_eq!(snapshots(&b.path), ["s1"]);
 
     // Incremental: changes made with real programs.
