@@ -56,7 +56,11 @@ pub fn header_fields(roots: &Roots, next_inum: u64) -> HeaderFields {
 
 /// The features this build implements; a header with any other is refused (it may hold
 /// structures this code would damage by writing).
-const IMPLEMENTED: u64 = feature::PFS_TABLE | feature::SHARED_BLOCKS | feature::COMPRESSED | feature::FREE_PLACEMENT;
+const IMPLEMENTED: u64 = feature::PFS_TABLE
+    | feature::SHARED_BLOCKS
+    | feature::COMPRESSED
+    | feature::FREE_PLACEMENT
+    | feature::VARIABLE_COPIES;
 
 /// The roots the header `mh` names, read without I/O, serving no PFS: for a walk over the
 /// whole filesystem (fsck), which reaches every PFS through the table.

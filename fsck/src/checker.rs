@@ -117,7 +117,8 @@ impl<'v> Checker<'v> {
                     .filter(|(_, e)| e.state == hammer2_format::DeviceState::Removed)
                     .map(|(i, _)| i)
                     .collect::<Vec<_>>(),
-            ),
+            )
+            .with_variable(mh.has_feature(hammer2_format::layout::feature::VARIABLE_COPIES)),
             geo,
             opts: opts.clone(),
             findings: Findings::default(),

@@ -8,15 +8,32 @@ use crate::space::Geometry;
 
 /// Notes for the report that are no findings.
 impl CopiesCheck {
+    /// DATA blocks by copy count, the counts present only.
+    pub fn distribution(&self) -> Vec<crate::report::DataByCopies> {
+        (1..=4u8)
+            .zip(self.by_count)
+            .filter(|(_, (blocks, _))| *blocks > 0)
+            .map(|(copies, (blocks, bytes))| crate::report::DataByCopies { copies, blocks, bytes })
+            .collect()
+    }
+
     pub fn notes(&self) -> Vec<String> {
-        if self.shared_needlessly == 0 {
-            return Vec::new();
+        let mut out = Vec::new();
+        let dist = self.distribution();
+        if self.variable && !dist.is_empty() {
+            let parts: Vec<String> =
+                dist.iter().map(|d| format!("{} with {} ({} bytes)", d.blocks, d.copies, d.bytes)).collect();
+            out.push(format!("data blocks by copies: {}", parts.join(", ")));
         }
-        vec![format!(
+        if self.shared_needlessly == 0 {
+            return out;
+        }
+        out.push(format!(
             "warning: {} block(s) keep copies on one device although {} devices could hold them apart \
              (placement FP1; not an error)",
             self.shared_needlessly, self.placeable
-        )]
+        ));
+        out
     }
 }
 use hammer2::inspect::MemberState;
@@ -28,6 +45,10 @@ pub struct CopiesCheck {
     ndev: usize,
     /// `FREE_PLACEMENT`: no pinned slots (FP1 in docs/DESIGN.md).
     free: bool,
+    /// `VARIABLE_COPIES`: DATA references may have 1..=4 copies (VC1, VC2).
+    variable: bool,
+    /// DATA blocks by copy count (index n - 1): (blocks, bytes of one copy).
+    pub by_count: [(u64, u64); 4],
     /// Devices that may hold copies (not removed): how many distinct devices a block's
     /// copies should use at least.
     placeable: usize,
@@ -47,7 +68,23 @@ impl CopiesCheck {
             r[i] = true;
         }
         let placeable = ndev.saturating_sub(removed.len());
-        CopiesCheck { copies, ndev, free, placeable, shared_needlessly: 0, removed: r, missing: [(0, 0); MAX_DEVICES] }
+        CopiesCheck {
+            copies,
+            ndev,
+            free,
+            variable: false,
+            by_count: [(0, 0); 4],
+            placeable,
+            shared_needlessly: 0,
+            removed: r,
+            missing: [(0, 0); MAX_DEVICES],
+        }
+    }
+
+    /// With `VARIABLE_COPIES` (`variable`): DATA references may have another count than N.
+    pub fn with_variable(mut self, variable: bool) -> CopiesCheck {
+        self.variable = variable;
+        self
     }
 
     fn fixed(&self) -> bool {
@@ -95,8 +132,18 @@ impl CopiesCheck {
             m.0 += 1;
             m.1 += u64::from(p.size);
         }
-        if p.copies.len() != usize::from(self.copies) {
-            return Some(format!("{} copies, the filesystem keeps {}", p.copies.len(), self.copies));
+        let n = p.copies.len();
+        if br.btype == hammer2_format::BlockType::Data
+            && let Some(c) = self.by_count.get_mut(n.saturating_sub(1))
+        {
+            c.0 += 1;
+            c.1 += u64::from(p.size);
+        }
+        // VC1: metadata has N copies; VC2: a DATA block its file's count, which differs
+        // from N only with `VARIABLE_COPIES` (VC3).
+        let data = br.btype == hammer2_format::BlockType::Data;
+        if n != usize::from(self.copies) && !(self.variable && data) {
+            return Some(format!("{n} copies, the filesystem keeps {}", self.copies));
         }
         for (slot, l) in p.copies.iter().enumerate() {
             if usize::from(l.device) >= self.ndev {
@@ -113,6 +160,9 @@ impl CopiesCheck {
             if self.fixed() {
                 let (want_dev, want_region) = hammer2::inspect::fixed_slot(slot, self.ndev);
                 let want_dev = usize::from(want_dev);
+                if slot >= usize::from(self.copies) {
+                    return Some(format!("copy {slot}: the pinned layout has only {} slots", self.copies));
+                }
                 if usize::from(l.device) != want_dev {
                     return Some(format!("copy {slot} is on device {}, the layout puts it on {want_dev}", l.device));
                 }
