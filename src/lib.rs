@@ -41,6 +41,7 @@ pub mod repair;
 pub mod resync;
 pub mod scan;
 pub mod scrub;
+pub mod send;
 pub mod signatures;
 pub mod snapshot;
 pub mod storage;

@@ -39,6 +39,10 @@ pub enum PfsOp {
     Delete { name: String },
     /// A writable clone of snapshot `origin`: its trees are the snapshot's (SN5).
     Clone { origin: String, name: String },
+    /// A snapshot of the served PFS after it received a send stream: as `Snapshot`, and the
+    /// PFS and the snapshot record that they equal the sender's snapshot `from_tid` of its
+    /// PFS `from_uuid` (the base the next incremental stream needs; SR5).
+    Received { name: String, from_uuid: [u8; 16], from_tid: u64 },
 }
 
 /// The new PFS table root and the record template (roots filled in at finalize).
@@ -99,7 +103,10 @@ pub(super) fn write_record(
         let records = crate::pfs::records(b.vol, &old.table, b.vol.devices.len())?;
         let named = |name: &str| records.iter().map(|(_, r)| r).find(|r| r.name == name).cloned();
         match op {
-            PfsOp::Create { name } | PfsOp::Snapshot { name } | PfsOp::Clone { name, .. } => {
+            PfsOp::Create { name }
+            | PfsOp::Snapshot { name }
+            | PfsOp::Clone { name, .. }
+            | PfsOp::Received { name, .. } => {
                 if let Some(why) = name_problem(name) {
                     return Err(Error::Invalid(why.into()));
                 }
@@ -124,7 +131,11 @@ pub(super) fn write_record(
                 let e = b.new_pfs_record(rec, root_inodes, PRoot::default(), PRoot::default())?;
                 changes.insert(id, Change::Put(e));
             }
-            PfsOp::Snapshot { name } => {
+            PfsOp::Snapshot { name } | PfsOp::Received { name, .. } => {
+                if let PfsOp::Received { from_uuid, from_tid, .. } = op {
+                    served.received_uuid = *from_uuid;
+                    served.received_tid = *from_tid;
+                }
                 let rec = PfsRecord {
                     kind: PfsKind::Snapshot,
                     flags: 0,

@@ -194,7 +194,7 @@ fn chmod_acl(fs: &FsInner, ino: u64, st: &InodeState, mode: u32) -> Result<Optio
 }
 
 /// Sets the size of a regular file, under its write lock.
-fn truncate(fs: &FsInner, inode: &InodeRef, st: &mut InodeState, new: u64) -> Result<()> {
+pub(crate) fn truncate(fs: &FsInner, inode: &InodeRef, st: &mut InodeState, new: u64) -> Result<()> {
     let bs = fs.block_size();
     let old = st.meta.size;
     if new < old {

@@ -29,6 +29,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         devices: Vec::new(),
         rate: None,
         name: None,
+        from: None,
     };
     Ok(crate::offline::online("clear", &a.mountpoint, req, a.json))
 }

@@ -83,6 +83,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                 devices: vec![client_spec(&t.new)],
                 rate: None,
                 name: None,
+                from: None,
             };
             return Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                 eprintln!("hammer2 device replace: {e:#}");
@@ -91,7 +92,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
         Action::Add(t) => {
             let devices = t.devices.iter().map(|d| client_spec(d)).collect();
-            let req = Request { op: Op::DeviceAdd, device: None, devices, rate: None, name: None };
+            let req = Request { op: Op::DeviceAdd, device: None, devices, rate: None, name: None, from: None };
             return Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                 eprintln!("hammer2 device add: {e:#}");
                 8
@@ -103,7 +104,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Op::DeviceRemove => "device remove",
         _ => "device offline",
     };
-    let req = Request { op, device: Some(client_spec(&t.device)), devices: Vec::new(), rate: None, name: None };
+    let req =
+        Request { op, device: Some(client_spec(&t.device)), devices: Vec::new(), rate: None, name: None, from: None };
     Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
         eprintln!("hammer2 {cmd}: {e:#}");
         8

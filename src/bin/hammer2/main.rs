@@ -17,6 +17,7 @@ mod progress;
 mod resync;
 mod rewrite;
 mod scrub;
+mod send;
 mod set;
 mod snapshot;
 mod status;
@@ -63,6 +64,10 @@ enum Cmd {
     Pfs(pfs::Args),
     /// Take a read-only snapshot of the mounted PFS.
     Snapshot(snapshot::Args),
+    /// Write a snapshot as a stream (whole, or what changed since an older snapshot).
+    Send(send::SendArgs),
+    /// Apply a stream from 'hammer2 send' to the mounted PFS as a new read-only snapshot.
+    Receive(send::ReceiveArgs),
 }
 
 fn main() {
@@ -86,6 +91,8 @@ fn main() {
         Cmd::Rewrite(_) => "rewrite",
         Cmd::Pfs(_) => "pfs",
         Cmd::Snapshot(_) => "snapshot",
+        Cmd::Send(_) => "send",
+        Cmd::Receive(_) => "receive",
     };
     // `--json` answers in JSON on failure too (scrub and resync print their own: exit 8).
     let json = matches!(&cli.cmd, Cmd::Info(a) if a.json) || matches!(&cli.cmd, Cmd::Status(a) if a.json);
@@ -105,6 +112,8 @@ fn main() {
         Cmd::Rewrite(a) => rewrite::run(a),
         Cmd::Pfs(a) => pfs::run(a),
         Cmd::Snapshot(a) => snapshot::run(a),
+        Cmd::Send(a) => send::run_send(a),
+        Cmd::Receive(a) => send::run_receive(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

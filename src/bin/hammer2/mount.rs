@@ -204,12 +204,14 @@ fn serve(
         fs.await_device(spec, settings, why);
     }
     // Online info/scrub/resync reach the engine through this socket while the session runs.
+    let kernel = std::sync::Arc::new(std::sync::OnceLock::new());
     let _control = crate::control::server::start(
         fs.downgrade(),
         crate::control::server::Served {
             devices: source_name(devices),
             mountpoint: mountpoint.clone(),
             nbd_timeout: opts.nbd_timeout,
+            kernel: kernel.clone(),
         },
     );
     let outcome = Outcome::default();
@@ -228,6 +230,7 @@ fn serve(
     let session = start_session(adapter, &mountpoint, opts, devices)
         .map_err(|e| anyhow!("cannot mount on {}: {e}", mountpoint.display()))?;
     let _ = notifier.set(session.notifier());
+    let _ = kernel.set(session.notifier());
     let conn = session.as_fd().try_clone_to_owned().context("cannot copy the FUSE connection")?;
     let started = if want_uring { start_rings(&session, &members, rings.clone(), opts, devices) } else { Ok(()) };
     drop(members);

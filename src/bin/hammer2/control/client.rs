@@ -21,6 +21,8 @@ pub fn request(mountpoint: &Path, req: impl Into<Request>, json: bool) -> Result
             Op::Clear => "clear",
             Op::PfsCreate | Op::PfsList | Op::PfsDelete => "pfs",
             Op::Snapshot | Op::SnapshotWritable => "snapshot",
+            Op::Send => "send",
+            Op::Receive => "receive",
         },
         json,
     );
@@ -37,7 +39,16 @@ pub fn request(mountpoint: &Path, req: impl Into<Request>, json: bool) -> Result
 
 /// Sends `req` to the daemon serving `mountpoint` and returns its final answer.
 pub fn call(mountpoint: &Path, req: impl Into<Request>, progress: &mut dyn FnMut(Progress)) -> Result<Done> {
-    let req = req.into();
+    call_with(mountpoint, req.into(), None, progress)
+}
+
+/// As [`call`], passing `fd` to the daemon with the request (SCM_RIGHTS).
+pub fn call_with(
+    mountpoint: &Path,
+    req: Request,
+    fd: Option<std::os::fd::BorrowedFd<'_>>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Done> {
     let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("cannot open {}", mountpoint.display()))?;
     if !is_hammer2_mount(&mp) {
         bail!("{} is not a mounted hammer2 filesystem", mp.display());
@@ -45,7 +56,11 @@ pub fn call(mountpoint: &Path, req: impl Into<Request>, progress: &mut dyn FnMut
     let path = socket_path(&mp);
     let mut conn = UnixStream::connect(&path)
         .with_context(|| format!("cannot reach the daemon serving {} ({})", mp.display(), path.display()))?;
-    writeln!(conn, "{}", serde_json::to_string(&req)?)?;
+    let line = format!("{}\n", serde_json::to_string(&req)?);
+    match fd {
+        Some(fd) => super::fdpass::send_with_fd(&conn, line.as_bytes(), fd)?,
+        None => conn.write_all(line.as_bytes())?,
+    }
     for line in BufReader::new(conn).lines() {
         let line = line.context("the daemon closed the connection")?;
         match serde_json::from_str::<Reply>(&line)? {

@@ -7,6 +7,9 @@
 //! `{"op":"status"}`, `{"op":"clear"}` (optionally with `"device":"PATH"`), or
 //! `{"op":"pfscreate"|"pfsdelete","name":"NAME"}`, `{"op":"pfslist"}`,
 //! `{"op":"snapshot"|"snapshotwritable"}` (optionally with `"name":"NAME"`), or
+//! `{"op":"send","name":"SNAPSHOT"}` (optionally with `"from":"BASE"`) and
+//! `{"op":"receive"}` (optionally with `"name":"NAME"`), each sent with one descriptor
+//! (SCM_RIGHTS: the stream's output, or the checked stream to read), or
 //! `{"op":"deviceonline"|"deviceoffline","device":"SPEC"}`, `{"op":"deviceadd","devices":[SPEC...]}`, `{"op":"deviceremove","device":"SPEC"}`, `{"op":"devicereplace","device":"OLD","devices":["NEW"]}` (the daemon opens SPEC itself: a
 //! descriptor cannot travel over the socket without SCM_RIGHTS, and the daemon holds the
 //! device's claim); the daemon
@@ -14,6 +17,7 @@
 //! or `{"error":"..."}`. The socket is root-only (scrub and resync write to the devices).
 
 pub mod client;
+pub mod fdpass;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
@@ -71,6 +75,12 @@ pub enum Op {
     Snapshot,
     /// `hammer2 snapshot --writable`: a clone of a snapshot of the mounted PFS.
     SnapshotWritable,
+    /// `hammer2 send`: the stream of snapshot `Request::name` (from `Request::from`),
+    /// written to the descriptor passed with the request (SCM_RIGHTS).
+    Send,
+    /// `hammer2 receive`: the stream read from the descriptor passed with the request
+    /// (the client's checked spool), applied to the mounted PFS, snapshot `Request::name`.
+    Receive,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -88,11 +98,14 @@ pub struct Request {
     /// The PFS or snapshot a PFS operation names (a snapshot: None takes the default name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `hammer2 send --from`: the base snapshot of an incremental stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 impl From<Op> for Request {
     fn from(op: Op) -> Request {
-        Request { op, device: None, devices: Vec::new(), rate: None, name: None }
+        Request { op, device: None, devices: Vec::new(), rate: None, name: None, from: None }
     }
 }
 

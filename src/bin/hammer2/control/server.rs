@@ -4,7 +4,7 @@ use super::{Done, Op, Reply, Request, socket_path};
 use hammer2::maintenance::RunOptions;
 use hammer2::maintenance::ScanCommand;
 use hammer2::{FsRef, WeakFs};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -28,6 +28,9 @@ pub struct Served {
     /// The mount's `-o nbd_timeout`: a remote device brought in by `device online` gets
     /// the same reconnect grace as those named at mount.
     pub nbd_timeout: Option<std::time::Duration>,
+    /// The FUSE session's notifier, once it exists: a receive changes files behind the
+    /// kernel's caches and tells it which.
+    pub kernel: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
 }
 
 /// Listens for control requests for the mount at `mountpoint` (best effort: a mount works
@@ -78,12 +81,18 @@ fn send(out: &mut UnixStream, r: &Reply) -> bool {
 
 fn serve(fs: &FsRef, served: &Served, conn: UnixStream) {
     let Ok(mut out) = conn.try_clone() else { return };
-    let mut line = String::new();
-    if BufReader::new(conn).read_line(&mut line).is_err() {
-        return;
-    }
+    // The request line, and the descriptor `send` and `receive` pass with it.
+    let Ok((line, fd)) = super::fdpass::recv_line(&conn) else { return };
     let reply = match serde_json::from_str::<Request>(&line) {
         Err(e) => Reply::Error(format!("bad request: {e}")),
+        Ok(req) if matches!(req.op, Op::Send | Op::Receive) => {
+            match crate::send::serve(fs, &req, fd, &served.kernel, &mut |p| {
+                send(&mut out, &Reply::Progress(p));
+            }) {
+                Ok(done) => Reply::Done(done),
+                Err(e) => Reply::Error(format!("{e:#}")),
+            }
+        }
         Ok(req) => match run(fs, served, &req, &mut out) {
             Ok(done) => Reply::Done(done),
             Err(e) => Reply::Error(format!("{e:#}")),
@@ -148,6 +157,7 @@ fn run(fs: &FsRef, served: &Served, req: &Request, out: &mut UnixStream) -> anyh
             Ok(Done { exit: 0, text: String::new(), json: serde_json::json!({ "read_only": read_only }) })
         }
         Op::PfsCreate | Op::PfsList | Op::PfsDelete | Op::Snapshot | Op::SnapshotWritable => crate::pfs::serve(fs, req),
+        Op::Send | Op::Receive => anyhow::bail!("bad request: no descriptor"),
         Op::DeviceAdd => crate::device::add(fs, &req.devices, served.nbd_timeout),
         Op::DeviceReplace => {
             let old = req.device.as_deref().ok_or_else(|| anyhow::anyhow!("bad request: no device named"))?;

@@ -1,0 +1,85 @@
+//! Send and receive (issue 25; docs/SEND-STREAM.md, DESIGN §14): a snapshot as a stream,
+//! whole or incremental from an older snapshot, applied on another filesystem as a new
+//! read-only snapshot stored with that filesystem's own copies, devices and compression.
+//!
+//! - `stream`: the versioned stream format, its framing and the verifying reader.
+//! - `diff`: what changed in a tree since a base snapshot, by birth tids.
+//! - `sender`: the stream of a snapshot.
+//! - `receive`: applying a stream to the mounted PFS and taking its snapshot.
+
+mod diff;
+mod receive;
+mod sender;
+pub mod stream;
+
+use crate::Mounted;
+use std::io::{Read, Write};
+
+/// What a send or receive did (`--json`: records, bytes, rate).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Summary {
+    /// Records in the stream, the header and end included.
+    pub records: u64,
+    /// Bytes of the stream.
+    pub bytes: u64,
+    /// Inodes sent or applied (new or changed).
+    pub inodes: u64,
+    /// Bytes of file content carried.
+    pub data_bytes: u64,
+    pub seconds: f64,
+}
+
+/// What a receive did: its summary, the snapshot it took, and what a mount's kernel caches
+/// must forget (the daemon tells the kernel after the receive).
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    pub summary: Summary,
+    /// The new snapshot's name.
+    pub name: String,
+    /// Inodes whose attributes, content or entries changed, or that were deleted.
+    pub changed: Vec<u64>,
+    /// Names removed from directories: (directory, name).
+    pub removed: Vec<(u64, Vec<u8>)>,
+}
+
+/// Why a send or receive failed. Nothing it failed on is visible as a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Stream(#[from] stream::StreamError),
+    #[error(transparent)]
+    Engine(#[from] crate::Error),
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot write the stream: {0}")]
+    Output(std::io::Error),
+}
+
+/// Writes the stream of snapshot `snapshot` to `out`: whole, or with `from` (an older
+/// snapshot of the same PFS, which the receiver holds) only what changed since it. Reads
+/// committed snapshot trees only, so it runs beside the mount's other work. `progress` is
+/// told the bytes written so far.
+pub fn send(
+    fs: &impl Mounted,
+    snapshot: &str,
+    from: Option<&str>,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Summary, SendError> {
+    sender::send(fs.engine().0, snapshot, from, out, progress)
+}
+
+/// Applies the stream read from `input` to the PFS this mount serves and takes its
+/// snapshot `name` (default: the sender's snapshot name). A full stream needs an empty
+/// PFS, an incremental one the PFS that received its base. Returns the summary and the
+/// snapshot's name and what changed. The stream should have been checked whole first
+/// ([`stream::verify`]): a stream refused halfway leaves what it applied in the PFS
+/// (though never a snapshot of it).
+pub fn receive(
+    fs: &impl Mounted,
+    input: &mut dyn Read,
+    name: Option<&str>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Received, SendError> {
+    receive::receive(fs.engine().0, input, name, progress)
+}

@@ -1,0 +1,292 @@
+//! `hammer2 receive`: applies a verified stream to the mounted PFS (the *mirror*) and takes
+//! the snapshot it describes. The receiver keeps the sender's inode numbers and entry keys
+//! (each PFS is its own inode-number space), so hard links and incrementals need no map,
+//! and stores the content with its own copies, devices and compression.
+//!
+//! The caller checks the whole stream first (`stream::verify`: `hammer2 receive` spools
+//! it), so a corrupt or truncated stream changes nothing (SR1); this reader checks every
+//! record again as it applies it. The snapshot is taken only after the end record, so a
+//! receive that fails leaves no snapshot of a half-applied state (SR4).
+
+use super::stream::{Header, InodeAttrs, Reader, Record, StreamError, Time};
+use super::{Received, SendError};
+use crate::commit::{self, PfsOp};
+use crate::error::Error;
+use crate::fs::FsInner;
+use crate::inode::{CommittedInode, Inode, InodeState, Leaf, Meta};
+use crate::vnops::data::{dirty_block, punch_block};
+use hammer2_format::Timespec;
+use hammer2_format::inode::{S_IFMT, S_IFREG};
+use hammer2_format::layout::ROOT_INUM;
+use parking_lot::RwLock;
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Units a new inode reserves (its inode block and the index path's share), as a create.
+const CREATE_BLOCKS: u64 = 2;
+
+fn ts(t: Time) -> Timespec {
+    Timespec { sec: t.sec, nsec: t.nsec }
+}
+
+/// Applies the stream from `input` to the PFS `fs` serves and takes snapshot `name` of it.
+pub(super) fn receive(
+    fs: &FsInner,
+    input: &mut dyn Read,
+    name: Option<&str>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Received, SendError> {
+    let started = std::time::Instant::now();
+    fs.check_writable()?;
+    let mut r = Reader::new(input);
+    let Some(Record::Header(h)) = r.next_record()? else { return Err(StreamError::NotAStream.into()) };
+    let name = name.map_or_else(|| h.snapshot_name.clone(), str::to_string);
+    check_target(fs, &h, &name)?;
+    fs.next_inum.fetch_max(h.next_inum, Ordering::SeqCst);
+    let mut done = Received::default();
+    // The attributes of the inode being applied: set last, over what its data did.
+    let mut pending: Option<InodeAttrs> = None;
+    while let Some(rec) = r.next_record()? {
+        throttle(fs)?;
+        match rec {
+            Record::Header(_) | Record::End { .. } => {}
+            Record::Inode(a) => {
+                if let Some(p) = pending.take() {
+                    finish_inode(fs, &p)?;
+                }
+                start_inode(fs, &a)?;
+                done.summary.inodes += 1;
+                done.changed.push(a.inum);
+                pending = Some(a);
+            }
+            Record::Dirent { dir, key, name, inum, dtype } => {
+                put_leaf(fs, dir, key, Some(Leaf::Dirent { name, inum, dtype }))?;
+            }
+            Record::Xattr { inum, key, name, value } => {
+                put_leaf(fs, inum, key, Some(Leaf::Xattr { name, value }))?;
+            }
+            Record::Remove { inum, key, leaf: true } => {
+                if let Some(name) = put_leaf(fs, inum, key, None)? {
+                    done.removed.push((inum, name));
+                }
+            }
+            Record::Remove { inum, key, leaf: false } => punch(fs, inum, key)?,
+            Record::Data { inum, offset, bytes, .. } => {
+                done.summary.data_bytes += bytes.len() as u64;
+                put_data(fs, inum, offset, &bytes)?;
+            }
+            Record::Delete { inum } => {
+                if let Some(p) = pending.take() {
+                    finish_inode(fs, &p)?;
+                }
+                delete_inode(fs, inum)?;
+                done.changed.push(inum);
+            }
+        }
+        progress(r.bytes());
+    }
+    if let Some(p) = pending.take() {
+        finish_inode(fs, &p)?;
+    }
+    commit::commit(fs, false, false)?;
+    let op = PfsOp::Received { name: name.clone(), from_uuid: h.pfs_uuid, from_tid: h.snapshot_tid };
+    commit::commit_pfs_op(fs, &op)?;
+    let sum = &mut done.summary;
+    sum.records = r.position();
+    sum.bytes = r.bytes();
+    sum.seconds = started.elapsed().as_secs_f64();
+    done.name = name;
+    Ok(done)
+}
+
+/// A full stream needs an empty PFS; an incremental one the PFS that received its base
+/// (SR5). The snapshot's name must be free.
+fn check_target(fs: &FsInner, h: &Header, name: &str) -> Result<(), SendError> {
+    let served = {
+        let roots = fs.roots.read();
+        let Some(p) = roots.pfs.as_ref() else { return Err(Error::FormatVersion1.into()) };
+        p.served.clone().ok_or(Error::FormatVersion1)?
+    };
+    if let Some(why) = hammer2_format::pfs::name_problem(name) {
+        return Err(SendError::Refused(why.to_string()));
+    }
+    if crate::snapshot::list(fs)?.iter().any(|p| p.name == name) {
+        return Err(SendError::Refused(format!("a PFS named {name:?} exists")));
+    }
+    if !h.is_incremental() {
+        // The sender's inode numbers are kept: none of them may have been used here, so
+        // the PFS must never have held anything but its root.
+        let root = fs.inode(ROOT_INUM)?;
+        let st = root.state.read();
+        let fresh = fs.next_inum.load(Ordering::SeqCst) <= ROOT_INUM + 1;
+        if !fresh || !crate::vnops::dirent::is_empty_dir(fs, ROOT_INUM, &st)? {
+            return Err(SendError::Refused(format!(
+                "PFS {:?} is not new: a full stream is received into a PFS that never held files ('hammer2 pfs create' makes one)",
+                served.name
+            )));
+        }
+        return Ok(());
+    }
+    if served.received_uuid != h.pfs_uuid || served.received_tid != h.base_tid {
+        return Err(SendError::Refused(format!(
+            "PFS {:?} does not hold the stream's base (snapshot tid {} of the sender): receive that first",
+            served.name, h.base_tid
+        )));
+    }
+    Ok(())
+}
+
+/// Commits when what waits for a commit passes the dirty limit (memory stays bounded).
+fn throttle(fs: &FsInner) -> Result<(), Error> {
+    if fs.dirty_load() > fs.opts.dirty_limit {
+        commit::commit(fs, false, false)?;
+    }
+    Ok(())
+}
+
+fn reserve(fs: &FsInner, units: u64) -> Result<u64, Error> {
+    if fs.space.try_reserve(units) {
+        return Ok(units);
+    }
+    commit::commit(fs, false, false)?;
+    if fs.space.try_reserve(units) { Ok(units) } else { Err(Error::NoSpace) }
+}
+
+fn meta_of(a: &InodeAttrs, create_tid: u64) -> Meta {
+    Meta {
+        mode: a.mode,
+        uid: a.uid,
+        gid: a.gid,
+        nlink: a.nlink,
+        size: 0,
+        rdev: a.rdev,
+        atime: ts(a.atime),
+        mtime: ts(a.mtime),
+        ctime: ts(a.ctime),
+        btime: ts(a.btime),
+        parent: a.parent,
+        version: 1,
+        create_tid,
+        blocks: 0,
+        policy: Default::default(),
+    }
+}
+
+/// Makes inode `a.inum` exist with the sender's type (a new one is empty until its
+/// records come).
+fn start_inode(fs: &FsInner, a: &InodeAttrs) -> Result<(), Error> {
+    match fs.inode(a.inum) {
+        Ok(inode) => {
+            let st = inode.state.read();
+            if st.meta.kind() != a.mode & S_IFMT {
+                return Err(Error::Corrupt(format!(
+                    "inode {} is a {:o} here and a {:o} in the stream: the PFS is not the stream's base",
+                    a.inum,
+                    st.meta.kind(),
+                    a.mode & S_IFMT
+                )));
+            }
+            Ok(())
+        }
+        Err(Error::NotFound) => {
+            // Reserved before the gate: reserving may commit, which takes the gate.
+            let units = reserve(fs, fs.space.meta_blocks(CREATE_BLOCKS))?;
+            let _g = fs.gate.read();
+            let mut st = InodeState::new(meta_of(a, fs.roots.read().tid + 1), CommittedInode::new_empty());
+            st.dirty.reserved = units;
+            let inode = fs.inodes.insert(Arc::new(Inode { inum: a.inum, state: RwLock::new(st) }));
+            let mut st = inode.state.write();
+            fs.touch(&inode, &mut st);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets the sender's attributes exactly, after the inode's data (which moved its size and
+/// times): a regular file is truncated or extended to the sender's size.
+fn finish_inode(fs: &FsInner, a: &InodeAttrs) -> Result<(), Error> {
+    let _g = fs.gate.read();
+    let inode = fs.inode(a.inum)?;
+    let mut st = inode.state.write();
+    if st.meta.kind() == S_IFREG && st.meta.size != a.size {
+        crate::vnops::attr::truncate(fs, &inode, &mut st, a.size)?;
+    }
+    let m = meta_of(a, st.meta.create_tid);
+    st.meta = Meta { size: a.size, version: st.meta.version + 1, blocks: st.meta.blocks, policy: st.meta.policy, ..m };
+    fs.touch(&inode, &mut st);
+    Ok(())
+}
+
+/// Sets leaf `key` of inode `inum` (None: removes it). Returns the name of the directory
+/// entry it replaced or removed, for the kernel's caches.
+fn put_leaf(fs: &FsInner, inum: u64, key: u64, leaf: Option<Leaf>) -> Result<Option<Vec<u8>>, Error> {
+    let units = match leaf {
+        Some(_) => reserve(fs, crate::vnops::xattr::xattr_units(fs))?,
+        None => 0,
+    };
+    let _g = fs.gate.read();
+    let inode = fs.inode(inum)?;
+    let mut st = inode.state.write();
+    let old = match crate::vnops::dirent::range(fs, inum, &st, key, key)?.remove(&key) {
+        Some(Leaf::Dirent { name, .. }) => Some(name),
+        _ => None,
+    };
+    st.dirty.reserved += units;
+    st.dirty.leaves.insert(key, leaf);
+    fs.touch(&inode, &mut st);
+    Ok(old)
+}
+
+/// The block at `offset` holds `bytes` (the rest of it zero). A symlink's target is its
+/// block 0, as a create stores it.
+fn put_data(fs: &FsInner, inum: u64, offset: u64, bytes: &[u8]) -> Result<(), Error> {
+    let bs = fs.block_size();
+    if offset % bs != 0 || bytes.len() as u64 > bs {
+        return Err(Error::Corrupt(format!("a data record of inode {inum} at {offset} that is not one block")));
+    }
+    if bytes.is_empty() {
+        return punch(fs, inum, offset);
+    }
+    let _g = fs.gate.read();
+    let inode = fs.inode(inum)?;
+    let mut st = inode.state.write();
+    if !st.meta.has_data() {
+        return Err(Error::Corrupt(format!("a data record for inode {inum}, which holds no data")));
+    }
+    let k = offset / bs;
+    let buf = dirty_block(fs, inum, &mut st, k, bytes.len(), true)?;
+    buf[..bytes.len()].copy_from_slice(bytes);
+    buf[bytes.len()..].fill(0);
+    st.meta.size = st.meta.size.max(offset + bytes.len() as u64);
+    fs.touch(&inode, &mut st);
+    Ok(())
+}
+
+fn punch(fs: &FsInner, inum: u64, offset: u64) -> Result<(), Error> {
+    let _g = fs.gate.read();
+    let inode = fs.inode(inum)?;
+    let mut st = inode.state.write();
+    punch_block(fs, &mut st, offset / fs.block_size())?;
+    fs.touch(&inode, &mut st);
+    Ok(())
+}
+
+/// An inode the snapshot no longer has: removed at the next commit (its entries went with
+/// their directories' records), or when its last open on this mount ends.
+fn delete_inode(fs: &FsInner, inum: u64) -> Result<(), Error> {
+    let _g = fs.gate.read();
+    let inode = match fs.inode(inum) {
+        Ok(i) => i,
+        Err(Error::NotFound) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut st = inode.state.write();
+    st.meta.nlink = 0;
+    if st.opens == 0 {
+        st.deleted = true;
+    }
+    fs.touch(&inode, &mut st);
+    Ok(())
+}
