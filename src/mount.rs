@@ -492,6 +492,7 @@ impl FsInner {
             stats: Default::default(),
             commit_hook: Default::default(),
             stale_orphans: Default::default(),
+            dropped_blocks: Default::default(),
             mount_warnings: Vec::new(),
             rejoin: Default::default(),
             devchange: Default::default(),

@@ -38,6 +38,8 @@ pub struct CopiesCheck {
     removed: [bool; MAX_DEVICES],
     /// Per device index: (blocks, bytes) with a MISSING copy there.
     missing: [(u64, u64); MAX_DEVICES],
+    /// `VARIABLE_COPIES`: metadata may have more copies than the filesystem's count.
+    pub variable: bool,
 }
 
 impl CopiesCheck {
@@ -47,7 +49,16 @@ impl CopiesCheck {
             r[i] = true;
         }
         let placeable = ndev.saturating_sub(removed.len());
-        CopiesCheck { copies, ndev, free, placeable, shared_needlessly: 0, removed: r, missing: [(0, 0); MAX_DEVICES] }
+        CopiesCheck {
+            copies,
+            ndev,
+            free,
+            placeable,
+            shared_needlessly: 0,
+            removed: r,
+            missing: [(0, 0); MAX_DEVICES],
+            variable: false,
+        }
     }
 
     fn fixed(&self) -> bool {
@@ -95,8 +106,15 @@ impl CopiesCheck {
             m.0 += 1;
             m.1 += u64::from(p.size);
         }
-        if p.copies.len() != usize::from(self.copies) {
-            return Some(format!("{} copies, the filesystem keeps {}", p.copies.len(), self.copies));
+        let n = p.copies.len();
+        let want = usize::from(self.copies);
+        // FORMAT-V2 "Copies per block": a DATA reference may have another count (1..4);
+        // whether the header allows it is `features.rs`'s finding (FK4). Metadata keeps at
+        // least N, and exactly N without `VARIABLE_COPIES`.
+        let other_count = n != want;
+        let allowed = br.btype == hammer2_format::BlockType::Data || (self.variable && n > want);
+        if other_count && !allowed {
+            return Some(format!("{n} copies, the filesystem keeps {}", self.copies));
         }
         for (slot, l) in p.copies.iter().enumerate() {
             if usize::from(l.device) >= self.ndev {
@@ -111,6 +129,11 @@ impl CopiesCheck {
         }
         for (slot, l) in p.copies.iter().enumerate() {
             if self.fixed() {
+                // Pinned slots are defined for the first N; a block with more copies
+                // (VARIABLE_COPIES) has its extra ones anywhere.
+                if slot >= want {
+                    continue;
+                }
                 let (want_dev, want_region) = hammer2::inspect::fixed_slot(slot, self.ndev);
                 let want_dev = usize::from(want_dev);
                 if usize::from(l.device) != want_dev {

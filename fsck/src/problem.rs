@@ -286,6 +286,14 @@ pub enum Problem {
     Incomplete {
         what: String,
     },
+    /// Blocks need a feature bit the volume header lacks (`features.rs`).
+    FeatureMissing {
+        feature: String,
+        version: u32,
+        blocks: u64,
+        what: String,
+        first: String,
+    },
 }
 
 impl Problem {
@@ -329,6 +337,7 @@ impl Problem {
             Problem::OrphanEntry { .. } => "orphan_entry",
             Problem::NextInum { .. } => "next_inum",
             Problem::Incomplete { .. } => "incomplete",
+            Problem::FeatureMissing { .. } => "feature_missing",
         }
     }
 
@@ -504,6 +513,11 @@ impl fmt::Display for Problem {
                 write!(f, "next inode number is {recorded}, but inode numbers up to {} are in use", needed - 1)
             }
             Problem::Incomplete { what } => write!(f, "not fully checked: {what}"),
+            Problem::FeatureMissing { feature, version, blocks, what, first } => write!(
+                f,
+                "{blocks} data block(s) are {what} but the volume header (format version {version}) lacks \
+                 {feature} (the first: the {first})"
+            ),
         }
     }
 }

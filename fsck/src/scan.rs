@@ -419,6 +419,7 @@ impl Visitor for Scan<'_, '_> {
         }
         self.ck.counts.blocks += 1;
         self.ck.counts.bytes_allocated += u64::from(ptr.size);
+        self.ck.features.note(br, self.ck.master.copies, || at(br, ctx).to_string());
         if br.btype == BlockType::Data {
             self.ck.counts.data_blocks += 1;
             if let TreeKind::Inode(n) = ctx.tree {
@@ -468,11 +469,16 @@ impl Visitor for Scan<'_, '_> {
         // Each PFS and snapshot has its own namespace (inode numbers are per PFS), and
         // its trees are descended into whole even where they share nodes with another.
         self.close_inode();
-        if let Some((name, next)) = self.ck.current_pfs.take() {
-            let ns = std::mem::take(&mut self.ck.ns);
-            self.ck.pfs_namespaces.push((name, next, ns));
+        if let Some(mut p) = self.ck.current_pfs.take() {
+            p.ns = std::mem::take(&mut self.ck.ns);
+            self.ck.pfs_namespaces.push(p);
         }
-        self.ck.current_pfs = Some((rec.name.clone(), rec.next_inum));
+        self.ck.current_pfs = Some(crate::checker::PfsNamespace {
+            name: rec.name.clone(),
+            snapshot: rec.kind == hammer2_format::pfs::PfsKind::Snapshot,
+            next_inum: rec.next_inum,
+            ns: Default::default(),
+        });
         self.ck.descended.clear();
         if !self.ck.pfs_names.insert(rec.name.clone()) {
             let why = format!("a second PFS record named {:?}", rec.name);

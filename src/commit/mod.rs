@@ -265,6 +265,9 @@ fn build(
         b.dead =
             Some(builder::DeadSink { threshold: p.newest_snapshot_tid, floor: p.clone_floor, entries: Vec::new() });
     }
+    for br in fs.dropped_blocks.lock().iter() {
+        b.free_ref(br);
+    }
     let mut inode_changes = Vec::with_capacity(snap.inodes.len());
     let mut orphan_changes = Vec::new();
     let mut results = Vec::with_capacity(snap.inodes.len());
@@ -367,6 +370,7 @@ fn install(fs: &FsInner, snap: Snapshot, mut built: Built, roots: Roots) -> Comm
         }
     }
     fs.stale_orphans.lock().clear();
+    fs.dropped_blocks.lock().clear();
     if let Some(out) = built.hooked.take() {
         install_rewritten(fs, &built.arena, &out.inodes);
         if let Some(installed) = out.on_installed {

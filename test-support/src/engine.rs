@@ -117,6 +117,20 @@ pub fn all_blocks(fs: &Fs) -> Vec<(Blockref, TreeKind)> {
     a.out
 }
 
+/// The INDIRECT nodes of inode `ino`'s committed tree in the mounted PFS (top down).
+pub fn tree_nodes(fs: &Fs, ino: u64) -> Vec<Blockref> {
+    let Some(root) = testing::committed_tree(fs, ino).expect("committed tree") else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut todo: Vec<Blockref> = root.entries.to_vec();
+    while let Some(br) = todo.pop() {
+        if br.btype == hammer2_format::BlockType::Indirect {
+            todo.extend(testing::read_node(fs, &br).expect("read node").iter().copied());
+            out.push(br);
+        }
+    }
+    out
+}
+
 /// The data blocks of inode `inum` (committed), by file offset.
 pub fn data_blocks(fs: &Fs, inum: u64) -> Vec<Blockref> {
     all_blocks(fs)
