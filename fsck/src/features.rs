@@ -12,19 +12,20 @@
 //! `-y` and `-p` set a missing bit on version 2 in the first repair commit: the blocks are
 //! valid under the bit, and a bit, once set, stays set (FORMAT-V2).
 
-use crate::report::{FindingId, Findings, Problem, Repair};
+use crate::report::{BlockAt, FindingId, Findings, Problem, Repair};
 use hammer2_format::layout::{FORMAT_VERSION, feature};
 use hammer2_format::{BlockType, Blockref, VolumeHeader};
 
-/// References that need a feature bit: how many, and the first one.
+/// References that need a feature bit: how many, and the first one (with its PFS when
+/// that is not ROOT: inode numbers are per PFS).
 #[derive(Debug, Default)]
 pub struct Needing {
     pub blocks: u64,
-    pub first: Option<String>,
+    pub first: Option<(BlockAt, Option<String>)>,
 }
 
 impl Needing {
-    fn note(&mut self, first: impl FnOnce() -> String) {
+    fn note(&mut self, first: impl FnOnce() -> (BlockAt, Option<String>)) {
         self.blocks += 1;
         if self.first.is_none() {
             self.first = Some(first());
@@ -41,7 +42,7 @@ pub struct FeatureUse {
 
 impl FeatureUse {
     /// Notes one reference (each block once), `at` naming it for the message.
-    pub fn note(&mut self, br: &Blockref, copies: u8, at: impl Fn() -> String) {
+    pub fn note(&mut self, br: &Blockref, copies: u8, at: impl Fn() -> (BlockAt, Option<String>)) {
         if br.btype != BlockType::Data {
             return;
         }
@@ -70,18 +71,24 @@ impl FeatureUse {
             } else {
                 format!("with a copy count other than the filesystem's {}", mh.copies)
             };
+            let Some((first, pfs)) = n.first.clone() else { continue };
             let id = findings.add(Problem::FeatureMissing {
                 feature: name.clone(),
                 version: mh.version,
                 blocks: n.blocks,
                 what,
-                first: n.first.clone().unwrap_or_default(),
+                first,
+                pfs,
             });
             if v1 {
                 let why = format!(
                     "format version 1 has no {name}: run hammer2 upgrade (format version 2), then fsck.hammer2 -y \
                      sets the bit"
                 );
+                findings.set(id, Repair::Unrepairable { why });
+            } else if hammer2::inspect::implemented_features() & bit == 0 {
+                // Setting it would make the filesystem unmountable by this very build.
+                let why = format!("this build does not implement {name}: a build that does sets it");
                 findings.set(id, Repair::Unrepairable { why });
             } else {
                 set.push((bit, id));

@@ -419,7 +419,11 @@ impl Visitor for Scan<'_, '_> {
         }
         self.ck.counts.blocks += 1;
         self.ck.counts.bytes_allocated += u64::from(ptr.size);
-        self.ck.features.note(br, self.ck.master.copies, || at(br, ctx).to_string());
+        let ck = &mut *self.ck;
+        let pfs = &ck.current_pfs;
+        ck.features.note(br, ck.master.copies, || {
+            (at(br, ctx), pfs.as_ref().map(|p| p.name.clone()).filter(|n| n != ROOT_PFS_NAME))
+        });
         if br.btype == BlockType::Data {
             self.ck.counts.data_blocks += 1;
             if let TreeKind::Inode(n) = ctx.tree {
