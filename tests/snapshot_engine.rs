@@ -53,7 +53,7 @@ fn put(fs: &Fs, name: &str, data: &[u8]) {
 }
 
 /// Units allocated on the devices (the free map's set bits, frees of the last commit
-/// included): exact, where `statfs` counts whole allocation slots.
+/// included): exact, as `statfs` is (S5).
 fn used_units(fs: &Fs) -> u64 {
     let mut used = 0;
     hammer2::testing::for_each_unit(fs, &mut |_, _, allocated| used += u64::from(allocated));
