@@ -16,11 +16,8 @@ use hammer2::storage::DynStorage;
 use hammer2::storage::recording::{Op, RecordLog, RecordingStorage};
 use hammer2::upgrade::{UpgradeOutcome, require_feature, upgrade};
 use hammer2::{Creds, Fs, Options};
-use hammer2_format::layout::{
-    FORMAT_VERSION, FORMAT_VERSION_2, HEADER_SIZE, HEADER_SLOTS, SROOT_INODES, SROOT_ORPHANS, SROOT_PFS_TABLE, feature,
-    header_offset,
-};
-use hammer2_format::{BlockData, BlockType, Blockref, PfsRecord, VolumeHeader, indirect};
+use hammer2_format::layout::{FORMAT_VERSION, FORMAT_VERSION_2, SROOT_INODES, SROOT_ORPHANS, SROOT_PFS_TABLE, feature};
+use hammer2_format::{BlockType, PfsRecord, indirect};
 use std::sync::Arc;
 
 const MIB: u64 = 1 << 20;

@@ -24,8 +24,7 @@ const MIB: u64 = 1 << 20;
 fn fresh(n: usize) -> Vec<DynStorage> {
     let devs = mem_devices(n, 64 * MIB);
     // Data stored raw: the tests count the bytes snapshots hold and free.
-    let raw = FormatOptions { copies: Some(n as u8), format_version: 2, compression: Some(None), ..Default::default() };
-    format(devs.clone(), &raw).expect("format");
+    common::engine::format_raw(&devs, n as u8, 2);
     devs
 }
 

@@ -164,7 +164,10 @@ fn a_damaged_namespace_of_a_second_pfs_is_repaired_and_its_snapshot_is_unchanged
     let f5 = want.remove("/d/f5").expect("f5");
     want.insert(format!("/lost+found/#{lost}"), f5);
     assert_eq!(files_of(&img, "home"), want, "home reads back, f5 in its lost+found");
-    assert!(!files_of(&img, "ROOT").contains_key(&format!("/lost+found/#{lost}")), "ROOT is not where home's orphan goes");
+    assert!(
+        !files_of(&img, "ROOT").contains_key(&format!("/lost+found/#{lost}")),
+        "ROOT is not where home's orphan goes"
+    );
     assert_eq!(files_of(&img, "home-1"), snap_before, "the snapshot is unchanged");
 }
 

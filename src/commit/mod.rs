@@ -382,7 +382,8 @@ fn install(fs: &FsInner, snap: Snapshot, mut built: Built, roots: Roots) -> Comm
         let mut a = fs.alloc.lock();
         a.committed(tid);
         let placement = fs.vol.placement();
-        fs.space.publish_capacity(placement.capacity_units(&a, &fs.vol.devices), placement.free_units(&a, &fs.vol.devices));
+        fs.space
+            .publish_capacity(placement.capacity_units(&a, &fs.vol.devices), placement.free_units(&a, &fs.vol.devices));
         a.take_trims(tid)
     };
     // Still under the commit lock: nothing can allocate these units before they are

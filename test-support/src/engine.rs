@@ -25,6 +25,20 @@ pub fn quiet_options() -> Options {
     Options { background_sync: false, dirty_limit: 1 << 40, ..Options::default() }
 }
 
+/// Formats with `copies` in format `version` and new data stored raw (no compression):
+/// for tests that count the bytes blocks take (version 2 compresses with lz4 by default).
+pub fn format_raw(devs: &[DynStorage], copies: u8, version: u32) {
+    let opts =
+        FormatOptions { copies: Some(copies), format_version: version, compression: Some(None), ..Default::default() };
+    format(devs.to_vec(), &opts).expect("format");
+}
+
+/// `quiet_options` with new data stored raw whatever the header's default: for tests that
+/// count the bytes blocks take.
+pub fn raw_options() -> Options {
+    Options { compression: Some(None), ..quiet_options() }
+}
+
 /// Two devices formatted with 2 copies, the second behind a fault injector: (the plain
 /// devices, the injector, the devices to mount).
 pub fn two_copies_second_faulty(
