@@ -181,7 +181,7 @@ impl<'v> Checker<'v> {
         }
     }
 
-    fn verify_data(&mut self) {
+    pub(crate) fn verify_data(&mut self) {
         let vol = self.vol;
         let io = &self.io;
         let progress = &mut self.progress;
@@ -221,6 +221,13 @@ impl<'v> Checker<'v> {
             }
             hammer2::inspect::walk_every_reference(&roots, &mut v)
         };
+        // The last PFS's data blocks, while its namespace is `ns` (`Scan::pfs` does the same
+        // for each PFS before the next).
+        if r.is_ok() && !self.cancel.load(Ordering::Relaxed) {
+            self.progress.phase("data");
+            self.verify_data();
+        }
+        self.findings.pfs = None;
         if let Some(mut p) = self.current_pfs.take() {
             p.ns = std::mem::take(&mut self.ns);
             self.pfs_namespaces.push(p);
@@ -233,8 +240,6 @@ impl<'v> Checker<'v> {
         if r.is_err() || self.cancel.load(Ordering::Relaxed) {
             return Err(FsckError::Cancelled);
         }
-        self.progress.phase("data");
-        self.verify_data();
         if self.cancel.load(Ordering::Relaxed) {
             return Err(FsckError::Cancelled);
         }

@@ -282,9 +282,12 @@ fn run_once(
             allow_unsafe: !p.snapshot && opts.mode != Mode::Preen,
             next_inum: p.next_inum,
         };
+        ck.findings.pfs = Some(p.name.clone());
         let (mut plan, pfs_paths) = namespace::analyze::analyze(&input, &mut ck.findings);
+        ck.findings.pfs = None;
         let name = p.name.clone();
-        for f in &mut ck.findings.list[before..] {
+        // The walk's findings in this PFS too (stamped as it went), named by its paths.
+        for f in ck.findings.list.iter_mut().filter(|f| f.pfs.as_ref() == Some(&name)) {
             f.problem.fill_paths(&|i| pfs_paths.path(i).map(|path| format!("{name}:{path}")));
         }
         if p.snapshot {
@@ -415,7 +418,7 @@ fn rewrite_headers_and_run(
             Ok(()) => Repair::Repaired { how: format!("wrote the current volume header (commit {})", asm.master.tid) },
             Err(e) => Repair::Failed { why: format!("write error: {e}") },
         };
-        done.push(report::Finding { message: problem.to_string(), problem, repair });
+        done.push(report::Finding { message: problem.to_string(), problem, repair, pfs: None });
     }
     if done.iter().any(|f| !matches!(f.repair, Repair::Repaired { .. })) {
         // Without its header the device stays out; report that rather than loop.

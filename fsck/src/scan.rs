@@ -473,6 +473,10 @@ impl Visitor for Scan<'_, '_> {
         // Each PFS and snapshot has its own namespace (inode numbers are per PFS), and
         // its trees are descended into whole even where they share nodes with another.
         self.close_inode();
+        // The data blocks queued so far are the previous PFS's: verified now, their
+        // findings and tails go to its namespace.
+        self.ck.verify_data();
+        self.ck.findings.pfs = (rec.name != ROOT_PFS_NAME).then(|| rec.name.clone());
         if let Some(mut p) = self.ck.current_pfs.take() {
             p.ns = std::mem::take(&mut self.ck.ns);
             self.ck.pfs_namespaces.push(p);

@@ -149,6 +149,9 @@ fn a_damaged_namespace_of_a_second_pfs_is_repaired_and_its_snapshot_is_unchanged
     assert_eq!(kinds(&n), ["dangling_entry", "link_count", "unreachable"], "{}", messages(&n));
     let all = messages(&n);
     assert!(all.contains("home:/d/ghost") && all.contains("home:/d/f3"), "{all}");
+    assert!(all.contains(&format!("in PFS \"home\": file inode {lost} is not reachable")), "{all}");
+    let pfs: Vec<&str> = n["findings"].as_array().unwrap().iter().filter_map(|f| f["pfs"].as_str()).collect();
+    assert_eq!(pfs, ["home"; 3], "each finding names its PFS");
     assert_eq!(img.hash(), before, "-n changed the images");
 
     let (st, y) = fsck_json(&["-y"], &img.args());
@@ -262,4 +265,43 @@ fn damage_a_snapshot_holds_is_reported_and_left_to_the_snapshot() {
     let snap = mount_pfs(&img, "home-1", true);
     assert_eq!(snap.getattr(lookup(&snap, "/f")).expect("getattr").nlink, 3, "the snapshot is not changed");
     snap.unmount().expect("unmount");
+}
+
+/// A clone (`snapshot --writable`) is repaired like any writable PFS; its origin snapshot,
+/// and the PFS it was taken of, keep what they hold; deleting the clone and then its origin
+/// afterwards leaves a clean filesystem (the repair freed nothing the origin held: SN5).
+#[test]
+fn a_damaged_namespace_of_a_clone_is_repaired_and_its_origin_is_unchanged() {
+    let _serial = common::serial();
+    let img = v2_image(1, 96 * MIB, 1);
+    let (home, exp) = home_with_snapshot(&img);
+    snapshot::snapshot_writable(&home, Some("w")).expect("clone");
+    home.unmount().expect("unmount");
+    let w = mount_pfs(&img, "w", false);
+    set_nlink(&w, "/d/f3", 7);
+    let lost = lookup(&w, "/d/f5");
+    remove_entry(&w, "/d", b"f5");
+    w.unmount().expect("unmount");
+    let origin_before = files_of(&img, "w@origin");
+
+    let (st, n) = fsck_json(&["-n"], &img.args());
+    assert_eq!(st, 4, "{}", messages(&n));
+    assert_eq!(kinds(&n), ["link_count", "unreachable"], "{}", messages(&n));
+    assert!(messages(&n).contains("w:/d/f3"), "{}", messages(&n));
+    let (st, y) = fsck_json(&["-y"], &img.args());
+    assert_eq!(st, 1, "{}\nnotes: {}", messages(&y), y["notes"]);
+    assert_clean(&img);
+
+    let mut want = exp.clone();
+    let f5 = want.remove("/d/f5").expect("f5");
+    want.insert(format!("/lost+found/#{lost}"), f5);
+    assert_eq!(files_of(&img, "w"), want, "the clone reads back, f5 in its lost+found");
+    assert_eq!(files_of(&img, "w@origin"), origin_before, "the origin is unchanged");
+    assert_eq!(files_of(&img, "home"), exp, "the PFS is unchanged");
+
+    let home = mount_pfs(&img, "home", false);
+    snapshot::delete(&home, "w").expect("delete the clone");
+    snapshot::delete(&home, "w@origin").expect("delete its origin");
+    home.unmount().expect("unmount");
+    assert_clean(&img);
 }
