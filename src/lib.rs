@@ -66,7 +66,9 @@ pub use fs::{DEFAULT_MEMORY, DEFAULT_RESYNC_SLICE_BYTES, Options};
 pub use rejoin::{AwaitedStatus, DeviceError, Onlined};
 pub use vnops::dir::LINK_MAX;
 pub use vnops::file::Whence;
-pub use vnops::settings::Setting;
+pub use vnops::rewrite::{RANGE as REWRITE_RANGE, Rewritten};
+pub use vnops::settings::{Setting, parse_copies};
+pub use vnops::snapview::{SnapshotEntry, SnapshotView};
 pub use vnops::xattr::XattrFlags;
 pub use vnops::{Attr, Caller, Creds, DirEntry, Fs, RenameFlags, SetAttr, StatFs, TimeSet};
 

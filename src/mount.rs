@@ -503,6 +503,7 @@ impl FsInner {
             mount_warnings: Vec::new(),
             rejoin: Default::default(),
             devchange: Default::default(),
+            snapviews: Default::default(),
             vol,
         }
     }

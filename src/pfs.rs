@@ -56,7 +56,11 @@ pub fn header_fields(roots: &Roots, next_inum: u64) -> HeaderFields {
 
 /// The features this build implements; a header with any other is refused (it may hold
 /// structures this code would damage by writing).
-const IMPLEMENTED: u64 = feature::PFS_TABLE | feature::SHARED_BLOCKS | feature::COMPRESSED | feature::FREE_PLACEMENT;
+const IMPLEMENTED: u64 = feature::PFS_TABLE
+    | feature::SHARED_BLOCKS
+    | feature::COMPRESSED
+    | feature::FREE_PLACEMENT
+    | feature::VARIABLE_COPIES;
 
 /// The incompatible features this build implements (a checker sets only these: a header
 /// with any other is refused at mount).

@@ -93,8 +93,45 @@ fn default_name(inner: &crate::fs::FsInner) -> Result<String> {
 }
 
 /// Deletes the snapshot or PFS `name` (a PFS only without snapshots; never the mounted one).
+/// A snapshot with a file or directory open under `.snapshots` is refused (Busy, SD3); a
+/// view of it is retired before the commit that frees its blocks (SD2).
 pub fn delete(fs: &impl Mounted, name: &str) -> Result<u64> {
-    Ok(commit::commit_pfs_op(fs.engine().0, &PfsOp::Delete { name: name.to_string() })?.tid)
+    let inner = fs.engine().0;
+    // Held to the commit's end: no view of the snapshot is made meanwhile.
+    let mut views = inner.snapviews.by_id.lock();
+    let view = views.values().find(|v| v.record.name == name).cloned();
+    let mut live = view.as_ref().map(|v| v.live.write());
+    if let (Some(v), Some(live)) = (&view, live.as_mut()) {
+        let open = v.opens.load(std::sync::atomic::Ordering::SeqCst);
+        if open > 0 {
+            return Err(Error::Busy(format!(
+                "snapshot {name:?} has {open} file(s) or directories open under .snapshots; close them first"
+            )));
+        }
+        **live = false;
+    }
+    match commit::commit_pfs_op(inner, &PfsOp::Delete { name: name.to_string() }) {
+        Ok(r) => {
+            if let Some(v) = &view {
+                views.remove(&v.record.id);
+            }
+            // After the views' lock: the front end's hook may wait for requests that wait
+            // for that lock (the kernel's lookup in `.snapshots`).
+            drop(live);
+            drop(views);
+            if let Some(hook) = inner.snapviews.on_delete.lock().as_ref() {
+                hook(name);
+            }
+            Ok(r.tid)
+        }
+        Err(e) => {
+            // Still there: the view reads on.
+            if let Some(live) = live.as_mut() {
+                **live = true;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Every PFS and snapshot of the committed PFS table, by id.

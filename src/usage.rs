@@ -1,5 +1,5 @@
 //! How much file data a filesystem holds as written (logical) and as stored (one copy, and
-//! every copy): the compression figures of `hammer2 info`. One walk over the metadata of
+//! every copy), and by copy count: the compression and copies figures of `hammer2 info`. One walk over the metadata of
 //! every PFS (nodes and inode blocks, through the block cache), never over the data.
 
 use crate::copies::read::ReadCtx;
@@ -22,6 +22,9 @@ pub struct DataUsage {
     pub stored_bytes: u64,
     /// Bytes stored, every valid copy.
     pub physical_bytes: u64,
+    /// By the number of copies a block has (index n - 1; VC2): (blocks, stored bytes of
+    /// one copy).
+    pub by_copies: [(u64, u64); 4],
 }
 
 impl DataUsage {
@@ -47,6 +50,10 @@ impl Visitor for Count<'_> {
                 u.logical_bytes += u64::from(br.logical_size());
                 u.stored_bytes += u64::from(p.size);
                 u.physical_bytes += u64::from(p.size) * p.copies.iter().filter(|l| l.is_valid()).count() as u64;
+                if let Some(c) = u.by_copies.get_mut(p.copies.len().saturating_sub(1)) {
+                    c.0 += 1;
+                    c.1 += u64::from(p.size);
+                }
                 Ok(None)
             }
             t if t.names_blocks() => Ok(Some(self.fs.vol.read_block(br, &ReadCtx::meta())?)),

@@ -71,6 +71,21 @@ impl Volume {
         )
     }
 
+    /// The most copies a block can have now (VC1: one per domain, at most 4).
+    pub fn max_copies(&self) -> u8 {
+        self.placement().max_copies(|d| {
+            let m = self.devices.get(d)?;
+            m.takes_new_copies().then_some(m.regions)
+        })
+    }
+
+    /// The copies a new DATA block of a file whose inode says `setting` gets (VC2): its own
+    /// count (0: the filesystem's N), more than N only while there are domains for them.
+    pub fn data_copies(&self, setting: u8) -> u8 {
+        let n = self.params.copies;
+        if setting == 0 { n } else { setting.min(self.max_copies().max(n)).max(1) }
+    }
+
     /// The copy-I/O layer over this volume's devices: heals bad copies unless read-only.
     pub fn copy_io(&self) -> CopyIo<'_> {
         CopyIo::new(&self.devices, !self.read_only)

@@ -60,6 +60,7 @@ fn every_command_has_a_section_8_page_that_man_renders_without_warnings() {
             "hammer2-pfs.8",
             "hammer2-probe.8",
             "hammer2-resync.8",
+            "hammer2-rewrite.8",
             "hammer2-scrub.8",
             "hammer2-set.8",
             "hammer2-snapshot.8",

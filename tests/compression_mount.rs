@@ -104,7 +104,8 @@ fn set_and_get_compression_of_a_directory_inherited_by_new_files() {
     let m = img.mount();
     let dir = m.join("z");
     std::fs::create_dir(&dir).unwrap();
-    let get = |p: &Path| stdout(&hammer2([std::ffi::OsStr::new("get"), p.as_os_str()]));
+    let get =
+        |p: &Path| stdout(&hammer2([std::ffi::OsStr::new("get"), std::ffi::OsStr::new("compression"), p.as_os_str()]));
     assert_eq!(get(&dir).trim(), format!("{}: compression=default (lz4)", dir.display()));
     ok(&hammer2([std::ffi::OsStr::new("set"), std::ffi::OsStr::new("compression=zstd:7"), dir.as_os_str()]));
     assert_eq!(get(&dir).trim(), format!("{}: compression=zstd:7", dir.display()));
@@ -232,7 +233,7 @@ fn version_1_refuses_every_compression_setting_with_the_format_v2_line() {
     std::fs::write(&f, "version one ".repeat(10_000)).unwrap();
     assert_eq!(
         stdout(&hammer2([std::ffi::OsStr::new("get"), f.as_os_str()])).trim(),
-        format!("{}: compression=default (none)", f.display())
+        format!("{0}: compression=default (none)\n{0}: copies=default (1)", f.display())
     );
     let out = hammer2([std::ffi::OsStr::new("set"), std::ffi::OsStr::new("compression=lz4"), f.as_os_str()]);
     one_line_error(&out, "hammer2 set: ", V1_LINE);

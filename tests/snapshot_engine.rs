@@ -502,3 +502,50 @@ fn an_upgraded_root_counts_its_referenced_bytes() {
     assert_eq!(listed_bytes(&fs, "ROOT"), walked_bytes(&fs, 1));
     fs.unmount().expect("unmount");
 }
+
+/// `.snapshots` in the engine (DESIGN §13 "Snapshots under the mount"): a view reads a
+/// snapshot's files as they were while the live ones change, with the snapshot's own inode
+/// numbers; a snapshot with a file open in its view is not deleted (SD3); once deleted, the
+/// view answers ESTALE, never its old blocks (SD2), and the snapshot is no longer listed.
+#[test]
+fn a_snapshot_view_reads_the_snapshot_and_is_stale_once_deleted() {
+    let devs = fresh(1);
+    let fs = Fs::mount(devs, quiet_options()).expect("mount");
+    put(&fs, "a", &content(1, 100_000));
+    let (_, tid) = snapshot::snapshot(&fs, Some("s1")).expect("snapshot");
+    put(&fs, "a", &content(2, 50_000));
+    put(&fs, "b", &content(3, 10));
+    fs.sync().expect("sync");
+
+    let snaps = fs.snapshots().expect("snapshots");
+    assert_eq!(snaps.iter().map(|s| (s.name.as_str(), s.create_tid)).collect::<Vec<_>>(), [("s1", tid)]);
+    let v = fs.snapshot_view(snaps[0].id).expect("view");
+    let root = fs.root();
+    let a = v.lookup(root, b"a").expect("a in the snapshot");
+    assert_eq!(a.size, 100_000);
+    assert_eq!(v.read(a.ino, 0, 200_000).expect("read"), content(1, 100_000));
+    assert_eq!(v.lookup(root, b"b").expect_err("b came later").errno(), libc::ENOENT);
+    let mut listed = Vec::new();
+    v.readdir(root, 0, |e| {
+        listed.push(String::from_utf8(e.name.clone()).unwrap());
+        false
+    })
+    .expect("readdir");
+    assert_eq!(listed, [".", "..", "a"]);
+    // The live file is the new one, under the same inode number.
+    let live = fs.lookup(root, b"a").expect("live a");
+    assert_eq!(live.ino, a.ino);
+    assert_eq!(fs.read(live.ino, 0, 200_000).expect("read"), content(2, 50_000));
+
+    v.open(a.ino).expect("open");
+    let busy = snapshot::delete(&fs, "s1").expect_err("a file is open in it");
+    assert_eq!(busy.errno(), libc::EBUSY, "{busy}");
+    assert_eq!(v.read(a.ino, 0, 10).expect("still readable"), content(1, 10));
+    v.release();
+    snapshot::delete(&fs, "s1").expect("delete");
+    assert_eq!(v.read(a.ino, 0, 10).expect_err("deleted").errno(), libc::ESTALE);
+    assert_eq!(v.getattr(a.ino).expect_err("deleted").errno(), libc::ESTALE);
+    assert!(fs.snapshots().expect("snapshots").is_empty());
+    assert_eq!(fs.snapshot_view(snaps[0].id).err().map(|e| e.errno()), Some(libc::ENOENT));
+    assert_consistent(&fs);
+}

@@ -118,23 +118,22 @@ impl<'v> Checker<'v> {
                 inside.saturating_sub(e.free_units).saturating_mul(hammer2_format::UNIT)
             })
             .sum();
-        let mut copies = CopiesCheck::new(
-            mh.copies,
-            geo.len(),
-            mh.has_feature(hammer2_format::layout::feature::FREE_PLACEMENT),
-            &mh.devices
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.state == hammer2_format::DeviceState::Removed)
-                .map(|(i, _)| i)
-                .collect::<Vec<_>>(),
-        );
-        copies.variable = mh.has_feature(hammer2_format::layout::feature::VARIABLE_COPIES);
         Checker {
             vol,
             master: mh.clone(),
             shape: Shape::new(mh.data_block_shift, mh.indirect_block_shift, mh.tid, leaves),
-            copies,
+            copies: CopiesCheck::new(
+                mh.copies,
+                geo.len(),
+                mh.has_feature(hammer2_format::layout::feature::FREE_PLACEMENT),
+                &mh.devices
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.state == hammer2_format::DeviceState::Removed)
+                    .map(|(i, _)| i)
+                    .collect::<Vec<_>>(),
+            )
+            .with_variable(mh.has_feature(hammer2_format::layout::feature::VARIABLE_COPIES)),
             geo,
             opts: opts.clone(),
             findings: Findings::default(),

@@ -8,15 +8,32 @@ use crate::space::Geometry;
 
 /// Notes for the report that are no findings.
 impl CopiesCheck {
+    /// DATA blocks by copy count, the counts present only.
+    pub fn distribution(&self) -> Vec<crate::report::DataByCopies> {
+        (1..=4u8)
+            .zip(self.by_count)
+            .filter(|(_, (blocks, _))| *blocks > 0)
+            .map(|(copies, (blocks, bytes))| crate::report::DataByCopies { copies, blocks, bytes })
+            .collect()
+    }
+
     pub fn notes(&self) -> Vec<String> {
-        if self.shared_needlessly == 0 {
-            return Vec::new();
+        let mut out = Vec::new();
+        let dist = self.distribution();
+        if self.variable && !dist.is_empty() {
+            let parts: Vec<String> =
+                dist.iter().map(|d| format!("{} with {} ({} bytes)", d.blocks, d.copies, d.bytes)).collect();
+            out.push(format!("data blocks by copies: {}", parts.join(", ")));
         }
-        vec![format!(
+        if self.shared_needlessly == 0 {
+            return out;
+        }
+        out.push(format!(
             "warning: {} block(s) keep copies on one device although {} devices could hold them apart \
              (placement FP1; not an error)",
             self.shared_needlessly, self.placeable
-        )]
+        ));
+        out
     }
 }
 use hammer2::inspect::MemberState;
@@ -28,6 +45,10 @@ pub struct CopiesCheck {
     ndev: usize,
     /// `FREE_PLACEMENT`: no pinned slots (FP1 in docs/DESIGN.md).
     free: bool,
+    /// `VARIABLE_COPIES`: DATA references may have 1..=4 copies (VC1, VC2).
+    variable: bool,
+    /// DATA blocks by copy count (index n - 1): (blocks, bytes of one copy).
+    pub by_count: [(u64, u64); 4],
     /// Devices that may hold copies (not removed): how many distinct devices a block's
     /// copies should use at least.
     placeable: usize,
@@ -38,8 +59,6 @@ pub struct CopiesCheck {
     removed: [bool; MAX_DEVICES],
     /// Per device index: (blocks, bytes) with a MISSING copy there.
     missing: [(u64, u64); MAX_DEVICES],
-    /// `VARIABLE_COPIES`: metadata may have more copies than the filesystem's count.
-    pub variable: bool,
 }
 
 impl CopiesCheck {
@@ -53,12 +72,19 @@ impl CopiesCheck {
             copies,
             ndev,
             free,
+            variable: false,
+            by_count: [(0, 0); 4],
             placeable,
             shared_needlessly: 0,
             removed: r,
             missing: [(0, 0); MAX_DEVICES],
-            variable: false,
         }
+    }
+
+    /// With `VARIABLE_COPIES` (`variable`): DATA references may have another count than N.
+    pub fn with_variable(mut self, variable: bool) -> CopiesCheck {
+        self.variable = variable;
+        self
     }
 
     fn fixed(&self) -> bool {
@@ -107,13 +133,17 @@ impl CopiesCheck {
             m.1 += u64::from(p.size);
         }
         let n = p.copies.len();
-        let want = usize::from(self.copies);
-        // FORMAT-V2 "Copies per block": a DATA reference may have another count (1..4);
-        // whether the header allows it is `features.rs`'s finding (FK4). Metadata keeps at
-        // least N, and exactly N without `VARIABLE_COPIES`.
-        let other_count = n != want;
-        let allowed = br.btype == hammer2_format::BlockType::Data || (self.variable && n > want);
-        if other_count && !allowed {
+        if br.btype == hammer2_format::BlockType::Data
+            && let Some(c) = self.by_count.get_mut(n.saturating_sub(1))
+        {
+            c.0 += 1;
+            c.1 += u64::from(p.size);
+        }
+        // VC1: metadata has N copies; VC2: a DATA block its file's count, which differs
+        // from N only with `VARIABLE_COPIES` (VC3): without the bit that is one finding for
+        // the header (`features.rs`, FK4), not one per block here.
+        let data = br.btype == hammer2_format::BlockType::Data;
+        if n != usize::from(self.copies) && !data {
             return Some(format!("{n} copies, the filesystem keeps {}", self.copies));
         }
         for (slot, l) in p.copies.iter().enumerate() {
@@ -129,13 +159,11 @@ impl CopiesCheck {
         }
         for (slot, l) in p.copies.iter().enumerate() {
             if self.fixed() {
-                // Pinned slots are defined for the first N; a block with more copies
-                // (VARIABLE_COPIES) has its extra ones anywhere.
-                if slot >= want {
-                    continue;
-                }
                 let (want_dev, want_region) = hammer2::inspect::fixed_slot(slot, self.ndev);
                 let want_dev = usize::from(want_dev);
+                if slot >= usize::from(self.copies) {
+                    return Some(format!("copy {slot}: the pinned layout has only {} slots", self.copies));
+                }
                 if usize::from(l.device) != want_dev {
                     return Some(format!("copy {slot} is on device {}, the layout puts it on {want_dev}", l.device));
                 }

@@ -7,7 +7,7 @@
 //!   fsck cannot repair (`hammer2 upgrade` makes it version 2, then `-y` sets the bit).
 //! - `VARIABLE_COPIES` (FORMAT-V2 "Copies per block"): without it every reference has the
 //!   filesystem's copy count N; a DATA reference with another count (1..4) needs the bit.
-//!   Metadata below N is never allowed (a placement finding, `copies.rs`).
+//!   Metadata keeps exactly N (VC1: a placement finding, `copies.rs`).
 //!
 //! `-y` and `-p` set a missing bit on version 2 in the first repair commit: the blocks are
 //! valid under the bit, and a bit, once set, stays set (FORMAT-V2).

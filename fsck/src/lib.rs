@@ -315,6 +315,7 @@ fn run_once(
     ck.counts.inodes = inodes;
     ck.counts.directories = dirs;
     ck.counts.files = files;
+    ck.counts.data_by_copies = ck.copies.distribution();
 
     let mut repaired_any = false;
     if opts.mode != Mode::Check {

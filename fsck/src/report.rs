@@ -152,6 +152,16 @@ pub struct Counts {
     pub directories: u64,
     pub files: u64,
     pub entries: u64,
+    /// DATA blocks by their number of copies (per-file copies, VC2): only counts present.
+    pub data_by_copies: Vec<DataByCopies>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DataByCopies {
+    pub copies: u8,
+    pub blocks: u64,
+    /// Bytes of one copy of each.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -12,14 +12,15 @@ use hammer2_format::layout::UNIT;
 use hammer2_format::{CopyState, Location};
 
 impl Placement {
-    /// (device, region) targets for the copies of a new block, in slot order: the fixed
-    /// slots, or else the writable devices with the most free space.
-    fn targets(&self, alloc: &Allocator, devices: &DeviceSet, units: u64) -> Vec<(u8, u8)> {
+    /// (device, region) targets for the `n` copies of a new block, in slot order: the first
+    /// `n` fixed slots, or else the writable devices with the most free space.
+    fn targets(&self, alloc: &Allocator, devices: &DeviceSet, units: u64, n: u8) -> Vec<(u8, u8)> {
         if self.fixed() {
-            return self.fixed_slots().collect();
+            // VC2: a block with fewer copies than N takes the first slots of the pinned rule.
+            return self.fixed_slots().take(usize::from(n)).collect();
         }
         if self.is_free() {
-            return free_targets(usize::from(self.copies()), alloc, devices, units);
+            return free_targets(usize::from(n), alloc, devices, units);
         }
         let mut devs: Vec<u8> = (0..self.devices() as u8).collect();
         // Writable devices first, most free space first; index breaks ties.
@@ -27,15 +28,16 @@ impl Placement {
             let w = devices.get(d).is_some_and(|m| m.writable());
             (!w, std::cmp::Reverse(alloc.domain_free(d, 0)), d)
         });
-        devs.into_iter().take(usize::from(self.copies())).map(|d| (d, 0)).collect()
+        devs.into_iter().take(usize::from(n)).map(|d| (d, 0)).collect()
     }
 
-    /// Allocates the copies of a new block of `size` bytes.
-    pub fn place(&self, alloc: &mut Allocator, devices: &DeviceSet, class: Class, size: u32) -> Result<Copies> {
+    /// Allocates the `n` copies of a new block of `size` bytes (`n` is N but for file data
+    /// with a copies setting of its own, VC2; at most `max_copies`).
+    pub fn place(&self, alloc: &mut Allocator, devices: &DeviceSet, class: Class, size: u32, n: u8) -> Result<Copies> {
         let units = u64::from(size).div_ceil(UNIT);
         let mut copies = Copies::new();
-        let targets = self.targets(alloc, devices, units);
-        if targets.len() < usize::from(self.copies()) {
+        let targets = self.targets(alloc, devices, units, n);
+        if targets.len() < usize::from(n) {
             // FP1: fewer domains than copies can take the block (never two copies in one).
             return Err(Error::NoSpace);
         }

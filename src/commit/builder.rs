@@ -24,6 +24,9 @@ pub struct Builder<'a> {
     pub streams: Option<&'a Streams>,
     /// A block of this commit is stored compressed: its header gets `COMPRESSED`.
     pub compressed: bool,
+    /// A DATA block of this commit has another copy count than N: its header gets
+    /// `VARIABLE_COPIES` (VC3).
+    pub variable_copies: bool,
     /// While the served PFS's trees are rebuilt: blocks they drop that a snapshot still
     /// holds (SN1), kept for the PFS's dead list instead of freed.
     pub dead: Option<DeadSink>,
@@ -53,13 +56,19 @@ impl<'a> Builder<'a> {
             released_data: 0,
             streams,
             compressed: false,
+            variable_copies: false,
             dead: None,
             referenced: None,
         }
     }
 
     fn place(&mut self, class: Class, size: u32) -> Result<hammer2_format::blockref::Copies> {
-        let copies = self.vol.placement().place(self.alloc, &self.vol.devices, class, size)?;
+        self.place_n(class, size, self.vol.params.copies)
+    }
+
+    /// Places `n` copies (file data with a copies setting of its own; everything else N).
+    fn place_n(&mut self, class: Class, size: u32, n: u8) -> Result<hammer2_format::blockref::Copies> {
+        let copies = self.vol.placement().place(self.alloc, &self.vol.devices, class, size, n)?;
         self.count(size, &copies, 1);
         Ok(copies)
     }
@@ -125,8 +134,30 @@ impl<'a> Builder<'a> {
         len: usize,
         stream: bool,
     ) -> Result<PEntry> {
+        let n = self.vol.params.copies;
+        self.new_bytes_n(btype, key, keybits, payload, buf, len, stream, n)
+    }
+
+    /// `new_bytes` with `n` copies.
+    #[allow(clippy::too_many_arguments)]
+    fn new_bytes_n(
+        &mut self,
+        btype: BlockType,
+        key: u64,
+        keybits: u8,
+        payload: Payload,
+        buf: Arc<Vec<u8>>,
+        len: usize,
+        stream: bool,
+        n: u8,
+    ) -> Result<PEntry> {
         debug_assert!(len as u64 % UNIT == 0 && len <= buf.len());
-        let copies = self.place(Class::of(btype), len as u32)?;
+        // VC2: only file data has another count than N; metadata keeps N (VC1).
+        debug_assert!(btype == BlockType::Data || n == self.vol.params.copies);
+        let copies = self.place_n(Class::of(btype), len as u32, n)?;
+        if copies.len() != usize::from(self.vol.params.copies) {
+            self.variable_copies = true;
+        }
         // A block counts as streamed only when every copy reached a stream; otherwise step 4
         // writes all its copies (rewriting a streamed one with the same bytes is harmless).
         let streamed = stream
@@ -145,8 +176,9 @@ impl<'a> Builder<'a> {
     /// A new DATA block with the first `len` bytes of `buf` as content, stored as
     /// `compressed` when the caller compressed it (`compress::compress`, when that saves a
     /// unit: Z1 in docs/DESIGN.md, before its check value, which finalize computes over the
-    /// stored bytes, and before its copies are placed). Returns the entry and the bytes
-    /// stored (what `st_blocks` counts).
+    /// stored bytes, and before its copies are placed), with `copies` copies
+    /// (`Volume::data_copies`, VC2). Returns the entry and the bytes stored (what
+    /// `st_blocks` counts).
     pub fn new_data(
         &mut self,
         key: u64,
@@ -154,16 +186,25 @@ impl<'a> Builder<'a> {
         len: usize,
         stream: bool,
         compressed: Option<(Vec<u8>, Compression)>,
+        copies: u8,
     ) -> Result<(PEntry, usize)> {
         let keybits = self.vol.params.data_block_shift;
         if let Some((stored, c)) = compressed {
             self.compressed = true;
             let n = stored.len();
-            let e =
-                self.new_bytes(BlockType::Data, key, keybits, Payload::Compressed(c), Arc::new(stored), n, stream)?;
+            let e = self.new_bytes_n(
+                BlockType::Data,
+                key,
+                keybits,
+                Payload::Compressed(c),
+                Arc::new(stored),
+                n,
+                stream,
+                copies,
+            )?;
             return Ok((e, n));
         }
-        Ok((self.new_bytes(BlockType::Data, key, keybits, Payload::None, buf, len, stream)?, len))
+        Ok((self.new_bytes_n(BlockType::Data, key, keybits, Payload::None, buf, len, stream, copies)?, len))
     }
 
     pub fn new_inode(&mut self, block: InodeBlock, root: Option<PRoot>) -> Result<PEntry> {

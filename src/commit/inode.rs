@@ -44,6 +44,7 @@ pub fn commit_inode(
     }
     let bs = b.vol.params.block_size();
     let codec = compress::effective(fl.meta.policy.compression, fl.meta.policy.zstd_level, codec);
+    let copies = b.vol.data_copies(fl.meta.policy.copies);
     let mut changes: Vec<(u64, Change)> = Vec::new();
     for (key, leaf) in &fl.overlay.leaves {
         changes.push((*key, leaf_change(b, *key, leaf.as_ref())?));
@@ -80,7 +81,7 @@ pub fn commit_inode(
                 buf.resize(n.div_ceil(UNIT as usize) * UNIT as usize, 0);
                 let len = data_len(bs, size, 0).min(buf.len());
                 let packed = codec.and_then(|c| compress::compress(c, &buf[..len]));
-                let (e, stored) = b.new_data(0, Arc::new(buf), len, false, packed)?;
+                let (e, stored) = b.new_data(0, Arc::new(buf), len, false, packed, copies)?;
                 written += stored as u64;
                 data.insert(0, Change::Put(e));
             }
@@ -121,7 +122,7 @@ pub fn commit_inode(
             }
             .into_iter();
             for (key, buf, len) in puts {
-                let (e, stored) = b.new_data(key, buf.clone(), len, stream, packed.next().flatten())?;
+                let (e, stored) = b.new_data(key, buf.clone(), len, stream, packed.next().flatten(), copies)?;
                 written += stored as u64;
                 data.insert(key, Change::Put(e));
             }

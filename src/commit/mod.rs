@@ -314,6 +314,12 @@ fn build(
     {
         p.roots.features |= hammer2_format::layout::feature::COMPRESSED;
     }
+    // VC3: likewise `VARIABLE_COPIES` with the first DATA block of another copy count.
+    if b.variable_copies
+        && let Some(p) = pfs.as_mut()
+    {
+        p.roots.features |= hammer2_format::layout::feature::VARIABLE_COPIES;
+    }
     let freemap = freemap::persist(&mut b, &old.freemap)?;
     let method = fs.vol.params.check;
     let mut arena = std::mem::take(&mut b.arena);

@@ -74,6 +74,21 @@ impl Placement {
         (0..usize::from(self.copies)).map(|i| fixed_slot(i, self.ndev))
     }
 
+    /// The most copies one block can have (VC1): one per domain, at most 4. With pinned
+    /// slots the N slots are all the domains there are; with more devices than copies one
+    /// per device (region 0); under free placement every region of every device that takes
+    /// new copies (`regions(d)`: None for one that does not).
+    pub fn max_copies(&self, regions: impl Fn(u8) -> Option<u8>) -> u8 {
+        let domains = if self.fixed() {
+            usize::from(self.copies)
+        } else if self.free {
+            (0..self.ndev as u8).filter_map(&regions).map(usize::from).sum()
+        } else {
+            self.ndev
+        };
+        domains.min(hammer2_format::layout::MAX_COPIES) as u8
+    }
+
     /// The region a copy in slot `slot` uses.
     pub fn region_of_slot(&self, slot: usize) -> u8 {
         if self.fixed() { fixed_slot(slot, self.ndev).1 } else { 0 }
@@ -145,6 +160,19 @@ mod tests {
         assert!(!Placement::new(3, 2).fixed());
         assert_eq!(Placement::new(3, 2).region_of_slot(1), 0);
         assert!(!Placement::with_free(1, 2, true).fixed());
+    }
+
+    #[test]
+    fn a_block_has_at_most_one_copy_per_domain() {
+        let two_regions = |_| Some(2);
+        // Pinned slots: the N slots are the domains.
+        assert_eq!(Placement::new(1, 2).max_copies(two_regions), 2);
+        assert_eq!(Placement::new(2, 3).max_copies(two_regions), 3);
+        // More devices than copies: one per device.
+        assert_eq!(Placement::new(3, 2).max_copies(two_regions), 3);
+        // Free placement: every region of the devices that take copies, at most 4.
+        assert_eq!(Placement::with_free(2, 1, true).max_copies(|d| (d == 0).then_some(2)), 2);
+        assert_eq!(Placement::with_free(3, 2, true).max_copies(two_regions), 4);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub(crate) mod devchange;
 pub(crate) mod rejoin;
 pub(crate) mod scans;
+pub(crate) mod snapviews;
 
 use crate::alloc::Allocator;
 use crate::alloc::space::Space;
@@ -251,6 +252,8 @@ pub struct FsInner {
     pub(crate) rejoin: rejoin::State,
     /// A device add or remove running now (`devchange`).
     pub(crate) devchange: devchange::State,
+    /// The snapshots of the served PFS read through `.snapshots` (`vnops/snapview.rs`).
+    pub(crate) snapviews: snapviews::Views,
 }
 
 #[derive(Default)]
@@ -308,30 +311,11 @@ impl FsInner {
         if let Some(i) = self.inodes.get(inum) {
             return Ok(i);
         }
-        let br = {
-            let roots = self.roots.read();
-            let (node, i) = tree::lookup_in_node(&self.vol, &roots.inodes, inum)?.ok_or(Error::NotFound)?;
-            let br = node[i];
-            // Inodes committed together lie together on disk and in the index: bring in the
-            // neighbours with the same request (a directory listing stats them next).
-            if !self.vol.is_cached(&br) {
-                let end = (i + INODE_PREFETCH).min(node.len());
-                self.vol.prefetch(&node[i..end]);
-            }
-            br
-        };
-        if br.btype != BlockType::Inode {
-            return Err(Error::Corrupt(format!("inode tree entry {inum} is a {}", br.btype.name())));
-        }
-        let bytes = self.vol.read_block(&br, &ReadCtx::inode(inum))?;
-        let block = InodeBlock::decode(&bytes)?;
-        if block.inum != inum {
-            return Err(Error::Corrupt(format!("inode tree entry {inum} holds inode {}", block.inum)));
-        }
-        let inode = Arc::new(Inode { inum, state: RwLock::new(Self::state_from_block(&block, br)) });
+        let br = locate_inode(&self.vol, &self.roots.read().inodes, inum)?;
+        let inode = read_inode(&self.vol, br, inum)?;
         // If the inode was committed by a commit that installed between our lookup and
         // now, the table already holds the newer in-memory copy: `insert` returns it.
-        Ok(self.inodes.insert(inode))
+        Ok(self.inodes.insert(Arc::new(inode)))
     }
 
     pub fn state_from_block(block: &InodeBlock, br: hammer2_format::Blockref) -> InodeState {
@@ -357,4 +341,31 @@ impl FsInner {
     pub fn alloc_inum(&self) -> u64 {
         self.next_inum.fetch_add(1, Ordering::SeqCst)
     }
+}
+
+/// The reference of inode `inum` in the inode index `index` (the served PFS's, or a
+/// snapshot's).
+pub(crate) fn locate_inode(vol: &Volume, index: &Root, inum: u64) -> Result<hammer2_format::Blockref> {
+    let (node, i) = tree::lookup_in_node(vol, index, inum)?.ok_or(Error::NotFound)?;
+    let br = node[i];
+    // Inodes committed together lie together on disk and in the index: bring in the
+    // neighbours with the same request (a directory listing stats them next).
+    if !vol.is_cached(&br) {
+        let end = (i + INODE_PREFETCH).min(node.len());
+        vol.prefetch(&node[i..end]);
+    }
+    Ok(br)
+}
+
+/// Reads inode `inum` from its reference `br` (`locate_inode`).
+pub(crate) fn read_inode(vol: &Volume, br: hammer2_format::Blockref, inum: u64) -> Result<Inode> {
+    if br.btype != BlockType::Inode {
+        return Err(Error::Corrupt(format!("inode tree entry {inum} is a {}", br.btype.name())));
+    }
+    let bytes = vol.read_block(&br, &ReadCtx::inode(inum))?;
+    let block = InodeBlock::decode(&bytes)?;
+    if block.inum != inum {
+        return Err(Error::Corrupt(format!("inode tree entry {inum} holds inode {}", block.inum)));
+    }
+    Ok(Inode { inum, state: RwLock::new(FsInner::state_from_block(&block, br)) })
 }

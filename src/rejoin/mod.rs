@@ -184,7 +184,55 @@ fn would_lose_copies(fs: &FsInner, m: &Member) -> Option<String> {
             o.state().name()
         ));
     }
+    // VC2: files may keep fewer copies than N; their blocks on this device alone are
+    // looked for (a walk of the metadata: only with `VARIABLE_COPIES`).
+    let variable = fs
+        .roots
+        .read()
+        .pfs
+        .as_ref()
+        .is_some_and(|p| p.features & hammer2_format::layout::feature::VARIABLE_COPIES != 0);
+    if variable {
+        return match only_on(fs, m.index) {
+            Ok(0) => None,
+            Ok(n) => Some(format!(
+                "{n} block(s) of files with fewer copies (hammer2 set copies=) have their only copy on it: \
+                 raise their copies and run hammer2 rewrite first"
+            )),
+            Err(e) => Some(format!("its blocks could not be checked: {e}")),
+        };
+    }
     None
+}
+
+/// Blocks of the committed trees whose every VALID copy is on device `d`.
+fn only_on(fs: &FsInner, d: u8) -> crate::error::Result<u64> {
+    use crate::walk::{Ctx, Visitor};
+    use hammer2_format::Blockref;
+    use std::sync::Arc;
+    struct Count<'a> {
+        fs: &'a FsInner,
+        d: u8,
+        n: u64,
+    }
+    impl Visitor for Count<'_> {
+        fn visit(&mut self, br: &Blockref, _: &Ctx) -> crate::error::Result<Option<Arc<[u8]>>> {
+            let Some(p) = br.ptr() else { return Ok(None) };
+            if p.copies.iter().filter(|l| l.is_valid()).all(|l| l.device == self.d) {
+                self.n += 1;
+            }
+            if br.btype.names_blocks() {
+                return Ok(Some(self.fs.vol.read_block(br, &Default::default())?));
+            }
+            Ok(None)
+        }
+    }
+    let roots = fs.roots.read().clone();
+    fs.alloc.lock().pin(roots.tid);
+    let mut c = Count { fs, d, n: 0 };
+    let r = crate::walk::walk(&roots, &mut c);
+    fs.alloc.lock().unpin(roots.tid);
+    r.map(|()| c.n)
 }
 
 /// Whether the watcher is retrying member `m` now (what `info` calls reconnecting). With

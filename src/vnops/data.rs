@@ -119,8 +119,10 @@ pub fn dirty_block<'a>(
         let mut base = if whole || hole { Vec::new() } else { current_content(fs, inum, st, k)? };
         let len = base.len().max(need);
         // S2: a data block is charged whole when it enters the overlay, however much of it
-        // is written now or later.
-        let units = fs.space.data_blocks(1);
+        // is written now or later. Capacity counts blocks of N copies; a file with more
+        // copies is charged in proportion (VC4).
+        let (n, base_n) = (u64::from(fs.vol.data_copies(st.meta.policy.copies)), u64::from(fs.vol.params.copies));
+        let units = (fs.space.data_blocks(1) * n.max(base_n)).div_ceil(base_n);
         if !fs.space.try_reserve(units) {
             return Err(Error::NoSpace);
         }
@@ -243,7 +245,7 @@ const SPREAD: u64 = 4 * MAX_GAP;
 
 /// The copy slot to read block `k` from first: its valid copies on readable devices take
 /// turns every `SPREAD` bytes of the file.
-fn first_slot(fs: &FsInner, k: u64, p: &BlockPtr) -> usize {
+pub(crate) fn first_slot(fs: &FsInner, k: u64, p: &BlockPtr) -> usize {
     let readable: Vec<usize> = p
         .copies
         .iter()

@@ -38,18 +38,7 @@ impl Fs {
         if name.len() > MAX_NAME_LEN {
             return Err(Error::NameTooLong);
         }
-        let dir = fs.inode(parent)?;
-        let inum = {
-            let st = dir.state.read();
-            if !st.meta.is_dir() {
-                return Err(Error::NotDir);
-            }
-            match name {
-                b"." => parent,
-                b".." => st.meta.parent,
-                _ => lookup_dirent(fs, parent, &st, name)?.ok_or(Error::NotFound)?.1,
-            }
-        };
+        let inum = child(fs, &fs.inode(parent)?, name)?;
         self.getattr(inum)
     }
 
@@ -350,27 +339,46 @@ impl Fs {
     /// Lists directory `ino` from `cookie` (0 to start). `f` returns true to stop (its
     /// buffer is full); the entry it stopped on is not consumed.
     pub fn readdir(&self, ino: u64, cookie: u64, mut f: impl FnMut(&DirEntry) -> bool) -> Result<()> {
-        let fs = &self.inner;
-        let inode = fs.inode(ino)?;
-        let st = inode.state.read();
-        if !st.meta.is_dir() {
-            return Err(Error::NotDir);
-        }
-        if cookie == 0 && f(&DirEntry { ino, name: b".".to_vec(), dtype: dtype::DIR, next: 1 }) {
-            return Ok(());
-        }
-        if cookie <= 1 && f(&DirEntry { ino: st.meta.parent, name: b"..".to_vec(), dtype: dtype::DIR, next: 2 }) {
-            return Ok(());
-        }
-        scan(fs, ino, &st, cookie.max(2), XATTR_KEY_BIT, &mut |k, leaf| {
-            if let Leaf::Dirent { name, inum, dtype } = leaf
-                && f(&DirEntry { ino: *inum, name: name.clone(), dtype: *dtype, next: k + 1 })
-            {
-                return Ok(ControlFlow::Break(()));
-            }
-            Ok(ControlFlow::Continue(()))
-        })
+        list(&self.inner, &self.inner.inode(ino)?, cookie, &mut f)
     }
+}
+
+/// The inode number `name` names in directory `dir` (`.` and `..` included), in whichever
+/// tree `dir` was read from (the served PFS's or a snapshot's).
+pub(crate) fn child(fs: &FsInner, dir: &InodeRef, name: &[u8]) -> Result<u64> {
+    let st = dir.state.read();
+    if !st.meta.is_dir() {
+        return Err(Error::NotDir);
+    }
+    Ok(match name {
+        b"." => dir.inum,
+        b".." => st.meta.parent,
+        _ => lookup_dirent(fs, dir.inum, &st, name)?.ok_or(Error::NotFound)?.1,
+    })
+}
+
+/// Lists directory `dir` from `cookie` (0 to start). `f` returns true to stop (its buffer
+/// is full); the entry it stopped on is not consumed.
+pub(crate) fn list(fs: &FsInner, dir: &InodeRef, cookie: u64, f: &mut dyn FnMut(&DirEntry) -> bool) -> Result<()> {
+    let ino = dir.inum;
+    let st = dir.state.read();
+    if !st.meta.is_dir() {
+        return Err(Error::NotDir);
+    }
+    if cookie == 0 && f(&DirEntry { ino, name: b".".to_vec(), dtype: dtype::DIR, next: 1 }) {
+        return Ok(());
+    }
+    if cookie <= 1 && f(&DirEntry { ino: st.meta.parent, name: b"..".to_vec(), dtype: dtype::DIR, next: 2 }) {
+        return Ok(());
+    }
+    scan(fs, ino, &st, cookie.max(2), XATTR_KEY_BIT, &mut |k, leaf| {
+        if let Leaf::Dirent { name, inum, dtype } = leaf
+            && f(&DirEntry { ino: *inum, name: name.clone(), dtype: *dtype, next: k + 1 })
+        {
+            return Ok(ControlFlow::Break(()));
+        }
+        Ok(ControlFlow::Continue(()))
+    })
 }
 
 /// Removes the entry `key` of directory `d` naming `c`, both locked.

@@ -5,7 +5,7 @@ use super::data::{Source, dirty_block, present, punch_block, read_range, source}
 use crate::copies::read::ReadCtx;
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
-use crate::inode::InodeRef;
+use crate::inode::{InodeRef, InodeState};
 use hammer2_format::Timespec;
 use hammer2_format::layout::MAX_FILE_SIZE;
 
@@ -49,27 +49,16 @@ impl Fs {
         let inode = fs.inode(ino)?;
         let out = {
             let st = inode.state.read();
-            if st.meta.is_dir() {
-                return Err(Error::IsDir);
-            }
-            if !st.meta.has_data() {
-                return Err(Error::invalid("read of a special file"));
-            }
-            let size = st.meta.size;
-            if off >= size || len == 0 {
-                return Ok(Vec::new());
-            }
-            let end = size.min(off.saturating_add(len as u64));
-            let mut out = vec![0u8; (end - off) as usize];
-            read_range(fs, ino, &st, off, end, &mut out)?;
+            let out = read_locked(fs, ino, &st, off, len)?;
             let m = &st.meta;
             let stale = m.atime <= m.mtime || m.atime <= m.ctime || Timespec::now().sec - m.atime.sec > 86_400;
             (out, stale)
         };
         // relatime: atime moves only when it is older than the last change, or a day old.
-        // It is kept in memory and written with the inode's next commit (never alone).
+        // It is kept in memory and written with the inode's next commit (never alone). A read
+        // at or past the end (nothing returned) does not move it.
         let (out, stale) = out;
-        if stale && fs.check_writable().is_ok() {
+        if !out.is_empty() && stale && fs.check_writable().is_ok() {
             let mut st = inode.state.write();
             st.meta.atime = Timespec::now();
             st.atime_dirty = true;
@@ -289,27 +278,7 @@ impl Fs {
     /// lseek(SEEK_DATA / SEEK_HOLE).
     pub fn seek(&self, ino: u64, off: u64, whence: Whence) -> Result<u64> {
         let fs = &self.inner;
-        let bs = fs.block_size();
-        let inode = fs.inode(ino)?;
-        let st = inode.state.read();
-        let size = st.meta.size;
-        if off >= size {
-            return Err(Error::NoSeekTarget);
-        }
-        let last = (size - 1) / bs;
-        let mut k = off / bs;
-        while k <= last {
-            let data = present(fs, &st, k)?;
-            match (whence, data) {
-                (Whence::Data, true) | (Whence::Hole, false) => return Ok(off.max(k * bs)),
-                _ => {}
-            }
-            k += 1;
-        }
-        match whence {
-            Whence::Data => Err(Error::NoSeekTarget),
-            Whence::Hole => Ok(size),
-        }
+        seek_locked(fs, &fs.inode(ino)?.state.read(), off, whence)
     }
 
     /// Makes everything written so far durable (every file: commits are filesystem-wide).
@@ -387,5 +356,47 @@ fn load_partial_blocks(fs: &FsInner, ino: u64, inode: &InodeRef, blocks: [(u64, 
     }
     for (k, br) in refs {
         let _ = fs.vol.read_block(&br, &ReadCtx::file(ino, k * fs.block_size()));
+    }
+}
+
+/// The bytes `len` from `off` of a file read from any tree (the served PFS's or a
+/// snapshot's), without touching its atime.
+pub(crate) fn read_locked(fs: &FsInner, ino: u64, st: &InodeState, off: u64, len: usize) -> Result<Vec<u8>> {
+    if st.meta.is_dir() {
+        return Err(Error::IsDir);
+    }
+    if !st.meta.has_data() {
+        return Err(Error::invalid("read of a special file"));
+    }
+    let size = st.meta.size;
+    if off >= size || len == 0 {
+        return Ok(Vec::new());
+    }
+    let end = size.min(off.saturating_add(len as u64));
+    let mut out = vec![0u8; (end - off) as usize];
+    read_range(fs, ino, st, off, end, &mut out)?;
+    Ok(out)
+}
+
+/// lseek(SEEK_DATA / SEEK_HOLE) in a file read from any tree.
+pub(crate) fn seek_locked(fs: &FsInner, st: &InodeState, off: u64, whence: Whence) -> Result<u64> {
+    let bs = fs.block_size();
+    let size = st.meta.size;
+    if off >= size {
+        return Err(Error::NoSeekTarget);
+    }
+    let last = (size - 1) / bs;
+    let mut k = off / bs;
+    while k <= last {
+        let data = present(fs, st, k)?;
+        match (whence, data) {
+            (Whence::Data, true) | (Whence::Hole, false) => return Ok(off.max(k * bs)),
+            _ => {}
+        }
+        k += 1;
+    }
+    match whence {
+        Whence::Data => Err(Error::NoSeekTarget),
+        Whence::Hole => Ok(size),
     }
 }

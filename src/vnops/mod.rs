@@ -12,7 +12,9 @@ pub mod dir;
 pub mod dirent;
 pub mod file;
 pub mod rename;
+pub mod rewrite;
 pub mod settings;
+pub mod snapview;
 pub mod xattr;
 
 use crate::fs::FsInner;

@@ -5,7 +5,7 @@ use super::settings::Setting;
 use super::{Caller, Fs, acl};
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
-use crate::inode::{InodeState, Leaf};
+use crate::inode::{InodeRef, InodeState, Leaf};
 use hammer2_format::layout::{MAX_NAME_LEN, MAX_XATTR_VALUE, XATTR_KEY_BIT};
 use hammer2_format::{Timespec, dirent};
 use libc::S_ISGID;
@@ -56,28 +56,41 @@ impl Fs {
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        // `hammer2.rewrite`: the bytes one rewrite call covers (`rewrite.rs`); the live tree
+        // only (a snapshot is never rewritten).
+        if name == super::rewrite::XATTR {
+            self.inner.inode(ino)?;
+            return Ok(super::rewrite::RANGE.to_string().into_bytes());
+        }
+        self.read_xattr(&self.inner.inode(ino)?, name)
+    }
+
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
+        self.xattr_names(&self.inner.inode(ino)?)
+    }
+
+    /// The value of attribute `name` of `inode`, read from any tree (the served PFS's or a
+    /// snapshot's).
+    pub(crate) fn read_xattr(&self, inode: &InodeRef, name: &[u8]) -> Result<Vec<u8>> {
         // `hammer2.NAME`: a setting kept in the inode (`settings.rs`).
         if let Some(s) = Setting::of_xattr(name) {
-            return Ok(self.get_setting(ino, s?)?.into_bytes());
+            return Ok(self.setting_of(inode, s?).into_bytes());
         }
         check_xattr_name(name)?;
         self.acl_kind(name)?;
-        let fs = &self.inner;
-        let inode = fs.inode(ino)?;
         let st = inode.state.read();
-        match get(fs, ino, &st, name)? {
+        match get(&self.inner, inode.inum, &st, name)? {
             Some((_, value)) => Ok(value),
             None => Err(Error::NoAttr),
         }
     }
 
-    pub fn listxattr(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
-        let fs = &self.inner;
-        let inode = fs.inode(ino)?;
+    /// The names of the attributes of `inode`, read from any tree.
+    pub(crate) fn xattr_names(&self, inode: &InodeRef) -> Result<Vec<Vec<u8>>> {
         let st = inode.state.read();
         let mut names = Vec::new();
         let acls = self.posix_acl();
-        scan(fs, ino, &st, XATTR_KEY_BIT, u64::MAX, &mut |_, leaf| {
+        scan(&self.inner, inode.inum, &st, XATTR_KEY_BIT, u64::MAX, &mut |_, leaf| {
             if let Leaf::Xattr { name, .. } = leaf {
                 if acls || acl::kind(name).is_none() {
                     names.push(name.clone());
@@ -108,6 +121,14 @@ impl Fs {
         caller: impl FnOnce() -> Caller,
     ) -> Result<()> {
         let fs = &self.inner;
+        // `hammer2.rewrite=OFFSET`: rewrite one range of the file (`rewrite.rs`).
+        if name == super::rewrite::XATTR {
+            let from = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim_end_matches(['\0', '\n']).parse::<u64>().ok())
+                .ok_or_else(|| Error::invalid("hammer2.rewrite takes a byte offset"))?;
+            return self.rewrite_range(ino, from, super::rewrite::RANGE).map(|_| ());
+        }
         if let Some(s) = Setting::of_xattr(name) {
             let value = std::str::from_utf8(value).map_err(|_| Error::invalid("setting value is not UTF-8"))?;
             return self.set_setting(ino, s?, value.trim_end_matches(['\0', '\n']));

@@ -15,6 +15,7 @@ mod pfs;
 mod probe;
 mod progress;
 mod resync;
+mod rewrite;
 mod scrub;
 mod set;
 mod snapshot;
@@ -52,10 +53,12 @@ enum Cmd {
     Device(device::Args),
     /// Convert an unmounted format-version-1 filesystem to version 2 (one commit).
     Upgrade(upgrade::Args),
-    /// Set a setting (compression) of files or directories on a mounted filesystem.
+    /// Set a setting (compression, copies) of files or directories on a mounted filesystem.
     Set(set::SetArgs),
-    /// Show the settings (compression) of files or directories on a mounted filesystem.
+    /// Show the settings (compression, copies) of files or directories on a mounted filesystem.
     Get(set::GetArgs),
+    /// Bring data already written to the files' settings (copies, compression).
+    Rewrite(rewrite::Args),
     /// Create, list and delete the PFSs and snapshots of a mounted filesystem.
     Pfs(pfs::Args),
     /// Take a read-only snapshot of the mounted PFS.
@@ -80,6 +83,7 @@ fn main() {
         Cmd::Upgrade(_) => "upgrade",
         Cmd::Set(_) => "set",
         Cmd::Get(_) => "get",
+        Cmd::Rewrite(_) => "rewrite",
         Cmd::Pfs(_) => "pfs",
         Cmd::Snapshot(_) => "snapshot",
     };
@@ -98,6 +102,7 @@ fn main() {
         Cmd::Upgrade(a) => upgrade::run(a),
         Cmd::Set(a) => set::run_set(a),
         Cmd::Get(a) => set::run_get(a),
+        Cmd::Rewrite(a) => rewrite::run(a),
         Cmd::Pfs(a) => pfs::run(a),
         Cmd::Snapshot(a) => snapshot::run(a),
     };

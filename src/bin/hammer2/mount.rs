@@ -217,7 +217,9 @@ fn serve(
         && fuse::uring::can_bridge(fuse::MAX_PAYLOAD)
             .inspect_err(|e| tracing::info!("FUSE over io_uring is not used: {e}"))
             .is_ok();
-    let adapter = Hammer2Fuse::new(fs, outcome.clone(), want_uring).context("cannot start the FUSE adapter")?;
+    let adapter = Hammer2Fuse::new(fs, outcome.clone(), want_uring)
+        .context("cannot start the FUSE adapter")?
+        .with_snapdir(opts.snapdir);
     let notifier = adapter.notifier();
     // A handle on the engine for the ring's sessions: dropped once they are started, as the
     // final commit needs the last one.

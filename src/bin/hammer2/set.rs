@@ -1,6 +1,6 @@
 //! `hammer2 set NAME=VALUE[,NAME=VALUE...] PATH...` and `hammer2 get [NAME] PATH...`: the
-//! settings of files and directories on a mounted filesystem (format version 2), today
-//! `compression`. They go through the virtual attributes `hammer2.NAME` of the mount
+//! settings of files and directories on a mounted filesystem (format version 2):
+//! `compression` and `copies`. They go through the virtual attributes `hammer2.NAME` of the mount
 //! (`hammer2::Setting`): the engine checks and keeps them; this parses and prints.
 //! Exit status: 0 done; 1 refused (one line: the path and why).
 
@@ -12,11 +12,19 @@ use std::path::{Path, PathBuf};
 #[command(after_help = "Settings:\n  compression=none|lz4|zstd[:LEVEL]|default\n      \
     How data written from now on is compressed (zstd LEVEL 1 to 19, default 3); `default` \
     follows the mount (-o compression=) and the filesystem (mkfs --compression). A \
-    directory's setting is inherited by the files and directories made in it.")]
+    directory's setting is inherited by the files and directories made in it.\n  \
+    copies=1|2|3|4|default\n      \
+    How many copies data blocks written from now on get (at most one per device region); \
+    `default` is the filesystem's (mkfs --copies). Metadata keeps the filesystem's count. \
+    With --apply (or a later `hammer2 rewrite`), data already written is brought to it.")]
 pub struct SetArgs {
     /// NAME=VALUE, several separated by commas.
     #[arg(value_name = "NAME=VALUE")]
     pub settings: String,
+    /// Set it also on everything under the directories given, then rewrite the data
+    /// already written there to it (`hammer2 rewrite`).
+    #[arg(long)]
+    pub apply: bool,
     /// Files or directories on a mounted hammer2 filesystem.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -66,23 +74,43 @@ pub fn run_set(a: SetArgs) -> Result<i32> {
         let (name, value) = item.split_once('=').with_context(|| format!("{item:?}: expected NAME=VALUE"))?;
         let s = setting(name)?;
         if value != "default" {
-            hammer2::compression::parse(value)?;
+            match s {
+                Setting::Compression => drop(hammer2::compression::parse(value)?),
+                Setting::Copies => drop(hammer2::parse_copies(value, 4)?),
+            }
         }
         pairs.push((s, value.to_string()));
     }
     if pairs.is_empty() {
         bail!("no setting given: expected NAME=VALUE");
     }
-    for path in &a.paths {
+    for top in &a.paths {
         // First a read: it tells a hammer2 mount from anything else, so that the refusal
         // of a set below can only be the filesystem's format version.
-        get_one(path, pairs[0].0)?;
-        for (s, value) in &pairs {
-            xattr::set(path, attr(*s), value.as_bytes()).map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOTSUP) => anyhow!("{}: {}", path.display(), hammer2::Error::FormatVersion1),
-                _ => explain(path, e),
-            })?;
+        get_one(top, pairs[0].0)?;
+        // With --apply, everything under a directory takes the setting too (its data is
+        // then rewritten to it); without, the directory alone (what is made in it inherits).
+        let mut paths = vec![top.clone()];
+        if a.apply {
+            paths = crate::rewrite::tree(top)?;
         }
+        for path in &paths {
+            for (s, value) in &pairs {
+                xattr::set(path, attr(*s), value.as_bytes()).map_err(|e| match e.raw_os_error() {
+                    Some(libc::ENOTSUP) => anyhow!("{}: {}", path.display(), hammer2::Error::FormatVersion1),
+                    Some(libc::EINVAL) if *s == Setting::Copies => {
+                        anyhow!(
+                            "{}: copies={value}: more copies than this filesystem has device regions for",
+                            path.display()
+                        )
+                    }
+                    _ => explain(path, e),
+                })?;
+            }
+        }
+    }
+    if a.apply {
+        crate::rewrite::rewrite(&a.paths)?;
     }
     Ok(0)
 }

@@ -16,7 +16,7 @@ const BATCH: usize = 128;
 
 impl Hammer2Fuse {
     pub(super) fn fill_dir(&self, fs: &Fs, ino: u64, cookie: u64, reply: &mut ReplyDirectory) -> hammer2::Result<()> {
-        fs.readdir(ino, cookie, |e| {
+        self.entries(fs, ino, cookie, &mut |e| {
             reply.add(INodeNo(e.ino), e.next, kind_of_dtype(e.dtype), OsStr::from_bytes(&e.name))
         })
     }
@@ -33,7 +33,7 @@ impl Hammer2Fuse {
         let mut added = 0usize;
         loop {
             let mut batch: Vec<DirEntry> = Vec::with_capacity(BATCH);
-            fs.readdir(ino, cookie, |e| {
+            self.entries(fs, ino, cookie, &mut |e| {
                 batch.push(e.clone());
                 batch.len() >= BATCH
             })?;
@@ -59,7 +59,7 @@ impl Hammer2Fuse {
                     return Ok(());
                 }
                 if !dot {
-                    fs.lookup_ref(e.ino);
+                    self.entry_ref(fs, e.ino);
                 }
                 added += 1;
                 cookie = e.next;
@@ -79,7 +79,7 @@ impl Hammer2Fuse {
             a.kind = fuser::FileType::Directory;
             return Ok((a, Generation(0)));
         }
-        let a = fs.getattr(e.ino)?;
+        let a = self.attr_of(fs, e.ino)?;
         Ok((file_attr(&a, self.blksize), Generation(a.generation())))
     }
 }

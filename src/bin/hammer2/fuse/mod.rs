@@ -11,6 +11,7 @@ mod direct;
 mod negotiate;
 mod ops;
 pub mod requests;
+pub mod snapdir;
 pub mod uring;
 mod xattr;
 
@@ -46,6 +47,8 @@ pub struct Hammer2Fuse {
     rings: Option<Arc<Mutex<Option<uring::Rings>>>>,
     /// Answers direct writes once their range is out of the page cache.
     direct: Arc<direct::DirectWrites>,
+    /// `.snapshots` and the inode numbers of snapshots (`snapdir.rs`).
+    snapdir: Arc<snapdir::SnapDir>,
 }
 
 impl Hammer2Fuse {
@@ -59,7 +62,33 @@ impl Hammer2Fuse {
             offer: Arc::default(),
             rings: Some(Arc::default()),
             direct: Arc::new(direct::DirectWrites::start()?),
+            snapdir: Arc::default(),
         })
+    }
+
+    /// Serves `.snapshots` as `-o snapdir=` says (hidden by default).
+    /// A version-1 filesystem has no snapshots: no `.snapshots` (the name stays free).
+    pub fn with_snapdir(mut self, mode: snapdir::Mode) -> Hammer2Fuse {
+        let mode = match &self.fs {
+            Some(fs) if !fs.has_snapshots() => snapdir::Mode::Off,
+            _ => mode,
+        };
+        if let Some(fs) = &self.fs {
+            snapdir::warn_shadowed(fs, mode);
+            if mode != snapdir::Mode::Off {
+                // The kernel forgets a deleted snapshot's name and everything below it.
+                let notifier = self.direct.notifier();
+                fs.on_snapshot_deleted(move |name| {
+                    if let Some(n) = notifier.get()
+                        && let Err(e) = n.inval_entry(fuser::INodeNo(snapdir::DIR_INO), std::ffi::OsStr::new(name))
+                    {
+                        tracing::debug!("invalidating .snapshots/{name}: {e}");
+                    }
+                });
+            }
+        }
+        self.snapdir = Arc::new(snapdir::SnapDir::new(mode));
+        self
     }
 
     /// An adapter on the same engine for one of the ring's sessions.
@@ -72,6 +101,7 @@ impl Hammer2Fuse {
             offer: self.offer.clone(),
             rings: None,
             direct: self.direct.clone(),
+            snapdir: self.snapdir.clone(),
         }
     }
 

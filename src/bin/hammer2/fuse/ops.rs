@@ -63,27 +63,33 @@ impl Filesystem for Hammer2Fuse {
 
     /// The kernel looks up "." (any inode) and ".." (a directory's parent) only to resolve a
     /// file handle of an inode it forgot (FUSE_EXPORT_SUPPORT, DESIGN §12).
+    /// In `.snapshots` names come and go without the kernel (snapshots taken and deleted
+    /// through the control socket): no negative entry there, and positive ones for ATTR_TTL.
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let r = self.run("lookup", parent.0, |fs| match name.as_bytes() {
-            b"." => referenced(fs, fs.lookup_inode(parent.0)),
-            name => referenced(fs, fs.lookup(parent.0, name)),
-        });
+        let r = self.run("lookup", parent.0, |fs| self.lookup_node(fs, parent.0, name.as_bytes()));
+        let in_snapdir = parent.0 == super::snapdir::DIR_INO && self.snapdir.is_virtual(parent.0);
         match r {
+            Err(e) if e == Errno::ENOENT && in_snapdir => reply.error(e),
             // A negative entry the kernel may cache: names only appear through the kernel.
             Err(e) if e == Errno::ENOENT => reply.entry(&ENTRY_TTL, &negative_attr(), Generation(0)),
+            Ok(a) if in_snapdir => {
+                reply.entry_with_ttls(&ATTR_TTL, &ATTR_TTL, &file_attr(&a, self.blksize), Generation(a.generation()))
+            }
             r => self.reply_entry(reply, r),
         }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         let _ = self.run("forget", ino.0, |fs| {
-            fs.forget(ino.0, nlookup);
+            if !self.snapdir.is_virtual(ino.0) {
+                fs.forget(ino.0, nlookup);
+            }
             Ok(())
         });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.run("getattr", ino.0, |fs| fs.getattr(ino.0)) {
+        match self.run("getattr", ino.0, |fs| self.attr_of(fs, ino.0)) {
             Ok(a) => reply.attr(&ATTR_TTL, &file_attr(&a, self.blksize)),
             Err(e) => reply.error(e),
         }
@@ -122,6 +128,7 @@ impl Filesystem for Hammer2Fuse {
             kill_suidgid: None,
         };
         let r = self.run("setattr", ino.0, |fs| {
+            self.snapdir.check_inode(ino.0)?;
             let mut set = set;
             if kill && fs.getattr(ino.0)?.mode & 0o6000 != 0 {
                 set.kill_suidgid = Some(caller(req.pid(), req.gid()));
@@ -135,7 +142,7 @@ impl Filesystem for Hammer2Fuse {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.run("readlink", ino.0, |fs| fs.readlink(ino.0)) {
+        match self.run("readlink", ino.0, |fs| self.readlink_node(fs, ino.0)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(e),
         }
@@ -143,27 +150,39 @@ impl Filesystem for Hammer2Fuse {
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         let r = self.run("mknod", parent.0, |fs| {
+            self.snapdir.check_change(parent.0, name.as_bytes(), true)?;
             referenced(fs, fs.mknod(parent.0, name.as_bytes(), mode, u64::from(rdev), creds(req, umask)))
         });
         self.reply_entry(reply, r);
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        let r = self
-            .run("mkdir", parent.0, |fs| referenced(fs, fs.mkdir(parent.0, name.as_bytes(), mode, creds(req, umask))));
+        let r = self.run("mkdir", parent.0, |fs| {
+            self.snapdir.check_change(parent.0, name.as_bytes(), true)?;
+            referenced(fs, fs.mkdir(parent.0, name.as_bytes(), mode, creds(req, umask)))
+        });
         self.reply_entry(reply, r);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        Self::reply_empty(reply, self.run("unlink", parent.0, |fs| fs.unlink(parent.0, name.as_bytes())));
+        let r = self.run("unlink", parent.0, |fs| {
+            self.snapdir.check_change(parent.0, name.as_bytes(), false)?;
+            fs.unlink(parent.0, name.as_bytes())
+        });
+        Self::reply_empty(reply, r);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        Self::reply_empty(reply, self.run("rmdir", parent.0, |fs| fs.rmdir(parent.0, name.as_bytes())));
+        let r = self.run("rmdir", parent.0, |fs| {
+            self.snapdir.check_change(parent.0, name.as_bytes(), false)?;
+            fs.rmdir(parent.0, name.as_bytes())
+        });
+        Self::reply_empty(reply, r);
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         let r = self.run("symlink", parent.0, |fs| {
+            self.snapdir.check_change(parent.0, link_name.as_bytes(), true)?;
             let t = target.as_os_str().as_bytes();
             referenced(fs, fs.symlink(parent.0, link_name.as_bytes(), t, creds(req, 0)))
         });
@@ -181,6 +200,8 @@ impl Filesystem for Hammer2Fuse {
         reply: ReplyEmpty,
     ) {
         let r = self.run("rename", parent.0, |fs| {
+            self.snapdir.check_change(parent.0, name.as_bytes(), false)?;
+            self.snapdir.check_change(newparent.0, newname.as_bytes(), false)?;
             let known = RenameFlags::RENAME_NOREPLACE | RenameFlags::RENAME_EXCHANGE;
             if !known.contains(flags) {
                 return Err(Error::invalid("unsupported rename flags"));
@@ -195,13 +216,19 @@ impl Filesystem for Hammer2Fuse {
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        let r = self.run("link", ino.0, |fs| referenced(fs, fs.link(ino.0, newparent.0, newname.as_bytes())));
+        let r = self.run("link", ino.0, |fs| {
+            self.snapdir.check_inode(ino.0)?;
+            self.snapdir.check_change(newparent.0, newname.as_bytes(), true)?;
+            referenced(fs, fs.link(ino.0, newparent.0, newname.as_bytes()))
+        });
         self.reply_entry(reply, r);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.run("open", ino.0, |fs| fs.open(ino.0)) {
-            Ok(()) => {
+        match self.run("open", ino.0, |fs| self.open_node(fs, ino.0, flags.0)) {
+            // A snapshot's content never changes: its cached pages stay good.
+            Ok(super::snapdir::Node::Snap { .. }) => reply.opened(FileHandle(0), open_flags(flags.0)),
+            Ok(_) => {
                 let mut open = open_flags(flags.0);
                 if flags.0 & libc::O_DIRECT == 0 && !self.direct.keep_cache(ino.0) {
                     // The kernel drops the pages direct writes left stale (direct.rs).
@@ -224,7 +251,7 @@ impl Filesystem for Hammer2Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.run("read", ino.0, |fs| fs.read(ino.0, offset, size as usize)) {
+        match self.run("read", ino.0, |fs| self.read_node(fs, ino.0, offset, size as usize)) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         }
@@ -247,6 +274,7 @@ impl Filesystem for Hammer2Fuse {
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         // At most max_write (1 MiB) per request, so the count fits in u32.
         let r = self.run("write", ino.0, |fs| {
+            self.snapdir.check_inode(ino.0)?;
             if kill && fs.kill_suidgid(ino.0, || Caller { fsetid: false, ..caller(req.pid(), req.gid()) })? {
                 self.attrs_changed(ino.0);
             }
@@ -284,22 +312,36 @@ impl Filesystem for Hammer2Fuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        Self::reply_empty(reply, self.run("release", ino.0, |fs| fs.release(ino.0)));
+        Self::reply_empty(reply, self.run("release", ino.0, |fs| self.release_node(fs, ino.0)));
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         // A commit spreads its work over threads: on every CPU, not only the queue's.
-        Self::reply_empty(reply, super::uring::on_all_cpus(|| self.run("fsync", ino.0, |fs| fs.fsync(ino.0))));
+        // Nothing inside `.snapshots` has anything to make durable.
+        let r = super::uring::on_all_cpus(|| {
+            self.run("fsync", ino.0, |fs| if self.snapdir.is_virtual(ino.0) { Ok(()) } else { fs.fsync(ino.0) })
+        });
+        Self::reply_empty(reply, r);
     }
 
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        requests::count("opendir");
-        reply.opened(FileHandle(0), FopenFlags::empty());
+    /// A live directory needs nothing; one inside a snapshot is counted as open (SD3).
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if !self.snapdir.is_virtual(ino.0) {
+            requests::count("opendir");
+            return reply.opened(FileHandle(0), FopenFlags::empty());
+        }
+        match self.run("opendir", ino.0, |fs| self.open_node(fs, ino.0, libc::O_RDONLY)) {
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        requests::count("releasedir");
-        reply.ok();
+    fn releasedir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        if !self.snapdir.is_virtual(ino.0) {
+            requests::count("releasedir");
+            return reply.ok();
+        }
+        Self::reply_empty(reply, self.run("releasedir", ino.0, |fs| self.release_node(fs, ino.0)));
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
@@ -317,7 +359,10 @@ impl Filesystem for Hammer2Fuse {
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        Self::reply_empty(reply, super::uring::on_all_cpus(|| self.run("fsyncdir", ino.0, |fs| fs.fsync(ino.0))));
+        let r = super::uring::on_all_cpus(|| {
+            self.run("fsyncdir", ino.0, |fs| if self.snapdir.is_virtual(ino.0) { Ok(()) } else { fs.fsync(ino.0) })
+        });
+        Self::reply_empty(reply, r);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -347,6 +392,7 @@ impl Filesystem for Hammer2Fuse {
         reply: ReplyEmpty,
     ) {
         let r = self.run("setxattr", ino.0, |fs| {
+            self.snapdir.check_inode(ino.0)?;
             if position != 0 {
                 return Err(Error::invalid("xattr position"));
             }
@@ -356,22 +402,26 @@ impl Filesystem for Hammer2Fuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let r = self.run("getxattr", ino.0, |fs| fs.getxattr(ino.0, name.as_bytes()));
+        let r = self.run("getxattr", ino.0, |fs| self.getxattr_node(fs, ino.0, name.as_bytes()));
         xattr::reply(reply, size, r);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let r = self.run("listxattr", ino.0, |fs| fs.listxattr(ino.0).map(xattr::name_list));
+        let r = self.run("listxattr", ino.0, |fs| self.listxattr_node(fs, ino.0).map(xattr::name_list));
         xattr::reply(reply, size, r);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        Self::reply_empty(reply, self.run("removexattr", ino.0, |fs| fs.removexattr(ino.0, name.as_bytes())));
+        let r = self.run("removexattr", ino.0, |fs| {
+            self.snapdir.check_inode(ino.0)?;
+            fs.removexattr(ino.0, name.as_bytes())
+        });
+        Self::reply_empty(reply, r);
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let r = self.run("access", ino.0, |fs| {
-            let a = fs.getattr(ino.0)?;
+            let a = self.attr_of(fs, ino.0)?;
             match access_allowed(&a, req.uid(), req.gid(), mask.bits()) {
                 true => Ok(()),
                 false => Err(Error::Io(std::io::Error::from_raw_os_error(libc::EACCES))),
@@ -391,6 +441,7 @@ impl Filesystem for Hammer2Fuse {
         reply: ReplyCreate,
     ) {
         let r = self.run("create", parent.0, |fs| {
+            self.snapdir.check_change(parent.0, name.as_bytes(), true)?;
             let a = fs.create(parent.0, name.as_bytes(), mode, creds(req, umask))?;
             fs.open(a.ino)?;
             referenced(fs, Ok(a))
@@ -418,6 +469,7 @@ impl Filesystem for Hammer2Fuse {
         // says nothing of the caller's CAP_FSETID: `caller` reads it. Only once the
         // allocation is done, so a refused request changes nothing.
         let r = self.run("fallocate", ino.0, |fs| {
+            self.snapdir.check_inode(ino.0)?;
             fs.fallocate(ino.0, offset, length, mode)?;
             if fs.kill_suidgid(ino.0, || caller(req.pid(), req.gid()))? {
                 self.attrs_changed(ino.0);
@@ -435,7 +487,7 @@ impl Filesystem for Hammer2Fuse {
                 _ => return Err(Error::invalid("lseek whence")),
             };
             let off = u64::try_from(offset).map_err(|_| Error::NoSeekTarget)?;
-            fs.seek(ino.0, off, whence)
+            self.seek_node(fs, ino.0, off, whence)
         });
         match r {
             // File offsets stay below MAX_FILE_SIZE (2^62), so they fit in i64.

@@ -54,6 +54,16 @@ pub struct DataReport {
     pub physical_bytes: u64,
     /// logical_bytes / stored_bytes.
     pub ratio: f64,
+    /// Blocks by their number of copies (per-file copies), the counts present only.
+    pub by_copies: Vec<CopiesCount>,
+}
+
+#[derive(Serialize)]
+pub struct CopiesCount {
+    pub copies: u8,
+    pub blocks: u64,
+    /// One copy of each.
+    pub stored_bytes: u64,
 }
 
 impl From<hammer2::usage::DataUsage> for DataReport {
@@ -65,6 +75,11 @@ impl From<hammer2::usage::DataUsage> for DataReport {
             stored_bytes: u.stored_bytes,
             physical_bytes: u.physical_bytes,
             ratio: (u.ratio() * 100.0).round() / 100.0,
+            by_copies: (1..=4u8)
+                .zip(u.by_copies)
+                .filter(|(_, (blocks, _))| *blocks > 0)
+                .map(|(copies, (blocks, stored_bytes))| CopiesCount { copies, blocks, stored_bytes })
+                .collect(),
         }
     }
 }

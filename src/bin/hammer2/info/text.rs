@@ -38,6 +38,15 @@ pub fn render(r: &Report) -> String {
             d.compressed_blocks,
             d.blocks,
         );
+        // Only once files have other counts than the filesystem's (hammer2 set copies=).
+        if d.by_copies.iter().any(|c| c.copies != r.copies) {
+            let parts: Vec<String> = d
+                .by_copies
+                .iter()
+                .map(|c| format!("{} with {} ({})", c.blocks, c.copies, human(c.stored_bytes)))
+                .collect();
+            let _ = writeln!(s, "data copies  blocks by copies: {}", parts.join(", "));
+        }
     }
     let _ = writeln!(s, "master       {}", r.master);
     let _ = writeln!(s);

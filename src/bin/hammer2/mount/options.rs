@@ -36,6 +36,8 @@ pub struct MountOptions {
     /// `compression=`: what files without a setting of their own are compressed with
     /// (`Some(None)`: none); unset, the filesystem's default.
     pub compression: Option<Option<hammer2::compression::Codec>>,
+    /// `snapdir=hidden|visible|off`: `.snapshots` in the root's listing or not, or not served.
+    pub snapdir: crate::fuse::snapdir::Mode,
     /// Generic VFS flags passed through to the kernel (noexec, nodev, noatime, ...).
     pub vfs_flags: Vec<MountOption>,
 }
@@ -71,6 +73,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     (
         "compression=none / compression=lz4 / compression=zstd",
         "How new data of files without a setting of their own (`hammer2 set compression=`) is compressed; zstd:LEVEL (1 to 19) picks a level (default 3). Default: the one mkfs recorded (lz4 unless told otherwise). Format version 2 only: a version-1 filesystem refuses it.",
+    ),
+    (
+        "snapdir=hidden / snapdir=visible / snapdir=off",
+        "The snapshots of the mounted PFS, read-only, under MOUNTPOINT/.snapshots/NAME: left out of the root's listing (hidden, the default) or listed (visible); off serves no .snapshots (a real one in the root is then reachable).",
     ),
     ("debug", "Log at debug level, every FUSE request included (RUST_LOG or HAMMER2_LOG override the level)."),
     ("threads=N", "FUSE worker threads, 1 to 256 (default 4 per CPU, 8 to 64)."),
@@ -166,6 +172,15 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             "compression" => {
                 let v = need_value(key, value)?;
                 o.compression = Some(hammer2::compression::parse(v).map_err(|e| anyhow!("bad value for {e}"))?);
+            }
+            "snapdir" => {
+                use crate::fuse::snapdir::Mode;
+                o.snapdir = match need_value(key, value)? {
+                    "hidden" => Mode::Hidden,
+                    "visible" => Mode::Visible,
+                    "off" => Mode::Off,
+                    v => bail!("bad value for snapdir: '{v}' (hidden, visible or off)"),
+                }
             }
             "debug" => {
                 no_value(key, value)?;
