@@ -10,7 +10,7 @@ pub use crate::devices::MemberState;
 pub use crate::fs::PfsRoots;
 pub use crate::fs::Roots;
 pub use crate::mount::{Assembly, Probe, assemble, probe, volume};
-pub use crate::pfs::header_roots;
+pub use crate::pfs::{header_roots, implemented_features};
 pub use crate::signatures::detect as detect_signature;
 pub use crate::tree::Root;
 pub use crate::volume::Volume;

@@ -463,10 +463,17 @@ impl FsInner {
         let slot = vol.params.slot_units();
         alloc.set_slot(slot);
         let capacity = vol.placement().capacity_units(&alloc, &vol.devices);
+        let free = vol.placement().free_units(&alloc, &vol.devices);
         let total = vol.placement_total_units();
         let leaves: u64 = vol.devices.iter().map(|m| u64::from(hammer2_format::freemap::leaves_for(m.size))).sum();
         FsInner {
-            space: Space::new(capacity, meta_reserve_units(total, slot, leaves), slot, vol.params.data_block_units()),
+            space: Space::new(
+                capacity,
+                free,
+                meta_reserve_units(total, slot, leaves),
+                slot,
+                vol.params.data_block_units(),
+            ),
             alloc: parking_lot::Mutex::new(alloc),
             roots: parking_lot::RwLock::new(roots.clone()),
             inodes: Default::default(),
@@ -492,6 +499,7 @@ impl FsInner {
             stats: Default::default(),
             commit_hook: Default::default(),
             stale_orphans: Default::default(),
+            dropped_blocks: Default::default(),
             mount_warnings: Vec::new(),
             rejoin: Default::default(),
             devchange: Default::default(),

@@ -62,6 +62,12 @@ const IMPLEMENTED: u64 = feature::PFS_TABLE
     | feature::FREE_PLACEMENT
     | feature::VARIABLE_COPIES;
 
+/// The incompatible features this build implements (a checker sets only these: a header
+/// with any other is refused at mount).
+pub fn implemented_features() -> u64 {
+    IMPLEMENTED
+}
+
 /// The roots the header `mh` names, read without I/O, serving no PFS: for a walk over the
 /// whole filesystem (fsck), which reaches every PFS through the table.
 pub fn header_roots(mh: &VolumeHeader) -> Roots {

@@ -577,7 +577,7 @@ fn a_commit_of_a_large_file_and_many_small_ones_reaches_each_device_in_large_wri
             base.iter().map(|d| Arc::new(CountingStorage::new(d.clone()))).collect();
         let devs: Vec<DynStorage> = counted.iter().map(|c| c.clone() as DynStorage).collect();
         // Stored raw, so that the bytes counted below are the bytes written.
-        let fs = Fs::mount(devs, Options { compression: Some(None), ..quiet_options() }).unwrap();
+        let fs = Fs::mount(devs, common::engine::raw_options()).unwrap();
         let big = fs.create(fs.root(), b"big", 0o644, C).unwrap();
         let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
         for i in 0..32u64 {

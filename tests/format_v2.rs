@@ -9,17 +9,15 @@ use common::crash::{Fate, crash_device};
 use common::engine::{
     assert_consistent, assert_every_copy_verifies, mem_devices, populate, quiet_options, snapshot_files,
 };
+use common::raw_blocks::{newest, read_block, reseal_record, rewrite_root_record};
 use common::rng::Rng;
 use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
 use hammer2::storage::recording::{Op, RecordLog, RecordingStorage};
 use hammer2::upgrade::{UpgradeOutcome, require_feature, upgrade};
 use hammer2::{Creds, Fs, Options};
-use hammer2_format::layout::{
-    FORMAT_VERSION, FORMAT_VERSION_2, HEADER_SIZE, HEADER_SLOTS, SROOT_INODES, SROOT_ORPHANS, SROOT_PFS_TABLE, feature,
-    header_offset,
-};
-use hammer2_format::{BlockData, BlockType, Blockref, PfsRecord, VolumeHeader, indirect};
+use hammer2_format::layout::{FORMAT_VERSION, FORMAT_VERSION_2, SROOT_INODES, SROOT_ORPHANS, SROOT_PFS_TABLE, feature};
+use hammer2_format::{BlockType, PfsRecord, indirect};
 use std::sync::Arc;
 
 const MIB: u64 = 1 << 20;
@@ -27,32 +25,6 @@ const MIB: u64 = 1 << 20;
 fn format_version(devs: &[DynStorage], copies: u8, version: u32) {
     format(devs.to_vec(), &FormatOptions { copies: Some(copies), format_version: version, ..Default::default() })
         .expect("format");
-}
-
-/// The valid header with the highest tid on `dev`, and its slot.
-fn newest(dev: &DynStorage) -> (usize, VolumeHeader) {
-    (0..HEADER_SLOTS)
-        .filter_map(|slot| {
-            let mut buf = vec![0u8; HEADER_SIZE];
-            dev.read_at(&mut buf, header_offset(slot)).ok()?;
-            VolumeHeader::decode(&buf).ok().map(|h| (slot, h))
-        })
-        .max_by_key(|(_, h)| h.tid)
-        .expect("a valid header")
-}
-
-fn read_block(devs: &[DynStorage], br: &Blockref) -> Vec<u8> {
-    let p = br.ptr().expect("a block");
-    let loc = p.copies.iter().find(|l| l.is_valid()).expect("a valid copy");
-    let mut buf = vec![0u8; p.size as usize];
-    devs[usize::from(loc.device)].read_at(&mut buf, loc.offset).expect("read");
-    buf
-}
-
-fn write_block(devs: &[DynStorage], br: &Blockref, bytes: &[u8]) {
-    for loc in br.ptr().expect("a block").copies.iter().filter(|l| l.is_valid()) {
-        devs[usize::from(loc.device)].write_at(bytes, loc.offset).expect("write");
-    }
 }
 
 /// The PFS records of the newest commit, read from the devices without the engine.
@@ -68,42 +40,6 @@ fn records(devs: &[DynStorage]) -> Vec<PfsRecord> {
         }
     }
     out
-}
-
-/// Replaces the bytes of ROOT's record (single-level table) by `f(bytes)`, and makes every
-/// check value above it match again, as a writer that produced a bad record would have:
-/// only the record's own rules can then refuse it.
-fn rewrite_record(devs: &[DynStorage], f: &dyn Fn(&mut Vec<u8>)) {
-    let (slot, h) = newest(&devs[0]);
-    let table = h.sroot[SROOT_PFS_TABLE];
-    assert_eq!(table.level, 1, "a one-node PFS table");
-    let mut entries = indirect::decode(&read_block(devs, &table), 1).expect("table node");
-    let leaf = &mut entries[0];
-    let mut bytes = read_block(devs, leaf);
-    f(&mut bytes);
-    write_block(devs, leaf, &bytes);
-    let method = h.check;
-    if let BlockData::Block(p) = &mut leaf.data {
-        p.check = method.compute(&bytes);
-    }
-    let size = table.ptr().expect("node").size as usize;
-    let node = indirect::encode(&entries, size);
-    write_block(devs, &table, &node);
-    let mut table = table;
-    if let BlockData::Block(p) = &mut table.data {
-        p.check = method.compute(&node);
-    }
-    for d in devs {
-        let (s, mut h) = newest(d);
-        assert_eq!(s, slot);
-        h.sroot[SROOT_PFS_TABLE] = table;
-        d.write_at(&h.encode(), header_offset(slot)).expect("header");
-    }
-}
-
-fn reseal(b: &mut [u8]) {
-    let crc = crc32c::crc32c(&b[..4092]);
-    b[4092..].copy_from_slice(&crc.to_le_bytes());
 }
 
 #[test]
@@ -240,21 +176,21 @@ fn a_pfs_record_with_a_bad_check_code_name_or_magic_is_refused_by_mount() {
         ("check code", |b| b[300] ^= 0xff),
         ("name", |b| {
             b[257] = b'/';
-            reseal(b)
+            reseal_record(b)
         }),
         ("magic", |b| {
             b[0] = b'X';
-            reseal(b)
+            reseal_record(b)
         }),
         ("id", |b| {
             b[8] = 2;
-            reseal(b)
+            reseal_record(b)
         }),
     ];
     for (what, damage) in cases {
         let devs = mem_devices(1, 64 * MIB);
         format_version(&devs, 1, FORMAT_VERSION_2);
-        rewrite_record(&devs, &damage);
+        rewrite_root_record(&devs, &damage);
         let e = Fs::mount(devs.clone(), quiet_options()).err().unwrap_or_else(|| panic!("{what}: mounted"));
         let msg = e.to_string();
         assert!(msg.contains("PFS"), "{what}: {msg}");

@@ -150,7 +150,7 @@ fn punching_a_hole_gives_every_copy_back() {
     const MIB: u64 = 1 << 20;
     let img = Image::with(2, 256 << 20, Some(2));
     // Stored raw: the test counts the bytes the punch gives back.
-    let m = img.mount_with("compression=none");
+    let m = img.mount_raw();
     let f = m.join("big");
     xfs_io(&f, &["pwrite -S 0x5a -b 1048576 0 33554432", "fsync"]);
     m.unmount();

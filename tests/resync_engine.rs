@@ -161,7 +161,7 @@ fn an_interrupted_resync_keeps_its_progress_and_finishes_when_restarted() {
 fn a_device_failing_in_a_write_stream_is_dropped_and_caught_up_when_it_returns() {
     let (base, faulty, devs) = common::engine::two_copies_second_faulty(256 << 20, 3);
     // Stored raw (no compression), so that the bytes the resync copies are those written.
-    let opts = Options { dirty_limit: 8 << 20, compression: Some(None), ..quiet_options() };
+    let opts = Options { dirty_limit: 8 << 20, ..common::engine::raw_options() };
     let fs = Fs::mount(devs.clone(), opts).unwrap();
     let f = fs.create(fs.root(), b"stream", 0o644, C).unwrap();
     let chunk: Vec<u8> = (0..1 << 20).map(|i| (i * 13) as u8).collect();

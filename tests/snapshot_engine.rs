@@ -24,8 +24,7 @@ const MIB: u64 = 1 << 20;
 fn fresh(n: usize) -> Vec<DynStorage> {
     let devs = mem_devices(n, 64 * MIB);
     // Data stored raw: the tests count the bytes snapshots hold and free.
-    let raw = FormatOptions { copies: Some(n as u8), format_version: 2, compression: Some(None), ..Default::default() };
-    format(devs.clone(), &raw).expect("format");
+    common::engine::format_raw(&devs, n as u8, 2);
     devs
 }
 
@@ -53,7 +52,7 @@ fn put(fs: &Fs, name: &str, data: &[u8]) {
 }
 
 /// Units allocated on the devices (the free map's set bits, frees of the last commit
-/// included): exact, where `statfs` counts whole allocation slots.
+/// included): exact, as `statfs` is (S5).
 fn used_units(fs: &Fs) -> u64 {
     let mut used = 0;
     hammer2::testing::for_each_unit(fs, &mut |_, _, allocated| used += u64::from(allocated));

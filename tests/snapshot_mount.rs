@@ -29,8 +29,8 @@ fn content(i: usize) -> Vec<u8> {
     (0..len).map(|j| ((j * 31 + i * 17) % 251) as u8).collect()
 }
 
-/// Free bytes as the last commit's device table records them (exact units, where df counts
-/// whole allocation slots).
+/// Free bytes as the last commit's device table records them (exact units; df is exact too,
+/// S5, less the metadata reserve).
 fn raw_free(mnt: &Path) -> u64 {
     let (code, j) = hammer2_json("info", [mnt]);
     assert_eq!(code, 0, "{j}");
@@ -165,6 +165,7 @@ fn snapshots_during_writes_hold_what_was_written_and_deleting_them_gives_the_spa
     let df = df_free(&m.path);
     eprintln!("free: fresh {fresh_raw} B raw, {fresh_df} B df; after {raw} B raw, {df} B df");
     assert_eq!(raw, fresh_raw, "the free space is exactly what it was before");
+    assert_eq!(df, fresh_df, "df shows exactly what it showed before (S5)");
     m.unmount();
     fsck_clean(&img);
 }

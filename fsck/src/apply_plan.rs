@@ -1,16 +1,27 @@
 //! The tree repairs, made through the engine's repair session
-//! (`hammer2::repair::Session`): opened with the free map rebuilt from the reachable
-//! blocks, the plan is applied change by change (each under the engine's locks, as a VOP
-//! would), and one commit writes it all, free map included.
+//! (`hammer2::repair::Session`): opened on one PFS, with the free map rebuilt from the
+//! reachable blocks (the first session of a run) or as the previous session's commit
+//! wrote it, the plan is applied change by change (each under the engine's locks, as a VOP
+//! would), and one commit writes it all.
 
 use crate::plan::{EntryChange, ParentRef, Plan};
 use hammer2::repair::{Bitmap, EntryCount, InodeFix, RepairError, Session};
 use hammer2::storage::DynStorage;
 use hammer2_format::layout::ROOT_INUM;
 
-/// Applies the plan and commits (the free map is rewritten whatever the plan holds).
-pub fn commit_plan(storages: &[DynStorage], used: Vec<Bitmap>, plan: &Plan) -> Result<(), RepairError> {
-    let s = Session::open(storages, used)?;
+/// Applies the plan of PFS `pfs` (None: ROOT) and commits. With `used`, the free map is
+/// rebuilt from it whatever the plan holds; `features` are set in the header.
+pub fn commit_plan(
+    storages: &[DynStorage],
+    pfs: Option<&str>,
+    used: Option<Vec<Bitmap>>,
+    plan: &Plan,
+    features: u64,
+) -> Result<(), RepairError> {
+    let s = Session::open_pfs(storages, pfs.unwrap_or(hammer2_format::layout::ROOT_PFS_NAME), used)?;
+    if features != 0 {
+        s.set_features(features)?;
+    }
     apply(&s, plan)?;
     s.commit()
 }

@@ -27,6 +27,17 @@ pub struct HealJob {
 /// run (a whole bad device of a huge filesystem must not exhaust memory).
 const MAX_HEAL_JOBS: usize = 1 << 20;
 
+/// One PFS's namespace, as the walk recorded it (version 2: every record of the table).
+#[derive(Default)]
+pub struct PfsNamespace {
+    pub name: String,
+    /// A snapshot is read-only history: fsck reports its namespace and never changes it
+    /// (FK1 in docs/DESIGN.md).
+    pub snapshot: bool,
+    pub next_inum: u64,
+    pub ns: Namespace,
+}
+
 /// Everything the check accumulates.
 pub struct Checker<'v> {
     pub vol: &'v Volume,
@@ -51,6 +62,8 @@ pub struct Checker<'v> {
     /// Locations of the tree nodes descended into (each is descended into once).
     pub descended: std::collections::HashSet<(u8, u64)>,
     pub notes: Vec<String>,
+    /// References that need a feature bit (FK3, FK4).
+    pub features: crate::features::FeatureUse,
     /// Version 2: the PFS records seen, by name (names are unique in the table).
     pub pfs_names: std::collections::HashSet<String>,
     /// Version 2: the inode counter of the served PFS ROOT (the header's is 0).
@@ -60,10 +73,12 @@ pub struct Checker<'v> {
     pub shared_ok: bool,
     /// The identity hash of the block at each (device, offset) seen, with `shared_ok`.
     pub identity: std::collections::HashMap<(u8, u64), u64>,
-    /// The PFS whose trees the walk is in (name, inode counter): `ns` is its namespace.
-    pub current_pfs: Option<(String, u64)>,
-    /// The namespaces of the PFSs walked before the current one.
-    pub pfs_namespaces: Vec<(String, u64, Namespace)>,
+    /// The PFS whose trees the walk is in: `ns` is its namespace (taken in `ns` when the
+    /// walk reaches the next record).
+    pub current_pfs: Option<PfsNamespace>,
+    /// The namespaces of the PFSs walked before the current one; after the walk, of every
+    /// PFS but ROOT (whose namespace is `ns`).
+    pub pfs_namespaces: Vec<PfsNamespace>,
     /// With `shared_ok`: what each inode block told the namespace (its inode, the entries
     /// of its directory), by the location of its first copy, so that another PFS sharing
     /// the block takes the same facts without reading its tree again.
@@ -142,6 +157,7 @@ impl<'v> Checker<'v> {
             freemap_damage: Vec::new(),
             descended: Default::default(),
             notes: Vec::new(),
+            features: Default::default(),
         }
     }
 
@@ -164,7 +180,7 @@ impl<'v> Checker<'v> {
         }
     }
 
-    fn verify_data(&mut self) {
+    pub(crate) fn verify_data(&mut self) {
         let vol = self.vol;
         let io = &self.io;
         let progress = &mut self.progress;
@@ -204,20 +220,25 @@ impl<'v> Checker<'v> {
             }
             hammer2::inspect::walk_every_reference(&roots, &mut v)
         };
-        if let Some((name, next)) = self.current_pfs.take() {
-            let ns = std::mem::take(&mut self.ns);
-            self.pfs_namespaces.push((name, next, ns));
+        // The last PFS's data blocks, while its namespace is `ns` (`Scan::pfs` does the same
+        // for each PFS before the next).
+        if r.is_ok() && !self.cancel.load(Ordering::Relaxed) {
+            self.progress.phase("data");
+            self.verify_data();
         }
-        // ROOT's namespace is the one fsck analyzes and repairs (`ns`); the others are
-        // analyzed for findings (`run_once`).
-        if let Some(i) = self.pfs_namespaces.iter().position(|(n, _, _)| n == hammer2_format::layout::ROOT_PFS_NAME) {
-            self.ns = self.pfs_namespaces.remove(i).2;
+        self.findings.pfs = None;
+        if let Some(mut p) = self.current_pfs.take() {
+            p.ns = std::mem::take(&mut self.ns);
+            self.pfs_namespaces.push(p);
+        }
+        // ROOT's namespace is `ns` (version 1 has no other); every other PFS's is in
+        // `pfs_namespaces`, analyzed and repaired in `run_once`.
+        if let Some(i) = self.pfs_namespaces.iter().position(|p| p.name == hammer2_format::layout::ROOT_PFS_NAME) {
+            self.ns = self.pfs_namespaces.remove(i).ns;
         }
         if r.is_err() || self.cancel.load(Ordering::Relaxed) {
             return Err(FsckError::Cancelled);
         }
-        self.progress.phase("data");
-        self.verify_data();
         if self.cancel.load(Ordering::Relaxed) {
             return Err(FsckError::Cancelled);
         }

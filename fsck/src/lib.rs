@@ -24,6 +24,7 @@ pub mod apply_plan;
 pub mod blocks;
 pub mod checker;
 pub mod copies;
+pub mod features;
 pub mod first_owners;
 pub mod headers;
 pub mod make_repairs;
@@ -41,7 +42,7 @@ pub mod structure;
 pub use checker::{Checker, HealJob};
 use hammer2::inspect::{Assembly, MemberState};
 use hammer2::storage::DynStorage;
-use report::{Counts, DeviceLine, Problem, Repair, Report};
+use report::{Counts, DeviceLine, FindingId, Problem, Repair, Report};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -261,6 +262,7 @@ fn run_once(
         })
         .collect();
     ck.copies.finish(&members, &mut ck.findings);
+    let features = ck.features.finish(&asm.master, &mut ck.findings);
     let placement_notes = ck.copies.notes();
     ck.notes.extend(placement_notes);
     let input = namespace::analyze::Input {
@@ -270,16 +272,40 @@ fn run_once(
         next_inum: ck.pfs_next_inum.unwrap_or(asm.master.next_inum),
     };
     let (plan, paths) = namespace::analyze::analyze(&input, &mut ck.findings);
-    // The other PFSs and snapshots: their namespaces are checked; fsck repairs ROOT's only.
-    for (name, next_inum, ns) in std::mem::take(&mut ck.pfs_namespaces) {
+    // The other PFSs, clones and snapshots (version 2): each namespace is analyzed the same
+    // way; a writable one is repaired like ROOT's, a snapshot never (FK1).
+    let mut others = Vec::new();
+    for p in std::mem::take(&mut ck.pfs_namespaces) {
         let before = ck.findings.list.len();
-        let input = namespace::analyze::Input { ns: &ns, allow_unsafe: false, next_inum };
-        let (_, pfs_paths) = namespace::analyze::analyze(&input, &mut ck.findings);
-        for f in &mut ck.findings.list[before..] {
-            f.problem.fill_paths(&|i| pfs_paths.path(i));
-            f.repair =
-                Repair::Unrepairable { why: format!("in PFS {name:?}: fsck repairs the namespace of ROOT only") };
+        let input = namespace::analyze::Input {
+            ns: &p.ns,
+            allow_unsafe: !p.snapshot && opts.mode != Mode::Preen,
+            next_inum: p.next_inum,
+        };
+        ck.findings.pfs = Some(p.name.clone());
+        let (mut plan, pfs_paths) = namespace::analyze::analyze(&input, &mut ck.findings);
+        ck.findings.pfs = None;
+        let name = p.name.clone();
+        // The walk's findings in this PFS too (stamped as it went), named by its paths.
+        for f in ck.findings.list.iter_mut().filter(|f| f.pfs.as_ref() == Some(&name)) {
+            f.problem.fill_paths(&|i| pfs_paths.path(i).map(|path| format!("{name}:{path}")));
         }
+        if p.snapshot {
+            let why = format!(
+                "in snapshot {name:?}: a snapshot is read-only history and fsck does not change it; \
+                 mount it read-only (-o ro,pfs={name}) to copy out what reads, then delete it \
+                 (hammer2 pfs delete MOUNTPOINT {name})"
+            );
+            let resolved: Vec<FindingId> = plan.resolves.iter().map(|r| r.0).collect();
+            for id in resolved {
+                ck.findings.set(id, Repair::Unrepairable { why: why.clone() });
+            }
+            for f in &mut ck.findings.list[before..] {
+                f.repair = Repair::Unrepairable { why: why.clone() };
+            }
+            plan = plan::Plan::default();
+        }
+        others.push(make_repairs::OtherPfs { name: p.name, snapshot: p.snapshot, plan, ns: p.ns });
     }
     let pending = ck.ns.orphans.iter().filter(|o| ck.ns.inodes.get(o).is_some_and(|i| i.nlink == 0)).count();
     if pending > 0 {
@@ -297,7 +323,7 @@ fn run_once(
             return Err(FsckError::Cancelled);
         }
         ck.progress.phase("repair");
-        let work = make_repairs::Work { storages, asm: &asm, plan, diff, clear, behind };
+        let work = make_repairs::Work { storages, asm: &asm, plan, others, diff, clear, behind, features };
         repaired_any = make_repairs::run(&mut ck, work);
     }
     ck.progress.finish();
@@ -393,7 +419,7 @@ fn rewrite_headers_and_run(
             Ok(()) => Repair::Repaired { how: format!("wrote the current volume header (commit {})", asm.master.tid) },
             Err(e) => Repair::Failed { why: format!("write error: {e}") },
         };
-        done.push(report::Finding { message: problem.to_string(), problem, repair });
+        done.push(report::Finding { message: problem.to_string(), problem, repair, pfs: None });
     }
     if done.iter().any(|f| !matches!(f.repair, Repair::Repaired { .. })) {
         // Without its header the device stays out; report that rather than loop.

@@ -286,6 +286,16 @@ pub enum Problem {
     Incomplete {
         what: String,
     },
+    /// Blocks need a feature bit the volume header lacks (`features.rs`).
+    FeatureMissing {
+        feature: String,
+        version: u32,
+        blocks: u64,
+        what: String,
+        first: BlockAt,
+        /// The PFS of `first` when it is not ROOT.
+        pfs: Option<String>,
+    },
 }
 
 impl Problem {
@@ -329,6 +339,7 @@ impl Problem {
             Problem::OrphanEntry { .. } => "orphan_entry",
             Problem::NextInum { .. } => "next_inum",
             Problem::Incomplete { .. } => "incomplete",
+            Problem::FeatureMissing { .. } => "feature_missing",
         }
     }
 
@@ -346,6 +357,7 @@ impl Problem {
             | Problem::Structure { at, .. }
             | Problem::Placement { at, .. }
             | Problem::DegradedFlag { at } => at_fill(at),
+            Problem::FeatureMissing { first, pfs: None, .. } => at_fill(first),
             Problem::SharedBlock { second, first, .. } => {
                 at_fill(second);
                 if let Some(f) = first {
@@ -504,6 +516,14 @@ impl fmt::Display for Problem {
                 write!(f, "next inode number is {recorded}, but inode numbers up to {} are in use", needed - 1)
             }
             Problem::Incomplete { what } => write!(f, "not fully checked: {what}"),
+            Problem::FeatureMissing { feature, version, blocks, what, first, pfs } => {
+                let in_pfs = pfs.as_ref().map_or(String::new(), |p| format!(" in PFS {p:?}"));
+                write!(
+                    f,
+                    "{blocks} data block(s) are {what} but the volume header (format version {version}) lacks \
+                     {feature} (the first: the {first}{in_pfs})"
+                )
+            }
         }
     }
 }

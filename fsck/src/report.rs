@@ -30,6 +30,9 @@ pub struct Finding {
     pub problem: Problem,
     pub message: String,
     pub repair: Repair,
+    /// The PFS, clone or snapshot (other than ROOT) whose trees the finding is in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pfs: Option<String>,
 }
 
 /// Findings, with a cap per kind so that a device full of bad copies does not turn into
@@ -38,6 +41,8 @@ pub struct Finding {
 pub struct Findings {
     pub list: Vec<Finding>,
     per_kind: BTreeMap<&'static str, KindCount>,
+    /// The PFS (other than ROOT) the walk is in: findings added meanwhile are in it.
+    pub pfs: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -67,7 +72,12 @@ impl Findings {
             c.unlisted += 1;
             return FindingId { kind, index: None };
         }
-        self.list.push(Finding { problem, message: String::new(), repair: Repair::NotAttempted });
+        self.list.push(Finding {
+            problem,
+            message: String::new(),
+            repair: Repair::NotAttempted,
+            pfs: self.pfs.clone(),
+        });
         FindingId { kind, index: Some(self.list.len() - 1) }
     }
 
@@ -107,11 +117,20 @@ impl Findings {
         self.per_kind.is_empty()
     }
 
-    /// Fills paths and messages (after the namespace check can name inodes).
+    /// Fills paths and messages (after the namespace check can name inodes): `path` names
+    /// ROOT's inodes; another PFS's findings have their paths filled already (`NAME:/path`,
+    /// `run_once`), and a message that shows no such path says which PFS it is about.
     pub fn finish(&mut self, path: &dyn Fn(u64) -> Option<String>) {
         for f in &mut self.list {
-            f.problem.fill_paths(path);
+            if f.pfs.is_none() {
+                f.problem.fill_paths(path);
+            }
             f.message = f.problem.to_string();
+            if let Some(p) = &f.pfs
+                && !f.message.contains(&format!("{p}:/"))
+            {
+                f.message = format!("in PFS {p:?}: {}", f.message);
+            }
         }
     }
 }

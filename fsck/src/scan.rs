@@ -428,6 +428,11 @@ impl Visitor for Scan<'_, '_> {
         }
         self.ck.counts.blocks += 1;
         self.ck.counts.bytes_allocated += u64::from(ptr.size);
+        let ck = &mut *self.ck;
+        let pfs = &ck.current_pfs;
+        ck.features.note(br, ck.master.copies, || {
+            (at(br, ctx), pfs.as_ref().map(|p| p.name.clone()).filter(|n| n != ROOT_PFS_NAME))
+        });
         if br.btype == BlockType::Data {
             self.ck.counts.data_blocks += 1;
             if let TreeKind::Inode(n) = ctx.tree {
@@ -477,11 +482,20 @@ impl Visitor for Scan<'_, '_> {
         // Each PFS and snapshot has its own namespace (inode numbers are per PFS), and
         // its trees are descended into whole even where they share nodes with another.
         self.close_inode();
-        if let Some((name, next)) = self.ck.current_pfs.take() {
-            let ns = std::mem::take(&mut self.ck.ns);
-            self.ck.pfs_namespaces.push((name, next, ns));
+        // The data blocks queued so far are the previous PFS's: verified now, their
+        // findings and tails go to its namespace.
+        self.ck.verify_data();
+        self.ck.findings.pfs = (rec.name != ROOT_PFS_NAME).then(|| rec.name.clone());
+        if let Some(mut p) = self.ck.current_pfs.take() {
+            p.ns = std::mem::take(&mut self.ck.ns);
+            self.ck.pfs_namespaces.push(p);
         }
-        self.ck.current_pfs = Some((rec.name.clone(), rec.next_inum));
+        self.ck.current_pfs = Some(crate::checker::PfsNamespace {
+            name: rec.name.clone(),
+            snapshot: rec.kind == hammer2_format::pfs::PfsKind::Snapshot,
+            next_inum: rec.next_inum,
+            ns: Default::default(),
+        });
         self.ck.descended.clear();
         if !self.ck.pfs_names.insert(rec.name.clone()) {
             let why = format!("a second PFS record named {:?}", rec.name);

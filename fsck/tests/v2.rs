@@ -8,11 +8,8 @@ use hammer2_test_support::fsck as common;
 use common::image::*;
 use common::run::*;
 use hammer2::format::{FormatOptions, format};
-use hammer2::storage::DynStorage;
-use hammer2_format::layout::{
-    FORMAT_VERSION, FORMAT_VERSION_2, HEADER_SIZE, HEADER_SLOTS, SROOT_PFS_TABLE, header_offset,
-};
-use hammer2_format::{BlockData, Blockref, VolumeHeader, indirect};
+use hammer2_format::layout::{FORMAT_VERSION, FORMAT_VERSION_2};
+use hammer2_test_support::raw_blocks::{reseal_record, rewrite_root_record};
 
 fn v2_image(ndev: usize, size: u64, copies: u8) -> Img {
     image_of_version(ndev, size, copies, FORMAT_VERSION_2)
@@ -61,62 +58,10 @@ fn an_upgraded_filesystem_checks_clean() {
     assert_clean(&img);
 }
 
-fn newest(dev: &DynStorage) -> (usize, VolumeHeader) {
-    (0..HEADER_SLOTS)
-        .filter_map(|slot| {
-            let mut buf = vec![0u8; HEADER_SIZE];
-            dev.read_at(&mut buf, header_offset(slot)).ok()?;
-            VolumeHeader::decode(&buf).ok().map(|h| (slot, h))
-        })
-        .max_by_key(|(_, h)| h.tid)
-        .expect("a valid header")
-}
-
-fn read_block(devs: &[DynStorage], br: &Blockref) -> Vec<u8> {
-    let p = br.ptr().expect("a block");
-    let loc = p.copies.iter().find(|l| l.is_valid()).expect("a valid copy");
-    let mut buf = vec![0u8; p.size as usize];
-    devs[usize::from(loc.device)].read_at(&mut buf, loc.offset).expect("read");
-    buf
-}
-
-fn write_block(devs: &[DynStorage], br: &Blockref, bytes: &[u8]) {
-    for loc in br.ptr().expect("a block").copies.iter().filter(|l| l.is_valid()) {
-        devs[usize::from(loc.device)].write_at(bytes, loc.offset).expect("write");
-    }
-}
-
 /// Rewrites ROOT's record with `f` and makes every check value above it match, so only
 /// the record's own rules can find the damage.
 fn rewrite_record(img: &Img, f: &dyn Fn(&mut Vec<u8>)) {
-    let devs = img.storages();
-    let (slot, h) = newest(&devs[0]);
-    let table = h.sroot[SROOT_PFS_TABLE];
-    let mut entries = indirect::decode(&read_block(&devs, &table), 1).expect("table node");
-    let mut bytes = read_block(&devs, &entries[0]);
-    f(&mut bytes);
-    write_block(&devs, &entries[0], &bytes);
-    if let BlockData::Block(p) = &mut entries[0].data {
-        p.check = h.check.compute(&bytes);
-    }
-    let node = indirect::encode(&entries, table.ptr().expect("node").size as usize);
-    write_block(&devs, &table, &node);
-    let mut table = table;
-    if let BlockData::Block(p) = &mut table.data {
-        p.check = h.check.compute(&node);
-    }
-    for d in &devs {
-        let (s, mut h) = newest(d);
-        assert_eq!(s, slot);
-        h.sroot[SROOT_PFS_TABLE] = table;
-        d.write_at(&h.encode(), header_offset(slot)).expect("header");
-        d.flush().expect("flush");
-    }
-}
-
-fn reseal(b: &mut [u8]) {
-    let crc = crc32c::crc32c(&b[..4092]);
-    b[4092..].copy_from_slice(&crc.to_le_bytes());
+    rewrite_root_record(&img.storages(), f);
 }
 
 #[test]
@@ -129,7 +74,7 @@ fn a_bad_pfs_record_is_reported() {
             "name",
             |b| {
                 b[257] = b'/';
-                reseal(b)
+                reseal_record(b)
             },
             "name",
         ),
@@ -137,7 +82,7 @@ fn a_bad_pfs_record_is_reported() {
             "magic",
             |b| {
                 b[1] = b'X';
-                reseal(b)
+                reseal_record(b)
             },
             "magic",
         ),

@@ -132,6 +132,15 @@ impl Placement {
         self.capacity(|d, r| (takes(d) && exists(d, r)).then(|| alloc.domain_free_slots(d, r))) * alloc.slot()
     }
 
+    /// Free units by the same rule, counted exactly: every free unit of each domain, in a
+    /// whole free slot or not. What `statfs` reports as free (S5); reservations are counted
+    /// against `capacity_units`, which only whole slots make.
+    pub fn free_units(&self, alloc: &Allocator, devices: &DeviceSet) -> u64 {
+        let takes = |d: u8| devices.get(d).is_some_and(|m| m.writable() && m.takes_new_copies());
+        let exists = |d: u8, r: u8| alloc.devs.get(usize::from(d)).is_some_and(|s| usize::from(r) < s.regions.len());
+        self.capacity(|d, r| (takes(d) && exists(d, r)).then(|| alloc.domain_free(d, r)))
+    }
+
     /// The capacity rule, the one statement of it (the allocator's reservations and `info`
     /// use it): how many units of data fit when domain (device, region) has `free(d, r)`
     /// units free, None for a device that takes no new copies. With fixed slots the fullest

@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub struct Space {
     capacity: AtomicU64,
+    /// Every free unit by the capacity rule, whole slots or not (S5): what `statfs`
+    /// reports free. Published with `capacity`.
+    free: AtomicU64,
     reserved: AtomicU64,
     meta_reserve: AtomicU64,
     /// Units of a slot.
@@ -24,9 +27,10 @@ pub struct Space {
 }
 
 impl Space {
-    pub fn new(capacity: u64, meta_reserve: u64, slot: u64, data_block: u64) -> Space {
+    pub fn new(capacity: u64, free: u64, meta_reserve: u64, slot: u64, data_block: u64) -> Space {
         Space {
             capacity: AtomicU64::new(capacity),
+            free: AtomicU64::new(free),
             reserved: AtomicU64::new(0),
             meta_reserve: AtomicU64::new(meta_reserve),
             slot: slot.max(1),
@@ -49,12 +53,19 @@ impl Space {
         self.slot
     }
 
-    pub fn publish_capacity(&self, units: u64) {
+    /// After a commit: the capacity (whole free slots) and every free unit.
+    pub fn publish_capacity(&self, units: u64, free: u64) {
         self.capacity.store(units, Ordering::SeqCst);
+        self.free.store(free, Ordering::SeqCst);
     }
 
     pub fn capacity(&self) -> u64 {
         self.capacity.load(Ordering::SeqCst)
+    }
+
+    /// Every free unit (S5), whole slots or not.
+    pub fn free(&self) -> u64 {
+        self.free.load(Ordering::SeqCst)
     }
 
     pub fn reserved(&self) -> u64 {

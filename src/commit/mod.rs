@@ -265,6 +265,9 @@ fn build(
         b.dead =
             Some(builder::DeadSink { threshold: p.newest_snapshot_tid, floor: p.clone_floor, entries: Vec::new() });
     }
+    for br in fs.dropped_blocks.lock().iter() {
+        b.free_ref(br);
+    }
     let mut inode_changes = Vec::with_capacity(snap.inodes.len());
     let mut orphan_changes = Vec::new();
     let mut results = Vec::with_capacity(snap.inodes.len());
@@ -378,6 +381,7 @@ fn install(fs: &FsInner, snap: Snapshot, mut built: Built, roots: Roots) -> Comm
         }
     }
     fs.stale_orphans.lock().clear();
+    fs.dropped_blocks.lock().clear();
     if let Some(out) = built.hooked.take() {
         install_rewritten(fs, &built.arena, &out.inodes);
         if let Some(installed) = out.on_installed {
@@ -388,7 +392,9 @@ fn install(fs: &FsInner, snap: Snapshot, mut built: Built, roots: Roots) -> Comm
     let trims = {
         let mut a = fs.alloc.lock();
         a.committed(tid);
-        fs.space.publish_capacity(fs.vol.placement().capacity_units(&a, &fs.vol.devices));
+        let placement = fs.vol.placement();
+        fs.space
+            .publish_capacity(placement.capacity_units(&a, &fs.vol.devices), placement.free_units(&a, &fs.vol.devices));
         a.take_trims(tid)
     };
     // Still under the commit lock: nothing can allocate these units before they are

@@ -242,6 +242,9 @@ pub struct FsInner {
     pub(crate) commit_hook: Mutex<Option<Arc<dyn std::any::Any + Send + Sync>>>,
     /// Orphan-list entries that name no inode (left by damage): the next commit drops them.
     pub stale_orphans: Mutex<Vec<u64>>,
+    /// Blocks of a tree that a repair replaced whole (fsck rebuilding a directory from
+    /// what reads): the next commit drops them by the freeing rule (SN1, FK2).
+    pub dropped_blocks: Mutex<Vec<hammer2_format::Blockref>>,
     /// What the mount found about the headers that `info` on the mount point repeats
     /// (`mount::Assembly::warnings`).
     pub mount_warnings: Vec<String>,

@@ -5,7 +5,6 @@
 
 use super::RepairError;
 use super::rebuilt_freemap::open_with_used;
-use crate::alloc::Extent;
 use crate::alloc::bitmap::Bitmap;
 use crate::copies::read::ReadCtx;
 use crate::fs::{FsInner, Options};
@@ -60,15 +59,40 @@ impl Session {
     /// units are exactly `used[d]` for device `d` (see [`super::used_bitmap`]); the commit
     /// writes a whole new free map.
     pub fn open(storages: &[DynStorage], used: Vec<Bitmap>) -> Result<Session> {
+        Self::open_pfs(storages, hammer2_format::layout::ROOT_PFS_NAME, Some(used))
+    }
+
+    /// Opens the filesystem on `storages` serving PFS `pfs` (a snapshot is refused: it
+    /// mounts read-only). With `used`, as [`Session::open`]; without, the allocator is the
+    /// free map on the devices (a session after another one's commit wrote a rebuilt one).
+    pub fn open_pfs(storages: &[DynStorage], pfs: &str, used: Option<Vec<Bitmap>>) -> Result<Session> {
         let opts = Options {
             background_sync: false,
             degraded: true,
             read_only: false,
             cache_bytes: 64 << 20,
             dirty_limit: u64::MAX,
+            pfs: pfs.to_string(),
             ..Default::default()
         };
-        Ok(Session { fs: open_with_used(storages.to_vec(), opts, used)? })
+        let inner = match used {
+            Some(used) => return Ok(Session { fs: open_with_used(storages.to_vec(), opts, used)? }),
+            // No orphan removal and no committer: `mount::open`, not `Fs::mount`.
+            None => crate::mount::open(storages.to_vec(), opts)?,
+        };
+        Ok(Session { fs: Fs { inner: Arc::new(inner), syncer: parking_lot::Mutex::new(None), posix_acl: true.into() } })
+    }
+
+    /// Sets feature bits in the header the commit writes (a block the filesystem holds
+    /// needs them: fsck found it without). A bit is never cleared (FORMAT-V2). Version 1
+    /// has no feature bits: refused with the format-version error.
+    pub fn set_features(&self, bits: u64) -> Result<()> {
+        let fs = self.inner();
+        let _g = fs.gate.read();
+        let mut roots = fs.roots.write();
+        let Some(p) = roots.pfs.as_mut() else { return Err(crate::Error::FormatVersion1.into()) };
+        p.features |= bits;
+        Ok(())
     }
 
     fn inner(&self) -> &FsInner {
@@ -117,7 +141,8 @@ impl Session {
 
     /// Rebuilds a directory's tree from the entries and attributes that can still be read:
     /// its committed tree is replaced by an empty one, every readable leaf is put back, and
-    /// the old tree's blocks are freed.
+    /// the commit drops the old tree's blocks by the freeing rule (SN1, SN5: a block a
+    /// snapshot or a clone's origin still holds is listed or left, not freed; FK2).
     pub fn rebuild_dir(&self, dir: u64) -> Result<()> {
         let fs = self.inner();
         let _g = fs.gate.read();
@@ -129,18 +154,15 @@ impl Session {
             fs: &'a FsInner,
             dir: u64,
             leaves: Vec<(u64, Leaf)>,
-            extents: Vec<Extent>,
-            seen: HashSet<Extent>,
+            blocks: Vec<Blockref>,
+            seen: HashSet<(u8, u64)>,
         }
         impl Visitor for Collect<'_> {
             fn visit(&mut self, br: &Blockref, _ctx: &Ctx) -> crate::Result<Option<Arc<[u8]>>> {
-                if let Some(p) = br.ptr() {
-                    for l in p.copies.iter().filter(|l| l.is_valid()) {
-                        let e = Extent::from_bytes(l.device, l.offset, u64::from(p.size));
-                        if self.seen.insert(e) {
-                            self.extents.push(e);
-                        }
-                    }
+                if let Some(l) = br.ptr().and_then(|p| p.copies.iter().find(|l| l.is_valid()))
+                    && self.seen.insert((l.device, l.offset))
+                {
+                    self.blocks.push(*br);
                 }
                 match br.btype {
                     BlockType::Indirect => {
@@ -156,7 +178,7 @@ impl Session {
                 }
             }
         }
-        let mut c = Collect { fs, dir, leaves: Vec::new(), extents: Vec::new(), seen: HashSet::new() };
+        let mut c = Collect { fs, dir, leaves: Vec::new(), blocks: Vec::new(), seen: HashSet::new() };
         walk_tree(&root.entries, TreeKind::Inode(dir), &mut c)?;
         let mut committed = (*st.committed).clone();
         committed.content = Content::Tree(Root::empty());
@@ -165,14 +187,9 @@ impl Session {
         for (k, l) in c.leaves {
             st.dirty.leaves.entry(k).or_insert(Some(l));
         }
-        {
-            // The session has no committer running, so the allocator is free to take here;
-            // the blocks stay allocated on disk until the commit that drops them is durable.
-            let mut alloc = fs.alloc.lock();
-            for e in c.extents {
-                alloc.free_if_allocated_inside(e);
-            }
-        }
+        // The commit frees them through `Builder::free_ref`, where the freeing rule lives;
+        // they stay allocated on disk until that commit is durable.
+        fs.dropped_blocks.lock().extend(c.blocks);
         fs.touch(&inode, &mut st);
         Ok(())
     }

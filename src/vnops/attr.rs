@@ -119,15 +119,20 @@ impl Fs {
         Ok(Attr::from_meta(ino, &st.meta))
     }
 
+    /// S5 (DESIGN §10): free and available blocks count every free unit, in a whole free
+    /// slot or not, less what is reserved (and, for available, the reserve): exact, so a
+    /// delete gives back to `df` exactly what the write took. Reservations (ENOSPC) still
+    /// count whole free slots (S1).
     pub fn statfs(&self) -> StatFs {
         let fs = &self.inner;
         let total = fs.vol.placement_total_units();
-        let free = fs.space.capacity().saturating_sub(fs.space.reserved());
+        let free = fs.space.free().saturating_sub(fs.space.reserved());
+        let avail = free.saturating_sub(fs.space.meta_reserve());
         StatFs {
             block_size: UNIT as u32,
             blocks: total,
             blocks_free: free.min(total),
-            blocks_avail: fs.space.available().min(total),
+            blocks_avail: avail.min(total),
             files: u64::from(u32::MAX),
             files_free: u64::from(u32::MAX).saturating_sub(fs.next_inum.load(Ordering::SeqCst)),
             name_max: hammer2_format::layout::MAX_NAME_LEN as u32,

@@ -25,6 +25,20 @@ pub fn quiet_options() -> Options {
     Options { background_sync: false, dirty_limit: 1 << 40, ..Options::default() }
 }
 
+/// Formats with `copies` in format `version` and new data stored raw (no compression):
+/// for tests that count the bytes blocks take (version 2 compresses with lz4 by default).
+pub fn format_raw(devs: &[DynStorage], copies: u8, version: u32) {
+    let opts =
+        FormatOptions { copies: Some(copies), format_version: version, compression: Some(None), ..Default::default() };
+    format(devs.to_vec(), &opts).expect("format");
+}
+
+/// `quiet_options` with new data stored raw whatever the header's default: for tests that
+/// count the bytes blocks take.
+pub fn raw_options() -> Options {
+    Options { compression: Some(None), ..quiet_options() }
+}
+
 /// Two devices formatted with 2 copies, the second behind a fault injector: (the plain
 /// devices, the injector, the devices to mount).
 pub fn two_copies_second_faulty(
@@ -122,6 +136,20 @@ pub fn all_blocks(fs: &Fs) -> Vec<(Blockref, TreeKind)> {
     let mut a = All { fs, out: Vec::new() };
     walk(&roots, &mut a).expect("walk");
     a.out
+}
+
+/// The INDIRECT nodes of inode `ino`'s committed tree in the mounted PFS (top down).
+pub fn tree_nodes(fs: &Fs, ino: u64) -> Vec<Blockref> {
+    let Some(root) = testing::committed_tree(fs, ino).expect("committed tree") else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut todo: Vec<Blockref> = root.entries.to_vec();
+    while let Some(br) = todo.pop() {
+        if br.btype == hammer2_format::BlockType::Indirect {
+            todo.extend(testing::read_node(fs, &br).expect("read node").iter().copied());
+            out.push(br);
+        }
+    }
+    out
 }
 
 /// The data blocks of inode `inum` (committed), by file offset.

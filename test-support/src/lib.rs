@@ -18,5 +18,6 @@ pub mod image;
 pub mod model;
 pub mod mount;
 pub mod nbd;
+pub mod raw_blocks;
 pub mod rng;
 pub mod uring;

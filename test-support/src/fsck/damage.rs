@@ -100,3 +100,48 @@ pub fn add_entry_at(fs: &Fs, dir: &str, key: u64, name: &[u8], target: u64, dt: 
 pub fn set_size(fs: &Fs, path: &str, size: u64) {
     testing::set_size(fs, lookup(fs, path), size);
 }
+
+/// The raw node of the data block at `offset` of inode `inum` (ROOT's, or the only PFS).
+fn data_node(nodes: &[Node], inum: u64, offset: u64) -> usize {
+    find(nodes, |n| n.tree == Tree::Inode(inum) && n.br.btype == BlockType::Data && n.br.key == offset)
+}
+
+/// Stores the data block at `offset` of inode `inum` lz4-compressed (the frame, then zeros
+/// to its size; same size and place, so the free map stays right) and reseals everything
+/// above it: what a writer that compresses leaves, whatever the header says.
+pub fn store_compressed(img: &Img, inum: u64, offset: u64) {
+    let mut raw = Raw::open(&img.paths);
+    let mut nodes = raw.walk();
+    let i = data_node(&nodes, inum, offset);
+    let content = raw.block(&nodes[i].br);
+    let frame = lz4_flex::block::compress(&content);
+    assert!(frame.len() < content.len(), "the block's content does not compress");
+    let mut bytes = frame.clone();
+    bytes.resize(content.len(), 0);
+    nodes[i].br.payload = hammer2_format::Payload::Compressed(hammer2_format::blockref::Compression {
+        method: hammer2_format::blockref::CompressionMethod::Lz4,
+        logical_size: 0,
+        frame_len: frame.len() as u32,
+    });
+    raw.reseal(&mut nodes, i, &bytes);
+}
+
+/// Keeps only the first copy of the data block at `offset` of inode `inum` (resealed
+/// above it): what a writer of per-file copies leaves. The other copies' units stay marked
+/// in the free map.
+pub fn keep_one_copy(img: &Img, inum: u64, offset: u64) {
+    let mut raw = Raw::open(&img.paths);
+    let mut nodes = raw.walk();
+    let i = data_node(&nodes, inum, offset);
+    let mut br = nodes[i].br;
+    let p = br.ptr_mut().expect("a block");
+    let first = p.copies.as_slice()[0];
+    p.copies = hammer2_format::blockref::Copies::new();
+    p.copies.push(first);
+    raw.set_ref(&mut nodes, i, br);
+}
+
+/// Clears feature bits in every device's newest header (check code kept valid).
+pub fn clear_features(img: &Img, bits: u64) {
+    Raw::open(&img.paths).edit_headers(|h| h.incompat_features &= !bits);
+}
