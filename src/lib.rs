@@ -188,6 +188,16 @@ impl Fs {
         devchange::remove(&self.inner, index, progress)
     }
 
+    /// Moves copies onto device `index` (an online one, e.g. just added) until it holds its
+    /// share of the allocated space; `progress` gets (bytes moved, target) after every commit.
+    pub fn device_rebalance(
+        &self,
+        index: u8,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> std::result::Result<devchange::Rebalanced, devchange::DeviceChangeError> {
+        devchange::rebalance(&self.inner, index, progress)
+    }
+
     /// Replaces device `old` by `new` while mounted: `new` is added, then `old` removed (it
     /// may be dead: its copies are rebuilt from the good ones).
     pub fn device_replace(
@@ -354,6 +364,14 @@ impl FsRef {
         progress: &mut dyn FnMut(&devchange::RemoveProgress),
     ) -> std::result::Result<devchange::Removed, devchange::DeviceChangeError> {
         devchange::remove(&self.0, index, progress)
+    }
+    /// As [`Fs::device_rebalance`].
+    pub fn device_rebalance(
+        &self,
+        index: u8,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> std::result::Result<devchange::Rebalanced, devchange::DeviceChangeError> {
+        devchange::rebalance(&self.0, index, progress)
     }
     /// As [`Fs::device_replace`].
     pub fn device_replace(

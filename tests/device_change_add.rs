@@ -264,3 +264,51 @@ fn every_crash_state_of_an_add_mounts_with_the_device_in_or_out() {
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 2], "both sides of the add were seen");
 }
+
+/// Allocated units per device, from the free map (exact).
+fn allocated(fs: &Fs) -> Vec<u64> {
+    let mut per = vec![0u64; fs.devices().len()];
+    hammer2::testing::for_each_unit(fs, &mut |d, _, a| per[usize::from(d)] += u64::from(a));
+    per
+}
+
+/// `device rebalance` after an add: copies move onto the new device until it holds its
+/// share of the allocated space, each block's copies still on distinct devices, the data
+/// unchanged, the allocator equal to what the trees reach; a second run has nothing to do.
+#[test]
+fn a_rebalance_moves_copies_onto_an_added_device_until_it_holds_its_share() {
+    let devs = mem_devices(2, 96 * MIB);
+    format_version(&devs, 2, FORMAT_VERSION_2);
+    let fs = Fs::mount(devs.clone(), Options { resync_slice_bytes: 2 * MIB, ..quiet_options() }).expect("mount");
+    populate(&fs, 3, 25);
+    fs.sync().unwrap();
+    let want = snapshot_files(&fs);
+    let new = mem_devices(1, 96 * MIB);
+    fs.device_add(new.clone()).expect("add");
+    let before = allocated(&fs);
+    assert!(before[2] * 20 < before[0], "the new device holds next to nothing: {before:?}");
+    let mut reports = Vec::new();
+    let r = fs.device_rebalance(2, &mut |moved, target| reports.push((moved, target))).expect("rebalance");
+    assert!(r.commits >= 2 && r.moved_bytes > 0, "{r:?}");
+    assert!(reports.windows(2).all(|w| w[0].0 <= w[1].0), "progress only grows");
+    fs.sync().unwrap();
+    let after = allocated(&fs);
+    let share = after.iter().sum::<u64>() / 3;
+    assert!(after[2] * 10 >= share * 8, "the new device holds about its share: {after:?} (share {share})");
+    for (b, t) in all_blocks(&fs) {
+        let d: Vec<u8> = b.ptr().unwrap().copies.iter().map(|l| l.device).collect();
+        let distinct: BTreeSet<u8> = d.iter().copied().collect();
+        assert_eq!(distinct.len(), d.len(), "a {} block of {t:?} has copies sharing a device: {d:?}", b.btype.name());
+    }
+    assert_eq!(snapshot_files(&fs), want);
+    assert_consistent(&fs);
+    assert_every_copy_verifies(&fs);
+    let again = fs.device_rebalance(2, &mut |_, _| {}).expect("rebalance again");
+    assert!(again.moved_bytes <= 2 * MIB, "little or nothing left to move: {again:?}");
+    fs.unmount().unwrap();
+    let all = vec![devs[0].clone(), devs[1].clone(), new[0].clone()];
+    let fs = Fs::mount(all, quiet_options()).expect("mount the three");
+    assert_eq!(snapshot_files(&fs), want);
+    assert_every_copy_verifies(&fs);
+    fs.unmount().unwrap();
+}

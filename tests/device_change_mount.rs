@@ -311,3 +311,40 @@ fn a_dead_device_is_replaced_by_a_new_one_while_mounted() {
     alone.unmount();
     img.assert_no_panics();
 }
+
+/// `hammer2 device rebalance` after an add: copies move onto the new device until it holds
+/// about its share (measured from info's free bytes per device, all of one size); then
+/// `device add --rebalance` does both for a fourth. The files read back the same, fsck is
+/// clean (placement included), and the devices mount together.
+#[test]
+fn a_rebalance_gives_an_added_device_its_share() {
+    let img = images(2, 256 * MIB, 2, 2);
+    let third = sparse_file(img.dir.path(), "third.img", 256 * MIB);
+    let fourth = sparse_file(img.dir.path(), "fourth.img", 256 * MIB);
+    let m = img.mount_with("compression=none");
+    for i in 0..24 {
+        fs::write(m.join(format!("f{i}")), pattern([70_000, 300_000, 2_000_000][i % 3], i as u8)).unwrap();
+    }
+    let want = snapshot(&m.path);
+    ok(&add(&m, &[&third]));
+    let free = |j: &serde_json::Value| -> Vec<u64> {
+        j["devices"].as_array().expect("devices").iter().map(|d| d["free_bytes"].as_u64().expect("free")).collect()
+    };
+    let empty = free(&info_json([&m.path]))[2];
+    let out = ok(&hammer2([OsStr::new("device"), OsStr::new("rebalance"), m.path.as_os_str(), third.as_os_str()]));
+    assert!(out.contains("rebalanced"), "{out}");
+    eprintln!("{out}");
+    let used: Vec<u64> = free(&info_json([&m.path])).iter().map(|f| empty - f).collect();
+    let share = used.iter().sum::<u64>() / 3;
+    assert!(used[2] * 10 >= share * 8, "the new device holds about its share: {used:?}");
+    assert_eq!(snapshot(&m.path), want);
+    let args =
+        [OsStr::new("device"), OsStr::new("add"), OsStr::new("--rebalance"), m.path.as_os_str(), fourth.as_os_str()];
+    let out = ok(&hammer2(args));
+    assert!(out.contains("added") && out.contains("rebalanced"), "{out}");
+    eprintln!("{out}");
+    assert_eq!(snapshot(&m.path), want);
+    drop(m);
+    let all: Vec<&Path> = img.devices.iter().map(|d| d.as_path()).chain([third.as_path(), fourth.as_path()]).collect();
+    fsck_clean(&all);
+}

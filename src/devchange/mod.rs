@@ -14,15 +14,21 @@
 //! - [`replace`] (`replace.rs`): add the new device, then remove the old one (which may be
 //!   dead: its copies are rebuilt from the good ones).
 //!
+//! - [`rebalance`] (`rebalance.rs`): copies move onto a device holding less than its share
+//!   (after an add: `device add --rebalance`), through the same walk (`Goal::Rebalance`).
+//!
 //! One device change runs at a time on a mount (DC1); each changes the device set with the
 //! commit lock held (O1), so every commit sees the set before or after the change.
 
 mod add;
+mod rebalance;
 mod remove;
 mod replace;
 
 pub(crate) use add::add;
 pub use add::{Added, AddedDevice};
+pub use rebalance::Rebalanced;
+pub(crate) use rebalance::rebalance;
 pub(crate) use remove::remove;
 pub use remove::{RemoveProgress, Removed};
 pub use replace::Replaced;
@@ -79,6 +85,8 @@ pub enum DeviceChangeError {
         moved >> 20
     )]
     RanOutOfRoom { moved: u64 },
+    #[error("device {index} ({name}) is {state}: only an online device takes copies")]
+    NotOnline { name: String, index: u8, state: &'static str },
     #[error("a resync or another maintenance session is running on this filesystem; try again when it is done")]
     MaintenanceRunning,
     #[error(transparent)]

@@ -38,6 +38,10 @@ pub(crate) enum Goal {
     Resync,
     /// Move every copy on this device to another one, entering every branch.
     MoveOff(u8),
+    /// Give this device (a new one) copies: a block with none there has its copy on its
+    /// fullest device moved to it (`device rebalance`). Blocks other roots may share stay
+    /// where they are: moving them is not needed for correctness, only for balance.
+    Rebalance(u8),
 }
 
 /// What a slice changed, for the commit to install.
@@ -176,7 +180,7 @@ pub(crate) fn slice(
     s.gone.extend(carried.retired.iter().map(|e| (e.device, e.offset())));
     s.entries(&mut inodes.entries, TreeKind::Inodes)?;
     s.entries(&mut orphans.entries, TreeKind::Orphans)?;
-    if let Some(pfs) = old.pfs.as_deref() {
+    if let Some(pfs) = old.pfs.as_deref().filter(|_| !matches!(goal, Goal::Rebalance(_))) {
         if s.out.complete && pfs_op.is_none() {
             s.other_roots(pfs, &carried.retired)?;
         } else {
@@ -219,7 +223,7 @@ impl Slice<'_, '_> {
     fn enters(&self, br: &Blockref) -> bool {
         match self.goal {
             Goal::Resync => br.is_degraded(),
-            Goal::MoveOff(_) => br.ptr().is_some(),
+            Goal::MoveOff(_) | Goal::Rebalance(_) => br.ptr().is_some(),
         }
     }
 
@@ -230,13 +234,36 @@ impl Slice<'_, '_> {
                 l.state == CopyState::Missing && self.b.vol.devices.get(l.device).is_some_and(|m| m.writable())
             }
             Goal::MoveOff(d) => l.device == d,
+            Goal::Rebalance(_) => false,
         }
     }
 
+    /// For a rebalance onto `to`: the slot of `br`'s copy to move there, on its device
+    /// with the most allocated units, if that is fuller than `to` and `br` has no copy
+    /// there (and no other root may name it).
+    fn rebalance_slot(&self, to: u8, br: &Blockref) -> Option<usize> {
+        let p = br.ptr()?;
+        if self.may_be_shared(br) || p.copies.iter().any(|l| l.device == to) {
+            return None;
+        }
+        let target = self.b.alloc.allocated_units(to);
+        let (slot, units) = p
+            .copies
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_valid())
+            .map(|(i, l)| (i, self.b.alloc.allocated_units(l.device)))
+            .max_by_key(|(_, u)| *u)?;
+        (units > target).then_some(slot)
+    }
+
     /// A copy of `br` this slice replaces: a MISSING copy on a device we can write now
-    /// (resync), or any copy on the device being emptied.
+    /// (resync), any copy on the device being emptied, or one to move to a new device.
     fn fixable(&self, br: &Blockref) -> bool {
-        br.ptr().is_some_and(|p| p.copies.iter().any(|l| self.wants(l)))
+        match self.goal {
+            Goal::Rebalance(to) => self.rebalance_slot(to, br).is_some(),
+            _ => br.ptr().is_some_and(|p| p.copies.iter().any(|l| self.wants(l))),
+        }
     }
 
     /// Resyncs a list of entries in place; true when any of them changed.
@@ -429,8 +456,16 @@ impl Slice<'_, '_> {
         let placement = self.b.vol.placement();
         let mut wanted: Vec<(usize, u8, u8)> = Vec::new();
         let units = u64::from(p.size).div_ceil(hammer2_format::UNIT);
+        let rebalance = match self.goal {
+            Goal::Rebalance(to) => self.rebalance_slot(to, br),
+            _ => None,
+        };
         for (slot, loc) in p.copies.iter().enumerate() {
-            if !self.wants(loc) {
+            let moved = match self.goal {
+                Goal::Rebalance(_) => rebalance == Some(slot),
+                _ => self.wants(loc),
+            };
+            if !moved {
                 continue;
             }
             let mut placed: Vec<hammer2_format::Location> = p.copies.iter().copied().collect();
@@ -446,6 +481,10 @@ impl Slice<'_, '_> {
                         Some(t) => t,
                         None => return Err(Error::NoSpace),
                     }
+                }
+                Goal::Rebalance(to) => {
+                    placed[slot] = hammer2_format::Location::missing(to);
+                    (to, placement.missing_region(self.b.alloc, to, slot, &placed))
                 }
             };
             wanted.push((slot, d, r));

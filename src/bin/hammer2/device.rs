@@ -1,7 +1,8 @@
 //! `hammer2 device online|offline MOUNTPOINT DEVICE`: a device back in service while
 //! mounted (a disk that came back, a restarted NBD server), or out of it, through the
 //! daemon's control socket; `hammer2 device add MOUNTPOINT DEVICE...`: new devices join
-//! the mounted filesystem (format version 2). The daemon opens the devices itself, with
+//! the mounted filesystem (format version 2); `hammer2 device rebalance MOUNTPOINT DEVICE`
+//! (or `device add --rebalance`): copies move onto it until it holds its share. The daemon opens the devices itself, with
 //! the one opener (`devices::open_all`). Exit status: 0 done, 8 operational error (one
 //! line).
 
@@ -30,6 +31,10 @@ pub enum Action {
     /// Add new devices to the mounted filesystem (format version 2): new writes use them at
     /// once; from then on the filesystem is mounted with them too.
     Add(AddTarget),
+    /// Move copies onto a device (e.g. one just added) until it holds its share of the
+    /// allocated space, each verified against its check value; blocks a snapshot shares
+    /// stay where they are. Not needed for correctness, only for balance.
+    Rebalance(Target),
     /// Remove a device from the mounted filesystem (format version 2): every copy on it
     /// moves to the other devices, each verified against its check value, while the
     /// filesystem stays in use; then it leaves the device table. Refused when the other
@@ -60,6 +65,10 @@ pub struct AddTarget {
     /// lost. A device holding another filesystem or signature is refused.
     #[arg(required = true)]
     pub devices: Vec<PathBuf>,
+    /// Then move copies onto each new device until it holds its share (as `device
+    /// rebalance`).
+    #[arg(long)]
+    pub rebalance: bool,
 }
 
 #[derive(clap::Args)]
@@ -91,17 +100,47 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             }));
         }
         Action::Add(t) => {
-            let devices = t.devices.iter().map(|d| client_spec(d)).collect();
-            let req = Request { op: Op::DeviceAdd, device: None, devices, rate: None, name: None, from: None };
-            return Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
+            let devices: Vec<String> = t.devices.iter().map(|d| client_spec(d)).collect();
+            let req = Request {
+                op: Op::DeviceAdd,
+                device: None,
+                devices: devices.clone(),
+                rate: None,
+                name: None,
+                from: None,
+            };
+            let code = crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                 eprintln!("hammer2 device add: {e:#}");
                 8
-            }));
+            });
+            if code != 0 || !t.rebalance {
+                return Ok(code);
+            }
+            for d in devices {
+                let req = Request {
+                    op: Op::DeviceRebalance,
+                    device: Some(d),
+                    devices: Vec::new(),
+                    rate: None,
+                    name: None,
+                    from: None,
+                };
+                let code = crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
+                    eprintln!("hammer2 device add --rebalance: {e:#}");
+                    8
+                });
+                if code != 0 {
+                    return Ok(code);
+                }
+            }
+            return Ok(0);
         }
+        Action::Rebalance(t) => (Op::DeviceRebalance, t),
     };
     let cmd = match op {
         Op::DeviceOnline => "device online",
         Op::DeviceRemove => "device remove",
+        Op::DeviceRebalance => "device rebalance",
         _ => "device offline",
     };
     let req =
@@ -158,6 +197,25 @@ pub fn remove(fs: &FsRef, spec: &str, progress: &mut dyn FnMut(crate::control::P
         r.seconds,
         r.moved_bytes as f64 / (1u64 << 20) as f64 / r.seconds.max(1e-9),
         r.devices_left
+    );
+    Ok(Done { exit: 0, text, json: serde_json::to_value(&r)? })
+}
+
+/// Daemon side of `device rebalance`: progress after every commit, then the report.
+pub fn rebalance(fs: &FsRef, spec: &str, progress: &mut dyn FnMut(crate::control::Progress)) -> anyhow::Result<Done> {
+    let d = member_or_index(fs, spec)?;
+    let r = fs.device_rebalance(d.index, &mut |moved, target| {
+        progress(crate::control::Progress { bytes: moved, total: target, message: "copies moved".into() })
+    })?;
+    let text = format!(
+        "device {} ({}) rebalanced: {} copies ({} MiB of the {} MiB it lacked of its share) moved in {} commits, {:.1} s\n",
+        r.index,
+        r.name,
+        r.moved_blocks,
+        r.moved_bytes >> 20,
+        r.target >> 20,
+        r.commits,
+        r.seconds
     );
     Ok(Done { exit: 0, text, json: serde_json::to_value(&r)? })
 }

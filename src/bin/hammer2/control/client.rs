@@ -16,7 +16,12 @@ pub fn request(mountpoint: &Path, req: impl Into<Request>, json: bool) -> Result
             Op::Scrub | Op::ScrubPause | Op::ScrubResume | Op::ScrubCancel => "scrub",
             Op::Resync | Op::ResyncPause | Op::ResyncResume | Op::ResyncCancel => "resync",
             Op::ReadOnly | Op::ReadWrite => "remount",
-            Op::DeviceOnline | Op::DeviceOffline | Op::DeviceAdd | Op::DeviceRemove | Op::DeviceReplace => "device",
+            Op::DeviceOnline
+            | Op::DeviceOffline
+            | Op::DeviceAdd
+            | Op::DeviceRemove
+            | Op::DeviceReplace
+            | Op::DeviceRebalance => "device",
             Op::Status => "status",
             Op::Clear => "clear",
             Op::PfsCreate | Op::PfsList | Op::PfsDelete => "pfs",

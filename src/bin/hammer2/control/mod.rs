@@ -61,6 +61,9 @@ pub enum Op {
     /// `hammer2 device replace`: `Request::devices[0]` takes the place of the member named
     /// by `Request::device`.
     DeviceReplace,
+    /// `hammer2 device rebalance` (and `device add --rebalance`): move copies onto the member
+    /// named by `Request::device` until it holds its share (progress lines while it runs).
+    DeviceRebalance,
     /// `hammer2 status MOUNTPOINT`: overall state, actions, the running scan, devices.
     Status,
     /// `hammer2 clear`: reset the error counters of `Request::device`, or of every device.

@@ -172,6 +172,12 @@ fn run(fs: &FsRef, served: &Served, req: &Request, out: &mut UnixStream) -> anyh
                 send(out, &Reply::Progress(p));
             })
         }
+        Op::DeviceRebalance => {
+            let spec = req.device.as_deref().ok_or_else(|| anyhow::anyhow!("bad request: no device named"))?;
+            crate::device::rebalance(fs, spec, &mut |p| {
+                send(out, &Reply::Progress(p));
+            })
+        }
         Op::DeviceOnline | Op::DeviceOffline => {
             let spec = req.device.as_deref().ok_or_else(|| anyhow::anyhow!("bad request: no device named"))?;
             if req.op == Op::DeviceOnline {
