@@ -636,6 +636,13 @@ pub fn stale_after_direct_writes(path: &Path, size: usize, engine: &str) -> Vec<
     use std::sync::atomic::{AtomicBool, Ordering};
     std::fs::write(path, vec![0xaa; size]).unwrap();
     let stop = AtomicBool::new(false);
+    // The reader stops however this ends (a failed fio included): a failure, not a hang.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut buf = vec![0u8; 1 << 20];
@@ -647,12 +654,14 @@ pub fn stale_after_direct_writes(path: &Path, size: usize, engine: &str) -> Vec<
                 }
             }
         });
+        // `sh` fails the test if fio fails or runs past its bound; the guard then stops the
+        // reader, so the scope ends and the failure is reported (it used to hang here).
+        let _stop = Stop(&stop);
         sh(&format!(
             "fio --name=dio --filename={} --size={size} --rw=randwrite --bs=4k --direct=1 --ioengine={engine} \
              --iodepth=16 --buffer_pattern=0xbb --output=/dev/null",
             path.display()
         ));
-        stop.store(true, Ordering::Relaxed);
     });
     let data = std::fs::read(path).unwrap();
     data.chunks(4096).enumerate().filter(|(_, b)| b.iter().any(|x| *x != 0xbb)).map(|(i, _)| i * 4096).collect()
