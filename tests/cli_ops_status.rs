@@ -48,7 +48,7 @@ fn a_healthy_pair_is_online_with_no_action_and_shows_its_last_scrub_once_scrubbe
     let text = status(&m.path);
     assert!(text.contains(" state: ONLINE\n"), "{text}");
     assert!(!text.contains("action:"), "{text}");
-    assert!(text.contains("last scrub: (none this mount)"), "{text}");
+    assert!(text.contains("last scrub: (none recorded)"), "{text}");
     for d in &img.devices {
         let row = text.lines().find(|l| l.contains(&*d.display().to_string())).unwrap_or_else(|| panic!("{text}"));
         let cells: Vec<&str> = row.split_whitespace().collect();
@@ -72,11 +72,19 @@ fn a_healthy_pair_is_online_with_no_action_and_shows_its_last_scrub_once_scrubbe
     assert!(j["last_scrub"]["bytes_read"].as_u64().unwrap() > 4 * MIB, "{j}");
     m.unmount();
 
-    // Unmounted, from its devices: the same state, no scan line.
+    // Unmounted, from its devices: the same state, and the last scrub as recorded.
     let text = status(&img.devices[0]);
     assert!(text.contains("(not mounted)"), "{text}");
     let o = hammer2(["status".as_ref(), img.devices[0].as_os_str(), img.devices[1].as_os_str()]);
-    assert!(stdout(&o).contains(" state: ONLINE\n") && !stdout(&o).contains("scan:"), "{}", stdout(&o));
+    assert!(stdout(&o).contains(" state: ONLINE\n"), "{}", stdout(&o));
+    assert!(stdout(&o).contains(scan), "the last scrub is kept across the unmount: {}", stdout(&o));
+    // Mounted again: still shown (it was kept outside the daemon).
+    let m = img.mount();
+    let text = status(&m.path);
+    assert!(text.contains(scan), "the last scrub is kept across mounts: {text}");
+    let again = status_json(&m.path);
+    assert_eq!(again["last_scrub"], j["last_scrub"], "the same record");
+    m.unmount();
 }
 
 #[test]

@@ -17,6 +17,7 @@ mod progress;
 mod resync;
 mod rewrite;
 mod scrub;
+mod scrub_record;
 mod send;
 mod set;
 mod snapshot;

@@ -65,6 +65,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Ok(r) => r,
         Err(e) => return Ok(offline::operational("scrub", &e.into(), a.json)),
     };
+    crate::scrub_record::save_of(&fs);
     if let Err(e) = fs.unmount() {
         return Ok(offline::operational("scrub", &e.into(), a.json));
     }

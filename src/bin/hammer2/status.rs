@@ -1,7 +1,7 @@
 //! `hammer2 status [MOUNTPOINT|DEVICE...]`: the health of a filesystem in the shape of
 //! `zpool status`: its overall state (decided by the engine, `hammer2::info::health`), what
 //! the operator should do, the running scrub or resync with percent, rate and ETA, the last
-//! scrub of this mount, and a device table with error counters. Without arguments, every
+//! scrub (kept across mounts: `scrub_record.rs`), and a device table with error counters. Without arguments, every
 //! mounted hammer2 filesystem.
 
 use crate::info::report::{DeviceReport, Report};
@@ -44,7 +44,8 @@ pub struct Status {
     pub actions: Vec<String>,
     /// The scrub or resync running now.
     pub scan: Option<Scan>,
-    /// The last scrub of this mount (None: none this mount, or not mounted).
+    /// The last scrub: this mount's, or the one recorded on this machine
+    /// (`scrub_record.rs`); None when none is known.
     pub last_scrub: Option<Last>,
     pub devices: Vec<Device>,
     pub notes: Vec<String>,
@@ -102,7 +103,8 @@ pub fn run(a: Args) -> Result<i32> {
         } else {
             let (r, states) = crate::info::offline(t)?;
             let names = t.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
-            let s = build(&r, &states, None, false, &names);
+            let mut s = build(&r, &states, None, false, &names);
+            s.last_scrub = crate::scrub_record::load(&s.uuid).map(|l| Last { ended: utc(l.ended), result: l });
             all.push((render(&s), serde_json::to_value(&s)?));
         }
     }
@@ -145,7 +147,8 @@ pub fn live(fs: &impl hammer2::Mounted, devices: &str, mountpoint: &Path) -> Sta
     let states: Vec<MemberState> = live.assembly.members.iter().map(|m| m.2).collect();
     let mut s = build(&r, &states, Some(&live), true, &mountpoint.display().to_string());
     s.scan = live.scan.as_ref().map(scan);
-    s.last_scrub = live.last_scrub.clone().map(|l| Last { ended: utc(l.ended), result: l });
+    s.last_scrub =
+        crate::scrub_record::newest(live.last_scrub.clone(), &s.uuid).map(|l| Last { ended: utc(l.ended), result: l });
     s
 }
 
@@ -270,7 +273,7 @@ pub fn render(s: &Status) -> String {
             );
         }
         (None, None) if s.mounted => {
-            let _ = writeln!(o, "  scan: last scrub: (none this mount)");
+            let _ = writeln!(o, "  scan: last scrub: (none recorded)");
         }
         (None, None) => {}
     }

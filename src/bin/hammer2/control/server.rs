@@ -126,6 +126,7 @@ fn run(fs: &FsRef, served: &Served, req: &Request, out: &mut UnixStream) -> anyh
             let rep = hammer2::maintenance::scrub(fs, opts, &mut |p| {
                 send(out, &Reply::Progress(crate::scrub::progress(&p)));
             })?;
+            crate::scrub_record::save_of(fs);
             Ok(Done { exit: rep.exit_code(), text: crate::scrub::render(&rep), json: serde_json::to_value(&rep)? })
         }
         Op::Resync => {
