@@ -1,6 +1,6 @@
-//! What `hammer2 status` shows of maintenance: the scrub or resync running now (bytes done
-//! of a known total, since when) and the result of the last scrub of this mount. Scrub and
-//! resync record here as they report progress; nothing reads it but `info::status`.
+//! What `hammer2 status` and `info` show of maintenance: the scrub, resync, device remove or
+//! rebalance running now (bytes done of a known total, since when) and the result of the
+//! last scrub of this mount. Each records here as it reports progress.
 //! The state itself is declared in `fs/scans.rs`.
 
 use crate::fs::FsInner;

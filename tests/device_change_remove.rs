@@ -326,3 +326,26 @@ fn a_replace_refused_for_room_leaves_the_device_set_as_it_was() {
     assert_consistent(&fs);
     fs.unmount().unwrap();
 }
+
+/// A remove is watched as the running operation (`hammer2 status` and `info` show it):
+/// after every commit the mount reports a device remove with the bytes moved so far of the
+/// total, and nothing once it is done.
+#[test]
+fn a_running_remove_is_reported_as_the_mount_s_running_operation() {
+    let devs = mem_devices(3, 64 * MIB);
+    format_version(&devs, 2, FORMAT_VERSION_2);
+    let fs = Fs::mount(devs.clone(), Options { resync_slice_bytes: MIB, ..quiet_options() }).expect("mount");
+    populate(&fs, 9, 12);
+    fs.sync().unwrap();
+    let mut seen = Vec::new();
+    fs.device_remove(2, &mut |p| {
+        let run = hammer2::info::live(&fs, String::new()).scan.expect("a running operation while the remove runs");
+        assert_eq!(run.kind, hammer2::scan::ScanKind::Remove);
+        seen.push((run.done, run.total, p.moved_bytes));
+    })
+    .expect("remove");
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(seen.iter().all(|(done, total, moved)| done == moved && done <= total), "{seen:?}");
+    assert!(hammer2::info::live(&fs, String::new()).scan.is_none(), "nothing runs after it");
+    fs.unmount().unwrap();
+}

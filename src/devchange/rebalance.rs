@@ -110,6 +110,7 @@ pub(crate) fn rebalance(
             Error::Busy(_) => DeviceChangeError::MaintenanceRunning,
             e => e.into(),
         })?;
+        let scan = crate::scan::begin(fs, crate::scan::ScanKind::Rebalance);
         loop {
             if fs.stopping.load(Ordering::SeqCst) {
                 return Err(Error::Busy("the filesystem is being unmounted; run the rebalance again".into()).into());
@@ -119,6 +120,7 @@ pub(crate) fn rebalance(
             crate::commit::commit(fs, true, false)?;
             commits += 1;
             let moved = shared.totals.lock().copied_bytes;
+            scan.progress(moved, target.max(moved));
             progress(moved, target);
             // Done: the share is reached, the walk found nothing more to move, or a commit
             // moved nothing (no room where the copies may go).

@@ -182,6 +182,7 @@ fn drain(
     })?;
     let mut commits = 0;
     let mut moved_before = 0;
+    let scan = crate::scan::begin(fs, crate::scan::ScanKind::Remove);
     loop {
         if fs.stopping.load(Ordering::SeqCst) {
             return Err(Error::Busy("the filesystem is being unmounted; run the remove again to finish".into()).into());
@@ -193,6 +194,7 @@ fn drain(
         })?;
         commits += 1;
         let t = *shared.totals.lock();
+        scan.progress(t.copied_bytes, total.max(t.copied_bytes));
         progress(&RemoveProgress {
             moved_blocks: t.copied_blocks,
             moved_bytes: t.copied_bytes,

@@ -14,6 +14,22 @@ use std::time::SystemTime;
 pub enum ScanKind {
     Scrub,
     Resync,
+    /// `device remove` (and the remove half of a replace): bytes of copies moved off.
+    Remove,
+    /// `device rebalance`: bytes of copies moved onto the device.
+    Rebalance,
+}
+
+impl ScanKind {
+    /// What `status` and `info` call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScanKind::Scrub => "scrub",
+            ScanKind::Resync => "resync",
+            ScanKind::Remove => "device remove",
+            ScanKind::Rebalance => "device rebalance",
+        }
+    }
 }
 
 /// A scan running now.
@@ -23,7 +39,8 @@ pub struct Running {
     /// When it started (wall clock, for the rate and the ETA).
     #[serde(skip)]
     pub started: SystemTime,
-    /// Bytes done (copies read by a scrub, copies written by a resync) of `total`.
+    /// Bytes done (copies read by a scrub, copies written by a resync, copies moved by a
+    /// remove or rebalance) of `total`.
     pub done: u64,
     pub total: u64,
 }

@@ -105,6 +105,12 @@ pub fn live_report(fs: &impl hammer2::Mounted, devices: &str) -> report::Report 
     // "run hammer2 resync".
     r.notes = live.assembly.warnings.iter().cloned().chain(report::notes(&r.devices)).collect();
     r.requests = Some(crate::fuse::requests::snapshot());
+    r.running = live.scan.map(|sc| report::RunningReport {
+        kind: sc.kind.name(),
+        done_bytes: sc.done,
+        total_bytes: sc.total,
+        percent: (sc.total > 0).then(|| sc.done as f64 * 100.0 / sc.total as f64),
+    });
     r
 }
 

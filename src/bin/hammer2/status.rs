@@ -238,10 +238,7 @@ pub fn render(s: &Status) -> String {
     }
     match (&s.scan, &s.last_scrub) {
         (Some(sc), _) => {
-            let what = match sc.kind {
-                ScanKind::Scrub => "scrub",
-                ScanKind::Resync => "resync",
-            };
+            let what = sc.kind.name();
             let _ = writeln!(o, "  scan: {what} in progress since {}", sc.started);
             let rate = format!("{:.1} MB/s", sc.bytes_per_second as f64 / 1e6);
             let _ = match (sc.percent, sc.eta_seconds) {

@@ -40,6 +40,20 @@ pub struct Report {
     pub compression: String,
     /// File data as written and as stored; None when the trees could not be read.
     pub data: Option<DataReport>,
+    /// On a mount: the long operation running now (scrub, resync, device remove or
+    /// rebalance) and how far it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<RunningReport>,
+}
+
+/// A long operation running on a mount, as `info` shows it.
+#[derive(Serialize)]
+pub struct RunningReport {
+    pub kind: &'static str,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    /// None until the total is known.
+    pub percent: Option<f64>,
 }
 
 /// File data by size as written (logical) and as stored (physical), for compression.
@@ -220,6 +234,7 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
             mh.default_zstd_level,
         )),
         data: None,
+        running: None,
         devices,
     }
 }

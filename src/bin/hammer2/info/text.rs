@@ -48,6 +48,18 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(s, "data copies  blocks by copies: {}", parts.join(", "));
         }
     }
+    if let Some(run) = &r.running {
+        let _ = match run.percent {
+            Some(p) => writeln!(
+                s,
+                "running      {}: {} of {} done ({p:.1}%)",
+                run.kind,
+                human(run.done_bytes),
+                human(run.total_bytes)
+            ),
+            None => writeln!(s, "running      {}: {} done", run.kind, human(run.done_bytes)),
+        };
+    }
     let _ = writeln!(s, "master       {}", r.master);
     let _ = writeln!(s);
     table(&mut s, &r.devices);
