@@ -22,6 +22,7 @@ ensure_cmd man man-db
 ensure_cmd script bsdutils
 # systemd-analyze and the fstab generator: the boot-by-UUID test verifies a generated mount unit.
 ensure_cmd systemd-analyze systemd
+ensure_cmd udevadm udev
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

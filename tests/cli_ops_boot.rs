@@ -226,3 +226,79 @@ fn the_helper_given_one_member_mounts_the_whole_filesystem_unless_degraded_is_as
     assert_eq!(info["devices"][1]["state"], "missing", "{info}");
     m.unmount();
 }
+
+/// The whole boot path of a `UUID=` fstab line, with nothing stood in for: the udev rule
+/// install.sh installs (scripts/udev/59-hammer2.rules) gives the members the properties
+/// from which udev's own 60-persistent-storage rules make /dev/disk/by-uuid links; mount(8)
+/// resolves `UUID=` through that link to one member and runs mount.fuse.hammer2, which
+/// completes the set; the filesystem is mounted whole. udev runs through `udevadm test`
+/// (it processes the rules and makes the links without a udev daemon, which containers
+/// lack); the rule, the links and the helper live in a private mount namespace (tmpfs over
+/// /run/udev, /dev/disk, /dev/block and /usr/sbin, where mount(8) looks for helpers), so
+/// the machine keeps its own (at most those directories are made, empty, where missing).
+#[test]
+fn mount8_mounts_a_uuid_source_through_the_udev_rule_and_the_helper() {
+    let img = labelled("boot-udev");
+    let loops: Vec<common::image::LoopDev> = img.devices.iter().map(|d| common::image::LoopDev::attach(d)).collect();
+    let uuid = uuid_of(&loops[0].path);
+    let rule = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/udev/59-hammer2.rules"))
+        .unwrap()
+        .replace("@HAMMER2@", &common::image::hammer2_bin().display().to_string());
+    let rule_file = img.dir.path().join("59-hammer2.rules");
+    std::fs::write(&rule_file, rule).unwrap();
+    let helper_path = install_helper(img.dir.path());
+    let info = img.dir.path().join("info.json");
+    let links = img.dir.path().join("links");
+    let mut script = String::from(
+        "set -eu\n\
+         mount --make-rprivate /\n\
+         mkdir -p /run/udev /dev/disk /dev/block\n\
+         for d in /run/udev /dev/disk /dev/block; do mount -t tmpfs hammer2-test \"$d\"; done\n\
+         mkdir /run/udev/rules.d && cp \"$RULE\" /run/udev/rules.d/\n",
+    );
+    for l in &loops {
+        let name = l.path.file_name().unwrap().to_str().unwrap();
+        script += &format!("udevadm test /sys/class/block/{name} >/dev/null 2>&1\n");
+    }
+    script += "ls -l /dev/disk/by-uuid /dev/disk/by-label > \"$LINKS\"\n\
+               helper=$(readlink -f \"$HELPER\")\n\
+               mount -t tmpfs hammer2-test /usr/sbin && ln -s \"$helper\" /usr/sbin/mount.fuse.hammer2\n\
+               mount -t fuse.hammer2 -o \"logfile=$LOG\" \"UUID=$UUID\" \"$MNT\"\n\
+               \"$HAMMER2\" info --json \"$MNT\" > \"$INFO\"\n\
+               printf 'mounted by mount(8) from UUID=' > \"$MNT/by-mount8\"\n\
+               umount \"$MNT\"\n\
+               # The daemon ends after the kernel's DESTROY; wait so the devices are free.\n\
+               for i in $(seq 100); do grep -q \" $MNT \" /proc/self/mounts || break; sleep 0.1; done\n";
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("RULE", &rule_file)
+        .env("HELPER", &helper_path)
+        .env("LINKS", &links)
+        .env("LOG", img.log_path())
+        .env("UUID", &uuid)
+        .env("MNT", img.mountpoint())
+        .env("INFO", &info)
+        .env("HAMMER2", common::image::hammer2_bin())
+        .output()
+        .expect("unshare(1) runs (util-linux)");
+    let log = std::fs::read_to_string(img.log_path()).unwrap_or_default();
+    assert!(out.status.success(), "{}\n{log}", stderr(&out));
+    let links = std::fs::read_to_string(&links).unwrap();
+    assert!(links.contains(&uuid) && links.contains("boot-udev"), "udev made no by-uuid/by-label link:\n{links}");
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&info).unwrap()).unwrap();
+    assert_eq!(info["uuid"], uuid.as_str(), "{info}");
+    for (d, l) in info["devices"].as_array().unwrap().iter().zip(&loops) {
+        assert_eq!(d["state"], "online", "mount(8) mounted it degraded: {info}");
+        assert_eq!(d["path"], l.path.display().to_string(), "{info}");
+    }
+    // Wait for the daemon to let go of the devices, then read the file back through an
+    // ordinary mount: the write went to the filesystem, whole.
+    for l in &loops {
+        common::mount::wait_released(&l.path);
+    }
+    let out = helper(&img, loops[0].path.to_str().unwrap(), "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = Mount::attach(&img.mountpoint(), img.log_path());
+    assert_eq!(std::fs::read(m.path.join("by-mount8")).unwrap(), b"mounted by mount(8) from UUID=");
+    m.unmount();
+}
