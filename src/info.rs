@@ -91,6 +91,8 @@ pub struct Live {
     pub scan: Option<crate::scan::Running>,
     /// How the last scrub of this mount ended.
     pub last_scrub: Option<crate::scan::LastScrub>,
+    /// How the last resync, device remove or rebalance of this mount ended.
+    pub last_operation: Option<crate::scan::Finished>,
 }
 
 /// A member's reconnects while mounted (`rejoin`), for `info` on a mount.
@@ -135,12 +137,13 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
             }))
             .collect(),
     };
-    let (scan, last_scrub) = crate::scan::snapshot(fs);
+    let scans = crate::scan::snapshot(fs);
     Live {
         stalled: fs.stalled.load(Ordering::SeqCst),
         data: crate::usage::data_usage(fs).ok(),
-        scan,
-        last_scrub,
+        scan: scans.running,
+        last_scrub: scans.last_scrub,
+        last_operation: scans.last_other,
         assembly,
         header_tids: members
             .iter()

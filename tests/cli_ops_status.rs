@@ -157,6 +157,18 @@ fn during_a_throttled_resync_status_shows_percent_rate_and_eta() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let after = status(&m.path);
     assert!(after.contains(" state: ONLINE\n") && !after.contains("action:"), "{after}");
+    // The ended resync is the scan line now (as zpool shows the last resilver), newer than
+    // any scrub, which follows it.
+    let lines: Vec<&str> = after.lines().collect();
+    let at =
+        lines.iter().position(|l| l.starts_with("  scan: resync completed: ")).unwrap_or_else(|| panic!("{after}"));
+    assert!(lines[at].contains("of copies copied in 0:00:") && lines[at].contains(", on 20"), "{after}");
+    assert_eq!(lines[at + 1], "        last scrub: (none recorded)", "{after}");
+    let j = status_json(&m.path);
+    assert_eq!(j["last_operation"]["kind"], "resync", "{j}");
+    assert_eq!(j["last_operation"]["outcome"], "completed", "{j}");
+    assert!(j["last_operation"]["bytes"].as_u64().unwrap() > 0, "{j}");
+    assert!(rfc3339(&j["last_operation"]["ended"]), "{j}");
     m.unmount();
 }
 

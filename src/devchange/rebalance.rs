@@ -128,6 +128,7 @@ pub(crate) fn rebalance(
                 break;
             }
         }
+        scan.completed();
     }
     let t = *shared.totals.lock();
     tracing::info!(device = %m.name(), moved = t.copied_bytes, target, "rebalance done");

@@ -219,6 +219,7 @@ fn drain(
         ))
         .into());
     }
+    scan.completed();
     Ok((*shared.totals.lock(), commits))
 }
 

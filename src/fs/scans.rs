@@ -1,9 +1,10 @@
 //! The state of a mount's long maintenance operations, for `hammer2 status` and `info`: the
-//! scrub or resync running now, the last scrub's result, and what a resync reports. Declared
-//! here, below the scrub and the resync that fill it in (`scan.rs`, `resync/`).
+//! scan running now, the last scrub's result, how the last other operation ended, and what
+//! a resync reports. Declared here, below the scrub and the resync that fill it in
+//! (`scan.rs`, `resync/`).
 //!
-//! The last scrub lives in memory only: the volume header has no reserved place for it, so
-//! a new mount shows none until it scrubs.
+//! All of it lives in memory: nothing is written to the devices for it. The front end keeps
+//! the last scrub on the machine (`bin/hammer2/scrub_record.rs`) so it outlives the mount.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::SystemTime;
@@ -61,10 +62,35 @@ pub struct LastScrub {
     pub cancelled: bool,
 }
 
+/// How a resync, device remove or rebalance of this mount ended (a scrub's end is the richer
+/// `LastScrub`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Finished {
+    pub kind: ScanKind,
+    #[serde(skip)]
+    pub ended: SystemTime,
+    pub seconds: f64,
+    /// Bytes done, as `Running::done` counts them.
+    pub bytes: u64,
+    pub outcome: Outcome,
+}
+
+/// Whether a scan ran to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Completed,
+    /// Stopped by the operator (`--cancel`); what it committed stays.
+    Cancelled,
+    /// Ended by an error or an unmount; what it committed stays, and running it again goes on.
+    Stopped,
+}
+
 #[derive(Debug, Default)]
 pub struct Scans {
     pub(crate) running: parking_lot::Mutex<Option<Running>>,
     pub(crate) last_scrub: parking_lot::Mutex<Option<LastScrub>>,
+    pub(crate) last_other: parking_lot::Mutex<Option<Finished>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]

@@ -159,6 +159,7 @@ pub(crate) fn run(
             }
             report.seconds = start.elapsed().as_secs_f64();
             tracing::info!("resync cancelled");
+            scan.cancelled();
             return Ok(report);
         }
         throttle.exclude(throttle_paused);
@@ -181,6 +182,7 @@ pub(crate) fn run(
     report.commits += 1;
     report.counts = session.totals();
     report.seconds = start.elapsed().as_secs_f64();
+    scan.completed();
     Ok(report)
 }
 

@@ -8,7 +8,7 @@ use crate::info::report::{DeviceReport, Report};
 use anyhow::{Result, bail};
 use hammer2::MemberState;
 use hammer2::info::{Health, MemberView};
-use hammer2::scan::{LastScrub, Running, ScanKind};
+use hammer2::scan::{Finished, LastScrub, Outcome, Running, ScanKind};
 use hammer2::units::human;
 use serde::Serialize;
 use std::fmt::Write;
@@ -47,6 +47,8 @@ pub struct Status {
     /// The last scrub: this mount's, or the one recorded on this machine
     /// (`scrub_record.rs`); None when none is known.
     pub last_scrub: Option<Last>,
+    /// How the last resync, device remove or rebalance of this mount ended (mounted only).
+    pub last_operation: Option<LastOperation>,
     pub devices: Vec<Device>,
     pub notes: Vec<String>,
 }
@@ -68,6 +70,16 @@ pub struct Last {
     pub ended: String,
     #[serde(flatten)]
     pub result: LastScrub,
+}
+
+#[derive(Serialize)]
+pub struct LastOperation {
+    pub ended: String,
+    #[serde(flatten)]
+    pub result: Finished,
+    /// Kept for choosing the newer of it and the last scrub.
+    #[serde(skip)]
+    ended_at: std::time::SystemTime,
 }
 
 #[derive(Serialize)]
@@ -149,6 +161,8 @@ pub fn live(fs: &impl hammer2::Mounted, devices: &str, mountpoint: &Path) -> Sta
     s.scan = live.scan.as_ref().map(scan);
     s.last_scrub =
         crate::scrub_record::newest(live.last_scrub.clone(), &s.uuid).map(|l| Last { ended: utc(l.ended), result: l });
+    s.last_operation =
+        live.last_operation.clone().map(|f| LastOperation { ended: utc(f.ended), ended_at: f.ended, result: f });
     s
 }
 
@@ -182,6 +196,7 @@ fn build(
         actions,
         scan: None,
         last_scrub: None,
+        last_operation: None,
         devices: r
             .devices
             .iter()
@@ -236,43 +251,70 @@ pub fn render(s: &Status) -> String {
     for (i, a) in s.actions.iter().enumerate() {
         let _ = writeln!(o, "{}{a}", if i == 0 { "action: " } else { "        " });
     }
-    match (&s.scan, &s.last_scrub) {
-        (Some(sc), _) => {
-            let what = sc.kind.name();
-            let _ = writeln!(o, "  scan: {what} in progress since {}", sc.started);
-            let rate = format!("{:.1} MB/s", sc.bytes_per_second as f64 / 1e6);
-            let _ = match (sc.percent, sc.eta_seconds) {
-                (Some(p), Some(eta)) => writeln!(
-                    o,
-                    "        {} of {} done ({p:.1}%), {rate}, {} to go",
-                    human(sc.done_bytes),
-                    human(sc.total_bytes),
-                    hms(eta)
-                ),
-                (Some(p), None) => {
-                    writeln!(o, "        {} of {} done ({p:.1}%), {rate}", human(sc.done_bytes), human(sc.total_bytes))
-                }
-                _ => writeln!(o, "        {} done, total not known yet", human(sc.done_bytes)),
-            };
-        }
-        (None, Some(l)) => {
-            let r = &l.result;
-            let how = if r.cancelled { "scrub cancelled" } else { "scrub" };
-            let _ = writeln!(
+    // As zpool's scan line: what runs now, else what ended last. A resync, remove or
+    // rebalance that ended after the last scrub is shown first, the scrub below it.
+    let newer_operation =
+        s.last_operation.as_ref().filter(|op| s.last_scrub.as_ref().is_none_or(|l| op.ended_at > l.result.ended));
+    let mut lead = "  scan: ";
+    if let Some(sc) = &s.scan {
+        let what = sc.kind.name();
+        let _ = writeln!(o, "{lead}{what} in progress since {}", sc.started);
+        let rate = format!("{:.1} MB/s", sc.bytes_per_second as f64 / 1e6);
+        let _ = match (sc.percent, sc.eta_seconds) {
+            (Some(p), Some(eta)) => writeln!(
                 o,
-                "  scan: {how} read {} of copies in {}, {} error(s), {} repaired, {} unrepairable, on {}",
-                human(r.bytes),
-                hms(r.seconds.round() as u64),
-                r.errors,
-                r.repaired,
-                r.unrepairable,
-                l.ended
-            );
+                "        {} of {} done ({p:.1}%), {rate}, {} to go",
+                human(sc.done_bytes),
+                human(sc.total_bytes),
+                hms(eta)
+            ),
+            (Some(p), None) => {
+                writeln!(o, "        {} of {} done ({p:.1}%), {rate}", human(sc.done_bytes), human(sc.total_bytes))
+            }
+            _ => writeln!(o, "        {} done, total not known yet", human(sc.done_bytes)),
+        };
+    } else if let Some(op) = newer_operation {
+        let r = &op.result;
+        let how = match r.outcome {
+            Outcome::Completed => "completed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Stopped => "stopped before its end (run it again to go on)",
+        };
+        let moved = match r.kind {
+            ScanKind::Resync => "copied",
+            _ => "moved",
+        };
+        let _ = writeln!(
+            o,
+            "{lead}{} {how}: {} of copies {moved} in {}, on {}",
+            r.kind.name(),
+            human(r.bytes),
+            hms(r.seconds.round() as u64),
+            op.ended
+        );
+        lead = "        ";
+    }
+    if s.scan.is_none() {
+        match &s.last_scrub {
+            Some(l) => {
+                let r = &l.result;
+                let how = if r.cancelled { "scrub cancelled" } else { "scrub" };
+                let _ = writeln!(
+                    o,
+                    "{lead}{how} read {} of copies in {}, {} error(s), {} repaired, {} unrepairable, on {}",
+                    human(r.bytes),
+                    hms(r.seconds.round() as u64),
+                    r.errors,
+                    r.repaired,
+                    r.unrepairable,
+                    l.ended
+                );
+            }
+            None if s.mounted => {
+                let _ = writeln!(o, "{lead}last scrub: (none recorded)");
+            }
+            None => {}
         }
-        (None, None) if s.mounted => {
-            let _ = writeln!(o, "  scan: last scrub: (none recorded)");
-        }
-        (None, None) => {}
     }
     let _ = writeln!(o, "config:");
     let _ = writeln!(o);
