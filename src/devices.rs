@@ -109,6 +109,9 @@ pub struct Reconnect {
     pub attempts: AtomicU64,
     /// Why it last failed, or why the last reopen failed.
     pub last_error: Mutex<Option<String>>,
+    /// `hammer2 device offline` took it out (until `device online` brings it back), so
+    /// `status` says OFFLINE, as zpool does, not FAILED: nothing is wrong with it.
+    pub offlined: AtomicBool,
 }
 
 pub struct Member {

@@ -106,6 +106,8 @@ pub struct Link {
     pub attempts: u64,
     /// Why it last failed, or why its last reopen was not taken.
     pub last_error: Option<String>,
+    /// The operator took it out with `hammer2 device offline` and has not brought it back.
+    pub offline: bool,
 }
 
 /// The live state of a mounted filesystem; `name` names it as the master (e.g. its
@@ -161,6 +163,7 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
                 reconnects: m.reconnect.reconnects.load(Ordering::Relaxed),
                 attempts: m.reconnect.attempts.load(Ordering::Relaxed),
                 last_error: m.reconnect.last_error.lock().clone(),
+                offline: m.reconnect.offlined.load(Ordering::SeqCst) && m.state() == MemberState::Failed,
             })
             .collect(),
     }
@@ -199,6 +202,8 @@ pub struct MemberView {
     pub resyncing: bool,
     /// The reconnect watcher is retrying it.
     pub reconnecting: bool,
+    /// The operator took it out (`hammer2 device offline`).
+    pub offline: bool,
     /// Its read, write or check error counters are not zero.
     pub errors: bool,
 }
@@ -222,7 +227,14 @@ pub fn health(members: &[MemberView], copies: u8, stalled: bool, mounted: bool, 
     };
     let names = |v: &[&MemberView]| v.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");
     let mut actions = Vec::new();
-    let (retrying, lost): (Vec<&MemberView>, Vec<&MemberView>) = gone.iter().partition(|m| m.reconnecting);
+    let (offline, gone_else): (Vec<&MemberView>, Vec<&MemberView>) = gone.iter().partition(|m| m.offline);
+    if !offline.is_empty() {
+        actions.push(format!(
+            "{} taken offline by the operator: bring it back with 'hammer2 device online {target} DEVICE'",
+            names(&offline)
+        ));
+    }
+    let (retrying, lost): (Vec<&MemberView>, Vec<&MemberView>) = gone_else.iter().partition(|m| m.reconnecting);
     if !retrying.is_empty() {
         actions.push(format!(
             "the reconnect watcher is retrying {}; wait, or fix the device or its server",
@@ -304,7 +316,14 @@ mod tests {
     }
 
     fn view(state: MemberState) -> super::MemberView {
-        super::MemberView { name: format!("{state:?}"), state, resyncing: false, reconnecting: false, errors: false }
+        super::MemberView {
+            name: format!("{state:?}"),
+            state,
+            resyncing: false,
+            reconnecting: false,
+            offline: false,
+            errors: false,
+        }
     }
 
     #[test]

@@ -110,6 +110,41 @@ fn a_degraded_mount_says_so_and_how_to_bring_the_missing_device_back() {
     assert!(text.contains(" state: DEGRADED\n") && text.contains("action: give every device"), "{text}");
 }
 
+/// As zpool's OFFLINE: a device the operator took out is no failure. Its row keeps its name
+/// and says OFFLINE, the action says how to bring it back, and `device online` ends it.
+#[test]
+fn a_device_taken_offline_shows_offline_by_its_name_until_brought_back() {
+    let img = Image::with(2, 256 * MIB, Some(2));
+    let m = img.mount();
+    fill(&m, 2);
+    let b = img.devices[1].display().to_string();
+    let o = hammer2(["device".as_ref(), "offline".as_ref(), m.path.as_os_str(), b.as_ref()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = status(&m.path);
+    assert!(text.contains(" state: DEGRADED\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "action: {b} taken offline by the operator: bring it back with 'hammer2 device online {} DEVICE'",
+            m.path.display()
+        )),
+        "{text}"
+    );
+    let row = text.lines().find(|l| l.contains("OFFLINE")).unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains(&b), "{text}");
+    let j = status_json(&m.path);
+    assert_eq!(j["devices"][1]["state"], "offline", "{j}");
+    assert_eq!(j["devices"][1]["path"], b.as_str(), "{j}");
+    let o = hammer2(["device".as_ref(), "online".as_ref(), m.path.as_os_str(), b.as_ref()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t0 = Instant::now();
+    while !status(&m.path).contains(" state: ONLINE\n") {
+        assert!(t0.elapsed() < Duration::from_secs(20), "{}", status(&m.path));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!status(&m.path).contains("OFFLINE"));
+    m.unmount();
+}
+
 #[test]
 fn during_a_throttled_resync_status_shows_percent_rate_and_eta() {
     let img = Image::with(2, 256 * MIB, Some(2));

@@ -114,7 +114,7 @@ fn a_device_taken_offline_during_writes_comes_back_online_resyncs_by_itself_and_
     let out = ok(&device("offline", &m, b));
     assert!(out.contains("out of service"), "{out}");
     let live = info_json([&m.path]);
-    assert_eq!((state(&live, 0), state(&live, 1)), ("online".into(), "failed".into()), "{live}");
+    assert_eq!((state(&live, 0), state(&live, 1)), ("online".into(), "offline".into()), "{live}");
     // Refusals: one line each, exit status 8.
     let line = one_line_error(&device("offline", &m, a), "hammer2 device offline: ", "last writable device");
     eprintln!("refused: {line}");

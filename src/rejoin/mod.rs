@@ -118,6 +118,7 @@ pub(crate) fn online(fs: &FsInner, storage: DynStorage) -> Result<Onlined, Devic
     if m.missed_since() == 0 {
         m.set_missed_since(roots.tid);
     }
+    m.reconnect.offlined.store(false, Ordering::SeqCst);
     m.set_state(MemberState::Stale);
     m.reconnect.retrying.store(false, Ordering::SeqCst);
     m.reconnect.attempts.store(0, Ordering::Relaxed);
@@ -156,6 +157,7 @@ pub(crate) fn offline(fs: &FsInner, index: u8) -> Result<String, DeviceError> {
             }
             m.fail("taken offline by the operator");
         }
+        m.reconnect.offlined.store(true, Ordering::SeqCst);
         m.detach();
         m.reconnect.retrying.store(false, Ordering::SeqCst);
     }

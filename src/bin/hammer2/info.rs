@@ -93,11 +93,17 @@ pub fn live_report(fs: &impl hammer2::Mounted, devices: &str) -> report::Report 
     let mut r = report::build(&live.assembly, &live.header_tids);
     r.clean = false;
     r.data = live.data.map(Into::into);
-    for ((d, resyncing), link) in r.devices.iter_mut().zip(live.resyncing).zip(live.links) {
+    for (((d, resyncing), link), member) in
+        r.devices.iter_mut().zip(live.resyncing).zip(live.links).zip(&live.assembly.members)
+    {
         if resyncing {
             d.state = "resyncing";
         } else if link.reconnecting {
             d.state = "reconnecting";
+        } else if link.offline {
+            // Closed by the operator, not lost: shown by the name it was mounted with.
+            d.state = "offline";
+            d.path = Some(member.1.clone());
         }
         d.link = Some(link);
     }

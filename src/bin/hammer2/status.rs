@@ -182,6 +182,7 @@ fn build(
             state: *st,
             resyncing: d.state == "resyncing",
             reconnecting: d.state == "reconnecting",
+            offline: d.state == "offline",
             errors: d.errors.read + d.errors.write + d.errors.check > 0,
         })
         .collect();
