@@ -12,9 +12,8 @@ use crate::fs::{FsInner, Options, Roots};
 use crate::inode::{CommittedInode, Inode, InodeState, Meta};
 use crate::storage::DynStorage;
 use crate::volume::{Params, Volume};
-use hammer2_format::inode::S_IFDIR;
 use hammer2_format::layout::*;
-use hammer2_format::{CheckMethod, DeviceEntry, Timespec};
+use hammer2_format::{CheckMethod, DeviceEntry};
 use parking_lot::RwLock;
 use std::sync::Arc;
 
@@ -179,24 +178,7 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
     });
     let fs = FsInner::new(vol, alloc, Roots { pfs, ..Roots::default() }, ROOT_INUM + 1, opts_fs);
 
-    let now = Timespec::now();
-    let meta = Meta {
-        mode: S_IFDIR | 0o755,
-        uid: 0,
-        gid: 0,
-        nlink: 2,
-        size: 0,
-        rdev: 0,
-        atime: now,
-        mtime: now,
-        ctime: now,
-        btime: now,
-        parent: ROOT_INUM,
-        version: 1,
-        create_tid: 1,
-        blocks: 0,
-        policy: Default::default(),
-    };
+    let meta = Meta::fresh_root_dir(1);
     let root =
         Arc::new(Inode { inum: ROOT_INUM, state: RwLock::new(InodeState::new(meta, CommittedInode::new_empty())) });
     fs.inodes.insert(root.clone());

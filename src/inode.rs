@@ -12,6 +12,7 @@
 
 use crate::tree::Root;
 use hammer2_format::inode::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use hammer2_format::layout::ROOT_INUM;
 use hammer2_format::{InodeBlock, InodeContent, Timespec};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -41,6 +42,29 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// The root directory of a new filesystem (mkfs) or PFS: empty, owned by root, mode
+    /// 0755, made now by commit `create_tid`.
+    pub fn fresh_root_dir(create_tid: u64) -> Meta {
+        let now = Timespec::now();
+        Meta {
+            mode: S_IFDIR | 0o755,
+            uid: 0,
+            gid: 0,
+            nlink: 2,
+            size: 0,
+            rdev: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            btime: now,
+            parent: ROOT_INUM,
+            version: 1,
+            create_tid,
+            blocks: 0,
+            policy: Default::default(),
+        }
+    }
+
     pub fn kind(&self) -> u32 {
         self.mode & S_IFMT
     }

@@ -18,13 +18,13 @@ use super::builder::Builder;
 use super::deadlist;
 use crate::error::{Error, Result};
 use crate::fs::PfsRoots;
+use crate::inode::Meta;
 use crate::tree::Root;
 use crate::tree::modify::{Change, PEntry, PRoot, apply};
 use hammer2_format::blockref::dead_key;
-use hammer2_format::inode::S_IFDIR;
 use hammer2_format::layout::{ROOT_INUM, feature};
 use hammer2_format::pfs::{PfsKind, name_problem};
-use hammer2_format::{BlockType, Blockref, InodeBlock, InodeContent, PfsRecord, Timespec};
+use hammer2_format::{BlockType, Blockref, InodeBlock, InodeContent, PfsRecord};
 use std::collections::BTreeMap;
 
 /// A change of the PFS table a commit makes with its trees.
@@ -216,26 +216,8 @@ pub(super) fn write_record(
 
 /// The inode index of a new PFS: its root directory, empty.
 fn new_root_dir(b: &mut Builder) -> Result<PRoot> {
-    let now = Timespec::now();
-    let block = InodeBlock {
-        inum: ROOT_INUM,
-        parent: ROOT_INUM,
-        mode: S_IFDIR | 0o755,
-        uid: 0,
-        gid: 0,
-        nlink: 2,
-        size: 0,
-        rdev: 0,
-        atime: now,
-        mtime: now,
-        ctime: now,
-        btime: now,
-        version: 1,
-        create_tid: b.tid,
-        blocks: 0,
-        policy: Default::default(),
-        content: InodeContent::Tree { root_level: 0, entries: Vec::new() },
-    };
+    let block =
+        Meta::fresh_root_dir(b.tid).to_block(ROOT_INUM, InodeContent::Tree { root_level: 0, entries: Vec::new() });
     let e = b.new_inode(block, Some(PRoot::default()))?;
     apply(b, PRoot::default(), 1, true, &[(ROOT_INUM, Change::Put(e))])
 }
