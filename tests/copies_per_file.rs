@@ -9,7 +9,7 @@
 
 use hammer2_test_support as common;
 
-use common::crash::{Fate, crash_device};
+use common::crash::{Fate, Lost, Random, crash_device};
 use common::engine::*;
 use common::rng::Rng;
 use hammer2::format::{FormatOptions, format};
@@ -228,25 +228,6 @@ fn version_1_refuses_the_copies_setting() {
     fs.unmount().unwrap();
 }
 
-/// Writes issued after a device's last flush: lost, torn or whole, reproducibly.
-struct RandomFate(Rng);
-impl Fate for RandomFate {
-    fn fate(&mut self, _event: usize, len: usize) -> Option<usize> {
-        match self.0.next_u64() % 10 {
-            0..=3 => None,
-            4 => Some((self.0.next_u64() as usize % len.div_ceil(512)) * 512),
-            _ => Some(len),
-        }
-    }
-}
-
-struct AllLost;
-impl Fate for AllLost {
-    fn fate(&mut self, _: usize, _: usize) -> Option<usize> {
-        None
-    }
-}
-
 #[test]
 fn a_power_cut_during_a_rewrite_leaves_every_file_whole_and_a_rerun_finishes() {
     let mem = mem_devices(2, 48 << 20);
@@ -300,8 +281,8 @@ fn a_power_cut_during_a_rewrite_leaves_every_file_whole_and_a_rerun_finishes() {
     let mut rng = Rng::new(0x2626);
     for i in 0..points.len() + 60 {
         let (p, mut fate): (usize, Box<dyn Fate>) = match points.get(i) {
-            Some(&p) => (p, Box::new(AllLost)),
-            None => (1 + rng.next_u64() as usize % events.len(), Box::new(RandomFate(Rng::new(rng.next_u64())))),
+            Some(&p) => (p, Box::new(Lost)),
+            None => (1 + rng.next_u64() as usize % events.len(), Box::new(Random(Rng::new(rng.next_u64())))),
         };
         let devs: Vec<DynStorage> =
             (0..2).map(|d| Arc::new(crash_device(&bases[d], &events, p, d, fate.as_mut())) as DynStorage).collect();

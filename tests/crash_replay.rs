@@ -10,7 +10,7 @@
 
 use hammer2_test_support as common;
 
-use common::crash::{Fate, crash_device};
+use common::crash::{Lost, Random, crash_device};
 use common::engine::{
     assert_consistent, assert_every_copy_verifies, format_copies, mem_devices, quiet_options, snapshot_files,
 };
@@ -128,25 +128,6 @@ fn read_all(s: &dyn hammer2::storage::Storage) -> Vec<u8> {
     v
 }
 
-/// The random subsets are reproducible from the printed seed.
-struct RandomFate(Rng);
-impl Fate for RandomFate {
-    fn fate(&mut self, _event: usize, len: usize) -> Option<usize> {
-        match self.0.next_u64() % 10 {
-            0..=3 => None,
-            4 => Some((self.0.next_u64() as usize % len.div_ceil(512)) * 512), // torn
-            _ => Some(len),
-        }
-    }
-}
-
-struct AllLost;
-impl Fate for AllLost {
-    fn fate(&mut self, _: usize, _: usize) -> Option<usize> {
-        None
-    }
-}
-
 fn allowed(run: &Run, upto: usize) -> (usize, usize) {
     // Oldest state allowed: the last commit whose sync returned before the cut.
     let lo = run.commits.iter().rposition(|(_, done, _)| *done <= upto).unwrap_or(0);
@@ -188,9 +169,8 @@ fn every_crash_state_mounts_consistent_with_all_synced_data_and_an_atomic_state(
     let mut torn_or_partial = 0usize;
     // Every flush point with nothing after it lost or kept: the deterministic prefix states.
     for &p in &points {
-        let devs: Vec<DynStorage> = (0..2)
-            .map(|d| Arc::new(crash_device(&run.bases[d], &run.events, p, d, &mut AllLost)) as DynStorage)
-            .collect();
+        let devs: Vec<DynStorage> =
+            (0..2).map(|d| Arc::new(crash_device(&run.bases[d], &run.events, p, d, &mut Lost)) as DynStorage).collect();
         check_state(&run, devs.clone(), p, "both devices");
         check_state(&run, vec![devs[0].clone()], p, "device 0 alone");
         check_state(&run, vec![devs[1].clone()], p, "device 1 alone");
@@ -200,7 +180,7 @@ fn every_crash_state_mounts_consistent_with_all_synced_data_and_an_atomic_state(
     while explored < want {
         let p = 1 + rng.next_u64() as usize % run.events.len();
         let seed = rng.next_u64() | 1;
-        let mut fate = RandomFate(Rng::new(seed));
+        let mut fate = Random(Rng::new(seed));
         let devs: Vec<DynStorage> =
             (0..2).map(|d| Arc::new(crash_device(&run.bases[d], &run.events, p, d, &mut fate)) as DynStorage).collect();
         let what = format!("cut {p} seed {seed:#x}");

@@ -7,49 +7,25 @@
 
 use hammer2_test_support as common;
 
-use common::crash::{Fate, crash_device};
+use common::crash::{contents, images, replay};
 use common::engine::{
-    all_blocks, assert_consistent, assert_every_copy_verifies, mem_devices, populate, quiet_options, snapshot_files,
+    all_blocks, assert_consistent, assert_every_copy_verifies, format_raw, mem_devices, populate, quiet_options,
+    snapshot_files,
 };
-use common::rng::Rng;
 use hammer2::devchange::DeviceChangeError;
-use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
-use hammer2::storage::recording::{Op, RecordLog, RecordingStorage};
+use hammer2::storage::recording::{RecordLog, RecordingStorage};
 use hammer2::{Creds, Fs, Options};
-use hammer2_format::layout::{FORMAT_VERSION, FORMAT_VERSION_2, HEADER_SIZE, HEADER_SLOTS, feature, header_offset};
+use hammer2_format::layout::{FORMAT_VERSION, FORMAT_VERSION_2, feature};
 use hammer2_format::{BlockType, VolumeHeader};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 const MIB: u64 = 1 << 20;
 
-/// Formats with the data stored raw (on version 2: the tests count the bytes of copies they
-/// move, and write repetitive data).
-fn format_version(devs: &[DynStorage], copies: u8, version: u32) {
-    let compression = (version == FORMAT_VERSION_2).then_some(None);
-    format(
-        devs.to_vec(),
-        &FormatOptions { copies: Some(copies), format_version: version, compression, ..Default::default() },
-    )
-    .expect("format");
-}
-
-/// The valid header with the highest tid on `dev`, if any.
-fn newest(dev: &DynStorage) -> Option<VolumeHeader> {
-    (0..HEADER_SLOTS)
-        .filter_map(|slot| {
-            let mut buf = vec![0u8; HEADER_SIZE];
-            dev.read_at(&mut buf, header_offset(slot)).ok()?;
-            VolumeHeader::decode(&buf).ok()
-        })
-        .max_by_key(|h| h.tid)
-}
-
-fn bytes(dev: &DynStorage) -> Vec<u8> {
-    let mut v = vec![0u8; dev.size() as usize];
-    dev.read_at(&mut v, 0).unwrap();
-    v
+/// The newest valid header on `dev`, if it has one.
+fn newest_header(dev: &DynStorage) -> Option<VolumeHeader> {
+    common::raw_blocks::newest_if_any(dev).map(|(_, h)| h)
 }
 
 fn write_file(fs: &Fs, name: &str, len: usize, seed: u8) -> u64 {
@@ -73,7 +49,7 @@ fn copy_devices_since(fs: &Fs, since: u64) -> Vec<(BlockType, Vec<u8>)> {
 fn an_added_device_takes_copies_of_new_blocks_at_once_on_distinct_devices() {
     // One device with two copies: both copies in two regions of it (fixed slots).
     let old = mem_devices(1, 96 * MIB);
-    format_version(&old, 2, FORMAT_VERSION_2);
+    format_raw(&old, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(old.clone(), quiet_options()).expect("mount");
     populate(&fs, 1, 10);
     fs.sync().unwrap();
@@ -82,7 +58,7 @@ fn an_added_device_takes_copies_of_new_blocks_at_once_on_distinct_devices() {
     assert_eq!(added.devices.len(), 1);
     assert_eq!(added.devices[0].index, 1);
     assert_eq!(added.device_count, 2);
-    let h = newest(&new).expect("the new device holds a header of the filesystem");
+    let h = newest_header(&new).expect("the new device holds a header of the filesystem");
     assert!(h.has_feature(feature::FREE_PLACEMENT), "the first device change sets FREE_PLACEMENT");
     assert_eq!(h.devices.len(), 2);
     assert_eq!(h.devices[1].state.name(), "online");
@@ -118,7 +94,7 @@ fn an_added_device_takes_copies_of_new_blocks_at_once_on_distinct_devices() {
 #[test]
 fn adding_grows_the_space_and_the_new_device_is_filled_first() {
     let old = mem_devices(2, 48 * MIB);
-    format_version(&old, 2, FORMAT_VERSION_2);
+    format_raw(&old, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(old.clone(), quiet_options()).expect("mount");
     let total_before = fs.statfs().blocks;
     let free_before = fs.statfs().blocks_free;
@@ -143,33 +119,33 @@ fn adding_grows_the_space_and_the_new_device_is_filled_first() {
 #[test]
 fn version1_refuses_with_the_one_line_and_writes_nothing() {
     let old = mem_devices(1, 64 * MIB);
-    format_version(&old, 2, FORMAT_VERSION);
+    format_raw(&old, 2, FORMAT_VERSION);
     let fs = Fs::mount(old.clone(), quiet_options()).expect("mount");
     let new = mem_devices(1, 64 * MIB).pop().unwrap();
     new.write_at(&[7u8; 4096], 0).unwrap();
-    let before = bytes(&new);
+    let before = contents(&new);
     let e = fs.device_add(vec![new.clone()]).expect_err("refused");
     assert_eq!(e.to_string(), "this filesystem is format version 1; 'hammer2 upgrade' converts it (see FORMAT-V2)");
-    assert!(bytes(&new) == before, "nothing written to the device");
+    assert!(contents(&new) == before, "nothing written to the device");
     assert_eq!(fs.devices().len(), 1);
     fs.unmount().unwrap();
-    assert_eq!(newest(&old[0]).unwrap().version, FORMAT_VERSION);
+    assert_eq!(newest_header(&old[0]).unwrap().version, FORMAT_VERSION);
 }
 
 #[test]
 fn devices_that_must_not_be_taken_are_refused_with_one_line_each() {
     let old = mem_devices(1, 64 * MIB);
-    format_version(&old, 2, FORMAT_VERSION_2);
+    format_raw(&old, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(old.clone(), quiet_options()).expect("mount");
     // A member of this filesystem.
     let e = fs.device_add(vec![old[0].clone()]).expect_err("a member");
     assert!(matches!(e, DeviceChangeError::AlreadyMember { index: 0, .. }), "{e}");
     // Another filesystem's device.
     let other = mem_devices(1, 64 * MIB);
-    format_version(&other, 1, FORMAT_VERSION_2);
+    format_raw(&other, 1, FORMAT_VERSION_2);
     let e = fs.device_add(vec![other[0].clone()]).expect_err("another filesystem");
     assert!(e.to_string().contains("belongs to another hammer2 filesystem"), "{e}");
-    assert!(newest(&other[0]).is_some(), "left alone");
+    assert!(newest_header(&other[0]).is_some(), "left alone");
     // Too small.
     let small = Arc::new(hammer2::storage::mem::MemStorage::new(20 * MIB, "small")) as DynStorage;
     let e = fs.device_add(vec![small]).expect_err("too small");
@@ -194,14 +170,14 @@ fn devices_that_must_not_be_taken_are_refused_with_one_line_each() {
 #[test]
 fn every_crash_state_of_an_add_mounts_with_the_device_in_or_out() {
     let mem = mem_devices(1, 64 * MIB);
-    format_version(&mem, 2, FORMAT_VERSION_2);
+    format_raw(&mem, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(mem.clone(), quiet_options()).expect("mount");
     populate(&fs, 3, 10);
     fs.unmount().unwrap();
     let newdev = mem_devices(1, 48 * MIB).pop().unwrap();
     newdev.write_at(&[0xee; 4096], 2 * MIB).unwrap();
     let all = [mem[0].clone(), newdev.clone()];
-    let bases: Vec<Arc<Vec<u8>>> = all.iter().map(|m| Arc::new(bytes(m))).collect();
+    let bases = images(&all);
     let log = RecordLog::new();
     let rec: Vec<DynStorage> = all
         .iter()
@@ -217,27 +193,10 @@ fn every_crash_state_of_an_add_mounts_with_the_device_in_or_out() {
     fs.unmount().unwrap();
     let events = log.events();
 
-    struct Lost;
-    impl Fate for Lost {
-        fn fate(&mut self, _: usize, _: usize) -> Option<usize> {
-            None
-        }
-    }
-    struct Random(Rng);
-    impl Fate for Random {
-        fn fate(&mut self, _: usize, len: usize) -> Option<usize> {
-            match self.0.next_u64() % 10 {
-                0..=3 => None,
-                4 => Some((self.0.next_u64() as usize % len.div_ceil(512)) * 512),
-                _ => Some(len),
-            }
-        }
-    }
     let mut seen = BTreeSet::new();
-    let mut check = |upto: usize, fate: &mut dyn Fate, what: &str| {
-        let devs: Vec<DynStorage> =
-            (0..2).map(|d| Arc::new(crash_device(&bases[d], &events, upto, d, fate)) as DynStorage).collect();
-        let master = [newest(&devs[0]), newest(&devs[1])].into_iter().flatten().max_by_key(|h| h.tid).unwrap();
+    replay(&bases, &events, 200, 0x5eed_00ad, |devs, upto, what| {
+        let master =
+            [newest_header(&devs[0]), newest_header(&devs[1])].into_iter().flatten().max_by_key(|h| h.tid).unwrap();
         let n = master.devices.len();
         seen.insert(n);
         let given = if n == 2 { devs.clone() } else { vec![devs[0].clone()] };
@@ -249,19 +208,7 @@ fn every_crash_state_of_an_add_mounts_with_the_device_in_or_out() {
         assert_consistent(&fs);
         assert_every_copy_verifies(&fs);
         fs.crash();
-    };
-    let mut points: Vec<usize> =
-        events.iter().enumerate().filter(|(_, e)| matches!(e.op, Op::Flush)).map(|(i, _)| i + 1).collect();
-    points.extend([0, events.len()]);
-    for &p in &points {
-        check(p, &mut Lost, "flush point");
-    }
-    let mut rng = Rng::new(0x5eed_00ad);
-    for _ in 0..200 {
-        let p = 1 + rng.next_u64() as usize % events.len();
-        let seed = rng.next_u64() | 1;
-        check(p, &mut Random(Rng::new(seed)), &format!("cut {p} seed {seed:#x}"));
-    }
+    });
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 2], "both sides of the add were seen");
 }
 
@@ -278,7 +225,7 @@ fn allocated(fs: &Fs) -> Vec<u64> {
 #[test]
 fn a_rebalance_moves_copies_onto_an_added_device_until_it_holds_its_share() {
     let devs = mem_devices(2, 96 * MIB);
-    format_version(&devs, 2, FORMAT_VERSION_2);
+    format_raw(&devs, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(devs.clone(), Options { resync_slice_bytes: 2 * MIB, ..quiet_options() }).expect("mount");
     populate(&fs, 3, 25);
     fs.sync().unwrap();

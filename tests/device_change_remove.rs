@@ -6,48 +6,25 @@
 
 use hammer2_test_support as common;
 
-use common::crash::{Fate, crash_device};
+use common::crash::{contents, images, replay};
 use common::engine::{
-    all_blocks, assert_consistent, assert_every_copy_verifies, mem_devices, populate, quiet_options, snapshot_files,
+    all_blocks, assert_consistent, assert_every_copy_verifies, format_raw, mem_devices, populate, quiet_options,
+    snapshot_files,
 };
-use common::rng::Rng;
 use hammer2::devchange::DeviceChangeError;
-use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
-use hammer2::storage::recording::{Op, RecordLog, RecordingStorage};
+use hammer2::storage::recording::{RecordLog, RecordingStorage};
 use hammer2::{Creds, Fs, MemberState, Options};
-use hammer2_format::layout::{FORMAT_VERSION, FORMAT_VERSION_2, HEADER_SIZE, HEADER_SLOTS, header_offset};
+use hammer2_format::layout::{FORMAT_VERSION, FORMAT_VERSION_2};
 use hammer2_format::{DeviceState, VolumeHeader};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 const MIB: u64 = 1 << 20;
 
-/// Formats with the data stored raw (on version 2: the tests count the bytes of copies they
-/// move, and write repetitive data).
-fn format_version(devs: &[DynStorage], copies: u8, version: u32) {
-    let compression = (version == FORMAT_VERSION_2).then_some(None);
-    format(
-        devs.to_vec(),
-        &FormatOptions { copies: Some(copies), format_version: version, compression, ..Default::default() },
-    )
-    .expect("format");
-}
-
-fn newest(dev: &DynStorage) -> Option<VolumeHeader> {
-    (0..HEADER_SLOTS)
-        .filter_map(|slot| {
-            let mut buf = vec![0u8; HEADER_SIZE];
-            dev.read_at(&mut buf, header_offset(slot)).ok()?;
-            VolumeHeader::decode(&buf).ok()
-        })
-        .max_by_key(|h| h.tid)
-}
-
-fn bytes(dev: &DynStorage) -> Vec<u8> {
-    let mut v = vec![0u8; dev.size() as usize];
-    dev.read_at(&mut v, 0).unwrap();
-    v
+/// The newest valid header on `dev`, if it has one.
+fn newest_header(dev: &DynStorage) -> Option<VolumeHeader> {
+    common::raw_blocks::newest_if_any(dev).map(|(_, h)| h)
 }
 
 /// No committed reference names `device`, and every block's copies are on distinct devices.
@@ -63,7 +40,7 @@ fn assert_off_and_distinct(fs: &Fs, device: u8) {
 #[test]
 fn a_removed_device_leaves_no_reference_while_writes_go_on() {
     let devs = mem_devices(3, 96 * MIB);
-    format_version(&devs, 2, FORMAT_VERSION_2);
+    format_raw(&devs, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(devs.clone(), Options { resync_slice_bytes: 2 * MIB, ..quiet_options() }).expect("mount");
     populate(&fs, 1, 15);
     fs.sync().unwrap();
@@ -99,7 +76,7 @@ fn a_removed_device_leaves_no_reference_while_writes_go_on() {
     assert!(matches!(fs.device_remove(1, &mut |_| {}), Err(DeviceChangeError::AlreadyRemoved { index: 1 })));
     fs.unmount().unwrap();
 
-    let h = newest(&devs[0]).unwrap();
+    let h = newest_header(&devs[0]).unwrap();
     assert_eq!(h.devices[1].state, DeviceState::Removed);
     // Mounts without it (it is not needed), with the same data.
     let rest = vec![devs[0].clone(), devs[2].clone()];
@@ -115,7 +92,7 @@ fn a_removed_device_leaves_no_reference_while_writes_go_on() {
 fn add_two_then_remove_the_first_moves_everything_to_the_new_devices() {
     // One device with two copies in two regions; two new devices take its place.
     let first = mem_devices(1, 96 * MIB);
-    format_version(&first, 2, FORMAT_VERSION_2);
+    format_raw(&first, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(first.clone(), quiet_options()).expect("mount");
     populate(&fs, 2, 12);
     fs.sync().unwrap();
@@ -142,7 +119,7 @@ fn add_two_then_remove_the_first_moves_everything_to_the_new_devices() {
 fn removes_that_cannot_hold_the_copies_are_refused_with_the_numbers() {
     // Two devices, two copies: the other has one region for two copies.
     let devs = mem_devices(2, 64 * MIB);
-    format_version(&devs, 2, FORMAT_VERSION_2);
+    format_raw(&devs, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
     let e = fs.device_remove(1, &mut |_| {}).expect_err("too few domains");
     assert_eq!(
@@ -154,7 +131,7 @@ fn removes_that_cannot_hold_the_copies_are_refused_with_the_numbers() {
 
     // Three devices, two copies, 40 MiB of copies each: the others have less free.
     let devs = mem_devices(3, 64 * MIB);
-    format_version(&devs, 2, FORMAT_VERSION_2);
+    format_raw(&devs, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
     let f = fs.create(fs.root(), b"big", 0o644, Creds::default()).unwrap();
     fs.write(f.ino, 0, &vec![5u8; 60 << 20]).unwrap();
@@ -168,7 +145,7 @@ fn removes_that_cannot_hold_the_copies_are_refused_with_the_numbers() {
     // (one region), so only the small new device can take them. The walk runs out of room:
     // an error, nothing lost, the device stays.
     let devs = mem_devices(2, 64 * MIB);
-    format_version(&devs, 2, FORMAT_VERSION_2);
+    format_raw(&devs, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
     let f = fs.create(fs.root(), b"big", 0o644, Creds::default()).unwrap();
     fs.write(f.ino, 0, &vec![6u8; 30 << 20]).unwrap();
@@ -184,12 +161,12 @@ fn removes_that_cannot_hold_the_copies_are_refused_with_the_numbers() {
     fs.unmount().unwrap();
     // Version 1.
     let v1 = mem_devices(3, 64 * MIB);
-    format_version(&v1, 2, FORMAT_VERSION);
+    format_raw(&v1, 2, FORMAT_VERSION);
     let fs = Fs::mount(v1.clone(), quiet_options()).expect("mount");
-    let before = bytes(&v1[1]);
+    let before = contents(&v1[1]);
     let e = fs.device_remove(1, &mut |_| {}).expect_err("version 1");
     assert_eq!(e.to_string(), "this filesystem is format version 1; 'hammer2 upgrade' converts it (see FORMAT-V2)");
-    assert!(bytes(&v1[1]) == before);
+    assert!(contents(&v1[1]) == before);
     fs.unmount().unwrap();
 }
 
@@ -198,12 +175,12 @@ fn removes_that_cannot_hold_the_copies_are_refused_with_the_numbers() {
 #[test]
 fn every_crash_state_of_a_remove_mounts_and_a_second_run_finishes_it() {
     let mem = mem_devices(3, 64 * MIB);
-    format_version(&mem, 2, FORMAT_VERSION_2);
+    format_raw(&mem, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(mem.clone(), quiet_options()).expect("mount");
     populate(&fs, 4, 10);
     let want = snapshot_files(&fs);
     fs.unmount().unwrap();
-    let bases: Vec<Arc<Vec<u8>>> = mem.iter().map(|m| Arc::new(bytes(m))).collect();
+    let bases = images(&mem);
     let log = RecordLog::new();
     let rec: Vec<DynStorage> = mem
         .iter()
@@ -216,27 +193,9 @@ fn every_crash_state_of_a_remove_mounts_and_a_second_run_finishes_it() {
     fs.unmount().unwrap();
     let events = log.events();
 
-    struct Lost;
-    impl Fate for Lost {
-        fn fate(&mut self, _: usize, _: usize) -> Option<usize> {
-            None
-        }
-    }
-    struct Random(Rng);
-    impl Fate for Random {
-        fn fate(&mut self, _: usize, len: usize) -> Option<usize> {
-            match self.0.next_u64() % 10 {
-                0..=3 => None,
-                4 => Some((self.0.next_u64() as usize % len.div_ceil(512)) * 512),
-                _ => Some(len),
-            }
-        }
-    }
     let mut states = BTreeSet::new();
     let mut n = 0;
-    let mut check = |upto: usize, fate: &mut dyn Fate, what: &str| {
-        let devs: Vec<DynStorage> =
-            (0..3).map(|d| Arc::new(crash_device(&bases[d], &events, upto, d, fate)) as DynStorage).collect();
+    replay(&bases, &events, 150, 0x5eed_0de1, |devs, upto, what| {
         let fs = Fs::mount(devs.clone(), Options { read_only: true, ..quiet_options() })
             .unwrap_or_else(|e| panic!("{what}: crash at event {upto} does not mount: {e}"));
         assert_eq!(snapshot_files(&fs), want, "{what}: crash at event {upto}");
@@ -256,19 +215,7 @@ fn every_crash_state_of_a_remove_mounts_and_a_second_run_finishes_it() {
         assert_eq!(snapshot_files(&fs), want, "{what}: after the second remove");
         assert_consistent(&fs);
         fs.crash();
-    };
-    let mut points: Vec<usize> =
-        events.iter().enumerate().filter(|(_, e)| matches!(e.op, Op::Flush)).map(|(i, _)| i + 1).collect();
-    points.extend([0, events.len()]);
-    for &p in &points {
-        check(p, &mut Lost, "flush point");
-    }
-    let mut rng = Rng::new(0x5eed_0de1);
-    for _ in 0..150 {
-        let p = 1 + rng.next_u64() as usize % events.len();
-        let seed = rng.next_u64() | 1;
-        check(p, &mut Random(Rng::new(seed)), &format!("cut {p} seed {seed:#x}"));
-    }
+    });
     assert_eq!(states.into_iter().collect::<Vec<_>>(), vec![false, true], "both sides of the remove were seen");
 }
 
@@ -278,7 +225,7 @@ fn every_crash_state_of_a_remove_mounts_and_a_second_run_finishes_it() {
 #[test]
 fn replacing_a_dead_device_rebuilds_its_copies_on_the_new_one() {
     let devs = mem_devices(2, 64 * MIB);
-    format_version(&devs, 2, FORMAT_VERSION_2);
+    format_raw(&devs, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
     populate(&fs, 5, 10);
     fs.unmount().unwrap();
@@ -313,7 +260,7 @@ fn replacing_a_dead_device_rebuilds_its_copies_on_the_new_one() {
 #[test]
 fn a_replace_refused_for_room_leaves_the_device_set_as_it_was() {
     let devs = mem_devices(2, 64 * MIB);
-    format_version(&devs, 2, FORMAT_VERSION_2);
+    format_raw(&devs, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
     populate(&fs, 7, 60); // about 35 MB on each device
     fs.sync().unwrap();
@@ -333,7 +280,7 @@ fn a_replace_refused_for_room_leaves_the_device_set_as_it_was() {
 #[test]
 fn a_running_remove_is_reported_as_the_mount_s_running_operation() {
     let devs = mem_devices(3, 64 * MIB);
-    format_version(&devs, 2, FORMAT_VERSION_2);
+    format_raw(&devs, 2, FORMAT_VERSION_2);
     let fs = Fs::mount(devs.clone(), Options { resync_slice_bytes: MIB, ..quiet_options() }).expect("mount");
     populate(&fs, 9, 12);
     fs.sync().unwrap();

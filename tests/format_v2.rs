@@ -5,15 +5,14 @@
 
 use hammer2_test_support as common;
 
-use common::crash::{Fate, crash_device};
+use common::crash::{images, replay};
 use common::engine::{
     assert_consistent, assert_every_copy_verifies, mem_devices, populate, quiet_options, snapshot_files,
 };
 use common::raw_blocks::{newest, read_block, reseal_record, rewrite_root_record};
-use common::rng::Rng;
 use hammer2::format::{FormatOptions, format};
 use hammer2::storage::DynStorage;
-use hammer2::storage::recording::{Op, RecordLog, RecordingStorage};
+use hammer2::storage::recording::{RecordLog, RecordingStorage};
 use hammer2::upgrade::{UpgradeOutcome, require_feature, upgrade};
 use hammer2::{Creds, Fs, Options};
 use hammer2_format::layout::{FORMAT_VERSION, FORMAT_VERSION_2, SROOT_INODES, SROOT_ORPHANS, SROOT_PFS_TABLE, feature};
@@ -208,14 +207,7 @@ fn every_crash_state_of_the_upgrade_commit_mounts_with_the_data() {
     populate(&fs, 5, 12);
     let want = snapshot_files(&fs);
     fs.unmount().expect("unmount");
-    let bases: Vec<Arc<Vec<u8>>> = mem
-        .iter()
-        .map(|m| {
-            let mut v = vec![0u8; m.size() as usize];
-            m.read_at(&mut v, 0).unwrap();
-            Arc::new(v)
-        })
-        .collect();
+    let bases = images(&mem);
     let log = RecordLog::new();
     let devs: Vec<DynStorage> = mem
         .iter()
@@ -226,26 +218,8 @@ fn every_crash_state_of_the_upgrade_commit_mounts_with_the_data() {
     let events = log.events();
     assert!(!events.is_empty());
 
-    struct Lost;
-    impl Fate for Lost {
-        fn fate(&mut self, _: usize, _: usize) -> Option<usize> {
-            None
-        }
-    }
-    struct Random(Rng);
-    impl Fate for Random {
-        fn fate(&mut self, _: usize, len: usize) -> Option<usize> {
-            match self.0.next_u64() % 10 {
-                0..=3 => None,
-                4 => Some((self.0.next_u64() as usize % len.div_ceil(512)) * 512),
-                _ => Some(len),
-            }
-        }
-    }
     let mut versions = std::collections::BTreeSet::new();
-    let mut check = |upto: usize, fate: &mut dyn Fate, what: &str| {
-        let devs: Vec<DynStorage> =
-            (0..2).map(|d| Arc::new(crash_device(&bases[d], &events, upto, d, fate)) as DynStorage).collect();
+    replay(&bases, &events, 300, 0x5eed_0002, |devs, upto, what| {
         versions.insert(newest(&devs[0]).1.version.max(newest(&devs[1]).1.version));
         let fs = Fs::mount(devs, Options { read_only: true, ..quiet_options() })
             .unwrap_or_else(|e| panic!("{what}: crash at event {upto} does not mount: {e}"));
@@ -253,19 +227,7 @@ fn every_crash_state_of_the_upgrade_commit_mounts_with_the_data() {
         assert_consistent(&fs);
         assert_every_copy_verifies(&fs);
         fs.crash();
-    };
-    let mut points: Vec<usize> =
-        events.iter().enumerate().filter(|(_, e)| matches!(e.op, Op::Flush)).map(|(i, _)| i + 1).collect();
-    points.extend([0, events.len()]);
-    for &p in &points {
-        check(p, &mut Lost, "flush point");
-    }
-    let mut rng = Rng::new(0x5eed_0002);
-    for _ in 0..300 {
-        let p = 1 + rng.next_u64() as usize % events.len();
-        let seed = rng.next_u64() | 1;
-        check(p, &mut Random(Rng::new(seed)), &format!("cut {p} seed {seed:#x}"));
-    }
+    });
     assert_eq!(versions.into_iter().collect::<Vec<_>>(), vec![1, 2], "both sides of the upgrade were seen");
 }
 

@@ -9,7 +9,7 @@ use hammer2_test_support as common;
 use common::engine::{assert_consistent, assert_every_copy_verifies, mem_devices, quiet_options, snapshot_files};
 use hammer2::format::{FormatOptions, format};
 use hammer2::inspect::{Ctx, Visitor, walk_every_reference};
-use hammer2::storage::{DynStorage, Storage};
+use hammer2::storage::DynStorage;
 use hammer2::{Creds, Fs, MemberState, Options, snapshot, testing};
 use hammer2_format::{Blockref, CopyState};
 use std::collections::BTreeMap;
@@ -198,9 +198,8 @@ fn removing_a_device_moves_the_copies_snapshots_and_clones_hold() {
 /// lost track of); running the remove again after the crash finishes it the same way.
 #[test]
 fn every_crash_state_of_a_remove_with_snapshots_is_whole_and_a_second_run_finishes_it() {
-    use common::crash::{Fate, crash_device};
-    use common::rng::Rng;
-    use hammer2::storage::recording::{Op, RecordLog, RecordingStorage};
+    use common::crash::{images, replay};
+    use hammer2::storage::recording::{RecordLog, RecordingStorage};
 
     let mem = fresh(3, 2);
     let fs = Fs::mount(mem.clone(), quiet_options()).expect("mount");
@@ -214,14 +213,7 @@ fn every_crash_state_of_a_remove_with_snapshots_is_whole_and_a_second_run_finish
     put(&fs, &mut live, "f1", content(60, 100_000));
     put(&fs, &mut live, "g", content(61, 200_000));
     fs.unmount().expect("unmount");
-    let bases: Vec<Arc<Vec<u8>>> = mem
-        .iter()
-        .map(|m| {
-            let mut v = vec![0u8; m.size() as usize];
-            m.read_at(&mut v, 0).unwrap();
-            Arc::new(v)
-        })
-        .collect();
+    let bases = images(&mem);
     let log = RecordLog::new();
     let rec: Vec<DynStorage> = mem
         .iter()
@@ -234,30 +226,12 @@ fn every_crash_state_of_a_remove_with_snapshots_is_whole_and_a_second_run_finish
     fs.unmount().expect("unmount");
     let events = log.events();
 
-    struct Lost;
-    impl Fate for Lost {
-        fn fate(&mut self, _: usize, _: usize) -> Option<usize> {
-            None
-        }
-    }
-    struct Random(Rng);
-    impl Fate for Random {
-        fn fate(&mut self, _: usize, len: usize) -> Option<usize> {
-            match self.0.next_u64() % 10 {
-                0..=3 => None,
-                4 => Some((self.0.next_u64() as usize % len.div_ceil(512)) * 512),
-                _ => Some(len),
-            }
-        }
-    }
     let on_2 = |br: &Blockref| {
         let p = br.ptr()?;
         p.copies.iter().any(|l| l.device == 2).then(|| "a copy on device 2".to_string())
     };
     let mut n = 0;
-    let mut check = |upto: usize, fate: &mut dyn Fate, what: &str| {
-        let devs: Vec<DynStorage> =
-            (0..3).map(|d| Arc::new(crash_device(&bases[d], &events, upto, d, fate)) as DynStorage).collect();
+    replay(&bases, &events, 60, 0x0a11_2007, |devs, upto, what| {
         assert_eq!(files_of(&devs, "s1"), s1, "{what}: snapshot after a crash at event {upto}");
         let fs = Fs::mount(devs.clone(), Options { read_only: true, ..quiet_options() })
             .unwrap_or_else(|e| panic!("{what}: crash at event {upto} does not mount: {e}"));
@@ -277,17 +251,5 @@ fn every_crash_state_of_a_remove_with_snapshots_is_whole_and_a_second_run_finish
         assert_consistent(&fs);
         fs.unmount().expect("unmount");
         assert_eq!(files_of(&devs, "s1"), s1, "{what}: snapshot after the second remove");
-    };
-    let mut points: Vec<usize> =
-        events.iter().enumerate().filter(|(_, e)| matches!(e.op, Op::Flush)).map(|(i, _)| i + 1).collect();
-    points.extend([0, events.len()]);
-    for &p in &points {
-        check(p, &mut Lost, "flush point");
-    }
-    let mut rng = Rng::new(0x0a11_2007);
-    for _ in 0..60 {
-        let p = 1 + rng.next_u64() as usize % events.len();
-        let seed = rng.next_u64() | 1;
-        check(p, &mut Random(Rng::new(seed)), &format!("cut {p} seed {seed:#x}"));
-    }
+    });
 }

@@ -1,8 +1,9 @@
 //! Crash images: a device as it would be after a power cut, built from a base image and
 //! the recorded writes, as a copy-on-write overlay so thousands of them are cheap.
 
-use hammer2::storage::Storage;
+use crate::rng::Rng;
 use hammer2::storage::recording::{Event, Op};
+use hammer2::storage::{DynStorage, Storage};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::io;
@@ -100,4 +101,69 @@ pub fn crash_device(base: &Arc<Vec<u8>>, events: &[Event], upto: usize, device: 
         }
     }
     img
+}
+
+/// The writes issued after a device's last flush are all lost: the state at a flush point.
+pub struct Lost;
+
+impl Fate for Lost {
+    fn fate(&mut self, _: usize, _: usize) -> Option<usize> {
+        None
+    }
+}
+
+/// The writes issued after a device's last flush are lost, torn at a 512-byte boundary or
+/// whole, reproducibly from the seed.
+pub struct Random(pub Rng);
+
+impl Fate for Random {
+    fn fate(&mut self, _: usize, len: usize) -> Option<usize> {
+        match self.0.next_u64() % 10 {
+            0..=3 => None,
+            4 => Some((self.0.next_u64() as usize % len.div_ceil(512)) * 512),
+            _ => Some(len),
+        }
+    }
+}
+
+/// The whole content of a device.
+pub fn contents(dev: &DynStorage) -> Vec<u8> {
+    let mut v = vec![0u8; dev.size() as usize];
+    dev.read_at(&mut v, 0).expect("read the whole device");
+    v
+}
+
+/// The whole content of each device: the bases a recorded run is replayed from.
+pub fn images(devs: &[DynStorage]) -> Vec<Arc<Vec<u8>>> {
+    devs.iter().map(|d| Arc::new(contents(d))).collect()
+}
+
+/// Every device as a power cut after `upto` of the recorded `events` leaves it.
+pub fn crashed(bases: &[Arc<Vec<u8>>], events: &[Event], upto: usize, fate: &mut dyn Fate) -> Vec<DynStorage> {
+    (0..bases.len()).map(|d| Arc::new(crash_device(&bases[d], events, upto, d, fate)) as DynStorage).collect()
+}
+
+/// The crash states of a recorded run, each given to `check(devices, upto, what)`: the
+/// start, every flush point and the end with the unflushed writes lost, then `cuts` random
+/// cuts whose unflushed writes fare at random (`Random`), reproducible from `seed` and
+/// named in `what` (so a failure says which state to replay).
+pub fn replay(
+    bases: &[Arc<Vec<u8>>],
+    events: &[Event],
+    cuts: usize,
+    seed: u64,
+    mut check: impl FnMut(Vec<DynStorage>, usize, &str),
+) {
+    let mut points: Vec<usize> =
+        events.iter().enumerate().filter(|(_, e)| matches!(e.op, Op::Flush)).map(|(i, _)| i + 1).collect();
+    points.extend([0, events.len()]);
+    for &p in &points {
+        check(crashed(bases, events, p, &mut Lost), p, "flush point");
+    }
+    let mut rng = Rng::new(seed);
+    for _ in 0..cuts {
+        let p = 1 + rng.next_u64() as usize % events.len();
+        let s = rng.next_u64() | 1;
+        check(crashed(bases, events, p, &mut Random(Rng::new(s))), p, &format!("cut {p} seed {s:#x}"));
+    }
 }

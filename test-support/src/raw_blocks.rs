@@ -10,6 +10,12 @@ use hammer2_format::{BlockData, Blockref, VolumeHeader, indirect};
 
 /// The valid header with the highest tid on `dev`, and its slot.
 pub fn newest(dev: &DynStorage) -> (usize, VolumeHeader) {
+    newest_if_any(dev).expect("a valid header")
+}
+
+/// The valid header with the highest tid on `dev` and its slot, if it has one (a device
+/// added by a commit a crash cut may have none).
+pub fn newest_if_any(dev: &DynStorage) -> Option<(usize, VolumeHeader)> {
     (0..HEADER_SLOTS)
         .filter_map(|slot| {
             let mut buf = vec![0u8; HEADER_SIZE];
@@ -17,7 +23,6 @@ pub fn newest(dev: &DynStorage) -> (usize, VolumeHeader) {
             VolumeHeader::decode(&buf).ok().map(|h| (slot, h))
         })
         .max_by_key(|(_, h)| h.tid)
-        .expect("a valid header")
 }
 
 /// A block's bytes from its first valid copy (not verified).
