@@ -7,7 +7,7 @@ use crate::copies::{BulkBlock, CopyIo, OnBadCopy, ReadCtx};
 use crate::devices::DeviceSet;
 use crate::error::{Error, Result};
 use crate::tree::NodeSource;
-use hammer2_format::{BlockType, Blockref, CheckMethod, indirect};
+use hammer2_format::{BlockType, Blockref, CheckMethod, InodeBlock, indirect};
 use std::sync::Arc;
 
 /// What every header of the filesystem agrees on.
@@ -140,10 +140,37 @@ impl Volume {
             .collect();
         let blocks: Vec<BulkBlock<'_>> = wanted.iter().map(|(_, b)| *b).collect();
         self.copy_io().read_blocks(&blocks, OnBadCopy::Skip, &mut |i, r| {
-            if let (Ok(bytes), Some(k)) = (r, Self::key(wanted[i].0)) {
+            let (Ok(bytes), Some(k)) = (r, Self::key(wanted[i].0)) else { return };
+            if wanted[i].0.btype == BlockType::Inode {
+                // Kept decoded (`Cached::Inode`); one that does not decode is left to the
+                // read that wants it, which reports it.
+                if let Ok(inode) = InodeBlock::decode(bytes) {
+                    self.cache.insert(k, Cached::Inode(Arc::new(inode)));
+                }
+            } else {
                 self.cache.insert(k, Cached::Bytes(Arc::from(bytes)));
             }
         });
+    }
+
+    /// The decoded inode block `br` points to (from the cache when it holds it, decoded or
+    /// not; cached decoded).
+    pub fn read_inode_block(&self, br: &Blockref, ctx: &ReadCtx) -> Result<Arc<InodeBlock>> {
+        let key = Self::key(br);
+        let cached = key.as_ref().and_then(|k| self.cache.get(k));
+        let bytes = match cached {
+            Some(Cached::Inode(i)) => return Ok(i),
+            Some(Cached::Bytes(b)) => b,
+            _ => {
+                let ptr = br.ptr().ok_or_else(|| Error::Corrupt("inode reference without a block".into()))?;
+                Arc::from(self.copy_io().read_verified(br.btype, ptr, ctx)?)
+            }
+        };
+        let inode = Arc::new(InodeBlock::decode(&bytes)?);
+        if let Some(k) = key {
+            self.cache.insert(k, Cached::Inode(inode.clone()));
+        }
+        Ok(inode)
     }
 
     /// The content of a DATA block: its verified stored bytes, decompressed when it is

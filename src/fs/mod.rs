@@ -362,8 +362,7 @@ pub(crate) fn read_inode(vol: &Volume, br: hammer2_format::Blockref, inum: u64) 
     if br.btype != BlockType::Inode {
         return Err(Error::Corrupt(format!("inode tree entry {inum} is a {}", br.btype.name())));
     }
-    let bytes = vol.read_block(&br, &ReadCtx::inode(inum))?;
-    let block = InodeBlock::decode(&bytes)?;
+    let block = vol.read_inode_block(&br, &ReadCtx::inode(inum))?;
     if block.inum != inum {
         return Err(Error::Corrupt(format!("inode tree entry {inum} holds inode {}", block.inum)));
     }
