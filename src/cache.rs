@@ -58,7 +58,10 @@ struct Entry {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<CacheKey, Entry>,
+    /// foldhash, not SipHash: the hash is on every cached read, and foldhash's per-table
+    /// random seed still keeps a writer who chooses data (and so check fingerprints) from
+    /// aiming collisions at the table.
+    map: HashMap<CacheKey, Entry, foldhash::fast::RandomState>,
     ring: VecDeque<CacheKey>,
     bytes: u64,
 }

@@ -139,18 +139,22 @@ const INODE_CACHE_TARGET: usize = 50_000;
 /// burst of small creates, whose data is little, within the dirty limit too.
 pub const DIRTY_INODE_COST: u64 = 8 << 10;
 
+/// One shard of the inode table; foldhash rather than SipHash, since every request looks
+/// its inode up here.
+type InodeShard = HashMap<u64, InodeRef, foldhash::fast::RandomState>;
+
 pub struct InodeTable {
-    shards: Vec<Mutex<HashMap<u64, InodeRef>>>,
+    shards: Vec<Mutex<InodeShard>>,
 }
 
 impl Default for InodeTable {
     fn default() -> Self {
-        InodeTable { shards: (0..INODE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        InodeTable { shards: (0..INODE_SHARDS).map(|_| Mutex::new(InodeShard::default())).collect() }
     }
 }
 
 impl InodeTable {
-    fn shard(&self, inum: u64) -> &Mutex<HashMap<u64, InodeRef>> {
+    fn shard(&self, inum: u64) -> &Mutex<InodeShard> {
         &self.shards[(inum as usize) % INODE_SHARDS]
     }
     pub fn get(&self, inum: u64) -> Option<InodeRef> {
