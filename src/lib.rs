@@ -35,6 +35,7 @@ pub mod locate;
 pub(crate) mod loopdev;
 pub mod maintenance;
 pub(crate) mod mount;
+pub(crate) mod parallel;
 pub(crate) mod pfs;
 pub(crate) mod rejoin;
 pub mod repair;

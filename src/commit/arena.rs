@@ -203,7 +203,7 @@ impl Arena {
         let idx: Vec<usize> = (0..self.blocks.len())
             .filter(|&i| !self.blocks[i].dead && matches!(self.blocks[i].content, Content::Bytes { .. }))
             .collect();
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+        let threads = crate::parallel::threads();
         let checks: Vec<Check> = if idx.len() < 16 {
             idx.iter().map(|&i| method.compute(self.blocks[i].bytes())).collect()
         } else {

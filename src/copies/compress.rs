@@ -161,7 +161,7 @@ const PARALLEL_MIN_BLOCKS: usize = 16;
 
 /// [`compress`] of each of `blocks`, in order, on several threads when there are many.
 pub fn compress_all(codec: Codec, blocks: &[&[u8]]) -> Vec<Option<(Vec<u8>, Compression)>> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+    let threads = crate::parallel::threads();
     if blocks.len() < PARALLEL_MIN_BLOCKS || threads < 2 {
         return blocks.iter().map(|b| compress(codec, b)).collect();
     }
