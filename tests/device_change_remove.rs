@@ -159,6 +159,22 @@ fn removes_that_cannot_hold_the_copies_are_refused_with_the_numbers() {
     assert_consistent(&fs);
     assert_every_copy_verifies(&fs);
     fs.unmount().unwrap();
+
+    // A file given 3 copies on 3 devices: without one, its blocks' copies could not lie on
+    // distinct devices. Refused before anything moves, saying 3 (not the filesystem's 2).
+    let devs = mem_devices(3, 64 * MIB);
+    format_raw(&devs, 2, FORMAT_VERSION_2);
+    let fs = Fs::mount(devs.clone(), quiet_options()).expect("mount");
+    let f = fs.create(fs.root(), b"three", 0o644, Creds::default()).unwrap();
+    fs.set_setting(f.ino, hammer2::Setting::Copies, "3").unwrap();
+    fs.write(f.ino, 0, &vec![7u8; 1 << 20]).unwrap();
+    fs.sync().unwrap();
+    let e = fs.device_remove(2, &mut |_| {}).expect_err("too few devices for 3 copies");
+    assert!(matches!(e, DeviceChangeError::TooFewDomains { copies: 3, .. }), "{e}");
+    assert!(e.to_string().contains("fewer than the 3 copies"), "{e}");
+    assert_eq!(fs.devices()[2].state, MemberState::Online);
+    assert_consistent(&fs);
+    fs.unmount().unwrap();
     // Version 1.
     let v1 = mem_devices(3, 64 * MIB);
     format_raw(&v1, 2, FORMAT_VERSION);

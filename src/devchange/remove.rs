@@ -223,6 +223,40 @@ fn drain(
     Ok((*shared.totals.lock(), commits))
 }
 
+/// The most copies a block of the committed trees has: the filesystem's N, or more where
+/// files were given more (VC1). Only a filesystem with `VARIABLE_COPIES` can have any such
+/// block (VC3), so only there is the metadata walked to find out.
+fn most_copies(fs: &FsInner) -> Result<usize> {
+    let n = usize::from(fs.vol.params.copies);
+    let variable = fs
+        .roots
+        .read()
+        .pfs
+        .as_ref()
+        .is_some_and(|p| p.features & hammer2_format::layout::feature::VARIABLE_COPIES != 0);
+    if !variable {
+        return Ok(n);
+    }
+    struct Most<'a> {
+        fs: &'a FsInner,
+        most: usize,
+    }
+    impl Visitor for Most<'_> {
+        fn visit(&mut self, br: &Blockref, _: &Ctx) -> Result<Option<Arc<[u8]>>> {
+            let Some(p) = br.ptr() else { return Ok(None) };
+            self.most = self.most.max(p.copies.len());
+            if br.btype.names_blocks() {
+                return Ok(Some(self.fs.vol.read_block(br, &Default::default())?));
+            }
+            Ok(None)
+        }
+    }
+    let roots = fs.roots.read().clone();
+    let mut m = Most { fs, most: n };
+    crate::walk::walk(&roots, &mut m)?;
+    Ok(m.most)
+}
+
 /// References of the committed trees that name device `d` (a copy on it, of any state).
 fn references_to(fs: &FsInner, d: u8) -> Result<u64> {
     struct Count<'a> {
@@ -250,15 +284,16 @@ fn references_to(fs: &FsInner, d: u8) -> Result<u64> {
     r.map(|()| c.n)
 }
 
-/// Step 1: whether the other devices can hold N copies of everything without `index`;
-/// with `joining` (a replace asks before it adds the new device): counting a device about
-/// to join, with its (domains, free bytes).
+/// Step 1: whether the other devices can hold every block's copies without `index` (N, or
+/// more for files given more with `hammer2 set copies=`); with `joining` (a replace asks
+/// before it adds the new device): counting a device about to join, with its (domains,
+/// free bytes).
 pub(super) fn fits_without(
     fs: &FsInner,
     index: u8,
     joining: Option<(usize, u64)>,
 ) -> std::result::Result<(), DeviceChangeError> {
-    let copies = usize::from(fs.vol.params.copies);
+    let copies = most_copies(fs)?;
     let others: Vec<&crate::devices::Member> =
         fs.vol.devices.iter().filter(|o| o.index != index && o.state() != MemberState::Removed).collect();
     if let Some(o) = others.iter().find(|o| o.state() != MemberState::Online) {
