@@ -618,3 +618,64 @@ fn the_stream_framing_is_pinned() {
     .expect("a stream of a header and an end");
     assert_eq!((got, records), (h, 2), "two records, the end one included");
 }
+
+/// A writer that, at its first write, says so and then waits until it is let go: a send
+/// held in the middle.
+struct Stalled {
+    started: std::sync::mpsc::Sender<()>,
+    go: std::sync::mpsc::Receiver<()>,
+    waited: bool,
+    out: Vec<u8>,
+}
+
+impl std::io::Write for Stalled {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if !self.waited {
+            self.waited = true;
+            let _ = self.started.send(());
+            let _ = self.go.recv();
+        }
+        self.out.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// SR7: a snapshot (and its base) cannot be deleted while a send reads it; once the send
+/// ends they can, and the stream it wrote is whole.
+#[test]
+fn deleting_a_snapshot_being_sent_is_refused_until_the_send_ends() {
+    let a = mount(&fresh(1, 1));
+    build_rich(&a);
+    hammer2::snapshot::snapshot(&a, Some("s0")).expect("snapshot");
+    a.create(a.root(), b"later", 0o644, ROOT).expect("create");
+    a.sync().expect("sync");
+    hammer2::snapshot::snapshot(&a, Some("s1")).expect("snapshot");
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let mut w = Stalled { started: started_tx, go: go_rx, waited: false, out: Vec::new() };
+    std::thread::scope(|s| {
+        let sending = s.spawn(|| {
+            send::send(&a, "s1", Some("s0"), &mut w, &mut |_| {}).expect("send");
+        });
+        started.recv().expect("the send started");
+        for name in ["s1", "s0"] {
+            let e = hammer2::snapshot::delete(&a, name).expect_err("refused while sent").to_string();
+            assert!(e.contains("is being sent"), "{name}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+            assert_eq!(hammer2::Error::Busy(String::new()).errno(), libc::EBUSY);
+        }
+        assert_eq!(snapshots(&a), ["s0", "s1"], "both still there");
+        go.send(()).expect("let the send go");
+        sending.join().expect("send thread");
+    });
+    let (header, records) = stream::verify(&w.out[..]).expect("the stream written is whole");
+    assert_eq!(header.snapshot_name, "s1");
+    assert!(records > 3);
+    hammer2::snapshot::delete(&a, "s1").expect("deleted once the send ended");
+    hammer2::snapshot::delete(&a, "s0").expect("deleted once the send ended");
+    assert!(snapshots(&a).is_empty());
+    assert_consistent(&a);
+}

@@ -30,6 +30,9 @@ pub(super) fn send(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summary, SendError> {
     let started = std::time::Instant::now();
+    // Before the table is read: a deletion either committed before (the snapshot is not
+    // found) or waits for the send's end (SR7).
+    let _hold = fs.snapviews.hold_for_send(&[Some(name), from].into_iter().flatten().collect::<Vec<_>>());
     let table = {
         let roots = fs.roots.read();
         let Some(p) = roots.pfs.as_ref() else { return Err(Error::FormatVersion1.into()) };
