@@ -33,6 +33,9 @@ pub struct PfsInfo {
     pub dead_list_bytes: u64,
     /// For a snapshot: the physical bytes deleting it frees now (the blocks it alone holds).
     pub would_free_bytes: Option<u64>,
+    /// An interrupted receive into this PFS: the token `hammer2 send --resume-token`
+    /// continues it with (SR8).
+    pub resume_token: Option<String>,
 }
 
 fn rfc3339(ns: u64) -> String {
@@ -184,6 +187,7 @@ pub fn list(fs: &impl Mounted) -> Result<Vec<PfsInfo>> {
             referenced_physical_bytes: r.referenced_physical,
             dead_list_bytes: r.dead_bytes,
             would_free_bytes: would_free,
+            resume_token: crate::send::ResumeToken::from_record(&r.resume_token).map(|t| t.to_text()),
         });
     }
     Ok(out)

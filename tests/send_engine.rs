@@ -123,7 +123,7 @@ fn stream_of(fs: &Fs, snap: &str, from: Option<&str>) -> (Vec<u8>, send::Summary
 /// What `hammer2 receive` does: the stream is checked whole, then applied.
 fn receive(fs: &Fs, s: &[u8], name: Option<&str>) -> Result<String, String> {
     stream::verify(s).map_err(|e| e.to_string())?;
-    send::receive(fs, &mut &s[..], name, &mut |_| {}).map(|r| r.name).map_err(|e| e.to_string())
+    send::receive(fs, &mut &s[..], name, false, &mut |_| {}).map(|r| r.name).map_err(|e| e.to_string())
 }
 
 fn snapshots(fs: &Fs) -> Vec<String> {
@@ -455,7 +455,7 @@ fn a_damaged_stream_is_refused_before_anything_changes() {
     let c = mount(&fresh(1, 1));
     let mut flipped = good.clone();
     flipped[good.len() - 100] ^= 1;
-    let e = send::receive(&c, &mut &flipped[..], None, &mut |_| {}).expect_err("refused halfway");
+    let e = send::receive(&c, &mut &flipped[..], None, false, &mut |_| {}).expect_err("refused halfway");
     assert!(e.to_string().contains("corrupt"), "{e}");
     assert!(snapshots(&c).is_empty());
     assert_consistent(&c);
@@ -478,7 +478,7 @@ fn an_incremental_receive_that_stopped_halfway_completes_when_run_again() {
     let want = strip_atime(dump(&a));
     let (s, _) = stream_of(&a, "s1", Some("s0"));
     for cut in [s.len() / 3, 2 * s.len() / 3] {
-        let e = send::receive(&b, &mut &s[..cut], None, &mut |_| {}).expect_err("cut short");
+        let e = send::receive(&b, &mut &s[..cut], None, false, &mut |_| {}).expect_err("cut short");
         assert!(e.to_string().contains("truncated"), "{e}");
         assert_eq!(snapshots(&b), ["s0"], "no snapshot of a half-applied stream");
         b.sync().expect("commit what was applied");
@@ -600,16 +600,32 @@ fn the_stream_framing_is_pinned() {
         base_tid: 5,
         base_uuid: [6; 16],
         next_inum: 7,
+        resume_from: 0,
+        resume_after: stream::RecordId::default(),
     };
     let f = stream::Record::Header(h.clone()).frame();
-    assert_eq!(&f[..5], &[103, 0, 0, 0, 1], "len 103, kind 1");
-    assert_eq!(&f[5..15], b"H2SEND\0\0\x01\x00", "magic, version 1");
+    assert_eq!(&f[..5], &[128, 0, 0, 0, 1], "len 128, kind 1");
+    assert_eq!(&f[5..15], b"H2SEND\0\0\x02\x00", "magic, version 2");
+    // A checkpoint: kind 9, records before it, the blake3 of their frames, the position.
+    let c = stream::Record::Checkpoint { records: 1, hash: [0xab; 32], position: 2 }.frame();
+    assert_eq!(&c[..5], &[48, 0, 0, 0, 9]);
+    assert_eq!(&c[5..13], &1u64.to_le_bytes());
+    assert_eq!(&c[45..53], &2u64.to_le_bytes());
+    // A version-1 stream is refused with one line naming the versions.
+    let mut v1 = f.clone();
+    v1[13] = 1;
+    let crc = crc32c::crc32c(&v1[..v1.len() - 4]).to_le_bytes();
+    let n = v1.len();
+    v1[n - 4..].copy_from_slice(&crc);
+    let e = stream::verify(&v1[..]).expect_err("version 1").to_string();
+    assert_eq!(e, "send stream version 1 is not supported (this build reads version 2)");
     let (got, records) = stream::verify(
         &[
             f,
             stream::Record::End {
                 records: 1,
                 hash: *blake3::hash(&stream::Record::Header(h.clone()).frame()).as_bytes(),
+                position: 0,
             }
             .frame(),
         ]
@@ -678,4 +694,184 @@ fn deleting_a_snapshot_being_sent_is_refused_until_the_send_ends() {
     hammer2::snapshot::delete(&a, "s0").expect("deleted once the send ended");
     assert!(snapshots(&a).is_empty());
     assert_consistent(&a);
+}
+
+/// A stream with a checkpoint every `every` bytes (the default is 16 MiB: tests want many).
+fn stream_every(fs: &Fs, snap: &str, from: Option<&str>, every: u64, resume: Option<send::ResumeToken>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let opts = send::SendOptions { checkpoint_bytes: every, resume };
+    send::send_with(fs, snap, from, &opts, &mut out, &mut |_| {}).expect("send");
+    out
+}
+
+/// Receives `s` cut at `cut` bytes, then resumes from the token the PFS keeps until the
+/// whole stream is in (cutting each resumed stream again at `again` of its length while
+/// it is longer than that); returns how many resumes it took.
+fn receive_cut_and_resume(a: &Fs, b: &Fs, snap: &str, from: Option<&str>, s: &[u8], cut: usize, every: u64) -> u32 {
+    let e = send::receive(b, &mut &s[..cut], None, false, &mut |_| {}).expect_err("cut");
+    let e = e.to_string();
+    assert!(e.contains("truncated") || e.contains("not a hammer2 send stream"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+    assert!(!snapshots(b).contains(&snap.to_string()), "no snapshot of a cut stream");
+    let mut resumes = 0;
+    loop {
+        let token = send::resume_token(b);
+        let Some(token) = token else {
+            // Cut inside the header: nothing happened; the stream whole goes in.
+            receive(b, s, None).expect("whole");
+            return resumes;
+        };
+        let listed = hammer2::snapshot::list(b).expect("list");
+        let mine = listed.iter().find(|p| p.mounted).expect("the mounted PFS is listed");
+        assert_eq!(mine.resume_token.as_deref(), Some(token.to_text().as_str()), "pfs list shows the token");
+        let rest = stream_every(a, snap, from, every, Some(token));
+        assert!(rest.len() <= s.len(), "a resumed stream is never longer than the whole");
+        resumes += 1;
+        if resumes < 3 && rest.len() > 4096 {
+            // Cut the resumed stream too, half way.
+            let r = send::receive(b, &mut &rest[..rest.len() / 2], None, true, &mut |_| {});
+            assert!(r.is_err(), "cut again");
+            continue;
+        }
+        send::receive(b, &mut &rest[..], None, true, &mut |_| {}).expect("resumed receive");
+        return resumes;
+    }
+}
+
+/// SR8, SR9: a stream cut at a random byte offset leaves its verified chunks applied and a
+/// token; the stream sent again from the token completes it, full and incremental, and the
+/// received snapshot equals the sender's. Several seeds (HAMMER2_SEND_CUTS, default 4).
+#[test]
+fn a_stream_cut_anywhere_resumes_from_its_token_to_an_equal_snapshot() {
+    for i in 0..common::rng::env_u64("HAMMER2_SEND_CUTS", 4) {
+        let seed = 31 + i * 977;
+        let mut rng = Rng::new(seed);
+        let a = mount(&fresh(1, 1));
+        let b = mount(&fresh(2, 2));
+        build_rich(&a);
+        random_changes(&a, &mut rng, 0);
+        hammer2::snapshot::snapshot(&a, Some("s0")).expect("snapshot");
+        let want0 = strip_atime(dump(&a));
+        let every = 64 * 1024;
+        let full = stream_every(&a, "s0", None, every, None);
+        let cut = rng.below(full.len() as u64) as usize;
+        let resumes = receive_cut_and_resume(&a, &b, "s0", None, &full, cut, every);
+        assert_same(&strip_atime(dump(&b)), &want0, &format!("seed {seed}: full cut at {cut} ({resumes} resumes)"));
+        assert_eq!(snapshots(&b), ["s0"]);
+        assert!(send::resume_token(&b).is_none(), "no token once the receive is complete");
+
+        random_changes(&a, &mut rng, 1);
+        random_changes(&a, &mut rng, 2);
+        hammer2::snapshot::snapshot(&a, Some("s1")).expect("snapshot");
+        let want1 = strip_atime(dump(&a));
+        let inc = stream_every(&a, "s1", Some("s0"), 4096, None);
+        let cut = rng.below(inc.len() as u64) as usize;
+        let resumes = receive_cut_and_resume(&a, &b, "s1", Some("s0"), &inc, cut, 4096);
+        assert_same(&strip_atime(dump(&b)), &want1, &format!("seed {seed}: incremental cut at {cut} ({resumes})"));
+        assert_eq!(snapshots(&b), ["s0", "s1"]);
+        assert_consistent(&b);
+        // The received snapshot mounts and equals the sender's.
+        let got = hammer2::snapshot::list(&b).expect("list");
+        assert!(got.iter().all(|p| p.resume_token.is_none()), "no snapshot inherits a token");
+    }
+}
+
+/// SR9: a token is only good for its own stream and position: another snapshot, a mistyped
+/// token, a token that does not join, a resumed stream without --resume or into a PFS with
+/// no receive in progress, and a whole stream of another pair while one is in progress are
+/// refused, each with one line; the PFS is unchanged by the refusals.
+#[test]
+fn a_resume_token_for_another_stream_or_position_is_refused() {
+    let a = mount(&fresh(1, 1));
+    build_rich(&a);
+    hammer2::snapshot::snapshot(&a, Some("s0")).expect("snapshot");
+    a.create(a.root(), b"later", 0o644, ROOT).expect("create");
+    a.sync().expect("sync");
+    hammer2::snapshot::snapshot(&a, Some("s1")).expect("snapshot");
+    let b = mount(&fresh(1, 1));
+    let full = stream_every(&a, "s0", None, 8192, None);
+    let e = send::receive(&b, &mut &full[..full.len() / 2], None, false, &mut |_| {}).expect_err("cut");
+    assert!(matches!(e, send::SendError::Interrupted { .. }), "{e}");
+    assert!(e.to_string().contains("--resume-token"), "{e}");
+    let token = send::resume_token(&b).expect("a token");
+    assert!(token.position > 0, "{token:?}");
+    let sent_err = |snap: &str, from: Option<&str>, t: send::ResumeToken| {
+        let opts = send::SendOptions { checkpoint_bytes: 8192, resume: Some(t) };
+        let mut out = Vec::new();
+        let e = send::send_with(&a, snap, from, &opts, &mut out, &mut |_| {}).expect_err("refused").to_string();
+        assert!(out.is_empty(), "nothing written when refused");
+        assert!(!e.contains('\n'), "{e}");
+        e
+    };
+    assert!(sent_err("s1", None, token).contains("another stream"));
+    assert!(sent_err("s1", Some("s0"), token).contains("another stream"));
+    let mut wrong = token;
+    wrong.after.key ^= 1;
+    assert!(sent_err("s0", None, wrong).contains("does not join"));
+    let mut far = token;
+    far.position = u64::MAX / 2;
+    assert!(sent_err("s0", None, far).contains("does not join"));
+    let text = token.to_text();
+    let mut typo = text.clone().into_bytes();
+    typo[20] = if typo[20] == b'0' { b'1' } else { b'0' };
+    let e = send::ResumeToken::parse(std::str::from_utf8(&typo).unwrap()).expect_err("typo").to_string();
+    assert!(e.contains("check value"), "{e}");
+    assert_eq!(send::ResumeToken::parse(&text).expect("parses"), token);
+
+    // (The half-applied PFS has entries whose inodes come later in the stream: compare
+    // what the refusals could change, the token and the snapshots, not a walk of it.)
+    let before = (send::resume_token(&b), snapshots(&b));
+    // A resumed stream needs --resume.
+    let rest = stream_every(&a, "s0", None, 8192, Some(token));
+    let e = send::receive(&b, &mut &rest[..], None, false, &mut |_| {}).expect_err("no --resume").to_string();
+    assert!(e.contains("receive it with --resume"), "{e}");
+    // A whole stream of another snapshot while this one is in progress.
+    let other = stream_every(&a, "s1", None, 8192, None);
+    let e = send::receive(&b, &mut &other[..], None, false, &mut |_| {}).expect_err("other").to_string();
+    assert!(e.contains("holds part of another stream") && e.contains(&text), "{e}");
+    // A resumed stream from an older position (the PFS moved on since).
+    let c = mount(&fresh(1, 1));
+    let _ = send::receive(&c, &mut &full[..full.len() / 4], None, false, &mut |_| {}).expect_err("cut");
+    let older = send::resume_token(&c).expect("token");
+    assert!(older.position < token.position);
+    let stale = stream_every(&a, "s0", None, 8192, Some(older));
+    let e = send::receive(&b, &mut &stale[..], None, true, &mut |_| {}).expect_err("stale").to_string();
+    assert!(e.contains("applied") && e.contains("resumes at record"), "{e}");
+    assert_eq!((send::resume_token(&b), snapshots(&b)), before, "the refusals changed nothing");
+    // Into a PFS with no receive in progress.
+    let d = mount(&fresh(1, 1));
+    let e = send::receive(&d, &mut &rest[..], None, true, &mut |_| {}).expect_err("none").to_string();
+    assert!(e.contains("no interrupted receive"), "{e}");
+    // The right one completes it.
+    send::receive(&b, &mut &rest[..], None, true, &mut |_| {}).expect("resume");
+    assert_eq!(snapshots(&b), ["s0"]);
+    assert_consistent(&b);
+}
+
+/// Per-file settings (`hammer2 set copies`, `compression`) travel with the file; a copies
+/// count the receiver cannot place is lowered to what it can.
+#[test]
+fn per_file_copies_and_compression_are_received() {
+    use hammer2::Setting;
+    let a = mount(&fresh(3, 1));
+    let f = a.create(a.root(), b"precious", 0o644, ROOT).expect("create");
+    a.set_setting(f.ino, Setting::Copies, "3").expect("set copies");
+    a.set_setting(f.ino, Setting::Compression, "zstd:7").expect("set compression");
+    a.write(f.ino, 0, &vec![7u8; 200_000]).expect("write");
+    let g = a.create(a.root(), b"plain", 0o644, ROOT).expect("create");
+    a.set_setting(g.ino, Setting::Compression, "none").expect("set");
+    a.sync().expect("sync");
+    hammer2::snapshot::snapshot(&a, Some("s")).expect("snapshot");
+    let s = stream_of(&a, "s", None).0;
+    let b = mount(&fresh(3, 1));
+    receive(&b, &s, None).expect("receive");
+    assert_eq!(b.get_setting(f.ino, Setting::Copies).expect("get"), "3");
+    assert_eq!(b.get_setting(f.ino, Setting::Compression).expect("get"), "zstd:7");
+    assert_eq!(b.get_setting(g.ino, Setting::Compression).expect("get"), "none");
+    assert!(b.get_setting(g.ino, Setting::Copies).expect("get").starts_with("default"));
+    let c = mount(&fresh(2, 1));
+    receive(&c, &s, None).expect("receive");
+    assert_eq!(c.get_setting(f.ino, Setting::Copies).expect("get"), "2", "lowered to what two devices hold");
+    assert_consistent(&b);
+    assert_consistent(&c);
 }

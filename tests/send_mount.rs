@@ -204,3 +204,96 @@ impl Arg0 for std::process::Command {
         self.arg(common::image::hammer2_bin())
     }
 }
+
+/// SR8, SR9 through the binaries: a stream cut in the middle (the pipe stopped) is applied
+/// up to its last checkpoint; `receive` says so in one line with the token, `pfs list`
+/// shows the same token (text and --json), and `send --resume-token TOKEN | receive
+/// --resume` completes it into a snapshot equal to the sender's; fsck is clean.
+#[test]
+fn a_cut_stream_resumes_with_send_resume_token_through_a_pipe() {
+    let a_img = Image::by_mkfs(1, 512 * MIB, 1);
+    let b_img = Image::by_mkfs(1, 512 * MIB, 1);
+    let a = a_img.mount();
+    let b = b_img.mount();
+    let (am, bm) = (a.path.display().to_string(), b.path.display().to_string());
+    // About 48 MiB: three checkpoints at the default 16 MiB.
+    sh(&format!(
+        "set -e; cd {am}; mkdir d; for i in $(seq 1 12); do head -c 4000000 /dev/urandom > d/f$i; done; \
+         mkdir e; for i in $(seq 1 50); do echo $i > e/small$i; done; sync"
+    ));
+    let o = hammer2(["snapshot".as_ref(), a.path.as_os_str(), "s1".as_ref()]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let stream = a_img.dir.path().join("s1.stream");
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$0\" send {am} s1 > {}", stream.display()))
+        .arg0_hammer2()
+        .output()
+        .expect("send");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = std::fs::read(&stream).unwrap();
+    let cut = b_img.dir.path().join("cut");
+    std::fs::write(&cut, &whole[..whole.len() * 6 / 10]).unwrap();
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$0\" receive {bm} < {}", cut.display()))
+        .arg0_hammer2()
+        .output()
+        .expect("receive");
+    let err = stderr(&o);
+    assert_eq!(exit_code(&o), 8, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("truncated") && err.contains("records are applied"), "{err}");
+    let token = err.split("--resume-token ").nth(1).and_then(|t| t.split('\'').next()).expect("a token").to_string();
+    assert!(token.len() > 100 && token.chars().all(|c| c.is_ascii_hexdigit()), "{token}");
+    let (code, j) = hammer2_json("pfs", ["list".as_ref(), b.path.as_os_str()]);
+    assert_eq!(code, 0, "{j}");
+    let root = j["pfs"].as_array().unwrap().iter().find(|p| p["name"] == "ROOT").expect("ROOT").clone();
+    assert_eq!(root["resume_token"], token.as_str(), "{j}");
+    let o = hammer2(["pfs".as_ref(), "list".as_ref(), b.path.as_os_str()]);
+    assert!(stdout(&o).contains(&format!("resume token {token}")), "{}", stdout(&o));
+    assert!(snapshots(&b.path).is_empty(), "no snapshot of the part");
+
+    // A resumed stream without --resume is refused; with it, the rest completes it.
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$0\" send --resume-token {token} {am} s1 | \"$0\" receive {bm}"))
+        .arg0_hammer2()
+        .output()
+        .expect("pipe");
+    assert_eq!(exit_code(&o), 8, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; \"$0\" send --json --resume-token {token} {am} s1 | \"$0\" receive --json --resume {bm}"
+        ))
+        .arg0_hammer2()
+        .output()
+        .expect("pipe");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sj: serde_json::Value = serde_json::from_str(stderr(&o).trim()).expect("send --json on stderr");
+    // The cut (at 60%) was past the first checkpoint (16 MiB): at least that is not sent again.
+    assert!(sj["bytes"].as_u64().unwrap() < whole.len() as u64 - 15 * MIB, "the rest only: {sj}");
+    let rj: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("receive --json");
+    assert_eq!(rj["snapshot"], "s1", "{rj}");
+    assert_same(&tree(&b.path), &tree(&a.path), "after the resumed receive");
+    assert_eq!(snapshots(&b.path), ["s1"]);
+    let (_, j) = hammer2_json("pfs", ["list".as_ref(), b.path.as_os_str()]);
+    assert!(j["pfs"].as_array().unwrap().iter().all(|p| p["resume_token"].is_null()), "{j}");
+    // A token of this stream is refused for another snapshot.
+    let o = hammer2(["snapshot".as_ref(), a.path.as_os_str(), "s2".as_ref()]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$0\" send --resume-token {token} {am} s2 > /dev/null"))
+        .arg0_hammer2()
+        .output()
+        .expect("send");
+    assert_eq!(exit_code(&o), 8, "{}", stderr(&o));
+    assert!(stderr(&o).contains("another stream"), "{}", stderr(&o));
+    a.unmount();
+    b.unmount();
+    fsck_clean(&a_img);
+    fsck_clean(&b_img);
+}
