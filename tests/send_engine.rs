@@ -875,3 +875,36 @@ fn per_file_copies_and_compression_are_received() {
     assert_consistent(&b);
     assert_consistent(&c);
 }
+
+/// Known answer: the resume token's bytes in the PFS record (FORMAT.md bytes 120..256,
+/// SEND-STREAM.md "Resuming") and its text (a change here changes what records hold).
+#[test]
+fn the_resume_token_layout_is_pinned() {
+    let t = send::ResumeToken {
+        pfs_uuid: [0x11; 16],
+        snapshot_uuid: [0x22; 16],
+        snapshot_tid: 0x0102,
+        base_tid: 0x0304,
+        position: 0x0506,
+        after: stream::RecordId { kind: 5, inum: 0x0708, key: 0x090a },
+    };
+    let r = t.to_record();
+    assert_eq!(r.len(), 136);
+    assert_eq!(r[0], 1, "token version 1");
+    assert_eq!(&r[1..17], &[0x11; 16]);
+    assert_eq!(&r[17..33], &[0x22; 16]);
+    assert_eq!(&r[33..41], &0x0102u64.to_le_bytes());
+    assert_eq!(&r[41..49], &0x0304u64.to_le_bytes());
+    assert_eq!(&r[49..57], &0x0506u64.to_le_bytes());
+    assert_eq!(r[57], 5);
+    assert_eq!(&r[58..66], &0x0708u64.to_le_bytes());
+    assert_eq!(&r[66..74], &0x090au64.to_le_bytes());
+    assert!(r[74..].iter().all(|&b| b == 0), "the rest zero");
+    assert_eq!(send::ResumeToken::from_record(&r), Some(t));
+    assert_eq!(send::ResumeToken::from_record(&[0; 136]), None, "zero: no token");
+    let text = t.to_text();
+    assert_eq!(text.len(), 156);
+    let crc = crc32c::crc32c(&r[..74]).to_le_bytes();
+    let want: String = r[..74].iter().chain(crc.iter()).map(|b| format!("{b:02x}")).collect();
+    assert_eq!(text, want);
+}
