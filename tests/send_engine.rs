@@ -908,3 +908,61 @@ fn the_resume_token_layout_is_pinned() {
     let want: String = r[..74].iter().chain(crc.iter()).map(|b| format!("{b:02x}")).collect();
     assert_eq!(text, want);
 }
+
+/// SR8: the receiving side crashes at points all through a receive (writes after the last
+/// flush lost); each crash state mounts consistent, and resuming from the token it holds
+/// (or, crashed before the first commit, receiving the stream whole) ends with a snapshot
+/// equal to the sender's.
+#[test]
+fn a_receiver_that_crashed_mid_apply_resumes_from_its_token() {
+    use common::crash::{Lost, crash_device, image};
+    use hammer2::storage::recording::{RecordLog, RecordingStorage};
+    use std::sync::Arc;
+    let a = mount(&fresh(1, 1));
+    build_rich(&a);
+    let mut rng = Rng::new(4242);
+    random_changes(&a, &mut rng, 0);
+    hammer2::snapshot::snapshot(&a, Some("s")).expect("snapshot");
+    let want = strip_atime(dump(&a));
+    let every = 32 * 1024;
+    let full = stream_every(&a, "s", None, every, None);
+    let mem = fresh(2, 2);
+    let bases: Vec<Arc<Vec<u8>>> = mem.iter().map(image).collect();
+    let log = RecordLog::new();
+    let devs: Vec<DynStorage> = mem
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Arc::new(RecordingStorage::new(m.clone(), i, log.clone())) as DynStorage)
+        .collect();
+    let b = Fs::mount(devs, quiet_options()).expect("mount");
+    // A small dirty limit would commit between checkpoints too; the default is fine: the
+    // checkpoints' commits are the crash points that matter.
+    send::receive(&b, &mut &full[..], None, false, &mut |_| {}).expect("receive");
+    b.crash();
+    let events = log.events();
+    let (mut resumed, mut whole, mut complete) = (0, 0, 0);
+    let step = (events.len() / 24).max(1);
+    for upto in (0..=events.len()).step_by(step).chain([events.len()]) {
+        let devs: Vec<DynStorage> =
+            (0..2).map(|d| Arc::new(crash_device(&bases[d], &events, upto, d, &mut Lost)) as DynStorage).collect();
+        let c = Fs::mount(devs, quiet_options()).unwrap_or_else(|e| panic!("crash at event {upto}: {e}"));
+        assert_consistent(&c);
+        if snapshots(&c) == ["s"] {
+            complete += 1;
+        } else if let Some(t) = send::resume_token(&c) {
+            let rest = stream_every(&a, "s", None, every, Some(t));
+            send::receive(&c, &mut &rest[..], None, true, &mut |_| {})
+                .unwrap_or_else(|e| panic!("crash at event {upto}: resume from {}: {e}", t.position));
+            resumed += 1;
+        } else {
+            receive(&c, &full, None).unwrap_or_else(|e| panic!("crash at event {upto}: whole: {e}"));
+            whole += 1;
+        }
+        assert_same(&strip_atime(dump(&c)), &want, &format!("crash at event {upto}"));
+        assert_eq!(snapshots(&c), ["s"]);
+        assert!(send::resume_token(&c).is_none());
+        assert_consistent(&c);
+        c.crash();
+    }
+    assert!(resumed >= 3 && whole >= 1 && complete >= 1, "resumed {resumed}, whole {whole}, complete {complete}");
+}

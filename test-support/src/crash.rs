@@ -101,3 +101,19 @@ pub fn crash_device(base: &Arc<Vec<u8>>, events: &[Event], upto: usize, device: 
     }
     img
 }
+
+/// A device's bytes now: the base of its crash images.
+pub fn image(d: &hammer2::storage::DynStorage) -> Arc<Vec<u8>> {
+    let mut v = vec![0u8; d.size() as usize];
+    d.read_at(&mut v, 0).expect("read image");
+    Arc::new(v)
+}
+
+/// Every write after the device's last flush is lost.
+pub struct Lost;
+
+impl Fate for Lost {
+    fn fate(&mut self, _: usize, _: usize) -> Option<usize> {
+        None
+    }
+}
