@@ -626,6 +626,7 @@ fn the_stream_framing_is_pinned() {
                 records: 1,
                 hash: *blake3::hash(&stream::Record::Header(h.clone()).frame()).as_bytes(),
                 position: 0,
+                tree: [0; 32],
             }
             .frame(),
         ]
@@ -965,4 +966,77 @@ fn a_receiver_that_crashed_mid_apply_resumes_from_its_token() {
         c.crash();
     }
     assert!(resumed >= 3 && whole >= 1 && complete >= 1, "resumed {resumed}, whole {whole}, complete {complete}");
+}
+
+/// SR10: the end record carries the check value of the sent tree and the receiver
+/// computes the same over the tree it made. A mirror changed between two receives (a file
+/// rewritten, a file added, an attribute changed, none of which the next stream touches)
+/// ends in a refusal and no snapshot; reading the mirror (atime) is no change. A mirror
+/// whose received base snapshot was deleted is refused before anything is applied.
+#[test]
+fn a_mirror_changed_between_incrementals_is_detected_and_no_snapshot_is_taken() {
+    let a = mount(&fresh(1, 1));
+    build_rich(&a);
+    hammer2::snapshot::snapshot(&a, Some("s0")).expect("snapshot");
+    let full = stream_of(&a, "s0", None).0;
+    let d = a.lookup(a.root(), b"dir").expect("dir").ino;
+    let n = a.create(d, b"new", 0o600, ROOT).expect("create");
+    a.write(n.ino, 0, b"the change").expect("write");
+    a.sync().expect("sync");
+    hammer2::snapshot::snapshot(&a, Some("s1")).expect("snapshot");
+    let inc = stream_of(&a, "s1", Some("s0")).0;
+    let changes: Vec<(&str, Box<dyn Fn(&Fs)>)> = vec![
+        ("none, only reads", Box::new(|b: &Fs| drop(dump(b)))),
+        (
+            "a file rewritten",
+            Box::new(|b: &Fs| {
+                let big = b.lookup(b.lookup(b.root(), b"dir").unwrap().ino, b"big").unwrap();
+                b.write(big.ino, 70_000, b"x").expect("write");
+            }),
+        ),
+        (
+            "a file added",
+            Box::new(|b: &Fs| {
+                b.create(b.root(), b"stray", 0o644, ROOT).expect("create");
+            }),
+        ),
+        (
+            "a mode changed",
+            Box::new(|b: &Fs| {
+                let s = b.lookup(b.root(), b"sparse").unwrap();
+                b.setattr(s.ino, &SetAttr { mode: Some(0o666), ..Default::default() }).expect("chmod");
+            }),
+        ),
+        (
+            "a file in a hole written",
+            Box::new(|b: &Fs| {
+                let s = b.lookup(b.root(), b"sparse").unwrap();
+                b.write(s.ino, 5 * MIB, b"y").expect("write");
+            }),
+        ),
+    ];
+    for (what, change) in changes {
+        let b = mount(&fresh(2, 2));
+        receive(&b, &full, None).expect("receive full");
+        change(&b);
+        b.sync().expect("sync");
+        let r = receive(&b, &inc, None);
+        if what.starts_with("none") {
+            r.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(snapshots(&b), ["s0", "s1"]);
+            continue;
+        }
+        let e = r.expect_err(what);
+        assert!(e.contains("does not match the sender's"), "{what}: {e}");
+        assert!(!e.contains('\n'), "{what}: one line: {e}");
+        assert_eq!(snapshots(&b), ["s0"], "{what}: no snapshot");
+        assert_consistent(&b);
+    }
+    // The base snapshot deleted on the mirror: refused before anything changes.
+    let b = mount(&fresh(1, 1));
+    receive(&b, &full, None).expect("receive full");
+    hammer2::snapshot::delete(&b, "s0").expect("delete");
+    let e = receive(&b, &inc, None).expect_err("no base snapshot");
+    assert!(e.contains("was deleted here"), "{e}");
+    assert!(send::resume_token(&b).is_none(), "nothing started");
 }

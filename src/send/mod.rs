@@ -12,6 +12,7 @@ mod receive;
 mod sender;
 pub mod stream;
 mod token;
+mod treesum;
 
 pub use token::{BadToken, ResumeToken};
 

@@ -18,10 +18,12 @@ use crate::commit::{self, PfsOp};
 use crate::error::Error;
 use crate::fs::FsInner;
 use crate::inode::{CommittedInode, Inode, InodeState, Leaf, Meta};
+use crate::tree::Root;
 use crate::vnops::data::{dirty_block, punch_block};
 use hammer2_format::Timespec;
 use hammer2_format::inode::{InodePolicy, S_IFMT, S_IFREG};
 use hammer2_format::layout::ROOT_INUM;
+use hammer2_format::pfs::PfsKind;
 use parking_lot::RwLock;
 use std::io::Read;
 use std::sync::Arc;
@@ -100,6 +102,7 @@ pub(super) fn receive(
     }
     let mut done = a.finish(fs)?;
     commit::commit(fs, false, false)?;
+    verify_tree(fs, &h, r.tree().ok_or(StreamError::Truncated(r.position()))?)?;
     let op = PfsOp::Received { name: name.clone(), from_uuid: h.pfs_uuid, from_tid: h.snapshot_tid };
     commit::commit_pfs_op(fs, &op)?;
     let sum = &mut done.summary;
@@ -108,6 +111,62 @@ pub(super) fn receive(
     sum.seconds = started.elapsed().as_secs_f64();
     done.name = name;
     Ok(done)
+}
+
+/// The snapshot this PFS took when it received the stream's base (the earliest one stamped
+/// with it: a user's later snapshot of the mirror carries the stamp too). None for a full
+/// stream; an error when it was deleted (the tree could not be verified: SR10).
+fn base_snapshot(fs: &FsInner, h: &Header) -> Result<Option<hammer2_format::PfsRecord>, SendError> {
+    if !h.is_incremental() {
+        return Ok(None);
+    }
+    let (table, served) = {
+        let roots = fs.roots.read();
+        let p = roots.pfs.as_ref().ok_or(Error::FormatVersion1)?;
+        (p.table.clone(), p.served.as_ref().ok_or(Error::FormatVersion1)?.id)
+    };
+    let base = crate::pfs::records(&fs.vol, &table, fs.vol.devices.len())?
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| {
+            r.kind == PfsKind::Snapshot
+                && r.origin == served
+                && r.received_uuid == h.pfs_uuid
+                && r.received_tid == h.base_tid
+        })
+        .min_by_key(|r| r.create_tid);
+    match base {
+        Some(b) => Ok(Some(b)),
+        None => Err(SendError::Refused(format!(
+            "the snapshot this PFS received as the stream's base (sender's snapshot tid {}) was deleted here: the received tree could not be verified; receive a full stream into a new PFS",
+            h.base_tid
+        ))),
+    }
+}
+
+/// SR10: the tree this PFS holds now (committed) has the check value the sender computed
+/// for its snapshot, as a difference from the base snapshot on each side.
+fn verify_tree(fs: &FsInner, h: &Header, want: [u8; 32]) -> Result<(), SendError> {
+    let base = base_snapshot(fs, h)?;
+    let (table, served) = {
+        let roots = fs.roots.read();
+        let p = roots.pfs.as_ref().ok_or(Error::FormatVersion1)?;
+        (p.table.clone(), p.served.as_ref().ok_or(Error::FormatVersion1)?.id)
+    };
+    let records = crate::pfs::records(&fs.vol, &table, fs.vol.devices.len())?;
+    let now = records
+        .iter()
+        .map(|(_, r)| r)
+        .find(|r| r.id == served)
+        .ok_or_else(|| Error::Corrupt("the served PFS is not in the PFS table".into()))?;
+    let (old, tid) = base.map_or_else(|| (Root::empty(), 0), |b| (Root::from_ref(&b.inode_root), b.create_tid));
+    let got = super::treesum::delta(fs, &Root::from_ref(&now.inode_root), &old, tid)?;
+    if got != want {
+        return Err(SendError::Refused(
+            "the received tree does not match the sender's (its check value differs): the mirror PFS was changed since it received the base, or the receive went wrong; no snapshot taken".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The receive in progress in the PFS (its token), which the stream must continue (SR9):
@@ -241,6 +300,8 @@ fn check_target(fs: &FsInner, h: &Header, name: &str, resuming: bool) -> Result<
             served.name, h.base_tid
         )));
     }
+    // Before anything is applied: the end's check needs the base snapshot (SR10).
+    base_snapshot(fs, h)?;
     Ok(())
 }
 

@@ -174,14 +174,16 @@ pub(super) fn send(
         }
     }
     w.start()?;
-    let (records, bytes) = w.w.finish().map_err(SendError::Output)?;
+    // SR10: the check value of the snapshot's tree, as a difference from the base's.
+    let tree = super::treesum::delta(fs, &new_index, &old_index, base_tid)?;
+    let (records, bytes) = w.w.finish(tree).map_err(SendError::Output)?;
     sum.records = records;
     sum.bytes = bytes;
     sum.seconds = started.elapsed().as_secs_f64();
     Ok(sum)
 }
 
-fn inode_block(fs: &FsInner, br: &Blockref) -> Result<InodeBlock, Error> {
+pub(super) fn inode_block(fs: &FsInner, br: &Blockref) -> Result<InodeBlock, Error> {
     if br.btype != BlockType::Inode {
         return Err(Error::Corrupt(format!("inode index entry {} is a {}", br.key, br.btype.name())));
     }
@@ -193,7 +195,7 @@ fn inode_block(fs: &FsInner, br: &Blockref) -> Result<InodeBlock, Error> {
 }
 
 /// The tree of an inode's content (empty for embedded content).
-fn content_root(b: &InodeBlock) -> Root {
+pub(super) fn content_root(b: &InodeBlock) -> Root {
     match &b.content {
         InodeContent::Tree { root_level, entries } => Root { level: *root_level, entries: entries.clone() },
         InodeContent::Embedded(_) => Root::empty(),

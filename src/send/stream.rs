@@ -162,11 +162,13 @@ pub enum Record {
         hash: [u8; 32],
         position: u64,
     },
-    /// The last record: as a checkpoint, and the end.
+    /// The last record: as a checkpoint, and the check value of the whole tree sent, as
+    /// a difference from the base's (SR10).
     End {
         records: u64,
         hash: [u8; 32],
         position: u64,
+        tree: [u8; 32],
     },
 }
 
@@ -306,10 +308,16 @@ impl Record {
                 o.u8(u8::from(*leaf));
             }
             Record::Delete { inum } => o.u64(*inum),
-            Record::End { records, hash, position } | Record::Checkpoint { records, hash, position } => {
+            Record::Checkpoint { records, hash, position } => {
                 o.u64(*records);
                 o.raw(hash);
                 o.u64(*position);
+            }
+            Record::End { records, hash, position, tree } => {
+                o.u64(*records);
+                o.raw(hash);
+                o.u64(*position);
+                o.raw(tree);
             }
         }
         o.0
@@ -440,7 +448,7 @@ fn decode(record: u64, kind: u8, payload: &[u8]) -> Result<Record, StreamError> 
         kind::DATA => Record::Data { inum: i.u64()?, offset: i.u64()?, hash: i.array()?, bytes: i.bytes()? },
         kind::REMOVE => Record::Remove { inum: i.u64()?, key: i.u64()?, leaf: i.u8()? != 0 },
         kind::DELETE => Record::Delete { inum: i.u64()? },
-        kind::END => Record::End { records: i.u64()?, hash: i.array()?, position: i.u64()? },
+        kind::END => Record::End { records: i.u64()?, hash: i.array()?, position: i.u64()?, tree: i.array()? },
         kind::CHECKPOINT => Record::Checkpoint { records: i.u64()?, hash: i.array()?, position: i.u64()? },
         k => return Err(StreamError::Corrupt { record, what: format!("unknown record kind {k}") }),
     };
@@ -507,10 +515,15 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
-    /// Writes the end record and flushes; returns (records including the end, bytes).
-    pub fn finish(mut self) -> std::io::Result<(u64, u64)> {
-        let end =
-            Record::End { records: self.records, hash: *self.hash.finalize().as_bytes(), position: self.position };
+    /// Writes the end record with the tree's check value `tree` and flushes; returns
+    /// (records including the end, bytes).
+    pub fn finish(mut self, tree: [u8; 32]) -> std::io::Result<(u64, u64)> {
+        let end = Record::End {
+            records: self.records,
+            hash: *self.hash.finalize().as_bytes(),
+            position: self.position,
+            tree,
+        };
         self.put_frame(&end.frame())?;
         self.out.flush()?;
         Ok((self.records, self.bytes))
@@ -536,11 +549,18 @@ pub struct Reader<R: Read> {
     ended: bool,
     /// Position of the next content record in the whole stream's order.
     content: u64,
+    /// The end record's tree check value, once it verified.
+    tree: Option<[u8; 32]>,
 }
 
 impl<R: Read> Reader<R> {
     pub fn new(input: R) -> Self {
-        Reader { input, hash: blake3::Hasher::new(), records: 0, bytes: 0, ended: false, content: 0 }
+        Reader { input, hash: blake3::Hasher::new(), records: 0, bytes: 0, ended: false, content: 0, tree: None }
+    }
+
+    /// The check value of the tree the stream describes (SR10), after its end record.
+    pub fn tree(&self) -> Option<[u8; 32]> {
+        self.tree
     }
 
     /// The position (in the whole stream's order) of the next content record.
@@ -614,8 +634,9 @@ impl<R: Read> Reader<R> {
                     });
                 }
             }
-            (Record::End { records, hash, position }, _) => {
+            (Record::End { records, hash, position, tree }, _) => {
                 positioned(*position, self.content)?;
+                self.tree = Some(*tree);
                 if *records != at || hash != self.hash.finalize().as_bytes() {
                     return Err(StreamError::Corrupt {
                         record: at,
