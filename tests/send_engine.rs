@@ -722,6 +722,7 @@ fn receive_cut_and_resume(a: &Fs, b: &Fs, snap: &str, from: Option<&str>, s: &[u
             receive(b, s, None).expect("whole");
             return resumes;
         };
+        assert_hidden(b);
         let listed = hammer2::snapshot::list(b).expect("list");
         let mine = listed.iter().find(|p| p.mounted).expect("the mounted PFS is listed");
         assert_eq!(mine.resume_token.as_deref(), Some(token.to_text().as_str()), "pfs list shows the token");
@@ -951,6 +952,7 @@ fn a_receiver_that_crashed_mid_apply_resumes_from_its_token() {
         if snapshots(&c) == ["s"] {
             complete += 1;
         } else if let Some(t) = send::resume_token(&c) {
+            assert_hidden(&c);
             let rest = stream_every(&a, "s", None, every, Some(t));
             send::receive(&c, &mut &rest[..], None, true, &mut |_| {})
                 .unwrap_or_else(|e| panic!("crash at event {upto}: resume from {}: {e}", t.position));
@@ -1039,4 +1041,62 @@ fn a_mirror_changed_between_incrementals_is_detected_and_no_snapshot_is_taken() 
     let e = receive(&b, &inc, None).expect_err("no base snapshot");
     assert!(e.contains("was deleted here"), "{e}");
     assert!(send::resume_token(&b).is_none(), "nothing started");
+}
+
+/// SR11: a PFS with a receive in progress or interrupted shows no files: lookups, listings,
+/// opens and finding an inode by number answer Busy, one line.
+#[track_caller]
+fn assert_hidden(fs: &Fs) {
+    let busy = |r: Result<(), hammer2::Error>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.errno(), libc::EBUSY, "{what}: {e}");
+        assert!(e.to_string().contains("is receiving a stream"), "{what}: {e}");
+        assert!(!e.to_string().contains('\n'));
+    };
+    busy(fs.lookup(fs.root(), b"dir").map(drop), "lookup");
+    busy(fs.readdir(fs.root(), 0, |_| false), "readdir");
+    busy(fs.open(fs.root()), "open");
+    busy(fs.lookup_inode(fs.root()).map(drop), "lookup_inode");
+}
+
+/// SR11: while an incremental receive is interrupted, the mirror's files are hidden and the
+/// snapshot it received before stays readable; `abandon` gives the receive up and shows
+/// the files again, and then another stream can be received.
+#[test]
+fn an_interrupted_receive_hides_the_mirror_until_it_completes_or_is_abandoned() {
+    let a = mount(&fresh(1, 1));
+    build_rich(&a);
+    hammer2::snapshot::snapshot(&a, Some("s0")).expect("snapshot");
+    let want0 = strip_atime(dump(&a));
+    let mut rng = Rng::new(8);
+    random_changes(&a, &mut rng, 1);
+    hammer2::snapshot::snapshot(&a, Some("s1")).expect("snapshot");
+    let b_devs = fresh(1, 1);
+    let b = mount(&b_devs);
+    receive(&b, &stream_of(&a, "s0", None).0, None).expect("receive");
+    let inc = stream_every(&a, "s1", Some("s0"), 4096, None);
+    let e = send::receive(&b, &mut &inc[..inc.len() / 2], None, false, &mut |_| {}).expect_err("cut");
+    assert!(matches!(e, send::SendError::Interrupted { .. }), "{e}");
+    assert_hidden(&b);
+    // The snapshot received before is whole and readable (as `.snapshots/s0` shows it).
+    let view = b.snapshot_named(b"s0").expect("view of s0");
+    assert!(view.lookup(hammer2_format::layout::ROOT_INUM, b"dir").is_ok());
+    b.unmount().expect("unmount");
+    let ro = Fs::mount(b_devs.clone(), Options { read_only: true, pfs: "s0".into(), ..quiet_options() }).expect("ro");
+    assert_same(&strip_atime(dump(&ro)), &want0, "the received snapshot while the next receive is interrupted");
+    ro.unmount().expect("unmount");
+    // Still hidden after a remount (the token is in the PFS record).
+    let b = mount(&b_devs);
+    assert_hidden(&b);
+    let had = send::abandon(&b).expect("abandon").expect("a receive was in progress");
+    assert!(had.position > 0);
+    assert!(send::resume_token(&b).is_none());
+    assert!(b.lookup(b.root(), b"dir").is_ok(), "shown again");
+    assert!(send::abandon(&b).expect("abandon").is_none(), "nothing left to give up");
+    // The same stream whole completes it over the part applied (SR6), and its check holds.
+    let want1 = strip_atime(dump(&a));
+    receive(&b, &inc, None).expect("the same stream again");
+    assert_same(&strip_atime(dump(&b)), &want1, "after the stream again");
+    assert_eq!(snapshots(&b), ["s0", "s1"]);
+    assert_consistent(&b);
 }

@@ -2,8 +2,9 @@
 //! real binaries, a shell pipe): a tree made with cp, ln, mkfifo, setfattr, setfacl, chmod, chown,
 //! touch and truncate on a one-device filesystem arrives whole on a two-device filesystem
 //! with two copies, then an incremental stream carries the changes; the received snapshots
-//! mount read-only and equal the sender's; a truncated or damaged stream is refused with
-//! one line and exit status 8 and changes nothing; `fsck -n` is clean on both.
+//! mount read-only and equal the sender's; a damaged stream is refused with one line and
+//! exit status 8 and changes nothing, a cut one leaves the mirror hidden until it is
+//! resumed; `fsck -n` is clean on both.
 
 use hammer2_test_support as common;
 
@@ -112,13 +113,14 @@ fn send_and_receive_through_a_pipe_make_equal_snapshots() {
     assert_eq!(sj["bytes"].as_u64(), Some(size), "{sj}");
     assert!(size < 500_000, "the incremental stream carries the change, not the files: {sj}");
 
-    // Damaged copies of it are refused, one line, exit 8, nothing changed.
+    // A damaged copy of it is refused, one line, exit 8, nothing changed; a cut one too,
+    // and the mirror's files are hidden until the receive completes (SR8, SR11).
     let good = std::fs::read(&stream).unwrap();
     let before = tree(&b.path);
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 4;
     for (what, bytes, needle) in
-        [("truncated", good[..good.len() - 10].to_vec(), "truncated"), ("flipped", flipped, "corrupt")]
+        [("flipped", flipped, "corrupt"), ("truncated", good[..good.len() - 10].to_vec(), "truncated")]
     {
         let bad = b_img.dir.path().join(what);
         std::fs::write(&bad, &bytes).unwrap();
@@ -132,7 +134,12 @@ fn send_and_receive_through_a_pipe_make_equal_snapshots() {
         let err = stderr(&o);
         assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
         assert!(err.starts_with("hammer2 receive: ") && err.contains(needle), "{what}: {err}");
-        assert_same(&tree(&b.path), &before, what);
+        if what == "truncated" {
+            let o = std::process::Command::new("ls").arg(&b.path).output().expect("ls");
+            assert!(!o.status.success() && stderr(&o).contains("busy"), "{what}: {}", stderr(&o));
+        } else {
+            assert_same(&tree(&b.path), &before, what);
+        }
         assert_eq!(snapshots(&b.path), ["s1"], "{what}: no snapshot");
     }
     let o = std::process::Command::new("sh")
@@ -253,6 +260,11 @@ fn a_cut_stream_resumes_with_send_resume_token_through_a_pipe() {
     let o = hammer2(["pfs".as_ref(), "list".as_ref(), b.path.as_os_str()]);
     assert!(stdout(&o).contains(&format!("resume token {token}")), "{}", stdout(&o));
     assert!(snapshots(&b.path).is_empty(), "no snapshot of the part");
+    // SR11: the part applied is not shown; `.snapshots` is.
+    let o = std::process::Command::new("ls").arg(&b.path).output().expect("ls");
+    assert!(!o.status.success() && stderr(&o).contains("busy"), "ls of the mirror: {}", stderr(&o));
+    let o = std::process::Command::new("ls").arg(b.path.join(".snapshots")).output().expect("ls");
+    assert!(o.status.success(), "ls .snapshots: {}", stderr(&o));
 
     // A resumed stream without --resume is refused; with it, the rest completes it.
     let o = std::process::Command::new("sh")
@@ -281,6 +293,9 @@ fn a_cut_stream_resumes_with_send_resume_token_through_a_pipe() {
     assert_eq!(snapshots(&b.path), ["s1"]);
     let (_, j) = hammer2_json("pfs", ["list".as_ref(), b.path.as_os_str()]);
     assert!(j["pfs"].as_array().unwrap().iter().all(|p| p["resume_token"].is_null()), "{j}");
+    let o = hammer2(["receive".as_ref(), "--abandon".as_ref(), b.path.as_os_str()]);
+    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "no receive in progress\n");
     // A token of this stream is refused for another snapshot.
     let o = hammer2(["snapshot".as_ref(), a.path.as_os_str(), "s2".as_ref()]);
     assert_eq!(exit_code(&o), 0, "{}", stderr(&o));

@@ -32,6 +32,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         from: None,
         resume_token: None,
         resume: false,
+        abandon: false,
     };
     Ok(crate::offline::online("clear", &a.mountpoint, req, a.json))
 }

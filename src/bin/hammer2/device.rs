@@ -95,6 +95,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                 from: None,
                 resume_token: None,
                 resume: false,
+                abandon: false,
             };
             return Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                 eprintln!("hammer2 device replace: {e:#}");
@@ -112,6 +113,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                 from: None,
                 resume_token: None,
                 resume: false,
+                abandon: false,
             };
             let code = crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                 eprintln!("hammer2 device add: {e:#}");
@@ -130,6 +132,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                     from: None,
                     resume_token: None,
                     resume: false,
+                    abandon: false,
                 };
                 let code = crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                     eprintln!("hammer2 device add --rebalance: {e:#}");
@@ -158,6 +161,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         from: None,
         resume_token: None,
         resume: false,
+        abandon: false,
     };
     Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
         eprintln!("hammer2 {cmd}: {e:#}");

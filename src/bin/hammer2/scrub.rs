@@ -56,6 +56,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         from: None,
         resume_token: None,
         resume: false,
+        abandon: false,
     };
     if let Some(code) = offline::scan_online("scrub", &a.paths, run, control, a.json) {
         return Ok(code);

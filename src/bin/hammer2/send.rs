@@ -57,6 +57,10 @@ pub struct ReceiveArgs {
     /// interrupted receive in this PFS.
     #[arg(long)]
     pub resume: bool,
+    /// Give up the interrupted receive in this PFS instead (no stream is read): its files
+    /// are shown again as they are, partly updated, and another stream may be received.
+    #[arg(long, conflicts_with_all = ["resume", "name"])]
+    pub abandon: bool,
     /// The mount point of the receiving PFS: new and empty for a full stream, the PFS that
     /// received the base for an incremental one.
     pub mountpoint: PathBuf,
@@ -101,6 +105,21 @@ pub fn run_send(a: SendArgs) -> anyhow::Result<i32> {
 
 pub fn run_receive(a: ReceiveArgs) -> anyhow::Result<i32> {
     let json = a.json;
+    if a.abandon {
+        let req = Request { abandon: true, ..Request::from(Op::Receive) };
+        let r = crate::control::client::call_with(&a.mountpoint, req, None, &mut |_| {});
+        return Ok(match r {
+            Ok(d) => {
+                if json {
+                    println!("{}", hammer2_cli::json::document(d.json));
+                } else {
+                    print!("{}", d.text);
+                }
+                d.exit
+            }
+            Err(e) => crate::offline::operational("receive", &e, json),
+        });
+    }
     let r = (|| {
         let stdin = std::io::stdin();
         if stdin.is_terminal() {
@@ -169,6 +188,15 @@ pub fn serve(
     kernel: &std::sync::OnceLock<fuser::Notifier>,
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<Done> {
+    if req.op == Op::Receive && req.abandon {
+        // `receive --abandon`: no stream.
+        let had = hammer2::send::abandon(fs)?;
+        let text = match had {
+            Some(t) => format!("gave up the interrupted receive at record {}\n", t.position),
+            None => "no receive in progress\n".to_string(),
+        };
+        return Ok(Done { exit: 0, text, json: serde_json::json!({ "abandoned": had.map(|t| t.to_text()) }) });
+    }
     let file = std::fs::File::from(fd.ok_or_else(|| anyhow!("bad request: no descriptor passed"))?);
     let mut last = Instant::now();
     let mut tick = |bytes: u64, total: u64| {

@@ -110,6 +110,9 @@ pub struct Request {
     /// `hammer2 receive --resume`: a resumed stream is accepted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resume: bool,
+    /// `hammer2 receive --abandon`: give up the interrupted receive (no stream).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abandon: bool,
 }
 
 impl From<Op> for Request {
@@ -123,6 +126,7 @@ impl From<Op> for Request {
             from: None,
             resume_token: None,
             resume: false,
+            abandon: false,
         }
     }
 }
