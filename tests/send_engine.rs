@@ -987,7 +987,8 @@ fn a_mirror_changed_between_incrementals_is_detected_and_no_snapshot_is_taken() 
     a.sync().expect("sync");
     hammer2::snapshot::snapshot(&a, Some("s1")).expect("snapshot");
     let inc = stream_of(&a, "s1", Some("s0")).0;
-    let changes: Vec<(&str, Box<dyn Fn(&Fs)>)> = vec![
+    type Change = Box<dyn Fn(&Fs)>;
+    let changes: Vec<(&str, Change)> = vec![
         ("none, only reads", Box::new(|b: &Fs| drop(dump(b)))),
         (
             "a file rewritten",
