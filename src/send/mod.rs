@@ -31,6 +31,8 @@ pub struct Summary {
     /// Bytes of file content carried.
     pub data_bytes: u64,
     pub seconds: f64,
+    /// Of `seconds`, those spent computing the tree's check value (SR10).
+    pub check_seconds: f64,
 }
 
 /// What a receive did: its summary, the snapshot it took, and what a mount's kernel caches

@@ -102,7 +102,9 @@ pub(super) fn receive(
     }
     let mut done = a.finish(fs)?;
     commit::commit(fs, false, false)?;
+    let checking = std::time::Instant::now();
     verify_tree(fs, &h, r.tree().ok_or(StreamError::Truncated(r.position()))?)?;
+    done.summary.check_seconds = checking.elapsed().as_secs_f64();
     let op = PfsOp::Received { name: name.clone(), from_uuid: h.pfs_uuid, from_tid: h.snapshot_tid };
     commit::commit_pfs_op(fs, &op)?;
     let sum = &mut done.summary;

@@ -175,7 +175,9 @@ pub(super) fn send(
     }
     w.start()?;
     // SR10: the check value of the snapshot's tree, as a difference from the base's.
+    let checking = std::time::Instant::now();
     let tree = super::treesum::delta(fs, &new_index, &old_index, base_tid)?;
+    sum.check_seconds = checking.elapsed().as_secs_f64();
     let (records, bytes) = w.w.finish(tree).map_err(SendError::Output)?;
     sum.records = records;
     sum.bytes = bytes;
