@@ -265,6 +265,13 @@ fn a_cut_stream_resumes_with_send_resume_token_through_a_pipe() {
     assert!(!o.status.success() && stderr(&o).contains("busy"), "ls of the mirror: {}", stderr(&o));
     let o = std::process::Command::new("ls").arg(b.path.join(".snapshots")).output().expect("ls");
     assert!(o.status.success(), "ls .snapshots: {}", stderr(&o));
+    // fsck is clean on a mirror mid-receive (its names are checked when it completes), and
+    // the token survives the unmount.
+    b.unmount();
+    let o = fsck(std::iter::once(OsStr::new("-n")).chain(b_img.devices.iter().map(|d| d.as_os_str())));
+    assert_eq!(exit_code(&o), 0, "fsck -n mid-receive: {}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("has a receive in progress"), "{}", stdout(&o));
+    let b = b_img.mount();
 
     // A resumed stream without --resume is refused; with it, the rest completes it.
     let o = std::process::Command::new("sh")
