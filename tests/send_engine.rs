@@ -1101,3 +1101,37 @@ fn an_interrupted_receive_hides_the_mirror_until_it_completes_or_is_abandoned() 
     assert_eq!(snapshots(&b), ["s0", "s1"]);
     assert_consistent(&b);
 }
+
+/// SR8's memory bound: a receiver holds at most 64 MiB of stream until a checkpoint
+/// verifies it; a stream without checkpoints (no writer of ours makes one) is refused when
+/// it passes that, with one line, instead of being held whole.
+#[test]
+fn a_stream_without_checkpoints_is_refused_past_the_chunk_bound() {
+    let header = stream::Header {
+        stream_id: [1; 16],
+        pfs_uuid: [2; 16],
+        snapshot_uuid: [3; 16],
+        snapshot_tid: 10,
+        snapshot_name: "big".into(),
+        base_tid: 0,
+        base_uuid: [0; 16],
+        next_inum: 100,
+        resume_from: 0,
+        resume_after: stream::RecordId::default(),
+    };
+    let mut s = stream::Record::Header(header).frame();
+    let block = vec![0x5au8; 65536];
+    let hash = *blake3::hash(&block).as_bytes();
+    let mut off = 0;
+    while (s.len() as u64) < stream::MAX_CHUNK_BYTES + 2 * MIB {
+        let r = stream::Record::Data { inum: 50, offset: off, hash, bytes: block.clone() };
+        s.extend_from_slice(&r.frame());
+        off += 65536;
+    }
+    let b = mount(&fresh(1, 1));
+    let e = send::receive(&b, &mut &s[..], None, false, &mut |_| {}).expect_err("refused").to_string();
+    assert!(e.contains("no checkpoint within 64 MiB"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+    assert!(snapshots(&b).is_empty());
+    assert_consistent(&b);
+}

@@ -64,6 +64,8 @@ pub(super) fn receive(
     let mut chunk: Vec<Record> = Vec::new();
     let mut applied = h.resume_from;
     let mut last = h.resume_after;
+    // Stream bytes where the chunk being held began (SR8's memory bound).
+    let mut chunk_start = r.bytes();
     loop {
         let rec = match r.next_record() {
             Ok(rec) => rec,
@@ -86,11 +88,22 @@ pub(super) fn receive(
                     finish_inode(fs, p)?;
                 }
                 applied = position;
+                chunk_start = r.bytes();
                 let op = PfsOp::Progress { token: ResumeToken::of(&h, applied, last).to_record() };
                 commit::commit_pfs_op(fs, &op)?;
                 progress(r.bytes());
             }
-            Some(c) => chunk.push(c),
+            Some(c) => {
+                if r.bytes() - chunk_start > super::stream::MAX_CHUNK_BYTES {
+                    let cause = StreamError::Corrupt {
+                        record: r.position(),
+                        what: format!("no checkpoint within {} MiB of stream", super::stream::MAX_CHUNK_BYTES >> 20),
+                    };
+                    let t = ResumeToken::of(&h, applied, last);
+                    return Err(SendError::Interrupted { cause, position: applied, token: t.to_text() });
+                }
+                chunk.push(c);
+            }
             None => {
                 for c in chunk.drain(..) {
                     throttle(fs)?;

@@ -18,6 +18,10 @@ pub const VERSION: u16 = 2;
 /// Stream bytes between two checkpoint records, by default: what a cut stream loses at
 /// most, and what a receiver holds in memory before it applies (SR8).
 pub const CHECKPOINT_BYTES: u64 = 16 << 20;
+/// The most stream bytes a receiver takes between two checkpoints: it holds them in memory
+/// until the next checkpoint verifies them, so a stream with fewer checkpoints is refused
+/// rather than held whole (a writer never puts them further apart).
+pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
 /// The largest payload a record may have (a data record holds one block of at most 64 KiB
 /// plus its fields; leaves hold at most a 64 KiB xattr value): bigger lengths are damage.
 pub const MAX_PAYLOAD: u32 = 1 << 20;
@@ -484,7 +488,7 @@ impl<W: Write> Writer<W> {
             records: 0,
             bytes: 0,
             position,
-            checkpoint_bytes: checkpoint_bytes.max(1),
+            checkpoint_bytes: checkpoint_bytes.clamp(1, MAX_CHUNK_BYTES - 2 * u64::from(MAX_PAYLOAD)),
             since_checkpoint: 0,
         }
     }
