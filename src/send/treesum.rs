@@ -157,50 +157,83 @@ fn whole(fs: &FsInner, sum: &mut Sum, b: &InodeBlock, sign: bool) -> Result<()> 
     Ok(())
 }
 
+/// Inodes whose items are hashed on parallel threads: the reads are mostly waits for the
+/// devices (a full tree is read back whole), and the sum does not care about order.
+const THREADS: usize = 4;
+
 /// `value(new) - value(old)`, where `old` is the index of the same lineage as of
 /// `base_tid` (0 and an empty root: the value of `new`). Reads what changed after the base
 /// and the base's items it replaced.
 pub(super) fn delta(fs: &FsInner, new: &Root, old: &Root, base_tid: u64) -> Result<[u8; 32]> {
-    let mut sum = Sum::default();
     let inodes = diff(&fs.vol, new, old, base_tid)?;
-    for br in &inodes.changed {
-        let nb = inode_block(fs, br)?;
-        let ob = match base_tid {
-            0 => None,
-            _ => tree::lookup(&fs.vol, old, br.key)?.map(|o| inode_block(fs, &o)).transpose()?,
-        };
-        match ob {
-            Some(ob) if ob.nlink > 0 && nb.nlink > 0 => {
-                own(&mut sum, &nb, true);
-                own(&mut sum, &ob, false);
-                let (nroot, oroot) = (content_root(&nb), content_root(&ob));
-                let Diff { changed, removed } = diff(&fs.vol, &nroot, &oroot, base_tid)?;
-                for l in &changed {
-                    if let Some(h) = leaf_hash(fs, &nb, l)? {
-                        sum.add(&h);
-                    }
-                    if let Some(o) = tree::lookup(&fs.vol, &oroot, l.key)?
-                        && let Some(h) = leaf_hash(fs, &ob, &o)?
-                    {
-                        sum.sub(&h);
-                    }
-                }
-                for o in &removed {
-                    if let Some(h) = leaf_hash(fs, &ob, o)? {
-                        sum.sub(&h);
-                    }
-                }
-            }
-            ob => {
-                whole(fs, &mut sum, &nb, true)?;
-                if let Some(ob) = ob {
-                    whole(fs, &mut sum, &ob, false)?;
-                }
-            }
-        }
-    }
+    let mut sum = Sum::default();
     for br in &inodes.removed {
         whole(fs, &mut sum, &inode_block(fs, br)?, false)?;
     }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Result<Sum> {
+        let mut part = Sum::default();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(br) = inodes.changed.get(i) else { return Ok(part) };
+            changed_inode(fs, &mut part, br, old, base_tid)?;
+        }
+    };
+    let threads = THREADS.min(inodes.changed.len() / 16).max(1);
+    let parts: Vec<Result<Sum>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut parts = vec![work()];
+        parts.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Corrupt("a tree check thread panicked".into())))),
+        );
+        parts
+    });
+    for p in parts {
+        let p = p?;
+        for (lane, v) in sum.0.iter_mut().zip(p.0) {
+            *lane = lane.wrapping_add(v);
+        }
+    }
     Ok(sum.bytes())
+}
+
+/// The difference inode `br` of the newer index makes (born after the base).
+fn changed_inode(fs: &FsInner, sum: &mut Sum, br: &Blockref, old: &Root, base_tid: u64) -> Result<()> {
+    let nb = inode_block(fs, br)?;
+    let ob = match base_tid {
+        0 => None,
+        _ => tree::lookup(&fs.vol, old, br.key)?.map(|o| inode_block(fs, &o)).transpose()?,
+    };
+    match ob {
+        Some(ob) if ob.nlink > 0 && nb.nlink > 0 => {
+            own(sum, &nb, true);
+            own(sum, &ob, false);
+            let (nroot, oroot) = (content_root(&nb), content_root(&ob));
+            let Diff { changed, removed } = diff(&fs.vol, &nroot, &oroot, base_tid)?;
+            for l in &changed {
+                if let Some(h) = leaf_hash(fs, &nb, l)? {
+                    sum.add(&h);
+                }
+                if let Some(o) = tree::lookup(&fs.vol, &oroot, l.key)?
+                    && let Some(h) = leaf_hash(fs, &ob, &o)?
+                {
+                    sum.sub(&h);
+                }
+            }
+            for o in &removed {
+                if let Some(h) = leaf_hash(fs, &ob, o)? {
+                    sum.sub(&h);
+                }
+            }
+        }
+        ob => {
+            whole(fs, sum, &nb, true)?;
+            if let Some(ob) = ob {
+                whole(fs, sum, &ob, false)?;
+            }
+        }
+    }
+    Ok(())
 }
