@@ -215,7 +215,8 @@ impl Arg0 for std::process::Command {
 /// SR8, SR9 through the binaries: a stream cut in the middle (the pipe stopped) is applied
 /// up to its last checkpoint; `receive` says so in one line with the token, `pfs list`
 /// shows the same token (text and --json), and `send --resume-token TOKEN | receive
-/// --resume` completes it into a snapshot equal to the sender's; fsck is clean.
+/// --resume` completes it into a snapshot equal to the sender's; fsck is clean, also
+/// mid-receive. Deleting a snapshot while it is being sent is refused until the send ends.
 #[test]
 fn a_cut_stream_resumes_with_send_resume_token_through_a_pipe() {
     let a_img = Image::by_mkfs(1, 512 * MIB, 1);
@@ -314,6 +315,32 @@ fn a_cut_stream_resumes_with_send_resume_token_through_a_pipe() {
         .expect("send");
     assert_eq!(exit_code(&o), 8, "{}", stderr(&o));
     assert!(stderr(&o).contains("another stream"), "{}", stderr(&o));
+
+    // SR7: while a send reads s1 (held: its reader has taken one byte and waits), deleting
+    // s1 is refused with one line; once the send ends, it is deleted.
+    let fifo = a_img.dir.path().join("fifo");
+    sh(&format!("mkfifo {}", fifo.display()));
+    let mut sending = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$0\" send {am} s1 > {}", fifo.display()))
+        .arg0_hammer2()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("send");
+    let mut reader = std::fs::File::open(&fifo).expect("open the fifo");
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut reader, &mut first).expect("the send started");
+    let o = hammer2(["pfs".as_ref(), "delete".as_ref(), a.path.as_os_str(), "s1".as_ref()]);
+    let err = stderr(&o);
+    assert_eq!(exit_code(&o), 8, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("is being sent"), "{err}");
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut rest).expect("the rest of the stream");
+    assert!(sending.wait().expect("send").success(), "the send completed");
+    assert_eq!(1 + rest.len(), whole.len(), "the whole stream was sent");
+    let o = hammer2(["pfs".as_ref(), "delete".as_ref(), a.path.as_os_str(), "s1".as_ref()]);
+    assert_eq!(exit_code(&o), 0, "deleted once the send ended: {}", stderr(&o));
     a.unmount();
     b.unmount();
     fsck_clean(&a_img);
