@@ -4,8 +4,11 @@
 //!
 //! - `stream`: the versioned stream format, its framing and the verifying reader.
 //! - `diff`: what changed in a tree since a base snapshot, by birth tids.
-//! - `sender`: the stream of a snapshot.
-//! - `receive`: applying a stream to the mounted PFS and taking its snapshot.
+//! - `sender`: the stream of a snapshot (whole, or from a resume token's position).
+//! - `receive`: applying a stream to the mounted PFS a verified chunk at a time and taking
+//!   its snapshot.
+//! - `token`: the resume token, kept in the receiving PFS's record.
+//! - `treesum`: the check value of a whole tree, computed from the change on both sides.
 
 mod diff;
 mod receive;

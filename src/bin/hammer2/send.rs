@@ -250,12 +250,13 @@ fn forget(kernel: &std::sync::OnceLock<fuser::Notifier>, r: &hammer2::send::Rece
 fn done(what: String, sum: &Summary, mut json: serde_json::Value) -> Done {
     let rate = if sum.seconds > 0.0 { (sum.bytes as f64 / sum.seconds) as u64 } else { 0 };
     let text = format!(
-        "{what}: {} records, {} ({} of file data, {} inodes) in {:.2} s, {}/s\n",
+        "{what}: {} records, {} ({} of file data, {} inodes) in {:.2} s ({:.2} s checking the tree), {}/s\n",
         sum.records,
         human(sum.bytes),
         human(sum.data_bytes),
         sum.inodes,
         sum.seconds,
+        sum.check_seconds,
         human(rate)
     );
     if let (Some(o), Ok(serde_json::Value::Object(s))) = (json.as_object_mut(), serde_json::to_value(sum)) {
