@@ -187,7 +187,7 @@ pub fn list(fs: &impl Mounted) -> Result<Vec<PfsInfo>> {
             referenced_physical_bytes: r.referenced_physical,
             dead_list_bytes: r.dead_bytes,
             would_free_bytes: would_free,
-            resume_token: crate::send::ResumeToken::from_record(&r.resume_token).map(|t| t.to_text()),
+            resume_token: crate::fs::resume::ResumeToken::from_record(&r.resume_token).map(|t| t.to_text()),
         });
     }
     Ok(out)

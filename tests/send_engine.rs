@@ -797,6 +797,12 @@ fn a_resume_token_for_another_stream_or_position_is_refused() {
     assert!(e.to_string().contains("--resume-token"), "{e}");
     let token = send::resume_token(&b).expect("a token");
     assert!(token.position > 0, "{token:?}");
+    assert!(e.to_string().contains(&token.to_text()), "the error names the recorded token: {e}");
+    // The same stream whole again, cut before its first checkpoint: the PFS still holds
+    // the first part's token, and that is the one the error names.
+    let e = send::receive(&b, &mut &full[..3000], None, false, &mut |_| {}).expect_err("cut early");
+    assert!(e.to_string().contains(&token.to_text()), "{e}");
+    assert_eq!(send::resume_token(&b), Some(token));
     let sent_err = |snap: &str, from: Option<&str>, t: send::ResumeToken| {
         let opts = send::SendOptions { checkpoint_bytes: 8192, resume: Some(t) };
         let mut out = Vec::new();

@@ -134,23 +134,6 @@ pub fn receive(
     receive::receive(fs.engine().0, input, name, resume, progress)
 }
 
-/// SR11: while a receive is being applied to the served PFS, or was interrupted (its
-/// resume token is in the PFS record, also after a crash), the PFS's files are not shown:
-/// looking a name up, listing a directory, opening a file or finding an inode by number
-/// answer Busy. What users see of a mirror is only ever a completed receive; the received
-/// snapshots stay readable (`.snapshots`, `-o pfs=NAME`). The receive itself works below
-/// these calls.
-pub(crate) fn check_not_receiving(fs: &crate::fs::FsInner) -> Result<(), crate::Error> {
-    let roots = fs.roots.read();
-    match roots.pfs.as_ref().and_then(|p| p.served.as_ref()) {
-        Some(s) if s.resume_token[0] != 0 => Err(crate::Error::Busy(format!(
-            "PFS {:?} is receiving a stream (or its receive was interrupted): its files are shown when the receive completes; the received snapshots are readable meanwhile",
-            s.name
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// Gives up the receive in progress in the served PFS (`hammer2 receive --abandon`): its
 /// token is cleared, so its files are shown again as they are (partly applied) and another
 /// stream may be received; returns the token it had. Nothing is undone: a mirror that gave

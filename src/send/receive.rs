@@ -52,17 +52,19 @@ pub(super) fn receive(
     let token = check_resume(fs, &h, resume)?;
     check_target(fs, &h, &name, token.is_some())?;
     fs.next_inum.fetch_max(h.next_inum, Ordering::SeqCst);
+    // The token the PFS record holds: what an interruption tells the user to resume with
+    // (a whole stream sent again over a part keeps the part's token until its first
+    // checkpoint; both are positions the PFS holds, but a resume must name the recorded one).
+    let mut recorded = token.unwrap_or_else(|| ResumeToken::of(&h, 0, h.resume_after));
     if token.is_none() {
         // Before anything is applied (a commit for the dirty limit may come before the
         // first checkpoint): from here on the PFS says which stream it holds part of, so a
         // crash at any point resumes, and a full stream resumes into its no longer new PFS.
-        let op = PfsOp::Progress { token: ResumeToken::of(&h, 0, h.resume_after).to_record() };
-        commit::commit_pfs_op(fs, &op)?;
+        commit::commit_pfs_op(fs, &PfsOp::Progress { token: recorded.to_record() })?;
     }
     let mut a = Applier { done: Received::default(), pending: None };
     // The records read since the last checkpoint: applied once the next one verifies.
     let mut chunk: Vec<Record> = Vec::new();
-    let mut applied = h.resume_from;
     let mut last = h.resume_after;
     // Stream bytes where the chunk being held began (SR8's memory bound).
     let mut chunk_start = r.bytes();
@@ -71,8 +73,8 @@ pub(super) fn receive(
             Ok(rec) => rec,
             Err(cause) => {
                 // What is applied stays, committed with its token at the last checkpoint.
-                let t = ResumeToken::of(&h, applied, last);
-                return Err(SendError::Interrupted { cause, position: applied, token: t.to_text() });
+                let (position, token) = (recorded.position, recorded.to_text());
+                return Err(SendError::Interrupted { cause, position, token });
             }
         };
         match rec {
@@ -87,10 +89,9 @@ pub(super) fn receive(
                 if let Some(p) = &a.pending {
                     finish_inode(fs, p)?;
                 }
-                applied = position;
                 chunk_start = r.bytes();
-                let op = PfsOp::Progress { token: ResumeToken::of(&h, applied, last).to_record() };
-                commit::commit_pfs_op(fs, &op)?;
+                recorded = ResumeToken::of(&h, position, last);
+                commit::commit_pfs_op(fs, &PfsOp::Progress { token: recorded.to_record() })?;
                 progress(r.bytes());
             }
             Some(c) => {
@@ -99,8 +100,8 @@ pub(super) fn receive(
                         record: r.position(),
                         what: format!("no checkpoint within {} MiB of stream", super::stream::MAX_CHUNK_BYTES >> 20),
                     };
-                    let t = ResumeToken::of(&h, applied, last);
-                    return Err(SendError::Interrupted { cause, position: applied, token: t.to_text() });
+                    let (position, token) = (recorded.position, recorded.to_text());
+                    return Err(SendError::Interrupted { cause, position, token });
                 }
                 chunk.push(c);
             }
@@ -178,7 +179,7 @@ fn verify_tree(fs: &FsInner, h: &Header, want: [u8; 32]) -> Result<(), SendError
     let got = super::treesum::delta(fs, &Root::from_ref(&now.inode_root), &old, tid)?;
     if got != want {
         return Err(SendError::Refused(
-            "the received tree does not match the sender's (its check value differs): the mirror PFS was changed since it received the base, or the receive went wrong; no snapshot taken".into(),
+            "the received tree does not match the sender's (its check value differs): the mirror PFS was changed since it received the base, or the receive went wrong; no snapshot taken ('hammer2 receive --abandon' shows its files)".into(),
         ));
     }
     Ok(())

@@ -49,15 +49,8 @@ impl StreamError {
     }
 }
 
-/// Which content record a position names, without its payload: what a resumed stream's
-/// header and the receiver's progress compare, so a resumed stream joins the applied part
-/// only where it continues the same order (SR9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RecordId {
-    pub kind: u8,
-    pub inum: u64,
-    pub key: u64,
-}
+/// Which content record a position names (declared with the resume token, SR9).
+pub use crate::fs::resume::RecordId;
 
 /// Timestamps as seconds and nanoseconds (the inode's own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
