@@ -33,6 +33,9 @@ pub struct PfsInfo {
     pub dead_list_bytes: u64,
     /// For a snapshot: the physical bytes deleting it frees now (the blocks it alone holds).
     pub would_free_bytes: Option<u64>,
+    /// An interrupted receive into this PFS: the token `hammer2 send --resume-token`
+    /// continues it with (SR8).
+    pub resume_token: Option<String>,
 }
 
 fn rfc3339(ns: u64) -> String {
@@ -93,12 +96,17 @@ fn default_name(inner: &crate::fs::FsInner) -> Result<String> {
 }
 
 /// Deletes the snapshot or PFS `name` (a PFS only without snapshots; never the mounted one).
-/// A snapshot with a file or directory open under `.snapshots` is refused (Busy, SD3); a
+/// A snapshot with a file or directory open under `.snapshots` is refused (Busy, SD3), as
+/// is one a send is reading (SR7); a
 /// view of it is retired before the commit that frees its blocks (SD2).
 pub fn delete(fs: &impl Mounted, name: &str) -> Result<u64> {
     let inner = fs.engine().0;
     // Held to the commit's end: no view of the snapshot is made meanwhile.
     let mut views = inner.snapviews.by_id.lock();
+    // SR7: a send reading the snapshot would fail halfway (its blocks freed under it).
+    if let Some(n) = inner.snapviews.sending.lock().get(name) {
+        return Err(Error::Busy(format!("snapshot {name:?} is being sent ({n} send(s)); delete it when they end")));
+    }
     let view = views.values().find(|v| v.record.name == name).cloned();
     let mut live = view.as_ref().map(|v| v.live.write());
     if let (Some(v), Some(live)) = (&view, live.as_mut()) {
@@ -179,6 +187,7 @@ pub fn list(fs: &impl Mounted) -> Result<Vec<PfsInfo>> {
             referenced_physical_bytes: r.referenced_physical,
             dead_list_bytes: r.dead_bytes,
             would_free_bytes: would_free,
+            resume_token: crate::fs::resume::ResumeToken::from_record(&r.resume_token).map(|t| t.to_text()),
         });
     }
     Ok(out)

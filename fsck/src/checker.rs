@@ -34,6 +34,10 @@ pub struct PfsNamespace {
     /// A snapshot is read-only history: fsck reports its namespace and never changes it
     /// (FK1 in docs/DESIGN.md).
     pub snapshot: bool,
+    /// A receive is being applied to it (its record holds a resume token): its names are
+    /// partly applied (a directory may name an inode a later part brings), so they are
+    /// checked once the receive completes, and never repaired meanwhile (SR11).
+    pub receiving: bool,
     pub next_inum: u64,
     pub ns: Namespace,
 }
@@ -62,6 +66,8 @@ pub struct Checker<'v> {
     /// Locations of the tree nodes descended into (each is descended into once).
     pub descended: std::collections::HashSet<(u8, u64)>,
     pub notes: Vec<String>,
+    /// ROOT's PFS has a receive in progress (`PfsNamespace::receiving`).
+    pub root_receiving: bool,
     /// References that need a feature bit (FK3, FK4).
     pub features: crate::features::FeatureUse,
     /// Version 2: the PFS records seen, by name (names are unique in the table).
@@ -157,6 +163,7 @@ impl<'v> Checker<'v> {
             freemap_damage: Vec::new(),
             descended: Default::default(),
             notes: Vec::new(),
+            root_receiving: false,
             features: Default::default(),
         }
     }
@@ -234,7 +241,9 @@ impl<'v> Checker<'v> {
         // ROOT's namespace is `ns` (version 1 has no other); every other PFS's is in
         // `pfs_namespaces`, analyzed and repaired in `run_once`.
         if let Some(i) = self.pfs_namespaces.iter().position(|p| p.name == hammer2_format::layout::ROOT_PFS_NAME) {
-            self.ns = self.pfs_namespaces.remove(i).ns;
+            let p = self.pfs_namespaces.remove(i);
+            self.root_receiving = p.receiving;
+            self.ns = p.ns;
         }
         if r.is_err() || self.cancel.load(Ordering::Relaxed) {
             return Err(FsckError::Cancelled);

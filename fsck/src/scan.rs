@@ -493,6 +493,7 @@ impl Visitor for Scan<'_, '_> {
         self.ck.current_pfs = Some(crate::checker::PfsNamespace {
             name: rec.name.clone(),
             snapshot: rec.kind == hammer2_format::pfs::PfsKind::Snapshot,
+            receiving: rec.resume_token[0] != 0,
             next_inum: rec.next_inum,
             ns: Default::default(),
         });

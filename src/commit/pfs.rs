@@ -43,6 +43,9 @@ pub enum PfsOp {
     /// PFS and the snapshot record that they equal the sender's snapshot `from_tid` of its
     /// PFS `from_uuid` (the base the next incremental stream needs; SR5).
     Received { name: String, from_uuid: [u8; 16], from_tid: u64 },
+    /// The served PFS's resume token (all zero: none), committed with what the receive
+    /// applied so far (SR8).
+    Progress { token: [u8; hammer2_format::pfs::RESUME_TOKEN_SIZE] },
 }
 
 /// The new PFS table root and the record template (roots filled in at finalize).
@@ -114,7 +117,7 @@ pub(super) fn write_record(
                     return Err(Error::Invalid(format!("a PFS named {name:?} exists")));
                 }
             }
-            PfsOp::Delete { .. } => {}
+            PfsOp::Delete { .. } | PfsOp::Progress { .. } => {}
         }
         // A new PFS's id is the tid of the commit that makes it: never reused, and one
         // table change per commit.
@@ -135,6 +138,9 @@ pub(super) fn write_record(
                 if let PfsOp::Received { from_uuid, from_tid, .. } = op {
                     served.received_uuid = *from_uuid;
                     served.received_tid = *from_tid;
+                    // The receive is complete: nothing to resume (nor for the snapshot to
+                    // inherit below).
+                    served.resume_token = [0; hammer2_format::pfs::RESUME_TOKEN_SIZE];
                 }
                 let rec = PfsRecord {
                     kind: PfsKind::Snapshot,
@@ -146,6 +152,8 @@ pub(super) fn write_record(
                     prev_snapshot: served.prev_snapshot,
                     uuid,
                     name: name.clone(),
+                    // A receive in progress is the PFS's, never a snapshot's.
+                    resume_token: [0; hammer2_format::pfs::RESUME_TOKEN_SIZE],
                     ..served.clone()
                 };
                 // The snapshot takes the live roots (shared, no copy) and the live dead
@@ -204,6 +212,7 @@ pub(super) fn write_record(
                 }
                 changes.insert(rec.id, Change::Delete);
             }
+            PfsOp::Progress { token } => served.resume_token = *token,
         }
     }
     let entry = b.new_pfs_record(served.clone(), inodes.clone(), orphans.clone(), live_dead.clone())?;

@@ -6,6 +6,7 @@
 
 pub(crate) mod devchange;
 pub(crate) mod rejoin;
+pub(crate) mod resume;
 pub(crate) mod scans;
 pub(crate) mod snapviews;
 
@@ -268,6 +269,23 @@ pub struct Stats {
 }
 
 impl FsInner {
+    /// SR11: while a receive is being applied to the served PFS, or was interrupted (its
+    /// resume token is in the PFS record, also after a crash), the PFS's files are not shown:
+    /// looking a name up, listing a directory, opening a file or finding an inode by number
+    /// answer Busy. What users see of a mirror is only ever a completed receive; the received
+    /// snapshots stay readable (`.snapshots`, `-o pfs=NAME`). The receive itself works below
+    /// these calls.
+    pub(crate) fn check_not_receiving(&self) -> Result<(), crate::Error> {
+        let roots = self.roots.read();
+        match roots.pfs.as_ref().and_then(|p| p.served.as_ref()) {
+            Some(s) if s.resume_token[0] != 0 => Err(crate::Error::Busy(format!(
+                "PFS {:?} is receiving a stream (or its receive was interrupted): its files are shown when the receive completes; the received snapshots are readable meanwhile",
+                s.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// What files without a setting of their own are compressed with: `-o compression=`,
     /// else the header's default; never anything on a version-1 filesystem (no header
     /// field, no `COMPRESSED` bit to set).

@@ -49,6 +49,42 @@ pub(crate) struct Views {
     /// Called with a snapshot's name once its deletion is committed (the front end tells
     /// the kernel to forget the name: SD2).
     pub(crate) on_delete: Mutex<Option<DeleteHook>>,
+    /// Snapshots that a send is reading now, by name, with how many sends read each: a
+    /// deletion is refused while one is (SR7). Taken while `by_id` is held, as the
+    /// deletion checks it, so no send starts between a deletion's check and its commit.
+    pub(crate) sending: Mutex<HashMap<String, u32>>,
+}
+
+/// Holds snapshots against deletion while a send reads them (SR7); released when dropped.
+pub(crate) struct SendHold<'a> {
+    views: &'a Views,
+    names: Vec<String>,
+}
+
+impl Views {
+    /// Holds `names` (the snapshot sent and its base) until the guard is dropped.
+    pub(crate) fn hold_for_send(&self, names: &[&str]) -> SendHold<'_> {
+        let _no_deletion_now = self.by_id.lock();
+        let mut sending = self.sending.lock();
+        for n in names {
+            *sending.entry((*n).to_string()).or_default() += 1;
+        }
+        SendHold { views: self, names: names.iter().map(|n| (*n).to_string()).collect() }
+    }
+}
+
+impl Drop for SendHold<'_> {
+    fn drop(&mut self) {
+        let mut sending = self.views.sending.lock();
+        for n in &self.names {
+            if let Some(c) = sending.get_mut(n) {
+                *c -= 1;
+                if *c == 0 {
+                    sending.remove(n);
+                }
+            }
+        }
+    }
 }
 
 /// What the front end does when a snapshot of the served PFS is deleted.

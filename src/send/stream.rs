@@ -12,8 +12,16 @@ use std::io::{Read, Write};
 
 /// First bytes of a header record's payload.
 pub const MAGIC: [u8; 8] = *b"H2SEND\0\0";
-/// The stream format version this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The stream format version this build writes and reads (2: checkpoints, resume fields in
+/// the header, per-file settings in inode records).
+pub const VERSION: u16 = 2;
+/// Stream bytes between two checkpoint records, by default: what a cut stream loses at
+/// most, and what a receiver holds in memory before it applies (SR8).
+pub const CHECKPOINT_BYTES: u64 = 16 << 20;
+/// The most stream bytes a receiver takes between two checkpoints: it holds them in memory
+/// until the next checkpoint verifies them, so a stream with fewer checkpoints is refused
+/// rather than held whole (a writer never puts them further apart).
+pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
 /// The largest payload a record may have (a data record holds one block of at most 64 KiB
 /// plus its fields; leaves hold at most a 64 KiB xattr value): bigger lengths are damage.
 pub const MAX_PAYLOAD: u32 = 1 << 20;
@@ -32,6 +40,17 @@ pub enum StreamError {
     #[error("I/O error on the stream: {0}")]
     Io(#[from] std::io::Error),
 }
+
+impl StreamError {
+    /// A stream that ended early (cut), as opposed to one that is damaged: what was verified
+    /// before the cut can be kept and the rest resumed (SR8).
+    pub fn is_cut(&self) -> bool {
+        matches!(self, StreamError::Truncated(_))
+    }
+}
+
+/// Which content record a position names (declared with the resume token, SR9).
+pub use crate::fs::resume::RecordId;
 
 /// Timestamps as seconds and nanoseconds (the inode's own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,6 +75,11 @@ pub struct Header {
     pub base_uuid: [u8; 16],
     /// The sender's next inode number: the receiver keeps the sender's numbers.
     pub next_inum: u64,
+    /// 0 for a whole stream. In a resumed one (`send --resume-token`), the position of its
+    /// first content record in the whole stream's order; `resume_after` names the record
+    /// just before it (SR9).
+    pub resume_from: u64,
+    pub resume_after: RecordId,
 }
 
 impl Header {
@@ -79,6 +103,11 @@ pub struct InodeAttrs {
     pub mtime: Time,
     pub ctime: Time,
     pub btime: Time,
+    /// The file's own settings (`hammer2 set`): copies 0 (the filesystem's) or 1..=4,
+    /// compression 0 (the default), 1 none, 2 lz4, 3 zstd, zstd level 0 or 1..=19.
+    pub copies: u8,
+    pub compression: u8,
+    pub zstd_level: u8,
 }
 
 /// One record of the stream.
@@ -122,14 +151,26 @@ pub enum Record {
     Delete {
         inum: u64,
     },
-    /// The last record: how many came before it, and a blake3 of every frame before it.
+    /// Every [`CHECKPOINT_BYTES`] or so: how many records came before it in this stream, a
+    /// blake3 of every frame before it, and the position of the next content record. What
+    /// came before a checkpoint can be applied before the rest arrives (SR8).
+    Checkpoint {
+        records: u64,
+        hash: [u8; 32],
+        position: u64,
+    },
+    /// The last record: as a checkpoint, and the check value of the whole tree sent, as
+    /// a difference from the base's (SR10).
     End {
         records: u64,
         hash: [u8; 32],
+        position: u64,
+        tree: [u8; 32],
     },
 }
 
-mod kind {
+/// Record kinds (SEND-STREAM.md "Records").
+pub mod kind {
     pub const HEADER: u8 = 1;
     pub const INODE: u8 = 2;
     pub const DIRENT: u8 = 3;
@@ -138,6 +179,7 @@ mod kind {
     pub const REMOVE: u8 = 6;
     pub const DELETE: u8 = 7;
     pub const END: u8 = 8;
+    pub const CHECKPOINT: u8 = 9;
 }
 
 struct Out(Vec<u8>);
@@ -180,7 +222,27 @@ impl Record {
             Record::Remove { .. } => kind::REMOVE,
             Record::Delete { .. } => kind::DELETE,
             Record::End { .. } => kind::END,
+            Record::Checkpoint { .. } => kind::CHECKPOINT,
         }
+    }
+
+    /// Content records (all but the header, checkpoints and the end) are what positions
+    /// count (SR3, SR9).
+    pub fn is_content(&self) -> bool {
+        !matches!(self, Record::Header(_) | Record::Checkpoint { .. } | Record::End { .. })
+    }
+
+    /// Which content record this is (kind, inode, key).
+    pub fn id(&self) -> RecordId {
+        let (inum, key) = match self {
+            Record::Inode(a) => (a.inum, 0),
+            Record::Dirent { dir, key, .. } => (*dir, *key),
+            Record::Xattr { inum, key, .. } | Record::Remove { inum, key, .. } => (*inum, *key),
+            Record::Data { inum, offset, .. } => (*inum, *offset),
+            Record::Delete { inum } => (*inum, 0),
+            _ => (0, 0),
+        };
+        RecordId { kind: self.kind(), inum, key }
     }
 
     fn payload(&self) -> Vec<u8> {
@@ -197,6 +259,10 @@ impl Record {
                 o.u64(h.base_tid);
                 o.u64(h.next_inum);
                 o.bytes(h.snapshot_name.as_bytes());
+                o.u64(h.resume_from);
+                o.u8(h.resume_after.kind);
+                o.u64(h.resume_after.inum);
+                o.u64(h.resume_after.key);
             }
             Record::Inode(a) => {
                 o.u64(a.inum);
@@ -210,6 +276,9 @@ impl Record {
                 for t in [a.atime, a.mtime, a.ctime, a.btime] {
                     o.time(t);
                 }
+                o.u8(a.copies);
+                o.u8(a.compression);
+                o.u8(a.zstd_level);
             }
             Record::Dirent { dir, key, name, inum, dtype } => {
                 o.u64(*dir);
@@ -236,9 +305,16 @@ impl Record {
                 o.u8(u8::from(*leaf));
             }
             Record::Delete { inum } => o.u64(*inum),
-            Record::End { records, hash } => {
+            Record::Checkpoint { records, hash, position } => {
                 o.u64(*records);
                 o.raw(hash);
+                o.u64(*position);
+            }
+            Record::End { records, hash, position, tree } => {
+                o.u64(*records);
+                o.raw(hash);
+                o.u64(*position);
+                o.raw(tree);
             }
         }
         o.0
@@ -329,6 +405,8 @@ fn decode(record: u64, kind: u8, payload: &[u8]) -> Result<Record, StreamError> 
             let name = i.bytes()?;
             let snapshot_name = String::from_utf8(name)
                 .map_err(|_| StreamError::Corrupt { record, what: "the snapshot name is not UTF-8".into() })?;
+            let resume_from = i.u64()?;
+            let resume_after = RecordId { kind: i.u8()?, inum: i.u64()?, key: i.u64()? };
             Record::Header(Header {
                 stream_id,
                 pfs_uuid,
@@ -338,6 +416,8 @@ fn decode(record: u64, kind: u8, payload: &[u8]) -> Result<Record, StreamError> 
                 base_tid,
                 base_uuid,
                 next_inum,
+                resume_from,
+                resume_after,
             })
         }
         kind::INODE => Record::Inode(InodeAttrs {
@@ -353,6 +433,9 @@ fn decode(record: u64, kind: u8, payload: &[u8]) -> Result<Record, StreamError> 
             mtime: i.time()?,
             ctime: i.time()?,
             btime: i.time()?,
+            copies: i.u8()?,
+            compression: i.u8()?,
+            zstd_level: i.u8()?,
         }),
         kind::DIRENT => {
             let (dir, key, inum, dtype) = (i.u64()?, i.u64()?, i.u64()?, i.u8()?);
@@ -362,7 +445,8 @@ fn decode(record: u64, kind: u8, payload: &[u8]) -> Result<Record, StreamError> 
         kind::DATA => Record::Data { inum: i.u64()?, offset: i.u64()?, hash: i.array()?, bytes: i.bytes()? },
         kind::REMOVE => Record::Remove { inum: i.u64()?, key: i.u64()?, leaf: i.u8()? != 0 },
         kind::DELETE => Record::Delete { inum: i.u64()? },
-        kind::END => Record::End { records: i.u64()?, hash: i.array()? },
+        kind::END => Record::End { records: i.u64()?, hash: i.array()?, position: i.u64()?, tree: i.array()? },
+        kind::CHECKPOINT => Record::Checkpoint { records: i.u64()?, hash: i.array()?, position: i.u64()? },
         k => return Err(StreamError::Corrupt { record, what: format!("unknown record kind {k}") }),
     };
     i.done()?;
@@ -370,33 +454,81 @@ fn decode(record: u64, kind: u8, payload: &[u8]) -> Result<Record, StreamError> 
 }
 
 /// Writes records, counting them and hashing their frames for the end record.
+/// Puts a checkpoint after every `checkpoint_bytes` of frames; `position` counts the
+/// content records of the whole stream's order (a resumed stream starts at its
+/// `resume_from`).
 pub struct Writer<W: Write> {
     out: W,
     hash: blake3::Hasher,
     records: u64,
     bytes: u64,
+    position: u64,
+    checkpoint_bytes: u64,
+    since_checkpoint: u64,
 }
 
 impl<W: Write> Writer<W> {
     pub fn new(out: W) -> Self {
-        Writer { out, hash: blake3::Hasher::new(), records: 0, bytes: 0 }
+        Self::with_checkpoints(out, CHECKPOINT_BYTES, 0)
     }
 
-    pub fn put(&mut self, r: &Record) -> std::io::Result<()> {
-        let f = r.frame();
-        self.out.write_all(&f)?;
-        self.hash.update(&f);
+    /// A writer with a checkpoint every `checkpoint_bytes` (at least one record between
+    /// two), whose first content record has position `position`.
+    pub fn with_checkpoints(out: W, checkpoint_bytes: u64, position: u64) -> Self {
+        Writer {
+            out,
+            hash: blake3::Hasher::new(),
+            records: 0,
+            bytes: 0,
+            position,
+            checkpoint_bytes: checkpoint_bytes.clamp(1, MAX_CHUNK_BYTES - 2 * u64::from(MAX_PAYLOAD)),
+            since_checkpoint: 0,
+        }
+    }
+
+    fn put_frame(&mut self, f: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(f)?;
+        self.hash.update(f);
         self.records += 1;
         self.bytes += f.len() as u64;
+        self.since_checkpoint += f.len() as u64;
         Ok(())
     }
 
-    /// Writes the end record and flushes; returns (records including the end, bytes).
-    pub fn finish(mut self) -> std::io::Result<(u64, u64)> {
-        let end = Record::End { records: self.records, hash: *self.hash.finalize().as_bytes() };
-        self.put(&end)?;
+    pub fn put(&mut self, r: &Record) -> std::io::Result<()> {
+        self.put_frame(&r.frame())?;
+        if r.is_content() {
+            self.position += 1;
+            if self.since_checkpoint >= self.checkpoint_bytes {
+                let c = Record::Checkpoint {
+                    records: self.records,
+                    hash: *self.hash.finalize().as_bytes(),
+                    position: self.position,
+                };
+                self.put_frame(&c.frame())?;
+                self.since_checkpoint = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the end record with the tree's check value `tree` and flushes; returns
+    /// (records including the end, bytes).
+    pub fn finish(mut self, tree: [u8; 32]) -> std::io::Result<(u64, u64)> {
+        let end = Record::End {
+            records: self.records,
+            hash: *self.hash.finalize().as_bytes(),
+            position: self.position,
+            tree,
+        };
+        self.put_frame(&end.frame())?;
         self.out.flush()?;
         Ok((self.records, self.bytes))
+    }
+
+    /// Position of the next content record.
+    pub fn position(&self) -> u64 {
+        self.position
     }
 
     pub fn bytes(&self) -> u64 {
@@ -412,11 +544,25 @@ pub struct Reader<R: Read> {
     records: u64,
     bytes: u64,
     ended: bool,
+    /// Position of the next content record in the whole stream's order.
+    content: u64,
+    /// The end record's tree check value, once it verified.
+    tree: Option<[u8; 32]>,
 }
 
 impl<R: Read> Reader<R> {
     pub fn new(input: R) -> Self {
-        Reader { input, hash: blake3::Hasher::new(), records: 0, bytes: 0, ended: false }
+        Reader { input, hash: blake3::Hasher::new(), records: 0, bytes: 0, ended: false, content: 0, tree: None }
+    }
+
+    /// The check value of the tree the stream describes (SR10), after its end record.
+    pub fn tree(&self) -> Option<[u8; 32]> {
+        self.tree
+    }
+
+    /// The position (in the whole stream's order) of the next content record.
+    pub fn content_position(&self) -> u64 {
+        self.content
     }
 
     /// Records read so far (the position of the next one).
@@ -463,13 +609,31 @@ impl<R: Read> Reader<R> {
         }
         let r = decode(at, head[4], payload)?;
         frame.extend_from_slice(crc);
+        let positioned = |p: u64, content: u64| {
+            if p == content {
+                Ok(())
+            } else {
+                Err(StreamError::Corrupt { record: at, what: format!("a checkpoint at position {p}, not {content}") })
+            }
+        };
         match (&r, at) {
-            (Record::Header(_), 0) => {}
+            (Record::Header(h), 0) => self.content = h.resume_from,
             (_, 0) => return Err(StreamError::NotAStream),
             (Record::Header(_), _) => {
                 return Err(StreamError::Corrupt { record: at, what: "a second header".into() });
             }
-            (Record::End { records, hash }, _) => {
+            (Record::Checkpoint { records, hash, position }, _) => {
+                positioned(*position, self.content)?;
+                if *records != at || hash != self.hash.finalize().as_bytes() {
+                    return Err(StreamError::Corrupt {
+                        record: at,
+                        what: "a checkpoint does not match the records before it".into(),
+                    });
+                }
+            }
+            (Record::End { records, hash, position, tree }, _) => {
+                positioned(*position, self.content)?;
+                self.tree = Some(*tree);
                 if *records != at || hash != self.hash.finalize().as_bytes() {
                     return Err(StreamError::Corrupt {
                         record: at,
@@ -490,6 +654,9 @@ impl<R: Read> Reader<R> {
             return Err(StreamError::Corrupt { record: at, what: "data does not match its check value".into() });
         }
         self.hash.update(&frame);
+        if r.is_content() {
+            self.content += 1;
+        }
         self.records += 1;
         self.bytes += frame.len() as u64;
         Ok(if self.ended { None } else { Some(r) })

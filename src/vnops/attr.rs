@@ -141,6 +141,7 @@ impl Fs {
 
     /// An open file handle was created.
     pub fn open(&self, ino: u64) -> Result<()> {
+        self.inner.check_not_receiving()?;
         let inode = self.inner.inode(ino)?;
         inode.state.write().opens += 1;
         Ok(())

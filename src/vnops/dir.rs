@@ -38,6 +38,7 @@ impl Fs {
         if name.len() > MAX_NAME_LEN {
             return Err(Error::NameTooLong);
         }
+        fs.check_not_receiving()?;
         let inum = child(fs, &fs.inode(parent)?, name)?;
         self.getattr(inum)
     }
@@ -48,6 +49,7 @@ impl Fs {
     /// serves handles of inodes it still caches without asking). Inode numbers are never
     /// reused, so a number cannot come to name another file.
     pub fn lookup_inode(&self, ino: u64) -> Result<Attr> {
+        self.inner.check_not_receiving()?;
         let inode = self.inner.inode(ino)?;
         let st = inode.state.read();
         if st.meta.nlink == 0 || st.deleted {
@@ -339,6 +341,7 @@ impl Fs {
     /// Lists directory `ino` from `cookie` (0 to start). `f` returns true to stop (its
     /// buffer is full); the entry it stopped on is not consumed.
     pub fn readdir(&self, ino: u64, cookie: u64, mut f: impl FnMut(&DirEntry) -> bool) -> Result<()> {
+        self.inner.check_not_receiving()?;
         list(&self.inner, &self.inner.inode(ino)?, cookie, &mut f)
     }
 }

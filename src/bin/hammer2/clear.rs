@@ -30,6 +30,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         rate: None,
         name: None,
         from: None,
+        resume_token: None,
+        resume: false,
+        abandon: false,
     };
     Ok(crate::offline::online("clear", &a.mountpoint, req, a.json))
 }

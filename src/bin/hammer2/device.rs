@@ -93,6 +93,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                 rate: None,
                 name: None,
                 from: None,
+                resume_token: None,
+                resume: false,
+                abandon: false,
             };
             return Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                 eprintln!("hammer2 device replace: {e:#}");
@@ -108,6 +111,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                 rate: None,
                 name: None,
                 from: None,
+                resume_token: None,
+                resume: false,
+                abandon: false,
             };
             let code = crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                 eprintln!("hammer2 device add: {e:#}");
@@ -124,6 +130,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                     rate: None,
                     name: None,
                     from: None,
+                    resume_token: None,
+                    resume: false,
+                    abandon: false,
                 };
                 let code = crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                     eprintln!("hammer2 device add --rebalance: {e:#}");
@@ -143,8 +152,17 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Op::DeviceRebalance => "device rebalance",
         _ => "device offline",
     };
-    let req =
-        Request { op, device: Some(client_spec(&t.device)), devices: Vec::new(), rate: None, name: None, from: None };
+    let req = Request {
+        op,
+        device: Some(client_spec(&t.device)),
+        devices: Vec::new(),
+        rate: None,
+        name: None,
+        from: None,
+        resume_token: None,
+        resume: false,
+        abandon: false,
+    };
     Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
         eprintln!("hammer2 {cmd}: {e:#}");
         8

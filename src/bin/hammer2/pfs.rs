@@ -118,5 +118,10 @@ fn render(list: &[PfsInfo]) -> String {
             p.would_free_bytes.map_or("-".to_string(), human),
         );
     }
+    for p in list {
+        if let Some(t) = &p.resume_token {
+            out += &format!("{}: an interrupted receive; resume token {t}\n", p.name);
+        }
+    }
     out
 }

@@ -104,11 +104,30 @@ pub struct Request {
     /// `hammer2 send --from`: the base snapshot of an incremental stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// `hammer2 send --resume-token`: the token of the receive to continue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_token: Option<String>,
+    /// `hammer2 receive --resume`: a resumed stream is accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
+    /// `hammer2 receive --abandon`: give up the interrupted receive (no stream).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abandon: bool,
 }
 
 impl From<Op> for Request {
     fn from(op: Op) -> Request {
-        Request { op, device: None, devices: Vec::new(), rate: None, name: None, from: None }
+        Request {
+            op,
+            device: None,
+            devices: Vec::new(),
+            rate: None,
+            name: None,
+            from: None,
+            resume_token: None,
+            resume: false,
+            abandon: false,
+        }
     }
 }
 
