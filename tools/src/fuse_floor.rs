@@ -296,7 +296,8 @@ impl Floor {
             Op::Getxattr { .. } => return Err(Errno(libc::ENODATA)),
             Op::Create { arg, name } => {
                 let a = self.state.lock().make(ino, name, node(libc::S_IFREG | (arg.mode & 0o7777), &[]))?;
-                out.push(&entry_out(a, ENTRY_TTL))?;
+                // As hammer2's create: the entry for ATTR_TTL.
+                out.push(&entry_out(a, ATTR_TTL))?;
                 out.push(&abi::OpenOut { fh: 0, open_flags: open_flags(arg.flags), backing_id: 0 })?;
             }
             Op::Statfs => out.push(&abi::Kstatfs { bsize: 4096, frsize: 4096, namelen: 255, ..Default::default() })?,

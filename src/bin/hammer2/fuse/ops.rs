@@ -261,7 +261,9 @@ impl Hammer2Fuse {
                     fs.open(a.ino)?;
                     referenced(fs, Ok(a))
                 })?;
-                self.entry(out, &a)?;
+                // The entry for ATTR_TTL only, as fuser's one-TTL create reply gave it (a
+                // longer one would spare LOOKUPs of new names; not changed with the transport).
+                out.push(&entry_out(file_attr(&a, self.blksize), a.generation(), ATTR_TTL, ATTR_TTL))?;
                 Self::opened(out, open_flags(arg.flags))
             }
             Op::Fallocate(f) => self.fallocate(req, f),
