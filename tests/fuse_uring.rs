@@ -47,7 +47,7 @@ fn served_by_ring(img: &Image) -> u64 {
 }
 
 /// `uring_threads` when not given (`fuse::uring::DEFAULT_THREADS`).
-const DEFAULT_URING_THREADS: usize = 4;
+const DEFAULT_URING_THREADS: usize = 8;
 
 /// The mount is served through the ring: one queue thread per CPU up to `uring_threads`, and
 /// the log says so.

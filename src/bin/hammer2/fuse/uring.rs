@@ -39,13 +39,15 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// `-o uring_threads=` when not given: queue threads (one per CPU up to this many) and data
-/// workers each.
-pub const DEFAULT_THREADS: usize = 4;
+/// workers each. As many data workers as /dev/fuse has workers at least (8): a worker
+/// waits on the devices.
+pub const DEFAULT_THREADS: usize = 8;
 
 /// How many requests one CPU's queue may hold at once. Each entry has a payload buffer of
 /// the largest request (about 1 MiB, resident once a large request has used it): 8 each up
@@ -161,20 +163,30 @@ struct Job {
 // only once every entry has come back and been refused by the kernel).
 unsafe impl Send for Job {}
 
-/// Entries a data worker has served, waiting for their queue thread to commit them; the
-/// eventfd wakes that thread.
+/// Entries a data worker has served, waiting for their queue thread to commit them. A
+/// polling queue thread finds them in the list; one about to sleep says so (`sleeping`), and
+/// only then does the worker write the eventfd its ring reads, which wakes it.
 struct Given {
     done: Mutex<Vec<usize>>,
+    sleeping: AtomicBool,
     event: OwnedFd,
 }
 
 impl Given {
     fn back(&self, index: usize) {
         self.done.lock().push(index);
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd; it cannot block (the count
-        // would have to reach u64::MAX - 1).
-        unsafe { libc::write(self.event.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        // SeqCst with the queue thread's store before its last look at `done`: either it
+        // sees this entry, or this load sees it asleep (see `Queue::serve`).
+        if self.sleeping.load(SeqCst) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our eventfd; it cannot block (the
+            // count would have to reach u64::MAX - 1).
+            unsafe { libc::write(self.event.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    fn any(&self) -> bool {
+        !self.done.lock().is_empty()
     }
 }
 
@@ -337,7 +349,7 @@ impl<D: Dispatch> Queue<D> {
             entries,
             fuse,
             pool,
-            given: Arc::new(Given { done: Mutex::default(), event }),
+            given: Arc::new(Given { done: Mutex::default(), sleeping: AtomicBool::new(false), event }),
             event_buf: Box::new(0),
             side: vec![0; SIDE_REPLY],
             served: 0,
@@ -384,7 +396,7 @@ impl<D: Dispatch> Queue<D> {
     fn poll(&mut self) -> io::Result<()> {
         self.ring.submit()?;
         let start = Instant::now();
-        while self.ring.completion().is_empty() && start.elapsed() < POLL {
+        while self.ring.completion().is_empty() && !self.given.any() && start.elapsed() < POLL {
             // SAFETY: sched_yield has no arguments and cannot fail on Linux.
             unsafe { libc::sched_yield() };
             self.ring.completion().sync();
@@ -403,12 +415,18 @@ impl<D: Dispatch> Queue<D> {
         let mut live = self.entries.len();
         while live > 0 {
             self.poll()?;
-            for (tag, res) in self.wait()? {
+            // Sleep only with nothing to do; a data worker giving an entry back after this
+            // look sees `sleeping` and writes the eventfd (see `Given`).
+            self.given.sleeping.store(true, SeqCst);
+            let idle = self.ring.completion().is_empty() && !self.given.any();
+            let done = self.wait(usize::from(idle));
+            self.given.sleeping.store(false, SeqCst);
+            let back = std::mem::take(&mut *self.given.done.lock());
+            for i in back {
+                self.commit(i)?;
+            }
+            for (tag, res) in done? {
                 if tag == EVENT {
-                    let back = std::mem::take(&mut *self.given.done.lock());
-                    for i in back {
-                        self.commit(i)?;
-                    }
                     self.arm_event()?;
                 } else if tag == CANCEL {
                 } else if res >= 0 {
@@ -428,15 +446,15 @@ impl<D: Dispatch> Queue<D> {
         // The eventfd's read still names the counter, which is freed with the queue: cancel
         // it and wait until the kernel has let go.
         self.push(opcode::AsyncCancel::new(EVENT).build().user_data(CANCEL).into())?;
-        while !self.wait()?.iter().any(|(tag, _)| *tag == EVENT) {}
+        while !self.wait(1)?.iter().any(|(tag, _)| *tag == EVENT) {}
         let qids: Vec<String> = self.qids.iter().map(|q| q.to_string()).collect();
         tracing::info!("FUSE over io_uring, queue {}: {} requests served", qids.join(","), self.served);
         Ok(())
     }
 
-    /// Sleeps until at least one completion is there, and takes them all.
-    fn wait(&mut self) -> io::Result<Vec<(u64, i32)>> {
-        match self.ring.submit_and_wait(1) {
+    /// Sleeps until at least `want` completions are there, and takes them all.
+    fn wait(&mut self, want: usize) -> io::Result<Vec<(u64, i32)>> {
+        match self.ring.submit_and_wait(want) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => return Err(e),

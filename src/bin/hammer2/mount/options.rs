@@ -108,7 +108,7 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "uring_threads=N",
-        "FUSE over io_uring: queue threads (one per CPU, up to N) and data workers (N), 1 to 64 (default 4).",
+        "FUSE over io_uring: queue threads (one per CPU, up to N) and data workers (N), 1 to 64 (default 8).",
     ),
     ("logfile=PATH", "Where a background daemon logs (appending). Default: the journal, else syslog, else stderr."),
     (
