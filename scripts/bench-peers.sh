@@ -16,7 +16,8 @@
 # Usage (as root):  ./scripts/bench-peers.sh
 #                   TARGETS="bindfs hammer2-c1 hammer2-c2" ./scripts/bench-peers.sh
 # Every knob of peers.sh (WORK, WORKLOADS, SEQ_SIZE, ...) passes through. The table and a
-# CSV land in $WORK (default /tmp/fsbench).
+# CSV land in $WORK (default /tmp/fsbench); each hammer2 daemon's thread count and peak RSS,
+# read before each unmount, in $WORK/hammer2-daemons.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/setup.sh
@@ -44,7 +45,12 @@ cat >>"$RUN" <<HAMMER2
 # ---- hammer2 (added by scripts/bench-peers.sh) ----
 H2=$BIN
 h2_mount() { local o=\${H2_OPTS:-$DEFAULT_OPTS}; fuse_start "\$MNT" "\$H2/hammer2" mount -f \${o:+-o \$o} "\$@" "\$MNT"; local rc=\$?; H2_PID=\$FUSE_PID; return \$rc; }
-h2_umount() { fuse_stop "\$MNT" "\${H2_PID:-}"; H2_PID=""; }
+# Before each unmount: the daemon's threads and peak RSS (VmHWM) so far, one line per mount.
+h2_umount() { h2_record; fuse_stop "\$MNT" "\${H2_PID:-}"; H2_PID=""; }
+h2_record() {
+    [ -n "\${H2_PID:-}" ] && [ -r "/proc/\$H2_PID/status" ] || return 0
+    echo "\${CUR_TARGET:-?} threads=\$(ls "/proc/\$H2_PID/task" | wc -l) peak_rss_kB=\$(awk '/^VmHWM/ {print \$2}' "/proc/\$H2_PID/status")" >>"\$WORK/hammer2-daemons.txt"
+}
 setup_hammer2_c1() {
     MNT=\$MNTDIR/hammer2-c1; mkdir -p "\$MNT"
     H2_IMGS=(\$(make_img hammer2-c1)) || { SKIP_REASON="cannot create image"; return 1; }

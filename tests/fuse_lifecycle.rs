@@ -318,7 +318,9 @@ fn foreground_mode_serves_from_several_threads_until_interrupted() {
         fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()
             .filter(|t| {
-                fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap_or_default().starts_with("fuser-")
+                fs::read_to_string(t.as_ref().unwrap().path().join("comm"))
+                    .unwrap_or_default()
+                    .starts_with("hammer2-fuse")
             })
             .count()
     };

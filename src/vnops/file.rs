@@ -45,20 +45,32 @@ impl Falloc {
 
 impl Fs {
     pub fn read(&self, ino: u64, off: u64, len: usize) -> Result<Vec<u8>> {
+        self.read_with(ino, |fs, st| read_locked(fs, ino, st, off, len).map(|v| (v.len(), v)))
+    }
+
+    /// read(2) into the caller's buffer (up to its length); returns how many bytes were
+    /// read. The FUSE front end reads this way straight into the buffer its reply leaves
+    /// from (a ring entry's payload), with no copy in between.
+    pub fn read_into(&self, ino: u64, off: u64, out: &mut [u8]) -> Result<usize> {
+        self.read_with(ino, |fs, st| read_locked_into(fs, ino, st, off, out).map(|n| (n, n)))
+    }
+
+    /// Runs a read (`f` returns the byte count and its result) under the inode's read lock,
+    /// then moves atime as relatime says.
+    fn read_with<T>(&self, ino: u64, f: impl FnOnce(&FsInner, &InodeState) -> Result<(usize, T)>) -> Result<T> {
         let fs = &self.inner;
         let inode = fs.inode(ino)?;
-        let out = {
+        let ((n, out), stale) = {
             let st = inode.state.read();
-            let out = read_locked(fs, ino, &st, off, len)?;
+            let n = f(fs, &st)?;
             let m = &st.meta;
             let stale = m.atime <= m.mtime || m.atime <= m.ctime || Timespec::now().sec - m.atime.sec > 86_400;
-            (out, stale)
+            (n, stale)
         };
         // relatime: atime moves only when it is older than the last change, or a day old.
         // It is kept in memory and written with the inode's next commit (never alone). A read
         // at or past the end (nothing returned) does not move it.
-        let (out, stale) = out;
-        if !out.is_empty() && stale && fs.check_writable().is_ok() {
+        if n > 0 && stale && fs.check_writable().is_ok() {
             let mut st = inode.state.write();
             st.meta.atime = Timespec::now();
             st.atime_dirty = true;
@@ -362,6 +374,18 @@ fn load_partial_blocks(fs: &FsInner, ino: u64, inode: &InodeRef, blocks: [(u64, 
 /// The bytes `len` from `off` of a file read from any tree (the served PFS's or a
 /// snapshot's), without touching its atime.
 pub(crate) fn read_locked(fs: &FsInner, ino: u64, st: &InodeState, off: u64, len: usize) -> Result<Vec<u8>> {
+    // Sized by what the file holds, not by what was asked.
+    let size = st.meta.size;
+    let want = if off >= size { 0 } else { (size - off).min(len as u64) as usize };
+    let mut out = vec![0u8; want];
+    let n = read_locked_into(fs, ino, st, off, &mut out)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// Reads `[off, off + out.len())` of the file, cut at its end, into `out`; returns the
+/// count.
+pub(crate) fn read_locked_into(fs: &FsInner, ino: u64, st: &InodeState, off: u64, out: &mut [u8]) -> Result<usize> {
     if st.meta.is_dir() {
         return Err(Error::IsDir);
     }
@@ -369,13 +393,13 @@ pub(crate) fn read_locked(fs: &FsInner, ino: u64, st: &InodeState, off: u64, len
         return Err(Error::invalid("read of a special file"));
     }
     let size = st.meta.size;
-    if off >= size || len == 0 {
-        return Ok(Vec::new());
+    if off >= size || out.is_empty() {
+        return Ok(0);
     }
-    let end = size.min(off.saturating_add(len as u64));
-    let mut out = vec![0u8; (end - off) as usize];
-    read_range(fs, ino, st, off, end, &mut out)?;
-    Ok(out)
+    let end = size.min(off.saturating_add(out.len() as u64));
+    let n = (end - off) as usize;
+    read_range(fs, ino, st, off, end, &mut out[..n])?;
+    Ok(n)
 }
 
 /// lseek(SEEK_DATA / SEEK_HOLE) in a file read from any tree.

@@ -7,7 +7,7 @@
 //! inode numbers (the FUSE daemon's `snapdir.rs`).
 
 use super::dir::{child, list};
-use super::file::{Whence, read_locked, seek_locked};
+use super::file::{Whence, read_locked, read_locked_into, seek_locked};
 use super::{Attr, DirEntry, Fs};
 use crate::error::{Error, Result};
 use crate::fs::snapviews::View;
@@ -177,6 +177,11 @@ impl SnapshotView<'_> {
     /// snapshot changes).
     pub fn read(&self, ino: u64, off: u64, len: usize) -> Result<Vec<u8>> {
         self.with(ino, |i| read_locked(&self.fs.inner, ino, &i.state.read(), off, len))
+    }
+
+    /// As `read`, into the caller's buffer; returns the count.
+    pub fn read_into(&self, ino: u64, off: u64, out: &mut [u8]) -> Result<usize> {
+        self.with(ino, |i| read_locked_into(&self.fs.inner, ino, &i.state.read(), off, out))
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {

@@ -2,113 +2,125 @@
 //! costs on a machine.
 //!
 //! It keeps names and attributes in memory, drops written data and reads back zeros, and
-//! answers every request at once. It negotiates what `hammer2 mount` negotiates (the same
-//! mount options and worker threads, and hammer2's own `negotiate.rs` for the init flags,
-//! open flags and TTLs), so the kernel sends it the same requests for the same workload.
-//! Whatever it reaches on a workload is the most any FUSE filesystem can reach on that
+//! answers every request at once. It runs on hammer2's own transports and negotiation (the
+//! protocol code `proto/`, `devfuse.rs`, `uring.rs` and `negotiate.rs` of
+//! `src/bin/hammer2/fuse/`, included here; the same mount options and worker threads), so
+//! the kernel sends it the same requests for the same workload and they reach it the same
+//! way. Whatever it reaches on a workload is the most any FUSE filesystem can reach on that
 //! machine; `scripts/bench-peers.sh` runs it as the `fuse-floor` target beside ours and
 //! the peers. It checks only what the benchmark workloads rely on (a rename, for one,
 //! replaces its target without looking at types or RENAME_* flags): it is an instrument,
 //! not a filesystem.
 //!
-//! Usage: `cargo run --release -p hammer2-tools --bin fuse-floor -- MOUNTPOINT` (runs in the foreground
-//! until unmounted).
+//! Usage (as root): `cargo run --release -p hammer2-tools --bin fuse-floor -- MOUNTPOINT`
+//! (runs in the foreground until unmounted; FLOOR_NO_URING=1 keeps it on /dev/fuse).
 
+#[allow(dead_code)]
+#[path = "../../src/bin/hammer2/fuse/devfuse.rs"]
+mod devfuse;
+#[path = "../../src/bin/hammer2/fuse/dispatch.rs"]
+mod dispatch;
+#[allow(dead_code)]
 #[path = "../../src/bin/hammer2/fuse/negotiate.rs"]
 mod negotiate;
+#[allow(dead_code)]
+#[path = "../../src/bin/hammer2/fuse/proto/mod.rs"]
+mod proto;
 // (The floor has no fsync, so it leaves on_all_cpus unused.)
 #[allow(dead_code)]
 #[path = "../../src/bin/hammer2/fuse/uring.rs"]
 mod uring;
 
-use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, KernelConfig, LockOwner,
-    MountOption, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, Session, TimeOrNow, WriteFlags,
-};
+use dispatch::{Answer, Dispatch};
 use negotiate::{ATTR_TTL, ENTRY_TTL, open_flags};
 use parking_lot::Mutex;
+use proto::{Errno, Op, Reply, Request, abi};
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::{OsStr, OsString};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const ROOT: u64 = 1;
 
 struct Node {
-    kind: FileType,
-    perm: u16,
+    /// S_IF* | permission bits.
+    mode: u32,
     size: u64,
     uid: u32,
     gid: u32,
     nlink: u32,
-    mtime: SystemTime,
+    mtime: u64,
     target: Vec<u8>,
 }
 
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 impl Node {
-    fn new(kind: FileType, mode: u32, uid: u32, gid: u32, target: &[u8]) -> Node {
+    fn new(mode: u32, uid: u32, gid: u32, target: &[u8]) -> Node {
+        let dir = mode & libc::S_IFMT == libc::S_IFDIR;
         Node {
-            kind,
-            perm: (mode & 0o7777) as u16,
+            mode,
             size: target.len() as u64,
             uid,
             gid,
-            nlink: if kind == FileType::Directory { 2 } else { 1 },
-            mtime: SystemTime::now(),
+            nlink: if dir { 2 } else { 1 },
+            mtime: now(),
             target: target.to_vec(),
         }
     }
 
-    /// Inode 0: the kernel caches the name as absent for the entry TTL.
-    fn negative() -> FileAttr {
-        Node::new(FileType::RegularFile, 0, 0, 0, &[]).attr(0)
-    }
-
-    fn attr(&self, ino: u64) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(ino),
+    fn attr(&self, ino: u64) -> abi::Attr {
+        abi::Attr {
+            ino,
             size: self.size,
-            blocks: 0,
             atime: self.mtime,
             mtime: self.mtime,
             ctime: self.mtime,
-            crtime: self.mtime,
-            kind: self.kind,
-            perm: self.perm,
+            mode: self.mode,
             nlink: self.nlink,
             uid: self.uid,
             gid: self.gid,
-            rdev: 0,
             blksize: 4096,
-            flags: 0,
+            ..abi::Attr::default()
         }
     }
+}
+
+fn entry_out(attr: abi::Attr, entry_ttl: Duration) -> abi::EntryOut {
+    abi::EntryOut {
+        nodeid: attr.ino,
+        generation: 0,
+        entry_valid: entry_ttl.as_secs(),
+        attr_valid: ATTR_TTL.as_secs(),
+        entry_valid_nsec: entry_ttl.subsec_nanos(),
+        attr_valid_nsec: ATTR_TTL.subsec_nanos(),
+        attr,
+    }
+}
+
+fn attr_out(attr: abi::Attr) -> abi::AttrOut {
+    abi::AttrOut { attr_valid: ATTR_TTL.as_secs(), attr_valid_nsec: ATTR_TTL.subsec_nanos(), dummy: 0, attr }
 }
 
 struct State {
     next_ino: u64,
     nodes: HashMap<u64, Node>,
     /// (parent, name) -> inode, ordered so a directory's entries are one range.
-    entries: BTreeMap<(u64, OsString), u64>,
+    entries: BTreeMap<(u64, Vec<u8>), u64>,
 }
 
 impl State {
-    fn children(&self, dir: u64) -> impl Iterator<Item = (&OsString, u64)> {
-        self.entries.range((dir, OsString::new())..).take_while(move |((p, _), _)| *p == dir).map(|((_, n), i)| (n, *i))
+    fn children(&self, dir: u64) -> impl Iterator<Item = (&Vec<u8>, u64)> {
+        self.entries.range((dir, Vec::new())..).take_while(move |((p, _), _)| *p == dir).map(|((_, n), i)| (n, *i))
     }
 
-    fn make(&mut self, req: &Request, parent: u64, name: &OsStr, kind: FileType, mode: u32) -> Result<FileAttr, Errno> {
-        self.make_node(parent, name, Node::new(kind, mode, req.uid(), req.gid(), &[]))
-    }
-
-    fn make_node(&mut self, parent: u64, name: &OsStr, node: Node) -> Result<FileAttr, Errno> {
-        let key = (parent, name.to_owned());
+    fn make(&mut self, parent: u64, name: &[u8], node: Node) -> Result<abi::Attr, Errno> {
+        let key = (parent, name.to_vec());
         if self.entries.contains_key(&key) {
-            return Err(Errno::EEXIST);
+            return Err(Errno(libc::EEXIST));
         }
         let ino = self.next_ino;
         self.next_ino += 1;
@@ -118,14 +130,14 @@ impl State {
         Ok(attr)
     }
 
-    fn remove(&mut self, parent: u64, name: &OsStr, dir: bool) -> Result<(), Errno> {
-        let key = (parent, name.to_owned());
+    fn remove(&mut self, parent: u64, name: &[u8], dir: bool) -> Result<(), Errno> {
+        let key = (parent, name.to_vec());
         let ino = *self.entries.get(&key).ok_or(Errno::ENOENT)?;
-        let is_dir = self.nodes.get(&ino).is_some_and(|n| n.kind == FileType::Directory);
+        let is_dir = self.nodes.get(&ino).is_some_and(|n| n.mode & libc::S_IFMT == libc::S_IFDIR);
         match (dir, is_dir) {
-            (true, false) => return Err(Errno::ENOTDIR),
-            (false, true) => return Err(Errno::EISDIR),
-            (true, true) if self.children(ino).next().is_some() => return Err(Errno::ENOTEMPTY),
+            (true, false) => return Err(Errno(libc::ENOTDIR)),
+            (false, true) => return Err(Errno(libc::EISDIR)),
+            (true, true) if self.children(ino).next().is_some() => return Err(Errno(libc::ENOTEMPTY)),
             _ => {}
         }
         self.entries.remove(&key);
@@ -134,219 +146,194 @@ impl State {
     }
 }
 
-/// The state, shared by the /dev/fuse session and the ring's sessions; the offer the kernel
-/// made, kept by the first session's INIT.
-#[derive(Clone)]
-struct Floor(Arc<Mutex<State>>, Arc<OnceLock<negotiate::Offer>>);
+/// The state, and the offer the kernel made (kept by INIT).
+struct Floor {
+    state: Mutex<State>,
+    offer: OnceLock<negotiate::Offer>,
+    want_uring: bool,
+}
 
-fn entry(reply: ReplyEntry, r: Result<FileAttr, Errno>) {
-    match r {
-        Ok(a) => reply.entry_with_ttls(&ATTR_TTL, &ENTRY_TTL, &a, Generation(0)),
-        Err(e) => reply.error(e),
+impl Dispatch for Floor {
+    fn dispatch(&self, req: &Request, out: &mut Reply) -> Answer {
+        if !req.op.answered() {
+            return Answer::Nothing;
+        }
+        match self.serve(req, out) {
+            Ok(()) => Answer::Done,
+            Err(e) => {
+                out.clear();
+                Answer::Error(e)
+            }
+        }
+    }
+
+    fn initialized(&self) -> bool {
+        self.offer.get().is_some()
+    }
+
+    fn ring_negotiated(&self) -> bool {
+        self.want_uring && self.offer.get().is_some_and(|o| o.has(abi::init::OVER_IO_URING))
     }
 }
 
-fn empty(reply: ReplyEmpty, r: Result<(), Errno>) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
-    }
+fn dirent_type(mode: u32) -> u32 {
+    (mode & libc::S_IFMT) >> 12
 }
 
-impl Filesystem for Floor {
-    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = self.1.set(negotiate::configure(config, std::env::var_os("FLOOR_NO_URING").is_none()));
+impl Floor {
+    fn serve(&self, req: &Request, out: &mut Reply) -> Result<(), Errno> {
+        let ino = req.nodeid();
+        let node = |mode: u32, target: &[u8]| Node::new(mode, req.uid(), req.gid(), target);
+        match &req.op {
+            Op::Init(k) => {
+                if k.major != abi::KERNEL_VERSION {
+                    return Err(Errno(libc::EPROTO));
+                }
+                let (reply, offer) = negotiate::configure(k, self.want_uring);
+                let _ = self.offer.set(offer);
+                out.push(&reply)?;
+            }
+            Op::Lookup { name } => {
+                let s = self.state.lock();
+                match s.entries.get(&(ino, name.to_vec())) {
+                    Some(i) => out.push(&entry_out(s.nodes[i].attr(*i), ENTRY_TTL))?,
+                    // A cacheable negative entry, as hammer2 gives.
+                    None => out.push(&entry_out(abi::Attr::default(), ENTRY_TTL))?,
+                }
+            }
+            Op::Getattr => {
+                let s = self.state.lock();
+                let n = s.nodes.get(&ino).ok_or(Errno::ENOENT)?;
+                out.push(&attr_out(n.attr(ino)))?;
+            }
+            Op::Setattr(a) => {
+                let mut s = self.state.lock();
+                let n = s.nodes.get_mut(&ino).ok_or(Errno::ENOENT)?;
+                let has = |bit: u32| a.valid & bit != 0;
+                if has(abi::fattr::MODE) {
+                    n.mode = (n.mode & libc::S_IFMT) | (a.mode & 0o7777);
+                }
+                if has(abi::fattr::UID) {
+                    n.uid = a.uid;
+                }
+                if has(abi::fattr::GID) {
+                    n.gid = a.gid;
+                }
+                if has(abi::fattr::SIZE) {
+                    n.size = a.size;
+                }
+                if has(abi::fattr::MTIME_NOW) {
+                    n.mtime = now();
+                } else if has(abi::fattr::MTIME) {
+                    n.mtime = a.mtime;
+                }
+                out.push(&attr_out(n.attr(ino)))?;
+            }
+            Op::Readlink => {
+                let s = self.state.lock();
+                out.bytes(&s.nodes.get(&ino).ok_or(Errno::ENOENT)?.target)?;
+            }
+            Op::Mkdir { arg, name } => {
+                let a = self.state.lock().make(ino, name, node(libc::S_IFDIR | (arg.mode & 0o7777), &[]))?;
+                out.push(&entry_out(a, ENTRY_TTL))?;
+            }
+            Op::Mknod { arg, name } => {
+                let a = self.state.lock().make(ino, name, node(arg.mode, &[]))?;
+                out.push(&entry_out(a, ENTRY_TTL))?;
+            }
+            Op::Unlink { name } => self.state.lock().remove(ino, name, false)?,
+            Op::Rmdir { name } => self.state.lock().remove(ino, name, true)?,
+            Op::Symlink { name, target } => {
+                let a = self.state.lock().make(ino, name, node(libc::S_IFLNK | 0o777, target))?;
+                out.push(&entry_out(a, ENTRY_TTL))?;
+            }
+            Op::Rename { newdir, name, newname, .. } => {
+                let mut s = self.state.lock();
+                let i = s.entries.remove(&(ino, name.to_vec())).ok_or(Errno::ENOENT)?;
+                if let Some(old) = s.entries.insert((*newdir, newname.to_vec()), i) {
+                    s.nodes.remove(&old);
+                }
+            }
+            Op::Open { flags } => out.push(&abi::OpenOut { fh: 0, open_flags: open_flags(*flags), backing_id: 0 })?,
+            Op::Opendir => out.push(&abi::OpenOut::default())?,
+            Op::Read(r) => {
+                let len = self
+                    .state
+                    .lock()
+                    .nodes
+                    .get(&ino)
+                    .map_or(0, |n| n.size.saturating_sub(r.offset).min(u64::from(r.size)));
+                let room = out.room(len as usize);
+                room.fill(0);
+                let n = room.len();
+                out.commit(n);
+            }
+            Op::Write { arg, data } => {
+                if let Some(n) = self.state.lock().nodes.get_mut(&ino) {
+                    n.size = n.size.max(arg.offset + data.len() as u64);
+                }
+                out.push(&abi::WriteOut { size: data.len() as u32, padding: 0 })?;
+            }
+            Op::Release | Op::Releasedir | Op::Fsync | Op::Fsyncdir => {}
+            Op::Readdir(r) => {
+                let s = self.state.lock();
+                for (i, (name, child)) in s.children(ino).enumerate().skip(r.offset as usize) {
+                    if !out.dirent(r.size as usize, child, i as u64 + 1, dirent_type(s.nodes[&child].mode), name) {
+                        break;
+                    }
+                }
+            }
+            Op::Readdirplus(r) => {
+                let s = self.state.lock();
+                for (i, (name, child)) in s.children(ino).enumerate().skip(r.offset as usize) {
+                    let n = &s.nodes[&child];
+                    let e = entry_out(n.attr(child), ATTR_TTL);
+                    if !out.direntplus(r.size as usize, &e, i as u64 + 1, dirent_type(n.mode), name) {
+                        break;
+                    }
+                }
+            }
+            Op::Getxattr { .. } => return Err(Errno(libc::ENODATA)),
+            Op::Create { arg, name } => {
+                let a = self.state.lock().make(ino, name, node(libc::S_IFREG | (arg.mode & 0o7777), &[]))?;
+                // As hammer2's create: the entry for ATTR_TTL.
+                out.push(&entry_out(a, ATTR_TTL))?;
+                out.push(&abi::OpenOut { fh: 0, open_flags: open_flags(arg.flags), backing_id: 0 })?;
+            }
+            Op::Statfs => out.push(&abi::Kstatfs { bsize: 4096, frsize: 4096, namelen: 255, ..Default::default() })?,
+            // What hammer2 answers too: FLUSH is not needed (the kernel stops sending it).
+            Op::Flush => return Err(Errno::ENOSYS),
+            _ => return Err(Errno::ENOSYS),
+        }
         Ok(())
     }
+}
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let s = self.0.lock();
-        match s.entries.get(&(parent.0, name.to_owned())) {
-            Some(ino) => entry(reply, Ok(s.nodes[ino].attr(*ino))),
-            // A cacheable negative entry, as hammer2 gives.
-            None => reply.entry(&ENTRY_TTL, &Node::negative(), Generation(0)),
-        }
+/// mount(2) of a FUSE connection of type fuse.floor, as `hammer2 mount` does as root (with
+/// `default_permissions`, nosuid, nodev).
+fn mount(mountpoint: &std::path::Path) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: a NUL-terminated path; open returns a new descriptor or -1.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
     }
-
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.0.lock().nodes.get(&ino.0) {
-            Some(n) => reply.attr(&ATTR_TTL, &n.attr(ino.0)),
-            None => reply.error(Errno::ENOENT),
-        }
+    // SAFETY: a new descriptor nothing else owns.
+    let dev = unsafe { OwnedFd::from_raw_fd(fd) };
+    let root_mode = std::fs::metadata(mountpoint)?.mode();
+    let data = format!("fd={},rootmode={root_mode:o},user_id=0,group_id=0,default_permissions", dev.as_raw_fd());
+    let data = std::ffi::CString::new(data).expect("no NUL");
+    let target = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("a NUL in the mount point"))?;
+    let flags = libc::MS_NOSUID | libc::MS_NODEV;
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(c"fuse-floor".as_ptr(), target.as_ptr(), c"fuse.floor".as_ptr(), flags, data.as_ptr().cast())
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
     }
-
-    fn setattr(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<fuser::BsdFileFlags>,
-        reply: ReplyAttr,
-    ) {
-        let mut s = self.0.lock();
-        let Some(n) = s.nodes.get_mut(&ino.0) else {
-            return reply.error(Errno::ENOENT);
-        };
-        n.perm = mode.map_or(n.perm, |m| (m & 0o7777) as u16);
-        n.uid = uid.unwrap_or(n.uid);
-        n.gid = gid.unwrap_or(n.gid);
-        n.size = size.unwrap_or(n.size);
-        n.mtime = match mtime {
-            Some(TimeOrNow::SpecificTime(t)) => t,
-            Some(TimeOrNow::Now) => SystemTime::now(),
-            None => n.mtime,
-        };
-        reply.attr(&ATTR_TTL, &n.attr(ino.0))
-    }
-
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.0.lock().nodes.get(&ino.0) {
-            Some(n) => reply.data(&n.target),
-            None => reply.error(Errno::ENOENT),
-        }
-    }
-
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        entry(reply, self.0.lock().make(req, parent.0, name, FileType::Directory, mode))
-    }
-
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.0.lock().remove(parent.0, name, false))
-    }
-
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.0.lock().remove(parent.0, name, true))
-    }
-
-    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        let node = Node::new(FileType::Symlink, 0o777, req.uid(), req.gid(), target.as_os_str().as_bytes());
-        entry(reply, self.0.lock().make_node(parent.0, link_name, node))
-    }
-
-    fn rename(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        newparent: INodeNo,
-        newname: &OsStr,
-        _flags: fuser::RenameFlags,
-        reply: ReplyEmpty,
-    ) {
-        let mut s = self.0.lock();
-        let Some(ino) = s.entries.remove(&(parent.0, name.to_owned())) else {
-            return reply.error(Errno::ENOENT);
-        };
-        if let Some(old) = s.entries.insert((newparent.0, newname.to_owned()), ino) {
-            s.nodes.remove(&old);
-        }
-        reply.ok()
-    }
-
-    fn open(&self, _req: &Request, _ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        reply.opened(FileHandle(0), open_flags(flags.0))
-    }
-
-    fn read(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
-        let len = self.0.lock().nodes.get(&ino.0).map_or(0, |n| n.size.saturating_sub(offset).min(size as u64));
-        reply.data(&vec![0; len as usize])
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        if let Some(n) = self.0.lock().nodes.get_mut(&ino.0) {
-            n.size = n.size.max(offset + data.len() as u64);
-        }
-        reply.written(data.len() as u32)
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok()
-    }
-
-    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        reply.ok()
-    }
-
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let s = self.0.lock();
-        for (i, (name, child)) in s.children(ino.0).enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child), i as u64 + 1, s.nodes[&child].kind, name) {
-                break;
-            }
-        }
-        reply.ok()
-    }
-
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let s = self.0.lock();
-        for (i, (name, child)) in s.children(ino.0).enumerate().skip(offset as usize) {
-            let attr = s.nodes[&child].attr(child);
-            if reply.add(INodeNo(child), i as u64 + 1, name, &ATTR_TTL, &attr, Generation(0)) {
-                break;
-            }
-        }
-        reply.ok()
-    }
-
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENODATA)
-    }
-
-    fn create(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        _umask: u32,
-        flags: i32,
-        reply: ReplyCreate,
-    ) {
-        match self.0.lock().make(req, parent.0, name, FileType::RegularFile, mode) {
-            Ok(a) => reply.created(&ATTR_TTL, &a, Generation(0), FileHandle(0), open_flags(flags)),
-            Err(e) => reply.error(e),
-        }
-    }
+    Ok(dev)
 }
 
 fn main() -> std::io::Result<()> {
@@ -355,28 +342,19 @@ fn main() -> std::io::Result<()> {
         eprintln!("usage: fuse-floor MOUNTPOINT");
         std::process::exit(2);
     };
-    let root = Node::new(FileType::Directory, 0o755, 0, 0, &[]);
+    let mountpoint = std::path::PathBuf::from(mountpoint);
+    let root = Node::new(libc::S_IFDIR | 0o755, 0, 0, &[]);
     let state = State { next_ino: ROOT + 1, nodes: HashMap::from([(ROOT, root)]), entries: BTreeMap::new() };
-    let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName("fuse-floor".into()),
-        MountOption::CUSTOM("subtype=floor".into()),
-        MountOption::DefaultPermissions,
-    ];
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    config.n_threads = Some((cpus * 4).clamp(8, 64));
-    config.clone_fd = true;
-    let floor = Floor(Arc::new(Mutex::new(state)), Arc::default());
-    let session = Session::new(floor.clone(), &mountpoint, &config)?;
-    let offer = *floor.1.get().expect("the INIT handshake ran");
-    let payload = negotiate::MAX_WRITE as usize + (64 << 10);
-    let rings = if std::env::var_os("FLOOR_NO_URING").is_some() {
-        None
-    } else {
-        uring::start(session.as_fd(), offer, payload, &config, || floor.clone())?
-    };
+    let want_uring = std::env::var_os("FLOOR_NO_URING").is_none();
+    let floor = Arc::new(Floor { state: Mutex::new(state), offer: OnceLock::new(), want_uring });
+    let conn = mount(&mountpoint)?;
+    devfuse::handshake(&conn, &*floor)?;
+    let rings = uring::start(conn.as_fd(), &floor, uring::DEFAULT_THREADS)?;
     eprintln!("fuse-floor: FUSE over io_uring {}", if rings.is_some() { "on" } else { "off" });
-    session.run()?;
+    // As `hammer2 mount` (its `worker_threads`, and 2 beside the ring).
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = if rings.is_some() { 2 } else { (cpus * 4).clamp(8, 64) };
+    devfuse::serve(&conn, &floor, threads)?;
     if let Some(r) = rings {
         r.join();
     }

@@ -17,7 +17,6 @@ use crate::devices;
 use crate::fuse::{self, Hammer2Fuse, Outcome};
 use anyhow::{Context, Result, anyhow, bail};
 use daemon::{Readiness, Role};
-use fuser::{Config, MountOption, SessionACL};
 use hammer2::Fs;
 use hammer2::storage::claim::OpenMode;
 use options::MountOptions;
@@ -48,11 +47,11 @@ pub struct Args {
 /// writes, 327 MiB with two arenas). Must run before any thread starts.
 ///
 /// And a fixed mmap threshold of 4 MiB: glibc otherwise raises it to the size of the
-/// largest mapped block freed, which fuser's 16 MiB request buffer (freed after each
-/// session's handshake) makes 16 MiB; every later such buffer, one per worker, then comes
-/// from the heap and calloc clears, so touches, all of it. With the ring's four sessions the
-/// daemon held 93 MiB before its first request (7.5 MiB with the fixed threshold) and peaked
-/// at 194 MiB over 20,000 creates (113 MiB).
+/// largest mapped block freed; a large buffer freed once (fuser's 16 MiB request buffer,
+/// when it served the daemon) then makes every later one come from the heap, where calloc
+/// clears, so touches, all of it. With fuser's four ring sessions the daemon held 93 MiB
+/// before its first request (7.5 MiB with the fixed threshold) and peaked at 194 MiB over
+/// 20,000 creates (113 MiB).
 fn tune_malloc() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes an allocator setting; no other thread exists yet.
@@ -216,37 +215,46 @@ fn serve(
     );
     let outcome = Outcome::default();
     let want_uring = !opts.no_uring
-        && fuse::uring::can_bridge(fuse::MAX_PAYLOAD)
-            .inspect_err(|e| tracing::info!("FUSE over io_uring is not used: {e}"))
-            .is_ok();
+        && fuse::uring::usable().inspect_err(|e| tracing::info!("FUSE over io_uring is not used: {e}")).is_ok();
     let adapter = Hammer2Fuse::new(fs, outcome.clone(), want_uring)
         .context("cannot start the FUSE adapter")?
         .with_snapdir(opts.snapdir);
-    let notifier = adapter.notifier();
-    // A handle on the engine for the ring's sessions: dropped once they are started, as the
-    // final commit needs the last one.
-    let members = adapter.ring_member();
-    let rings = adapter.rings();
-    let session = start_session(adapter, &mountpoint, opts, devices)
-        .map_err(|e| anyhow!("cannot mount on {}: {e}", mountpoint.display()))?;
-    let _ = notifier.set(session.notifier());
-    let _ = kernel.set(session.notifier());
-    let conn = session.as_fd().try_clone_to_owned().context("cannot copy the FUSE connection")?;
-    let started = if want_uring { start_rings(&session, &members, rings.clone(), opts, devices) } else { Ok(()) };
-    drop(members);
-    if let Err(e) = started {
-        // The kernel holds every request for the ring: without it the mount cannot serve.
-        drop(session);
-        kernel::unmount(&mountpoint);
-        return Err(e);
-    }
-    signals::spawn_waiter(conn, mountpoint.clone()).context("cannot start the signal thread")?;
+    let conn =
+        connect(&mountpoint, opts, devices).map_err(|e| anyhow!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let conn = std::sync::Arc::new(conn);
+    let notifier = fuse::Notifier::new(conn.clone());
+    let _ = adapter.notifier().set(notifier.clone());
+    let _ = kernel.set(notifier);
+    let adapter = std::sync::Arc::new(adapter);
+    // The kernel sends INIT first; a handshake that negotiated the ring holds every other
+    // request until the queues are registered, so failing to start them fails the mount.
+    let rings = fuse::devfuse::handshake(&conn, &*adapter)
+        .context("the FUSE handshake failed")
+        .and_then(|()| {
+            let threads = opts.uring_threads.unwrap_or(fuse::uring::DEFAULT_THREADS);
+            fuse::uring::start(conn.as_fd(), &adapter, threads).context("cannot start FUSE over io_uring")
+        })
+        .inspect_err(|_| kernel::unmount(&mountpoint))?;
+    let signal_conn = conn.try_clone().context("cannot copy the FUSE connection")?;
+    signals::spawn_waiter(signal_conn, mountpoint.clone()).context("cannot start the signal thread")?;
     raise_readahead(&mountpoint);
     let keep_stderr = !ready.is_background() || opts.logfile.is_some() || logging::detach();
     ready.ready(keep_stderr)?;
-    let transport = if rings.as_ref().is_some_and(|r| r.lock().is_some()) { "FUSE over io_uring" } else { "/dev/fuse" };
+    let transport = if rings.is_some() { "FUSE over io_uring" } else { "/dev/fuse" };
     tracing::info!("serving {} on {} through {transport}", source_name(devices), mountpoint.display());
-    session.run().context("the FUSE session failed")?;
+    // With the ring, /dev/fuse carries only FORGET and INTERRUPT (and every request if the
+    // kernel gives the ring up): two workers are enough.
+    let threads = if rings.is_some() { 2 } else { opts.threads.unwrap_or_else(worker_threads) };
+    let served = fuse::devfuse::serve(&conn, &adapter, threads);
+    if let Some(r) = rings {
+        r.join();
+    }
+    // Every thread that served has stopped: the adapter is ours alone for the final commit.
+    match std::sync::Arc::try_unwrap(adapter) {
+        Ok(mut a) => a.finish(),
+        Err(_) => bail!("a FUSE thread still ran at unmount; final commit skipped"),
+    }
+    served.context("the FUSE connection failed")?;
     match outcome.get() {
         Some(Ok(())) => Ok(0),
         Some(Err(e)) => bail!("{e}"),
@@ -254,67 +262,20 @@ fn serve(
     }
 }
 
-/// Starts FUSE over io_uring where the kernel offered it (see `fuse/uring.rs`). The handshake
-/// negotiated it, so the kernel now holds every request until the queues are registered:
-/// failing to start them fails the mount.
-fn start_rings(
-    session: &fuser::Session<Hammer2Fuse>,
-    members: &Hammer2Fuse,
-    rings: Option<std::sync::Arc<parking_lot::Mutex<Option<crate::fuse::uring::Rings>>>>,
-    opts: &MountOptions,
-    devices: &[PathBuf],
-) -> Result<()> {
-    let (Some(offer), Some(rings)) = (members.offer(), rings) else {
-        return Ok(());
-    };
-    let payload = fuse::MAX_PAYLOAD;
-    let config = fuse_config(opts, devices);
-    let started = crate::fuse::uring::start(session.as_fd(), offer, payload, &config, || members.ring_member())
-        .context("cannot start FUSE over io_uring")?;
-    *rings.lock() = started;
-    Ok(())
-}
-
-/// Mounts and starts the FUSE session: with mount(2) as root (see `kernel`), else through
-/// fuser and fusermount3.
-fn start_session(
-    adapter: Hammer2Fuse,
-    mountpoint: &Path,
-    opts: &MountOptions,
-    devices: &[PathBuf],
-) -> std::io::Result<fuser::Session<Hammer2Fuse>> {
-    let config = fuse_config(opts, devices);
+/// Mounts and returns the connection: with mount(2) as root, else through fusermount3
+/// (see `kernel`).
+fn connect(mountpoint: &Path, opts: &MountOptions, devices: &[PathBuf]) -> std::io::Result<std::os::fd::OwnedFd> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return fuser::Session::new(adapter, mountpoint, &config);
+        return kernel::mount_user(mountpoint, &source_name(devices), opts);
     }
-    let conn = kernel::mount(mountpoint, &source_name(devices), opts)?;
-    fuser::Session::from_fd(adapter, conn, config.acl, config).inspect_err(|_| kernel::unmount(mountpoint))
+    kernel::mount(mountpoint, &source_name(devices), opts)
 }
 
 /// What /proc/mounts shows as the source: the devices, `:`-separated (as the mount helper
 /// takes them).
 fn source_name(devices: &[PathBuf]) -> String {
     devices.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
-}
-
-fn fuse_config(opts: &MountOptions, devices: &[PathBuf]) -> Config {
-    let mut mount_options = vec![
-        MountOption::FSName(source_name(devices)),
-        // (fusermount3 path) the type then reads fuse.hammer2, as with our own mount(2).
-        MountOption::CUSTOM("subtype=hammer2".into()),
-        MountOption::DefaultPermissions,
-    ];
-    if opts.read_only {
-        mount_options.push(MountOption::RO);
-    }
-    mount_options.extend(opts.vfs_flags.iter().cloned());
-    let mut config = Config::default();
-    config.mount_options = mount_options;
-    config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
-    config.n_threads = Some(opts.threads.unwrap_or_else(worker_threads));
-    config.clone_fd = true;
-    config
 }
 
 /// The kernel starts FUSE mounts with 128 KiB of readahead. With 4 MiB, four reads of our

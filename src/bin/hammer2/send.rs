@@ -185,7 +185,7 @@ pub fn serve(
     fs: &FsRef,
     req: &Request,
     fd: Option<OwnedFd>,
-    kernel: &std::sync::OnceLock<fuser::Notifier>,
+    kernel: &std::sync::OnceLock<crate::fuse::Notifier>,
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<Done> {
     if req.op == Op::Receive && req.abandon {
@@ -236,14 +236,13 @@ pub fn serve(
 /// Tells the kernel to drop what it caches of the files the receive changed (their pages,
 /// attributes, directory listings) and the names it removed: the mounted PFS changed
 /// underneath it. An inode the kernel does not know answers ENOENT, which is fine.
-fn forget(kernel: &std::sync::OnceLock<fuser::Notifier>, r: &hammer2::send::Received) {
+fn forget(kernel: &std::sync::OnceLock<crate::fuse::Notifier>, r: &hammer2::send::Received) {
     let Some(n) = kernel.get() else { return };
     for &ino in &r.changed {
-        let _ = n.inval_inode(fuser::INodeNo(ino), 0, 0);
+        let _ = n.inval_inode(ino, 0, 0);
     }
     for (dir, name) in &r.removed {
-        use std::os::unix::ffi::OsStrExt;
-        let _ = n.inval_entry(fuser::INodeNo(*dir), std::ffi::OsStr::from_bytes(name));
+        let _ = n.inval_entry(*dir, name);
     }
 }
 

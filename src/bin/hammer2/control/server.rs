@@ -30,7 +30,7 @@ pub struct Served {
     pub nbd_timeout: Option<std::time::Duration>,
     /// The FUSE session's notifier, once it exists: a receive changes files behind the
     /// kernel's caches and tells it which.
-    pub kernel: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
+    pub kernel: std::sync::Arc<std::sync::OnceLock<crate::fuse::Notifier>>,
 }
 
 /// Listens for control requests for the mount at `mountpoint` (best effort: a mount works

@@ -1,22 +1,26 @@
-//! Engine attributes, times and types in the shapes fuser wants, and back.
+//! Engine attributes and times in the kernel's shapes (`proto::abi`), and back.
 
-use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
+use super::proto::abi;
 use hammer2::{Attr, Caller, TimeSet};
 use hammer2_format::Timespec;
 use hammer2_format::dtype;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-pub fn file_attr(a: &Attr, blksize: u32) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino),
+pub fn file_attr(a: &Attr, blksize: u32) -> abi::Attr {
+    let (atime, mtime, ctime) = (wire_time(a.atime), wire_time(a.mtime), wire_time(a.ctime));
+    abi::Attr {
+        ino: a.ino,
         size: a.size,
         blocks: a.blocks,
-        atime: system_time(a.atime),
-        mtime: system_time(a.mtime),
-        ctime: system_time(a.ctime),
-        crtime: system_time(a.btime),
-        kind: kind_of_mode(a.mode),
-        perm: (a.mode & 0o7777) as u16,
+        atime: atime.0,
+        mtime: mtime.0,
+        ctime: ctime.0,
+        atimensec: atime.1,
+        mtimensec: mtime.1,
+        ctimensec: ctime.1,
+        // The type as the engine's dtype says (a regular file if it says nothing known),
+        // and the permission bits.
+        mode: mode_of_dtype(dtype::from_mode(a.mode).unwrap_or(dtype::REG)) | (a.mode & 0o7777),
         nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
@@ -27,82 +31,56 @@ pub fn file_attr(a: &Attr, blksize: u32) -> FileAttr {
     }
 }
 
-/// What a negative entry reply carries: only `ino == 0` matters to the kernel.
-pub fn negative_attr() -> FileAttr {
-    file_attr(
-        &Attr {
-            ino: 0,
-            mode: libc::S_IFREG,
-            nlink: 0,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            blocks: 0,
-            rdev: 0,
-            atime: Timespec::ZERO,
-            mtime: Timespec::ZERO,
-            ctime: Timespec::ZERO,
-            btime: Timespec::ZERO,
-        },
-        4096,
-    )
+/// An entry reply: the node, its generation, and how long the kernel may keep both.
+pub fn entry_out(attr: abi::Attr, generation: u64, entry_ttl: Duration, attr_ttl: Duration) -> abi::EntryOut {
+    abi::EntryOut {
+        nodeid: attr.ino,
+        generation,
+        entry_valid: entry_ttl.as_secs(),
+        attr_valid: attr_ttl.as_secs(),
+        entry_valid_nsec: entry_ttl.subsec_nanos(),
+        attr_valid_nsec: attr_ttl.subsec_nanos(),
+        attr,
+    }
 }
 
-pub fn kind_of_mode(mode: u32) -> FileType {
-    kind_of_dtype(dtype::from_mode(mode).unwrap_or(dtype::REG))
+/// What a negative entry reply carries: node id 0, which the kernel caches as "no such
+/// name" for the entry TTL.
+pub fn negative_entry(entry_ttl: Duration) -> abi::EntryOut {
+    entry_out(abi::Attr::default(), 0, entry_ttl, Duration::ZERO)
 }
 
-pub fn kind_of_dtype(t: u8) -> FileType {
+/// The kernel's timespec: seconds as a two's-complement u64 (before 1970 is negative).
+fn wire_time(t: Timespec) -> (u64, u32) {
+    (t.sec as u64, t.nsec)
+}
+
+/// A time the kernel sent in a request: `sec + nsec` ns, sec signed.
+pub fn request_time(sec: u64, nsec: u32) -> Timespec {
+    Timespec { sec: sec as i64, nsec }
+}
+
+/// SETATTR's atime or mtime: "now" or the time given.
+pub fn time_set(now: bool, sec: u64, nsec: u32) -> TimeSet {
+    if now { TimeSet::Now } else { TimeSet::At(request_time(sec, nsec)) }
+}
+
+/// S_IF* of an engine dtype.
+pub fn mode_of_dtype(t: u8) -> u32 {
     match t {
-        dtype::FIFO => FileType::NamedPipe,
-        dtype::CHR => FileType::CharDevice,
-        dtype::DIR => FileType::Directory,
-        dtype::BLK => FileType::BlockDevice,
-        dtype::LNK => FileType::Symlink,
-        dtype::SOCK => FileType::Socket,
-        _ => FileType::RegularFile,
+        dtype::FIFO => libc::S_IFIFO,
+        dtype::CHR => libc::S_IFCHR,
+        dtype::DIR => libc::S_IFDIR,
+        dtype::BLK => libc::S_IFBLK,
+        dtype::LNK => libc::S_IFLNK,
+        dtype::SOCK => libc::S_IFSOCK,
+        _ => libc::S_IFREG,
     }
 }
 
-pub fn system_time(t: Timespec) -> SystemTime {
-    let nanos = Duration::from_nanos(u64::from(t.nsec));
-    if t.sec >= 0 {
-        UNIX_EPOCH + Duration::from_secs(t.sec as u64) + nanos
-    } else {
-        UNIX_EPOCH - Duration::from_secs(t.sec.unsigned_abs()) + nanos
-    }
-}
-
-pub fn timespec(t: SystemTime) -> Timespec {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => Timespec { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
-        Err(e) => {
-            let d = e.duration();
-            match d.subsec_nanos() {
-                0 => Timespec { sec: -(d.as_secs() as i64), nsec: 0 },
-                n => Timespec { sec: -(d.as_secs() as i64) - 1, nsec: 1_000_000_000 - n },
-            }
-        }
-    }
-}
-
-pub fn time_set(t: TimeOrNow) -> TimeSet {
-    match t {
-        TimeOrNow::Now => TimeSet::Now,
-        TimeOrNow::SpecificTime(t) => TimeSet::At(request_time(t)),
-    }
-}
-
-/// A time the kernel sent in a request. fuser 0.18 builds it as `EPOCH - (|sec| s + nsec ns)`
-/// when `sec` is negative (its `system_time_from_time`), although the kernel's timespec means
-/// `sec + nsec ns`: so before 1970 the distance from the epoch is read back as |sec| and nsec
-/// directly. (The other direction, attributes we send, fuser converts correctly.) The pre-1970
-/// case of the setattr test catches it if fuser ever changes this.
-pub fn request_time(t: SystemTime) -> Timespec {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(_) => timespec(t),
-        Err(e) => Timespec { sec: -(e.duration().as_secs() as i64), nsec: e.duration().subsec_nanos() },
-    }
+/// DT_* of an engine dtype, for directory entries.
+pub fn dirent_type(t: u8) -> u32 {
+    mode_of_dtype(t) >> 12
 }
 
 /// Who sent a request, as the engine's set-id rules need it (`hammer2::Caller`): CAP_FSETID
@@ -156,20 +134,23 @@ mod tests {
     }
 
     #[test]
-    fn times_round_trip_with_nanoseconds_before_and_after_the_epoch() {
+    fn times_before_1970_go_to_the_kernel_and_back_as_it_reads_them() {
         for (sec, nsec) in [(0, 0), (1_700_000_000, 123_456_789), (-1, 500), (-86_400, 0)] {
             let t = Timespec { sec, nsec };
-            assert_eq!(timespec(system_time(t)), t);
+            let (s, n) = wire_time(t);
+            assert_eq!(request_time(s, n), t);
         }
+        // The kernel's (-1, 999_999_999) is 1 ns before the epoch.
+        assert_eq!(request_time(u64::MAX, 999_999_999), Timespec { sec: -1, nsec: 999_999_999 });
     }
 
     #[test]
-    fn request_times_before_1970_undo_fusers_reading() {
-        // fuser 0.18 turns the kernel's (-1, 999_999_999) into EPOCH - 1.999999999 s.
-        let from_fuser = UNIX_EPOCH - Duration::new(1, 999_999_999);
-        assert_eq!(request_time(from_fuser), Timespec { sec: -1, nsec: 999_999_999 });
-        let after = UNIX_EPOCH + Duration::new(5, 7);
-        assert_eq!(request_time(after), Timespec { sec: 5, nsec: 7 });
+    fn attributes_carry_the_type_bits_the_kernel_wants() {
+        let mut a = negative_attr_like(0o4755, 1, 2);
+        a.mode = libc::S_IFDIR | 0o4755;
+        assert_eq!(file_attr(&a, 4096).mode, libc::S_IFDIR | 0o4755);
+        assert_eq!(dirent_type(dtype::LNK), libc::DT_LNK as u32);
+        assert_eq!(dirent_type(dtype::REG), libc::DT_REG as u32);
     }
 
     #[test]

@@ -4,31 +4,36 @@
 //! readdirplus are fetched after each batch is listed, never while the lock is held (a
 //! writer locking the child first and then the directory would otherwise deadlock with us).
 
-use super::convert::{file_attr, kind_of_dtype};
+use super::convert::{dirent_type, entry_out, file_attr};
+use super::proto::{Reply, abi};
 use super::{ATTR_TTL, Hammer2Fuse};
-use fuser::{FileAttr, Generation, INodeNo, ReplyDirectory, ReplyDirectoryPlus};
 use hammer2::{DirEntry, Error, Fs};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 
 /// Entries listed per engine call in readdirplus.
 const BATCH: usize = 128;
 
 impl Hammer2Fuse {
-    pub(super) fn fill_dir(&self, fs: &Fs, ino: u64, cookie: u64, reply: &mut ReplyDirectory) -> hammer2::Result<()> {
-        self.entries(fs, ino, cookie, &mut |e| {
-            reply.add(INodeNo(e.ino), e.next, kind_of_dtype(e.dtype), OsStr::from_bytes(&e.name))
-        })
+    /// Fills `out` with entries from `cookie`, up to `limit` bytes.
+    pub(super) fn fill_dir(
+        &self,
+        fs: &Fs,
+        ino: u64,
+        cookie: u64,
+        out: &mut Reply,
+        limit: usize,
+    ) -> hammer2::Result<()> {
+        self.entries(fs, ino, cookie, &mut |e| !out.dirent(limit, e.ino, e.next, dirent_type(e.dtype), &e.name))
     }
 
-    /// Fills `reply` with entries and their attributes. Every entry the reply carries
-    /// (except `.` and `..`) takes a kernel lookup reference, as a lookup would.
+    /// Fills `out` with entries and their attributes, up to `limit` bytes. Every entry the
+    /// reply carries (except `.` and `..`) takes a kernel lookup reference, as a lookup would.
     pub(super) fn fill_dir_plus(
         &self,
         fs: &Fs,
         ino: u64,
         mut cookie: u64,
-        reply: &mut ReplyDirectoryPlus,
+        out: &mut Reply,
+        limit: usize,
     ) -> hammer2::Result<()> {
         let mut added = 0usize;
         loop {
@@ -40,7 +45,7 @@ impl Hammer2Fuse {
             let last_batch = batch.len() < BATCH;
             for e in batch {
                 let dot = e.name == b"." || e.name == b"..";
-                let (attr, generation) = match self.entry_attr(fs, &e, dot) {
+                let entry = match self.entry_of(fs, &e, dot) {
                     Ok(a) => a,
                     // Removed since it was listed.
                     Err(Error::NotFound) => {
@@ -54,8 +59,7 @@ impl Hammer2Fuse {
                     }
                     Err(err) => return Err(err),
                 };
-                let name = OsStr::from_bytes(&e.name);
-                if reply.add(INodeNo(e.ino), e.next, name, &ATTR_TTL, &attr, generation) {
+                if !out.direntplus(limit, &entry, e.next, dirent_type(e.dtype), &e.name) {
                     return Ok(());
                 }
                 if !dot {
@@ -70,16 +74,15 @@ impl Hammer2Fuse {
         }
     }
 
-    /// The kernel ignores the attributes of `.` and `..`; only their type and number show.
-    /// An entry's attributes and generation (the kernel skips "." and "..").
-    fn entry_attr(&self, fs: &Fs, e: &DirEntry, dot: bool) -> hammer2::Result<(FileAttr, Generation)> {
+    /// An entry's reply part, kept by the kernel for ATTR_TTL (names and attributes alike).
+    /// The kernel ignores the attributes of `.` and `..` (it skips them); only their type and
+    /// number show.
+    fn entry_of(&self, fs: &Fs, e: &DirEntry, dot: bool) -> hammer2::Result<abi::EntryOut> {
         if dot {
-            let mut a = super::convert::negative_attr();
-            a.ino = INodeNo(e.ino);
-            a.kind = fuser::FileType::Directory;
-            return Ok((a, Generation(0)));
+            let attr = abi::Attr { ino: e.ino, mode: libc::S_IFDIR, blksize: 4096, ..abi::Attr::default() };
+            return Ok(entry_out(attr, 0, ATTR_TTL, ATTR_TTL));
         }
         let a = self.attr_of(fs, e.ino)?;
-        Ok((file_attr(&a, self.blksize), Generation(a.generation())))
+        Ok(entry_out(file_attr(&a, self.blksize), a.generation(), ATTR_TTL, ATTR_TTL))
     }
 }

@@ -19,7 +19,7 @@
 //! would never reach us. The notifications are sent from a thread of their own so that no
 //! worker waits on a page lock either.
 
-use fuser::{INodeNo, Notifier};
+use super::notify::Notifier;
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::mpsc::{Sender, channel};
@@ -47,7 +47,7 @@ impl DirectWrites {
             for (ino, offset, len) in rx {
                 let Some(n) = n.get() else { continue };
                 // i64: offsets stay below MAX_FILE_SIZE (2^62).
-                if let Err(e) = n.inval_inode(INodeNo(ino), offset as i64, i64::from(len)) {
+                if let Err(e) = n.inval_inode(ino, offset as i64, i64::from(len)) {
                     tracing::warn!("inode {ino}: cannot drop the cached pages of a direct write: {e}");
                 }
             }

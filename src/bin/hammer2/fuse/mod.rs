@@ -1,50 +1,48 @@
 //! The FUSE adapter: a thin translation of kernel requests into the engine's VOP calls.
 //!
-//! Every request runs inside [`Hammer2Fuse::run`]: an engine error becomes its errno, and a
-//! panic becomes EIO and a log line, so no request can take the daemon down. Requests are
-//! served by several threads at once; this layer holds no lock of its own but the short one
-//! on the set of files with direct writes (`direct.rs`).
+//! Requests are decoded by our own protocol code (`proto/`) from whatever carried them,
+//! /dev/fuse (`devfuse.rs`) or the kernel's io_uring queues (`uring.rs`), and served by one
+//! dispatch (`ops.rs`). Every request runs inside [`Hammer2Fuse::run`]: an engine error
+//! becomes its errno, and a panic becomes EIO and a log line, so no request can take the
+//! daemon down. Requests are served by several threads at once; this layer holds no lock of
+//! its own but the short one on the set of files with direct writes (`direct.rs`).
 
 mod convert;
+pub mod devfuse;
 mod dir;
 mod direct;
+pub mod dispatch;
 mod negotiate;
+pub mod notify;
 mod ops;
+pub mod proto;
 pub mod requests;
 pub mod snapdir;
 pub mod uring;
 mod xattr;
 
-use fuser::Errno;
 use hammer2::Fs;
 use negotiate::{ATTR_TTL, ENTRY_TTL, MAX_WRITE, Offer};
-use parking_lot::Mutex;
+pub use notify::Notifier;
+pub use proto::Errno;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-/// The payload buffer of one ring entry: the largest write or read (MAX_WRITE), with room
-/// to spare for the kernel's page rounding.
-pub const MAX_PAYLOAD: usize = MAX_WRITE as usize + (64 << 10);
-
 /// How the final commit went (set by `destroy`, read by the daemon before it exits).
 pub type Outcome = Arc<OnceLock<Result<(), String>>>;
 
-/// The adapter of one FUSE session. The /dev/fuse session's is the primary; each queue of
-/// FUSE over io_uring has a session of its own with a ring member (see `uring.rs`), all on
-/// one engine.
+/// The adapter of one mount, shared by every thread of both transports.
 pub struct Hammer2Fuse {
-    /// Taken by `destroy`, after the last request was answered.
+    /// Taken by `finish`, after the last request was answered.
     fs: Option<Arc<Fs>>,
     /// st_blksize: the data block size, the best unit for I/O.
     blksize: u32,
     outcome: Outcome,
     /// Whether the INIT handshake negotiates FUSE over io_uring.
     want_uring: bool,
-    /// What the kernel offered at INIT (set by the primary's handshake).
-    offer: Arc<OnceLock<Offer>>,
-    /// The ring's queues, which the primary stops before its final commit; None in members.
-    rings: Option<Arc<Mutex<Option<uring::Rings>>>>,
+    /// What the kernel offered at INIT.
+    offer: OnceLock<Offer>,
     /// Answers direct writes once their range is out of the page cache.
     direct: Arc<direct::DirectWrites>,
     /// `.snapshots` and the inode numbers of snapshots (`snapdir.rs`).
@@ -59,8 +57,7 @@ impl Hammer2Fuse {
             blksize,
             outcome,
             want_uring,
-            offer: Arc::default(),
-            rings: Some(Arc::default()),
+            offer: OnceLock::new(),
             direct: Arc::new(direct::DirectWrites::start()?),
             snapdir: Arc::default(),
         })
@@ -80,7 +77,7 @@ impl Hammer2Fuse {
                 let notifier = self.direct.notifier();
                 fs.on_snapshot_deleted(move |name| {
                     if let Some(n) = notifier.get()
-                        && let Err(e) = n.inval_entry(fuser::INodeNo(snapdir::DIR_INO), std::ffi::OsStr::new(name))
+                        && let Err(e) = n.inval_entry(snapdir::DIR_INO, name.as_bytes())
                     {
                         tracing::debug!("invalidating .snapshots/{name}: {e}");
                     }
@@ -91,22 +88,8 @@ impl Hammer2Fuse {
         self
     }
 
-    /// An adapter on the same engine for one of the ring's sessions.
-    pub fn ring_member(&self) -> Hammer2Fuse {
-        Hammer2Fuse {
-            fs: self.fs.clone(),
-            blksize: self.blksize,
-            outcome: self.outcome.clone(),
-            want_uring: self.want_uring,
-            offer: self.offer.clone(),
-            rings: None,
-            direct: self.direct.clone(),
-            snapdir: self.snapdir.clone(),
-        }
-    }
-
-    /// Where the mount puts the primary session's notifier, once the session exists.
-    pub fn notifier(&self) -> Arc<OnceLock<fuser::Notifier>> {
+    /// Where the mount puts the connection's notifier, once mounted.
+    pub fn notifier(&self) -> Arc<OnceLock<Notifier>> {
         self.direct.notifier()
     }
 
@@ -115,9 +98,25 @@ impl Hammer2Fuse {
         self.offer.get().copied()
     }
 
-    /// Where the primary finds the rings to stop at unmount.
-    pub fn rings(&self) -> Option<Arc<Mutex<Option<uring::Rings>>>> {
-        self.rings.clone()
+    /// The INIT handshake: what we ask of the kernel (`negotiate.rs`).
+    fn init(&self, kernel: &proto::abi::InitIn, out: &mut proto::Reply) -> Result<(), Errno> {
+        requests::count("init");
+        if kernel.major != proto::abi::KERNEL_VERSION {
+            // A newer kernel takes our major alone and sends INIT again; an older one is
+            // refused.
+            if kernel.major > proto::abi::KERNEL_VERSION {
+                let o = proto::abi::InitOut { major: proto::abi::KERNEL_VERSION, ..Default::default() };
+                return Ok(out.push(&o)?);
+            }
+            return Err(Errno(libc::EPROTO));
+        }
+        let (reply, offer) = negotiate::configure(kernel, self.want_uring);
+        // ACLs only where the kernel enforces them; never stored for show.
+        if let Some(fs) = &self.fs {
+            fs.set_posix_acl(offer.has(proto::abi::init::POSIX_ACL));
+        }
+        let _ = self.offer.set(offer);
+        Ok(out.push(&reply)?)
     }
 
     /// Tells the kernel that `ino`'s attributes changed in a request whose reply carries none
@@ -126,7 +125,7 @@ impl Hammer2Fuse {
     /// touched and no inode lock taken, so it is safe while the request is still open.
     fn attrs_changed(&self, ino: u64) {
         if let Some(n) = self.direct.notifier().get() {
-            if let Err(e) = n.inval_inode(fuser::INodeNo(ino), -1, 0) {
+            if let Err(e) = n.inval_inode(ino, -1, 0) {
                 tracing::debug!("invalidating the attributes of inode {ino}: {e}");
             }
         }
@@ -151,7 +150,7 @@ impl Hammer2Fuse {
                 } else {
                     tracing::debug!("{op} (inode {ino}): {e}");
                 }
-                Err(Errno::from_i32(errno))
+                Err(Errno(errno))
             }
             Err(_) => {
                 tracing::error!("{op} (inode {ino}) panicked; answered EIO and kept serving");
@@ -160,24 +159,18 @@ impl Hammer2Fuse {
         }
     }
 
-    /// The final commit: everything, with the clean flag. Only the primary commits, after
-    /// every ring session has stopped and dropped its handle: nothing can then change the
-    /// engine behind the final commit.
-    fn finish(&mut self) {
+    /// The final commit: everything, with the clean flag. Called by the owner once every
+    /// thread of both transports has stopped (it holds the adapter alone again): nothing can
+    /// then change the engine behind the final commit.
+    pub fn finish(&mut self) {
         let Some(fs) = self.fs.take() else {
             return;
         };
-        let Some(rings) = &self.rings else {
-            return;
-        };
-        if let Some(r) = rings.lock().take() {
-            r.join();
-        }
         let fs = match Arc::try_unwrap(fs) {
             Ok(fs) => fs,
             Err(_) => {
-                tracing::error!("a FUSE session still runs at unmount; final commit skipped");
-                let _ = self.outcome.set(Err("a FUSE session still ran at unmount".into()));
+                tracing::error!("an engine handle is still held at unmount; final commit skipped");
+                let _ = self.outcome.set(Err("an engine handle was still held at unmount".into()));
                 return;
             }
         };

@@ -1,12 +1,17 @@
 //! What the daemon negotiates with the kernel: the INIT flags and limits, the open flags
-//! and the TTLs of its replies. One file, because `tools/src/fuse_floor.rs` includes it too:
-//! the floor must get exactly the requests hammer2 gets.
+//! and the TTLs of its replies. One file, because `tools/src/fuse_floor.rs` includes it too
+//! (with `proto/abi.rs` beside it as `super::proto::abi`): the floor must get exactly the
+//! requests hammer2 gets.
 
-use fuser::{FopenFlags, InitFlags, KernelConfig, Version};
+use super::proto::abi::{self, fopen, init};
 use std::time::Duration;
 
 /// Largest write the kernel sends in one request (the kernel's own ceiling is 256 pages).
 pub const MAX_WRITE: u32 = 1 << 20;
+/// The payload buffer of one ring entry, and the room for a request or a reply's body on
+/// /dev/fuse: the largest write or read (MAX_WRITE), with room to spare for the kernel's
+/// page rounding.
+pub const MAX_PAYLOAD: usize = MAX_WRITE as usize + (64 << 10);
 /// Readahead we ask for (the kernel caps it at what it offered in INIT).
 pub const MAX_READAHEAD: u32 = 1 << 20;
 /// How long the kernel may trust a name (and a negative lookup): names only change through
@@ -23,13 +28,32 @@ pub const ATTR_TTL: Duration = Duration::from_secs(1);
 /// queue of 16 writes to one file would reach us one at a time. The engine orders writes to
 /// one file itself (its inode lock), so parallel requests are safe; the kernel still
 /// serializes writes that extend the file.
-pub fn open_flags(flags: i32) -> FopenFlags {
-    if flags & libc::O_DIRECT != 0 {
-        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
+pub fn open_flags(flags: u32) -> u32 {
+    if flags & libc::O_DIRECT as u32 != 0 {
+        fopen::KEEP_CACHE | fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES
     } else {
-        FopenFlags::FOPEN_KEEP_CACHE
+        fopen::KEEP_CACHE
     }
 }
+
+/// How many requests the kernel keeps in flight in the background (readahead, asynchronous
+/// direct I/O) on /dev/fuse.
+pub const MAX_BACKGROUND: u16 = 64;
+
+/// The INIT flags we ask for (of those the kernel offers).
+pub const WANTED: u64 = init::ASYNC_READ
+    | init::BIG_WRITES
+    | init::MAX_PAGES
+    | init::PARALLEL_DIROPS
+    | init::DO_READDIRPLUS
+    | init::READDIRPLUS_AUTO
+    | init::DIRECT_IO_ALLOW_MMAP
+    | init::EXPORT_SUPPORT
+    | init::CACHE_SYMLINKS
+    | init::HANDLE_KILLPRIV_V2
+    | init::ASYNC_DIO
+    | init::POSIX_ACL
+    | init::DONT_MASK;
 
 /// Negotiates what the kernel may do: 1 MiB writes, readahead, parallel directory
 /// operations, readdirplus and symlink caching.
@@ -69,43 +93,48 @@ pub fn open_flags(flags: i32) -> FopenFlags {
 /// replaces it. A kernel without FUSE_POSIX_ACL gets EOPNOTSUPP for ACLs (see `init`).
 ///
 /// Returns what the kernel offered, which the ring's sessions are handed in turn.
-pub fn configure(config: &mut KernelConfig, want_uring: bool) -> Offer {
-    if let Err(max) = config.set_max_write(MAX_WRITE) {
-        let _ = config.set_max_write(max);
-    }
-    let kernel_readahead = config.set_max_readahead(u32::MAX).err().unwrap_or(u32::MAX);
-    let _ = config.set_max_readahead(MAX_READAHEAD.min(kernel_readahead));
-    let offer = Offer { abi: config.kernel_abi(), offered: config.capabilities(), max_readahead: kernel_readahead };
-    // Once negotiated, the kernel holds every request until the ring's queues are registered.
-    if want_uring && offer.offered.contains(InitFlags::FUSE_OVER_IO_URING) {
-        let _ = config.add_capabilities(InitFlags::FUSE_OVER_IO_URING);
-    }
-    let _ = config.set_max_background(64);
-    let wanted = InitFlags::FUSE_ASYNC_READ
-        | InitFlags::FUSE_BIG_WRITES
-        | InitFlags::FUSE_MAX_PAGES
-        | InitFlags::FUSE_PARALLEL_DIROPS
-        | InitFlags::FUSE_DO_READDIRPLUS
-        | InitFlags::FUSE_READDIRPLUS_AUTO
-        | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP
-        | InitFlags::FUSE_EXPORT_SUPPORT
-        | InitFlags::FUSE_CACHE_SYMLINKS
-        | InitFlags::FUSE_HANDLE_KILLPRIV_V2
-        | InitFlags::FUSE_ASYNC_DIO
-        | InitFlags::FUSE_POSIX_ACL
-        | InitFlags::FUSE_DONT_MASK;
-    for flag in wanted.iter() {
-        if config.add_capabilities(flag).is_err() {
-            tracing::info!("the kernel does not offer {flag:?}");
+pub fn configure(kernel: &abi::InitIn, want_uring: bool) -> (abi::InitOut, Offer) {
+    let offered = u64::from(kernel.flags)
+        | if kernel.flags as u64 & init::INIT_EXT != 0 { u64::from(kernel.flags2) << 32 } else { 0 };
+    let offer = Offer { offered };
+    let mut flags = offered & WANTED;
+    for (bit, name) in [(init::POSIX_ACL, "FUSE_POSIX_ACL"), (init::HANDLE_KILLPRIV_V2, "FUSE_HANDLE_KILLPRIV_V2")] {
+        if offered & bit == 0 {
+            tracing::info!("the kernel does not offer {name}");
         }
     }
-    offer
+    // Once negotiated, the kernel holds every request until the ring's queues are registered.
+    if want_uring && offered & init::OVER_IO_URING != 0 {
+        flags |= init::OVER_IO_URING;
+    }
+    // flags2 is read only with INIT_EXT.
+    flags |= offered & init::INIT_EXT;
+    let page = 4096;
+    let out = abi::InitOut {
+        major: abi::KERNEL_VERSION,
+        minor: kernel.minor.min(abi::KERNEL_MINOR_VERSION),
+        max_readahead: MAX_READAHEAD.min(kernel.max_readahead),
+        flags: flags as u32,
+        flags2: (flags >> 32) as u32,
+        max_background: MAX_BACKGROUND,
+        congestion_threshold: MAX_BACKGROUND * 3 / 4,
+        max_write: MAX_WRITE,
+        time_gran: 1,
+        max_pages: (MAX_WRITE / page) as u16,
+        ..abi::InitOut::default()
+    };
+    (out, offer)
 }
 
 /// What the kernel offered in its INIT.
 #[derive(Debug, Clone, Copy)]
 pub struct Offer {
-    pub abi: Version,
-    pub offered: InitFlags,
-    pub max_readahead: u32,
+    /// `flags | flags2 << 32`.
+    pub offered: u64,
+}
+
+impl Offer {
+    pub fn has(&self, flag: u64) -> bool {
+        self.offered & flag != 0
+    }
 }

@@ -319,11 +319,11 @@ impl Hammer2Fuse {
         }
     }
 
-    pub(super) fn read_node(&self, fs: &Fs, ino: u64, off: u64, len: usize) -> hammer2::Result<Vec<u8>> {
+    pub(super) fn read_node_into(&self, fs: &Fs, ino: u64, off: u64, out: &mut [u8]) -> hammer2::Result<usize> {
         match self.snapdir.node(ino)? {
-            Node::Live(i) => fs.read(i, off, len),
+            Node::Live(i) => fs.read_into(i, off, out),
             Node::Dir => Err(Error::IsDir),
-            Node::Snap { id, ino } => fs.snapshot_view(id).map_err(gone)?.read(ino, off, len),
+            Node::Snap { id, ino } => fs.snapshot_view(id).map_err(gone)?.read_into(ino, off, out),
         }
     }
 

@@ -10,29 +10,44 @@
 //!
 //! How. Since Linux 6.14 (with fuse's `enable_uring` parameter on) the kernel keeps one
 //! request queue per CPU and puts each request on the queue of the CPU its caller runs on,
-//! into a buffer the daemon registered through io_uring. Here one thread pinned to each CPU
-//! holds that queue's buffers. Protocol handling stays fuser's: each queue has two fuser
-//! sessions ("lanes", see `Queue`), fed through SOCK_SEQPACKET socket pairs in /dev/fuse's
-//! own format (one message per request or reply). The local lane's workers are pinned to
-//! the queue's CPU, so every wakeup of a metadata request stays on the caller's CPU; reads
-//! and writes go to the shared lane, whose workers run anywhere.
+//! into a buffer the daemon registered through io_uring. Here a few queue threads
+//! (`-o uring_threads=N`, one per CPU up to N) hold every queue's buffers, each pinned to
+//! the CPUs of its queues. A queue thread decodes each request in its entry's buffers
+//! (`proto`), serves it through the one dispatch (`ops.rs`) and writes the reply into the
+//! same buffers, then commits it (COMMIT_AND_FETCH, which also makes the entry ready for
+//! the next request): no copy but the kernel's own, and a READ's data is read straight into
+//! the entry's payload buffer.
 //!
-//! The kernel still sends FORGET and INTERRUPT through /dev/fuse, which the main session
-//! keeps serving. When the ring cannot be had the daemon does not negotiate it, and
-//! everything goes through /dev/fuse as before; DESIGN §12 says why no request can be held
-//! for good once it is negotiated.
+//! Requests that carry data or wait on a commit (READ, WRITE, FSYNC, FSYNCDIR, FALLOCATE) are
+//! handed to a pool of N data workers on any CPU instead: a program keeps many of them in
+//! flight (readahead, asynchronous direct I/O), and each costs checksums and copies that one
+//! CPU would serialize. The worker serves the request in the entry's buffers and gives the
+//! entry back to its queue thread (a list and an eventfd) to commit: only the thread that
+//! submitted an entry's command may complete it in its ring.
+//!
+//! The kernel still sends FORGET and INTERRUPT through /dev/fuse, and notifications go back
+//! through it (`devfuse.rs`). When the ring cannot be had the daemon does not negotiate it,
+//! and everything goes through /dev/fuse; DESIGN §12 says why no request can be held for
+//! good once it is negotiated.
 
-use super::negotiate::Offer;
-use fuser::{Config, Filesystem, InitFlags, SessionACL};
+use super::dispatch::{Answer, Dispatch};
+use super::negotiate::MAX_PAYLOAD;
+use super::proto::{self, Body, Reply, abi, out_header};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
-use std::collections::HashMap;
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use zerocopy::{FromBytes, IntoBytes};
 
-/// How many workers each lane of a queue has.
-pub const WORKERS_PER_LANE: usize = 4;
+/// `-o uring_threads=` when not given: queue threads (one per CPU up to this many) and data
+/// workers each. As many data workers as /dev/fuse has workers at least (8): a worker
+/// waits on the devices.
+pub const DEFAULT_THREADS: usize = 8;
 
 /// How many requests one CPU's queue may hold at once. Each entry has a payload buffer of
 /// the largest request (about 1 MiB, resident once a large request has used it): 8 each up
@@ -41,34 +56,26 @@ fn entries_per_cpu(cpus: usize) -> usize {
     (64 / cpus.max(1)).clamp(2, 8)
 }
 
-const FUSE_IO_URING_CMD_REGISTER: u32 = 1;
-const FUSE_IO_URING_CMD_COMMIT_AND_FETCH: u32 = 2;
-const FUSE_INIT: u32 = 26;
-const FUSE_DESTROY: u32 = 38;
-/// `struct fuse_uring_req_header`: in/out header (128), op header (128), `fuse_uring_ent_in_out` (32).
-const HEADER_LEN: usize = 288;
-/// Where the op header starts in it.
-const OP_IN: usize = 128;
-/// Where `fuse_uring_ent_in_out.payload_sz` is (after its flags and commit_id).
-const PAYLOAD_SZ: usize = 256 + 16;
+/// user_data of the read of a queue thread's eventfd (entries are numbered from 0).
+const EVENT: u64 = u64::MAX;
+/// user_data of its cancellation.
+const CANCEL: u64 = u64::MAX - 1;
 const IN_HEADER: usize = 40;
-const OUT_HEADER: usize = 16;
-/// user_data of the receives of a reply from each lane's session.
-const RECV_LOCAL: u64 = u64::MAX;
-const RECV_SHARED: u64 = u64::MAX - 1;
-/// user_data of the cancellations of those receives.
-const CANCEL: u64 = u64::MAX - 2;
-const FUSE_READ: u32 = 15;
-const FUSE_WRITE: u32 = 16;
+/// The largest reply to a request that has a payload of its own (names, a WRITE's data, an
+/// xattr's value): that reply is encoded apart, as the request still lies in the payload
+/// buffer, then copied in. The largest is an xattr's value (64 KiB).
+const SIDE_REPLY: usize = (64 << 10) + 4096;
 /// How long a queue polls for its next request before it sleeps (see `Queue::poll`). On
 /// the 2-vCPU test VM, 20,000 creates on the no-work floor ran at 3.4k/s without polling,
 /// 10.0k/s with 50 µs and 11.4k/s with 200 µs.
 const POLL: Duration = Duration::from_micros(50);
 
-/// The running queues; `join` waits until every one has stopped (the kernel stops them when
-/// the filesystem is unmounted).
+/// The running queue threads and data workers; `join` waits until every one has stopped
+/// (the kernel ends the queues when the filesystem is unmounted).
 pub struct Rings {
-    threads: Vec<JoinHandle<io::Result<()>>>,
+    threads: Vec<JoinHandle<()>>,
+    pool: Arc<Pool>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Rings {
@@ -76,195 +83,283 @@ impl Rings {
         for t in self.threads {
             let _ = t.join();
         }
+        self.pool.close();
+        for w in self.workers {
+            let _ = w.join();
+        }
     }
 }
 
-/// Starts one queue per possible CPU on the connection `conn`, each with two sessions of
-/// the filesystem `make` returns. Returns None when the kernel did not offer FUSE over
-/// io_uring. An error leaves the kernel holding every request (the handshake negotiated
-/// the ring): the caller must unmount.
-pub fn start<F: Filesystem>(
-    conn: BorrowedFd,
-    kernel: Offer,
-    payload_len: usize,
-    config: &Config,
-    make: impl Fn() -> F,
-) -> io::Result<Option<Rings>> {
-    if !kernel.offered.contains(InitFlags::FUSE_OVER_IO_URING) {
+/// Starts the queue threads and data workers on the connection `conn`. Returns None when
+/// the handshake did not negotiate FUSE over io_uring. An error leaves the kernel holding
+/// every request (the handshake negotiated the ring): the caller must unmount.
+pub fn start<D: Dispatch>(conn: BorrowedFd, fuse: &Arc<D>, threads: usize) -> io::Result<Option<Rings>> {
+    if !fuse.ring_negotiated() {
         return Ok(None);
     }
-    let mut threads = Vec::new();
     let cpus = possible_cpus()?;
     let entries = entries_per_cpu(cpus);
-    for cpu in 0..cpus {
-        let (local, local_session) = Lane::start(kernel, entries, payload_len, config, make(), RECV_LOCAL)?;
-        let (shared, shared_session) = Lane::start(kernel, entries, payload_len, config, make(), RECV_SHARED)?;
-        // A descriptor of its own: the session closes its copy before the queues stop.
-        let queue = Queue::new(conn.try_clone_to_owned()?, cpu as u16, entries, payload_len, local, shared)?;
-        // The local lane's workers inherit its pin: they run on the CPU whose requests
-        // they serve. The shared lane's run anywhere.
-        threads.push(lane_thread(format!("hammer2-local{cpu}"), move || {
-            pin_to(cpu);
-            local_session.run()
-        })?);
-        threads.push(lane_thread(format!("hammer2-shared{cpu}"), move || shared_session.run())?);
-        threads.push(lane_thread(format!("hammer2-ring{cpu}"), move || {
-            pin_to(cpu);
+    let n = threads.clamp(1, cpus);
+    let pool = Arc::new(Pool::default());
+    let mut workers = Vec::new();
+    for i in 0..threads.max(1) {
+        let (pool, fuse) = (pool.clone(), fuse.clone());
+        workers.push(std::thread::Builder::new().name(format!("h2-ringio{i}")).spawn(move || pool.work(&*fuse))?);
+    }
+    let mut queues = Vec::new();
+    for t in 0..n {
+        // Queue q is served by thread q mod n, pinned to the CPUs of its queues.
+        let qids: Vec<u16> = (t..cpus).step_by(n).map(|q| q as u16).collect();
+        queues.push(Queue::new(conn.try_clone_to_owned()?, &qids, entries, fuse.clone(), pool.clone())?);
+    }
+    let mut handles = Vec::new();
+    for (t, queue) in queues.into_iter().enumerate() {
+        handles.push(std::thread::Builder::new().name(format!("hammer2-ring{t}")).spawn(move || {
+            let cpus: Vec<usize> = queue.qids.iter().map(|&q| q as usize).collect();
+            pin_to(&cpus);
             if let Err(e) = queue.serve() {
-                // The queue's CPU would hold its callers' requests for good. Ending the
+                // The queue's CPUs would hold their callers' requests for good. Ending the
                 // daemon ends the connection: the kernel fails them (ENOTCONN) and the
                 // filesystem keeps its last commit, as after a crash.
-                tracing::error!("FUSE over io_uring, queue {cpu} failed: {e}; the daemon exits");
+                tracing::error!("FUSE over io_uring, queue thread {t} failed: {e}; the daemon exits");
                 std::process::exit(1);
             }
-            Ok(())
         })?);
     }
-    Ok(Some(Rings { threads }))
+    Ok(Some(Rings { threads: handles, pool, workers }))
 }
 
-/// A fuser session fed through a socket pair: `sock` is our end.
-struct Lane {
-    sock: OwnedFd,
-    /// A reply's header, peeked at to learn which entry the reply is for (one at a time:
-    /// the peek is re-armed after each reply is taken).
-    head: Box<[u8; OUT_HEADER]>,
-    /// Where a reply no entry waits for is taken (a notification, the answer to a DESTROY).
-    scratch: Vec<u8>,
-    tag: u64,
-}
-
-impl Lane {
-    fn start<F: Filesystem>(
-        kernel: Offer,
-        entries: usize,
-        payload_len: usize,
-        config: &Config,
-        fs: F,
-        tag: u64,
-    ) -> io::Result<(Lane, fuser::Session<F>)> {
-        let (ours, theirs) = socket_pair(entries, payload_len)?;
-        let mut cfg = config.clone();
-        cfg.n_threads = Some(WORKERS_PER_LANE);
-        cfg.clone_fd = false;
-        send_init(&ours, kernel)?;
-        let acl: SessionACL = cfg.acl;
-        let session = fuser::Session::from_fd(fs, theirs, acl, cfg)?;
-        drain_init_reply(&ours)?;
-        Ok((Lane { sock: ours, head: Box::new([0; OUT_HEADER]), scratch: vec![0; 64 << 10], tag }, session))
-    }
-
-    /// Waits for the next reply without taking it: its header says which entry's payload
-    /// buffer its body goes to, so a 1 MiB read is copied once, socket to entry.
-    fn arm(&mut self) -> squeue::Entry128 {
-        opcode::Recv::new(types::Fd(self.sock.as_raw_fd()), self.head.as_mut_ptr(), OUT_HEADER as u32)
-            .flags(libc::MSG_PEEK)
-            .build()
-            .user_data(self.tag)
-            .into()
-    }
-
-    /// Takes the reply whose header was peeked at: the header into `head`, the body into
-    /// `body`. Returns the body's length, or None if it did not fit (the rest is dropped).
-    fn take(sock: &OwnedFd, head: &mut [u8; OUT_HEADER], body: &mut [u8]) -> io::Result<Option<usize>> {
-        let iov = [
-            libc::iovec { iov_base: head.as_mut_ptr().cast(), iov_len: OUT_HEADER },
-            libc::iovec { iov_base: body.as_mut_ptr().cast(), iov_len: body.len() },
-        ];
-        // SAFETY: a zeroed msghdr is valid; it points at iov, whose buffers are writable
-        // for their lengths across the call.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = iov.as_ptr() as *mut _;
-        msg.msg_iovlen = iov.len();
-        // SAFETY: as above; the peek proved a message is waiting, so this does not block.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-        if n < OUT_HEADER as isize {
-            return Err(if n < 0 {
-                io::Error::last_os_error()
-            } else {
-                io::Error::other(format!("a reply of {n} bytes"))
-            });
-        }
-        Ok((msg.msg_flags & libc::MSG_TRUNC == 0).then_some(n as usize - OUT_HEADER))
-    }
-
-    /// Ends the session: each worker returns when it reads a DESTROY.
-    fn stop(&self) {
-        for _ in 0..WORKERS_PER_LANE {
-            let _ = send_request(&self.sock, FUSE_DESTROY, &[]);
-        }
-    }
+/// Whether this process can set up an io_uring with 128-byte entries (`kernel.io_uring_disabled`,
+/// seccomp filters and some containers refuse it): asked before the handshake, which must
+/// not negotiate a ring the daemon cannot serve.
+pub fn usable() -> io::Result<()> {
+    IoUring::<squeue::Entry128, cqueue::Entry>::builder().build(2).map(drop)
 }
 
 /// One entry of a queue: the buffers the kernel copies a request into and a reply out of.
 struct Entry {
-    header: Box<[u64; HEADER_LEN / 8]>,
+    qid: u16,
+    header: Box<[u64; abi::URING_HEADER_LEN / 8]>,
     payload: Vec<u8>,
     iov: Box<[libc::iovec; 2]>,
 }
 
 /// The header as bytes (it is u64s only to be aligned as the kernel's struct is).
-fn bytes(h: &mut [u64; HEADER_LEN / 8]) -> &mut [u8] {
-    // SAFETY: a [u64; 36] is 288 initialized bytes; u8 has no alignment requirement.
-    unsafe { std::slice::from_raw_parts_mut(h.as_mut_ptr().cast::<u8>(), HEADER_LEN) }
+fn bytes(h: &mut [u64; abi::URING_HEADER_LEN / 8]) -> &mut [u8; abi::URING_HEADER_LEN] {
+    h.as_mut_bytes().try_into().expect("the header's length")
 }
 
-/// One CPU's queue: its entries and the two lanes that serve them.
-///
-/// Requests that carry data (READ, WRITE) take the shared lane, whose workers run on every
-/// CPU: a program keeps many of them in flight at once (readahead, asynchronous direct
-/// I/O), and each costs checksums and copies that one CPU would serialize. Every other
-/// request takes the local lane, served on the caller's CPU: they come one at a time, and
-/// the wakeups cost more than the work. Measured with 2 copies on the 2-vCPU VM, every
-/// request on the local lane ran 4 KiB random reads at 12.6k IOPS against 37.0k through
-/// /dev/fuse; with the data on the shared lane, 34.2k, and creates kept their 9.2-9.7k/s.
-struct Queue {
+/// An entry handed to a data worker: raw because it stays the queue's, which neither reads
+/// nor frees it until the worker gives it back (`Given`).
+struct Job {
+    header: *mut [u8; abi::URING_HEADER_LEN],
+    payload: *mut [u8],
+    index: usize,
+    home: Arc<Given>,
+}
+
+// SAFETY: the pointers name an entry's heap buffers, which only the worker holding the job
+// touches until it hands the index back; the queue outlives every job it gave (it stops
+// only once every entry has come back and been refused by the kernel).
+unsafe impl Send for Job {}
+
+/// Entries a data worker has served, waiting for their queue thread to commit them. A
+/// polling queue thread finds them in the list; one about to sleep says so (`sleeping`), and
+/// only then does the worker write the eventfd its ring reads, which wakes it.
+struct Given {
+    done: Mutex<Vec<usize>>,
+    sleeping: AtomicBool,
+    event: OwnedFd,
+}
+
+impl Given {
+    fn back(&self, index: usize) {
+        self.done.lock().push(index);
+        // SeqCst with the queue thread's store before its last look at `done`: either it
+        // sees this entry, or this load sees it asleep (see `Queue::serve`).
+        if self.sleeping.load(SeqCst) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our eventfd; it cannot block (the
+            // count would have to reach u64::MAX - 1).
+            unsafe { libc::write(self.event.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    fn any(&self) -> bool {
+        !self.done.lock().is_empty()
+    }
+}
+
+/// The data workers' queue of jobs.
+#[derive(Default)]
+struct Pool {
+    jobs: Mutex<(VecDeque<Job>, bool)>,
+    ready: Condvar,
+}
+
+impl Pool {
+    fn give(&self, job: Job) {
+        self.jobs.lock().0.push_back(job);
+        self.ready.notify_one();
+    }
+
+    fn close(&self) {
+        self.jobs.lock().1 = true;
+        self.ready.notify_all();
+    }
+
+    fn work(&self, fuse: &impl Dispatch) {
+        let mut side = vec![0u8; SIDE_REPLY];
+        loop {
+            let job = {
+                let mut q = self.jobs.lock();
+                loop {
+                    if let Some(j) = q.0.pop_front() {
+                        break j;
+                    }
+                    if q.1 {
+                        return;
+                    }
+                    self.ready.wait(&mut q);
+                }
+            };
+            // SAFETY: see `Job`: the entry is this worker's alone until `back`.
+            let (header, payload) = unsafe { (&mut *job.header, &mut *job.payload) };
+            serve_entry(fuse, header, payload, &mut side);
+            job.home.back(job.index);
+        }
+    }
+}
+
+/// Whether a request goes to the data workers (see the module's comment).
+fn for_workers(opcode: u32) -> bool {
+    use abi::opcode::*;
+    matches!(opcode, READ | WRITE | FSYNC | FSYNCDIR | FALLOCATE)
+}
+
+/// Serves the request in an entry's buffers and leaves its reply there, ready to commit:
+/// the out-header in the header's first bytes, the body in the payload, its length in
+/// `fuse_uring_ent_in_out.payload_sz`.
+fn serve_entry(fuse: &impl Dispatch, header: &mut [u8; abi::URING_HEADER_LEN], payload: &mut [u8], side: &mut [u8]) {
+    let head = abi::InHeader::read_from_prefix(&header[..]).map(|(h, _)| h).unwrap_or_default();
+    let ent_at = abi::URING_ENT_IN_OUT;
+    let ent = abi::UringEntInOut::read_from_prefix(&header[ent_at..]).map(|(e, _)| e).unwrap_or_default();
+    let sent = ent.payload_sz as usize;
+    // The kernel puts the operation's own header (its first argument) in op_in and the
+    // rest in the payload; the in-header's length covers all of them.
+    let op_len =
+        (head.len as usize).checked_sub(IN_HEADER + sent).filter(|&n| n <= abi::URING_ENT_IN_OUT - abi::URING_OP_IN);
+    let (error, len) = match op_len.filter(|_| sent <= payload.len()) {
+        None => {
+            tracing::error!("malformed request from the kernel (len {}, payload {sent}); answered EIO", head.len);
+            (-libc::EIO, 0)
+        }
+        Some(op_len) => {
+            let (ops, op_in) = header.split_at_mut(abi::URING_OP_IN);
+            let op = &op_in[..op_len];
+            if sent == 0 {
+                // Nothing of the request in the payload: the reply goes straight there (a
+                // READ's data, a directory listing).
+                let r = proto::decode(&ops[..IN_HEADER], Body::new(op, &[]));
+                answer(fuse, r, &mut Reply::new(payload))
+            } else {
+                // The request's names or data lie in the payload: the reply is encoded apart
+                // and copied in after (it is small: an entry, a count, an xattr's value).
+                let r = proto::decode(&ops[..IN_HEADER], Body::new(op, &payload[..sent]));
+                let (error, len) = answer(fuse, r, &mut Reply::new(side));
+                payload[..len].copy_from_slice(&side[..len]);
+                (error, len)
+            }
+        }
+    };
+    let h = out_header(head.unique, error, len);
+    header[..16].copy_from_slice(h.as_bytes());
+    let at = ent_at + std::mem::offset_of!(abi::UringEntInOut, payload_sz);
+    header[at..at + 4].copy_from_slice(&(if error == 0 { len as u32 } else { 0 }).to_ne_bytes());
+}
+
+fn answer(fuse: &impl Dispatch, r: Result<proto::Request, proto::Malformed>, out: &mut Reply) -> (i32, usize) {
+    match r {
+        Ok(r) => match fuse.dispatch(&r, out) {
+            Answer::Done => (0, out.written()),
+            Answer::Error(e) => (-e.0, 0),
+            // (The kernel sends FORGET and INTERRUPT through /dev/fuse; an entry that
+            // carried one would still need a commit to fetch the next request.)
+            Answer::Nothing => (0, 0),
+        },
+        Err(proto::Malformed) => {
+            tracing::error!("malformed request from the kernel; answered EIO");
+            (-libc::EIO, 0)
+        }
+    }
+}
+
+/// One queue thread: the entries of its queues, its ring, and where data workers give
+/// entries back.
+struct Queue<D> {
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
     conn: OwnedFd,
-    qid: u16,
+    qids: Vec<u16>,
     entries: Vec<Entry>,
-    /// Request (unique) -> entry it came in, while a session serves it.
-    serving: HashMap<u64, usize>,
+    fuse: Arc<D>,
+    pool: Arc<Pool>,
+    given: Arc<Given>,
+    /// The eventfd's counter is read into this.
+    event_buf: Box<u64>,
+    /// Encodes the replies of requests with a payload (see `serve_entry`).
+    side: Vec<u8>,
     /// Requests served so far (logged when the queue stops).
     served: u64,
-    local: Lane,
-    shared: Lane,
 }
 
 // SAFETY: the only non-Send parts are the iovecs' raw pointers, which point into the same
 // entry's heap buffers: the Queue owns everything they point to and moves with it.
-unsafe impl Send for Queue {}
+unsafe impl<D: Dispatch> Send for Queue<D> {}
 
-impl Queue {
-    fn new(
-        conn: OwnedFd,
-        qid: u16,
-        entries: usize,
-        payload_len: usize,
-        local: Lane,
-        shared: Lane,
-    ) -> io::Result<Queue> {
-        let size = (entries + 2).next_power_of_two() as u32;
+impl<D: Dispatch> Queue<D> {
+    fn new(conn: OwnedFd, qids: &[u16], per_queue: usize, fuse: Arc<D>, pool: Arc<Pool>) -> io::Result<Queue<D>> {
+        let total = per_queue * qids.len();
+        let size = (total + 2).next_power_of_two() as u32;
         let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder().setup_coop_taskrun().build(size)?;
-        let mut entries: Vec<Entry> = (0..entries)
-            .map(|_| Entry {
-                header: Box::new([0; HEADER_LEN / 8]),
-                payload: vec![0; payload_len],
+        let mut entries: Vec<Entry> = qids
+            .iter()
+            .flat_map(|&qid| (0..per_queue).map(move |_| qid))
+            .map(|qid| Entry {
+                qid,
+                header: Box::new([0; abi::URING_HEADER_LEN / 8]),
+                payload: vec![0; MAX_PAYLOAD],
                 iov: Box::new([libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2]),
             })
             .collect();
         for e in &mut entries {
-            e.iov[0] = libc::iovec { iov_base: e.header.as_mut_ptr().cast(), iov_len: HEADER_LEN };
-            e.iov[1] = libc::iovec { iov_base: e.payload.as_mut_ptr().cast(), iov_len: payload_len };
+            e.iov[0] = libc::iovec { iov_base: e.header.as_mut_ptr().cast(), iov_len: abi::URING_HEADER_LEN };
+            e.iov[1] = libc::iovec { iov_base: e.payload.as_mut_ptr().cast(), iov_len: e.payload.len() };
         }
-        Ok(Queue { ring, conn, qid, entries, serving: HashMap::new(), served: 0, local, shared })
+        // SAFETY: eventfd has no memory arguments; it returns a new descriptor or -1.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor nothing else owns.
+        let event = unsafe { OwnedFd::from_raw_fd(efd) };
+        Ok(Queue {
+            ring,
+            conn,
+            qids: qids.to_vec(),
+            entries,
+            fuse,
+            pool,
+            given: Arc::new(Given { done: Mutex::default(), sleeping: AtomicBool::new(false), event }),
+            event_buf: Box::new(0),
+            side: vec![0; SIDE_REPLY],
+            served: 0,
+        })
     }
 
     fn command(&self, op: u32, index: usize, commit_id: u64) -> squeue::Entry128 {
-        // struct fuse_uring_cmd_req: flags (u64), commit_id (u64), qid (u16).
+        let req = abi::UringCmdReq { flags: 0, commit_id, qid: self.entries[index].qid, padding: [0; 6] };
         let mut cmd = [0u8; 80];
-        cmd[8..16].copy_from_slice(&commit_id.to_ne_bytes());
-        cmd[16..18].copy_from_slice(&self.qid.to_ne_bytes());
+        cmd[..std::mem::size_of::<abi::UringCmdReq>()].copy_from_slice(req.as_bytes());
         let sqe = opcode::UringCmd80::new(types::Fd(self.conn.as_raw_fd()), op)
             .cmd(cmd)
             .addr(Some(self.entries[index].iov.as_ptr() as u64))
@@ -274,25 +369,34 @@ impl Queue {
     }
 
     fn push(&mut self, sqe: squeue::Entry128) -> io::Result<()> {
-        // SAFETY: every buffer an SQE names (an entry's iovecs, header and payload, the reply
-        // buffer) is owned by this Queue, never moved (boxed or a Vec not resized) and outlives
-        // the ring, which is dropped first (field order) when the queue is.
+        // SAFETY: every buffer an SQE names (an entry's iovecs, header and payload, the
+        // eventfd's counter) is owned by this Queue, never moved (boxed or a Vec not
+        // resized) and outlives the ring's use of it: the queue stops only once every
+        // entry is refused and the eventfd's read is cancelled and reaped (`serve`).
         while unsafe { self.ring.submission().push(&sqe) }.is_err() {
             self.ring.submit()?;
         }
         Ok(())
     }
 
-    /// Waits up to POLL for the next completion without sleeping. A queue that sleeps leaves
-    /// its CPU idle, and the scheduler wakes a caller on an idle CPU rather than on its own
-    /// busy one: the caller would change CPUs at every reply, each time waking an idle one.
-    /// While the queues poll, the caller stays where its queue is. sched_yield gives the CPU
-    /// to anything else runnable (the caller first), and runs the kernel's task work that
-    /// posts a new request's completion.
+    fn arm_event(&mut self) -> io::Result<()> {
+        let sqe =
+            opcode::Read::new(types::Fd(self.given.event.as_raw_fd()), (&mut *self.event_buf as *mut u64).cast(), 8)
+                .build()
+                .user_data(EVENT);
+        self.push(sqe.into())
+    }
+
+    /// Waits up to POLL for the next completion (or an entry given back) without sleeping.
+    /// A queue that sleeps leaves its CPU idle, and the scheduler wakes a caller on an idle
+    /// CPU rather than on its own busy one: the caller would change CPUs at every reply,
+    /// each time waking an idle one. While the queues poll, the caller stays where its
+    /// queue is. sched_yield gives the CPU to anything else runnable (the caller first), and
+    /// runs the kernel's task work that posts a new request's completion.
     fn poll(&mut self) -> io::Result<()> {
         self.ring.submit()?;
         let start = Instant::now();
-        while self.ring.completion().is_empty() && start.elapsed() < POLL {
+        while self.ring.completion().is_empty() && !self.given.any() && start.elapsed() < POLL {
             // SAFETY: sched_yield has no arguments and cannot fail on Linux.
             unsafe { libc::sched_yield() };
             self.ring.completion().sync();
@@ -302,27 +406,33 @@ impl Queue {
 
     fn serve(mut self) -> io::Result<()> {
         for i in 0..self.entries.len() {
-            let sqe = self.command(FUSE_IO_URING_CMD_REGISTER, i, 0);
+            let sqe = self.command(abi::URING_CMD_REGISTER, i, 0);
             self.push(sqe)?;
         }
-        let (l, s) = (self.local.arm(), self.shared.arm());
-        self.push(l)?;
-        self.push(s)?;
+        self.arm_event()?;
         // Entries that have carried a request: their registration is behind them.
         let mut fetched = vec![false; self.entries.len()];
         let mut live = self.entries.len();
         while live > 0 {
             self.poll()?;
-            for (tag, res) in self.wait()? {
-                if tag == RECV_LOCAL || tag == RECV_SHARED {
-                    if res <= 0 {
-                        return Err(io::Error::other(format!("a session closed its socket ({res})")));
-                    }
-                    self.forward_reply(tag, res as usize)?;
+            // Sleep only with nothing to do; a data worker giving an entry back after this
+            // look sees `sleeping` and writes the eventfd (see `Given`).
+            self.given.sleeping.store(true, SeqCst);
+            let idle = self.ring.completion().is_empty() && !self.given.any();
+            let done = self.wait(usize::from(idle));
+            self.given.sleeping.store(false, SeqCst);
+            let back = std::mem::take(&mut *self.given.done.lock());
+            for i in back {
+                self.commit(i)?;
+            }
+            for (tag, res) in done? {
+                if tag == EVENT {
+                    self.arm_event()?;
+                } else if tag == CANCEL {
                 } else if res >= 0 {
                     fetched[tag as usize] = true;
                     self.served += 1;
-                    self.forward_request(tag as usize)?;
+                    self.request(tag as usize)?;
                 } else if fetched[tag as usize] && !unmounted(res) {
                     // A commit refused: the kernel keeps the ring but this entry is gone.
                     let e = io::Error::from_raw_os_error(-res);
@@ -333,24 +443,18 @@ impl Queue {
                 }
             }
         }
-        // The receives still name the lanes' reply buffers, which are freed with the queue:
-        // cancel them and wait until the kernel has let go of both.
-        for tag in [RECV_LOCAL, RECV_SHARED] {
-            self.push(opcode::AsyncCancel::new(tag).build().user_data(CANCEL).into())?;
-        }
-        let mut armed = 2;
-        while armed > 0 {
-            armed -= self.wait()?.iter().filter(|(tag, _)| *tag == RECV_LOCAL || *tag == RECV_SHARED).count();
-        }
-        self.local.stop();
-        self.shared.stop();
-        tracing::info!("FUSE over io_uring, queue {}: {} requests served", self.qid, self.served);
+        // The eventfd's read still names the counter, which is freed with the queue: cancel
+        // it and wait until the kernel has let go.
+        self.push(opcode::AsyncCancel::new(EVENT).build().user_data(CANCEL).into())?;
+        while !self.wait(1)?.iter().any(|(tag, _)| *tag == EVENT) {}
+        let qids: Vec<String> = self.qids.iter().map(|q| q.to_string()).collect();
+        tracing::info!("FUSE over io_uring, queue {}: {} requests served", qids.join(","), self.served);
         Ok(())
     }
 
-    /// Sleeps until at least one completion is there, and takes them all.
-    fn wait(&mut self) -> io::Result<Vec<(u64, i32)>> {
-        match self.ring.submit_and_wait(1) {
+    /// Sleeps until at least `want` completions are there, and takes them all.
+    fn wait(&mut self, want: usize) -> io::Result<Vec<(u64, i32)>> {
+        match self.ring.submit_and_wait(want) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => return Err(e),
@@ -358,76 +462,26 @@ impl Queue {
         Ok(self.ring.completion().map(|c| (c.user_data(), c.result())).collect())
     }
 
-    /// A request arrived in entry `i`: hand it to the session as /dev/fuse would.
-    fn forward_request(&mut self, i: usize) -> io::Result<()> {
-        let Entry { header, payload: body, .. } = &mut self.entries[i];
-        let h = bytes(header);
-        let len = u32_at(h, 0) as usize;
-        let unique = u64_at(h, 8);
-        let payload = u32_at(h, PAYLOAD_SZ) as usize;
-        // The kernel puts the operation's own header (its first argument) in op_in and the
-        // rest in the payload; the in-header's length covers all of them.
-        let op = len.checked_sub(IN_HEADER + payload).filter(|&n| n <= OP_IN);
-        let Some(op) = op.filter(|_| payload <= body.len()) else {
-            tracing::error!("malformed request from the kernel (len {len}, payload {payload}); answered EIO");
-            return self.commit(i, unique, -libc::EIO, 0);
-        };
-        let iov = [
-            libc::iovec { iov_base: h.as_mut_ptr().cast(), iov_len: IN_HEADER },
-            libc::iovec { iov_base: h[OP_IN..].as_mut_ptr().cast(), iov_len: op },
-            libc::iovec { iov_base: body.as_mut_ptr().cast(), iov_len: payload },
-        ];
-        let opcode = u32_at(h, 4);
-        // (Routing small writes to the local lane while it was idle did not pay: 20,000
-        // creates ran at 5.8-7.7k/s that way against 8.4-8.9k/s, alternated.)
-        let lane = if opcode == FUSE_READ || opcode == FUSE_WRITE { &self.shared } else { &self.local };
-        sendmsg(lane.sock.as_raw_fd(), &iov)?;
-        self.serving.insert(unique, i);
-        Ok(())
+    /// A request arrived in entry `i`: serve it here, or hand it to a data worker.
+    fn request(&mut self, i: usize) -> io::Result<()> {
+        let e = &mut self.entries[i];
+        let h = bytes(&mut e.header);
+        let opcode = u32::from_ne_bytes(h[4..8].try_into().expect("4 bytes"));
+        if for_workers(opcode) {
+            let job = Job { header: h, payload: &mut e.payload[..], index: i, home: self.given.clone() };
+            self.pool.give(job);
+            return Ok(());
+        }
+        serve_entry(&*self.fuse, h, &mut e.payload, &mut self.side);
+        self.commit(i)
     }
 
-    /// A session answered: copy the reply into its entry and commit it, which also makes
-    /// the entry ready for the next request; then listen to that lane again.
-    fn forward_reply(&mut self, tag: u64, n: usize) -> io::Result<()> {
-        let lane = if tag == RECV_LOCAL { &mut self.local } else { &mut self.shared };
-        if n < OUT_HEADER {
-            return Err(io::Error::other(format!("a reply header of {n} bytes")));
-        }
-        let unique = u64_at(&lane.head[..], 8);
-        let served = self.serving.remove(&unique).filter(|_| unique != 0);
-        let room = match served {
-            Some(i) => &mut self.entries[i].payload[..],
-            None => &mut lane.scratch[..],
-        };
-        let body = Lane::take(&lane.sock, &mut lane.head, room)?;
-        let error = u32_at(&lane.head[..], 4) as i32;
-        if unique == 0 {
-            // A notification: the ring does not carry them.
-            let r = [&lane.head[..], &lane.scratch[..body.unwrap_or(0)]].concat();
-            write_all(self.conn.as_raw_fd(), &r)?;
-        }
-        let rearm = lane.arm();
-        self.push(rearm)?;
-        match (served, body) {
-            (Some(i), Some(body)) => self.commit(i, unique, error, body),
-            (Some(i), None) => {
-                // (The kernel never asks for more than the entry holds.)
-                tracing::error!("a reply does not fit the ring's entry; answered EIO");
-                self.commit(i, unique, -libc::EIO, 0)
-            }
-            // The answer to one of our DESTROYs.
-            (None, _) => Ok(()),
-        }
-    }
-
-    fn commit(&mut self, i: usize, unique: u64, error: i32, body: usize) -> io::Result<()> {
+    /// Sends entry `i`'s reply (already in its buffers), which also makes the entry ready
+    /// for the next request.
+    fn commit(&mut self, i: usize) -> io::Result<()> {
         let h = bytes(&mut self.entries[i].header);
-        // struct fuse_out_header: len, error, unique.
-        h[0..4].copy_from_slice(&((OUT_HEADER + body) as u32).to_ne_bytes());
-        h[4..8].copy_from_slice(&error.to_ne_bytes());
-        h[8..16].copy_from_slice(&unique.to_ne_bytes());
-        h[PAYLOAD_SZ..PAYLOAD_SZ + 4].copy_from_slice(&(body as u32).to_ne_bytes());
-        let sqe = self.command(FUSE_IO_URING_CMD_COMMIT_AND_FETCH, i, unique);
+        let unique = u64::from_ne_bytes(h[8..16].try_into().expect("8 bytes"));
+        let sqe = self.command(abi::URING_CMD_COMMIT_AND_FETCH, i, unique);
         self.push(sqe)
     }
 }
@@ -460,24 +514,6 @@ fn refused(res: i32) {
         }
         _ => tracing::warn!("FUSE over io_uring refused ({e}); serving through /dev/fuse"),
     }
-}
-
-/// The native-endian integers of the kernel's headers; `at` is within the header, whose
-/// length the caller checked (a slice of exactly 4 or 8 bytes always converts, so the
-/// `expect`s cannot fire).
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes(b[at..at + 4].try_into().expect("a 4-byte slice"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_ne_bytes(b[at..at + 8].try_into().expect("an 8-byte slice"))
-}
-
-fn lane_thread(
-    name: String,
-    f: impl FnOnce() -> io::Result<()> + Send + 'static,
-) -> io::Result<JoinHandle<io::Result<()>>> {
-    std::thread::Builder::new().name(name).spawn(f)
 }
 
 /// Sets the SQE's `len` (the number of iovecs at `addr`), which the crate's URING_CMD builder
@@ -530,120 +566,17 @@ fn possible_cpus() -> io::Result<usize> {
     last.map(|n| n + 1).ok_or_else(|| io::Error::other(format!("cannot read the possible CPUs from {s:?}")))
 }
 
-fn pin_to(cpu: usize) {
+/// Pins the calling thread to `cpus` (its queues' CPUs), best effort.
+fn pin_to(cpus: &[usize]) {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity only
     // read and write it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            tracing::debug!("cannot pin to CPU {cpu}: {}", io::Error::last_os_error());
+            tracing::debug!("cannot pin to CPUs {cpus:?}: {}", io::Error::last_os_error());
         }
     }
-}
-
-/// A lane's socket pair. Both directions must hold every message in flight at once (a
-/// request or reply of up to `payload_len` and its headers per entry), or each side could
-/// block sending to the other. Past net.core.wmem_max that takes SO_SNDBUFFORCE, which
-/// needs CAP_NET_ADMIN: without it the pair is refused, and the ring with it.
-fn socket_pair(entries: usize, payload_len: usize) -> io::Result<(OwnedFd, OwnedFd)> {
-    let want = entries * (payload_len + 4096) * 2;
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for the two descriptors socketpair writes.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socketpair returned two new descriptors that nothing else owns.
-    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    for fd in [fds[0], fds[1]] {
-        for (force, plain) in [(libc::SO_SNDBUFFORCE, libc::SO_SNDBUF), (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)] {
-            let size = want as libc::c_int;
-            let mut got: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: fd is open; the option values are c_ints of the sizes given.
-            unsafe {
-                libc::setsockopt(fd, libc::SOL_SOCKET, force, (&size as *const libc::c_int).cast(), 4);
-                libc::getsockopt(fd, libc::SOL_SOCKET, plain, (&mut got as *mut libc::c_int).cast(), &mut len);
-            }
-            if (got as usize) < want {
-                return Err(io::Error::other(format!(
-                    "socket buffers of {} KiB for the ring's lanes need CAP_NET_ADMIN (got {} KiB)",
-                    want >> 10,
-                    got >> 10
-                )));
-            }
-        }
-    }
-    Ok(pair)
-}
-
-/// Whether this process can bridge the ring's queues to fuser (see `socket_pair`): asked
-/// before the handshake, which must not negotiate a ring the daemon cannot serve.
-pub fn can_bridge(payload_len: usize) -> io::Result<()> {
-    socket_pair(entries_per_cpu(possible_cpus()?), payload_len).map(drop)
-}
-
-fn send_request(sock: &OwnedFd, opcode: u32, body: &[u8]) -> io::Result<()> {
-    let mut h = [0u8; IN_HEADER];
-    h[0..4].copy_from_slice(&((IN_HEADER + body.len()) as u32).to_ne_bytes());
-    h[4..8].copy_from_slice(&opcode.to_ne_bytes());
-    // Unique ids the kernel never uses for requests it sends through the ring.
-    h[8..16].copy_from_slice(&(u64::MAX - 1).to_ne_bytes());
-    let iov = [
-        libc::iovec { iov_base: h.as_mut_ptr().cast(), iov_len: IN_HEADER },
-        libc::iovec { iov_base: body.as_ptr() as *mut _, iov_len: body.len() },
-    ];
-    sendmsg(sock.as_raw_fd(), &iov)
-}
-
-/// The session starts with the INIT handshake: it gets the kernel's own offer.
-fn send_init(sock: &OwnedFd, k: Offer) -> io::Result<()> {
-    // struct fuse_init_in: major, minor, max_readahead, flags, flags2, unused[11].
-    let mut b = [0u8; 64];
-    // fuser's offer leaves FUSE_INIT_EXT out; without it the session would not read flags2.
-    let bits = (k.offered | InitFlags::FUSE_INIT_EXT).bits();
-    b[0..4].copy_from_slice(&k.abi.0.to_ne_bytes());
-    b[4..8].copy_from_slice(&k.abi.1.to_ne_bytes());
-    b[8..12].copy_from_slice(&k.max_readahead.to_ne_bytes());
-    b[12..16].copy_from_slice(&(bits as u32).to_ne_bytes());
-    b[16..20].copy_from_slice(&((bits >> 32) as u32).to_ne_bytes());
-    send_request(sock, FUSE_INIT, &b)
-}
-
-fn drain_init_reply(sock: &OwnedFd) -> io::Result<()> {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is writable for its length.
-    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < OUT_HEADER as isize {
-        return Err(io::Error::other("the session did not answer INIT"));
-    }
-    let error = u32_at(&buf, 4) as i32;
-    if error != 0 {
-        return Err(io::Error::other(format!("the session refused INIT ({error})")));
-    }
-    Ok(())
-}
-
-fn sendmsg(sock: RawFd, iov: &[libc::iovec]) -> io::Result<()> {
-    // SAFETY: a zeroed msghdr is valid; it points at iov, which lives across the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_ptr() as *mut _;
-    msg.msg_iovlen = iov.len();
-    loop {
-        // SAFETY: msg and the buffers it names are valid for the call.
-        let n = unsafe { libc::sendmsg(sock, &msg, 0) };
-        if n >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
-}
-
-fn write_all(fd: RawFd, b: &[u8]) -> io::Result<()> {
-    // SAFETY: b is readable for its length. /dev/fuse takes a notification in one write.
-    let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }

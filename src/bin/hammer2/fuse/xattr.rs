@@ -1,18 +1,23 @@
 //! The shapes of the xattr calls: the size protocol of getxattr/listxattr (size 0 asks for
 //! the length; a buffer too small is ERANGE), NUL-separated name lists, setxattr flags.
 
-use fuser::{Errno, ReplyXattr};
+use super::Errno;
+use super::proto::{Reply, abi};
 use hammer2::XattrFlags;
 
-pub fn reply(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, Errno>) {
-    match r {
-        Err(e) => reply.error(e),
-        Ok(v) => match u32::try_from(v.len()) {
-            Ok(len) if size == 0 => reply.size(len),
-            Ok(len) if len <= size => reply.data(&v),
-            _ => reply.error(Errno::from_i32(libc::ERANGE)),
-        },
+/// The answer to GETXATTR or LISTXATTR of `size` bytes: the length alone when asked for
+/// (size 0), else the value if it fits.
+pub fn reply(out: &mut Reply, size: u32, v: Vec<u8>) -> Result<(), Errno> {
+    let too_big = Errno(libc::ERANGE);
+    let len = u32::try_from(v.len()).map_err(|_| too_big)?;
+    if size == 0 {
+        out.push(&abi::GetxattrOut { size: len, padding: 0 })?;
+    } else if len <= size {
+        out.bytes(&v)?;
+    } else {
+        return Err(too_big);
     }
+    Ok(())
 }
 
 /// listxattr's answer: every name followed by a NUL.
@@ -25,6 +30,7 @@ pub fn name_list(names: Vec<Vec<u8>>) -> Vec<u8> {
     out
 }
 
-pub fn set_flags(flags: i32) -> XattrFlags {
+pub fn set_flags(flags: u32) -> XattrFlags {
+    let flags = flags as i32;
     XattrFlags { create: flags & libc::XATTR_CREATE != 0, replace: flags & libc::XATTR_REPLACE != 0 }
 }

@@ -1,17 +1,16 @@
 //! Mounting and unmounting in the kernel.
 //!
-//! As root we call mount(2) ourselves and hand fuser the connection (`Session::from_fd`).
-//! A session fuser mounts itself unmounts the mount point *by path* when it ends, and it ends
-//! only after our final commit: a filesystem the user mounted on the same directory in the
-//! meantime (after `umount` returned, while we were still committing) would be unmounted.
-//! Without root, mount(2) is not allowed; fuser then mounts through fusermount3 and that
-//! narrow race remains.
+//! As root we call mount(2) ourselves and serve the connection it was given. Without root,
+//! mount(2) is not allowed: fusermount3 (set-user-ID root) mounts and hands the connection
+//! back over a socket, as libfuse does. Either way nothing unmounts the mount point by path
+//! after our final commit (a filesystem mounted on the same directory in the meantime would
+//! go instead).
 
 use super::options::MountOptions;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -19,9 +18,9 @@ use std::process::Command;
 
 /// What mount(2) needs besides the connection: flags and the fuse options.
 fn flags_and_data(opts: &MountOptions, fd: i32, root_mode: u32) -> (libc::c_ulong, String) {
-    use fuser::MountOption as M;
+    use super::options::MountOption as M;
     let has = |o: M| opts.vfs_flags.contains(&o);
-    let named = |name: &str| opts.vfs_flags.contains(&M::CUSTOM(name.to_string()));
+    let named = |name: &str| opts.vfs_flags.contains(&M::Named(name.to_string()));
     let mut flags = 0;
     for (set, flag) in [
         (!has(M::Suid), libc::MS_NOSUID),
@@ -71,6 +70,91 @@ pub fn mount(mountpoint: &Path, source: &str, opts: &MountOptions) -> io::Result
         return Err(io::Error::last_os_error());
     }
     Ok(dev.into())
+}
+
+/// Mounts through fusermount3, for a user without the right to call mount(2): it mounts
+/// and sends the connection back through the socket named by `_FUSE_COMMFD`.
+pub fn mount_user(mountpoint: &Path, source: &str, opts: &MountOptions) -> io::Result<OwnedFd> {
+    use super::options::MountOption as M;
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors socketpair writes.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: two new descriptors nothing else owns. Ours must not leak into the child
+    // (theirs is inherited on purpose).
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: F_SETFD on our own open descriptor.
+    unsafe { libc::fcntl(ours.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    // fusermount3 takes a source with commas only escaped; ours are paths joined by ':'.
+    let mut o = format!("fsname={},subtype=hammer2,default_permissions", source.replace(',', "\\,"));
+    if opts.read_only {
+        o.push_str(",ro");
+    }
+    if opts.allow_other {
+        o.push_str(",allow_other");
+    }
+    for f in &opts.vfs_flags {
+        let name = match f {
+            M::Exec => "exec",
+            M::NoExec => "noexec",
+            M::Dev => "dev",
+            M::NoDev => "nodev",
+            M::Suid => "suid",
+            M::NoSuid => "nosuid",
+            M::Atime => "atime",
+            M::NoAtime => "noatime",
+            M::Sync => "sync",
+            M::Async => "async",
+            M::DirSync => "dirsync",
+            M::Named(s) => s.as_str(),
+        };
+        o.push(',');
+        o.push_str(name);
+    }
+    let status = Command::new("fusermount3")
+        .arg("-o")
+        .arg(&o)
+        .arg("--")
+        .arg(mountpoint)
+        .env("_FUSE_COMMFD", theirs.as_raw_fd().to_string())
+        .status()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run fusermount3: {e}")))?;
+    drop(theirs);
+    if !status.success() {
+        return Err(io::Error::other(format!("fusermount3 failed ({status})")));
+    }
+    receive_fd(&ours)
+}
+
+/// The descriptor fusermount3 sent (SCM_RIGHTS).
+fn receive_fd(sock: &OwnedFd) -> io::Result<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // Room for one descriptor's control message, aligned as cmsghdr wants.
+    let mut control = [0u64; 8];
+    // SAFETY: a zeroed msghdr is valid; it names iov and control, which outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: as above.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR and CMSG_DATA stay within `control`
+    // (checked against msg_controllen by the macros), and an SCM_RIGHTS message of this
+    // length carries one int.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS {
+            return Err(io::Error::other("fusermount3 sent no FUSE connection"));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
 }
 
 /// Applies the flags `opts` gives (read-only, nosuid, nodev, noexec, the atime flags, ...) to

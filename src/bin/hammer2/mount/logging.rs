@@ -30,10 +30,9 @@ const FALLBACK: &str = "/run/hammer2/hammer2.log";
 
 /// Starts logging to stderr, with colours only on a terminal that stays ours (a background
 /// daemon's lines end in a file or the system log). `debug` also shows every FUSE request
-/// (fuser's `log` output).
+/// (`ops.rs` logs each one's opcode and node at debug level).
 pub fn init(debug: bool, background: bool) {
-    // fuser::session warns on every clean unmount (it tries a second umount of its own).
-    let default = if debug { "debug" } else { "warn,hammer2=info,fuser::session=error" };
+    let default = if debug { "debug" } else { "warn,hammer2=info" };
     let text = tracing_subscriber::fmt::layer()
         .with_ansi(!background && std::io::stderr().is_terminal())
         .with_writer(&SINK)

@@ -2,9 +2,27 @@
 //! one-line error and never a half-made mount.
 
 use anyhow::{Result, anyhow, bail};
-use fuser::MountOption;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// A generic mount flag, by name: what the kernel applies to the mount (`kernel.rs` turns
+/// them into mount(2) flags or fusermount3's option names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountOption {
+    Exec,
+    NoExec,
+    Dev,
+    NoDev,
+    Suid,
+    NoSuid,
+    Atime,
+    NoAtime,
+    Sync,
+    Async,
+    DirSync,
+    /// The others, kept by name (`nodiratime`, `lazytime`, ...).
+    Named(String),
+}
 
 /// Everything `-o` can say.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +40,9 @@ pub struct MountOptions {
     /// `nouring`: serve everything through /dev/fuse even where the kernel offers FUSE over
     /// io_uring.
     pub no_uring: bool,
+    /// `uring_threads=N`: FUSE over io_uring's queue threads (one per CPU up to N) and data
+    /// workers (N); default `fuse::uring::DEFAULT_THREADS`.
+    pub uring_threads: Option<usize>,
     /// Mount over a directory that is not empty.
     pub nonempty: bool,
     /// Where a background daemon writes its log (default: syslog).
@@ -84,6 +105,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     (
         "uring / nouring",
         "Serve requests through FUSE over io_uring where the kernel offers it (the default) / always through /dev/fuse.",
+    ),
+    (
+        "uring_threads=N",
+        "FUSE over io_uring: queue threads (one per CPU, up to N) and data workers (N), 1 to 64 (default 8).",
     ),
     ("logfile=PATH", "Where a background daemon logs (appending). Default: the journal, else syslog, else stderr."),
     (
@@ -201,6 +226,13 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
                 no_value(key, value)?;
                 o.no_uring = key == "nouring";
             }
+            "uring_threads" => {
+                let v = need_value(key, value)?;
+                match v.parse::<usize>() {
+                    Ok(n @ 1..=64) => o.uring_threads = Some(n),
+                    _ => bail!("bad value for uring_threads: '{v}' (expected 1 to 64)"),
+                }
+            }
             "autoresync" => {
                 o.no_autoresync = match need_value(key, value)? {
                     "on" => false,
@@ -222,7 +254,7 @@ pub fn parse(args: &[String]) -> Result<MountOptions> {
             "dirsync" => flag(&mut o, MountOption::DirSync)?,
             // Kernel flags of the mount (the engine itself keeps atime the relatime way).
             "diratime" | "nodiratime" | "relatime" | "norelatime" | "strictatime" | "nostrictatime" | "lazytime"
-            | "nolazytime" | "symfollow" | "nosymfollow" => flag(&mut o, MountOption::CUSTOM(key.to_string()))?,
+            | "nolazytime" | "symfollow" | "nosymfollow" => flag(&mut o, MountOption::Named(key.to_string()))?,
             // Generic options that mean nothing for a FUSE filesystem: accepted, as ext4
             // accepts them.
             "iversion" | "noiversion" | "mand" | "nomand" | "silent" | "loud" => no_value(key, value)?,
@@ -246,7 +278,7 @@ fn conflicts(old: &MountOption, new: &MountOption) -> bool {
     };
     // The generic flags kept by name: `nodiratime` replaces `diratime` and the reverse.
     let custom = |a: &MountOption| match a {
-        CUSTOM(s) => Some(s.strip_prefix("no").unwrap_or(s).to_string()),
+        Named(s) => Some(s.strip_prefix("no").unwrap_or(s).to_string()),
         _ => None,
     };
     match (custom(old), custom(new)) {
@@ -313,10 +345,11 @@ mod tests {
     fn every_documented_option_parses() {
         let o = p("ro,allow_other,default_permissions,cache=512M,sync_interval=2.5,degraded,\
                    master=/dev/sdb,debug,threads=8,nonempty,logfile=/tmp/h2.log,noatime,noexec,nouring,\
-                   nbd_timeout=30")
+                   nbd_timeout=30,uring_threads=2")
         .unwrap();
         assert!(o.read_only && o.allow_other && o.degraded && o.debug && o.nonempty && o.no_uring);
         assert_eq!(o.threads, Some(8));
+        assert_eq!(o.uring_threads, Some(2));
         assert_eq!(o.cache_bytes, Some(512 << 20));
         assert_eq!(o.sync_interval, Some(Duration::from_millis(2500)));
         assert_eq!(o.master, Some(PathBuf::from("/dev/sdb")));
@@ -348,7 +381,7 @@ mod tests {
             .vfs_flags
             .iter()
             .map(|f| match f {
-                MountOption::CUSTOM(s) => s.as_str(),
+                MountOption::Named(s) => s.as_str(),
                 _ => "?",
             })
             .collect();
