@@ -23,16 +23,6 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<i32> {
     // The daemon runs in another working directory: a local path goes as an absolute one.
     let device = a.device.map(|d| if d.exists() { std::path::absolute(&d).unwrap_or(d) } else { d });
-    let req = Request {
-        op: Op::Clear,
-        device: device.map(|d| d.to_string_lossy().into_owned()),
-        devices: Vec::new(),
-        rate: None,
-        name: None,
-        from: None,
-        resume_token: None,
-        resume: false,
-        abandon: false,
-    };
+    let req = Request { device: device.map(|d| d.to_string_lossy().into_owned()), ..Request::from(Op::Clear) };
     Ok(crate::offline::online("clear", &a.mountpoint, req, a.json))
 }

@@ -87,15 +87,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Action::Remove(t) => (Op::DeviceRemove, t),
         Action::Replace(t) => {
             let req = Request {
-                op: Op::DeviceReplace,
                 device: Some(client_spec(&t.old)),
                 devices: vec![client_spec(&t.new)],
-                rate: None,
-                name: None,
-                from: None,
-                resume_token: None,
-                resume: false,
-                abandon: false,
+                ..Request::from(Op::DeviceReplace)
             };
             return Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                 eprintln!("hammer2 device replace: {e:#}");
@@ -104,17 +98,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
         Action::Add(t) => {
             let devices: Vec<String> = t.devices.iter().map(|d| client_spec(d)).collect();
-            let req = Request {
-                op: Op::DeviceAdd,
-                device: None,
-                devices: devices.clone(),
-                rate: None,
-                name: None,
-                from: None,
-                resume_token: None,
-                resume: false,
-                abandon: false,
-            };
+            let req = Request { devices: devices.clone(), ..Request::from(Op::DeviceAdd) };
             let code = crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                 eprintln!("hammer2 device add: {e:#}");
                 8
@@ -123,17 +107,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                 return Ok(code);
             }
             for d in devices {
-                let req = Request {
-                    op: Op::DeviceRebalance,
-                    device: Some(d),
-                    devices: Vec::new(),
-                    rate: None,
-                    name: None,
-                    from: None,
-                    resume_token: None,
-                    resume: false,
-                    abandon: false,
-                };
+                let req = Request { device: Some(d), ..Request::from(Op::DeviceRebalance) };
                 let code = crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
                     eprintln!("hammer2 device add --rebalance: {e:#}");
                     8
@@ -152,17 +126,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Op::DeviceRebalance => "device rebalance",
         _ => "device offline",
     };
-    let req = Request {
-        op,
-        device: Some(client_spec(&t.device)),
-        devices: Vec::new(),
-        rate: None,
-        name: None,
-        from: None,
-        resume_token: None,
-        resume: false,
-        abandon: false,
-    };
+    let req = Request { device: Some(client_spec(&t.device)), ..Request::from(op) };
     Ok(crate::control::client::request(&t.mountpoint, req, a.json).unwrap_or_else(|e| {
         eprintln!("hammer2 {cmd}: {e:#}");
         8

@@ -48,17 +48,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let control = [(a.pause, Op::ResyncPause), (a.resume, Op::ResyncResume), (a.cancel, Op::ResyncCancel)]
         .into_iter()
         .find_map(|(given, op)| given.then_some(op));
-    let run = Request {
-        op: Op::Resync,
-        device: None,
-        devices: Vec::new(),
-        rate: a.rate,
-        name: None,
-        from: None,
-        resume_token: None,
-        resume: false,
-        abandon: false,
-    };
+    let run = Request { rate: a.rate, ..Request::from(Op::Resync) };
     if let Some(code) = offline::scan_online("resync", &a.paths, run, control, a.json) {
         return Ok(code);
     }

@@ -47,17 +47,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let control = [(a.pause, Op::ScrubPause), (a.resume, Op::ScrubResume), (a.cancel, Op::ScrubCancel)]
         .into_iter()
         .find_map(|(given, op)| given.then_some(op));
-    let run = Request {
-        op: Op::Scrub,
-        device: None,
-        devices: Vec::new(),
-        rate: a.rate,
-        name: None,
-        from: None,
-        resume_token: None,
-        resume: false,
-        abandon: false,
-    };
+    let run = Request { rate: a.rate, ..Request::from(Op::Scrub) };
     if let Some(code) = offline::scan_online("scrub", &a.paths, run, control, a.json) {
         return Ok(code);
     }
