@@ -207,10 +207,9 @@ pub fn referenced_bytes(vol: &Volume, inodes: &Root, orphans: &Root) -> Result<(
         logical += u64::from(p.size);
         physical += u64::from(p.size) * p.copies.iter().filter(|l| l.is_valid()).count() as u64;
         if br.btype == BlockType::Inode {
-            let bytes = vol.read_block(&br, &crate::copies::read::ReadCtx::inode(br.key))?;
-            if let hammer2_format::InodeContent::Tree { root_level, entries } =
-                hammer2_format::InodeBlock::decode(&bytes)?.content
-            {
+            let inode = vol.read_inode_block(&br, &crate::copies::read::ReadCtx::inode(br.key))?;
+            if let hammer2_format::InodeContent::Tree { root_level, entries } = &inode.content {
+                let (root_level, entries) = (*root_level, entries.clone());
                 tree::for_each_ref(vol, &Root { level: root_level, entries }, &mut |c| {
                     refs.push(*c);
                     Ok(true)

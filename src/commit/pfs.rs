@@ -24,7 +24,7 @@ use crate::tree::modify::{Change, PEntry, PRoot, apply};
 use hammer2_format::blockref::dead_key;
 use hammer2_format::layout::{ROOT_INUM, feature};
 use hammer2_format::pfs::{PfsKind, name_problem};
-use hammer2_format::{BlockType, Blockref, InodeBlock, InodeContent, PfsRecord};
+use hammer2_format::{BlockType, Blockref, InodeContent, PfsRecord};
 use std::collections::BTreeMap;
 
 /// A change of the PFS table a commit makes with its trees.
@@ -307,8 +307,9 @@ fn free_pfs(b: &mut Builder, rec: &PfsRecord, floor: u64) -> Result<()> {
         let br = refs[i];
         i += 1;
         if br.btype == BlockType::Inode {
-            let bytes = b.vol.read_block(&br, &crate::copies::read::ReadCtx::inode(br.key))?;
-            if let InodeContent::Tree { root_level, entries } = InodeBlock::decode(&bytes)?.content {
+            let inode = b.vol.read_inode_block(&br, &crate::copies::read::ReadCtx::inode(br.key))?;
+            if let InodeContent::Tree { root_level, entries } = &inode.content {
+                let (root_level, entries) = (*root_level, entries.clone());
                 crate::tree::for_each_ref(b.vol, &Root { level: root_level, entries }, &mut |c| {
                     let mine = c.modify_tid > floor;
                     if mine {

@@ -189,7 +189,7 @@ pub(super) fn inode_block(fs: &FsInner, br: &Blockref) -> Result<InodeBlock, Err
     if br.btype != BlockType::Inode {
         return Err(Error::Corrupt(format!("inode index entry {} is a {}", br.key, br.btype.name())));
     }
-    let b = InodeBlock::decode(&fs.vol.read_block(br, &ReadCtx::inode(br.key))?)?;
+    let b = std::sync::Arc::unwrap_or_clone(fs.vol.read_inode_block(br, &ReadCtx::inode(br.key))?);
     if b.inum != br.key {
         return Err(Error::Corrupt(format!("inode index entry {} holds inode {}", br.key, b.inum)));
     }
