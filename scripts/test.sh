@@ -24,6 +24,8 @@ ensure_cmd script bsdutils
 ensure_cmd systemd-analyze systemd
 ensure_cmd udevadm udev
 
+clear_dead_test_mounts
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

@@ -273,17 +273,44 @@ fn status_of_nothing_mounted_there_is_one_line_and_exit_8() {
     assert_eq!(exit_code(&o), 8);
 }
 
+/// The one test that runs `status` without arguments: the others' mounts come and go while
+/// it runs, and this test's dead mount would fail a second one.
 #[test]
-fn without_arguments_status_shows_every_mounted_hammer2_filesystem() {
-    let img = Image::with(1, 128 * MIB, None);
-    let m = img.mount();
+fn without_arguments_status_shows_every_mount_and_names_one_whose_daemon_died_with_exit_8() {
+    let live = Image::with(1, 128 * MIB, None);
+    let lm = live.mount();
+    let dead = Image::with(1, 128 * MIB, None);
+    let dm = dead.mount().kill9_leaving_mount();
+
     let o = hammer2(["status"]);
-    assert_eq!(exit_code(&o), 0, "{}", stderr(&o));
-    let on = format!("    on: {}\n", std::fs::canonicalize(&m.path).unwrap().display());
+    assert_eq!(exit_code(&o), 8, "{}", stderr(&o));
+    let on = format!("    on: {}\n", std::fs::canonicalize(&lm.path).unwrap().display());
+    assert!(stdout(&o).contains(&on), "the live mount is still shown: {}", stdout(&o));
+    let gone = format!("the daemon serving {} has gone", dm.path.display());
+    assert!(stderr(&o).lines().any(|l| l.starts_with("hammer2 status: ") && l.contains(&gone)), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("umount {}", dm.path.display())), "{}", stderr(&o));
+
+    let o = hammer2(["status", "--json"]);
+    assert_eq!(exit_code(&o), 8, "{}", stderr(&o));
+    let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let fss = j["filesystems"].as_array().unwrap();
+    assert!(fss.iter().any(|f| f["state"] == "ONLINE"), "{j}");
+    let d = fss.iter().find(|f| f["target"] == dm.path.display().to_string()).expect("the dead mount is listed");
+    assert!(d["error"].as_str().unwrap().contains("has gone"), "{j}");
+
+    // Named alone, it is the same one line and exit 8.
+    let o = hammer2(["status".as_ref(), dm.path.as_os_str()]);
+    assert_eq!(exit_code(&o), 8);
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains(&gone), "{}", stderr(&o));
+
+    drop(dm);
+    let o = hammer2(["status"]);
+    assert_eq!(exit_code(&o), 0, "cleared away, the dead mount no longer counts: {}", stderr(&o));
     assert!(stdout(&o).contains(&on), "{}", stdout(&o));
     let o = hammer2(["status", "--json"]);
     let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let fss = j["filesystems"].as_array().unwrap();
     assert!(fss.iter().any(|f| f["state"] == "ONLINE" && f["mounted"] == true), "{j}");
-    m.unmount();
+    lm.unmount();
 }

@@ -101,3 +101,18 @@ uring_restore() {
     [ -n "${RING_BEFORE:-}" ] && echo "$RING_BEFORE" >"$RING_PARAMETER"
     return 0
 }
+
+# A run killed midway (a lost session, a ^C) leaves its test mounts behind with their daemons
+# gone: every access answers ENOTCONN until they are unmounted. `hammer2 status` without
+# arguments rightly reports such a mount (exit 8), so a new run clears away the dead ones its
+# predecessors left under /tmp; live mounts, and anything elsewhere, are left alone.
+clear_dead_test_mounts() {
+  local mp
+  while read -r mp; do
+    [[ $mp == /tmp/h2* ]] || continue
+    if [[ "$(stat -c %i "$mp" 2>&1)" == *"not connected"* ]]; then
+      log "clearing the dead test mount $mp (its daemon is gone)"
+      umount -l "$mp" || true
+    fi
+  done < <(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "fuse.hammer2") print $5; break } }' /proc/self/mountinfo)
+}

@@ -269,6 +269,16 @@ impl Mount {
         self.done = true;
     }
 
+    /// Kills the daemon with SIGKILL and leaves its mount behind, disconnected, as a crashed
+    /// daemon leaves it (every access answers ENOTCONN). The returned guard clears it away.
+    pub fn kill9_leaving_mount(mut self) -> DeadMount {
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(self.pid, libc::SIGKILL) }, 0, "kill -9 {}", self.pid);
+        wait_pid_gone(self.pid, &self.log);
+        self.done = true;
+        DeadMount { path: self.path.clone() }
+    }
+
     /// Waits until the daemon has exited (its final commit is done then).
     pub fn wait_exit(&mut self) {
         wait_pid_gone(self.pid, &self.log);
@@ -285,6 +295,17 @@ impl Drop for Mount {
         if !self.done {
             force_unmount(&self.path);
         }
+    }
+}
+
+/// The mount a killed daemon left behind; dropping it clears the mount away.
+pub struct DeadMount {
+    pub path: PathBuf,
+}
+
+impl Drop for DeadMount {
+    fn drop(&mut self) {
+        force_unmount(&self.path);
     }
 }
 

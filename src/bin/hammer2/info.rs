@@ -24,12 +24,12 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<i32> {
     if let [p] = a.paths.as_slice()
-        && p.is_dir()
+        && crate::control::client::names_a_mount_point(p)
     {
         return crate::control::client::request(p, crate::control::Op::Info, a.json);
     }
     for p in &a.paths {
-        if p.is_dir() {
+        if crate::control::client::names_a_mount_point(p) {
             bail!("{} is a directory: give the devices, or only the mount point", p.display());
         }
     }

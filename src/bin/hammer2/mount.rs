@@ -120,11 +120,7 @@ pub fn remount(mountpoint: &Path, options: &[String]) -> Result<i32> {
     use crate::control::{Op, client};
     let mut opts = options::parse(options)?;
     // Nothing is remounted unless it is ours (the helper may be called by hand).
-    let mountpoint =
-        &std::fs::canonicalize(mountpoint).with_context(|| format!("cannot open {}", mountpoint.display()))?;
-    if !client::is_hammer2_mount(mountpoint) {
-        bail!("{} is not a mounted hammer2 filesystem", mountpoint.display());
-    }
+    let mountpoint = &client::mount_point(mountpoint)?;
     let given = options.iter().flat_map(|o| o.split(',')).any(|o| o == "ro" || o == "rw");
     if !given {
         opts.read_only = mounted_read_only(mountpoint)?;

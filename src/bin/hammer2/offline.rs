@@ -13,7 +13,7 @@ pub fn open(paths: &[PathBuf], degraded: bool) -> Result<Fs> {
     if paths.is_empty() {
         anyhow::bail!("give the filesystem's devices");
     }
-    if paths.len() == 1 && paths[0].is_dir() {
+    if paths.len() == 1 && crate::control::client::names_a_mount_point(&paths[0]) {
         anyhow::bail!(
             "{} is a directory: online operation on a mount point needs the running daemon's control socket",
             paths[0].display()
@@ -53,7 +53,7 @@ pub fn scan_online(
     json: bool,
 ) -> Option<i32> {
     let mountpoint = match paths {
-        [p] if p.is_dir() => Some(p),
+        [p] if crate::control::client::names_a_mount_point(p) => Some(p),
         _ => None,
     };
     match (control, mountpoint) {

@@ -94,62 +94,71 @@ pub struct Device {
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    let targets: Vec<Vec<PathBuf>> = if a.paths.is_empty() {
-        let mounts = mounted();
-        if mounts.is_empty() {
-            bail!("no hammer2 filesystem is mounted: give a mount point or devices");
-        }
-        mounts.into_iter().map(|m| vec![m]).collect()
-    } else {
-        vec![a.paths.clone()]
-    };
-    let mut all = Vec::new();
-    for t in &targets {
-        if let [p] = t.as_slice()
-            && p.is_dir()
-        {
+    if a.paths.is_empty() {
+        return every_mount(a.json);
+    }
+    let (text, json) = match a.paths.as_slice() {
+        [p] if crate::control::client::names_a_mount_point(p) => {
             match crate::control::client::call(p, crate::control::Op::Status, &mut |_| {}) {
-                Ok(d) => all.push((d.text, d.json)),
+                Ok(d) => (d.text, d.json),
                 Err(e) => return Ok(crate::offline::operational("status", &e, a.json)),
             }
-        } else {
-            let (r, states) = crate::info::offline(t)?;
-            let names = t.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
-            let mut s = build(&r, &states, None, false, &names);
-            s.last_scrub = crate::scrub_record::load(&s.uuid).map(|l| Last { ended: utc(l.ended), result: l });
-            all.push((render(&s), serde_json::to_value(&s)?));
         }
-    }
+        devices => unmounted(devices)?,
+    };
     if a.json {
-        let v = if a.paths.is_empty() {
-            serde_json::json!({ "filesystems": all.into_iter().map(|(_, j)| j).collect::<Vec<_>>() })
-        } else {
-            all.pop().map(|(_, j)| j).unwrap_or_default()
-        };
-        println!("{}", hammer2_cli::json::document(v));
+        println!("{}", hammer2_cli::json::document(json));
     } else {
-        let texts: Vec<String> = all.into_iter().map(|(t, _)| t).collect();
-        print!("{}", texts.join("\n"));
+        print!("{text}");
     }
     Ok(0)
 }
 
-/// The mount points of every mounted hammer2 filesystem.
-fn mounted() -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            let mp = f.get(4)?;
-            (f.get(sep + 1) == Some(&"fuse.hammer2")).then(|| PathBuf::from(unescape(mp)))
-        })
-        .collect()
+/// Every mounted hammer2 filesystem, from its daemon. A mount unmounted while we ask is left
+/// out; one whose daemon cannot be reached is named on stderr (and in `--json` with its
+/// error) after the others are shown, and makes the exit status 8.
+fn every_mount(json: bool) -> Result<i32> {
+    use crate::control::client;
+    let mounts = client::hammer2_mounts();
+    if mounts.is_empty() {
+        bail!("no hammer2 filesystem is mounted: give a mount point or devices");
+    }
+    let (mut texts, mut docs, mut unreachable) = (Vec::new(), Vec::new(), Vec::new());
+    for mp in mounts {
+        match client::call(&mp, crate::control::Op::Status, &mut |_| {}) {
+            Ok(d) => {
+                texts.push(d.text);
+                docs.push(d.json);
+            }
+            Err(_) if !client::is_hammer2_mount(&mp) => {}
+            Err(e) => {
+                let msg = hammer2_cli::one_line(&e);
+                docs.push(serde_json::json!({ "target": mp.display().to_string(), "mounted": true, "error": msg }));
+                unreachable.push(msg);
+            }
+        }
+    }
+    if docs.is_empty() {
+        bail!("no hammer2 filesystem is mounted: give a mount point or devices");
+    }
+    if json {
+        println!("{}", hammer2_cli::json::document(serde_json::json!({ "filesystems": docs })));
+    } else {
+        print!("{}", texts.join("\n"));
+    }
+    for msg in &unreachable {
+        eprintln!("hammer2 status: {msg}");
+    }
+    Ok(if unreachable.is_empty() { 0 } else { 8 })
 }
 
-/// mountinfo writes space, tab, newline and backslash in a path as octal escapes.
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+/// The status of an unmounted filesystem, read from its devices.
+fn unmounted(devices: &[PathBuf]) -> Result<(String, serde_json::Value)> {
+    let (r, states) = crate::info::offline(devices)?;
+    let names = devices.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
+    let mut s = build(&r, &states, None, false, &names);
+    s.last_scrub = crate::scrub_record::load(&s.uuid).map(|l| Last { ended: utc(l.ended), result: l });
+    Ok((render(&s), serde_json::to_value(&s)?))
 }
 
 /// The status of a mounted filesystem, in its daemon (`mountpoint` names it in the actions).

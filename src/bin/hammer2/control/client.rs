@@ -4,7 +4,7 @@ use super::{Done, Op, Progress, Reply, Request, socket_path};
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Sends `req` to the daemon serving `mountpoint`, shows progress, prints the report.
 /// Returns the command's exit status.
@@ -54,10 +54,7 @@ pub fn call_with(
     fd: Option<std::os::fd::BorrowedFd<'_>>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Done> {
-    let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("cannot open {}", mountpoint.display()))?;
-    if !is_hammer2_mount(&mp) {
-        bail!("{} is not a mounted hammer2 filesystem", mp.display());
-    }
+    let mp = mount_point(mountpoint)?;
     let path = socket_path(&mp);
     let mut conn = UnixStream::connect(&path)
         .with_context(|| format!("cannot reach the daemon serving {} ({})", mp.display(), path.display()))?;
@@ -77,13 +74,62 @@ pub fn call_with(
     bail!("the daemon closed the connection without an answer")
 }
 
+/// `path` made canonical, when it is the mount point of a hammer2 filesystem. A mount whose
+/// daemon has died is named as such: the kernel answers every access with ENOTCONN until the
+/// mount is cleared away.
+pub fn mount_point(path: &Path) -> Result<PathBuf> {
+    let gone = |e: &std::io::Error| e.raw_os_error() == Some(libc::ENOTCONN);
+    let mp = match std::fs::canonicalize(path) {
+        Ok(mp) => mp,
+        Err(e) if gone(&e) => bail!(daemon_gone(path, &e)),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    if !is_hammer2_mount(&mp) {
+        bail!("{} is not a mounted hammer2 filesystem", mp.display());
+    }
+    // realpath(3) need not touch the mount's root, so a dead daemon shows only here.
+    if let Err(e) = std::fs::metadata(&mp)
+        && gone(&e)
+    {
+        bail!(daemon_gone(&mp, &e));
+    }
+    Ok(mp)
+}
+
+/// Whether a command's path argument names a mount point rather than a device: a directory,
+/// or a FUSE mount whose daemon has gone (it stats as nothing, only ENOTCONN), which the
+/// command then names as such instead of failing to open it as a device.
+pub fn names_a_mount_point(p: &Path) -> bool {
+    match std::fs::metadata(p) {
+        Ok(m) => m.is_dir(),
+        Err(e) => e.raw_os_error() == Some(libc::ENOTCONN),
+    }
+}
+
+fn daemon_gone(mp: &Path, e: &std::io::Error) -> String {
+    format!("the daemon serving {0} has gone ({e}): `umount {0}` clears the mount, then mount again", mp.display())
+}
+
 /// True when `mp` (canonical) is the mount point of a fuse.hammer2 mount.
 pub fn is_hammer2_mount(mp: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
-        info.lines().any(|l| {
+    hammer2_mounts().iter().any(|m| m == mp)
+}
+
+/// The mount points of every mounted hammer2 filesystem, as /proc/self/mountinfo lists them
+/// (absolute and canonical).
+pub fn hammer2_mounts() -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-");
-            f.len() > 4 && Path::new(f[4]) == mp && sep.and_then(|s| f.get(s + 1)).is_some_and(|t| *t == "fuse.hammer2")
+            let sep = f.iter().position(|x| *x == "-")?;
+            let mp = f.get(4)?;
+            (f.get(sep + 1) == Some(&"fuse.hammer2")).then(|| PathBuf::from(unescape(mp)))
         })
-    })
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash in a path as octal escapes.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
