@@ -20,6 +20,8 @@ ensure_cmd qemu-nbd qemu-utils
 ensure_cmd setfacl acl
 ensure_cmd man man-db
 ensure_cmd script bsdutils
+# strace delivers a signal at an exact system call: an interrupted rewrite without a race.
+ensure_cmd strace strace
 # systemd-analyze and the fstab generator: the boot-by-UUID test verifies a generated mount unit.
 ensure_cmd systemd-analyze systemd
 ensure_cmd udevadm udev
@@ -32,4 +34,19 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test --workspace --release"
 cargo test --workspace --release
+
+# The tests that mount through FUSE once more, through FUSE over io_uring, where this kernel
+# offers it: fuse's enable_uring on for the pass, and every mount made checked to be served
+# by the ring (test-support `ring_under_test`). Without it, they ran through /dev/fuse only.
+if [ -e "$RING_PARAMETER" ]; then
+  mapfile -t mounting < <(grep -lE 'common::mount::|Mount::attach' tests/*.rs | xargs -n1 basename | sed 's/\.rs$//')
+  log "the ${#mounting[@]} test binaries that mount, again through FUSE over io_uring"
+  URING=1 uring_on
+  trap uring_restore EXIT
+  HAMMER2_TEST_TRANSPORT=ring cargo test --release "${mounting[@]/#/--test=}"
+  uring_restore
+  trap - EXIT
+else
+  log "this kernel has no FUSE over io_uring ($RING_PARAMETER): the FUSE tests ran through /dev/fuse only"
+fi
 log "all tests passed"

@@ -284,22 +284,27 @@ fn an_interrupted_rewrite_leaves_files_whole_and_a_rerun_finishes() {
     }
     sh(&format!("sync {}/f0", d.display()));
     let inos = inos(&d);
-    // Interrupted part way (SIGINT, as Ctrl-C), between or during its calls.
-    let mut child = std::process::Command::new(common::image::hammer2_bin())
+    // Interrupted part way by SIGINT (as Ctrl-C): strace delivers it as the command enters
+    // its 8th setxattr: the copies setting of d and its four files are the first five, the
+    // ranges of the rewrite (two of 32 MiB per file) the rest, so f0 is done, f1 half done
+    // and f2 and f3 untouched. A timer instead would race a rewrite that can finish first.
+    let o = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=/^setxattr$|^lsetxattr$", "-e"])
+        .arg("inject=/^setxattr$|^lsetxattr$:signal=SIGINT:when=8")
+        .arg(common::image::hammer2_bin())
         .args([OsStr::new("set"), OsStr::new("copies=1"), OsStr::new("--apply"), d.as_os_str()])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    interrupt(child.id() as i32);
-    let status = child.wait().unwrap();
-    assert!(!status.success(), "the rewrite was still running after 0.3 s: {status}");
+        .output()
+        .expect("run strace (package strace)");
+    assert!(!o.status.success(), "the rewrite was not interrupted: {}", String::from_utf8_lossy(&o.stderr));
     for (i, b) in data.iter().enumerate() {
         assert!(std::fs::read(d.join(format!("f{i}"))).unwrap() == *b, "f{i} changed");
     }
     m.unmount();
     let part = placements(&img.devices, &inos);
-    assert!(part.contains_key(&(2, 2)), "interrupted before the end: {part:?}");
+    // f0 and half of f1 on one copy, the rest (f1's second half, f2, f3) still on two.
+    let per_file = part.values().sum::<usize>() / 4;
+    assert_eq!(part.get(&(1, 1)), Some(&(per_file * 3 / 2)), "interrupted in the middle: {part:?}");
+    assert_eq!(part.get(&(2, 2)), Some(&(per_file * 5 / 2)), "interrupted in the middle: {part:?}");
     fsck_clean(&img.devices);
 
     let m = img.mount_with("compression=none");
@@ -310,9 +315,4 @@ fn an_interrupted_rewrite_leaves_files_whole_and_a_rerun_finishes() {
     m.unmount();
     assert_eq!(placements(&img.devices, &inos).keys().collect::<Vec<_>>(), [&(1, 1)]);
     assert_eq!(fsck_clean(&img.devices).iter().map(|d| d.0).collect::<Vec<_>>(), [1]);
-}
-
-/// SIGINT to a process this test started.
-fn interrupt(pid: i32) {
-    sh(&format!("kill -INT {pid}"));
 }

@@ -215,6 +215,9 @@ impl Mount {
             force_unmount(path);
             panic!("no hammer2 daemon serves {}", path.display());
         };
+        if crate::uring::ring_under_test() {
+            assert_serves_through_the_ring(path, pid, &log);
+        }
         Mount { path: path.to_path_buf(), pid, log, done: false }
     }
 
@@ -353,6 +356,24 @@ pub fn daemon_pid(mountpoint: &Path) -> Option<i32> {
             && args.contains(&want);
         (ours && pid_alive(pid)).then_some(pid)
     })
+}
+
+/// With the FUSE tests run through the ring (`HAMMER2_TEST_TRANSPORT=ring`), a mount that
+/// did not ask for `nouring` must really be served through it: a daemon that fell back to
+/// /dev/fuse would pass every test through the wrong transport.
+fn assert_serves_through_the_ring(path: &Path, pid: i32, log: &Path) {
+    let cmd = std::fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline")).unwrap_or_default();
+    if cmd.windows(b"nouring".len()).any(|w| w == b"nouring") {
+        return;
+    }
+    if !eventually(|| crate::uring::ring_threads(pid) > 0) {
+        force_unmount(path);
+        panic!(
+            "HAMMER2_TEST_TRANSPORT=ring, but the daemon serving {} has no ring queue; its log:\n{}",
+            path.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
 }
 
 /// True when something is mounted exactly on `path`.

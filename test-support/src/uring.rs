@@ -50,6 +50,17 @@ impl Drop for RingSwitch {
     }
 }
 
+/// Whether this run is the FUSE tests' pass through the ring (`HAMMER2_TEST_TRANSPORT=ring`,
+/// set by `scripts/test.sh` with fuse's `enable_uring` on for the whole pass); without it
+/// the tests run through /dev/fuse (the kernel's default). Any other value is a mistake.
+pub fn ring_under_test() -> bool {
+    match std::env::var("HAMMER2_TEST_TRANSPORT").as_deref() {
+        Err(_) | Ok("" | "devfuse") => false,
+        Ok("ring") => true,
+        Ok(other) => panic!("HAMMER2_TEST_TRANSPORT={other}: give ring or devfuse"),
+    }
+}
+
 /// How many of the daemon's threads serve a ring queue (one per possible CPU when the ring
 /// is up, none when everything goes through /dev/fuse).
 pub fn ring_threads(pid: i32) -> usize {
