@@ -211,7 +211,7 @@ impl Mount {
     /// Takes charge of the mount on `path` that a daemon just reported ready.
     pub fn attach(path: &Path, log: PathBuf) -> Mount {
         assert!(is_mounted(path), "{} is not mounted after hammer2 mount returned 0", path.display());
-        let Some(pid) = daemon_pid(path) else {
+        let Some(pid) = daemon_pid_logging_to(path, &log).or_else(|| daemon_pid(path)) else {
             force_unmount(path);
             panic!("no hammer2 daemon serves {}", path.display());
         };
@@ -346,16 +346,23 @@ pub fn pid_alive(pid: i32) -> bool {
 /// `mountpoint`.
 pub fn daemon_pid(mountpoint: &Path) -> Option<i32> {
     let want = mountpoint.as_os_str().as_bytes();
-    std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()).find_map(|e| {
+    daemons().into_iter().find_map(|(pid, args)| args.iter().any(|a| a == want).then_some(pid))
+}
+
+/// Every live hammer2 daemon (`hammer2 mount` or the mount helper) with its arguments.
+fn daemons() -> Vec<(i32, Vec<Vec<u8>>)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
         let pid: i32 = e.file_name().to_str()?.parse().ok()?;
         let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let args: Vec<Vec<u8>> = cmd.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
         let a0 = args.first()?;
-        let ours = (a0.ends_with(b"mount.fuse.hammer2")
-            || a0.ends_with(b"hammer2") && args.get(1) == Some(&&b"mount"[..]))
-            && args.contains(&want);
-        (ours && pid_alive(pid)).then_some(pid)
+        let ours = a0.ends_with(b"mount.fuse.hammer2")
+            || a0.ends_with(b"hammer2") && args.get(1).is_some_and(|a| a == b"mount");
+        (ours && pid_alive(pid)).then_some((pid, args))
     })
+    .collect()
 }
 
 /// With the FUSE tests run through the ring (`HAMMER2_TEST_TRANSPORT=ring`), a mount that
@@ -374,6 +381,17 @@ fn assert_serves_through_the_ring(path: &Path, pid: i32, log: &Path) {
             std::fs::read_to_string(log).unwrap_or_default()
         );
     }
+}
+
+/// The daemon serving `mountpoint` whose options name `log` as its log file: another
+/// daemon that served the same directory may still be finishing its final commit.
+fn daemon_pid_logging_to(mountpoint: &Path, log: &Path) -> Option<i32> {
+    let want = mountpoint.as_os_str().as_bytes();
+    let log = log.as_os_str().as_bytes();
+    daemons().into_iter().find_map(|(pid, args)| {
+        let mentions = |needle: &[u8]| args.iter().any(|a| a.windows(needle.len()).any(|w| w == needle));
+        (args.iter().any(|a| a == want) && mentions(log)).then_some(pid)
+    })
 }
 
 /// True when something is mounted exactly on `path`.
