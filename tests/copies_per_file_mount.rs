@@ -288,13 +288,22 @@ fn an_interrupted_rewrite_leaves_files_whole_and_a_rerun_finishes() {
     // its 8th setxattr: the copies setting of d and its four files are the first five, the
     // ranges of the rewrite (two of 32 MiB per file) the rest, so f0 is done, f1 half done
     // and f2 and f3 untouched. A timer instead would race a rewrite that can finish first.
-    let o = std::process::Command::new("strace")
+    let mut strace = std::process::Command::new("strace");
+    strace
         .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=/^setxattr$|^lsetxattr$", "-e"])
         .arg("inject=/^setxattr$|^lsetxattr$:signal=SIGINT:when=8")
         .arg(common::image::hammer2_bin())
-        .args([OsStr::new("set"), OsStr::new("copies=1"), OsStr::new("--apply"), d.as_os_str()])
-        .output()
-        .expect("run strace (package strace)");
+        .args([OsStr::new("set"), OsStr::new("copies=1"), OsStr::new("--apply"), d.as_os_str()]);
+    // A test run started in the background (as CI may be) inherits SIGINT ignored, and so
+    // would the command; a user's Ctrl-C meets the default action.
+    // SAFETY: signal(2) is async-signal-safe, and nothing else runs in the forked child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut strace, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let o = strace.output().expect("run strace (package strace)");
     assert!(!o.status.success(), "the rewrite was not interrupted: {}", String::from_utf8_lossy(&o.stderr));
     for (i, b) in data.iter().enumerate() {
         assert!(std::fs::read(d.join(format!("f{i}"))).unwrap() == *b, "f{i} changed");
