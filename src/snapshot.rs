@@ -145,7 +145,8 @@ pub fn delete(fs: &impl Mounted, name: &str) -> Result<u64> {
 /// Every PFS and snapshot of the committed PFS table, by id.
 pub fn list(fs: &impl Mounted) -> Result<Vec<PfsInfo>> {
     let inner = fs.engine().0;
-    let roots = inner.roots.read().clone();
+    // Pinned: the table's nodes (and what the space figures read) stay what these roots name.
+    let roots = inner.pinned_roots();
     let Some(p) = roots.pfs.as_ref() else { return Err(Error::FormatVersion1) };
     let served = p.served.as_ref().map(|r| r.id);
     let records: Vec<_> =

@@ -2,12 +2,9 @@
 //! every copy), and by copy count: the compression and copies figures of `hammer2 info`. One walk over the metadata of
 //! every PFS (nodes and inode blocks, through the block cache), never over the data.
 
-use crate::copies::read::ReadCtx;
 use crate::error::Result;
 use crate::fs::FsInner;
-use crate::walk::{Ctx, Visitor, walk};
-use hammer2_format::{BlockType, Blockref};
-use std::sync::Arc;
+use hammer2_format::BlockType;
 
 /// File data by its size as written and as stored (FORMAT.md "Compression").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -34,38 +31,20 @@ impl DataUsage {
     }
 }
 
-struct Count<'a> {
-    fs: &'a FsInner,
-    usage: DataUsage,
-}
-
-impl Visitor for Count<'_> {
-    fn visit(&mut self, br: &Blockref, _ctx: &Ctx) -> Result<Option<Arc<[u8]>>> {
-        match br.btype {
-            BlockType::Data => {
-                let Some(p) = br.ptr() else { return Ok(None) };
-                let u = &mut self.usage;
-                u.blocks += 1;
-                u.compressed_blocks += u64::from(br.compression().is_some());
-                u.logical_bytes += u64::from(br.logical_size());
-                u.stored_bytes += u64::from(p.size);
-                u.physical_bytes += u64::from(p.size) * p.copies.iter().filter(|l| l.is_valid()).count() as u64;
-                if let Some(c) = u.by_copies.get_mut(p.copies.len().saturating_sub(1)) {
-                    c.0 += 1;
-                    c.1 += u64::from(p.size);
-                }
-                Ok(None)
-            }
-            t if t.names_blocks() => Ok(Some(self.fs.vol.read_block(br, &ReadCtx::meta())?)),
-            _ => Ok(None),
-        }
-    }
-}
-
 /// The data usage of the committed state of `fs` (every PFS).
 pub fn data_usage(fs: &FsInner) -> Result<DataUsage> {
-    let roots = fs.roots.read().clone();
-    let mut c = Count { fs, usage: DataUsage::default() };
-    walk(&roots, &mut c)?;
-    Ok(c.usage)
+    let mut u = DataUsage::default();
+    crate::walk::each_reference(fs, |br| {
+        let Some(p) = br.ptr().filter(|_| br.btype == BlockType::Data) else { return };
+        u.blocks += 1;
+        u.compressed_blocks += u64::from(br.compression().is_some());
+        u.logical_bytes += u64::from(br.logical_size());
+        u.stored_bytes += u64::from(p.size);
+        u.physical_bytes += u64::from(p.size) * p.copies.iter().filter(|l| l.is_valid()).count() as u64;
+        if let Some(c) = u.by_copies.get_mut(p.copies.len().saturating_sub(1)) {
+            c.0 += 1;
+            c.1 += u64::from(p.size);
+        }
+    })?;
+    Ok(u)
 }

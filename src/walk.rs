@@ -153,6 +153,29 @@ pub fn walk_every_reference(roots: &Roots, v: &mut dyn Visitor) -> Result<()> {
     Ok(())
 }
 
+/// Calls `f` with every reference of the committed trees of `fs` (every PFS, each shared
+/// block once) and reads the nodes below each, verified, to go on. For the walks that only
+/// count or look at references (data usage, a device remove's room check, what only one
+/// device holds). The trees are pinned while walked: a commit running meanwhile frees
+/// blocks of them but cannot reuse the space before the walk is done, so every node read
+/// is one of these trees' and never a block written since.
+pub(crate) fn each_reference(fs: &crate::fs::FsInner, f: impl FnMut(&Blockref)) -> Result<()> {
+    struct Each<'a, F> {
+        fs: &'a crate::fs::FsInner,
+        f: F,
+    }
+    impl<F: FnMut(&Blockref)> Visitor for Each<'_, F> {
+        fn visit(&mut self, br: &Blockref, _: &Ctx) -> Result<Option<std::sync::Arc<[u8]>>> {
+            (self.f)(br);
+            if br.btype.names_blocks() && br.ptr().is_some() {
+                return Ok(Some(self.fs.vol.read_block(br, &crate::copies::read::ReadCtx::meta())?));
+            }
+            Ok(None)
+        }
+    }
+    walk(&fs.pinned_roots(), &mut Each { fs, f })
+}
+
 /// What identifies a block among references that share it: stored size, check value,
 /// birth (FORMAT-V2: type, logical size and compression too, which a DEAD entry does not
 /// keep; the check value over the stored bytes covers them).

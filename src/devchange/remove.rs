@@ -23,8 +23,7 @@ use crate::devices::MemberState;
 use crate::error::{Error, Result};
 use crate::fs::FsInner;
 use crate::resync::{Goal, ResyncCounts};
-use crate::walk::{self, Ctx, Visitor};
-use hammer2_format::Blockref;
+use crate::walk;
 use hammer2_format::layout::{UNIT, feature};
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -237,51 +236,16 @@ fn most_copies(fs: &FsInner) -> Result<usize> {
     if !variable {
         return Ok(n);
     }
-    struct Most<'a> {
-        fs: &'a FsInner,
-        most: usize,
-    }
-    impl Visitor for Most<'_> {
-        fn visit(&mut self, br: &Blockref, _: &Ctx) -> Result<Option<Arc<[u8]>>> {
-            let Some(p) = br.ptr() else { return Ok(None) };
-            self.most = self.most.max(p.copies.len());
-            if br.btype.names_blocks() {
-                return Ok(Some(self.fs.vol.read_block(br, &Default::default())?));
-            }
-            Ok(None)
-        }
-    }
-    let roots = fs.roots.read().clone();
-    let mut m = Most { fs, most: n };
-    crate::walk::walk(&roots, &mut m)?;
-    Ok(m.most)
+    let mut most = n;
+    walk::each_reference(fs, |br| most = most.max(br.ptr().map_or(0, |p| p.copies.len())))?;
+    Ok(most)
 }
 
 /// References of the committed trees that name device `d` (a copy on it, of any state).
 fn references_to(fs: &FsInner, d: u8) -> Result<u64> {
-    struct Count<'a> {
-        fs: &'a FsInner,
-        d: u8,
-        n: u64,
-    }
-    impl Visitor for Count<'_> {
-        fn visit(&mut self, br: &Blockref, _: &Ctx) -> Result<Option<Arc<[u8]>>> {
-            let Some(p) = br.ptr() else { return Ok(None) };
-            if p.copies.iter().any(|l| l.device == self.d) {
-                self.n += 1;
-            }
-            if br.btype.names_blocks() {
-                return Ok(Some(self.fs.vol.read_block(br, &Default::default())?));
-            }
-            Ok(None)
-        }
-    }
-    let roots = fs.roots.read().clone();
-    fs.alloc.lock().pin(roots.tid);
-    let mut c = Count { fs, d, n: 0 };
-    let r = walk::walk(&roots, &mut c);
-    fs.alloc.lock().unpin(roots.tid);
-    r.map(|()| c.n)
+    let mut n = 0;
+    walk::each_reference(fs, |br| n += u64::from(br.ptr().is_some_and(|p| p.copies.iter().any(|l| l.device == d))))?;
+    Ok(n)
 }
 
 /// Step 1: whether the other devices can hold every block's copies without `index` (N, or

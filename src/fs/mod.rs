@@ -268,7 +268,41 @@ pub struct Stats {
     pub commit_bytes: AtomicU64,
 }
 
+/// The committed roots with their trees pinned (C1): until this drops, no commit reuses
+/// the space of a block they reference, so a walk of them (scrub, resync, usage, a remove's
+/// checks) reads only their blocks, never one written since, and never "heals" a copy
+/// over it.
+pub(crate) struct PinnedRoots<'a> {
+    fs: &'a FsInner,
+    roots: Roots,
+}
+
+impl std::ops::Deref for PinnedRoots<'_> {
+    type Target = Roots;
+    fn deref(&self) -> &Roots {
+        &self.roots
+    }
+}
+
+impl Drop for PinnedRoots<'_> {
+    fn drop(&mut self) {
+        self.fs.alloc.lock().unpin(self.roots.tid);
+    }
+}
+
 impl FsInner {
+    /// The committed roots, pinned (`PinnedRoots`). Read under the allocator's lock: a
+    /// commit installs its roots before it releases, under that lock, what it freed
+    /// (`Allocator::committed`), so the roots read here are the newest, or older ones
+    /// whose freed blocks are not yet released. Read first and pinned after, a commit
+    /// could come between and release blocks of the roots being pinned.
+    pub(crate) fn pinned_roots(&self) -> PinnedRoots<'_> {
+        let mut alloc = self.alloc.lock();
+        let roots = self.roots.read().clone();
+        alloc.pin(roots.tid);
+        PinnedRoots { fs: self, roots }
+    }
+
     /// SR11: while a receive is being applied to the served PFS, or was interrupted (its
     /// resume token is in the PFS record, also after a crash), the PFS's files are not shown:
     /// looking a name up, listing a directory, opening a file or finding an inode by number

@@ -209,32 +209,13 @@ fn would_lose_copies(fs: &FsInner, m: &Member) -> Option<String> {
 
 /// Blocks of the committed trees whose every VALID copy is on device `d`.
 fn only_on(fs: &FsInner, d: u8) -> crate::error::Result<u64> {
-    use crate::walk::{Ctx, Visitor};
-    use hammer2_format::Blockref;
-    use std::sync::Arc;
-    struct Count<'a> {
-        fs: &'a FsInner,
-        d: u8,
-        n: u64,
-    }
-    impl Visitor for Count<'_> {
-        fn visit(&mut self, br: &Blockref, _: &Ctx) -> crate::error::Result<Option<Arc<[u8]>>> {
-            let Some(p) = br.ptr() else { return Ok(None) };
-            if p.copies.iter().filter(|l| l.is_valid()).all(|l| l.device == self.d) {
-                self.n += 1;
-            }
-            if br.btype.names_blocks() {
-                return Ok(Some(self.fs.vol.read_block(br, &Default::default())?));
-            }
-            Ok(None)
+    let mut n = 0;
+    crate::walk::each_reference(fs, |br| {
+        if br.ptr().is_some_and(|p| p.copies.iter().filter(|l| l.is_valid()).all(|l| l.device == d)) {
+            n += 1;
         }
-    }
-    let roots = fs.roots.read().clone();
-    fs.alloc.lock().pin(roots.tid);
-    let mut c = Count { fs, d, n: 0 };
-    let r = crate::walk::walk(&roots, &mut c);
-    fs.alloc.lock().unpin(roots.tid);
-    r.map(|()| c.n)
+    })?;
+    Ok(n)
 }
 
 /// Whether the watcher is retrying member `m` now (what `info` calls reconnecting). With

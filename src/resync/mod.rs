@@ -74,11 +74,8 @@ fn follow_operator(fs: &FsInner, paused: &mut std::time::Duration) -> bool {
 /// Reads every copy on device `dev` of every reachable block and rewrites the ones whose
 /// content fails its check (a diverged or replaced device). Returns (checked, repaired).
 fn scrub_device(fs: &FsInner, dev: u8, rate: Option<u64>) -> Result<(u64, u64)> {
-    let roots = fs.roots.read().clone();
-    fs.alloc.lock().pin(roots.tid);
-    let r = crate::scrub::scrub_roots(fs, &roots, Some(dev), ScrubRun { rate, controlled: false }, &mut |_| {});
-    fs.alloc.lock().unpin(roots.tid);
-    let rep = r?;
+    let roots = fs.pinned_roots();
+    let rep = crate::scrub::scrub_roots(fs, &roots, Some(dev), ScrubRun { rate, controlled: false }, &mut |_| {})?;
     Ok((rep.blocks, rep.devices.get(usize::from(dev)).map_or(0, |d| d.repaired)))
 }
 

@@ -38,10 +38,7 @@ pub(super) fn bytes(fs: &FsInner) -> Result<u64> {
         }
     }
     // Pinned, as the scrub's tree: commits running meanwhile do not reuse what it reads.
-    let roots = fs.roots.read().clone();
-    fs.alloc.lock().pin(roots.tid);
     let mut c = Count { fs, bytes: 0 };
-    let r = walk::walk(&roots, &mut c);
-    fs.alloc.lock().unpin(roots.tid);
-    r.map(|()| c.bytes)
+    walk::walk(&fs.pinned_roots(), &mut c)?;
+    Ok(c.bytes)
 }

@@ -90,7 +90,7 @@ pub(crate) fn moved_off(fs: &crate::fs::FsInner, from: u8) -> crate::error::Resu
             Ok(None)
         }
     }
-    let roots = fs.roots.read().clone();
+    let roots = fs.pinned_roots();
     let Some(pfs) = roots.pfs.as_deref() else { return Ok(Substitutions::default()) };
     let records = crate::pfs::records(&fs.vol, &pfs.table, fs.vol.devices.len())?;
     let shared_up_to = records
@@ -102,9 +102,7 @@ pub(crate) fn moved_off(fs: &crate::fs::FsInner, from: u8) -> crate::error::Resu
     if shared_up_to == 0 {
         return Ok(Substitutions::default());
     }
-    fs.alloc.lock().pin(roots.tid);
     let mut seed = Seed { fs, from, shared_up_to, map: Substitutions::default() };
-    let r = crate::walk::walk_every_reference(&roots, &mut seed);
-    fs.alloc.lock().unpin(roots.tid);
-    r.map(|()| seed.map)
+    crate::walk::walk_every_reference(&roots, &mut seed)?;
+    Ok(seed.map)
 }

@@ -320,11 +320,7 @@ pub fn scrub_roots(
 /// Scrubs the committed tree of a mounted filesystem: the walk alone, no commit and no
 /// device state change (the whole policy is `maintenance::scrub`, above this module).
 pub(crate) fn scrub(fs: &FsInner, how: ScrubRun, progress: &mut dyn FnMut(ScrubProgress)) -> Result<ScrubReport> {
-    let roots = fs.roots.read().clone();
-    fs.alloc.lock().pin(roots.tid);
-    let r = scrub_roots(fs, &roots, None, how, progress);
-    fs.alloc.lock().unpin(roots.tid);
-    r
+    scrub_roots(fs, &fs.pinned_roots(), None, how, progress)
 }
 
 /// Paths of the given inodes (one name each), found by walking the directories.
