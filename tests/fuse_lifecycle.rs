@@ -425,3 +425,87 @@ fn a_final_commit_that_fails_makes_the_daemon_exit_1_and_say_so() {
     m.unmount();
     device.stop();
 }
+
+/// A user without root mounts an image of their own: `hammer2 mount` goes through
+/// fusermount3, the daemon's control socket is that user's (so `info` and `status` reach
+/// it, and root's `status` lists it, but another user is refused), the user reads and
+/// writes their files, and `fusermount3 -u` unmounts with the final commit done.
+#[test]
+fn a_user_without_root_mounts_manages_and_unmounts_an_image_of_their_own() {
+    // fusermount3 wants the user in the password database: `nobody` is in every Debian's.
+    let user: u32 = String::from_utf8(Command::new("id").args(["-u", "nobody"]).output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("a user nobody");
+    let img = Image::new();
+    // The root directory the user will write into is theirs (mkfs makes it root's).
+    let m = img.mount();
+    std::os::unix::fs::chown(&m.path, Some(user), Some(user)).unwrap();
+    m.unmount();
+    let dir = img.dir.path();
+    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let log = dir.join("user.log");
+    for p in [img.devices[0].as_path(), &img.mountpoint(), dir] {
+        std::os::unix::fs::chown(p, Some(user), Some(user)).unwrap();
+    }
+    let as_user = |uid: u32, args: &[&std::ffi::OsStr]| {
+        Command::new("setpriv")
+            .args(["--reuid", &uid.to_string(), "--regid", &uid.to_string(), "--clear-groups"])
+            .args(args)
+            .output()
+            .expect("run setpriv (util-linux)")
+    };
+    let h2 = HAMMER2.path().as_os_str();
+    let opts = format!("logfile={}", log.display());
+    let out = as_user(
+        user,
+        &[h2, "mount".as_ref(), "-o".as_ref(), opts.as_ref(), img.devices[0].as_os_str(), img.mountpoint().as_os_str()],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    let _cleanup = Cleanup(img.mountpoint());
+    let canon = fs::canonicalize(dir).unwrap().join("mnt");
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info.lines().find(|l| l.split(' ').nth(4) == canon.to_str()).expect("in mountinfo");
+    assert!(line.contains(&format!("user_id={user},")), "{line}");
+
+    let file = img.mountpoint().join("mine");
+    let sh = |uid: u32, script: &str| as_user(uid, &["sh".as_ref(), "-c".as_ref(), script.as_ref()]);
+    let out = sh(user, &format!("echo written by the user > {0} && cat {0}", file.display()));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "written by the user\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The user reaches their daemon; so does root, who is not let into the mount itself.
+    let out = as_user(user, &[h2, "info".as_ref(), img.mountpoint().as_os_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = as_user(user, &[h2, "status".as_ref(), img.mountpoint().as_os_str()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ONLINE"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(HAMMER2).args(["status", "--json"]).arg(img.mountpoint()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Another user is refused: one line, and status's exit 8 (the daemon cannot be reached).
+    let out = as_user(user + 1, &[h2, "status".as_ref(), img.mountpoint().as_os_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(err.lines().count() == 1 && err.contains("Permission denied"), "{err}");
+
+    let out = as_user(user, &["fusermount3".as_ref(), "-u".as_ref(), img.mountpoint().as_os_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(eventually(|| !fs::read_to_string(&log).unwrap_or_default().is_empty() && !is_mounted(&img.mountpoint())));
+    assert!(
+        eventually(|| fs::read_to_string(&log).unwrap().contains("final commit done")),
+        "{}",
+        fs::read_to_string(&log).unwrap()
+    );
+    let m = img.mount();
+    assert_eq!(fs::read(m.join("mine")).unwrap(), b"written by the user\n");
+    m.unmount();
+}

@@ -55,7 +55,13 @@ pub fn call_with(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Done> {
     let mp = mount_point(mountpoint)?;
-    let path = socket_path(&mp);
+    let uid = mount_owner(&mp);
+    let path = socket_path(&mp, uid);
+    if let Some(dir) = path.parent()
+        && let Err(why) = super::trusted_dir(dir, uid)
+    {
+        bail!("cannot reach the daemon serving {}: {why}", mp.display());
+    }
     let mut conn = UnixStream::connect(&path)
         .with_context(|| format!("cannot reach the daemon serving {} ({})", mp.display(), path.display()))?;
     let line = format!("{}\n", serde_json::to_string(&req)?);
@@ -82,6 +88,9 @@ pub fn mount_point(path: &Path) -> Result<PathBuf> {
     let mp = match std::fs::canonicalize(path) {
         Ok(mp) => mp,
         Err(e) if gone(&e) => bail!(daemon_gone(path, &e)),
+        // A user's mount (through fusermount3) lets no one else look inside, root
+        // included; its mount point as mountinfo lists it is canonical already.
+        Err(_) if std::path::absolute(path).is_ok_and(|a| is_hammer2_mount(&a)) => std::path::absolute(path)?,
         Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
     };
     if !is_hammer2_mount(&mp) {
@@ -97,12 +106,16 @@ pub fn mount_point(path: &Path) -> Result<PathBuf> {
 }
 
 /// Whether a command's path argument names a mount point rather than a device: a directory,
-/// or a FUSE mount whose daemon has gone (it stats as nothing, only ENOTCONN), which the
-/// command then names as such instead of failing to open it as a device.
+/// a FUSE mount whose daemon has gone (it stats as nothing, only ENOTCONN), which the
+/// command then names as such instead of failing to open it as a device, or another user's
+/// hammer2 mount (which only that user may look into).
 pub fn names_a_mount_point(p: &Path) -> bool {
     match std::fs::metadata(p) {
         Ok(m) => m.is_dir(),
-        Err(e) => e.raw_os_error() == Some(libc::ENOTCONN),
+        // ENOTCONN: a mount whose daemon has gone; EACCES: another user's mount.
+        Err(e) => {
+            e.raw_os_error() == Some(libc::ENOTCONN) || std::path::absolute(p).is_ok_and(|a| is_hammer2_mount(&a))
+        }
     }
 }
 
@@ -118,13 +131,31 @@ pub fn is_hammer2_mount(mp: &Path) -> bool {
 /// The mount points of every mounted hammer2 filesystem, as /proc/self/mountinfo lists them
 /// (absolute and canonical).
 pub fn hammer2_mounts() -> Vec<PathBuf> {
+    mounts().into_iter().map(|(mp, _)| mp).collect()
+}
+
+/// The user whose daemon serves the mount at `mp` (canonical): the kernel records who
+/// mounted a FUSE filesystem as its `user_id` (0 for a mount made as root).
+fn mount_owner(mp: &Path) -> u32 {
+    mounts().into_iter().find(|(m, _)| m == mp).map_or(0, |(_, uid)| uid)
+}
+
+/// Every fuse.hammer2 mount: its mount point and the `user_id` of its superblock options.
+fn mounts() -> Vec<(PathBuf, u32)> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
             let sep = f.iter().position(|x| *x == "-")?;
             let mp = f.get(4)?;
-            (f.get(sep + 1) == Some(&"fuse.hammer2")).then(|| PathBuf::from(unescape(mp)))
+            if f.get(sep + 1) != Some(&"fuse.hammer2") {
+                return None;
+            }
+            let uid = f
+                .get(sep + 3)
+                .and_then(|opts| opts.split(',').find_map(|o| o.strip_prefix("user_id=")?.parse().ok()))
+                .unwrap_or(0);
+            Some((PathBuf::from(unescape(mp)), uid))
         })
         .collect()
 }

@@ -14,7 +14,8 @@
 //! descriptor cannot travel over the socket without SCM_RIGHTS, and the daemon holds the
 //! device's claim); the daemon
 //! answers with progress lines `{"progress":{...}}` and one final line, `{"done":{...}}`
-//! or `{"error":"..."}`. The socket is root-only (scrub and resync write to the devices).
+//! or `{"error":"..."}`. The socket is open only to the daemon's own user (and root): scrub
+//! and resync write to the devices.
 
 pub mod client;
 pub mod fdpass;
@@ -23,12 +24,44 @@ pub mod server;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-const RUN_DIR: &str = "/run/hammer2";
+/// Where the control sockets of the daemons run by user `uid` live: root's in /run/hammer2;
+/// another user's (a mount made through fusermount3) in that user's runtime directory
+/// (/run/user/UID/hammer2) when the login manager made one, else in /tmp/hammer2-UID. The
+/// daemon makes the directory 0700, and both sides accept it only owned by `uid` and closed
+/// to everyone else ([`trusted_dir`]): anyone can make a directory under /tmp.
+pub fn socket_dir(uid: u32) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    if uid == 0 {
+        return PathBuf::from("/run/hammer2");
+    }
+    let runtime = PathBuf::from(format!("/run/user/{uid}"));
+    if std::fs::metadata(&runtime).is_ok_and(|m| m.is_dir() && m.uid() == uid) {
+        return runtime.join("hammer2");
+    }
+    PathBuf::from(format!("/tmp/hammer2-{uid}"))
+}
 
-/// The socket of the mount at `mountpoint` (an absolute, canonical path).
-pub fn socket_path(mountpoint: &Path) -> PathBuf {
+/// The socket of the mount at `mountpoint` (an absolute, canonical path) whose daemon runs
+/// as `uid`.
+pub fn socket_path(mountpoint: &Path, uid: u32) -> PathBuf {
     let h = hammer2_format::dirent::name_hash(mountpoint.as_os_str().as_encoded_bytes());
-    PathBuf::from(RUN_DIR).join(format!("{h:016x}.sock"))
+    socket_dir(uid).join(format!("{h:016x}.sock"))
+}
+
+/// Why `dir` cannot hold the sockets of user `uid`'s daemons, if it cannot: it must be a
+/// directory (not a link), owned by `uid`, with no access for group or others.
+pub fn trusted_dir(dir: &Path, uid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !m.is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is not a private directory of user {uid} (owner {}, mode {:o}): refused for control sockets",
+            dir.display(),
+            m.uid(),
+            m.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -38,13 +38,19 @@ pub struct Served {
 /// weakly: the final commit closes the devices when the session ends, whatever the control
 /// thread is doing.
 pub fn start(fs: WeakFs, served: Served) -> Option<Control> {
-    let path = socket_path(&served.mountpoint);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let path = socket_path(&served.mountpoint, uid);
     let dir = path.parent()?;
     if let Err(e) = std::fs::create_dir_all(dir) {
         tracing::warn!("no control socket ({}): {e}", dir.display());
         return None;
     }
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    if let Err(why) = super::trusted_dir(dir, uid) {
+        tracing::warn!("no control socket: {why}");
+        return None;
+    }
     let _ = std::fs::remove_file(&path);
     let listener = match UnixListener::bind(&path) {
         Ok(l) => l,
