@@ -128,6 +128,12 @@ fn snapshots_during_writes_hold_what_was_written_and_deleting_them_gives_the_spa
         let files = files_of(&s.path);
         assert!(files.len() >= *before, "{name}: {} files, {before} were closed before it", files.len());
         for i in 0..*before {
+            // w(i) with i % 7 == 3 is rewritten in place (truncated, then written) while the
+            // writer makes w(i + 3), before it counts that one closed: a snapshot taken then
+            // holds it in the middle of its rewrite, as it may.
+            if i % 7 == 3 && i + 4 > *before {
+                continue;
+            }
             let want = img.dir.path().join("want");
             std::fs::write(&want, content(i)).unwrap();
             let o = Command::new("cmp").arg(&want).arg(s.path.join(format!("w{i}"))).output().expect("cmp");
