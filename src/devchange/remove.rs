@@ -227,13 +227,7 @@ fn drain(
 /// block (VC3), so only there is the metadata walked to find out.
 fn most_copies(fs: &FsInner) -> Result<usize> {
     let n = usize::from(fs.vol.params.copies);
-    let variable = fs
-        .roots
-        .read()
-        .pfs
-        .as_ref()
-        .is_some_and(|p| p.features & hammer2_format::layout::feature::VARIABLE_COPIES != 0);
-    if !variable {
+    if !fs.variable_copies() {
         return Ok(n);
     }
     let mut most = n;

@@ -291,6 +291,17 @@ impl Drop for PinnedRoots<'_> {
 }
 
 impl FsInner {
+    /// VC3: whether the committed trees may hold blocks with a copy count other than N
+    /// (`VARIABLE_COPIES`, set by the first commit that writes one); only then must a check
+    /// of copy counts walk the metadata.
+    pub(crate) fn variable_copies(&self) -> bool {
+        self.roots
+            .read()
+            .pfs
+            .as_ref()
+            .is_some_and(|p| p.features & hammer2_format::layout::feature::VARIABLE_COPIES != 0)
+    }
+
     /// The committed roots, pinned (`PinnedRoots`). Read under the allocator's lock: a
     /// commit installs its roots before it releases, under that lock, what it freed
     /// (`Allocator::committed`), so the roots read here are the newest, or older ones

@@ -188,13 +188,7 @@ fn would_lose_copies(fs: &FsInner, m: &Member) -> Option<String> {
     }
     // VC2: files may keep fewer copies than N; their blocks on this device alone are
     // looked for (a walk of the metadata: only with `VARIABLE_COPIES`).
-    let variable = fs
-        .roots
-        .read()
-        .pfs
-        .as_ref()
-        .is_some_and(|p| p.features & hammer2_format::layout::feature::VARIABLE_COPIES != 0);
-    if variable {
+    if fs.variable_copies() {
         return match only_on(fs, m.index) {
             Ok(0) => None,
             Ok(n) => Some(format!(
