@@ -72,6 +72,8 @@ pub fn slots_on(device: usize, ndev: usize, copies: u8) -> Option<Vec<(usize, us
     )
 }
 
+pub use crate::fs::inode_readahead::ReadAheadCounts;
+
 /// A mounted filesystem's state for `info`.
 pub struct Live {
     /// The committed state with the live device table (what the next header would say) and
@@ -93,6 +95,8 @@ pub struct Live {
     pub last_scrub: Option<crate::scan::LastScrub>,
     /// How the last resync, device remove or rebalance of this mount ended.
     pub last_operation: Option<crate::scan::Finished>,
+    /// What the inode read-ahead did since mount.
+    pub inode_readahead: ReadAheadCounts,
 }
 
 /// A member's reconnects while mounted (`rejoin`), for `info` on a mount.
@@ -146,6 +150,7 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
         scan: scans.running,
         last_scrub: scans.last_scrub,
         last_operation: scans.last_other,
+        inode_readahead: fs.vol.inode_ahead.counts(),
         assembly,
         header_tids: members
             .iter()

@@ -86,6 +86,7 @@ impl Fs {
         if !fs.inner.vol.read_only {
             fs.remove_orphans()?;
             if fs.inner.opts.background_sync {
+                fs::inode_readahead::InodeReadAhead::start(&fs.inner);
                 *fs.syncer.lock() = Some(syncer::spawn(fs.inner.clone()));
                 rejoin::start(&fs.inner);
             }
@@ -157,6 +158,7 @@ impl Fs {
         if let Some(h) = self.syncer.lock().take() {
             let _ = h.join();
         }
+        fs.vol.inode_ahead.stop();
         rejoin::stop(fs);
     }
 

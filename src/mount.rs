@@ -367,6 +367,7 @@ pub fn volume(asm: &Assembly, opts: &Options) -> Volume {
         cache: BlockCache::new(opts.cache_bytes),
         free_placement: mh.has_feature(hammer2_format::layout::feature::FREE_PLACEMENT).into(),
         read_only: opts.read_only,
+        inode_ahead: Default::default(),
     }
 }
 

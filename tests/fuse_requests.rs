@@ -88,6 +88,11 @@ fn create_cold_stat_and_delete_cost_the_kernels_minimum_of_requests() {
     assert!(n(&c, "getattr") <= 2 * DIRS as u64 + 1, "{c:?}");
     let stat_total: u64 = c.values().sum();
     assert!(stat_total <= files + 3 * DIRS as u64 + 1 + slack, "{c:?}");
+    // The stats went in inode order: after the first window of inodes, read by the lookup
+    // that missed, the read-ahead thread read the next ones (DESIGN §12).
+    let ra = &info_json([&mp])["inode_readahead"];
+    let (ahead, on_demand) = (ra["windows_ahead"].as_u64().unwrap(), ra["windows_on_demand"].as_u64().unwrap());
+    assert!(on_demand >= 1 && ahead >= 2 && ahead + on_demand >= files.div_ceil(64), "{ra}");
 
     let before = counts(&mp);
     for i in 0..FILES {

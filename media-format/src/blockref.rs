@@ -754,7 +754,10 @@ pub fn decode_blockset(buf: &[u8], slots: usize, level: u8) -> DecodeResult<Vec<
 /// [`Blockref::decode_within`]).
 pub fn decode_blockset_within(buf: &[u8], slots: usize, level: u8, device_count: usize) -> DecodeResult<Vec<Blockref>> {
     let r = Reader::new(buf, slots * BLOCKREF_SIZE, "blockset")?;
-    let mut out = Vec::new();
+    // Slots are packed: the used ones are those before the first EMPTY type byte (a used
+    // slot after it is refused below), so the vector is sized once.
+    let used = (0..slots).take_while(|i| r.buf_byte(i * BLOCKREF_SIZE + off::TYPE) != BlockType::Empty.code()).count();
+    let mut out = Vec::with_capacity(used);
     let mut ended = false;
     for i in 0..slots {
         let br = Blockref::decode_within(r.bytes(i * BLOCKREF_SIZE, BLOCKREF_SIZE)?, device_count)?;

@@ -24,6 +24,11 @@ impl<'a> Reader<'a> {
         self.buf.get(off..off + n).ok_or(DecodeError::Short { what: self.what, need: off + n, got: self.buf.len() })
     }
 
+    /// The byte at `off`, or 0 past the end (for a look-ahead that the checked reads
+    /// after it still verify).
+    pub(crate) fn buf_byte(&self, off: usize) -> u8 {
+        self.buf.get(off).copied().unwrap_or(0)
+    }
     pub(crate) fn u8(&self, off: usize) -> DecodeResult<u8> {
         Ok(self.slice(off, 1)?[0])
     }
@@ -51,10 +56,14 @@ impl<'a> Reader<'a> {
     /// Reserved ranges must be zero so that a later format version can give them meaning.
     pub(crate) fn zero(&self, off: usize, n: usize) -> DecodeResult<()> {
         let s = self.slice(off, n)?;
-        match s.iter().position(|&b| b != 0) {
-            None => Ok(()),
-            Some(i) => Err(DecodeError::Reserved { what: self.what, offset: off + i }),
+        // An OR over the whole range compiles to wide loads; a decoded inode checks 29 empty
+        // slots of 128 bytes this way, and a byte-at-a-time early-exit search was a tenth
+        // of a cold lookup. The position is looked for only to report it.
+        if s.iter().fold(0u8, |acc, &b| acc | b) == 0 {
+            return Ok(());
         }
+        let i = s.iter().position(|&b| b != 0).unwrap_or(0);
+        Err(DecodeError::Reserved { what: self.what, offset: off + i })
     }
 
     pub(crate) fn bad(&self, field: &'static str, value: u64) -> DecodeError {

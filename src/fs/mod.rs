@@ -5,6 +5,7 @@
 //! the other way round, so the engine's module graph has no cycle (docs/DESIGN.md §1).
 
 pub(crate) mod devchange;
+pub(crate) mod inode_readahead;
 pub(crate) mod rejoin;
 pub(crate) mod resume;
 pub(crate) mod scans;
@@ -131,8 +132,6 @@ impl Default for Options {
 }
 
 const INODE_SHARDS: usize = 64;
-/// Inode blocks read together when one misses the cache (64 x 4 KiB = 256 KiB).
-const INODE_PREFETCH: usize = 64;
 /// Clean, unreferenced inodes are dropped from memory above this many.
 const INODE_CACHE_TARGET: usize = 50_000;
 /// Memory a changed inode costs until its commit is installed, beyond its data: the
@@ -410,16 +409,27 @@ impl FsInner {
     }
 }
 
+use inode_readahead::WINDOW;
+
 /// The reference of inode `inum` in the inode index `index` (the served PFS's, or a
 /// snapshot's).
 pub(crate) fn locate_inode(vol: &Volume, index: &Root, inum: u64) -> Result<hammer2_format::Blockref> {
     let (node, i) = tree::lookup_in_node(vol, index, inum)?.ok_or(Error::NotFound)?;
     let br = node[i];
-    // Inodes committed together lie together on disk and in the index: bring in the
-    // neighbours with the same request (a directory listing stats them next).
+    let window = |from: usize| &node[from.min(node.len())..(from + WINDOW).min(node.len())];
+    let ahead = &vol.inode_ahead;
     if !vol.is_cached(&br) {
-        let end = (i + INODE_PREFETCH).min(node.len());
-        vol.prefetch(&node[i..end]);
+        ahead.claim(inum);
+    }
+    // Inodes committed together lie together on disk and in the index: bring in the
+    // neighbours with the same request (a directory listing stats them next), and queue
+    // the window after them for the read-ahead thread (`inode_readahead.rs`).
+    if !vol.is_cached(&br) {
+        vol.prefetch(window(i));
+        ahead.count_on_demand();
+        ahead.queue(window(i + WINDOW));
+    } else if ahead.reached(inum) {
+        ahead.queue(window(i + WINDOW));
     }
     Ok(br)
 }

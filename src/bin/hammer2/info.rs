@@ -111,6 +111,7 @@ pub fn live_report(fs: &impl hammer2::Mounted, devices: &str) -> report::Report 
     // "run hammer2 resync".
     r.notes = live.assembly.warnings.iter().cloned().chain(report::notes(&r.devices)).collect();
     r.requests = Some(crate::fuse::requests::snapshot());
+    r.inode_readahead = Some(live.inode_readahead);
     r.running = live.scan.map(|sc| report::RunningReport {
         kind: sc.kind.name(),
         done_bytes: sc.done,

@@ -35,6 +35,9 @@ pub struct Report {
     /// `fuse/requests.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requests: Option<std::collections::BTreeMap<&'static str, crate::fuse::requests::RequestCount>>,
+    /// On a mount: windows of inodes read ahead and read on demand (DESIGN §12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inode_readahead: Option<hammer2::info::ReadAheadCounts>,
     /// What new files are compressed with unless a file, directory or mount says
     /// otherwise (`none` on format version 1).
     pub compression: String,
@@ -229,6 +232,7 @@ pub fn build(asm: &Assembly, tids: &HeaderTids) -> Report {
         raw_free_bytes: sp.raw_free,
         notes: asm.warnings.iter().cloned().chain(notes(&devices)).collect(),
         requests: None,
+        inode_readahead: None,
         compression: hammer2::compression::name(hammer2::compression::from_header(
             mh.default_compression,
             mh.default_zstd_level,
