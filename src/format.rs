@@ -163,7 +163,6 @@ pub fn format(storages: Vec<DynStorage>, opts: &FormatOptions) -> Result<FormatR
         cache: crate::cache::BlockCache::new(16 << 20),
         free_placement: false.into(),
         read_only: false,
-        inode_ahead: Default::default(),
     };
     let size_regions: Vec<(u64, u8)> = vol.devices.iter().map(|m| (m.size, m.regions)).collect();
     let alloc = crate::alloc::freemap::fresh(&size_regions);

@@ -150,7 +150,7 @@ pub fn live(fs: &impl Mounted, name: String) -> Live {
         scan: scans.running,
         last_scrub: scans.last_scrub,
         last_operation: scans.last_other,
-        inode_readahead: fs.vol.inode_ahead.counts(),
+        inode_readahead: fs.inode_ahead.counts(),
         assembly,
         header_tids: members
             .iter()

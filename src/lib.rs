@@ -158,7 +158,7 @@ impl Fs {
         if let Some(h) = self.syncer.lock().take() {
             let _ = h.join();
         }
-        fs.vol.inode_ahead.stop();
+        fs.inode_ahead.stop();
         rejoin::stop(fs);
     }
 

@@ -367,7 +367,6 @@ pub fn volume(asm: &Assembly, opts: &Options) -> Volume {
         cache: BlockCache::new(opts.cache_bytes),
         free_placement: mh.has_feature(hammer2_format::layout::feature::FREE_PLACEMENT).into(),
         read_only: opts.read_only,
-        inode_ahead: Default::default(),
     }
 }
 
@@ -468,6 +467,7 @@ impl FsInner {
         let total = vol.placement_total_units();
         let leaves: u64 = vol.devices.iter().map(|m| u64::from(hammer2_format::freemap::leaves_for(m.size))).sum();
         FsInner {
+            inode_ahead: Default::default(),
             space: Space::new(
                 capacity,
                 free,

@@ -58,8 +58,6 @@ pub struct Volume {
     pub free_placement: std::sync::atomic::AtomicBool,
     /// No write of any kind reaches a device (not even self-heal).
     pub read_only: bool,
-    /// The inode read-ahead queue and its thread (`fs/inode_readahead.rs`).
-    pub(crate) inode_ahead: crate::fs::inode_readahead::InodeReadAhead,
 }
 
 impl Volume {

@@ -93,7 +93,7 @@ impl InodeReadAhead {
     /// Starts the thread for `fs`; `stop` (from `Fs`'s unmount or drop, with the syncer's)
     /// ends it.
     pub(crate) fn start(fs: &Arc<FsInner>) {
-        let ra = &fs.vol.inode_ahead;
+        let ra = &fs.inode_ahead;
         ra.queue.lock().running = true;
         let fs = fs.clone();
         let handle = std::thread::Builder::new()
@@ -168,7 +168,7 @@ impl InodeReadAhead {
 }
 
 fn run(fs: &FsInner) {
-    let ra = &fs.vol.inode_ahead;
+    let ra = &fs.inode_ahead;
     loop {
         let window = {
             let mut q = ra.queue.lock();

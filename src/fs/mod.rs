@@ -196,6 +196,8 @@ impl InodeTable {
 
 pub struct FsInner {
     pub vol: Volume,
+    /// The inode read-ahead queue and its thread (`inode_readahead.rs`).
+    pub(crate) inode_ahead: inode_readahead::InodeReadAhead,
     pub alloc: Mutex<Allocator>,
     pub space: Space,
     pub roots: RwLock<Roots>,
@@ -377,7 +379,7 @@ impl FsInner {
         if let Some(i) = self.inodes.get(inum) {
             return Ok(i);
         }
-        let br = locate_inode(&self.vol, &self.roots.read().inodes, inum)?;
+        let br = locate_inode(self, &self.roots.read().inodes, inum)?;
         let inode = read_inode(&self.vol, br, inum)?;
         // If the inode was committed by a commit that installed between our lookup and
         // now, the table already holds the newer in-memory copy: `insert` returns it.
@@ -413,11 +415,12 @@ use inode_readahead::WINDOW;
 
 /// The reference of inode `inum` in the inode index `index` (the served PFS's, or a
 /// snapshot's).
-pub(crate) fn locate_inode(vol: &Volume, index: &Root, inum: u64) -> Result<hammer2_format::Blockref> {
+pub(crate) fn locate_inode(fs: &FsInner, index: &Root, inum: u64) -> Result<hammer2_format::Blockref> {
+    let vol = &fs.vol;
     let (node, i) = tree::lookup_in_node(vol, index, inum)?.ok_or(Error::NotFound)?;
     let br = node[i];
     let window = |from: usize| &node[from.min(node.len())..(from + WINDOW).min(node.len())];
-    let ahead = &vol.inode_ahead;
+    let ahead = &fs.inode_ahead;
     if !vol.is_cached(&br) {
         ahead.claim(inum);
     }

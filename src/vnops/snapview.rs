@@ -138,8 +138,8 @@ impl SnapshotView<'_> {
         let inode = match self.view.inodes.get(ino) {
             Some(i) => i,
             None => {
-                let vol = &self.fs.inner.vol;
-                let inode = read_inode(vol, locate_inode(vol, &self.view.index, ino)?, ino)?;
+                let fs = &self.fs.inner;
+                let inode = read_inode(&fs.vol, locate_inode(fs, &self.view.index, ino)?, ino)?;
                 let inode = self.view.inodes.insert(Arc::new(inode));
                 self.view.inodes.evict_clean();
                 inode
