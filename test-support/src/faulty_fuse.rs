@@ -3,18 +3,34 @@
 //! fsyncs are passed straight through (direct I/O, no page cache) to a real image file, or,
 //! once told to fail, answered with EIO until told to recover. `hammer2 mount` opens
 //! `dev.img` like any image file; the daemon needs no fault hook.
+//!
+//! It is served by hammer2's own FUSE protocol code and /dev/fuse transport (`proto/`,
+//! `devfuse.rs`, `negotiate.rs` of `src/bin/hammer2/fuse/`, included here as the floor
+//! includes them), so the tests need no FUSE library of their own.
 
-use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, MountOption,
-    OpenFlags, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, SessionACL, WriteFlags,
-};
-use std::ffi::OsStr;
+#[path = "../../src/bin/hammer2/fuse/devfuse.rs"]
+#[allow(dead_code)]
+mod devfuse;
+#[path = "../../src/bin/hammer2/fuse/dispatch.rs"]
+#[allow(dead_code)]
+mod dispatch;
+#[path = "../../src/bin/hammer2/fuse/negotiate.rs"]
+#[allow(dead_code)]
+mod negotiate;
+#[path = "../../src/bin/hammer2/fuse/proto/mod.rs"]
+#[allow(dead_code)]
+mod proto;
+
+use dispatch::{Answer, Dispatch};
+use proto::{Errno, Op, Reply, Request, abi};
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 const ROOT: u64 = 1;
 const FILE: u64 = 2;
@@ -35,29 +51,25 @@ struct PassThrough {
     backing: File,
     size: u64,
     faults: Arc<Faults>,
+    initialized: OnceLock<()>,
 }
 
 impl PassThrough {
-    fn attr(&self, ino: u64) -> FileAttr {
-        let now = SystemTime::now();
-        let (kind, perm, size, nlink) =
-            if ino == ROOT { (FileType::Directory, 0o755, 0, 2) } else { (FileType::RegularFile, 0o644, self.size, 1) };
-        FileAttr {
-            ino: INodeNo(ino),
+    fn attr(&self, ino: u64) -> abi::Attr {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let (mode, size, nlink) =
+            if ino == ROOT { (libc::S_IFDIR | 0o755, 0, 2) } else { (libc::S_IFREG | 0o644, self.size, 1) };
+        abi::Attr {
+            ino,
             size,
             blocks: size / 512,
             atime: now,
             mtime: now,
             ctime: now,
-            crtime: now,
-            kind,
-            perm,
+            mode,
             nlink,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
             blksize: 4096,
-            flags: 0,
+            ..abi::Attr::default()
         }
     }
 
@@ -69,95 +81,93 @@ impl PassThrough {
     }
 
     /// EIO while failing (counted).
-    fn refuse(&self) -> bool {
-        let failing = self.faults.failing.load(Ordering::SeqCst);
-        if failing {
+    fn refuse(&self) -> Result<(), Errno> {
+        if self.faults.failing.load(Ordering::SeqCst) {
             self.faults.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Errno(libc::EIO));
         }
-        failing
+        Ok(())
+    }
+
+    fn serve(&self, req: &Request, out: &mut Reply) -> Result<(), Errno> {
+        let io = |e: std::io::Error| Errno(e.raw_os_error().unwrap_or(libc::EIO));
+        match &req.op {
+            Op::Init(k) => {
+                if k.major != abi::KERNEL_VERSION {
+                    return Err(Errno(libc::EPROTO));
+                }
+                let (reply, _) = negotiate::configure(k, false);
+                out.push(&reply)?;
+                let _ = self.initialized.set(());
+            }
+            Op::Lookup { name } if req.nodeid() == ROOT && *name == NAME.as_bytes() => {
+                out.push(&abi::EntryOut {
+                    nodeid: FILE,
+                    generation: 0,
+                    entry_valid: TTL.as_secs(),
+                    attr_valid: TTL.as_secs(),
+                    entry_valid_nsec: 0,
+                    attr_valid_nsec: 0,
+                    attr: self.attr(FILE),
+                })?;
+            }
+            Op::Lookup { .. } => return Err(Errno::ENOENT),
+            Op::Getattr if matches!(req.nodeid(), ROOT | FILE) => {
+                let attr = self.attr(req.nodeid());
+                out.push(&abi::AttrOut { attr_valid: TTL.as_secs(), attr_valid_nsec: 0, dummy: 0, attr })?;
+            }
+            Op::Getattr => return Err(Errno::ENOENT),
+            // Direct I/O: every read and write of the daemon reaches us, none is cached.
+            Op::Open { .. } => out.push(&abi::OpenOut { fh: 0, open_flags: abi::fopen::DIRECT_IO, backing_id: 0 })?,
+            Op::Read(r) => {
+                self.refuse()?;
+                let len = u64::from(r.size).min(self.size.saturating_sub(r.offset)) as usize;
+                let room = out.room(len);
+                let n = room.len();
+                self.backing.read_exact_at(room, r.offset).map_err(io)?;
+                out.commit(n);
+            }
+            Op::Write { arg, data } => {
+                self.wait_while_held();
+                self.refuse()?;
+                if arg.offset + data.len() as u64 > self.size {
+                    return Err(Errno(libc::ENOSPC));
+                }
+                self.backing.write_all_at(data, arg.offset).map_err(io)?;
+                out.push(&abi::WriteOut { size: data.len() as u32, padding: 0 })?;
+            }
+            Op::Fsync => {
+                self.wait_while_held();
+                self.refuse()?;
+                self.backing.sync_data().map_err(io)?;
+            }
+            Op::Release | Op::Flush => {}
+            _ => return Err(Errno::ENOSYS),
+        }
+        Ok(())
     }
 }
 
-impl Filesystem for PassThrough {
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        if parent.0 == ROOT && name == NAME {
-            reply.entry(&TTL, &self.attr(FILE), Generation(0));
-        } else {
-            reply.error(Errno::ENOENT);
+impl Dispatch for PassThrough {
+    fn dispatch(&self, req: &Request, out: &mut Reply) -> Answer {
+        if !req.op.answered() {
+            return Answer::Nothing;
+        }
+        match self.serve(req, out) {
+            Ok(()) => Answer::Done,
+            Err(e) => {
+                out.clear();
+                Answer::Error(e)
+            }
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match ino.0 {
-            ROOT | FILE => reply.attr(&TTL, &self.attr(ino.0)),
-            _ => reply.error(Errno::ENOENT),
-        }
+    fn initialized(&self) -> bool {
+        self.initialized.get().is_some()
     }
 
-    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO);
-    }
-
-    fn read(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
-        if self.refuse() {
-            return reply.error(Errno::EIO);
-        }
-        let len = (size as u64).min(self.size.saturating_sub(offset)) as usize;
-        let mut buf = vec![0u8; len];
-        match self.backing.read_exact_at(&mut buf, offset) {
-            Ok(()) => reply.data(&buf),
-            Err(e) => reply.error(Errno::from(e)),
-        }
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        self.wait_while_held();
-        if self.refuse() {
-            return reply.error(Errno::EIO);
-        }
-        if offset + data.len() as u64 > self.size {
-            return reply.error(Errno::ENOSPC);
-        }
-        match self.backing.write_all_at(data, offset) {
-            Ok(()) => reply.written(data.len() as u32),
-            Err(e) => reply.error(Errno::from(e)),
-        }
-    }
-
-    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.wait_while_held();
-        if self.refuse() {
-            return reply.error(Errno::EIO);
-        }
-        match self.backing.sync_data() {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(Errno::from(e)),
-        }
-    }
-
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        reply.ok();
+    fn ring_negotiated(&self) -> bool {
+        false
     }
 }
 
@@ -167,7 +177,7 @@ pub struct FaultyDevice {
     /// The path to give `hammer2 mount`.
     pub path: PathBuf,
     pub faults: Arc<Faults>,
-    session: Option<fuser::BackgroundSession>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
     mountpoint: PathBuf,
 }
 
@@ -182,21 +192,25 @@ impl FaultyDevice {
             .unwrap_or_else(|e| panic!("open {}: {e}", backing.display()));
         let size = file.metadata().expect("image size").len();
         let faults = Arc::new(Faults::default());
-        let fs = PassThrough { backing: file, size, faults: faults.clone() };
-        let mut config = Config::default();
-        config.mount_options = vec![MountOption::FSName("hammer2-test-faulty".into())];
-        config.acl = SessionACL::Owner;
-        config.n_threads = Some(2);
-        let session = fuser::Session::new(fs, mountpoint, &config)
-            .and_then(|s| s.spawn())
+        let fs = Arc::new(PassThrough { backing: file, size, faults: faults.clone(), initialized: OnceLock::new() });
+        let conn = crate::fuse_mount::mount(mountpoint, "hammer2-test-faulty", "fuse.hammer2-test-faulty")
             .unwrap_or_else(|e| panic!("cannot serve the faulty device on {}: {e}", mountpoint.display()));
+        devfuse::handshake(&conn, &*fs)
+            .unwrap_or_else(|e| panic!("the faulty device on {}: FUSE handshake: {e}", mountpoint.display()));
+        let server = std::thread::Builder::new()
+            .name("faulty-device".into())
+            .spawn(move || {
+                let conn: OwnedFd = conn;
+                devfuse::serve(&conn, &fs, 2)
+            })
+            .expect("spawning the faulty device's server");
         let path = mountpoint.join(NAME);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::fs::metadata(&path).map(|m| m.len()).ok() != Some(size) {
             assert!(std::time::Instant::now() < deadline, "{} did not appear", path.display());
             std::thread::sleep(Duration::from_millis(10));
         }
-        FaultyDevice { path, faults, session: Some(session), mountpoint: mountpoint.to_path_buf() }
+        FaultyDevice { path, faults, server: Some(server), mountpoint: mountpoint.to_path_buf() }
     }
 
     /// From now on every read, write and fsync fails with EIO.
@@ -228,12 +242,15 @@ impl FaultyDevice {
     }
 
     fn unmount(&mut self) {
-        if let Some(s) = self.session.take() {
-            // umount_and_join unmounts through fusermount3 when fuser mounted through it;
-            // a plain umount covers the case where it mounted directly.
-            if let Err(e) = s.umount_and_join() {
-                let _ = std::process::Command::new("umount").arg("-l").arg(&self.mountpoint).output();
+        if let Some(server) = self.server.take() {
+            // Unmounting ends the connection, and with it the server's workers.
+            if let Err(e) = crate::fuse_mount::unmount(&self.mountpoint) {
                 eprintln!("unmounting the faulty device: {e}");
+            }
+            match server.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("the faulty device's server: {e}"),
+                Err(_) => eprintln!("the faulty device's server panicked"),
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod ext4;
 pub mod faulty_fuse;
 pub mod fsck;
+pub mod fuse_mount;
 pub mod image;
 pub mod model;
 pub mod mount;

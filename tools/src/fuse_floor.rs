@@ -36,8 +36,7 @@ use negotiate::{ATTR_TTL, ENTRY_TTL, open_flags};
 use parking_lot::Mutex;
 use proto::{Errno, Op, Reply, Request, abi};
 use std::collections::{BTreeMap, HashMap};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsFd;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -309,33 +308,6 @@ impl Floor {
     }
 }
 
-/// mount(2) of a FUSE connection of type fuse.floor, as `hammer2 mount` does as root (with
-/// `default_permissions`, nosuid, nodev).
-fn mount(mountpoint: &std::path::Path) -> std::io::Result<OwnedFd> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: a NUL-terminated path; open returns a new descriptor or -1.
-    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor nothing else owns.
-    let dev = unsafe { OwnedFd::from_raw_fd(fd) };
-    let root_mode = std::fs::metadata(mountpoint)?.mode();
-    let data = format!("fd={},rootmode={root_mode:o},user_id=0,group_id=0,default_permissions", dev.as_raw_fd());
-    let data = std::ffi::CString::new(data).expect("no NUL");
-    let target = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("a NUL in the mount point"))?;
-    let flags = libc::MS_NOSUID | libc::MS_NODEV;
-    // SAFETY: NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::mount(c"fuse-floor".as_ptr(), target.as_ptr(), c"fuse.floor".as_ptr(), flags, data.as_ptr().cast())
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(dev)
-}
-
 fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let Some(mountpoint) = std::env::args_os().nth(1) else {
@@ -347,7 +319,7 @@ fn main() -> std::io::Result<()> {
     let state = State { next_ino: ROOT + 1, nodes: HashMap::from([(ROOT, root)]), entries: BTreeMap::new() };
     let want_uring = std::env::var_os("FLOOR_NO_URING").is_none();
     let floor = Arc::new(Floor { state: Mutex::new(state), offer: OnceLock::new(), want_uring });
-    let conn = mount(&mountpoint)?;
+    let conn = hammer2_test_support::fuse_mount::mount(&mountpoint, "fuse-floor", "fuse.floor")?;
     devfuse::handshake(&conn, &*floor)?;
     let rings = uring::start(conn.as_fd(), &floor, uring::DEFAULT_THREADS)?;
     eprintln!("fuse-floor: FUSE over io_uring {}", if rings.is_some() { "on" } else { "off" });
