@@ -31,7 +31,7 @@ pub struct CacheKey {
 #[derive(Clone)]
 pub enum Cached {
     Bytes(Arc<[u8]>),
-    Node(Arc<[Blockref]>),
+    Node(Arc<crate::tree::Node>),
     Inode(Arc<InodeBlock>),
 }
 
@@ -39,7 +39,7 @@ impl Cached {
     fn cost(&self) -> u64 {
         match self {
             Cached::Bytes(b) => b.len() as u64 + 64,
-            Cached::Node(n) => (n.len() * std::mem::size_of::<Blockref>()) as u64 + 64,
+            Cached::Node(n) => (n.len() * (std::mem::size_of::<Blockref>() + 8)) as u64 + 64,
             Cached::Inode(i) => {
                 let content = match &i.content {
                     InodeContent::Tree { entries, .. } => entries.len() * std::mem::size_of::<Blockref>(),

@@ -77,7 +77,7 @@ pub fn read_block_uncached(fs: &Fs, br: &Blockref) -> crate::Result<Vec<u8>> {
 }
 
 /// The decoded entries of the tree node `br` points to (served from the cache when there).
-pub fn read_node(fs: &Fs, br: &Blockref) -> crate::Result<Arc<[Blockref]>> {
+pub fn read_node(fs: &Fs, br: &Blockref) -> crate::Result<Arc<crate::tree::Node>> {
     fs.inner.vol.read_node(br)
 }
 

@@ -6,7 +6,7 @@ use crate::copies::placement::Placement;
 use crate::copies::{BulkBlock, CopyIo, OnBadCopy, ReadCtx};
 use crate::devices::DeviceSet;
 use crate::error::{Error, Result};
-use crate::tree::NodeSource;
+use crate::tree::{Node, NodeSource};
 use hammer2_format::{BlockType, Blockref, CheckMethod, InodeBlock, indirect};
 use std::sync::Arc;
 
@@ -194,7 +194,7 @@ impl Volume {
     /// Caches the entries of a node this process wrote, under the reference that names it.
     /// The caller guarantees `entries` is exactly what the node encodes (its check value
     /// was computed over that encoding), so a later read would decode the same entries.
-    pub fn cache_node(&self, br: &Blockref, entries: Arc<[Blockref]>) {
+    pub fn cache_node(&self, br: &Blockref, entries: Arc<Node>) {
         if br.btype == BlockType::Indirect
             && let Some(k) = Self::key(br)
         {
@@ -203,7 +203,7 @@ impl Volume {
     }
 
     /// The decoded entries of the INDIRECT node `br` points to.
-    pub fn read_node(&self, br: &Blockref) -> Result<Arc<[Blockref]>> {
+    pub fn read_node(&self, br: &Blockref) -> Result<Arc<Node>> {
         if br.btype != BlockType::Indirect {
             return Err(Error::Corrupt(format!("expected an indirect block, found {}", br.btype.name())));
         }
@@ -215,14 +215,14 @@ impl Volume {
         }
         let ptr = br.ptr().ok_or_else(|| Error::Corrupt("indirect reference without a block".into()))?;
         let bytes = self.copy_io().read_verified(br.btype, ptr, &ReadCtx::meta())?;
-        let entries: Arc<[Blockref]> = Arc::from(indirect::decode(&bytes, br.level)?);
+        let entries = Arc::new(Node::new(indirect::decode(&bytes, br.level)?));
         self.cache_node(br, entries.clone());
         Ok(entries)
     }
 }
 
 impl NodeSource for Volume {
-    fn node(&self, br: &Blockref) -> Result<Arc<[Blockref]>> {
+    fn node(&self, br: &Blockref) -> Result<Arc<Node>> {
         self.read_node(br)
     }
 }

@@ -54,7 +54,7 @@ pub struct PBlock {
     pub encoded: Option<Vec<u8>>,
     /// A node's final entries, set by `finalize`: what a read of the node would decode,
     /// handed to the block cache once the commit is durable.
-    pub entries: Option<Arc<[Blockref]>>,
+    pub entries: Option<Arc<crate::tree::Node>>,
     /// The birth (`modify_tid`) of the block this one relocates, when it is a relocation
     /// rather than a change: a node rebuilt only because copies below it moved keeps the
     /// birth of the node it replaces in every tree that shared it (AR1 in docs/DESIGN.md).
@@ -238,10 +238,10 @@ impl Arena {
                 Content::Bytes { .. } => unreachable!("bytes blocks finalized above"),
                 Content::Alias { .. } => unreachable!("aliases finalized above"),
                 Content::Node(entries) => {
-                    let refs: Arc<[Blockref]> = entries.iter().map(|e| self.resolve(e)).collect();
+                    let refs: crate::tree::Node = entries.iter().map(|e| self.resolve(e)).collect();
                     let deg = refs.iter().any(|r| r.is_degraded());
                     let bytes = indirect::encode(&refs, self.blocks[i].size as usize);
-                    node_entries = Some(refs);
+                    node_entries = Some(Arc::new(refs));
                     (bytes, deg, self.blocks[i].payload)
                 }
                 Content::Inode { block, root } => {

@@ -50,9 +50,54 @@ impl Root {
     }
 }
 
+/// A tree node as the tree reads it: its references, with their keys also kept apart. A
+/// search probes the compact array of keys (a few cache lines) rather than one reference of
+/// some 150 bytes per probe: those cache misses were a quarter of an UNLINK's engine time
+/// and a tenth of a cold lookup's. Derefs to the references.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Node {
+    refs: Box<[Blockref]>,
+    keys: Box<[u64]>,
+}
+
+impl Node {
+    pub fn new(refs: Vec<Blockref>) -> Node {
+        let keys = refs.iter().map(|b| b.key).collect();
+        Node { refs: refs.into_boxed_slice(), keys }
+    }
+
+    /// The keys of the references, in order.
+    pub fn keys(&self) -> &[u64] {
+        &self.keys
+    }
+
+    /// Index of the child that covers `key` (see [`child_index`]).
+    pub fn child_for(&self, key: u64) -> usize {
+        child_index(|i| self.keys[i], self.keys.len(), key)
+    }
+
+    /// Index of the reference with exactly `key`.
+    pub fn position(&self, key: u64) -> Option<usize> {
+        self.keys.binary_search(&key).ok()
+    }
+}
+
+impl std::ops::Deref for Node {
+    type Target = [Blockref];
+    fn deref(&self) -> &[Blockref] {
+        &self.refs
+    }
+}
+
+impl FromIterator<Blockref> for Node {
+    fn from_iter<I: IntoIterator<Item = Blockref>>(iter: I) -> Node {
+        Node::new(iter.into_iter().collect())
+    }
+}
+
 /// Reads tree nodes (verified and cached).
 pub trait NodeSource {
-    fn node(&self, br: &Blockref) -> Result<Arc<[Blockref]>>;
+    fn node(&self, br: &Blockref) -> Result<Arc<Node>>;
 }
 
 /// Index of the child that covers `key`: the last entry whose key is <= `key`, or the first.
@@ -66,25 +111,36 @@ pub fn child_index(keys: impl Fn(usize) -> u64, len: usize, key: u64) -> usize {
     lo.saturating_sub(1)
 }
 
+/// The node below the root that covers `key`, at level 0 (a leaf node): None for a root of
+/// level 0 (its entries are the leaves) or an empty one.
+fn leaf_node(src: &dyn NodeSource, root: &Root, key: u64) -> Result<Option<Arc<Node>>> {
+    if root.level == 0 || root.entries.is_empty() {
+        return Ok(None);
+    }
+    let mut node = src.node(&root.entries[child_index(|i| root.entries[i].key, root.entries.len(), key)])?;
+    for _ in 1..root.level {
+        node = src.node(&node[node.child_for(key)])?;
+    }
+    Ok(Some(node))
+}
+
 /// The leaf with exactly `key`, if any.
 pub fn lookup(src: &dyn NodeSource, root: &Root, key: u64) -> Result<Option<Blockref>> {
-    Ok(lookup_in_node(src, root, key)?.map(|(node, i)| node[i]))
+    Ok(match leaf_node(src, root, key)? {
+        Some(node) => node.position(key).map(|i| node[i]),
+        None => root.entries.binary_search_by_key(&key, |b| b.key).ok().map(|i| root.entries[i]),
+    })
 }
 
 /// The leaf node holding `key` (its entries) and the key's index in it, if present. The
 /// node is the root blockset itself for a root of level 0.
-pub fn lookup_in_node(src: &dyn NodeSource, root: &Root, key: u64) -> Result<Option<(Arc<[Blockref]>, usize)>> {
-    if root.entries.is_empty() {
-        return Ok(None);
-    }
-    let mut level = root.level;
-    let mut node: Arc<[Blockref]> = Arc::from(root.entries.as_slice());
-    while level > 0 {
-        let i = child_index(|i| node[i].key, node.len(), key);
-        node = src.node(&node[i])?;
-        level -= 1;
-    }
-    Ok(node.binary_search_by_key(&key, |b| b.key).ok().map(|i| (node, i)))
+pub fn lookup_in_node(src: &dyn NodeSource, root: &Root, key: u64) -> Result<Option<(Arc<Node>, usize)>> {
+    let node = match leaf_node(src, root, key)? {
+        Some(node) => node,
+        None if root.entries.is_empty() => return Ok(None),
+        None => Arc::new(Node::new(root.entries.clone())),
+    };
+    Ok(node.position(key).map(|i| (node, i)))
 }
 
 /// Calls `f` on every leaf with key >= `from`, in key order, until it breaks.
@@ -94,21 +150,27 @@ pub fn scan(
     from: u64,
     f: &mut dyn FnMut(&Blockref) -> Result<ControlFlow<()>>,
 ) -> Result<()> {
-    scan_level(src, root.level, &root.entries, from, f).map(|_| ())
+    scan_level(src, root.level, &root.entries, None, from, f).map(|_| ())
 }
 
+/// Scans `entries` (of level `level`; `keys` are their keys when they are a node's).
 fn scan_level(
     src: &dyn NodeSource,
     level: u8,
     entries: &[Blockref],
+    keys: Option<&[u64]>,
     from: u64,
     f: &mut dyn FnMut(&Blockref) -> Result<ControlFlow<()>>,
 ) -> Result<ControlFlow<()>> {
     if entries.is_empty() {
         return Ok(ControlFlow::Continue(()));
     }
+    let key_at = |i: usize| keys.map_or(entries[i].key, |k| k[i]);
     if level == 0 {
-        let start = entries.partition_point(|b| b.key < from);
+        let start = match keys {
+            Some(k) => k.partition_point(|&k| k < from),
+            None => entries.partition_point(|b| b.key < from),
+        };
         for e in &entries[start..] {
             if f(e)?.is_break() {
                 return Ok(ControlFlow::Break(()));
@@ -116,10 +178,10 @@ fn scan_level(
         }
         return Ok(ControlFlow::Continue(()));
     }
-    let start = child_index(|i| entries[i].key, entries.len(), from);
+    let start = child_index(key_at, entries.len(), from);
     for child in &entries[start..] {
         let node = src.node(child)?;
-        if scan_level(src, level - 1, &node, from, f)?.is_break() {
+        if scan_level(src, level - 1, &node, Some(node.keys()), from, f)?.is_break() {
             return Ok(ControlFlow::Break(()));
         }
     }
@@ -146,4 +208,29 @@ fn for_each_ref_below(src: &dyn NodeSource, br: &Blockref, f: &mut dyn FnMut(&Bl
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn leaf(key: u64) -> Blockref {
+        Blockref { btype: hammer2_format::BlockType::Orphan, key, ..Blockref::EMPTY }
+    }
+
+    proptest! {
+        /// A node's searches over its separate keys answer what a search of the references
+        /// themselves answers.
+        #[test]
+        fn node_searches_agree_with_its_references(mut keys in proptest::collection::vec(0u64..1000, 0..600), probe in 0u64..1100) {
+            keys.sort_unstable();
+            keys.dedup();
+            let node = Node::new(keys.iter().map(|&k| leaf(k)).collect());
+            prop_assert_eq!(node.keys(), &keys[..]);
+            prop_assert_eq!(node.position(probe), node.iter().position(|b| b.key == probe));
+            let covering = node.iter().rposition(|b| b.key <= probe).unwrap_or(0);
+            prop_assert_eq!(node.child_for(probe), covering);
+        }
+    }
 }
