@@ -317,3 +317,25 @@ fn the_base_images_are_clean() {
         assert_eq!(st, 0);
     }
 }
+
+/// Found by the fuzz above: the second copy of the PFS table's root reference (header byte
+/// 689) moved past the end of the one device. The repair's commit relocates that root and
+/// freed the old block's copies, the one past the end included, which left a unit outside
+/// every region marked free (DESIGN S5). Repaired, the image now checks clean.
+#[test]
+fn a_root_copy_past_the_end_of_its_device_is_repaired_without_freeing_units_outside_the_regions() {
+    let d = Damage::HeaderCraft { at: 689, v: 40 };
+    let (images, _) = base(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fuzz0.img");
+    std::fs::write(&path, &images[0]).expect("write");
+    apply(std::slice::from_ref(&path), 0, &d);
+    let bytes = vec![std::fs::read(&path).expect("read")];
+    let (st, before, _) = run_bounded(bytes.clone(), Mode::Check).expect("fsck -n");
+    assert_eq!(st, 4, "{before:?}");
+    assert!(before.iter().any(|k| k == "placement") && before.iter().any(|k| k == "bad_copy"), "{before:?}");
+    let (st, _, after) = run_bounded(bytes, Mode::Yes).expect("fsck -y");
+    assert!([1, 5].contains(&st), "-y status {st}");
+    let (st, kinds, _) = run_bounded(after, Mode::Check).expect("fsck -n after -y");
+    assert_eq!((st, kinds), (0, Vec::<String>::new()));
+}

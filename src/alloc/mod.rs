@@ -291,6 +291,13 @@ impl Allocator {
         if e.unit + e.count > d.bits.units() {
             return;
         }
+        // S5: units outside every region are never free (`DeviceSpace::new` sets them): only
+        // a damaged reference names them (a copy past the end of its device, or in the
+        // header area), and the commit that drops it must not clear them.
+        if d.region_of(e.unit).is_none_or(|r| e.unit + e.count > d.regions[r].end) {
+            tracing::error!(device = e.device, unit = e.unit, count = e.count, "freeing a block outside every region");
+            return;
+        }
         // Freeing what is not allocated (or already freed) would count space twice: only a
         // damaged tree asks for it, and the free map is then rebuilt by fsck.
         if !d.bits.range_set(e.unit, e.count) || !d.pending.range_clear(e.unit, e.count) {
@@ -579,6 +586,25 @@ mod tests {
             b.alloc(0, 0, Class::Data, 16);
             b.leaf_bytes(0, 0)
         });
+    }
+
+    /// A damaged reference may name a copy past the end of its device or in the header area;
+    /// the commit that drops it frees nothing there (fsck's fuzz found a repair leaving such
+    /// a unit marked free).
+    #[test]
+    fn freeing_units_outside_every_region_leaves_them_allocated() {
+        let mut a = one_device();
+        a.committed(1);
+        let units = (64u64 << 20) / UNIT;
+        let past_end = Extent { device: 0, unit: units + 77, count: 1 };
+        let header_area = Extent { device: 0, unit: 3, count: 1 };
+        for e in [past_end, header_area] {
+            assert!(a.is_allocated(&e), "{e:?} starts allocated");
+            a.free(e);
+            a.committed(2);
+            assert!(a.is_allocated(&e), "{e:?}");
+            assert!(hammer2_format::freemap::get(&a.leaf_bytes(0, 0), e.unit), "{e:?} stays set in the free map");
+        }
     }
 
     #[test]
