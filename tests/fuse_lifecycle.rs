@@ -352,7 +352,8 @@ impl Drop for Cleanup {
 
 /// `umount` returns before the daemon's final commit is done. A filesystem mounted on the
 /// same directory meanwhile must stay mounted when that daemon finishes (it must not
-/// unmount the mount point by name on its way out).
+/// unmount the mount point by name on its way out), and keep its control socket, whose
+/// name comes from the mount point too (the old daemon must not remove it on its way out).
 #[test]
 fn a_mount_made_while_the_previous_daemon_still_commits_stays_mounted() {
     // The first filesystem's device stalls its writes, so its daemon is certainly still in
@@ -374,6 +375,8 @@ fn a_mount_made_while_the_previous_daemon_still_commits_stays_mounted() {
     device.release();
     wait_pid_gone(first_pid, &first.log_path());
     assert!(is_mounted(&mountpoint), "the first daemon unmounted the second filesystem");
+    let info = common::image::info_json([&mountpoint]);
+    assert_eq!(info["uuid"], common::image::info_json([&second.devices[0]])["uuid"], "{info}");
     fs::write(m2.join("second"), b"still here").unwrap();
     m2.unmount();
     let m = first.mount_devices(&[&device.path], "", &[]);

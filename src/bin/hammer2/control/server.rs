@@ -9,14 +9,28 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
-/// Removes the socket when the daemon stops serving.
+/// Removes the socket when the daemon stops serving, if it is still this daemon's.
 pub struct Control {
     path: PathBuf,
+    /// (device, inode) of the socket this daemon bound.
+    bound: Option<(u64, u64)>,
+}
+
+/// (device, inode) of the file at `path`.
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Drop for Control {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // The socket's name comes from the mount point: a new daemon mounted on the same
+        // directory while this one made its final commit has bound a socket of the same
+        // name, which this daemon must not remove (its mount would lose `info`, `status`,
+        // `scrub` and the rest).
+        if self.bound.is_some() && identity(&self.path) == self.bound {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -60,6 +74,7 @@ pub fn start(fs: WeakFs, served: Served) -> Option<Control> {
         }
     };
     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    let bound = identity(&path);
     let served = std::sync::Arc::new(served);
     let spawned = std::thread::Builder::new().name("hammer2-control".into()).spawn(move || {
         for conn in listener.incoming().flatten() {
@@ -78,7 +93,7 @@ pub fn start(fs: WeakFs, served: Served) -> Option<Control> {
         tracing::warn!("no control socket thread: {e}");
         return None;
     }
-    Some(Control { path })
+    Some(Control { path, bound })
 }
 
 fn send(out: &mut UnixStream, r: &Reply) -> bool {
