@@ -153,13 +153,8 @@ impl Dispatch for PassThrough {
         if !req.op.answered() {
             return Answer::Nothing;
         }
-        match self.serve(req, out) {
-            Ok(()) => Answer::Done,
-            Err(e) => {
-                out.clear();
-                Answer::Error(e)
-            }
-        }
+        let served = self.serve(req, out);
+        dispatch::answer(out, served)
     }
 
     fn initialized(&self) -> bool {

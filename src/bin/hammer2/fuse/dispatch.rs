@@ -4,6 +4,18 @@
 
 use super::proto::{Errno, Reply, Request};
 
+/// The answer for what serving a request gave: its reply body (encoded into `out`), or an
+/// error, which replaces whatever part of an answer was encoded.
+pub fn answer(out: &mut Reply, served: Result<(), Errno>) -> Answer {
+    match served {
+        Ok(()) => Answer::Done,
+        Err(e) => {
+            out.clear();
+            Answer::Error(e)
+        }
+    }
+}
+
 /// What the transport sends back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {

@@ -5,7 +5,7 @@
 //! lookup reference before they are sent; `forget` drops them.
 
 use super::convert::{access_allowed, caller, entry_out, file_attr, negative_entry, request_time, time_set};
-use super::dispatch::{Answer, Dispatch};
+use super::dispatch::{self, Answer, Dispatch};
 use super::negotiate::open_flags;
 use super::proto::{Errno, Op, Reply, Request, abi, request::forgets};
 use super::{ATTR_TTL, ENTRY_TTL, Hammer2Fuse, requests, xattr};
@@ -29,13 +29,8 @@ impl Dispatch for Hammer2Fuse {
             self.forget_request(req);
             return Answer::Nothing;
         }
-        match self.serve(req, out) {
-            Ok(()) => Answer::Done,
-            Err(e) => {
-                out.clear();
-                Answer::Error(e)
-            }
-        }
+        let served = self.serve(req, out);
+        dispatch::answer(out, served)
     }
 
     fn initialized(&self) -> bool {
