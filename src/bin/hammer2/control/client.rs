@@ -62,8 +62,17 @@ pub fn call_with(
     {
         bail!("cannot reach the daemon serving {}: {why}", mp.display());
     }
-    let mut conn = UnixStream::connect(&path)
-        .with_context(|| format!("cannot reach the daemon serving {} ({})", mp.display(), path.display()))?;
+    let mut conn = match UnixStream::connect(&path) {
+        Ok(conn) => conn,
+        // The socket is there and nobody listens: its daemon has exited, although the mount
+        // may still stat fine for a moment (through FUSE over io_uring the kernel aborts the
+        // connection only once the dead daemon's rings are torn down).
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => bail!(daemon_gone(&mp, &e)),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot reach the daemon serving {} ({})", mp.display(), path.display()));
+        }
+    };
     let line = format!("{}\n", serde_json::to_string(&req)?);
     match fd {
         Some(fd) => super::fdpass::send_with_fd(&conn, line.as_bytes(), fd)?,
