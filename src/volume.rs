@@ -126,7 +126,18 @@ impl Volume {
     /// what keeps a directory's worth of inodes one request. Best effort: a block that
     /// fails is simply not cached (a later read tries every copy, counts and heals).
     pub fn prefetch(&self, refs: &[Blockref]) {
-        let wanted = self.uncached(refs);
+        let wanted: Vec<(&Blockref, BulkBlock<'_>)> = refs
+            .iter()
+            .filter_map(|b| {
+                let p = b.ptr()?;
+                let slot = p.copies.iter().position(|l| l.is_valid())?;
+                let key = Self::key(b)?;
+                if self.cache.get(&key).is_some() {
+                    return None;
+                }
+                Some((b, BulkBlock { btype: b.btype, ptr: p, slot, ctx: ReadCtx::meta() }))
+            })
+            .collect();
         let blocks: Vec<BulkBlock<'_>> = wanted.iter().map(|(_, b)| *b).collect();
         self.copy_io().read_blocks(&blocks, OnBadCopy::Skip, &mut |i, r| {
             let (Ok(bytes), Some(k)) = (r, Self::key(wanted[i].0)) else { return };
@@ -140,21 +151,6 @@ impl Volume {
                 self.cache.insert(k, Cached::Bytes(Arc::from(bytes)));
             }
         });
-    }
-
-    /// The blocks of `refs` the cache does not hold, each with its first valid copy.
-    fn uncached<'a>(&self, refs: &'a [Blockref]) -> Vec<(&'a Blockref, BulkBlock<'a>)> {
-        refs.iter()
-            .filter_map(|b| {
-                let p = b.ptr()?;
-                let slot = p.copies.iter().position(|l| l.is_valid())?;
-                let key = Self::key(b)?;
-                if self.cache.get(&key).is_some() {
-                    return None;
-                }
-                Some((b, BulkBlock { btype: b.btype, ptr: p, slot, ctx: ReadCtx::meta() }))
-            })
-            .collect()
     }
 
     /// The decoded inode block `br` points to (from the cache when it holds it, decoded or

@@ -756,7 +756,9 @@ pub fn decode_blockset_within(buf: &[u8], slots: usize, level: u8, device_count:
     let r = Reader::new(buf, slots * BLOCKREF_SIZE, "blockset")?;
     // Slots are packed: the used ones are those before the first EMPTY type byte (a used
     // slot after it is refused below), so the vector is sized once.
-    let used = (0..slots).take_while(|i| r.buf_byte(i * BLOCKREF_SIZE + off::TYPE) != BlockType::Empty.code()).count();
+    let used = (0..slots)
+        .take_while(|i| r.u8(i * BLOCKREF_SIZE + off::TYPE).is_ok_and(|t| t != BlockType::Empty.code()))
+        .count();
     let mut out = Vec::with_capacity(used);
     let mut ended = false;
     for i in 0..slots {

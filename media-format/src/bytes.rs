@@ -24,11 +24,6 @@ impl<'a> Reader<'a> {
         self.buf.get(off..off + n).ok_or(DecodeError::Short { what: self.what, need: off + n, got: self.buf.len() })
     }
 
-    /// The byte at `off`, or 0 past the end (for a look-ahead that the checked reads
-    /// after it still verify).
-    pub(crate) fn buf_byte(&self, off: usize) -> u8 {
-        self.buf.get(off).copied().unwrap_or(0)
-    }
     pub(crate) fn u8(&self, off: usize) -> DecodeResult<u8> {
         Ok(self.slice(off, 1)?[0])
     }

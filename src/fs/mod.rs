@@ -421,13 +421,15 @@ pub(crate) fn locate_inode(fs: &FsInner, index: &Root, inum: u64) -> Result<hamm
     let br = node[i];
     let window = |from: usize| &node[from.min(node.len())..(from + WINDOW).min(node.len())];
     let ahead = &fs.inode_ahead;
-    if !vol.is_cached(&br) {
+    // A miss first waits for (or takes back) the read-ahead of its window.
+    let cached = vol.is_cached(&br) || {
         ahead.claim(inum);
-    }
+        vol.is_cached(&br)
+    };
     // Inodes committed together lie together on disk and in the index: bring in the
     // neighbours with the same request (a directory listing stats them next), and queue
     // the window after them for the read-ahead thread (`inode_readahead.rs`).
-    if !vol.is_cached(&br) {
+    if !cached {
         vol.prefetch(window(i));
         ahead.count_on_demand();
         ahead.queue(window(i + WINDOW));
